@@ -1,0 +1,75 @@
+import assert from 'node:assert/strict'
+import { mkdtempSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { test } from 'node:test'
+import { isHearthError } from '../errors.ts'
+import { openDatabase, schemaVersion } from './database.ts'
+import { migrations } from './migrations.ts'
+
+function tempDir(): string {
+  return mkdtempSync(join(tmpdir(), 'hearth-store-'))
+}
+
+test('a new database is migrated to the latest version and reopening runs nothing twice', () => {
+  const dir = tempDir()
+  try {
+    const path = join(dir, 'node.db')
+    const db = openDatabase({ path })
+    assert.equal(schemaVersion(db), migrations.length)
+    db.prepare("INSERT INTO agreements VALUES ('0x1', 'provider', '0xr', '0xp', 'approved', '{}', 1, 1)").run()
+    db.close()
+    const again = openDatabase({ path })
+    assert.equal(schemaVersion(again), migrations.length)
+    assert.equal((again.prepare('SELECT count(*) AS n FROM agreements').get() as { n: number }).n, 1)
+    again.close()
+  } finally {
+    rmSync(dir, { recursive: true, force: true })
+  }
+})
+
+test('a later migration runs on an existing database and keeps its rows', () => {
+  const dir = tempDir()
+  try {
+    const path = join(dir, 'node.db')
+    openDatabase({ path, migrations: ['CREATE TABLE t (x INTEGER)'] }).exec('INSERT INTO t VALUES (7)')
+    const db = openDatabase({ path, migrations: ['CREATE TABLE t (x INTEGER)', 'ALTER TABLE t ADD COLUMN y TEXT'] })
+    assert.equal(schemaVersion(db), 2)
+    assert.deepEqual(db.prepare('SELECT x, y FROM t').all(), [{ x: 7, y: null }])
+    db.close()
+  } finally {
+    rmSync(dir, { recursive: true, force: true })
+  }
+})
+
+test('a failing migration leaves the previous version intact and says which one failed', () => {
+  const dir = tempDir()
+  try {
+    const path = join(dir, 'node.db')
+    openDatabase({ path, migrations: ['CREATE TABLE t (x INTEGER)'] }).close()
+    assert.throws(
+      () => openDatabase({ path, migrations: ['CREATE TABLE t (x INTEGER)', 'CREATE TABLE u (a); NOT SQL'] }),
+      (error) => isHearthError(error, 'HEARTH_ERR_STORE_MIGRATION') && /migration 2/.test(error.message),
+    )
+    const db = openDatabase({ path, migrations: ['CREATE TABLE t (x INTEGER)'] })
+    assert.equal(schemaVersion(db), 1)
+    assert.equal(db.prepare("SELECT name FROM sqlite_master WHERE name = 'u'").get(), undefined)
+    db.close()
+  } finally {
+    rmSync(dir, { recursive: true, force: true })
+  }
+})
+
+test('a database from a newer Hearth is refused rather than damaged', () => {
+  const dir = tempDir()
+  try {
+    const path = join(dir, 'node.db')
+    openDatabase({ path, migrations: ['CREATE TABLE a (x)', 'CREATE TABLE b (x)'] }).close()
+    assert.throws(
+      () => openDatabase({ path, migrations: ['CREATE TABLE a (x)'] }),
+      (error) => isHearthError(error, 'HEARTH_ERR_STORE_MIGRATION') && /newer than this Hearth knows/.test(error.message),
+    )
+  } finally {
+    rmSync(dir, { recursive: true, force: true })
+  }
+})

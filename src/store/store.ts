@@ -1,0 +1,29 @@
+/** A node's store: its database plus one repository per aggregate. */
+import { openDatabase, type Db } from './database.ts'
+import {
+  createAgreementRepository,
+  createEscrowRepository,
+  createTaskResultRepository,
+  createVoucherRepository,
+} from './repositories.ts'
+
+export interface Store {
+  db: Db
+  agreements: ReturnType<typeof createAgreementRepository>
+  escrows: ReturnType<typeof createEscrowRepository>
+  vouchers: ReturnType<typeof createVoucherRepository>
+  taskResults: ReturnType<typeof createTaskResultRepository>
+  close(): void
+}
+
+export function openStore(init: { path: string }): Store {
+  const db = openDatabase(init)
+  return {
+    db,
+    agreements: createAgreementRepository(db),
+    escrows: createEscrowRepository(db),
+    vouchers: createVoucherRepository(db),
+    taskResults: createTaskResultRepository(db),
+    close: () => db.close(),
+  }
+}
