@@ -125,6 +125,18 @@ contract HearthEscrow is EIP712, ReentrancyGuard {
         }
     }
 
+    /// @notice The provider ends the agreement without a further claim: the unclaimed rest goes back to the requestor
+    /// now and the escrow closes. Used when a job ends with nothing (more) to claim.
+    function release(bytes32 agreementId) external nonReentrant {
+        Escrow storage e = _open(agreementId);
+        if (msg.sender != e.provider) revert NotProvider(msg.sender);
+
+        uint256 refunded = uint256(e.deposited) - e.claimed;
+        e.closed = true;
+        emit EscrowReleased(agreementId, refunded);
+        if (refunded > 0) token.safeTransfer(e.requestor, refunded);
+    }
+
     /// @notice After expiry the requestor takes back what was not claimed, and the escrow closes.
     function refund(bytes32 agreementId) external nonReentrant {
         Escrow storage e = _open(agreementId);

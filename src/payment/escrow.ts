@@ -1,0 +1,222 @@
+/**
+ * Requestor and provider actions on the token and escrow contracts, over one chain client. Contract reverts come back
+ * as HearthError naming the custom error (`escrow.claim reverted: NothingToClaim(5, 5)`).
+ */
+import { maxUint256, parseEventLogs } from 'viem'
+import type { Abi, Address, Hex, TransactionReceipt } from 'viem'
+import { HearthError } from '../errors.ts'
+import type { ErrorCode } from '../errors.ts'
+import { revertInfo, toChainError } from './chain-client.ts'
+import type { ChainClient } from './chain-client.ts'
+import { hearthEscrowAbi, hearthTokenAbi } from './contracts.ts'
+import type { Voucher } from './voucher.ts'
+
+/** A chain client plus the deployed contracts it talks to. */
+export interface EscrowContext {
+  client: ChainClient
+  tokenAddress: Address
+  escrowAddress: Address
+}
+
+export interface TxOutcome {
+  hash: Hex
+  gasUsed: bigint
+}
+
+export interface EscrowState {
+  agreementId: Hex
+  requestorAddress: Address
+  providerAddress: Address
+  depositedWei: bigint
+  claimedWei: bigint
+  expiresAtSec: bigint
+  closed: boolean
+}
+
+/** Reverts that mean "this voucher is no good" rather than "the chain failed". */
+const voucherErrors = new Set(['InvalidVoucherSignature', 'NothingToClaim', 'ClaimExceedsDeposit'])
+const fundsErrors = new Set(['ERC20InsufficientBalance'])
+
+/** Token faucet: only the account that deployed the token may mint. */
+export async function mintTokens(ctx: EscrowContext, args: { toAddress: Address; amountWei: bigint }): Promise<TxOutcome> {
+  const receipt = await write(ctx, 'token.mint', ctx.tokenAddress, tokenAbi(), 'mint', [args.toAddress, args.amountWei])
+  return outcome(receipt)
+}
+
+/**
+ * Lets the escrow pull the requestor's deposits. One large approval per requestor (default: unlimited, which
+ * OpenZeppelin's ERC-20 never decrements), so each agreement costs a single `open` tx.
+ */
+export async function approveEscrow(ctx: EscrowContext, amountWei: bigint = maxUint256): Promise<TxOutcome> {
+  const receipt = await write(ctx, 'token.approve', ctx.tokenAddress, tokenAbi(), 'approve', [ctx.escrowAddress, amountWei])
+  return outcome(receipt)
+}
+
+/** The requestor deposits `amountWei` for an agreement; refundable after `expiresAtSec` (chain time). */
+export async function openEscrow(
+  ctx: EscrowContext,
+  args: { agreementId: Hex; providerAddress: Address; amountWei: bigint; expiresAtSec: bigint | number },
+): Promise<TxOutcome> {
+  const receipt = await write(ctx, 'escrow.open', ctx.escrowAddress, escrowAbi(), 'open', [
+    args.agreementId,
+    args.providerAddress,
+    args.amountWei,
+    BigInt(args.expiresAtSec),
+  ])
+  return outcome(receipt)
+}
+
+/** The requestor adds to an open escrow's deposit. */
+export async function topUpEscrow(ctx: EscrowContext, args: { agreementId: Hex; amountWei: bigint }): Promise<TxOutcome> {
+  const receipt = await write(ctx, 'escrow.topUp', ctx.escrowAddress, escrowAbi(), 'topUp', [args.agreementId, args.amountWei])
+  return outcome(receipt)
+}
+
+/**
+ * The provider redeems a voucher: receives what it adds over earlier claims. With `release`, the rest of the deposit
+ * goes back to the requestor and the escrow closes (a finished job settles at once).
+ */
+export async function claimVoucher(
+  ctx: EscrowContext,
+  args: { voucher: Voucher; release?: boolean },
+): Promise<TxOutcome & { paidWei: bigint; refundedWei: bigint }> {
+  const { voucher } = args
+  const receipt = await write(ctx, args.release === true ? 'escrow.claim+release' : 'escrow.claim', ctx.escrowAddress, escrowAbi(), 'claim', [
+    voucher.agreementId,
+    voucher.cumulativeWei,
+    voucher.signature,
+    args.release === true,
+  ])
+  let paidWei = 0n
+  let refundedWei = 0n
+  for (const log of escrowLogs(ctx, receipt)) {
+    if (log.eventName === 'VoucherClaimed') paidWei += log.args.paid as bigint
+    if (log.eventName === 'EscrowReleased') refundedWei += log.args.refunded as bigint
+  }
+  return { ...outcome(receipt), paidWei, refundedWei }
+}
+
+/** The provider closes the escrow without claiming more; the unclaimed rest goes back to the requestor at once. */
+export async function releaseEscrow(ctx: EscrowContext, agreementId: Hex): Promise<TxOutcome & { refundedWei: bigint }> {
+  const receipt = await write(ctx, 'escrow.release', ctx.escrowAddress, escrowAbi(), 'release', [agreementId])
+  let refundedWei = 0n
+  for (const log of escrowLogs(ctx, receipt)) {
+    if (log.eventName === 'EscrowReleased') refundedWei += log.args.refunded as bigint
+  }
+  return { ...outcome(receipt), refundedWei }
+}
+
+/** The requestor takes back the unclaimed deposit after expiry; closes the escrow. */
+export async function refundEscrow(ctx: EscrowContext, agreementId: Hex): Promise<TxOutcome & { refundedWei: bigint }> {
+  const receipt = await write(ctx, 'escrow.refund', ctx.escrowAddress, escrowAbi(), 'refund', [agreementId])
+  let refundedWei = 0n
+  for (const log of escrowLogs(ctx, receipt)) {
+    if (log.eventName === 'EscrowRefunded') refundedWei += log.args.refunded as bigint
+  }
+  return { ...outcome(receipt), refundedWei }
+}
+
+/** The escrow for an agreement, or undefined when none was opened. */
+export async function getEscrow(ctx: EscrowContext, agreementId: Hex): Promise<EscrowState | undefined> {
+  const [requestorAddress, providerAddress, depositedWei, claimedWei, expiresAtSec, closed] = (await read(
+    ctx,
+    'escrow.escrows',
+    ctx.escrowAddress,
+    escrowAbi(),
+    'escrows',
+    [agreementId],
+  )) as [Address, Address, bigint, bigint, bigint, boolean]
+  if (/^0x0{40}$/.test(requestorAddress)) return undefined
+  return { agreementId, requestorAddress, providerAddress, depositedWei, claimedWei, expiresAtSec, closed }
+}
+
+export async function tokenBalanceOf(ctx: EscrowContext, address: Address): Promise<bigint> {
+  return (await read(ctx, 'token.balanceOf', ctx.tokenAddress, tokenAbi(), 'balanceOf', [address])) as bigint
+}
+
+/** The latest block's timestamp: expiries are judged by chain time, which `increaseTime` moves ahead of the wall. */
+export async function chainTimeSec(ctx: Pick<EscrowContext, 'client'>): Promise<bigint> {
+  try {
+    return (await ctx.client.publicClient.getBlock({ blockTag: 'latest' })).timestamp
+  } catch (error) {
+    throw toChainError(error, 'eth_getBlockByNumber')
+  }
+}
+
+async function write(
+  ctx: EscrowContext,
+  label: string,
+  address: Address,
+  abi: Abi,
+  functionName: string,
+  args: readonly unknown[],
+): Promise<TransactionReceipt> {
+  try {
+    return await ctx.client.writeContract({ label, address, abi, functionName, args })
+  } catch (error) {
+    throw classify(error, label)
+  }
+}
+
+async function read(
+  ctx: EscrowContext,
+  label: string,
+  address: Address,
+  abi: Abi,
+  functionName: string,
+  args: readonly unknown[],
+): Promise<unknown> {
+  try {
+    return await ctx.client.publicClient.readContract({ address, abi, functionName, args })
+  } catch (error) {
+    throw classify(error, label)
+  }
+}
+
+/** Picks the error code a caller branches on: a bad voucher, too few tokens, or any other chain failure. */
+function classify(error: unknown, label: string): HearthError {
+  const chainError = toChainError(error, label)
+  const name = revertInfo(error)?.errorName
+  let code: ErrorCode = 'HEARTH_ERR_PAYMENT_CHAIN'
+  let hint: string | undefined
+  if (name !== undefined && voucherErrors.has(name)) code = 'HEARTH_ERR_PAYMENT_VOUCHER_INVALID'
+  if (name !== undefined && fundsErrors.has(name)) {
+    code = 'HEARTH_ERR_PAYMENT_INSUFFICIENT_FUNDS'
+    hint = 'mint or buy more tokens for this wallet, or lower the budget'
+  }
+  if (name === 'ERC20InsufficientAllowance') hint = 'call approveEscrow once for this requestor'
+  if (code === chainError.code && hint === undefined) return chainError
+  return new HearthError(code, chainError.shortMessage, {
+    cause: error,
+    ...(hint === undefined ? {} : { hint }),
+    ...(chainError.details === undefined ? {} : { details: chainError.details }),
+  })
+}
+
+function outcome(receipt: TransactionReceipt): TxOutcome {
+  return { hash: receipt.transactionHash, gasUsed: receipt.gasUsed }
+}
+
+function escrowLogs(ctx: EscrowContext, receipt: TransactionReceipt) {
+  const own = receipt.logs.filter((log) => log.address.toLowerCase() === ctx.escrowAddress.toLowerCase())
+  return parseEventLogs({ abi: escrowAbi(), logs: own }) as unknown as { eventName: string; args: Record<string, unknown> }[]
+}
+
+function tokenAbi(): Abi {
+  return hearthTokenAbi()
+}
+
+let escrowAbiWithTokenErrors: Abi | undefined
+
+/** The escrow's ABI plus the token's errors, so a failed transfer inside the escrow decodes by name too. */
+function escrowAbi(): Abi {
+  if (escrowAbiWithTokenErrors === undefined) {
+    const escrow = hearthEscrowAbi()
+    const known = new Set(escrow.filter((item) => item.type === 'error').map((item) => (item as { name: string }).name))
+    const tokenErrors = hearthTokenAbi().filter(
+      (item) => item.type === 'error' && !known.has((item as { name: string }).name),
+    )
+    escrowAbiWithTokenErrors = [...escrow, ...tokenErrors]
+  }
+  return escrowAbiWithTokenErrors
+}

@@ -1,0 +1,38 @@
+/**
+ * The payment protocols between requestor and provider: a cumulative voucher after each accepted result, and a
+ * settle request at the end of an agreement, on which the provider claims its latest voucher and releases the rest.
+ */
+import { z } from 'zod'
+import { defineProtocol } from '../net/protocol.ts'
+
+const hex = z.string().regex(/^0x[0-9a-fA-F]*$/, 'expected 0x-prefixed hex')
+const decimal = z.string().regex(/^(0|[1-9][0-9]{0,77})$/, 'expected a decimal amount in wei')
+
+export const voucherJsonSchema = z.strictObject({
+  agreementId: hex,
+  cumulativeWei: decimal,
+  chainId: z.number().int().positive(),
+  escrowAddress: hex,
+  signer: hex,
+  signature: hex,
+})
+
+export const voucherProtocol = defineProtocol({
+  id: '/hearth/payment/voucher/1',
+  request: voucherJsonSchema,
+  response: z.strictObject({ agreementId: hex, acceptedWei: decimal }),
+  maxRequestBytes: 4 * 1024,
+  maxResponseBytes: 4 * 1024,
+  timeoutMs: 10_000,
+  signed: true,
+})
+
+export const settleProtocol = defineProtocol({
+  id: '/hearth/payment/settle/1',
+  request: z.strictObject({ agreementId: hex }),
+  response: z.strictObject({ agreementId: hex, claimTx: hex.nullable(), paidWei: decimal, refundedWei: decimal }),
+  maxRequestBytes: 4 * 1024,
+  maxResponseBytes: 4 * 1024,
+  timeoutMs: 60_000,
+  signed: true,
+})
