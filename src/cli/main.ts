@@ -1,0 +1,128 @@
+/**
+ * cli/ owns the `hearth` command: argument parsing, progress on stderr, human summaries or one JSON object on stdout.
+ * Commands return an exit code instead of calling process.exit, so tests can run them in process.
+ */
+import { Command, CommanderError, InvalidArgumentError } from 'commander'
+import { isHearthError, toHearthError } from '../errors.ts'
+import { runDemo, type DemoReport } from '../devnet/demo.ts'
+import { runJobFile, type RunReport } from '../devnet/run-job.ts'
+import { createProgressPrinter } from './progress.ts'
+
+/** Exit codes: 0 done, 1 failed while running, 2 bad input (nothing was started or paid). */
+export const exitCodes = { ok: 0, failed: 1, badInput: 2 } as const
+
+function positiveInt(name: string, max: number) {
+  return (value: string): number => {
+    const n = Number(value)
+    if (!Number.isInteger(n) || n < 1 || n > max) throw new InvalidArgumentError(`${name} must be a whole number from 1 to ${max}`)
+    return n
+  }
+}
+
+export async function main(argv: string[], io: { stdout: NodeJS.WritableStream; stderr: NodeJS.WritableStream } = process): Promise<number> {
+  let exitCode: number = exitCodes.ok
+  const program = new Command('hearth')
+    .description('Hearth: a peer-to-peer compute marketplace. Lend idle machines, rent them by the task.')
+    .exitOverride()
+    .configureOutput({ writeOut: (s) => io.stdout.write(s), writeErr: (s) => io.stderr.write(s) })
+
+  program
+    .command('demo')
+    .description('start a local network (embedded chain, providers, requestor) and render an image across it')
+    .option('--providers <n>', 'number of providers', positiveInt('--providers', 32), 3)
+    .option('--tasks <n>', 'number of tiles, one task each', positiveInt('--tasks', 4096), 16)
+    .option('--width <px>', 'image width', positiveInt('--width', 8192), 512)
+    .option('--height <px>', 'image height', positiveInt('--height', 8192), 384)
+    .option('--out <dir>', 'output folder', 'out/demo')
+    .option('--json', 'print one JSON report on stdout instead of a summary')
+    .action(async (options: { providers: number; tasks: number; width: number; height: number; out: string; json?: boolean }) => {
+      const progress = createProgressPrinter(io.stderr, { quiet: options.json === true })
+      const report = await runDemo({
+        providers: options.providers,
+        tasks: options.tasks,
+        width: options.width,
+        height: options.height,
+        outDir: options.out,
+        onEvent: progress.onEvent,
+      })
+      progress.done()
+      io.stdout.write(options.json === true ? `${JSON.stringify(report)}\n` : formatDemoReport(report))
+      if (report.tasks.succeeded !== report.tasks.total) exitCode = exitCodes.failed
+    })
+
+  program
+    .command('run')
+    .description('run a job file on the embedded network (local providers and chain)')
+    .argument('<jobfile>', 'a JSON job file')
+    .option('--out <dir>', 'output folder: DIR/<task index>/<guest path>', 'out/run')
+    .option('--providers <n>', 'number of local providers', positiveInt('--providers', 32), 3)
+    .option('--json', 'print one JSON report on stdout instead of a summary')
+    .action(async (jobFile: string, options: { out: string; providers: number; json?: boolean }) => {
+      const progress = createProgressPrinter(io.stderr, { quiet: options.json === true })
+      const report = await runJobFile({ jobFile, outDir: options.out, providers: options.providers, onEvent: progress.onEvent })
+      progress.done()
+      io.stdout.write(options.json === true ? `${JSON.stringify(report)}\n` : formatRunReport(report))
+      if (report.tasks.succeeded !== report.tasks.total) exitCode = exitCodes.failed
+    })
+
+  try {
+    await program.parseAsync(argv, { from: 'user' })
+    return exitCode
+  } catch (error) {
+    if (error instanceof CommanderError) {
+      // --help and --version end here too, with exit code 0.
+      return error.exitCode === 0 ? exitCodes.ok : exitCodes.badInput
+    }
+    const hearthError = toHearthError(error)
+    io.stderr.write(`\nhearth: ${hearthError.message}\n`)
+    const badInput = isHearthError(error, 'HEARTH_ERR_JOB_INVALID') || isHearthError(error, 'HEARTH_ERR_JOB_INPUT_MISSING')
+    return badInput ? exitCodes.badInput : exitCodes.failed
+  }
+}
+
+function eth(wei: string): string {
+  const value = BigInt(wei)
+  const whole = value / 10n ** 18n
+  const frac = (value % 10n ** 18n).toString().padStart(18, '0').slice(0, 6)
+  return `${whole}.${frac} HTT`
+}
+
+function formatPaymentLines(report: DemoReport | RunReport): string[] {
+  const lines = ['', 'providers:']
+  for (const p of report.providers) {
+    lines.push(`  ${p.address}  tasks ${String(p.tasks).padStart(4)}  paid ${eth(p.paidWei)}  balance +${eth(p.balanceDeltaWei)}`)
+  }
+  const { depositedWei, paidWei, refundedWei } = report.payments
+  lines.push(
+    '',
+    `escrow:   deposited ${eth(depositedWei)} = paid ${eth(paidWei)} + refunded ${eth(refundedWei)}` +
+      (BigInt(depositedWei) === BigInt(paidWei) + BigInt(refundedWei) ? '  (balanced)' : '  (NOT BALANCED)'),
+    `chain:    ${report.chain.txs} transactions, ${report.chain.gasUsed} gas`,
+  )
+  for (const tx of report.chain.transactions) lines.push(`  ${tx.label.padEnd(16)} ${tx.hash}  gas ${tx.gasUsed}`)
+  return lines
+}
+
+export function formatDemoReport(report: DemoReport): string {
+  const lines = [
+    '',
+    `Rendered ${report.image.width}x${report.image.height} in ${report.tasks.total} tiles on ${report.providers.length} providers: ` +
+      `${report.tasks.succeeded}/${report.tasks.total} tasks succeeded in ${(report.wallMs / 1000).toFixed(2)} s`,
+    `image:    ${report.output}`,
+    `check:    ${report.image.identicalToLocalRender ? 'pixel-identical to a render in one process' : 'DIFFERS from a render in one process'}`,
+    ...formatPaymentLines(report),
+    '',
+  ]
+  return lines.join('\n')
+}
+
+export function formatRunReport(report: RunReport): string {
+  const lines = [
+    '',
+    `Job ${report.job}: ${report.tasks.succeeded}/${report.tasks.total} tasks succeeded in ${(report.wallMs / 1000).toFixed(2)} s`,
+    `outputs:  ${report.output}`,
+  ]
+  for (const failure of report.failures) lines.push(`  task ${failure.taskIndex} failed: ${failure.message}`)
+  lines.push(...formatPaymentLines(report), '')
+  return lines.join('\n')
+}

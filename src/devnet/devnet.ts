@@ -1,0 +1,139 @@
+/**
+ * devnet/ owns the embedded default: a whole Hearth network on this machine. One in-process chain (EDR) with the token
+ * and escrow deployed, N providers and a requestor, each a real libp2p node on 127.0.0.1 with its own key file,
+ * SQLite database and chain account. The demo, `hearth run` without a network, the tests and the benchmarks use it.
+ */
+import { mkdtemp, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { parseEther, type Address } from 'viem'
+import { loadOrCreateIdentity, type NodeIdentity } from '../identity/node-identity.ts'
+import { createHost, type Host } from '../net/host.ts'
+import { createWasiRuntime, type WasiRuntime } from '../exec/wasi-runtime.ts'
+import { createChainClient, type ChainClient, type LedgerEntry } from '../payment/chain-client.ts'
+import { deployHearthContracts } from '../payment/deploy.ts'
+import { createEmbeddedChain, type EmbeddedChain } from '../payment/embedded-chain.ts'
+import { mintTokens, tokenBalanceOf, type EscrowContext } from '../payment/escrow.ts'
+import { createProviderAgent, type ProviderAgent } from '../provider/provider-agent.ts'
+import { createRequestor, type Requestor } from '../requestor/requestor.ts'
+import { openStore, type Store } from '../store/store.ts'
+
+export interface DevnetInit {
+  providers: number
+  /** Where the nodes keep their keys, databases and work folders; a fresh temporary folder when absent. */
+  dataDir?: string
+  /** Price of the first provider; each next one asks 10% more, so the market has a spread. */
+  basePerTaskWei?: bigint
+  threadsPerProvider?: number
+  /** Tokens the requestor starts with. */
+  requestorFundsWei?: bigint
+}
+
+export interface DevnetNode {
+  name: string
+  identity: NodeIdentity
+  host: Host
+  store: Store
+  payment: EscrowContext
+}
+
+export interface DevnetProvider extends DevnetNode {
+  agent: ProviderAgent
+  runtime: WasiRuntime
+}
+
+export interface Devnet {
+  chain: EmbeddedChain
+  chainId: number
+  tokenAddress: Address
+  escrowAddress: Address
+  requestor: DevnetNode & { agent: Requestor }
+  providers: DevnetProvider[]
+  /** Token balance of an address, in wei. */
+  balanceOf(address: Address): Promise<bigint>
+  /** Every transaction the network's nodes sent (deployer included), in order. */
+  transactions(): LedgerEntry[]
+  stop(): Promise<void>
+}
+
+const chainId = 31337
+
+export async function startDevnet(init: DevnetInit): Promise<Devnet> {
+  const ownsDataDir = init.dataDir === undefined
+  const dataDir = init.dataDir ?? (await mkdtemp(join(tmpdir(), 'hearth-devnet-')))
+  const threads = init.threadsPerProvider ?? 1
+  const basePerTaskWei = init.basePerTaskWei ?? parseEther('0.001')
+  const stops: (() => Promise<void> | void)[] = []
+  const stopAll = async (): Promise<void> => {
+    for (const stop of stops.reverse()) await Promise.resolve(stop()).catch(() => undefined)
+    if (ownsDataDir) await rm(dataDir, { recursive: true, force: true })
+  }
+
+  try {
+    const names = ['deployer', 'requestor', ...Array.from({ length: init.providers }, (_, i) => `provider-${i + 1}`)]
+    const identities = await Promise.all(names.map((name) => loadOrCreateIdentity(join(dataDir, name))))
+    const chain = await createEmbeddedChain({
+      chainId,
+      accounts: identities.map((identity) => ({ address: identity.address, balanceWei: parseEther('1000') })),
+    })
+    stops.push(() => chain.close())
+    const clients: ChainClient[] = identities.map((identity) => createChainClient({ transport: chain, privateKey: identity.privateKey, chainId }))
+    const deployment = await deployHearthContracts(clients[0]!)
+    const context = (client: ChainClient): EscrowContext => ({ client, tokenAddress: deployment.tokenAddress, escrowAddress: deployment.escrowAddress })
+    await mintTokens(context(clients[0]!), { toAddress: identities[1]!.address, amountWei: init.requestorFundsWei ?? parseEther('1000') })
+
+    const node = async (index: number, bootstrap: string[] = []): Promise<DevnetNode> => {
+      const name = names[index]!
+      const identity = identities[index]!
+      const store = openStore({ path: join(dataDir, name, 'node.db') })
+      stops.push(() => store.close())
+      const host = await createHost({ identity, bootstrap })
+      await host.start()
+      stops.push(() => host.stop())
+      return { name, identity, host, store, payment: context(clients[index]!) }
+    }
+
+    const providers: DevnetProvider[] = []
+    for (let i = 0; i < init.providers; i++) {
+      const base = await node(i + 2)
+      const runtime = createWasiRuntime({ maxWorkers: threads })
+      stops.push(() => runtime.close())
+      const agent = createProviderAgent({
+        identity: base.identity,
+        host: base.host,
+        store: base.store,
+        payment: base.payment,
+        runtime,
+        workDir: join(dataDir, base.name, 'work'),
+        perTaskWei: (basePerTaskWei * BigInt(10 + i)) / 10n,
+        threads,
+        memGib: 1,
+      })
+      await agent.start()
+      stops.push(() => agent.stop())
+      providers.push({ ...base, agent, runtime })
+    }
+
+    const requestorNode = await node(1, providers.flatMap((p) => p.host.multiaddrs()))
+    const requestor = createRequestor({ identity: requestorNode.identity, host: requestorNode.host, store: requestorNode.store, payment: requestorNode.payment })
+    await requestor.start()
+    stops.push(() => requestor.stop())
+    // Bootstrap dials in the background; a job starts once every local provider is connected.
+    await Promise.all(providers.map((p) => requestorNode.host.dial(p.host.multiaddrs()[0]!)))
+
+    return {
+      chain,
+      chainId,
+      tokenAddress: deployment.tokenAddress,
+      escrowAddress: deployment.escrowAddress,
+      requestor: { ...requestorNode, agent: requestor },
+      providers,
+      balanceOf: (address) => tokenBalanceOf(context(clients[0]!), address),
+      transactions: () => clients.flatMap((client) => client.ledger),
+      stop: stopAll,
+    }
+  } catch (error) {
+    await stopAll()
+    throw error
+  }
+}

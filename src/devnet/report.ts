@@ -1,0 +1,51 @@
+/** The money and chain part of a job report, computed from the chain and the nodes' ledgers, shared by demo and run. */
+import type { Address } from 'viem'
+import type { JobOutcome } from '../requestor/requestor.ts'
+import type { Devnet } from './devnet.ts'
+
+export interface ProviderReport {
+  address: Address
+  tasks: number
+  paidWei: string
+  /** How much the provider's on-chain token balance rose during the job. */
+  balanceDeltaWei: string
+}
+
+export interface SettlementReport {
+  providers: ProviderReport[]
+  payments: { depositedWei: string; paidWei: string; refundedWei: string }
+  chain: { txs: number; gasUsed: string; transactions: { label: string; hash: string; gasUsed: string }[] }
+}
+
+/** Balances and ledger positions before a job, so the report shows only what the job did. */
+export async function snapshotDevnet(devnet: Devnet): Promise<{ balances: Map<string, bigint>; txHashes: Set<string> }> {
+  const balances = new Map<string, bigint>()
+  for (const provider of devnet.providers) balances.set(provider.identity.address, await devnet.balanceOf(provider.identity.address))
+  return { balances, txHashes: new Set(devnet.transactions().map((tx) => tx.hash)) }
+}
+
+export async function settlementReport(devnet: Devnet, before: Awaited<ReturnType<typeof snapshotDevnet>>, outcome: JobOutcome): Promise<SettlementReport> {
+  const providers: ProviderReport[] = []
+  for (const provider of devnet.providers) {
+    const address = provider.identity.address
+    const agreements = outcome.agreements.filter((a) => a.provider.toLowerCase() === address.toLowerCase())
+    const after = await devnet.balanceOf(address)
+    providers.push({
+      address,
+      tasks: agreements.reduce((n, a) => n + a.tasks, 0),
+      paidWei: agreements.reduce((n, a) => n + a.paidWei, 0n).toString(),
+      balanceDeltaWei: (after - (before.balances.get(address) ?? 0n)).toString(),
+    })
+  }
+  const sum = (pick: (a: JobOutcome['agreements'][number]) => bigint): string => outcome.agreements.reduce((n, a) => n + pick(a), 0n).toString()
+  const transactions = devnet.transactions().filter((tx) => !before.txHashes.has(tx.hash))
+  return {
+    providers,
+    payments: { depositedWei: sum((a) => a.depositWei), paidWei: sum((a) => a.paidWei), refundedWei: sum((a) => a.refundedWei) },
+    chain: {
+      txs: transactions.length,
+      gasUsed: transactions.reduce((n, tx) => n + tx.gasUsed, 0n).toString(),
+      transactions: transactions.map((tx) => ({ label: tx.label, hash: tx.hash, gasUsed: tx.gasUsed.toString() })),
+    },
+  }
+}

@@ -1,0 +1,86 @@
+/**
+ * `hearth run JOBFILE` on the embedded default: the job file is checked whole first (exit code 2, nothing started),
+ * then a local network runs it and every task's outputs, stdout and stderr land under DIR/<task index>/.
+ */
+import { mkdir, readFile, writeFile } from 'node:fs/promises'
+import { dirname, join, resolve } from 'node:path'
+import { parseEther } from 'viem'
+import { loadJobFile } from '../jobs/job-file.ts'
+import type { JobEventListener } from '../requestor/events.ts'
+import type { JobSpec } from '../requestor/requestor.ts'
+import { startDevnet } from './devnet.ts'
+import { settlementReport, snapshotDevnet, type SettlementReport } from './report.ts'
+
+export interface RunJobInit {
+  jobFile: string
+  outDir: string
+  providers: number
+  onEvent?: JobEventListener
+}
+
+export interface RunReport extends SettlementReport {
+  job: string
+  tasks: { total: number; succeeded: number }
+  results: { taskIndex: number; provider: string; exitCode: number; outputs: string[]; missingOutputs: string[] }[]
+  failures: { taskIndex: number; message: string }[]
+  output: string
+  wallMs: number
+}
+
+export async function runJobFile(init: RunJobInit): Promise<RunReport> {
+  const started = performance.now()
+  const job = loadJobFile(init.jobFile)
+  const spec: JobSpec = {
+    name: job.name,
+    runtime: job.runtime,
+    package: await readFile(job.packagePath),
+    tasks: await Promise.all(
+      job.tasks.map(async (task) => ({
+        args: task.args,
+        env: task.env,
+        inputs: await Promise.all(Object.entries(task.inputPaths).map(async ([path, hostPath]) => ({ path, data: await readFile(hostPath) }))),
+        outputs: task.outputs,
+      })),
+    ),
+    providers: job.providers ?? init.providers,
+    maxPricePerTaskWei: job.pricePerTaskWei === undefined ? parseEther('1') : BigInt(job.pricePerTaskWei),
+    timeoutMs: job.timeoutMs,
+    maxMemoryBytes: job.maxMemoryMib * 1024 * 1024,
+    maxOutputBytes: job.maxOutputMib * 1024 * 1024,
+  }
+  const emit = init.onEvent ?? (() => undefined)
+  emit({ type: 'phase', message: `starting a local network: embedded chain, ${spec.providers} providers, 1 requestor` })
+  const devnet = await startDevnet({ providers: spec.providers })
+  try {
+    const before = await snapshotDevnet(devnet)
+    const outcome = await devnet.requestor.agent.runJob(spec, { onEvent: emit })
+    const settlement = await settlementReport(devnet, before, outcome)
+    const outDir = resolve(init.outDir)
+    const results: RunReport['results'] = []
+    for (const result of outcome.results) {
+      if (result === undefined) continue
+      const taskDir = join(outDir, String(result.taskIndex))
+      await mkdir(taskDir, { recursive: true })
+      await writeFile(join(taskDir, 'stdout'), result.stdout)
+      await writeFile(join(taskDir, 'stderr'), result.stderr)
+      for (const output of result.outputs) {
+        // Guest paths were checked to be absolute without '..', so this stays inside taskDir.
+        const hostPath = join(taskDir, output.path)
+        await mkdir(dirname(hostPath), { recursive: true })
+        await writeFile(hostPath, output.data)
+      }
+      results.push({ taskIndex: result.taskIndex, provider: result.provider, exitCode: result.exitCode, outputs: result.outputs.map((o) => o.path), missingOutputs: result.missingOutputs })
+    }
+    return {
+      job: job.name,
+      tasks: { total: spec.tasks.length, succeeded: results.filter((r) => r.exitCode === 0 && r.missingOutputs.length === 0).length },
+      results,
+      failures: outcome.failures,
+      ...settlement,
+      output: outDir,
+      wallMs: Math.round(performance.now() - started),
+    }
+  } finally {
+    await devnet.stop()
+  }
+}

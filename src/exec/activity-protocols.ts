@@ -1,0 +1,83 @@
+/**
+ * The messages of an activity: the requestor asks a provider to run one task under an agreement; the provider fetches
+ * the package by content id if it does not hold it yet, runs the task in its sandbox and answers with a signed result
+ * naming the hash of every output, so a wrong result is provably the provider's.
+ */
+import { z } from 'zod'
+import { defineProtocol } from '../net/protocol.ts'
+
+const contentId = z.string().regex(/^sha256:[0-9a-f]{64}$/, 'expected a content id sha256:<64 hex digits>')
+const hex = z.string().regex(/^0x[0-9a-fA-F]*$/, 'expected 0x-prefixed hex')
+export const guestPathSchema = z
+  .string()
+  .max(4096)
+  .refine((path) => path.startsWith('/') && path !== '/' && !path.split('/').includes('..') && !path.includes('\0'), {
+    message: 'expected an absolute guest path without ".."',
+  })
+const base64 = z.string().regex(/^[A-Za-z0-9+/]*={0,2}$/, 'expected base64')
+
+export const fileBlobSchema = z.strictObject({
+  path: guestPathSchema,
+  contentId,
+  sizeBytes: z.number().int().nonnegative(),
+  dataBase64: base64,
+})
+export type FileBlob = z.output<typeof fileBlobSchema>
+
+export const runTaskRequestSchema = z.strictObject({
+  agreementId: hex,
+  jobId: z.string().min(1).max(200),
+  taskIndex: z.number().int().nonnegative(),
+  /** A fresh id per attempt, so a retried task is a distinct activity. */
+  activityId: z.string().regex(/^[A-Za-z0-9-]{1,100}$/, 'expected letters, digits and dashes'),
+  runtime: z.literal('wasi'),
+  packageId: contentId,
+  args: z.array(z.string().max(4096)).max(1024),
+  env: z.record(z.string().max(256), z.string().max(4096)),
+  inputs: z.array(fileBlobSchema).max(1024),
+  outputs: z.array(guestPathSchema).max(1024),
+  timeoutMs: z.number().int().positive().max(3_600_000),
+  maxMemoryBytes: z.number().int().positive(),
+  maxOutputBytes: z.number().int().positive(),
+})
+export type RunTaskRequest = z.output<typeof runTaskRequestSchema>
+
+export const taskResultSchema = z.strictObject({
+  agreementId: hex,
+  jobId: z.string(),
+  taskIndex: z.number().int().nonnegative(),
+  activityId: z.string(),
+  /** Hash of the canonical request: what the provider says it was asked to run, inputs included. */
+  requestHash: hex,
+  exitCode: z.number().int(),
+  outputs: z.array(fileBlobSchema),
+  /** Requested outputs the program did not write. */
+  missingOutputs: z.array(guestPathSchema),
+  stdoutBase64: base64,
+  stderrBase64: base64,
+  usage: z.strictObject({ durationMs: z.number().nonnegative(), cpuMs: z.number().nonnegative() }),
+})
+export type TaskResult = z.output<typeof taskResultSchema>
+
+const maxActivityBytes = 96 * 1024 * 1024
+
+export const runTaskProtocol = defineProtocol({
+  id: '/hearth/exec/run-task/1',
+  request: runTaskRequestSchema,
+  response: taskResultSchema,
+  maxRequestBytes: maxActivityBytes,
+  maxResponseBytes: maxActivityBytes,
+  // The requestor sets each call's timeout from the task's own deadline; this is the ceiling.
+  timeoutMs: 3_700_000,
+  signed: true,
+})
+
+/** The provider fetches a package it does not hold from the requestor that asked it to run one. */
+export const fetchBlobProtocol = defineProtocol({
+  id: '/hearth/exec/fetch-blob/1',
+  request: z.strictObject({ contentId }),
+  response: z.strictObject({ contentId, dataBase64: base64 }),
+  maxRequestBytes: 1024,
+  maxResponseBytes: maxActivityBytes,
+  timeoutMs: 60_000,
+})

@@ -1,0 +1,75 @@
+import assert from 'node:assert/strict'
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { after, test } from 'node:test'
+import { isHearthError } from '../errors.ts'
+import { loadJobFile, parseJob } from './job-file.ts'
+
+const dir = mkdtempSync(join(tmpdir(), 'hearth-job-'))
+after(() => rmSync(dir, { recursive: true, force: true }))
+writeFileSync(join(dir, 'prog.wasm'), new Uint8Array([0, 97, 115, 109, 1, 0, 0, 0]))
+writeFileSync(join(dir, 'data.txt'), 'hello')
+
+const good = {
+  name: 'count',
+  runtime: 'wasi',
+  package: './prog.wasm',
+  tasks: [{ args: ['a'], env: { K: 'V' }, inputs: { '/in/data.txt': './data.txt' }, outputs: ['/out/result.txt'] }, {}],
+}
+
+test('a valid job resolves local paths against its folder and fills defaults', () => {
+  const job = parseJob(good, dir)
+  assert.equal(job.packagePath, join(dir, 'prog.wasm'))
+  assert.equal(job.tasks[0]!.inputPaths['/in/data.txt'], join(dir, 'data.txt'))
+  assert.deepEqual(job.tasks[1], { args: [], env: {}, inputs: {}, outputs: [], inputPaths: {} })
+  assert.equal(job.timeoutMs, 60_000)
+})
+
+function problemsOf(value: unknown): string[] {
+  try {
+    parseJob(value, dir)
+  } catch (error) {
+    assert.ok(isHearthError(error, 'HEARTH_ERR_JOB_INVALID'), String(error))
+    return error.details!.problems as string[]
+  }
+  assert.fail('expected the job to be refused')
+}
+
+test('every wrong field is named with what was expected', () => {
+  const problems = problemsOf({
+    name: 'x',
+    runtime: 'docker',
+    package: './prog.wasm',
+    tasks: [{ args: 'not-a-list', outputs: ['relative/out.txt', '/out/../../etc/passwd'], extra: 1 }],
+    timeoutMs: -5,
+  })
+  const text = problems.join('\n')
+  assert.match(text, /^runtime: expected "wasi"/m)
+  assert.match(text, /^tasks\[0\]\.args: /m)
+  assert.match(text, /^tasks\[0\]\.outputs\[0\]: expected an absolute guest path/m)
+  assert.match(text, /^tasks\[0\]\.outputs\[1\]: expected an absolute guest path/m)
+  assert.match(text, /^tasks\[0\]: .*extra/m)
+  assert.match(text, /^timeoutMs: /m)
+})
+
+test('a job with no tasks, or missing its name, is refused', () => {
+  assert.match(problemsOf({ runtime: 'wasi', package: 'p', tasks: [] }).join('\n'), /name: .*\n.*tasks: expected at least one task/)
+})
+
+test('missing local files are all listed before anything runs', () => {
+  try {
+    parseJob({ ...good, package: './nope.wasm', tasks: [{ inputs: { '/in/a': './missing.txt' } }] }, dir)
+    assert.fail('expected a refusal')
+  } catch (error) {
+    assert.ok(isHearthError(error, 'HEARTH_ERR_JOB_INPUT_MISSING'))
+    assert.match(error.message, /package: \.\/nope\.wasm/)
+    assert.match(error.message, /tasks\[0\]\.inputs\.\/in\/a: \.\/missing\.txt/)
+  }
+})
+
+test('a job file that is not JSON says so', () => {
+  const path = join(dir, 'bad.json')
+  writeFileSync(path, '{"name": ')
+  assert.throws(() => loadJobFile(path), (error) => isHearthError(error, 'HEARTH_ERR_JOB_INVALID') && /not valid JSON/.test(error.message))
+})

@@ -1,0 +1,342 @@
+/**
+ * provider/ owns the provider agent: what a lending machine offers, which proposals it signs, how it runs tasks for
+ * requestors it has agreements with, which vouchers it accepts, and when it claims them on chain.
+ *
+ * The agent never works for an agreement whose escrow is not on chain, never accepts a voucher above what it has
+ * delivered, and keeps every agreement and voucher in its store so a restart loses no claim.
+ */
+import { randomUUID } from 'node:crypto'
+import { lstat, mkdir, readFile, rm, writeFile } from 'node:fs/promises'
+import { dirname, join } from 'node:path'
+import type { Address, Hex } from 'viem'
+import { HearthError, isHearthError } from '../errors.ts'
+import { hashCanonical } from '../identity/canonical-json.ts'
+import type { NodeIdentity } from '../identity/node-identity.ts'
+import { signPayload } from '../identity/signed.ts'
+import { reviewProposal, type Agreement, type AgreementTerms, type ProviderPolicy } from '../market/agreement.ts'
+import { negotiateProtocol, offersSyncProtocol } from '../market/market-protocols.ts'
+import { createOffer, offerId, OFFERS_TOPIC, type SignedOffer } from '../market/offer.ts'
+import type { Host } from '../net/host.ts'
+import {
+  fetchBlobProtocol,
+  runTaskProtocol,
+  type FileBlob,
+  type RunTaskRequest,
+  type TaskResult,
+} from '../exec/activity-protocols.ts'
+import { sha256Hex } from '../exec/content-hash.ts'
+import type { WasiRuntime } from '../exec/wasi-runtime.ts'
+import { claimVoucher, getEscrow, releaseEscrow, type EscrowContext } from '../payment/escrow.ts'
+import { settleProtocol, voucherProtocol } from '../payment/payment-protocols.ts'
+import { verifyVoucher, voucherFromJson, voucherToJson, type Voucher } from '../payment/voucher.ts'
+import type { Store } from '../store/store.ts'
+
+export interface ProviderAgentInit {
+  identity: NodeIdentity
+  host: Host
+  store: Store
+  /** The provider's own chain client and the contracts it accepts payment through. */
+  payment: EscrowContext
+  runtime: WasiRuntime
+  /** Packages and activity directories live here. */
+  workDir: string
+  perTaskWei: bigint
+  threads: number
+  memGib: number
+  policy?: Partial<ProviderPolicy>
+  offerTtlMs?: number
+  /** Country code to advertise (`golem.node.geo.country_code`), if the owner wants to state it. */
+  countryCode?: string
+}
+
+export interface ProviderStats {
+  tasksRun: number
+  tasksFailed: number
+  agreements: number
+}
+
+export interface ProviderAgent {
+  readonly address: Address
+  start(): Promise<void>
+  stop(): Promise<void>
+  currentOffer(): SignedOffer | undefined
+  stats(): ProviderStats
+  /** Claims the newest unclaimed voucher of every agreement (used at start, so a restart loses nothing). */
+  claimOutstanding(options?: { release?: boolean }): Promise<{ agreementId: string; txHash: string; paidWei: bigint }[]>
+}
+
+const defaultPolicy: ProviderPolicy = { maxConcurrentAgreements: 16, maxAgreementSec: 24 * 3600 }
+
+export function createProviderAgent(init: ProviderAgentInit): ProviderAgent {
+  const { identity, host, store, payment, runtime } = init
+  const policy: ProviderPolicy = { ...defaultPolicy, ...init.policy }
+  const offerTtlMs = init.offerTtlMs ?? 5 * 60_000
+  const offers = new Map<string, SignedOffer>()
+  let current: SignedOffer | undefined
+  let republishTimer: NodeJS.Timeout | undefined
+  const delivered = new Map<string, number>()
+  const escrowChecked = new Set<string>()
+  const stats: ProviderStats = { tasksRun: 0, tasksFailed: 0, agreements: 0 }
+  const packagesDir = join(init.workDir, 'packages')
+  const activitiesDir = join(init.workDir, 'activities')
+
+  async function publishOffer(): Promise<void> {
+    current = await createOffer({
+      identity,
+      multiaddrs: host.multiaddrs(),
+      properties: {
+        'golem.runtime.name': 'wasi',
+        'golem.inf.cpu.threads': init.threads,
+        'golem.inf.mem.gib': init.memGib,
+        'golem.com.pricing.model': 'per-task',
+        ...(init.countryCode === undefined ? {} : { 'golem.node.geo.country_code': init.countryCode }),
+      },
+      perTaskWei: init.perTaskWei,
+      payment: { chainId: payment.client.chainId, escrow: payment.escrowAddress, token: payment.tokenAddress },
+      ttlMs: offerTtlMs,
+    })
+    const id = offerId(current.payload)
+    offers.set(id, current)
+    for (const [key, offer] of offers) if (offer.payload.expiresAtMs <= Date.now()) offers.delete(key)
+    // Gossip reaches peers that are already meshed; peers that join later ask with offers-sync.
+    await host.publish(OFFERS_TOPIC, current, { maxBytes: 64 * 1024 }).catch(() => undefined)
+  }
+
+  function agreementFor(agreementId: string, requestor: Address): AgreementTerms {
+    const record = store.agreements.get(agreementId)
+    if (record === undefined || record.role !== 'provider') {
+      throw new HearthError('HEARTH_ERR_MARKET_AGREEMENT_UNKNOWN', `no agreement ${agreementId} with this provider`, {
+        hint: 'negotiate an agreement before sending tasks or vouchers',
+      })
+    }
+    const agreement = record.document as Agreement
+    if (agreement.terms.requestor.toLowerCase() !== requestor.toLowerCase()) {
+      throw new HearthError('HEARTH_ERR_MARKET_AGREEMENT_UNKNOWN', `agreement ${agreementId} belongs to another requestor`)
+    }
+    if (record.state !== 'approved') {
+      throw new HearthError('HEARTH_ERR_MARKET_AGREEMENT_UNKNOWN', `agreement ${agreementId} is ${record.state}, not approved`)
+    }
+    return agreement.terms
+  }
+
+  /** Work starts only once the requestor's deposit is on chain, naming this provider. */
+  async function ensureEscrow(terms: AgreementTerms, agreementId: string): Promise<void> {
+    if (escrowChecked.has(agreementId)) return
+    const escrow = await getEscrow(payment, agreementId as Hex)
+    // Anyone can open an escrow under a known id; only one from this agreement's requestor, naming this provider and
+    // holding the agreed deposit, backs the work.
+    const backed =
+      escrow !== undefined &&
+      !escrow.closed &&
+      escrow.providerAddress.toLowerCase() === identity.address.toLowerCase() &&
+      escrow.requestorAddress.toLowerCase() === terms.requestor.toLowerCase() &&
+      escrow.depositedWei >= BigInt(terms.depositWei)
+    if (!backed) {
+      throw new HearthError('HEARTH_ERR_PAYMENT_INSUFFICIENT_FUNDS', `agreement ${agreementId} has no open escrow from its requestor holding the agreed deposit`, {
+        hint: 'open the escrow (escrow.open) for the agreed deposit before sending tasks',
+      })
+    }
+    escrowChecked.add(agreementId)
+  }
+
+  async function packageBytes(request: RunTaskRequest, from: Parameters<Host['request']>[0]): Promise<Uint8Array> {
+    const path = join(packagesDir, request.packageId.replace(':', '-') + '.wasm')
+    try {
+      return await readFile(path)
+    } catch {
+      // Not cached yet: fetch it from the requestor and check it is what was named.
+    }
+    const blob = await host.request(from, fetchBlobProtocol, { contentId: request.packageId })
+    const bytes = Buffer.from(blob.dataBase64, 'base64')
+    if (sha256Hex(bytes) !== request.packageId) {
+      throw new HearthError('HEARTH_ERR_EXEC_PACKAGE_HASH', `the package sent for ${request.packageId} has another hash`)
+    }
+    await mkdir(packagesDir, { recursive: true })
+    await writeFile(path, bytes)
+    return bytes
+  }
+
+  async function runTask(request: RunTaskRequest, requestor: Address, from: Parameters<Host['request']>[0], signal: AbortSignal): Promise<TaskResult> {
+    const terms = agreementFor(request.agreementId, requestor)
+    await ensureEscrow(terms, request.agreementId)
+    const done = delivered.get(request.agreementId) ?? 0
+    if (done >= terms.maxTasks) {
+      throw new HearthError('HEARTH_ERR_MARKET_AGREEMENT_REJECTED', `agreement ${request.agreementId} already had its ${terms.maxTasks} tasks`)
+    }
+    const module = await packageBytes(request, from)
+    const activityDir = join(activitiesDir, request.activityId + '-' + randomUUID().slice(0, 8))
+    const rootDir = join(activityDir, 'root')
+    try {
+      await mkdir(rootDir, { recursive: true })
+      for (const input of request.inputs) {
+        const bytes = Buffer.from(input.dataBase64, 'base64')
+        if (bytes.length !== input.sizeBytes || sha256Hex(bytes) !== input.contentId) {
+          throw new HearthError('HEARTH_ERR_EXEC_PACKAGE_HASH', `input ${input.path} does not match its content id`)
+        }
+        const hostPath = join(rootDir, input.path)
+        await mkdir(dirname(hostPath), { recursive: true })
+        await writeFile(hostPath, bytes)
+      }
+      // Programs expect the folders of their outputs to exist.
+      for (const output of request.outputs) await mkdir(dirname(join(rootDir, output)), { recursive: true })
+      const stdoutPath = join(activityDir, 'stdout')
+      const stderrPath = join(activityDir, 'stderr')
+      const run = await runtime.run(
+        {
+          module,
+          args: request.args,
+          env: request.env,
+          rootDir,
+          stdoutPath,
+          stderrPath,
+          maxMemoryBytes: request.maxMemoryBytes,
+          timeoutMs: request.timeoutMs,
+          maxOutputBytes: request.maxOutputBytes,
+        },
+        { signal },
+      )
+      const outputs: FileBlob[] = []
+      const missingOutputs: string[] = []
+      for (const path of request.outputs) {
+        const hostPath = join(rootDir, path)
+        const info = await lstat(hostPath).catch(() => undefined)
+        // Only regular files come back: a symlink the program made must not leak the provider's files.
+        if (info === undefined || !info.isFile()) {
+          missingOutputs.push(path)
+          continue
+        }
+        const bytes = await readFile(hostPath)
+        outputs.push({ path, contentId: sha256Hex(bytes), sizeBytes: bytes.length, dataBase64: bytes.toString('base64') })
+      }
+      delivered.set(request.agreementId, done + 1)
+      stats.tasksRun++
+      return {
+        agreementId: request.agreementId,
+        jobId: request.jobId,
+        taskIndex: request.taskIndex,
+        activityId: request.activityId,
+        requestHash: hashCanonical(request),
+        exitCode: run.exitCode,
+        outputs,
+        missingOutputs,
+        stdoutBase64: (await readFile(stdoutPath).catch(() => Buffer.alloc(0))).toString('base64'),
+        stderrBase64: (await readFile(stderrPath).catch(() => Buffer.alloc(0))).toString('base64'),
+        usage: { durationMs: run.durationMs, cpuMs: run.cpuMs },
+      }
+    } catch (error) {
+      stats.tasksFailed++
+      throw error
+    } finally {
+      await rm(activityDir, { recursive: true, force: true })
+    }
+  }
+
+  async function acceptVoucher(voucher: Voucher, requestor: Address): Promise<bigint> {
+    const terms = agreementFor(voucher.agreementId, requestor)
+    await verifyVoucher(voucher, {
+      expectedSigner: terms.requestor as Address,
+      chainId: payment.client.chainId,
+      escrowAddress: payment.escrowAddress,
+      agreementId: voucher.agreementId,
+    })
+    const owedAtMost = BigInt(terms.pricing.perTaskWei) * BigInt(delivered.get(voucher.agreementId) ?? 0)
+    if (voucher.cumulativeWei > BigInt(terms.depositWei) || voucher.cumulativeWei > owedAtMost) {
+      throw new HearthError('HEARTH_ERR_PAYMENT_VOUCHER_INVALID', `voucher for ${voucher.cumulativeWei} wei exceeds what this agreement allows`)
+    }
+    store.vouchers.save({ agreementId: voucher.agreementId, cumulativeWei: voucher.cumulativeWei, document: voucherToJson(voucher), receivedAtMs: Date.now() })
+    return store.vouchers.latest(voucher.agreementId)?.cumulativeWei ?? voucher.cumulativeWei
+  }
+
+  /**
+   * Claims the newest voucher; with `release` also gives the unclaimed rest of the deposit back and closes the
+   * escrow (in the same tx when there is something to claim, else by `release` alone).
+   */
+  async function settle(agreementId: string, release: boolean): Promise<{ claimTx: Hex | null; paidWei: bigint; refundedWei: bigint }> {
+    const latest = store.vouchers.latest(agreementId)
+    if (latest !== undefined && latest.claimedTx === null) {
+      const voucher = voucherFromJson(latest.document)
+      const outcome = await claimVoucher(payment, { voucher, release })
+      store.vouchers.markClaimed(agreementId, voucher.cumulativeWei, outcome.hash)
+      return { claimTx: outcome.hash, paidWei: outcome.paidWei, refundedWei: outcome.refundedWei }
+    }
+    if (!release) return { claimTx: null, paidWei: 0n, refundedWei: 0n }
+    const escrow = await getEscrow(payment, agreementId as Hex)
+    if (escrow === undefined || escrow.closed) return { claimTx: null, paidWei: 0n, refundedWei: 0n }
+    const outcome = await releaseEscrow(payment, agreementId as Hex)
+    return { claimTx: outcome.hash, paidWei: 0n, refundedWei: outcome.refundedWei }
+  }
+
+  return {
+    address: identity.address,
+    currentOffer: () => current,
+    stats: () => ({ ...stats }),
+
+    async start() {
+      await mkdir(activitiesDir, { recursive: true })
+      await host.handle(offersSyncProtocol, () => ({ offers: current === undefined ? [] : [current] }))
+
+      await host.handle(negotiateProtocol, async (terms, ctx) => {
+        if (terms.requestor.toLowerCase() !== ctx.remoteAddress.toLowerCase()) {
+          throw new HearthError('HEARTH_ERR_MARKET_AGREEMENT_REJECTED', 'the proposal names a requestor other than the peer sending it')
+        }
+        const offer = current?.payload
+        if (offer === undefined) throw new HearthError('HEARTH_ERR_MARKET_AGREEMENT_REJECTED', 'this provider has no live offer')
+        const active = store.agreements.list({ state: 'approved' }).filter((a) => a.role === 'provider').length
+        const reason = reviewProposal(terms, { offer, offerIds: new Set(offers.keys()), policy, activeAgreements: active, nowMs: Date.now() })
+        if (reason !== undefined) throw new HearthError('HEARTH_ERR_MARKET_AGREEMENT_REJECTED', reason)
+        const own = await signPayload(identity, terms)
+        const agreement: Agreement = {
+          id: hashCanonical(terms),
+          terms,
+          requestorSignature: ctx.envelope!.signature,
+          providerSignature: own.signature,
+        }
+        const nowMs = Date.now()
+        store.agreements.save({ id: agreement.id, role: 'provider', requestor: terms.requestor, provider: terms.provider, state: 'approved', document: agreement, createdAtMs: nowMs, updatedAtMs: nowMs })
+        stats.agreements++
+        return terms
+      })
+
+      await host.handle(runTaskProtocol, (request, ctx) => runTask(request, ctx.remoteAddress, ctx.peerId, ctx.signal))
+
+      await host.handle(voucherProtocol, async (json, ctx) => {
+        const voucher = voucherFromJson(json)
+        const acceptedWei = await acceptVoucher(voucher, ctx.remoteAddress)
+        return { agreementId: voucher.agreementId, acceptedWei: acceptedWei.toString() }
+      })
+
+      await host.handle(settleProtocol, async ({ agreementId }, ctx) => {
+        agreementFor(agreementId, ctx.remoteAddress)
+        const outcome = await settle(agreementId, true)
+        store.agreements.setState(agreementId, 'terminated')
+        escrowChecked.delete(agreementId)
+        return { agreementId, claimTx: outcome.claimTx, paidWei: outcome.paidWei.toString(), refundedWei: outcome.refundedWei.toString() }
+      })
+
+      await publishOffer()
+      republishTimer = setInterval(() => void publishOffer().catch(() => undefined), Math.max(1000, Math.floor(offerTtlMs / 2)))
+      republishTimer.unref()
+    },
+
+    async stop() {
+      if (republishTimer !== undefined) clearInterval(republishTimer)
+      for (const protocol of [offersSyncProtocol, negotiateProtocol, runTaskProtocol, voucherProtocol, settleProtocol]) {
+        await host.unhandle(protocol).catch(() => undefined)
+      }
+    },
+
+    async claimOutstanding(options = {}) {
+      const claimed: { agreementId: string; txHash: string; paidWei: bigint }[] = []
+      for (const voucher of store.vouchers.unclaimed()) {
+        try {
+          const outcome = await settle(voucher.agreementId, options.release === true)
+          if (outcome.claimTx !== null) claimed.push({ agreementId: voucher.agreementId, txHash: outcome.claimTx, paidWei: outcome.paidWei })
+        } catch (error) {
+          // One agreement's failed claim (e.g. already claimed by an earlier run) must not stop the others.
+          if (!isHearthError(error)) throw error
+        }
+      }
+      return claimed
+    },
+  }
+}

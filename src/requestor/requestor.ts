@@ -1,0 +1,455 @@
+/**
+ * requestor/ owns the job engine: it turns offers into agreements, backs each agreement with an escrow, sends tasks
+ * to providers, checks every signed result, pays for what it accepts with cumulative vouchers, retries what failed on
+ * another provider, and settles every agreement at the end.
+ */
+import { randomBytes, randomUUID } from 'node:crypto'
+import type { Address, Hex } from 'viem'
+import { HearthError, toHearthError } from '../errors.ts'
+import { hashCanonical } from '../identity/canonical-json.ts'
+import type { NodeIdentity } from '../identity/node-identity.ts'
+import { signPayload } from '../identity/signed.ts'
+import { assembleAgreement, type Agreement, type AgreementTerms } from '../market/agreement.ts'
+import { negotiateProtocol, offersSyncProtocol } from '../market/market-protocols.ts'
+import { createOfferBook, type OfferBook } from '../market/offer-book.ts'
+import { offerId, offerSchema, OFFERS_TOPIC, verifyOffer, type Offer, type SignedOffer } from '../market/offer.ts'
+import type { Host } from '../net/host.ts'
+import { fetchBlobProtocol, runTaskProtocol, type RunTaskRequest, type TaskResult } from '../exec/activity-protocols.ts'
+import { sha256Hex } from '../exec/content-hash.ts'
+import { approveEscrow, getEscrow, openEscrow, tokenBalanceOf, type EscrowContext } from '../payment/escrow.ts'
+import { settleProtocol, voucherProtocol } from '../payment/payment-protocols.ts'
+import { signVoucher, voucherToJson } from '../payment/voucher.ts'
+import type { Store } from '../store/store.ts'
+import type { JobEventListener } from './events.ts'
+
+export interface TaskSpec {
+  args: string[]
+  env: Record<string, string>
+  /** Files placed in the task directory before it runs, by guest path. */
+  inputs: { path: string; data: Uint8Array }[]
+  /** Guest paths to bring back. */
+  outputs: string[]
+}
+
+export interface JobSpec {
+  name: string
+  runtime: 'wasi'
+  package: Uint8Array
+  tasks: TaskSpec[]
+  /** How many providers to sign agreements with (fewer if fewer offers match). */
+  providers: number
+  maxPricePerTaskWei: bigint
+  timeoutMs: number
+  maxMemoryBytes: number
+  maxOutputBytes: number
+  /** How long to wait for enough offers before starting with what there is. */
+  offerWaitMs?: number
+  /** Attempts per task, across providers. */
+  maxAttempts?: number
+}
+
+export interface TaskOutcome {
+  taskIndex: number
+  provider: Address
+  agreementId: Hex
+  exitCode: number
+  outputs: { path: string; data: Uint8Array }[]
+  missingOutputs: string[]
+  stdout: Uint8Array
+  stderr: Uint8Array
+  usage: { durationMs: number; cpuMs: number }
+  /** Wall time of the whole round trip as the requestor saw it. */
+  roundTripMs: number
+  attempts: number
+}
+
+export interface AgreementOutcome {
+  agreementId: Hex
+  provider: Address
+  perTaskWei: bigint
+  tasks: number
+  depositWei: bigint
+  paidWei: bigint
+  refundedWei: bigint
+  openTx: Hex
+  settleTx: Hex | null
+  settled: boolean
+}
+
+export interface JobOutcome {
+  jobId: string
+  results: (TaskOutcome | undefined)[]
+  failures: { taskIndex: number; message: string }[]
+  agreements: AgreementOutcome[]
+  wallMs: number
+}
+
+export interface RequestorInit {
+  identity: NodeIdentity
+  host: Host
+  store: Store
+  payment: EscrowContext
+}
+
+export interface Requestor {
+  readonly offerBook: OfferBook
+  start(): Promise<void>
+  stop(): Promise<void>
+  /** Asks every connected peer for its offers (what a node does when it joins). */
+  syncOffers(): Promise<number>
+  runJob(spec: JobSpec, options?: { onEvent?: JobEventListener; signal?: AbortSignal }): Promise<JobOutcome>
+}
+
+interface Slot {
+  agreement: Agreement
+  offer: Offer
+  peer: string
+  perTaskWei: bigint
+  accepted: number
+  failures: number
+  openTx: Hex
+  retired: boolean
+}
+
+/** Slack on a task's network deadline beyond its run deadline: transfer and signing. */
+const taskNetworkSlackMs = 30_000
+
+export function createRequestor(init: RequestorInit): Requestor {
+  const { identity, host, store, payment } = init
+  const offerBook = createOfferBook()
+  const blobs = new Map<string, Uint8Array>()
+  /** Providers with an agreement from this requestor: only they may fetch its blobs. */
+  const allowedFetchers = new Set<string>()
+  let unsubscribe: (() => void) | undefined
+  let approved = false
+
+  async function addOffer(signed: SignedOffer): Promise<void> {
+    try {
+      await verifyOffer(signed)
+      offerBook.add(signed)
+    } catch {
+      // A forged or stale offer is simply not listed; gossip counts drops at the net layer.
+    }
+  }
+
+  async function syncOffers(): Promise<number> {
+    const answers = await Promise.allSettled(host.peers().map((peer) => host.request(peer, offersSyncProtocol, {})))
+    let added = 0
+    for (const answer of answers) {
+      if (answer.status !== 'fulfilled') continue
+      for (const signed of answer.value.offers) {
+        const parsed = offerSchema.safeParse(signed.payload)
+        if (!parsed.success) continue
+        await addOffer(signed as SignedOffer)
+        added++
+      }
+    }
+    return added
+  }
+
+  async function negotiate(spec: JobSpec, signed: SignedOffer, jobId: string): Promise<Agreement> {
+    const offer = signed.payload
+    const perTaskWei = BigInt(offer.pricing.perTaskWei)
+    const maxTasks = spec.tasks.length
+    const terms: AgreementTerms = {
+      offerId: offerId(offer),
+      requestor: identity.address,
+      provider: offer.provider,
+      runtime: spec.runtime,
+      pricing: { model: 'per-task', perTaskWei: perTaskWei.toString() },
+      maxTasks,
+      depositWei: (perTaskWei * BigInt(maxTasks)).toString(),
+      payment: offer.payment,
+      expiresAtSec: Math.floor(Date.now() / 1000) + 3600,
+      jobName: `${spec.name} (${jobId})`,
+      nonce: `0x${randomBytes(16).toString('hex')}`,
+      createdAtMs: Date.now(),
+    }
+    const proposal = await signPayload(identity, terms)
+    const exchange = await host.exchange(offer.peerId, negotiateProtocol, terms)
+    const agreement = assembleAgreement(proposal, { payload: exchange.response, signer: exchange.envelope!.signer, signature: exchange.envelope!.signature })
+    const nowMs = Date.now()
+    store.agreements.save({ id: agreement.id, role: 'requestor', requestor: identity.address, provider: offer.provider, state: 'approved', document: agreement, createdAtMs: nowMs, updatedAtMs: nowMs })
+    return agreement
+  }
+
+  function checkResult(result: TaskResult, request: RunTaskRequest): void {
+    const problems: string[] = []
+    if (result.agreementId !== request.agreementId || result.taskIndex !== request.taskIndex || result.activityId !== request.activityId) {
+      problems.push('the result names another task')
+    }
+    if (result.requestHash !== hashCanonical(request)) problems.push('the result was computed for a different request')
+    const wanted = new Set(request.outputs)
+    for (const output of result.outputs) {
+      const bytes = Buffer.from(output.dataBase64, 'base64')
+      if (!wanted.has(output.path)) problems.push(`unrequested output ${output.path}`)
+      if (bytes.length !== output.sizeBytes || sha256Hex(bytes) !== output.contentId) problems.push(`output ${output.path} does not match its hash`)
+    }
+    if (problems.length > 0) {
+      throw new HearthError('HEARTH_ERR_SIGNATURE_INVALID', `result of task ${request.taskIndex} refused: ${problems.join('; ')}`)
+    }
+  }
+
+  async function runJob(spec: JobSpec, options: { onEvent?: JobEventListener; signal?: AbortSignal } = {}): Promise<JobOutcome> {
+    const emit = options.onEvent ?? (() => undefined)
+    const started = performance.now()
+    const jobId = randomUUID()
+    const maxAttempts = spec.maxAttempts ?? 3
+    const packageId = sha256Hex(spec.package)
+    blobs.set(packageId, spec.package)
+
+    // 1. Offers: what gossip brought, plus a direct ask of every peer, until enough match or the wait ends.
+    const fits = (offer: Offer): boolean =>
+      offer.properties['golem.runtime.name'] === spec.runtime &&
+      BigInt(offer.pricing.perTaskWei) <= spec.maxPricePerTaskWei &&
+      offer.payment.chainId === payment.client.chainId &&
+      offer.payment.escrow.toLowerCase() === payment.escrowAddress.toLowerCase()
+    emit({ type: 'phase', message: 'collecting offers' })
+    await syncOffers()
+    const wait = AbortSignal.timeout(spec.offerWaitMs ?? 3_000)
+    const candidates = await offerBook.waitFor(spec.providers, fits, { signal: wait }).catch(() => offerBook.list(fits))
+    if (candidates.length === 0) {
+      throw new HearthError('HEARTH_ERR_MARKET_NO_OFFERS', `no provider offers runtime ${spec.runtime} at ${spec.maxPricePerTaskWei} wei per task or less`, {
+        hint: 'raise the price cap, or start providers (hearth demo starts local ones)',
+      })
+    }
+    emit({ type: 'offers', count: candidates.length })
+    // Cheapest first; equal prices keep arrival order.
+    const chosen = [...candidates].sort((a, b) => Number(BigInt(a.payload.pricing.perTaskWei) - BigInt(b.payload.pricing.perTaskWei))).slice(0, spec.providers)
+
+    // Money check before anything is signed or locked.
+    const depositsWei = chosen.reduce((sum, s) => sum + BigInt(s.payload.pricing.perTaskWei) * BigInt(spec.tasks.length), 0n)
+    const balanceWei = await tokenBalanceOf(payment, identity.address)
+    if (balanceWei < depositsWei) {
+      throw new HearthError('HEARTH_ERR_PAYMENT_INSUFFICIENT_FUNDS', `the deposits need ${depositsWei} wei but the wallet holds ${balanceWei} wei`, {
+        hint: 'fund the requestor wallet, use fewer providers, or lower the price cap',
+      })
+    }
+
+    // 2. Agreements with all chosen providers at once: a slow one delays nobody.
+    emit({ type: 'phase', message: `negotiating with ${chosen.length} providers` })
+    const negotiated = await Promise.allSettled(chosen.map((signed) => negotiate(spec, signed, jobId)))
+    const agreements: { agreement: Agreement; offer: Offer }[] = []
+    negotiated.forEach((outcome, i) => {
+      const offer = chosen[i]!.payload
+      if (outcome.status === 'fulfilled') {
+        agreements.push({ agreement: outcome.value, offer })
+        emit({ type: 'agreement', provider: offer.provider, agreementId: outcome.value.id })
+      } else {
+        emit({ type: 'agreement-failed', provider: offer.provider, message: toHearthError(outcome.reason).shortMessage })
+      }
+    })
+    if (agreements.length === 0) {
+      throw new HearthError('HEARTH_ERR_MARKET_AGREEMENT_REJECTED', 'every provider refused or failed to sign an agreement', {
+        hint: 'see the reasons above; adjust the price or the job\'s limits',
+      })
+    }
+
+    // 3. Escrow: one approval, then one deposit per agreement, all in flight together.
+    emit({ type: 'phase', message: 'opening escrows on chain' })
+    if (!approved) {
+      await approveEscrow(payment)
+      approved = true
+    }
+    const slots: Slot[] = await Promise.all(
+      agreements.map(async ({ agreement, offer }) => {
+        const depositWei = BigInt(agreement.terms.depositWei)
+        const tx = await openEscrow(payment, {
+          agreementId: agreement.id as Hex,
+          providerAddress: offer.provider as Address,
+          amountWei: depositWei,
+          expiresAtSec: agreement.terms.expiresAtSec,
+        })
+        store.escrows.save({ agreementId: agreement.id, depositedWei: depositWei, openTx: tx.hash, claimedWei: 0n, refundedWei: 0n, closed: false })
+        allowedFetchers.add(offer.provider.toLowerCase())
+        emit({ type: 'escrow-opened', provider: offer.provider, agreementId: agreement.id, depositWei: depositWei.toString(), txHash: tx.hash })
+        return { agreement, offer, peer: offer.peerId, perTaskWei: BigInt(agreement.terms.pricing.perTaskWei), accepted: 0, failures: 0, openTx: tx.hash, retired: false }
+      }),
+    )
+
+    // 4. Dispatch: each provider pulls from one queue as many tasks at once as it has threads.
+    emit({ type: 'phase', message: `running ${spec.tasks.length} tasks` })
+    const results: (TaskOutcome | undefined)[] = new Array(spec.tasks.length).fill(undefined)
+    const attempts = new Array<number>(spec.tasks.length).fill(0)
+    const triedOn = spec.tasks.map(() => new Set<string>())
+    const lastError = new Map<number, string>()
+    const queue: number[] = spec.tasks.map((_, i) => i)
+    let done = 0
+    let inFlight = 0
+    let wake: (() => void) | undefined
+    const notify = (): void => {
+      const w = wake
+      wake = undefined
+      w?.()
+    }
+
+    const nextTaskFor = (slot: Slot): number | undefined => {
+      const liveSlots = slots.filter((s) => !s.retired).length
+      for (let i = 0; i < queue.length; i++) {
+        const index = queue[i]!
+        // Retry on another provider when there is one left that has not tried it.
+        if (triedOn[index]!.has(slot.offer.provider) && triedOn[index]!.size < liveSlots) continue
+        queue.splice(i, 1)
+        return index
+      }
+      return undefined
+    }
+
+    const runOne = async (slot: Slot, index: number): Promise<void> => {
+      const task = spec.tasks[index]!
+      attempts[index]!++
+      triedOn[index]!.add(slot.offer.provider)
+      emit({ type: 'task-started', taskIndex: index, provider: slot.offer.provider })
+      const request: RunTaskRequest = {
+        agreementId: slot.agreement.id,
+        jobId,
+        taskIndex: index,
+        activityId: randomUUID(),
+        runtime: 'wasi',
+        packageId,
+        args: task.args,
+        env: task.env,
+        inputs: task.inputs.map((input) => ({
+          path: input.path,
+          contentId: sha256Hex(input.data),
+          sizeBytes: input.data.length,
+          dataBase64: Buffer.from(input.data).toString('base64'),
+        })),
+        outputs: task.outputs,
+        timeoutMs: spec.timeoutMs,
+        maxMemoryBytes: spec.maxMemoryBytes,
+        maxOutputBytes: spec.maxOutputBytes,
+      }
+      const sentAt = performance.now()
+      try {
+        const exchange = await host.exchange(slot.peer, runTaskProtocol, request, { timeoutMs: spec.timeoutMs + taskNetworkSlackMs, signal: options.signal })
+        const result = exchange.response
+        checkResult(result, request)
+        // Accepted: record it, then pay for it with a voucher for everything accepted so far.
+        slot.accepted++
+        slot.failures = 0
+        const cumulativeWei = slot.perTaskWei * BigInt(slot.accepted)
+        store.taskResults.save({ jobId, taskIndex: index, agreementId: slot.agreement.id, provider: slot.offer.provider, document: exchange.envelope, acceptedAtMs: Date.now() })
+        const voucher = await signVoucher({ privateKey: identity.privateKey, chainId: payment.client.chainId, escrowAddress: payment.escrowAddress, agreementId: slot.agreement.id as Hex, cumulativeWei })
+        store.vouchers.save({ agreementId: slot.agreement.id, cumulativeWei, document: voucherToJson(voucher), receivedAtMs: Date.now() })
+        // A lost voucher message costs the provider nothing: the next (cumulative) voucher covers it.
+        await host.request(slot.peer, voucherProtocol, voucherToJson(voucher)).catch(() => undefined)
+        results[index] = {
+          taskIndex: index,
+          provider: slot.offer.provider as Address,
+          agreementId: slot.agreement.id as Hex,
+          exitCode: result.exitCode,
+          outputs: result.outputs.map((o) => ({ path: o.path, data: Buffer.from(o.dataBase64, 'base64') })),
+          missingOutputs: result.missingOutputs,
+          stdout: Buffer.from(result.stdoutBase64, 'base64'),
+          stderr: Buffer.from(result.stderrBase64, 'base64'),
+          usage: result.usage,
+          roundTripMs: performance.now() - sentAt,
+          attempts: attempts[index]!,
+        }
+        done++
+        emit({ type: 'task-done', taskIndex: index, provider: slot.offer.provider, done, total: spec.tasks.length })
+      } catch (error) {
+        const message = toHearthError(error).shortMessage
+        lastError.set(index, message)
+        slot.failures++
+        // A provider that fails twice in a row gets no more tasks from this job.
+        if (slot.failures >= 2) slot.retired = true
+        const willRetry = attempts[index]! < maxAttempts && slots.some((s) => !s.retired)
+        if (willRetry) queue.push(index)
+        emit({ type: 'task-failed', taskIndex: index, provider: slot.offer.provider, message, willRetry })
+      }
+    }
+
+    const worker = async (slot: Slot): Promise<void> => {
+      for (;;) {
+        if (slot.retired || options.signal?.aborted === true) return
+        const index = nextTaskFor(slot)
+        if (index === undefined) {
+          // Nothing for us now; finish when nothing is queued or running anywhere, else wait for a change.
+          if (queue.length === 0 && inFlight === 0) return notify()
+          await new Promise<void>((resolve) => {
+            const previous = wake
+            wake = () => {
+              previous?.()
+              resolve()
+            }
+          })
+          continue
+        }
+        inFlight++
+        await runOne(slot, index)
+        inFlight--
+        notify()
+      }
+    }
+    await Promise.all(
+      slots.flatMap((slot) => {
+        const threads = Number(slot.offer.properties['golem.inf.cpu.threads'] ?? 1)
+        return Array.from({ length: Math.max(1, Math.min(threads, 8)) }, () => worker(slot))
+      }),
+    )
+
+    // 5. Settle: each provider claims its latest voucher and releases the rest of the deposit back to us.
+    emit({ type: 'phase', message: 'settling agreements' })
+    const agreementOutcomes = await Promise.all(
+      slots.map(async (slot): Promise<AgreementOutcome> => {
+        const depositWei = BigInt(slot.agreement.terms.depositWei)
+        let settleTx: Hex | null = null
+        try {
+          const answer = await host.request(slot.peer, settleProtocol, { agreementId: slot.agreement.id })
+          settleTx = answer.claimTx as Hex | null
+        } catch (error) {
+          emit({ type: 'phase', message: `${slot.offer.provider} did not settle (${toHearthError(error).shortMessage}); its deposit comes back after expiry` })
+        }
+        // The chain, not the provider's answer, says what was paid and what came back.
+        const escrow = await getEscrow(payment, slot.agreement.id as Hex)
+        const paidWei = escrow?.claimedWei ?? 0n
+        const refundedWei = escrow?.closed === true ? depositWei - paidWei : 0n
+        store.escrows.save({ agreementId: slot.agreement.id, depositedWei: depositWei, openTx: slot.openTx, claimedWei: paidWei, refundedWei, closed: escrow?.closed ?? false })
+        store.agreements.setState(slot.agreement.id, 'terminated')
+        emit({ type: 'settled', provider: slot.offer.provider, agreementId: slot.agreement.id, paidWei: paidWei.toString(), refundedWei: refundedWei.toString(), txHash: settleTx })
+        return {
+          agreementId: slot.agreement.id as Hex,
+          provider: slot.offer.provider as Address,
+          perTaskWei: slot.perTaskWei,
+          tasks: slot.accepted,
+          depositWei,
+          paidWei,
+          refundedWei,
+          openTx: slot.openTx,
+          settleTx,
+          settled: escrow?.closed === true,
+        }
+      }),
+    )
+    blobs.delete(packageId)
+
+    const failures = results.flatMap((result, taskIndex) =>
+      result === undefined ? [{ taskIndex, message: lastError.get(taskIndex) ?? 'not run: no provider was left to run it' }] : [],
+    )
+    return { jobId, results, failures, agreements: agreementOutcomes, wallMs: performance.now() - started }
+  }
+
+  return {
+    offerBook,
+    syncOffers,
+    runJob,
+    async start() {
+      unsubscribe = host.subscribe(OFFERS_TOPIC, offerSchema, async (_offer, envelope) => {
+        await addOffer(envelope as SignedOffer)
+      })
+      await host.handle(fetchBlobProtocol, ({ contentId }, ctx) => {
+        const bytes = blobs.get(contentId)
+        if (bytes === undefined || !allowedFetchers.has(ctx.remoteAddress.toLowerCase())) {
+          throw new HearthError('HEARTH_ERR_EXEC_PACKAGE_INVALID', `this requestor does not serve ${contentId} to you`)
+        }
+        return { contentId, dataBase64: Buffer.from(bytes).toString('base64') }
+      })
+    },
+    async stop() {
+      unsubscribe?.()
+      await host.unhandle(fetchBlobProtocol).catch(() => undefined)
+    },
+  }
+}
