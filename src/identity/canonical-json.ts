@@ -1,0 +1,83 @@
+/**
+ * Canonical JSON (RFC 8785, JCS): one byte string per JSON value, so that two nodes hashing "the same" object
+ * agree on the hash whatever key order or number spelling their objects had.
+ */
+import { keccak256, stringToBytes } from 'viem'
+import type { Hex } from 'viem'
+import { HearthError } from '../errors.ts'
+
+/**
+ * Serialises a JSON value canonically: object keys sorted by UTF-16 code units, no whitespace, numbers in
+ * ECMAScript shortest form (so 1.0 -> 1, -0 -> 0, 1e21 -> 1e+21), strings escaped as JSON.stringify does.
+ *
+ * Object members whose value is `undefined` are omitted, as JSON.stringify omits them, so that a value hashes the
+ * same before and after a trip over the wire. Anything else that JSON cannot carry (bigint, NaN, Infinity,
+ * functions, symbols, `undefined` as a value, Dates, Maps, class instances, lone surrogates) throws.
+ */
+export function canonicalize(value: unknown): string {
+  return serialize(value, '$', new Set())
+}
+
+/** keccak256 of the UTF-8 bytes of `canonicalize(value)`. */
+export function hashCanonical(value: unknown): Hex {
+  return keccak256(stringToBytes(canonicalize(value)))
+}
+
+function serialize(value: unknown, path: string, ancestors: Set<object>): string {
+  switch (typeof value) {
+    case 'string':
+      return serializeString(value, path)
+    case 'number':
+      if (!Number.isFinite(value)) throw notJson(path, `the number ${value} has no JSON form`)
+      // ES Number::toString is exactly RFC 8785's number format; it already prints -0 as "0".
+      return String(value)
+    case 'boolean':
+      return value ? 'true' : 'false'
+    case 'bigint':
+      throw notJson(path, 'a bigint has no canonical JSON form', 'encode bigints as decimal strings (e.g. priceWei: 10n.toString())')
+    case 'undefined':
+      throw notJson(path, 'undefined has no JSON form', 'omit the value or use null')
+    case 'function':
+    case 'symbol':
+      throw notJson(path, `a ${typeof value} has no JSON form`)
+    case 'object':
+      break
+  }
+  if (value === null) return 'null'
+  if (ancestors.has(value)) throw notJson(path, 'the value contains a reference cycle')
+  ancestors.add(value)
+  try {
+    if (Array.isArray(value)) {
+      return `[${value.map((item, index) => serialize(item, `${path}[${index}]`, ancestors)).join(',')}]`
+    }
+    const proto = Object.getPrototypeOf(value) as unknown
+    if (proto !== Object.prototype && proto !== null) {
+      const kind = (value as { constructor?: { name?: string } }).constructor?.name ?? 'object'
+      throw notJson(path, `a ${kind} is not a plain JSON object`, 'convert it first (dates to ISO strings, bytes to hex)')
+    }
+    const record = value as Record<string, unknown>
+    const members: string[] = []
+    // Default sort compares UTF-16 code units, which is what RFC 8785 asks for.
+    for (const key of Object.keys(record).sort()) {
+      const member = record[key]
+      if (member === undefined) continue
+      members.push(`${serializeString(key, `${path} key`)}:${serialize(member, `${path}.${key}`, ancestors)}`)
+    }
+    return `{${members.join(',')}}`
+  } finally {
+    ancestors.delete(value)
+  }
+}
+
+function serializeString(value: string, path: string): string {
+  // RFC 8785 requires well-formed Unicode; JSON.stringify would emit an escaped lone surrogate instead.
+  if (!value.isWellFormed()) throw notJson(path, 'the string contains a lone UTF-16 surrogate')
+  return JSON.stringify(value)
+}
+
+function notJson(path: string, what: string, hint?: string): HearthError {
+  return new HearthError('HEARTH_ERR_INTERNAL', `Cannot canonicalize ${path}: ${what}`, {
+    ...(hint === undefined ? {} : { hint }),
+    details: { path },
+  })
+}

@@ -1,0 +1,98 @@
+/**
+ * Signed envelopes: a payload, its author's address and an EIP-191 personal signature over the keccak256 of the
+ * payload's canonical JSON. EIP-191 (rather than a raw hash signature) lets any Ethereum wallet produce and check them.
+ */
+import { getAddress, isAddress, isAddressEqual, recoverMessageAddress } from 'viem'
+import type { Address, Hex } from 'viem'
+import { z } from 'zod'
+import { HearthError } from '../errors.ts'
+import { hashCanonical } from './canonical-json.ts'
+import type { NodeIdentity } from './node-identity.ts'
+
+export interface Signed<T> {
+  payload: T
+  signer: Address
+  signature: Hex
+}
+
+export interface VerifyOptions {
+  /** When given, the envelope must be signed by this address (compared case-insensitively). */
+  expectedSigner?: Address
+}
+
+const signaturePattern = /^0x[0-9a-fA-F]{130}$/
+
+/** The envelope's shape with the payload left unchecked; check the payload after verifying (see verifySigned). */
+export const signedEnvelopeSchema = z.object({
+  payload: z.unknown(),
+  signer: z.string().refine((value) => isAddress(value, { strict: false }), 'expected a 20-byte hex address'),
+  signature: z.string().regex(signaturePattern, 'expected a 65-byte hex signature'),
+})
+
+/**
+ * Schema for a field that carries a signed envelope. It checks the envelope's shape and that the payload satisfies
+ * `payloadSchema`, but keeps the payload exactly as received (unknown keys included) so the signature still verifies
+ * when the envelope is stored or forwarded. It does NOT verify the signature (that is async): call `verifySigned`.
+ * Use JSON-shaped payload schemas (no transforms) for signed data.
+ */
+export function signedSchema<P extends z.ZodType>(payloadSchema: P): z.ZodType<Signed<z.input<P>>> {
+  return signedEnvelopeSchema.superRefine((envelope, ctx) => {
+    const result = payloadSchema.safeParse(envelope.payload)
+    if (result.success) return
+    for (const issue of result.error.issues) {
+      ctx.addIssue({ code: 'custom', message: issue.message, path: ['payload', ...issue.path] })
+    }
+  }) as unknown as z.ZodType<Signed<z.input<P>>>
+}
+
+export async function signPayload<T>(identity: NodeIdentity, payload: T): Promise<Signed<T>> {
+  const hash = hashCanonical(payload)
+  const signature = await identity.account.signMessage({ message: { raw: hash } })
+  return { payload, signer: identity.address, signature }
+}
+
+/**
+ * Checks that `signed.signature` is `signed.signer`'s signature over `signed.payload` (and, optionally, that the
+ * signer is who the caller expects). Returns the payload; throws HEARTH_ERR_SIGNATURE_INVALID saying what is wrong.
+ */
+export async function verifySigned<T>(signed: Signed<T>, options: VerifyOptions = {}): Promise<T> {
+  const shape = signedEnvelopeSchema.safeParse(signed)
+  if (!shape.success) {
+    const issue = shape.error.issues[0]
+    const where = issue === undefined || issue.path.length === 0 ? 'envelope' : issue.path.join('.')
+    throw new HearthError('HEARTH_ERR_SIGNATURE_INVALID', `Malformed signed envelope: ${where}: ${issue?.message ?? 'invalid'}`, {
+      hint: 'a signed message is { payload, signer: 0x-address, signature: 0x-65-byte-hex }',
+      details: { reason: 'malformed', field: where },
+    })
+  }
+  const signer = getAddress(shape.data.signer)
+  let hash: Hex
+  try {
+    hash = hashCanonical(signed.payload)
+  } catch (cause) {
+    throw new HearthError('HEARTH_ERR_SIGNATURE_INVALID', 'Malformed signed envelope: the payload is not canonical JSON', {
+      cause,
+      details: { reason: 'malformed', field: 'payload' },
+    })
+  }
+  if (options.expectedSigner !== undefined && !isAddressEqual(signer, options.expectedSigner)) {
+    throw new HearthError('HEARTH_ERR_SIGNATURE_INVALID', `Signed by ${signer}, but ${getAddress(options.expectedSigner)} was expected`, {
+      details: { reason: 'signer-mismatch', signer, expectedSigner: getAddress(options.expectedSigner) },
+    })
+  }
+  let recovered: Address
+  try {
+    recovered = await recoverMessageAddress({ message: { raw: hash }, signature: shape.data.signature as Hex })
+  } catch (cause) {
+    throw new HearthError('HEARTH_ERR_SIGNATURE_INVALID', 'The signature is not a valid secp256k1 signature', {
+      cause,
+      details: { reason: 'bad-signature', signer },
+    })
+  }
+  if (!isAddressEqual(recovered, signer)) {
+    throw new HearthError('HEARTH_ERR_SIGNATURE_INVALID', `The signature does not match the payload and signer ${signer} (tampered payload or wrong key)`, {
+      details: { reason: 'bad-signature', signer },
+    })
+  }
+  return signed.payload
+}

@@ -1,0 +1,38 @@
+/**
+ * Hearth's public API: the package's main entry. Everything a program needs to run a network, lend a machine or rent
+ * one is exported here; deeper paths are internal and may change.
+ */
+export { HearthError, errorCodes, isHearthError, type ErrorCode } from './errors.ts'
+
+export { canonicalize, hashCanonical } from './identity/canonical-json.ts'
+export { generateIdentity, identityFromPrivateKey, loadOrCreateIdentity, addressFromPeerId, type NodeIdentity } from './identity/node-identity.ts'
+export { signPayload, verifySigned, type Signed } from './identity/signed.ts'
+
+export { openStore, type Store } from './store/store.ts'
+
+export { createHost, type Host, type HostInit } from './net/host.ts'
+export { defineProtocol, type Protocol } from './net/protocol.ts'
+
+export { createOffer, verifyOffer, offerId, OFFERS_TOPIC, type Offer, type SignedOffer } from './market/offer.ts'
+export { createOfferBook, type OfferBook } from './market/offer-book.ts'
+export { verifyAgreement, reviewProposal, type Agreement, type AgreementTerms, type ProviderPolicy } from './market/agreement.ts'
+
+export { createWasiRuntime, type WasiRuntime, type WasiRunSpec, type WasiRunResult } from './exec/wasi-runtime.ts'
+export { sha256Hex, hashFile } from './exec/content-hash.ts'
+
+export { createEmbeddedChain, serveChainHttp, type EmbeddedChain } from './payment/embedded-chain.ts'
+export { createChainClient, type ChainClient } from './payment/chain-client.ts'
+export { deployHearthContracts } from './payment/deploy.ts'
+export { openEscrow, claimVoucher, releaseEscrow, refundEscrow, getEscrow, tokenBalanceOf, mintTokens, approveEscrow, type EscrowContext } from './payment/escrow.ts'
+export { signVoucher, verifyVoucher, type Voucher } from './payment/voucher.ts'
+
+export { createProviderAgent, type ProviderAgent, type ProviderAgentInit } from './provider/provider-agent.ts'
+export { createRequestor, type Requestor, type JobSpec, type TaskSpec, type JobOutcome } from './requestor/requestor.ts'
+export type { JobEvent } from './requestor/events.ts'
+
+export { loadJobFile, parseJob, type LoadedJob } from './jobs/job-file.ts'
+export { encodePng, decodePng } from './jobs/png.ts'
+
+export { startDevnet, type Devnet } from './devnet/devnet.ts'
+export { runDemo, type DemoReport } from './devnet/demo.ts'
+export { runJobFile, type RunReport } from './devnet/run-job.ts'

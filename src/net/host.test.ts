@@ -1,0 +1,58 @@
+import assert from 'node:assert/strict'
+import { after, describe, it } from 'node:test'
+import { isHearthError } from '../errors.ts'
+import { generateIdentity } from '../identity/node-identity.ts'
+import { createHost } from './host.ts'
+import type { Host } from './host.ts'
+
+describe('libp2p host', () => {
+  const hosts: Host[] = []
+  const started = async (init: Omit<Parameters<typeof createHost>[0], 'identity'> = {}): Promise<Host> => {
+    const host = await createHost({ identity: generateIdentity(), ...init })
+    hosts.push(host)
+    await host.start()
+    return host
+  }
+  after(async () => {
+    await Promise.all(hosts.map((host) => host.stop()))
+  })
+
+  it('takes its PeerId and address from the node identity and listens on loopback only by default', async () => {
+    const identity = generateIdentity()
+    const host = await createHost({ identity })
+    hosts.push(host)
+    await host.start()
+    assert.equal(host.peerId.toString(), identity.peerId.toString())
+    assert.equal(host.address, identity.address)
+    const addresses = host.multiaddrs()
+    assert.equal(addresses.length, 1)
+    assert.match(addresses[0]!, new RegExp(`^/ip4/127\\.0\\.0\\.1/tcp/\\d+/p2p/${identity.peerId.toString()}$`))
+  })
+
+  it('dials by multiaddr, then pings by PeerId', async () => {
+    const a = await started()
+    const b = await started()
+    const remote = await a.dial(b.multiaddrs()[0]!)
+    assert.equal(remote.toString(), b.peerId.toString())
+    const rtt = await a.ping(b.peerId)
+    assert.ok(Number.isFinite(rtt) && rtt >= 0 && rtt < 1000, `rtt ${rtt}`)
+    assert.deepEqual(a.peers().map(String), [b.peerId.toString()])
+  })
+
+  it('connects to bootstrap peers by itself', async () => {
+    const seed = await started()
+    const joiner = await started({ bootstrap: seed.multiaddrs() })
+    const deadline = Date.now() + 5000
+    while (joiner.peers().length === 0 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 25))
+    assert.deepEqual(joiner.peers().map(String), [seed.peerId.toString()])
+  })
+
+  it('reports unreachable peers and bad targets as HEARTH_ERR_NET_DIAL', async () => {
+    const a = await started()
+    const stopped = await started()
+    const address = stopped.multiaddrs()[0]!
+    await stopped.stop()
+    await assert.rejects(a.dial(address), (error: unknown) => isHearthError(error, 'HEARTH_ERR_NET_DIAL'))
+    await assert.rejects(a.dial('not a peer'), (error: unknown) => isHearthError(error, 'HEARTH_ERR_NET_DIAL') && error.hint !== undefined)
+  })
+})

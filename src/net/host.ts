@@ -1,0 +1,181 @@
+/**
+ * The libp2p host of a Hearth node: TCP + noise + yamux, identify, ping, gossipsub, and bootstrap / mDNS discovery
+ * when asked for. Its PeerId comes from the node's secp256k1 key, so every peer's Ethereum address is known from
+ * the connection itself. Protocol and gossip helpers sit on top (see protocol.ts and gossip.ts).
+ */
+import './polyfill.ts' // must come first: libp2p 3 needs Promise.withResolvers, which Node 20 lacks
+import { bootstrap } from '@libp2p/bootstrap'
+import { gossipsub } from '@libp2p/gossipsub'
+import type { GossipSub } from '@libp2p/gossipsub'
+import { identify } from '@libp2p/identify'
+import type { Identify } from '@libp2p/identify'
+import { mdns } from '@libp2p/mdns'
+import { noise } from '@libp2p/noise'
+import { ping } from '@libp2p/ping'
+import type { Ping } from '@libp2p/ping'
+import { tcp } from '@libp2p/tcp'
+import { yamux } from '@libp2p/yamux'
+import { createLibp2p } from 'libp2p'
+import type { Libp2pOptions } from 'libp2p'
+import type { Libp2p, PeerId } from '@libp2p/interface'
+import type { Address } from 'viem'
+import type { z } from 'zod'
+import { HearthError } from '../errors.ts'
+import type { NodeIdentity } from '../identity/node-identity.ts'
+import type { Signed } from '../identity/signed.ts'
+import { toDialTarget } from './dial-target.ts'
+import type { PeerTarget } from './dial-target.ts'
+import { createGossip, gossipMaxBytesCeiling } from './gossip.ts'
+import type { GossipHandler, PublishOptions, SubscribeOptions } from './gossip.ts'
+import { createNetMetrics } from './net-metrics.ts'
+import type { NetMetrics } from './net-metrics.ts'
+import { sendRequest, serveProtocol } from './protocol.ts'
+import type { Exchange, Protocol, RequestHandler, RequestOptions } from './protocol.ts'
+
+export interface HostInit {
+  identity: NodeIdentity
+  /** Multiaddrs to listen on (default: loopback only, `/ip4/127.0.0.1/tcp/0`). */
+  listen?: string[]
+  /** Multiaddrs (with /p2p/<PeerId>) to connect to at start and keep connected. */
+  bootstrap?: string[]
+  /** Find and dial peers on the local network by multicast DNS (default false). */
+  mdns?: boolean
+}
+
+export type HostServices = { identify: Identify; ping: Ping; pubsub: GossipSub }
+
+export interface Host {
+  readonly peerId: PeerId
+  /** Ethereum address of this node's key. */
+  readonly address: Address
+  /** Escape hatch; prefer the methods below, which validate, bound and count what crosses the network. */
+  readonly libp2p: Libp2p<HostServices>
+  /** Listening addresses, each ending in /p2p/<PeerId>, ready to hand to another node's dial or bootstrap. */
+  multiaddrs(): string[]
+  start(): Promise<void>
+  stop(): Promise<void>
+  /** Opens (or reuses) a connection; resolves to the remote PeerId. */
+  dial(target: PeerTarget, options?: { signal?: AbortSignal }): Promise<PeerId>
+  /** Round-trip time in milliseconds. */
+  ping(target: PeerTarget, options?: { signal?: AbortSignal }): Promise<number>
+  /** Peers we hold an open connection to. */
+  peers(): PeerId[]
+  handle<Req extends z.ZodType, Res extends z.ZodType>(protocol: Protocol<Req, Res>, handler: RequestHandler<Req, Res>): Promise<void>
+  unhandle(protocol: Protocol): Promise<void>
+  /** Sends one request and returns the validated response (for signed protocols, the verified payload). */
+  request<Req extends z.ZodType, Res extends z.ZodType>(target: PeerTarget, protocol: Protocol<Req, Res>, request: z.input<Req>, options?: RequestOptions): Promise<z.output<Res>>
+  /** As `request`, also returning the responder's signed envelope (to keep as proof) and PeerId. */
+  exchange<Req extends z.ZodType, Res extends z.ZodType>(target: PeerTarget, protocol: Protocol<Req, Res>, request: z.input<Req>, options?: RequestOptions): Promise<Exchange<Res>>
+  publish(topic: string, signed: Signed<unknown>, options?: PublishOptions): Promise<{ recipients: number }>
+  subscribe<P extends z.ZodType>(topic: string, payloadSchema: P, handler: GossipHandler<P>, options?: SubscribeOptions): () => void
+  /** Peers known to subscribe to `topic`. */
+  topicPeers(topic: string): PeerId[]
+  metrics(): NetMetrics
+}
+
+/** Every local node shares 127.0.0.1; gossipsub's IP-colocation penalty would graylist them beyond 10 peers. */
+const loopbackIps = new Set(['127.0.0.1', '::1'])
+
+export async function createHost(init: HostInit): Promise<Host> {
+  const { identity } = init
+  const peerDiscovery: NonNullable<Libp2pOptions['peerDiscovery']> = []
+  if (init.bootstrap !== undefined && init.bootstrap.length > 0) peerDiscovery.push(bootstrap({ list: init.bootstrap }))
+  if (init.mdns === true) peerDiscovery.push(mdns())
+
+  let libp2p: Libp2p<HostServices>
+  try {
+    libp2p = await createLibp2p({
+      privateKey: identity.libp2pKey,
+      start: false,
+      addresses: { listen: init.listen ?? ['/ip4/127.0.0.1/tcp/0'] },
+      transports: [tcp()],
+      connectionEncrypters: [noise()],
+      // A dialer may open streams before the listener has finished its side of the upgrade; past 10 such "early"
+      // streams yamux aborts the whole connection, which a burst of concurrent requests on a new connection hits.
+      streamMuxers: [yamux({ maxEarlyStreams: 512 })],
+      peerDiscovery,
+      services: {
+        identify: identify(),
+        ping: ping(),
+        pubsub: gossipsub({
+          // A lone node, or one whose peers have not subscribed yet, may still publish (offers wait in nobody's mesh).
+          allowPublishToZeroTopicPeers: true,
+          emitSelf: false,
+          maxInboundDataLength: gossipMaxBytesCeiling,
+          scoreParams: { IPColocationFactorWhitelist: loopbackIps },
+        }),
+      },
+    })
+  } catch (cause) {
+    throw new HearthError('HEARTH_ERR_CONFIG_INVALID', `Cannot create the libp2p host: ${(cause as Error).message}`, {
+      cause,
+      hint: 'check the listen and bootstrap multiaddrs',
+      details: { listen: init.listen, bootstrap: init.bootstrap },
+    })
+  }
+
+  const metrics = createNetMetrics()
+  const deps = { libp2p: libp2p as unknown as Libp2p, identity, metrics, logger: libp2p.logger }
+  const gossip = createGossip({ pubsub: libp2p.services.pubsub, metrics, logger: libp2p.logger })
+
+  if (init.mdns === true) {
+    // Discovery only fills the peer store; bootstrap dials its own list, mDNS finds need dialling by us.
+    libp2p.addEventListener('peer:discovery', (event) => {
+      const peer = event.detail.id
+      if (libp2p.getConnections(peer).length > 0) return
+      libp2p.dial(peer).catch(() => {})
+    })
+  }
+
+  const withDialErrors = async <T>(target: PeerTarget, what: string, run: () => Promise<T>, signal?: AbortSignal): Promise<T> => {
+    try {
+      return await run()
+    } catch (cause) {
+      if (signal?.aborted === true) throw signal.reason
+      throw new HearthError('HEARTH_ERR_NET_DIAL', `Cannot ${what} ${String(target)}: ${(cause as Error).message}`, { cause, details: { target: String(target) } })
+    }
+  }
+
+  return {
+    peerId: libp2p.peerId,
+    address: identity.address,
+    libp2p,
+    multiaddrs: () => libp2p.getMultiaddrs().map((address) => address.toString()),
+    async start() {
+      try {
+        await libp2p.start()
+      } catch (cause) {
+        throw new HearthError('HEARTH_ERR_NET_DIAL', `Cannot start the libp2p host: ${(cause as Error).message}`, {
+          cause,
+          hint: 'is another process listening on the same port?',
+          details: { listen: init.listen },
+        })
+      }
+    },
+    async stop() {
+      await libp2p.stop()
+    },
+    async dial(target, options = {}) {
+      const dialTarget = toDialTarget(target)
+      const connection = await withDialErrors(target, 'dial', () => libp2p.dial(dialTarget, options), options.signal)
+      return connection.remotePeer
+    },
+    async ping(target, options = {}) {
+      const dialTarget = toDialTarget(target)
+      return withDialErrors(target, 'ping', () => libp2p.services.ping.ping(dialTarget, options), options.signal)
+    },
+    peers: () => libp2p.getPeers(),
+    handle: (protocol, handler) => serveProtocol(deps, protocol, handler),
+    async unhandle(protocol) {
+      await libp2p.unhandle(protocol.id)
+    },
+    async request(target, protocol, request, options) {
+      return (await sendRequest(deps, target, protocol, request, options)).response
+    },
+    exchange: (target, protocol, request, options) => sendRequest(deps, target, protocol, request, options),
+    publish: (topic, signed, options) => gossip.publish(topic, signed, options),
+    subscribe: (topic, payloadSchema, handler, options) => gossip.subscribe(topic, payloadSchema, handler, options),
+    topicPeers: (topic) => gossip.topicPeers(topic),
+    metrics: () => metrics.snapshot(),
+  }
+}

@@ -1,0 +1,56 @@
+/** The `hearth` command as a person uses it: exit codes, refusals of bad input, and JSON output. */
+import assert from 'node:assert/strict'
+import { mkdtemp, rm, writeFile } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { PassThrough } from 'node:stream'
+import { after, test } from 'node:test'
+import { main } from '../src/cli/main.ts'
+
+const dir = await mkdtemp(join(tmpdir(), 'hearth-cli-test-'))
+after(() => rm(dir, { recursive: true, force: true }))
+
+async function hearth(...argv: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  const stdout = new PassThrough()
+  const stderr = new PassThrough()
+  const chunks = { stdout: [] as Buffer[], stderr: [] as Buffer[] }
+  stdout.on('data', (c: Buffer) => chunks.stdout.push(c))
+  stderr.on('data', (c: Buffer) => chunks.stderr.push(c))
+  const code = await main(argv, { stdout, stderr })
+  return { code, stdout: Buffer.concat(chunks.stdout).toString(), stderr: Buffer.concat(chunks.stderr).toString() }
+}
+
+test('a job file with wrong fields is refused with exit code 2, naming each field, before anything starts', async () => {
+  const job = join(dir, 'bad.json')
+  await writeFile(job, JSON.stringify({ name: 'x', runtime: 'wasi', package: './p.wasm', tasks: [{ args: [1], outputs: ['out.txt'] }] }))
+  const { code, stderr, stdout } = await hearth('run', job)
+  assert.equal(code, 2)
+  assert.match(stderr, /tasks\[0\]\.args\[0\]: /)
+  assert.match(stderr, /tasks\[0\]\.outputs\[0\]: expected an absolute guest path/)
+  assert.doesNotMatch(stderr, /starting a local network/)
+  assert.equal(stdout, '')
+})
+
+test('a job file naming a missing program is refused with exit code 2', async () => {
+  const job = join(dir, 'missing.json')
+  await writeFile(job, JSON.stringify({ name: 'x', runtime: 'wasi', package: './nowhere.wasm', tasks: [{}] }))
+  const { code, stderr } = await hearth('run', job)
+  assert.equal(code, 2)
+  assert.match(stderr, /package: \.\/nowhere\.wasm/)
+})
+
+test('a job file that does not exist, or is not JSON, is refused with exit code 2', async () => {
+  assert.equal((await hearth('run', join(dir, 'nope.json'))).code, 2)
+  const broken = join(dir, 'broken.json')
+  await writeFile(broken, '{ "name": "x", ')
+  const { code, stderr } = await hearth('run', broken)
+  assert.equal(code, 2)
+  assert.match(stderr, /not valid JSON/)
+})
+
+test('bad options are refused with exit code 2', async () => {
+  const { code, stderr } = await hearth('demo', '--providers', '0')
+  assert.equal(code, 2)
+  assert.match(stderr, /--providers must be a whole number/)
+  assert.equal((await hearth('no-such-command')).code, 2)
+})

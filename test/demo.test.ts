@@ -1,0 +1,47 @@
+/**
+ * The walking skeleton end to end: a real local network (EDR chain with the real contracts, libp2p nodes on
+ * 127.0.0.1, WASI sandboxes) renders an image, and the money adds up on chain.
+ */
+import assert from 'node:assert/strict'
+import { mkdtemp, readFile, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { after, test } from 'node:test'
+import { runDemo } from '../src/devnet/demo.ts'
+import { decodePng } from '../src/jobs/png.ts'
+import type { JobEvent } from '../src/requestor/events.ts'
+
+const outDir = await mkdtemp(join(tmpdir(), 'hearth-demo-test-'))
+after(() => rm(outDir, { recursive: true, force: true }))
+
+test('the demo renders a pixel-identical image across several providers and every token is accounted for', async () => {
+  const events: JobEvent[] = []
+  const report = await runDemo({ providers: 3, tasks: 9, width: 96, height: 72, outDir, onEvent: (e) => events.push(e) })
+
+  assert.deepEqual(report.tasks, { total: 9, succeeded: 9 })
+  assert.equal(report.image.identicalToLocalRender, true)
+  const png = decodePng(await readFile(report.output))
+  assert.equal(png.width, 96)
+  assert.equal(png.height, 72)
+
+  const working = report.providers.filter((p) => p.tasks > 0)
+  assert.ok(working.length >= 2, `tiles came from ${working.length} provider(s)`)
+  assert.equal(report.providers.reduce((n, p) => n + p.tasks, 0), 9)
+  for (const provider of report.providers) {
+    // Each provider's on-chain balance rose by exactly what it was paid, and it was paid its price per task.
+    assert.equal(provider.balanceDeltaWei, provider.paidWei, provider.address)
+  }
+  const { depositedWei, paidWei, refundedWei } = report.payments
+  assert.equal(BigInt(depositedWei), BigInt(paidWei) + BigInt(refundedWei))
+  assert.equal(BigInt(paidWei), report.providers.reduce((n, p) => n + BigInt(p.paidWei), 0n))
+  assert.ok(BigInt(paidWei) > 0n)
+
+  // O(1) transactions per agreement: one approval, then one open and one claim per agreement.
+  const labels = report.chain.transactions.map((tx) => tx.label).sort()
+  assert.deepEqual(labels, ['escrow.claim+release', 'escrow.claim+release', 'escrow.claim+release', 'escrow.open', 'escrow.open', 'escrow.open', 'token.approve'])
+  assert.equal(report.chain.txs, 7)
+  assert.ok(BigInt(report.chain.gasUsed) > 0n)
+
+  assert.equal(events.filter((e) => e.type === 'task-done').length, 9)
+  assert.equal(events.filter((e) => e.type === 'agreement').length, 3)
+})
