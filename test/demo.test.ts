@@ -20,7 +20,7 @@ test('the demo renders a pixel-identical image across several providers and ever
 
   assert.deepEqual(report.tasks, { total: 9, succeeded: 9 })
   assert.equal(report.image.identicalToLocalRender, true)
-  const png = decodePng(await readFile(report.output))
+  const png = decodePng(await readFile(report.output!))
   assert.equal(png.width, 96)
   assert.equal(png.height, 72)
 

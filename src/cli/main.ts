@@ -47,7 +47,7 @@ export async function main(argv: string[], io: { stdout: NodeJS.WritableStream; 
       })
       progress.done()
       io.stdout.write(options.json === true ? `${JSON.stringify(report)}\n` : formatDemoReport(report))
-      if (report.tasks.succeeded !== report.tasks.total) exitCode = exitCodes.failed
+      if (report.tasks.succeeded !== report.tasks.total || report.image.identicalToLocalRender === false) exitCode = exitCodes.failed
     })
 
   program
@@ -108,8 +108,8 @@ export function formatDemoReport(report: DemoReport): string {
     '',
     `Rendered ${report.image.width}x${report.image.height} in ${report.tasks.total} tiles on ${report.providers.length} providers: ` +
       `${report.tasks.succeeded}/${report.tasks.total} tasks succeeded in ${(report.wallMs / 1000).toFixed(2)} s`,
-    `image:    ${report.output}`,
-    `check:    ${report.image.identicalToLocalRender ? 'pixel-identical to a render in one process' : 'DIFFERS from a render in one process'}`,
+    `image:    ${report.output ?? 'not written: tiles are missing'}`,
+    `check:    ${report.image.identicalToLocalRender === null ? 'not compared' : report.image.identicalToLocalRender ? 'pixel-identical to a render in one process' : 'DIFFERS from a render in one process'}`,
     ...formatPaymentLines(report),
     '',
   ]

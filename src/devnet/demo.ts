@@ -27,9 +27,11 @@ export interface DemoInit {
 
 export interface DemoReport extends SettlementReport {
   tasks: { total: number; succeeded: number }
-  output: string
+  /** The PNG's path; null when tiles were missing and no image was written. */
+  output: string | null
   wallMs: number
-  image: { width: number; height: number; identicalToLocalRender: boolean }
+  /** identicalToLocalRender is null when the comparison was not made. */
+  image: { width: number; height: number; identicalToLocalRender: boolean | null }
   /** Per task, as the requestor saw it: round trip, and compute time inside the sandbox. */
   timings: { roundTripMs: number[]; computeMs: number[] }
 }
@@ -49,10 +51,12 @@ export async function runDemo(init: DemoInit): Promise<DemoReport> {
     const outDir = resolve(init.outDir)
     await mkdir(outDir, { recursive: true })
     const output = join(outDir, 'render.png')
-    let identical = false
+    let identical: boolean | null = null
+    let written = false
     if (succeeded === spec.tasks.length) {
       const rgb = assembleRender(init.width, init.height, tiles, outcome)
       await writeFile(output, encodePng({ width: init.width, height: init.height, rgb }))
+      written = true
       if (init.skipLocalCheck !== true) {
         emit({ type: 'phase', message: 'rendering the same image in this process to compare' })
         const runtime = createWasiRuntime({ maxWorkers: 1 })
@@ -68,7 +72,7 @@ export async function runDemo(init: DemoInit): Promise<DemoReport> {
     return {
       tasks: { total: spec.tasks.length, succeeded },
       ...settlement,
-      output,
+      output: written ? output : null,
       wallMs: Math.round(performance.now() - started),
       image: { width: init.width, height: init.height, identicalToLocalRender: identical },
       timings: { roundTripMs: finished.map((r) => r.roundTripMs), computeMs: finished.map((r) => r.usage.durationMs) },

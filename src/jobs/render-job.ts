@@ -4,7 +4,7 @@
  */
 import { HearthError } from '../errors.ts'
 import type { JobOutcome, JobSpec } from '../requestor/requestor.ts'
-import { mergeTiles, splitIntoTiles, type Tile } from './render-tiles.ts'
+import { mergeTiles, renderTileArgs, renderTileMemoryBytes, splitIntoTiles, type Tile } from './render-tiles.ts'
 
 export const tileOutputPath = '/out/tile.rgb'
 
@@ -24,7 +24,8 @@ export function renderJob(init: RenderJobInit): { spec: JobSpec; tiles: Tile[] }
     runtime: 'wasi',
     package: init.wasm,
     tasks: tiles.map((tile) => ({
-      args: ['--width', String(init.width), '--height', String(init.height), '--x', String(tile.x), '--y', String(tile.y), '--w', String(tile.w), '--h', String(tile.h), '--out', tileOutputPath],
+      // The request carries argv after the program's name.
+      args: renderTileArgs(init.width, init.height, tile, tileOutputPath).slice(1),
       env: {},
       inputs: [],
       outputs: [tileOutputPath],
@@ -32,7 +33,7 @@ export function renderJob(init: RenderJobInit): { spec: JobSpec; tiles: Tile[] }
     providers: init.providers,
     maxPricePerTaskWei: init.maxPricePerTaskWei,
     timeoutMs: 60_000,
-    maxMemoryBytes: 64 * 1024 * 1024,
+    maxMemoryBytes: Math.max(...tiles.map(renderTileMemoryBytes)),
     maxOutputBytes: 64 * 1024 * 1024,
   }
   return { spec, tiles }

@@ -184,7 +184,8 @@ export function createProviderAgent(init: ProviderAgentInit): ProviderAgent {
       const run = await runtime.run(
         {
           module,
-          args: request.args,
+          // argv[0] is the program's name; the request carries only what follows it.
+          args: ['program', ...request.args],
           env: request.env,
           rootDir,
           stdoutPath,
