@@ -92,11 +92,13 @@ function formatPaymentLines(report: DemoReport | RunReport): string[] {
   for (const p of report.providers) {
     lines.push(`  ${p.address}  tasks ${String(p.tasks).padStart(4)}  paid ${eth(p.paidWei)}  balance +${eth(p.balanceDeltaWei)}`)
   }
-  const { depositedWei, paidWei, refundedWei } = report.payments
+  const { depositedWei, paidWei, refundedWei, lockedWei } = report.payments
+  const balanced = BigInt(depositedWei) === BigInt(paidWei) + BigInt(refundedWei) + BigInt(lockedWei)
   lines.push(
     '',
     `escrow:   deposited ${eth(depositedWei)} = paid ${eth(paidWei)} + refunded ${eth(refundedWei)}` +
-      (BigInt(depositedWei) === BigInt(paidWei) + BigInt(refundedWei) ? '  (balanced)' : '  (NOT BALANCED)'),
+      (BigInt(lockedWei) > 0n ? ` + still in escrow ${eth(lockedWei)}` : '') +
+      (balanced ? '  (balanced)' : '  (NOT BALANCED)'),
     `chain:    ${report.chain.txs} transactions, ${report.chain.gasUsed} gas`,
   )
   for (const tx of report.chain.transactions) lines.push(`  ${tx.label.padEnd(16)} ${tx.hash}  gas ${tx.gasUsed}`)

@@ -13,7 +13,8 @@ export interface ProviderReport {
 
 export interface SettlementReport {
   providers: ProviderReport[]
-  payments: { depositedWei: string; paidWei: string; refundedWei: string }
+  /** deposited = paid + refunded + locked; `signedWei` is what the requestor's vouchers promise. */
+  payments: { depositedWei: string; signedWei: string; paidWei: string; refundedWei: string; lockedWei: string }
   chain: { txs: number; gasUsed: string; transactions: { label: string; hash: string; gasUsed: string }[] }
 }
 
@@ -41,7 +42,13 @@ export async function settlementReport(devnet: Devnet, before: Awaited<ReturnTyp
   const transactions = devnet.transactions().filter((tx) => !before.txHashes.has(tx.hash))
   return {
     providers,
-    payments: { depositedWei: sum((a) => a.depositWei), paidWei: sum((a) => a.paidWei), refundedWei: sum((a) => a.refundedWei) },
+    payments: {
+      depositedWei: sum((a) => a.depositWei),
+      signedWei: sum((a) => a.signedWei),
+      paidWei: sum((a) => a.paidWei),
+      refundedWei: sum((a) => a.refundedWei),
+      lockedWei: sum((a) => a.lockedWei),
+    },
     chain: {
       txs: transactions.length,
       gasUsed: transactions.reduce((n, tx) => n + tx.gasUsed, 0n).toString(),

@@ -7,7 +7,7 @@
  */
 import { randomUUID } from 'node:crypto'
 import { lstat, mkdir, readFile, rm, writeFile } from 'node:fs/promises'
-import { dirname, join } from 'node:path'
+import { dirname, join, resolve, sep } from 'node:path'
 import type { Address, Hex } from 'viem'
 import { HearthError, isHearthError } from '../errors.ts'
 import { hashCanonical } from '../identity/canonical-json.ts'
@@ -63,6 +63,15 @@ export interface ProviderAgent {
   stats(): ProviderStats
   /** Claims the newest unclaimed voucher of every agreement (used at start, so a restart loses nothing). */
   claimOutstanding(options?: { release?: boolean }): Promise<{ agreementId: string; txHash: string; paidWei: bigint }[]>
+}
+
+/** The host path of a guest path; the schema already refuses '..', this keeps that true whatever the caller. */
+function insideRoot(rootDir: string, guestPath: string): string {
+  const hostPath = resolve(rootDir, '.' + guestPath)
+  if (!hostPath.startsWith(rootDir + sep)) {
+    throw new HearthError('HEARTH_ERR_EXEC_PATH_INVALID', `guest path ${guestPath} leaves the task directory`)
+  }
+  return hostPath
 }
 
 const defaultPolicy: ProviderPolicy = { maxConcurrentAgreements: 16, maxAgreementSec: 24 * 3600 }
@@ -173,12 +182,12 @@ export function createProviderAgent(init: ProviderAgentInit): ProviderAgent {
         if (bytes.length !== input.sizeBytes || sha256Hex(bytes) !== input.contentId) {
           throw new HearthError('HEARTH_ERR_EXEC_PACKAGE_HASH', `input ${input.path} does not match its content id`)
         }
-        const hostPath = join(rootDir, input.path)
+        const hostPath = insideRoot(rootDir, input.path)
         await mkdir(dirname(hostPath), { recursive: true })
         await writeFile(hostPath, bytes)
       }
       // Programs expect the folders of their outputs to exist.
-      for (const output of request.outputs) await mkdir(dirname(join(rootDir, output)), { recursive: true })
+      for (const output of request.outputs) await mkdir(dirname(insideRoot(rootDir, output)), { recursive: true })
       const stdoutPath = join(activityDir, 'stdout')
       const stderrPath = join(activityDir, 'stderr')
       const run = await runtime.run(
@@ -199,7 +208,7 @@ export function createProviderAgent(init: ProviderAgentInit): ProviderAgent {
       const outputs: FileBlob[] = []
       const missingOutputs: string[] = []
       for (const path of request.outputs) {
-        const hostPath = join(rootDir, path)
+        const hostPath = insideRoot(rootDir, path)
         const info = await lstat(hostPath).catch(() => undefined)
         // Only regular files come back: a symlink the program made must not leak the provider's files.
         if (info === undefined || !info.isFile()) {

@@ -69,8 +69,14 @@ export interface AgreementOutcome {
   perTaskWei: bigint
   tasks: number
   depositWei: bigint
+  /** What the requestor's vouchers promise the provider (cumulative). */
+  signedWei: bigint
+  /** Claimed by the provider on chain. */
   paidWei: bigint
+  /** Returned to the requestor on chain. */
   refundedWei: bigint
+  /** Still in the escrow: the provider may claim its vouchers, the requestor refund the rest after expiry. */
+  lockedWei: bigint
   openTx: Hex
   settleTx: Hex | null
   settled: boolean
@@ -415,8 +421,10 @@ export function createRequestor(init: RequestorInit): Requestor {
           perTaskWei: slot.perTaskWei,
           tasks: slot.accepted,
           depositWei,
+          signedWei: slot.perTaskWei * BigInt(slot.accepted),
           paidWei,
           refundedWei,
+          lockedWei: depositWei - paidWei - refundedWei,
           openTx: slot.openTx,
           settleTx,
           settled: escrow?.closed === true,

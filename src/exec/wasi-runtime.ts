@@ -1,0 +1,615 @@
+/**
+ * The `wasi` runtime: runs an untrusted WASI preview1 module in a worker thread with node:wasi, inside limits.
+ *
+ * - The guest sees only `rootDir` (as '/'); a rootDir holding a symlink, hard link or special file is refused before
+ *   running, because uvwasi follows a host symlink out of the preopened directory. Guests may not create symlinks.
+ * - Memory is capped in the module itself (see wasm-memory-cap.ts): worker resourceLimits do not bound wasm memory.
+ * - Deadline, abort and output volume are watched from this thread, which terminates the worker to stop a guest.
+ * - stdin is /dev/null; stdout and stderr go to files outside rootDir.
+ * - Workers are kept for the next run after a guest ended on its own (exit or trap): a fresh worker costs ~30-60 ms,
+ *   a warm one ~0.1 ms. A worker that had to be stopped is discarded.
+ */
+import { closeSync, readdirSync, readlinkSync } from 'node:fs'
+import { lstat, open, readdir, realpath } from 'node:fs/promises'
+import type { FileHandle } from 'node:fs/promises'
+import { availableParallelism } from 'node:os'
+import { basename, dirname, isAbsolute, join, relative, resolve, sep } from 'node:path'
+import { setFlagsFromString } from 'node:v8'
+import { Worker } from 'node:worker_threads'
+import { HearthError } from '../errors.ts'
+import { sha256Hex } from './content-hash.ts'
+import { capWasmMemory, wasmPageBytes } from './wasm-memory-cap.ts'
+import type { CappedWasmModule } from './wasm-memory-cap.ts'
+
+// Without this a guest that grows past ~64-80 MiB and then calls WASI crashes the whole process (nodejs/node#46777).
+// V8 flags are process-wide; it is set here, before any worker can load node:wasi.
+setFlagsFromString('--no-turbo-fast-api-calls')
+
+export interface WasiRunSpec {
+  /** The wasm binary (WASI preview1, exporting `_start`). */
+  module: Uint8Array
+  /** argv as the guest sees it, program name first (e.g. ['render', '--width', '64']). */
+  args: string[]
+  env: Record<string, string>
+  /** The task's own directory, seen by the guest as '/'. Must hold only regular files and directories. */
+  rootDir: string
+  /** Host files for the guest's stdout and stderr, outside rootDir; created or truncated. */
+  stdoutPath: string
+  stderrPath: string
+  maxMemoryBytes: number
+  timeoutMs: number
+  /** Budget for stdout + stderr + bytes the guest adds under rootDir. */
+  maxOutputBytes: number
+}
+
+export interface WasiRunResult {
+  /** The guest's exit code (0 when `_start` returns). Non-zero codes are results, not errors. */
+  exitCode: number
+  /** Wall time of instantiating and running the guest, measured in its worker. */
+  durationMs: number
+  /** CPU time of the guest's thread over the same span (scheduler statistics on Linux). */
+  cpuMs: number
+  stdoutBytes: number
+  stderrBytes: number
+}
+
+export interface WasiRunOptions {
+  signal?: AbortSignal
+}
+
+export interface WasiRuntime {
+  run(spec: WasiRunSpec, options?: WasiRunOptions): Promise<WasiRunResult>
+  /** Stops every worker; runs in flight fail with HEARTH_ERR_EXEC_FAILED. */
+  close(): Promise<void>
+}
+
+export interface WasiRuntimeInit {
+  /** Guests running at once; further runs wait. Default: the machine's available parallelism. */
+  maxWorkers?: number
+}
+
+/** What wasi-worker.mjs answers for one run. */
+interface WorkerAnswer {
+  id: number
+  outcome: 'exit' | 'trap' | 'link' | 'invalid' | 'output'
+  exitCode?: number
+  message?: string
+  durationMs: number
+  cpuMs: number
+  memoryBytes: number
+  stdioBytes: number
+}
+
+type Ending =
+  | { kind: 'answer'; answer: WorkerAnswer }
+  | { kind: 'timeout' }
+  | { kind: 'abort'; reason: unknown }
+  | { kind: 'output'; bytes: number }
+  | { kind: 'crash'; error: unknown }
+  | { kind: 'closed' }
+
+const workerUrl = new URL('./wasi-worker.mjs', import.meta.url)
+/** Task directories of the runs in progress in this process (all runtimes): see claimRoot. */
+const activeRoots = new Set<string>()
+/** A worker is retired after this many runs, so that anything a run leaves behind cannot pile up. */
+const maxRunsPerWorker = 256
+const moduleCacheSize = 16
+const minPollMs = 20
+const maxPollMs = 500
+
+export function createWasiRuntime(init: WasiRuntimeInit = {}): WasiRuntime {
+  const maxWorkers = init.maxWorkers ?? availableParallelism()
+  if (!Number.isInteger(maxWorkers) || maxWorkers < 1) {
+    throw new HearthError('HEARTH_ERR_CONFIG_INVALID', `maxWorkers must be a positive integer, got ${maxWorkers}`)
+  }
+  const pool = new WorkerPool(maxWorkers)
+  const modules = new Map<string, Promise<WebAssembly.Module>>()
+  let nextId = 1
+
+  async function compile(capped: CappedWasmModule): Promise<WebAssembly.Module> {
+    const key = sha256Hex(capped.bytes)
+    let compiled = modules.get(key)
+    if (compiled === undefined) {
+      compiled = WebAssembly.compile(capped.bytes)
+      modules.set(key, compiled)
+      if (modules.size > moduleCacheSize) modules.delete(modules.keys().next().value!)
+      compiled.catch(() => modules.delete(key))
+    } else {
+      // Map order doubles as recency order.
+      modules.delete(key)
+      modules.set(key, compiled)
+    }
+    try {
+      return await compiled
+    } catch (error) {
+      throw new HearthError('HEARTH_ERR_EXEC_PACKAGE_INVALID', `the module does not compile: ${(error as Error).message}`, {
+        hint: 'build the program for wasm32-wasi (WASI preview1)',
+        cause: error,
+      })
+    }
+  }
+
+  async function run(spec: WasiRunSpec, options: WasiRunOptions = {}): Promise<WasiRunResult> {
+    const { signal } = options
+    validateSpec(spec)
+    throwIfAborted(signal)
+    const rootDir = await realDirectory(spec.rootDir)
+    claimRoot(rootDir)
+    try {
+      return await runInRoot(spec, rootDir, signal)
+    } finally {
+      activeRoots.delete(rootDir)
+    }
+  }
+
+  async function runInRoot(spec: WasiRunSpec, rootDir: string, signal: AbortSignal | undefined): Promise<WasiRunResult> {
+    const stdoutPath = await outsideRoot(rootDir, spec.stdoutPath, 'stdoutPath')
+    const stderrPath = await outsideRoot(rootDir, spec.stderrPath, 'stderrPath')
+    if (stdoutPath === stderrPath) {
+      throw new HearthError('HEARTH_ERR_CONFIG_INVALID', 'stdoutPath and stderrPath must be different files')
+    }
+    const inputs = await scanTree(rootDir, true)
+    const capped = capWasmMemory(spec.module, spec.maxMemoryBytes)
+    const module = await compile(capped)
+    throwIfAborted(signal)
+
+    const handles: FileHandle[] = []
+    try {
+      const stdin = await open(process.platform === 'win32' ? '\\\\.\\NUL' : '/dev/null', 'r')
+      handles.push(stdin)
+      const stdout = await open(stdoutPath, 'w')
+      handles.push(stdout)
+      const stderr = await open(stderrPath, 'w')
+      handles.push(stderr)
+
+      const measureOutput = async (): Promise<number> => {
+        const [out, err, added] = await Promise.all([stdout.stat(), stderr.stat(), bytesAdded(rootDir, inputs)])
+        return out.size + err.size + added
+      }
+
+      const lease = await pool.acquire(signal)
+      const id = nextId++
+      const ending = await watch(lease, spec, signal, measureOutput, () =>
+        lease.worker.postMessage({
+          id,
+          module,
+          args: spec.args,
+          env: spec.env,
+          rootDir,
+          stdinFd: stdin.fd,
+          stdoutFd: stdout.fd,
+          stderrFd: stderr.fd,
+          // The worker checks the budget as the guest writes; this thread polls as a backstop (e.g. files grown by
+          // truncate rather than write).
+          maxOutputBytes: spec.maxOutputBytes,
+          inputSizes: inputs,
+          importedMemory:
+            capped.importedMemory === undefined
+              ? undefined
+              : {
+                  module: capped.importedMemory.module,
+                  name: capped.importedMemory.name,
+                  minPages: capped.importedMemory.minPages,
+                  maxPages: capped.importedMemory.maxPages,
+                },
+        }),
+      )
+      const reusable = ending.kind === 'answer' && ending.answer.outcome !== 'output'
+      // The worker must be gone before its stdio descriptors are closed below (it may still be writing to them).
+      await pool.release(lease, reusable)
+      if (!reusable && ending.kind !== 'answer') reclaimDescriptors(rootDir)
+
+      if (ending.kind !== 'answer') throw endingError(ending, spec)
+      const { answer } = ending
+      if (answer.outcome === 'output') throw outputTooLarge(spec, undefined)
+      if (answer.outcome !== 'exit') throw guestFailure(answer, capped.capPages)
+      const total = await measureOutput()
+      if (total > spec.maxOutputBytes) throw outputTooLarge(spec, total)
+      const [out, err] = await Promise.all([stdout.stat(), stderr.stat()])
+      return {
+        exitCode: answer.exitCode ?? 0,
+        durationMs: round(answer.durationMs),
+        cpuMs: round(answer.cpuMs),
+        stdoutBytes: out.size,
+        stderrBytes: err.size,
+      }
+    } finally {
+      await Promise.allSettled(handles.map((handle) => handle.close()))
+    }
+  }
+
+  return {
+    run,
+    close: () => pool.close(),
+  }
+}
+
+/** Waits for the first of: the worker's answer, the deadline, an abort, too much output, a crash, close(). */
+function watch(
+  lease: Lease,
+  spec: WasiRunSpec,
+  signal: AbortSignal | undefined,
+  measureOutput: () => Promise<number>,
+  start: () => void,
+): Promise<Ending> {
+  let pollInFlight: Promise<void> | undefined
+  return new Promise<Ending>((resolvePromise) => {
+    let done = false
+    const { worker } = lease
+    const finish = (ending: Ending): void => {
+      if (done) return
+      done = true
+      clearTimeout(deadline)
+      clearTimeout(pollTimer)
+      worker.off('message', onMessage)
+      worker.off('error', onError)
+      worker.off('exit', onExit)
+      signal?.removeEventListener('abort', onAbort)
+      lease.onClose = undefined
+      resolvePromise(ending)
+    }
+    const onMessage = (answer: WorkerAnswer): void => finish({ kind: 'answer', answer })
+    const onError = (error: unknown): void => finish({ kind: 'crash', error })
+    const onExit = (code: number): void => finish({ kind: 'crash', error: new Error(`the worker exited with code ${code}`) })
+    const onAbort = (): void => finish({ kind: 'abort', reason: signal?.reason })
+    worker.on('message', onMessage)
+    worker.on('error', onError)
+    worker.on('exit', onExit)
+    signal?.addEventListener('abort', onAbort, { once: true })
+    lease.onClose = () => finish({ kind: 'closed' })
+
+    let pollTimer: NodeJS.Timeout | undefined
+    const poll = async (): Promise<void> => {
+      const startedAt = performance.now()
+      let bytes = 0
+      try {
+        bytes = await measureOutput()
+      } catch {
+        // A file vanishing mid-scan is the guest's business; the next poll or the final check counts again.
+      }
+      if (done) return
+      if (bytes > spec.maxOutputBytes) return finish({ kind: 'output', bytes })
+      // Scanning a large tree often would cost more than it protects: poll less often when a scan is slow.
+      const elapsedMs = performance.now() - startedAt
+      pollTimer = setTimeout(startPoll, Math.min(maxPollMs, Math.max(minPollMs, elapsedMs * 4)))
+    }
+    const startPoll = (): void => {
+      pollInFlight = poll()
+    }
+    // setTimeout fires at once for delays past 2^31-1 ms (~24.8 days): clamp rather than kill at once.
+    const deadline = setTimeout(() => finish({ kind: 'timeout' }), Math.min(spec.timeoutMs, 2 ** 31 - 1))
+    pollTimer = setTimeout(startPoll, minPollMs)
+    if (signal?.aborted === true || lease.closed) return finish(lease.closed ? { kind: 'closed' } : { kind: 'abort', reason: signal?.reason })
+    try {
+      start()
+    } catch (error) {
+      finish({ kind: 'crash', error })
+    }
+  }).then(async (ending) => {
+    // A scan of rootDir may still be running: let it end before the caller closes descriptors under rootDir.
+    await pollInFlight
+    return ending
+  })
+}
+
+function endingError(ending: Exclude<Ending, { kind: 'answer' }>, spec: WasiRunSpec): HearthError {
+  switch (ending.kind) {
+    case 'timeout':
+      return new HearthError('HEARTH_ERR_EXEC_TIMEOUT', `the task ran past its deadline of ${spec.timeoutMs} ms and was stopped`, {
+        hint: 'raise the task timeout or split the work into smaller tasks',
+        details: { timeoutMs: spec.timeoutMs },
+      })
+    case 'abort':
+      return new HearthError('HEARTH_ERR_EXEC_FAILED', 'the task was aborted and stopped', {
+        details: { aborted: true },
+        cause: ending.reason,
+      })
+    case 'output':
+      return outputTooLarge(spec, ending.bytes)
+    case 'closed':
+      return new HearthError('HEARTH_ERR_EXEC_FAILED', 'the WASI runtime was closed while the task ran')
+    case 'crash': {
+      const outOfMemory = (ending.error as { code?: string } | undefined)?.code === 'ERR_WORKER_OUT_OF_MEMORY'
+      return new HearthError(
+        outOfMemory ? 'HEARTH_ERR_EXEC_MEMORY' : 'HEARTH_ERR_EXEC_FAILED',
+        `the worker running the task failed: ${(ending.error as Error)?.message ?? String(ending.error)}`,
+        { cause: ending.error },
+      )
+    }
+  }
+}
+
+function guestFailure(answer: WorkerAnswer, capPages: number): HearthError {
+  const reason = answer.message ?? 'unknown reason'
+  switch (answer.outcome) {
+    case 'trap':
+      // The host cannot see a failed memory.grow, but a trap with the memory near its cap is almost always an allocation
+      // that failed (allocators grow by chunks, so "near" allows 1/8 of the cap or 1 MiB): say so rather than "unreachable".
+      if (answer.memoryBytes + Math.max(capPages * wasmPageBytes / 8, 1 << 20) > capPages * wasmPageBytes) {
+        return new HearthError(
+          'HEARTH_ERR_EXEC_MEMORY',
+          `the task trapped (${reason}) with its memory at ${answer.memoryBytes} of its limit of ${capPages * wasmPageBytes} bytes`,
+          { hint: 'raise maxMemoryBytes for this task', details: { memoryBytes: answer.memoryBytes, trap: reason } },
+        )
+      }
+      return new HearthError('HEARTH_ERR_EXEC_FAILED', `the task trapped: ${reason}`, { details: { trap: reason } })
+    case 'link':
+      return new HearthError('HEARTH_ERR_EXEC_FAILED', `the module needs an import the WASI runtime does not provide: ${reason}`, {
+        hint: 'build for wasm32-wasi (preview1): only wasi_snapshot_preview1 functions and one memory can be imported',
+      })
+    default:
+      return new HearthError('HEARTH_ERR_EXEC_PACKAGE_INVALID', `the module cannot run as a WASI program: ${reason}`, {
+        hint: 'a WASI command exports `_start` and a memory',
+      })
+  }
+}
+
+function outputTooLarge(spec: WasiRunSpec, bytes: number | undefined): HearthError {
+  return new HearthError(
+    'HEARTH_ERR_EXEC_OUTPUT_TOO_LARGE',
+    `the task wrote more than its output limit of ${spec.maxOutputBytes} bytes and was stopped`,
+    { hint: 'raise maxOutputBytes or make the program write less', details: { maxOutputBytes: spec.maxOutputBytes, bytes } },
+  )
+}
+
+function validateSpec(spec: WasiRunSpec): void {
+  const invalid = (message: string): HearthError => new HearthError('HEARTH_ERR_CONFIG_INVALID', `invalid WASI run: ${message}`)
+  if (!(spec.module instanceof Uint8Array)) throw invalid('module must be a Uint8Array')
+  if (!Array.isArray(spec.args) || spec.args.some((arg) => typeof arg !== 'string' || arg.includes('\0'))) {
+    throw invalid('args must be strings without NUL characters')
+  }
+  for (const [key, value] of Object.entries(spec.env)) {
+    if (key === '' || key.includes('=') || key.includes('\0') || typeof value !== 'string' || value.includes('\0')) {
+      throw invalid(`env entry ${JSON.stringify(key)} is not a valid variable`)
+    }
+  }
+  for (const name of ['maxMemoryBytes', 'timeoutMs', 'maxOutputBytes'] as const) {
+    const value = spec[name]
+    if (typeof value !== 'number' || !Number.isFinite(value) || value < 0 || (name === 'timeoutMs' && value === 0)) {
+      throw invalid(`${name} must be a ${name === 'timeoutMs' ? 'positive' : 'non-negative'} finite number, got ${value}`)
+    }
+  }
+}
+
+function throwIfAborted(signal: AbortSignal | undefined): void {
+  if (signal?.aborted === true) {
+    throw new HearthError('HEARTH_ERR_EXEC_FAILED', 'the task was aborted before it started', {
+      details: { aborted: true },
+      cause: signal.reason,
+    })
+  }
+}
+
+async function realDirectory(path: string): Promise<string> {
+  try {
+    const real = await realpath(resolve(path))
+    if ((await lstat(real)).isDirectory()) return real
+  } catch (error) {
+    throw new HearthError('HEARTH_ERR_EXEC_PATH_INVALID', `the task directory ${path} does not exist`, { cause: error })
+  }
+  throw new HearthError('HEARTH_ERR_EXEC_PATH_INVALID', `the task directory ${path} is not a directory`)
+}
+
+/**
+ * One run at a time per task directory, and no run inside another's: descriptors under a run's rootDir are taken to
+ * be that run's (see reclaimDescriptors).
+ */
+function claimRoot(rootDir: string): void {
+  for (const active of activeRoots) {
+    if (active === rootDir || active.startsWith(rootDir + sep) || rootDir.startsWith(active + sep)) {
+      throw new HearthError('HEARTH_ERR_EXEC_PATH_INVALID', `the task directory ${rootDir} is in use by another run (${active})`, {
+        hint: 'give every run its own task directory',
+      })
+    }
+  }
+  activeRoots.add(rootDir)
+}
+
+/**
+ * uvwasi never closes host descriptors, and a worker stopped mid-run cannot close them itself: the preopened root and
+ * any file the guest had open would leak with every timeout. On Linux, close every descriptor of this process that
+ * points into the run's rootDir (nothing else in the process may use it while the run lasts, see claimRoot).
+ */
+function reclaimDescriptors(rootDir: string): void {
+  if (process.platform !== 'linux') return
+  let names: string[]
+  try {
+    names = readdirSync('/proc/self/fd')
+  } catch {
+    return
+  }
+  for (const name of names) {
+    try {
+      const target = readlinkSync(`/proc/self/fd/${name}`)
+      if (target === rootDir || target.startsWith(rootDir + sep)) closeSync(Number(name))
+    } catch {
+      // gone already (e.g. the descriptor of the listing itself)
+    }
+  }
+}
+
+/** Resolves a host path for stdout/stderr and makes sure the guest cannot reach it. */
+async function outsideRoot(rootDir: string, path: string, name: string): Promise<string> {
+  let real: string
+  try {
+    real = join(await realpath(dirname(resolve(path))), basename(path))
+  } catch (error) {
+    throw new HearthError('HEARTH_ERR_EXEC_PATH_INVALID', `the folder of ${name} ${path} does not exist`, { cause: error })
+  }
+  const inside = relative(rootDir, real)
+  if (inside === '' || (!inside.startsWith('..') && !isAbsolute(inside))) {
+    throw new HearthError('HEARTH_ERR_EXEC_PATH_INVALID', `${name} ${path} is inside the task directory, where the guest could reach it`, {
+      hint: 'keep stdout and stderr files next to the task directory, not in it',
+    })
+  }
+  return real
+}
+
+/**
+ * Sizes of the regular files under `dir`, keyed by relative path. With `strict`, anything that could let the guest
+ * reach outside (a symlink, a hard link to a file elsewhere, a device, fifo or socket) is refused.
+ */
+async function scanTree(dir: string, strict: boolean, sizes = new Map<string, number>(), prefix = ''): Promise<Map<string, number>> {
+  const entries = await readdir(dir, { withFileTypes: true })
+  for (const entry of entries) {
+    const path = join(dir, entry.name)
+    const name = prefix + entry.name
+    const info = await lstat(path)
+    if (info.isDirectory()) {
+      await scanTree(path, strict, sizes, name + '/')
+    } else if (info.isFile()) {
+      if (strict && info.nlink > 1) throw refused(name, 'a hard link (it may alias a file outside the task directory)')
+      sizes.set(name, info.size)
+    } else if (strict) {
+      throw refused(name, info.isSymbolicLink() ? 'a symbolic link' : 'not a regular file or directory')
+    }
+  }
+  return sizes
+}
+
+function refused(name: string, what: string): HearthError {
+  return new HearthError('HEARTH_ERR_EXEC_PATH_INVALID', `the task directory holds ${name}, which is ${what}; refusing to run`, {
+    hint: 'a task directory may hold only regular files and directories: copy inputs in instead of linking them',
+    details: { path: name },
+  })
+}
+
+/** Bytes the guest has added under rootDir: growth of each file over its size before the run. */
+async function bytesAdded(rootDir: string, before: Map<string, number>): Promise<number> {
+  let added = 0
+  for (const [name, size] of await scanTree(rootDir, false)) added += Math.max(0, size - (before.get(name) ?? 0))
+  return added
+}
+
+function round(ms: number): number {
+  return Math.round(ms * 1000) / 1000
+}
+
+interface Lease {
+  worker: Worker
+  runs: number
+  /** Set by close(): a run that has not begun watching yet must not start. */
+  closed: boolean
+  /** Set while a run watches this worker, so that close() can end it. */
+  onClose: (() => void) | undefined
+}
+
+class WorkerPool {
+  private readonly idle: Lease[] = []
+  private readonly busy = new Set<Lease>()
+  private readonly waiting: { resolve: (lease: Lease) => void; reject: (error: unknown) => void }[] = []
+  private starting = 0
+  private closed = false
+
+  constructor(private readonly maxWorkers: number) {}
+
+  async acquire(signal: AbortSignal | undefined): Promise<Lease> {
+    if (this.closed) throw new HearthError('HEARTH_ERR_EXEC_FAILED', 'the WASI runtime is closed')
+    const idle = this.idle.pop()
+    if (idle !== undefined) return this.lend(idle)
+    if (this.busy.size + this.starting < this.maxWorkers) return this.lend(await this.spawn())
+    return new Promise<Lease>((resolvePromise, reject) => {
+      const waiter = {
+        resolve: (lease: Lease) => {
+          signal?.removeEventListener('abort', onAbort)
+          resolvePromise(lease)
+        },
+        reject: (error: unknown) => {
+          signal?.removeEventListener('abort', onAbort)
+          reject(error)
+        },
+      }
+      const onAbort = (): void => {
+        this.waiting.splice(this.waiting.indexOf(waiter), 1)
+        reject(new HearthError('HEARTH_ERR_EXEC_FAILED', 'the task was aborted while waiting for a worker', { cause: signal?.reason }))
+      }
+      signal?.addEventListener('abort', onAbort, { once: true })
+      this.waiting.push(waiter)
+    })
+  }
+
+  /** Returns a worker after a run: kept for the next one when `reusable`, else stopped (awaited). */
+  async release(lease: Lease, reusable: boolean): Promise<void> {
+    this.busy.delete(lease)
+    if (reusable && !this.closed && lease.runs < maxRunsPerWorker) {
+      const waiter = this.waiting.shift()
+      if (waiter !== undefined) return waiter.resolve(this.lend(lease))
+      lease.worker.unref()
+      this.idle.push(lease)
+      return
+    }
+    await lease.worker.terminate()
+    // A slot came free: start a worker for whoever waits.
+    const waiter = this.waiting.shift()
+    if (waiter !== undefined) {
+      this.spawn().then(
+        (fresh) => waiter.resolve(this.lend(fresh)),
+        (error: unknown) => waiter.reject(error),
+      )
+    }
+  }
+
+  async close(): Promise<void> {
+    this.closed = true
+    for (const waiter of this.waiting.splice(0)) waiter.reject(new HearthError('HEARTH_ERR_EXEC_FAILED', 'the WASI runtime was closed'))
+    const all = [...this.idle.splice(0), ...this.busy]
+    for (const lease of all) {
+      lease.closed = true
+      lease.onClose?.()
+    }
+    await Promise.allSettled(all.map((lease) => lease.worker.terminate()))
+  }
+
+  private lend(lease: Lease): Lease {
+    lease.runs++
+    lease.worker.ref()
+    this.busy.add(lease)
+    return lease
+  }
+
+  private async spawn(): Promise<Lease> {
+    this.starting++
+    try {
+      const worker = new Worker(workerUrl, {
+        // No tsx or test-runner flags in the worker: it is plain JavaScript and starts faster without them.
+        execArgv: [],
+        // Bounds the worker's JS heap only; wasm memory is capped in the module (see wasm-memory-cap.ts).
+        resourceLimits: { maxOldGenerationSizeMb: 64, maxYoungGenerationSizeMb: 16 },
+      })
+      let onReady: () => void = () => {}
+      let onError: (error: unknown) => void = () => {}
+      let onExit: (code: number) => void = () => {}
+      await new Promise<void>((resolvePromise, reject) => {
+        onReady = resolvePromise
+        onError = reject
+        onExit = (code) => reject(new Error(`the worker exited with code ${code} while starting`))
+        worker.once('message', onReady)
+        worker.once('error', onError)
+        worker.once('exit', onExit)
+      }).finally(() => {
+        worker.off('message', onReady)
+        worker.off('error', onError)
+        worker.off('exit', onExit)
+      })
+      const lease: Lease = { worker, runs: 0, closed: false, onClose: undefined }
+      // Errors during a run are handled by watch(); one while idle (it should not happen) must not crash the process.
+      worker.on('error', () => {})
+      // An idle worker that dies (it should not) leaves the pool.
+      worker.on('exit', () => {
+        const index = this.idle.indexOf(lease)
+        if (index >= 0) this.idle.splice(index, 1)
+      })
+      if (this.closed) {
+        await worker.terminate()
+        throw new HearthError('HEARTH_ERR_EXEC_FAILED', 'the WASI runtime was closed')
+      }
+      return lease
+    } catch (error) {
+      throw error instanceof HearthError
+        ? error
+        : new HearthError('HEARTH_ERR_EXEC_FAILED', 'could not start a WASI worker thread', { cause: error })
+    } finally {
+      this.starting--
+    }
+  }
+}

@@ -1,0 +1,251 @@
+// @ts-check
+// The worker thread of wasi-runtime.ts: runs one guest at a time with node:wasi, then waits for the next.
+// A plain .mjs file because tsx's loader does not reach worker threads started by a process that used `register()`.
+// The main thread owns the limits that need to kill this thread (deadline, abort, output polling); this side only
+// guards what must be stopped before a syscall happens (stdout/stderr volume, symlink creation).
+import { lstatSync, readdirSync, readFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { parentPort } from 'node:worker_threads'
+
+// node:wasi prints an ExperimentalWarning once per thread; the runtime is not experimental to Hearth's users.
+const emitWarning = process.emitWarning
+process.emitWarning = /** @type {typeof process.emitWarning} */ (
+  (warning, ...rest) => {
+    if (String(warning).includes('WASI')) return
+    emitWarning.call(process, warning, .../** @type {[any]} */ (rest))
+  }
+)
+const { WASI } = await import('node:wasi')
+process.emitWarning = emitWarning
+
+const errnoNotCapable = 76
+const errnoNotSupported = 58
+
+/** Thrown from a wrapped import to unwind the guest when it exceeds its stdout+stderr budget. */
+class OutputLimitReached extends Error {}
+
+/** Reads this thread's CPU time in ns from the scheduler's statistics (Linux); undefined where they are missing. */
+function schedstatNs() {
+  try {
+    const ns = Number(readFileSync('/proc/thread-self/schedstat', 'latin1').split(' ')[0])
+    return ns > 0 ? ns : undefined
+  } catch {
+    return undefined
+  }
+}
+
+/**
+ * CPU time of this thread in ns. Without per-thread statistics it falls back to the whole process's time, which
+ * over-counts while other threads are busy (Node 20 has no per-thread CPU clock).
+ */
+const threadCpuNs =
+  schedstatNs() !== undefined
+    ? () => /** @type {number} */ (schedstatNs())
+    : () => {
+        const usage = process.cpuUsage()
+        return (usage.user + usage.system) * 1000
+      }
+
+/**
+ * @typedef {{
+ *   id: number, module: WebAssembly.Module, args: string[], env: Record<string, string>, rootDir: string,
+ *   stdinFd: number, stdoutFd: number, stderrFd: number, maxOutputBytes: number, inputSizes: Map<string, number>,
+ *   importedMemory?: { module: string, name: string, minPages: number, maxPages: number }
+ * }} Job
+ */
+
+/** @param {Job} job */
+function run(job) {
+  const state = { stdioBytes: 0, unchecked: 0, overLimit: false, openFds: new Set([3]), started: false }
+  /** @type {WebAssembly.Memory | undefined} */
+  let memory
+  const startedAt = performance.now()
+  const cpuStartNs = threadCpuNs()
+  /** @type {Record<string, unknown>} */
+  let outcome
+  /** @type {Record<string, Function> | undefined} */
+  let realImports
+  /** @type {import('node:wasi').WASI | undefined} */
+  let wasi
+  try {
+    wasi = new WASI({
+      version: 'preview1',
+      args: job.args,
+      env: job.env,
+      preopens: { '/': job.rootDir },
+      stdin: job.stdinFd,
+      stdout: job.stdoutFd,
+      stderr: job.stderrFd,
+      returnOnExit: true,
+    })
+    realImports = /** @type {Record<string, Function>} */ (wasi.wasiImport)
+    /** @type {Record<string, Record<string, unknown>>} */
+    const imports = { wasi_snapshot_preview1: guardImports(realImports, state, job, () => memory) }
+    if (job.importedMemory !== undefined) {
+      const { module, name, minPages, maxPages } = job.importedMemory
+      memory = new WebAssembly.Memory({ initial: minPages, maximum: maxPages })
+      imports[module] = { ...imports[module], [name]: memory }
+    }
+    const missing = WebAssembly.Module.imports(job.module)
+      .filter((entry) => imports[entry.module]?.[entry.name] === undefined)
+      .map((entry) => `${entry.module}.${entry.name} (${entry.kind})`)
+    // V8's own message names only the first import's module; name every import that is missing.
+    if (missing.length > 0) throw new WebAssembly.LinkError(`unknown imports: ${missing.join(', ')}`)
+    const instance = new WebAssembly.Instance(job.module, /** @type {WebAssembly.Imports} */ (imports))
+    if (memory === undefined && instance.exports.memory instanceof WebAssembly.Memory) memory = instance.exports.memory
+    if (memory === undefined) {
+      outcome = { outcome: 'invalid', message: 'the module neither exports nor imports a memory, so it cannot use WASI' }
+    } else {
+      state.started = true
+      // Passing exports with `memory` set lets start() work for modules that import their memory instead of exporting it.
+      const exitCode = wasi.start({ exports: { ...instance.exports, memory } })
+      outcome = { outcome: 'exit', exitCode }
+    }
+  } catch (error) {
+    outcome = classify(error, state)
+  }
+  const durationMs = performance.now() - startedAt
+  // schedstat of a running thread lags by up to a scheduler tick; one thread cannot use more CPU than wall time.
+  const cpuMs = Math.min((threadCpuNs() - cpuStartNs) / 1e6, durationMs)
+  closeGuestFiles(wasi, realImports, state)
+  return {
+    ...outcome,
+    id: job.id,
+    durationMs,
+    cpuMs,
+    memoryBytes: memory?.buffer.byteLength ?? 0,
+    stdioBytes: state.stdioBytes,
+  }
+}
+
+/**
+ * uvwasi never closes host descriptors, not even when its WASI object is collected: close the preopened root and
+ * whatever the guest left open. Its calls need a bound memory, so a guest that failed before start() (link error,
+ * trap in a start section) gets a stand-in instance first.
+ * @param {import('node:wasi').WASI | undefined} wasi
+ * @param {Record<string, Function> | undefined} realImports
+ * @param {{ started: boolean, openFds: Set<number> }} state
+ */
+function closeGuestFiles(wasi, realImports, state) {
+  if (wasi === undefined || realImports === undefined) return
+  if (!state.started) {
+    try {
+      wasi.start({ exports: { memory: new WebAssembly.Memory({ initial: 0 }), _start: () => {} } })
+    } catch {
+      // nothing more can be done from here; the descriptors stay open until the worker ends
+    }
+  }
+  for (const fd of state.openFds) realImports.fd_close?.(fd)
+}
+
+/**
+ * @param {unknown} error
+ * @param {{ overLimit: boolean }} state
+ */
+function classify(error, state) {
+  if (state.overLimit || error instanceof OutputLimitReached) return { outcome: 'output' }
+  const message = error instanceof Error ? error.message : String(error)
+  // A missing import module surfaces as a TypeError, a missing or mistyped import as a LinkError.
+  if (error instanceof WebAssembly.LinkError || /^WebAssembly\.Instance\(\): Import #/.test(message)) return { outcome: 'link', message }
+  if (error instanceof WebAssembly.RuntimeError) return { outcome: 'trap', message }
+  if (error instanceof RangeError && /call stack/i.test(message)) return { outcome: 'trap', message }
+  if (error instanceof WebAssembly.CompileError) return { outcome: 'invalid', message }
+  return { outcome: 'invalid', message }
+}
+
+/**
+ * Wraps the few WASI calls that need a guard; every other import is node's own function.
+ * @param {Record<string, Function>} real
+ * @param {{ stdioBytes: number, unchecked: number, overLimit: boolean, openFds: Set<number> }} state
+ * @param {Job} job
+ * @param {() => WebAssembly.Memory | undefined} getMemory
+ */
+function guardImports(real, state, job, getMemory) {
+  const view = () => new DataView(/** @type {WebAssembly.Memory} */ (getMemory()).buffer)
+  // Writes to files are let through unchecked up to this many bytes, then the tree under rootDir is measured here,
+  // in the guest's own thread, before the next write: that bounds the overshoot without a syscall per write.
+  const checkEveryBytes = Math.min(4 << 20, Math.max(64 << 10, Math.floor(job.maxOutputBytes / 16)))
+
+  const stop = () => {
+    state.overLimit = true
+    throw new OutputLimitReached()
+  }
+
+  /** @param {Function} write */
+  const countingWrite =
+    (write) =>
+    /** @param {number} fd @param {number} iovs @param {number} iovsLength @param {unknown[]} rest */
+    (fd, iovs, iovsLength, ...rest) => {
+      const memory = view()
+      // Out-of-bounds vectors go to node unchecked; it answers EFAULT without writing anything.
+      if (iovs >>> 0 === iovs && iovsLength >>> 0 === iovsLength && iovs + iovsLength * 8 <= memory.byteLength) {
+        let bytes = 0
+        for (let i = 0; i < iovsLength; i++) bytes += memory.getUint32(iovs + i * 8 + 4, true)
+        if (fd === 1 || fd === 2) {
+          if (state.stdioBytes + bytes > job.maxOutputBytes) stop()
+          state.stdioBytes += bytes
+        } else {
+          state.unchecked += bytes
+          if (state.unchecked > checkEveryBytes) {
+            state.unchecked = 0
+            if (state.stdioBytes + bytesAdded(job.rootDir, job.inputSizes) + bytes > job.maxOutputBytes) stop()
+          }
+        }
+      }
+      return write(fd, iovs, iovsLength, ...rest)
+    }
+
+  return {
+    ...real,
+    fd_write: countingWrite(/** @type {Function} */ (real.fd_write)),
+    fd_pwrite: countingWrite(/** @type {Function} */ (real.fd_pwrite)),
+    // A symlink inside the preopened directory can point anywhere on the host; guests may not make one.
+    path_symlink: () => errnoNotCapable,
+    // Moving stdout/stderr to another number would take them out of the byte count above.
+    /** @param {number} from @param {number} to */
+    fd_renumber: (from, to) => {
+      if (from < 3 || to < 3) return errnoNotSupported
+      const errno = real.fd_renumber?.(from, to)
+      if (errno === 0) {
+        state.openFds.delete(from)
+        state.openFds.add(to)
+      }
+      return errno
+    },
+    /** @param {number} fd @param {unknown[]} rest */
+    path_open: (fd, ...rest) => {
+      const errno = real.path_open?.(fd, ...rest)
+      if (errno === 0) state.openFds.add(view().getUint32(/** @type {number} */ (rest.at(-1)), true))
+      return errno
+    },
+    /** @param {number} fd */
+    fd_close: (fd) => {
+      // stdio entries hold this process's own descriptors (the runtime closes them after the run); closing them here
+      // could close a number the process has already reused. Pretend it worked, as a closed stream would.
+      if (fd < 3) return 0
+      const errno = real.fd_close?.(fd)
+      if (errno === 0) state.openFds.delete(fd)
+      return errno
+    },
+  }
+}
+
+/**
+ * Growth of the files under `dir` over their sizes before the run (same measure as wasi-runtime.ts).
+ * @param {string} dir
+ * @param {Map<string, number>} before
+ */
+function bytesAdded(dir, before, prefix = '') {
+  let added = 0
+  for (const entry of readdirSync(dir, { withFileTypes: true })) {
+    const name = prefix + entry.name
+    const info = lstatSync(join(dir, entry.name), { throwIfNoEntry: false })
+    if (info?.isDirectory()) added += bytesAdded(join(dir, entry.name), before, name + '/')
+    else if (info?.isFile()) added += Math.max(0, info.size - (before.get(name) ?? 0))
+  }
+  return added
+}
+
+const port = /** @type {import('node:worker_threads').MessagePort} */ (parentPort)
+port.on('message', (/** @type {Job} */ job) => port.postMessage(run(job)))
+port.postMessage({ ready: true })

@@ -1,0 +1,78 @@
+/**
+ * The job engine against real failures on a real local network: a provider that vanishes mid-job, a job no provider
+ * can take, and a requestor that cannot pay.
+ */
+import assert from 'node:assert/strict'
+import { after, before, test } from 'node:test'
+import { parseEther } from 'viem'
+import { isHearthError } from '../src/errors.ts'
+import { startDevnet, type Devnet } from '../src/devnet/devnet.ts'
+import { createWasiRuntime } from '../src/exec/wasi-runtime.ts'
+import { loadBuiltinWorkload } from '../src/exec/workloads.ts'
+import { assembleRender, renderJob } from '../src/jobs/render-job.ts'
+import { renderLocally } from '../src/jobs/render-tiles.ts'
+
+let wasm: Uint8Array
+before(async () => {
+  wasm = await loadBuiltinWorkload('render')
+})
+
+test('a provider that vanishes mid-job: its tiles are redone elsewhere, and it can still claim what it was signed for', async () => {
+  const devnet: Devnet = await startDevnet({ providers: 3 })
+  after(() => devnet.stop())
+  const leaver = devnet.providers[0]!
+  const { spec, tiles } = renderJob({ width: 48, height: 36, tiles: 12, wasm, providers: 3, maxPricePerTaskWei: parseEther('1') })
+  let stopped: Promise<void> | undefined
+  const outcome = await devnet.requestor.agent.runJob(spec, {
+    onEvent: (event) => {
+      if (event.type === 'task-done' && event.provider === leaver.identity.address && stopped === undefined) stopped = leaver.host.stop()
+    },
+  })
+  await stopped
+
+  // Every tile arrived, from the providers that stayed, and the picture is right.
+  assert.deepEqual(outcome.failures, [])
+  const runtime = createWasiRuntime({ maxWorkers: 1 })
+  after(() => runtime.close())
+  assert.deepEqual(assembleRender(48, 36, tiles, outcome), await renderLocally({ runtime, width: 48, height: 36 }))
+
+  const left = outcome.agreements.find((a) => a.provider === leaver.identity.address)!
+  assert.ok(left.tasks >= 1)
+  assert.equal(left.settled, false)
+  assert.equal(left.paidWei, 0n)
+  assert.equal(left.lockedWei, left.depositWei)
+  assert.equal(left.signedWei, left.perTaskWei * BigInt(left.tasks))
+  for (const stayed of outcome.agreements.filter((a) => a !== left)) {
+    assert.equal(stayed.settled, true)
+    assert.equal(stayed.paidWei, stayed.signedWei)
+    assert.equal(stayed.depositWei, stayed.paidWei + stayed.refundedWei)
+  }
+
+  // The provider comes back: its stored voucher is still good on chain.
+  const balance = await devnet.balanceOf(leaver.identity.address)
+  const claims = await leaver.agent.claimOutstanding()
+  assert.equal(claims.length, 1)
+  assert.equal(claims[0]!.paidWei, left.signedWei)
+  assert.equal(await devnet.balanceOf(leaver.identity.address), balance + left.signedWei)
+  // Claiming again finds nothing new.
+  assert.deepEqual(await leaver.agent.claimOutstanding(), [])
+})
+
+test('no offer within the price cap: refused before any money is locked', async () => {
+  const devnet = await startDevnet({ providers: 1 })
+  after(() => devnet.stop())
+  const { spec } = renderJob({ width: 8, height: 8, tiles: 1, wasm, providers: 1, maxPricePerTaskWei: 1n })
+  const balance = await devnet.balanceOf(devnet.requestor.identity.address)
+  await assert.rejects(devnet.requestor.agent.runJob({ ...spec, offerWaitMs: 200 }), (e) => isHearthError(e, 'HEARTH_ERR_MARKET_NO_OFFERS') && /raise the price cap/.test(e.message))
+  assert.equal(await devnet.balanceOf(devnet.requestor.identity.address), balance)
+  assert.equal(devnet.transactions().filter((tx) => tx.label.startsWith('escrow')).length, 0)
+})
+
+test('a requestor too poor for the deposits is refused before anything is signed or sent', async () => {
+  const devnet = await startDevnet({ providers: 2, requestorFundsWei: parseEther('0.001') })
+  after(() => devnet.stop())
+  const { spec } = renderJob({ width: 8, height: 8, tiles: 4, wasm, providers: 2, maxPricePerTaskWei: parseEther('1') })
+  await assert.rejects(devnet.requestor.agent.runJob(spec), (e) => isHearthError(e, 'HEARTH_ERR_PAYMENT_INSUFFICIENT_FUNDS') && /fund the requestor wallet/.test(e.message))
+  assert.equal(devnet.requestor.store.agreements.list().length, 0)
+  for (const provider of devnet.providers) assert.equal(provider.agent.stats().agreements, 0)
+})
