@@ -17,10 +17,14 @@ export async function buildWorkloads(): Promise<void> {
 async function buildWorkload(name: string): Promise<void> {
   const sourceDir = join(repoRoot, 'workloads', name)
   const outPath = builtinWorkloadPath(name)
+  const libDir = join(repoRoot, 'workloads', 'lib')
   const sourceNames = (await readdir(sourceDir)).filter((file) => file.endsWith('.ts'))
+  // Shared code (the WASI bindings) is compiled into every workload; a workload's own file of the same name wins.
+  const libNames = (await readdir(libDir)).filter((file) => file.endsWith('.ts') && !sourceNames.includes(file))
   // The compiler and this script are inputs too: a new compiler version or flag must rebuild.
   const inputs = [
     ...sourceNames.map((file) => join(sourceDir, file)),
+    ...libNames.map((file) => join(libDir, file)),
     fileURLToPath(import.meta.url),
     fileURLToPath(new URL('../src/exec/assemblyscript-compiler.ts', import.meta.url)),
     join(repoRoot, 'node_modules', 'assemblyscript', 'package.json'),
@@ -33,6 +37,7 @@ async function buildWorkload(name: string): Promise<void> {
   }
   const startedAt = performance.now()
   const files: Record<string, string> = {}
+  for (const file of libNames) files[file] = await readFile(join(libDir, file), 'utf8')
   for (const file of sourceNames) files[file] = await readFile(join(sourceDir, file), 'utf8')
   const binary = await compileAssemblyScript({ files, entry: 'index.ts', optimize: true })
   await mkdir(join(outPath, '..'), { recursive: true })

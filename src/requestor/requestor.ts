@@ -117,6 +117,9 @@ interface Slot {
   retired: boolean
 }
 
+/** Sandbox verdicts: the program, not the provider, went wrong (it may still be retried once elsewhere). */
+const taskFaultCodes = new Set(['HEARTH_ERR_EXEC_TIMEOUT', 'HEARTH_ERR_EXEC_MEMORY', 'HEARTH_ERR_EXEC_OUTPUT_TOO_LARGE', 'HEARTH_ERR_EXEC_FAILED', 'HEARTH_ERR_EXEC_PACKAGE_INVALID'])
+
 /** Slack on a task's network deadline beyond its run deadline: transfer and signing. */
 const taskNetworkSlackMs = 30_000
 
@@ -356,12 +359,16 @@ export function createRequestor(init: RequestorInit): Requestor {
         done++
         emit({ type: 'task-done', taskIndex: index, provider: slot.offer.provider, done, total: spec.tasks.length })
       } catch (error) {
-        const message = toHearthError(error).shortMessage
+        const hearthError = toHearthError(error)
+        const remoteCode = hearthError.details?.remoteCode
+        const taskAtFault = typeof remoteCode === 'string' && taskFaultCodes.has(remoteCode)
+        const message = taskAtFault ? String(hearthError.details?.remoteMessage ?? hearthError.shortMessage) : hearthError.shortMessage
         lastError.set(index, message)
-        slot.failures++
-        // A provider that fails twice in a row gets no more tasks from this job.
-        if (slot.failures >= 2) slot.retired = true
-        const willRetry = attempts[index]! < maxAttempts && slots.some((s) => !s.retired)
+        // A provider that fails twice in a row gets no more tasks from this job; a task that broke its own sandbox
+        // limits is the task's doing, not the provider's.
+        if (!taskAtFault && ++slot.failures >= 2) slot.retired = true
+        const attemptsAllowed = taskAtFault ? Math.min(2, maxAttempts) : maxAttempts
+        const willRetry = attempts[index]! < attemptsAllowed && slots.some((s) => !s.retired)
         if (willRetry) queue.push(index)
         emit({ type: 'task-failed', taskIndex: index, provider: slot.offer.provider, message, willRetry })
       }

@@ -1,0 +1,79 @@
+/**
+ * `hearth run` end to end: a job file of several tasks with inputs runs on the embedded network and every output comes
+ * back; hostile programs end with clear errors, are not paid, and leave the providers serving.
+ */
+import assert from 'node:assert/strict'
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { after, test } from 'node:test'
+import { fileURLToPath } from 'node:url'
+import { runJobFile } from '../src/devnet/run-job.ts'
+import { compileAssemblyScript } from '../src/exec/assemblyscript-compiler.ts'
+
+const dir = await mkdtemp(join(tmpdir(), 'hearth-run-test-'))
+after(() => rm(dir, { recursive: true, force: true }))
+const example = fileURLToPath(new URL('../examples/wordcount/', import.meta.url))
+
+/** The word count, as the job promises it: maximal runs of ASCII letters and digits, lowercased, sorted. */
+function referenceCounts(...texts: string[]): string {
+  const counts = new Map<string, number>()
+  for (const text of texts) for (const word of text.toLowerCase().match(/[a-z0-9]+/g) ?? []) counts.set(word, (counts.get(word) ?? 0) + 1)
+  return [...counts.keys()].sort().map((word) => `${word}\t${counts.get(word)}\n`).join('')
+}
+
+test('the word count example brings back every task\'s output, stdout and stderr, and they are right', async () => {
+  const out = join(dir, 'wordcount')
+  const report = await runJobFile({ jobFile: join(example, 'job.json'), outDir: out, providers: 3 })
+  assert.deepEqual(report.tasks, { total: 4, succeeded: 4 })
+  assert.deepEqual(report.failures, [])
+  const texts = await Promise.all(['hearth.txt', 'market.txt', 'sandbox.txt'].map((f) => readFile(join(example, f), 'utf8')))
+  const expected = [referenceCounts(texts[0]!), referenceCounts(texts[1]!), referenceCounts(texts[2]!), referenceCounts(...texts)]
+  for (let i = 0; i < 4; i++) {
+    assert.equal(await readFile(join(out, String(i), 'out', 'counts.tsv'), 'utf8'), expected[i], `task ${i}`)
+    assert.match(await readFile(join(out, String(i), 'stdout'), 'utf8'), /^wordcount: \d+ files, \d+ bytes, \d+ words/)
+    assert.equal(await readFile(join(out, String(i), 'stderr'), 'utf8'), '')
+  }
+  assert.equal(BigInt(report.payments.depositedWei), BigInt(report.payments.paidWei) + BigInt(report.payments.refundedWei))
+  for (const provider of report.providers) assert.equal(provider.balanceDeltaWei, provider.paidWei)
+})
+
+test('hostile programs end with clear errors, only good results are paid, and providers keep serving', async () => {
+  const source = await readFile(fileURLToPath(new URL('../src/exec/testdata/hostile.asc', import.meta.url)), 'utf8')
+  await writeFile(join(dir, 'hostile.wasm'), await compileAssemblyScript({ files: { 'hostile.ts': source }, entry: 'hostile.ts' }))
+  const job = {
+    name: 'hostile',
+    runtime: 'wasi',
+    package: './hostile.wasm',
+    timeoutMs: 1500,
+    maxMemoryMib: 16,
+    maxOutputMib: 1,
+    tasks: [
+      { args: ['loop'] },
+      { args: ['spam'] },
+      { args: ['grow'] },
+      { args: ['open', '/../../etc/passwd'] },
+      { args: ['ok', '0', 'after', 'the', 'storm'] },
+      { args: ['ok', '3'] },
+    ],
+  }
+  await writeFile(join(dir, 'hostile.json'), JSON.stringify(job))
+  const report = await runJobFile({ jobFile: join(dir, 'hostile.json'), outDir: join(dir, 'hostile-out'), providers: 2 })
+
+  const failure = (index: number) => report.failures.find((f) => f.taskIndex === index)?.message ?? ''
+  assert.match(failure(0), /deadline|did not finish|timed? ?out/i)
+  assert.match(failure(1), /output/i)
+  assert.match(failure(2), /memory/i)
+  // The guest cannot see the provider's files: the open fails inside the sandbox, and that is a result.
+  const open = report.results.find((r) => r.taskIndex === 3)
+  assert.ok(open !== undefined)
+  assert.match(await readFile(join(dir, 'hostile-out', '3', 'stdout'), 'utf8'), /^errno \d+/)
+  assert.equal(await readFile(join(dir, 'hostile-out', '4', 'stdout'), 'utf8'), 'ok program ok 0 after the storm\n')
+  // A non-zero exit code is the program's answer, reported as such.
+  assert.equal(report.results.find((r) => r.taskIndex === 5)?.exitCode, 3)
+
+  // Paid: exactly the three tasks that gave results, nothing for the hostile ones.
+  const paid = report.providers.reduce((n, p) => n + p.tasks, 0)
+  assert.equal(paid, 3)
+  assert.equal(BigInt(report.payments.depositedWei), BigInt(report.payments.paidWei) + BigInt(report.payments.refundedWei))
+})
