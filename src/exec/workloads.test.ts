@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict'
+import { readdirSync } from 'node:fs'
 import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join, sep } from 'node:path'
@@ -8,7 +9,11 @@ import { builtinWorkloadNames, builtinWorkloadPath, loadBuiltinWorkload } from '
 
 describe('workloads', () => {
   it('names the built module of each built-in workload', () => {
-    assert.deepEqual([...builtinWorkloadNames], ['render'])
+    // Every folder under workloads/ but the shared lib/ is a built-in workload, and nothing else is.
+    const folders = readdirSync(new URL('../../workloads/', import.meta.url), { withFileTypes: true })
+      .filter((entry) => entry.isDirectory() && entry.name !== 'lib')
+      .map((entry) => entry.name)
+    assert.deepEqual([...builtinWorkloadNames].sort(), folders.sort())
     assert.ok(builtinWorkloadPath('render').endsWith(['', 'build', 'workloads', 'render.wasm'].join(sep)))
     assert.throws(() => builtinWorkloadPath('bitcoin-miner'), (error) => isHearthError(error, 'HEARTH_ERR_CONFIG_INVALID'))
   })
