@@ -11,8 +11,7 @@ export const layers = [
   'provider', 'requestor', 'jobs', 'devnet', 'api', 'cli',
 ] as const
 
-const root = resolve(import.meta.dirname, '..')
-const srcDir = join(root, 'src')
+const repoRoot = resolve(import.meta.dirname, '..')
 
 function listSources(dir: string): string[] {
   return readdirSync(dir).flatMap((name) => {
@@ -22,7 +21,7 @@ function listSources(dir: string): string[] {
   })
 }
 
-function layerRank(file: string): number {
+function layerRank(srcDir: string, root: string, file: string): number {
   const parts = relative(srcDir, file).split(sep)
   if (parts.length === 1) return parts[0] === 'index.ts' ? layers.length : -1
   const rank = layers.indexOf(parts[0] as (typeof layers)[number])
@@ -32,7 +31,9 @@ function layerRank(file: string): number {
 
 const importPattern = /(?:import|export)\s[^'"`;]*?from\s*['"]([^'"]+)['"]|import\s*\(\s*['"]([^'"]+)['"]\s*\)|new URL\(\s*['"](\.[^'"]+)['"]/g
 
-export function findProblems(): string[] {
+/** Problems in the tree under `root` (default: this repository), one line each; empty when all is well. */
+export function findProblems(root: string = repoRoot): string[] {
+  const srcDir = join(root, 'src')
   const files = listSources(srcDir)
   const graph = new Map<string, string[]>()
   const problems: string[] = []
@@ -45,8 +46,8 @@ export function findProblems(): string[] {
       const target = resolve(dirname(file), spec)
       targets.push(target)
       if (!target.startsWith(srcDir + sep)) continue
-      const from = layerRank(file)
-      const to = layerRank(target)
+      const from = layerRank(srcDir, root, file)
+      const to = layerRank(srcDir, root, target)
       if (to > from) {
         problems.push(`${relative(root, file)} imports ${relative(root, target)}: a lower layer may not import a higher one`)
       }

@@ -41,6 +41,7 @@ export function createProgressPrinter(out: NodeJS.WritableStream, options: { qui
         case 'escrow-opened':
           return line(`escrow opened for ${event.agreementId.slice(0, 10)}… (tx ${event.txHash.slice(0, 10)}…)`)
         case 'task-started':
+        case 'voucher-delivered':
           return
         case 'task-done':
           return bar(event.done, event.total, event.provider)

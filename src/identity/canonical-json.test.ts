@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict'
 import { describe, it } from 'node:test'
-import { keccak256, stringToBytes } from 'viem'
+import { createHash } from 'node:crypto'
 import { isHearthError } from '../errors.ts'
 import { canonicalize, hashCanonical } from './canonical-json.ts'
 
@@ -50,6 +50,6 @@ describe('canonicalize', () => {
     const b = { budget: '100', job: { name: 'x', tasks: [1, 2] } }
     assert.equal(hashCanonical(a), hashCanonical(b))
     assert.notEqual(hashCanonical(a), hashCanonical({ ...b, budget: '101' }))
-    assert.equal(hashCanonical(a), keccak256(stringToBytes('{"budget":"100","job":{"name":"x","tasks":[1,2]}}')))
+    assert.equal(hashCanonical(a), '0x' + createHash('sha256').update('{"budget":"100","job":{"name":"x","tasks":[1,2]}}').digest('hex'))
   })
 })

@@ -1,5 +1,5 @@
 /**
- * Signed envelopes: a payload, its author's address and an EIP-191 personal signature over the keccak256 of the
+ * Signed envelopes: a payload, its author's address and an EIP-191 personal signature over the SHA-256 of the
  * payload's canonical JSON. EIP-191 (rather than a raw hash signature) lets any Ethereum wallet produce and check them.
  */
 import { getAddress, isAddress, isAddressEqual, recoverMessageAddress } from 'viem'

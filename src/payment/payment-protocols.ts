@@ -17,6 +17,10 @@ export const voucherJsonSchema = z.strictObject({
   signature: hex,
 })
 
+/**
+ * Not wrapped in a signed envelope: the voucher is itself the requestor's EIP-712 signature, which the provider checks
+ * against the agreement (and the chain checks again on claim); the sender is known from the connection.
+ */
 export const voucherProtocol = defineProtocol({
   id: '/hearth/payment/voucher/1',
   request: voucherJsonSchema,
@@ -24,7 +28,6 @@ export const voucherProtocol = defineProtocol({
   maxRequestBytes: 4 * 1024,
   maxResponseBytes: 4 * 1024,
   timeoutMs: 10_000,
-  signed: true,
 })
 
 export const settleProtocol = defineProtocol({

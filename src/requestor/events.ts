@@ -8,6 +8,8 @@ export type JobEvent =
   | { type: 'task-started'; taskIndex: number; provider: string }
   | { type: 'task-done'; taskIndex: number; provider: string; done: number; total: number }
   | { type: 'task-failed'; taskIndex: number; provider: string; message: string; willRetry: boolean }
+  /** The provider acknowledged a voucher: it now holds a claim for `cumulativeWei` under the agreement. */
+  | { type: 'voucher-delivered'; provider: string; agreementId: string; cumulativeWei: string }
   | { type: 'settled'; provider: string; agreementId: string; paidWei: string; refundedWei: string; txHash: string | null }
 
 export type JobEventListener = (event: JobEvent) => void

@@ -115,6 +115,7 @@ interface Slot {
   failures: number
   openTx: Hex
   retired: boolean
+  vouchersSent: Promise<void>
 }
 
 /** Sandbox verdicts: the program, not the provider, went wrong (it may still be retried once elsewhere). */
@@ -272,7 +273,7 @@ export function createRequestor(init: RequestorInit): Requestor {
         store.escrows.save({ agreementId: agreement.id, depositedWei: depositWei, openTx: tx.hash, claimedWei: 0n, refundedWei: 0n, closed: false })
         allowedFetchers.add(offer.provider.toLowerCase())
         emit({ type: 'escrow-opened', provider: offer.provider, agreementId: agreement.id, depositWei: depositWei.toString(), txHash: tx.hash })
-        return { agreement, offer, peer: offer.peerId, perTaskWei: BigInt(agreement.terms.pricing.perTaskWei), accepted: 0, failures: 0, openTx: tx.hash, retired: false }
+        return { agreement, offer, peer: offer.peerId, perTaskWei: BigInt(agreement.terms.pricing.perTaskWei), accepted: 0, failures: 0, openTx: tx.hash, retired: false, vouchersSent: Promise.resolve() }
       }),
     )
 
@@ -341,8 +342,14 @@ export function createRequestor(init: RequestorInit): Requestor {
         store.taskResults.save({ jobId, taskIndex: index, agreementId: slot.agreement.id, provider: slot.offer.provider, document: exchange.envelope, acceptedAtMs: Date.now() })
         const voucher = await signVoucher({ privateKey: identity.privateKey, chainId: payment.client.chainId, escrowAddress: payment.escrowAddress, agreementId: slot.agreement.id as Hex, cumulativeWei })
         store.vouchers.save({ agreementId: slot.agreement.id, cumulativeWei, document: voucherToJson(voucher), receivedAtMs: Date.now() })
-        // A lost voucher message costs the provider nothing: the next (cumulative) voucher covers it.
-        await host.request(slot.peer, voucherProtocol, voucherToJson(voucher)).catch(() => undefined)
+        // Sent in order but without holding up the next task; a lost one costs the provider nothing, since the next
+        // (cumulative) voucher covers it. Settlement waits for the chain of sends to finish.
+        slot.vouchersSent = slot.vouchersSent.then(() =>
+          host.request(slot.peer, voucherProtocol, voucherToJson(voucher)).then(
+            (ack) => emit({ type: 'voucher-delivered', provider: slot.offer.provider, agreementId: slot.agreement.id, cumulativeWei: ack.acceptedWei }),
+            () => undefined,
+          ),
+        )
         results[index] = {
           taskIndex: index,
           provider: slot.offer.provider as Address,
@@ -409,6 +416,7 @@ export function createRequestor(init: RequestorInit): Requestor {
       slots.map(async (slot): Promise<AgreementOutcome> => {
         const depositWei = BigInt(slot.agreement.terms.depositWei)
         let settleTx: Hex | null = null
+        await slot.vouchersSent
         try {
           const answer = await host.request(slot.peer, settleProtocol, { agreementId: slot.agreement.id })
           settleTx = answer.claimTx as Hex | null

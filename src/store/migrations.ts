@@ -6,7 +6,7 @@ export const migrations: readonly string[] = [
   // 1: agreements both sides signed, the escrow that backs each, the vouchers exchanged, and task results.
   `
   CREATE TABLE agreements (
-    id TEXT PRIMARY KEY,               -- keccak hash of the agreement's canonical JSON (0x…)
+    id TEXT PRIMARY KEY,               -- SHA-256 of the agreement's canonical JSON (0x…)
     role TEXT NOT NULL CHECK (role IN ('requestor', 'provider')),
     requestor TEXT NOT NULL,
     provider TEXT NOT NULL,
