@@ -98,20 +98,25 @@ export async function claimVoucher(
 
 /** The provider closes the escrow without claiming more; the unclaimed rest goes back to the requestor at once. */
 export async function releaseEscrow(ctx: EscrowContext, agreementId: Hex): Promise<TxOutcome & { refundedWei: bigint }> {
-  const receipt = await write(ctx, 'escrow.release', ctx.escrowAddress, escrowAbi(), 'release', [agreementId])
-  let refundedWei = 0n
-  for (const log of escrowLogs(ctx, receipt)) {
-    if (log.eventName === 'EscrowReleased') refundedWei += log.args.refunded as bigint
-  }
-  return { ...outcome(receipt), refundedWei }
+  return closeEscrow(ctx, agreementId, 'release', 'EscrowReleased')
 }
 
 /** The requestor takes back the unclaimed deposit after expiry; closes the escrow. */
 export async function refundEscrow(ctx: EscrowContext, agreementId: Hex): Promise<TxOutcome & { refundedWei: bigint }> {
-  const receipt = await write(ctx, 'escrow.refund', ctx.escrowAddress, escrowAbi(), 'refund', [agreementId])
+  return closeEscrow(ctx, agreementId, 'refund', 'EscrowRefunded')
+}
+
+/** Both ways of closing send the unclaimed rest to the requestor; the event says how much. */
+async function closeEscrow(
+  ctx: EscrowContext,
+  agreementId: Hex,
+  functionName: 'release' | 'refund',
+  eventName: 'EscrowReleased' | 'EscrowRefunded',
+): Promise<TxOutcome & { refundedWei: bigint }> {
+  const receipt = await write(ctx, `escrow.${functionName}`, ctx.escrowAddress, escrowAbi(), functionName, [agreementId])
   let refundedWei = 0n
   for (const log of escrowLogs(ctx, receipt)) {
-    if (log.eventName === 'EscrowRefunded') refundedWei += log.args.refunded as bigint
+    if (log.eventName === eventName) refundedWei += log.args.refunded as bigint
   }
   return { ...outcome(receipt), refundedWei }
 }
