@@ -3,34 +3,56 @@ pragma solidity ^0.8.24;
 
 import {IERC20} from "@openzeppelin/contracts/token/ERC20/IERC20.sol";
 import {SafeERC20} from "@openzeppelin/contracts/token/ERC20/utils/SafeERC20.sol";
-import {ReentrancyGuard} from "@openzeppelin/contracts/utils/ReentrancyGuard.sol";
+import {ReentrancyGuardTransient} from "@openzeppelin/contracts/utils/ReentrancyGuardTransient.sol";
 import {EIP712} from "@openzeppelin/contracts/utils/cryptography/EIP712.sol";
 import {ECDSA} from "@openzeppelin/contracts/utils/cryptography/ECDSA.sol";
 import {SafeCast} from "@openzeppelin/contracts/utils/math/SafeCast.sol";
 
 /// @title HearthEscrow
-/// @notice One escrow per agreement. The requestor deposits a budget, then pays the provider off-chain with signed
-/// cumulative vouchers; the provider redeems the latest voucher at any time, and the requestor takes back the
-/// unclaimed rest after expiry. On-chain cost per agreement is O(1) however many vouchers are exchanged.
-/// @dev The provider may claim until the escrow is closed, even past expiry: expiry only lets the requestor close it.
-contract HearthEscrow is EIP712, ReentrancyGuard {
+/// @notice One escrow per (requestor, agreement). The requestor deposits a budget, then pays the provider off-chain
+/// with signed cumulative vouchers; the provider redeems the latest voucher at any time, and the requestor takes back
+/// the unclaimed rest after expiry. On-chain cost per agreement is O(1) however many vouchers are exchanged.
+/// @dev Escrows are keyed by keccak256(abi.encode(requestor, agreementId)), not by the agreement id alone: whoever
+/// learns an id before it is opened can open an escrow under their own key only, which neither blocks nor touches the
+/// requestor's. Events still carry the agreement id as the public record.
+/// The provider may claim until the escrow is closed, even past expiry: expiry only lets the requestor close it.
+/// The guard uses transient storage (EIP-1153, Cancun and later), which costs ~100 gas where a storage guard costs
+/// thousands; the contracts are compiled for Prague, so a chain without Cancun cannot run them anyway.
+contract HearthEscrow is EIP712, ReentrancyGuardTransient {
     using SafeERC20 for IERC20;
 
-    /// @dev Packed into three slots: requestor+expiresAt+closed, provider, deposited+claimed.
+    /// @dev Two slots: provider+expiresAt+closed, deposited+claimed. The requestor is not stored: it is part of the
+    /// key, and every call either is the requestor (msg.sender) or names it.
     struct Escrow {
-        address requestor;
+        address provider;
         uint64 expiresAt;
         bool closed;
-        address provider;
         uint128 deposited;
         uint128 claimed;
+    }
+
+    /// @notice One agreement in an {openMany} batch.
+    struct OpenRequest {
+        bytes32 agreementId;
+        address provider;
+        uint256 amount;
+        uint64 expiresAt;
+    }
+
+    /// @notice One voucher in a {claimMany} batch.
+    struct ClaimRequest {
+        address requestor;
+        bytes32 agreementId;
+        uint256 cumulativeAmount;
+        bytes signature;
+        bool releaseRest;
     }
 
     bytes32 public constant VOUCHER_TYPEHASH = keccak256("Voucher(bytes32 agreementId,uint256 cumulativeAmount)");
 
     IERC20 public immutable token;
 
-    mapping(bytes32 agreementId => Escrow) private _escrows;
+    mapping(bytes32 key => Escrow) private _escrows;
 
     event EscrowOpened(
         bytes32 indexed agreementId,
@@ -39,18 +61,24 @@ contract HearthEscrow is EIP712, ReentrancyGuard {
         uint256 amount,
         uint64 expiresAt
     );
-    event EscrowToppedUp(bytes32 indexed agreementId, uint256 amount, uint256 deposited);
-    event VoucherClaimed(bytes32 indexed agreementId, address indexed provider, uint256 paid, uint256 cumulativeAmount);
-    event EscrowReleased(bytes32 indexed agreementId, uint256 refunded);
+    event EscrowToppedUp(bytes32 indexed agreementId, address indexed requestor, uint256 amount, uint256 deposited);
+    event VoucherClaimed(
+        bytes32 indexed agreementId,
+        address indexed requestor,
+        address indexed provider,
+        uint256 paid,
+        uint256 cumulativeAmount
+    );
+    event EscrowReleased(bytes32 indexed agreementId, address indexed requestor, uint256 refunded);
     event EscrowRefunded(bytes32 indexed agreementId, address indexed requestor, uint256 refunded);
 
-    error EscrowAlreadyExists(bytes32 agreementId);
-    error EscrowNotFound(bytes32 agreementId);
+    error EscrowAlreadyExists(address requestor, bytes32 agreementId);
+    error EscrowNotFound(address requestor, bytes32 agreementId);
     error EscrowClosed(bytes32 agreementId);
     error ZeroProvider();
     error ZeroAmount();
+    error EmptyBatch();
     error ExpiryInPast(uint64 expiresAt, uint256 nowSec);
-    error NotRequestor(address caller);
     error NotProvider(address caller);
     error InvalidVoucherSignature(address recovered);
     error NothingToClaim(uint256 cumulativeAmount, uint256 claimed);
@@ -61,86 +89,91 @@ contract HearthEscrow is EIP712, ReentrancyGuard {
         token = token_;
     }
 
-    /// @notice Deposits `amount` for a new agreement; msg.sender becomes its requestor.
+    /// @notice Deposits `amount` for a new agreement; msg.sender is its requestor.
     function open(bytes32 agreementId, address provider, uint256 amount, uint64 expiresAt) external nonReentrant {
-        if (_escrows[agreementId].requestor != address(0)) revert EscrowAlreadyExists(agreementId);
-        if (provider == address(0)) revert ZeroProvider();
-        if (amount == 0) revert ZeroAmount();
-        if (expiresAt <= block.timestamp) revert ExpiryInPast(expiresAt, block.timestamp);
-
-        _escrows[agreementId] = Escrow({
-            requestor: msg.sender,
-            expiresAt: expiresAt,
-            closed: false,
-            provider: provider,
-            deposited: SafeCast.toUint128(amount),
-            claimed: 0
-        });
-        emit EscrowOpened(agreementId, msg.sender, provider, amount, expiresAt);
+        _create(agreementId, provider, amount, expiresAt);
         token.safeTransferFrom(msg.sender, address(this), amount);
     }
 
-    /// @notice Adds to an open escrow's deposit, so a longer job needs no new agreement.
+    /// @notice Opens several escrows with one token transfer for their total: a job with many providers costs one
+    /// transaction. All or nothing: one bad request reverts the batch.
+    function openMany(OpenRequest[] calldata requests) external nonReentrant {
+        if (requests.length == 0) revert EmptyBatch();
+        uint256 total;
+        for (uint256 i; i < requests.length; ++i) {
+            OpenRequest calldata r = requests[i];
+            _create(r.agreementId, r.provider, r.amount, r.expiresAt);
+            total += r.amount;
+        }
+        token.safeTransferFrom(msg.sender, address(this), total);
+    }
+
+    /// @notice Adds to an open escrow's deposit, so a longer job needs no new agreement. Only the requestor can,
+    /// since the key is derived from msg.sender.
     function topUp(bytes32 agreementId, uint256 amount) external nonReentrant {
-        Escrow storage e = _open(agreementId);
-        if (msg.sender != e.requestor) revert NotRequestor(msg.sender);
+        Escrow storage e = _live(msg.sender, agreementId);
         if (amount == 0) revert ZeroAmount();
 
         uint128 deposited = SafeCast.toUint128(uint256(e.deposited) + amount);
         e.deposited = deposited;
-        emit EscrowToppedUp(agreementId, amount, deposited);
+        emit EscrowToppedUp(agreementId, msg.sender, amount, deposited);
         token.safeTransferFrom(msg.sender, address(this), amount);
     }
 
     /// @notice Redeems the requestor's cumulative voucher: pays what it adds over earlier claims.
-    /// @param release When true the provider also gives up the rest, which goes back to the requestor now and
+    /// @param releaseRest When true the provider also gives up the rest, which goes back to the requestor now and
     /// closes the escrow: a finished job settles without waiting for expiry.
-    function claim(bytes32 agreementId, uint256 cumulativeAmount, bytes calldata signature, bool release)
-        external
-        nonReentrant
-    {
-        Escrow storage e = _open(agreementId);
-        if (msg.sender != e.provider) revert NotProvider(msg.sender);
-
-        (address recovered, ECDSA.RecoverError err,) =
-            ECDSA.tryRecover(voucherDigest(agreementId, cumulativeAmount), signature);
-        if (err != ECDSA.RecoverError.NoError || recovered != e.requestor) revert InvalidVoucherSignature(recovered);
-
-        uint256 claimed = e.claimed;
-        uint256 deposited = e.deposited;
-        if (cumulativeAmount <= claimed) revert NothingToClaim(cumulativeAmount, claimed);
-        if (cumulativeAmount > deposited) revert ClaimExceedsDeposit(cumulativeAmount, deposited);
-
-        uint256 paid = cumulativeAmount - claimed;
-        uint256 refunded = release ? deposited - cumulativeAmount : 0;
-        // Bounded by deposited (a uint128), so the cast cannot truncate.
-        e.claimed = uint128(cumulativeAmount);
-        if (release) e.closed = true;
-
-        emit VoucherClaimed(agreementId, msg.sender, paid, cumulativeAmount);
+    function claim(
+        address requestor,
+        bytes32 agreementId,
+        uint256 cumulativeAmount,
+        bytes calldata signature,
+        bool releaseRest
+    ) external nonReentrant {
+        (uint256 paid, uint256 refunded) = _claim(requestor, agreementId, cumulativeAmount, signature, releaseRest);
         token.safeTransfer(msg.sender, paid);
-        if (release) {
-            emit EscrowReleased(agreementId, refunded);
-            if (refunded > 0) token.safeTransfer(e.requestor, refunded);
+        if (refunded > 0) token.safeTransfer(requestor, refunded);
+    }
+
+    /// @notice Redeems several vouchers (any requestors, all naming msg.sender as provider) with one payment for their
+    /// total; the refunds of released escrows go out once per run of consecutive claims from the same requestor.
+    /// All or nothing: one bad voucher reverts the batch, so simulate first and drop what fails.
+    function claimMany(ClaimRequest[] calldata claims) external nonReentrant {
+        if (claims.length == 0) revert EmptyBatch();
+        uint256 totalPaid;
+        address refundTo;
+        uint256 refundDue;
+        for (uint256 i; i < claims.length; ++i) {
+            ClaimRequest calldata c = claims[i];
+            (uint256 paid, uint256 refunded) =
+                _claim(c.requestor, c.agreementId, c.cumulativeAmount, c.signature, c.releaseRest);
+            totalPaid += paid;
+            if (c.requestor != refundTo) {
+                if (refundDue > 0) token.safeTransfer(refundTo, refundDue);
+                refundTo = c.requestor;
+                refundDue = 0;
+            }
+            refundDue += refunded;
         }
+        token.safeTransfer(msg.sender, totalPaid);
+        if (refundDue > 0) token.safeTransfer(refundTo, refundDue);
     }
 
     /// @notice The provider ends the agreement without a further claim: the unclaimed rest goes back to the requestor
     /// now and the escrow closes. Used when a job ends with nothing (more) to claim.
-    function release(bytes32 agreementId) external nonReentrant {
-        Escrow storage e = _open(agreementId);
+    function release(address requestor, bytes32 agreementId) external nonReentrant {
+        Escrow storage e = _live(requestor, agreementId);
         if (msg.sender != e.provider) revert NotProvider(msg.sender);
 
         uint256 refunded = uint256(e.deposited) - e.claimed;
         e.closed = true;
-        emit EscrowReleased(agreementId, refunded);
-        if (refunded > 0) token.safeTransfer(e.requestor, refunded);
+        emit EscrowReleased(agreementId, requestor, refunded);
+        if (refunded > 0) token.safeTransfer(requestor, refunded);
     }
 
     /// @notice After expiry the requestor takes back what was not claimed, and the escrow closes.
     function refund(bytes32 agreementId) external nonReentrant {
-        Escrow storage e = _open(agreementId);
-        if (msg.sender != e.requestor) revert NotRequestor(msg.sender);
+        Escrow storage e = _live(msg.sender, agreementId);
         if (block.timestamp < e.expiresAt) revert NotExpired(e.expiresAt, block.timestamp);
 
         uint256 refunded = uint256(e.deposited) - e.claimed;
@@ -149,30 +182,75 @@ contract HearthEscrow is EIP712, ReentrancyGuard {
         if (refunded > 0) token.safeTransfer(msg.sender, refunded);
     }
 
-    function escrows(bytes32 agreementId)
+    /// @notice The escrow `requestor` opened for `agreementId`; provider is zero when there is none.
+    function escrows(address requestor, bytes32 agreementId)
         external
         view
-        returns (
-            address requestor,
-            address provider,
-            uint256 deposited,
-            uint256 claimed,
-            uint64 expiresAt,
-            bool closed
-        )
+        returns (address provider, uint256 deposited, uint256 claimed, uint64 expiresAt, bool closed)
     {
-        Escrow storage e = _escrows[agreementId];
-        return (e.requestor, e.provider, e.deposited, e.claimed, e.expiresAt, e.closed);
+        Escrow storage e = _escrows[escrowKey(requestor, agreementId)];
+        return (e.provider, e.deposited, e.claimed, e.expiresAt, e.closed);
     }
 
-    /// @notice The EIP-712 digest a requestor signs; binds chain id, this contract and the agreement.
+    /// @notice The storage key of an escrow: the agreement id alone would let anyone who learns it open it first.
+    function escrowKey(address requestor, bytes32 agreementId) public pure returns (bytes32) {
+        return keccak256(abi.encode(requestor, agreementId));
+    }
+
+    /// @notice The EIP-712 digest a requestor signs; binds chain id, this contract and the agreement. The requestor is
+    /// bound too, without being in the message: only a signature by the escrow's own requestor redeems it.
     function voucherDigest(bytes32 agreementId, uint256 cumulativeAmount) public view returns (bytes32) {
         return _hashTypedDataV4(keccak256(abi.encode(VOUCHER_TYPEHASH, agreementId, cumulativeAmount)));
     }
 
-    function _open(bytes32 agreementId) private view returns (Escrow storage e) {
-        e = _escrows[agreementId];
-        if (e.requestor == address(0)) revert EscrowNotFound(agreementId);
+    function _create(bytes32 agreementId, address provider, uint256 amount, uint64 expiresAt) private {
+        Escrow storage e = _escrows[escrowKey(msg.sender, agreementId)];
+        // A provider is set on every escrow ever opened (open refuses zero), so it marks existence.
+        if (e.provider != address(0)) revert EscrowAlreadyExists(msg.sender, agreementId);
+        if (provider == address(0)) revert ZeroProvider();
+        if (amount == 0) revert ZeroAmount();
+        if (expiresAt <= block.timestamp) revert ExpiryInPast(expiresAt, block.timestamp);
+
+        e.provider = provider;
+        e.expiresAt = expiresAt;
+        e.deposited = SafeCast.toUint128(amount);
+        emit EscrowOpened(agreementId, msg.sender, provider, amount, expiresAt);
+    }
+
+    /// @dev Checks and books one claim; the caller moves the tokens (once per batch in claimMany).
+    function _claim(
+        address requestor,
+        bytes32 agreementId,
+        uint256 cumulativeAmount,
+        bytes calldata signature,
+        bool releaseRest
+    ) private returns (uint256 paid, uint256 refunded) {
+        Escrow storage e = _live(requestor, agreementId);
+        if (msg.sender != e.provider) revert NotProvider(msg.sender);
+
+        (address recovered, ECDSA.RecoverError err,) =
+            ECDSA.tryRecover(voucherDigest(agreementId, cumulativeAmount), signature);
+        if (err != ECDSA.RecoverError.NoError || recovered != requestor) revert InvalidVoucherSignature(recovered);
+
+        uint256 claimed = e.claimed;
+        uint256 deposited = e.deposited;
+        if (cumulativeAmount <= claimed) revert NothingToClaim(cumulativeAmount, claimed);
+        if (cumulativeAmount > deposited) revert ClaimExceedsDeposit(cumulativeAmount, deposited);
+
+        paid = cumulativeAmount - claimed;
+        // Bounded by deposited (a uint128), so the cast cannot truncate.
+        e.claimed = uint128(cumulativeAmount);
+        emit VoucherClaimed(agreementId, requestor, msg.sender, paid, cumulativeAmount);
+        if (releaseRest) {
+            refunded = deposited - cumulativeAmount;
+            e.closed = true;
+            emit EscrowReleased(agreementId, requestor, refunded);
+        }
+    }
+
+    function _live(address requestor, bytes32 agreementId) private view returns (Escrow storage e) {
+        e = _escrows[escrowKey(requestor, agreementId)];
+        if (e.provider == address(0)) revert EscrowNotFound(requestor, agreementId);
         if (e.closed) revert EscrowClosed(agreementId);
     }
 }

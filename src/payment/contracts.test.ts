@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict'
 import { before, describe, it } from 'node:test'
 import { buildContracts } from '../../scripts/build-contracts.ts'
-import { contractsJsonPath, hearthEscrowAbi, hearthTokenAbi, loadContracts } from './contracts.ts'
+import { contractsJsonPath, hearthEscrowAbi, hearthTokenAbi, loadContracts, loadTestContract } from './contracts.ts'
 
 before(() => buildContracts())
 
@@ -19,15 +19,23 @@ describe('loadContracts', () => {
 
   it('exposes the escrow functions, events and custom errors the payment layer relies on', () => {
     const escrow = hearthEscrowAbi()
-    for (const fn of ['open', 'topUp', 'claim', 'refund', 'escrows', 'voucherDigest', 'token']) {
+    for (const fn of ['open', 'openMany', 'topUp', 'claim', 'claimMany', 'release', 'refund', 'escrows', 'escrowKey', 'voucherDigest', 'token']) {
       assert.ok(names(escrow, 'function').includes(fn), fn)
     }
     for (const event of ['EscrowOpened', 'EscrowToppedUp', 'VoucherClaimed', 'EscrowReleased', 'EscrowRefunded']) {
       assert.ok(names(escrow, 'event').includes(event), event)
     }
-    for (const error of ['EscrowAlreadyExists', 'InvalidVoucherSignature', 'NothingToClaim', 'ClaimExceedsDeposit', 'NotExpired']) {
+    for (const error of ['EscrowAlreadyExists', 'EscrowNotFound', 'EmptyBatch', 'InvalidVoucherSignature', 'NothingToClaim', 'ClaimExceedsDeposit', 'NotExpired', 'ReentrancyGuardReentrantCall']) {
       assert.ok(names(escrow, 'error').includes(error), error)
     }
     assert.ok(names(hearthTokenAbi(), 'function').includes('mint'))
+    assert.ok(names(hearthTokenAbi(), 'function').includes('faucet'))
+    assert.ok(names(hearthTokenAbi(), 'error').includes('FaucetDisabled'))
+  })
+
+  it('keeps test contracts out of the shipped artifacts', () => {
+    assert.deepEqual(Object.keys(loadContracts()).sort(), ['HearthEscrow', 'HearthToken'])
+    assert.match(loadTestContract('ReentrantToken').bytecode, /^0x[0-9a-f]+$/)
+    assert.throws(() => loadTestContract('Nope'), /has no Nope/)
   })
 })

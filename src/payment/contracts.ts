@@ -52,3 +52,23 @@ export function hearthTokenAbi(): Abi {
 export function hearthEscrowAbi(): Abi {
   return loadContracts().HearthEscrow.abi
 }
+
+export const testContractsJsonPath = fileURLToPath(new URL('../../build/test-contracts.json', import.meta.url))
+
+/** A contract from contracts/test/ (build/test-contracts.json): hostile doubles that only tests deploy. */
+export function loadTestContract(name: string): ContractArtifact {
+  let parsed: Record<string, Partial<ContractArtifact>>
+  try {
+    parsed = JSON.parse(readFileSync(testContractsJsonPath, 'utf8')) as typeof parsed
+  } catch (error) {
+    throw new HearthError('HEARTH_ERR_PAYMENT_CHAIN', `the compiled test contracts are missing or unreadable (${testContractsJsonPath})`, {
+      hint: 'run npm run build',
+      cause: error,
+    })
+  }
+  const artifact = parsed[name]
+  if (!Array.isArray(artifact?.abi) || typeof artifact.bytecode !== 'string') {
+    throw new HearthError('HEARTH_ERR_PAYMENT_CHAIN', `build/test-contracts.json has no ${name}`, { hint: 'run npm run build' })
+  }
+  return artifact as ContractArtifact
+}

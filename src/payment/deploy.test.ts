@@ -1,31 +1,44 @@
 import assert from 'node:assert/strict'
-import { before, describe, it } from 'node:test'
+import { mkdtemp, rm, writeFile } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { after, before, describe, it } from 'node:test'
 import { keccak256, parseEther, toHex } from 'viem'
+import type { Address } from 'viem'
 import { privateKeyToAccount } from 'viem/accounts'
 import { buildContracts } from '../../scripts/build-contracts.ts'
+import { isHearthError } from '../errors.ts'
 import { createChainClient } from './chain-client.ts'
 import { hearthEscrowAbi, hearthTokenAbi } from './contracts.ts'
-import { deployHearthContracts } from './deploy.ts'
+import { deployHearth, deployHearthContracts, readDeploymentFile, writeDeploymentFile } from './deploy.ts'
 import { createEmbeddedChain } from './embedded-chain.ts'
 import { voucherDigest } from './voucher.ts'
 
 const deployerKey = keccak256(toHex('hearth-test-deployer'))
 const deployer = privateKeyToAccount(deployerKey).address
 
+const dir = await mkdtemp(join(tmpdir(), 'hearth-deploy-test-'))
+after(() => rm(dir, { recursive: true, force: true }))
 before(() => buildContracts())
+
+async function clientOn(chainId: number) {
+  const chain = await createEmbeddedChain({ chainId, accounts: [{ address: deployer, balanceWei: parseEther('10') }] })
+  return createChainClient({ transport: chain, privateKey: deployerKey, chainId: chain.chainId })
+}
 
 describe('deployHearthContracts', () => {
   it('deploys the token and an escrow bound to it, in two txs', async () => {
-    const chain = await createEmbeddedChain({ chainId: 777, accounts: [{ address: deployer, balanceWei: parseEther('10') }] })
-    const client = createChainClient({ transport: chain, privateKey: deployerKey, chainId: chain.chainId })
-    const { tokenAddress, escrowAddress } = await deployHearthContracts(client)
+    const client = await clientOn(777)
+    const { tokenAddress, escrowAddress, faucet } = await deployHearthContracts(client)
     const read = (address: `0x${string}`, abi: ReturnType<typeof hearthTokenAbi>, functionName: string, args: unknown[] = []) =>
       client.publicClient.readContract({ address, abi, functionName, args })
 
     assert.equal(await read(tokenAddress, hearthTokenAbi(), 'name'), 'Hearth Test Token')
     assert.equal(await read(tokenAddress, hearthTokenAbi(), 'symbol'), 'HTT')
     assert.equal(await read(tokenAddress, hearthTokenAbi(), 'decimals'), 18)
-    assert.equal(await read(tokenAddress, hearthTokenAbi(), 'owner'), deployer)
+    // 777 is not a known development chain id: no faucet unless asked.
+    assert.equal(faucet, false)
+    assert.equal(await read(tokenAddress, hearthTokenAbi(), 'faucet'), false)
     assert.equal(await read(escrowAddress, hearthEscrowAbi(), 'token'), tokenAddress)
     assert.deepEqual(client.ledger.map((entry) => entry.label), ['deploy.HearthToken', 'deploy.HearthEscrow'])
 
@@ -37,5 +50,59 @@ describe('deployHearthContracts', () => {
     )
     const domain = (await read(escrowAddress, hearthEscrowAbi(), 'eip712Domain')) as readonly unknown[]
     assert.deepEqual(domain.slice(1, 5), ['HearthEscrow', '1', 777n, escrowAddress])
+  })
+
+  it('turns the faucet on by default only on development chain ids, and refuses it on public chains', async () => {
+    const dev = await clientOn(31337)
+    const onDev = await deployHearthContracts(dev)
+    assert.equal(onDev.faucet, true)
+    assert.equal(await dev.publicClient.readContract({ address: onDev.tokenAddress, abi: hearthTokenAbi(), functionName: 'faucet' }), true)
+    assert.equal((await deployHearthContracts(dev, { faucet: false })).faucet, false)
+
+    // Chain id 1 (Ethereum mainnet), simulated: the deploy refuses before sending anything.
+    const mainnet = await clientOn(1)
+    await assert.rejects(deployHearthContracts(mainnet, { faucet: true }), (error: unknown) => isHearthError(error, 'HEARTH_ERR_CONFIG_INVALID'))
+    assert.equal(mainnet.ledger.length, 0)
+    const real = await deployHearth(mainnet, { initialSupplyWei: parseEther('1000000') })
+    assert.equal(real.faucet, false)
+    assert.equal(
+      await mainnet.publicClient.readContract({ address: real.tokenAddress, abi: hearthTokenAbi(), functionName: 'balanceOf', args: [deployer] }),
+      parseEther('1000000'),
+    )
+  })
+
+  it('binds the escrow to an existing token (one tx), and refuses an address without code', async () => {
+    const client = await clientOn(31337)
+    const first = await deployHearthContracts(client)
+    const record = await deployHearth(client, { tokenAddress: first.tokenAddress })
+    assert.equal(record.tokenDeployed, false)
+    assert.equal(record.faucet, false)
+    assert.deepEqual(record.transactions.map((t) => t.label), ['deploy.HearthEscrow'])
+    assert.equal(await client.publicClient.readContract({ address: record.escrowAddress, abi: hearthEscrowAbi(), functionName: 'token' }), first.tokenAddress)
+    await assert.rejects(
+      deployHearth(client, { tokenAddress: '0x000000000000000000000000000000000000dEaD' }),
+      (error: unknown) => isHearthError(error, 'HEARTH_ERR_CONFIG_INVALID') && /no contract/.test(error.message),
+    )
+  })
+})
+
+describe('deployment files', () => {
+  it('round-trips a deployment record, and refuses a malformed or missing one', async () => {
+    const client = await clientOn(31337)
+    const record = { ...(await deployHearth(client)), rpcUrl: 'http://127.0.0.1:8545' }
+    assert.equal(record.deployer, deployer)
+    assert.match(record.blockNumber, /^[0-9]+$/)
+    assert.equal(record.transactions.length, 2)
+    const file = join(dir, 'nested', 'deployment.json')
+    await writeDeploymentFile(file, record)
+    assert.deepEqual(await readDeploymentFile(file), record)
+
+    const bad = join(dir, 'bad.json')
+    await writeFile(bad, JSON.stringify({ ...record, escrowAddress: 'nope' }))
+    await assert.rejects(readDeploymentFile(bad), (error: unknown) => isHearthError(error, 'HEARTH_ERR_CONFIG_INVALID') && /escrowAddress/.test(error.message))
+    await assert.rejects(readDeploymentFile(join(dir, 'missing.json')), (error: unknown) => isHearthError(error, 'HEARTH_ERR_CONFIG_INVALID'))
+    const lower = { ...record, tokenAddress: record.tokenAddress.toLowerCase() as Address }
+    await writeDeploymentFile(file, lower)
+    assert.equal((await readDeploymentFile(file)).tokenAddress, record.tokenAddress)
   })
 })

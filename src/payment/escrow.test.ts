@@ -1,12 +1,13 @@
 import assert from 'node:assert/strict'
 import { before, describe, it } from 'node:test'
-import { keccak256, parseEther, toHex } from 'viem'
+import { keccak256, parseEther, parseEventLogs, toHex } from 'viem'
 import type { Hex } from 'viem'
 import { privateKeyToAccount } from 'viem/accounts'
 import { buildContracts } from '../../scripts/build-contracts.ts'
 import { isHearthError } from '../errors.ts'
 import type { ErrorCode } from '../errors.ts'
 import { createChainClient } from './chain-client.ts'
+import { hearthEscrowAbi, hearthTokenAbi } from './contracts.ts'
 import { deployHearthContracts } from './deploy.ts'
 import { createEmbeddedChain } from './embedded-chain.ts'
 import type { EmbeddedChain } from './embedded-chain.ts'
@@ -14,15 +15,18 @@ import {
   approveEscrow,
   chainTimeSec,
   claimVoucher,
+  claimVouchers,
+  escrowKey,
   getEscrow,
   mintTokens,
   openEscrow,
+  openEscrows,
   refundEscrow,
   releaseEscrow,
   tokenBalanceOf,
   topUpEscrow,
 } from './escrow.ts'
-import type { EscrowContext } from './escrow.ts'
+import type { EscrowContext, EscrowRef } from './escrow.ts'
 import { signVoucher, verifyVoucher } from './voucher.ts'
 
 const keys = {
@@ -30,12 +34,14 @@ const keys = {
   requestor: keccak256(toHex('hearth-test-requestor')),
   provider: keccak256(toHex('hearth-test-provider')),
   stranger: keccak256(toHex('hearth-test-stranger')),
+  requestor2: keccak256(toHex('hearth-test-requestor-2')),
 }
 const addresses = {
   deployer: privateKeyToAccount(keys.deployer).address,
   requestor: privateKeyToAccount(keys.requestor).address,
   provider: privateKeyToAccount(keys.provider).address,
   stranger: privateKeyToAccount(keys.stranger).address,
+  requestor2: privateKeyToAccount(keys.requestor2).address,
 }
 
 const depositWei = parseEther('100')
@@ -48,12 +54,15 @@ interface World {
   requestor: EscrowContext
   provider: EscrowContext
   stranger: EscrowContext
+  requestor2: EscrowContext
+  /** The requestor's escrow for an agreement id. */
+  ref(agreementId: Hex): EscrowRef
   /** Opens a fresh escrow from requestor to provider, expiring in an hour of chain time. */
   open(label: string, amountWei?: bigint): Promise<Hex>
   voucher(agreementId: Hex, cumulativeWei: bigint, overrides?: Partial<Parameters<typeof signVoucher>[0]>): ReturnType<typeof signVoucher>
 }
 
-/** A fresh chain per test: two contracts deployed, the requestor funded with 1000 HTT and approved. */
+/** A fresh chain per test: two contracts deployed (faucet on), both requestors and the stranger funded with 1000 HTT and approved. */
 async function world(chainId = 31337): Promise<World> {
   const chain = await createEmbeddedChain({
     chainId,
@@ -61,7 +70,8 @@ async function world(chainId = 31337): Promise<World> {
   })
   const clientOf = (privateKey: Hex) => createChainClient({ transport: chain, privateKey, chainId })
   const deployerClient = clientOf(keys.deployer)
-  const deployment = await deployHearthContracts(deployerClient)
+  const { tokenAddress, escrowAddress } = await deployHearthContracts(deployerClient, { faucet: true })
+  const deployment = { tokenAddress, escrowAddress }
   const ctx = (client: ReturnType<typeof clientOf>): EscrowContext => ({ client, ...deployment })
   const w: World = {
     chain,
@@ -71,6 +81,8 @@ async function world(chainId = 31337): Promise<World> {
     requestor: ctx(clientOf(keys.requestor)),
     provider: ctx(clientOf(keys.provider)),
     stranger: ctx(clientOf(keys.stranger)),
+    requestor2: ctx(clientOf(keys.requestor2)),
+    ref: (agreementId) => ({ requestorAddress: addresses.requestor, agreementId }),
     async open(label, amountWei = depositWei) {
       const agreementId = keccak256(toHex(label))
       const expiresAtSec = (await chainTimeSec(w.requestor)) + 3600n
@@ -88,8 +100,10 @@ async function world(chainId = 31337): Promise<World> {
       })
     },
   }
-  await mintTokens(w.deployer, { toAddress: addresses.requestor, amountWei: parseEther('1000') })
-  await approveEscrow(w.requestor)
+  for (const who of ['requestor', 'requestor2', 'stranger'] as const) {
+    await mintTokens(w.deployer, { toAddress: addresses[who], amountWei: parseEther('1000') })
+    await approveEscrow(w[who])
+  }
   return w
 }
 
@@ -121,7 +135,7 @@ describe('escrow: the money path', () => {
 
     gas.open = (await openEscrow(w.requestor, { agreementId, providerAddress: addresses.provider, amountWei: depositWei, expiresAtSec })).gasUsed
     assert.deepEqual(await balances(), { requestor: parseEther('900'), provider: 0n, escrow: depositWei })
-    assert.deepEqual(await getEscrow(w.provider, agreementId), {
+    assert.deepEqual(await getEscrow(w.provider, w.ref(agreementId)), {
       agreementId,
       requestorAddress: addresses.requestor,
       providerAddress: addresses.provider,
@@ -163,7 +177,7 @@ describe('escrow: the money path', () => {
     assert.equal(final.refundedWei, parseEther('40'))
     const end = await balances()
     assert.deepEqual(end, { requestor: parseEther('940'), provider: parseEther('60'), escrow: 0n })
-    const state = await getEscrow(w.provider, agreementId)
+    const state = await getEscrow(w.provider, w.ref(agreementId))
     assert.equal(state?.closed, true)
     assert.equal(state?.claimedWei, parseEther('60'))
     // deposited = claimed + refunded
@@ -187,8 +201,8 @@ describe('escrow: the money path', () => {
     gas.firstClaimRelease = (await claimVoucher(w.provider, { voucher: await w.voucher(oneShot, parseEther('10')), release: true })).gasUsed
 
     t.diagnostic(`gas: ${Object.entries(gas).map(([k, v]) => `${k}=${v}`).join(' ')}`)
-    // Loose bounds so a gas regression is noticed. Measured: open 130k, claim 76k, claim+release 67k, refund 45k
-    // (a claim paying a provider whose token balance was zero costs ~17k more: a fresh storage slot).
+    // Loose bounds so a gas regression is noticed; bench/payments.ts reports the exact figures.
+    // (A claim paying a provider whose token balance was zero costs ~17k more: a fresh storage slot.)
     assert.ok(gas.open! < 150_000n, `open ${gas.open}`)
     assert.ok(gas.claim! < 90_000n, `claim ${gas.claim}`)
     assert.ok(gas.claimRelease! < 100_000n && gas.firstClaimRelease! < 100_000n, `claim+release ${gas.firstClaimRelease}`)
@@ -206,7 +220,7 @@ describe('escrow: the money path', () => {
     const { refundedWei } = await refundEscrow(w.requestor, agreementId)
     assert.equal(refundedWei, parseEther('75'))
     assert.equal(await tokenBalanceOf(w.requestor, addresses.requestor), before_ + parseEther('75'))
-    assert.equal((await getEscrow(w.requestor, agreementId))?.closed, true)
+    assert.equal((await getEscrow(w.requestor, w.ref(agreementId)))?.closed, true)
     await assert.rejects(refundEscrow(w.requestor, agreementId), fails('HEARTH_ERR_PAYMENT_CHAIN', 'EscrowClosed'))
   })
 
@@ -214,12 +228,12 @@ describe('escrow: the money path', () => {
     const w = await world()
     const agreementId = await w.open('job-release')
     await claimVoucher(w.provider, { voucher: await w.voucher(agreementId, parseEther('30')) })
-    await assert.rejects(releaseEscrow(w.requestor, agreementId), fails('HEARTH_ERR_PAYMENT_CHAIN', 'NotProvider'))
+    await assert.rejects(releaseEscrow(w.requestor, w.ref(agreementId)), fails('HEARTH_ERR_PAYMENT_CHAIN', 'NotProvider'))
     const before_ = await tokenBalanceOf(w.requestor, addresses.requestor)
-    const { refundedWei } = await releaseEscrow(w.provider, agreementId)
+    const { refundedWei } = await releaseEscrow(w.provider, w.ref(agreementId))
     assert.equal(refundedWei, parseEther('70'))
     assert.equal(await tokenBalanceOf(w.requestor, addresses.requestor), before_ + parseEther('70'))
-    const escrow = await getEscrow(w.requestor, agreementId)
+    const escrow = await getEscrow(w.requestor, w.ref(agreementId))
     assert.equal(escrow?.closed, true)
     assert.equal(escrow?.claimedWei, parseEther('30'))
     await assert.rejects(claimVoucher(w.provider, { voucher: await w.voucher(agreementId, parseEther('40')) }), fails('HEARTH_ERR_PAYMENT_CHAIN', 'EscrowClosed'))
@@ -240,13 +254,13 @@ describe('escrow: the money path', () => {
     const voucher = await w.voucher(agreementId, parseEther('15'))
     await assert.rejects(claimVoucher(w.provider, { voucher }), fails('HEARTH_ERR_PAYMENT_VOUCHER_INVALID', 'ClaimExceedsDeposit'))
     await topUpEscrow(w.requestor, { agreementId, amountWei: parseEther('5') })
-    assert.equal((await getEscrow(w.requestor, agreementId))?.depositedWei, parseEther('15'))
+    assert.equal((await getEscrow(w.requestor, w.ref(agreementId)))?.depositedWei, parseEther('15'))
     assert.equal((await claimVoucher(w.provider, { voucher })).paidWei, parseEther('15'))
   })
 
   it('getEscrow is undefined for an agreement never opened', async () => {
     const w = await world()
-    assert.equal(await getEscrow(w.requestor, keccak256(toHex('never'))), undefined)
+    assert.equal(await getEscrow(w.requestor, w.ref(keccak256(toHex('never')))), undefined)
   })
 })
 
@@ -255,10 +269,12 @@ describe('escrow: what the contract refuses', () => {
     const w = await world()
     const agreementId = await w.open('job')
     const voucher = await w.voucher(agreementId, parseEther('1'), { privateKey: keys.stranger })
+    // The provider names the agreement's requestor; taken from the voucher's signer, it finds no escrow at all.
     await assert.rejects(
-      claimVoucher(w.provider, { voucher }),
+      claimVoucher(w.provider, { voucher, requestorAddress: addresses.requestor }),
       fails('HEARTH_ERR_PAYMENT_VOUCHER_INVALID', 'InvalidVoucherSignature'),
     )
+    await assert.rejects(claimVoucher(w.provider, { voucher }), fails('HEARTH_ERR_PAYMENT_CHAIN', 'EscrowNotFound'))
   })
 
   it('a voucher signed for another agreement', async () => {
@@ -336,11 +352,39 @@ describe('escrow: what the contract refuses', () => {
     await assert.rejects(claimVoucher(w.requestor, { voucher }), fails('HEARTH_ERR_PAYMENT_CHAIN', 'NotProvider'))
   })
 
-  it('a refund by anyone but the requestor', async () => {
+  it('a refund by anyone but the requestor: the caller has no escrow under that id', async () => {
     const w = await world()
     const agreementId = await w.open('job')
     await w.chain.increaseTime(3601)
-    await assert.rejects(refundEscrow(w.provider, agreementId), fails('HEARTH_ERR_PAYMENT_CHAIN', 'NotRequestor'))
+    // The key is (msg.sender, agreement id): the provider's refund looks up an escrow that does not exist.
+    await assert.rejects(refundEscrow(w.provider, agreementId), fails('HEARTH_ERR_PAYMENT_CHAIN', 'EscrowNotFound'))
+    await assert.rejects(topUpEscrow(w.stranger, { agreementId, amountWei: 1n }), fails('HEARTH_ERR_PAYMENT_CHAIN', 'EscrowNotFound'))
+    assert.equal((await getEscrow(w.requestor, w.ref(agreementId)))?.closed, false)
+  })
+
+  it('an early refund: refused until the expiry, whoever asks', async () => {
+    const w = await world()
+    const agreementId = keccak256(toHex('job-early'))
+    const expiresAtSec = (await chainTimeSec(w.requestor)) + 100n
+    await openEscrow(w.requestor, { agreementId, providerAddress: addresses.provider, amountWei: depositWei, expiresAtSec })
+    await assert.rejects(refundEscrow(w.requestor, agreementId), fails('HEARTH_ERR_PAYMENT_CHAIN', 'NotExpired'))
+    await w.chain.increaseTime(50)
+    await assert.rejects(refundEscrow(w.requestor, agreementId), fails('HEARTH_ERR_PAYMENT_CHAIN', 'NotExpired'))
+    await w.chain.increaseTime(50)
+    assert.equal((await refundEscrow(w.requestor, agreementId)).refundedWei, depositWei)
+  })
+
+  it('a double claim: the same voucher twice, and a lower one after a higher', async () => {
+    const w = await world()
+    const agreementId = await w.open('job-double')
+    const five = await w.voucher(agreementId, parseEther('5'))
+    const nine = await w.voucher(agreementId, parseEther('9'))
+    // Two claims of one voucher sent together: the nonce queue orders them, the contract pays once.
+    const both = await Promise.allSettled([claimVoucher(w.provider, { voucher: nine }), claimVoucher(w.provider, { voucher: nine })])
+    assert.deepEqual(both.map((r) => r.status).sort(), ['fulfilled', 'rejected'])
+    await assert.rejects(claimVoucher(w.provider, { voucher: five }), fails('HEARTH_ERR_PAYMENT_VOUCHER_INVALID', 'NothingToClaim'))
+    assert.equal(await tokenBalanceOf(w.provider, addresses.provider), parseEther('9'))
+    assert.equal((await getEscrow(w.provider, w.ref(agreementId)))?.claimedWei, parseEther('9'))
   })
 
   it('a reused agreement id', async () => {
@@ -364,14 +408,235 @@ describe('escrow: what the contract refuses', () => {
     await assert.rejects(w.open('job', parseEther('1001')), fails('HEARTH_ERR_PAYMENT_INSUFFICIENT_FUNDS', 'ERC20InsufficientBalance'))
   })
 
-  it('mint by anyone but the token owner', async () => {
+  it('mint on a token deployed without a faucet is FAUCET_DISABLED', async () => {
     const w = await world()
+    const real = await deployHearthContracts(w.deployer.client, { faucet: false, initialSupplyWei: parseEther('5') })
+    const ctx = { ...w.stranger, tokenAddress: real.tokenAddress, escrowAddress: real.escrowAddress }
     await assert.rejects(
-      mintTokens(w.requestor, { toAddress: addresses.requestor, amountWei: 1n }),
-      fails('HEARTH_ERR_PAYMENT_CHAIN', 'OwnableUnauthorizedAccount'),
+      mintTokens(ctx, { toAddress: addresses.stranger, amountWei: 1n }),
+      fails('HEARTH_ERR_PAYMENT_FAUCET_DISABLED', 'FaucetDisabled'),
     )
+    await assert.rejects(
+      mintTokens({ ...ctx, client: w.deployer.client }, { toAddress: addresses.deployer, amountWei: 1n }),
+      fails('HEARTH_ERR_PAYMENT_FAUCET_DISABLED', 'FaucetDisabled'),
+    )
+    // The initial supply is all there is, and it went to the deployer.
+    assert.equal(await tokenBalanceOf(ctx, addresses.deployer), parseEther('5'))
   })
 })
+
+describe('escrow: keyed by (requestor, agreement id), so an id cannot be squatted', () => {
+  it('a stranger who opens the agreement id first neither blocks nor touches the requestor\'s escrow', async () => {
+    const w = await world()
+    const agreementId = keccak256(toHex('leaked-id'))
+    const expiresAtSec = (await chainTimeSec(w.requestor)) + 3600n
+    // The squatter front-runs with the same id and the same provider, and a tiny deposit.
+    await openEscrow(w.stranger, { agreementId, providerAddress: addresses.provider, amountWei: 1n, expiresAtSec: expiresAtSec - 3000n })
+    // Under the old key (agreement id alone) this reverted with EscrowAlreadyExists.
+    await openEscrow(w.requestor, { agreementId, providerAddress: addresses.provider, amountWei: depositWei, expiresAtSec })
+
+    const mine = await getEscrow(w.provider, w.ref(agreementId))
+    const theirs = await getEscrow(w.provider, { requestorAddress: addresses.stranger, agreementId })
+    assert.equal(mine?.depositedWei, depositWei)
+    assert.equal(mine?.expiresAtSec, expiresAtSec)
+    assert.equal(theirs?.depositedWei, 1n)
+    assert.equal(await tokenBalanceOf(w.requestor, w.escrowAddress), depositWei + 1n)
+
+    // The requestor's voucher pays from the requestor's escrow only, whichever escrow the provider points it at.
+    const voucher = await w.voucher(agreementId, parseEther('10'))
+    await assert.rejects(
+      claimVoucher(w.provider, { voucher, requestorAddress: addresses.stranger }),
+      fails('HEARTH_ERR_PAYMENT_VOUCHER_INVALID', 'InvalidVoucherSignature'),
+    )
+    assert.equal((await claimVoucher(w.provider, { voucher })).paidWei, parseEther('10'))
+    // The squatter's own voucher cannot draw on the requestor's escrow either.
+    const forged = await w.voucher(agreementId, parseEther('20'), { privateKey: keys.stranger })
+    await assert.rejects(
+      claimVoucher(w.provider, { voucher: forged, requestorAddress: addresses.requestor }),
+      fails('HEARTH_ERR_PAYMENT_VOUCHER_INVALID', 'InvalidVoucherSignature'),
+    )
+    // The squatter's refund, after its own expiry, returns its own wei and leaves the requestor's escrow open.
+    await w.chain.increaseTime(700)
+    assert.equal((await refundEscrow(w.stranger, agreementId)).refundedWei, 1n)
+    await assert.rejects(refundEscrow(w.requestor, agreementId), fails('HEARTH_ERR_PAYMENT_CHAIN', 'NotExpired'))
+    assert.deepEqual(
+      { closed: (await getEscrow(w.provider, w.ref(agreementId)))?.closed, claimed: (await getEscrow(w.provider, w.ref(agreementId)))?.claimedWei },
+      { closed: false, claimed: parseEther('10') },
+    )
+  })
+
+  it('two requestors with the same agreement id: a voucher from one does not redeem on the other\'s escrow', async () => {
+    const w = await world()
+    const agreementId = keccak256(toHex('shared-id'))
+    const expiresAtSec = (await chainTimeSec(w.requestor)) + 3600n
+    for (const who of [w.requestor, w.requestor2]) {
+      await openEscrow(who, { agreementId, providerAddress: addresses.provider, amountWei: depositWei, expiresAtSec })
+    }
+    const fromOne = await w.voucher(agreementId, parseEther('7'))
+    await assert.rejects(
+      claimVoucher(w.provider, { voucher: fromOne, requestorAddress: addresses.requestor2 }),
+      fails('HEARTH_ERR_PAYMENT_VOUCHER_INVALID', 'InvalidVoucherSignature'),
+    )
+    await claimVoucher(w.provider, { voucher: fromOne })
+    assert.equal((await getEscrow(w.provider, w.ref(agreementId)))?.claimedWei, parseEther('7'))
+    assert.equal((await getEscrow(w.provider, { requestorAddress: addresses.requestor2, agreementId }))?.claimedWei, 0n)
+    // Releasing one closes only that one.
+    await releaseEscrow(w.provider, { requestorAddress: addresses.requestor2, agreementId })
+    assert.equal((await getEscrow(w.provider, w.ref(agreementId)))?.closed, false)
+    assert.equal(escrowKey(w.ref(agreementId)) === escrowKey({ requestorAddress: addresses.requestor2, agreementId }), false)
+  })
+
+  it('escrowKey matches the contract\'s', async () => {
+    const w = await world()
+    const ref = w.ref(keccak256(toHex('key')))
+    const onChain = await w.requestor.client.publicClient.readContract({
+      address: w.escrowAddress,
+      abi: hearthEscrowAbi(),
+      functionName: 'escrowKey',
+      args: [ref.requestorAddress, ref.agreementId],
+    })
+    assert.equal(onChain, escrowKey(ref))
+  })
+})
+
+describe('escrow: batches', () => {
+  it('openMany: ten agreements in one tx and one token transfer, events per agreement, cheaper per agreement', async (t) => {
+    const w = await world()
+    const expiresAtSec = (await chainTimeSec(w.requestor)) + 3600n
+    const single = await openEscrow(w.requestor, { agreementId: keccak256(toHex('single')), providerAddress: addresses.provider, amountWei: parseEther('1'), expiresAtSec })
+    const requests = Array.from({ length: 10 }, (_, i) => ({
+      agreementId: keccak256(toHex(`batch-${i}`)),
+      providerAddress: i % 2 === 0 ? addresses.provider : addresses.stranger,
+      amountWei: parseEther(String(i + 1)),
+      expiresAtSec: expiresAtSec + BigInt(i),
+    }))
+    const before_ = await tokenBalanceOf(w.requestor, addresses.requestor)
+    const batch = await openEscrows(w.requestor, requests)
+    assert.equal(batch.depositedWei, parseEther('55'))
+    assert.equal(await tokenBalanceOf(w.requestor, addresses.requestor), before_ - parseEther('55'))
+    for (const r of requests) {
+      const state = await getEscrow(w.provider, w.ref(r.agreementId))
+      assert.deepEqual([state?.providerAddress, state?.depositedWei, state?.expiresAtSec], [r.providerAddress, r.amountWei, BigInt(r.expiresAtSec)])
+    }
+    const { tokenTransfers, escrowEvents } = await logsOf(w, batch.hash)
+    assert.equal(tokenTransfers, 1)
+    assert.equal(escrowEvents.filter((e) => e === 'EscrowOpened').length, 10)
+    const perAgreement = batch.gasUsed / 10n
+    t.diagnostic(`gas: open ${single.gasUsed}, openMany(10) ${batch.gasUsed} = ${perAgreement} per agreement`)
+    assert.ok(perAgreement < single.gasUsed, `openMany per agreement ${perAgreement} vs open ${single.gasUsed}`)
+  })
+
+  it('openMany is all or nothing, and refuses an empty batch', async () => {
+    const w = await world()
+    const taken = await w.open('taken')
+    const expiresAtSec = (await chainTimeSec(w.requestor)) + 3600n
+    const before_ = await tokenBalanceOf(w.requestor, addresses.requestor)
+    const fresh = keccak256(toHex('fresh'))
+    await assert.rejects(
+      openEscrows(w.requestor, [
+        { agreementId: fresh, providerAddress: addresses.provider, amountWei: 1n, expiresAtSec },
+        { agreementId: taken, providerAddress: addresses.provider, amountWei: 1n, expiresAtSec },
+      ]),
+      fails('HEARTH_ERR_PAYMENT_CHAIN', 'EscrowAlreadyExists'),
+    )
+    assert.equal(await getEscrow(w.requestor, w.ref(fresh)), undefined)
+    assert.equal(await tokenBalanceOf(w.requestor, addresses.requestor), before_)
+    await assert.rejects(openEscrows(w.requestor, []), fails('HEARTH_ERR_PAYMENT_CHAIN', 'EmptyBatch'))
+    // The same id twice in one batch is a reuse too.
+    await assert.rejects(
+      openEscrows(w.requestor, [
+        { agreementId: fresh, providerAddress: addresses.provider, amountWei: 1n, expiresAtSec },
+        { agreementId: fresh, providerAddress: addresses.provider, amountWei: 1n, expiresAtSec },
+      ]),
+      fails('HEARTH_ERR_PAYMENT_CHAIN', 'EscrowAlreadyExists'),
+    )
+  })
+
+  it('claimMany: vouchers from two requestors in one tx, one payment, merged refunds, exact balances, cheaper per agreement', async (t) => {
+    const w = await world()
+    const expiresAtSec = (await chainTimeSec(w.requestor)) + 3600n
+    const ids = Array.from({ length: 10 }, (_, i) => keccak256(toHex(`claim-batch-${i}`)))
+    // Agreements 0-5 from requestor, 6-9 from requestor2; each deposits 10 HTT.
+    const owner = (i: number): 'requestor' | 'requestor2' => (i < 6 ? 'requestor' : 'requestor2')
+    await openEscrows(w.requestor, ids.slice(0, 6).map((agreementId) => ({ agreementId, providerAddress: addresses.provider, amountWei: parseEther('10'), expiresAtSec })))
+    await openEscrows(w.requestor2, ids.slice(6).map((agreementId) => ({ agreementId, providerAddress: addresses.provider, amountWei: parseEther('10'), expiresAtSec })))
+    // A single claim first, for the gas comparison (the provider's balance is then non-zero for both).
+    const warm = await w.open('warm')
+    await claimVoucher(w.provider, { voucher: await w.voucher(warm, 1n) })
+    const single = await claimVoucher(w.provider, { voucher: await w.voucher(warm, 2n) })
+
+    const claims = await Promise.all(
+      ids.map(async (agreementId, i) => ({
+        voucher: await w.voucher(agreementId, parseEther(String(i + 1)), { privateKey: keys[owner(i)] }),
+        // Every other agreement also releases its rest.
+        release: i % 2 === 0,
+      })),
+    )
+    const balance = async (who: keyof typeof addresses) => tokenBalanceOf(w.provider, addresses[who])
+    const before_ = { provider: await balance('provider'), requestor: await balance('requestor'), requestor2: await balance('requestor2') }
+    const batch = await claimVouchers(w.provider, claims)
+
+    const paidWei = parseEther('55')
+    // Released: i = 0,2,4 (requestor: 9+7+5 = 21) and 6,8 (requestor2: 3+1 = 4).
+    assert.equal(batch.paidWei, paidWei)
+    assert.equal(batch.refundedWei, parseEther('25'))
+    assert.equal(await balance('provider'), before_.provider + paidWei)
+    assert.equal(await balance('requestor'), before_.requestor + parseEther('21'))
+    assert.equal(await balance('requestor2'), before_.requestor2 + parseEther('4'))
+    assert.deepEqual(batch.perAgreement.map((c) => c.paidWei), ids.map((_, i) => parseEther(String(i + 1))))
+    for (const [i, agreementId] of ids.entries()) {
+      const state = await getEscrow(w.provider, { requestorAddress: addresses[owner(i)], agreementId })
+      assert.deepEqual([state?.claimedWei, state?.closed], [parseEther(String(i + 1)), i % 2 === 0])
+    }
+    // One payment to the provider, one merged refund per run of one requestor's claims.
+    const { tokenTransfers, escrowEvents } = await logsOf(w, batch.hash)
+    assert.equal(tokenTransfers, 3)
+    assert.equal(escrowEvents.filter((e) => e === 'VoucherClaimed').length, 10)
+    assert.equal(escrowEvents.filter((e) => e === 'EscrowReleased').length, 5)
+    const perAgreement = batch.gasUsed / 10n
+    t.diagnostic(`gas: claim ${single.gasUsed}, claimMany(10) ${batch.gasUsed} = ${perAgreement} per agreement`)
+    assert.ok(perAgreement < single.gasUsed, `claimMany per agreement ${perAgreement} vs claim ${single.gasUsed}`)
+  })
+
+  it('claimMany is all or nothing: one bad voucher (double claim, wrong signer, other provider) pays nothing', async () => {
+    const w = await world()
+    const a = await w.open('a')
+    const b = await w.open('b')
+    const good = await w.voucher(a, parseEther('3'))
+    await claimVoucher(w.provider, { voucher: await w.voucher(b, parseEther('4')) })
+    const before_ = await tokenBalanceOf(w.provider, addresses.provider)
+    await assert.rejects(
+      claimVouchers(w.provider, [{ voucher: good }, { voucher: await w.voucher(b, parseEther('4')) }]),
+      fails('HEARTH_ERR_PAYMENT_VOUCHER_INVALID', 'NothingToClaim'),
+    )
+    await assert.rejects(
+      claimVouchers(w.provider, [{ voucher: good }, { voucher: await w.voucher(b, parseEther('5'), { privateKey: keys.stranger }), requestorAddress: addresses.requestor }]),
+      fails('HEARTH_ERR_PAYMENT_VOUCHER_INVALID', 'InvalidVoucherSignature'),
+    )
+    // The same voucher twice in one batch: the second adds nothing.
+    await assert.rejects(claimVouchers(w.provider, [{ voucher: good }, { voucher: good }]), fails('HEARTH_ERR_PAYMENT_VOUCHER_INVALID', 'NothingToClaim'))
+    // Someone else's escrow in the batch.
+    const theirs = keccak256(toHex('theirs'))
+    await openEscrow(w.requestor, { agreementId: theirs, providerAddress: addresses.stranger, amountWei: 5n, expiresAtSec: (await chainTimeSec(w.requestor)) + 60n })
+    await assert.rejects(
+      claimVouchers(w.provider, [{ voucher: good }, { voucher: await w.voucher(theirs, 1n) }]),
+      fails('HEARTH_ERR_PAYMENT_CHAIN', 'NotProvider'),
+    )
+    await assert.rejects(claimVouchers(w.provider, []), fails('HEARTH_ERR_PAYMENT_CHAIN', 'EmptyBatch'))
+    assert.equal(await tokenBalanceOf(w.provider, addresses.provider), before_)
+    assert.equal((await claimVouchers(w.provider, [{ voucher: good }])).paidWei, parseEther('3'))
+  })
+})
+
+/** Counts the token's Transfer logs and names the escrow's events in one tx. */
+async function logsOf(w: World, hash: Hex): Promise<{ tokenTransfers: number; escrowEvents: string[] }> {
+  const receipt = await w.requestor.client.publicClient.getTransactionReceipt({ hash })
+  const token = receipt.logs.filter((log) => log.address.toLowerCase() === w.requestor.tokenAddress.toLowerCase())
+  const escrow = receipt.logs.filter((log) => log.address.toLowerCase() === w.escrowAddress.toLowerCase())
+  const tokenEvents = parseEventLogs({ abi: hearthTokenAbi(), logs: token }) as unknown as { eventName: string }[]
+  const escrowEvents = parseEventLogs({ abi: hearthEscrowAbi(), logs: escrow }) as unknown as { eventName: string }[]
+  return { tokenTransfers: tokenEvents.filter((e) => e.eventName === 'Transfer').length, escrowEvents: escrowEvents.map((e) => e.eventName) }
+}
 
 describe('escrow: concurrency', () => {
   it('10 opens sent in parallel from one account all land (nonce queue), one tx each', async () => {
@@ -385,7 +650,7 @@ describe('escrow: concurrency', () => {
       ),
     )
     assert.equal(new Set(outcomes.map((o) => o.hash)).size, 10)
-    for (const agreementId of ids) assert.equal((await getEscrow(w.requestor, agreementId))?.depositedWei, parseEther('1'))
+    for (const agreementId of ids) assert.equal((await getEscrow(w.requestor, w.ref(agreementId)))?.depositedWei, parseEther('1'))
     assert.equal(await tokenBalanceOf(w.requestor, w.escrowAddress), parseEther('10'))
     const ledger = w.requestor.client.ledger.slice(sentBefore)
     assert.equal(ledger.length, 10)

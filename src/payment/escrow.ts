@@ -2,7 +2,7 @@
  * Requestor and provider actions on the token and escrow contracts, over one chain client. Contract reverts come back
  * as HearthError naming the custom error (`escrow.claim reverted: NothingToClaim(5, 5)`).
  */
-import { maxUint256, parseEventLogs } from 'viem'
+import { encodeAbiParameters, getAddress, keccak256, maxUint256, parseEventLogs } from 'viem'
 import type { Abi, Address, Hex, TransactionReceipt } from 'viem'
 import { HearthError } from '../errors.ts'
 import type { ErrorCode } from '../errors.ts'
@@ -23,6 +23,15 @@ export interface TxOutcome {
   gasUsed: bigint
 }
 
+/**
+ * Names one escrow: the contract keys escrows by (requestor, agreement id), so an agreement id alone is not enough,
+ * and someone who learns an id cannot open an escrow in the requestor's place.
+ */
+export interface EscrowRef {
+  requestorAddress: Address
+  agreementId: Hex
+}
+
 export interface EscrowState {
   agreementId: Hex
   requestorAddress: Address
@@ -37,7 +46,12 @@ export interface EscrowState {
 const voucherErrors = new Set(['InvalidVoucherSignature', 'NothingToClaim', 'ClaimExceedsDeposit'])
 const fundsErrors = new Set(['ERC20InsufficientBalance'])
 
-/** Token faucet: only the account that deployed the token may mint. */
+/** The contract's storage key for an escrow: keccak256(abi.encode(requestor, agreementId)), as `escrowKey` computes. */
+export function escrowKey(ref: EscrowRef): Hex {
+  return keccak256(encodeAbiParameters([{ type: 'address' }, { type: 'bytes32' }], [ref.requestorAddress, ref.agreementId]))
+}
+
+/** Token faucet, development chains only: anyone may mint when the token was deployed with `faucet`. */
 export async function mintTokens(ctx: EscrowContext, args: { toAddress: Address; amountWei: bigint }): Promise<TxOutcome> {
   const receipt = await write(ctx, 'token.mint', ctx.tokenAddress, tokenAbi(), 'mint', [args.toAddress, args.amountWei])
   return outcome(receipt)
@@ -52,11 +66,16 @@ export async function approveEscrow(ctx: EscrowContext, amountWei: bigint = maxU
   return outcome(receipt)
 }
 
+export interface OpenEscrowArgs {
+  agreementId: Hex
+  providerAddress: Address
+  amountWei: bigint
+  /** Chain time after which the requestor may refund. */
+  expiresAtSec: bigint | number
+}
+
 /** The requestor deposits `amountWei` for an agreement; refundable after `expiresAtSec` (chain time). */
-export async function openEscrow(
-  ctx: EscrowContext,
-  args: { agreementId: Hex; providerAddress: Address; amountWei: bigint; expiresAtSec: bigint | number },
-): Promise<TxOutcome> {
+export async function openEscrow(ctx: EscrowContext, args: OpenEscrowArgs): Promise<TxOutcome> {
   const receipt = await write(ctx, 'escrow.open', ctx.escrowAddress, escrowAbi(), 'open', [
     args.agreementId,
     args.providerAddress,
@@ -66,54 +85,116 @@ export async function openEscrow(
   return outcome(receipt)
 }
 
+/**
+ * Opens several escrows in one transaction with one token transfer for their total (a job across many providers).
+ * All or nothing: if one request is refused (a reused id, a past expiry), none is opened.
+ */
+export async function openEscrows(ctx: EscrowContext, requests: readonly OpenEscrowArgs[]): Promise<TxOutcome & { depositedWei: bigint }> {
+  const receipt = await write(ctx, 'escrow.openMany', ctx.escrowAddress, escrowAbi(), 'openMany', [
+    requests.map((r) => ({
+      agreementId: r.agreementId,
+      provider: r.providerAddress,
+      amount: r.amountWei,
+      expiresAt: BigInt(r.expiresAtSec),
+    })),
+  ])
+  let depositedWei = 0n
+  for (const log of escrowLogs(ctx, receipt)) {
+    if (log.eventName === 'EscrowOpened') depositedWei += log.args.amount as bigint
+  }
+  return { ...outcome(receipt), depositedWei }
+}
+
 /** The requestor adds to an open escrow's deposit. */
 export async function topUpEscrow(ctx: EscrowContext, args: { agreementId: Hex; amountWei: bigint }): Promise<TxOutcome> {
   const receipt = await write(ctx, 'escrow.topUp', ctx.escrowAddress, escrowAbi(), 'topUp', [args.agreementId, args.amountWei])
   return outcome(receipt)
 }
 
+export interface ClaimArgs {
+  voucher: Voucher
+  /** Also return the unclaimed rest to the requestor and close the escrow. */
+  release?: boolean
+  /** The escrow's requestor; default: the voucher's signer (verifyVoucher checks that field against the signature). */
+  requestorAddress?: Address
+}
+
+export interface ClaimOutcome extends TxOutcome {
+  paidWei: bigint
+  refundedWei: bigint
+}
+
 /**
  * The provider redeems a voucher: receives what it adds over earlier claims. With `release`, the rest of the deposit
  * goes back to the requestor and the escrow closes (a finished job settles at once).
  */
-export async function claimVoucher(
-  ctx: EscrowContext,
-  args: { voucher: Voucher; release?: boolean },
-): Promise<TxOutcome & { paidWei: bigint; refundedWei: bigint }> {
+export async function claimVoucher(ctx: EscrowContext, args: ClaimArgs): Promise<ClaimOutcome> {
   const { voucher } = args
   const receipt = await write(ctx, args.release === true ? 'escrow.claim+release' : 'escrow.claim', ctx.escrowAddress, escrowAbi(), 'claim', [
+    args.requestorAddress ?? voucher.signer,
     voucher.agreementId,
     voucher.cumulativeWei,
     voucher.signature,
     args.release === true,
   ])
+  return { ...outcome(receipt), ...claimTotals(ctx, receipt) }
+}
+
+/**
+ * Redeems several vouchers in one transaction, paid as one token transfer. All or nothing: one bad voucher (already
+ * claimed, wrong signer) reverts the batch, naming the reason; claim it alone to find which.
+ */
+export async function claimVouchers(
+  ctx: EscrowContext,
+  claims: readonly ClaimArgs[],
+): Promise<ClaimOutcome & { perAgreement: { agreementId: Hex; requestorAddress: Address; paidWei: bigint }[] }> {
+  const receipt = await write(ctx, 'escrow.claimMany', ctx.escrowAddress, escrowAbi(), 'claimMany', [
+    claims.map((c) => ({
+      requestor: c.requestorAddress ?? c.voucher.signer,
+      agreementId: c.voucher.agreementId,
+      cumulativeAmount: c.voucher.cumulativeWei,
+      signature: c.voucher.signature,
+      releaseRest: c.release === true,
+    })),
+  ])
+  const perAgreement = escrowLogs(ctx, receipt)
+    .filter((log) => log.eventName === 'VoucherClaimed')
+    .map((log) => ({
+      agreementId: log.args.agreementId as Hex,
+      requestorAddress: getAddress(log.args.requestor as Address),
+      paidWei: log.args.paid as bigint,
+    }))
+  return { ...outcome(receipt), ...claimTotals(ctx, receipt), perAgreement }
+}
+
+function claimTotals(ctx: EscrowContext, receipt: TransactionReceipt): { paidWei: bigint; refundedWei: bigint } {
   let paidWei = 0n
   let refundedWei = 0n
   for (const log of escrowLogs(ctx, receipt)) {
     if (log.eventName === 'VoucherClaimed') paidWei += log.args.paid as bigint
     if (log.eventName === 'EscrowReleased') refundedWei += log.args.refunded as bigint
   }
-  return { ...outcome(receipt), paidWei, refundedWei }
+  return { paidWei, refundedWei }
 }
 
 /** The provider closes the escrow without claiming more; the unclaimed rest goes back to the requestor at once. */
-export async function releaseEscrow(ctx: EscrowContext, agreementId: Hex): Promise<TxOutcome & { refundedWei: bigint }> {
-  return closeEscrow(ctx, agreementId, 'release', 'EscrowReleased')
+export async function releaseEscrow(ctx: EscrowContext, ref: EscrowRef): Promise<TxOutcome & { refundedWei: bigint }> {
+  return closeEscrow(ctx, 'release', [ref.requestorAddress, ref.agreementId], 'EscrowReleased')
 }
 
-/** The requestor takes back the unclaimed deposit after expiry; closes the escrow. */
+/** The requestor (this client's account) takes back the unclaimed deposit after expiry; closes the escrow. */
 export async function refundEscrow(ctx: EscrowContext, agreementId: Hex): Promise<TxOutcome & { refundedWei: bigint }> {
-  return closeEscrow(ctx, agreementId, 'refund', 'EscrowRefunded')
+  return closeEscrow(ctx, 'refund', [agreementId], 'EscrowRefunded')
 }
 
 /** Both ways of closing send the unclaimed rest to the requestor; the event says how much. */
 async function closeEscrow(
   ctx: EscrowContext,
-  agreementId: Hex,
   functionName: 'release' | 'refund',
+  args: readonly unknown[],
   eventName: 'EscrowReleased' | 'EscrowRefunded',
 ): Promise<TxOutcome & { refundedWei: bigint }> {
-  const receipt = await write(ctx, `escrow.${functionName}`, ctx.escrowAddress, escrowAbi(), functionName, [agreementId])
+  const receipt = await write(ctx, `escrow.${functionName}`, ctx.escrowAddress, escrowAbi(), functionName, args)
   let refundedWei = 0n
   for (const log of escrowLogs(ctx, receipt)) {
     if (log.eventName === eventName) refundedWei += log.args.refunded as bigint
@@ -121,18 +202,27 @@ async function closeEscrow(
   return { ...outcome(receipt), refundedWei }
 }
 
-/** The escrow for an agreement, or undefined when none was opened. */
-export async function getEscrow(ctx: EscrowContext, agreementId: Hex): Promise<EscrowState | undefined> {
-  const [requestorAddress, providerAddress, depositedWei, claimedWei, expiresAtSec, closed] = (await read(
+/** The escrow `requestorAddress` opened for an agreement, or undefined when it opened none. */
+export async function getEscrow(ctx: EscrowContext, ref: EscrowRef): Promise<EscrowState | undefined> {
+  const [providerAddress, depositedWei, claimedWei, expiresAtSec, closed] = (await read(
     ctx,
     'escrow.escrows',
     ctx.escrowAddress,
     escrowAbi(),
     'escrows',
-    [agreementId],
-  )) as [Address, Address, bigint, bigint, bigint, boolean]
-  if (/^0x0{40}$/.test(requestorAddress)) return undefined
-  return { agreementId, requestorAddress, providerAddress, depositedWei, claimedWei, expiresAtSec, closed }
+    [ref.requestorAddress, ref.agreementId],
+  )) as [Address, bigint, bigint, bigint, boolean]
+  // Every escrow ever opened names a provider (the contract refuses zero), so zero means none.
+  if (/^0x0{40}$/.test(providerAddress)) return undefined
+  return {
+    agreementId: ref.agreementId,
+    requestorAddress: getAddress(ref.requestorAddress),
+    providerAddress,
+    depositedWei,
+    claimedWei,
+    expiresAtSec,
+    closed,
+  }
 }
 
 export async function tokenBalanceOf(ctx: EscrowContext, address: Address): Promise<bigint> {
@@ -190,6 +280,10 @@ function classify(error: unknown, label: string): HearthError {
     hint = 'mint or buy more tokens for this wallet, or lower the budget'
   }
   if (name === 'ERC20InsufficientAllowance') hint = 'call approveEscrow once for this requestor'
+  if (name === 'FaucetDisabled') {
+    code = 'HEARTH_ERR_PAYMENT_FAUCET_DISABLED'
+    hint = 'this token was deployed for a real chain; get tokens from their holder instead'
+  }
   if (code === chainError.code && hint === undefined) return chainError
   return new HearthError(code, chainError.shortMessage, {
     cause: error,
