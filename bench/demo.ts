@@ -1,8 +1,8 @@
 /**
- * `npm run bench`: the demo job (a tiled render across a local network) against rendering the same image in one
+ * The demo job (a tiled render across a local network) against rendering the same image in one
  * process, as medians of several runs. Reports wall-time ratio and per-task overhead (round trip minus compute).
  *
- *   npm run bench -- --runs 5 --providers 3 --tasks 16 --width 512 --height 384
+ *   node --import tsx bench/demo.ts --runs 5 --providers 3 --tasks 16 --width 512 --height 384
  */
 import { parseArgs } from 'node:util'
 import { runDemo } from '../src/devnet/demo.ts'

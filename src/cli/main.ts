@@ -3,10 +3,17 @@
  * Commands return an exit code instead of calling process.exit, so tests can run them in process.
  */
 import { Command, CommanderError, InvalidArgumentError } from 'commander'
-import { isHearthError, toHearthError } from '../errors.ts'
+import { toHearthError, type ErrorCode } from '../errors.ts'
 import { runDemo, type DemoReport } from '../devnet/demo.ts'
 import { runJobFile, type RunReport } from '../devnet/run-job.ts'
+import { startDevnet } from '../devnet/devnet.ts'
+import { registerChainCommands } from './chain-command.ts'
+import { formatOffers, listOffers, matchFiles } from './market-command.ts'
+import { registerWalletCommand } from './wallet-command.ts'
 import { createProgressPrinter } from './progress.ts'
+
+/** Errors that mean the input was wrong: exit code 2. */
+const badInputCodes = new Set<ErrorCode>(['HEARTH_ERR_JOB_INVALID', 'HEARTH_ERR_JOB_INPUT_MISSING', 'HEARTH_ERR_MARKET_CONSTRAINTS_INVALID', 'HEARTH_ERR_MARKET_PROPERTIES_INVALID', 'HEARTH_ERR_CONFIG_INVALID'])
 
 /** Exit codes: 0 done, 1 failed while running, 2 bad input (nothing was started or paid). */
 export const exitCodes = { ok: 0, failed: 1, badInput: 2 } as const
@@ -65,6 +72,54 @@ export async function main(argv: string[], io: { stdout: NodeJS.WritableStream; 
       if (report.tasks.succeeded !== report.tasks.total) exitCode = exitCodes.failed
     })
 
+  const market = program.command('market').description('the market: offers on the network, and matching')
+  market
+    .command('offers')
+    .description('list the offers on the network now that match a constraint filter')
+    .option('--bootstrap <multiaddr...>', 'peers to join through (default: start a local network)', [])
+    .option('--constraints <filter>', 'a constraint filter over offer properties, e.g. "(golem.inf.mem.gib>=1)"')
+    .option('--providers <n>', 'local providers to start when no --bootstrap is given', positiveInt('--providers', 64), 3)
+    .option('--json', 'print one JSON object')
+    .action(async (options: { bootstrap: string[]; constraints?: string; providers: number; json?: boolean }) => {
+      const result = await listOffers({ bootstrap: options.bootstrap, providers: options.providers, ...(options.constraints === undefined ? {} : { constraints: options.constraints }) })
+      io.stdout.write(options.json === true ? `${JSON.stringify(result)}\n` : formatOffers(result))
+    })
+  market
+    .command('match')
+    .description('match a demand and an offer both ways: prints yes, no or undefined')
+    .requiredOption('--demand <file>', 'JSON: { "properties": {...}, "constraints": "(...)" }')
+    .requiredOption('--offer <file>', 'JSON: { "properties": {...}, "constraints": "(...)" }')
+    .option('--json', 'print { "result": ... }')
+    .action(async (options: { demand: string; offer: string; json?: boolean }) => {
+      const result = await matchFiles(options.demand, options.offer)
+      io.stdout.write(options.json === true ? `${JSON.stringify({ result })}\n` : `${result}\n`)
+    })
+
+  program
+    .command('devnet')
+    .description('run a local network (embedded chain, providers) until interrupted, printing where to join it')
+    .option('--providers <n>', 'number of providers', positiveInt('--providers', 64), 3)
+    .option('--json', 'print the addresses as one JSON object')
+    .action(async (options: { providers: number; json?: boolean }) => {
+      const devnet = await startDevnet({ providers: options.providers })
+      const bootstrap = devnet.providers.map((p) => p.host.multiaddrs()[0]!)
+      if (options.json === true) {
+        io.stdout.write(`${JSON.stringify({ chainId: devnet.chainId, tokenAddress: devnet.tokenAddress, escrowAddress: devnet.escrowAddress, bootstrap })}\n`)
+      } else {
+        io.stdout.write(`Local network running: ${options.providers} providers on chain ${devnet.chainId}. Join it with:\n`)
+        for (const address of bootstrap) io.stdout.write(`  --bootstrap ${address}\n`)
+        io.stdout.write('Press Ctrl-C to stop.\n')
+      }
+      await new Promise<void>((resolve) => {
+        process.once('SIGINT', resolve)
+        process.once('SIGTERM', resolve)
+      })
+      await devnet.stop()
+    })
+
+  registerChainCommands(program, io)
+  registerWalletCommand(program, io)
+
   try {
     await program.parseAsync(argv, { from: 'user' })
     return exitCode
@@ -75,7 +130,7 @@ export async function main(argv: string[], io: { stdout: NodeJS.WritableStream; 
     }
     const hearthError = toHearthError(error)
     io.stderr.write(`\nhearth: ${hearthError.message}\n`)
-    const badInput = isHearthError(error, 'HEARTH_ERR_JOB_INVALID') || isHearthError(error, 'HEARTH_ERR_JOB_INPUT_MISSING')
+    const badInput = badInputCodes.has(hearthError.code)
     return badInput ? exitCodes.badInput : exitCodes.failed
   }
 }
@@ -101,7 +156,7 @@ function formatPaymentLines(report: DemoReport | RunReport): string[] {
       (balanced ? '  (balanced)' : '  (NOT BALANCED)'),
     `chain:    ${report.chain.txs} transactions, ${report.chain.gasUsed} gas`,
   )
-  for (const tx of report.chain.transactions) lines.push(`  ${tx.label.padEnd(16)} ${tx.hash}  gas ${tx.gasUsed}`)
+  for (const tx of report.chain.transactions) lines.push(`  ${tx.label.padEnd(20)} ${tx.hash}  gas ${tx.gasUsed}`)
   return lines
 }
 

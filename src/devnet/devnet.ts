@@ -8,6 +8,8 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { parseEther, type Address } from 'viem'
 import { loadOrCreateIdentity, type NodeIdentity } from '../identity/node-identity.ts'
+import { HearthError } from '../errors.ts'
+import type { MarketNode } from '../market/market-node.ts'
 import { createHost, type Host } from '../net/host.ts'
 import { createWasiRuntime, type WasiRuntime } from '../exec/wasi-runtime.ts'
 import { createChainClient, type ChainClient, type LedgerEntry } from '../payment/chain-client.ts'
@@ -27,6 +29,8 @@ export interface DevnetInit {
   threadsPerProvider?: number
   /** Tokens the requestor starts with. */
   requestorFundsWei?: bigint
+  /** The last K providers never answer proposals: an unresponsive part of the market, for tests and benchmarks. */
+  silentProviders?: number
 }
 
 export interface DevnetNode {
@@ -57,6 +61,22 @@ export interface Devnet {
 }
 
 const chainId = 31337
+
+/** Resolves once the node's offer book holds `count` offers; a node that misses some asks its peers again. */
+async function waitForOffers(market: MarketNode, count: number, timeoutMs = 10_000): Promise<void> {
+  const deadline = AbortSignal.timeout(timeoutMs)
+  const retry = setInterval(() => void market.syncAll().catch(() => undefined), 500)
+  try {
+    await market.offerBook.waitFor(count, undefined, { signal: deadline })
+  } catch (cause) {
+    throw new HearthError('HEARTH_ERR_MARKET_NO_OFFERS', `a devnet node saw ${market.offerBook.size()} of ${count} offers within ${timeoutMs} ms`, {
+      cause,
+      details: { stats: market.stats() },
+    })
+  } finally {
+    clearInterval(retry)
+  }
+}
 
 export async function startDevnet(init: DevnetInit): Promise<Devnet> {
   const ownsDataDir = init.dataDir === undefined
@@ -93,7 +113,10 @@ export async function startDevnet(init: DevnetInit): Promise<Devnet> {
       return { name, identity, host, store, payment: context(clients[index]!) }
     }
 
+    // Providers join through the first one, as nodes join a network through a bootstrap peer; each connection
+    // syncs offers both ways, so every node soon knows every offer.
     const providers: DevnetProvider[] = []
+    const silentFrom = init.providers - (init.silentProviders ?? 0)
     for (let i = 0; i < init.providers; i++) {
       const base = await node(i + 2)
       const runtime = createWasiRuntime({ maxWorkers: threads })
@@ -108,18 +131,31 @@ export async function startDevnet(init: DevnetInit): Promise<Devnet> {
         perTaskWei: (basePerTaskWei * BigInt(10 + i)) / 10n,
         threads,
         memGib: 1,
+        ...(i >= silentFrom ? { misbehave: { silentNegotiation: true } } : {}),
       })
       await agent.start()
       stops.push(() => agent.stop())
       providers.push({ ...base, agent, runtime })
+      if (i > 0) {
+        // Join once the offer exists, and trade offers with the hub straight away (connect-time sync does the same,
+        // but this way the hub is known to hold every offer before the next provider joins).
+        const hub = providers[0]!.host.multiaddrs()[0]!
+        await base.host.dial(hub)
+        await agent.market.syncFrom(hub)
+      }
     }
+    // Every provider holds every offer before the network is handed over.
+    await Promise.all(providers.map((p) => waitForOffers(p.agent.market, init.providers)))
 
-    const requestorNode = await node(1, providers.flatMap((p) => p.host.multiaddrs()))
+    // The requestor joins through one provider and learns the rest of the market from it.
+    const requestorNode = await node(1, [])
     const requestor = createRequestor({ identity: requestorNode.identity, host: requestorNode.host, store: requestorNode.store, payment: requestorNode.payment })
     await requestor.start()
     stops.push(() => requestor.stop())
-    // Bootstrap dials in the background; a job starts once every local provider is connected.
-    await Promise.all(providers.map((p) => requestorNode.host.dial(p.host.multiaddrs()[0]!)))
+    if (providers.length > 0) {
+      await requestorNode.host.dial(providers[0]!.host.multiaddrs()[0]!)
+      await waitForOffers(requestor.market, init.providers)
+    }
 
     return {
       chain,

@@ -3,7 +3,7 @@ import { test } from 'node:test'
 import { isHearthError } from '../errors.ts'
 import { generateIdentity } from '../identity/node-identity.ts'
 import { signPayload } from '../identity/signed.ts'
-import { assembleAgreement, reviewProposal, verifyAgreement, type AgreementTerms } from './agreement.ts'
+import { assembleAgreement, reviewCounter, reviewProposal, verifyAgreement, type AgreementTerms } from './agreement.ts'
 import { createOffer, offerId } from './offer.ts'
 
 const payment = { chainId: 31337, escrow: '0x' + '11'.repeat(20), token: '0x' + '22'.repeat(20) }
@@ -11,7 +11,7 @@ const provider = generateIdentity()
 const requestor = generateIdentity()
 const signedOffer = await createOffer({ identity: provider, multiaddrs: [], properties: { 'golem.runtime.name': 'wasi' }, perTaskWei: 10n, payment, ttlMs: 60_000 })
 const offer = signedOffer.payload
-const policy = { maxConcurrentAgreements: 2, maxAgreementSec: 7200 }
+const policy = { maxConcurrentAgreements: 2, maxAgreementSec: 7200, minDebitNoteIntervalSec: 30 }
 
 function terms(overrides: Partial<AgreementTerms> = {}): AgreementTerms {
   return {
@@ -24,6 +24,8 @@ function terms(overrides: Partial<AgreementTerms> = {}): AgreementTerms {
     depositWei: '40',
     payment,
     expiresAtSec: Math.floor(Date.now() / 1000) + 3600,
+    debitNoteIntervalSec: 60,
+    paymentTimeoutSec: 300,
     jobName: 'test',
     nonce: '0x01',
     createdAtMs: Date.now(),
@@ -35,19 +37,47 @@ const review = (t: AgreementTerms, active = 0) =>
   reviewProposal(t, { offer, offerIds: new Set([offerId(offer)]), policy, activeAgreements: active, nowMs: Date.now() })
 
 test('a provider approves terms that match its offer and policy', () => {
-  assert.equal(review(terms()), undefined)
+  assert.deepEqual(review(terms()), { decision: 'approve' })
 })
 
-test('a provider rejects each kind of bad proposal with a reason', () => {
-  assert.match(review(terms({ pricing: { model: 'per-task', perTaskWei: '9' } }))!, /below the offered/)
-  assert.match(review(terms({ depositWei: '39' }))!, /deposit does not cover/)
-  assert.match(review(terms({ runtime: 'docker' }))!, /runtime docker is not offered/)
-  assert.match(review(terms({ offerId: '0xdead' }))!, /did not make or that expired/)
-  assert.match(review(terms({ provider: requestor.address }))!, /another provider/)
-  assert.match(review(terms({ payment: { ...payment, chainId: 1 } }))!, /chain, escrow or token/)
-  assert.match(review(terms({ expiresAtSec: Math.floor(Date.now() / 1000) + 10 }))!, /expires too soon/)
-  assert.match(review(terms({ expiresAtSec: Math.floor(Date.now() / 1000) + 99_999 }))!, /longer than/)
-  assert.match(review(terms(), 2)!, /limit of concurrent agreements/)
+function rejection(t: AgreementTerms, active = 0): string {
+  const decision = review(t, active)
+  assert.equal(decision.decision, 'reject', JSON.stringify(decision))
+  return decision.decision === 'reject' ? decision.reason : ''
+}
+
+test('a provider rejects what no counter-proposal can fix, with the reason', () => {
+  assert.match(rejection(terms({ runtime: 'docker' })), /runtime docker is not offered/)
+  assert.match(rejection(terms({ offerId: '0xdead' })), /did not make or that expired/)
+  assert.match(rejection(terms({ provider: requestor.address })), /another provider/)
+  assert.match(rejection(terms({ payment: { ...payment, chainId: 1 } })), /chain, escrow or token/)
+  assert.match(rejection(terms({ expiresAtSec: Math.floor(Date.now() / 1000) + 10 })), /expires too soon/)
+  assert.match(rejection(terms(), 2), /limit of concurrent agreements/)
+  assert.match(rejection(terms({ depositWei: '39' })), /deposit does not cover/)
+  const denied = reviewProposal(terms(), { offer, offerIds: new Set([offerId(offer)]), policy: { ...policy, deniedRequestors: new Set([requestor.address.toLowerCase()]) }, activeAgreements: 0, nowMs: Date.now() })
+  assert.deepEqual(denied, { decision: 'reject', reason: 'this provider does not work for this requestor' })
+  const notAllowed = reviewProposal(terms(), { offer, offerIds: new Set([offerId(offer)]), policy: { ...policy, allowedRequestors: new Set(['0x' + '99'.repeat(20)]) }, activeAgreements: 0, nowMs: Date.now() })
+  assert.equal(notAllowed.decision, 'reject')
+})
+
+test('a provider counters a low price, a long agreement and frequent debit notes, changing only those terms', () => {
+  const proposed = terms({ pricing: { model: 'per-task', perTaskWei: '7' }, depositWei: '28', expiresAtSec: Math.floor(Date.now() / 1000) + 99_999, debitNoteIntervalSec: 5 })
+  const decision = review(proposed)
+  assert.equal(decision.decision, 'counter')
+  if (decision.decision !== 'counter') return
+  assert.equal(decision.reasons.length, 3)
+  assert.equal(decision.terms.pricing.perTaskWei, '10')
+  assert.equal(decision.terms.depositWei, '40')
+  assert.ok(decision.terms.expiresAtSec <= Math.floor(Date.now() / 1000) + 7200)
+  assert.equal(decision.terms.debitNoteIntervalSec, 30)
+  // The requestor takes it when within its limits; the provider then approves those exact terms.
+  const limits = { maxPerTaskWei: 10n, minDurationSec: 600, maxDebitNoteIntervalSec: 60, nowMs: Date.now() }
+  assert.equal(reviewCounter(proposed, decision.terms, limits), undefined)
+  assert.deepEqual(review(decision.terms), { decision: 'approve' })
+  // ...and refuses it when the price passes its cap, or when a term that is not negotiable changed.
+  assert.match(reviewCounter(proposed, decision.terms, { ...limits, maxPerTaskWei: 9n })!, /above the cap/)
+  assert.match(reviewCounter(proposed, { ...decision.terms, maxTasks: 400, depositWei: '4000' }, limits)!, /changes maxTasks/)
+  assert.match(reviewCounter(proposed, { ...decision.terms, depositWei: '41' }, limits)!, /deposit does not follow/)
 })
 
 test('an agreement carries both signatures over the same terms and its id is their hash', async () => {

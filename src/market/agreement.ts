@@ -23,6 +23,10 @@ export const agreementTermsSchema = z.strictObject({
   depositWei: decimalWeiSchema,
   payment: paymentPlatformSchema,
   expiresAtSec: z.number().int().positive(),
+  /** How often the provider reports usage; the payments layer bills on it. */
+  debitNoteIntervalSec: z.number().int().positive().max(86_400),
+  /** How long the requestor has to accept a debit note before the provider stops working. */
+  paymentTimeoutSec: z.number().int().positive().max(86_400),
   jobName: z.string().max(200),
   /** Random, so two agreements with otherwise equal terms still get distinct ids (and escrows). */
   nonce: hex,
@@ -40,7 +44,8 @@ export const agreementSchema = z.strictObject({
 
 export type Agreement = z.output<typeof agreementSchema>
 
-export type AgreementState = 'pending' | 'approved' | 'rejected' | 'terminated' | 'expired'
+/** Persisted on both sides; see docs/design.md for the transitions. */
+export type AgreementState = 'proposal' | 'pending' | 'approved' | 'rejected' | 'cancelled' | 'expired' | 'terminated'
 
 export function agreementId(terms: AgreementTerms): `0x${string}` {
   return hashCanonical(terms)
@@ -75,36 +80,101 @@ export interface ProviderPolicy {
   maxConcurrentAgreements: number
   /** Longest agreement it accepts. */
   maxAgreementSec: number
+  /** Shortest interval between debit notes it will send (more often costs it messages and signatures). */
+  minDebitNoteIntervalSec: number
   /** Requestors it refuses outright (lower-case addresses). */
   deniedRequestors?: ReadonlySet<string>
+  /** When set, the only requestors it works for (lower-case addresses). */
+  allowedRequestors?: ReadonlySet<string>
+}
+
+export type ProposalDecision =
+  | { decision: 'approve' }
+  | { decision: 'counter'; terms: AgreementTerms; reasons: string[] }
+  | { decision: 'reject'; reason: string }
+
+export interface ReviewContext {
+  offer: Offer
+  offerIds: ReadonlySet<string>
+  policy: ProviderPolicy
+  activeAgreements: number
+  nowMs: number
 }
 
 /**
- * The provider's decision on a proposal: undefined to approve, else the reason to reject.
- * Pure, so the same rules hold in tests, the daemon and the devnet.
+ * The provider's answer to a proposal. Terms it cannot accept but could (price below its offer, an agreement longer
+ * than it allows, debit notes more often than it sends them) get a counter-proposal with those terms changed and
+ * nothing else; anything else is rejected with the reason. Pure, so the same rules hold in tests, the daemon and the
+ * devnet.
  */
-export function reviewProposal(
-  terms: AgreementTerms,
-  context: { offer: Offer; offerIds: ReadonlySet<string>; policy: ProviderPolicy; activeAgreements: number; nowMs: number },
-): string | undefined {
+export function reviewProposal(terms: AgreementTerms, context: ReviewContext): ProposalDecision {
   const { offer, policy, nowMs } = context
-  if (terms.provider.toLowerCase() !== offer.provider.toLowerCase()) return 'the proposal names another provider'
-  if (!context.offerIds.has(terms.offerId)) return 'the proposal refers to an offer this provider did not make or that expired'
-  if (policy.deniedRequestors?.has(terms.requestor.toLowerCase()) === true) return 'this provider does not work for this requestor'
-  if (terms.runtime !== offer.properties['golem.runtime.name']) return `runtime ${terms.runtime} is not offered`
-  if (BigInt(terms.pricing.perTaskWei) < BigInt(offer.pricing.perTaskWei)) {
-    return `price per task ${terms.pricing.perTaskWei} wei is below the offered ${offer.pricing.perTaskWei} wei`
+  const reject = (reason: string): ProposalDecision => ({ decision: 'reject', reason })
+  const requestor = terms.requestor.toLowerCase()
+  if (terms.provider.toLowerCase() !== offer.provider.toLowerCase()) return reject('the proposal names another provider')
+  if (!context.offerIds.has(terms.offerId)) return reject('the proposal refers to an offer this provider did not make or that expired')
+  if (policy.deniedRequestors?.has(requestor) === true) return reject('this provider does not work for this requestor')
+  if (policy.allowedRequestors !== undefined && !policy.allowedRequestors.has(requestor)) {
+    return reject('this provider works only for requestors on its allow list')
   }
-  if (BigInt(terms.depositWei) < BigInt(terms.pricing.perTaskWei) * BigInt(terms.maxTasks)) {
-    return 'the deposit does not cover maxTasks at the agreed price'
-  }
+  if (terms.runtime !== offer.properties['golem.runtime.name']) return reject(`runtime ${terms.runtime} is not offered`)
   const p = terms.payment
   if (p.chainId !== offer.payment.chainId || p.escrow.toLowerCase() !== offer.payment.escrow.toLowerCase() || p.token.toLowerCase() !== offer.payment.token.toLowerCase()) {
-    return 'the proposal settles on a chain, escrow or token this provider does not accept'
+    return reject('the proposal settles on a chain, escrow or token this provider does not accept')
   }
   const nowSec = Math.floor(nowMs / 1000)
-  if (terms.expiresAtSec <= nowSec + 60) return 'the agreement expires too soon to do any work'
-  if (terms.expiresAtSec > nowSec + policy.maxAgreementSec) return `the agreement runs longer than this provider's limit of ${policy.maxAgreementSec} s`
-  if (context.activeAgreements >= policy.maxConcurrentAgreements) return 'this provider is at its limit of concurrent agreements'
+  if (terms.expiresAtSec <= nowSec + 60) return reject('the agreement expires too soon to do any work')
+  if (context.activeAgreements >= policy.maxConcurrentAgreements) return reject('this provider is at its limit of concurrent agreements')
+
+  const counter: AgreementTerms = { ...terms, pricing: { ...terms.pricing } }
+  const reasons: string[] = []
+  if (BigInt(terms.pricing.perTaskWei) < BigInt(offer.pricing.perTaskWei)) {
+    counter.pricing.perTaskWei = offer.pricing.perTaskWei
+    reasons.push(`price per task ${terms.pricing.perTaskWei} wei is below the offered ${offer.pricing.perTaskWei} wei`)
+  }
+  if (terms.expiresAtSec > nowSec + policy.maxAgreementSec) {
+    counter.expiresAtSec = nowSec + policy.maxAgreementSec
+    reasons.push(`the agreement runs longer than this provider's limit of ${policy.maxAgreementSec} s`)
+  }
+  if (terms.debitNoteIntervalSec < policy.minDebitNoteIntervalSec) {
+    counter.debitNoteIntervalSec = policy.minDebitNoteIntervalSec
+    reasons.push(`debit notes every ${terms.debitNoteIntervalSec} s are more often than this provider's ${policy.minDebitNoteIntervalSec} s`)
+  }
+  const neededDepositWei = BigInt(counter.pricing.perTaskWei) * BigInt(counter.maxTasks)
+  if (BigInt(terms.depositWei) < neededDepositWei) {
+    if (reasons.length === 0) return reject('the deposit does not cover maxTasks at the agreed price')
+    counter.depositWei = neededDepositWei.toString()
+  }
+  return reasons.length === 0 ? { decision: 'approve' } : { decision: 'counter', terms: counter, reasons }
+}
+
+/** Requestor's limits on what a counter-proposal may change. */
+export interface CounterLimits {
+  maxPerTaskWei: bigint
+  /** The agreement must still last this long from now. */
+  minDurationSec: number
+  maxDebitNoteIntervalSec: number
+  nowMs: number
+}
+
+/**
+ * Whether the requestor takes a provider's counter-proposal: only price, expiry, debit-note interval and the deposit
+ * that follows from the price may differ, each within the requestor's limits. Returns the reason to refuse, if any.
+ */
+export function reviewCounter(proposed: AgreementTerms, counter: AgreementTerms, limits: CounterLimits): string | undefined {
+  const negotiable = new Set(['pricing', 'expiresAtSec', 'debitNoteIntervalSec', 'depositWei'])
+  for (const key of Object.keys(proposed) as (keyof AgreementTerms)[]) {
+    if (negotiable.has(key)) continue
+    if (JSON.stringify(proposed[key]) !== JSON.stringify(counter[key])) return `the counter-proposal changes ${key}, which is not negotiable`
+  }
+  if (counter.pricing.model !== proposed.pricing.model) return 'the counter-proposal changes the pricing model'
+  if (BigInt(counter.pricing.perTaskWei) > limits.maxPerTaskWei) {
+    return `the counter-proposal asks ${counter.pricing.perTaskWei} wei per task, above the cap of ${limits.maxPerTaskWei} wei`
+  }
+  if (counter.expiresAtSec < Math.floor(limits.nowMs / 1000) + limits.minDurationSec) return 'the counter-proposal ends the agreement too soon'
+  if (counter.debitNoteIntervalSec > limits.maxDebitNoteIntervalSec) return 'the counter-proposal sends debit notes too rarely'
+  if (BigInt(counter.depositWei) !== BigInt(counter.pricing.perTaskWei) * BigInt(counter.maxTasks)) {
+    return 'the counter-proposal\'s deposit does not follow from its price'
+  }
   return undefined
 }

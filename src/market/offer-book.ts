@@ -8,6 +8,8 @@ export type OfferBookOutcome = 'added' | 'replaced' | 'stale' | 'expired' | 'ful
 
 export interface OfferBook {
   add(signed: SignedOffer, nowMs?: number): OfferBookOutcome
+  /** What `add` would do, without doing it: lets callers skip checking signatures of offers already held. */
+  peek(signed: SignedOffer, nowMs?: number): OfferBookOutcome
   /** Live offers, oldest provider first; `filter` narrows them. */
   list(filter?: (offer: Offer) => boolean, nowMs?: number): SignedOffer[]
   size(): number
@@ -28,17 +30,26 @@ export function createOfferBook(init: { maxOffers?: number } = {}): OfferBook {
     return [...byProvider.values()].filter((signed) => filter(signed.payload))
   }
 
+  const peek = (signed: SignedOffer, nowMs = Date.now()): OfferBookOutcome => {
+    const offer = signed.payload
+    if (offer.expiresAtMs <= nowMs) return 'expired'
+    const current = byProvider.get(offer.provider.toLowerCase())
+    if (current !== undefined) return current.payload.issuedAtMs >= offer.issuedAtMs ? 'stale' : 'replaced'
+    if (byProvider.size >= maxOffers) {
+      prune(nowMs)
+      if (byProvider.size >= maxOffers) return 'full'
+    }
+    return 'added'
+  }
+
   return {
+    peek,
     add(signed, nowMs = Date.now()) {
+      const outcome = peek(signed, nowMs)
+      if (outcome !== 'added' && outcome !== 'replaced') return outcome
       const offer = signed.payload
-      if (offer.expiresAtMs <= nowMs) return 'expired'
       const key = offer.provider.toLowerCase()
       const current = byProvider.get(key)
-      if (current !== undefined && current.payload.issuedAtMs >= offer.issuedAtMs) return 'stale'
-      if (current === undefined) {
-        prune(nowMs)
-        if (byProvider.size >= maxOffers) return 'full'
-      }
       byProvider.set(key, signed)
       for (const wake of waiters) wake()
       return current === undefined ? 'added' : 'replaced'

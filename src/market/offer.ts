@@ -7,7 +7,8 @@
 import { z } from 'zod'
 import { HearthError } from '../errors.ts'
 import { hashCanonical } from '../identity/canonical-json.ts'
-import type { NodeIdentity } from '../identity/node-identity.ts'
+import { peerIdFromString } from '@libp2p/peer-id'
+import { addressFromPeerId, type NodeIdentity } from '../identity/node-identity.ts'
 import { signPayload, verifySigned, type Signed } from '../identity/signed.ts'
 
 export const OFFERS_TOPIC = '/hearth/market/offers/1'
@@ -18,8 +19,8 @@ export const decimalWeiSchema = z.string().regex(/^(0|[1-9][0-9]{0,77})$/, 'expe
 /** Flattened, typed properties under Golem's standard names (DESIGN.md), `hearth.*` for ours. */
 export const propertiesSchema = z.record(
   z.string().min(1).max(200),
-  z.union([z.string().max(1000), z.number(), z.boolean(), z.array(z.string().max(200)).max(64)]),
-)
+  z.union([z.string().max(1000), z.number(), z.boolean(), z.array(z.union([z.string().max(200), z.number(), z.boolean()])).max(64)]),
+).refine((properties) => Object.keys(properties).length <= 256, 'expected at most 256 properties')
 
 export const paymentPlatformSchema = z.strictObject({
   chainId: z.number().int().positive(),
@@ -32,6 +33,8 @@ export const offerSchema = z.strictObject({
   peerId: z.string().min(1).max(200),
   multiaddrs: z.array(z.string().max(300)).max(16),
   properties: propertiesSchema,
+  /** The provider's own conditions on demands, in the constraint language ('' for none). */
+  constraints: z.string().max(64 * 1024),
   pricing: z.strictObject({ model: z.literal('per-task'), perTaskWei: decimalWeiSchema }),
   payment: paymentPlatformSchema,
   issuedAtMs: z.number().int().nonnegative(),
@@ -50,6 +53,7 @@ export interface CreateOfferParameters {
   identity: NodeIdentity
   multiaddrs: string[]
   properties: Offer['properties']
+  constraints?: string
   perTaskWei: bigint
   payment: PaymentPlatform
   ttlMs: number
@@ -63,6 +67,7 @@ export async function createOffer(parameters: CreateOfferParameters): Promise<Si
     peerId: parameters.identity.peerId.toString(),
     multiaddrs: parameters.multiaddrs,
     properties: parameters.properties,
+    constraints: parameters.constraints ?? '',
     pricing: { model: 'per-task', perTaskWei: parameters.perTaskWei.toString() },
     payment: parameters.payment,
     issuedAtMs: nowMs,
@@ -74,6 +79,19 @@ export async function createOffer(parameters: CreateOfferParameters): Promise<Si
 /** Checks the signature is the offer's provider's own and that the offer is live; returns the offer. */
 export async function verifyOffer(signed: SignedOffer, nowMs = Date.now()): Promise<Offer> {
   const offer = await verifySigned(signed, { expectedSigner: signed.payload.provider as `0x${string}` })
+  // The PeerId is where requestors will dial: it must be the provider's own key, or an offer could send them elsewhere.
+  let peerAddress: string
+  try {
+    peerAddress = addressFromPeerId(peerIdFromString(offer.peerId))
+  } catch (cause) {
+    throw new HearthError('HEARTH_ERR_MARKET_OFFER_INVALID', `offer from ${offer.provider} names an unusable PeerId`, { cause })
+  }
+  if (peerAddress.toLowerCase() !== offer.provider.toLowerCase()) {
+    throw new HearthError('HEARTH_ERR_MARKET_OFFER_INVALID', `offer from ${offer.provider} names the PeerId of another key`)
+  }
+  if (offer.multiaddrs.some((address) => !address.endsWith(`/p2p/${offer.peerId}`))) {
+    throw new HearthError('HEARTH_ERR_MARKET_OFFER_INVALID', `offer from ${offer.provider} lists an address of another peer`)
+  }
   if (offer.expiresAtMs <= nowMs) {
     throw new HearthError('HEARTH_ERR_MARKET_OFFER_INVALID', `offer from ${offer.provider} expired at ${new Date(offer.expiresAtMs).toISOString()}`)
   }

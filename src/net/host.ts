@@ -60,6 +60,8 @@ export interface Host {
   ping(target: PeerTarget, options?: { signal?: AbortSignal }): Promise<number>
   /** Peers we hold an open connection to. */
   peers(): PeerId[]
+  /** Calls `listener` with each peer a connection opens to (either direction); returns a function that stops it. */
+  onPeerConnected(listener: (peer: PeerId) => void): () => void
   handle<Req extends z.ZodType, Res extends z.ZodType>(protocol: Protocol<Req, Res>, handler: RequestHandler<Req, Res>): Promise<void>
   unhandle(protocol: Protocol): Promise<void>
   /** Sends one request and returns the validated response (for signed protocols, the verified payload). */
@@ -88,6 +90,9 @@ export async function createHost(init: HostInit): Promise<Host> {
       privateKey: identity.libp2pKey,
       start: false,
       addresses: { listen: init.listen ?? ['/ip4/127.0.0.1/tcp/0'] },
+      // libp2p refuses more than 5 inbound connections a second from one IP. Every node of a local network shares
+      // 127.0.0.1, so loopback is exempt; other addresses keep the limit.
+      connectionManager: { allow: ['/ip4/127.0.0.0/ipcidr/8', '/ip6/::1/ipcidr/128'] },
       transports: [tcp()],
       connectionEncrypters: [noise()],
       // A dialer may open streams before the listener has finished its side of the upgrade; past 10 such "early"
@@ -165,6 +170,11 @@ export async function createHost(init: HostInit): Promise<Host> {
       return withDialErrors(target, 'ping', () => libp2p.services.ping.ping(dialTarget, options), options.signal)
     },
     peers: () => libp2p.getPeers(),
+    onPeerConnected(listener) {
+      const handler = (event: CustomEvent<PeerId>): void => listener(event.detail)
+      libp2p.addEventListener('peer:connect', handler)
+      return () => libp2p.removeEventListener('peer:connect', handler)
+    },
     handle: (protocol, handler) => serveProtocol(deps, protocol, handler),
     async unhandle(protocol) {
       await libp2p.unhandle(protocol.id)

@@ -12,11 +12,17 @@ import type { Address, Hex } from 'viem'
 import { HearthError, isHearthError } from '../errors.ts'
 import { hashCanonical } from '../identity/canonical-json.ts'
 import type { NodeIdentity } from '../identity/node-identity.ts'
-import { signPayload } from '../identity/signed.ts'
-import { reviewProposal, type Agreement, type AgreementTerms, type ProviderPolicy } from '../market/agreement.ts'
-import { negotiateProtocol, offersSyncProtocol } from '../market/market-protocols.ts'
-import { createOffer, offerId, OFFERS_TOPIC, type SignedOffer } from '../market/offer.ts'
+import { signPayload, verifySigned } from '../identity/signed.ts'
+import { agreementId, reviewProposal, type Agreement, type AgreementState, type AgreementTerms, type ProviderPolicy } from '../market/agreement.ts'
+import { createMarketNode, type MarketNode } from '../market/market-node.ts'
+import { cancelAgreementProtocol, negotiateProtocol } from '../market/market-protocols.ts'
+import { createOffer, offerId, type Offer, type SignedOffer } from '../market/offer.ts'
 import type { Host } from '../net/host.ts'
+import type { RequestContext } from '../net/protocol.ts'
+import type { z } from 'zod'
+import { measureCpuScore } from './cpu-score.ts'
+
+type NegotiateAnswer = z.input<typeof negotiateProtocol.response>
 import {
   fetchBlobProtocol,
   runTaskProtocol,
@@ -45,8 +51,14 @@ export interface ProviderAgentInit {
   memGib: number
   policy?: Partial<ProviderPolicy>
   offerTtlMs?: number
-  /** Country code to advertise (`golem.node.geo.country_code`), if the owner wants to state it. */
-  countryCode?: string
+  /** More offer properties: location (`golem.node.geo.country_code`, `hearth.geo.lat`/`lon`), disk, GPUs. */
+  properties?: Offer['properties']
+  /** The provider's conditions on demands, in the constraint language. */
+  constraints?: string
+  /** This node's market part (offer book, gossip, sync); one is made when absent. */
+  market?: MarketNode
+  /** Ways to misbehave, for the devnet's failure tests: never answer proposals. */
+  misbehave?: { silentNegotiation?: boolean }
 }
 
 export interface ProviderStats {
@@ -57,6 +69,7 @@ export interface ProviderStats {
 
 export interface ProviderAgent {
   readonly address: Address
+  readonly market: MarketNode
   start(): Promise<void>
   stop(): Promise<void>
   currentOffer(): SignedOffer | undefined
@@ -74,7 +87,7 @@ function insideRoot(rootDir: string, guestPath: string): string {
   return hostPath
 }
 
-const defaultPolicy: ProviderPolicy = { maxConcurrentAgreements: 16, maxAgreementSec: 24 * 3600 }
+const defaultPolicy: ProviderPolicy = { maxConcurrentAgreements: 16, maxAgreementSec: 24 * 3600, minDebitNoteIntervalSec: 5 }
 
 export function createProviderAgent(init: ProviderAgentInit): ProviderAgent {
   const { identity, host, store, payment, runtime } = init
@@ -86,6 +99,8 @@ export function createProviderAgent(init: ProviderAgentInit): ProviderAgent {
   const delivered = new Map<string, number>()
   const escrowChecked = new Set<string>()
   const stats: ProviderStats = { tasksRun: 0, tasksFailed: 0, agreements: 0 }
+  const market = init.market ?? createMarketNode({ host })
+  let cpuScore = 0
   const packagesDir = join(init.workDir, 'packages')
   const activitiesDir = join(init.workDir, 'activities')
 
@@ -98,8 +113,10 @@ export function createProviderAgent(init: ProviderAgentInit): ProviderAgent {
         'golem.inf.cpu.threads': init.threads,
         'golem.inf.mem.gib': init.memGib,
         'golem.com.pricing.model': 'per-task',
-        ...(init.countryCode === undefined ? {} : { 'golem.node.geo.country_code': init.countryCode }),
+        'hearth.inf.cpu.score': cpuScore,
+        ...init.properties,
       },
+      constraints: init.constraints ?? '',
       perTaskWei: init.perTaskWei,
       payment: { chainId: payment.client.chainId, escrow: payment.escrowAddress, token: payment.tokenAddress },
       ttlMs: offerTtlMs,
@@ -107,8 +124,53 @@ export function createProviderAgent(init: ProviderAgentInit): ProviderAgent {
     const id = offerId(current.payload)
     offers.set(id, current)
     for (const [key, offer] of offers) if (offer.payload.expiresAtMs <= Date.now()) offers.delete(key)
-    // Gossip reaches peers that are already meshed; peers that join later ask with offers-sync.
-    await host.publish(OFFERS_TOPIC, current, { maxBytes: 64 * 1024 }).catch(() => undefined)
+    await market.publish(current)
+  }
+
+  /** Approved agreements still running; those past their expiry are marked expired on the way. */
+  function activeAgreements(nowMs: number): number {
+    let active = 0
+    for (const record of store.agreements.list({ state: 'approved' })) {
+      if (record.role !== 'provider') continue
+      if ((record.document as Agreement).terms.expiresAtSec * 1000 <= nowMs) store.agreements.setState(record.id, 'expired', nowMs)
+      else active++
+    }
+    return active
+  }
+
+  async function negotiate({ terms, requestorSignature }: { terms: AgreementTerms; requestorSignature: string }, ctx: RequestContext): Promise<NegotiateAnswer> {
+    if (init.misbehave?.silentNegotiation === true) {
+      // Holds the stream until the requester gives up: the unresponsive provider the requestor must not wait for.
+      await new Promise((resolve) => ctx.signal.addEventListener('abort', resolve, { once: true }))
+      throw new HearthError('HEARTH_ERR_NET_TIMEOUT', 'no answer')
+    }
+    if (terms.requestor.toLowerCase() !== ctx.remoteAddress.toLowerCase()) {
+      throw new HearthError('HEARTH_ERR_MARKET_AGREEMENT_REJECTED', 'the proposal names a requestor other than the peer sending it')
+    }
+    // The requestor's signature over the terms is half of the agreement: check it before anything is recorded.
+    await verifySigned({ payload: terms, signer: ctx.remoteAddress, signature: requestorSignature as Hex }, { expectedSigner: ctx.remoteAddress })
+    const offer = current?.payload
+    if (offer === undefined) throw new HearthError('HEARTH_ERR_MARKET_AGREEMENT_REJECTED', 'this provider has no live offer')
+    const nowMs = Date.now()
+    const decision = reviewProposal(terms, { offer, offerIds: new Set(offers.keys()), policy, activeAgreements: activeAgreements(nowMs), nowMs })
+    const id = agreementId(terms)
+    const record = (state: AgreementState, document: unknown): void =>
+      store.agreements.save({ id, role: 'provider', requestor: terms.requestor, provider: terms.provider, state, document, createdAtMs: nowMs, updatedAtMs: nowMs })
+    if (decision.decision === 'reject') {
+      record('rejected', { terms, reason: decision.reason })
+      throw new HearthError('HEARTH_ERR_MARKET_AGREEMENT_REJECTED', decision.reason)
+    }
+    if (decision.decision === 'counter') {
+      // The counter-proposal waits for the requestor's signature; it comes back as a new proposal with these terms.
+      const counterId = agreementId(decision.terms)
+      store.agreements.save({ id: counterId, role: 'provider', requestor: terms.requestor, provider: terms.provider, state: 'pending', document: { terms: decision.terms }, createdAtMs: nowMs, updatedAtMs: nowMs })
+      return { decision: 'counter', terms: decision.terms, reasons: decision.reasons }
+    }
+    const own = await signPayload(identity, terms)
+    const agreement: Agreement = { id, terms, requestorSignature, providerSignature: own.signature }
+    record('approved', agreement)
+    stats.agreements++
+    return { decision: 'approve', terms, providerSignature: own.signature }
   }
 
   function agreementFor(agreementId: string, requestor: Address): AgreementTerms {
@@ -131,8 +193,8 @@ export function createProviderAgent(init: ProviderAgentInit): ProviderAgent {
   /** Work starts only once the requestor's deposit is on chain, naming this provider. */
   async function ensureEscrow(terms: AgreementTerms, agreementId: string): Promise<void> {
     if (escrowChecked.has(agreementId)) return
-    const escrow = await getEscrow(payment, agreementId as Hex)
-    // Anyone can open an escrow under a known id; only one from this agreement's requestor, naming this provider and
+    const escrow = await getEscrow(payment, { requestorAddress: terms.requestor as Address, agreementId: agreementId as Hex })
+    // Only an escrow from this agreement's requestor (escrows are keyed by requestor and id), naming this provider and
     // holding the agreed deposit, backs the work.
     const backed =
       escrow !== undefined &&
@@ -270,41 +332,33 @@ export function createProviderAgent(init: ProviderAgentInit): ProviderAgent {
       return { claimTx: outcome.hash, paidWei: outcome.paidWei, refundedWei: outcome.refundedWei }
     }
     if (!release) return { claimTx: null, paidWei: 0n, refundedWei: 0n }
-    const escrow = await getEscrow(payment, agreementId as Hex)
+    const escrow = await getEscrow(payment, { requestorAddress: store.agreements.get(agreementId)!.requestor as Address, agreementId: agreementId as Hex })
     if (escrow === undefined || escrow.closed) return { claimTx: null, paidWei: 0n, refundedWei: 0n }
-    const outcome = await releaseEscrow(payment, agreementId as Hex)
+    const outcome = await releaseEscrow(payment, { requestorAddress: escrow.requestorAddress, agreementId: agreementId as Hex })
     return { claimTx: outcome.hash, paidWei: 0n, refundedWei: outcome.refundedWei }
   }
 
   return {
     address: identity.address,
+    market,
     currentOffer: () => current,
     stats: () => ({ ...stats }),
 
     async start() {
       await mkdir(activitiesDir, { recursive: true })
-      await host.handle(offersSyncProtocol, () => ({ offers: current === undefined ? [] : [current] }))
+      cpuScore = measureCpuScore()
+      if (init.market === undefined) await market.start()
 
-      await host.handle(negotiateProtocol, async (terms, ctx) => {
-        if (terms.requestor.toLowerCase() !== ctx.remoteAddress.toLowerCase()) {
-          throw new HearthError('HEARTH_ERR_MARKET_AGREEMENT_REJECTED', 'the proposal names a requestor other than the peer sending it')
+      await host.handle(negotiateProtocol, negotiate)
+
+      await host.handle(cancelAgreementProtocol, ({ agreementId: id }, ctx) => {
+        agreementFor(id, ctx.remoteAddress)
+        // Once money is in escrow the agreement ends by settlement, not by a word from one side.
+        if (escrowChecked.has(id) || (delivered.get(id) ?? 0) > 0) {
+          throw new HearthError('HEARTH_ERR_MARKET_AGREEMENT_REJECTED', `agreement ${id} has started; settle it instead`)
         }
-        const offer = current?.payload
-        if (offer === undefined) throw new HearthError('HEARTH_ERR_MARKET_AGREEMENT_REJECTED', 'this provider has no live offer')
-        const active = store.agreements.list({ state: 'approved' }).filter((a) => a.role === 'provider').length
-        const reason = reviewProposal(terms, { offer, offerIds: new Set(offers.keys()), policy, activeAgreements: active, nowMs: Date.now() })
-        if (reason !== undefined) throw new HearthError('HEARTH_ERR_MARKET_AGREEMENT_REJECTED', reason)
-        const own = await signPayload(identity, terms)
-        const agreement: Agreement = {
-          id: hashCanonical(terms),
-          terms,
-          requestorSignature: ctx.envelope!.signature,
-          providerSignature: own.signature,
-        }
-        const nowMs = Date.now()
-        store.agreements.save({ id: agreement.id, role: 'provider', requestor: terms.requestor, provider: terms.provider, state: 'approved', document: agreement, createdAtMs: nowMs, updatedAtMs: nowMs })
-        stats.agreements++
-        return terms
+        store.agreements.setState(id, 'cancelled')
+        return { agreementId: id, state: 'cancelled' }
       })
 
       await host.handle(runTaskProtocol, (request, ctx) => runTask(request, ctx.remoteAddress, ctx.peerId, ctx.signal))
@@ -330,9 +384,10 @@ export function createProviderAgent(init: ProviderAgentInit): ProviderAgent {
 
     async stop() {
       if (republishTimer !== undefined) clearInterval(republishTimer)
-      for (const protocol of [offersSyncProtocol, negotiateProtocol, runTaskProtocol, voucherProtocol, settleProtocol]) {
+      for (const protocol of [negotiateProtocol, cancelAgreementProtocol, runTaskProtocol, voucherProtocol, settleProtocol]) {
         await host.unhandle(protocol).catch(() => undefined)
       }
+      if (init.market === undefined) await market.stop()
     },
 
     async claimOutstanding(options = {}) {

@@ -8,15 +8,20 @@ import type { Address, Hex } from 'viem'
 import { HearthError, toHearthError } from '../errors.ts'
 import { hashCanonical } from '../identity/canonical-json.ts'
 import type { NodeIdentity } from '../identity/node-identity.ts'
-import { signPayload } from '../identity/signed.ts'
-import { assembleAgreement, type Agreement, type AgreementTerms } from '../market/agreement.ts'
-import { negotiateProtocol, offersSyncProtocol } from '../market/market-protocols.ts'
-import { createOfferBook, type OfferBook } from '../market/offer-book.ts'
-import { offerId, offerSchema, OFFERS_TOPIC, verifyOffer, type Offer, type SignedOffer } from '../market/offer.ts'
+import type { Agreement, AgreementTerms } from '../market/agreement.ts'
+import type { OfferBook } from '../market/offer-book.ts'
+import { offerId, type Offer } from '../market/offer.ts'
+import { createMarketNode, type MarketNode } from '../market/market-node.ts'
+import { rankOffers, type GeoPoint, type StrategyWeights } from '../market/strategy.ts'
+import { negotiateMany, offerTarget } from './negotiator.ts'
+import { compileConstraints } from '../market/constraints/evaluate.ts'
+import { matchDemandOffer } from '../market/constraints/match.ts'
+import type { Properties } from '../market/constraints/properties.ts'
+import { slaConstraints, type Sla } from '../market/sla.ts'
 import type { Host } from '../net/host.ts'
 import { fetchBlobProtocol, runTaskProtocol, type RunTaskRequest, type TaskResult } from '../exec/activity-protocols.ts'
 import { sha256Hex } from '../exec/content-hash.ts'
-import { approveEscrow, getEscrow, openEscrow, tokenBalanceOf, type EscrowContext } from '../payment/escrow.ts'
+import { approveEscrow, getEscrow, openEscrows, tokenBalanceOf, type EscrowContext } from '../payment/escrow.ts'
 import { settleProtocol, voucherProtocol } from '../payment/payment-protocols.ts'
 import { signVoucher, voucherToJson } from '../payment/voucher.ts'
 import type { Store } from '../store/store.ts'
@@ -46,6 +51,19 @@ export interface JobSpec {
   offerWaitMs?: number
   /** Attempts per task, across providers. */
   maxAttempts?: number
+  /**
+   * The requestor's side of the match: its properties (which providers' constraints judge) and its constraints over
+   * offers' properties, in the constraint language. Only offers that match both ways ('yes') are used.
+   */
+  demand?: { properties?: Properties; constraints?: string }
+  /** Requirements stated once: constraints where offers state them, measured latency where they cannot. */
+  sla?: Sla
+  /** How offers are ranked; see market/strategy.ts. */
+  weights?: Partial<StrategyWeights>
+  /** Prefer providers near this point. */
+  near?: GeoPoint
+  /** Each negotiation step's timeout (default 3 s). */
+  stepTimeoutMs?: number
 }
 
 export interface TaskOutcome {
@@ -95,14 +113,15 @@ export interface RequestorInit {
   host: Host
   store: Store
   payment: EscrowContext
+  /** This node's market part (offer book, gossip, sync); one is made when absent. */
+  market?: MarketNode
 }
 
 export interface Requestor {
   readonly offerBook: OfferBook
+  readonly market: MarketNode
   start(): Promise<void>
   stop(): Promise<void>
-  /** Asks every connected peer for its offers (what a node does when it joins). */
-  syncOffers(): Promise<number>
   runJob(spec: JobSpec, options?: { onEvent?: JobEventListener; signal?: AbortSignal }): Promise<JobOutcome>
 }
 
@@ -126,62 +145,11 @@ const taskNetworkSlackMs = 30_000
 
 export function createRequestor(init: RequestorInit): Requestor {
   const { identity, host, store, payment } = init
-  const offerBook = createOfferBook()
+  const market = init.market ?? createMarketNode({ host })
   const blobs = new Map<string, Uint8Array>()
   /** Providers with an agreement from this requestor: only they may fetch its blobs. */
   const allowedFetchers = new Set<string>()
-  let unsubscribe: (() => void) | undefined
   let approved = false
-
-  async function addOffer(signed: SignedOffer): Promise<void> {
-    try {
-      await verifyOffer(signed)
-      offerBook.add(signed)
-    } catch {
-      // A forged or stale offer is simply not listed; gossip counts drops at the net layer.
-    }
-  }
-
-  async function syncOffers(): Promise<number> {
-    const answers = await Promise.allSettled(host.peers().map((peer) => host.request(peer, offersSyncProtocol, {})))
-    let added = 0
-    for (const answer of answers) {
-      if (answer.status !== 'fulfilled') continue
-      for (const signed of answer.value.offers) {
-        const parsed = offerSchema.safeParse(signed.payload)
-        if (!parsed.success) continue
-        await addOffer(signed as SignedOffer)
-        added++
-      }
-    }
-    return added
-  }
-
-  async function negotiate(spec: JobSpec, signed: SignedOffer, jobId: string): Promise<Agreement> {
-    const offer = signed.payload
-    const perTaskWei = BigInt(offer.pricing.perTaskWei)
-    const maxTasks = spec.tasks.length
-    const terms: AgreementTerms = {
-      offerId: offerId(offer),
-      requestor: identity.address,
-      provider: offer.provider,
-      runtime: spec.runtime,
-      pricing: { model: 'per-task', perTaskWei: perTaskWei.toString() },
-      maxTasks,
-      depositWei: (perTaskWei * BigInt(maxTasks)).toString(),
-      payment: offer.payment,
-      expiresAtSec: Math.floor(Date.now() / 1000) + 3600,
-      jobName: `${spec.name} (${jobId})`,
-      nonce: `0x${randomBytes(16).toString('hex')}`,
-      createdAtMs: Date.now(),
-    }
-    const proposal = await signPayload(identity, terms)
-    const exchange = await host.exchange(offer.peerId, negotiateProtocol, terms)
-    const agreement = assembleAgreement(proposal, { payload: exchange.response, signer: exchange.envelope!.signer, signature: exchange.envelope!.signature })
-    const nowMs = Date.now()
-    store.agreements.save({ id: agreement.id, role: 'requestor', requestor: identity.address, provider: offer.provider, state: 'approved', document: agreement, createdAtMs: nowMs, updatedAtMs: nowMs })
-    return agreement
-  }
 
   function checkResult(result: TaskResult, request: RunTaskRequest): void {
     const problems: string[] = []
@@ -208,74 +176,117 @@ export function createRequestor(init: RequestorInit): Requestor {
     const packageId = sha256Hex(spec.package)
     blobs.set(packageId, spec.package)
 
-    // 1. Offers: what gossip brought, plus a direct ask of every peer, until enough match or the wait ends.
+    // 1. Offers: what this node knows plus a direct ask of every connected peer, until enough match or the wait ends.
+    const demandConstraints = [spec.demand?.constraints ?? '', spec.sla === undefined ? '' : slaConstraints(spec.sla).toString()]
+      .filter((text) => text.trim() !== '')
+      .join('')
+    const demand = {
+      properties: { 'golem.runtime.name': spec.runtime, ...spec.demand?.properties },
+      // Checked here, before any offer is looked at: a malformed filter is the job's error, not a mismatch.
+      constraints: demandConstraints === '' ? '' : compileConstraints(`(&${demandConstraints})`),
+    }
     const fits = (offer: Offer): boolean =>
       offer.properties['golem.runtime.name'] === spec.runtime &&
       BigInt(offer.pricing.perTaskWei) <= spec.maxPricePerTaskWei &&
       offer.payment.chainId === payment.client.chainId &&
-      offer.payment.escrow.toLowerCase() === payment.escrowAddress.toLowerCase()
+      offer.payment.escrow.toLowerCase() === payment.escrowAddress.toLowerCase() &&
+      matchDemandOffer(demand, { properties: offer.properties, constraints: offer.constraints }) === 'yes'
     emit({ type: 'phase', message: 'collecting offers' })
-    await syncOffers()
+    await market.syncAll({ signal: options.signal })
     const wait = AbortSignal.timeout(spec.offerWaitMs ?? 3_000)
-    const candidates = await offerBook.waitFor(spec.providers, fits, { signal: wait }).catch(() => offerBook.list(fits))
+    let candidates = await market.offerBook.waitFor(spec.providers, fits, { signal: wait }).catch(() => market.offerBook.list(fits))
     if (candidates.length === 0) {
-      throw new HearthError('HEARTH_ERR_MARKET_NO_OFFERS', `no provider offers runtime ${spec.runtime} at ${spec.maxPricePerTaskWei} wei per task or less`, {
-        hint: 'raise the price cap, or start providers (hearth demo starts local ones)',
+      throw new HearthError('HEARTH_ERR_MARKET_NO_OFFERS', `no provider offers runtime ${spec.runtime} at ${spec.maxPricePerTaskWei} wei per task or less that meets the job's requirements`, {
+        hint: 'raise the price cap or loosen the requirements, or start providers (hearth demo starts local ones)',
       })
     }
     emit({ type: 'offers', count: candidates.length })
-    // Cheapest first; equal prices keep arrival order.
-    const chosen = [...candidates].sort((a, b) => Number(BigInt(a.payload.pricing.perTaskWei) - BigInt(b.payload.pricing.perTaskWei))).slice(0, spec.providers)
 
-    // Money check before anything is signed or locked.
-    const depositsWei = chosen.reduce((sum, s) => sum + BigInt(s.payload.pricing.perTaskWei) * BigInt(spec.tasks.length), 0n)
+    // Latency is a measurement, not a claim: ping every candidate at once before choosing.
+    const latencyMs = new Map<string, number>()
+    await Promise.all(
+      candidates.map(async (signed) => {
+        const rtt = await host.ping(offerTarget(signed.payload), { signal: AbortSignal.timeout(spec.stepTimeoutMs ?? 3_000) }).catch(() => undefined)
+        if (rtt !== undefined) latencyMs.set(signed.payload.provider.toLowerCase(), rtt)
+      }),
+    )
+    if (spec.sla?.maxLatencyMs !== undefined) {
+      const limit = spec.sla.maxLatencyMs
+      candidates = candidates.filter((signed) => (latencyMs.get(signed.payload.provider.toLowerCase()) ?? Infinity) <= limit)
+      if (candidates.length === 0) {
+        throw new HearthError('HEARTH_ERR_MARKET_NO_OFFERS', `no matching provider answers within ${limit} ms`, { hint: 'raise maxLatencyMs' })
+      }
+    }
+    const tasksEach = Math.ceil(spec.tasks.length / spec.providers)
+    const ranked = rankOffers(candidates, (signed) => signed.payload, { tasks: tasksEach, weights: spec.weights, latencyMs, near: spec.near })
+    // A few spares beyond the need, so providers that stay silent or refuse cost no waiting.
+    const chosen = ranked.slice(0, spec.providers + Math.max(2, Math.ceil(spec.providers / 2))).map((r) => r.item)
+
+    // Money check before anything is signed or locked: the dearest chosen offer, for every agreement wanted.
+    const dearestWei = chosen.reduce((max, s) => (BigInt(s.payload.pricing.perTaskWei) > max ? BigInt(s.payload.pricing.perTaskWei) : max), 0n)
+    const depositsWei = dearestWei * BigInt(spec.tasks.length) * BigInt(Math.min(spec.providers, chosen.length))
     const balanceWei = await tokenBalanceOf(payment, identity.address)
     if (balanceWei < depositsWei) {
-      throw new HearthError('HEARTH_ERR_PAYMENT_INSUFFICIENT_FUNDS', `the deposits need ${depositsWei} wei but the wallet holds ${balanceWei} wei`, {
+      throw new HearthError('HEARTH_ERR_PAYMENT_INSUFFICIENT_FUNDS', `the deposits need up to ${depositsWei} wei but the wallet holds ${balanceWei} wei`, {
         hint: 'fund the requestor wallet, use fewer providers, or lower the price cap',
       })
     }
 
-    // 2. Agreements with all chosen providers at once: a slow one delays nobody.
-    emit({ type: 'phase', message: `negotiating with ${chosen.length} providers` })
-    const negotiated = await Promise.allSettled(chosen.map((signed) => negotiate(spec, signed, jobId)))
-    const agreements: { agreement: Agreement; offer: Offer }[] = []
-    negotiated.forEach((outcome, i) => {
-      const offer = chosen[i]!.payload
-      if (outcome.status === 'fulfilled') {
-        agreements.push({ agreement: outcome.value, offer })
-        emit({ type: 'agreement', provider: offer.provider, agreementId: outcome.value.id })
-      } else {
-        emit({ type: 'agreement-failed', provider: offer.provider, message: toHearthError(outcome.reason).shortMessage })
-      }
+    // 2. Agreements with the chosen providers, all at once; the first to sign are kept.
+    emit({ type: 'phase', message: `negotiating with ${chosen.length} providers for ${Math.min(spec.providers, chosen.length)} agreements` })
+    const termsFor = (offer: Offer): AgreementTerms => ({
+      offerId: offerId(offer),
+      requestor: identity.address,
+      provider: offer.provider,
+      runtime: spec.runtime,
+      pricing: { model: 'per-task', perTaskWei: offer.pricing.perTaskWei },
+      maxTasks: spec.tasks.length,
+      depositWei: (BigInt(offer.pricing.perTaskWei) * BigInt(spec.tasks.length)).toString(),
+      payment: offer.payment,
+      expiresAtSec: Math.floor(Date.now() / 1000) + 3600,
+      debitNoteIntervalSec: 60,
+      paymentTimeoutSec: 300,
+      jobName: `${spec.name} (${jobId})`,
+      nonce: `0x${randomBytes(16).toString('hex')}`,
+      createdAtMs: Date.now(),
     })
+    const negotiated = await negotiateMany({ host, identity, store, onEvent: emit }, chosen, {
+      need: spec.providers,
+      termsFor,
+      limits: { maxPerTaskWei: spec.maxPricePerTaskWei, minDurationSec: 600, maxDebitNoteIntervalSec: 3600 },
+      stepTimeoutMs: spec.stepTimeoutMs,
+      signal: options.signal,
+    })
+    const agreements = negotiated.agreements
     if (agreements.length === 0) {
       throw new HearthError('HEARTH_ERR_MARKET_AGREEMENT_REJECTED', 'every provider refused or failed to sign an agreement', {
-        hint: 'see the reasons above; adjust the price or the job\'s limits',
+        hint: `reasons: ${negotiated.failures.map((f) => `${f.provider}: ${f.message}`).join('; ')}`,
       })
     }
 
-    // 3. Escrow: one approval, then one deposit per agreement, all in flight together.
+    // 3. Escrow: one approval per requestor, then the deposits of every agreement in one transaction.
     emit({ type: 'phase', message: 'opening escrows on chain' })
     if (!approved) {
       await approveEscrow(payment)
       approved = true
     }
-    const slots: Slot[] = await Promise.all(
-      agreements.map(async ({ agreement, offer }) => {
-        const depositWei = BigInt(agreement.terms.depositWei)
-        const tx = await openEscrow(payment, {
-          agreementId: agreement.id as Hex,
-          providerAddress: offer.provider as Address,
-          amountWei: depositWei,
-          expiresAtSec: agreement.terms.expiresAtSec,
-        })
-        store.escrows.save({ agreementId: agreement.id, depositedWei: depositWei, openTx: tx.hash, claimedWei: 0n, refundedWei: 0n, closed: false })
-        allowedFetchers.add(offer.provider.toLowerCase())
-        emit({ type: 'escrow-opened', provider: offer.provider, agreementId: agreement.id, depositWei: depositWei.toString(), txHash: tx.hash })
-        return { agreement, offer, peer: offer.peerId, perTaskWei: BigInt(agreement.terms.pricing.perTaskWei), accepted: 0, failures: 0, openTx: tx.hash, retired: false, vouchersSent: Promise.resolve() }
-      }),
+    // All deposits in one transaction: the chain cost of a job does not grow with its number of providers' opens.
+    const opened = await openEscrows(
+      payment,
+      agreements.map(({ agreement, offer }) => ({
+        agreementId: agreement.id as Hex,
+        providerAddress: offer.provider as Address,
+        amountWei: BigInt(agreement.terms.depositWei),
+        expiresAtSec: agreement.terms.expiresAtSec,
+      })),
     )
+    const slots: Slot[] = agreements.map(({ agreement, offer }) => {
+      const depositWei = BigInt(agreement.terms.depositWei)
+      store.escrows.save({ agreementId: agreement.id, depositedWei: depositWei, openTx: opened.hash, claimedWei: 0n, refundedWei: 0n, closed: false })
+      allowedFetchers.add(offer.provider.toLowerCase())
+      emit({ type: 'escrow-opened', provider: offer.provider, agreementId: agreement.id, depositWei: depositWei.toString(), txHash: opened.hash })
+      return { agreement, offer, peer: offerTarget(offer), perTaskWei: BigInt(agreement.terms.pricing.perTaskWei), accepted: 0, failures: 0, openTx: opened.hash, retired: false, vouchersSent: Promise.resolve() }
+    })
 
     // 4. Dispatch: each provider pulls from one queue as many tasks at once as it has threads.
     emit({ type: 'phase', message: `running ${spec.tasks.length} tasks` })
@@ -424,7 +435,7 @@ export function createRequestor(init: RequestorInit): Requestor {
           emit({ type: 'phase', message: `${slot.offer.provider} did not settle (${toHearthError(error).shortMessage}); its deposit comes back after expiry` })
         }
         // The chain, not the provider's answer, says what was paid and what came back.
-        const escrow = await getEscrow(payment, slot.agreement.id as Hex)
+        const escrow = await getEscrow(payment, { requestorAddress: payment.client.address, agreementId: slot.agreement.id as Hex })
         const paidWei = escrow?.claimedWei ?? 0n
         const refundedWei = escrow?.closed === true ? depositWei - paidWei : 0n
         store.escrows.save({ agreementId: slot.agreement.id, depositedWei: depositWei, openTx: slot.openTx, claimedWei: paidWei, refundedWei, closed: escrow?.closed ?? false })
@@ -455,13 +466,11 @@ export function createRequestor(init: RequestorInit): Requestor {
   }
 
   return {
-    offerBook,
-    syncOffers,
+    offerBook: market.offerBook,
+    market,
     runJob,
     async start() {
-      unsubscribe = host.subscribe(OFFERS_TOPIC, offerSchema, async (_offer, envelope) => {
-        await addOffer(envelope as SignedOffer)
-      })
+      if (init.market === undefined) await market.start()
       await host.handle(fetchBlobProtocol, ({ contentId }, ctx) => {
         const bytes = blobs.get(contentId)
         if (bytes === undefined || !allowedFetchers.has(ctx.remoteAddress.toLowerCase())) {
@@ -471,8 +480,8 @@ export function createRequestor(init: RequestorInit): Requestor {
       })
     },
     async stop() {
-      unsubscribe?.()
       await host.unhandle(fetchBlobProtocol).catch(() => undefined)
+      if (init.market === undefined) await market.stop()
     },
   }
 }

@@ -1,0 +1,23 @@
+/**
+ * A quick CPU benchmark, measured when the provider starts and advertised as `hearth.inf.cpu.score`: millions of
+ * simple integer and floating-point steps per second on one thread. Requestors compare providers by it; it is not a
+ * standard benchmark, only a consistent one across Hearth providers.
+ */
+export function measureCpuScore(budgetMs = 25): number {
+  let steps = 0
+  let x = 1
+  let y = 0.5
+  const started = performance.now()
+  let elapsed = 0
+  // Short bursts between clock reads, so the clock costs little and the budget is kept.
+  while ((elapsed = performance.now() - started) < budgetMs) {
+    for (let i = 0; i < 10_000; i++) {
+      x = (x * 1_103_515_245 + 12_345) >>> 0
+      y = y * 0.999_999 + (x & 0xff) * 1e-9
+    }
+    steps += 10_000
+  }
+  // Keep the loop from being optimised away.
+  if (y < 0) console.log(x)
+  return Math.round(steps / elapsed / 1000)
+}
