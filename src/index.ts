@@ -29,11 +29,15 @@ export type { ConstraintAst, PropertyRef, EqualsValue, ImpliedType, OrderOperato
 
 export { createWasiRuntime, type WasiRuntime, type WasiRunSpec, type WasiRunResult } from './exec/wasi-runtime.ts'
 export { sha256Hex, hashFile } from './exec/content-hash.ts'
+export type { Runtime, RuntimeName, RunSpec, RunResult, RuntimeAvailability } from './exec/runtime.ts'
+export { adaptWasiRuntime } from './exec/wasi-adapter.ts'
+export { createNativeRuntime, type NativeRuntime, type NativeRuntimeInit } from './exec/native-runtime.ts'
+export { detectGpus, type GpuInfo } from './exec/gpu.ts'
 
 export { createEmbeddedChain, serveChainHttp, type EmbeddedChain } from './payment/embedded-chain.ts'
 export { createChainClient, type ChainClient } from './payment/chain-client.ts'
 export { deployHearthContracts } from './payment/deploy.ts'
-export { openEscrow, claimVoucher, releaseEscrow, refundEscrow, getEscrow, tokenBalanceOf, mintTokens, approveEscrow, type EscrowContext } from './payment/escrow.ts'
+export { openEscrow, openEscrows, claimVoucher, claimVouchers, releaseEscrow, refundEscrow, getEscrow, tokenBalanceOf, mintTokens, approveEscrow, escrowKey, type EscrowContext } from './payment/escrow.ts'
 export { signVoucher, verifyVoucher, type Voucher } from './payment/voucher.ts'
 
 export { createProviderAgent, type ProviderAgent, type ProviderAgentInit } from './provider/provider-agent.ts'

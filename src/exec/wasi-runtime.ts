@@ -133,12 +133,22 @@ export function createWasiRuntime(init: WasiRuntimeInit = {}): WasiRuntime {
     const { signal } = options
     validateSpec(spec)
     throwIfAborted(signal)
-    const rootDir = await realDirectory(spec.rootDir)
-    claimRoot(rootDir)
+    // Claim the path as given before the first await, so that of two runs started together on one directory the
+    // first wins whatever order their lookups finish in; then claim the real path too (it may differ by symlinks).
+    const requested = resolve(spec.rootDir)
+    claimRoot(requested)
+    let claimedReal: string | undefined
     try {
+      const rootDir = await realDirectory(spec.rootDir)
+      if (rootDir !== requested) {
+        claimRoot(rootDir)
+        claimedReal = rootDir
+      }
       return await runInRoot(spec, rootDir, signal)
     } finally {
-      activeRoots.delete(rootDir)
+      activeRoots.delete(requested)
+      // Only what this run claimed: a failed claim means another run holds that path.
+      if (claimedReal !== undefined) activeRoots.delete(claimedReal)
     }
   }
 

@@ -1,0 +1,213 @@
+// What the native runtime promises beyond the shared compliance suite (native-runtime.compliance.test.ts): the shape
+// of its sandbox, its allow-list, its limits' details, and that it says why it cannot run.
+import assert from 'node:assert/strict'
+import { lstat, mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { after, before, describe, it } from 'node:test'
+import { isHearthError } from '../errors.ts'
+import type { ErrorCode } from '../errors.ts'
+import { createNativeRuntime } from './native-runtime.ts'
+import type { NativeRuntime } from './native-runtime.ts'
+import type { RunResult, RunSpec } from './runtime.ts'
+
+const MiB = 1 << 20
+let base: string
+let runtime: NativeRuntime
+let taskCount = 0
+
+interface Task {
+  dir: string
+  rootDir: string
+  spec: (script: string, args?: string[], overrides?: Partial<RunSpec<string>>) => RunSpec<string>
+}
+
+async function newTask(): Promise<Task> {
+  const dir = join(base, `task-${taskCount++}`)
+  await mkdir(join(dir, 'root'), { recursive: true })
+  return {
+    dir,
+    rootDir: join(dir, 'root'),
+    spec: (script, args = [], overrides = {}) => ({
+      program: '/bin/sh',
+      args: ['sh', '-c', script, 'sh', ...args],
+      env: {},
+      rootDir: join(dir, 'root'),
+      stdoutPath: join(dir, 'stdout'),
+      stderrPath: join(dir, 'stderr'),
+      maxMemoryBytes: 64 * MiB,
+      timeoutMs: 10_000,
+      maxOutputBytes: MiB,
+      ...overrides,
+    }),
+  }
+}
+
+async function sh(script: string, args: string[] = [], overrides: Partial<RunSpec<string>> = {}): Promise<RunResult & { stdout: string; stderr: string }> {
+  const task = await newTask()
+  const result = await runtime.run(task.spec(script, args, overrides))
+  return { ...result, stdout: await readFile(join(task.dir, 'stdout'), 'utf8'), stderr: await readFile(join(task.dir, 'stderr'), 'utf8') }
+}
+
+function failsWith(code: ErrorCode, pattern?: RegExp): (error: unknown) => boolean {
+  return (error) => {
+    assert.ok(isHearthError(error), `expected a HearthError, got ${String(error)}`)
+    assert.equal(error.code, code, error.message)
+    if (pattern !== undefined) assert.match(error.message, pattern)
+    return true
+  }
+}
+
+before(async () => {
+  base = await mkdtemp(join(tmpdir(), 'hearth-native-'))
+  await mkdir(join(base, 'shared'))
+  await writeFile(join(base, 'shared', 'lib.txt'), 'a shared read-only file')
+  runtime = createNativeRuntime({ programs: ['/bin/sh'], readOnlyPaths: [join(base, 'shared')] })
+  const availability = await runtime.available()
+  // Fail, not skip, where bubblewrap is missing: CI must install it (Debian package `bubblewrap`).
+  assert.deepEqual(availability, { ok: true }, `the native runtime cannot run here: ${availability.ok ? '' : availability.reason}`)
+})
+
+after(async () => {
+  await runtime.close()
+  await rm(base, { recursive: true, force: true })
+})
+
+describe('native-runtime', () => {
+  it('sandbox: uid 1000, own hostname, read-only host files, only /task and /tmp writable, no /sys or home folders', async () => {
+    const result = await sh(
+      [
+        'id -u; id -g; hostname; pwd',
+        'grep CapEff /proc/self/status',
+        'touch /usr/x 2>/dev/null && echo usr-writable',
+        'touch /x 2>/dev/null && echo root-writable',
+        'touch /tmp/x && echo tmp-ok',
+        'touch /task/x && echo task-ok',
+        'for p in /sys/kernel /home /root /work /etc/passwd /etc/hostname /var; do [ -e "$p" ] && echo "visible $p"; done',
+        'cat "$1"; echo',
+        // nested user namespaces are disabled (they widen the kernel surface a program can reach)
+        'unshare -U true 2>/dev/null && echo userns-allowed',
+        'ls /proc | grep -c "^[0-9]"',
+      ].join('\n'),
+      [join(base, 'shared', 'lib.txt')],
+    )
+    const lines = result.stdout.trim().split('\n')
+    assert.deepEqual(lines.slice(0, 4), ['1000', '1000', 'hearth-task', '/task'])
+    assert.match(lines[4]!, /^CapEff:\s+0+$/)
+    assert.deepEqual(lines.slice(5, 7), ['tmp-ok', 'task-ok'])
+    assert.equal(lines[7], 'a shared read-only file')
+    // only the sandbox's own processes: its init, the shell, ls and grep
+    assert.ok(Number(lines[8]) <= 5, `the program sees ${lines[8]} processes`)
+    assert.equal(lines.length, 9, result.stdout)
+  })
+
+  it('passes argv unchanged (no shell splicing) and adds only PATH and HOME to the task env', async () => {
+    const tricky = ['two words', "it's \"quoted\"", '$(touch /task/pwned)', 'line\nbreak', '--', '']
+    const args = await sh('printf "[%s]" "$@"', tricky)
+    assert.equal(args.stdout, tricky.map((arg) => `[${arg}]`).join(''))
+    const env = await sh('env | sort', [], { env: { TASK: 'yes' } })
+    assert.equal(env.stdout, 'HOME=/task\nPATH=/usr/local/bin:/usr/bin:/bin\nPWD=/task\nTASK=yes\n')
+    const overridden = await sh('echo "$HOME $PATH"', [], { env: { HOME: '/tmp', PATH: '/usr/bin' } })
+    assert.equal(overridden.stdout, '/tmp /usr/bin\n')
+  })
+
+  it('reports death by a signal as 128 + its number', async () => {
+    assert.equal((await sh('kill -SEGV $$')).exitCode, 139)
+  })
+
+  it('runs only programs on the allow-list, and says so', async () => {
+    const task = await newTask()
+    await assert.rejects(runtime.run({ ...task.spec('true'), program: '/bin/bash' }), failsWith('HEARTH_ERR_EXEC_PROGRAM_NOT_ALLOWED', /\/bin\/bash/))
+    await assert.rejects(runtime.run({ ...task.spec('true'), program: '/bin/../bin/bash' }), failsWith('HEARTH_ERR_EXEC_PROGRAM_NOT_ALLOWED'))
+    assert.throws(() => createNativeRuntime({ programs: ['sh'] }), failsWith('HEARTH_ERR_CONFIG_INVALID', /not an absolute path/))
+    const missing = createNativeRuntime({ programs: ['/bin/sh', '/usr/bin/no-such-program'] })
+    await assert.rejects(missing.run({ ...task.spec('true'), program: '/usr/bin/no-such-program' }), failsWith('HEARTH_ERR_EXEC_RUNTIME_UNAVAILABLE', /not installed/))
+    await missing.close()
+  })
+
+  it('says exactly why it is unavailable: no bubblewrap, a bad read-only path, no offered program', async () => {
+    const savedPath = process.env.PATH
+    process.env.PATH = join(base, 'empty-bin')
+    try {
+      const noBwrap = createNativeRuntime({ programs: ['/bin/sh'] })
+      const availability = await noBwrap.available()
+      assert.equal(availability.ok, false)
+      assert.match(availability.ok ? '' : availability.reason, /install the Debian\/Ubuntu package `bubblewrap`/)
+      const task = await newTask()
+      await assert.rejects(noBwrap.run(task.spec('true')), failsWith('HEARTH_ERR_EXEC_RUNTIME_UNAVAILABLE', /bubblewrap/))
+    } finally {
+      process.env.PATH = savedPath
+    }
+    const configured = await createNativeRuntime({ programs: ['/bin/sh'], bwrapPath: join(base, 'no-bwrap') }).available()
+    assert.match(configured.ok ? '' : configured.reason, /no-bwrap, which is not an executable file/)
+    const badPath = await createNativeRuntime({ programs: ['/bin/sh'], readOnlyPaths: [join(base, 'nope')] }).available()
+    assert.match(badPath.ok ? '' : badPath.reason, /read-only path .*nope does not exist/)
+    const noProgram = await createNativeRuntime({ programs: ['/usr/bin/no-such-program'] }).available()
+    assert.match(noProgram.ok ? '' : noProgram.reason, /none of the offered programs is installed/)
+    // bubblewrap that cannot make a sandbox (here: a stand-in that fails as bwrap does without user namespaces)
+    const fakeBwrap = join(base, 'fake-bwrap')
+    await writeFile(fakeBwrap, '#!/bin/sh\necho "bwrap: setting up uid map: Permission denied" >&2\nexit 1\n', { mode: 0o755 })
+    const broken = await createNativeRuntime({ programs: ['/bin/sh'], bwrapPath: fakeBwrap }).available()
+    assert.match(broken.ok ? '' : broken.reason, /cannot create a sandbox here .*uid map: Permission denied.*user namespaces/)
+  })
+
+  it('caps CPU with the quota and meters CPU time from the cgroup, all processes included', async () => {
+    // two busy processes for 0.6 s: ~1200 ms of CPU unbounded, ~300 ms under a quota of half a core
+    const busy = 'timeout 0.6 sh -c "while :; do :; done" & timeout 0.6 sh -c "while :; do :; done" & wait; exit 0'
+    const capped = await sh(busy, [], { maxCpuCores: 0.5 })
+    assert.equal(capped.exitCode, 0)
+    assert.ok(capped.durationMs >= 600, `durationMs ${capped.durationMs}`)
+    assert.ok(capped.cpuMs > 150 && capped.cpuMs < 450, `cpuMs ${capped.cpuMs} under a quota of 0.5 cores for ${capped.durationMs} ms`)
+  })
+
+  it('puts metering and limits in the details of a stopped run', async () => {
+    const task = await newTask()
+    await assert.rejects(runtime.run(task.spec('while :; do :; done', [], { timeoutMs: 300 })), (error) => {
+      assert.ok(isHearthError(error, 'HEARTH_ERR_EXEC_TIMEOUT'))
+      assert.ok((error.details?.durationMs as number) >= 300)
+      // how much CPU a busy loop gets in 300 ms depends on the machine's load: only that it was metered is certain
+      assert.ok((error.details?.cpuMs as number) > 0, `cpuMs ${String(error.details?.cpuMs)}`)
+      return true
+    })
+    await assert.rejects(runtime.run(task.spec('x=a; while :; do x="$x$x"; done', [], { maxMemoryBytes: 16 * MiB })), (error) => {
+      assert.ok(isHearthError(error, 'HEARTH_ERR_EXEC_MEMORY'))
+      assert.equal(error.details?.maxMemoryBytes, 16 * MiB)
+      assert.ok((error.details?.oomKills as number) >= 1)
+      return true
+    })
+  })
+
+  it('stops output spread over many files, none of them over the limit alone', async () => {
+    // RLIMIT_FSIZE stops any one file at the limit in the kernel; the total over many files is polled, so the overshoot
+    // is what the program writes in one poll interval (20-500 ms, longer when the tree is large or the machine loaded).
+    const task = await newTask()
+    const many = 'i=0; while :; do head -c 100000 /dev/zero > "f$i"; i=$((i+1)); done'
+    const startedAt = performance.now()
+    await assert.rejects(runtime.run(task.spec(many, [], { maxOutputBytes: 2 * MiB })), failsWith('HEARTH_ERR_EXEC_OUTPUT_TOO_LARGE'))
+    assert.ok(performance.now() - startedAt < 5_000, 'stopped by the output limit, not the deadline')
+    const files = await readdir(task.rootDir)
+    assert.ok(files.length * 100_000 < 32 * MiB, `${files.length} files were written`)
+  })
+
+  it('leaves the task directory safe for the host: no links, fifos, setuid bits or locked folders', async () => {
+    const task = await newTask()
+    const script = [
+      'echo data > file',
+      'ln -s /etc/passwd link',
+      'ln file hard',
+      'mkfifo fifo',
+      'cp /bin/true tool && chmod 4755 tool',
+      'mkdir -p locked/inner && echo x > locked/inner/x && chmod 000 locked/inner locked',
+      'ls',
+    ].join('\n')
+    const result = await runtime.run(task.spec(script))
+    assert.equal(result.exitCode, 0, await readFile(join(task.dir, 'stderr'), 'utf8'))
+    assert.deepEqual((await readdir(task.rootDir)).sort(), ['file', 'hard', 'locked', 'tool'])
+    assert.equal((await lstat(join(task.rootDir, 'hard'))).nlink, 1)
+    assert.equal((await lstat(join(task.rootDir, 'tool'))).mode & 0o7000, 0, 'no setuid/setgid bit is left')
+    assert.equal(await readFile(join(task.rootDir, 'locked', 'inner', 'x'), 'utf8'), 'x\n')
+    // and the next run accepts the directory
+    assert.equal((await runtime.run(task.spec('cat file hard'))).exitCode, 0)
+    assert.deepEqual(await runtime.leftovers(), [])
+  })
+})

@@ -1,0 +1,591 @@
+/**
+ * The `native` runtime: runs programs the provider chose to offer (an allow-list of absolute host paths, e.g.
+ * /usr/bin/povray) under bubblewrap, limited by one cgroup per run. Linux only.
+ *
+ * The sandbox (bwrap): every namespace unshared (no network but its own loopback, own pids, ipc, uts, cgroup view),
+ * user namespaces disabled inside, no capabilities, a new session (no terminal injection), the task env only, uid/gid
+ * 1000; read-only /usr and the top-level links or folders into it (/bin, /lib, …), the few /etc files the dynamic loader
+ * needs (no passwd, hosts or resolver), a fresh /tmp, minimal /proc and /dev; the task directory read-write at /task,
+ * the working directory. It dies with Hearth (--die-with-parent).
+ *
+ * Limits: the cgroup caps memory (+swap), CPU (quota) and processes (a fork bomb meets pids.max); RLIMIT_FSIZE caps
+ * each file the program writes, stdout and stderr included, so one runaway writer is stopped by the kernel, and the
+ * total output is polled as the wasi runtime does. The deadline, an abort or close() kill the process group and then
+ * everything left in the cgroup. A tiny shell wrapper puts itself into the cgroup before it execs bwrap, so the limits
+ * hold from the sandbox's first instruction. CPU time comes from the cgroup, so it counts every process of the run.
+ */
+import { spawn } from 'node:child_process'
+import type { ChildProcess } from 'node:child_process'
+import { constants } from 'node:fs'
+import { access, lstat, open, readFile, readlink } from 'node:fs/promises'
+import type { FileHandle } from 'node:fs/promises'
+import { constants as osConstants } from 'node:os'
+import { delimiter, isAbsolute, join, normalize, resolve } from 'node:path'
+import { HearthError, isHearthError, toHearthError } from '../errors.ts'
+import { detectCgroups } from './cgroups.ts'
+import type { CgroupOptions, Cgroups, RunCgroup } from './cgroups.ts'
+import type { Runtime, RunOptions, RunResult, RunSpec, RuntimeAvailability } from './runtime.ts'
+import {
+  bytesAdded,
+  outsideRoot,
+  realDirectory,
+  RootClaims,
+  sanitizeTree,
+  scanTree,
+  throwIfAborted,
+  validateRunSpec,
+} from './task-dir.ts'
+
+/** A program for the `native` runtime: an absolute host path on the provider's allow-list. */
+export type NativeProgram = string
+
+export interface NativeRuntimeInit {
+  /** Absolute host paths of the programs this provider offers (e.g. ['/usr/bin/povray']); nothing else can run. */
+  programs: string[]
+  /** Host paths a program needs besides /usr and the loader's /etc files, bound read-only at the same place. */
+  readOnlyPaths?: string[]
+  /** The bubblewrap binary; default: `bwrap` on PATH. */
+  bwrapPath?: string
+  /** Processes and threads one run may have at once (cgroup pids.max). Default 256. */
+  maxProcesses?: number
+  cgroups?: CgroupOptions
+}
+
+export interface NativeRuntime extends Runtime<NativeProgram> {
+  /** Run cgroups (and processes in them) this runtime left behind; [] when every run was cleaned up. */
+  leftovers(): Promise<string[]>
+}
+
+/** The uid and gid the program runs as inside the sandbox (files it writes belong to the provider's user outside). */
+const sandboxUid = '1000'
+const defaultMaxProcesses = 256
+const minPollMs = 20
+const maxPollMs = 500
+/** Top-level host entries that usually link into /usr (merged /usr) or hold libraries and tools themselves. */
+const topLevelEntries = ['/bin', '/sbin', '/lib', '/lib32', '/lib64', '/libx32']
+/** What the dynamic loader reads from /etc; alternatives resolves Debian's /usr/bin links (awk, editor, …). */
+const etcEntries = ['/etc/ld.so.cache', '/etc/ld.so.conf', '/etc/ld.so.conf.d', '/etc/localtime', '/etc/alternatives']
+/** Puts itself into the run's cgroups and sets rlimits, then becomes bwrap: the limits apply before bwrap's first instruction. */
+const wrapperScript = [
+  'blocks=$1; shift',
+  'while [ "$1" != -- ]; do echo $$ > "$1" || exit 125; shift; done; shift',
+  // RLIMIT_FSIZE in 512-byte blocks (hard and soft: the program cannot raise it); no core files in the task directory.
+  'ulimit -c 0 && ulimit -f "$blocks" || exit 125',
+  'exec "$@"',
+].join('\n')
+
+interface Setup {
+  bwrap: string
+  cgroups: Cgroups
+  /** bwrap arguments for the read-only host filesystem every run sees: /usr and its links, the loader's /etc files. */
+  hostArgs: string[]
+  /** bwrap arguments for the provider's read-only paths; mounted after /tmp, /proc and /dev, which would hide them. */
+  extraArgs: string[]
+  /** Host paths visible inside as they are (a program under one of them needs no extra bind). */
+  visibleRoots: string[]
+}
+
+type Ending =
+  | { kind: 'exit'; code: number | null; signal: NodeJS.Signals | null }
+  | { kind: 'timeout' }
+  | { kind: 'abort'; reason: unknown }
+  | { kind: 'output'; bytes: number }
+  | { kind: 'crash'; error: unknown }
+  | { kind: 'closed' }
+
+interface Status {
+  childPid?: number
+  exitCode?: number
+}
+
+export function createNativeRuntime(init: NativeRuntimeInit): NativeRuntime {
+  const programs = new Set(
+    init.programs.map((program) => {
+      if (typeof program !== 'string' || !isAbsolute(program) || program.includes('\0')) {
+        throw new HearthError('HEARTH_ERR_CONFIG_INVALID', `native runtime: program ${JSON.stringify(program)} is not an absolute path`)
+      }
+      return normalize(program)
+    }),
+  )
+  const readOnlyPaths = (init.readOnlyPaths ?? []).map((path) => {
+    if (!isAbsolute(path)) throw new HearthError('HEARTH_ERR_CONFIG_INVALID', `native runtime: read-only path ${path} is not absolute`)
+    return normalize(path)
+  })
+  const maxProcesses = init.maxProcesses ?? defaultMaxProcesses
+  if (!Number.isInteger(maxProcesses) || maxProcesses < 1) {
+    throw new HearthError('HEARTH_ERR_CONFIG_INVALID', `native runtime: maxProcesses must be a positive integer, got ${maxProcesses}`)
+  }
+  const claims = new RootClaims()
+  const inFlight = new Set<() => void>()
+  let closed = false
+  let setupPromise: Promise<{ ok: true; setup: Setup } | { ok: false; reason: string }> | undefined
+
+  const prepare = (): Promise<{ ok: true; setup: Setup } | { ok: false; reason: string }> => {
+    setupPromise ??= prepareSetup(init, programs, readOnlyPaths, maxProcesses)
+    return setupPromise
+  }
+
+  async function available(): Promise<RuntimeAvailability> {
+    const prepared = await prepare()
+    return prepared.ok ? { ok: true } : { ok: false, reason: prepared.reason }
+  }
+
+  async function run(spec: RunSpec<NativeProgram>, options: RunOptions = {}): Promise<RunResult> {
+    const { signal } = options
+    if (closed) throw new HearthError('HEARTH_ERR_EXEC_FAILED', 'the native runtime is closed')
+    validateRunSpec(spec, 'native')
+    if (typeof spec.program !== 'string' || !programs.has(normalize(spec.program))) {
+      throw new HearthError('HEARTH_ERR_EXEC_PROGRAM_NOT_ALLOWED', `this provider does not offer the program ${JSON.stringify(spec.program)}`, {
+        hint: `offered programs: ${[...programs].join(', ') || 'none'}`,
+        details: { program: spec.program },
+      })
+    }
+    throwIfAborted(signal)
+    // Claimed before the first await, so that of two runs started together in one folder the first one wins (their
+    // realpath calls may finish in either order); the real path is claimed too, for a folder reached through a link.
+    const givenRoot = resolve(spec.rootDir)
+    claims.claim(givenRoot)
+    try {
+      const prepared = await prepare()
+      if (!prepared.ok) throw unavailable(prepared.reason)
+      const rootDir = await realDirectory(givenRoot)
+      if (rootDir !== givenRoot) claims.claim(rootDir)
+      try {
+        return await runInRoot(prepared.setup, { ...spec, program: normalize(spec.program) }, rootDir, signal)
+      } catch (error) {
+        // An unexpected fs failure (a task directory the provider's user cannot read, a full disk) is still one of ours.
+        throw toHearthError(error, 'HEARTH_ERR_EXEC_FAILED')
+      } finally {
+        if (rootDir !== givenRoot) claims.release(rootDir)
+      }
+    } finally {
+      claims.release(givenRoot)
+    }
+  }
+
+  async function runInRoot(setup: Setup, spec: RunSpec<NativeProgram>, rootDir: string, signal: AbortSignal | undefined): Promise<RunResult> {
+    const stdoutPath = await outsideRoot(rootDir, spec.stdoutPath, 'stdoutPath')
+    const stderrPath = await outsideRoot(rootDir, spec.stderrPath, 'stderrPath')
+    if (stdoutPath === stderrPath) throw new HearthError('HEARTH_ERR_CONFIG_INVALID', 'stdoutPath and stderrPath must be different files')
+    const inputs = await scanTree(rootDir, true)
+    try {
+      await access(spec.program, constants.X_OK)
+    } catch (error) {
+      throw unavailable(`the offered program ${spec.program} is not installed or not executable`, error)
+    }
+    throwIfAborted(signal)
+
+    const handles: FileHandle[] = []
+    let cgroup: RunCgroup | undefined
+    let ending: Ending
+    let statusText: Promise<string> = Promise.resolve('')
+    let statusPipe: { destroy(): void } | undefined
+    let durationMs = 0
+    let cpuMs = 0
+    let oomKills = 0
+    try {
+      const stdin = await open('/dev/null', 'r')
+      handles.push(stdin)
+      const stdout = await open(stdoutPath, 'w')
+      handles.push(stdout)
+      const stderr = await open(stderrPath, 'w')
+      handles.push(stderr)
+      const measureOutput = async (): Promise<number> => {
+        const [out, err, added] = await Promise.all([stdout.stat(), stderr.stat(), bytesAdded(rootDir, inputs)])
+        return out.size + err.size + added
+      }
+
+      cgroup = await setup.cgroups.create({ memoryBytes: spec.maxMemoryBytes, cpuCores: spec.maxCpuCores ?? 1, maxProcesses })
+      const runCgroup = cgroup
+      const args = [
+        '-c',
+        wrapperScript,
+        'hearth-sandbox',
+        // One block more than the budget: a file that reaches the rlimit is over budget, which the final check reports.
+        String(Math.floor(spec.maxOutputBytes / 512) + 1),
+        ...cgroup.procsFiles,
+        '--',
+        setup.bwrap,
+        ...sandboxArgs(setup, spec, rootDir),
+      ]
+      const startedAt = performance.now()
+      let child: ChildProcess
+      try {
+        child = spawn('/bin/sh', args, {
+          // fd 3 carries bwrap's JSON status: whether the sandbox started, and the program's exit code.
+          stdio: [stdin.fd, stdout.fd, stderr.fd, 'pipe'],
+          // Its own process group, so that the wrapper and bwrap can be killed together.
+          detached: true,
+          env: {},
+          cwd: '/',
+        })
+      } catch (error) {
+        throw new HearthError('HEARTH_ERR_EXEC_FAILED', `could not start the sandbox: ${(error as Error).message}`, { cause: error })
+      }
+      statusText = collect(child)
+      statusPipe = child.stdio[3] ?? undefined
+      ending = await watch(child, spec, signal, measureOutput, inFlight, () => {
+        killGroup(child)
+        // bwrap's pid-namespace init takes the sandbox down with it; the cgroup catches anything in between.
+        runCgroup.killAll().catch(() => {})
+      })
+      durationMs = performance.now() - startedAt
+    } finally {
+      try {
+        if (cgroup !== undefined) {
+          await cgroup.killAll()
+          cpuMs = (await cgroup.cpuNs().catch(() => 0)) / 1e6
+          oomKills = await cgroup.oomKills().catch(() => 0)
+          await cgroup.remove()
+        }
+      } finally {
+        await Promise.allSettled(handles.map((handle) => handle.close()))
+      }
+    }
+    // Read after everything in the cgroup is dead: only bwrap holds the pipe, but nothing in the sandbox may keep this
+    // run waiting. bwrap wrote its last line before it exited.
+    const status = parseStatus(await within(statusText, 1_000, ''))
+    statusPipe?.destroy()
+
+    // Before the host looks at the outputs: no links, fifos, setuid bits or locked folders left by the program.
+    try {
+      await sanitizeTree(rootDir)
+    } catch (error) {
+      throw new HearthError('HEARTH_ERR_EXEC_FAILED', `cannot clean the task directory after the run: ${(error as Error).message}`, { cause: error })
+    }
+    const metering = { durationMs: round(durationMs), cpuMs: round(cpuMs) }
+    if (ending.kind !== 'exit') throw endingError(ending, spec, metering)
+    if (oomKills > 0) {
+      throw new HearthError('HEARTH_ERR_EXEC_MEMORY', `the task used more than its memory limit of ${spec.maxMemoryBytes} bytes and was killed`, {
+        hint: 'raise maxMemoryBytes for this task',
+        details: { maxMemoryBytes: spec.maxMemoryBytes, oomKills, ...metering },
+      })
+    }
+    const [out, err] = await Promise.all([lstat(stdoutPath), lstat(stderrPath)])
+    const total = out.size + err.size + (await bytesAdded(rootDir, inputs))
+    if (total > spec.maxOutputBytes) throw outputTooLarge(spec, total, metering)
+    if (status.childPid === undefined) {
+      // bwrap reports its own failures (a missing bind source, no user namespaces) on the task's stderr.
+      const text = (await readFile(stderrPath, 'utf8').catch(() => '')).trim().split('\n').slice(-3).join(' | ')
+      throw new HearthError('HEARTH_ERR_EXEC_FAILED', `the sandbox could not start (exit code ${ending.code}): ${text || 'no message'}`, {
+        details: { exitCode: ending.code },
+      })
+    }
+    const exitCode = status.exitCode ?? ending.code ?? 128 + signalNumber(ending.signal)
+    return { exitCode, ...metering, stdoutBytes: out.size, stderrBytes: err.size }
+  }
+
+  return {
+    name: 'native',
+    available,
+    run,
+    async close() {
+      closed = true
+      for (const stop of [...inFlight]) stop()
+    },
+    async leftovers() {
+      const prepared = await prepare()
+      if (!prepared.ok) return []
+      return prepared.setup.cgroups.leftovers()
+    },
+  }
+}
+
+/** Checks everything a run needs, once; the answer says exactly what is missing. */
+async function prepareSetup(
+  init: NativeRuntimeInit,
+  programs: Set<string>,
+  readOnlyPaths: string[],
+  maxProcesses: number,
+): Promise<{ ok: true; setup: Setup } | { ok: false; reason: string }> {
+  if (process.platform !== 'linux') return { ok: false, reason: `the native runtime needs Linux (bubblewrap and cgroups); this is ${process.platform}` }
+  const bwrap = await findBwrap(init.bwrapPath)
+  if (bwrap === undefined) {
+    return {
+      ok: false,
+      reason:
+        init.bwrapPath === undefined
+          ? 'bubblewrap is not installed (no `bwrap` on PATH): install the Debian/Ubuntu package `bubblewrap`'
+          : `bubblewrap was configured at ${init.bwrapPath}, which is not an executable file`,
+    }
+  }
+  const detected = await detectCgroups(init.cgroups)
+  if (!detected.ok) return { ok: false, reason: detected.reason }
+  for (const path of readOnlyPaths) {
+    if (!(await lstat(path).then(() => true, () => false))) return { ok: false, reason: `the read-only path ${path} does not exist` }
+  }
+  const installed = await Promise.all([...programs].map((program) => access(program, constants.X_OK).then(() => true, () => false)))
+  if (!installed.includes(true)) {
+    return { ok: false, reason: `none of the offered programs is installed: ${[...programs].join(', ') || '(none offered)'}` }
+  }
+
+  const hostArgs: string[] = ['--ro-bind', '/usr', '/usr']
+  const visibleRoots = ['/usr', ...readOnlyPaths]
+  for (const entry of topLevelEntries) {
+    const info = await lstat(entry).catch(() => undefined)
+    if (info?.isSymbolicLink()) {
+      // Merged /usr: keep the link (binding it would follow it), so /bin/sh inside is /usr/bin/sh as on the host.
+      hostArgs.push('--symlink', await readlink(entry), entry)
+      visibleRoots.push(entry)
+    } else if (info?.isDirectory()) {
+      hostArgs.push('--ro-bind', entry, entry)
+      visibleRoots.push(entry)
+    }
+  }
+  for (const entry of etcEntries) hostArgs.push('--ro-bind-try', entry, entry)
+  const extraArgs = readOnlyPaths.flatMap((path) => ['--ro-bind', path, path])
+  const setup: Setup = { bwrap, cgroups: detected.cgroups, hostArgs, extraArgs, visibleRoots }
+
+  // A trial sandbox: bwrap can be installed yet unusable (user namespaces disabled or restricted by AppArmor, cgroups
+  // not writable by this user). Better to say so now than to fail every task.
+  const trial = await trialRun(setup, maxProcesses)
+  return trial === undefined ? { ok: true, setup } : { ok: false, reason: trial }
+}
+
+async function findBwrap(configured: string | undefined): Promise<string | undefined> {
+  const candidates = configured !== undefined ? [configured] : (process.env.PATH ?? '/usr/bin:/bin').split(delimiter).filter(isAbsolute).map((dir) => join(dir, 'bwrap'))
+  for (const candidate of candidates) {
+    const info = await lstat(candidate).catch(() => undefined)
+    if (info === undefined) continue
+    if (await access(candidate, constants.X_OK).then(() => true, () => false)) return candidate
+  }
+  return undefined
+}
+
+async function trialRun(setup: Setup, maxProcesses: number): Promise<string | undefined> {
+  const truePath = (await access('/usr/bin/true', constants.X_OK).then(() => true, () => false)) ? '/usr/bin/true' : undefined
+  if (truePath === undefined) return undefined
+  let cgroup: RunCgroup
+  try {
+    cgroup = await setup.cgroups.create({ memoryBytes: 64 << 20, cpuCores: 1, maxProcesses })
+  } catch (error) {
+    const cause = isHearthError(error) && error.cause instanceof Error ? error.cause : (error as Error)
+    return `cannot create a cgroup v${setup.cgroups.version} under ${setup.cgroups.parents.join(', ')}: ${cause.message} (run as root, or delegate a cgroup to this user)`
+  }
+  try {
+    const args = [
+      '-c',
+      wrapperScript,
+      'hearth-sandbox',
+      '1',
+      ...cgroup.procsFiles,
+      '--',
+      setup.bwrap,
+      ...baseSandboxArgs(setup),
+      ...readOnlyRootArgs,
+      '--json-status-fd',
+      '3',
+      truePath,
+    ]
+    const child = spawn('/bin/sh', args, { stdio: ['ignore', 'ignore', 'pipe', 'pipe'], env: {}, cwd: '/' })
+    const stderr: Buffer[] = []
+    child.stderr?.on('data', (chunk: Buffer) => stderr.push(chunk))
+    const statusText = collect(child)
+    const code = await new Promise<number | null>((resolve) => {
+      child.on('error', () => resolve(null))
+      child.on('close', (exitCode) => resolve(exitCode))
+    })
+    const status = parseStatus(await statusText)
+    if (code === 0 && status.childPid !== undefined) return undefined
+    const message = Buffer.concat(stderr).toString('utf8').trim()
+    if (code === 125) return `cannot put a process into the cgroups ${cgroup.procsFiles.join(', ')}: ${message}`
+    return `bubblewrap (${setup.bwrap}) cannot create a sandbox here (exit code ${code}): ${message || 'no message'}; user namespaces may be disabled (sysctl kernel.unprivileged_userns_clone, or AppArmor's restrict_unprivileged_userns)`
+  } finally {
+    await cgroup.killAll().catch(() => {})
+    await cgroup.remove().catch(() => {})
+  }
+}
+
+/** The sandbox every run shares: namespaces, identity, the read-only host filesystem, fresh /tmp, /proc and /dev. */
+function baseSandboxArgs(setup: Setup): string[] {
+  return [
+    '--unshare-all',
+    // --unshare-all only tries a user namespace; require it, so that --disable-userns and the uid mapping always apply.
+    '--unshare-user',
+    '--disable-userns',
+    '--die-with-parent',
+    '--new-session',
+    '--cap-drop',
+    'ALL',
+    '--uid',
+    sandboxUid,
+    '--gid',
+    sandboxUid,
+    '--hostname',
+    'hearth-task',
+    '--clearenv',
+    ...setup.hostArgs,
+    '--tmpfs',
+    '/tmp',
+    '--proc',
+    '/proc',
+    '--dev',
+    '/dev',
+    ...setup.extraArgs,
+  ]
+}
+
+/** Last of the mounts (bwrap cannot make mount points on a read-only /): / itself is a tmpfs bwrap made writable. */
+const readOnlyRootArgs = ['--remount-ro', '/']
+
+function sandboxArgs(setup: Setup, spec: RunSpec<NativeProgram>, rootDir: string): string[] {
+  const env: Record<string, string> = { PATH: '/usr/local/bin:/usr/bin:/bin', HOME: '/task', ...spec.env }
+  const args = baseSandboxArgs(setup)
+  for (const [key, value] of Object.entries(env)) args.push('--setenv', key, value)
+  const visible = setup.visibleRoots.some((root) => spec.program === root || spec.program.startsWith(root + '/'))
+  if (!visible) args.push('--ro-bind', spec.program, spec.program)
+  args.push('--bind', rootDir, '/task', ...readOnlyRootArgs, '--chdir', '/task', '--json-status-fd', '3', spec.program, ...spec.args.slice(1))
+  return args
+}
+
+/** Reads bwrap's status pipe (fd 3) to its end; bounded, as only two short JSON lines are expected. */
+function collect(child: ChildProcess): Promise<string> {
+  const stream = child.stdio[3] as NodeJS.ReadableStream | null | undefined
+  if (stream === null || stream === undefined) return Promise.resolve('')
+  return new Promise((resolve) => {
+    let text = ''
+    stream.on('data', (chunk: Buffer) => {
+      if (text.length < 65_536) text += chunk.toString('utf8')
+    })
+    stream.on('end', () => resolve(text))
+    stream.on('error', () => resolve(text))
+    stream.on('close', () => resolve(text))
+  })
+}
+
+/** bwrap writes one JSON document per line: {"child-pid": N, …} once the sandbox is up, {"exit-code": N} at the end. */
+function parseStatus(text: string): Status {
+  const status: Status = {}
+  for (const line of text.split('\n')) {
+    if (line.trim() === '') continue
+    try {
+      const document = JSON.parse(line) as Record<string, unknown>
+      if (typeof document['child-pid'] === 'number') status.childPid = document['child-pid']
+      if (typeof document['exit-code'] === 'number') status.exitCode = document['exit-code']
+    } catch {
+      // not ours to judge: an incomplete line from a killed bwrap
+    }
+  }
+  return status
+}
+
+function killGroup(child: ChildProcess): void {
+  if (child.pid === undefined) return
+  try {
+    process.kill(-child.pid, 'SIGKILL')
+  } catch {
+    // the group is gone already
+  }
+}
+
+/** Waits for the first of: the program's end, the deadline, an abort, too much output, close(). Stops the run on all but the first. */
+function watch(
+  child: ChildProcess,
+  spec: RunSpec<NativeProgram>,
+  signal: AbortSignal | undefined,
+  measureOutput: () => Promise<number>,
+  inFlight: Set<() => void>,
+  stop: () => void,
+): Promise<Ending> {
+  let pollInFlight: Promise<void> | undefined
+  let exited: Promise<void> = Promise.resolve()
+  return new Promise<Ending>((resolvePromise) => {
+    let done = false
+    const finish = (ending: Ending): void => {
+      if (done) return
+      done = true
+      clearTimeout(deadline)
+      clearTimeout(pollTimer)
+      signal?.removeEventListener('abort', onAbort)
+      inFlight.delete(onClose)
+      if (ending.kind !== 'exit' && ending.kind !== 'crash') {
+        // Wait for the wrapper to be reaped, so that the caller's clean-up sees a finished process tree.
+        exited = new Promise((resolve) => (child.exitCode !== null || child.signalCode !== null ? resolve() : child.once('exit', () => resolve())))
+        stop()
+      }
+      resolvePromise(ending)
+    }
+    const onAbort = (): void => finish({ kind: 'abort', reason: signal?.reason })
+    const onClose = (): void => finish({ kind: 'closed' })
+    child.once('exit', (code, exitSignal) => finish({ kind: 'exit', code, signal: exitSignal }))
+    child.once('error', (error) => finish({ kind: 'crash', error }))
+    signal?.addEventListener('abort', onAbort, { once: true })
+    inFlight.add(onClose)
+
+    let pollTimer: NodeJS.Timeout | undefined
+    const poll = async (): Promise<void> => {
+      const startedAt = performance.now()
+      let bytes = 0
+      try {
+        bytes = await measureOutput()
+      } catch {
+        // A file vanishing mid-scan is the program's business; the next poll or the final check counts again.
+      }
+      if (done) return
+      if (bytes > spec.maxOutputBytes) return finish({ kind: 'output', bytes })
+      // Scanning a large tree often would cost more than it protects: poll less often when a scan is slow.
+      const elapsedMs = performance.now() - startedAt
+      pollTimer = setTimeout(startPoll, Math.min(maxPollMs, Math.max(minPollMs, elapsedMs * 4)))
+    }
+    const startPoll = (): void => {
+      pollInFlight = poll()
+    }
+    // setTimeout fires at once for delays past 2^31-1 ms (~24.8 days): clamp rather than kill at once.
+    const deadline = setTimeout(() => finish({ kind: 'timeout' }), Math.min(spec.timeoutMs, 2 ** 31 - 1))
+    pollTimer = setTimeout(startPoll, minPollMs)
+    if (signal?.aborted === true) onAbort()
+  }).then(async (ending) => {
+    await pollInFlight
+    await exited
+    return ending
+  })
+}
+
+function endingError(ending: Exclude<Ending, { kind: 'exit' }>, spec: RunSpec<NativeProgram>, metering: { durationMs: number; cpuMs: number }): HearthError {
+  switch (ending.kind) {
+    case 'timeout':
+      return new HearthError('HEARTH_ERR_EXEC_TIMEOUT', `the task ran past its deadline of ${spec.timeoutMs} ms and was stopped`, {
+        hint: 'raise the task timeout or split the work into smaller tasks',
+        details: { timeoutMs: spec.timeoutMs, ...metering },
+      })
+    case 'abort':
+      return new HearthError('HEARTH_ERR_EXEC_FAILED', 'the task was aborted and stopped', { details: { aborted: true, ...metering }, cause: ending.reason })
+    case 'output':
+      return outputTooLarge(spec, ending.bytes, metering)
+    case 'closed':
+      return new HearthError('HEARTH_ERR_EXEC_FAILED', 'the native runtime was closed while the task ran', { details: { aborted: true, ...metering } })
+    case 'crash':
+      return new HearthError('HEARTH_ERR_EXEC_FAILED', `could not start the sandbox: ${(ending.error as Error)?.message ?? String(ending.error)}`, {
+        cause: ending.error,
+      })
+  }
+}
+
+function outputTooLarge(spec: RunSpec<NativeProgram>, bytes: number, metering: { durationMs: number; cpuMs: number }): HearthError {
+  return new HearthError('HEARTH_ERR_EXEC_OUTPUT_TOO_LARGE', `the task wrote more than its output limit of ${spec.maxOutputBytes} bytes and was stopped`, {
+    hint: 'raise maxOutputBytes or make the program write less',
+    details: { maxOutputBytes: spec.maxOutputBytes, bytes, ...metering },
+  })
+}
+
+function unavailable(reason: string, cause?: unknown): HearthError {
+  return new HearthError('HEARTH_ERR_EXEC_RUNTIME_UNAVAILABLE', `the native runtime cannot run here: ${reason}`, {
+    hint: 'install what the reason names (Debian: apt-get install bubblewrap), or do not offer the native runtime',
+    ...(cause === undefined ? {} : { cause }),
+  })
+}
+
+function signalNumber(signal: NodeJS.Signals | null): number {
+  return signal === null ? 0 : (osConstants.signals[signal] ?? 0)
+}
+
+/** `promise`'s value, or `fallback` when it takes longer than `ms`. */
+function within<T>(promise: Promise<T>, ms: number, fallback: T): Promise<T> {
+  let timer: NodeJS.Timeout | undefined
+  const late = new Promise<T>((resolve) => (timer = setTimeout(() => resolve(fallback), ms)))
+  return Promise.race([promise, late]).finally(() => clearTimeout(timer))
+}
+
+function round(ms: number): number {
+  return Math.round(ms * 1000) / 1000
+}

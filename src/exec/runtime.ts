@@ -1,0 +1,64 @@
+/**
+ * The one interface every sandbox runtime implements (`wasi`, `native`, later `docker`), so that the provider agent,
+ * the compliance suite (runtime-compliance.ts) and metering treat them alike.
+ *
+ * A runtime differs from another only in what a program is (`P`): wasm bytes for `wasi`, an allow-listed host path for
+ * `native`. Everything else — the task directory, argv, env, stdio files, limits, the result and the errors — is shared:
+ * - a non-zero exit code is a result, not an error;
+ * - a run stopped by a limit throws a HearthError: HEARTH_ERR_EXEC_TIMEOUT (deadline), HEARTH_ERR_EXEC_MEMORY,
+ *   HEARTH_ERR_EXEC_OUTPUT_TOO_LARGE, HEARTH_ERR_EXEC_FAILED with `details.aborted` (AbortSignal or close());
+ * - a task directory holding a symlink, a hard link or a special file is refused before running
+ *   (HEARTH_ERR_EXEC_PATH_INVALID), as are stdio files inside it.
+ */
+
+export type RuntimeName = 'wasi' | 'native' | 'docker'
+
+export interface RunSpec<P> {
+  /** What to run: for `wasi` the module's bytes, for `native` an absolute host path on the provider's allow-list. */
+  program: P
+  /** argv, program name first. (`native`: bubblewrap 0.8 cannot set argv[0], so the program sees its own path there.) */
+  args: string[]
+  /** The whole environment the program sees (`native` adds PATH and HOME=/task when these are not given). */
+  env: Record<string, string>
+  /** The task's own directory: the program's only writable place, seen as `/` (wasi) or `/task`, its cwd (native). */
+  rootDir: string
+  /** Host files for stdout and stderr, outside rootDir; created or truncated. They fill while the program runs. */
+  stdoutPath: string
+  stderrPath: string
+  maxMemoryBytes: number
+  /** Wall-clock deadline of the run. */
+  timeoutMs: number
+  /** Budget for stdout + stderr + bytes the program adds under rootDir. */
+  maxOutputBytes: number
+  /** CPU time per wall-clock time the run may use (cgroup quota); default 1. `wasi` guests are single-threaded. */
+  maxCpuCores?: number
+}
+
+export interface RunResult {
+  /** The program's exit code; 128 + N when the native program died of signal N. */
+  exitCode: number
+  durationMs: number
+  /** CPU time the run used (wasi: the guest's thread; native: every process of the run, from its cgroup). */
+  cpuMs: number
+  stdoutBytes: number
+  stderrBytes: number
+}
+
+export interface RunOptions {
+  /** Aborting stops the run; it then fails with HEARTH_ERR_EXEC_FAILED, `details.aborted` true, the reason as cause. */
+  signal?: AbortSignal
+}
+
+export type RuntimeAvailability = { ok: true } | { ok: false; reason: string }
+
+export interface Runtime<P> {
+  readonly name: RuntimeName
+  /**
+   * Whether this machine can run the runtime, and if not exactly why (a missing package, kernel feature, permission).
+   * A provider offers only runtimes that answer ok. Cheap after the first call (the answer is kept).
+   */
+  available(): Promise<RuntimeAvailability>
+  run(spec: RunSpec<P>, options?: RunOptions): Promise<RunResult>
+  /** Stops every run in flight (they fail with HEARTH_ERR_EXEC_FAILED) and refuses new ones. */
+  close(): Promise<void>
+}
