@@ -54,3 +54,22 @@ test('bad options are refused with exit code 2', async () => {
   assert.match(stderr, /--providers must be a whole number/)
   assert.equal((await hearth('no-such-command')).code, 2)
 })
+
+test('market match prints yes, no or undefined, and a bad filter is refused with its position', async () => {
+  const demand = join(dir, 'demand.json')
+  const offer = join(dir, 'offer.json')
+  await writeFile(demand, JSON.stringify({ properties: { golem: { srv: { comp: { expiration: 1_900_000_000_000 } } } }, constraints: '(&(golem.inf.mem.gib>=4)(golem.runtime.name=wasi))' }))
+  await writeFile(offer, JSON.stringify({ properties: { 'golem.inf.mem.gib': 8, 'golem.runtime.name': 'wasi' }, constraints: '(golem.srv.comp.expiration>0)' }))
+  assert.deepEqual(await hearth('market', 'match', '--demand', demand, '--offer', offer), { code: 0, stdout: 'yes\n', stderr: '' })
+  await writeFile(offer, JSON.stringify({ properties: { 'golem.inf.mem.gib': 2, 'golem.runtime.name': 'wasi' }, constraints: '' }))
+  assert.equal((await hearth('market', 'match', '--demand', demand, '--offer', offer)).stdout, 'no\n')
+  await writeFile(offer, JSON.stringify({ properties: { 'golem.runtime.name': 'wasi' }, constraints: '' }))
+  assert.equal((await hearth('market', 'match', '--demand', demand, '--offer', offer, '--json')).stdout, '{"result":"undefined"}\n')
+
+  await writeFile(demand, JSON.stringify({ properties: {}, constraints: '(&(golem.inf.mem.gib>=4)' }))
+  const bad = await hearth('market', 'match', '--demand', demand, '--offer', offer)
+  assert.equal(bad.code, 2)
+  assert.match(bad.stderr, /offset|position|\^/)
+  const badOffers = await hearth('market', 'offers', '--constraints', '(golem.inf.mem.gib>=')
+  assert.equal(badOffers.code, 2)
+})

@@ -80,3 +80,31 @@ test('a requestor too poor for the deposits is refused before anything is signed
   assert.equal(devnet.requestor.store.agreements.list().length, 0)
   for (const provider of devnet.providers) assert.equal(provider.agent.stats().agreements, 0)
 })
+
+test('demands and offers match both ways: the requestor\'s constraints pick providers, providers\' constraints pick requestors', async () => {
+  const countries = ['DE', 'PL', 'US']
+  const devnet = await startDevnet({
+    providers: 3,
+    providerProperties: (i) => ({ 'golem.node.geo.country_code': countries[i]! }),
+    // The Polish provider works only for render jobs.
+    providerConstraints: (i) => (i === 1 ? '(hearth.job.kind=render)' : ''),
+  })
+  after(() => devnet.stop())
+  const { spec } = renderJob({ width: 16, height: 8, tiles: 4, wasm, providers: 3, maxPricePerTaskWei: parseEther('1') })
+  const euOnly = { ...spec, offerWaitMs: 300, demand: { constraints: '(|(golem.node.geo.country_code=DE)(golem.node.geo.country_code=PL))' } }
+
+  // Without saying it is a render job, the Polish provider's constraint is undefined: only Germany remains.
+  const plain = await devnet.requestor.agent.runJob(euOnly)
+  assert.deepEqual(plain.agreements.map((a) => a.provider), [devnet.providers[0]!.identity.address])
+  assert.deepEqual(plain.failures, [])
+
+  const render = await devnet.requestor.agent.runJob({ ...euOnly, demand: { ...euOnly.demand, properties: { 'hearth.job.kind': 'render' } } })
+  assert.deepEqual(render.agreements.map((a) => a.provider).sort(), [devnet.providers[0]!.identity.address, devnet.providers[1]!.identity.address].sort())
+
+  // The same through an SLA: countries become constraints.
+  const sla = await devnet.requestor.agent.runJob({ ...spec, offerWaitMs: 300, sla: { countries: ['us'], maxLatencyMs: 5_000 } })
+  assert.deepEqual(sla.agreements.map((a) => a.provider), [devnet.providers[2]!.identity.address])
+
+  // A malformed demand is the job's error, raised before any money moves.
+  await assert.rejects(devnet.requestor.agent.runJob({ ...spec, demand: { constraints: '(golem.node.geo.country_code=' } }), (e) => isHearthError(e, 'HEARTH_ERR_MARKET_CONSTRAINTS_INVALID'))
+})

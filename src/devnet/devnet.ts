@@ -31,6 +31,10 @@ export interface DevnetInit {
   requestorFundsWei?: bigint
   /** The last K providers never answer proposals: an unresponsive part of the market, for tests and benchmarks. */
   silentProviders?: number
+  /** Extra offer properties for provider i (0-based): location, GPUs, disk. */
+  providerProperties?: (index: number) => Record<string, string | number | boolean | string[]>
+  /** Provider i's conditions on demands, in the constraint language. */
+  providerConstraints?: (index: number) => string
 }
 
 export interface DevnetNode {
@@ -131,6 +135,8 @@ export async function startDevnet(init: DevnetInit): Promise<Devnet> {
         perTaskWei: (basePerTaskWei * BigInt(10 + i)) / 10n,
         threads,
         memGib: 1,
+        ...(init.providerProperties === undefined ? {} : { properties: init.providerProperties(i) }),
+        ...(init.providerConstraints === undefined ? {} : { constraints: init.providerConstraints(i) }),
         ...(i >= silentFrom ? { misbehave: { silentNegotiation: true } } : {}),
       })
       await agent.start()

@@ -47,6 +47,8 @@ export async function runJobFile(init: RunJobInit): Promise<RunReport> {
     timeoutMs: job.timeoutMs,
     maxMemoryBytes: job.maxMemoryMib * 1024 * 1024,
     maxOutputBytes: job.maxOutputMib * 1024 * 1024,
+    ...(job.constraints === undefined ? {} : { demand: { constraints: job.constraints } }),
+    ...(job.sla === undefined ? {} : { sla: job.sla }),
   }
   const emit = init.onEvent ?? (() => undefined)
   emit({ type: 'phase', message: `starting a local network: embedded chain, ${spec.providers} providers, 1 requestor` })

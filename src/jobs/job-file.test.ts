@@ -73,3 +73,12 @@ test('a job file that is not JSON says so', () => {
   writeFileSync(path, '{"name": ')
   assert.throws(() => loadJobFile(path), (error) => isHearthError(error, 'HEARTH_ERR_JOB_INVALID') && /not valid JSON/.test(error.message))
 })
+
+test('constraints must parse, and the error points at the position', () => {
+  const problems = problemsOf({ ...good, constraints: '(&(golem.inf.mem.gib>=2)(golem.runtime.name=wasi)' })
+  assert.equal(problems.length, 1)
+  assert.match(problems[0]!, /^constraints: /)
+  const job = parseJob({ ...good, constraints: '(golem.inf.mem.gib>=2)', sla: { countries: ['PL'], maxLatencyMs: 50 } }, dir)
+  assert.equal(job.constraints, '(golem.inf.mem.gib>=2)')
+  assert.match(problemsOf({ ...good, sla: { countries: ['Poland'] } }).join('\n'), /^sla\.countries\[0\]: expected a two-letter country code/m)
+})

@@ -5,7 +5,8 @@
 import { existsSync, readFileSync, statSync } from 'node:fs'
 import { dirname, isAbsolute, posix, resolve } from 'node:path'
 import { z } from 'zod'
-import { HearthError } from '../errors.ts'
+import { HearthError, isHearthError } from '../errors.ts'
+import { parseConstraints } from '../market/constraints/parser.ts'
 
 const guestPath = z
   .string()
@@ -32,6 +33,19 @@ export const jobFileSchema = z.strictObject({
   maxOutputMib: z.number().int().positive().max(1024).default(64),
   pricePerTaskWei: decimalWei.optional(),
   providers: z.number().int().positive().max(64).optional(),
+  /** The requestor's constraints on offers, in the constraint language, e.g. "(golem.inf.mem.gib>=2)". */
+  constraints: z.string().max(64 * 1024).optional(),
+  sla: z
+    .strictObject({
+      minMemGib: z.number().positive().optional(),
+      minStorageGib: z.number().positive().optional(),
+      minThreads: z.number().int().positive().optional(),
+      minCpuScore: z.number().nonnegative().optional(),
+      minGpus: z.number().int().positive().optional(),
+      countries: z.array(z.string().regex(/^[A-Za-z]{2}$/, 'expected a two-letter country code')).max(300).optional(),
+      maxLatencyMs: z.number().positive().optional(),
+    })
+    .optional(),
 })
 
 export type JobFile = z.output<typeof jobFileSchema>
@@ -61,6 +75,18 @@ export function parseJob(value: unknown, baseDir: string, source = 'job file'): 
     })
   }
   const job = parsed.data
+  if (job.constraints !== undefined && job.constraints.trim() !== '') {
+    try {
+      parseConstraints(job.constraints)
+    } catch (cause) {
+      const problem = `constraints: ${isHearthError(cause) ? cause.shortMessage : String(cause)}`
+      throw new HearthError('HEARTH_ERR_JOB_INVALID', `${source} is invalid:\n  ${problem}`, {
+        hint: 'constraints use Golem\'s filter syntax, e.g. (&(golem.inf.mem.gib>=2)(golem.runtime.name=wasi))',
+        details: { problems: [problem] },
+        cause,
+      })
+    }
+  }
   const missing: string[] = []
   const local = (field: string, path: string): string => {
     const absolute = isAbsolute(path) ? path : resolve(baseDir, path)

@@ -98,13 +98,14 @@ export async function negotiateMany(init: NegotiateManyInit, candidates: readonl
     throw new HearthError('HEARTH_ERR_MARKET_AGREEMENT_REJECTED', `no agreement after ${maxRounds} rounds`)
   }
 
+  const running: Promise<void>[] = []
   try {
     await new Promise<void>((resolve) => {
       let pending = candidates.length
       if (pending === 0 || options.need <= 0) return resolve()
       for (const signed of candidates) {
         const offer = signed.payload
-        negotiateOne(offer).then(
+        const settled = negotiateOne(offer).then(
           async (negotiated) => {
             if (agreements.length < options.need) {
               agreements.push(negotiated)
@@ -125,11 +126,14 @@ export async function negotiateMany(init: NegotiateManyInit, candidates: readonl
         ).finally(() => {
           if (--pending === 0) resolve()
         })
+        running.push(settled)
       }
     })
   } finally {
     options.signal?.removeEventListener('abort', onOuterAbort)
     if (!stop.signal.aborted) stop.abort()
+    // The rest end at once on the abort; waiting for them makes the failure list complete and the cancels sent.
+    await Promise.allSettled(running)
   }
   return { agreements, failures }
 }

@@ -1,0 +1,72 @@
+import assert from 'node:assert/strict'
+import { after, test } from 'node:test'
+import { generateIdentity, type NodeIdentity } from '../identity/node-identity.ts'
+import { signPayload } from '../identity/signed.ts'
+import { createHost, type Host } from '../net/host.ts'
+import { offersSyncProtocol } from './market-protocols.ts'
+import { createMarketNode, type MarketNode } from './market-node.ts'
+import { createOffer, type SignedOffer } from './offer.ts'
+
+const payment = { chainId: 31337, escrow: '0x' + '11'.repeat(20), token: '0x' + '22'.repeat(20) }
+
+async function node(): Promise<{ identity: NodeIdentity; host: Host; market: MarketNode }> {
+  const identity = generateIdentity()
+  const host = await createHost({ identity })
+  await host.start()
+  const market = createMarketNode({ host, resyncIntervalMs: 0 })
+  await market.start()
+  after(async () => {
+    await market.stop()
+    await host.stop()
+  })
+  return { identity, host, market }
+}
+
+function offerOf(n: { identity: NodeIdentity; host: Host }, options: { ttlMs?: number; nowMs?: number; perTaskWei?: bigint } = {}): Promise<SignedOffer> {
+  return createOffer({
+    identity: n.identity,
+    multiaddrs: n.host.multiaddrs(),
+    properties: { 'golem.runtime.name': 'wasi' },
+    perTaskWei: options.perTaskWei ?? 5n,
+    payment,
+    ttlMs: options.ttlMs ?? 60_000,
+    ...(options.nowMs === undefined ? {} : { nowMs: options.nowMs }),
+  })
+}
+
+test('a node that connects learns its peer\'s offers at once, and hands over its own in the same exchange', async () => {
+  const a = await node()
+  const b = await node()
+  await a.market.publish(await offerOf(a))
+  await b.market.publish(await offerOf(b))
+  await b.host.dial(a.host.multiaddrs()[0]!)
+  const signal = AbortSignal.timeout(5000)
+  await Promise.all([a.market.offerBook.waitFor(2, undefined, { signal }), b.market.offerBook.waitFor(2, undefined, { signal })])
+})
+
+test('forged, misbound, replayed and expired offers are refused and counted, and the node keeps serving', async () => {
+  const honest = await node()
+  const victim = await node()
+  const attacker = await node()
+  const original = await offerOf(honest, { nowMs: Date.now() - 1000 })
+  const newer = await offerOf(honest, { perTaskWei: 9n })
+  assert.equal(await victim.market.intake(newer), 'added')
+  // Replaying the older, genuine offer does not roll the price back.
+  assert.equal(await victim.market.intake(original), 'stale')
+  // A cheaper price pasted into the honest provider's signed offer breaks the signature.
+  const forged = { ...newer, payload: { ...newer.payload, issuedAtMs: newer.payload.issuedAtMs + 1, pricing: { model: 'per-task' as const, perTaskWei: '1' } } }
+  assert.equal(await victim.market.intake(forged), 'invalid')
+  // An attacker's own validly signed offer that names the honest provider's PeerId (to draw its requestors there).
+  const misbound = await signPayload(attacker.identity, { ...(await offerOf(attacker)).payload, peerId: honest.identity.peerId.toString(), multiaddrs: [] })
+  assert.equal(await victim.market.intake(misbound), 'invalid')
+  assert.equal(await victim.market.intake(await offerOf(attacker, { nowMs: Date.now() - 120_000, ttlMs: 1000 })), 'expired')
+  assert.deepEqual(victim.market.stats().offers, { added: 1, replaced: 0, stale: 1, expired: 1, full: 0, invalid: 2 })
+  assert.equal(victim.market.offerBook.list()[0]!.payload.pricing.perTaskWei, '9')
+
+  // The same garbage over the wire, in a sync request: refused, counted, and the node answers the next peer.
+  const answer = await attacker.host.request(victim.host.multiaddrs()[0]!, offersSyncProtocol, { offers: [forged, misbound] })
+  assert.equal(answer.offers.length, 1)
+  assert.equal(victim.market.stats().offers.invalid, 4)
+  const again = await honest.host.request(victim.host.multiaddrs()[0]!, offersSyncProtocol, { offers: [] })
+  assert.equal(again.offers[0]!.payload.pricing.perTaskWei, '9')
+})
