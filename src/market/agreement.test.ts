@@ -11,7 +11,7 @@ const provider = generateIdentity()
 const requestor = generateIdentity()
 const signedOffer = await createOffer({ identity: provider, multiaddrs: [], properties: { 'golem.runtime.name': 'wasi' }, perTaskWei: 10n, payment, ttlMs: 60_000 })
 const offer = signedOffer.payload
-const policy = { maxConcurrentAgreements: 2, maxAgreementSec: 7200, minDebitNoteIntervalSec: 30 }
+const policy = { maxConcurrentAgreements: 2, maxAgreementSec: 7200, minDebitNoteIntervalSec: 30, maxPaymentTimeoutSec: 600 }
 
 function terms(overrides: Partial<AgreementTerms> = {}): AgreementTerms {
   return {
@@ -60,24 +60,26 @@ test('a provider rejects what no counter-proposal can fix, with the reason', () 
   assert.equal(notAllowed.decision, 'reject')
 })
 
-test('a provider counters a low price, a long agreement and frequent debit notes, changing only those terms', () => {
-  const proposed = terms({ pricing: { model: 'per-task', perTaskWei: '7' }, depositWei: '28', expiresAtSec: Math.floor(Date.now() / 1000) + 99_999, debitNoteIntervalSec: 5 })
+test('a provider counters a low price, a long agreement, frequent debit notes and a long payment timeout, changing only those terms', () => {
+  const proposed = terms({ pricing: { model: 'per-task', perTaskWei: '7' }, depositWei: '28', expiresAtSec: Math.floor(Date.now() / 1000) + 99_999, debitNoteIntervalSec: 5, paymentTimeoutSec: 9_999 })
   const decision = review(proposed)
   assert.equal(decision.decision, 'counter')
   if (decision.decision !== 'counter') return
-  assert.equal(decision.reasons.length, 3)
+  assert.equal(decision.reasons.length, 4)
+  assert.equal(decision.terms.paymentTimeoutSec, 600)
   assert.equal(decision.terms.pricing.perTaskWei, '10')
   assert.equal(decision.terms.depositWei, '40')
   assert.ok(decision.terms.expiresAtSec <= Math.floor(Date.now() / 1000) + 7200)
   assert.equal(decision.terms.debitNoteIntervalSec, 30)
   // The requestor takes it when within its limits; the provider then approves those exact terms.
-  const limits = { maxPerTaskWei: 10n, minDurationSec: 600, maxDebitNoteIntervalSec: 60, nowMs: Date.now() }
+  const limits = { maxPerTaskWei: 10n, minDurationSec: 600, maxDebitNoteIntervalSec: 60, minPaymentTimeoutSec: 60, nowMs: Date.now() }
   assert.equal(reviewCounter(proposed, decision.terms, limits), undefined)
   assert.deepEqual(review(decision.terms), { decision: 'approve' })
   // ...and refuses it when the price passes its cap, or when a term that is not negotiable changed.
   assert.match(reviewCounter(proposed, decision.terms, { ...limits, maxPerTaskWei: 9n })!, /above the cap/)
   assert.match(reviewCounter(proposed, { ...decision.terms, maxTasks: 400, depositWei: '4000' }, limits)!, /changes maxTasks/)
   assert.match(reviewCounter(proposed, { ...decision.terms, depositWei: '41' }, limits)!, /deposit does not follow/)
+  assert.match(reviewCounter(proposed, decision.terms, { ...limits, minPaymentTimeoutSec: 900 })!, /too little time to answer debit notes/)
 })
 
 test('an agreement carries both signatures over the same terms and its id is their hash', async () => {

@@ -82,6 +82,8 @@ export interface ProviderPolicy {
   maxAgreementSec: number
   /** Shortest interval between debit notes it will send (more often costs it messages and signatures). */
   minDebitNoteIntervalSec: number
+  /** Longest it lets a debit note wait for the requestor's voucher before it stops working (its money at risk). */
+  maxPaymentTimeoutSec: number
   /** Requestors it refuses outright (lower-case addresses). */
   deniedRequestors?: ReadonlySet<string>
   /** When set, the only requestors it works for (lower-case addresses). */
@@ -103,7 +105,8 @@ export interface ReviewContext {
 
 /**
  * The provider's answer to a proposal. Terms it cannot accept but could (price below its offer, an agreement longer
- * than it allows, debit notes more often than it sends them) get a counter-proposal with those terms changed and
+ * than it allows, debit notes more often than it sends them, a payment timeout longer than it waits) get a
+ * counter-proposal with those terms changed and
  * nothing else; anything else is rejected with the reason. Pure, so the same rules hold in tests, the daemon and the
  * devnet.
  */
@@ -140,6 +143,10 @@ export function reviewProposal(terms: AgreementTerms, context: ReviewContext): P
     counter.debitNoteIntervalSec = policy.minDebitNoteIntervalSec
     reasons.push(`debit notes every ${terms.debitNoteIntervalSec} s are more often than this provider's ${policy.minDebitNoteIntervalSec} s`)
   }
+  if (terms.paymentTimeoutSec > policy.maxPaymentTimeoutSec) {
+    counter.paymentTimeoutSec = policy.maxPaymentTimeoutSec
+    reasons.push(`a payment timeout of ${terms.paymentTimeoutSec} s is longer than this provider's ${policy.maxPaymentTimeoutSec} s`)
+  }
   const neededDepositWei = BigInt(counter.pricing.perTaskWei) * BigInt(counter.maxTasks)
   if (BigInt(terms.depositWei) < neededDepositWei) {
     if (reasons.length === 0) return reject('the deposit does not cover maxTasks at the agreed price')
@@ -154,15 +161,17 @@ export interface CounterLimits {
   /** The agreement must still last this long from now. */
   minDurationSec: number
   maxDebitNoteIntervalSec: number
+  /** The requestor needs at least this long to check a debit note and answer it. */
+  minPaymentTimeoutSec: number
   nowMs: number
 }
 
 /**
- * Whether the requestor takes a provider's counter-proposal: only price, expiry, debit-note interval and the deposit
- * that follows from the price may differ, each within the requestor's limits. Returns the reason to refuse, if any.
+ * Whether the requestor takes a provider's counter-proposal: only price, expiry, debit-note interval, payment timeout
+ * and the deposit that follows from the price may differ, each within the requestor's limits. Returns the reason to refuse, if any.
  */
 export function reviewCounter(proposed: AgreementTerms, counter: AgreementTerms, limits: CounterLimits): string | undefined {
-  const negotiable = new Set(['pricing', 'expiresAtSec', 'debitNoteIntervalSec', 'depositWei'])
+  const negotiable = new Set(['pricing', 'expiresAtSec', 'debitNoteIntervalSec', 'paymentTimeoutSec', 'depositWei'])
   for (const key of Object.keys(proposed) as (keyof AgreementTerms)[]) {
     if (negotiable.has(key)) continue
     if (JSON.stringify(proposed[key]) !== JSON.stringify(counter[key])) return `the counter-proposal changes ${key}, which is not negotiable`
@@ -173,6 +182,7 @@ export function reviewCounter(proposed: AgreementTerms, counter: AgreementTerms,
   }
   if (counter.expiresAtSec < Math.floor(limits.nowMs / 1000) + limits.minDurationSec) return 'the counter-proposal ends the agreement too soon'
   if (counter.debitNoteIntervalSec > limits.maxDebitNoteIntervalSec) return 'the counter-proposal sends debit notes too rarely'
+  if (counter.paymentTimeoutSec < limits.minPaymentTimeoutSec) return 'the counter-proposal leaves too little time to answer debit notes'
   if (BigInt(counter.depositWei) !== BigInt(counter.pricing.perTaskWei) * BigInt(counter.maxTasks)) {
     return 'the counter-proposal\'s deposit does not follow from its price'
   }

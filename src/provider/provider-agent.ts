@@ -31,6 +31,7 @@ import {
   type TaskResult,
 } from '../exec/activity-protocols.ts'
 import { sha256Hex } from '../exec/content-hash.ts'
+import { detectGpus, type GpuInfo } from '../exec/gpu.ts'
 import type { WasiRuntime } from '../exec/wasi-runtime.ts'
 import { claimVoucher, getEscrow, releaseEscrow, type EscrowContext } from '../payment/escrow.ts'
 import { settleProtocol, voucherProtocol } from '../payment/payment-protocols.ts'
@@ -87,7 +88,18 @@ function insideRoot(rootDir: string, guestPath: string): string {
   return hostPath
 }
 
-const defaultPolicy: ProviderPolicy = { maxConcurrentAgreements: 16, maxAgreementSec: 24 * 3600, minDebitNoteIntervalSec: 5 }
+/** What an offer says about the machine's GPUs; `hearth.inf.gpu.count` is 0 where there are none. */
+export function gpuOfferProperties(gpus: readonly GpuInfo[]): Offer['properties'] {
+  const memoryMib = gpus.map((gpu) => gpu.memoryMib).filter((m): m is number => m !== undefined)
+  return {
+    'hearth.inf.gpu.count': gpus.length,
+    ...(gpus.length === 0 ? {} : { 'hearth.inf.gpu.model': gpus.map((gpu) => gpu.model) }),
+    // The smallest card bounds what one task can count on.
+    ...(memoryMib.length === 0 ? {} : { 'hearth.inf.gpu.mem.gib': Math.floor((Math.min(...memoryMib) / 1024) * 10) / 10 }),
+  }
+}
+
+const defaultPolicy: ProviderPolicy = { maxConcurrentAgreements: 16, maxAgreementSec: 24 * 3600, minDebitNoteIntervalSec: 5, maxPaymentTimeoutSec: 600 }
 
 export function createProviderAgent(init: ProviderAgentInit): ProviderAgent {
   const { identity, host, store, payment, runtime } = init
@@ -101,6 +113,7 @@ export function createProviderAgent(init: ProviderAgentInit): ProviderAgent {
   const stats: ProviderStats = { tasksRun: 0, tasksFailed: 0, agreements: 0 }
   const market = init.market ?? createMarketNode({ host })
   let cpuScore = 0
+  let gpuProperties: Offer['properties'] = {}
   const packagesDir = join(init.workDir, 'packages')
   const activitiesDir = join(init.workDir, 'activities')
 
@@ -114,6 +127,7 @@ export function createProviderAgent(init: ProviderAgentInit): ProviderAgent {
         'golem.inf.mem.gib': init.memGib,
         'golem.com.pricing.model': 'per-task',
         'hearth.inf.cpu.score': cpuScore,
+        ...gpuProperties,
         ...init.properties,
       },
       constraints: init.constraints ?? '',
@@ -347,6 +361,7 @@ export function createProviderAgent(init: ProviderAgentInit): ProviderAgent {
     async start() {
       await mkdir(activitiesDir, { recursive: true })
       cpuScore = measureCpuScore()
+      gpuProperties = gpuOfferProperties(await detectGpus())
       if (init.market === undefined) await market.start()
 
       await host.handle(negotiateProtocol, negotiate)

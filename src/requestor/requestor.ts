@@ -253,7 +253,7 @@ export function createRequestor(init: RequestorInit): Requestor {
     const negotiated = await negotiateMany({ host, identity, store, onEvent: emit }, chosen, {
       need: spec.providers,
       termsFor,
-      limits: { maxPerTaskWei: spec.maxPricePerTaskWei, minDurationSec: 600, maxDebitNoteIntervalSec: 3600 },
+      limits: { maxPerTaskWei: spec.maxPricePerTaskWei, minDurationSec: 600, maxDebitNoteIntervalSec: 3600, minPaymentTimeoutSec: 60 },
       stepTimeoutMs: spec.stepTimeoutMs,
       signal: options.signal,
     })

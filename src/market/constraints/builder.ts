@@ -42,6 +42,9 @@ export interface KnownProperties {
   'hearth.geo.lat': number
   'hearth.geo.lon': number
   'hearth.inf.cpu.score': number
+  'hearth.inf.gpu.count': number
+  'hearth.inf.gpu.model': readonly string[]
+  'hearth.inf.gpu.mem.gib': number
 }
 
 type Known<K extends string> = K extends keyof KnownProperties ? KnownProperties[K] : undefined
