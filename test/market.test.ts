@@ -59,7 +59,7 @@ test('a requestor that just joined sees all 12 offers and signs 10 agreements wi
   const result = await negotiateMany({ host, identity, store }, candidates, {
     need: 10,
     termsFor,
-    limits: { maxPerTaskWei: 10n ** 18n, minDurationSec: 600, maxDebitNoteIntervalSec: 3600 },
+    limits: { maxPerTaskWei: 10n ** 18n, minDurationSec: 600, maxDebitNoteIntervalSec: 3600, minPaymentTimeoutSec: 60 },
     stepTimeoutMs: 5_000,
   })
   const agreedMs = performance.now() - demanded
@@ -102,7 +102,7 @@ test('a provider counters a low bid; the requestor signs the counter within its 
       nonce: '0x01',
       createdAtMs: Date.now(),
     }),
-    limits: { maxPerTaskWei: BigInt(offer.pricing.perTaskWei), minDurationSec: 600, maxDebitNoteIntervalSec: 60 },
+    limits: { maxPerTaskWei: BigInt(offer.pricing.perTaskWei), minDurationSec: 600, maxDebitNoteIntervalSec: 60, minPaymentTimeoutSec: 60 },
   })
   assert.equal(result.agreements.length, 1)
   const { agreement } = result.agreements[0]!
@@ -118,7 +118,7 @@ test('a provider counters a low bid; the requestor signs the counter within its 
   const capped = await negotiateMany({ host, identity, store }, [provider.agent.currentOffer()!], {
     need: 1,
     termsFor: (o) => ({ ...agreement.terms, pricing: { model: 'per-task', perTaskWei: '1' }, depositWei: '2', nonce: '0x02', offerId: offerId(o) }),
-    limits: { maxPerTaskWei: 1n, minDurationSec: 600, maxDebitNoteIntervalSec: 60 },
+    limits: { maxPerTaskWei: 1n, minDurationSec: 600, maxDebitNoteIntervalSec: 60, minPaymentTimeoutSec: 60 },
   })
   assert.equal(capped.agreements.length, 0)
   assert.match(capped.failures[0]!.message, /above the cap/)
@@ -138,7 +138,7 @@ test('agreement states survive a restart of the node', async () => {
       payment: o.payment, expiresAtSec: Math.floor(Date.now() / 1000) + 3600, debitNoteIntervalSec: 60, paymentTimeoutSec: 300,
       jobName: 'restart', nonce: '0x03', createdAtMs: Date.now(),
     }),
-    limits: { maxPerTaskWei: BigInt(offer.pricing.perTaskWei), minDurationSec: 600, maxDebitNoteIntervalSec: 60 },
+    limits: { maxPerTaskWei: BigInt(offer.pricing.perTaskWei), minDurationSec: 600, maxDebitNoteIntervalSec: 60, minPaymentTimeoutSec: 60 },
   })
   const id = result.agreements[0]!.agreement.id
   const path = (provider.store.db as unknown as { name: string }).name

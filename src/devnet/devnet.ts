@@ -35,6 +35,8 @@ export interface DevnetInit {
   providerProperties?: (index: number) => Record<string, string | number | boolean | string[]>
   /** Provider i's conditions on demands, in the constraint language. */
   providerConstraints?: (index: number) => string
+  /** When providers claim their vouchers besides at the end (see ProviderAgentInit.claimPolicy). */
+  providerClaimPolicy?: { thresholdWei?: bigint; beforeExpirySec?: number; checkEveryMs?: number }
 }
 
 export interface DevnetNode {
@@ -69,7 +71,7 @@ const chainId = 31337
 /** Resolves once the node's offer book holds `count` offers; a node that misses some asks its peers again. */
 async function waitForOffers(market: MarketNode, count: number, timeoutMs = 10_000): Promise<void> {
   const deadline = AbortSignal.timeout(timeoutMs)
-  const retry = setInterval(() => void market.syncAll().catch(() => undefined), 500)
+  const retry = setInterval(() => void market.syncAll().catch(() => undefined), 100)
   try {
     await market.offerBook.waitFor(count, undefined, { signal: deadline })
   } catch (cause) {
@@ -137,6 +139,7 @@ export async function startDevnet(init: DevnetInit): Promise<Devnet> {
         memGib: 1,
         ...(init.providerProperties === undefined ? {} : { properties: init.providerProperties(i) }),
         ...(init.providerConstraints === undefined ? {} : { constraints: init.providerConstraints(i) }),
+        ...(init.providerClaimPolicy === undefined ? {} : { claimPolicy: init.providerClaimPolicy }),
         ...(i >= silentFrom ? { misbehave: { silentNegotiation: true } } : {}),
       })
       await agent.start()

@@ -60,6 +60,12 @@ export interface ProviderAgentInit {
   market?: MarketNode
   /** Ways to misbehave, for the devnet's failure tests: never answer proposals. */
   misbehave?: { silentNegotiation?: boolean }
+  /**
+   * When to claim vouchers besides the end of each agreement: as soon as the unclaimed amount reaches `thresholdWei`
+   * (none by default), and always `beforeExpirySec` before an agreement expires (default 600 s), checked every
+   * `checkEveryMs` (default 30 s). Outstanding vouchers are also claimed when the agent starts.
+   */
+  claimPolicy?: { thresholdWei?: bigint; beforeExpirySec?: number; checkEveryMs?: number }
 }
 
 export interface ProviderStats {
@@ -112,6 +118,9 @@ export function createProviderAgent(init: ProviderAgentInit): ProviderAgent {
   const escrowChecked = new Set<string>()
   const stats: ProviderStats = { tasksRun: 0, tasksFailed: 0, agreements: 0 }
   const market = init.market ?? createMarketNode({ host })
+  const claimPolicy = { thresholdWei: init.claimPolicy?.thresholdWei, beforeExpirySec: init.claimPolicy?.beforeExpirySec ?? 600, checkEveryMs: init.claimPolicy?.checkEveryMs ?? 30_000 }
+  const settling = new Map<string, Promise<{ claimTx: Hex | null; paidWei: bigint; refundedWei: bigint }>>()
+  let claimTimer: NodeJS.Timeout | undefined
   let cpuScore = 0
   let gpuProperties: Offer['properties'] = {}
   const packagesDir = join(init.workDir, 'packages')
@@ -330,14 +339,30 @@ export function createProviderAgent(init: ProviderAgentInit): ProviderAgent {
       throw new HearthError('HEARTH_ERR_PAYMENT_VOUCHER_INVALID', `voucher for ${voucher.cumulativeWei} wei exceeds what this agreement allows`)
     }
     store.vouchers.save({ agreementId: voucher.agreementId, cumulativeWei: voucher.cumulativeWei, document: voucherToJson(voucher), receivedAtMs: Date.now() })
-    return store.vouchers.latest(voucher.agreementId)?.cumulativeWei ?? voucher.cumulativeWei
+    const latestWei = store.vouchers.latest(voucher.agreementId)?.cumulativeWei ?? voucher.cumulativeWei
+    if (claimPolicy.thresholdWei !== undefined && latestWei - store.vouchers.claimedWei(voucher.agreementId) >= claimPolicy.thresholdWei) {
+      // Off the answer's path: the requestor need not wait for our transaction.
+      void settle(voucher.agreementId, false).catch(() => undefined)
+    }
+    return latestWei
   }
 
   /**
    * Claims the newest voucher; with `release` also gives the unclaimed rest of the deposit back and closes the
    * escrow (in the same tx when there is something to claim, else by `release` alone).
    */
-  async function settle(agreementId: string, release: boolean): Promise<{ claimTx: Hex | null; paidWei: bigint; refundedWei: bigint }> {
+  function settle(agreementId: string, release: boolean): Promise<{ claimTx: Hex | null; paidWei: bigint; refundedWei: bigint }> {
+    // One claim at a time per agreement: two in flight would claim the same voucher and the second would revert.
+    const previous = settling.get(agreementId) ?? Promise.resolve()
+    const next = previous.catch(() => undefined).then(() => settleNow(agreementId, release))
+    settling.set(agreementId, next)
+    void next.finally(() => {
+      if (settling.get(agreementId) === next) settling.delete(agreementId)
+    }).catch(() => undefined)
+    return next
+  }
+
+  async function settleNow(agreementId: string, release: boolean): Promise<{ claimTx: Hex | null; paidWei: bigint; refundedWei: bigint }> {
     const latest = store.vouchers.latest(agreementId)
     if (latest !== undefined && latest.claimedTx === null) {
       const voucher = voucherFromJson(latest.document)
@@ -350,6 +375,30 @@ export function createProviderAgent(init: ProviderAgentInit): ProviderAgent {
     if (escrow === undefined || escrow.closed) return { claimTx: null, paidWei: 0n, refundedWei: 0n }
     const outcome = await releaseEscrow(payment, { requestorAddress: escrow.requestorAddress, agreementId: agreementId as Hex })
     return { claimTx: outcome.hash, paidWei: 0n, refundedWei: outcome.refundedWei }
+  }
+
+  async function claimOutstanding(options: { release?: boolean } = {}): Promise<{ agreementId: string; txHash: string; paidWei: bigint }[]> {
+    const claimed: { agreementId: string; txHash: string; paidWei: bigint }[] = []
+    for (const voucher of store.vouchers.unclaimed()) {
+      try {
+        const outcome = await settle(voucher.agreementId, options.release === true)
+        if (outcome.claimTx !== null) claimed.push({ agreementId: voucher.agreementId, txHash: outcome.claimTx, paidWei: outcome.paidWei })
+      } catch (error) {
+        // One agreement's failed claim (e.g. already claimed by an earlier run) must not stop the others.
+        if (!isHearthError(error)) throw error
+      }
+    }
+    return claimed
+  }
+
+  /** After expiry the requestor may refund: whatever is owed must be claimed before then. */
+  async function claimBeforeExpiry(nowMs = Date.now()): Promise<void> {
+    for (const voucher of store.vouchers.unclaimed()) {
+      const record = store.agreements.get(voucher.agreementId)
+      if (record === undefined) continue
+      const expiresAtSec = (record.document as Agreement).terms.expiresAtSec
+      if (expiresAtSec - nowMs / 1000 <= claimPolicy.beforeExpirySec) await settle(voucher.agreementId, false).catch(() => undefined)
+    }
   }
 
   return {
@@ -393,30 +442,24 @@ export function createProviderAgent(init: ProviderAgentInit): ProviderAgent {
       })
 
       await publishOffer()
+      // Vouchers left from before a restart are money owed: claim them first thing, in the background.
+      void claimOutstanding().catch(() => undefined)
+      claimTimer = setInterval(() => void claimBeforeExpiry().catch(() => undefined), claimPolicy.checkEveryMs)
+      claimTimer.unref()
       republishTimer = setInterval(() => void publishOffer().catch(() => undefined), Math.max(1000, Math.floor(offerTtlMs / 2)))
       republishTimer.unref()
     },
 
     async stop() {
       if (republishTimer !== undefined) clearInterval(republishTimer)
+      if (claimTimer !== undefined) clearInterval(claimTimer)
+      await Promise.allSettled(settling.values())
       for (const protocol of [negotiateProtocol, cancelAgreementProtocol, runTaskProtocol, voucherProtocol, settleProtocol]) {
         await host.unhandle(protocol).catch(() => undefined)
       }
       if (init.market === undefined) await market.stop()
     },
 
-    async claimOutstanding(options = {}) {
-      const claimed: { agreementId: string; txHash: string; paidWei: bigint }[] = []
-      for (const voucher of store.vouchers.unclaimed()) {
-        try {
-          const outcome = await settle(voucher.agreementId, options.release === true)
-          if (outcome.claimTx !== null) claimed.push({ agreementId: voucher.agreementId, txHash: outcome.claimTx, paidWei: outcome.paidWei })
-        } catch (error) {
-          // One agreement's failed claim (e.g. already claimed by an earlier run) must not stop the others.
-          if (!isHearthError(error)) throw error
-        }
-      }
-      return claimed
-    },
+    claimOutstanding,
   }
 }

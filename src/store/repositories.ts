@@ -182,6 +182,16 @@ export function createVoucherRepository(db: Db) {
       })
     },
     latest,
+    /** The highest cumulative amount already claimed on chain for the agreement (0 when none). */
+    claimedWei(agreementId: string): bigint {
+      let best = 0n
+      for (const row of forAgreement.all(agreementId)) {
+        if (row.claimed_tx === null) continue
+        const amount = BigInt(row.cumulative_wei)
+        if (amount > best) best = amount
+      }
+      return best
+    },
     markClaimed(agreementId: string, cumulativeWei: bigint, txHash: string): void {
       markClaimed.run(txHash, agreementId, cumulativeWei.toString())
     },

@@ -1,0 +1,48 @@
+/** The provider's claim policy on a real chain: claims mid-job past a threshold, and before an agreement expires. */
+import assert from 'node:assert/strict'
+import { after, test } from 'node:test'
+import { parseEther } from 'viem'
+import { startDevnet } from '../src/devnet/devnet.ts'
+import { loadBuiltinWorkload } from '../src/exec/workloads.ts'
+import { renderJob } from '../src/jobs/render-job.ts'
+
+test('a provider claims as soon as its unclaimed vouchers pass the threshold, and settles the rest at the end', async () => {
+  const price = parseEther('0.001')
+  const devnet = await startDevnet({ providers: 1, providerClaimPolicy: { thresholdWei: price * 2n } })
+  after(() => devnet.stop())
+  const { spec } = renderJob({ width: 24, height: 12, tiles: 6, wasm: await loadBuiltinWorkload('render'), providers: 1, maxPricePerTaskWei: parseEther('1') })
+  const before = await devnet.balanceOf(devnet.providers[0]!.identity.address)
+  const outcome = await devnet.requestor.agent.runJob(spec)
+  const [agreement] = outcome.agreements
+  assert.equal(agreement!.tasks, 6)
+  const labels = devnet.transactions().map((tx) => tx.label)
+  const midJob = labels.filter((l) => l === 'escrow.claim').length
+  assert.ok(midJob >= 1, `claims during the job: ${labels.join(', ')}`)
+  // Everything signed was paid exactly once, the rest went back, and the chain agrees.
+  assert.equal(agreement!.paidWei, price * 6n)
+  assert.equal(agreement!.depositWei, agreement!.paidWei + agreement!.refundedWei)
+  assert.equal(await devnet.balanceOf(devnet.providers[0]!.identity.address), before + price * 6n)
+})
+
+test('a provider whose requestor vanished claims what it holds before the agreement expires', async () => {
+  const devnet = await startDevnet({ providers: 1, providerClaimPolicy: { beforeExpirySec: 24 * 3600, checkEveryMs: 50 } })
+  after(() => devnet.stop())
+  const provider = devnet.providers[0]!
+  const { spec } = renderJob({ width: 8, height: 8, tiles: 4, wasm: await loadBuiltinWorkload('render'), providers: 1, maxPricePerTaskWei: parseEther('1') })
+  const before = await devnet.balanceOf(provider.identity.address)
+  let vanished: Promise<void> | undefined
+  // The requestor disappears once the provider holds its first voucher: no more tasks, no settlement.
+  await devnet.requestor.agent
+    .runJob(spec, { onEvent: (e) => { if (e.type === 'voucher-delivered' && vanished === undefined) vanished = devnet.requestor.host.stop() } })
+    .catch(() => undefined)
+  await vanished
+  const held = provider.store.vouchers.latest(provider.store.agreements.list({ state: 'approved' })[0]!.id)!.cumulativeWei
+  // Agreements here expire within the policy's window, so the provider's timer claims without anyone asking.
+  const deadline = Date.now() + 10_000
+  while (provider.store.vouchers.unclaimed().length > 0) {
+    assert.ok(Date.now() < deadline, 'the provider did not claim within 10 s')
+    await new Promise((resolve) => setTimeout(resolve, 20))
+  }
+  assert.ok(devnet.transactions().some((tx) => tx.label === 'escrow.claim'))
+  assert.equal(await devnet.balanceOf(provider.identity.address), before + held)
+})
