@@ -15,6 +15,7 @@ import { offerId, type Offer } from '../src/market/offer.ts'
 import { createHost } from '../src/net/host.ts'
 import { defineProtocol } from '../src/net/protocol.ts'
 import { negotiateMany } from '../src/requestor/negotiator.ts'
+import { maxCostWei } from '../src/market/pricing.ts'
 import { openStore } from '../src/store/store.ts'
 
 const { values } = parseArgs({ options: { runs: { type: 'string', default: '3' }, json: { type: 'boolean', default: false } } })
@@ -52,9 +53,10 @@ async function once(providers: number, silent = 0): Promise<{ offersMs: number; 
         requestor: identity.address,
         provider: offer.provider,
         runtime: 'wasi',
-        pricing: { model: 'per-task', perTaskWei: offer.pricing.perTaskWei },
+        pricing: offer.pricing,
         maxTasks: 10,
-        depositWei: (BigInt(offer.pricing.perTaskWei) * 10n).toString(),
+        taskTimeoutMs: 60_000,
+        depositWei: maxCostWei(offer.pricing, 10, 60_000).toString(),
         payment: offer.payment,
         expiresAtSec: Math.floor(Date.now() / 1000) + 3600,
         debitNoteIntervalSec: 60,
@@ -63,7 +65,7 @@ async function once(providers: number, silent = 0): Promise<{ offersMs: number; 
         nonce: `0x${randomBytes(8).toString('hex')}`,
         createdAtMs: Date.now(),
       }),
-      limits: { maxPerTaskWei: 10n ** 18n, minDurationSec: 600, maxDebitNoteIntervalSec: 3600 },
+      limits: { maxPerTaskWei: 10n ** 18n, minDurationSec: 600, maxDebitNoteIntervalSec: 3600, minPaymentTimeoutSec: 60 },
       stepTimeoutMs: 10_000,
     })
     const agreementsMs = performance.now() - demanded

@@ -31,6 +31,7 @@ export const errorCodes = {
   HEARTH_ERR_EXEC_FAILED: 'a task trapped or its runtime failed',
   HEARTH_ERR_EXEC_RUNTIME_UNAVAILABLE: 'a runtime cannot run on this machine: a tool, program or kernel feature it needs is missing',
   HEARTH_ERR_EXEC_PROGRAM_NOT_ALLOWED: 'a task names a program the provider does not offer',
+  HEARTH_ERR_EXEC_IMAGE_MISSING: 'a task names a container image the provider has not loaded',
   HEARTH_ERR_PAYMENT_CHAIN: 'a chain request or transaction failed',
   HEARTH_ERR_PAYMENT_VOUCHER_INVALID: 'a voucher is malformed, for another agreement, or exceeds the deposit',
   HEARTH_ERR_PAYMENT_INSUFFICIENT_FUNDS: 'the wallet holds too few tokens for the deposit',

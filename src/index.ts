@@ -19,6 +19,7 @@ export { verifyAgreement, reviewProposal, reviewCounter, type Agreement, type Ag
 export { createMarketNode, type MarketNode } from './market/market-node.ts'
 export { rankOffers, greatCircleKm, type StrategyWeights, type GeoPoint } from './market/strategy.ts'
 export { slaConstraints, type Sla } from './market/sla.ts'
+export { costWei, maxCostWei, maxTaskCostWei, pricingSchema, type Pricing, type Usage } from './market/pricing.ts'
 export { parseConstraints } from './market/constraints/parser.ts'
 export { formatConstraints } from './market/constraints/format.ts'
 export { evaluateConstraints, compileConstraints, type CompiledConstraints, type ConstraintsInput, type ConstraintResult, type EvaluateOptions } from './market/constraints/evaluate.ts'

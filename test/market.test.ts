@@ -12,6 +12,7 @@ import { offerId, type Offer } from '../src/market/offer.ts'
 import { verifyAgreement } from '../src/market/agreement.ts'
 import { createHost } from '../src/net/host.ts'
 import { negotiateMany } from '../src/requestor/negotiator.ts'
+import { maxCostWei, maxTaskCostWei } from '../src/market/pricing.ts'
 import { openStore } from '../src/store/store.ts'
 
 test('a requestor that just joined sees all 12 offers and signs 10 agreements without waiting for the 2 providers that never answer', async () => {
@@ -44,9 +45,10 @@ test('a requestor that just joined sees all 12 offers and signs 10 agreements wi
     requestor: identity.address,
     provider: offer.provider,
     runtime: 'wasi',
-    pricing: { model: 'per-task' as const, perTaskWei: offer.pricing.perTaskWei },
+    pricing: offer.pricing,
     maxTasks: 4,
-    depositWei: (BigInt(offer.pricing.perTaskWei) * 4n).toString(),
+    taskTimeoutMs: 60_000,
+    depositWei: maxCostWei(offer.pricing, 4, 60_000).toString(),
     payment: offer.payment,
     expiresAtSec: Math.floor(Date.now() / 1000) + 3600,
     debitNoteIntervalSec: 60,
@@ -93,6 +95,7 @@ test('a provider counters a low bid; the requestor signs the counter within its 
       runtime: 'wasi',
       pricing: { model: 'per-task', perTaskWei: '1' },
       maxTasks: 2,
+      taskTimeoutMs: 60_000,
       depositWei: '2',
       payment: o.payment,
       expiresAtSec: Math.floor(Date.now() / 1000) + 3600,
@@ -102,11 +105,11 @@ test('a provider counters a low bid; the requestor signs the counter within its 
       nonce: '0x01',
       createdAtMs: Date.now(),
     }),
-    limits: { maxPerTaskWei: BigInt(offer.pricing.perTaskWei), minDurationSec: 600, maxDebitNoteIntervalSec: 60, minPaymentTimeoutSec: 60 },
+    limits: { maxPerTaskWei: maxTaskCostWei(offer.pricing, 60_000), minDurationSec: 600, maxDebitNoteIntervalSec: 60, minPaymentTimeoutSec: 60 },
   })
   assert.equal(result.agreements.length, 1)
   const { agreement } = result.agreements[0]!
-  assert.equal(agreement.terms.pricing.perTaskWei, offer.pricing.perTaskWei)
+  assert.deepEqual(agreement.terms.pricing, offer.pricing)
   assert.equal(agreement.terms.debitNoteIntervalSec, 5)
   assert.deepEqual(events, ['agreement'])
   // The first proposal is on record as countered, the agreement as approved, on both sides.
@@ -134,11 +137,11 @@ test('agreement states survive a restart of the node', async () => {
     need: 1,
     termsFor: (o) => ({
       offerId: offerId(o), requestor: identity.address, provider: o.provider, runtime: 'wasi',
-      pricing: { model: 'per-task', perTaskWei: o.pricing.perTaskWei }, maxTasks: 1, depositWei: o.pricing.perTaskWei,
+      pricing: o.pricing, maxTasks: 1, taskTimeoutMs: 60_000, depositWei: maxCostWei(o.pricing, 1, 60_000).toString(),
       payment: o.payment, expiresAtSec: Math.floor(Date.now() / 1000) + 3600, debitNoteIntervalSec: 60, paymentTimeoutSec: 300,
       jobName: 'restart', nonce: '0x03', createdAtMs: Date.now(),
     }),
-    limits: { maxPerTaskWei: BigInt(offer.pricing.perTaskWei), minDurationSec: 600, maxDebitNoteIntervalSec: 60, minPaymentTimeoutSec: 60 },
+    limits: { maxPerTaskWei: maxTaskCostWei(offer.pricing, 60_000), minDurationSec: 600, maxDebitNoteIntervalSec: 60, minPaymentTimeoutSec: 60 },
   })
   const id = result.agreements[0]!.agreement.id
   const path = (provider.store.db as unknown as { name: string }).name

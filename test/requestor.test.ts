@@ -11,6 +11,7 @@ import { createWasiRuntime } from '../src/exec/wasi-runtime.ts'
 import { loadBuiltinWorkload } from '../src/exec/workloads.ts'
 import { assembleRender, renderJob } from '../src/jobs/render-job.ts'
 import { renderLocally } from '../src/jobs/render-tiles.ts'
+import { costWei } from '../src/market/pricing.ts'
 
 let wasm: Uint8Array
 before(async () => {
@@ -43,9 +44,9 @@ test('a provider that vanishes mid-job: its tiles are redone elsewhere, and it c
   const held = leaver.store.vouchers.latest(left.agreementId)!.cumulativeWei
   assert.equal(left.paidWei, 0n)
   assert.equal(left.lockedWei, left.depositWei)
-  assert.equal(left.signedWei, left.perTaskWei * BigInt(left.tasks))
+  assert.equal(left.signedWei, costWei(left.pricing, { tasks: left.tasks, cpuMs: 0, durationMs: 0 }))
   // It may have left before a later voucher reached it; it can claim what it holds, never more than was signed.
-  assert.ok(held >= left.perTaskWei && held <= left.signedWei)
+  assert.ok(held >= costWei(left.pricing, { tasks: 1, cpuMs: 0, durationMs: 0 }) && held <= left.signedWei)
   for (const stayed of outcome.agreements.filter((a) => a !== left)) {
     assert.equal(stayed.settled, true)
     assert.equal(stayed.paidWei, stayed.signedWei)
@@ -107,4 +108,22 @@ test('demands and offers match both ways: the requestor\'s constraints pick prov
 
   // A malformed demand is the job's error, raised before any money moves.
   await assert.rejects(devnet.requestor.agent.runJob({ ...spec, demand: { constraints: '(golem.node.geo.country_code=' } }), (e) => isHearthError(e, 'HEARTH_ERR_MARKET_CONSTRAINTS_INVALID'))
+})
+
+test('under linear pricing providers are paid for what their signed metering says, within what the requestor saw', async () => {
+  const linear = { model: 'linear' as const, startWei: parseEther('0.0001').toString(), perCpuSecWei: parseEther('0.01').toString(), perDurationSecWei: parseEther('0.005').toString() }
+  const devnet = await startDevnet({ providers: 2, providerPricing: () => linear })
+  after(() => devnet.stop())
+  const { spec } = renderJob({ width: 64, height: 32, tiles: 6, wasm, providers: 2, maxPricePerTaskWei: parseEther('1') })
+  const outcome = await devnet.requestor.agent.runJob(spec)
+  assert.deepEqual(outcome.failures, [])
+  for (const agreement of outcome.agreements) {
+    const results = outcome.results.filter((r) => r?.agreementId === agreement.agreementId)
+    const usage = results.reduce((u, r) => ({ tasks: u.tasks + 1, cpuMs: u.cpuMs + r!.usage.cpuMs, durationMs: u.durationMs + r!.usage.durationMs }), { tasks: 0, cpuMs: 0, durationMs: 0 })
+    assert.equal(agreement.signedWei, costWei(linear, usage))
+    assert.equal(agreement.paidWei, agreement.signedWei)
+    assert.equal(agreement.depositWei, agreement.paidWei + agreement.refundedWei)
+    // Metering never claims more than the round trip the requestor measured.
+    for (const r of results) assert.ok(r!.usage.durationMs <= r!.roundTripMs + 1)
+  }
 })

@@ -147,6 +147,15 @@ function formatPaymentLines(report: DemoReport | RunReport): string[] {
   for (const p of report.providers) {
     lines.push(`  ${p.address}  tasks ${String(p.tasks).padStart(4)}  paid ${eth(p.paidWei)}  balance +${eth(p.balanceDeltaWei)}`)
   }
+  lines.push('', 'agreements (each backed by its own escrow):')
+  for (const a of report.agreements) {
+    lines.push(
+      `  ${a.agreementId.slice(0, 18)}…  ${a.provider.slice(0, 10)}…  deposit ${eth(a.depositWei)}  ${a.vouchers} vouchers for ${eth(a.signedWei)}` +
+        `  claimed ${eth(a.paidWei)}  refunded ${eth(a.refundedWei)}`,
+      `      open ${a.openTx}`,
+      `      ${a.settleTx === null ? 'not settled: the provider did not answer (it may claim later; the rest is refundable after expiry)' : `claim ${a.settleTx}`}`,
+    )
+  }
   const { depositedWei, paidWei, refundedWei, lockedWei } = report.payments
   const balanced = BigInt(depositedWei) === BigInt(paidWei) + BigInt(refundedWei) + BigInt(lockedWei)
   lines.push(

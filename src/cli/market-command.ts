@@ -11,6 +11,7 @@ import { matchDemandOffer, type MatchResult } from '../market/constraints/match.
 import { flattenProperties, type NestedProperties } from '../market/constraints/properties.ts'
 import { createMarketNode } from '../market/market-node.ts'
 import type { SignedOffer } from '../market/offer.ts'
+import { maxTaskCostWei, type Pricing } from '../market/pricing.ts'
 import { createHost } from '../net/host.ts'
 
 export interface OffersOptions {
@@ -23,7 +24,9 @@ export interface OffersOptions {
 export interface OfferRow {
   provider: string
   peerId: string
+  /** The most one task (of up to 60 s) costs: the price itself under per-task pricing. */
   perTaskWei: string
+  pricing: Pricing
   runtime: string
   threads: number | undefined
   memGib: number | undefined
@@ -39,7 +42,8 @@ function toRow(signed: SignedOffer, nowMs: number): OfferRow {
   return {
     provider: signed.payload.provider,
     peerId: signed.payload.peerId,
-    perTaskWei: signed.payload.pricing.perTaskWei,
+    perTaskWei: maxTaskCostWei(signed.payload.pricing, 60_000).toString(),
+    pricing: signed.payload.pricing,
     runtime: String(p['golem.runtime.name'] ?? ''),
     threads: num(p['golem.inf.cpu.threads']),
     memGib: num(p['golem.inf.mem.gib']),
@@ -94,7 +98,7 @@ export function formatOffers(result: Awaited<ReturnType<typeof listOffers>>): st
   for (const row of result.offers) {
     lines.push(
       `  ${row.provider}  ${row.runtime.padEnd(6)} ${String(row.threads ?? '-').padStart(3)} threads ${String(row.memGib ?? '-').padStart(4)} GiB` +
-        `  cpu ${String(row.cpuScore ?? '-').padStart(5)}  ${row.country ?? '--'}  ${row.perTaskWei} wei/task  expires in ${row.expiresInSec} s`,
+        `  cpu ${String(row.cpuScore ?? '-').padStart(5)}  ${row.country ?? '--'}  ${row.pricing.model === 'per-task' ? `${row.perTaskWei} wei/task` : `linear, up to ${row.perTaskWei} wei per 60 s task`}  expires in ${row.expiresInSec} s`,
     )
   }
   return `${lines.join('\n')}\n`

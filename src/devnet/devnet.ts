@@ -10,6 +10,7 @@ import { parseEther, type Address } from 'viem'
 import { loadOrCreateIdentity, type NodeIdentity } from '../identity/node-identity.ts'
 import { HearthError } from '../errors.ts'
 import type { MarketNode } from '../market/market-node.ts'
+import type { Pricing } from '../market/pricing.ts'
 import { createHost, type Host } from '../net/host.ts'
 import { createWasiRuntime, type WasiRuntime } from '../exec/wasi-runtime.ts'
 import { createChainClient, type ChainClient, type LedgerEntry } from '../payment/chain-client.ts'
@@ -35,6 +36,8 @@ export interface DevnetInit {
   providerProperties?: (index: number) => Record<string, string | number | boolean | string[]>
   /** Provider i's conditions on demands, in the constraint language. */
   providerConstraints?: (index: number) => string
+  /** Provider i's prices (default: per task, the first at basePerTaskWei and each next 10% dearer). */
+  providerPricing?: (index: number) => Pricing
   /** When providers claim their vouchers besides at the end (see ProviderAgentInit.claimPolicy). */
   providerClaimPolicy?: { thresholdWei?: bigint; beforeExpirySec?: number; checkEveryMs?: number }
 }
@@ -134,7 +137,7 @@ export async function startDevnet(init: DevnetInit): Promise<Devnet> {
         payment: base.payment,
         runtime,
         workDir: join(dataDir, base.name, 'work'),
-        perTaskWei: (basePerTaskWei * BigInt(10 + i)) / 10n,
+        pricing: init.providerPricing?.(i) ?? { model: 'per-task', perTaskWei: ((basePerTaskWei * BigInt(10 + i)) / 10n).toString() },
         threads,
         memGib: 1,
         ...(init.providerProperties === undefined ? {} : { properties: init.providerProperties(i) }),

@@ -11,8 +11,24 @@ export interface ProviderReport {
   balanceDeltaWei: string
 }
 
+export interface AgreementReport {
+  agreementId: string
+  provider: string
+  depositWei: string
+  vouchers: number
+  signedWei: string
+  paidWei: string
+  refundedWei: string
+  lockedWei: string
+  openTx: string
+  /** The provider's claim (with release) or release; null when it did not settle. */
+  settleTx: string | null
+}
+
 export interface SettlementReport {
   providers: ProviderReport[]
+  /** Each agreement's money path: the deposit, the vouchers, the claim and what came back. */
+  agreements: AgreementReport[]
   /** deposited = paid + refunded + locked; `signedWei` is what the requestor's vouchers promise. */
   payments: { depositedWei: string; signedWei: string; paidWei: string; refundedWei: string; lockedWei: string }
   chain: { txs: number; gasUsed: string; transactions: { label: string; hash: string; gasUsed: string }[] }
@@ -42,6 +58,18 @@ export async function settlementReport(devnet: Devnet, before: Awaited<ReturnTyp
   const transactions = devnet.transactions().filter((tx) => !before.txHashes.has(tx.hash))
   return {
     providers,
+    agreements: outcome.agreements.map((a) => ({
+      agreementId: a.agreementId,
+      provider: a.provider,
+      depositWei: a.depositWei.toString(),
+      vouchers: a.vouchers,
+      signedWei: a.signedWei.toString(),
+      paidWei: a.paidWei.toString(),
+      refundedWei: a.refundedWei.toString(),
+      lockedWei: a.lockedWei.toString(),
+      openTx: a.openTx,
+      settleTx: a.settleTx,
+    })),
     payments: {
       depositedWei: sum((a) => a.depositWei),
       signedWei: sum((a) => a.signedWei),

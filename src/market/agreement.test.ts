@@ -9,7 +9,7 @@ import { createOffer, offerId } from './offer.ts'
 const payment = { chainId: 31337, escrow: '0x' + '11'.repeat(20), token: '0x' + '22'.repeat(20) }
 const provider = generateIdentity()
 const requestor = generateIdentity()
-const signedOffer = await createOffer({ identity: provider, multiaddrs: [], properties: { 'golem.runtime.name': 'wasi' }, perTaskWei: 10n, payment, ttlMs: 60_000 })
+const signedOffer = await createOffer({ identity: provider, multiaddrs: [], properties: { 'golem.runtime.name': 'wasi' }, pricing: { model: 'per-task', perTaskWei: '10' }, payment, ttlMs: 60_000 })
 const offer = signedOffer.payload
 const policy = { maxConcurrentAgreements: 2, maxAgreementSec: 7200, minDebitNoteIntervalSec: 30, maxPaymentTimeoutSec: 600 }
 
@@ -21,6 +21,7 @@ function terms(overrides: Partial<AgreementTerms> = {}): AgreementTerms {
     runtime: 'wasi',
     pricing: { model: 'per-task', perTaskWei: '10' },
     maxTasks: 4,
+    taskTimeoutMs: 60_000,
     depositWei: '40',
     payment,
     expiresAtSec: Math.floor(Date.now() / 1000) + 3600,
@@ -67,7 +68,7 @@ test('a provider counters a low price, a long agreement, frequent debit notes an
   if (decision.decision !== 'counter') return
   assert.equal(decision.reasons.length, 4)
   assert.equal(decision.terms.paymentTimeoutSec, 600)
-  assert.equal(decision.terms.pricing.perTaskWei, '10')
+  assert.deepEqual(decision.terms.pricing, { model: 'per-task', perTaskWei: '10' })
   assert.equal(decision.terms.depositWei, '40')
   assert.ok(decision.terms.expiresAtSec <= Math.floor(Date.now() / 1000) + 7200)
   assert.equal(decision.terms.debitNoteIntervalSec, 30)

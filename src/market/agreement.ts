@@ -8,6 +8,7 @@ import { HearthError } from '../errors.ts'
 import { hashCanonical } from '../identity/canonical-json.ts'
 import { verifySigned, type Signed } from '../identity/signed.ts'
 import { decimalWeiSchema, paymentPlatformSchema, type Offer } from './offer.ts'
+import { coversPricing, maxCostWei, maxTaskCostWei, pricingSchema, type Pricing } from './pricing.ts'
 
 const address = z.string().regex(/^0x[0-9a-fA-F]{40}$/, 'expected a 0x-prefixed 20-byte address')
 const hex = z.string().regex(/^0x[0-9a-fA-F]*$/, 'expected 0x-prefixed hex')
@@ -17,9 +18,11 @@ export const agreementTermsSchema = z.strictObject({
   requestor: address,
   provider: address,
   runtime: z.string().min(1).max(64),
-  pricing: z.strictObject({ model: z.literal('per-task'), perTaskWei: decimalWeiSchema }),
+  pricing: pricingSchema,
   /** Most tasks the requestor will pay for under this agreement; the deposit covers them all. */
   maxTasks: z.number().int().positive().max(1_000_000),
+  /** The longest one task may run: bounds what a task can cost under `linear` pricing. */
+  taskTimeoutMs: z.number().int().positive().max(3_600_000),
   depositWei: decimalWeiSchema,
   payment: paymentPlatformSchema,
   expiresAtSec: z.number().int().positive(),
@@ -129,11 +132,11 @@ export function reviewProposal(terms: AgreementTerms, context: ReviewContext): P
   if (terms.expiresAtSec <= nowSec + 60) return reject('the agreement expires too soon to do any work')
   if (context.activeAgreements >= policy.maxConcurrentAgreements) return reject('this provider is at its limit of concurrent agreements')
 
-  const counter: AgreementTerms = { ...terms, pricing: { ...terms.pricing } }
+  const counter: AgreementTerms = { ...terms }
   const reasons: string[] = []
-  if (BigInt(terms.pricing.perTaskWei) < BigInt(offer.pricing.perTaskWei)) {
-    counter.pricing.perTaskWei = offer.pricing.perTaskWei
-    reasons.push(`price per task ${terms.pricing.perTaskWei} wei is below the offered ${offer.pricing.perTaskWei} wei`)
+  if (!coversPricing(terms.pricing, offer.pricing)) {
+    counter.pricing = offer.pricing
+    reasons.push(`the proposed prices (${describePricing(terms.pricing)}) are below the offered ${describePricing(offer.pricing)}`)
   }
   if (terms.expiresAtSec > nowSec + policy.maxAgreementSec) {
     counter.expiresAtSec = nowSec + policy.maxAgreementSec
@@ -147,7 +150,7 @@ export function reviewProposal(terms: AgreementTerms, context: ReviewContext): P
     counter.paymentTimeoutSec = policy.maxPaymentTimeoutSec
     reasons.push(`a payment timeout of ${terms.paymentTimeoutSec} s is longer than this provider's ${policy.maxPaymentTimeoutSec} s`)
   }
-  const neededDepositWei = BigInt(counter.pricing.perTaskWei) * BigInt(counter.maxTasks)
+  const neededDepositWei = maxCostWei(counter.pricing, counter.maxTasks, counter.taskTimeoutMs)
   if (BigInt(terms.depositWei) < neededDepositWei) {
     if (reasons.length === 0) return reject('the deposit does not cover maxTasks at the agreed price')
     counter.depositWei = neededDepositWei.toString()
@@ -177,14 +180,21 @@ export function reviewCounter(proposed: AgreementTerms, counter: AgreementTerms,
     if (JSON.stringify(proposed[key]) !== JSON.stringify(counter[key])) return `the counter-proposal changes ${key}, which is not negotiable`
   }
   if (counter.pricing.model !== proposed.pricing.model) return 'the counter-proposal changes the pricing model'
-  if (BigInt(counter.pricing.perTaskWei) > limits.maxPerTaskWei) {
-    return `the counter-proposal asks ${counter.pricing.perTaskWei} wei per task, above the cap of ${limits.maxPerTaskWei} wei`
+  const taskCostWei = maxTaskCostWei(counter.pricing, counter.taskTimeoutMs)
+  if (taskCostWei > limits.maxPerTaskWei) {
+    return `the counter-proposal asks up to ${taskCostWei} wei per task, above the cap of ${limits.maxPerTaskWei} wei`
   }
   if (counter.expiresAtSec < Math.floor(limits.nowMs / 1000) + limits.minDurationSec) return 'the counter-proposal ends the agreement too soon'
   if (counter.debitNoteIntervalSec > limits.maxDebitNoteIntervalSec) return 'the counter-proposal sends debit notes too rarely'
   if (counter.paymentTimeoutSec < limits.minPaymentTimeoutSec) return 'the counter-proposal leaves too little time to answer debit notes'
-  if (BigInt(counter.depositWei) !== BigInt(counter.pricing.perTaskWei) * BigInt(counter.maxTasks)) {
+  if (BigInt(counter.depositWei) !== maxCostWei(counter.pricing, counter.maxTasks, counter.taskTimeoutMs)) {
     return 'the counter-proposal\'s deposit does not follow from its price'
   }
   return undefined
+}
+
+function describePricing(pricing: Pricing): string {
+  return pricing.model === 'per-task'
+    ? `${pricing.perTaskWei} wei per task`
+    : `linear: start ${pricing.startWei} wei, ${pricing.perCpuSecWei} wei per CPU second, ${pricing.perDurationSecWei} wei per second`
 }

@@ -27,7 +27,7 @@ function offerOf(n: { identity: NodeIdentity; host: Host }, options: { ttlMs?: n
     identity: n.identity,
     multiaddrs: n.host.multiaddrs(),
     properties: { 'golem.runtime.name': 'wasi' },
-    perTaskWei: options.perTaskWei ?? 5n,
+    pricing: { model: 'per-task', perTaskWei: String(options.perTaskWei ?? 5n) },
     payment,
     ttlMs: options.ttlMs ?? 60_000,
     ...(options.nowMs === undefined ? {} : { nowMs: options.nowMs }),
@@ -61,12 +61,12 @@ test('forged, misbound, replayed and expired offers are refused and counted, and
   assert.equal(await victim.market.intake(misbound), 'invalid')
   assert.equal(await victim.market.intake(await offerOf(attacker, { nowMs: Date.now() - 120_000, ttlMs: 1000 })), 'expired')
   assert.deepEqual(victim.market.stats().offers, { added: 1, replaced: 0, stale: 1, expired: 1, full: 0, invalid: 2 })
-  assert.equal(victim.market.offerBook.list()[0]!.payload.pricing.perTaskWei, '9')
+  assert.deepEqual(victim.market.offerBook.list()[0]!.payload.pricing, { model: 'per-task', perTaskWei: '9' })
 
   // The same garbage over the wire, in a sync request: refused, counted, and the node answers the next peer.
   const answer = await attacker.host.request(victim.host.multiaddrs()[0]!, offersSyncProtocol, { offers: [forged, misbound] })
   assert.equal(answer.offers.length, 1)
   assert.equal(victim.market.stats().offers.invalid, 4)
   const again = await honest.host.request(victim.host.multiaddrs()[0]!, offersSyncProtocol, { offers: [] })
-  assert.equal(again.offers[0]!.payload.pricing.perTaskWei, '9')
+  assert.deepEqual(again.offers[0]!.payload.pricing, { model: 'per-task', perTaskWei: '9' })
 })

@@ -9,7 +9,7 @@ const payment = { chainId: 31337, escrow: '0x' + '11'.repeat(20), token: '0x' + 
 const provider = generateIdentity()
 
 function offer(nowMs: number, ttlMs = 60_000, perTaskWei = 5n, identity = provider) {
-  return createOffer({ identity, multiaddrs: [], properties: { 'golem.runtime.name': 'wasi', 'golem.inf.cpu.threads': 2 }, perTaskWei, payment, ttlMs, nowMs })
+  return createOffer({ identity, multiaddrs: [], properties: { 'golem.runtime.name': 'wasi', 'golem.inf.cpu.threads': 2 }, pricing: { model: 'per-task', perTaskWei: String(perTaskWei) }, payment, ttlMs, nowMs })
 }
 
 test('an offer verifies while live and names its provider', async () => {
@@ -17,7 +17,7 @@ test('an offer verifies while live and names its provider', async () => {
   const signed = await offer(now)
   const verified = await verifyOffer(signed, now + 1000)
   assert.equal(verified.provider, provider.address)
-  assert.equal(verified.pricing.perTaskWei, '5')
+  assert.deepEqual(verified.pricing, { model: 'per-task', perTaskWei: '5' })
   assert.match(offerId(verified), /^0x[0-9a-f]{64}$/)
 })
 
@@ -40,7 +40,7 @@ test('the offer book keeps the newest offer per provider, drops expired ones and
   assert.equal(book.add(first, now), 'added')
   assert.equal(book.add(newer, now), 'replaced')
   assert.equal(book.add(first, now), 'stale')
-  assert.equal(book.list(undefined, now)[0]!.payload.pricing.perTaskWei, '7')
+  assert.deepEqual(book.list(undefined, now)[0]!.payload.pricing, { model: 'per-task', perTaskWei: '7' })
   assert.equal(book.add(await offer(now, 50, 1n, generateIdentity()), now), 'added')
   assert.equal(book.add(await offer(now, 60_000, 1n, generateIdentity()), now), 'full')
   // Once the short-lived one expires there is room again.
@@ -50,7 +50,7 @@ test('the offer book keeps the newest offer per provider, drops expired ones and
 
 test('waitFor resolves when enough matching offers arrive and rejects on abort', async () => {
   const book = createOfferBook()
-  const waiting = book.waitFor(2, (o) => o.pricing.perTaskWei === '5')
+  const waiting = book.waitFor(2, (o) => o.pricing.model === 'per-task' && o.pricing.perTaskWei === '5')
   book.add(await offer(Date.now()))
   book.add(await offer(Date.now(), 60_000, 9n, generateIdentity()))
   book.add(await offer(Date.now(), 60_000, 5n, generateIdentity()))

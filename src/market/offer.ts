@@ -6,6 +6,7 @@
  */
 import { z } from 'zod'
 import { HearthError } from '../errors.ts'
+import { pricingSchema, type Pricing } from './pricing.ts'
 import { hashCanonical } from '../identity/canonical-json.ts'
 import { peerIdFromString } from '@libp2p/peer-id'
 import { addressFromPeerId, type NodeIdentity } from '../identity/node-identity.ts'
@@ -35,7 +36,7 @@ export const offerSchema = z.strictObject({
   properties: propertiesSchema,
   /** The provider's own conditions on demands, in the constraint language ('' for none). */
   constraints: z.string().max(64 * 1024),
-  pricing: z.strictObject({ model: z.literal('per-task'), perTaskWei: decimalWeiSchema }),
+  pricing: pricingSchema,
   payment: paymentPlatformSchema,
   issuedAtMs: z.number().int().nonnegative(),
   expiresAtMs: z.number().int().positive(),
@@ -54,7 +55,7 @@ export interface CreateOfferParameters {
   multiaddrs: string[]
   properties: Offer['properties']
   constraints?: string
-  perTaskWei: bigint
+  pricing: Pricing
   payment: PaymentPlatform
   ttlMs: number
   nowMs?: number
@@ -68,7 +69,7 @@ export async function createOffer(parameters: CreateOfferParameters): Promise<Si
     multiaddrs: parameters.multiaddrs,
     properties: parameters.properties,
     constraints: parameters.constraints ?? '',
-    pricing: { model: 'per-task', perTaskWei: parameters.perTaskWei.toString() },
+    pricing: parameters.pricing,
     payment: parameters.payment,
     issuedAtMs: nowMs,
     expiresAtMs: nowMs + parameters.ttlMs,

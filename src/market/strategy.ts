@@ -4,6 +4,7 @@
  * the requestor names, reputation — each scaled to [0, 1] across the candidates and weighted as the requestor says.
  */
 import type { Offer } from './offer.ts'
+import { maxTaskCostWei } from './pricing.ts'
 
 export interface StrategyWeights {
   cost: number
@@ -23,6 +24,8 @@ export interface GeoPoint {
 export interface ScoreContext {
   /** Tasks the job expects to run on each agreement, to turn prices into the job's cost. */
   tasks: number
+  /** A task's deadline, which bounds its cost under `linear` pricing (default 60 s). */
+  taskTimeoutMs?: number
   weights?: Partial<StrategyWeights>
   /** Measured round trip to each provider (by address, lower-case); unmeasured offers rank last on latency. */
   latencyMs?: ReadonlyMap<string, number>
@@ -76,7 +79,7 @@ function scale(values: (number | undefined)[], higherIsBetter: boolean): number[
 export function rankOffers<T>(items: readonly T[], offerOf: (item: T) => Offer, context: ScoreContext): ScoredOffer<T>[] {
   const weights = { ...defaultWeights, ...context.weights }
   const offers = items.map(offerOf)
-  const costs = offers.map((o) => BigInt(o.pricing.perTaskWei) * BigInt(Math.max(1, context.tasks)))
+  const costs = offers.map((o) => maxTaskCostWei(o.pricing, context.taskTimeoutMs ?? 60_000) * BigInt(Math.max(1, context.tasks)))
   // Costs are bigints; scale them as numbers relative to the cheapest so precision loss cannot reorder them.
   const cheapest = costs.reduce((a, b) => (b < a ? b : a), costs[0] ?? 0n)
   const costScale = scale(costs.map((c) => (cheapest === 0n ? Number(c) : Number((c * 1_000_000n) / cheapest) / 1_000_000)), false)

@@ -21,6 +21,7 @@ import type { Host } from '../net/host.ts'
 import type { RequestContext } from '../net/protocol.ts'
 import type { z } from 'zod'
 import { measureCpuScore } from './cpu-score.ts'
+import { addUsage, costWei, noUsage, pricingProperties, type Pricing, type Usage } from '../market/pricing.ts'
 
 type NegotiateAnswer = z.input<typeof negotiateProtocol.response>
 import {
@@ -47,7 +48,8 @@ export interface ProviderAgentInit {
   runtime: WasiRuntime
   /** Packages and activity directories live here. */
   workDir: string
-  perTaskWei: bigint
+  /** What the provider charges: per accepted task, or Golem's linear model over metered CPU and run time. */
+  pricing: Pricing
   threads: number
   memGib: number
   policy?: Partial<ProviderPolicy>
@@ -114,7 +116,8 @@ export function createProviderAgent(init: ProviderAgentInit): ProviderAgent {
   const offers = new Map<string, SignedOffer>()
   let current: SignedOffer | undefined
   let republishTimer: NodeJS.Timeout | undefined
-  const delivered = new Map<string, number>()
+  /** Work delivered per agreement, as this provider metered it. */
+  const delivered = new Map<string, Usage>()
   const escrowChecked = new Set<string>()
   const stats: ProviderStats = { tasksRun: 0, tasksFailed: 0, agreements: 0 }
   const market = init.market ?? createMarketNode({ host })
@@ -134,13 +137,13 @@ export function createProviderAgent(init: ProviderAgentInit): ProviderAgent {
         'golem.runtime.name': 'wasi',
         'golem.inf.cpu.threads': init.threads,
         'golem.inf.mem.gib': init.memGib,
-        'golem.com.pricing.model': 'per-task',
+        ...pricingProperties(init.pricing),
         'hearth.inf.cpu.score': cpuScore,
         ...gpuProperties,
         ...init.properties,
       },
       constraints: init.constraints ?? '',
-      perTaskWei: init.perTaskWei,
+      pricing: init.pricing,
       payment: { chainId: payment.client.chainId, escrow: payment.escrowAddress, token: payment.tokenAddress },
       ttlMs: offerTtlMs,
     })
@@ -253,8 +256,8 @@ export function createProviderAgent(init: ProviderAgentInit): ProviderAgent {
   async function runTask(request: RunTaskRequest, requestor: Address, from: Parameters<Host['request']>[0], signal: AbortSignal): Promise<TaskResult> {
     const terms = agreementFor(request.agreementId, requestor)
     await ensureEscrow(terms, request.agreementId)
-    const done = delivered.get(request.agreementId) ?? 0
-    if (done >= terms.maxTasks) {
+    const done = delivered.get(request.agreementId) ?? noUsage
+    if (done.tasks >= terms.maxTasks) {
       throw new HearthError('HEARTH_ERR_MARKET_AGREEMENT_REJECTED', `agreement ${request.agreementId} already had its ${terms.maxTasks} tasks`)
     }
     const module = await packageBytes(request, from)
@@ -303,7 +306,7 @@ export function createProviderAgent(init: ProviderAgentInit): ProviderAgent {
         const bytes = await readFile(hostPath)
         outputs.push({ path, contentId: sha256Hex(bytes), sizeBytes: bytes.length, dataBase64: bytes.toString('base64') })
       }
-      delivered.set(request.agreementId, done + 1)
+      delivered.set(request.agreementId, addUsage(delivered.get(request.agreementId) ?? noUsage, { tasks: 1, cpuMs: run.cpuMs, durationMs: run.durationMs }))
       stats.tasksRun++
       return {
         agreementId: request.agreementId,
@@ -334,7 +337,8 @@ export function createProviderAgent(init: ProviderAgentInit): ProviderAgent {
       escrowAddress: payment.escrowAddress,
       agreementId: voucher.agreementId,
     })
-    const owedAtMost = BigInt(terms.pricing.perTaskWei) * BigInt(delivered.get(voucher.agreementId) ?? 0)
+    // Never more than the delivered work costs, by this provider's own metering.
+    const owedAtMost = costWei(terms.pricing, delivered.get(voucher.agreementId) ?? noUsage)
     if (voucher.cumulativeWei > BigInt(terms.depositWei) || voucher.cumulativeWei > owedAtMost) {
       throw new HearthError('HEARTH_ERR_PAYMENT_VOUCHER_INVALID', `voucher for ${voucher.cumulativeWei} wei exceeds what this agreement allows`)
     }
@@ -418,7 +422,7 @@ export function createProviderAgent(init: ProviderAgentInit): ProviderAgent {
       await host.handle(cancelAgreementProtocol, ({ agreementId: id }, ctx) => {
         agreementFor(id, ctx.remoteAddress)
         // Once money is in escrow the agreement ends by settlement, not by a word from one side.
-        if (escrowChecked.has(id) || (delivered.get(id) ?? 0) > 0) {
+        if (escrowChecked.has(id) || (delivered.get(id)?.tasks ?? 0) > 0) {
           throw new HearthError('HEARTH_ERR_MARKET_AGREEMENT_REJECTED', `agreement ${id} has started; settle it instead`)
         }
         store.agreements.setState(id, 'cancelled')

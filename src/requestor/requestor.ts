@@ -14,6 +14,7 @@ import { offerId, type Offer } from '../market/offer.ts'
 import { createMarketNode, type MarketNode } from '../market/market-node.ts'
 import { rankOffers, type GeoPoint, type StrategyWeights } from '../market/strategy.ts'
 import { negotiateMany, offerTarget } from './negotiator.ts'
+import { addUsage, costWei, maxCostWei, maxTaskCostWei, noUsage, type Pricing, type Usage } from '../market/pricing.ts'
 import { compileConstraints } from '../market/constraints/evaluate.ts'
 import { matchDemandOffer } from '../market/constraints/match.ts'
 import type { Properties } from '../market/constraints/properties.ts'
@@ -84,10 +85,11 @@ export interface TaskOutcome {
 export interface AgreementOutcome {
   agreementId: Hex
   provider: Address
-  perTaskWei: bigint
+  pricing: Pricing
   tasks: number
   depositWei: bigint
-  /** What the requestor's vouchers promise the provider (cumulative). */
+  /** Vouchers signed for the provider (one per accepted result), and what the last promises in total. */
+  vouchers: number
   signedWei: bigint
   /** Claimed by the provider on chain. */
   paidWei: bigint
@@ -129,7 +131,9 @@ interface Slot {
   agreement: Agreement
   offer: Offer
   peer: string
-  perTaskWei: bigint
+  pricing: Pricing
+  /** Work accepted from this provider, as its signed results metered it: what the vouchers pay for. */
+  acceptedUsage: Usage
   accepted: number
   failures: number
   openTx: Hex
@@ -151,8 +155,15 @@ export function createRequestor(init: RequestorInit): Requestor {
   const allowedFetchers = new Set<string>()
   let approved = false
 
-  function checkResult(result: TaskResult, request: RunTaskRequest): void {
+  function checkResult(result: TaskResult, request: RunTaskRequest, roundTripMs: number): void {
     const problems: string[] = []
+    // Metering is billed under linear pricing: it must fit what this requestor saw. A task cannot have run longer
+    // than the round trip that carried it, nor used more CPU than one core in that time (the wasi sandbox is one
+    // thread), nor past its deadline.
+    const { durationMs, cpuMs } = result.usage
+    if (durationMs > roundTripMs + 1 || durationMs > request.timeoutMs + 1000 || cpuMs > durationMs + 1) {
+      problems.push(`its metering (${durationMs.toFixed(1)} ms run, ${cpuMs.toFixed(1)} ms CPU) does not fit a ${roundTripMs.toFixed(1)} ms round trip`)
+    }
     if (result.agreementId !== request.agreementId || result.taskIndex !== request.taskIndex || result.activityId !== request.activityId) {
       problems.push('the result names another task')
     }
@@ -187,7 +198,7 @@ export function createRequestor(init: RequestorInit): Requestor {
     }
     const fits = (offer: Offer): boolean =>
       offer.properties['golem.runtime.name'] === spec.runtime &&
-      BigInt(offer.pricing.perTaskWei) <= spec.maxPricePerTaskWei &&
+      maxTaskCostWei(offer.pricing, spec.timeoutMs) <= spec.maxPricePerTaskWei &&
       offer.payment.chainId === payment.client.chainId &&
       offer.payment.escrow.toLowerCase() === payment.escrowAddress.toLowerCase() &&
       matchDemandOffer(demand, { properties: offer.properties, constraints: offer.constraints }) === 'yes'
@@ -218,13 +229,16 @@ export function createRequestor(init: RequestorInit): Requestor {
       }
     }
     const tasksEach = Math.ceil(spec.tasks.length / spec.providers)
-    const ranked = rankOffers(candidates, (signed) => signed.payload, { tasks: tasksEach, weights: spec.weights, latencyMs, near: spec.near })
+    const ranked = rankOffers(candidates, (signed) => signed.payload, { tasks: tasksEach, taskTimeoutMs: spec.timeoutMs, weights: spec.weights, latencyMs, near: spec.near })
     // A few spares beyond the need, so providers that stay silent or refuse cost no waiting.
     const chosen = ranked.slice(0, spec.providers + Math.max(2, Math.ceil(spec.providers / 2))).map((r) => r.item)
 
     // Money check before anything is signed or locked: the dearest chosen offer, for every agreement wanted.
-    const dearestWei = chosen.reduce((max, s) => (BigInt(s.payload.pricing.perTaskWei) > max ? BigInt(s.payload.pricing.perTaskWei) : max), 0n)
-    const depositsWei = dearestWei * BigInt(spec.tasks.length) * BigInt(Math.min(spec.providers, chosen.length))
+    const dearestWei = chosen.reduce((max, s) => {
+      const deposit = maxCostWei(s.payload.pricing, spec.tasks.length, spec.timeoutMs)
+      return deposit > max ? deposit : max
+    }, 0n)
+    const depositsWei = dearestWei * BigInt(Math.min(spec.providers, chosen.length))
     const balanceWei = await tokenBalanceOf(payment, identity.address)
     if (balanceWei < depositsWei) {
       throw new HearthError('HEARTH_ERR_PAYMENT_INSUFFICIENT_FUNDS', `the deposits need up to ${depositsWei} wei but the wallet holds ${balanceWei} wei`, {
@@ -239,9 +253,10 @@ export function createRequestor(init: RequestorInit): Requestor {
       requestor: identity.address,
       provider: offer.provider,
       runtime: spec.runtime,
-      pricing: { model: 'per-task', perTaskWei: offer.pricing.perTaskWei },
+      pricing: offer.pricing,
       maxTasks: spec.tasks.length,
-      depositWei: (BigInt(offer.pricing.perTaskWei) * BigInt(spec.tasks.length)).toString(),
+      taskTimeoutMs: spec.timeoutMs,
+      depositWei: maxCostWei(offer.pricing, spec.tasks.length, spec.timeoutMs).toString(),
       payment: offer.payment,
       expiresAtSec: Math.floor(Date.now() / 1000) + 3600,
       debitNoteIntervalSec: 60,
@@ -285,7 +300,7 @@ export function createRequestor(init: RequestorInit): Requestor {
       store.escrows.save({ agreementId: agreement.id, depositedWei: depositWei, openTx: opened.hash, claimedWei: 0n, refundedWei: 0n, closed: false })
       allowedFetchers.add(offer.provider.toLowerCase())
       emit({ type: 'escrow-opened', provider: offer.provider, agreementId: agreement.id, depositWei: depositWei.toString(), txHash: opened.hash })
-      return { agreement, offer, peer: offerTarget(offer), perTaskWei: BigInt(agreement.terms.pricing.perTaskWei), accepted: 0, failures: 0, openTx: opened.hash, retired: false, vouchersSent: Promise.resolve() }
+      return { agreement, offer, peer: offerTarget(offer), pricing: agreement.terms.pricing, acceptedUsage: noUsage, accepted: 0, failures: 0, openTx: opened.hash, retired: false, vouchersSent: Promise.resolve() }
     })
 
     // 4. Dispatch: each provider pulls from one queue as many tasks at once as it has threads.
@@ -345,11 +360,12 @@ export function createRequestor(init: RequestorInit): Requestor {
       try {
         const exchange = await host.exchange(slot.peer, runTaskProtocol, request, { timeoutMs: spec.timeoutMs + taskNetworkSlackMs, signal: options.signal })
         const result = exchange.response
-        checkResult(result, request)
+        checkResult(result, request, performance.now() - sentAt)
         // Accepted: record it, then pay for it with a voucher for everything accepted so far.
         slot.accepted++
         slot.failures = 0
-        const cumulativeWei = slot.perTaskWei * BigInt(slot.accepted)
+        slot.acceptedUsage = addUsage(slot.acceptedUsage, { tasks: 1, cpuMs: result.usage.cpuMs, durationMs: result.usage.durationMs })
+        const cumulativeWei = costWei(slot.pricing, slot.acceptedUsage)
         store.taskResults.save({ jobId, taskIndex: index, agreementId: slot.agreement.id, provider: slot.offer.provider, document: exchange.envelope, acceptedAtMs: Date.now() })
         const voucher = await signVoucher({ privateKey: identity.privateKey, chainId: payment.client.chainId, escrowAddress: payment.escrowAddress, agreementId: slot.agreement.id as Hex, cumulativeWei })
         store.vouchers.save({ agreementId: slot.agreement.id, cumulativeWei, document: voucherToJson(voucher), receivedAtMs: Date.now() })
@@ -444,10 +460,11 @@ export function createRequestor(init: RequestorInit): Requestor {
         return {
           agreementId: slot.agreement.id as Hex,
           provider: slot.offer.provider as Address,
-          perTaskWei: slot.perTaskWei,
+          pricing: slot.pricing,
           tasks: slot.accepted,
           depositWei,
-          signedWei: slot.perTaskWei * BigInt(slot.accepted),
+          vouchers: slot.accepted,
+          signedWei: costWei(slot.pricing, slot.acceptedUsage),
           paidWei,
           refundedWei,
           lockedWei: depositWei - paidWei - refundedWei,
