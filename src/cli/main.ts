@@ -2,7 +2,7 @@
  * cli/ owns the `hearth` command: argument parsing, progress on stderr, human summaries or one JSON object on stdout.
  * Commands return an exit code instead of calling process.exit, so tests can run them in process.
  */
-import { Command, CommanderError, InvalidArgumentError } from 'commander'
+import { Command, CommanderError, InvalidArgumentError, Option } from 'commander'
 import { toHearthError, type ErrorCode } from '../errors.ts'
 import { runDemo, type DemoReport } from '../devnet/demo.ts'
 import { runJobFile, type RunReport } from '../devnet/run-job.ts'
@@ -41,8 +41,9 @@ export async function main(argv: string[], io: { stdout: NodeJS.WritableStream; 
     .option('--width <px>', 'image width', positiveInt('--width', 8192), 512)
     .option('--height <px>', 'image height', positiveInt('--height', 8192), 384)
     .option('--out <dir>', 'output folder', 'out/demo')
+    .addOption(new Option('--pricing <model>', 'how the local providers charge').choices(['per-task', 'linear']).default('per-task'))
     .option('--json', 'print one JSON report on stdout instead of a summary')
-    .action(async (options: { providers: number; tasks: number; width: number; height: number; out: string; json?: boolean }) => {
+    .action(async (options: { providers: number; tasks: number; width: number; height: number; out: string; pricing: 'per-task' | 'linear'; json?: boolean }) => {
       const progress = createProgressPrinter(io.stderr, { quiet: options.json === true })
       const report = await runDemo({
         providers: options.providers,
@@ -50,6 +51,7 @@ export async function main(argv: string[], io: { stdout: NodeJS.WritableStream; 
         width: options.width,
         height: options.height,
         outDir: options.out,
+        pricing: options.pricing,
         onEvent: progress.onEvent,
       })
       progress.done()

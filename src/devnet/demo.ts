@@ -21,6 +21,8 @@ export interface DemoInit {
   height: number
   outDir: string
   onEvent?: JobEventListener
+  /** How the local providers charge: per task (default), or Golem's linear model over metered CPU and run time. */
+  pricing?: 'per-task' | 'linear'
   /** Skip the single-process reference render (benchmarks time it separately). */
   skipLocalCheck?: boolean
 }
@@ -41,7 +43,20 @@ export async function runDemo(init: DemoInit): Promise<DemoReport> {
   const wasm = await loadBuiltinWorkload('render')
   const emit = init.onEvent ?? (() => undefined)
   emit({ type: 'phase', message: `starting a local network: embedded chain, ${init.providers} providers, 1 requestor` })
-  const devnet = await startDevnet({ providers: init.providers })
+  const devnet = await startDevnet({
+    providers: init.providers,
+    ...(init.pricing === 'linear'
+      ? {
+          // Each next provider 10% dearer, as with per-task prices.
+          providerPricing: (i: number) => ({
+            model: 'linear' as const,
+            startWei: ((parseEther('0.0001') * BigInt(10 + i)) / 10n).toString(),
+            perCpuSecWei: ((parseEther('0.005') * BigInt(10 + i)) / 10n).toString(),
+            perDurationSecWei: ((parseEther('0.001') * BigInt(10 + i)) / 10n).toString(),
+          }),
+        }
+      : {}),
+  })
   try {
     const before = await snapshotDevnet(devnet)
     const { spec, tiles } = renderJob({ width: init.width, height: init.height, tiles: init.tasks, wasm, providers: init.providers, maxPricePerTaskWei: parseEther('1') })

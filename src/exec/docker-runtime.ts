@@ -61,11 +61,11 @@ const maxPollMs = 500
 const sandboxId = 1000
 const openFilesLimit = 1024
 /**
- * RLIMIT_NPROC counts every process of the uid on the host, not per container: high enough that parallel runs never
- * meet it (PidsLimit is the per-run cap), but set, because podman otherwise asks for a value above what a process
- * without CAP_SYS_RESOURCE may set, and runc fails (STACK.md).
+ * RLIMIT_NPROC counts every process of the uid on the host, not per container: the default pid_max, so that parallel
+ * runs never meet it (PidsLimit is the per-run cap), but set, because podman otherwise asks for 1048576 and runc fails
+ * where the engine may not raise limits (STACK.md). Measured on the dev machine: 32768 works, 65536 is refused.
  */
-const processesLimit = 65_536
+const processesLimit = 32_768
 const instanceLabel = 'org.hearth.runtime-instance'
 const controlTimeoutMs = 30_000
 /** How long after the end the attach stream may take to deliver what the program wrote last. */

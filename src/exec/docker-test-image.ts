@@ -9,10 +9,13 @@
  * docker-runtime.compliance.test.ts).
  */
 import { execFileSync } from 'node:child_process'
+import { existsSync } from 'node:fs'
 import { chmod, copyFile, mkdir, readFile, symlink, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { importRootfsArchive } from './docker-images.ts'
+import { createDockerRuntime, defaultDockerSocket } from './docker-runtime.ts'
 import type { DockerRuntime } from './docker-runtime.ts'
+import { podmanPackages, startPodmanService } from './podman-service.ts'
 
 export const busyboxPath = '/bin/busybox'
 export const busyboxPackage = 'busybox-static'
@@ -51,4 +54,34 @@ export async function buildBusyboxRootfs(dir: string): Promise<string> {
 /** Imports the busybox root filesystem into the engine behind `runtime`; returns the image id. */
 export async function importBusyboxImage(runtime: DockerRuntime, dir: string): Promise<string> {
   return importRootfsArchive(runtime, await buildBusyboxRootfs(dir), 'hearth-busybox')
+}
+
+export interface TestEngine {
+  socketPath: string
+  /** Where it came from, for test titles and failure messages. */
+  kind: 'docker' | 'podman'
+  stop(): Promise<void>
+}
+
+/**
+ * The engine the docker tests use: $DOCKER_HOST or a Docker socket that answers, else a private podman service in
+ * `dir` (these machines have no Docker engine). Fails, never skips, when neither can run: CI must install the packages.
+ */
+export async function startTestEngine(dir: string): Promise<TestEngine> {
+  const configured = process.env.DOCKER_HOST
+  if (configured !== undefined && configured !== '') return { socketPath: defaultDockerSocket(), kind: 'docker', stop: async () => {} }
+  if (existsSync('/var/run/docker.sock')) {
+    const probe = await createDockerRuntime({ socketPath: '/var/run/docker.sock' }).available()
+    if (probe.ok) return { socketPath: '/var/run/docker.sock', kind: 'docker', stop: async () => {} }
+  }
+  try {
+    const service = await startPodmanService(dir)
+    return { socketPath: service.socketPath, kind: 'podman', stop: () => service.stop() }
+  } catch (error) {
+    throw new Error(
+      `no Docker engine here and no podman service could start: ${(error as Error).message}\n` +
+        `install the Debian packages: apt-get install -y --no-install-recommends ${podmanPackages} ${busyboxPackage}`,
+      { cause: error },
+    )
+  }
 }

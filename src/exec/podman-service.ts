@@ -10,7 +10,8 @@
 import { spawn, spawnSync } from 'node:child_process'
 import type { ChildProcess } from 'node:child_process'
 import { closeSync, existsSync, openSync } from 'node:fs'
-import { mkdir, readFile, rm, writeFile } from 'node:fs/promises'
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
 import { request } from 'node:http'
 import { delimiter, isAbsolute, join } from 'node:path'
 import { HearthError } from '../errors.ts'
@@ -45,6 +46,8 @@ export async function startPodmanService(dir: string, startTimeoutMs = 20_000): 
     throw new HearthError('HEARTH_ERR_EXEC_RUNTIME_UNAVAILABLE', 'the podman test service runs as root (rootful podman); this process is not root')
   }
   await mkdir(dir, { recursive: true })
+  // podman refuses a runroot longer than 50 characters: it gets a short folder of its own.
+  const runRoot = await mkdtemp(join(tmpdir(), 'hpr-'))
   const socketPath = join(dir, 'podman.sock')
   const configPath = join(dir, 'containers.conf')
   // containers.conf for this service only (CONTAINERS_CONF replaces the system's): no journald (absent in CI), ulimits a
@@ -54,7 +57,7 @@ export async function startPodmanService(dir: string, startTimeoutMs = 20_000): 
     [
       '[containers]',
       'log_driver = "k8s-file"',
-      'default_ulimits = ["nofile=1024:1024", "nproc=65536:65536"]',
+      'default_ulimits = ["nofile=1024:1024", "nproc=32768:32768"]',
       '[engine]',
       'runtime = "runc"',
       'cgroup_manager = "cgroupfs"',
@@ -73,7 +76,7 @@ export async function startPodmanService(dir: string, startTimeoutMs = 20_000): 
     '--root',
     join(dir, 'storage'),
     '--runroot',
-    join(dir, 'run'),
+    runRoot,
     '--tmpdir',
     join(dir, 'tmp'),
     'system',
@@ -100,6 +103,7 @@ export async function startPodmanService(dir: string, startTimeoutMs = 20_000): 
   while (!(await ping(socketPath))) {
     if (exitCode !== undefined || performance.now() > deadline) {
       stopSync()
+      await rm(runRoot, { recursive: true, force: true })
       const text = await readFile(logPath, 'utf8').catch(() => '')
       throw new HearthError(
         'HEARTH_ERR_EXEC_RUNTIME_UNAVAILABLE',
@@ -125,10 +129,11 @@ export async function startPodmanService(dir: string, startTimeoutMs = 20_000): 
       const mounts = (await readFile('/proc/self/mounts', 'utf8').catch(() => ''))
         .split('\n')
         .map((line) => line.split(' ')[1] ?? '')
-        .filter((mountPoint) => mountPoint.startsWith(dir + '/'))
+        .filter((mountPoint) => mountPoint.startsWith(dir + '/') || mountPoint.startsWith(runRoot + '/'))
         .sort((a, b) => b.length - a.length)
       for (const mountPoint of mounts) spawnSync('umount', ['-l', mountPoint])
       await rm(dir, { recursive: true, force: true })
+      await rm(runRoot, { recursive: true, force: true })
     },
   }
 }
