@@ -35,6 +35,7 @@ export const errorCodes = {
   HEARTH_ERR_PAYMENT_CHAIN: 'a chain request or transaction failed',
   HEARTH_ERR_PAYMENT_VOUCHER_INVALID: 'a voucher is malformed, for another agreement, or exceeds the deposit',
   HEARTH_ERR_PAYMENT_INSUFFICIENT_FUNDS: 'the wallet holds too few tokens for the deposit',
+  HEARTH_ERR_PAYMENT_OVERDUE: 'a debit note went unpaid past the agreed payment timeout, so the provider stopped working',
   HEARTH_ERR_PAYMENT_FEE_TOO_HIGH: 'the chain\'s gas fee is above the configured cap, so nothing was sent',
   HEARTH_ERR_PAYMENT_FAUCET_DISABLED: 'the token has no faucet: it was deployed for a real chain',
   HEARTH_ERR_JOB_INVALID: 'a job file is malformed',

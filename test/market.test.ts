@@ -110,7 +110,7 @@ test('a provider counters a low bid; the requestor signs the counter within its 
   assert.equal(result.agreements.length, 1)
   const { agreement } = result.agreements[0]!
   assert.deepEqual(agreement.terms.pricing, offer.pricing)
-  assert.equal(agreement.terms.debitNoteIntervalSec, 5)
+  assert.equal(agreement.terms.debitNoteIntervalSec, 1)
   assert.deepEqual(events, ['agreement'])
   // The first proposal is on record as countered, the agreement as approved, on both sides.
   const states = store.agreements.list().map((a) => a.state).sort()

@@ -12,7 +12,8 @@ test('a provider claims as soon as its unclaimed vouchers pass the threshold, an
   after(() => devnet.stop())
   const { spec } = renderJob({ width: 24, height: 12, tiles: 6, wasm: await loadBuiltinWorkload('render'), providers: 1, maxPricePerTaskWei: parseEther('1') })
   const before = await devnet.balanceOf(devnet.providers[0]!.identity.address)
-  const outcome = await devnet.requestor.agent.runJob(spec)
+  // Debit notes with every result, so vouchers arrive as the work does.
+  const outcome = await devnet.requestor.agent.runJob({ ...spec, debitNoteIntervalSec: 0 })
   const [agreement] = outcome.agreements
   assert.equal(agreement!.tasks, 6)
   const labels = devnet.transactions().map((tx) => tx.label)
@@ -45,4 +46,21 @@ test('a provider whose requestor vanished claims what it holds before the agreem
   }
   assert.ok(devnet.transactions().some((tx) => tx.label === 'escrow.claim'))
   assert.equal(await devnet.balanceOf(provider.identity.address), before + held)
+})
+
+test('a provider stops working under an agreement whose debit notes go unpaid past the payment timeout', async () => {
+  const devnet = await startDevnet({ providers: 1, requestorIgnoresDebitNotes: true })
+  after(() => devnet.stop())
+  // Tiles big enough that each takes a good part of the 1 s payment timeout on this machine.
+  const { spec } = renderJob({ width: 2048, height: 2048, tiles: 6, wasm: await loadBuiltinWorkload('render'), providers: 1, maxPricePerTaskWei: parseEther('1') })
+  const outcome = await devnet.requestor.agent.runJob({ ...spec, debitNoteIntervalSec: 0, paymentTimeoutSec: 1, maxAttempts: 1 })
+  const overdue = outcome.failures.filter((f) => /unpaid for more than 1 s/.test(f.message))
+  assert.ok(overdue.length >= 1, JSON.stringify(outcome.failures))
+  assert.ok(outcome.results.filter((r) => r !== undefined).length >= 1)
+  // The provider kept its notes; what it delivered is still paid at settlement, by the final voucher.
+  const provider = devnet.providers[0]!
+  assert.ok(provider.store.paymentDocuments.list({ kind: 'debit-note' }).length >= 1)
+  const [agreement] = outcome.agreements
+  assert.equal(agreement!.paidWei, agreement!.signedWei)
+  assert.ok(agreement!.paidWei > 0n)
 })

@@ -38,6 +38,8 @@ export interface DevnetInit {
   providerConstraints?: (index: number) => string
   /** Provider i's prices (default: per task, the first at basePerTaskWei and each next 10% dearer). */
   providerPricing?: (index: number) => Pricing
+  /** The requestor leaves debit notes unanswered: a requestor that does not pay, for tests. */
+  requestorIgnoresDebitNotes?: boolean
   /** When providers claim their vouchers besides at the end (see ProviderAgentInit.claimPolicy). */
   providerClaimPolicy?: { thresholdWei?: bigint; beforeExpirySec?: number; checkEveryMs?: number }
 }
@@ -161,7 +163,13 @@ export async function startDevnet(init: DevnetInit): Promise<Devnet> {
 
     // The requestor joins through one provider and learns the rest of the market from it.
     const requestorNode = await node(1, [])
-    const requestor = createRequestor({ identity: requestorNode.identity, host: requestorNode.host, store: requestorNode.store, payment: requestorNode.payment })
+    const requestor = createRequestor({
+      identity: requestorNode.identity,
+      host: requestorNode.host,
+      store: requestorNode.store,
+      payment: requestorNode.payment,
+      ...(init.requestorIgnoresDebitNotes === true ? { misbehave: { ignoreDebitNotes: true } } : {}),
+    })
     await requestor.start()
     stops.push(() => requestor.stop())
     if (providers.length > 0) {

@@ -4,6 +4,7 @@
  * naming the hash of every output, so a wrong result is provably the provider's.
  */
 import { z } from 'zod'
+import { debitNoteSchema } from '../market/billing.ts'
 import { defineProtocol } from '../net/protocol.ts'
 
 const contentId = z.string().regex(/^sha256:[0-9a-f]{64}$/, 'expected a content id sha256:<64 hex digits>')
@@ -56,6 +57,8 @@ export const taskResultSchema = z.strictObject({
   stdoutBase64: base64,
   stderrBase64: base64,
   usage: z.strictObject({ durationMs: z.number().nonnegative(), cpuMs: z.number().nonnegative() }),
+  /** Present when the agreed debit-note interval has passed since the provider's last one. */
+  debitNote: debitNoteSchema.optional(),
 })
 export type TaskResult = z.output<typeof taskResultSchema>
 

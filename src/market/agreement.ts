@@ -26,8 +26,8 @@ export const agreementTermsSchema = z.strictObject({
   depositWei: decimalWeiSchema,
   payment: paymentPlatformSchema,
   expiresAtSec: z.number().int().positive(),
-  /** How often the provider reports usage; the payments layer bills on it. */
-  debitNoteIntervalSec: z.number().int().positive().max(86_400),
+  /** How often the provider sends debit notes (0: with every task's result); the requestor pays on them. */
+  debitNoteIntervalSec: z.number().int().nonnegative().max(86_400),
   /** How long the requestor has to accept a debit note before the provider stops working. */
   paymentTimeoutSec: z.number().int().positive().max(86_400),
   jobName: z.string().max(200),

@@ -3,6 +3,7 @@
  * settle request at the end of an agreement, on which the provider claims its latest voucher and releases the rest.
  */
 import { z } from 'zod'
+import { invoiceSchema } from '../market/billing.ts'
 import { defineProtocol } from '../net/protocol.ts'
 
 const hex = z.string().regex(/^0x[0-9a-fA-F]*$/, 'expected 0x-prefixed hex')
@@ -30,10 +31,14 @@ export const voucherProtocol = defineProtocol({
   timeoutMs: 10_000,
 })
 
+/**
+ * The end of an agreement: the requestor sends its final voucher (null when it owes nothing); the provider answers
+ * with its invoice and claims, releasing the rest of the deposit.
+ */
 export const settleProtocol = defineProtocol({
   id: '/hearth/payment/settle/1',
-  request: z.strictObject({ agreementId: hex }),
-  response: z.strictObject({ agreementId: hex, claimTx: hex.nullable(), paidWei: decimal, refundedWei: decimal }),
+  request: z.strictObject({ agreementId: hex, voucher: voucherJsonSchema.nullable() }),
+  response: z.strictObject({ agreementId: hex, invoice: invoiceSchema, claimTx: hex.nullable(), paidWei: decimal, refundedWei: decimal }),
   maxRequestBytes: 4 * 1024,
   maxResponseBytes: 4 * 1024,
   timeoutMs: 60_000,

@@ -22,6 +22,7 @@ import type { RequestContext } from '../net/protocol.ts'
 import type { z } from 'zod'
 import { measureCpuScore } from './cpu-score.ts'
 import { addUsage, costWei, noUsage, pricingProperties, type Pricing, type Usage } from '../market/pricing.ts'
+import type { DebitNote, Invoice } from '../market/billing.ts'
 
 type NegotiateAnswer = z.input<typeof negotiateProtocol.response>
 import {
@@ -107,7 +108,7 @@ export function gpuOfferProperties(gpus: readonly GpuInfo[]): Offer['properties'
   }
 }
 
-const defaultPolicy: ProviderPolicy = { maxConcurrentAgreements: 16, maxAgreementSec: 24 * 3600, minDebitNoteIntervalSec: 5, maxPaymentTimeoutSec: 600 }
+const defaultPolicy: ProviderPolicy = { maxConcurrentAgreements: 16, maxAgreementSec: 24 * 3600, minDebitNoteIntervalSec: 0, maxPaymentTimeoutSec: 600 }
 
 export function createProviderAgent(init: ProviderAgentInit): ProviderAgent {
   const { identity, host, store, payment, runtime } = init
@@ -116,8 +117,43 @@ export function createProviderAgent(init: ProviderAgentInit): ProviderAgent {
   const offers = new Map<string, SignedOffer>()
   let current: SignedOffer | undefined
   let republishTimer: NodeJS.Timeout | undefined
-  /** Work delivered per agreement, as this provider metered it. */
+  /** Work delivered per agreement, as this provider metered it (kept in the store too: it is what it is owed). */
   const delivered = new Map<string, Usage>()
+  /** Debit notes sent and not yet covered by a voucher, per agreement. */
+  const unpaidNotes = new Map<string, DebitNote[]>()
+  const lastNoteAtMs = new Map<string, number>()
+
+  function deliveredUsage(agreementId: string): Usage {
+    const known = delivered.get(agreementId)
+    if (known !== undefined) return known
+    const stored = store.paymentDocuments.list({ agreementId, kind: 'usage' })[0]?.document as Usage | undefined
+    return stored ?? noUsage
+  }
+
+  /** Work stops under an agreement whose oldest unpaid debit note is older than the agreed payment timeout. */
+  function ensureNotOverdue(terms: AgreementTerms, agreementId: string, nowMs: number): void {
+    const oldest = unpaidNotes.get(agreementId)?.[0]
+    if (oldest !== undefined && nowMs - oldest.issuedAtMs > terms.paymentTimeoutSec * 1000) {
+      throw new HearthError('HEARTH_ERR_PAYMENT_OVERDUE', `debit note ${oldest.seq} of agreement ${agreementId} (${oldest.amountDueWei} wei) has gone unpaid for more than ${terms.paymentTimeoutSec} s; this provider has stopped working under it`, {
+        hint: 'answer the debit note with a voucher for its amount, or settle the agreement',
+        details: { agreementId, seq: oldest.seq, amountDueWei: oldest.amountDueWei },
+      })
+    }
+  }
+
+  /** Records a task's metered work; returns a debit note when the agreed interval has passed since the last one. */
+  function meter(terms: AgreementTerms, agreementId: string, usage: Usage, nowMs: number): DebitNote | undefined {
+    const total = addUsage(deliveredUsage(agreementId), usage)
+    delivered.set(agreementId, total)
+    store.paymentDocuments.save({ agreementId, kind: 'usage', seq: 0, document: total, createdAtMs: nowMs })
+    if (nowMs - (lastNoteAtMs.get(agreementId) ?? 0) < terms.debitNoteIntervalSec * 1000) return undefined
+    lastNoteAtMs.set(agreementId, nowMs)
+    const seq = store.paymentDocuments.list({ agreementId, kind: 'debit-note' }).length + 1
+    const note: DebitNote = { agreementId, seq, usage: total, amountDueWei: costWei(terms.pricing, total).toString(), issuedAtMs: nowMs }
+    store.paymentDocuments.save({ agreementId, kind: 'debit-note', seq, document: note, createdAtMs: nowMs })
+    unpaidNotes.set(agreementId, [...(unpaidNotes.get(agreementId) ?? []), note])
+    return note
+  }
   const escrowChecked = new Set<string>()
   const stats: ProviderStats = { tasksRun: 0, tasksFailed: 0, agreements: 0 }
   const market = init.market ?? createMarketNode({ host })
@@ -256,7 +292,8 @@ export function createProviderAgent(init: ProviderAgentInit): ProviderAgent {
   async function runTask(request: RunTaskRequest, requestor: Address, from: Parameters<Host['request']>[0], signal: AbortSignal): Promise<TaskResult> {
     const terms = agreementFor(request.agreementId, requestor)
     await ensureEscrow(terms, request.agreementId)
-    const done = delivered.get(request.agreementId) ?? noUsage
+    ensureNotOverdue(terms, request.agreementId, Date.now())
+    const done = deliveredUsage(request.agreementId)
     if (done.tasks >= terms.maxTasks) {
       throw new HearthError('HEARTH_ERR_MARKET_AGREEMENT_REJECTED', `agreement ${request.agreementId} already had its ${terms.maxTasks} tasks`)
     }
@@ -306,7 +343,7 @@ export function createProviderAgent(init: ProviderAgentInit): ProviderAgent {
         const bytes = await readFile(hostPath)
         outputs.push({ path, contentId: sha256Hex(bytes), sizeBytes: bytes.length, dataBase64: bytes.toString('base64') })
       }
-      delivered.set(request.agreementId, addUsage(delivered.get(request.agreementId) ?? noUsage, { tasks: 1, cpuMs: run.cpuMs, durationMs: run.durationMs }))
+      const debitNote = meter(terms, request.agreementId, { tasks: 1, cpuMs: run.cpuMs, durationMs: run.durationMs }, Date.now())
       stats.tasksRun++
       return {
         agreementId: request.agreementId,
@@ -320,6 +357,7 @@ export function createProviderAgent(init: ProviderAgentInit): ProviderAgent {
         stdoutBase64: (await readFile(stdoutPath).catch(() => Buffer.alloc(0))).toString('base64'),
         stderrBase64: (await readFile(stderrPath).catch(() => Buffer.alloc(0))).toString('base64'),
         usage: { durationMs: run.durationMs, cpuMs: run.cpuMs },
+        ...(debitNote === undefined ? {} : { debitNote }),
       }
     } catch (error) {
       stats.tasksFailed++
@@ -338,12 +376,14 @@ export function createProviderAgent(init: ProviderAgentInit): ProviderAgent {
       agreementId: voucher.agreementId,
     })
     // Never more than the delivered work costs, by this provider's own metering.
-    const owedAtMost = costWei(terms.pricing, delivered.get(voucher.agreementId) ?? noUsage)
+    const owedAtMost = costWei(terms.pricing, deliveredUsage(voucher.agreementId))
     if (voucher.cumulativeWei > BigInt(terms.depositWei) || voucher.cumulativeWei > owedAtMost) {
       throw new HearthError('HEARTH_ERR_PAYMENT_VOUCHER_INVALID', `voucher for ${voucher.cumulativeWei} wei exceeds what this agreement allows`)
     }
     store.vouchers.save({ agreementId: voucher.agreementId, cumulativeWei: voucher.cumulativeWei, document: voucherToJson(voucher), receivedAtMs: Date.now() })
     const latestWei = store.vouchers.latest(voucher.agreementId)?.cumulativeWei ?? voucher.cumulativeWei
+    // A voucher pays every debit note it covers.
+    unpaidNotes.set(voucher.agreementId, (unpaidNotes.get(voucher.agreementId) ?? []).filter((note) => BigInt(note.amountDueWei) > latestWei))
     if (claimPolicy.thresholdWei !== undefined && latestWei - store.vouchers.claimedWei(voucher.agreementId) >= claimPolicy.thresholdWei) {
       // Off the answer's path: the requestor need not wait for our transaction.
       void settle(voucher.agreementId, false).catch(() => undefined)
@@ -422,7 +462,7 @@ export function createProviderAgent(init: ProviderAgentInit): ProviderAgent {
       await host.handle(cancelAgreementProtocol, ({ agreementId: id }, ctx) => {
         agreementFor(id, ctx.remoteAddress)
         // Once money is in escrow the agreement ends by settlement, not by a word from one side.
-        if (escrowChecked.has(id) || (delivered.get(id)?.tasks ?? 0) > 0) {
+        if (escrowChecked.has(id) || deliveredUsage(id).tasks > 0) {
           throw new HearthError('HEARTH_ERR_MARKET_AGREEMENT_REJECTED', `agreement ${id} has started; settle it instead`)
         }
         store.agreements.setState(id, 'cancelled')
@@ -437,12 +477,28 @@ export function createProviderAgent(init: ProviderAgentInit): ProviderAgent {
         return { agreementId: voucher.agreementId, acceptedWei: acceptedWei.toString() }
       })
 
-      await host.handle(settleProtocol, async ({ agreementId }, ctx) => {
-        agreementFor(agreementId, ctx.remoteAddress)
+      await host.handle(settleProtocol, async ({ agreementId, voucher }, ctx) => {
+        const terms = agreementFor(agreementId, ctx.remoteAddress)
+        if (voucher !== null) {
+          const final = voucherFromJson(voucher)
+          if (final.agreementId !== agreementId) throw new HearthError('HEARTH_ERR_PAYMENT_VOUCHER_INVALID', 'the final voucher is for another agreement')
+          await acceptVoucher(final, ctx.remoteAddress)
+        }
+        // The invoice: all the work delivered, what it costs, and what the requestor's vouchers actually cover.
+        const usage = deliveredUsage(agreementId)
+        const invoice: Invoice = {
+          agreementId,
+          usage,
+          amountDueWei: costWei(terms.pricing, usage).toString(),
+          paidWei: (store.vouchers.latest(agreementId)?.cumulativeWei ?? 0n).toString(),
+          issuedAtMs: Date.now(),
+        }
+        store.paymentDocuments.save({ agreementId, kind: 'invoice', seq: 1, document: invoice, createdAtMs: invoice.issuedAtMs })
         const outcome = await settle(agreementId, true)
         store.agreements.setState(agreementId, 'terminated')
         escrowChecked.delete(agreementId)
-        return { agreementId, claimTx: outcome.claimTx, paidWei: outcome.paidWei.toString(), refundedWei: outcome.refundedWei.toString() }
+        unpaidNotes.delete(agreementId)
+        return { agreementId, invoice, claimTx: outcome.claimTx, paidWei: outcome.paidWei.toString(), refundedWei: outcome.refundedWei.toString() }
       })
 
       await publishOffer()

@@ -24,7 +24,8 @@ import { fetchBlobProtocol, runTaskProtocol, type RunTaskRequest, type TaskResul
 import { sha256Hex } from '../exec/content-hash.ts'
 import { approveEscrow, getEscrow, openEscrows, tokenBalanceOf, type EscrowContext } from '../payment/escrow.ts'
 import { settleProtocol, voucherProtocol } from '../payment/payment-protocols.ts'
-import { signVoucher, voucherToJson } from '../payment/voucher.ts'
+import { signVoucher, voucherToJson, type Voucher } from '../payment/voucher.ts'
+import type { DebitNote } from '../market/billing.ts'
 import type { Store } from '../store/store.ts'
 import type { JobEventListener } from './events.ts'
 
@@ -65,6 +66,10 @@ export interface JobSpec {
   near?: GeoPoint
   /** Each negotiation step's timeout (default 3 s). */
   stepTimeoutMs?: number
+  /** How often providers send debit notes (default 60 s; the first task's result always carries one). */
+  debitNoteIntervalSec?: number
+  /** How long a debit note may wait for its voucher before the provider stops (default 300 s). */
+  paymentTimeoutSec?: number
 }
 
 export interface TaskOutcome {
@@ -117,6 +122,8 @@ export interface RequestorInit {
   payment: EscrowContext
   /** This node's market part (offer book, gossip, sync); one is made when absent. */
   market?: MarketNode
+  /** Ways to misbehave, for the devnet's failure tests: leave providers' debit notes unanswered. */
+  misbehave?: { ignoreDebitNotes?: boolean }
 }
 
 export interface Requestor {
@@ -134,6 +141,8 @@ interface Slot {
   pricing: Pricing
   /** Work accepted from this provider, as its signed results metered it: what the vouchers pay for. */
   acceptedUsage: Usage
+  vouchers: number
+  voucheredWei: bigint
   accepted: number
   failures: number
   openTx: Hex
@@ -177,6 +186,36 @@ export function createRequestor(init: RequestorInit): Requestor {
     if (problems.length > 0) {
       throw new HearthError('HEARTH_ERR_SIGNATURE_INVALID', `result of task ${request.taskIndex} refused: ${problems.join('; ')}`)
     }
+  }
+
+  /** Signs (and records) a cumulative voucher for `cumulativeWei` under the slot's agreement. */
+  async function voucherFor(slot: Slot, cumulativeWei: bigint): Promise<Voucher> {
+    const voucher = await signVoucher({ privateKey: identity.privateKey, chainId: payment.client.chainId, escrowAddress: payment.escrowAddress, agreementId: slot.agreement.id as Hex, cumulativeWei })
+    store.vouchers.save({ agreementId: slot.agreement.id, cumulativeWei, document: voucherToJson(voucher), receivedAtMs: Date.now() })
+    slot.vouchers++
+    slot.voucheredWei = cumulativeWei
+    return voucher
+  }
+
+  /**
+   * A debit note is paid with a voucher for what it asks, but never more than the accepted results justify under the
+   * agreement's pricing: work this requestor refused is not paid, and a note it cannot cover in full stays partly
+   * unpaid (the provider may then stop). The voucher travels off the task path, in order.
+   */
+  async function answerDebitNote(slot: Slot, note: DebitNote, emit: JobEventListener): Promise<void> {
+    if (note.agreementId !== slot.agreement.id) return
+    store.paymentDocuments.save({ agreementId: note.agreementId, kind: 'debit-note', seq: note.seq, document: note, createdAtMs: Date.now() })
+    const justifiedWei = costWei(slot.pricing, slot.acceptedUsage)
+    const payWei = BigInt(note.amountDueWei) < justifiedWei ? BigInt(note.amountDueWei) : justifiedWei
+    if (payWei <= slot.voucheredWei) return
+    const voucher = await voucherFor(slot, payWei)
+    // A lost voucher costs the provider nothing: the next (cumulative) one covers it. Settlement waits for these.
+    slot.vouchersSent = slot.vouchersSent.then(() =>
+      host.request(slot.peer, voucherProtocol, voucherToJson(voucher)).then(
+        (ack) => emit({ type: 'voucher-delivered', provider: slot.offer.provider, agreementId: slot.agreement.id, cumulativeWei: ack.acceptedWei }),
+        () => undefined,
+      ),
+    )
   }
 
   async function runJob(spec: JobSpec, options: { onEvent?: JobEventListener; signal?: AbortSignal } = {}): Promise<JobOutcome> {
@@ -259,8 +298,8 @@ export function createRequestor(init: RequestorInit): Requestor {
       depositWei: maxCostWei(offer.pricing, spec.tasks.length, spec.timeoutMs).toString(),
       payment: offer.payment,
       expiresAtSec: Math.floor(Date.now() / 1000) + 3600,
-      debitNoteIntervalSec: 60,
-      paymentTimeoutSec: 300,
+      debitNoteIntervalSec: spec.debitNoteIntervalSec ?? 60,
+      paymentTimeoutSec: spec.paymentTimeoutSec ?? 300,
       jobName: `${spec.name} (${jobId})`,
       nonce: `0x${randomBytes(16).toString('hex')}`,
       createdAtMs: Date.now(),
@@ -300,7 +339,7 @@ export function createRequestor(init: RequestorInit): Requestor {
       store.escrows.save({ agreementId: agreement.id, depositedWei: depositWei, openTx: opened.hash, claimedWei: 0n, refundedWei: 0n, closed: false })
       allowedFetchers.add(offer.provider.toLowerCase())
       emit({ type: 'escrow-opened', provider: offer.provider, agreementId: agreement.id, depositWei: depositWei.toString(), txHash: opened.hash })
-      return { agreement, offer, peer: offerTarget(offer), pricing: agreement.terms.pricing, acceptedUsage: noUsage, accepted: 0, failures: 0, openTx: opened.hash, retired: false, vouchersSent: Promise.resolve() }
+      return { agreement, offer, peer: offerTarget(offer), pricing: agreement.terms.pricing, acceptedUsage: noUsage, vouchers: 0, voucheredWei: 0n, accepted: 0, failures: 0, openTx: opened.hash, retired: false, vouchersSent: Promise.resolve() }
     })
 
     // 4. Dispatch: each provider pulls from one queue as many tasks at once as it has threads.
@@ -365,18 +404,8 @@ export function createRequestor(init: RequestorInit): Requestor {
         slot.accepted++
         slot.failures = 0
         slot.acceptedUsage = addUsage(slot.acceptedUsage, { tasks: 1, cpuMs: result.usage.cpuMs, durationMs: result.usage.durationMs })
-        const cumulativeWei = costWei(slot.pricing, slot.acceptedUsage)
         store.taskResults.save({ jobId, taskIndex: index, agreementId: slot.agreement.id, provider: slot.offer.provider, document: exchange.envelope, acceptedAtMs: Date.now() })
-        const voucher = await signVoucher({ privateKey: identity.privateKey, chainId: payment.client.chainId, escrowAddress: payment.escrowAddress, agreementId: slot.agreement.id as Hex, cumulativeWei })
-        store.vouchers.save({ agreementId: slot.agreement.id, cumulativeWei, document: voucherToJson(voucher), receivedAtMs: Date.now() })
-        // Sent in order but without holding up the next task; a lost one costs the provider nothing, since the next
-        // (cumulative) voucher covers it. Settlement waits for the chain of sends to finish.
-        slot.vouchersSent = slot.vouchersSent.then(() =>
-          host.request(slot.peer, voucherProtocol, voucherToJson(voucher)).then(
-            (ack) => emit({ type: 'voucher-delivered', provider: slot.offer.provider, agreementId: slot.agreement.id, cumulativeWei: ack.acceptedWei }),
-            () => undefined,
-          ),
-        )
+        if (result.debitNote !== undefined && init.misbehave?.ignoreDebitNotes !== true) await answerDebitNote(slot, result.debitNote, emit)
         results[index] = {
           taskIndex: index,
           provider: slot.offer.provider as Address,
@@ -445,7 +474,14 @@ export function createRequestor(init: RequestorInit): Requestor {
         let settleTx: Hex | null = null
         await slot.vouchersSent
         try {
-          const answer = await host.request(slot.peer, settleProtocol, { agreementId: slot.agreement.id })
+          // The final voucher covers every accepted result; the provider answers with its invoice and claims.
+          const finalWei = costWei(slot.pricing, slot.acceptedUsage)
+          const final = finalWei === 0n ? null : await voucherFor(slot, finalWei)
+          const answer = await host.request(slot.peer, settleProtocol, { agreementId: slot.agreement.id, voucher: final === null ? null : voucherToJson(final) })
+          store.paymentDocuments.save({ agreementId: slot.agreement.id, kind: 'invoice', seq: 1, document: answer.invoice, createdAtMs: Date.now() })
+          if (BigInt(answer.invoice.amountDueWei) > finalWei) {
+            emit({ type: 'phase', message: `${slot.offer.provider} invoiced ${answer.invoice.amountDueWei} wei; only ${finalWei} wei is justified by accepted results` })
+          }
           settleTx = answer.claimTx as Hex | null
         } catch (error) {
           emit({ type: 'phase', message: `${slot.offer.provider} did not settle (${toHearthError(error).shortMessage}); its deposit comes back after expiry` })
@@ -463,8 +499,8 @@ export function createRequestor(init: RequestorInit): Requestor {
           pricing: slot.pricing,
           tasks: slot.accepted,
           depositWei,
-          vouchers: slot.accepted,
-          signedWei: costWei(slot.pricing, slot.acceptedUsage),
+          vouchers: slot.vouchers,
+          signedWei: slot.voucheredWei,
           paidWei,
           refundedWei,
           lockedWei: depositWei - paidWei - refundedWei,

@@ -45,4 +45,15 @@ export const migrations: readonly string[] = [
     PRIMARY KEY (job_id, task_index)
   );
   `,
+  // 2: billing documents (debit notes, invoices) and each agreement's metered work, kept by both sides.
+  `
+  CREATE TABLE payment_documents (
+    agreement_id TEXT NOT NULL REFERENCES agreements (id),
+    kind TEXT NOT NULL CHECK (kind IN ('debit-note', 'invoice', 'usage')),
+    seq INTEGER NOT NULL,
+    document TEXT NOT NULL,
+    created_at_ms INTEGER NOT NULL,
+    PRIMARY KEY (agreement_id, kind, seq)
+  );
+  `,
 ]

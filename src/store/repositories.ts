@@ -236,3 +236,48 @@ export function createTaskResultRepository(db: Db) {
     },
   }
 }
+
+export type PaymentDocumentKind = 'debit-note' | 'invoice' | 'usage'
+
+export interface PaymentDocumentRecord {
+  agreementId: string
+  kind: PaymentDocumentKind
+  seq: number
+  document: unknown
+  createdAtMs: number
+}
+
+interface PaymentDocumentRow {
+  agreement_id: string
+  kind: PaymentDocumentKind
+  seq: number
+  document: string
+  created_at_ms: number
+}
+
+/** Debit notes and invoices as signed, plus each agreement's running usage (kind 'usage', seq 0, overwritten). */
+export function createPaymentDocumentRepository(db: Db) {
+  const upsert = db.prepare(
+    `INSERT INTO payment_documents (agreement_id, kind, seq, document, created_at_ms)
+     VALUES (@agreementId, @kind, @seq, @document, @createdAtMs)
+     ON CONFLICT (agreement_id, kind, seq) DO UPDATE SET document = excluded.document, created_at_ms = excluded.created_at_ms`,
+  )
+  const byAgreement = db.prepare<[string], PaymentDocumentRow>('SELECT * FROM payment_documents WHERE agreement_id = ? ORDER BY kind, seq')
+  const all = db.prepare<[], PaymentDocumentRow>('SELECT * FROM payment_documents ORDER BY created_at_ms')
+  const fromRow = (row: PaymentDocumentRow): PaymentDocumentRecord => ({
+    agreementId: row.agreement_id,
+    kind: row.kind,
+    seq: row.seq,
+    document: JSON.parse(row.document),
+    createdAtMs: row.created_at_ms,
+  })
+  return {
+    save(record: PaymentDocumentRecord): void {
+      upsert.run({ ...record, document: JSON.stringify(record.document) })
+    },
+    list(filter: { agreementId?: string; kind?: PaymentDocumentKind } = {}): PaymentDocumentRecord[] {
+      const rows = filter.agreementId === undefined ? all.all() : byAgreement.all(filter.agreementId)
+      return rows.map(fromRow).filter((record) => filter.kind === undefined || record.kind === filter.kind)
+    },
+  }
+}

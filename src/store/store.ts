@@ -3,6 +3,7 @@ import { openDatabase, type Db } from './database.ts'
 import {
   createAgreementRepository,
   createEscrowRepository,
+  createPaymentDocumentRepository,
   createTaskResultRepository,
   createVoucherRepository,
 } from './repositories.ts'
@@ -13,6 +14,7 @@ export interface Store {
   escrows: ReturnType<typeof createEscrowRepository>
   vouchers: ReturnType<typeof createVoucherRepository>
   taskResults: ReturnType<typeof createTaskResultRepository>
+  paymentDocuments: ReturnType<typeof createPaymentDocumentRepository>
   close(): void
 }
 
@@ -24,6 +26,7 @@ export function openStore(init: { path: string }): Store {
     escrows: createEscrowRepository(db),
     vouchers: createVoucherRepository(db),
     taskResults: createTaskResultRepository(db),
+    paymentDocuments: createPaymentDocumentRepository(db),
     close: () => db.close(),
   }
 }
