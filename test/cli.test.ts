@@ -73,3 +73,22 @@ test('market match prints yes, no or undefined, and a bad filter is refused with
   const badOffers = await hearth('market', 'offers', '--constraints', '(golem.inf.mem.gib>=')
   assert.equal(badOffers.code, 2)
 })
+
+test('hearth payments shows, from each node\'s own database, the money path of a demo run', async () => {
+  const dataDir = join(dir, 'nodes')
+  const demo = await hearth('demo', '--tasks', '4', '--width', '32', '--height', '16', '--out', join(dir, 'demo-out'), '--data-dir', dataDir, '--json')
+  assert.equal(demo.code, 0, demo.stderr)
+  const requestor = await hearth('payments', '--data-dir', join(dataDir, 'requestor'), '--json')
+  assert.equal(requestor.code, 0, requestor.stderr)
+  const report = JSON.parse(requestor.stdout) as { agreements: { escrow: { depositedWei: string; claimedWei: string; refundedWei: string; closed: boolean }; vouchers: unknown[]; invoice: { amountDueWei: string; paidWei: string } }[] }
+  assert.equal(report.agreements.length, 3)
+  for (const a of report.agreements) {
+    assert.equal(BigInt(a.escrow.depositedWei), BigInt(a.escrow.claimedWei) + BigInt(a.escrow.refundedWei))
+    assert.equal(a.escrow.closed, true)
+    assert.equal(a.invoice.paidWei, a.escrow.claimedWei)
+    assert.equal(a.invoice.amountDueWei, a.invoice.paidWei)
+  }
+  const provider = await hearth('payments', '--data-dir', join(dataDir, 'provider-1'))
+  assert.match(provider.stdout, /claimed \d+ wei in 0x[0-9a-f]{64}/)
+  assert.equal((await hearth('payments', '--data-dir', join(dir, 'nowhere'))).code, 2)
+})

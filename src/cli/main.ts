@@ -9,6 +9,7 @@ import { runJobFile, type RunReport } from '../devnet/run-job.ts'
 import { startDevnet } from '../devnet/devnet.ts'
 import { registerChainCommands } from './chain-command.ts'
 import { formatOffers, listOffers, matchFiles } from './market-command.ts'
+import { formatPayments, readPayments } from './payments-command.ts'
 import { registerWalletCommand } from './wallet-command.ts'
 import { createProgressPrinter } from './progress.ts'
 
@@ -42,8 +43,9 @@ export async function main(argv: string[], io: { stdout: NodeJS.WritableStream; 
     .option('--height <px>', 'image height', positiveInt('--height', 8192), 384)
     .option('--out <dir>', 'output folder', 'out/demo')
     .addOption(new Option('--pricing <model>', 'how the local providers charge').choices(['per-task', 'linear']).default('per-task'))
+    .option('--data-dir <dir>', 'keep the nodes\' keys and databases here (default: a temporary folder)')
     .option('--json', 'print one JSON report on stdout instead of a summary')
-    .action(async (options: { providers: number; tasks: number; width: number; height: number; out: string; pricing: 'per-task' | 'linear'; json?: boolean }) => {
+    .action(async (options: { providers: number; tasks: number; width: number; height: number; out: string; pricing: 'per-task' | 'linear'; dataDir?: string; json?: boolean }) => {
       const progress = createProgressPrinter(io.stderr, { quiet: options.json === true })
       const report = await runDemo({
         providers: options.providers,
@@ -52,6 +54,7 @@ export async function main(argv: string[], io: { stdout: NodeJS.WritableStream; 
         height: options.height,
         outDir: options.out,
         pricing: options.pricing,
+        ...(options.dataDir === undefined ? {} : { dataDir: options.dataDir }),
         onEvent: progress.onEvent,
       })
       progress.done()
@@ -117,6 +120,16 @@ export async function main(argv: string[], io: { stdout: NodeJS.WritableStream; 
         process.once('SIGTERM', resolve)
       })
       await devnet.stop()
+    })
+
+  program
+    .command('payments')
+    .description('a node\'s agreements, escrows, debit notes, vouchers, invoices, claims and refunds, from its database')
+    .requiredOption('--data-dir <dir>', 'the node\'s data folder (holding node.db)')
+    .option('--json', 'print one JSON object')
+    .action((options: { dataDir: string; json?: boolean }) => {
+      const report = readPayments(options.dataDir)
+      io.stdout.write(options.json === true ? `${JSON.stringify(report)}\n` : formatPayments(report))
     })
 
   registerChainCommands(program, io)

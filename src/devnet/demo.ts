@@ -23,6 +23,8 @@ export interface DemoInit {
   onEvent?: JobEventListener
   /** How the local providers charge: per task (default), or Golem's linear model over metered CPU and run time. */
   pricing?: 'per-task' | 'linear'
+  /** Keep the nodes' keys and databases here (DIR/requestor, DIR/provider-1, …) instead of a temporary folder. */
+  dataDir?: string
   /** Skip the single-process reference render (benchmarks time it separately). */
   skipLocalCheck?: boolean
 }
@@ -45,6 +47,7 @@ export async function runDemo(init: DemoInit): Promise<DemoReport> {
   emit({ type: 'phase', message: `starting a local network: embedded chain, ${init.providers} providers, 1 requestor` })
   const devnet = await startDevnet({
     providers: init.providers,
+    ...(init.dataDir === undefined ? {} : { dataDir: init.dataDir }),
     ...(init.pricing === 'linear'
       ? {
           // Each next provider 10% dearer, as with per-task prices.

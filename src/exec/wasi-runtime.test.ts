@@ -251,8 +251,10 @@ describe('wasi-runtime', () => {
     const closing = createWasiRuntime({ maxWorkers: 1 })
     const task = await newTask()
     const inFlight = assert.rejects(closing.run(specFor(task, ['loop'])), failsWith('HEARTH_ERR_EXEC_FAILED', /closed/))
-    const queued = assert.rejects(closing.run(specFor(await newTask(), ['ok'])), failsWith('HEARTH_ERR_EXEC_FAILED', /closed/))
+    // Queue the second run only once the endless one holds the only worker, so it cannot slip in first.
+    const queuedTask = await newTask()
     await new Promise((resolve) => setTimeout(resolve, 150))
+    const queued = assert.rejects(closing.run(specFor(queuedTask, ['ok'])), failsWith('HEARTH_ERR_EXEC_FAILED', /closed/))
     await closing.close()
     await inFlight
     await queued

@@ -182,6 +182,13 @@ export function createVoucherRepository(db: Db) {
       })
     },
     latest,
+    /** Every voucher of the agreement, lowest amount first. */
+    listFor(agreementId: string): VoucherRecord[] {
+      return forAgreement
+        .all(agreementId)
+        .map(fromRow)
+        .sort((a, b) => (a.cumulativeWei < b.cumulativeWei ? -1 : a.cumulativeWei > b.cumulativeWei ? 1 : 0))
+    },
     /** The highest cumulative amount already claimed on chain for the agreement (0 when none). */
     claimedWei(agreementId: string): bigint {
       let best = 0n
