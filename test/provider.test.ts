@@ -5,6 +5,11 @@ import { parseEther } from 'viem'
 import { startDevnet } from '../src/devnet/devnet.ts'
 import { loadBuiltinWorkload } from '../src/exec/workloads.ts'
 import { renderJob } from '../src/jobs/render-job.ts'
+import { createHost } from '../src/net/host.ts'
+import { createProviderAgent } from '../src/provider/provider-agent.ts'
+import { mkdtemp, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 
 test('a provider claims as soon as its unclaimed vouchers pass the threshold, and settles the rest at the end', async () => {
   const price = parseEther('0.001')
@@ -63,4 +68,51 @@ test('a provider stops working under an agreement whose debit notes go unpaid pa
   const [agreement] = outcome.agreements
   assert.equal(agreement!.paidWei, agreement!.signedWei)
   assert.ok(agreement!.paidWei > 0n)
+})
+
+test('a provider restarted after its requestor vanished claims its vouchers at start; the requestor refunds the rest after expiry', async () => {
+  const devnet = await startDevnet({ providers: 1 })
+  after(() => devnet.stop())
+  const provider = devnet.providers[0]!
+  const { spec } = renderJob({ width: 16, height: 8, tiles: 4, wasm: await loadBuiltinWorkload('render'), providers: 1, maxPricePerTaskWei: parseEther('1') })
+  // The provider goes down right after it holds its first voucher: it never settles.
+  let stopped: Promise<void> | undefined
+  const outcome = await devnet.requestor.agent.runJob(
+    { ...spec, debitNoteIntervalSec: 0 },
+    { onEvent: (e) => { if (e.type === 'voucher-delivered' && stopped === undefined) stopped = Promise.all([provider.agent.stop(), provider.host.stop()]).then(() => undefined) } },
+  )
+  await stopped
+  const [agreement] = outcome.agreements
+  assert.equal(agreement!.settled, false)
+  const held = provider.store.vouchers.latest(agreement!.agreementId)!.cumulativeWei
+
+  // A new agent over the same key, database and chain account: it claims what it holds when it starts.
+  const before = await devnet.balanceOf(provider.identity.address)
+  const host = await createHost({ identity: provider.identity })
+  await host.start()
+  const workDir = await mkdtemp(join(tmpdir(), 'hearth-restart-'))
+  const restarted = createProviderAgent({
+    identity: provider.identity, host, store: provider.store, payment: provider.payment, runtime: provider.runtime,
+    workDir, pricing: { model: 'per-task', perTaskWei: '1' }, threads: 1, memGib: 1,
+  })
+  await restarted.start()
+  after(async () => {
+    await restarted.stop()
+    await host.stop()
+    await rm(workDir, { recursive: true, force: true })
+  })
+  const deadline = Date.now() + 10_000
+  while (provider.store.vouchers.unclaimed().length > 0) {
+    assert.ok(Date.now() < deadline, 'the restarted provider did not claim within 10 s')
+    await new Promise((resolve) => setTimeout(resolve, 20))
+  }
+  assert.equal(await devnet.balanceOf(provider.identity.address), before + held)
+
+  // Before expiry the requestor cannot take the rest back; after it, it can, and every token is accounted for.
+  assert.deepEqual(await devnet.requestor.agent.refundExpired(), [])
+  await devnet.chain.increaseTime(2 * 3600)
+  const refunds = await devnet.requestor.agent.refundExpired()
+  assert.equal(refunds.length, 1)
+  assert.equal(refunds[0]!.refundedWei + held, agreement!.depositWei)
+  assert.equal(devnet.requestor.store.agreements.get(agreement!.agreementId)?.state, 'expired')
 })

@@ -22,7 +22,7 @@ import { slaConstraints, type Sla } from '../market/sla.ts'
 import type { Host } from '../net/host.ts'
 import { fetchBlobProtocol, runTaskProtocol, type RunTaskRequest, type TaskResult } from '../exec/activity-protocols.ts'
 import { sha256Hex } from '../exec/content-hash.ts'
-import { approveEscrow, getEscrow, openEscrows, tokenBalanceOf, type EscrowContext } from '../payment/escrow.ts'
+import { approveEscrow, chainTimeSec, getEscrow, openEscrows, refundEscrow, tokenBalanceOf, type EscrowContext } from '../payment/escrow.ts'
 import { settleProtocol, voucherProtocol } from '../payment/payment-protocols.ts'
 import { signVoucher, voucherToJson, type Voucher } from '../payment/voucher.ts'
 import type { DebitNote } from '../market/billing.ts'
@@ -132,6 +132,11 @@ export interface Requestor {
   start(): Promise<void>
   stop(): Promise<void>
   runJob(spec: JobSpec, options?: { onEvent?: JobEventListener; signal?: AbortSignal }): Promise<JobOutcome>
+  /**
+   * Takes back the unclaimed rest of every escrow whose provider never settled, once the agreement has expired (chain
+   * time). Safe to call at any time: escrows that are closed or not yet expired are left alone.
+   */
+  refundExpired(): Promise<{ agreementId: string; txHash: string; refundedWei: bigint }[]>
 }
 
 interface Slot {
@@ -522,6 +527,26 @@ export function createRequestor(init: RequestorInit): Requestor {
     offerBook: market.offerBook,
     market,
     runJob,
+    async refundExpired() {
+      const nowSec = await chainTimeSec(payment)
+      const refunded: { agreementId: string; txHash: string; refundedWei: bigint }[] = []
+      for (const record of store.escrows.list()) {
+        if (record.closed) continue
+        const agreement = store.agreements.get(record.agreementId)?.document as Agreement | undefined
+        if (agreement === undefined || BigInt(agreement.terms.expiresAtSec) > nowSec) continue
+        const escrow = await getEscrow(payment, { requestorAddress: identity.address, agreementId: record.agreementId as Hex })
+        if (escrow === undefined || escrow.closed) {
+          // Settled on chain after all (e.g. the provider claimed with release later): bring the record up to date.
+          if (escrow !== undefined) store.escrows.save({ ...record, claimedWei: escrow.claimedWei, refundedWei: escrow.depositedWei - escrow.claimedWei, closed: true })
+          continue
+        }
+        const outcome = await refundEscrow(payment, record.agreementId as Hex)
+        store.escrows.save({ ...record, claimedWei: escrow.claimedWei, refundedWei: outcome.refundedWei, closed: true })
+        store.agreements.setState(record.agreementId, 'expired')
+        refunded.push({ agreementId: record.agreementId, txHash: outcome.hash, refundedWei: outcome.refundedWei })
+      }
+      return refunded
+    },
     async start() {
       if (init.market === undefined) await market.start()
       await host.handle(fetchBlobProtocol, ({ contentId }, ctx) => {
