@@ -34,6 +34,8 @@ export type { Runtime, RuntimeName, RunSpec, RunResult, RuntimeAvailability } fr
 export { adaptWasiRuntime } from './exec/wasi-adapter.ts'
 export { createNativeRuntime, type NativeRuntime, type NativeRuntimeInit } from './exec/native-runtime.ts'
 export { detectGpus, type GpuInfo } from './exec/gpu.ts'
+export { createDockerRuntime, type DockerRuntime, type DockerRuntimeInit, type DockerProgram } from './exec/docker-runtime.ts'
+export { loadImageArchive, saveImageArchive, importRootfsArchive } from './exec/docker-images.ts'
 
 export { createEmbeddedChain, serveChainHttp, type EmbeddedChain } from './payment/embedded-chain.ts'
 export { createChainClient, type ChainClient } from './payment/chain-client.ts'

@@ -3,10 +3,11 @@
  * and the few calls the docker runtime makes are plain HTTP). It speaks to Docker and to podman's compatible service
  * (`podman system service`) alike. Every call is bounded in time and in the size of the answer it buffers.
  */
-import { createReadStream } from 'node:fs'
+import { createReadStream, createWriteStream } from 'node:fs'
 import { request } from 'node:http'
 import type { IncomingMessage } from 'node:http'
 import type { Duplex, Readable } from 'node:stream'
+import { pipeline } from 'node:stream/promises'
 import { HearthError } from '../errors.ts'
 
 /** The API version every request names: Docker 20.10+ and podman 4 serve it. */
@@ -67,6 +68,23 @@ export class DockerApi {
       } else {
         req.end(body)
       }
+    })
+  }
+
+  /** A GET whose 200 answer is streamed into a host file (an image archive may be far larger than 16 MiB). */
+  download(call: DockerCall, path: string, what: string): Promise<void> {
+    return new Promise((resolve, reject) => {
+      const req = request({ socketPath: this.socketPath, method: call.method, path: this.url(call), timeout: call.timeoutMs ?? defaultCallTimeoutMs })
+      req.on('timeout', () => req.destroy(new Error(`the Docker API did not answer ${call.method} ${call.path} within ${call.timeoutMs ?? defaultCallTimeoutMs} ms`)))
+      req.on('error', reject)
+      req.on('response', (res) => {
+        if (res.statusCode !== 200) {
+          readAll(res).then((body) => reject(apiError(what, { status: res.statusCode ?? 0, body })), reject)
+          return
+        }
+        pipeline(res, createWriteStream(path)).then(resolve, reject)
+      })
+      req.end()
     })
   }
 

@@ -138,12 +138,5 @@ export async function importRootfsArchive(runtime: DockerRuntime, tarPath: strin
 
 /** Writes the image as a `docker save` archive (GET /images/{id}/get): what a requestor sends to providers. */
 export async function saveImageArchive(runtime: DockerRuntime, id: string, tarPath: string): Promise<void> {
-  const answer = await runtime.api.call({ method: 'GET', path: `/images/${id}/get`, timeoutMs: loadTimeoutMs })
-  if (answer.status !== 200) throw apiError(`save image ${id}`, answer)
-  const handle = await open(tarPath, 'w')
-  try {
-    await handle.write(answer.body)
-  } finally {
-    await handle.close()
-  }
+  await runtime.api.download({ method: 'GET', path: `/images/${id}/get`, timeoutMs: loadTimeoutMs }, tarPath, `save image ${id}`)
 }

@@ -21,7 +21,7 @@ import type { FileHandle } from 'node:fs/promises'
 import { randomBytes } from 'node:crypto'
 import { join, resolve } from 'node:path'
 import { HearthError, toHearthError } from '../errors.ts'
-import { parseMountinfo, parseSelfCgroup } from './cgroups.ts'
+import { counter, parseMountinfo, parseSelfCgroup } from './cgroups.ts'
 import { apiError, apiMessage, DockerApi, dockerApiVersion, StreamDemuxer } from './docker-api.ts'
 import type { Runtime, RunOptions, RunResult, RunSpec, RuntimeAvailability } from './runtime.ts'
 import { bytesAdded, outsideRoot, realDirectory, RootClaims, sanitizeTree, scanTree, throwIfAborted, validateRunSpec } from './task-dir.ts'
@@ -235,6 +235,8 @@ export function createDockerRuntime(init: DockerRuntimeInit = {}): DockerRuntime
     let state: ContainerState = {}
     let durationMs = 0
     let cpuMs = 0
+    let meter: CgroupMeter | undefined
+    const memoryBytes = Math.max(6 << 20, spec.maxMemoryBytes)
     let stdoutBytes = 0
     let stderrBytes = 0
     try {
@@ -270,9 +272,10 @@ export function createDockerRuntime(init: DockerRuntimeInit = {}): DockerRuntime
               ReadonlyRootfs: true,
               Binds: [`${rootDir}:/task:rw`],
               Tmpfs: { '/tmp': 'rw,nosuid,nodev,size=64m' },
-              Memory: Math.max(6 << 20, spec.maxMemoryBytes),
+              // The engine's floor is 6 MiB.
+              Memory: memoryBytes,
               // Equal to Memory: no swap on top.
-              MemorySwap: Math.max(6 << 20, spec.maxMemoryBytes),
+              MemorySwap: memoryBytes,
               NanoCpus: Math.round((spec.maxCpuCores ?? 1) * 1e9),
               PidsLimit: maxProcesses,
               CapDrop: ['ALL'],
@@ -285,6 +288,9 @@ export function createDockerRuntime(init: DockerRuntimeInit = {}): DockerRuntime
                 { Name: 'core', Soft: 0, Hard: 0 },
               ],
               IpcMode: 'private',
+              // A tiny init as PID 1 (Docker's docker-init, podman's catatonit): the program itself as PID 1 would ignore
+              // signals it has no handler for (kill -SEGV does nothing to it) and never reap orphans.
+              Init: true,
               AutoRemove: false,
             },
           },
@@ -323,22 +329,23 @@ export function createDockerRuntime(init: DockerRuntimeInit = {}): DockerRuntime
         attached.destroy()
         throw apiError(`start the container (image ${spec.program.image}, command ${JSON.stringify(spec.args[0])})`, started)
       }
-      const cpu = await cpuMeter(api, containerId)
+      meter = await cgroupMeter(api, containerId, memoryBytes)
       const exited = api
         .json<{ StatusCode?: number }>({ method: 'POST', path: `/containers/${containerId}/wait`, timeoutMs: 2 ** 31 - 1 }, 'wait for the container')
         .then((answer): Ending => ({ kind: 'exit', code: answer?.StatusCode ?? -1 }), (error: unknown): Ending => ({ kind: 'crash', error }))
 
       const measureOutput = async (): Promise<number> => {
-        cpuMs = Math.max(cpuMs, await cpu.read())
+        await meter?.sample()
         return streamed + (await bytesAdded(rootDir, inputs))
       }
-      ending = await watch(exited, spec, signal, measureOutput, () => overflow, inFlight)
+      ending = await watch(exited, spec, signal, measureOutput, () => overflow, () => closed, inFlight)
       if (ending.kind !== 'exit') {
-        cpuMs = Math.max(cpuMs, await cpu.read())
+        await meter.sample()
         await api.call({ method: 'POST', path: `/containers/${containerId}/kill`, query: { signal: 'SIGKILL' }, timeoutMs: controlTimeoutMs }).catch(() => undefined)
         await exited
       }
       durationMs = performance.now() - startedAt
+      cpuMs = meter.cpuMs
       await within(drained, drainTimeoutMs, undefined)
       attached.destroy()
       await writes
@@ -360,7 +367,8 @@ export function createDockerRuntime(init: DockerRuntimeInit = {}): DockerRuntime
     }
     const metering = { durationMs: round(durationMs), cpuMs: round(cpuMs) }
     if (ending.kind !== 'exit') throw endingError(ending, spec, metering)
-    if (state.OOMKilled === true) {
+    // Killed by SIGKILL that Hearth did not send (ending is 'exit'), with the cgroup at its memory limit: the OOM killer.
+    if (state.OOMKilled === true || (ending.code === 137 && meter?.memoryHit === true)) {
       throw new HearthError('HEARTH_ERR_EXEC_MEMORY', `the task used more than its memory limit of ${spec.maxMemoryBytes} bytes and was killed`, {
         hint: 'raise maxMemoryBytes for this task',
         details: { maxMemoryBytes: spec.maxMemoryBytes, oomKilled: true, ...metering },
@@ -410,42 +418,61 @@ async function removeContainer(api: DockerApi, id: string): Promise<void> {
   }
 }
 
+interface CgroupMeter {
+  /** Reads the cgroup again (while it exists: the engine removes it when the container exits). */
+  sample(): Promise<void>
+  cpuMs: number
+  /** The kernel's OOM killer acted, or memory reached the limit (v1 failcnt, v2 oom_kill): seen at any sample. */
+  memoryHit: boolean
+}
+
 /**
- * CPU time of the container, read from its cgroup on this host (the engine's stats are gone once it exits, and an API
- * call per poll costs more than a file read). Read at every output poll and at the end, so a run shorter than one
- * poll interval may report less than it used; 0 where the engine is on another host or the cgroup cannot be read.
+ * CPU time and memory pressure of the container, read from its cgroup on this host: the engine's stats are gone once it
+ * exits, an API call per poll costs more than a file read, and podman on cgroup v1 does not report OOMKilled (its
+ * conmon misses the event here: measured, a 32 MiB container killed by the OOM killer reports OOMKilled false).
+ * Sampled at every output poll and when a run is stopped, so a run shorter than one poll (20 ms) may report less CPU
+ * than it used; nothing where the engine runs on another host or the cgroup cannot be read.
  */
-async function cpuMeter(api: DockerApi, id: string): Promise<{ read(): Promise<number> }> {
-  const none = { read: async () => 0 }
+async function cgroupMeter(api: DockerApi, id: string, memoryLimitBytes: number): Promise<CgroupMeter> {
+  const meter: CgroupMeter = { sample: async () => {}, cpuMs: 0, memoryHit: false }
+  const read = (file: string): Promise<string> => readFile(file, 'utf8').catch(() => '')
   try {
     const inspected = await api.json<{ State?: ContainerState }>({ method: 'GET', path: `/containers/${id}/json`, timeoutMs: controlTimeoutMs }, 'inspect the container')
     const pid = inspected?.State?.Pid
-    if (pid === undefined || pid <= 0) return none
+    if (pid === undefined || pid <= 0) return meter
     const membership = parseSelfCgroup(await readFile(`/proc/${pid}/cgroup`, 'utf8'))
     const mounts = parseMountinfo(await readFile('/proc/self/mountinfo', 'utf8'))
-    const v1Path = membership.get('cpuacct')
-    const v1Mount = mounts.find((mount) => mount.fsType === 'cgroup' && mount.superOptions.includes('cpuacct'))
-    if (v1Path !== undefined && v1Mount !== undefined) {
-      const file = join(v1Mount.mountPoint, v1Path, 'cpuacct.usage')
-      let last = 0
-      return { read: async () => (last = Math.max(last, Number((await readFile(file, 'utf8').catch(() => '0')).trim()) / 1e6)) }
+    const v1 = (controller: string): string | undefined => {
+      const path = membership.get(controller)
+      const mount = mounts.find((candidate) => candidate.fsType === 'cgroup' && candidate.superOptions.includes(controller))
+      return path === undefined || mount === undefined ? undefined : join(mount.mountPoint, path)
     }
+    const cpuDir = v1('cpuacct')
+    const memoryDir = v1('memory')
     const v2Path = membership.get('')
     const v2Mount = mounts.find((mount) => mount.fsType === 'cgroup2')
-    if (v2Path !== undefined && v2Mount !== undefined) {
-      const file = join(v2Mount.mountPoint, v2Path, 'cpu.stat')
-      let last = 0
-      return {
-        read: async () => {
-          const match = /^usage_usec (\d+)$/m.exec(await readFile(file, 'utf8').catch(() => ''))
-          return (last = Math.max(last, match === null ? 0 : Number(match[1]) / 1e3))
-        },
+    const v2Dir = v2Path !== undefined && v2Mount !== undefined && cpuDir === undefined ? join(v2Mount.mountPoint, v2Path) : undefined
+    meter.sample = async () => {
+      if (cpuDir !== undefined) {
+        const ns = Number((await read(join(cpuDir, 'cpuacct.usage'))).trim())
+        if (ns > 0) meter.cpuMs = Math.max(meter.cpuMs, ns / 1e6)
+      } else if (v2Dir !== undefined) {
+        meter.cpuMs = Math.max(meter.cpuMs, counter(await read(join(v2Dir, 'cpu.stat')), 'usage_usec') / 1e3)
+      }
+      if (memoryDir !== undefined) {
+        const [failcnt, peak, oom] = await Promise.all(['memory.failcnt', 'memory.max_usage_in_bytes', 'memory.oom_control'].map((name) => read(join(memoryDir, name))))
+        // The page cache also fills a cgroup to its limit (and is reclaimed, counting failcnt): only near-limit usage
+        // together with a kill the runtime did not send counts as out of memory (see the exit check).
+        if (counter(oom!, 'oom_kill') > 0 || (Number(failcnt!.trim()) > 0 && Number(peak!.trim()) >= memoryLimitBytes * 0.9)) meter.memoryHit = true
+      } else if (v2Dir !== undefined) {
+        if (counter(await read(join(v2Dir, 'memory.events')), 'oom_kill') > 0) meter.memoryHit = true
       }
     }
+    await meter.sample()
   } catch {
-    // a program that exits at once is gone before its cgroup is found: it used next to no CPU
+    // a program that exits at once is gone before its cgroup is found: it used next to no CPU or memory
   }
-  return none
+  return meter
 }
 
 /** lchown over a tree (no link is followed: the scan before the run refused them, and the program's are not ours to follow). */
@@ -465,6 +492,7 @@ function watch(
   signal: AbortSignal | undefined,
   measureOutput: () => Promise<number>,
   overflowed: () => boolean,
+  isClosed: () => boolean,
   inFlight: Set<() => void>,
 ): Promise<Ending> {
   let pollInFlight: Promise<void> | undefined
@@ -510,6 +538,8 @@ function watch(
     const deadline = setTimeout(() => finish({ kind: 'timeout' }), Math.min(spec.timeoutMs, 2 ** 31 - 1))
     pollTimer = setTimeout(startPoll, minPollMs)
     if (signal?.aborted === true) onAbort()
+    // close() while the container was being created and started: it stops this run too.
+    if (isClosed()) onClose()
   }).then(async (ending) => {
     await pollInFlight
     return ending

@@ -16,7 +16,8 @@ import { request } from 'node:http'
 import { delimiter, isAbsolute, join } from 'node:path'
 import { HearthError } from '../errors.ts'
 
-export const podmanPackages = 'podman runc'
+/** What the service needs: podman and runc (crun fails here), catatonit for the containers' init (HostConfig.Init). */
+export const podmanPackages = 'podman runc catatonit'
 
 export interface PodmanService {
   socketPath: string
@@ -36,6 +37,8 @@ export function findOnPath(name: string): string | undefined {
 /** Starts the service in `dir` (created; must not be shared) and waits until its socket answers. */
 export async function startPodmanService(dir: string, startTimeoutMs = 20_000): Promise<PodmanService> {
   const missing = ['podman', 'runc'].filter((name) => findOnPath(name) === undefined)
+  // podman looks for the init at this fixed path (containers.conf init_path); Debian's catatonit package puts it there.
+  if (!existsSync('/usr/libexec/podman/catatonit')) missing.push('catatonit')
   if (missing.length > 0) {
     throw new HearthError('HEARTH_ERR_EXEC_RUNTIME_UNAVAILABLE', `cannot start a podman service: ${missing.join(' and ')} not installed`, {
       hint: `Debian: apt-get install -y --no-install-recommends ${podmanPackages}`,
