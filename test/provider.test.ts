@@ -110,7 +110,7 @@ test('a provider restarted after its requestor vanished claims its vouchers at s
 
   // Before expiry the requestor cannot take the rest back; after it, it can, and every token is accounted for.
   assert.deepEqual(await devnet.requestor.agent.refundExpired(), [])
-  await devnet.chain.increaseTime(2 * 3600)
+  await devnet.chain!.increaseTime(2 * 3600)
   const refunds = await devnet.requestor.agent.refundExpired()
   assert.equal(refunds.length, 1)
   assert.equal(refunds[0]!.refundedWei + held, agreement!.depositWei)

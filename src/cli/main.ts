@@ -3,7 +3,9 @@
  * Commands return an exit code instead of calling process.exit, so tests can run them in process.
  */
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander'
-import { toHearthError, type ErrorCode } from '../errors.ts'
+import { readFile } from 'node:fs/promises'
+import { HearthError, toHearthError, type ErrorCode } from '../errors.ts'
+import { readDeploymentFile } from '../payment/deploy.ts'
 import { runDemo, type DemoReport } from '../devnet/demo.ts'
 import { runJobFile, type RunReport } from '../devnet/run-job.ts'
 import { startDevnet } from '../devnet/devnet.ts'
@@ -44,8 +46,12 @@ export async function main(argv: string[], io: { stdout: NodeJS.WritableStream; 
     .option('--out <dir>', 'output folder', 'out/demo')
     .addOption(new Option('--pricing <model>', 'how the local providers charge').choices(['per-task', 'linear']).default('per-task'))
     .option('--data-dir <dir>', 'keep the nodes\' keys and databases here (default: a temporary folder)')
+    .option('--rpc <url>', 'settle on this EVM chain (JSON-RPC URL) instead of the embedded one; needs --deployment and --funder-key-file')
+    .option('--deployment <file>', 'the token and escrow on that chain, as written by hearth deploy')
+    .option('--funder-key-file <file>', 'a key file whose account pays the nodes\' gas (and tokens, when the token has no faucet)')
     .option('--json', 'print one JSON report on stdout instead of a summary')
-    .action(async (options: { providers: number; tasks: number; width: number; height: number; out: string; pricing: 'per-task' | 'linear'; dataDir?: string; json?: boolean }) => {
+    .action(async (options: { providers: number; tasks: number; width: number; height: number; out: string; pricing: 'per-task' | 'linear'; dataDir?: string; rpc?: string; deployment?: string; funderKeyFile?: string; json?: boolean }) => {
+      const chain = await externalChain(options)
       const progress = createProgressPrinter(io.stderr, { quiet: options.json === true })
       const report = await runDemo({
         providers: options.providers,
@@ -55,6 +61,7 @@ export async function main(argv: string[], io: { stdout: NodeJS.WritableStream; 
         outDir: options.out,
         pricing: options.pricing,
         ...(options.dataDir === undefined ? {} : { dataDir: options.dataDir }),
+        ...(chain === undefined ? {} : { chain }),
         onEvent: progress.onEvent,
       })
       progress.done()
@@ -148,6 +155,23 @@ export async function main(argv: string[], io: { stdout: NodeJS.WritableStream; 
     const badInput = badInputCodes.has(hearthError.code)
     return badInput ? exitCodes.badInput : exitCodes.failed
   }
+}
+
+/** `--rpc`, `--deployment` and `--funder-key-file` together, or none of them. */
+async function externalChain(options: { rpc?: string; deployment?: string; funderKeyFile?: string }) {
+  const given = [options.rpc, options.deployment, options.funderKeyFile].filter((o) => o !== undefined).length
+  if (given === 0) return undefined
+  if (given !== 3) {
+    throw new HearthError('HEARTH_ERR_CONFIG_INVALID', 'settling on an external chain needs --rpc, --deployment and --funder-key-file together', {
+      hint: 'hearth chain serves a local chain and hearth deploy writes the deployment file',
+    })
+  }
+  const deployment = await readDeploymentFile(options.deployment!)
+  const funderKey = (await readFile(options.funderKeyFile!, 'utf8')).trim()
+  if (!/^(0x)?[0-9a-fA-F]{64}$/.test(funderKey)) {
+    throw new HearthError('HEARTH_ERR_CONFIG_INVALID', `${options.funderKeyFile} does not hold a 32-byte hex key`)
+  }
+  return { rpcUrl: options.rpc!, deployment, funderKey: (funderKey.startsWith('0x') ? funderKey : `0x${funderKey}`) as `0x${string}` }
 }
 
 function eth(wei: string): string {

@@ -11,7 +11,7 @@ import { encodePng } from '../jobs/png.ts'
 import { assembleRender, renderJob } from '../jobs/render-job.ts'
 import { renderLocally } from '../jobs/render-tiles.ts'
 import type { JobEventListener } from '../requestor/events.ts'
-import { startDevnet } from './devnet.ts'
+import { startDevnet, type DevnetInit } from './devnet.ts'
 import { settlementReport, snapshotDevnet, type SettlementReport } from './report.ts'
 
 export interface DemoInit {
@@ -23,6 +23,8 @@ export interface DemoInit {
   onEvent?: JobEventListener
   /** How the local providers charge: per task (default), or Golem's linear model over metered CPU and run time. */
   pricing?: 'per-task' | 'linear'
+  /** Settle on this EVM chain by JSON-RPC instead of the embedded one (see DevnetInit.chain). */
+  chain?: DevnetInit['chain']
   /** Keep the nodes' keys and databases here (DIR/requestor, DIR/provider-1, …) instead of a temporary folder. */
   dataDir?: string
   /** Skip the single-process reference render (benchmarks time it separately). */
@@ -44,10 +46,11 @@ export async function runDemo(init: DemoInit): Promise<DemoReport> {
   const started = performance.now()
   const wasm = await loadBuiltinWorkload('render')
   const emit = init.onEvent ?? (() => undefined)
-  emit({ type: 'phase', message: `starting a local network: embedded chain, ${init.providers} providers, 1 requestor` })
+  emit({ type: 'phase', message: `starting a local network: ${init.chain === undefined ? 'embedded chain' : `chain ${init.chain.deployment.chainId} at ${init.chain.rpcUrl}`}, ${init.providers} providers, 1 requestor` })
   const devnet = await startDevnet({
     providers: init.providers,
     ...(init.dataDir === undefined ? {} : { dataDir: init.dataDir }),
+    ...(init.chain === undefined ? {} : { chain: init.chain }),
     ...(init.pricing === 'linear'
       ? {
           // Each next provider 10% dearer, as with per-task prices.

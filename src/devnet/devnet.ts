@@ -6,14 +6,15 @@
 import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { parseEther, type Address } from 'viem'
+import { parseEther, type Address, type Hex } from 'viem'
 import { loadOrCreateIdentity, type NodeIdentity } from '../identity/node-identity.ts'
 import { HearthError } from '../errors.ts'
 import type { MarketNode } from '../market/market-node.ts'
 import type { Pricing } from '../market/pricing.ts'
 import { createHost, type Host } from '../net/host.ts'
 import { createWasiRuntime, type WasiRuntime } from '../exec/wasi-runtime.ts'
-import { createChainClient, type ChainClient, type LedgerEntry } from '../payment/chain-client.ts'
+import { createChainClient, rpcChainId, type ChainClient, type LedgerEntry } from '../payment/chain-client.ts'
+import { hearthTokenAbi } from '../payment/contracts.ts'
 import { deployHearthContracts } from '../payment/deploy.ts'
 import { createEmbeddedChain, type EmbeddedChain } from '../payment/embedded-chain.ts'
 import { mintTokens, tokenBalanceOf, type EscrowContext } from '../payment/escrow.ts'
@@ -38,6 +39,12 @@ export interface DevnetInit {
   providerConstraints?: (index: number) => string
   /** Provider i's prices (default: per task, the first at basePerTaskWei and each next 10% dearer). */
   providerPricing?: (index: number) => Pricing
+  /**
+   * Settle on an existing EVM chain instead of the embedded one: its JSON-RPC URL, the token and escrow deployed there
+   * (hearth deploy writes the record), and a key holding gas (and tokens, when the token has no faucet) to fund the
+   * nodes' accounts. Default: the embedded chain.
+   */
+  chain?: { rpcUrl: string; deployment: { chainId: number; tokenAddress: Address; escrowAddress: Address; faucet: boolean }; funderKey: Hex; gasFundsWei?: bigint }
   /** The requestor leaves debit notes unanswered: a requestor that does not pay, for tests. */
   requestorIgnoresDebitNotes?: boolean
   /** When providers claim their vouchers besides at the end (see ProviderAgentInit.claimPolicy). */
@@ -58,7 +65,8 @@ export interface DevnetProvider extends DevnetNode {
 }
 
 export interface Devnet {
-  chain: EmbeddedChain
+  /** The embedded chain; undefined when the devnet settles on an external chain by JSON-RPC. */
+  chain: EmbeddedChain | undefined
   chainId: number
   tokenAddress: Address
   escrowAddress: Address
@@ -71,7 +79,7 @@ export interface Devnet {
   stop(): Promise<void>
 }
 
-const chainId = 31337
+const embeddedChainId = 31337
 
 /** Resolves once the node's offer book holds `count` offers; a node that misses some asks its peers again. */
 async function waitForOffers(market: MarketNode, count: number, timeoutMs = 10_000): Promise<void> {
@@ -103,15 +111,55 @@ export async function startDevnet(init: DevnetInit): Promise<Devnet> {
   try {
     const names = ['deployer', 'requestor', ...Array.from({ length: init.providers }, (_, i) => `provider-${i + 1}`)]
     const identities = await Promise.all(names.map((name) => loadOrCreateIdentity(join(dataDir, name))))
-    const chain = await createEmbeddedChain({
-      chainId,
-      accounts: identities.map((identity) => ({ address: identity.address, balanceWei: parseEther('1000') })),
-    })
-    stops.push(() => chain.close())
-    const clients: ChainClient[] = identities.map((identity) => createChainClient({ transport: chain, privateKey: identity.privateKey, chainId }))
-    const deployment = await deployHearthContracts(clients[0]!)
+    const requestorFundsWei = init.requestorFundsWei ?? parseEther('1000')
+    let chain: EmbeddedChain | undefined
+    let chainId: number
+    let clients: ChainClient[]
+    let deployment: { tokenAddress: Address; escrowAddress: Address }
+    if (init.chain === undefined) {
+      chainId = embeddedChainId
+      const embedded = await createEmbeddedChain({
+        chainId,
+        accounts: identities.map((identity) => ({ address: identity.address, balanceWei: parseEther('1000') })),
+      })
+      chain = embedded
+      stops.push(() => embedded.close())
+      clients = identities.map((identity) => createChainClient({ transport: embedded, privateKey: identity.privateKey, chainId }))
+      deployment = await deployHearthContracts(clients[0]!)
+      await mintTokens({ client: clients[0]!, ...deployment }, { toAddress: identities[1]!.address, amountWei: requestorFundsWei })
+    } else {
+      // Any EVM chain by JSON-RPC: the contracts are already deployed there, and a funded key pays every node's gas
+      // and the requestor's tokens (from the faucet on a development deployment, else from its own balance).
+      const external = init.chain
+      chainId = external.deployment.chainId
+      const served = await rpcChainId(external.rpcUrl)
+      if (served !== chainId) {
+        throw new HearthError('HEARTH_ERR_CONFIG_INVALID', `the deployment is for chain ${chainId} but ${external.rpcUrl} serves chain ${served}`)
+      }
+      clients = identities.map((identity) => createChainClient({ transport: external.rpcUrl, privateKey: identity.privateKey, chainId }))
+      deployment = { tokenAddress: external.deployment.tokenAddress, escrowAddress: external.deployment.escrowAddress }
+      const funder = createChainClient({ transport: external.rpcUrl, privateKey: external.funderKey, chainId })
+      const gasWei = external.gasFundsWei ?? parseEther('1')
+      for (const identity of identities.slice(1)) {
+        const hash = await funder.walletClient.sendTransaction({ to: identity.address, value: gasWei })
+        await funder.publicClient.waitForTransactionReceipt({ hash })
+      }
+      const funderContext = { client: funder, ...deployment }
+      if (external.deployment.faucet) {
+        await mintTokens(funderContext, { toAddress: identities[1]!.address, amountWei: requestorFundsWei })
+      } else {
+        // Without a faucet the requestor's tokens come out of the funder's own: at most what it holds.
+        const heldWei = await tokenBalanceOf(funderContext, funder.address)
+        const amountWei = init.requestorFundsWei ?? (heldWei < requestorFundsWei ? heldWei : requestorFundsWei)
+        if (amountWei === 0n || heldWei < amountWei) {
+          throw new HearthError('HEARTH_ERR_PAYMENT_INSUFFICIENT_FUNDS', `the funding key holds ${heldWei} wei of the token, too little to fund the requestor`, {
+            hint: 'fund that account with the token, or deploy with a faucet on a development chain',
+          })
+        }
+        await funder.writeContract({ label: 'token.transfer', address: deployment.tokenAddress, abi: hearthTokenAbi(), functionName: 'transfer', args: [identities[1]!.address, amountWei] })
+      }
+    }
     const context = (client: ChainClient): EscrowContext => ({ client, tokenAddress: deployment.tokenAddress, escrowAddress: deployment.escrowAddress })
-    await mintTokens(context(clients[0]!), { toAddress: identities[1]!.address, amountWei: init.requestorFundsWei ?? parseEther('1000') })
 
     const node = async (index: number, bootstrap: string[] = []): Promise<DevnetNode> => {
       const name = names[index]!
