@@ -90,6 +90,8 @@ export async function startPodmanService(dir: string, startTimeoutMs = 20_000): 
   const logPath = join(dir, 'service.log')
   const log = openSync(logPath, 'w')
   const child: ChildProcess = spawn('podman', args, {
+    // conmon leaves files (an "oom" marker after an out-of-memory kill) in its working directory: keep them in ours.
+    cwd: dir,
     stdio: ['ignore', log, log],
     env: { ...process.env, CONTAINERS_CONF: configPath },
   })
