@@ -13,6 +13,8 @@ import type { MarketNode } from '../market/market-node.ts'
 import type { Pricing } from '../market/pricing.ts'
 import { createHost, type Host } from '../net/host.ts'
 import { createWasiRuntime, type WasiRuntime } from '../exec/wasi-runtime.ts'
+import { createNativeRuntime } from '../exec/native-runtime.ts'
+import { createDockerRuntime } from '../exec/docker-runtime.ts'
 import { createChainClient, rpcChainId, type ChainClient, type LedgerEntry } from '../payment/chain-client.ts'
 import { hearthTokenAbi } from '../payment/contracts.ts'
 import { deployHearthContracts } from '../payment/deploy.ts'
@@ -45,6 +47,10 @@ export interface DevnetInit {
    * nodes' accounts. Default: the embedded chain.
    */
   chain?: { rpcUrl: string; deployment: { chainId: number; tokenAddress: Address; escrowAddress: Address; faucet: boolean }; funderKey: Hex; gasFundsWei?: bigint }
+  /** Native programs the providers offer (name → absolute path), run under bubblewrap when it is available. */
+  nativePrograms?: Record<string, string>
+  /** A Docker Engine API socket (Docker, or podman's service) the providers run containers through. */
+  dockerSocket?: string
   /** The requestor leaves debit notes unanswered: a requestor that does not pay, for tests. */
   requestorIgnoresDebitNotes?: boolean
   /** When providers claim their vouchers besides at the end (see ProviderAgentInit.claimPolicy). */
@@ -180,6 +186,11 @@ export async function startDevnet(init: DevnetInit): Promise<Devnet> {
       const base = await node(i + 2)
       const runtime = createWasiRuntime({ maxWorkers: threads })
       stops.push(() => runtime.close())
+      const programs = init.nativePrograms ?? {}
+      const native = Object.keys(programs).length === 0 ? undefined : createNativeRuntime({ programs: Object.values(programs) })
+      if (native !== undefined) stops.push(() => native.close())
+      const docker = init.dockerSocket === undefined ? undefined : createDockerRuntime({ socketPath: init.dockerSocket })
+      if (docker !== undefined) stops.push(() => docker.close())
       const agent = createProviderAgent({
         identity: base.identity,
         host: base.host,
@@ -193,6 +204,10 @@ export async function startDevnet(init: DevnetInit): Promise<Devnet> {
         ...(init.providerProperties === undefined ? {} : { properties: init.providerProperties(i) }),
         ...(init.providerConstraints === undefined ? {} : { constraints: init.providerConstraints(i) }),
         ...(init.providerClaimPolicy === undefined ? {} : { claimPolicy: init.providerClaimPolicy }),
+        runtimes: {
+          ...(native === undefined ? {} : { native: { runtime: native, programs } }),
+          ...(docker === undefined ? {} : { docker: { runtime: docker } }),
+        },
         ...(i >= silentFrom ? { misbehave: { silentNegotiation: true } } : {}),
       })
       await agent.start()

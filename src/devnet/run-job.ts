@@ -6,6 +6,9 @@ import { mkdir, readFile, writeFile } from 'node:fs/promises'
 import { dirname, join, resolve } from 'node:path'
 import { parseEther } from 'viem'
 import { loadJobFile } from '../jobs/job-file.ts'
+import { archiveImageId } from '../exec/docker-images.ts'
+import { defaultDockerSocket } from '../exec/docker-runtime.ts'
+import { existsSync } from 'node:fs'
 import type { JobEventListener } from '../requestor/events.ts'
 import type { JobSpec } from '../requestor/requestor.ts'
 import { startDevnet } from './devnet.ts'
@@ -15,6 +18,10 @@ export interface RunJobInit {
   jobFile: string
   outDir: string
   providers: number
+  /** Native programs the local providers offer (name → absolute path); default: known renderers installed here. */
+  nativePrograms?: Record<string, string>
+  /** The Docker Engine API socket the local providers use; default: DOCKER_HOST or the usual socket paths. */
+  dockerSocket?: string
   onEvent?: JobEventListener
 }
 
@@ -27,13 +34,22 @@ export interface RunReport extends SettlementReport {
   wallMs: number
 }
 
+/** Programs a local provider offers by default when they are installed: renderers, as Golem's providers offer. */
+const knownPrograms: Record<string, string> = { povray: '/usr/bin/povray', blender: '/usr/bin/blender' }
+
+function installedPrograms(): Record<string, string> {
+  return Object.fromEntries(Object.entries(knownPrograms).filter(([, path]) => existsSync(path)))
+}
+
 export async function runJobFile(init: RunJobInit): Promise<RunReport> {
   const started = performance.now()
   const job = loadJobFile(init.jobFile)
   const spec: JobSpec = {
     name: job.name,
     runtime: job.runtime,
-    package: await readFile(job.packagePath),
+    ...(job.packagePath === undefined ? {} : { package: await readFile(job.packagePath) }),
+    ...(job.program === undefined ? {} : { program: job.program }),
+    ...(job.runtime === 'docker' && job.packagePath !== undefined ? { imageId: await archiveImageId(job.packagePath) } : {}),
     tasks: await Promise.all(
       job.tasks.map(async (task) => ({
         args: task.args,
@@ -52,7 +68,14 @@ export async function runJobFile(init: RunJobInit): Promise<RunReport> {
   }
   const emit = init.onEvent ?? (() => undefined)
   emit({ type: 'phase', message: `starting a local network: embedded chain, ${spec.providers} providers, 1 requestor` })
-  const devnet = await startDevnet({ providers: spec.providers })
+  const socket = init.dockerSocket ?? defaultDockerSocket()
+  const dockerSocket = existsSync(socket) ? socket : undefined
+  const devnet = await startDevnet({
+    providers: spec.providers,
+    // The embedded network offers what this machine can run: renderers found here, and a Docker-compatible engine.
+    nativePrograms: init.nativePrograms ?? installedPrograms(),
+    ...(dockerSocket === undefined ? {} : { dockerSocket }),
+  })
   try {
     const before = await snapshotDevnet(devnet)
     const outcome = await devnet.requestor.agent.runJob(spec, { onEvent: emit })

@@ -31,8 +31,13 @@ export const runTaskRequestSchema = z.strictObject({
   taskIndex: z.number().int().nonnegative(),
   /** A fresh id per attempt, so a retried task is a distinct activity. */
   activityId: z.string().regex(/^[A-Za-z0-9-]{1,100}$/, 'expected letters, digits and dashes'),
-  runtime: z.literal('wasi'),
-  packageId: contentId,
+  runtime: z.enum(['wasi', 'native', 'docker']),
+  /** wasi: the module; docker: the image archive (fetched only when the provider lacks the image). */
+  packageId: contentId.optional(),
+  /** native: the name of a program the provider offers (`hearth.runtime.native.programs`). */
+  program: z.string().regex(/^[A-Za-z0-9._+-]{1,100}$/, 'expected a program name such as povray').optional(),
+  /** docker: the image's id (sha256 of its config), checked against the archive when it is loaded. */
+  imageId: z.string().regex(/^sha256:[0-9a-f]{64}$/, 'expected an image id sha256:<64 hex digits>').optional(),
   args: z.array(z.string().max(4096)).max(1024),
   env: z.record(z.string().max(256), z.string().max(4096)),
   inputs: z.array(fileBlobSchema).max(1024),

@@ -39,13 +39,13 @@ function problemsOf(value: unknown): string[] {
 test('every wrong field is named with what was expected', () => {
   const problems = problemsOf({
     name: 'x',
-    runtime: 'docker',
+    runtime: 'kubernetes',
     package: './prog.wasm',
     tasks: [{ args: 'not-a-list', outputs: ['relative/out.txt', '/out/../../etc/passwd'], extra: 1 }],
     timeoutMs: -5,
   })
   const text = problems.join('\n')
-  assert.match(text, /^runtime: expected "wasi"/m)
+  assert.match(text, /^runtime: expected "wasi", "native" or "docker"/m)
   assert.match(text, /^tasks\[0\]\.args: /m)
   assert.match(text, /^tasks\[0\]\.outputs\[0\]: expected an absolute guest path/m)
   assert.match(text, /^tasks\[0\]\.outputs\[1\]: expected an absolute guest path/m)
@@ -81,4 +81,13 @@ test('constraints must parse, and the error points at the position', () => {
   const job = parseJob({ ...good, constraints: '(golem.inf.mem.gib>=2)', sla: { countries: ['PL'], maxLatencyMs: 50 } }, dir)
   assert.equal(job.constraints, '(golem.inf.mem.gib>=2)')
   assert.match(problemsOf({ ...good, sla: { countries: ['Poland'] } }).join('\n'), /^sla\.countries\[0\]: expected a two-letter country code/m)
+})
+
+test('each runtime needs its own field and refuses the others\'', () => {
+  assert.match(problemsOf({ name: 'x', runtime: 'native', tasks: [{}] }).join('\n'), /^program: required for runtime "native"/m)
+  assert.match(problemsOf({ name: 'x', runtime: 'docker', package: './prog.wasm', tasks: [{}] }).join('\n'), /^image: required for runtime "docker"\n?[\s\S]*^package: not used by runtime "docker"/m)
+  assert.match(problemsOf({ name: 'x', runtime: 'native', program: 'rm -rf /', tasks: [{}] }).join('\n'), /^program: expected a program name/m)
+  const native = parseJob({ name: 'x', runtime: 'native', program: 'povray', tasks: [{}] }, dir)
+  assert.equal(native.packagePath, undefined)
+  assert.equal(parseJob({ name: 'x', runtime: 'docker', image: './data.txt', tasks: [{}] }, dir).packagePath, join(dir, 'data.txt'))
 })

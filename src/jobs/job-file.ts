@@ -23,10 +23,15 @@ const taskSchema = z.strictObject({
 
 const decimalWei = z.string().regex(/^[0-9]+$/, 'expected an amount in wei as a decimal string, e.g. "1000000000000000"')
 
-export const jobFileSchema = z.strictObject({
+const jobFileFields = z.strictObject({
   name: z.string().min(1).max(200),
-  runtime: z.literal('wasi', { message: 'expected "wasi" (the only runtime so far)' }),
-  package: z.string().min(1, 'expected the path of a .wasm file'),
+  runtime: z.enum(['wasi', 'native', 'docker'], { message: 'expected "wasi", "native" or "docker"' }),
+  /** wasi: the .wasm module. */
+  package: z.string().min(1, 'expected the path of a .wasm file').optional(),
+  /** native: the name of a program providers offer, e.g. povray. */
+  program: z.string().regex(/^[A-Za-z0-9._+-]{1,100}$/, 'expected a program name such as povray').optional(),
+  /** docker: an image archive (docker save / podman save format). */
+  image: z.string().min(1, 'expected the path of an image archive (.tar)').optional(),
   tasks: z.array(taskSchema).min(1, 'expected at least one task'),
   timeoutMs: z.number().int().positive().max(3_600_000).default(60_000),
   maxMemoryMib: z.number().int().positive().max(4096).default(256),
@@ -48,13 +53,23 @@ export const jobFileSchema = z.strictObject({
     .optional(),
 })
 
+/** Each runtime needs its own field: a wasi module, a native program's name, or a docker image archive. */
+export const jobFileSchema = jobFileFields.superRefine((job, ctx) => {
+  const need = { wasi: 'package', native: 'program', docker: 'image' } as const
+  const field = need[job.runtime]
+  if (job[field] === undefined) ctx.addIssue({ code: 'custom', path: [field], message: `required for runtime "${job.runtime}"` })
+  for (const other of Object.values(need)) {
+    if (other !== field && job[other] !== undefined) ctx.addIssue({ code: 'custom', path: [other], message: `not used by runtime "${job.runtime}"` })
+  }
+})
+
 export type JobFile = z.output<typeof jobFileSchema>
 export type JobFileTask = JobFile['tasks'][number]
 
 /** A job file whose local paths have been resolved and checked to exist. */
 export interface LoadedJob extends JobFile {
-  /** Absolute paths, resolved against the job file's folder. */
-  packagePath: string
+  /** Absolute paths, resolved against the job file's folder: the wasi module or the docker image archive. */
+  packagePath: string | undefined
   tasks: (JobFileTask & { inputPaths: Record<string, string> })[]
 }
 
@@ -93,7 +108,7 @@ export function parseJob(value: unknown, baseDir: string, source = 'job file'): 
     if (!existsSync(absolute) || !statSync(absolute).isFile()) missing.push(`${field}: ${path} (looked for ${absolute})`)
     return absolute
   }
-  const packagePath = local('package', job.package)
+  const packagePath = job.package !== undefined ? local('package', job.package) : job.image !== undefined ? local('image', job.image) : undefined
   const tasks = job.tasks.map((task, index) => ({
     ...task,
     inputPaths: Object.fromEntries(

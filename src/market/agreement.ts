@@ -123,7 +123,7 @@ export function reviewProposal(terms: AgreementTerms, context: ReviewContext): P
   if (policy.allowedRequestors !== undefined && !policy.allowedRequestors.has(requestor)) {
     return reject('this provider works only for requestors on its allow list')
   }
-  if (terms.runtime !== offer.properties['golem.runtime.name']) return reject(`runtime ${terms.runtime} is not offered`)
+  if (!offeredRuntimes(offer).includes(terms.runtime)) return reject(`runtime ${terms.runtime} is not offered`)
   const p = terms.payment
   if (p.chainId !== offer.payment.chainId || p.escrow.toLowerCase() !== offer.payment.escrow.toLowerCase() || p.token.toLowerCase() !== offer.payment.token.toLowerCase()) {
     return reject('the proposal settles on a chain, escrow or token this provider does not accept')
@@ -197,4 +197,10 @@ function describePricing(pricing: Pricing): string {
   return pricing.model === 'per-task'
     ? `${pricing.perTaskWei} wei per task`
     : `linear: start ${pricing.startWei} wei, ${pricing.perCpuSecWei} wei per CPU second, ${pricing.perDurationSecWei} wei per second`
+}
+
+/** The runtimes an offer names: `golem.runtime.name` is one name or, when a provider offers several, a list. */
+export function offeredRuntimes(offer: Offer): string[] {
+  const named = offer.properties['golem.runtime.name']
+  return (Array.isArray(named) ? named : [named]).filter((name): name is string => typeof name === 'string')
 }

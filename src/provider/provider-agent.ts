@@ -6,7 +6,7 @@
  * delivered, and keeps every agreement and voucher in its store so a restart loses no claim.
  */
 import { randomUUID } from 'node:crypto'
-import { lstat, mkdir, readFile, rm, writeFile } from 'node:fs/promises'
+import { lstat, mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises'
 import { dirname, join, resolve, sep } from 'node:path'
 import type { Address, Hex } from 'viem'
 import { HearthError, isHearthError } from '../errors.ts'
@@ -35,6 +35,11 @@ import {
 import { sha256Hex } from '../exec/content-hash.ts'
 import { detectGpus, type GpuInfo } from '../exec/gpu.ts'
 import type { WasiRuntime } from '../exec/wasi-runtime.ts'
+import type { Runtime } from '../exec/runtime.ts'
+import { adaptWasiRuntime } from '../exec/wasi-adapter.ts'
+import type { NativeRuntime } from '../exec/native-runtime.ts'
+import type { DockerRuntime } from '../exec/docker-runtime.ts'
+import { loadImageArchive } from '../exec/docker-images.ts'
 import { claimVoucher, getEscrow, releaseEscrow, type EscrowContext } from '../payment/escrow.ts'
 import { settleProtocol, voucherProtocol } from '../payment/payment-protocols.ts'
 import { verifyVoucher, voucherFromJson, voucherToJson, type Voucher } from '../payment/voucher.ts'
@@ -47,6 +52,11 @@ export interface ProviderAgentInit {
   /** The provider's own chain client and the contracts it accepts payment through. */
   payment: EscrowContext
   runtime: WasiRuntime
+  /**
+   * More runtimes this provider may offer: `native` programs the owner allows (name → absolute path) and `docker`.
+   * Each is offered only when its `available()` says so; otherwise the offer states why not.
+   */
+  runtimes?: { native?: { runtime: NativeRuntime; programs: Record<string, string> }; docker?: { runtime: DockerRuntime } }
   /** Packages and activity directories live here. */
   workDir: string
   /** What the provider charges: per accepted task, or Golem's linear model over metered CPU and run time. */
@@ -111,7 +121,10 @@ export function gpuOfferProperties(gpus: readonly GpuInfo[]): Offer['properties'
 const defaultPolicy: ProviderPolicy = { maxConcurrentAgreements: 16, maxAgreementSec: 24 * 3600, minDebitNoteIntervalSec: 0, maxPaymentTimeoutSec: 600 }
 
 export function createProviderAgent(init: ProviderAgentInit): ProviderAgent {
-  const { identity, host, store, payment, runtime } = init
+  const { identity, host, store, payment } = init
+  const wasiRuntime = adaptWasiRuntime(init.runtime)
+  let offeredRuntimes: string[] = ['wasi']
+  let unavailableRuntimes: string[] = []
   const policy: ProviderPolicy = { ...defaultPolicy, ...init.policy }
   const offerTtlMs = init.offerTtlMs ?? 5 * 60_000
   const offers = new Map<string, SignedOffer>()
@@ -170,7 +183,9 @@ export function createProviderAgent(init: ProviderAgentInit): ProviderAgent {
       identity,
       multiaddrs: host.multiaddrs(),
       properties: {
-        'golem.runtime.name': 'wasi',
+        'golem.runtime.name': offeredRuntimes,
+        ...(offeredRuntimes.includes('native') ? { 'hearth.runtime.native.programs': Object.keys(init.runtimes?.native?.programs ?? {}) } : {}),
+        ...(unavailableRuntimes.length === 0 ? {} : { 'hearth.runtime.unavailable': unavailableRuntimes }),
         'golem.inf.cpu.threads': init.threads,
         'golem.inf.mem.gib': init.memGib,
         ...pricingProperties(init.pricing),
@@ -272,21 +287,48 @@ export function createProviderAgent(init: ProviderAgentInit): ProviderAgent {
     escrowChecked.add(agreementId)
   }
 
-  async function packageBytes(request: RunTaskRequest, from: Parameters<Host['request']>[0]): Promise<Uint8Array> {
-    const path = join(packagesDir, request.packageId.replace(':', '-') + '.wasm')
-    try {
-      return await readFile(path)
-    } catch {
-      // Not cached yet: fetch it from the requestor and check it is what was named.
-    }
-    const blob = await host.request(from, fetchBlobProtocol, { contentId: request.packageId })
+  /** The blob named by content id: from the package cache, else fetched from the requestor and checked. */
+  async function packageFile(contentId: string, from: Parameters<Host['request']>[0]): Promise<string> {
+    const path = join(packagesDir, contentId.replace(':', '-'))
+    if ((await lstat(path).catch(() => undefined))?.isFile() === true) return path
+    const blob = await host.request(from, fetchBlobProtocol, { contentId })
     const bytes = Buffer.from(blob.dataBase64, 'base64')
-    if (sha256Hex(bytes) !== request.packageId) {
-      throw new HearthError('HEARTH_ERR_EXEC_PACKAGE_HASH', `the package sent for ${request.packageId} has another hash`)
+    if (sha256Hex(bytes) !== contentId) {
+      throw new HearthError('HEARTH_ERR_EXEC_PACKAGE_HASH', `the package sent for ${contentId} has another hash`)
     }
     await mkdir(packagesDir, { recursive: true })
-    await writeFile(path, bytes)
-    return bytes
+    // Write then rename: a concurrent task never reads half a package.
+    const partial = `${path}.${randomUUID()}.part`
+    await writeFile(partial, bytes)
+    await rename(partial, path)
+    return path
+  }
+
+  /** What the request asks to run, resolved on this provider: a runtime and its program. */
+  async function programFor(request: RunTaskRequest, from: Parameters<Host['request']>[0]): Promise<{ runtime: Runtime<unknown>; program: unknown; argv0: string[] }> {
+    if (request.runtime === 'wasi') {
+      if (request.packageId === undefined) throw new HearthError('HEARTH_ERR_EXEC_PACKAGE_INVALID', 'a wasi task names no package')
+      // argv[0] is the program's name; the request carries only what follows it.
+      return { runtime: wasiRuntime, program: await readFile(await packageFile(request.packageId, from)), argv0: ['program'] }
+    }
+    if (request.runtime === 'native') {
+      const native = init.runtimes?.native
+      const path = request.program === undefined ? undefined : native?.programs[request.program]
+      if (native === undefined || path === undefined) {
+        throw new HearthError('HEARTH_ERR_EXEC_PROGRAM_NOT_ALLOWED', `this provider does not offer the native program ${request.program ?? '(none named)'}`)
+      }
+      return { runtime: native.runtime, program: path, argv0: [path] }
+    }
+    const docker = init.runtimes?.docker
+    if (docker === undefined) throw new HearthError('HEARTH_ERR_EXEC_RUNTIME_UNAVAILABLE', 'this provider does not offer docker')
+    if (request.imageId === undefined) throw new HearthError('HEARTH_ERR_EXEC_PACKAGE_INVALID', 'a docker task names no image')
+    if (!(await docker.runtime.hasImage(request.imageId))) {
+      if (request.packageId === undefined) throw new HearthError('HEARTH_ERR_EXEC_IMAGE_MISSING', `this provider does not hold image ${request.imageId} and no archive was named`)
+      // The archive is checked twice: by content id on arrival, and by image id when the engine loads it.
+      await loadImageArchive(docker.runtime, await packageFile(request.packageId, from), request.imageId)
+    }
+    // The container's command is the whole argv: the request's args, command first.
+    return { runtime: docker.runtime, program: { image: request.imageId }, argv0: [] }
   }
 
   async function runTask(request: RunTaskRequest, requestor: Address, from: Parameters<Host['request']>[0], signal: AbortSignal): Promise<TaskResult> {
@@ -297,7 +339,7 @@ export function createProviderAgent(init: ProviderAgentInit): ProviderAgent {
     if (done.tasks >= terms.maxTasks) {
       throw new HearthError('HEARTH_ERR_MARKET_AGREEMENT_REJECTED', `agreement ${request.agreementId} already had its ${terms.maxTasks} tasks`)
     }
-    const module = await packageBytes(request, from)
+    const { runtime, program, argv0 } = await programFor(request, from)
     const activityDir = join(activitiesDir, request.activityId + '-' + randomUUID().slice(0, 8))
     const rootDir = join(activityDir, 'root')
     try {
@@ -317,9 +359,8 @@ export function createProviderAgent(init: ProviderAgentInit): ProviderAgent {
       const stderrPath = join(activityDir, 'stderr')
       const run = await runtime.run(
         {
-          module,
-          // argv[0] is the program's name; the request carries only what follows it.
-          args: ['program', ...request.args],
+          program,
+          args: [...argv0, ...request.args],
           env: request.env,
           rootDir,
           stdoutPath,
@@ -454,6 +495,15 @@ export function createProviderAgent(init: ProviderAgentInit): ProviderAgent {
     async start() {
       await mkdir(activitiesDir, { recursive: true })
       cpuScore = measureCpuScore()
+      // Offer only what runs here; say why the rest does not, so an owner (and a requestor) can tell.
+      offeredRuntimes = ['wasi']
+      unavailableRuntimes = []
+      for (const [name, configured] of Object.entries(init.runtimes ?? {})) {
+        if (configured === undefined) continue
+        const availability = await configured.runtime.available()
+        if (availability.ok) offeredRuntimes.push(name)
+        else unavailableRuntimes.push(`${name}: ${availability.reason}`)
+      }
       gpuProperties = gpuOfferProperties(await detectGpus())
       if (init.market === undefined) await market.start()
 

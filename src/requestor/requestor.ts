@@ -8,7 +8,7 @@ import type { Address, Hex } from 'viem'
 import { HearthError, toHearthError } from '../errors.ts'
 import { hashCanonical } from '../identity/canonical-json.ts'
 import type { NodeIdentity } from '../identity/node-identity.ts'
-import type { Agreement, AgreementTerms } from '../market/agreement.ts'
+import { offeredRuntimes, type Agreement, type AgreementTerms } from '../market/agreement.ts'
 import type { OfferBook } from '../market/offer-book.ts'
 import { offerId, type Offer } from '../market/offer.ts'
 import { createMarketNode, type MarketNode } from '../market/market-node.ts'
@@ -40,8 +40,14 @@ export interface TaskSpec {
 
 export interface JobSpec {
   name: string
-  runtime: 'wasi'
-  package: Uint8Array
+  /** `wasi` runs `package` (a module); `native` runs a `program` the provider offers; `docker` runs `imageId`. */
+  runtime: 'wasi' | 'native' | 'docker'
+  /** wasi: the module; docker: the image archive, sent to providers that do not hold the image yet. */
+  package?: Uint8Array
+  /** native: the name of an offered program (`hearth.runtime.native.programs`), e.g. povray. */
+  program?: string
+  /** docker: the image id (sha256 of its config). */
+  imageId?: string
   tasks: TaskSpec[]
   /** How many providers to sign agreements with (fewer if fewer offers match). */
   providers: number
@@ -155,6 +161,11 @@ interface Slot {
   vouchersSent: Promise<void>
 }
 
+function offersProgram(offer: Offer, program: string | undefined): boolean {
+  const programs = offer.properties['hearth.runtime.native.programs']
+  return program !== undefined && Array.isArray(programs) && programs.includes(program)
+}
+
 /** Sandbox verdicts: the program, not the provider, went wrong (it may still be retried once elsewhere). */
 const taskFaultCodes = new Set(['HEARTH_ERR_EXEC_TIMEOUT', 'HEARTH_ERR_EXEC_MEMORY', 'HEARTH_ERR_EXEC_OUTPUT_TOO_LARGE', 'HEARTH_ERR_EXEC_FAILED', 'HEARTH_ERR_EXEC_PACKAGE_INVALID'])
 
@@ -228,8 +239,8 @@ export function createRequestor(init: RequestorInit): Requestor {
     const started = performance.now()
     const jobId = randomUUID()
     const maxAttempts = spec.maxAttempts ?? 3
-    const packageId = sha256Hex(spec.package)
-    blobs.set(packageId, spec.package)
+    const packageId = spec.package === undefined ? undefined : sha256Hex(spec.package)
+    if (packageId !== undefined) blobs.set(packageId, spec.package!)
 
     // 1. Offers: what this node knows plus a direct ask of every connected peer, until enough match or the wait ends.
     const demandConstraints = [spec.demand?.constraints ?? '', spec.sla === undefined ? '' : slaConstraints(spec.sla).toString()]
@@ -241,7 +252,8 @@ export function createRequestor(init: RequestorInit): Requestor {
       constraints: demandConstraints === '' ? '' : compileConstraints(`(&${demandConstraints})`),
     }
     const fits = (offer: Offer): boolean =>
-      offer.properties['golem.runtime.name'] === spec.runtime &&
+      offeredRuntimes(offer).includes(spec.runtime) &&
+      (spec.runtime !== 'native' || offersProgram(offer, spec.program)) &&
       maxTaskCostWei(offer.pricing, spec.timeoutMs) <= spec.maxPricePerTaskWei &&
       offer.payment.chainId === payment.client.chainId &&
       offer.payment.escrow.toLowerCase() === payment.escrowAddress.toLowerCase() &&
@@ -385,8 +397,10 @@ export function createRequestor(init: RequestorInit): Requestor {
         jobId,
         taskIndex: index,
         activityId: randomUUID(),
-        runtime: 'wasi',
-        packageId,
+        runtime: spec.runtime,
+        ...(packageId === undefined ? {} : { packageId }),
+        ...(spec.program === undefined ? {} : { program: spec.program }),
+        ...(spec.imageId === undefined ? {} : { imageId: spec.imageId }),
         args: task.args,
         env: task.env,
         inputs: task.inputs.map((input) => ({
@@ -515,7 +529,7 @@ export function createRequestor(init: RequestorInit): Requestor {
         }
       }),
     )
-    blobs.delete(packageId)
+    if (packageId !== undefined) blobs.delete(packageId)
 
     const failures = results.flatMap((result, taskIndex) =>
       result === undefined ? [{ taskIndex, message: lastError.get(taskIndex) ?? 'not run: no provider was left to run it' }] : [],
