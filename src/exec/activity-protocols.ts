@@ -80,12 +80,18 @@ export const runTaskProtocol = defineProtocol({
   signed: true,
 })
 
-/** The provider fetches a package it does not hold from the requestor that asked it to run one. */
+/** Largest chunk one fetch-blob answer carries. */
+export const maxBlobChunkBytes = 4 * 1024 * 1024
+
+/**
+ * The provider fetches a package it does not hold (a wasi module, an image archive) from the requestor that asked it
+ * to run one, chunk by chunk, so a broken connection costs only the chunk in flight (see transfer.ts).
+ */
 export const fetchBlobProtocol = defineProtocol({
-  id: '/hearth/exec/fetch-blob/1',
-  request: z.strictObject({ contentId }),
-  response: z.strictObject({ contentId, dataBase64: base64 }),
+  id: '/hearth/exec/fetch-blob/2',
+  request: z.strictObject({ contentId, offset: z.number().int().nonnegative(), maxBytes: z.number().int().positive().max(maxBlobChunkBytes) }),
+  response: z.strictObject({ contentId, totalBytes: z.number().int().nonnegative(), offset: z.number().int().nonnegative(), dataBase64: base64 }),
   maxRequestBytes: 1024,
-  maxResponseBytes: maxActivityBytes,
+  maxResponseBytes: Math.ceil((maxBlobChunkBytes * 4) / 3) + 1024,
   timeoutMs: 60_000,
 })

@@ -6,7 +6,7 @@
  * delivered, and keeps every agreement and voucher in its store so a restart loses no claim.
  */
 import { randomUUID } from 'node:crypto'
-import { lstat, mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises'
+import { lstat, mkdir, readFile, rm, writeFile } from 'node:fs/promises'
 import { dirname, join, resolve, sep } from 'node:path'
 import type { Address, Hex } from 'viem'
 import { HearthError, isHearthError } from '../errors.ts'
@@ -27,12 +27,14 @@ import type { DebitNote, Invoice } from '../market/billing.ts'
 type NegotiateAnswer = z.input<typeof negotiateProtocol.response>
 import {
   fetchBlobProtocol,
+  maxBlobChunkBytes,
   runTaskProtocol,
   type FileBlob,
   type RunTaskRequest,
   type TaskResult,
 } from '../exec/activity-protocols.ts'
 import { sha256Hex } from '../exec/content-hash.ts'
+import { fetchResumable } from '../exec/transfer.ts'
 import { detectGpus, type GpuInfo } from '../exec/gpu.ts'
 import type { WasiRuntime } from '../exec/wasi-runtime.ts'
 import type { Runtime } from '../exec/runtime.ts'
@@ -118,6 +120,9 @@ export function gpuOfferProperties(gpus: readonly GpuInfo[]): Offer['properties'
   }
 }
 
+/** Largest package (module or image archive) a provider takes. */
+const maxPackageBytes = 2 * 1024 * 1024 * 1024
+
 const defaultPolicy: ProviderPolicy = { maxConcurrentAgreements: 16, maxAgreementSec: 24 * 3600, minDebitNoteIntervalSec: 0, maxPaymentTimeoutSec: 600 }
 
 export function createProviderAgent(init: ProviderAgentInit): ProviderAgent {
@@ -176,6 +181,7 @@ export function createProviderAgent(init: ProviderAgentInit): ProviderAgent {
   let cpuScore = 0
   let gpuProperties: Offer['properties'] = {}
   const packagesDir = join(init.workDir, 'packages')
+  const fetching = new Map<string, Promise<string>>()
   const activitiesDir = join(init.workDir, 'activities')
 
   async function publishOffer(): Promise<void> {
@@ -288,20 +294,27 @@ export function createProviderAgent(init: ProviderAgentInit): ProviderAgent {
   }
 
   /** The blob named by content id: from the package cache, else fetched from the requestor and checked. */
-  async function packageFile(contentId: string, from: Parameters<Host['request']>[0]): Promise<string> {
+  function packageFile(contentId: string, from: Parameters<Host['request']>[0]): Promise<string> {
     const path = join(packagesDir, contentId.replace(':', '-'))
-    if ((await lstat(path).catch(() => undefined))?.isFile() === true) return path
-    const blob = await host.request(from, fetchBlobProtocol, { contentId })
-    const bytes = Buffer.from(blob.dataBase64, 'base64')
-    if (sha256Hex(bytes) !== contentId) {
-      throw new HearthError('HEARTH_ERR_EXEC_PACKAGE_HASH', `the package sent for ${contentId} has another hash`)
-    }
-    await mkdir(packagesDir, { recursive: true })
-    // Write then rename: a concurrent task never reads half a package.
-    const partial = `${path}.${randomUUID()}.part`
-    await writeFile(partial, bytes)
-    await rename(partial, path)
-    return path
+    // Tasks that need the same package at once share one transfer.
+    const running = fetching.get(contentId)
+    if (running !== undefined) return running
+    const fetched = (async () => {
+      if ((await lstat(path).catch(() => undefined))?.isFile() === true) return path
+      await fetchResumable({
+        contentId,
+        path,
+        maxBytes: maxPackageBytes,
+        chunkBytes: maxBlobChunkBytes,
+        fetchChunk: async (offset, maxBytes) => {
+          const chunk = await host.request(from, fetchBlobProtocol, { contentId, offset, maxBytes })
+          return { totalBytes: chunk.totalBytes, offset: chunk.offset, data: Buffer.from(chunk.dataBase64, 'base64') }
+        },
+      })
+      return path
+    })().finally(() => fetching.delete(contentId))
+    fetching.set(contentId, fetched)
+    return fetched
   }
 
   /** What the request asks to run, resolved on this provider: a runtime and its program. */

@@ -563,12 +563,13 @@ export function createRequestor(init: RequestorInit): Requestor {
     },
     async start() {
       if (init.market === undefined) await market.start()
-      await host.handle(fetchBlobProtocol, ({ contentId }, ctx) => {
+      await host.handle(fetchBlobProtocol, ({ contentId, offset, maxBytes }, ctx) => {
         const bytes = blobs.get(contentId)
         if (bytes === undefined || !allowedFetchers.has(ctx.remoteAddress.toLowerCase())) {
           throw new HearthError('HEARTH_ERR_EXEC_PACKAGE_INVALID', `this requestor does not serve ${contentId} to you`)
         }
-        return { contentId, dataBase64: Buffer.from(bytes).toString('base64') }
+        const chunk = bytes.subarray(Math.min(offset, bytes.length), Math.min(offset + maxBytes, bytes.length))
+        return { contentId, totalBytes: bytes.length, offset, dataBase64: Buffer.from(chunk).toString('base64') }
       })
     },
     async stop() {

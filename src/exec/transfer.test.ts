@@ -1,0 +1,72 @@
+import assert from 'node:assert/strict'
+import { randomBytes } from 'node:crypto'
+import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { after, test } from 'node:test'
+import { isHearthError } from '../errors.ts'
+import { sha256Hex } from './content-hash.ts'
+import { fetchResumable, type Chunk } from './transfer.ts'
+
+const dir = await mkdtemp(join(tmpdir(), 'hearth-transfer-'))
+after(() => rm(dir, { recursive: true, force: true }))
+const blob = randomBytes(5 * 1024 * 1024 + 123)
+const contentId = sha256Hex(blob)
+
+/** A sender over `bytes`; the network is what fails here, so it is the part faked. */
+function sender(bytes: Uint8Array, breakAt: Set<number> = new Set()) {
+  const asked: number[] = []
+  return {
+    asked,
+    fetchChunk: async (offset: number, maxBytes: number): Promise<Chunk> => {
+      asked.push(offset)
+      if (breakAt.delete(offset)) throw new Error('connection reset')
+      return { totalBytes: bytes.length, offset, data: bytes.subarray(offset, offset + maxBytes) }
+    },
+  }
+}
+
+test('a blob arrives in chunks, is checked, and lands under its final name', async () => {
+  const path = join(dir, 'a')
+  const s = sender(blob)
+  const result = await fetchResumable({ contentId, path, fetchChunk: s.fetchChunk, maxBytes: 64 << 20 })
+  assert.equal(result.fetchedBytes, blob.length)
+  assert.ok((await readFile(path)).equals(blob))
+  assert.equal(s.asked.length, 6)
+})
+
+test('a broken connection is retried at the same offset, and a new call resumes a partial download', async () => {
+  const path = join(dir, 'b')
+  // The first chunk after 2 MiB fails once: retried at once, at the same offset.
+  const flaky = sender(blob, new Set([2 << 20]))
+  await fetchResumable({ contentId, path, fetchChunk: flaky.fetchChunk, maxBytes: 64 << 20 })
+  assert.deepEqual(flaky.asked.filter((o) => o === 2 << 20).length, 2)
+
+  // The process died at 3 MiB: what arrived stays in .part, and the next transfer asks only for the rest.
+  const resumed = join(dir, 'c')
+  await writeFile(`${resumed}.part`, blob.subarray(0, 3 << 20))
+  const rest = sender(blob)
+  const result = await fetchResumable({ contentId, path: resumed, fetchChunk: rest.fetchChunk, maxBytes: 64 << 20 })
+  assert.equal(result.fetchedBytes, blob.length - (3 << 20))
+  assert.equal(rest.asked[0], 3 << 20)
+  assert.ok((await readFile(resumed)).equals(blob))
+})
+
+test('a sender that keeps failing stops the transfer but keeps what arrived for the next try', async () => {
+  const path = join(dir, 'd')
+  const healthy = sender(blob)
+  // The sender answers the first MiB, then never again.
+  const always = { fetchChunk: async (offset: number, maxBytes: number) => (offset >= 1 << 20 ? Promise.reject(new Error('gone')) : healthy.fetchChunk(offset, maxBytes)) }
+  await assert.rejects(fetchResumable({ contentId, path, fetchChunk: always.fetchChunk, maxBytes: 64 << 20 }), (e) => isHearthError(e, 'HEARTH_ERR_NET_REMOTE') && /stopped at byte 1048576/.test(e.message))
+  assert.equal((await stat(`${path}.part`)).size, 1 << 20)
+})
+
+test('a wrong blob, an oversized one, or chunks that do not fit are refused and nothing unverified is kept', async () => {
+  const wrong = randomBytes(1000)
+  await assert.rejects(fetchResumable({ contentId, path: join(dir, 'e'), fetchChunk: sender(wrong).fetchChunk, maxBytes: 64 << 20 }), (e) => isHearthError(e, 'HEARTH_ERR_EXEC_PACKAGE_HASH'))
+  await assert.rejects(stat(join(dir, 'e')))
+  await assert.rejects(stat(join(dir, 'e.part')))
+  await assert.rejects(fetchResumable({ contentId, path: join(dir, 'f'), fetchChunk: sender(blob).fetchChunk, maxBytes: 1 << 20 }), (e) => isHearthError(e, 'HEARTH_ERR_EXEC_OUTPUT_TOO_LARGE'))
+  const lying = { fetchChunk: async (offset: number): Promise<Chunk> => ({ totalBytes: blob.length, offset: offset + 5, data: blob.subarray(0, 10) }) }
+  await assert.rejects(fetchResumable({ contentId, path: join(dir, 'g'), fetchChunk: lying.fetchChunk, maxBytes: 64 << 20 }), (e) => isHearthError(e, 'HEARTH_ERR_EXEC_PACKAGE_HASH'))
+})

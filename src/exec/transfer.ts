@@ -1,0 +1,98 @@
+/**
+ * Content-addressed transfer: a blob named by its sha256 content id is fetched in chunks into a `.part` file, resumed
+ * from where it stopped after a broken connection (the `.part` file survives a restart too), bounded in size, and
+ * checked against its id before it is renamed into place. Nothing unverified is ever read as a package.
+ */
+import { createHash } from 'node:crypto'
+import { createReadStream } from 'node:fs'
+import { mkdir, open, rename, rm, stat } from 'node:fs/promises'
+import { dirname } from 'node:path'
+import { HearthError } from '../errors.ts'
+
+export interface Chunk {
+  /** Size of the whole blob, as the sender states it (checked against the bound and the content id). */
+  totalBytes: number
+  offset: number
+  data: Uint8Array
+}
+
+export interface FetchResumableInit {
+  contentId: string
+  /** Final path; the partial download lives at `${path}.part`. */
+  path: string
+  /** Asks the sender for up to `maxBytes` starting at `offset`. */
+  fetchChunk: (offset: number, maxBytes: number) => Promise<Chunk>
+  chunkBytes?: number
+  /** Refuse blobs larger than this. */
+  maxBytes: number
+  /** Attempts per chunk before giving up (a failed attempt resumes at the same offset). */
+  attempts?: number
+}
+
+export interface FetchResumableResult {
+  path: string
+  /** Bytes received over the network in this call (less than the blob's size when a partial download was resumed). */
+  fetchedBytes: number
+}
+
+async function sha256OfFile(path: string): Promise<string> {
+  const hash = createHash('sha256')
+  for await (const chunk of createReadStream(path)) hash.update(chunk as Buffer)
+  return `sha256:${hash.digest('hex')}`
+}
+
+export async function fetchResumable(init: FetchResumableInit): Promise<FetchResumableResult> {
+  const chunkBytes = init.chunkBytes ?? 1024 * 1024
+  const attempts = init.attempts ?? 3
+  const partPath = `${init.path}.part`
+  await mkdir(dirname(init.path), { recursive: true })
+  let offset = (await stat(partPath).catch(() => undefined))?.size ?? 0
+  let totalBytes: number | undefined
+  let fetchedBytes = 0
+  const file = await open(partPath, 'a')
+  try {
+    while (totalBytes === undefined || offset < totalBytes) {
+      let chunk: Chunk | undefined
+      let lastError: unknown
+      for (let attempt = 1; attempt <= attempts && chunk === undefined; attempt++) {
+        try {
+          chunk = await init.fetchChunk(offset, chunkBytes)
+        } catch (error) {
+          lastError = error
+        }
+      }
+      if (chunk === undefined) {
+        throw new HearthError('HEARTH_ERR_NET_REMOTE', `the transfer of ${init.contentId} stopped at byte ${offset} after ${attempts} attempts`, {
+          hint: 'it resumes from there on the next try',
+          cause: lastError,
+          details: { contentId: init.contentId, offset },
+        })
+      }
+      if (chunk.totalBytes > init.maxBytes) {
+        throw new HearthError('HEARTH_ERR_EXEC_OUTPUT_TOO_LARGE', `${init.contentId} is ${chunk.totalBytes} bytes, above the limit of ${init.maxBytes}`)
+      }
+      if (chunk.offset !== offset || (totalBytes !== undefined && chunk.totalBytes !== totalBytes) || chunk.data.length > chunkBytes) {
+        throw new HearthError('HEARTH_ERR_EXEC_PACKAGE_HASH', `the sender of ${init.contentId} answered a chunk that does not fit the transfer`)
+      }
+      totalBytes = chunk.totalBytes
+      if (chunk.data.length === 0 && offset < totalBytes) {
+        throw new HearthError('HEARTH_ERR_EXEC_PACKAGE_HASH', `the sender of ${init.contentId} sent an empty chunk at byte ${offset}`)
+      }
+      if (offset + chunk.data.length > totalBytes) {
+        throw new HearthError('HEARTH_ERR_EXEC_PACKAGE_HASH', `the sender of ${init.contentId} sent more than the stated ${totalBytes} bytes`)
+      }
+      await file.write(chunk.data)
+      offset += chunk.data.length
+      fetchedBytes += chunk.data.length
+    }
+  } finally {
+    await file.close()
+  }
+  if ((await sha256OfFile(partPath)) !== init.contentId) {
+    // A wrong blob is no base to resume from.
+    await rm(partPath, { force: true })
+    throw new HearthError('HEARTH_ERR_EXEC_PACKAGE_HASH', `the blob received for ${init.contentId} has another hash`)
+  }
+  await rename(partPath, init.path)
+  return { path: init.path, fetchedBytes }
+}
