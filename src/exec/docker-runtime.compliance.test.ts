@@ -13,6 +13,7 @@ import { createDockerRuntime } from './docker-runtime.ts'
 import type { DockerProgram, DockerRuntime } from './docker-runtime.ts'
 import { importBusyboxImage, startTestEngine } from './docker-test-image.ts'
 import type { TestEngine } from './docker-test-image.ts'
+import { shellCompliancePrograms } from './testdata/runtime-test-support.ts'
 
 let engine: TestEngine | undefined
 let dir: string | undefined
@@ -36,20 +37,9 @@ registerRuntimeCompliance<DockerProgram>({
     image = await importBusyboxImage(importer, dir)
     await importer.close()
     return {
-      stdio: (out, err, exitCode) => sh('printf "%s\\n" "$1"; printf "%s\\n" "$2" >&2; exit "$3"', out, err, String(exitCode)),
-      read: (path) => sh('exec cat -- "$1"', path),
-      write: (path, text) => sh('printf "%s" "$2" > "$1"', path, text),
+      ...shellCompliancePrograms(sh),
       // busybox has no printenv: test whether the variable is set, then print it.
       env: (name) => sh('eval "[ \\"\\${$1+set}\\" = set ]" || exit 1; eval "printf \'%s\\n\' \\"\\$$1\\""', name),
-      symlinkRead: (target, link) => sh('ln -s -- "$1" "$2"; exec cat -- "$2"', target, link),
-      allocate: () => sh('x=a; while :; do x="$x$x"; done'),
-      loop: () => sh('while :; do :; done'),
-      stream: (text) => sh('printf "%s\\n" "$1"; while :; do :; done', text),
-      spam: () => sh('exec yes AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA'),
-      fill: (path) => sh('exec yes > "$1"', path),
-      tick: (path) => sh('while :; do echo tick >> "$1"; sleep 0.01; done', path),
-      background: (path) => sh('(while :; do echo tick >> "$1"; sleep 0.01; done) < /dev/null > /dev/null 2>&1 & exit 0', path),
-      forkBomb: () => sh('f() { f | f & }; while :; do f 2> /dev/null; done'),
       connect: (host, port) => sh('nc -w 2 "$1" "$2" < /dev/null && echo connected', host, String(port)),
     }
   },

@@ -3,70 +3,32 @@
 // hash, ownership of the task directory, metering, and that it says exactly why it cannot run.
 import assert from 'node:assert/strict'
 import { execFileSync } from 'node:child_process'
-import { lstat, mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises'
+import { lstat, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises'
 import { createServer } from 'node:http'
 import type { Server } from 'node:http'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { after, before, describe, it } from 'node:test'
 import { isHearthError } from '../errors.ts'
-import type { ErrorCode } from '../errors.ts'
 import { StreamDemuxer } from './docker-api.ts'
 import { archiveImageId, loadImageArchive, saveImageArchive } from './docker-images.ts'
 import { compareVersions, createDockerRuntime, defaultDockerSocket } from './docker-runtime.ts'
 import type { DockerProgram, DockerRuntime } from './docker-runtime.ts'
 import { busyboxPath, importBusyboxImage, startTestEngine } from './docker-test-image.ts'
 import type { TestEngine } from './docker-test-image.ts'
-import type { RunResult, RunSpec } from './runtime.ts'
+import { failsWith } from './testdata/fails-with.ts'
+import { shellHarness } from './testdata/runtime-test-support.ts'
 
-const MiB = 1 << 20
 let base: string
 let engine: TestEngine
 let runtime: DockerRuntime
 let image: string
-let taskCount = 0
 
-interface Task {
-  dir: string
-  rootDir: string
-  spec: (script: string, args?: string[], overrides?: Partial<RunSpec<DockerProgram>>) => RunSpec<DockerProgram>
-}
-
-async function newTask(): Promise<Task> {
-  const dir = join(base, `task-${taskCount++}`)
-  await mkdir(join(dir, 'root'), { recursive: true })
-  return {
-    dir,
-    rootDir: join(dir, 'root'),
-    spec: (script, args = [], overrides = {}) => ({
-      program: { image },
-      args: ['/bin/sh', '-c', script, 'sh', ...args],
-      env: {},
-      rootDir: join(dir, 'root'),
-      stdoutPath: join(dir, 'stdout'),
-      stderrPath: join(dir, 'stderr'),
-      maxMemoryBytes: 64 * MiB,
-      timeoutMs: 10_000,
-      maxOutputBytes: MiB,
-      ...overrides,
-    }),
-  }
-}
-
-async function sh(script: string, args: string[] = [], overrides: Partial<RunSpec<DockerProgram>> = {}, given?: Task): Promise<RunResult & { stdout: string; stderr: string }> {
-  const task = given ?? (await newTask())
-  const result = await runtime.run(task.spec(script, args, overrides))
-  return { ...result, stdout: await readFile(join(task.dir, 'stdout'), 'utf8'), stderr: await readFile(join(task.dir, 'stderr'), 'utf8') }
-}
-
-function failsWith(code: ErrorCode, pattern?: RegExp): (error: unknown) => boolean {
-  return (error) => {
-    assert.ok(isHearthError(error), `expected a HearthError, got ${String(error)}`)
-    assert.equal(error.code, code, error.message)
-    if (pattern !== undefined) assert.match(error.message, pattern)
-    return true
-  }
-}
+const { newTask, sh } = shellHarness<DockerProgram>({
+  base: () => base,
+  runtime: () => runtime,
+  command: (script, args) => ({ program: { image }, args: ['/bin/sh', '-c', script, 'sh', ...args] }),
+})
 
 /** A unix-socket HTTP server standing in for an engine that answers wrongly. */
 async function fakeEngine(path: string, handler: Parameters<typeof createServer>[1]): Promise<Server> {

@@ -19,12 +19,14 @@ import { existsSync } from 'node:fs'
 import { lchown, lstat, open, readdir, readFile } from 'node:fs/promises'
 import type { FileHandle } from 'node:fs/promises'
 import { randomBytes } from 'node:crypto'
-import { join, resolve } from 'node:path'
+import { join } from 'node:path'
 import { HearthError, toHearthError } from '../errors.ts'
 import { counter, parseMountinfo, parseSelfCgroup } from './cgroups.ts'
 import { apiError, apiMessage, DockerApi, dockerApiVersion, StreamDemuxer } from './docker-api.ts'
 import type { Runtime, RunOptions, RunResult, RunSpec, RuntimeAvailability } from './runtime.ts'
-import { bytesAdded, outsideRoot, realDirectory, RootClaims, sanitizeTree, scanTree, throwIfAborted, validateRunSpec } from './task-dir.ts'
+import { closedWhileRunning, memoryExceeded, roundMs, stopError, watchLimits, within } from './run-support.ts'
+import type { Metering, OutputWatch, StopEnding } from './run-support.ts'
+import { bytesAdded, RootClaims, sanitizeAfterRun, taskFiles, throwIfAborted, validateRunSpec } from './task-dir.ts'
 
 /** A program for the `docker` runtime: the image to run, by content hash. The command is the run's argv. */
 export interface DockerProgram {
@@ -55,8 +57,6 @@ export interface DockerRuntime extends Runtime<DockerProgram> {
 
 export const imageIdPattern = /^sha256:[0-9a-f]{64}$/
 const defaultMaxProcesses = 256
-const minPollMs = 20
-const maxPollMs = 500
 /** The uid and gid a container runs as when Hearth is root (as native's sandbox does). */
 const sandboxId = 1000
 const openFilesLimit = 1024
@@ -86,9 +86,7 @@ export function defaultDockerSocket(env: NodeJS.ProcessEnv = process.env): strin
 
 type Ending =
   | { kind: 'exit'; code: number }
-  | { kind: 'timeout' }
-  | { kind: 'abort'; reason: unknown }
-  | { kind: 'output'; bytes: number }
+  | StopEnding
   | { kind: 'crash'; error: unknown }
   | { kind: 'closed' }
 
@@ -180,30 +178,24 @@ export function createDockerRuntime(init: DockerRuntimeInit = {}): DockerRuntime
       })
     }
     throwIfAborted(signal)
-    // Claimed before the first await, as in native: of two runs started together in one folder the first one wins.
-    const givenRoot = resolve(spec.rootDir)
-    claims.claim(givenRoot)
-    const task = (async () => {
-      try {
+    const task = claims.inRoot(
+      spec.rootDir,
+      async () => {
         const ready = await (availability ??= check())
         if (!ready.ok) {
           // Asked again next time: an engine that was starting may be up by then.
           availability = undefined
           throw unavailable(ready.reason)
         }
-        const rootDir = await realDirectory(givenRoot)
-        if (rootDir !== givenRoot) claims.claim(rootDir)
+      },
+      async (rootDir) => {
         try {
           return await runInRoot({ ...spec, program: { image } }, rootDir, signal)
         } catch (error) {
           throw toHearthError(error, 'HEARTH_ERR_EXEC_FAILED')
-        } finally {
-          if (rootDir !== givenRoot) claims.release(rootDir)
         }
-      } finally {
-        claims.release(givenRoot)
-      }
-    })()
+      },
+    )
     running.add(task)
     try {
       return await task
@@ -213,10 +205,7 @@ export function createDockerRuntime(init: DockerRuntimeInit = {}): DockerRuntime
   }
 
   async function runInRoot(spec: RunSpec<DockerProgram>, rootDir: string, signal: AbortSignal | undefined): Promise<RunResult> {
-    const stdoutPath = await outsideRoot(rootDir, spec.stdoutPath, 'stdoutPath')
-    const stderrPath = await outsideRoot(rootDir, spec.stderrPath, 'stderrPath')
-    if (stdoutPath === stderrPath) throw new HearthError('HEARTH_ERR_CONFIG_INVALID', 'stdoutPath and stderrPath must be different files')
-    const inputs = await scanTree(rootDir, true)
+    const { stdoutPath, stderrPath, inputs } = await taskFiles(rootDir, spec)
     if (!(await hasImage(spec.program.image))) {
       throw new HearthError('HEARTH_ERR_EXEC_IMAGE_MISSING', `the container image ${spec.program.image} is not loaded on this provider`, {
         hint: 'send the image archive first (loadImageArchive), or ask for an image the provider offers',
@@ -360,22 +349,15 @@ export function createDockerRuntime(init: DockerRuntimeInit = {}): DockerRuntime
       }
     }
     // Before the host looks at the outputs: no links, fifos, setuid bits or locked folders left by the program.
-    try {
-      await sanitizeTree(rootDir)
-    } catch (error) {
-      throw new HearthError('HEARTH_ERR_EXEC_FAILED', `cannot clean the task directory after the run: ${(error as Error).message}`, { cause: error })
-    }
-    const metering = { durationMs: round(durationMs), cpuMs: round(cpuMs) }
+    await sanitizeAfterRun(rootDir)
+    const metering = { durationMs: roundMs(durationMs), cpuMs: roundMs(cpuMs) }
     if (ending.kind !== 'exit') throw endingError(ending, spec, metering)
     // Killed by SIGKILL that Hearth did not send (ending is 'exit'), with the cgroup at its memory limit: the OOM killer.
     if (state.OOMKilled === true || (ending.code === 137 && meter?.memoryHit === true)) {
-      throw new HearthError('HEARTH_ERR_EXEC_MEMORY', `the task used more than its memory limit of ${spec.maxMemoryBytes} bytes and was killed`, {
-        hint: 'raise maxMemoryBytes for this task',
-        details: { maxMemoryBytes: spec.maxMemoryBytes, oomKilled: true, ...metering },
-      })
+      throw memoryExceeded(spec.maxMemoryBytes, { oomKilled: true }, metering)
     }
     const total = stdoutBytes + stderrBytes + (await bytesAdded(rootDir, inputs))
-    if (total > spec.maxOutputBytes) throw outputTooLarge(spec, total, metering)
+    if (total > spec.maxOutputBytes) throw stopError({ kind: 'output', bytes: total }, spec, metering)
     if (ending.code < 0 || (ending.code >= 125 && ending.code <= 127 && state.Error !== undefined && state.Error !== '')) {
       // The engine's own failures (a command not in the image, …) come back as 125-127 with State.Error set.
       throw new HearthError('HEARTH_ERR_EXEC_FAILED', `the container could not run the command: ${state.Error ?? `exit code ${ending.code}`}`, {
@@ -495,14 +477,13 @@ function watch(
   isClosed: () => boolean,
   inFlight: Set<() => void>,
 ): Promise<Ending> {
-  let pollInFlight: Promise<void> | undefined
+  let limits: OutputWatch | undefined
   return new Promise<Ending>((resolvePromise) => {
     let done = false
     const finish = (ending: Ending): void => {
       if (done) return
       done = true
-      clearTimeout(deadline)
-      clearTimeout(pollTimer)
+      limits?.stop()
       clearInterval(streamCheck)
       signal?.removeEventListener('abort', onAbort)
       inFlight.delete(onClose)
@@ -513,64 +494,31 @@ function watch(
     void exited.then(finish)
     signal?.addEventListener('abort', onAbort, { once: true })
     inFlight.add(onClose)
-
-    let pollTimer: NodeJS.Timeout | undefined
-    const poll = async (): Promise<void> => {
-      const startedAt = performance.now()
-      let bytes = 0
-      try {
-        bytes = await measureOutput()
-      } catch {
-        // a file vanishing mid-scan: the next poll or the final check counts again
-      }
-      if (done) return
-      if (bytes > spec.maxOutputBytes) return finish({ kind: 'output', bytes })
-      const elapsedMs = performance.now() - startedAt
-      pollTimer = setTimeout(startPoll, Math.min(maxPollMs, Math.max(minPollMs, elapsedMs * 4)))
-    }
-    const startPoll = (): void => {
-      pollInFlight = poll()
-    }
     // stdout overflow is known the moment a frame arrives; checking it often is cheaper than the directory scan.
     const streamCheck = setInterval(() => {
       if (overflowed()) finish({ kind: 'output', bytes: spec.maxOutputBytes + 1 })
     }, 5)
-    const deadline = setTimeout(() => finish({ kind: 'timeout' }), Math.min(spec.timeoutMs, 2 ** 31 - 1))
-    pollTimer = setTimeout(startPoll, minPollMs)
+    limits = watchLimits(spec, measureOutput, finish)
     if (signal?.aborted === true) onAbort()
     // close() while the container was being created and started: it stops this run too.
     if (isClosed()) onClose()
   }).then(async (ending) => {
-    await pollInFlight
+    await limits?.settled()
     return ending
   })
 }
 
-function endingError(ending: Exclude<Ending, { kind: 'exit' }>, spec: RunSpec<DockerProgram>, metering: { durationMs: number; cpuMs: number }): HearthError {
+function endingError(ending: Exclude<Ending, { kind: 'exit' }>, spec: RunSpec<DockerProgram>, metering: Metering): HearthError {
   switch (ending.kind) {
-    case 'timeout':
-      return new HearthError('HEARTH_ERR_EXEC_TIMEOUT', `the task ran past its deadline of ${spec.timeoutMs} ms and was stopped`, {
-        hint: 'raise the task timeout or split the work into smaller tasks',
-        details: { timeoutMs: spec.timeoutMs, ...metering },
-      })
-    case 'abort':
-      return new HearthError('HEARTH_ERR_EXEC_FAILED', 'the task was aborted and stopped', { details: { aborted: true, ...metering }, cause: ending.reason })
-    case 'output':
-      return outputTooLarge(spec, ending.bytes, metering)
     case 'closed':
-      return new HearthError('HEARTH_ERR_EXEC_FAILED', 'the docker runtime was closed while the task ran', { details: { aborted: true, ...metering } })
+      return closedWhileRunning('docker', metering)
     case 'crash':
       return new HearthError('HEARTH_ERR_EXEC_FAILED', `the container engine failed during the run: ${(ending.error as Error)?.message ?? String(ending.error)}`, {
         cause: ending.error,
       })
+    default:
+      return stopError(ending, spec, metering)
   }
-}
-
-function outputTooLarge(spec: RunSpec<DockerProgram>, bytes: number, metering: { durationMs: number; cpuMs: number }): HearthError {
-  return new HearthError('HEARTH_ERR_EXEC_OUTPUT_TOO_LARGE', `the task wrote more than its output limit of ${spec.maxOutputBytes} bytes and was stopped`, {
-    hint: 'raise maxOutputBytes or make the program write less',
-    details: { maxOutputBytes: spec.maxOutputBytes, bytes, ...metering },
-  })
 }
 
 function unavailable(reason: string): HearthError {
@@ -588,14 +536,4 @@ export function compareVersions(a: string, b: string): number {
     if (difference !== 0) return Math.sign(difference)
   }
   return 0
-}
-
-function within<T>(promise: Promise<T>, ms: number, fallback: T): Promise<T> {
-  let timer: NodeJS.Timeout | undefined
-  const late = new Promise<T>((resolveLate) => (timer = setTimeout(() => resolveLate(fallback), ms)))
-  return Promise.race([promise, late]).finally(() => clearTimeout(timer))
-}
-
-function round(ms: number): number {
-  return Math.round(ms * 1000) / 1000
 }

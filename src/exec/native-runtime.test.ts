@@ -6,57 +6,20 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { after, before, describe, it } from 'node:test'
 import { isHearthError } from '../errors.ts'
-import type { ErrorCode } from '../errors.ts'
 import { createNativeRuntime } from './native-runtime.ts'
-import type { NativeRuntime } from './native-runtime.ts'
-import type { RunResult, RunSpec } from './runtime.ts'
+import type { NativeProgram, NativeRuntime } from './native-runtime.ts'
+import { failsWith } from './testdata/fails-with.ts'
+import { shellHarness } from './testdata/runtime-test-support.ts'
 
 const MiB = 1 << 20
 let base: string
 let runtime: NativeRuntime
-let taskCount = 0
 
-interface Task {
-  dir: string
-  rootDir: string
-  spec: (script: string, args?: string[], overrides?: Partial<RunSpec<string>>) => RunSpec<string>
-}
-
-async function newTask(): Promise<Task> {
-  const dir = join(base, `task-${taskCount++}`)
-  await mkdir(join(dir, 'root'), { recursive: true })
-  return {
-    dir,
-    rootDir: join(dir, 'root'),
-    spec: (script, args = [], overrides = {}) => ({
-      program: '/bin/sh',
-      args: ['sh', '-c', script, 'sh', ...args],
-      env: {},
-      rootDir: join(dir, 'root'),
-      stdoutPath: join(dir, 'stdout'),
-      stderrPath: join(dir, 'stderr'),
-      maxMemoryBytes: 64 * MiB,
-      timeoutMs: 10_000,
-      maxOutputBytes: MiB,
-      ...overrides,
-    }),
-  }
-}
-
-async function sh(script: string, args: string[] = [], overrides: Partial<RunSpec<string>> = {}): Promise<RunResult & { stdout: string; stderr: string }> {
-  const task = await newTask()
-  const result = await runtime.run(task.spec(script, args, overrides))
-  return { ...result, stdout: await readFile(join(task.dir, 'stdout'), 'utf8'), stderr: await readFile(join(task.dir, 'stderr'), 'utf8') }
-}
-
-function failsWith(code: ErrorCode, pattern?: RegExp): (error: unknown) => boolean {
-  return (error) => {
-    assert.ok(isHearthError(error), `expected a HearthError, got ${String(error)}`)
-    assert.equal(error.code, code, error.message)
-    if (pattern !== undefined) assert.match(error.message, pattern)
-    return true
-  }
-}
+const { newTask, sh } = shellHarness<NativeProgram>({
+  base: () => base,
+  runtime: () => runtime,
+  command: (script, args) => ({ program: '/bin/sh', args: ['sh', '-c', script, 'sh', ...args] }),
+})
 
 before(async () => {
   base = await mkdtemp(join(tmpdir(), 'hearth-native-'))

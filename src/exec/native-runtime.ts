@@ -17,24 +17,17 @@
 import { spawn } from 'node:child_process'
 import type { ChildProcess } from 'node:child_process'
 import { constants } from 'node:fs'
-import { access, lstat, open, readFile, readlink } from 'node:fs/promises'
+import { access, lstat, readFile, readlink } from 'node:fs/promises'
 import type { FileHandle } from 'node:fs/promises'
 import { constants as osConstants } from 'node:os'
-import { delimiter, isAbsolute, join, normalize, resolve } from 'node:path'
+import { delimiter, isAbsolute, join, normalize } from 'node:path'
 import { HearthError, isHearthError, toHearthError } from '../errors.ts'
 import { detectCgroups } from './cgroups.ts'
 import type { CgroupOptions, Cgroups, RunCgroup } from './cgroups.ts'
 import type { Runtime, RunOptions, RunResult, RunSpec, RuntimeAvailability } from './runtime.ts'
-import {
-  bytesAdded,
-  outsideRoot,
-  realDirectory,
-  RootClaims,
-  sanitizeTree,
-  scanTree,
-  throwIfAborted,
-  validateRunSpec,
-} from './task-dir.ts'
+import { closedWhileRunning, memoryExceeded, roundMs, stopError, watchLimits, within } from './run-support.ts'
+import type { Metering, OutputWatch, StopEnding } from './run-support.ts'
+import { bytesAdded, openStdio, RootClaims, sanitizeAfterRun, taskFiles, throwIfAborted, validateRunSpec } from './task-dir.ts'
 
 /** A program for the `native` runtime: an absolute host path on the provider's allow-list. */
 export type NativeProgram = string
@@ -59,8 +52,6 @@ export interface NativeRuntime extends Runtime<NativeProgram> {
 /** The uid and gid the program runs as inside the sandbox (files it writes belong to the provider's user outside). */
 const sandboxUid = '1000'
 const defaultMaxProcesses = 256
-const minPollMs = 20
-const maxPollMs = 500
 /** Top-level host entries that usually link into /usr (merged /usr) or hold libraries and tools themselves. */
 const topLevelEntries = ['/bin', '/sbin', '/lib', '/lib32', '/lib64', '/libx32']
 /** What the dynamic loader reads from /etc; alternatives resolves Debian's /usr/bin links (awk, editor, …). */
@@ -87,9 +78,7 @@ interface Setup {
 
 type Ending =
   | { kind: 'exit'; code: number | null; signal: NodeJS.Signals | null }
-  | { kind: 'timeout' }
-  | { kind: 'abort'; reason: unknown }
-  | { kind: 'output'; bytes: number }
+  | StopEnding
   | { kind: 'crash'; error: unknown }
   | { kind: 'closed' }
 
@@ -141,33 +130,28 @@ export function createNativeRuntime(init: NativeRuntimeInit): NativeRuntime {
       })
     }
     throwIfAborted(signal)
-    // Claimed before the first await, so that of two runs started together in one folder the first one wins (their
-    // realpath calls may finish in either order); the real path is claimed too, for a folder reached through a link.
-    const givenRoot = resolve(spec.rootDir)
-    claims.claim(givenRoot)
-    try {
-      const prepared = await prepare()
-      if (!prepared.ok) throw unavailable(prepared.reason)
-      const rootDir = await realDirectory(givenRoot)
-      if (rootDir !== givenRoot) claims.claim(rootDir)
-      try {
-        return await runInRoot(prepared.setup, { ...spec, program: normalize(spec.program) }, rootDir, signal)
-      } catch (error) {
-        // An unexpected fs failure (a task directory the provider's user cannot read, a full disk) is still one of ours.
-        throw toHearthError(error, 'HEARTH_ERR_EXEC_FAILED')
-      } finally {
-        if (rootDir !== givenRoot) claims.release(rootDir)
-      }
-    } finally {
-      claims.release(givenRoot)
-    }
+    const program = normalize(spec.program)
+    return claims.inRoot(
+      spec.rootDir,
+      async () => {
+        const prepared = await prepare()
+        if (!prepared.ok) throw unavailable(prepared.reason)
+        return prepared.setup
+      },
+      async (rootDir, setup) => {
+        try {
+          return await runInRoot(setup, { ...spec, program }, rootDir, signal)
+        } catch (error) {
+          // An unexpected fs failure (a task directory the provider's user cannot read, a full disk) is still one of ours.
+          throw toHearthError(error, 'HEARTH_ERR_EXEC_FAILED')
+        }
+      },
+    )
   }
 
   async function runInRoot(setup: Setup, spec: RunSpec<NativeProgram>, rootDir: string, signal: AbortSignal | undefined): Promise<RunResult> {
-    const stdoutPath = await outsideRoot(rootDir, spec.stdoutPath, 'stdoutPath')
-    const stderrPath = await outsideRoot(rootDir, spec.stderrPath, 'stderrPath')
-    if (stdoutPath === stderrPath) throw new HearthError('HEARTH_ERR_CONFIG_INVALID', 'stdoutPath and stderrPath must be different files')
-    const inputs = await scanTree(rootDir, true)
+    const files = await taskFiles(rootDir, spec)
+    const { stdoutPath, stderrPath, inputs } = files
     try {
       await access(spec.program, constants.X_OK)
     } catch (error) {
@@ -184,16 +168,7 @@ export function createNativeRuntime(init: NativeRuntimeInit): NativeRuntime {
     let cpuMs = 0
     let oomKills = 0
     try {
-      const stdin = await open('/dev/null', 'r')
-      handles.push(stdin)
-      const stdout = await open(stdoutPath, 'w')
-      handles.push(stdout)
-      const stderr = await open(stderrPath, 'w')
-      handles.push(stderr)
-      const measureOutput = async (): Promise<number> => {
-        const [out, err, added] = await Promise.all([stdout.stat(), stderr.stat(), bytesAdded(rootDir, inputs)])
-        return out.size + err.size + added
-      }
+      const { stdin, stdout, stderr, measureOutput } = await openStdio(handles, rootDir, files)
 
       cgroup = await setup.cgroups.create({ memoryBytes: spec.maxMemoryBytes, cpuCores: spec.maxCpuCores ?? 1, maxProcesses })
       const runCgroup = cgroup
@@ -208,6 +183,9 @@ export function createNativeRuntime(init: NativeRuntimeInit): NativeRuntime {
         setup.bwrap,
         ...sandboxArgs(setup, spec, rootDir),
       ]
+      // close() may have come while the sandbox was being set up: start nothing then. From here to watch() nothing
+      // awaits, so a later close() finds this run in flight.
+      if (closed) throw new HearthError('HEARTH_ERR_EXEC_FAILED', 'the native runtime was closed while the run was being set up')
       const startedAt = performance.now()
       let child: ChildProcess
       try {
@@ -248,22 +226,13 @@ export function createNativeRuntime(init: NativeRuntimeInit): NativeRuntime {
     statusPipe?.destroy()
 
     // Before the host looks at the outputs: no links, fifos, setuid bits or locked folders left by the program.
-    try {
-      await sanitizeTree(rootDir)
-    } catch (error) {
-      throw new HearthError('HEARTH_ERR_EXEC_FAILED', `cannot clean the task directory after the run: ${(error as Error).message}`, { cause: error })
-    }
-    const metering = { durationMs: round(durationMs), cpuMs: round(cpuMs) }
+    await sanitizeAfterRun(rootDir)
+    const metering = { durationMs: roundMs(durationMs), cpuMs: roundMs(cpuMs) }
     if (ending.kind !== 'exit') throw endingError(ending, spec, metering)
-    if (oomKills > 0) {
-      throw new HearthError('HEARTH_ERR_EXEC_MEMORY', `the task used more than its memory limit of ${spec.maxMemoryBytes} bytes and was killed`, {
-        hint: 'raise maxMemoryBytes for this task',
-        details: { maxMemoryBytes: spec.maxMemoryBytes, oomKills, ...metering },
-      })
-    }
+    if (oomKills > 0) throw memoryExceeded(spec.maxMemoryBytes, { oomKills }, metering)
     const [out, err] = await Promise.all([lstat(stdoutPath), lstat(stderrPath)])
     const total = out.size + err.size + (await bytesAdded(rootDir, inputs))
-    if (total > spec.maxOutputBytes) throw outputTooLarge(spec, total, metering)
+    if (total > spec.maxOutputBytes) throw stopError({ kind: 'output', bytes: total }, spec, metering)
     if (status.childPid === undefined) {
       // bwrap reports its own failures (a missing bind source, no user namespaces) on the task's stderr.
       const text = (await readFile(stderrPath, 'utf8').catch(() => '')).trim().split('\n').slice(-3).join(' | ')
@@ -487,15 +456,14 @@ function watch(
   inFlight: Set<() => void>,
   stop: () => void,
 ): Promise<Ending> {
-  let pollInFlight: Promise<void> | undefined
+  let limits: OutputWatch | undefined
   let exited: Promise<void> = Promise.resolve()
   return new Promise<Ending>((resolvePromise) => {
     let done = false
     const finish = (ending: Ending): void => {
       if (done) return
       done = true
-      clearTimeout(deadline)
-      clearTimeout(pollTimer)
+      limits?.stop()
       signal?.removeEventListener('abort', onAbort)
       inFlight.delete(onClose)
       if (ending.kind !== 'exit' && ending.kind !== 'crash') {
@@ -511,61 +479,26 @@ function watch(
     child.once('error', (error) => finish({ kind: 'crash', error }))
     signal?.addEventListener('abort', onAbort, { once: true })
     inFlight.add(onClose)
-
-    let pollTimer: NodeJS.Timeout | undefined
-    const poll = async (): Promise<void> => {
-      const startedAt = performance.now()
-      let bytes = 0
-      try {
-        bytes = await measureOutput()
-      } catch {
-        // A file vanishing mid-scan is the program's business; the next poll or the final check counts again.
-      }
-      if (done) return
-      if (bytes > spec.maxOutputBytes) return finish({ kind: 'output', bytes })
-      // Scanning a large tree often would cost more than it protects: poll less often when a scan is slow.
-      const elapsedMs = performance.now() - startedAt
-      pollTimer = setTimeout(startPoll, Math.min(maxPollMs, Math.max(minPollMs, elapsedMs * 4)))
-    }
-    const startPoll = (): void => {
-      pollInFlight = poll()
-    }
-    // setTimeout fires at once for delays past 2^31-1 ms (~24.8 days): clamp rather than kill at once.
-    const deadline = setTimeout(() => finish({ kind: 'timeout' }), Math.min(spec.timeoutMs, 2 ** 31 - 1))
-    pollTimer = setTimeout(startPoll, minPollMs)
+    limits = watchLimits(spec, measureOutput, finish)
     if (signal?.aborted === true) onAbort()
   }).then(async (ending) => {
-    await pollInFlight
+    await limits?.settled()
     await exited
     return ending
   })
 }
 
-function endingError(ending: Exclude<Ending, { kind: 'exit' }>, spec: RunSpec<NativeProgram>, metering: { durationMs: number; cpuMs: number }): HearthError {
+function endingError(ending: Exclude<Ending, { kind: 'exit' }>, spec: RunSpec<NativeProgram>, metering: Metering): HearthError {
   switch (ending.kind) {
-    case 'timeout':
-      return new HearthError('HEARTH_ERR_EXEC_TIMEOUT', `the task ran past its deadline of ${spec.timeoutMs} ms and was stopped`, {
-        hint: 'raise the task timeout or split the work into smaller tasks',
-        details: { timeoutMs: spec.timeoutMs, ...metering },
-      })
-    case 'abort':
-      return new HearthError('HEARTH_ERR_EXEC_FAILED', 'the task was aborted and stopped', { details: { aborted: true, ...metering }, cause: ending.reason })
-    case 'output':
-      return outputTooLarge(spec, ending.bytes, metering)
     case 'closed':
-      return new HearthError('HEARTH_ERR_EXEC_FAILED', 'the native runtime was closed while the task ran', { details: { aborted: true, ...metering } })
+      return closedWhileRunning('native', metering)
     case 'crash':
       return new HearthError('HEARTH_ERR_EXEC_FAILED', `could not start the sandbox: ${(ending.error as Error)?.message ?? String(ending.error)}`, {
         cause: ending.error,
       })
+    default:
+      return stopError(ending, spec, metering)
   }
-}
-
-function outputTooLarge(spec: RunSpec<NativeProgram>, bytes: number, metering: { durationMs: number; cpuMs: number }): HearthError {
-  return new HearthError('HEARTH_ERR_EXEC_OUTPUT_TOO_LARGE', `the task wrote more than its output limit of ${spec.maxOutputBytes} bytes and was stopped`, {
-    hint: 'raise maxOutputBytes or make the program write less',
-    details: { maxOutputBytes: spec.maxOutputBytes, bytes, ...metering },
-  })
 }
 
 function unavailable(reason: string, cause?: unknown): HearthError {
@@ -577,15 +510,4 @@ function unavailable(reason: string, cause?: unknown): HearthError {
 
 function signalNumber(signal: NodeJS.Signals | null): number {
   return signal === null ? 0 : (osConstants.signals[signal] ?? 0)
-}
-
-/** `promise`'s value, or `fallback` when it takes longer than `ms`. */
-function within<T>(promise: Promise<T>, ms: number, fallback: T): Promise<T> {
-  let timer: NodeJS.Timeout | undefined
-  const late = new Promise<T>((resolve) => (timer = setTimeout(() => resolve(fallback), ms)))
-  return Promise.race([promise, late]).finally(() => clearTimeout(timer))
-}
-
-function round(ms: number): number {
-  return Math.round(ms * 1000) / 1000
 }

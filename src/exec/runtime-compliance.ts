@@ -15,8 +15,8 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { after, before, describe, it } from 'node:test'
 import { isHearthError } from '../errors.ts'
-import type { ErrorCode } from '../errors.ts'
 import type { Runtime, RunResult, RunSpec } from './runtime.ts'
+import { failsWith } from './testdata/fails-with.ts'
 
 /** One invocation: what to run and its argv (program name first). */
 export interface ProgramCall<P> {
@@ -85,15 +85,6 @@ interface Task {
 }
 
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms))
-
-function failsWith(code: ErrorCode, pattern?: RegExp): (error: unknown) => boolean {
-  return (error) => {
-    assert.ok(isHearthError(error), `expected a HearthError ${code}, got ${String(error)}`)
-    assert.equal(error.code, code, error.message)
-    if (pattern !== undefined) assert.match(error.message, pattern)
-    return true
-  }
-}
 
 /** Descriptors of this process that point into `dir` (Linux; elsewhere none can be seen). */
 async function descriptorsInto(dir: string): Promise<string[]> {

@@ -1,9 +1,9 @@
 /**
- * Checks on a run's task directory and spec that every process-based runtime shares (native now, docker later).
- * They follow the wasi runtime's rules (wasi-runtime.ts keeps its own copies, written first), so that a task directory
- * and spec are accepted or refused alike by every runtime.
+ * Checks on a run's task directory and spec that every runtime shares (wasi, native, docker), so that a task directory
+ * and spec are accepted or refused alike by every runtime. (wasi checks its own spec shape: its program is a module.)
  */
-import { chmod, copyFile, lstat, readdir, realpath, rename, rm } from 'node:fs/promises'
+import { chmod, copyFile, lstat, open, readdir, realpath, rename, rm } from 'node:fs/promises'
+import type { FileHandle } from 'node:fs/promises'
 import { basename, dirname, isAbsolute, join, relative, resolve, sep } from 'node:path'
 import { HearthError } from '../errors.ts'
 import type { RunSpec } from './runtime.ts'
@@ -17,6 +17,18 @@ export function validateRunSpec(spec: RunSpec<unknown>, runtime: string): void {
     throw invalid('args must be a non-empty list of strings without NUL characters (argv, program name first)')
   }
   if (typeof spec.env !== 'object' || spec.env === null) throw invalid('env must be an object of strings')
+  validateEnvAndLimits(spec, invalid)
+  const cores = spec.maxCpuCores
+  if (cores !== undefined && (typeof cores !== 'number' || !Number.isFinite(cores) || cores <= 0)) {
+    throw invalid(`maxCpuCores must be a positive finite number, got ${cores}`)
+  }
+}
+
+/** The env entries and the limits, which every runtime's spec has alike (wasi's too); `invalid` makes the error. */
+export function validateEnvAndLimits(
+  spec: { env: Record<string, string>; maxMemoryBytes: number; timeoutMs: number; maxOutputBytes: number },
+  invalid: (message: string) => HearthError,
+): void {
   for (const [key, value] of Object.entries(spec.env)) {
     if (key === '' || key.includes('=') || key.includes('\0') || typeof value !== 'string' || value.includes('\0')) {
       throw invalid(`env entry ${JSON.stringify(key)} is not a valid variable`)
@@ -27,10 +39,6 @@ export function validateRunSpec(spec: RunSpec<unknown>, runtime: string): void {
     if (typeof value !== 'number' || !Number.isFinite(value) || value < 0 || (name === 'timeoutMs' && value === 0)) {
       throw invalid(`${name} must be a ${name === 'timeoutMs' ? 'positive' : 'non-negative'} finite number, got ${value}`)
     }
-  }
-  const cores = spec.maxCpuCores
-  if (cores !== undefined && (typeof cores !== 'number' || !Number.isFinite(cores) || cores <= 0)) {
-    throw invalid(`maxCpuCores must be a positive finite number, got ${cores}`)
   }
 }
 
@@ -54,8 +62,8 @@ export async function realDirectory(path: string): Promise<string> {
   throw new HearthError('HEARTH_ERR_EXEC_PATH_INVALID', `the task directory ${path} is not a directory`)
 }
 
-/** Resolves a host path for stdout/stderr and makes sure the program cannot reach it. */
-export async function outsideRoot(rootDir: string, path: string, name: string): Promise<string> {
+/** Resolves a host path for stdout/stderr and makes sure the program (`who`, as the runtime calls it) cannot reach it. */
+export async function outsideRoot(rootDir: string, path: string, name: string, who = 'program'): Promise<string> {
   let real: string
   try {
     real = join(await realpath(dirname(resolve(path))), basename(path))
@@ -64,16 +72,86 @@ export async function outsideRoot(rootDir: string, path: string, name: string): 
   }
   const inside = relative(rootDir, real)
   if (inside === '' || (!inside.startsWith('..') && !isAbsolute(inside))) {
-    throw new HearthError('HEARTH_ERR_EXEC_PATH_INVALID', `${name} ${path} is inside the task directory, where the program could reach it`, {
+    throw new HearthError('HEARTH_ERR_EXEC_PATH_INVALID', `${name} ${path} is inside the task directory, where the ${who} could reach it`, {
       hint: 'keep stdout and stderr files next to the task directory, not in it',
     })
   }
   return real
 }
 
+/** Where a run's stdio goes and what its task directory held before it: what every runtime checks before it starts. */
+export interface TaskFiles {
+  stdoutPath: string
+  stderrPath: string
+  /** Sizes of the task directory's files before the run (see bytesAdded). */
+  inputs: Map<string, number>
+}
+
+/**
+ * Resolves the stdio files (outside the task directory, and two different files) and scans the task directory,
+ * refusing links and special files. `who` names the program in errors, as the runtime calls it.
+ */
+export async function taskFiles(rootDir: string, spec: { stdoutPath: string; stderrPath: string }, who?: string): Promise<TaskFiles> {
+  const stdoutPath = await outsideRoot(rootDir, spec.stdoutPath, 'stdoutPath', who)
+  const stderrPath = await outsideRoot(rootDir, spec.stderrPath, 'stderrPath', who)
+  if (stdoutPath === stderrPath) throw new HearthError('HEARTH_ERR_CONFIG_INVALID', 'stdoutPath and stderrPath must be different files')
+  return { stdoutPath, stderrPath, inputs: await scanTree(rootDir, true) }
+}
+
+/** A run's stdio, open, and how much the program has written so far. */
+export interface TaskStdio {
+  stdin: FileHandle
+  stdout: FileHandle
+  stderr: FileHandle
+  /** stdout + stderr + the bytes added under the task directory: what counts against maxOutputBytes. */
+  measureOutput(): Promise<number>
+}
+
+/**
+ * Opens stdin (the null device) and creates or truncates the stdio files. Each handle goes onto `handles` as soon as it
+ * is open, so that the caller closes every one of them, also when a later open fails.
+ */
+export async function openStdio(handles: FileHandle[], rootDir: string, files: TaskFiles): Promise<TaskStdio> {
+  const stdin = await open(process.platform === 'win32' ? '\\\\.\\NUL' : '/dev/null', 'r')
+  handles.push(stdin)
+  const stdout = await open(files.stdoutPath, 'w')
+  handles.push(stdout)
+  const stderr = await open(files.stderrPath, 'w')
+  handles.push(stderr)
+  const measureOutput = async (): Promise<number> => {
+    const [out, err, added] = await Promise.all([stdout.stat(), stderr.stat(), bytesAdded(rootDir, files.inputs)])
+    return out.size + err.size + added
+  }
+  return { stdin, stdout, stderr, measureOutput }
+}
+
 /** Task directories in use by runs of one runtime: one run at a time per directory, and none inside another's. */
 export class RootClaims {
   private readonly active = new Set<string>()
+
+  /**
+   * Runs `body` in the real path of `rootDir`, holding it and the path as given for the run. The given path is claimed
+   * before the first await, so that of two runs started together on one directory the first wins whatever order their
+   * lookups finish in; the real path is claimed too (it differs for a folder reached through a link). `prepare` runs
+   * between the two (a runtime's setup, handed to `body`), under the first claim.
+   */
+  async inRoot<S, T>(rootDir: string, prepare: () => S | Promise<S>, body: (realRoot: string, prepared: S) => Promise<T>): Promise<T> {
+    const givenRoot = resolve(rootDir)
+    this.claim(givenRoot)
+    try {
+      const prepared = await prepare()
+      const realRoot = await realDirectory(givenRoot)
+      if (realRoot !== givenRoot) this.claim(realRoot)
+      try {
+        return await body(realRoot, prepared)
+      } finally {
+        // Only what this run claimed: a failed claim means another run holds that path.
+        if (realRoot !== givenRoot) this.release(realRoot)
+      }
+    } finally {
+      this.release(givenRoot)
+    }
+  }
 
   claim(rootDir: string): void {
     for (const active of this.active) {
@@ -170,4 +248,13 @@ export async function sanitizeTree(rootDir: string): Promise<string[]> {
   }
   await walk(rootDir, '')
   return removed
+}
+
+/** sanitizeTree after a run, failing the run (HEARTH_ERR_EXEC_FAILED) when the task directory cannot be cleaned. */
+export async function sanitizeAfterRun(rootDir: string): Promise<void> {
+  try {
+    await sanitizeTree(rootDir)
+  } catch (error) {
+    throw new HearthError('HEARTH_ERR_EXEC_FAILED', `cannot clean the task directory after the run: ${(error as Error).message}`, { cause: error })
+  }
 }

@@ -4,8 +4,8 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { after, before, describe, it } from 'node:test'
 import { isHearthError } from '../errors.ts'
-import type { ErrorCode } from '../errors.ts'
 import { compileAssemblyScript } from './assemblyscript-compiler.ts'
+import { failsWith } from './testdata/fails-with.ts'
 import { body, leb, limits, section, utf8, wasmModule } from './testdata/wasm-bytes.ts'
 import { createWasiRuntime } from './wasi-runtime.ts'
 import type { WasiRunResult, WasiRunSpec, WasiRuntime } from './wasi-runtime.ts'
@@ -50,15 +50,6 @@ async function runHostile(args: string[], overrides: Partial<WasiRunSpec> = {}, 
   const t = task ?? (await newTask())
   const result = await runtime.run(specFor(t, args, overrides))
   return { ...result, stdout: await t.stdout() }
-}
-
-function failsWith(code: ErrorCode, pattern?: RegExp): (error: unknown) => boolean {
-  return (error) => {
-    assert.ok(isHearthError(error), `expected a HearthError, got ${String(error)}`)
-    assert.equal(error.code, code, error.message)
-    if (pattern !== undefined) assert.match(error.message, pattern)
-    return true
-  }
 }
 
 /** Descriptors of this process that point into `dir` (Linux; elsewhere none can be seen). */

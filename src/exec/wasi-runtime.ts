@@ -10,14 +10,16 @@
  *   a warm one ~0.1 ms. A worker that had to be stopped is discarded.
  */
 import { closeSync, readdirSync, readlinkSync } from 'node:fs'
-import { lstat, open, readdir, realpath } from 'node:fs/promises'
 import type { FileHandle } from 'node:fs/promises'
 import { availableParallelism } from 'node:os'
-import { basename, dirname, isAbsolute, join, relative, resolve, sep } from 'node:path'
+import { sep } from 'node:path'
 import { setFlagsFromString } from 'node:v8'
 import { Worker } from 'node:worker_threads'
 import { HearthError } from '../errors.ts'
 import { sha256Hex } from './content-hash.ts'
+import { outputTooLarge, roundMs, stopError, watchLimits } from './run-support.ts'
+import type { OutputWatch, StopEnding } from './run-support.ts'
+import { openStdio, RootClaims, taskFiles, throwIfAborted, validateEnvAndLimits } from './task-dir.ts'
 import { capWasmMemory, wasmPageBytes } from './wasm-memory-cap.ts'
 import type { CappedWasmModule } from './wasm-memory-cap.ts'
 
@@ -82,20 +84,20 @@ interface WorkerAnswer {
 
 type Ending =
   | { kind: 'answer'; answer: WorkerAnswer }
-  | { kind: 'timeout' }
-  | { kind: 'abort'; reason: unknown }
-  | { kind: 'output'; bytes: number }
+  | StopEnding
   | { kind: 'crash'; error: unknown }
   | { kind: 'closed' }
 
 const workerUrl = new URL('./wasi-worker.mjs', import.meta.url)
-/** Task directories of the runs in progress in this process (all runtimes): see claimRoot. */
-const activeRoots = new Set<string>()
+/**
+ * Task directories of the runs in progress in this process (every WASI runtime object): one run at a time per task
+ * directory, and no run inside another's, because descriptors under a run's rootDir are taken to be that run's (see
+ * reclaimDescriptors).
+ */
+const claims = new RootClaims()
 /** A worker is retired after this many runs, so that anything a run leaves behind cannot pile up. */
 const maxRunsPerWorker = 256
 const moduleCacheSize = 16
-const minPollMs = 20
-const maxPollMs = 500
 
 export function createWasiRuntime(init: WasiRuntimeInit = {}): WasiRuntime {
   const maxWorkers = init.maxWorkers ?? availableParallelism()
@@ -133,49 +135,18 @@ export function createWasiRuntime(init: WasiRuntimeInit = {}): WasiRuntime {
     const { signal } = options
     validateSpec(spec)
     throwIfAborted(signal)
-    // Claim the path as given before the first await, so that of two runs started together on one directory the
-    // first wins whatever order their lookups finish in; then claim the real path too (it may differ by symlinks).
-    const requested = resolve(spec.rootDir)
-    claimRoot(requested)
-    let claimedReal: string | undefined
-    try {
-      const rootDir = await realDirectory(spec.rootDir)
-      if (rootDir !== requested) {
-        claimRoot(rootDir)
-        claimedReal = rootDir
-      }
-      return await runInRoot(spec, rootDir, signal)
-    } finally {
-      activeRoots.delete(requested)
-      // Only what this run claimed: a failed claim means another run holds that path.
-      if (claimedReal !== undefined) activeRoots.delete(claimedReal)
-    }
+    return claims.inRoot(spec.rootDir, () => undefined, (rootDir) => runInRoot(spec, rootDir, signal))
   }
 
   async function runInRoot(spec: WasiRunSpec, rootDir: string, signal: AbortSignal | undefined): Promise<WasiRunResult> {
-    const stdoutPath = await outsideRoot(rootDir, spec.stdoutPath, 'stdoutPath')
-    const stderrPath = await outsideRoot(rootDir, spec.stderrPath, 'stderrPath')
-    if (stdoutPath === stderrPath) {
-      throw new HearthError('HEARTH_ERR_CONFIG_INVALID', 'stdoutPath and stderrPath must be different files')
-    }
-    const inputs = await scanTree(rootDir, true)
+    const files = await taskFiles(rootDir, spec, 'guest')
     const capped = capWasmMemory(spec.module, spec.maxMemoryBytes)
     const module = await compile(capped)
     throwIfAborted(signal)
 
     const handles: FileHandle[] = []
     try {
-      const stdin = await open(process.platform === 'win32' ? '\\\\.\\NUL' : '/dev/null', 'r')
-      handles.push(stdin)
-      const stdout = await open(stdoutPath, 'w')
-      handles.push(stdout)
-      const stderr = await open(stderrPath, 'w')
-      handles.push(stderr)
-
-      const measureOutput = async (): Promise<number> => {
-        const [out, err, added] = await Promise.all([stdout.stat(), stderr.stat(), bytesAdded(rootDir, inputs)])
-        return out.size + err.size + added
-      }
+      const { stdin, stdout, stderr, measureOutput } = await openStdio(handles, rootDir, files)
 
       const lease = await pool.acquire(signal)
       const id = nextId++
@@ -192,7 +163,7 @@ export function createWasiRuntime(init: WasiRuntimeInit = {}): WasiRuntime {
           // The worker checks the budget as the guest writes; this thread polls as a backstop (e.g. files grown by
           // truncate rather than write).
           maxOutputBytes: spec.maxOutputBytes,
-          inputSizes: inputs,
+          inputSizes: files.inputs,
           importedMemory:
             capped.importedMemory === undefined
               ? undefined
@@ -218,8 +189,8 @@ export function createWasiRuntime(init: WasiRuntimeInit = {}): WasiRuntime {
       const [out, err] = await Promise.all([stdout.stat(), stderr.stat()])
       return {
         exitCode: answer.exitCode ?? 0,
-        durationMs: round(answer.durationMs),
-        cpuMs: round(answer.cpuMs),
+        durationMs: roundMs(answer.durationMs),
+        cpuMs: roundMs(answer.cpuMs),
         stdoutBytes: out.size,
         stderrBytes: err.size,
       }
@@ -242,15 +213,14 @@ function watch(
   measureOutput: () => Promise<number>,
   start: () => void,
 ): Promise<Ending> {
-  let pollInFlight: Promise<void> | undefined
+  let limits: OutputWatch | undefined
   return new Promise<Ending>((resolvePromise) => {
     let done = false
     const { worker } = lease
     const finish = (ending: Ending): void => {
       if (done) return
       done = true
-      clearTimeout(deadline)
-      clearTimeout(pollTimer)
+      limits?.stop()
       worker.off('message', onMessage)
       worker.off('error', onError)
       worker.off('exit', onExit)
@@ -268,27 +238,7 @@ function watch(
     signal?.addEventListener('abort', onAbort, { once: true })
     lease.onClose = () => finish({ kind: 'closed' })
 
-    let pollTimer: NodeJS.Timeout | undefined
-    const poll = async (): Promise<void> => {
-      const startedAt = performance.now()
-      let bytes = 0
-      try {
-        bytes = await measureOutput()
-      } catch {
-        // A file vanishing mid-scan is the guest's business; the next poll or the final check counts again.
-      }
-      if (done) return
-      if (bytes > spec.maxOutputBytes) return finish({ kind: 'output', bytes })
-      // Scanning a large tree often would cost more than it protects: poll less often when a scan is slow.
-      const elapsedMs = performance.now() - startedAt
-      pollTimer = setTimeout(startPoll, Math.min(maxPollMs, Math.max(minPollMs, elapsedMs * 4)))
-    }
-    const startPoll = (): void => {
-      pollInFlight = poll()
-    }
-    // setTimeout fires at once for delays past 2^31-1 ms (~24.8 days): clamp rather than kill at once.
-    const deadline = setTimeout(() => finish({ kind: 'timeout' }), Math.min(spec.timeoutMs, 2 ** 31 - 1))
-    pollTimer = setTimeout(startPoll, minPollMs)
+    limits = watchLimits(spec, measureOutput, finish)
     if (signal?.aborted === true || lease.closed) return finish(lease.closed ? { kind: 'closed' } : { kind: 'abort', reason: signal?.reason })
     try {
       start()
@@ -297,7 +247,7 @@ function watch(
     }
   }).then(async (ending) => {
     // A scan of rootDir may still be running: let it end before the caller closes descriptors under rootDir.
-    await pollInFlight
+    await limits?.settled()
     return ending
   })
 }
@@ -305,17 +255,9 @@ function watch(
 function endingError(ending: Exclude<Ending, { kind: 'answer' }>, spec: WasiRunSpec): HearthError {
   switch (ending.kind) {
     case 'timeout':
-      return new HearthError('HEARTH_ERR_EXEC_TIMEOUT', `the task ran past its deadline of ${spec.timeoutMs} ms and was stopped`, {
-        hint: 'raise the task timeout or split the work into smaller tasks',
-        details: { timeoutMs: spec.timeoutMs },
-      })
     case 'abort':
-      return new HearthError('HEARTH_ERR_EXEC_FAILED', 'the task was aborted and stopped', {
-        details: { aborted: true },
-        cause: ending.reason,
-      })
     case 'output':
-      return outputTooLarge(spec, ending.bytes)
+      return stopError(ending, spec)
     case 'closed':
       return new HearthError('HEARTH_ERR_EXEC_FAILED', 'the WASI runtime was closed while the task ran')
     case 'crash': {
@@ -354,71 +296,19 @@ function guestFailure(answer: WorkerAnswer, capPages: number): HearthError {
   }
 }
 
-function outputTooLarge(spec: WasiRunSpec, bytes: number | undefined): HearthError {
-  return new HearthError(
-    'HEARTH_ERR_EXEC_OUTPUT_TOO_LARGE',
-    `the task wrote more than its output limit of ${spec.maxOutputBytes} bytes and was stopped`,
-    { hint: 'raise maxOutputBytes or make the program write less', details: { maxOutputBytes: spec.maxOutputBytes, bytes } },
-  )
-}
-
 function validateSpec(spec: WasiRunSpec): void {
   const invalid = (message: string): HearthError => new HearthError('HEARTH_ERR_CONFIG_INVALID', `invalid WASI run: ${message}`)
   if (!(spec.module instanceof Uint8Array)) throw invalid('module must be a Uint8Array')
   if (!Array.isArray(spec.args) || spec.args.some((arg) => typeof arg !== 'string' || arg.includes('\0'))) {
     throw invalid('args must be strings without NUL characters')
   }
-  for (const [key, value] of Object.entries(spec.env)) {
-    if (key === '' || key.includes('=') || key.includes('\0') || typeof value !== 'string' || value.includes('\0')) {
-      throw invalid(`env entry ${JSON.stringify(key)} is not a valid variable`)
-    }
-  }
-  for (const name of ['maxMemoryBytes', 'timeoutMs', 'maxOutputBytes'] as const) {
-    const value = spec[name]
-    if (typeof value !== 'number' || !Number.isFinite(value) || value < 0 || (name === 'timeoutMs' && value === 0)) {
-      throw invalid(`${name} must be a ${name === 'timeoutMs' ? 'positive' : 'non-negative'} finite number, got ${value}`)
-    }
-  }
-}
-
-function throwIfAborted(signal: AbortSignal | undefined): void {
-  if (signal?.aborted === true) {
-    throw new HearthError('HEARTH_ERR_EXEC_FAILED', 'the task was aborted before it started', {
-      details: { aborted: true },
-      cause: signal.reason,
-    })
-  }
-}
-
-async function realDirectory(path: string): Promise<string> {
-  try {
-    const real = await realpath(resolve(path))
-    if ((await lstat(real)).isDirectory()) return real
-  } catch (error) {
-    throw new HearthError('HEARTH_ERR_EXEC_PATH_INVALID', `the task directory ${path} does not exist`, { cause: error })
-  }
-  throw new HearthError('HEARTH_ERR_EXEC_PATH_INVALID', `the task directory ${path} is not a directory`)
-}
-
-/**
- * One run at a time per task directory, and no run inside another's: descriptors under a run's rootDir are taken to
- * be that run's (see reclaimDescriptors).
- */
-function claimRoot(rootDir: string): void {
-  for (const active of activeRoots) {
-    if (active === rootDir || active.startsWith(rootDir + sep) || rootDir.startsWith(active + sep)) {
-      throw new HearthError('HEARTH_ERR_EXEC_PATH_INVALID', `the task directory ${rootDir} is in use by another run (${active})`, {
-        hint: 'give every run its own task directory',
-      })
-    }
-  }
-  activeRoots.add(rootDir)
+  validateEnvAndLimits(spec, invalid)
 }
 
 /**
  * uvwasi never closes host descriptors, and a worker stopped mid-run cannot close them itself: the preopened root and
  * any file the guest had open would leak with every timeout. On Linux, close every descriptor of this process that
- * points into the run's rootDir (nothing else in the process may use it while the run lasts, see claimRoot).
+ * points into the run's rootDir (nothing else in the process may use it while the run lasts, see claims).
  */
 function reclaimDescriptors(rootDir: string): void {
   if (process.platform !== 'linux') return
@@ -436,63 +326,6 @@ function reclaimDescriptors(rootDir: string): void {
       // gone already (e.g. the descriptor of the listing itself)
     }
   }
-}
-
-/** Resolves a host path for stdout/stderr and makes sure the guest cannot reach it. */
-async function outsideRoot(rootDir: string, path: string, name: string): Promise<string> {
-  let real: string
-  try {
-    real = join(await realpath(dirname(resolve(path))), basename(path))
-  } catch (error) {
-    throw new HearthError('HEARTH_ERR_EXEC_PATH_INVALID', `the folder of ${name} ${path} does not exist`, { cause: error })
-  }
-  const inside = relative(rootDir, real)
-  if (inside === '' || (!inside.startsWith('..') && !isAbsolute(inside))) {
-    throw new HearthError('HEARTH_ERR_EXEC_PATH_INVALID', `${name} ${path} is inside the task directory, where the guest could reach it`, {
-      hint: 'keep stdout and stderr files next to the task directory, not in it',
-    })
-  }
-  return real
-}
-
-/**
- * Sizes of the regular files under `dir`, keyed by relative path. With `strict`, anything that could let the guest
- * reach outside (a symlink, a hard link to a file elsewhere, a device, fifo or socket) is refused.
- */
-async function scanTree(dir: string, strict: boolean, sizes = new Map<string, number>(), prefix = ''): Promise<Map<string, number>> {
-  const entries = await readdir(dir, { withFileTypes: true })
-  for (const entry of entries) {
-    const path = join(dir, entry.name)
-    const name = prefix + entry.name
-    const info = await lstat(path)
-    if (info.isDirectory()) {
-      await scanTree(path, strict, sizes, name + '/')
-    } else if (info.isFile()) {
-      if (strict && info.nlink > 1) throw refused(name, 'a hard link (it may alias a file outside the task directory)')
-      sizes.set(name, info.size)
-    } else if (strict) {
-      throw refused(name, info.isSymbolicLink() ? 'a symbolic link' : 'not a regular file or directory')
-    }
-  }
-  return sizes
-}
-
-function refused(name: string, what: string): HearthError {
-  return new HearthError('HEARTH_ERR_EXEC_PATH_INVALID', `the task directory holds ${name}, which is ${what}; refusing to run`, {
-    hint: 'a task directory may hold only regular files and directories: copy inputs in instead of linking them',
-    details: { path: name },
-  })
-}
-
-/** Bytes the guest has added under rootDir: growth of each file over its size before the run. */
-async function bytesAdded(rootDir: string, before: Map<string, number>): Promise<number> {
-  let added = 0
-  for (const [name, size] of await scanTree(rootDir, false)) added += Math.max(0, size - (before.get(name) ?? 0))
-  return added
-}
-
-function round(ms: number): number {
-  return Math.round(ms * 1000) / 1000
 }
 
 interface Lease {
