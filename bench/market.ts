@@ -5,17 +5,16 @@
  *
  *   node --import tsx bench/market.ts [--runs 3] [--json]
  */
-import { randomBytes } from 'node:crypto'
 import { parseArgs } from 'node:util'
 import { z } from 'zod'
 import { startDevnet } from '../src/devnet/devnet.ts'
 import { generateIdentity } from '../src/identity/node-identity.ts'
 import { createMarketNode } from '../src/market/market-node.ts'
-import { offerId, type Offer } from '../src/market/offer.ts'
+import type { Offer } from '../src/market/offer.ts'
 import { createHost } from '../src/net/host.ts'
 import { defineProtocol } from '../src/net/protocol.ts'
 import { negotiateMany } from '../src/requestor/negotiator.ts'
-import { maxCostWei } from '../src/market/pricing.ts'
+import { proposeTerms } from '../src/market/agreement.ts'
 import { openStore } from '../src/store/store.ts'
 
 const { values } = parseArgs({ options: { runs: { type: 'string', default: '3' }, json: { type: 'boolean', default: false } } })
@@ -48,23 +47,7 @@ async function once(providers: number, silent = 0): Promise<{ offersMs: number; 
     const need = providers - silent
     const result = await negotiateMany({ host, identity, store }, ordered, {
       need,
-      termsFor: (offer: Offer) => ({
-        offerId: offerId(offer),
-        requestor: identity.address,
-        provider: offer.provider,
-        runtime: 'wasi',
-        pricing: offer.pricing,
-        maxTasks: 10,
-        taskTimeoutMs: 60_000,
-        depositWei: maxCostWei(offer.pricing, 10, 60_000).toString(),
-        payment: offer.payment,
-        expiresAtSec: Math.floor(Date.now() / 1000) + 3600,
-        debitNoteIntervalSec: 60,
-        paymentTimeoutSec: 300,
-        jobName: 'bench',
-        nonce: `0x${randomBytes(8).toString('hex')}`,
-        createdAtMs: Date.now(),
-      }),
+      termsFor: (offer: Offer) => proposeTerms({ offer, requestor: identity.address, runtime: 'wasi', maxTasks: 10, taskTimeoutMs: 60_000, jobName: 'bench' }),
       limits: { maxPerTaskWei: 10n ** 18n, minDurationSec: 600, maxDebitNoteIntervalSec: 3600, minPaymentTimeoutSec: 60 },
       stepTimeoutMs: 10_000,
     })

@@ -3,13 +3,12 @@
  * the agreements it needs in parallel without waiting for providers that never answer.
  */
 import assert from 'node:assert/strict'
-import { randomBytes } from 'node:crypto'
 import { after, test } from 'node:test'
 import { startDevnet } from '../src/devnet/devnet.ts'
 import { generateIdentity } from '../src/identity/node-identity.ts'
 import { createMarketNode } from '../src/market/market-node.ts'
 import { offerId, type Offer } from '../src/market/offer.ts'
-import { verifyAgreement } from '../src/market/agreement.ts'
+import { proposeTerms, verifyAgreement } from '../src/market/agreement.ts'
 import { createHost } from '../src/net/host.ts'
 import { negotiateMany } from '../src/requestor/negotiator.ts'
 import { maxCostWei, maxTaskCostWei } from '../src/market/pricing.ts'
@@ -40,23 +39,7 @@ test('a requestor that just joined sees all 12 offers and signs 10 agreements wi
 
   // The silent providers are asked first: the worst case for a requestor that waits in turn.
   const candidates = [...offers].sort((a, b) => Number(silent.has(b.payload.provider)) - Number(silent.has(a.payload.provider)))
-  const termsFor = (offer: Offer) => ({
-    offerId: offerId(offer),
-    requestor: identity.address,
-    provider: offer.provider,
-    runtime: 'wasi',
-    pricing: offer.pricing,
-    maxTasks: 4,
-    taskTimeoutMs: 60_000,
-    depositWei: maxCostWei(offer.pricing, 4, 60_000).toString(),
-    payment: offer.payment,
-    expiresAtSec: Math.floor(Date.now() / 1000) + 3600,
-    debitNoteIntervalSec: 60,
-    paymentTimeoutSec: 300,
-    jobName: 'market test',
-    nonce: `0x${randomBytes(8).toString('hex')}`,
-    createdAtMs: Date.now(),
-  })
+  const termsFor = (offer: Offer) => proposeTerms({ offer, requestor: identity.address, runtime: 'wasi', maxTasks: 4, taskTimeoutMs: 60_000, jobName: 'market test' })
   const demanded = performance.now()
   const result = await negotiateMany({ host, identity, store }, candidates, {
     need: 10,

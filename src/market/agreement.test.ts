@@ -3,7 +3,7 @@ import { test } from 'node:test'
 import { isHearthError } from '../errors.ts'
 import { generateIdentity } from '../identity/node-identity.ts'
 import { signPayload } from '../identity/signed.ts'
-import { assembleAgreement, reviewCounter, reviewProposal, verifyAgreement, type AgreementTerms } from './agreement.ts'
+import { assembleAgreement, proposeTerms, reviewCounter, reviewProposal, verifyAgreement, type AgreementTerms } from './agreement.ts'
 import { createOffer, offerId } from './offer.ts'
 
 const payment = { chainId: 31337, escrow: '0x' + '11'.repeat(20), token: '0x' + '22'.repeat(20) }
@@ -94,4 +94,13 @@ test('an agreement carries both signatures over the same terms and its id is the
   assert.throws(() => assembleAgreement({ payload: t, signer: requestor.address, signature: agreement.requestorSignature as `0x${string}` }, { payload: { ...t, maxTasks: 1 }, signer: provider.address, signature: agreement.providerSignature as `0x${string}` }))
   const swapped = { ...agreement, providerSignature: agreement.requestorSignature }
   await assert.rejects(verifyAgreement(swapped), (e) => isHearthError(e, 'HEARTH_ERR_SIGNATURE_INVALID'))
+})
+
+test('proposed terms take the offer\'s prices, deposit enough for every task, and never repeat', () => {
+  const a = proposeTerms({ offer, requestor: requestor.address, runtime: 'wasi', maxTasks: 4, taskTimeoutMs: 60_000, jobName: 'j' })
+  const b = proposeTerms({ offer, requestor: requestor.address, runtime: 'wasi', maxTasks: 4, taskTimeoutMs: 60_000, jobName: 'j' })
+  assert.deepEqual(a.pricing, offer.pricing)
+  assert.equal(a.depositWei, '40')
+  assert.notEqual(a.nonce, b.nonce)
+  assert.deepEqual(review(a), { decision: 'approve' })
 })

@@ -7,7 +7,8 @@ import { z } from 'zod'
 import { HearthError } from '../errors.ts'
 import { hashCanonical } from '../identity/canonical-json.ts'
 import { verifySigned, type Signed } from '../identity/signed.ts'
-import { decimalWeiSchema, paymentPlatformSchema, type Offer } from './offer.ts'
+import { randomBytes } from 'node:crypto'
+import { decimalWeiSchema, offerId, paymentPlatformSchema, type Offer } from './offer.ts'
 import { coversPricing, maxCostWei, maxTaskCostWei, pricingSchema, type Pricing } from './pricing.ts'
 
 const address = z.string().regex(/^0x[0-9a-fA-F]{40}$/, 'expected a 0x-prefixed 20-byte address')
@@ -203,4 +204,44 @@ function describePricing(pricing: Pricing): string {
 export function offeredRuntimes(offer: Offer): string[] {
   const named = offer.properties['golem.runtime.name']
   return (Array.isArray(named) ? named : [named]).filter((name): name is string => typeof name === 'string')
+}
+
+export interface ProposeTermsParameters {
+  offer: Offer
+  requestor: string
+  runtime: string
+  maxTasks: number
+  taskTimeoutMs: number
+  jobName: string
+  /** How long the agreement lasts (default 1 h). */
+  durationSec?: number
+  debitNoteIntervalSec?: number
+  paymentTimeoutSec?: number
+  nowMs?: number
+}
+
+/**
+ * The terms a requestor proposes for an offer: the offer's own prices, a deposit that covers `maxTasks` at their most,
+ * and a random nonce so that equal terms still make distinct agreements (and escrows).
+ */
+export function proposeTerms(parameters: ProposeTermsParameters): AgreementTerms {
+  const { offer } = parameters
+  const nowMs = parameters.nowMs ?? Date.now()
+  return {
+    offerId: offerId(offer),
+    requestor: parameters.requestor,
+    provider: offer.provider,
+    runtime: parameters.runtime,
+    pricing: offer.pricing,
+    maxTasks: parameters.maxTasks,
+    taskTimeoutMs: parameters.taskTimeoutMs,
+    depositWei: maxCostWei(offer.pricing, parameters.maxTasks, parameters.taskTimeoutMs).toString(),
+    payment: offer.payment,
+    expiresAtSec: Math.floor(nowMs / 1000) + (parameters.durationSec ?? 3600),
+    debitNoteIntervalSec: parameters.debitNoteIntervalSec ?? 60,
+    paymentTimeoutSec: parameters.paymentTimeoutSec ?? 300,
+    jobName: parameters.jobName,
+    nonce: `0x${randomBytes(16).toString('hex')}`,
+    createdAtMs: nowMs,
+  }
 }

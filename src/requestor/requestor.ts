@@ -3,14 +3,14 @@
  * to providers, checks every signed result, pays for what it accepts with cumulative vouchers, retries what failed on
  * another provider, and settles every agreement at the end.
  */
-import { randomBytes, randomUUID } from 'node:crypto'
+import { randomUUID } from 'node:crypto'
 import type { Address, Hex } from 'viem'
 import { HearthError, toHearthError } from '../errors.ts'
 import { hashCanonical } from '../identity/canonical-json.ts'
 import type { NodeIdentity } from '../identity/node-identity.ts'
-import { offeredRuntimes, type Agreement, type AgreementTerms } from '../market/agreement.ts'
+import { offeredRuntimes, proposeTerms, type Agreement, type AgreementTerms } from '../market/agreement.ts'
 import type { OfferBook } from '../market/offer-book.ts'
-import { offerId, type Offer } from '../market/offer.ts'
+import type { Offer } from '../market/offer.ts'
 import { createMarketNode, type MarketNode } from '../market/market-node.ts'
 import { rankOffers, type GeoPoint, type StrategyWeights } from '../market/strategy.ts'
 import { negotiateMany, offerTarget } from './negotiator.ts'
@@ -304,23 +304,17 @@ export function createRequestor(init: RequestorInit): Requestor {
 
     // 2. Agreements with the chosen providers, all at once; the first to sign are kept.
     emit({ type: 'phase', message: `negotiating with ${chosen.length} providers for ${Math.min(spec.providers, chosen.length)} agreements` })
-    const termsFor = (offer: Offer): AgreementTerms => ({
-      offerId: offerId(offer),
-      requestor: identity.address,
-      provider: offer.provider,
-      runtime: spec.runtime,
-      pricing: offer.pricing,
-      maxTasks: spec.tasks.length,
-      taskTimeoutMs: spec.timeoutMs,
-      depositWei: maxCostWei(offer.pricing, spec.tasks.length, spec.timeoutMs).toString(),
-      payment: offer.payment,
-      expiresAtSec: Math.floor(Date.now() / 1000) + 3600,
-      debitNoteIntervalSec: spec.debitNoteIntervalSec ?? 60,
-      paymentTimeoutSec: spec.paymentTimeoutSec ?? 300,
-      jobName: `${spec.name} (${jobId})`,
-      nonce: `0x${randomBytes(16).toString('hex')}`,
-      createdAtMs: Date.now(),
-    })
+    const termsFor = (offer: Offer): AgreementTerms =>
+      proposeTerms({
+        offer,
+        requestor: identity.address,
+        runtime: spec.runtime,
+        maxTasks: spec.tasks.length,
+        taskTimeoutMs: spec.timeoutMs,
+        jobName: `${spec.name} (${jobId})`,
+        ...(spec.debitNoteIntervalSec === undefined ? {} : { debitNoteIntervalSec: spec.debitNoteIntervalSec }),
+        ...(spec.paymentTimeoutSec === undefined ? {} : { paymentTimeoutSec: spec.paymentTimeoutSec }),
+      })
     const negotiated = await negotiateMany({ host, identity, store, onEvent: emit }, chosen, {
       need: spec.providers,
       termsFor,
