@@ -2,13 +2,19 @@
  * Checks on a run's task directory and spec that every runtime shares (wasi, native, docker), so that a task directory
  * and spec are accepted or refused alike by every runtime. (wasi checks its own spec shape: its program is a module.)
  */
-import { chmod, copyFile, lstat, open, readdir, realpath, rename, rm } from 'node:fs/promises'
+import { lstatSync, readdirSync, realpathSync } from 'node:fs'
+import { chmod, copyFile, lstat, open, readdir, rename, rm } from 'node:fs/promises'
 import type { FileHandle } from 'node:fs/promises'
 import { basename, dirname, isAbsolute, join, relative, resolve, sep } from 'node:path'
 import { HearthError } from '../errors.ts'
 import type { RunSpec } from './runtime.ts'
 
 const scanBatch = 64
+/**
+ * A task directory with at most this many entries is scanned synchronously: for a small tree a few lstat calls on this
+ * thread cost far less than the thread-pool round trips of the async scan. A larger tree falls back to the async scan.
+ */
+const syncScanEntries = 128
 
 /** Checks the fields every runtime shares; the program itself is the runtime's business. */
 export function validateRunSpec(spec: RunSpec<unknown>, runtime: string): void {
@@ -54,8 +60,9 @@ export function throwIfAborted(signal: AbortSignal | undefined): void {
 /** The real path of an existing directory (symlinks resolved, so that bind mounts and checks see the same place). */
 export async function realDirectory(path: string): Promise<string> {
   try {
-    const real = await realpath(resolve(path))
-    if ((await lstat(real)).isDirectory()) return real
+    // Synchronous: two syscalls on this thread are cheaper than two thread-pool round trips (same libuv realpath).
+    const real = realpathSync.native(resolve(path))
+    if (lstatSync(real).isDirectory()) return real
   } catch (error) {
     throw new HearthError('HEARTH_ERR_EXEC_PATH_INVALID', `the task directory ${path} does not exist`, { cause: error })
   }
@@ -66,7 +73,7 @@ export async function realDirectory(path: string): Promise<string> {
 export async function outsideRoot(rootDir: string, path: string, name: string, who = 'program'): Promise<string> {
   let real: string
   try {
-    real = join(await realpath(dirname(resolve(path))), basename(path))
+    real = join(realpathSync.native(dirname(resolve(path))), basename(path))
   } catch (error) {
     throw new HearthError('HEARTH_ERR_EXEC_PATH_INVALID', `the folder of ${name} ${path} does not exist`, { cause: error })
   }
@@ -95,7 +102,7 @@ export async function taskFiles(rootDir: string, spec: { stdoutPath: string; std
   const stdoutPath = await outsideRoot(rootDir, spec.stdoutPath, 'stdoutPath', who)
   const stderrPath = await outsideRoot(rootDir, spec.stderrPath, 'stderrPath', who)
   if (stdoutPath === stderrPath) throw new HearthError('HEARTH_ERR_CONFIG_INVALID', 'stdoutPath and stderrPath must be different files')
-  return { stdoutPath, stderrPath, inputs: await scanTree(rootDir, true) }
+  return { stdoutPath, stderrPath, inputs: scanSmallTree(rootDir, true) ?? (await scanTree(rootDir, true)) }
 }
 
 /** A run's stdio, open, and how much the program has written so far. */
@@ -199,6 +206,48 @@ export async function scanTree(dir: string, strict: boolean, sizes = new Map<str
   return sizes
 }
 
+/**
+ * scanTree done synchronously, for a tree of at most `maxEntries` entries: undefined when the tree is larger (the
+ * caller then runs the async scan). Refuses and tolerates exactly what scanTree does.
+ */
+export function scanSmallTree(dir: string, strict: boolean, maxEntries = syncScanEntries): Map<string, number> | undefined {
+  const sizes = new Map<string, number>()
+  let budget = maxEntries
+  const walk = (path: string, prefix: string): boolean => {
+    const entries = readdirSync(path)
+    budget -= entries.length
+    if (budget < 0) return false
+    for (const entry of entries) {
+      const name = prefix + entry
+      let info
+      try {
+        info = lstatSync(join(path, entry), { throwIfNoEntry: false })
+      } catch {
+        info = undefined
+      }
+      // Gone since the listing: only possible while a program runs, when the next scan counts again.
+      if (info === undefined) continue
+      if (info.isDirectory()) {
+        let complete: boolean
+        try {
+          complete = walk(join(path, entry), name + '/')
+        } catch (error) {
+          if (strict) throw error
+          complete = true
+        }
+        if (!complete) return false
+      } else if (info.isFile()) {
+        if (strict && info.nlink > 1) throw refused(name, 'a hard link (it may alias a file outside the task directory)')
+        sizes.set(name, info.size)
+      } else if (strict) {
+        throw refused(name, info.isSymbolicLink() ? 'a symbolic link' : 'not a regular file or directory')
+      }
+    }
+    return true
+  }
+  return walk(dir, '') ? sizes : undefined
+}
+
 function refused(name: string, what: string): HearthError {
   return new HearthError('HEARTH_ERR_EXEC_PATH_INVALID', `the task directory holds ${name}, which is ${what}; refusing to run`, {
     hint: 'a task directory may hold only regular files and directories: copy inputs in instead of linking them',
@@ -209,7 +258,7 @@ function refused(name: string, what: string): HearthError {
 /** Bytes the program has added under rootDir: growth of each file over its size before the run. */
 export async function bytesAdded(rootDir: string, before: Map<string, number>): Promise<number> {
   let added = 0
-  for (const [name, size] of await scanTree(rootDir, false)) added += Math.max(0, size - (before.get(name) ?? 0))
+  for (const [name, size] of scanSmallTree(rootDir, false) ?? (await scanTree(rootDir, false))) added += Math.max(0, size - (before.get(name) ?? 0))
   return added
 }
 
