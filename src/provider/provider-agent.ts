@@ -35,6 +35,7 @@ import {
 } from '../exec/activity-protocols.ts'
 import { sha256Hex } from '../exec/content-hash.ts'
 import { fetchResumable } from '../exec/transfer.ts'
+import { createPackageCache } from '../exec/package-cache.ts'
 import { detectGpus, type GpuInfo } from '../exec/gpu.ts'
 import type { WasiRuntime } from '../exec/wasi-runtime.ts'
 import type { Runtime } from '../exec/runtime.ts'
@@ -73,6 +74,8 @@ export interface ProviderAgentInit {
   constraints?: string
   /** This node's market part (offer book, gossip, sync); one is made when absent. */
   market?: MarketNode
+  /** Bounds on the package cache (default 8 GiB and 256 packages); least recently used packages go first. */
+  packageCache?: { maxBytes?: number; maxEntries?: number }
   /** Ways to misbehave, for the devnet's failure tests: never answer proposals. */
   misbehave?: { silentNegotiation?: boolean }
   /**
@@ -181,6 +184,7 @@ export function createProviderAgent(init: ProviderAgentInit): ProviderAgent {
   let cpuScore = 0
   let gpuProperties: Offer['properties'] = {}
   const packagesDir = join(init.workDir, 'packages')
+  const packages = createPackageCache({ dir: packagesDir, maxBytes: init.packageCache?.maxBytes ?? 8 * 1024 ** 3, maxEntries: init.packageCache?.maxEntries ?? 256 })
   const fetching = new Map<string, Promise<string>>()
   const activitiesDir = join(init.workDir, 'activities')
 
@@ -295,12 +299,15 @@ export function createProviderAgent(init: ProviderAgentInit): ProviderAgent {
 
   /** The blob named by content id: from the package cache, else fetched from the requestor and checked. */
   function packageFile(contentId: string, from: Parameters<Host['request']>[0]): Promise<string> {
-    const path = join(packagesDir, contentId.replace(':', '-'))
+    const path = packages.pathOf(contentId)
     // Tasks that need the same package at once share one transfer.
     const running = fetching.get(contentId)
     if (running !== undefined) return running
     const fetched = (async () => {
-      if ((await lstat(path).catch(() => undefined))?.isFile() === true) return path
+      if ((await lstat(path).catch(() => undefined))?.isFile() === true) {
+        await packages.touch(contentId)
+        return path
+      }
       await fetchResumable({
         contentId,
         path,
@@ -311,6 +318,8 @@ export function createProviderAgent(init: ProviderAgentInit): ProviderAgent {
           return { totalBytes: chunk.totalBytes, offset: chunk.offset, data: Buffer.from(chunk.dataBase64, 'base64') }
         },
       })
+      // A new package may push the cache past its bounds: the least recently used others make room.
+      void packages.evict().catch(() => undefined)
       return path
     })().finally(() => fetching.delete(contentId))
     fetching.set(contentId, fetched)
@@ -322,7 +331,9 @@ export function createProviderAgent(init: ProviderAgentInit): ProviderAgent {
     if (request.runtime === 'wasi') {
       if (request.packageId === undefined) throw new HearthError('HEARTH_ERR_EXEC_PACKAGE_INVALID', 'a wasi task names no package')
       // argv[0] is the program's name; the request carries only what follows it.
-      return { runtime: wasiRuntime, program: await readFile(await packageFile(request.packageId, from)), argv0: ['program'] }
+      const packageId = request.packageId
+      const module = await packages.using(packageId, async () => readFile(await packageFile(packageId, from)))
+      return { runtime: wasiRuntime, program: module, argv0: ['program'] }
     }
     if (request.runtime === 'native') {
       const native = init.runtimes?.native
@@ -338,7 +349,8 @@ export function createProviderAgent(init: ProviderAgentInit): ProviderAgent {
     if (!(await docker.runtime.hasImage(request.imageId))) {
       if (request.packageId === undefined) throw new HearthError('HEARTH_ERR_EXEC_IMAGE_MISSING', `this provider does not hold image ${request.imageId} and no archive was named`)
       // The archive is checked twice: by content id on arrival, and by image id when the engine loads it.
-      await loadImageArchive(docker.runtime, await packageFile(request.packageId, from), request.imageId)
+      const { packageId, imageId } = request
+      await packages.using(packageId, async () => loadImageArchive(docker.runtime, await packageFile(packageId, from), imageId))
     }
     // The container's command is the whole argv: the request's args, command first.
     return { runtime: docker.runtime, program: { image: request.imageId }, argv0: [] }
