@@ -4,11 +4,11 @@
  * naming the hash of every output, so a wrong result is provably the provider's.
  */
 import { z } from 'zod'
+import { hexSchema } from '../identity/wire-schemas.ts'
 import { debitNoteSchema } from '../market/billing.ts'
 import { defineProtocol } from '../net/protocol.ts'
 
 const contentId = z.string().regex(/^sha256:[0-9a-f]{64}$/, 'expected a content id sha256:<64 hex digits>')
-const hex = z.string().regex(/^0x[0-9a-fA-F]*$/, 'expected 0x-prefixed hex')
 export const guestPathSchema = z
   .string()
   .max(4096)
@@ -26,7 +26,7 @@ export const fileBlobSchema = z.strictObject({
 export type FileBlob = z.output<typeof fileBlobSchema>
 
 export const runTaskRequestSchema = z.strictObject({
-  agreementId: hex,
+  agreementId: hexSchema,
   jobId: z.string().min(1).max(200),
   taskIndex: z.number().int().nonnegative(),
   /** A fresh id per attempt, so a retried task is a distinct activity. */
@@ -49,12 +49,12 @@ export const runTaskRequestSchema = z.strictObject({
 export type RunTaskRequest = z.output<typeof runTaskRequestSchema>
 
 export const taskResultSchema = z.strictObject({
-  agreementId: hex,
+  agreementId: hexSchema,
   jobId: z.string(),
   taskIndex: z.number().int().nonnegative(),
   activityId: z.string(),
   /** Hash of the canonical request: what the provider says it was asked to run, inputs included. */
-  requestHash: hex,
+  requestHash: hexSchema,
   exitCode: z.number().int(),
   outputs: z.array(fileBlobSchema),
   /** Requested outputs the program did not write. */

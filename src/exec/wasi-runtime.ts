@@ -24,27 +24,17 @@ import { bytesAdded, RootClaims, taskFiles, throwIfAborted, validateEnvAndLimits
 import type { TaskFiles } from './task-dir.ts'
 import { capWasmMemory, wasmPageBytes } from './wasm-memory-cap.ts'
 import type { CappedWasmModule } from './wasm-memory-cap.ts'
+import type { RunSpec } from './runtime.ts'
 
 // Without this a guest that grows past ~64-80 MiB and then calls WASI crashes the whole process (nodejs/node#46777).
 // V8 flags are process-wide; it is set here, before any worker can load node:wasi.
 setFlagsFromString('--no-turbo-fast-api-calls')
 
-export interface WasiRunSpec {
-  /** The wasm binary (WASI preview1, exporting `_start`). */
-  module: Uint8Array
-  /** argv as the guest sees it, program name first (e.g. ['render', '--width', '64']). */
-  args: string[]
-  env: Record<string, string>
-  /** The task's own directory, seen by the guest as '/'. Must hold only regular files and directories. */
-  rootDir: string
-  /** Host files for the guest's stdout and stderr, outside rootDir; created or truncated. */
-  stdoutPath: string
-  stderrPath: string
-  maxMemoryBytes: number
-  timeoutMs: number
-  /** Budget for stdout + stderr + bytes the guest adds under rootDir. */
-  maxOutputBytes: number
-}
+/**
+ * A run as every runtime takes it (runtime.ts), with the program as `module`: the wasm binary (WASI preview1,
+ * exporting `_start`). The guest sees `rootDir` as '/'; it is single-threaded, so there is no CPU quota to set.
+ */
+export type WasiRunSpec = Omit<RunSpec<Uint8Array>, 'program' | 'maxCpuCores'> & { module: Uint8Array }
 
 export interface WasiRunResult {
   /** The guest's exit code (0 when `_start` returns). Non-zero codes are results, not errors. */

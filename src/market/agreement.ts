@@ -4,20 +4,19 @@
  * is opened under that id, so the chain's public record points at exactly these terms.
  */
 import { z } from 'zod'
+import { addressSchema, hexSchema, decimalWeiSchema } from '../identity/wire-schemas.ts'
 import { HearthError } from '../errors.ts'
 import { hashCanonical } from '../identity/canonical-json.ts'
 import { verifySigned, type Signed } from '../identity/signed.ts'
 import { randomBytes } from 'node:crypto'
-import { decimalWeiSchema, offerId, paymentPlatformSchema, type Offer } from './offer.ts'
+import { offerId, paymentPlatformSchema, type Offer } from './offer.ts'
 import { coversPricing, maxCostWei, maxTaskCostWei, pricingSchema, type Pricing } from './pricing.ts'
 
-const address = z.string().regex(/^0x[0-9a-fA-F]{40}$/, 'expected a 0x-prefixed 20-byte address')
-const hex = z.string().regex(/^0x[0-9a-fA-F]*$/, 'expected 0x-prefixed hex')
 
 export const agreementTermsSchema = z.strictObject({
-  offerId: hex,
-  requestor: address,
-  provider: address,
+  offerId: hexSchema,
+  requestor: addressSchema,
+  provider: addressSchema,
   runtime: z.string().min(1).max(64),
   pricing: pricingSchema,
   /** Most tasks the requestor will pay for under this agreement; the deposit covers them all. */
@@ -33,17 +32,17 @@ export const agreementTermsSchema = z.strictObject({
   paymentTimeoutSec: z.number().int().positive().max(86_400),
   jobName: z.string().max(200),
   /** Random, so two agreements with otherwise equal terms still get distinct ids (and escrows). */
-  nonce: hex,
+  nonce: hexSchema,
   createdAtMs: z.number().int().nonnegative(),
 })
 
 export type AgreementTerms = z.output<typeof agreementTermsSchema>
 
 export const agreementSchema = z.strictObject({
-  id: hex,
+  id: hexSchema,
   terms: agreementTermsSchema,
-  requestorSignature: hex,
-  providerSignature: hex,
+  requestorSignature: hexSchema,
+  providerSignature: hexSchema,
 })
 
 export type Agreement = z.output<typeof agreementSchema>

@@ -5,9 +5,8 @@
  * unanswered past the agreed payment timeout stops the provider's work under that agreement.
  */
 import { z } from 'zod'
+import { hexSchema, decimalWeiSchema } from '../identity/wire-schemas.ts'
 
-const hex = z.string().regex(/^0x[0-9a-fA-F]*$/, 'expected 0x-prefixed hex')
-const decimalWei = z.string().regex(/^(0|[1-9][0-9]{0,77})$/, 'expected a decimal amount in wei')
 
 export const usageSchema = z.strictObject({
   tasks: z.number().int().nonnegative(),
@@ -16,23 +15,23 @@ export const usageSchema = z.strictObject({
 })
 
 export const debitNoteSchema = z.strictObject({
-  agreementId: hex,
+  agreementId: hexSchema,
   /** 1, 2, 3… per agreement. */
   seq: z.number().int().positive(),
   /** All work delivered under the agreement so far, as the provider metered it. */
   usage: usageSchema,
   /** What that work costs under the agreement's pricing, cumulative. */
-  amountDueWei: decimalWei,
+  amountDueWei: decimalWeiSchema,
   issuedAtMs: z.number().int().nonnegative(),
 })
 export type DebitNote = z.output<typeof debitNoteSchema>
 
 export const invoiceSchema = z.strictObject({
-  agreementId: hex,
+  agreementId: hexSchema,
   usage: usageSchema,
-  amountDueWei: decimalWei,
+  amountDueWei: decimalWeiSchema,
   /** The cumulative voucher the provider holds at the end: what it claims. Below amountDue means a dispute. */
-  paidWei: decimalWei,
+  paidWei: decimalWeiSchema,
   issuedAtMs: z.number().int().nonnegative(),
 })
 export type Invoice = z.output<typeof invoiceSchema>

@@ -1,5 +1,6 @@
 /** The market's wire protocols: asking a peer for its current offers, and negotiating an agreement. */
 import { z } from 'zod'
+import { hexSchema } from '../identity/wire-schemas.ts'
 import { signedSchema } from '../identity/signed.ts'
 import { defineProtocol } from '../net/protocol.ts'
 import { agreementTermsSchema } from './agreement.ts'
@@ -18,7 +19,6 @@ export const offersSyncProtocol = defineProtocol({
   timeoutMs: 5_000,
 })
 
-const hex = z.string().regex(/^0x[0-9a-fA-F]*$/, 'expected 0x-prefixed hex')
 
 /**
  * The requestor sends terms with its signature over them. The provider answers `approve` with its own signature over
@@ -29,9 +29,9 @@ const hex = z.string().regex(/^0x[0-9a-fA-F]*$/, 'expected 0x-prefixed hex')
  */
 export const negotiateProtocol = defineProtocol({
   id: '/hearth/market/negotiate/1',
-  request: z.strictObject({ terms: agreementTermsSchema, requestorSignature: hex }),
+  request: z.strictObject({ terms: agreementTermsSchema, requestorSignature: hexSchema }),
   response: z.discriminatedUnion('decision', [
-    z.strictObject({ decision: z.literal('approve'), terms: agreementTermsSchema, providerSignature: hex }),
+    z.strictObject({ decision: z.literal('approve'), terms: agreementTermsSchema, providerSignature: hexSchema }),
     z.strictObject({ decision: z.literal('counter'), terms: agreementTermsSchema, reasons: z.array(z.string().max(500)).max(16) }),
   ]),
   maxRequestBytes: 64 * 1024,
@@ -42,8 +42,8 @@ export const negotiateProtocol = defineProtocol({
 /** The requestor withdraws from an agreement it no longer needs (it found enough providers) before any escrow. */
 export const cancelAgreementProtocol = defineProtocol({
   id: '/hearth/market/cancel/1',
-  request: z.strictObject({ agreementId: hex, reason: z.string().max(500) }),
-  response: z.strictObject({ agreementId: hex, state: z.string() }),
+  request: z.strictObject({ agreementId: hexSchema, reason: z.string().max(500) }),
+  response: z.strictObject({ agreementId: hexSchema, state: z.string() }),
   maxRequestBytes: 4 * 1024,
   maxResponseBytes: 4 * 1024,
   timeoutMs: 5_000,

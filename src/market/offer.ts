@@ -5,6 +5,7 @@
  * An offer is signed by its provider and expires; its id is the hash of its canonical JSON, so two nodes agree on it.
  */
 import { z } from 'zod'
+import { addressSchema } from '../identity/wire-schemas.ts'
 import { HearthError } from '../errors.ts'
 import { pricingSchema, type Pricing } from './pricing.ts'
 import { hashCanonical } from '../identity/canonical-json.ts'
@@ -14,8 +15,6 @@ import { signPayload, verifySigned, type Signed } from '../identity/signed.ts'
 
 export const OFFERS_TOPIC = '/hearth/market/offers/1'
 
-const address = z.string().regex(/^0x[0-9a-fA-F]{40}$/, 'expected a 0x-prefixed 20-byte address')
-export const decimalWeiSchema = z.string().regex(/^(0|[1-9][0-9]{0,77})$/, 'expected a decimal amount in wei')
 
 /** Flattened, typed properties under Golem's standard names (DESIGN.md), `hearth.*` for ours. */
 export const propertiesSchema = z.record(
@@ -25,12 +24,12 @@ export const propertiesSchema = z.record(
 
 export const paymentPlatformSchema = z.strictObject({
   chainId: z.number().int().positive(),
-  escrow: address,
-  token: address,
+  escrow: addressSchema,
+  token: addressSchema,
 })
 
 export const offerSchema = z.strictObject({
-  provider: address,
+  provider: addressSchema,
   peerId: z.string().min(1).max(200),
   multiaddrs: z.array(z.string().max(300)).max(16),
   properties: propertiesSchema,

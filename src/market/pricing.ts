@@ -5,12 +5,12 @@
  * each task's charge is rounded up to the wei.
  */
 import { z } from 'zod'
+import { decimalWeiSchema } from '../identity/wire-schemas.ts'
 
-const decimalWei = z.string().regex(/^(0|[1-9][0-9]{0,77})$/, 'expected a decimal amount in wei')
 
 export const pricingSchema = z.discriminatedUnion('model', [
-  z.strictObject({ model: z.literal('per-task'), perTaskWei: decimalWei }),
-  z.strictObject({ model: z.literal('linear'), startWei: decimalWei, perCpuSecWei: decimalWei, perDurationSecWei: decimalWei }),
+  z.strictObject({ model: z.literal('per-task'), perTaskWei: decimalWeiSchema }),
+  z.strictObject({ model: z.literal('linear'), startWei: decimalWeiSchema, perCpuSecWei: decimalWeiSchema, perDurationSecWei: decimalWeiSchema }),
 ])
 
 export type Pricing = z.output<typeof pricingSchema>

@@ -3,19 +3,18 @@
  * settle request at the end of an agreement, on which the provider claims its latest voucher and releases the rest.
  */
 import { z } from 'zod'
+import { hexSchema, decimalWeiSchema } from '../identity/wire-schemas.ts'
 import { invoiceSchema } from '../market/billing.ts'
 import { defineProtocol } from '../net/protocol.ts'
 
-const hex = z.string().regex(/^0x[0-9a-fA-F]*$/, 'expected 0x-prefixed hex')
-const decimal = z.string().regex(/^(0|[1-9][0-9]{0,77})$/, 'expected a decimal amount in wei')
 
 export const voucherJsonSchema = z.strictObject({
-  agreementId: hex,
-  cumulativeWei: decimal,
+  agreementId: hexSchema,
+  cumulativeWei: decimalWeiSchema,
   chainId: z.number().int().positive(),
-  escrowAddress: hex,
-  signer: hex,
-  signature: hex,
+  escrowAddress: hexSchema,
+  signer: hexSchema,
+  signature: hexSchema,
 })
 
 /**
@@ -25,7 +24,7 @@ export const voucherJsonSchema = z.strictObject({
 export const voucherProtocol = defineProtocol({
   id: '/hearth/payment/voucher/1',
   request: voucherJsonSchema,
-  response: z.strictObject({ agreementId: hex, acceptedWei: decimal }),
+  response: z.strictObject({ agreementId: hexSchema, acceptedWei: decimalWeiSchema }),
   maxRequestBytes: 4 * 1024,
   maxResponseBytes: 4 * 1024,
   timeoutMs: 10_000,
@@ -37,8 +36,8 @@ export const voucherProtocol = defineProtocol({
  */
 export const settleProtocol = defineProtocol({
   id: '/hearth/payment/settle/1',
-  request: z.strictObject({ agreementId: hex, voucher: voucherJsonSchema.nullable() }),
-  response: z.strictObject({ agreementId: hex, invoice: invoiceSchema, claimTx: hex.nullable(), paidWei: decimal, refundedWei: decimal }),
+  request: z.strictObject({ agreementId: hexSchema, voucher: voucherJsonSchema.nullable() }),
+  response: z.strictObject({ agreementId: hexSchema, invoice: invoiceSchema, claimTx: hexSchema.nullable(), paidWei: decimalWeiSchema, refundedWei: decimalWeiSchema }),
   maxRequestBytes: 4 * 1024,
   maxResponseBytes: 4 * 1024,
   timeoutMs: 60_000,

@@ -143,6 +143,7 @@ export function createProviderAgent(init: ProviderAgentInit): ProviderAgent {
   /** Debit notes sent and not yet covered by a voucher, per agreement. */
   const unpaidNotes = new Map<string, DebitNote[]>()
   const lastNoteAtMs = new Map<string, number>()
+  const noteSeq = new Map<string, number>()
 
   function deliveredUsage(agreementId: string): Usage {
     const known = delivered.get(agreementId)
@@ -169,7 +170,9 @@ export function createProviderAgent(init: ProviderAgentInit): ProviderAgent {
     store.paymentDocuments.save({ agreementId, kind: 'usage', seq: 0, document: total, createdAtMs: nowMs })
     if (nowMs - (lastNoteAtMs.get(agreementId) ?? 0) < terms.debitNoteIntervalSec * 1000) return undefined
     lastNoteAtMs.set(agreementId, nowMs)
-    const seq = store.paymentDocuments.list({ agreementId, kind: 'debit-note' }).length + 1
+    // Numbered from the store once per agreement (a restart continues the sequence), then counted here.
+    const seq = (noteSeq.get(agreementId) ?? store.paymentDocuments.list({ agreementId, kind: 'debit-note' }).length) + 1
+    noteSeq.set(agreementId, seq)
     const note: DebitNote = { agreementId, seq, usage: total, amountDueWei: costWei(terms.pricing, total).toString(), issuedAtMs: nowMs }
     store.paymentDocuments.save({ agreementId, kind: 'debit-note', seq, document: note, createdAtMs: nowMs })
     unpaidNotes.set(agreementId, [...(unpaidNotes.get(agreementId) ?? []), note])
