@@ -12,7 +12,7 @@ import { after, before, describe, it } from 'node:test'
 import { isHearthError } from '../errors.ts'
 import { StreamDemuxer } from './docker-api.ts'
 import { archiveImageId, loadImageArchive, saveImageArchive } from './docker-images.ts'
-import { compareVersions, createDockerRuntime, defaultDockerSocket } from './docker-runtime.ts'
+import { compareVersions, createDockerRuntime, defaultDockerSocket, gpuDeviceRequests } from './docker-runtime.ts'
 import type { DockerProgram, DockerRuntime } from './docker-runtime.ts'
 import { busyboxPath, importBusyboxImage, startTestEngine } from './docker-test-image.ts'
 import type { TestEngine } from './docker-test-image.ts'
@@ -238,5 +238,10 @@ describe('docker-api helpers', () => {
     assert.equal(compareVersions('1.41', '1.41'), 0)
     assert.equal(compareVersions('1.9', '1.41'), -1)
     assert.equal(compareVersions('1.43', '1.41'), 1)
+  })
+
+  it('asks the engine for the agreed GPUs only, by index, through a device request', () => {
+    assert.deepEqual(gpuDeviceRequests([]), {})
+    assert.deepEqual(gpuDeviceRequests([2, 0, 2]), { DeviceRequests: [{ Driver: 'nvidia', DeviceIDs: ['0', '2'], Capabilities: [['gpu', 'utility', 'compute']] }] })
   })
 })

@@ -277,6 +277,7 @@ export function createDockerRuntime(init: DockerRuntimeInit = {}): DockerRuntime
                 { Name: 'core', Soft: 0, Hard: 0 },
               ],
               IpcMode: 'private',
+              ...gpuDeviceRequests(spec.gpus ?? []),
               // A tiny init as PID 1 (Docker's docker-init, podman's catatonit): the program itself as PID 1 would ignore
               // signals it has no handler for (kill -SEGV does nothing to it) and never reap orphans.
               Init: true,
@@ -536,4 +537,15 @@ export function compareVersions(a: string, b: string): number {
     if (difference !== 0) return Math.sign(difference)
   }
   return 0
+}
+
+/**
+ * The Engine API's way to hand GPUs to a container: a device request the engine's GPU hook (the NVIDIA Container
+ * Toolkit) fulfils by mounting the agreed devices and the driver's libraries. Only the agreed GPUs, by index; none
+ * asked, no request, and the container sees no GPU.
+ */
+export function gpuDeviceRequests(gpus: number[]): { DeviceRequests?: { Driver: string; DeviceIDs: string[]; Capabilities: string[][] }[] } {
+  if (gpus.length === 0) return {}
+  const ids = [...new Set(gpus)].sort((a, b) => a - b).map(String)
+  return { DeviceRequests: [{ Driver: 'nvidia', DeviceIDs: ids, Capabilities: [['gpu', 'utility', 'compute']] }] }
 }

@@ -32,7 +32,18 @@ after(async () => {
   await rm(base, { recursive: true, force: true })
 })
 
+// Captured on an NVIDIA H200 machine (driver 580.159.04, open kernel module) by scripts/gpu-check.ts.
+const h200Smi = 'NVIDIA H200, 143771, 580.159.04\n'
+const h200Information = 'Model: \t\t NVIDIA H200\nIRQ:   \t\t 41\nGPU UUID: \t GPU-cac7bdab-2cd3-da07-2fc7-2e2798681f24\nVideo BIOS: \t 96.00.a5.00.1a\nBus Type: \t PCIe\nDMA Size: \t 52 bits\nDMA Mask: \t 0xfffffffffffff\nBus Location: \t 0000:00:06.0\nDevice Minor: \t 0\nGPU Firmware: \t 580.159.04\nGPU Excluded:\t No\n'
+const h200Version = 'NVRM version: NVIDIA UNIX Open Kernel Module for x86_64  580.159.04  Release Build  (nixbld@)  \nGCC version:  gcc version 15.3.0 (GCC) \n'
+
 describe('gpu', () => {
+  it('reads what a real H200 machine reports, from nvidia-smi and from /proc', () => {
+    assert.deepEqual(parseNvidiaSmi(h200Smi), [{ index: 0, model: 'NVIDIA H200', memoryMib: 143771, driverVersion: '580.159.04', source: 'nvidia-smi' }])
+    assert.equal(parseProcGpuInformation(h200Information), 'NVIDIA H200')
+    assert.equal(parseProcDriverVersion(h200Version), '580.159.04')
+  })
+
   it('parses nvidia-smi output: model, memory MiB, driver, one entry per GPU', () => {
     assert.deepEqual(parseNvidiaSmi(twoGpus), [
       { index: 0, model: 'NVIDIA GeForce RTX 3090', memoryMib: 24576, driverVersion: '535.104.05', source: 'nvidia-smi' },

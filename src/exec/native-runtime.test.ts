@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { after, before, describe, it } from 'node:test'
 import { isHearthError } from '../errors.ts'
-import { createNativeRuntime } from './native-runtime.ts'
+import { createNativeRuntime, gpuSandboxArgs } from './native-runtime.ts'
 import type { NativeProgram, NativeRuntime } from './native-runtime.ts'
 import { failsWith } from './testdata/fails-with.ts'
 import { shellHarness } from './testdata/runtime-test-support.ts'
@@ -86,6 +86,23 @@ describe('native-runtime', () => {
     const missing = createNativeRuntime({ programs: ['/bin/sh', '/usr/bin/no-such-program'] })
     await assert.rejects(missing.run({ ...task.spec('true'), program: '/usr/bin/no-such-program' }), failsWith('HEARTH_ERR_EXEC_RUNTIME_UNAVAILABLE', /not installed/))
     await missing.close()
+  })
+
+  it('shows agreed GPUs only: a run without GPUs sees no NVIDIA device, one asking for a missing GPU is refused', async () => {
+    assert.deepEqual(gpuSandboxArgs([]), [])
+    const args = gpuSandboxArgs([1, 0, 1])
+    // each GPU once, by its own device node; the driver's control devices; read-only sysfs for the PCI devices
+    assert.deepEqual(args.slice(0, 6), ['--dev-bind', '/dev/nvidia0', '/dev/nvidia0', '--dev-bind', '/dev/nvidia1', '/dev/nvidia1'])
+    assert.ok(args.join(' ').includes('--dev-bind-try /dev/nvidiactl /dev/nvidiactl'))
+    assert.ok(!args.includes('--bind'), 'nothing is bound writable')
+    // the sandbox's /dev holds only the basic devices
+    const listing = await sh('ls /dev')
+    assert.equal(listing.exitCode, 0)
+    assert.ok(!/nvidia/.test(listing.stdout), listing.stdout)
+    // this machine has no NVIDIA GPU: asking for one is refused before anything runs
+    const task = await newTask()
+    await assert.rejects(runtime.run({ ...task.spec('true'), gpus: [0] }), failsWith('HEARTH_ERR_EXEC_RUNTIME_UNAVAILABLE', /GPU 0 is not on this machine/))
+    await assert.rejects(runtime.run({ ...task.spec('true'), gpus: [-1] }), failsWith('HEARTH_ERR_CONFIG_INVALID', /GPU indices/))
   })
 
   it('says exactly why it is unavailable: no bubblewrap, a bad read-only path, no offered program', async () => {

@@ -157,6 +157,14 @@ export function createNativeRuntime(init: NativeRuntimeInit): NativeRuntime {
     } catch (error) {
       throw unavailable(`the offered program ${spec.program} is not installed or not executable`, error)
     }
+    for (const index of spec.gpus ?? []) {
+      if (!(await lstat(`/dev/nvidia${index}`).then(() => true, () => false))) {
+        throw new HearthError('HEARTH_ERR_EXEC_RUNTIME_UNAVAILABLE', `GPU ${index} is not on this machine (/dev/nvidia${index} does not exist)`, {
+          hint: 'offer only the GPUs exec/gpu.ts detects, and check that the NVIDIA driver is loaded',
+          details: { gpu: index },
+        })
+      }
+    }
     throwIfAborted(signal)
 
     const handles: FileHandle[] = []
@@ -403,7 +411,33 @@ function sandboxArgs(setup: Setup, spec: RunSpec<NativeProgram>, rootDir: string
   for (const [key, value] of Object.entries(env)) args.push('--setenv', key, value)
   const visible = setup.visibleRoots.some((root) => spec.program === root || spec.program.startsWith(root + '/'))
   if (!visible) args.push('--ro-bind', spec.program, spec.program)
+  args.push(...gpuSandboxArgs(spec.gpus ?? []))
   args.push('--bind', rootDir, '/task', ...readOnlyRootArgs, '--chdir', '/task', '--json-status-fd', '3', spec.program, ...spec.args.slice(1))
+  return args
+}
+
+/** The NVIDIA driver's shared devices: every process that uses a GPU opens these besides the GPU's own /dev/nvidiaN. */
+const nvidiaControlDevices = ['/dev/nvidiactl', '/dev/nvidia-uvm', '/dev/nvidia-uvm-tools', '/dev/nvidia-modeset']
+/** Read-only host paths CUDA programs and nvidia-smi look at: the PCI devices' sysfs entries (the fresh /proc already shows /proc/driver/nvidia). */
+const nvidiaHostPaths = ['/sys/bus/pci', '/sys/devices', '/sys/module/nvidia']
+
+/**
+ * bwrap arguments that make the agreed GPUs (indices as exec/gpu.ts detects them) visible in the sandbox and nothing
+ * more: each GPU's device node, the driver's control devices, and read-only views of the driver's state. The sandbox's
+ * /dev is otherwise bwrap's minimal one, so a run without GPUs sees no NVIDIA device at all. A GPU whose device node is
+ * missing makes bwrap fail at its start, which the run reports as a failure rather than silently running on the CPU.
+ */
+export function gpuSandboxArgs(gpus: number[]): string[] {
+  if (gpus.length === 0) return []
+  const args: string[] = []
+  for (const index of [...new Set(gpus)].sort((a, b) => a - b)) {
+    if (!Number.isInteger(index) || index < 0 || index > 63) {
+      throw new HearthError('HEARTH_ERR_EXEC_FAILED', `GPU index ${index} is not a GPU of this machine`, { hint: 'ask for GPUs by the indices the offer lists' })
+    }
+    args.push('--dev-bind', `/dev/nvidia${index}`, `/dev/nvidia${index}`)
+  }
+  for (const device of nvidiaControlDevices) args.push('--dev-bind-try', device, device)
+  for (const path of nvidiaHostPaths) args.push('--ro-bind-try', path, path)
   return args
 }
 

@@ -32,6 +32,11 @@ export interface RunSpec<P> {
   maxOutputBytes: number
   /** CPU time per wall-clock time the run may use (cgroup quota); default 1. `wasi` guests are single-threaded. */
   maxCpuCores?: number
+  /**
+   * NVIDIA GPUs the run may use, by index as detected (exec/gpu.ts), as its agreement grants them. Default: none, and
+   * no GPU device is visible to the program. `wasi` guests cannot use GPUs and refuse a run that asks for one.
+   */
+  gpus?: number[]
 }
 
 export interface RunResult {

@@ -28,6 +28,10 @@ export function validateRunSpec(spec: RunSpec<unknown>, runtime: string): void {
   if (cores !== undefined && (typeof cores !== 'number' || !Number.isFinite(cores) || cores <= 0)) {
     throw invalid(`maxCpuCores must be a positive finite number, got ${cores}`)
   }
+  const gpus = spec.gpus
+  if (gpus !== undefined && (!Array.isArray(gpus) || gpus.some((index) => !Number.isInteger(index) || index < 0 || index > 63))) {
+    throw invalid('gpus must be a list of GPU indices (0 to 63) as the provider detected them')
+  }
 }
 
 /** The env entries and the limits, which every runtime's spec has alike (wasi's too); `invalid` makes the error. */
