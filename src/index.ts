@@ -12,6 +12,7 @@ export { openStore, type Store } from './store/store.ts'
 
 export { createHost, type Host, type HostInit } from './net/host.ts'
 export { defineProtocol, type Protocol } from './net/protocol.ts'
+export { defineStreamProtocol, serveStreamProtocol, openStream, type StreamProtocol, type StreamCall, type StreamServer } from './net/stream-protocol.ts'
 
 export { createOffer, verifyOffer, offerId, OFFERS_TOPIC, type Offer, type SignedOffer } from './market/offer.ts'
 export { createOfferBook, type OfferBook } from './market/offer-book.ts'
@@ -29,6 +30,7 @@ export { c, type KnownProperties, type EqualsOperand, type OrderOperand } from '
 export type { ConstraintAst, PropertyRef, EqualsValue, ImpliedType, OrderOperator } from './market/constraints/ast.ts'
 
 export { createWasiRuntime, type WasiRuntime, type WasiRunSpec, type WasiRunResult } from './exec/wasi-runtime.ts'
+export { loadBuiltinWorkload } from './exec/workloads.ts'
 export { sha256Hex, hashFile } from './exec/content-hash.ts'
 export type { Runtime, RuntimeName, RunSpec, RunResult, RuntimeAvailability } from './exec/runtime.ts'
 export { adaptWasiRuntime } from './exec/wasi-adapter.ts'
@@ -36,6 +38,7 @@ export { createNativeRuntime, type NativeRuntime, type NativeRuntimeInit } from 
 export { detectGpus, type GpuInfo } from './exec/gpu.ts'
 export { createDockerRuntime, type DockerRuntime, type DockerRuntimeInit, type DockerProgram } from './exec/docker-runtime.ts'
 export { loadImageArchive, saveImageArchive, importRootfsArchive } from './exec/docker-images.ts'
+export { createActivity as createActivityExecutor, activityStates, type Activity, type ActivityState, type ActivityUsage, type ExeCommand, type ExeEvent, type CommandResult } from './exec/exescript.ts'
 
 export { createEmbeddedChain, serveChainHttp, type EmbeddedChain } from './payment/embedded-chain.ts'
 export { createChainClient, type ChainClient } from './payment/chain-client.ts'
@@ -44,11 +47,17 @@ export { openEscrow, openEscrows, claimVoucher, claimVouchers, releaseEscrow, re
 export { signVoucher, verifyVoucher, type Voucher } from './payment/voucher.ts'
 
 export { createProviderAgent, type ProviderAgent, type ProviderAgentInit } from './provider/provider-agent.ts'
-export { createRequestor, type Requestor, type JobSpec, type TaskSpec, type JobOutcome } from './requestor/requestor.ts'
+export { createRequestor, type Requestor, type JobSpec, type TaskSpec, type TaskOutcome, type JobOutcome, type JobSession, type JobFigures, type BatchOutcome, type VerificationSpec } from './requestor/requestor.ts'
+export { createReputationBook, type ReputationBook, type ProviderReputation, type ReputationOptions } from './requestor/reputation.ts'
+export { dispatch, type DispatchInit, type DispatchOutcome } from './requestor/dispatch.ts'
 export { negotiateMany, type NegotiateManyOptions, type NegotiateManyResult } from './requestor/negotiator.ts'
+export { createActivity, settleAgreement, type ActivityHandle, type ActivityAgreement, type ExecCall, type ExecOutcome } from './requestor/activity-client.ts'
 export type { JobEvent } from './requestor/events.ts'
 
 export { loadJobFile, parseJob, type LoadedJob } from './jobs/job-file.ts'
+export { loadJobDefinition, parseJobDefinition, type JobDefinition, type JobKind } from './jobs/job-file.ts'
+export { planJob, type JobPlan, type JobProduct, type PlanProgress, type TaskRunner } from './jobs/kinds.ts'
+export { createLocalRunner, type LocalRunnerInit } from './requestor/local-runner.ts'
 export { encodePng, decodePng } from './jobs/png.ts'
 
 export { startDevnet, type Devnet } from './devnet/devnet.ts'

@@ -117,13 +117,43 @@ test('under linear pricing providers are paid for what their signed metering say
   const { spec } = renderJob({ width: 64, height: 32, tiles: 6, wasm, providers: 2, maxPricePerTaskWei: parseEther('1') })
   const outcome = await devnet.requestor.agent.runJob(spec)
   assert.deepEqual(outcome.failures, [])
+  // Every accepted result is paid, including those that confirmed another provider's (new providers are checked).
+  const paidTasks = outcome.agreements.reduce((n, a) => n + a.tasks, 0)
+  assert.ok(paidTasks >= outcome.results.length + outcome.figures.checks && paidTasks <= outcome.results.length + outcome.figures.checks + outcome.figures.stragglers)
+  assert.ok(outcome.figures.checks > 0)
   for (const agreement of outcome.agreements) {
     const results = outcome.results.filter((r) => r?.agreementId === agreement.agreementId)
     const usage = results.reduce((u, r) => ({ tasks: u.tasks + 1, cpuMs: u.cpuMs + r!.usage.cpuMs, durationMs: u.durationMs + r!.usage.durationMs }), { tasks: 0, cpuMs: 0, durationMs: 0 })
-    assert.equal(agreement.signedWei, costWei(linear, usage))
+    // the results this provider won are part of what it is paid for
+    assert.ok(agreement.acceptedUsage.tasks >= usage.tasks && agreement.acceptedUsage.cpuMs >= usage.cpuMs - 1e-9)
+    assert.equal(agreement.signedWei, costWei(linear, agreement.acceptedUsage))
     assert.equal(agreement.paidWei, agreement.signedWei)
     assert.equal(agreement.depositWei, agreement.paidWei + agreement.refundedWei)
     // Metering never claims more than the round trip the requestor measured.
     for (const r of results) assert.ok(r!.usage.durationMs <= r!.roundTripMs + 1)
   }
+})
+
+test('the budget sizes the pool, and a budget too small for one deposit stops the job before any money is locked', async () => {
+  const devnet = await startDevnet({ providers: 3 })
+  after(() => devnet.stop())
+  const { spec } = renderJob({ width: 32, height: 16, tiles: 4, wasm, providers: 3, maxPricePerTaskWei: parseEther('1') })
+  const balanceBefore = await devnet.balanceOf(devnet.requestor.identity.address)
+  await assert.rejects(devnet.requestor.agent.runJob({ ...spec, budgetWei: 1n }), (error) => {
+    assert.ok(isHearthError(error, 'HEARTH_ERR_PAYMENT_INSUFFICIENT_FUNDS'), String(error))
+    assert.match(error.message, /budget of 1 wei is too small/)
+    assert.match(error.hint ?? '', /raise the budget to at least \d+ wei/)
+    return true
+  })
+  assert.equal(await devnet.balanceOf(devnet.requestor.identity.address), balanceBefore)
+  assert.deepEqual(devnet.requestor.store.escrows.list(), [])
+
+  // Enough for two deposits of the three wanted: two agreements, and the job still completes.
+  const events: string[] = []
+  const probe = await devnet.requestor.agent.runJob({ ...spec, budgetWei: 10n ** 30n })
+  const deposit = probe.agreements.reduce((max, a) => (a.depositWei > max ? a.depositWei : max), 0n)
+  const outcome = await devnet.requestor.agent.runJob({ ...spec, budgetWei: deposit * 2n + deposit / 2n }, { onEvent: (e) => e.type === 'phase' && events.push(e.message) })
+  assert.deepEqual(outcome.failures, [])
+  assert.equal(outcome.agreements.length, 2)
+  assert.ok(events.some((m) => /budget allows 2 of 3 agreements/.test(m)), events.join('\n'))
 })

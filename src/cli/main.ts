@@ -4,15 +4,18 @@
  */
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander'
 import { readFile } from 'node:fs/promises'
+import { parseEther } from 'viem'
 import { HearthError, toHearthError, type ErrorCode } from '../errors.ts'
 import { readDeploymentFile } from '../payment/deploy.ts'
 import { runDemo, type DemoReport } from '../devnet/demo.ts'
 import { runJobFile, type RunReport } from '../devnet/run-job.ts'
+import type { RequestorNodeInit } from '../requestor/requestor-node.ts'
 import { startDevnet } from '../devnet/devnet.ts'
 import { registerChainCommands } from './chain-command.ts'
 import { formatOffers, listOffers, matchFiles } from './market-command.ts'
 import { formatPayments, readPayments } from './payments-command.ts'
 import { registerWalletCommand } from './wallet-command.ts'
+import { registerProviderCommand } from './provider-command.ts'
 import { createProgressPrinter } from './progress.ts'
 
 /** Errors that mean the input was wrong: exit code 2. */
@@ -25,6 +28,14 @@ function positiveInt(name: string, max: number) {
   return (value: string): number => {
     const n = Number(value)
     if (!Number.isInteger(n) || n < 1 || n > max) throw new InvalidArgumentError(`${name} must be a whole number from 1 to ${max}`)
+    return n
+  }
+}
+
+function wholeNumber(name: string, max: number) {
+  return (value: string): number => {
+    const n = Number(value)
+    if (!Number.isInteger(n) || n < 0 || n > max) throw new InvalidArgumentError(`${name} must be a whole number from 0 to ${max}`)
     return n
   }
 }
@@ -49,8 +60,9 @@ export async function main(argv: string[], io: { stdout: NodeJS.WritableStream; 
     .option('--rpc <url>', 'settle on this EVM chain (JSON-RPC URL) instead of the embedded one; needs --deployment and --funder-key-file')
     .option('--deployment <file>', 'the token and escrow on that chain, as written by hearth deploy')
     .option('--funder-key-file <file>', 'a key file whose account pays the nodes\' gas (and tokens, when the token has no faucet)')
+    .option('--bad-providers <k>', 'the K cheapest providers return wrong results half the time', wholeNumber('--bad-providers', 32), 0)
     .option('--json', 'print one JSON report on stdout instead of a summary')
-    .action(async (options: { providers: number; tasks: number; width: number; height: number; out: string; pricing: 'per-task' | 'linear'; dataDir?: string; rpc?: string; deployment?: string; funderKeyFile?: string; json?: boolean }) => {
+    .action(async (options: { providers: number; tasks: number; width: number; height: number; out: string; pricing: 'per-task' | 'linear'; dataDir?: string; rpc?: string; deployment?: string; funderKeyFile?: string; badProviders: number; json?: boolean }) => {
       const chain = await externalChain(options)
       const progress = createProgressPrinter(io.stderr, { quiet: options.json === true })
       const report = await runDemo({
@@ -62,6 +74,7 @@ export async function main(argv: string[], io: { stdout: NodeJS.WritableStream; 
         pricing: options.pricing,
         ...(options.dataDir === undefined ? {} : { dataDir: options.dataDir }),
         ...(chain === undefined ? {} : { chain }),
+        badProviders: options.badProviders,
         onEvent: progress.onEvent,
       })
       progress.done()
@@ -71,17 +84,33 @@ export async function main(argv: string[], io: { stdout: NodeJS.WritableStream; 
 
   program
     .command('run')
-    .description('run a job file on the embedded network (local providers and chain)')
-    .argument('<jobfile>', 'a JSON job file')
-    .option('--out <dir>', 'output folder: DIR/<task index>/<guest path>', 'out/run')
-    .option('--providers <n>', 'number of local providers', positiveInt('--providers', 32), 3)
+    .description('run a job file: on a local network started for it, or on a running network joined with --bootstrap')
+    .argument('<jobfile>', 'a JSON job file (kinds: map, mapreduce, sweep, render; see docs/job-kinds.md)')
+    .option('--out <dir>', 'output folder', 'out/run')
+    .option('--providers <n>', 'number of local providers (or of agreements on a joined network)', positiveInt('--providers', 32), 3)
+    .option('--bootstrap <multiaddr...>', 'join a running network through these peers instead of starting a local one')
+    .option('--rpc <url>', 'the chain the joined network settles on (JSON-RPC)')
+    .option('--deployment <file>', 'the token and escrow deployment (hearth chain --deployment-out, hearth deploy --out)')
+    .option('--funder-key-file <file>', 'development chains: a key that pays this node gas and faucet tokens')
+    .option('--data-dir <dir>', 'where this requestor keeps its key and database (needed to --resume)', '.hearth/requestor')
+    .option('--resume <job-id>', 'continue a job cut short, from the same job file and --data-dir: done tasks are neither rerun nor paid again')
+    .option('--bad-providers <k>', 'local network: the first K providers return wrong results half the time', wholeNumber('--bad-providers', 64))
     .option('--json', 'print one JSON report on stdout instead of a summary')
-    .action(async (jobFile: string, options: { out: string; providers: number; json?: boolean }) => {
+    .action(async (jobFile: string, options: { out: string; providers: number; bootstrap?: string[]; rpc?: string; deployment?: string; funderKeyFile?: string; dataDir: string; resume?: string; badProviders?: number; json?: boolean }) => {
       const progress = createProgressPrinter(io.stderr, { quiet: options.json === true })
-      const report = await runJobFile({ jobFile, outDir: options.out, providers: options.providers, onEvent: progress.onEvent })
+      const network = await joinedNetwork(options)
+      const report = await runJobFile({
+        jobFile,
+        outDir: options.out,
+        providers: options.providers,
+        onEvent: progress.onEvent,
+        ...(options.resume === undefined ? {} : { resume: options.resume }),
+        ...(options.badProviders === undefined ? {} : { badProviders: options.badProviders }),
+        ...(network === undefined ? {} : { network }),
+      })
       progress.done()
       io.stdout.write(options.json === true ? `${JSON.stringify(report)}\n` : formatRunReport(report))
-      if (report.tasks.succeeded !== report.tasks.total) exitCode = exitCodes.failed
+      if (report.tasks.succeeded !== report.tasks.total || report.failures.length > 0) exitCode = exitCodes.failed
     })
 
   const market = program.command('market').description('the market: offers on the network, and matching')
@@ -111,9 +140,10 @@ export async function main(argv: string[], io: { stdout: NodeJS.WritableStream; 
     .command('devnet')
     .description('run a local network (embedded chain, providers) until interrupted, printing where to join it')
     .option('--providers <n>', 'number of providers', positiveInt('--providers', 64), 3)
+    .option('--bad-providers <k>', 'the K cheapest providers return wrong results half the time', wholeNumber('--bad-providers', 64), 0)
     .option('--json', 'print the addresses as one JSON object')
-    .action(async (options: { providers: number; json?: boolean }) => {
-      const devnet = await startDevnet({ providers: options.providers })
+    .action(async (options: { providers: number; badProviders: number; json?: boolean }) => {
+      const devnet = await startDevnet({ providers: options.providers, badProviders: options.badProviders })
       const bootstrap = devnet.providers.map((p) => p.host.multiaddrs()[0]!)
       if (options.json === true) {
         io.stdout.write(`${JSON.stringify({ chainId: devnet.chainId, tokenAddress: devnet.tokenAddress, escrowAddress: devnet.escrowAddress, bootstrap })}\n`)
@@ -141,6 +171,7 @@ export async function main(argv: string[], io: { stdout: NodeJS.WritableStream; 
 
   registerChainCommands(program, io)
   registerWalletCommand(program, io)
+  registerProviderCommand(program, io)
 
   try {
     await program.parseAsync(argv, { from: 'user' })
@@ -155,6 +186,36 @@ export async function main(argv: string[], io: { stdout: NodeJS.WritableStream; 
     const badInput = badInputCodes.has(hearthError.code)
     return badInput ? exitCodes.badInput : exitCodes.failed
   }
+}
+
+/** `hearth run --bootstrap …`: the network to join and the chain it settles on; undefined for a local network. */
+async function joinedNetwork(options: { bootstrap?: string[]; rpc?: string; deployment?: string; funderKeyFile?: string; dataDir: string; resume?: string }): Promise<RequestorNodeInit | undefined> {
+  if (options.bootstrap === undefined) {
+    if (options.rpc !== undefined || options.deployment !== undefined) {
+      throw new HearthError('HEARTH_ERR_CONFIG_INVALID', '--rpc and --deployment are for joining a running network, which needs --bootstrap too', {
+        hint: 'add --bootstrap with a provider\'s multiaddr, or leave all three out to run on a local network',
+      })
+    }
+    if (options.resume !== undefined) {
+      throw new HearthError('HEARTH_ERR_CONFIG_INVALID', '--resume continues a job on a running network; a local network ends with the job that started it', {
+        hint: 'run the job with --bootstrap, --rpc, --deployment and --data-dir, and resume it with the same options',
+      })
+    }
+    return undefined
+  }
+  if (options.deployment === undefined) {
+    throw new HearthError('HEARTH_ERR_CONFIG_INVALID', 'joining a network needs --deployment: the contracts this requestor pays through', { hint: 'hearth chain --deployment-out FILE writes one' })
+  }
+  const deployment = await readDeploymentFile(options.deployment)
+  const rpcUrl = options.rpc ?? deployment.rpcUrl
+  if (rpcUrl === undefined) throw new HearthError('HEARTH_ERR_CONFIG_INVALID', `--rpc is needed: ${options.deployment} names no JSON-RPC URL`, { hint: 'pass --rpc URL' })
+  let fund: RequestorNodeInit['fund']
+  if (options.funderKeyFile !== undefined) {
+    const funderKey = (await readFile(options.funderKeyFile, 'utf8')).trim()
+    if (!/^(0x)?[0-9a-fA-F]{64}$/.test(funderKey)) throw new HearthError('HEARTH_ERR_CONFIG_INVALID', `${options.funderKeyFile} does not hold a 32-byte hex key`)
+    fund = { funderKey: (funderKey.startsWith('0x') ? funderKey : `0x${funderKey}`) as `0x${string}`, gasWei: parseEther('1'), tokensWei: parseEther('100') }
+  }
+  return { dataDir: options.dataDir, bootstrap: options.bootstrap, rpcUrl, deployment, ...(fund === undefined ? {} : { fund }) }
 }
 
 /** `--rpc`, `--deployment` and `--funder-key-file` together, or none of them. */
@@ -184,8 +245,15 @@ function eth(wei: string): string {
 function formatPaymentLines(report: DemoReport | RunReport): string[] {
   const lines = ['', 'providers:']
   for (const p of report.providers) {
-    lines.push(`  ${p.address}  tasks ${String(p.tasks).padStart(4)}  paid ${eth(p.paidWei)}  balance +${eth(p.balanceDeltaWei)}`)
+    const rejected = p.rejected > 0 ? `  rejected ${p.rejected} (unpaid)` : ''
+    lines.push(`  ${p.address}  tasks ${String(p.tasks).padStart(4)}  paid ${eth(p.paidWei)}${p.balanceDeltaWei === null ? '' : `  balance +${eth(p.balanceDeltaWei)}`}${rejected}`)
   }
+  const v = report.verification
+  lines.push(
+    '',
+    `verification: ${v.attempts} runs for the tasks: ${v.checks} checks by a second provider, ${v.retries} retries, ${v.stragglers} stragglers rerun, ` +
+      `${v.rejected} results rejected${v.spotChecks > 0 ? `, ${v.spotChecks} spot checks (${v.spotRejected} failed)` : ''}${v.resumed > 0 ? `, ${v.resumed} tasks done before resuming` : ''}`,
+  )
   lines.push('', 'agreements (each backed by its own escrow):')
   for (const a of report.agreements) {
     lines.push(
@@ -226,7 +294,13 @@ export function formatRunReport(report: RunReport): string {
     '',
     `Job ${report.job}: ${report.tasks.succeeded}/${report.tasks.total} tasks succeeded in ${(report.wallMs / 1000).toFixed(2)} s`,
     `outputs:  ${report.output}`,
+    `job id:   ${report.jobId} (kind ${report.kind})`,
   ]
+  // The kind's own figures, where they are plain values (a sweep's best setting, a map-reduce's chunks and bytes).
+  const figures = Object.entries(report.summary).filter(([key, value]) => key !== 'kind' && ['string', 'number', 'boolean'].includes(typeof value))
+  if (figures.length > 0) lines.push(`summary:  ${figures.map(([key, value]) => `${key} ${String(value)}`).join(', ')}`)
+  const best = (report.summary as { best?: unknown }).best
+  if (best !== undefined) lines.push(`best:     ${JSON.stringify(best)}`)
   for (const failure of report.failures) lines.push(`  task ${failure.taskIndex} failed: ${failure.message}`)
   lines.push(...formatPaymentLines(report), '')
   return lines.join('\n')

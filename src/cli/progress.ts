@@ -15,17 +15,37 @@ export function createProgressPrinter(out: NodeJS.WritableStream, options: { qui
     barShown = false
     out.write(`[${seconds()}] ${text}\n`)
   }
-  const bar = (done: number, total: number, provider: string): void => {
+  /** Tasks running per provider (checks and retries included), for "providers busy". */
+  const running = new Map<string, number>()
+  let spentWei = 0n
+  let rejected = 0
+  let batchStarted = performance.now()
+  let batchDoneBefore = 0
+  const busy = (): number => [...running.values()].filter((n) => n > 0).length
+  /** Remaining time from this batch's own pace (tasks done before it, in a resumed job, do not count). */
+  const eta = (done: number, total: number): string => {
+    const doneHere = done - batchDoneBefore
+    if (doneHere <= 0 || done >= total) return '--'
+    const seconds = (((performance.now() - batchStarted) / doneHere) * (total - done)) / 1000
+    return seconds < 60 ? `${seconds.toFixed(0)}s` : `${Math.floor(seconds / 60)}m${String(Math.round(seconds % 60)).padStart(2, '0')}s`
+  }
+  const bar = (done: number, total: number): void => {
     if (options.quiet) return
-    const width = 30
-    const filled = Math.round((done / total) * width)
-    const text = `[${seconds()}] tasks [${'#'.repeat(filled)}${'.'.repeat(width - filled)}] ${done}/${total}  last: ${provider.slice(0, 10)}`
+    const width = 24
+    const filled = Math.round((done / Math.max(1, total)) * width)
+    const tokens = Number(spentWei) / 1e18
+    const text =
+      `[${seconds()}] [${'#'.repeat(filled)}${'.'.repeat(width - filled)}] ${done}/${total} tasks` +
+      `  ${busy()} providers busy  spent ${tokens.toFixed(6)} HTT  ETA ${eta(done, total)}${rejected > 0 ? `  ${rejected} rejected` : ''}`
     if (tty) {
-      out.write(`\r${text}`)
+      out.write(`\r${text}\x1b[K`)
       barShown = true
     } else if (done === total || done % Math.max(1, Math.ceil(total / 8)) === 0) {
       out.write(`${text}\n`)
     }
+  }
+  const change = (provider: string, by: number): void => {
+    running.set(provider, Math.max(0, (running.get(provider) ?? 0) + by))
   }
   return {
     onEvent(event: JobEvent): void {
@@ -40,12 +60,26 @@ export function createProgressPrinter(out: NodeJS.WritableStream, options: { qui
           return line(`no agreement with ${event.provider}: ${event.message}`)
         case 'escrow-opened':
           return line(`escrow opened for ${event.agreementId.slice(0, 10)}… (tx ${event.txHash.slice(0, 10)}…)`)
+        case 'job':
+          return line(`job ${event.jobId}${event.resumedTasks > 0 ? ` resumed: ${event.resumedTasks} tasks were done before` : ''}`)
+        case 'batch':
+          batchStarted = performance.now()
+          batchDoneBefore = event.done
+          return
         case 'task-started':
+          return change(event.provider, 1)
         case 'voucher-delivered':
           return
         case 'task-done':
-          return bar(event.done, event.total, event.provider)
+          for (const provider of event.agreeing ?? [event.provider]) change(provider, -1)
+          if (event.spentWei !== undefined) spentWei = BigInt(event.spentWei)
+          return bar(event.done, event.total)
+        case 'task-rejected':
+          rejected++
+          change(event.provider, -1)
+          return line(`task ${event.taskIndex}: result of ${event.provider} rejected (${event.reason}); not paid`)
         case 'task-failed':
+          change(event.provider, -1)
           return line(`task ${event.taskIndex} failed on ${event.provider}: ${event.message}${event.willRetry ? ' (retrying elsewhere)' : ''}`)
         case 'settled':
           return line(`${event.provider} claimed ${event.paidWei} wei, ${event.refundedWei} wei back to the requestor`)

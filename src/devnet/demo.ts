@@ -29,6 +29,8 @@ export interface DemoInit {
   dataDir?: string
   /** Skip the single-process reference render (benchmarks time it separately). */
   skipLocalCheck?: boolean
+  /** The K cheapest providers return wrong results some of the time (see DevnetInit.badProviders). */
+  badProviders?: number
 }
 
 export interface DemoReport extends SettlementReport {
@@ -50,6 +52,7 @@ export async function runDemo(init: DemoInit): Promise<DemoReport> {
   const devnet = await startDevnet({
     providers: init.providers,
     ...(init.dataDir === undefined ? {} : { dataDir: init.dataDir }),
+    ...(init.badProviders === undefined ? {} : { badProviders: init.badProviders }),
     ...(init.chain === undefined ? {} : { chain: init.chain }),
     ...(init.pricing === 'linear'
       ? {

@@ -22,6 +22,7 @@ import { createEmbeddedChain, type EmbeddedChain } from '../payment/embedded-cha
 import { mintTokens, tokenBalanceOf, type EscrowContext } from '../payment/escrow.ts'
 import { createProviderAgent, type ProviderAgent } from '../provider/provider-agent.ts'
 import { createRequestor, type Requestor } from '../requestor/requestor.ts'
+import { createReputationBook } from '../requestor/reputation.ts'
 import { openStore, type Store } from '../store/store.ts'
 
 export interface DevnetInit {
@@ -35,6 +36,17 @@ export interface DevnetInit {
   requestorFundsWei?: bigint
   /** The last K providers never answer proposals: an unresponsive part of the market, for tests and benchmarks. */
   silentProviders?: number
+  /**
+   * The first K providers return wrong results: with probability `badProviderRate` each completed task's outputs are
+   * changed before the result is signed (see provider/wrong-results.ts). The first are the cheapest, so a price-led
+   * requestor meets them first, as it would meet a cheater undercutting the market.
+   */
+  badProviders?: number
+  /**
+   * Default 0.5: often enough that a few tasks show rejections, seldom enough that some of a cheater's results pass
+   * their checks, as an intermittent cheater's do (a verifier that trusts one passed check is caught out).
+   */
+  badProviderRate?: number
   /** Extra offer properties for provider i (0-based): location, GPUs, disk. */
   providerProperties?: (index: number) => Record<string, string | number | boolean | string[]>
   /** Provider i's conditions on demands, in the constraint language. */
@@ -51,6 +63,13 @@ export interface DevnetInit {
   nativePrograms?: Record<string, string>
   /** A Docker Engine API socket (Docker, or podman's service) the providers run containers through. */
   dockerSocket?: string
+  /**
+   * The requestor accepts every signed result as it is, with no verification and no reputation: only for tests that
+   * show what verification is for. Default false.
+   */
+  trustAllResults?: boolean
+  /** Seeds the requestor's verification choices (which results are checked), for reproducible runs. */
+  verificationSeed?: number
   /** The requestor leaves debit notes unanswered: a requestor that does not pay, for tests. */
   requestorIgnoresDebitNotes?: boolean
   /** When providers claim their vouchers besides at the end (see ProviderAgentInit.claimPolicy). */
@@ -104,6 +123,12 @@ async function waitForOffers(market: MarketNode, count: number, timeoutMs = 10_0
 }
 
 export async function startDevnet(init: DevnetInit): Promise<Devnet> {
+  const badProviders = init.badProviders ?? 0
+  if (!Number.isInteger(badProviders) || badProviders < 0 || badProviders > init.providers) {
+    throw new HearthError('HEARTH_ERR_CONFIG_INVALID', `badProviders is ${badProviders}; it must be a whole number from 0 to the ${init.providers} providers`, {
+      hint: 'ask for at most as many bad providers as providers',
+    })
+  }
   const ownsDataDir = init.dataDir === undefined
   const dataDir = init.dataDir ?? (await mkdtemp(join(tmpdir(), 'hearth-devnet-')))
   const threads = init.threadsPerProvider ?? 1
@@ -208,7 +233,15 @@ export async function startDevnet(init: DevnetInit): Promise<Devnet> {
           ...(native === undefined ? {} : { native: { runtime: native, programs } }),
           ...(docker === undefined ? {} : { docker: { runtime: docker } }),
         },
-        ...(i >= silentFrom ? { misbehave: { silentNegotiation: true } } : {}),
+        ...(i >= silentFrom || i < badProviders
+          ? {
+              misbehave: {
+                ...(i >= silentFrom ? { silentNegotiation: true } : {}),
+                // Seeded by position, so a devnet picks the same tasks to get wrong on every run.
+                ...(i < badProviders ? { wrongResults: { rate: init.badProviderRate ?? 0.5, seed: i + 1 } } : {}),
+              },
+            }
+          : {}),
       })
       await agent.start()
       stops.push(() => agent.stop())
@@ -226,12 +259,19 @@ export async function startDevnet(init: DevnetInit): Promise<Devnet> {
 
     // The requestor joins through one provider and learns the rest of the market from it.
     const requestorNode = await node(1, [])
+    // Spot checks recompute wasi tasks here; workers start only when a check runs.
+    const requestorRuntime = createWasiRuntime({ maxWorkers: 1 })
+    stops.push(() => requestorRuntime.close())
     const requestor = createRequestor({
+      localRuntime: requestorRuntime,
       identity: requestorNode.identity,
       host: requestorNode.host,
       store: requestorNode.store,
       payment: requestorNode.payment,
       ...(init.requestorIgnoresDebitNotes === true ? { misbehave: { ignoreDebitNotes: true } } : {}),
+      // Results are verified unless a test wants to see what unverified results look like.
+      ...(init.trustAllResults === true ? {} : { reputation: createReputationBook(requestorNode.store, init.verificationSeed === undefined ? {} : { random: seededRandom(init.verificationSeed) }) }),
+      ...(init.verificationSeed === undefined ? {} : { random: seededRandom(init.verificationSeed + 1) }),
     })
     await requestor.start()
     stops.push(() => requestor.stop())
@@ -254,5 +294,17 @@ export async function startDevnet(init: DevnetInit): Promise<Devnet> {
   } catch (error) {
     await stopAll()
     throw error
+  }
+}
+
+/** A small deterministic generator in [0, 1) (mulberry32), for seeded verification choices. */
+export function seededRandom(seed: number): () => number {
+  let state = seed >>> 0
+  return () => {
+    state = (state + 0x6d2b79f5) >>> 0
+    let t = state
+    t = Math.imul(t ^ (t >>> 15), t | 1)
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
+    return ((t ^ (t >>> 14)) >>> 0) / 2 ** 32
   }
 }

@@ -2,17 +2,21 @@
  * `hearth run JOBFILE` on the embedded default: the job file is checked whole first (exit code 2, nothing started),
  * then a local network runs it and every task's outputs, stdout and stderr land under DIR/<task index>/.
  */
-import { mkdir, readFile, writeFile } from 'node:fs/promises'
-import { dirname, join, resolve } from 'node:path'
+import { readFile } from 'node:fs/promises'
+import { resolve } from 'node:path'
 import { parseEther } from 'viem'
-import { loadJobFile } from '../jobs/job-file.ts'
+import { loadJobDefinition, type JobDefinition, type JobKind } from '../jobs/job-file.ts'
+import { mapTasks, planJob, writeJobProduct, type JobPlan } from '../jobs/kinds.ts'
+import { sha256Hex } from '../exec/content-hash.ts'
 import { archiveImageId } from '../exec/docker-images.ts'
 import { defaultDockerSocket } from '../exec/docker-runtime.ts'
 import { existsSync } from 'node:fs'
 import type { JobEventListener } from '../requestor/events.ts'
-import type { JobSpec } from '../requestor/requestor.ts'
+import type { JobOutcome, JobSpec, Requestor } from '../requestor/requestor.ts'
 import { startDevnet } from './devnet.ts'
-import { settlementReport, snapshotDevnet, type SettlementReport } from './report.ts'
+import { settlementReport, snapshotDevnet, type SettlementReport, type SettlementSource } from './report.ts'
+import { startRequestorNode, type RequestorNodeInit } from '../requestor/requestor-node.ts'
+import { tokenBalanceOf } from '../payment/escrow.ts'
 
 export interface RunJobInit {
   jobFile: string
@@ -23,10 +27,21 @@ export interface RunJobInit {
   /** The Docker Engine API socket the local providers use; default: DOCKER_HOST or the usual socket paths. */
   dockerSocket?: string
   onEvent?: JobEventListener
+  /** Continue an earlier run of the same job file (its id), reusing its accepted results. */
+  resume?: string
+  /** The first K local providers return wrong results half the time (see DevnetInit.badProviders). */
+  badProviders?: number
+  /** Join this network instead of starting a local one: the requestor keeps its key and database in its data dir. */
+  network?: RequestorNodeInit
 }
 
 export interface RunReport extends SettlementReport {
   job: string
+  /** Give it to --resume to continue this job after a crash. */
+  jobId: string
+  kind: JobKind
+  /** The job kind's own figures (map-reduce: input bytes, chunks; sweep: the ranking; render: the image). */
+  summary: Record<string, unknown>
   tasks: { total: number; succeeded: number }
   results: { taskIndex: number; provider: string; exitCode: number; outputs: string[]; missingOutputs: string[] }[]
   failures: { taskIndex: number; message: string }[]
@@ -41,23 +56,16 @@ function installedPrograms(): Record<string, string> {
   return Object.fromEntries(Object.entries(knownPrograms).filter(([, path]) => existsSync(path)))
 }
 
-export async function runJobFile(init: RunJobInit): Promise<RunReport> {
-  const started = performance.now()
-  const job = loadJobFile(init.jobFile)
-  const spec: JobSpec = {
+/** The engine's JobSpec for a checked job file of any kind; a `map` job's tasks are read here, other kinds plan theirs. */
+async function specFor(job: JobDefinition, plan: JobPlan, init: RunJobInit): Promise<JobSpec> {
+  return {
     name: job.name,
     runtime: job.runtime,
-    ...(job.packagePath === undefined ? {} : { package: await readFile(job.packagePath) }),
+    ...(job.packagePath === undefined || job.runtime === 'docker' ? {} : { package: await readFile(job.packagePath) }),
+    ...(job.runtime === 'docker' && job.packagePath !== undefined ? { package: await readFile(job.packagePath), imageId: await archiveImageId(job.packagePath) } : {}),
     ...(job.program === undefined ? {} : { program: job.program }),
-    ...(job.runtime === 'docker' && job.packagePath !== undefined ? { imageId: await archiveImageId(job.packagePath) } : {}),
-    tasks: await Promise.all(
-      job.tasks.map(async (task) => ({
-        args: task.args,
-        env: task.env,
-        inputs: await Promise.all(Object.entries(task.inputPaths).map(async ([path, hostPath]) => ({ path, data: await readFile(hostPath) }))),
-        outputs: task.outputs,
-      })),
-    ),
+    tasks: job.kind === 'map' ? await mapTasks(job) : [],
+    plannedTasks: plan.estimatedTasks,
     providers: job.providers ?? init.providers,
     maxPricePerTaskWei: job.pricePerTaskWei === undefined ? parseEther('1') : BigInt(job.pricePerTaskWei),
     timeoutMs: job.timeoutMs,
@@ -65,8 +73,101 @@ export async function runJobFile(init: RunJobInit): Promise<RunReport> {
     maxOutputBytes: job.maxOutputMib * 1024 * 1024,
     ...(job.constraints === undefined ? {} : { demand: { constraints: job.constraints } }),
     ...(job.sla === undefined ? {} : { sla: job.sla }),
+    ...(job.verification === undefined ? {} : { verification: job.verification }),
+    ...(job.budgetWei === undefined ? {} : { budgetWei: BigInt(job.budgetWei) }),
+    // A resumed job must come from the same job file: its bytes identify it.
+    digest: sha256Hex(await readFile(init.jobFile)),
+    ...(init.resume === undefined ? {} : { resumeJobId: init.resume }),
   }
+}
+
+export async function runJobFile(init: RunJobInit): Promise<RunReport> {
+  const started = performance.now()
+  // Everything about the job is checked before any node starts or any money moves.
+  const job = loadJobDefinition(init.jobFile)
+  const plan = planJob(job)
+  const spec = await specFor(job, plan, init)
   const emit = init.onEvent ?? (() => undefined)
+  const network = await joinOrStart(init, spec, emit)
+  try {
+    const before = await snapshotDevnet(network.source)
+    const outDir = resolve(init.outDir)
+    const session = await network.requestor.openJob(spec, { onEvent: emit })
+    let summary: Record<string, unknown>
+    let results: RunReport['results'] = []
+    let failures: RunReport['failures'] = []
+    let succeeded: number
+    let total: number
+    try {
+      if (job.kind === 'map') {
+        // A task list: every task's outputs come back, failed tasks are reported beside the others.
+        const batch = await session.runBatch(spec.tasks, { phase: 'tasks' })
+        const product = {
+          outputs: batch.results.flatMap((result, index) =>
+            result === undefined
+              ? []
+              : [
+                  { path: `${index}/stdout`, data: result.stdout },
+                  { path: `${index}/stderr`, data: result.stderr },
+                  ...result.outputs.map((file) => ({ path: `${index}${file.path}`, data: file.data })),
+                ],
+          ),
+          summary: {},
+        }
+        await writeJobProduct(product, outDir)
+        results = batch.results.flatMap((result, taskIndex) =>
+          result === undefined ? [] : [{ taskIndex, provider: result.provider, exitCode: result.exitCode, outputs: result.outputs.map((o) => o.path), missingOutputs: result.missingOutputs }],
+        )
+        failures = batch.failures
+        total = spec.tasks.length
+        succeeded = results.filter((r) => r.exitCode === 0 && r.missingOutputs.length === 0).length
+        summary = { kind: 'map', tasks: total, succeeded }
+      } else {
+        const product = await plan.execute(session, (progress) => {
+          if (progress.state === 'started') emit({ type: 'phase', message: `${progress.phase}: ${progress.tasks} tasks` })
+        })
+        await writeJobProduct(product, outDir)
+        summary = product.summary
+        total = session.figures().accepted + session.figures().resumed
+        succeeded = total
+      }
+    } catch (error) {
+      // The job failed (a task that no provider could complete): settle what was done, then report the error.
+      await session[Symbol.asyncDispose]()
+      throw error
+    }
+    const finished = await session.finish(failures.length === 0 ? 'finished' : 'failed')
+    const outcome: JobOutcome = { jobId: session.jobId, results: [], failures, agreements: finished.agreements, wallMs: finished.wallMs, figures: session.figures() }
+    const settlement = await settlementReport(network.source, before, outcome)
+    return {
+      job: job.name,
+      jobId: session.jobId,
+      kind: job.kind,
+      tasks: { total, succeeded },
+      results,
+      failures,
+      summary,
+      ...settlement,
+      output: outDir,
+      wallMs: Math.round(performance.now() - started),
+    }
+  } finally {
+    await network.stop()
+  }
+}
+
+/** The requestor that runs the job: of a local network started for it, or of this node joining one that runs. */
+async function joinOrStart(init: RunJobInit, spec: JobSpec, emit: JobEventListener): Promise<{ requestor: Requestor; source: SettlementSource; stop(): Promise<void> }> {
+  if (init.network !== undefined) {
+    emit({ type: 'phase', message: `joining the network through ${init.network.bootstrap.length} peers` })
+    const node = await startRequestorNode(init.network)
+    const source: SettlementSource = {
+      providers: [],
+      balanceOf: (address) => tokenBalanceOf(node.payment, address),
+      transactions: () => node.payment.client.ledger,
+    }
+    return { requestor: node.requestor, source, stop: () => node.stop() }
+  }
   emit({ type: 'phase', message: `starting a local network: embedded chain, ${spec.providers} providers, 1 requestor` })
   const socket = init.dockerSocket ?? defaultDockerSocket()
   const dockerSocket = existsSync(socket) ? socket : undefined
@@ -75,37 +176,7 @@ export async function runJobFile(init: RunJobInit): Promise<RunReport> {
     // The embedded network offers what this machine can run: renderers found here, and a Docker-compatible engine.
     nativePrograms: init.nativePrograms ?? installedPrograms(),
     ...(dockerSocket === undefined ? {} : { dockerSocket }),
+    ...(init.badProviders === undefined ? {} : { badProviders: init.badProviders }),
   })
-  try {
-    const before = await snapshotDevnet(devnet)
-    const outcome = await devnet.requestor.agent.runJob(spec, { onEvent: emit })
-    const settlement = await settlementReport(devnet, before, outcome)
-    const outDir = resolve(init.outDir)
-    const results: RunReport['results'] = []
-    for (const result of outcome.results) {
-      if (result === undefined) continue
-      const taskDir = join(outDir, String(result.taskIndex))
-      await mkdir(taskDir, { recursive: true })
-      await writeFile(join(taskDir, 'stdout'), result.stdout)
-      await writeFile(join(taskDir, 'stderr'), result.stderr)
-      for (const output of result.outputs) {
-        // Guest paths were checked to be absolute without '..', so this stays inside taskDir.
-        const hostPath = join(taskDir, output.path)
-        await mkdir(dirname(hostPath), { recursive: true })
-        await writeFile(hostPath, output.data)
-      }
-      results.push({ taskIndex: result.taskIndex, provider: result.provider, exitCode: result.exitCode, outputs: result.outputs.map((o) => o.path), missingOutputs: result.missingOutputs })
-    }
-    return {
-      job: job.name,
-      tasks: { total: spec.tasks.length, succeeded: results.filter((r) => r.exitCode === 0 && r.missingOutputs.length === 0).length },
-      results,
-      failures: outcome.failures,
-      ...settlement,
-      output: outDir,
-      wallMs: Math.round(performance.now() - started),
-    }
-  } finally {
-    await devnet.stop()
-  }
+  return { requestor: devnet.requestor.agent, source: devnet, stop: () => devnet.stop() }
 }

@@ -424,6 +424,9 @@ async function cgroupMeter(api: DockerApi, id: string, memoryLimitBytes: number)
     const pid = inspected?.State?.Pid
     if (pid === undefined || pid <= 0) return meter
     const membership = parseSelfCgroup(await readFile(`/proc/${pid}/cgroup`, 'utf8'))
+    // The pid may already belong to another process (the container exited and the pid was reused): only a cgroup
+    // named after this container is its own. Reading any other (the host's root) would bill the whole machine's CPU.
+    for (const [controller, path] of membership) if (!path.includes(id)) membership.delete(controller)
     const mounts = parseMountinfo(await readFile('/proc/self/mountinfo', 'utf8'))
     const v1 = (controller: string): string | undefined => {
       const path = membership.get(controller)

@@ -70,3 +70,39 @@ test('a wrong blob, an oversized one, or chunks that do not fit are refused and 
   const lying = { fetchChunk: async (offset: number): Promise<Chunk> => ({ totalBytes: blob.length, offset: offset + 5, data: blob.subarray(0, 10) }) }
   await assert.rejects(fetchResumable({ contentId, path: join(dir, 'g'), fetchChunk: lying.fetchChunk, maxBytes: 64 << 20 }), (e) => isHearthError(e, 'HEARTH_ERR_EXEC_PACKAGE_HASH'))
 })
+
+/** A sender whose later chunks answer first (writing in arrival order would scramble the file); counts requests in flight. */
+function slowSender(shortAt?: number) {
+  const state = { asked: [] as number[], inFlight: 0, mostInFlight: 0 }
+  const fetchChunk = async (offset: number, maxBytes: number): Promise<Chunk> => {
+    state.asked.push(offset)
+    state.inFlight++
+    state.mostInFlight = Math.max(state.mostInFlight, state.inFlight)
+    await new Promise((resolve) => setTimeout(resolve, offset === 0 ? 1 : 20 - (offset >> 20) * 3))
+    state.inFlight--
+    const size = offset === shortAt ? maxBytes >> 1 : maxBytes
+    return { totalBytes: blob.length, offset, data: blob.subarray(offset, offset + size) }
+  }
+  return { state, fetchChunk }
+}
+
+test('chunks are asked ahead, up to chunksInFlight at once, and written in order', async () => {
+  const path = join(dir, 'h')
+  const s = slowSender()
+  const result = await fetchResumable({ contentId, path, fetchChunk: s.fetchChunk, maxBytes: 64 << 20, chunksInFlight: 3 })
+  assert.equal(result.fetchedBytes, blob.length)
+  assert.ok((await readFile(path)).equals(blob))
+  assert.equal(s.state.mostInFlight, 3)
+  // The first chunk tells the size; nothing is asked past the end.
+  assert.deepEqual(s.state.asked, [0, 1, 2, 3, 4, 5].map((i) => i << 20))
+})
+
+test('a short answer from the sender drops the chunks asked ahead and the transfer goes on from where it is', async () => {
+  const path = join(dir, 'i')
+  // At 2 MiB the sender answers only half a chunk: the chunk asked ahead at 3 MiB no longer fits.
+  const s = slowSender(2 << 20)
+  const result = await fetchResumable({ contentId, path, fetchChunk: s.fetchChunk, maxBytes: 64 << 20, chunksInFlight: 3 })
+  assert.equal(result.fetchedBytes, blob.length)
+  assert.ok((await readFile(path)).equals(blob))
+  assert.ok(s.state.asked.includes(2.5 * (1 << 20)), `asked ${s.state.asked.join(', ')}`)
+})

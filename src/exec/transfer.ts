@@ -27,6 +27,11 @@ export interface FetchResumableInit {
   maxBytes: number
   /** Attempts per chunk before giving up (a failed attempt resumes at the same offset). */
   attempts?: number
+  /**
+   * Chunks asked for at once (default 2): the sender encodes the next chunk while this side takes in the current one.
+   * Chunks are still written in order, so what a broken transfer leaves in `.part` is always a prefix of the blob.
+   */
+  chunksInFlight?: number
 }
 
 export interface FetchResumableResult {
@@ -44,30 +49,53 @@ async function sha256OfFile(path: string): Promise<string> {
 export async function fetchResumable(init: FetchResumableInit): Promise<FetchResumableResult> {
   const chunkBytes = init.chunkBytes ?? 1024 * 1024
   const attempts = init.attempts ?? 3
+  const window = init.chunksInFlight ?? 2
   const partPath = `${init.path}.part`
   await mkdir(dirname(init.path), { recursive: true })
   let offset = (await stat(partPath).catch(() => undefined))?.size ?? 0
   let totalBytes: number | undefined
   let fetchedBytes = 0
+  let stopped = false
+
+  /** One chunk, retried at the same offset; an attempt that fails once the transfer has stopped is not retried. */
+  const fetchWithRetries = async (at: number): Promise<Chunk> => {
+    let lastError: unknown
+    for (let attempt = 1; attempt <= attempts && !stopped; attempt++) {
+      try {
+        return await init.fetchChunk(at, chunkBytes)
+      } catch (error) {
+        lastError = error
+      }
+    }
+    throw new HearthError('HEARTH_ERR_NET_REMOTE', `the transfer of ${init.contentId} stopped at byte ${at} after ${attempts} attempts`, {
+      hint: 'it resumes from there on the next try',
+      cause: lastError,
+      details: { contentId: init.contentId, offset: at },
+    })
+  }
+  /** Chunks asked for and not yet written, in offset order. */
+  let ahead: { at: number; chunk: Promise<Chunk> }[] = []
+  const ask = (at: number): void => {
+    const chunk = fetchWithRetries(at)
+    // A chunk asked ahead may fail after the transfer stopped for another reason; nobody waits for it then.
+    chunk.catch(() => {})
+    ahead.push({ at, chunk })
+  }
+
   const file = await open(partPath, 'a')
   try {
     while (totalBytes === undefined || offset < totalBytes) {
-      let chunk: Chunk | undefined
-      let lastError: unknown
-      for (let attempt = 1; attempt <= attempts && chunk === undefined; attempt++) {
-        try {
-          chunk = await init.fetchChunk(offset, chunkBytes)
-        } catch (error) {
-          lastError = error
-        }
+      // Chunks asked ahead assume full chunks; a sender that answered a shorter one invalidates them.
+      if (ahead[0]?.at !== offset) ahead = []
+      if (ahead.length === 0) ask(offset)
+      // Once the size is known, keep up to `window` chunks in flight, so the sender prepares the next chunk while
+      // this side decodes and writes the current one.
+      while (totalBytes !== undefined && ahead.length < window) {
+        const next = ahead[ahead.length - 1]!.at + chunkBytes
+        if (next >= totalBytes) break
+        ask(next)
       }
-      if (chunk === undefined) {
-        throw new HearthError('HEARTH_ERR_NET_REMOTE', `the transfer of ${init.contentId} stopped at byte ${offset} after ${attempts} attempts`, {
-          hint: 'it resumes from there on the next try',
-          cause: lastError,
-          details: { contentId: init.contentId, offset },
-        })
-      }
+      const chunk = await ahead.shift()!.chunk
       if (chunk.totalBytes > init.maxBytes) {
         throw new HearthError('HEARTH_ERR_EXEC_OUTPUT_TOO_LARGE', `${init.contentId} is ${chunk.totalBytes} bytes, above the limit of ${init.maxBytes}`)
       }
@@ -86,6 +114,7 @@ export async function fetchResumable(init: FetchResumableInit): Promise<FetchRes
       fetchedBytes += chunk.data.length
     }
   } finally {
+    stopped = true
     await file.close()
   }
   if ((await sha256OfFile(partPath)) !== init.contentId) {

@@ -104,3 +104,14 @@ test('proposed terms take the offer\'s prices, deposit enough for every task, an
   assert.notEqual(a.nonce, b.nonce)
   assert.deepEqual(review(a), { decision: 'approve' })
 })
+
+test('GPUs are granted only as offered, and never to wasi tasks', async () => {
+  const gpuOffer = (await createOffer({ identity: provider, multiaddrs: [], properties: { 'golem.runtime.name': ['wasi', 'native'], 'hearth.inf.gpu.count': 2 }, pricing: { model: 'per-task', perTaskWei: '10' }, payment, ttlMs: 60_000 })).payload
+  const reviewGpu = (t: AgreementTerms) => reviewProposal({ ...t, offerId: offerId(gpuOffer) }, { offer: gpuOffer, offerIds: new Set([offerId(gpuOffer)]), policy, activeAgreements: 0, nowMs: Date.now() })
+  assert.equal(reviewGpu(terms({ runtime: 'native', gpus: 2 })).decision, 'approve')
+  const tooMany = reviewGpu(terms({ runtime: 'native', gpus: 3 }))
+  assert.deepEqual(tooMany, { decision: 'reject', reason: 'the proposal asks for 3 GPUs and this provider offers 2' })
+  assert.match(JSON.stringify(reviewGpu(terms({ runtime: 'wasi', gpus: 1 }))), /wasi task cannot use GPUs/)
+  // an offer without GPUs grants none
+  assert.match(rejection(terms({ gpus: 1 })), /wasi task cannot use GPUs|offers 0/)
+})

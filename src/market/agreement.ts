@@ -31,6 +31,8 @@ export const agreementTermsSchema = z.strictObject({
   /** How long the requestor has to accept a debit note before the provider stops working. */
   paymentTimeoutSec: z.number().int().positive().max(86_400),
   jobName: z.string().max(200),
+  /** GPUs the provider grants to every task of the agreement (native and docker runtimes); absent: none. */
+  gpus: z.number().int().min(1).max(64).optional(),
   /** Random, so two agreements with otherwise equal terms still get distinct ids (and escrows). */
   nonce: hexSchema,
   createdAtMs: z.number().int().nonnegative(),
@@ -124,6 +126,11 @@ export function reviewProposal(terms: AgreementTerms, context: ReviewContext): P
     return reject('this provider works only for requestors on its allow list')
   }
   if (!offeredRuntimes(offer).includes(terms.runtime)) return reject(`runtime ${terms.runtime} is not offered`)
+  if (terms.gpus !== undefined) {
+    const offered = Number(offer.properties['hearth.inf.gpu.count'] ?? 0)
+    if (terms.runtime === 'wasi') return reject('a wasi task cannot use GPUs; ask for native or docker')
+    if (!(terms.gpus <= offered)) return reject(`the proposal asks for ${terms.gpus} GPUs and this provider offers ${offered}`)
+  }
   const p = terms.payment
   if (p.chainId !== offer.payment.chainId || p.escrow.toLowerCase() !== offer.payment.escrow.toLowerCase() || p.token.toLowerCase() !== offer.payment.token.toLowerCase()) {
     return reject('the proposal settles on a chain, escrow or token this provider does not accept')
@@ -212,6 +219,8 @@ export interface ProposeTermsParameters {
   maxTasks: number
   taskTimeoutMs: number
   jobName: string
+  /** GPUs every task may use (the job's sla.minGpus). */
+  gpus?: number
   /** How long the agreement lasts (default 1 h). */
   durationSec?: number
   debitNoteIntervalSec?: number
@@ -240,6 +249,7 @@ export function proposeTerms(parameters: ProposeTermsParameters): AgreementTerms
     debitNoteIntervalSec: parameters.debitNoteIntervalSec ?? 60,
     paymentTimeoutSec: parameters.paymentTimeoutSec ?? 300,
     jobName: parameters.jobName,
+    ...(parameters.gpus === undefined || parameters.gpus === 0 ? {} : { gpus: parameters.gpus }),
     nonce: `0x${randomBytes(16).toString('hex')}`,
     createdAtMs: nowMs,
   }

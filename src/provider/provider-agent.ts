@@ -21,6 +21,8 @@ import type { Host } from '../net/host.ts'
 import type { RequestContext } from '../net/protocol.ts'
 import type { z } from 'zod'
 import { measureCpuScore } from './cpu-score.ts'
+import { createActivityService, type ActivityService } from './activity-service.ts'
+import { createWrongResults, type WrongResultsOptions } from './wrong-results.ts'
 import { addUsage, costWei, noUsage, pricingProperties, type Pricing, type Usage } from '../market/pricing.ts'
 import type { DebitNote, Invoice } from '../market/billing.ts'
 
@@ -76,20 +78,39 @@ export interface ProviderAgentInit {
   market?: MarketNode
   /** Bounds on the package cache (default 8 GiB and 256 packages); least recently used packages go first. */
   packageCache?: { maxBytes?: number; maxEntries?: number }
-  /** Ways to misbehave, for the devnet's failure tests: never answer proposals. */
-  misbehave?: { silentNegotiation?: boolean }
+  /**
+   * Ways to misbehave, for the devnet's failure tests: never answer proposals; return wrong results (with probability
+   * `rate`, a completed task's outputs — its stdout when it has none — are changed before the result is hashed and
+   * signed: correctly signed, and wrong).
+   */
+  misbehave?: { silentNegotiation?: boolean; wrongResults?: WrongResultsOptions }
   /**
    * When to claim vouchers besides the end of each agreement: as soon as the unclaimed amount reaches `thresholdWei`
    * (none by default), and always `beforeExpirySec` before an agreement expires (default 600 s), checked every
    * `checkEveryMs` (default 30 s). Outstanding vouchers are also claimed when the agent starts.
    */
   claimPolicy?: { thresholdWei?: bigint; beforeExpirySec?: number; checkEveryMs?: number }
+  /**
+   * Bounds across all running tasks: the memory their requests may ask for together, and the disk their inputs and
+   * outputs may take together. A task that would pass one is refused with a retryable error (none by default).
+   */
+  admission?: { maxTotalMemoryBytes?: number; maxTotalDiskBytes?: number }
+}
+
+/** Tasks running now and what they hold; `childTasks` run in processes of their own (native, docker). */
+export interface RunningTasks {
+  tasks: number
+  childTasks: number
+  memoryBytes: number
+  diskBytes: number
 }
 
 export interface ProviderStats {
   tasksRun: number
   tasksFailed: number
   agreements: number
+  /** Results this provider deliberately got wrong (misbehave.wrongResults). */
+  wrongResults: number
 }
 
 export interface ProviderAgent {
@@ -99,6 +120,16 @@ export interface ProviderAgent {
   stop(): Promise<void>
   currentOffer(): SignedOffer | undefined
   stats(): ProviderStats
+  /**
+   * Stops taking work: the offer is withdrawn (republished to expire within seconds), proposals and new tasks are
+   * refused with HEARTH_ERR_PROVIDER_PAUSED (retryable elsewhere), and with `handBack` running tasks are aborted and
+   * answered with the same error, so their requestors run them on another provider. Agreements stay valid.
+   */
+  pause(reason: string, options?: { handBack?: boolean }): Promise<void>
+  /** Takes work again: a fresh offer is published. */
+  resume(): Promise<void>
+  lending(): { paused: boolean; reason: string | undefined }
+  running(): RunningTasks
   /** Claims the newest unclaimed voucher of every agreement (used at start, so a restart loses nothing). */
   claimOutstanding(options?: { release?: boolean }): Promise<{ agreementId: string; txHash: string; paidWei: bigint }[]>
 }
@@ -110,6 +141,11 @@ function insideRoot(rootDir: string, guestPath: string): string {
     throw new HearthError('HEARTH_ERR_EXEC_PATH_INVALID', `guest path ${guestPath} leaves the task directory`)
   }
   return hostPath
+}
+
+/** The GPUs a task of an agreement granting `count` may use: the first `count` this machine has. */
+function gpuGrant(count: number | undefined): { gpus?: number[] } {
+  return count === undefined ? {} : { gpus: Array.from({ length: count }, (_, index) => index) }
 }
 
 /** What an offer says about the machine's GPUs; `hearth.inf.gpu.count` is 0 where there are none. */
@@ -179,7 +215,8 @@ export function createProviderAgent(init: ProviderAgentInit): ProviderAgent {
     return note
   }
   const escrowChecked = new Set<string>()
-  const stats: ProviderStats = { tasksRun: 0, tasksFailed: 0, agreements: 0 }
+  const stats: ProviderStats = { tasksRun: 0, tasksFailed: 0, agreements: 0, wrongResults: 0 }
+  const wrongResults = init.misbehave?.wrongResults === undefined ? undefined : createWrongResults(init.misbehave.wrongResults)
   const market = init.market ?? createMarketNode({ host })
   const claimPolicy = { thresholdWei: init.claimPolicy?.thresholdWei, beforeExpirySec: init.claimPolicy?.beforeExpirySec ?? 600, checkEveryMs: init.claimPolicy?.checkEveryMs ?? 30_000 }
   const settling = new Map<string, Promise<{ claimTx: Hex | null; paidWei: bigint; refundedWei: bigint }>>()
@@ -190,8 +227,45 @@ export function createProviderAgent(init: ProviderAgentInit): ProviderAgent {
   const packages = createPackageCache({ dir: packagesDir, maxBytes: init.packageCache?.maxBytes ?? 8 * 1024 ** 3, maxEntries: init.packageCache?.maxEntries ?? 256 })
   const fetching = new Map<string, Promise<string>>()
   const activitiesDir = join(init.workDir, 'activities')
+  let paused: string | undefined
+  let started = false
+  /** Running tasks, each with what it holds and a way to hand it back. */
+  const runningTasks = new Map<string, { memoryBytes: number; diskBytes: number; child: boolean; abort: AbortController }>()
 
-  async function publishOffer(): Promise<void> {
+  function pausedError(): HearthError {
+    return new HearthError('HEARTH_ERR_PROVIDER_PAUSED', `this provider is not taking work now: ${paused ?? 'paused'}`, {
+      hint: 'run the task on another provider, or try this one later',
+      details: { reason: paused ?? 'paused' },
+    })
+  }
+
+  /** Refuses a task that would take the running tasks past the owner's memory or disk bound. */
+  function admit(request: RunTaskRequest): { memoryBytes: number; diskBytes: number } {
+    const memoryBytes = request.maxMemoryBytes
+    const diskBytes = request.inputs.reduce((sum, input) => sum + input.sizeBytes, 0) + request.maxOutputBytes
+    let memoryInUse = 0
+    let diskInUse = 0
+    for (const task of runningTasks.values()) {
+      memoryInUse += task.memoryBytes
+      diskInUse += task.diskBytes
+    }
+    const { maxTotalMemoryBytes, maxTotalDiskBytes } = init.admission ?? {}
+    const over =
+      maxTotalMemoryBytes !== undefined && memoryInUse + memoryBytes > maxTotalMemoryBytes
+        ? `memory: ${memoryInUse} bytes in use + ${memoryBytes} asked > ${maxTotalMemoryBytes} lent`
+        : maxTotalDiskBytes !== undefined && diskInUse + diskBytes > maxTotalDiskBytes
+          ? `disk: ${diskInUse} bytes in use + ${diskBytes} asked > ${maxTotalDiskBytes} lent`
+          : undefined
+    if (over !== undefined) {
+      throw new HearthError('HEARTH_ERR_PROVIDER_BUSY', `this provider has no room for the task now (${over})`, {
+        hint: 'run the task on another provider, or try this one once its running tasks finish',
+        details: { memoryInUse, diskInUse, memoryBytes, diskBytes },
+      })
+    }
+    return { memoryBytes, diskBytes }
+  }
+
+  async function publishOffer(options: { ttlMs?: number } = {}): Promise<void> {
     current = await createOffer({
       identity,
       multiaddrs: host.multiaddrs(),
@@ -209,7 +283,7 @@ export function createProviderAgent(init: ProviderAgentInit): ProviderAgent {
       constraints: init.constraints ?? '',
       pricing: init.pricing,
       payment: { chainId: payment.client.chainId, escrow: payment.escrowAddress, token: payment.tokenAddress },
-      ttlMs: offerTtlMs,
+      ttlMs: options.ttlMs ?? offerTtlMs,
     })
     const id = offerId(current.payload)
     offers.set(id, current)
@@ -239,6 +313,7 @@ export function createProviderAgent(init: ProviderAgentInit): ProviderAgent {
     }
     // The requestor's signature over the terms is half of the agreement: check it before anything is recorded.
     await verifySigned({ payload: terms, signer: ctx.remoteAddress, signature: requestorSignature as Hex }, { expectedSigner: ctx.remoteAddress })
+    if (paused !== undefined) throw pausedError()
     const offer = current?.payload
     if (offer === undefined) throw new HearthError('HEARTH_ERR_MARKET_AGREEMENT_REJECTED', 'this provider has no live offer')
     const nowMs = Date.now()
@@ -360,6 +435,7 @@ export function createProviderAgent(init: ProviderAgentInit): ProviderAgent {
   }
 
   async function runTask(request: RunTaskRequest, requestor: Address, from: Parameters<Host['request']>[0], signal: AbortSignal): Promise<TaskResult> {
+    if (paused !== undefined) throw pausedError()
     const terms = agreementFor(request.agreementId, requestor)
     await ensureEscrow(terms, request.agreementId)
     ensureNotOverdue(terms, request.agreementId, Date.now())
@@ -367,10 +443,18 @@ export function createProviderAgent(init: ProviderAgentInit): ProviderAgent {
     if (done.tasks >= terms.maxTasks) {
       throw new HearthError('HEARTH_ERR_MARKET_AGREEMENT_REJECTED', `agreement ${request.agreementId} already had its ${terms.maxTasks} tasks`)
     }
-    const { runtime, program, argv0 } = await programFor(request, from)
+    const held = admit(request)
+    const handBack = new AbortController()
+    const taskKey = randomUUID()
+    runningTasks.set(taskKey, { ...held, child: request.runtime !== 'wasi', abort: handBack })
+    // A pause may have come while the escrow was checked, before this task was registered to be handed back.
+    if (paused !== undefined) handBack.abort()
     const activityDir = join(activitiesDir, request.activityId + '-' + randomUUID().slice(0, 8))
     const rootDir = join(activityDir, 'root')
     try {
+      if (handBack.signal.aborted) throw pausedError()
+      const { runtime, program, argv0 } = await programFor(request, from)
+      if (handBack.signal.aborted) throw pausedError()
       await mkdir(rootDir, { recursive: true })
       for (const input of request.inputs) {
         const bytes = Buffer.from(input.dataBase64, 'base64')
@@ -396,9 +480,15 @@ export function createProviderAgent(init: ProviderAgentInit): ProviderAgent {
           maxMemoryBytes: request.maxMemoryBytes,
           timeoutMs: request.timeoutMs,
           maxOutputBytes: request.maxOutputBytes,
+          // The agreement's GPUs, by index as detected; the sandbox shows no other device.
+          ...gpuGrant(agreementFor(request.agreementId, requestor).gpus),
         },
-        { signal },
+        { signal: AbortSignal.any([signal, handBack.signal]) },
       )
+      // A task handed back (the owner came back) is not billed: the requestor runs it elsewhere.
+      if (handBack.signal.aborted) throw pausedError()
+      // A dishonest provider changes the work before it is hashed and signed.
+      const wrong = wrongResults !== undefined && run.exitCode === 0 && wrongResults.strikes()
       const outputs: FileBlob[] = []
       const missingOutputs: string[] = []
       for (const path of request.outputs) {
@@ -409,11 +499,13 @@ export function createProviderAgent(init: ProviderAgentInit): ProviderAgent {
           missingOutputs.push(path)
           continue
         }
-        const bytes = await readFile(hostPath)
+        const bytes = wrong ? wrongResults.corrupt(await readFile(hostPath)) : await readFile(hostPath)
         outputs.push({ path, contentId: sha256Hex(bytes), sizeBytes: bytes.length, dataBase64: bytes.toString('base64') })
       }
       const debitNote = meter(terms, request.agreementId, { tasks: 1, cpuMs: run.cpuMs, durationMs: run.durationMs }, Date.now())
       stats.tasksRun++
+      if (wrong) stats.wrongResults++
+      const stdout = await readFile(stdoutPath).catch(() => Buffer.alloc(0))
       return {
         agreementId: request.agreementId,
         jobId: request.jobId,
@@ -423,15 +515,17 @@ export function createProviderAgent(init: ProviderAgentInit): ProviderAgent {
         exitCode: run.exitCode,
         outputs,
         missingOutputs,
-        stdoutBase64: (await readFile(stdoutPath).catch(() => Buffer.alloc(0))).toString('base64'),
+        stdoutBase64: (wrong && outputs.length === 0 ? wrongResults.corrupt(stdout) : stdout).toString('base64'),
         stderrBase64: (await readFile(stderrPath).catch(() => Buffer.alloc(0))).toString('base64'),
         usage: { durationMs: run.durationMs, cpuMs: run.cpuMs },
         ...(debitNote === undefined ? {} : { debitNote }),
       }
     } catch (error) {
       stats.tasksFailed++
+      if (handBack.signal.aborted) throw pausedError()
       throw error
     } finally {
+      runningTasks.delete(taskKey)
       await rm(activityDir, { recursive: true, force: true })
     }
   }
@@ -514,11 +608,44 @@ export function createProviderAgent(init: ProviderAgentInit): ProviderAgent {
     }
   }
 
+  let activityService: ActivityService | undefined
+
   return {
     address: identity.address,
     market,
     currentOffer: () => current,
     stats: () => ({ ...stats }),
+
+    async pause(reason, options = {}) {
+      paused = reason
+      if (republishTimer !== undefined) clearInterval(republishTimer)
+      republishTimer = undefined
+      if (options.handBack === true) for (const task of runningTasks.values()) task.abort.abort()
+      // Offers cannot be recalled from other nodes' books: a short-lived replacement makes ours lapse within seconds.
+      if (started) await publishOffer({ ttlMs: 2000 }).catch(() => undefined)
+    },
+
+    async resume() {
+      if (paused === undefined) return
+      paused = undefined
+      if (!started) return
+      await publishOffer().catch(() => undefined)
+      republishTimer ??= setInterval(() => void publishOffer().catch(() => undefined), Math.max(1000, Math.floor(offerTtlMs / 2)))
+      republishTimer.unref()
+    },
+
+    lending: () => ({ paused: paused !== undefined, reason: paused }),
+
+    running() {
+      const running: RunningTasks = { tasks: 0, childTasks: 0, memoryBytes: 0, diskBytes: 0 }
+      for (const task of runningTasks.values()) {
+        running.tasks++
+        if (task.child) running.childTasks++
+        running.memoryBytes += task.memoryBytes
+        running.diskBytes += task.diskBytes
+      }
+      return running
+    },
 
     async start() {
       await mkdir(activitiesDir, { recursive: true })
@@ -548,6 +675,29 @@ export function createProviderAgent(init: ProviderAgentInit): ProviderAgent {
       })
 
       await host.handle(runTaskProtocol, (request, ctx) => runTask(request, ctx.remoteAddress, ctx.peerId, ctx.signal))
+
+      // ExeScript activities: the same checks as a task before any work, billed as one task each.
+      activityService = createActivityService({
+        host,
+        identity,
+        store,
+        activitiesDir: join(init.workDir, 'exescript'),
+        packagesDir,
+        runtimes: {
+          wasi: wasiRuntime,
+          ...(offeredRuntimes.includes('native') && init.runtimes?.native !== undefined ? { native: init.runtimes.native } : {}),
+          ...(offeredRuntimes.includes('docker') && init.runtimes?.docker !== undefined ? { docker: init.runtimes.docker } : {}),
+        },
+        authorize: async (id, requestor) => {
+          if (paused !== undefined) throw pausedError()
+          const terms = agreementFor(id, requestor)
+          await ensureEscrow(terms, id)
+          ensureNotOverdue(terms, id, Date.now())
+          return terms
+        },
+        meter: (terms, id, usage) => meter(terms, id, usage, Date.now()),
+      })
+      await activityService.start()
 
       await host.handle(voucherProtocol, async (json, ctx) => {
         const voucher = voucherFromJson(json)
@@ -579,18 +729,22 @@ export function createProviderAgent(init: ProviderAgentInit): ProviderAgent {
         return { agreementId, invoice, claimTx: outcome.claimTx, paidWei: outcome.paidWei.toString(), refundedWei: outcome.refundedWei.toString() }
       })
 
-      await publishOffer()
+      started = true
+      if (paused === undefined) await publishOffer()
       // Vouchers left from before a restart are money owed: claim them first thing, in the background.
       void claimOutstanding().catch(() => undefined)
       claimTimer = setInterval(() => void claimBeforeExpiry().catch(() => undefined), claimPolicy.checkEveryMs)
       claimTimer.unref()
-      republishTimer = setInterval(() => void publishOffer().catch(() => undefined), Math.max(1000, Math.floor(offerTtlMs / 2)))
-      republishTimer.unref()
+      if (paused === undefined) {
+        republishTimer = setInterval(() => void publishOffer().catch(() => undefined), Math.max(1000, Math.floor(offerTtlMs / 2)))
+        republishTimer.unref()
+      }
     },
 
     async stop() {
       if (republishTimer !== undefined) clearInterval(republishTimer)
       if (claimTimer !== undefined) clearInterval(claimTimer)
+      await activityService?.stop()
       await Promise.allSettled(settling.values())
       for (const protocol of [negotiateProtocol, cancelAgreementProtocol, runTaskProtocol, voucherProtocol, settleProtocol]) {
         await host.unhandle(protocol).catch(() => undefined)

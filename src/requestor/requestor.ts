@@ -28,15 +28,14 @@ import { signVoucher, voucherToJson, type Voucher } from '../payment/voucher.ts'
 import type { DebitNote } from '../market/billing.ts'
 import type { Store } from '../store/store.ts'
 import type { JobEventListener } from './events.ts'
+import { dispatch, type Attempt, type DispatchSlot } from './dispatch.ts'
+import { createLocalRunner } from './local-runner.ts'
+import { comparableContentId } from './image-key.ts'
+import type { ReputationBook } from './reputation.ts'
+import type { TaskOutcome, TaskRunner, TaskRunOptions, TaskSpec } from './task-runner.ts'
 
-export interface TaskSpec {
-  args: string[]
-  env: Record<string, string>
-  /** Files placed in the task directory before it runs, by guest path. */
-  inputs: { path: string; data: Uint8Array }[]
-  /** Guest paths to bring back. */
-  outputs: string[]
-}
+export type { TaskOutcome, TaskSpec } from './task-runner.ts'
+import type { WasiRuntime } from '../exec/wasi-runtime.ts'
 
 export interface JobSpec {
   name: string
@@ -72,25 +71,34 @@ export interface JobSpec {
   near?: GeoPoint
   /** Each negotiation step's timeout (default 3 s). */
   stepTimeoutMs?: number
+  /**
+   * How results from providers nobody vouches for are checked. Default: adaptive replication, where the reputation
+   * book says how likely each provider's result is to be run again by another provider and compared.
+   */
+  verification?: VerificationSpec
+  /** The most this job may lock in deposits; checked before anything is signed or locked. */
+  budgetWei?: bigint
+  /** Tasks the whole job will run over all its batches (a map-reduce's map and reduce tasks), for deposits. */
+  plannedTasks?: number
+  /** Continue this earlier job: its accepted results are kept, never rerun or paid again. */
+  resumeJobId?: string
+  /** What identifies the job for resuming (default: a hash of the tasks, package and runtime). */
+  digest?: string
   /** How often providers send debit notes (default 60 s; the first task's result always carries one). */
   debitNoteIntervalSec?: number
   /** How long a debit note may wait for its voucher before the provider stops (default 300 s). */
   paymentTimeoutSec?: number
 }
 
-export interface TaskOutcome {
-  taskIndex: number
-  provider: Address
-  agreementId: Hex
-  exitCode: number
-  outputs: { path: string; data: Uint8Array }[]
-  missingOutputs: string[]
-  stdout: Uint8Array
-  stderr: Uint8Array
-  usage: { durationMs: number; cpuMs: number }
-  /** Wall time of the whole round trip as the requestor saw it. */
-  roundTripMs: number
-  attempts: number
+export interface VerificationSpec {
+  /** Results wanted for every task from distinct providers (fixed redundancy). Default 1. */
+  replicas?: number
+  /** Byte-equal results needed to accept; default a majority of `replicas` (and 2 after any disagreement). */
+  quorum?: number
+  /** Check results by reputation (BOINC's adaptive replication) when replicas is 1. Default true. */
+  adaptive?: boolean
+  /** Share of results recomputed on this machine and compared (wasi jobs only). Default 0. */
+  spotCheckRate?: number
 }
 
 export interface AgreementOutcome {
@@ -98,6 +106,10 @@ export interface AgreementOutcome {
   provider: Address
   pricing: Pricing
   tasks: number
+  /** Results of this provider that verification rejected (not paid). */
+  rejected: number
+  /** The metered work of its accepted results (checks included): what the vouchers pay for. */
+  acceptedUsage: Usage
   depositWei: bigint
   /** Vouchers signed for the provider (one per accepted result), and what the last promises in total. */
   vouchers: number
@@ -119,6 +131,47 @@ export interface JobOutcome {
   failures: { taskIndex: number; message: string }[]
   agreements: AgreementOutcome[]
   wallMs: number
+  figures: JobFigures
+}
+
+export interface JobFigures {
+  /** Tasks whose result was accepted (in this run; `resumed` counts those of earlier runs). */
+  accepted: number
+  attempts: number
+  retries: number
+  /** Extra runs made to check a result (adaptive replication, disagreements). */
+  checks: number
+  /** Results rejected by verification. */
+  rejected: number
+  stragglers: number
+  failures: number
+  spotChecks: number
+  spotRejected: number
+  /** Tasks a resumed job found done. */
+  resumed: number
+}
+
+export interface BatchOutcome {
+  results: (TaskOutcome | undefined)[]
+  failures: { taskIndex: number; message: string }[]
+}
+
+/**
+ * An open job: its agreements and escrows, over which batches of tasks run (a map-reduce's map and reduce phases
+ * share them). `await using` closes it: every agreement is settled and unspent deposits come back.
+ */
+export interface JobSession extends TaskRunner, AsyncDisposable {
+  readonly jobId: string
+  /** Agreements held. */
+  readonly slots: number
+  runBatch(tasks: TaskSpec[], options?: TaskRunOptions): Promise<BatchOutcome>
+  figures(): JobFigures
+  /** What accepted results have cost so far. */
+  spentWei(): bigint
+  /** Settles every agreement (idempotent). */
+  close(): Promise<AgreementOutcome[]>
+  /** Settles and records the job's end state. */
+  finish(state: 'finished' | 'failed'): Promise<{ agreements: AgreementOutcome[]; wallMs: number }>
 }
 
 export interface RequestorInit {
@@ -130,6 +183,12 @@ export interface RequestorInit {
   market?: MarketNode
   /** Ways to misbehave, for the devnet's failure tests: leave providers' debit notes unanswered. */
   misbehave?: { ignoreDebitNotes?: boolean }
+  /** Verification records of providers: who gets checked how often, who is excluded. None: every result trusted. */
+  reputation?: ReputationBook
+  /** Recomputes spot-checked wasi tasks on this machine. */
+  localRuntime?: WasiRuntime
+  /** Randomness for verification choices (spot checks, adaptive checks); seed it for reproducible runs. */
+  random?: () => number
 }
 
 export interface Requestor {
@@ -138,6 +197,8 @@ export interface Requestor {
   start(): Promise<void>
   stop(): Promise<void>
   runJob(spec: JobSpec, options?: { onEvent?: JobEventListener; signal?: AbortSignal }): Promise<JobOutcome>
+  /** Finds providers, signs agreements and opens escrows for a job whose tasks come in batches; see JobSession. */
+  openJob(spec: JobSpec, options?: { onEvent?: JobEventListener; signal?: AbortSignal }): Promise<JobSession>
   /**
    * Takes back the unclaimed rest of every escrow whose provider never settled, once the agreement has expired (chain
    * time). Safe to call at any time: escrows that are closed or not yet expired are left alone.
@@ -145,7 +206,7 @@ export interface Requestor {
   refundExpired(): Promise<{ agreementId: string; txHash: string; refundedWei: bigint }[]>
 }
 
-interface Slot {
+interface Slot extends DispatchSlot {
   agreement: Agreement
   offer: Offer
   peer: string
@@ -155,10 +216,44 @@ interface Slot {
   vouchers: number
   voucheredWei: bigint
   accepted: number
+  rejected: number
   failures: number
   openTx: Hex
-  retired: boolean
   vouchersSent: Promise<void>
+  /** The latest debit note, answered once a result of this provider is accepted. */
+  pendingNote?: DebitNote
+}
+
+/** A provider's result on its way to a verdict. */
+interface Delivered {
+  slot: Slot
+  outcome: TaskOutcome
+  envelope: unknown
+  usage: { durationMs: number; cpuMs: number }
+}
+
+function taskDigest(task: TaskSpec): unknown {
+  return { args: task.args, env: task.env, inputs: task.inputs.map((input) => [input.path, sha256Hex(input.data)]), outputs: task.outputs }
+}
+
+/** A stored, provider-signed result as the outcome it was when accepted (a resumed job's finished tasks). */
+function outcomeFromSaved(document: unknown, taskIndex: number, provider: string): TaskOutcome {
+  const envelope = document as { payload: TaskResult }
+  const result = envelope.payload
+  return {
+    taskIndex,
+    provider: provider as Address,
+    agreementId: result.agreementId as Hex,
+    exitCode: result.exitCode,
+    outputs: result.outputs.map((o) => ({ path: o.path, data: Buffer.from(o.dataBase64, 'base64') })),
+    missingOutputs: result.missingOutputs,
+    stdout: Buffer.from(result.stdoutBase64, 'base64'),
+    stderr: Buffer.from(result.stderrBase64, 'base64'),
+    usage: result.usage,
+    roundTripMs: 0,
+    attempts: 0,
+    checked: false,
+  }
 }
 
 function offersProgram(offer: Offer, program: string | undefined): boolean {
@@ -173,7 +268,7 @@ const taskFaultCodes = new Set(['HEARTH_ERR_EXEC_TIMEOUT', 'HEARTH_ERR_EXEC_MEMO
 const taskNetworkSlackMs = 30_000
 
 export function createRequestor(init: RequestorInit): Requestor {
-  const { identity, host, store, payment } = init
+  const { identity, host, store, payment, reputation } = init
   const market = init.market ?? createMarketNode({ host })
   const blobs = new Map<string, Uint8Array>()
   /** Providers with an agreement from this requestor: only they may fetch its blobs. */
@@ -236,13 +331,63 @@ export function createRequestor(init: RequestorInit): Requestor {
     )
   }
 
-  async function runJob(spec: JobSpec, options: { onEvent?: JobEventListener; signal?: AbortSignal } = {}): Promise<JobOutcome> {
+  /** What a task's result says, reduced to what must agree between providers: exit code and outputs (images by pixels). */
+  function resultKey(outcome: TaskOutcome): string {
+    return hashCanonical({
+      exitCode: outcome.exitCode,
+      outputs: outcome.outputs.map((o) => [o.path, comparableContentId(o.data)]),
+      missing: outcome.missingOutputs,
+      // Without output files the program's answer is its stdout.
+      ...(outcome.outputs.length === 0 && outcome.missingOutputs.length === 0 ? { stdout: sha256Hex(outcome.stdout) } : {}),
+    })
+  }
+
+  async function openJob(spec: JobSpec, options: { onEvent?: JobEventListener; signal?: AbortSignal } = {}): Promise<JobSession> {
     const emit = options.onEvent ?? (() => undefined)
     const started = performance.now()
-    const jobId = randomUUID()
-    const maxAttempts = spec.maxAttempts ?? 3
-    const packageId = spec.package === undefined ? undefined : sha256Hex(spec.package)
-    if (packageId !== undefined) blobs.set(packageId, spec.package!)
+    const replicas = Math.max(1, spec.verification?.replicas ?? 1)
+    const adaptive = spec.verification?.adaptive ?? replicas === 1
+    const spotCheckRate = spec.verification?.spotCheckRate ?? 0
+    if (spotCheckRate > 0 && (spec.runtime !== 'wasi' || init.localRuntime === undefined)) {
+      throw new HearthError('HEARTH_ERR_CONFIG_INVALID', 'spot checks recompute results on this machine, which only the wasi runtime can do here', {
+        hint: 'use replicas (redundancy) to verify native and docker tasks, or set spotCheckRate to 0',
+      })
+    }
+    const digest = spec.digest ?? hashCanonical({ runtime: spec.runtime, package: spec.package === undefined ? null : sha256Hex(spec.package), program: spec.program ?? null, imageId: spec.imageId ?? null, tasks: spec.tasks.map(taskDigest) })
+
+    // A resumed job must be the same job: its results so far are reused, never rerun or paid again.
+    let jobId: string
+    const resumed = new Map<number, TaskOutcome>()
+    if (spec.resumeJobId !== undefined) {
+      const record = store.jobs.get(spec.resumeJobId)
+      if (record === undefined) {
+        throw new HearthError('HEARTH_ERR_CONFIG_INVALID', `there is no job ${spec.resumeJobId} in this requestor's data directory`, {
+          hint: 'pass the job id `hearth run` printed, and the same --data-dir',
+        })
+      }
+      if (record.specDigest !== digest) {
+        throw new HearthError('HEARTH_ERR_CONFIG_INVALID', `job ${spec.resumeJobId} was started from a different job file`, {
+          hint: 'resume with the job file the job was started with, unchanged',
+        })
+      }
+      jobId = record.id
+      for (const saved of store.taskResults.listByJob(jobId)) resumed.set(saved.taskIndex, outcomeFromSaved(saved.document, saved.taskIndex, saved.provider))
+      store.jobs.setState(jobId, 'running')
+      emit({ type: 'phase', message: `resuming job ${jobId}: ${resumed.size} tasks already done` })
+    } else {
+      jobId = randomUUID()
+      store.jobs.create({ id: jobId, name: spec.name, specDigest: digest, taskCount: spec.tasks.length, state: 'running', createdAtMs: Date.now(), updatedAtMs: Date.now() })
+    }
+    emit({ type: 'job', jobId, resumedTasks: resumed.size })
+
+    const packages = new Set<string>()
+    const servePackage = (bytes: Uint8Array): string => {
+      const id = sha256Hex(bytes)
+      blobs.set(id, bytes)
+      packages.add(id)
+      return id
+    }
+    const packageId = spec.package === undefined ? undefined : servePackage(spec.package)
 
     // 1. Offers: what this node knows plus a direct ask of every connected peer, until enough match or the wait ends.
     const demandConstraints = [spec.demand?.constraints ?? '', spec.sla === undefined ? '' : slaConstraints(spec.sla).toString()]
@@ -253,7 +398,9 @@ export function createRequestor(init: RequestorInit): Requestor {
       // Checked here, before any offer is looked at: a malformed filter is the job's error, not a mismatch.
       constraints: demandConstraints === '' ? '' : compileConstraints(`(&${demandConstraints})`),
     }
+    const excludedProviders = new Set<string>()
     const fits = (offer: Offer): boolean =>
+      !(reputation?.excluded(offer.provider) ?? false) &&
       offeredRuntimes(offer).includes(spec.runtime) &&
       (spec.runtime !== 'native' || offersProgram(offer, spec.program)) &&
       maxTaskCostWei(offer.pricing, spec.timeoutMs) <= spec.maxPricePerTaskWei &&
@@ -262,11 +409,13 @@ export function createRequestor(init: RequestorInit): Requestor {
       matchDemandOffer(demand, { properties: offer.properties, constraints: offer.constraints }) === 'yes'
     emit({ type: 'phase', message: 'collecting offers' })
     await market.syncAll({ signal: options.signal })
+    if (spec.resumeJobId !== undefined) await settleEarlierAgreements(jobId, emit)
     const wait = AbortSignal.timeout(spec.offerWaitMs ?? 3_000)
     let candidates = await market.offerBook.waitFor(spec.providers, fits, { signal: wait }).catch(() => market.offerBook.list(fits))
+    for (const signed of market.offerBook.list(() => true)) if (reputation?.excluded(signed.payload.provider) === true) excludedProviders.add(signed.payload.provider)
     if (candidates.length === 0) {
       throw new HearthError('HEARTH_ERR_MARKET_NO_OFFERS', `no provider offers runtime ${spec.runtime} at ${spec.maxPricePerTaskWei} wei per task or less that meets the job's requirements`, {
-        hint: 'raise the price cap or loosen the requirements, or start providers (hearth demo starts local ones)',
+        hint: `raise the price cap or loosen the requirements, or start providers (hearth demo starts local ones)${excludedProviders.size > 0 ? `; ${excludedProviders.size} providers are excluded for invalid results` : ''}`,
       })
     }
     emit({ type: 'offers', count: candidates.length })
@@ -286,17 +435,48 @@ export function createRequestor(init: RequestorInit): Requestor {
         throw new HearthError('HEARTH_ERR_MARKET_NO_OFFERS', `no matching provider answers within ${limit} ms`, { hint: 'raise maxLatencyMs' })
       }
     }
-    const tasksEach = Math.ceil(spec.tasks.length / spec.providers)
-    const ranked = rankOffers(candidates, (signed) => signed.payload, { tasks: tasksEach, taskTimeoutMs: spec.timeoutMs, weights: spec.weights, latencyMs, near: spec.near })
+    // Every agreement may have to carry every task of the job (the others may all fail), replicas and later phases
+    // included: the deposit covers that, and what is not spent comes back at settlement.
+    const plannedTasks = Math.max(1, (spec.plannedTasks ?? spec.tasks.length) - resumed.size)
+    const maxTasks = Math.min(1_000_000, plannedTasks * (replicas + 1))
+    const tasksEach = Math.ceil(plannedTasks / spec.providers)
+    const ranked = rankOffers(candidates, (signed) => signed.payload, {
+      tasks: tasksEach,
+      taskTimeoutMs: spec.timeoutMs,
+      weights: spec.weights,
+      latencyMs,
+      near: spec.near,
+      ...(reputation === undefined ? {} : { reputation: (provider: string) => reputation.score(provider) }),
+    })
+    // Verification needs several providers: as many agreements as results wanted per task, at least.
+    const wanted = Math.max(spec.providers, replicas)
     // A few spares beyond the need, so providers that stay silent or refuse cost no waiting.
-    const chosen = ranked.slice(0, spec.providers + Math.max(2, Math.ceil(spec.providers / 2))).map((r) => r.item)
+    const chosen = ranked.slice(0, wanted + Math.max(2, Math.ceil(wanted / 2))).map((r) => r.item)
 
     // Money check before anything is signed or locked: the dearest chosen offer, for every agreement wanted.
     const dearestWei = chosen.reduce((max, s) => {
-      const deposit = maxCostWei(s.payload.pricing, spec.tasks.length, spec.timeoutMs)
+      const deposit = maxCostWei(s.payload.pricing, maxTasks, spec.timeoutMs)
       return deposit > max ? deposit : max
     }, 0n)
-    const depositsWei = dearestWei * BigInt(Math.min(spec.providers, chosen.length))
+    let agreementsWanted = Math.min(wanted, chosen.length)
+    // The pool is sized to the budget: fewer agreements when all would lock more than it allows, never fewer than
+    // verification needs; and when not even that fits, the job stops here with what to change.
+    if (spec.budgetWei !== undefined && dearestWei * BigInt(agreementsWanted) > spec.budgetWei) {
+      const affordable = dearestWei === 0n ? agreementsWanted : Number(spec.budgetWei / dearestWei)
+      const minimum = Math.min(Math.max(1, replicas), chosen.length)
+      if (affordable < minimum) {
+        const cheapestWei = ranked.reduce((min, r) => {
+          const cost = maxCostWei(r.item.payload.pricing, plannedTasks * replicas, spec.timeoutMs)
+          return min === undefined || cost < min ? cost : min
+        }, undefined as bigint | undefined)
+        throw new HearthError('HEARTH_ERR_PAYMENT_INSUFFICIENT_FUNDS', `the budget of ${spec.budgetWei} wei is too small: each agreement's deposit is up to ${dearestWei} wei (it covers ${maxTasks} tasks at the provider's price), and ${minimum} are needed`, {
+          hint: `raise the budget to at least ${dearestWei * BigInt(minimum)} wei (the work itself costs about ${cheapestWei ?? 0n} wei; unspent deposits come back), use fewer replicas, or lower the price cap`,
+        })
+      }
+      emit({ type: 'phase', message: `the budget allows ${affordable} of ${agreementsWanted} agreements` })
+      agreementsWanted = affordable
+    }
+    const depositsWei = dearestWei * BigInt(agreementsWanted)
     const balanceWei = await tokenBalanceOf(payment, identity.address)
     if (balanceWei < depositsWei) {
       throw new HearthError('HEARTH_ERR_PAYMENT_INSUFFICIENT_FUNDS', `the deposits need up to ${depositsWei} wei but the wallet holds ${balanceWei} wei`, {
@@ -305,20 +485,21 @@ export function createRequestor(init: RequestorInit): Requestor {
     }
 
     // 2. Agreements with the chosen providers, all at once; the first to sign are kept.
-    emit({ type: 'phase', message: `negotiating with ${chosen.length} providers for ${Math.min(spec.providers, chosen.length)} agreements` })
+    emit({ type: 'phase', message: `negotiating with ${chosen.length} providers for ${agreementsWanted} agreements` })
     const termsFor = (offer: Offer): AgreementTerms =>
       proposeTerms({
         offer,
         requestor: identity.address,
         runtime: spec.runtime,
-        maxTasks: spec.tasks.length,
+        maxTasks,
         taskTimeoutMs: spec.timeoutMs,
         jobName: `${spec.name} (${jobId})`,
+        ...(spec.sla?.minGpus === undefined ? {} : { gpus: spec.sla.minGpus }),
         ...(spec.debitNoteIntervalSec === undefined ? {} : { debitNoteIntervalSec: spec.debitNoteIntervalSec }),
         ...(spec.paymentTimeoutSec === undefined ? {} : { paymentTimeoutSec: spec.paymentTimeoutSec }),
       })
     const negotiated = await negotiateMany({ host, identity, store, onEvent: emit }, chosen, {
-      need: spec.providers,
+      need: agreementsWanted,
       termsFor,
       limits: { maxPerTaskWei: spec.maxPricePerTaskWei, minDurationSec: 600, maxDebitNoteIntervalSec: 3600, minPaymentTimeoutSec: 60 },
       stepTimeoutMs: spec.stepTimeoutMs,
@@ -352,191 +533,322 @@ export function createRequestor(init: RequestorInit): Requestor {
       store.escrows.save({ agreementId: agreement.id, depositedWei: depositWei, openTx: opened.hash, claimedWei: 0n, refundedWei: 0n, closed: false })
       allowedFetchers.add(offer.provider.toLowerCase())
       emit({ type: 'escrow-opened', provider: offer.provider, agreementId: agreement.id, depositWei: depositWei.toString(), txHash: opened.hash })
-      return { agreement, offer, peer: offerTarget(offer), pricing: agreement.terms.pricing, acceptedUsage: noUsage, vouchers: 0, voucheredWei: 0n, accepted: 0, failures: 0, openTx: opened.hash, retired: false, vouchersSent: Promise.resolve() }
+      const threads = Number(offer.properties['golem.inf.cpu.threads'] ?? 1)
+      return {
+        provider: offer.provider,
+        capacity: Math.max(1, Math.min(Number.isFinite(threads) ? threads : 1, 8)),
+        retired: false,
+        agreement,
+        offer,
+        peer: offerTarget(offer),
+        pricing: agreement.terms.pricing,
+        acceptedUsage: noUsage,
+        vouchers: 0,
+        voucheredWei: 0n,
+        accepted: 0,
+        rejected: 0,
+        failures: 0,
+        openTx: opened.hash,
+        vouchersSent: Promise.resolve(),
+      }
     })
 
-    // 4. Dispatch: each provider pulls from one queue as many tasks at once as it has threads.
-    emit({ type: 'phase', message: `running ${spec.tasks.length} tasks` })
-    const results: (TaskOutcome | undefined)[] = new Array(spec.tasks.length).fill(undefined)
-    const attempts = new Array<number>(spec.tasks.length).fill(0)
-    const triedOn = spec.tasks.map(() => new Set<string>())
-    const lastError = new Map<number, string>()
-    const queue: number[] = spec.tasks.map((_, i) => i)
-    let done = 0
-    let inFlight = 0
-    let wake: (() => void) | undefined
-    const notify = (): void => {
-      const w = wake
-      wake = undefined
-      w?.()
-    }
+    const figures = { accepted: 0, attempts: 0, retries: 0, checks: 0, rejected: 0, stragglers: 0, failures: 0, spotChecks: 0, spotRejected: 0, resumed: resumed.size }
+    const spotChecker = spotCheckRate > 0 && init.localRuntime !== undefined ? createLocalRunner({ runtime: init.localRuntime, concurrency: 1, maxMemoryBytes: spec.maxMemoryBytes, timeoutMs: spec.timeoutMs, maxOutputBytes: spec.maxOutputBytes }) : undefined
+    const random = init.random ?? Math.random
+    let nextTaskIndex = 0
+    let closed: AgreementOutcome[] | undefined
 
-    const nextTaskFor = (slot: Slot): number | undefined => {
-      const liveSlots = slots.filter((s) => !s.retired).length
-      for (let i = 0; i < queue.length; i++) {
-        const index = queue[i]!
-        // Retry on another provider when there is one left that has not tried it.
-        if (triedOn[index]!.has(slot.offer.provider) && triedOn[index]!.size < liveSlots) continue
-        queue.splice(i, 1)
-        return index
-      }
-      return undefined
-    }
+    /** One batch of tasks over the pool; task indices continue from batch to batch, so a job's results stay apart. */
+    async function runBatch(tasks: TaskSpec[], batchOptions: { phase?: string; package?: Uint8Array } = {}): Promise<BatchOutcome> {
+      if (closed !== undefined) throw new HearthError('HEARTH_ERR_CONFIG_INVALID', 'this job is closed', { hint: 'open a new job' })
+      const base = nextTaskIndex
+      nextTaskIndex += tasks.length
+      const batchPackageId = batchOptions.package === undefined ? packageId : servePackage(batchOptions.package)
+      const phase = batchOptions.phase ?? 'tasks'
+      const total = tasks.length
+      const results: (TaskOutcome | undefined)[] = tasks.map((_, i) => resumed.get(base + i))
+      let done = results.filter((r) => r !== undefined).length
+      const spotChecked = new Set<number>()
+      emit({ type: 'phase', message: `running ${total} ${phase}${done > 0 ? ` (${done} done before)` : ''}` })
+      emit({ type: 'batch', phase, total, done })
 
-    const runOne = async (slot: Slot, index: number): Promise<void> => {
-      const task = spec.tasks[index]!
-      attempts[index]!++
-      triedOn[index]!.add(slot.offer.provider)
-      emit({ type: 'task-started', taskIndex: index, provider: slot.offer.provider })
-      const request: RunTaskRequest = {
-        agreementId: slot.agreement.id,
-        jobId,
-        taskIndex: index,
-        activityId: randomUUID(),
-        runtime: spec.runtime,
-        ...(packageId === undefined ? {} : { packageId }),
-        ...(spec.program === undefined ? {} : { program: spec.program }),
-        ...(spec.imageId === undefined ? {} : { imageId: spec.imageId }),
-        args: task.args,
-        env: task.env,
-        inputs: task.inputs.map((input) => ({
-          path: input.path,
-          contentId: sha256Hex(input.data),
-          sizeBytes: input.data.length,
-          dataBase64: Buffer.from(input.data).toString('base64'),
-        })),
-        outputs: task.outputs,
-        timeoutMs: spec.timeoutMs,
-        maxMemoryBytes: spec.maxMemoryBytes,
-        maxOutputBytes: spec.maxOutputBytes,
-      }
-      const sentAt = performance.now()
-      try {
-        const exchange = await host.exchange(slot.peer, runTaskProtocol, request, { timeoutMs: spec.timeoutMs + taskNetworkSlackMs, signal: options.signal })
-        const result = exchange.response
-        checkResult(result, request, performance.now() - sentAt)
-        // Accepted: record it, then pay for it with a voucher for everything accepted so far.
-        slot.accepted++
-        slot.failures = 0
-        slot.acceptedUsage = addUsage(slot.acceptedUsage, { tasks: 1, cpuMs: result.usage.cpuMs, durationMs: result.usage.durationMs })
-        store.taskResults.save({ jobId, taskIndex: index, agreementId: slot.agreement.id, provider: slot.offer.provider, document: exchange.envelope, acceptedAtMs: Date.now() })
-        if (result.debitNote !== undefined && init.misbehave?.ignoreDebitNotes !== true) await answerDebitNote(slot, result.debitNote, emit)
-        results[index] = {
-          taskIndex: index,
-          provider: slot.offer.provider as Address,
-          agreementId: slot.agreement.id as Hex,
-          exitCode: result.exitCode,
-          outputs: result.outputs.map((o) => ({ path: o.path, data: Buffer.from(o.dataBase64, 'base64') })),
-          missingOutputs: result.missingOutputs,
-          stdout: Buffer.from(result.stdoutBase64, 'base64'),
-          stderr: Buffer.from(result.stderrBase64, 'base64'),
-          usage: result.usage,
-          roundTripMs: performance.now() - sentAt,
-          attempts: attempts[index]!,
+      const attempt = async (slot: Slot, index: number, signal: AbortSignal): Promise<Attempt<Delivered>> => {
+        const task = tasks[index]!
+        const globalIndex = base + index
+        const request: RunTaskRequest = {
+          agreementId: slot.agreement.id,
+          jobId,
+          taskIndex: globalIndex,
+          activityId: randomUUID(),
+          runtime: spec.runtime,
+          ...(batchPackageId === undefined ? {} : { packageId: batchPackageId }),
+          ...(spec.program === undefined ? {} : { program: spec.program }),
+          ...(spec.imageId === undefined ? {} : { imageId: spec.imageId }),
+          args: task.args,
+          env: task.env,
+          inputs: task.inputs.map((input) => ({
+            path: input.path,
+            contentId: sha256Hex(input.data),
+            sizeBytes: input.data.length,
+            dataBase64: Buffer.from(input.data).toString('base64'),
+          })),
+          outputs: task.outputs,
+          timeoutMs: spec.timeoutMs,
+          maxMemoryBytes: spec.maxMemoryBytes,
+          maxOutputBytes: spec.maxOutputBytes,
         }
-        done++
-        emit({ type: 'task-done', taskIndex: index, provider: slot.offer.provider, done, total: spec.tasks.length })
-      } catch (error) {
-        const hearthError = toHearthError(error)
-        const remoteCode = hearthError.details?.remoteCode
-        const taskAtFault = typeof remoteCode === 'string' && taskFaultCodes.has(remoteCode)
-        const message = taskAtFault ? String(hearthError.details?.remoteMessage ?? hearthError.shortMessage) : hearthError.shortMessage
-        lastError.set(index, message)
-        // A provider that fails twice in a row gets no more tasks from this job; a task that broke its own sandbox
-        // limits is the task's doing, not the provider's.
-        if (!taskAtFault && ++slot.failures >= 2) slot.retired = true
-        const attemptsAllowed = taskAtFault ? Math.min(2, maxAttempts) : maxAttempts
-        const willRetry = attempts[index]! < attemptsAllowed && slots.some((s) => !s.retired)
-        if (willRetry) queue.push(index)
-        emit({ type: 'task-failed', taskIndex: index, provider: slot.offer.provider, message, willRetry })
-      }
-    }
-
-    const worker = async (slot: Slot): Promise<void> => {
-      for (;;) {
-        if (slot.retired || options.signal?.aborted === true) return
-        const index = nextTaskFor(slot)
-        if (index === undefined) {
-          // Nothing for us now; finish when nothing is queued or running anywhere, else wait for a change.
-          if (queue.length === 0 && inFlight === 0) return notify()
-          await new Promise<void>((resolve) => {
-            const previous = wake
-            wake = () => {
-              previous?.()
-              resolve()
-            }
-          })
-          continue
-        }
-        inFlight++
-        await runOne(slot, index)
-        inFlight--
-        notify()
-      }
-    }
-    await Promise.all(
-      slots.flatMap((slot) => {
-        const threads = Number(slot.offer.properties['golem.inf.cpu.threads'] ?? 1)
-        return Array.from({ length: Math.max(1, Math.min(threads, 8)) }, () => worker(slot))
-      }),
-    )
-
-    // 5. Settle: each provider claims its latest voucher and releases the rest of the deposit back to us.
-    emit({ type: 'phase', message: 'settling agreements' })
-    const agreementOutcomes = await Promise.all(
-      slots.map(async (slot): Promise<AgreementOutcome> => {
-        const depositWei = BigInt(slot.agreement.terms.depositWei)
-        let settleTx: Hex | null = null
-        await slot.vouchersSent
+        const sentAt = performance.now()
         try {
-          // The final voucher covers every accepted result; the provider answers with its invoice and claims.
-          const finalWei = costWei(slot.pricing, slot.acceptedUsage)
-          const final = finalWei === 0n ? null : await voucherFor(slot, finalWei)
-          const answer = await host.request(slot.peer, settleProtocol, { agreementId: slot.agreement.id, voucher: final === null ? null : voucherToJson(final) })
-          store.paymentDocuments.save({ agreementId: slot.agreement.id, kind: 'invoice', seq: 1, document: answer.invoice, createdAtMs: Date.now() })
-          if (BigInt(answer.invoice.amountDueWei) > finalWei) {
-            emit({ type: 'phase', message: `${slot.offer.provider} invoiced ${answer.invoice.amountDueWei} wei; only ${finalWei} wei is justified by accepted results` })
+          const exchange = await host.exchange(slot.peer, runTaskProtocol, request, { timeoutMs: spec.timeoutMs + taskNetworkSlackMs, signal })
+          const result = exchange.response
+          const roundTripMs = performance.now() - sentAt
+          checkResult(result, request, roundTripMs)
+          if (result.debitNote !== undefined) slot.pendingNote = result.debitNote
+          const outcome: TaskOutcome = {
+            taskIndex: index,
+            provider: slot.offer.provider as Address,
+            agreementId: slot.agreement.id as Hex,
+            exitCode: result.exitCode,
+            outputs: result.outputs.map((o) => ({ path: o.path, data: Buffer.from(o.dataBase64, 'base64') })),
+            missingOutputs: result.missingOutputs,
+            stdout: Buffer.from(result.stdoutBase64, 'base64'),
+            stderr: Buffer.from(result.stderrBase64, 'base64'),
+            usage: result.usage,
+            roundTripMs,
+            attempts: 0,
           }
-          settleTx = answer.claimTx as Hex | null
+          const key = resultKey(outcome)
+          // A spot check: this machine computes the same task and compares. The provider cannot tell it apart from
+          // any other task, so a provider that cheats now and then is caught in proportion.
+          if (spotChecker !== undefined && random() < spotCheckRate * (reputation?.checkProbability(slot.provider) ?? 1)) {
+            figures.spotChecks++
+            const [local] = await spotChecker.run([task], { phase: 'spot check', ...(batchOptions.package === undefined ? { package: spec.package } : { package: batchOptions.package }) })
+            const localKey = resultKey(local!)
+            if (localKey !== key) {
+              figures.spotRejected++
+              figures.rejected++
+              slot.rejected++
+              reputation?.record(slot.provider, 'invalid')
+              emit({ type: 'task-rejected', taskIndex: globalIndex, provider: slot.provider, reason: 'a local recompute gave other outputs' })
+              return { ok: false, message: `${slot.provider} returned a result that a local recompute contradicts`, taskAtFault: false, providerAtFault: true }
+            }
+            spotChecked.add(index)
+          }
+          return { ok: true, result: { slot, outcome, envelope: exchange.envelope, usage: result.usage }, key, elapsedMs: roundTripMs }
         } catch (error) {
-          emit({ type: 'phase', message: `${slot.offer.provider} did not settle (${toHearthError(error).shortMessage}); its deposit comes back after expiry` })
+          const hearthError = toHearthError(error)
+          const remoteCode = hearthError.details?.remoteCode
+          const taskAtFault = typeof remoteCode === 'string' && taskFaultCodes.has(remoteCode)
+          const message = taskAtFault ? String(hearthError.details?.remoteMessage ?? hearthError.shortMessage) : hearthError.shortMessage
+          const timedOut = hearthError.code === 'HEARTH_ERR_NET_TIMEOUT'
+          if (!taskAtFault && !signal.aborted) reputation?.record(slot.provider, timedOut ? 'timeout' : 'failed')
+          // A provider that fails twice in a row gets no more tasks from this job; a task that broke its own sandbox
+          // limits is the task's doing, not the provider's. A result that fails its own checks is the provider's.
+          const providerAtFault = !taskAtFault && (hearthError.code === 'HEARTH_ERR_SIGNATURE_INVALID' || ++slot.failures >= 2)
+          return { ok: false, message, taskAtFault, providerAtFault }
         }
-        // The chain, not the provider's answer, says what was paid and what came back.
-        const escrow = await getEscrow(payment, { requestorAddress: payment.client.address, agreementId: slot.agreement.id as Hex })
-        const paidWei = escrow?.claimedWei ?? 0n
-        const refundedWei = escrow?.closed === true ? depositWei - paidWei : 0n
-        store.escrows.save({ agreementId: slot.agreement.id, depositedWei: depositWei, openTx: slot.openTx, claimedWei: paidWei, refundedWei, closed: escrow?.closed ?? false })
-        store.agreements.setState(slot.agreement.id, 'terminated')
-        emit({ type: 'settled', provider: slot.offer.provider, agreementId: slot.agreement.id, paidWei: paidWei.toString(), refundedWei: refundedWei.toString(), txHash: settleTx })
-        return {
-          agreementId: slot.agreement.id as Hex,
-          provider: slot.offer.provider as Address,
-          pricing: slot.pricing,
-          tasks: slot.accepted,
-          depositWei,
-          vouchers: slot.vouchers,
-          signedWei: slot.voucheredWei,
-          paidWei,
-          refundedWei,
-          lockedWei: depositWei - paidWei - refundedWei,
-          openTx: slot.openTx,
-          settleTx,
-          settled: escrow?.closed === true,
-        }
-      }),
-    )
-    if (packageId !== undefined) blobs.delete(packageId)
+      }
 
-    const failures = results.flatMap((result, taskIndex) =>
-      result === undefined ? [{ taskIndex, message: lastError.get(taskIndex) ?? 'not run: no provider was left to run it' }] : [],
-    )
-    return { jobId, results, failures, agreements: agreementOutcomes, wallMs: performance.now() - started }
+      const outcome = await dispatch<Delivered>({
+        taskCount: total,
+        slots,
+        done: results.flatMap((r, i) => (r === undefined ? [] : [i])),
+        replicas,
+        ...(spec.verification?.quorum === undefined ? {} : { quorum: spec.verification.quorum }),
+        ...(adaptive && replicas === 1 && reputation !== undefined ? { checkProbability: (provider: string) => reputation.checkProbability(provider), random } : {}),
+        maxFailures: spec.maxAttempts ?? 3,
+        ...(options.signal === undefined ? {} : { signal: options.signal }),
+        run: (slot, index, signal) => attempt(slot as Slot, index, signal),
+        onStarted: (index, slot, reason) => emit({ type: 'task-started', taskIndex: base + index, provider: slot.provider, reason }),
+        onAttemptFailed: (index, slot, failure, willRetry) => emit({ type: 'task-failed', taskIndex: base + index, provider: slot.provider, message: failure.message, willRetry }),
+        onVerdict: async (verdict) => {
+          const checked = verdict.checked || spotChecked.has(verdict.taskIndex)
+          for (const { result } of verdict.invalid) {
+            const slot = result.slot
+            slot.rejected++
+            reputation?.record(slot.provider, 'invalid')
+            emit({ type: 'task-rejected', taskIndex: base + verdict.taskIndex, provider: slot.provider, reason: 'its outputs disagree with the other providers' })
+            if (reputation?.excluded(slot.provider) === true) slot.retired = true
+          }
+          for (const { result } of verdict.valid) {
+            const slot = result.slot
+            // Accepted: pay for it with a voucher for everything accepted so far (when a debit note asks).
+            slot.accepted++
+            slot.failures = 0
+            slot.acceptedUsage = addUsage(slot.acceptedUsage, { tasks: 1, cpuMs: result.usage.cpuMs, durationMs: result.usage.durationMs })
+            reputation?.record(slot.provider, checked ? 'valid' : 'unchecked')
+            const note = slot.pendingNote
+            slot.pendingNote = undefined
+            if (note !== undefined && init.misbehave?.ignoreDebitNotes !== true) await answerDebitNote(slot, note, emit)
+          }
+          const winner = verdict.valid[0]!.result
+          store.taskResults.save({ jobId, taskIndex: base + verdict.taskIndex, agreementId: winner.slot.agreement.id, provider: winner.slot.provider, document: winner.envelope, acceptedAtMs: Date.now() })
+          results[verdict.taskIndex] = { ...winner.outcome, taskIndex: verdict.taskIndex, attempts: verdict.valid.length + verdict.invalid.length, checked, agreeingProviders: verdict.valid.length }
+          done++
+          figures.accepted++
+          emit({ type: 'task-done', taskIndex: base + verdict.taskIndex, provider: winner.slot.provider, done, total, checked, spentWei: spentWei().toString(), agreeing: verdict.valid.map((v) => v.slot.provider) })
+        },
+      })
+      for (const key of Object.keys(outcome.figures) as (keyof typeof outcome.figures)[]) figures[key] += outcome.figures[key]
+      const failures = [...outcome.failed.entries()].sort((a, b) => a[0] - b[0]).map(([taskIndex, message]) => ({ taskIndex, message }))
+      return { results, failures }
+    }
+
+    const spentWei = (): bigint => slots.reduce((sum, slot) => sum + costWei(slot.pricing, slot.acceptedUsage), 0n)
+
+    async function close(): Promise<AgreementOutcome[]> {
+      if (closed !== undefined) return closed
+      closed = []
+      // 5. Settle: each provider claims its latest voucher and releases the rest of the deposit back to us.
+      emit({ type: 'phase', message: 'settling agreements' })
+      closed = await Promise.all(slots.map((slot) => settleSlot(slot, emit)))
+      for (const id of packages) blobs.delete(id)
+      return closed
+    }
+
+    return {
+      jobId,
+      get slots() {
+        return slots.length
+      },
+      runBatch,
+      async run(tasks, runOptions) {
+        const batch = await runBatch(tasks, runOptions)
+        if (batch.failures.length > 0) {
+          const first = batch.failures[0]!
+          throw new HearthError('HEARTH_ERR_JOB_TASK_FAILED', `${batch.failures.length} of ${tasks.length} ${runOptions?.phase ?? 'tasks'} could not be completed; task ${first.taskIndex}: ${first.message}`, {
+            hint: 'see the task errors; rerun with hearth run --resume to finish the job without redoing the tasks that were done',
+            details: { failures: batch.failures },
+          })
+        }
+        return batch.results as TaskOutcome[]
+      },
+      figures: () => ({ ...figures }),
+      spentWei,
+      close,
+      async finish(state) {
+        const agreementsOut = await close()
+        store.jobs.setState(jobId, state)
+        return { agreements: agreementsOut, wallMs: performance.now() - started }
+      },
+      async [Symbol.asyncDispose]() {
+        await close()
+        const record = store.jobs.get(jobId)
+        if (record?.state === 'running') store.jobs.setState(jobId, 'failed')
+      },
+    }
+  }
+
+  async function settleSlot(slot: Slot, emit: JobEventListener): Promise<AgreementOutcome> {
+    const depositWei = BigInt(slot.agreement.terms.depositWei)
+    let settleTx: Hex | null = null
+    await slot.vouchersSent
+    try {
+      // The final voucher covers every accepted result; the provider answers with its invoice and claims.
+      const finalWei = costWei(slot.pricing, slot.acceptedUsage)
+      const final = finalWei === 0n ? null : finalWei === slot.voucheredWei ? null : await voucherFor(slot, finalWei)
+      const lastVoucher = final ?? (slot.voucheredWei > 0n ? await voucherFor(slot, slot.voucheredWei) : null)
+      const answer = await host.request(slot.peer, settleProtocol, { agreementId: slot.agreement.id, voucher: lastVoucher === null ? null : voucherToJson(lastVoucher) })
+      store.paymentDocuments.save({ agreementId: slot.agreement.id, kind: 'invoice', seq: 1, document: answer.invoice, createdAtMs: Date.now() })
+      if (BigInt(answer.invoice.amountDueWei) > finalWei) {
+        emit({ type: 'phase', message: `${slot.offer.provider} invoiced ${answer.invoice.amountDueWei} wei; only ${finalWei} wei is justified by accepted results` })
+      }
+      settleTx = answer.claimTx as Hex | null
+    } catch (error) {
+      emit({ type: 'phase', message: `${slot.offer.provider} did not settle (${toHearthError(error).shortMessage}); its deposit comes back after expiry` })
+    }
+    // The chain, not the provider's answer, says what was paid and what came back.
+    const escrow = await getEscrow(payment, { requestorAddress: payment.client.address, agreementId: slot.agreement.id as Hex })
+    const paidWei = escrow?.claimedWei ?? 0n
+    const refundedWei = escrow?.closed === true ? depositWei - paidWei : 0n
+    store.escrows.save({ agreementId: slot.agreement.id, depositedWei: depositWei, openTx: slot.openTx, claimedWei: paidWei, refundedWei, closed: escrow?.closed ?? false })
+    store.agreements.setState(slot.agreement.id, 'terminated')
+    emit({ type: 'settled', provider: slot.offer.provider, agreementId: slot.agreement.id, paidWei: paidWei.toString(), refundedWei: refundedWei.toString(), txHash: settleTx })
+    return {
+      agreementId: slot.agreement.id as Hex,
+      provider: slot.offer.provider as Address,
+      pricing: slot.pricing,
+      tasks: slot.accepted,
+      rejected: slot.rejected,
+      acceptedUsage: slot.acceptedUsage,
+      depositWei,
+      vouchers: slot.vouchers,
+      signedWei: slot.voucheredWei,
+      paidWei,
+      refundedWei,
+      lockedWei: depositWei - paidWei - refundedWei,
+      openTx: slot.openTx,
+      settleTx,
+      settled: escrow?.closed === true,
+    }
+  }
+
+  /**
+   * A resumed job first settles the agreements its earlier run left open: each provider gets a final voucher for what
+   * this requestor had accepted from it (from the stored results, at the agreed prices) and claims it. Nothing is paid
+   * twice: vouchers are cumulative per agreement, and the new run makes new agreements. A provider that does not
+   * answer keeps its vouchers; the rest of its deposit comes back after expiry (refundExpired).
+   */
+  async function settleEarlierAgreements(jobId: string, emit: JobEventListener): Promise<void> {
+    const saved = store.taskResults.listByJob(jobId)
+    for (const record of store.agreements.list()) {
+      const agreement = record.document as Agreement
+      if (record.role !== 'requestor' || !agreement.terms.jobName.endsWith(`(${jobId})`) || record.state === 'terminated' || record.state === 'expired') continue
+      const escrow = store.escrows.get(agreement.id)
+      if (escrow === undefined || escrow.closed) continue
+      let usage = noUsage
+      for (const result of saved) {
+        if (result.agreementId !== agreement.id) continue
+        const payload = (result.document as { payload: TaskResult }).payload
+        usage = addUsage(usage, { tasks: 1, cpuMs: payload.usage.cpuMs, durationMs: payload.usage.durationMs })
+      }
+      const offer = market.offerBook.list((o) => o.provider.toLowerCase() === agreement.terms.provider.toLowerCase())[0]?.payload
+      if (offer === undefined) {
+        emit({ type: 'phase', message: `${agreement.terms.provider} of an earlier agreement is not on the network; its deposit comes back after expiry` })
+        continue
+      }
+      const lastVoucher = store.vouchers.latest(agreement.id)
+      const slot: Slot = {
+        provider: agreement.terms.provider,
+        capacity: 1,
+        retired: true,
+        agreement,
+        offer,
+        peer: offerTarget(offer),
+        pricing: agreement.terms.pricing,
+        acceptedUsage: usage,
+        vouchers: 0,
+        voucheredWei: lastVoucher?.cumulativeWei ?? 0n,
+        accepted: usage.tasks,
+        rejected: 0,
+        failures: 0,
+        openTx: escrow.openTx as Hex,
+        vouchersSent: Promise.resolve(),
+      }
+      allowedFetchers.add(slot.provider.toLowerCase())
+      await settleSlot(slot, emit)
+    }
+  }
+
+  async function runJob(spec: JobSpec, options: { onEvent?: JobEventListener; signal?: AbortSignal } = {}): Promise<JobOutcome> {
+    const session = await openJob(spec, options)
+    let batch: BatchOutcome
+    try {
+      batch = await session.runBatch(spec.tasks)
+    } catch (error) {
+      await session[Symbol.asyncDispose]()
+      throw error
+    }
+    const finished = await session.finish(batch.failures.length === 0 ? 'finished' : 'failed')
+    return { jobId: session.jobId, results: batch.results, failures: batch.failures, agreements: finished.agreements, wallMs: finished.wallMs, figures: session.figures() }
   }
 
   return {
     offerBook: market.offerBook,
     market,
     runJob,
+    openJob,
     async refundExpired() {
       const nowSec = await chainTimeSec(payment)
       const refunded: { agreementId: string; txHash: string; refundedWei: bigint }[] = []

@@ -56,4 +56,52 @@ export const migrations: readonly string[] = [
     PRIMARY KEY (agreement_id, kind, seq)
   );
   `,
+  // Each provider's verification record as this requestor saw it: counts, the current run of valid results, the
+  // latest checked outcomes (for exclusion), and whether it is excluded (a ban list that outlives jobs and restarts).
+  `
+  CREATE TABLE provider_reputation (
+    provider TEXT PRIMARY KEY,          -- lower-case address
+    valid INTEGER NOT NULL DEFAULT 0,
+    invalid INTEGER NOT NULL DEFAULT 0,
+    failed INTEGER NOT NULL DEFAULT 0,
+    timeouts INTEGER NOT NULL DEFAULT 0,
+    unchecked INTEGER NOT NULL DEFAULT 0,
+    consecutive_valid INTEGER NOT NULL DEFAULT 0,
+    recent TEXT NOT NULL DEFAULT '',    -- the latest checked outcomes, oldest first: 'v' valid, 'i' invalid
+    excluded_at_ms INTEGER,
+    excluded_reason TEXT,
+    last_seen_ms INTEGER NOT NULL
+  );
+  `,
+  // Activities (ExeScript workspaces under an agreement), kept by the provider that runs each and the requestor that
+  // created it: state, the batches sent, metered usage and the last error, so a restart can tell what was running.
+  `
+  CREATE TABLE activities (
+    role TEXT NOT NULL CHECK (role IN ('requestor', 'provider')),
+    id TEXT NOT NULL,
+    agreement_id TEXT NOT NULL,
+    peer TEXT NOT NULL,                 -- the other side's address
+    state TEXT NOT NULL,                -- New, Deploying, Initialized, Ready, Terminated, Unresponsive
+    batch_ids TEXT NOT NULL DEFAULT '[]',
+    usage TEXT,                         -- JSON { durationSec, cpuSec }
+    last_error TEXT,
+    created_at_ms INTEGER NOT NULL,
+    updated_at_ms INTEGER NOT NULL,
+    PRIMARY KEY (role, id)
+  );
+  CREATE INDEX activities_state ON activities (role, state);
+  `,
+  // The requestor's jobs, so that a job cut short (a crash, a kill) can be resumed: what it was, how many tasks, and
+  // its state. Its accepted results are in task_results; its agreements name it in their terms.
+  `
+  CREATE TABLE jobs (
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    spec_digest TEXT NOT NULL,          -- hash of what defines the tasks: a resumed job must be the same job
+    task_count INTEGER NOT NULL,
+    state TEXT NOT NULL CHECK (state IN ('running', 'finished', 'failed')),
+    created_at_ms INTEGER NOT NULL,
+    updated_at_ms INTEGER NOT NULL
+  );
+  `,
 ]

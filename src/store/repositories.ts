@@ -288,3 +288,128 @@ export function createPaymentDocumentRepository(db: Db) {
     },
   }
 }
+
+export interface ProviderReputationRecord {
+  /** Lower-case address. */
+  provider: string
+  valid: number
+  invalid: number
+  failed: number
+  timeouts: number
+  unchecked: number
+  consecutiveValid: number
+  /** The latest checked outcomes, oldest first: 'v' valid, 'i' invalid. */
+  recent: string
+  excludedAtMs: number | null
+  excludedReason: string | null
+  lastSeenMs: number
+}
+
+interface ProviderReputationRow {
+  provider: string
+  valid: number
+  invalid: number
+  failed: number
+  timeouts: number
+  unchecked: number
+  consecutive_valid: number
+  recent: string
+  excluded_at_ms: number | null
+  excluded_reason: string | null
+  last_seen_ms: number
+}
+
+/** Each provider's verification record, kept by the requestor that checked its results. */
+export function createProviderReputationRepository(db: Db) {
+  const upsert = db.prepare(
+    `INSERT INTO provider_reputation (provider, valid, invalid, failed, timeouts, unchecked, consecutive_valid, recent, excluded_at_ms, excluded_reason, last_seen_ms)
+     VALUES (@provider, @valid, @invalid, @failed, @timeouts, @unchecked, @consecutiveValid, @recent, @excludedAtMs, @excludedReason, @lastSeenMs)
+     ON CONFLICT (provider) DO UPDATE SET valid = excluded.valid, invalid = excluded.invalid, failed = excluded.failed,
+       timeouts = excluded.timeouts, unchecked = excluded.unchecked, consecutive_valid = excluded.consecutive_valid,
+       recent = excluded.recent, excluded_at_ms = excluded.excluded_at_ms, excluded_reason = excluded.excluded_reason,
+       last_seen_ms = excluded.last_seen_ms`,
+  )
+  const byProvider = db.prepare<[string], ProviderReputationRow>('SELECT * FROM provider_reputation WHERE provider = ?')
+  const all = db.prepare<[], ProviderReputationRow>('SELECT * FROM provider_reputation ORDER BY provider')
+  const fromRow = (row: ProviderReputationRow): ProviderReputationRecord => ({
+    provider: row.provider,
+    valid: row.valid,
+    invalid: row.invalid,
+    failed: row.failed,
+    timeouts: row.timeouts,
+    unchecked: row.unchecked,
+    consecutiveValid: row.consecutive_valid,
+    recent: row.recent,
+    excludedAtMs: row.excluded_at_ms,
+    excludedReason: row.excluded_reason,
+    lastSeenMs: row.last_seen_ms,
+  })
+  return {
+    save(record: ProviderReputationRecord): void {
+      upsert.run({ ...record, provider: record.provider.toLowerCase() })
+    },
+    get(provider: string): ProviderReputationRecord | undefined {
+      const row = byProvider.get(provider.toLowerCase())
+      return row === undefined ? undefined : fromRow(row)
+    },
+    list(): ProviderReputationRecord[] {
+      return all.all().map(fromRow)
+    },
+  }
+}
+
+export type JobState = 'running' | 'finished' | 'failed'
+
+export interface JobRecord {
+  id: string
+  name: string
+  specDigest: string
+  taskCount: number
+  state: JobState
+  createdAtMs: number
+  updatedAtMs: number
+}
+
+interface JobRow {
+  id: string
+  name: string
+  spec_digest: string
+  task_count: number
+  state: JobState
+  created_at_ms: number
+  updated_at_ms: number
+}
+
+export function createJobRepository(db: Db) {
+  const insert = db.prepare(
+    `INSERT INTO jobs (id, name, spec_digest, task_count, state, created_at_ms, updated_at_ms)
+     VALUES (@id, @name, @specDigest, @taskCount, @state, @createdAtMs, @updatedAtMs)`,
+  )
+  const update = db.prepare('UPDATE jobs SET state = ?, updated_at_ms = ? WHERE id = ?')
+  const byId = db.prepare<[string], JobRow>('SELECT * FROM jobs WHERE id = ?')
+  const all = db.prepare<[], JobRow>('SELECT * FROM jobs ORDER BY created_at_ms')
+  const fromRow = (row: JobRow): JobRecord => ({
+    id: row.id,
+    name: row.name,
+    specDigest: row.spec_digest,
+    taskCount: row.task_count,
+    state: row.state,
+    createdAtMs: row.created_at_ms,
+    updatedAtMs: row.updated_at_ms,
+  })
+  return {
+    create(record: JobRecord): void {
+      insert.run(record)
+    },
+    setState(id: string, state: JobState): void {
+      update.run(state, Date.now(), id)
+    },
+    get(id: string): JobRecord | undefined {
+      const row = byId.get(id)
+      return row === undefined ? undefined : fromRow(row)
+    },
+    list(): JobRecord[] {
+      return all.all().map(fromRow)
+    },
+  }
+}

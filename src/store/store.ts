@@ -1,9 +1,12 @@
 /** A node's store: its database plus one repository per aggregate. */
+import { createActivityRepository } from './activity-repository.ts'
 import { openDatabase, type Db } from './database.ts'
 import {
   createAgreementRepository,
   createEscrowRepository,
+  createJobRepository,
   createPaymentDocumentRepository,
+  createProviderReputationRepository,
   createTaskResultRepository,
   createVoucherRepository,
 } from './repositories.ts'
@@ -15,6 +18,9 @@ export interface Store {
   vouchers: ReturnType<typeof createVoucherRepository>
   taskResults: ReturnType<typeof createTaskResultRepository>
   paymentDocuments: ReturnType<typeof createPaymentDocumentRepository>
+  jobs: ReturnType<typeof createJobRepository>
+  providerReputation: ReturnType<typeof createProviderReputationRepository>
+  activities: ReturnType<typeof createActivityRepository>
   close(): void
 }
 
@@ -27,6 +33,9 @@ export function openStore(init: { path: string }): Store {
     vouchers: createVoucherRepository(db),
     taskResults: createTaskResultRepository(db),
     paymentDocuments: createPaymentDocumentRepository(db),
+    jobs: createJobRepository(db),
+    providerReputation: createProviderReputationRepository(db),
+    activities: createActivityRepository(db),
     close: () => db.close(),
   }
 }

@@ -1,0 +1,84 @@
+/**
+ * The messages of ExeScript activities (see exescript.ts). A requestor creates an activity under an agreement, sends
+ * it batches over a streaming protocol (events while the batch runs, then a signed result), and destroys it; the
+ * provider fetches packages and input blobs it lacks from the requestor, chunk by chunk, by content id.
+ *
+ * Billing rides on the answers: when an activity's end gives the provider a debit note for the agreement (activities
+ * are metered as they end), the next answer under that agreement (create, a batch's result, destroy) carries it, and
+ * the requestor answers with a voucher on /hearth/payment/voucher/1. The field is optional, so answers without it
+ * (from providers that bill otherwise) stay valid.
+ */
+import { z } from 'zod'
+import { hexSchema } from '../identity/wire-schemas.ts'
+import { debitNoteSchema } from '../market/billing.ts'
+import { defineProtocol } from '../net/protocol.ts'
+import { defineStreamProtocol } from '../net/stream-protocol.ts'
+import { activityStates, activityUsageSchema, batchSchema, commandResultSchema, exeEventSchema } from './exescript.ts'
+
+const contentId = z.string().regex(/^sha256:[0-9a-f]{64}$/, 'expected a content id sha256:<64 hex digits>')
+const base64 = z.string().regex(/^[A-Za-z0-9+/]*={0,2}$/, 'expected base64')
+export const activityIdSchema = z.string().regex(/^[A-Za-z0-9-]{1,100}$/, 'expected letters, digits and dashes')
+const batchIdSchema = z.string().regex(/^[A-Za-z0-9-]{1,100}$/, 'expected letters, digits and dashes')
+
+export const activityCreateProtocol = defineProtocol({
+  id: '/hearth/exec/activity-create/1',
+  request: z.strictObject({ agreementId: hexSchema, activityId: activityIdSchema }),
+  response: z.strictObject({ agreementId: hexSchema, activityId: activityIdSchema, state: z.enum(activityStates), debitNote: debitNoteSchema.optional() }),
+  maxRequestBytes: 4096,
+  maxResponseBytes: 4096,
+  timeoutMs: 30_000,
+  signed: true,
+})
+
+export const activityDestroyProtocol = defineProtocol({
+  id: '/hearth/exec/activity-destroy/1',
+  request: z.strictObject({ agreementId: hexSchema, activityId: activityIdSchema }),
+  response: z.strictObject({ activityId: activityIdSchema, state: z.enum(activityStates), usage: activityUsageSchema, debitNote: debitNoteSchema.optional() }),
+  maxRequestBytes: 4096,
+  maxResponseBytes: 4096,
+  timeoutMs: 30_000,
+  signed: true,
+})
+
+export const batchResultSchema = z.strictObject({
+  agreementId: hexSchema,
+  activityId: activityIdSchema,
+  batchId: batchIdSchema,
+  state: z.enum(activityStates),
+  results: z.array(commandResultSchema).max(256),
+  usage: activityUsageSchema,
+  /** The provider's newest debit note under the agreement not yet handed to the requestor. */
+  debitNote: debitNoteSchema.optional(),
+})
+export type BatchResult = z.output<typeof batchResultSchema>
+
+/** Bytes of stdout/stderr or file per event; a base64 event frame stays well under maxEventBytes. */
+export const exeChunkBytes = 32 * 1024
+
+export const activityExecProtocol = defineStreamProtocol({
+  id: '/hearth/exec/activity-exec/1',
+  request: z.strictObject({ agreementId: hexSchema, activityId: activityIdSchema, batchId: batchIdSchema, commands: batchSchema }),
+  event: exeEventSchema,
+  result: batchResultSchema,
+  maxRequestBytes: 1024 * 1024,
+  maxEventBytes: 64 * 1024,
+  maxResultBytes: 8 * 1024 * 1024,
+  maxTotalBytes: 1024 * 1024 * 1024,
+  maxEvents: 200_000,
+  // A batch may run as long as a task may; the requestor also sees a frame at least every few seconds.
+  timeoutMs: 3_700_000,
+  idleTimeoutMs: 30_000,
+  window: 64,
+})
+
+export const maxActivityBlobChunkBytes = 1024 * 1024
+
+/** The provider fetches a package or an input blob of an activity from the requestor that created it. */
+export const activityBlobProtocol = defineProtocol({
+  id: '/hearth/exec/activity-blob/1',
+  request: z.strictObject({ contentId, offset: z.number().int().nonnegative(), maxBytes: z.number().int().positive().max(maxActivityBlobChunkBytes) }),
+  response: z.strictObject({ contentId, totalBytes: z.number().int().nonnegative(), offset: z.number().int().nonnegative(), dataBase64: base64 }),
+  maxRequestBytes: 1024,
+  maxResponseBytes: Math.ceil((maxActivityBlobChunkBytes * 4) / 3) + 1024,
+  timeoutMs: 60_000,
+})

@@ -1,0 +1,139 @@
+/**
+ * The map-reduce kind end to end in this process: a word count over up to 3 MB of real English text (the Markdown
+ * files under node_modules) through the built-in wordcount's map and reduce modes, chunked, shuffled into 3 reducers
+ * and merged, equals a plain single-process count.
+ */
+import assert from 'node:assert/strict'
+import { readdirSync, statSync } from 'node:fs'
+import { copyFile, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { after, test } from 'node:test'
+import { fileURLToPath } from 'node:url'
+import { createWasiRuntime } from '../exec/wasi-runtime.ts'
+import { loadBuiltinWorkload } from '../exec/workloads.ts'
+import { createLocalRunner } from '../requestor/local-runner.ts'
+import { loadJobDefinition, parseJobDefinition, type MapReduceJob } from './job-file.ts'
+import { planJob, type PlanProgress } from './kinds.ts'
+import { mergeSortedOutputs, splitIntoChunks } from './mapreduce.ts'
+
+const repoRoot = fileURLToPath(new URL('../../', import.meta.url))
+const dir = await mkdtemp(join(tmpdir(), 'hearth-mapreduce-'))
+const runtime = createWasiRuntime({ maxWorkers: 2 })
+after(async () => {
+  await runtime.close()
+  await rm(dir, { recursive: true, force: true })
+})
+const wordcount = await loadBuiltinWorkload('wordcount')
+const runner = createLocalRunner({ runtime, package: wordcount, concurrency: 2 })
+
+/** The count as the job promises it, written plainly: runs of ASCII letters and digits, lowercased, sorted by bytes. */
+function referenceCount(texts: readonly Buffer[]): string {
+  const counts = new Map<string, number>()
+  // latin1 keeps one char per byte, so a multi-byte UTF-8 character can never look like an ASCII letter.
+  for (const text of texts) for (const word of text.toString('latin1').match(/[A-Za-z0-9]+/g) ?? []) {
+    const key = word.toLowerCase()
+    counts.set(key, (counts.get(key) ?? 0) + 1)
+  }
+  return [...counts.keys()].sort().map((word) => `${word}\t${counts.get(word)}\n`).join('')
+}
+
+/** Markdown files under node_modules, in a fixed order, until about `bytes` are gathered. */
+function markdownFiles(bytes: number): string[] {
+  const found: string[] = []
+  let total = 0
+  const walk = (folder: string): void => {
+    for (const entry of readdirSync(folder, { withFileTypes: true }).sort((a, b) => (a.name < b.name ? -1 : 1))) {
+      if (total >= bytes) return
+      const path = join(folder, entry.name)
+      if (entry.isDirectory()) walk(path)
+      else if (entry.isFile() && entry.name.endsWith('.md')) {
+        found.push(path)
+        total += statSync(path).size
+      }
+    }
+  }
+  walk(join(repoRoot, 'node_modules'))
+  return found
+}
+
+test('chunks are cut at whitespace, hold every byte of every file, and stay near the chunk size', () => {
+  const text = Buffer.from('alpha beta\ngamma delta epsilon\nzeta eta theta iota kappa\nlambda')
+  const long = Buffer.from(`${'x'.repeat(50)} tail`)
+  const chunks = splitIntoChunks([text, Buffer.alloc(0), long, Buffer.from('end')], 16)
+  const words = (buffers: readonly Uint8Array[]) => buffers.flatMap((b) => Buffer.from(b).toString('latin1').match(/[a-z]+/g) ?? [])
+  assert.deepEqual(words(chunks), words([text, long, Buffer.from('end')]))
+  for (const chunk of chunks.slice(0, -1)) assert.match(Buffer.from(chunk).toString('latin1'), /\s$/, 'a chunk ends at whitespace')
+  for (const chunk of chunks) assert.ok(chunk.length <= 16 || Buffer.from(chunk).includes('x'.repeat(50)), `chunk of ${chunk.length} bytes`)
+  // Lines shorter than half a chunk are never split.
+  assert.ok(chunks.some((chunk) => Buffer.from(chunk).toString() === 'alpha beta\n'))
+})
+
+test('merging sorts reducers\' lines by key in byte order', () => {
+  const merged = mergeSortedOutputs([Buffer.from('b\t1\nzz\t2\n'), Buffer.from('a\t3\nB\t9\nb2\t1\n')])
+  assert.equal(Buffer.from(merged).toString(), 'B\t9\na\t3\nb\t1\nb2\t1\nzz\t2\n')
+})
+
+test('a word count over MBs of real text with 3 reducers equals a single-process count', async () => {
+  const sources = markdownFiles(3 * 1024 * 1024)
+  const texts = await Promise.all(sources.map((path) => readFile(path)))
+  const total = texts.reduce((sum, text) => sum + text.length, 0)
+  // All of it is about 2.6 MB with this repository's dependencies; a smaller tree would make the test pointless.
+  assert.ok(total >= 2 * 1024 * 1024, `gathered ${total} bytes of Markdown`)
+  // Copied under one folder, in subfolders, so that the job names them by a glob.
+  for (const [index, path] of sources.entries()) {
+    const target = join(dir, 'texts', String(index % 7), `${index}.md`)
+    await mkdir(join(target, '..'), { recursive: true })
+    await copyFile(path, target)
+  }
+  await writeFile(join(dir, 'job.json'), JSON.stringify({
+    kind: 'mapreduce',
+    name: 'wordcount',
+    runtime: 'wasi',
+    package: join(repoRoot, 'build', 'workloads', 'wordcount.wasm'),
+    inputs: ['./texts/**/*.md'],
+    chunkBytes: 128 * 1024,
+    reducers: 3,
+    output: 'counts.tsv',
+  }))
+  const job = loadJobDefinition(join(dir, 'job.json')) as MapReduceJob
+  assert.equal(job.inputFiles.length, sources.length)
+  const plan = planJob(job)
+  const progress: PlanProgress[] = []
+  const product = await plan.execute(runner, (p) => progress.push(p))
+
+  assert.deepEqual(product.outputs.map((o) => o.path), ['counts.tsv'])
+  const expected = referenceCount(texts)
+  const got = Buffer.from(product.outputs[0]!.data).toString('latin1')
+  assert.equal(got.length, expected.length)
+  assert.ok(got === expected, 'the merged counts differ from the single-process count')
+  assert.equal(product.summary.inputBytes, total)
+  assert.equal(product.summary.reduceTasks, 3)
+  // Chunks hold at most chunkBytes here (no word is that long), and most are near full.
+  assert.ok((product.summary.mapTasks as number) >= Math.ceil(total / (128 * 1024)), `mapTasks ${String(product.summary.mapTasks)}`)
+  assert.deepEqual(progress.map((p) => `${p.phase} ${p.state}`), ['map started', 'map finished', 'reduce started', 'reduce finished'])
+  assert.equal(progress[0]!.tasks, product.summary.mapTasks)
+})
+
+test('the wordcount example counts the words of its text files', async () => {
+  const example = join(repoRoot, 'examples', 'wordcount')
+  const job = loadJobDefinition(join(example, 'job.json'))
+  assert.equal(job.kind, 'mapreduce')
+  const product = await planJob(job).execute(runner)
+  const texts = await Promise.all((job as MapReduceJob).inputFiles.map((path) => readFile(path)))
+  assert.ok(texts.length >= 3)
+  assert.equal(Buffer.from(product.outputs[0]!.data).toString('latin1'), referenceCount(texts))
+})
+
+test('a mapper that fails stops the job with its stderr', async () => {
+  await writeFile(join(dir, 'small.txt'), 'one two three\n')
+  const job = parseJobDefinition({
+    kind: 'mapreduce',
+    name: 'broken',
+    runtime: 'wasi',
+    package: join(repoRoot, 'build', 'workloads', 'wordcount.wasm'),
+    inputs: ['./small.txt'],
+    map: { args: ['--partitions', '0', '--out-prefix', '{out}', '{input}'] },
+  }, dir)
+  await assert.rejects(planJob(job).execute(runner), (error: Error) => /mapper 0 exited with code 2.*--partitions must be/s.test(error.message))
+})

@@ -1,0 +1,190 @@
+import assert from 'node:assert/strict'
+import { describe, it } from 'node:test'
+import { dispatch, type Attempt, type DispatchSlot, type Verdict } from './dispatch.ts'
+
+/** Providers simulated by functions: what each returns for a task, after how long. The scheduler is what is tested. */
+function slots(...names: string[]): DispatchSlot[] {
+  return names.map((provider) => ({ provider, capacity: 1, retired: false }))
+}
+
+const right = (task: number): string => `right-${task}`
+const sleep = (ms: number, signal: AbortSignal): Promise<void> =>
+  new Promise((resolve, reject) => {
+    const timer = setTimeout(resolve, ms)
+    signal.addEventListener('abort', () => {
+      clearTimeout(timer)
+      reject(new Error('aborted'))
+    })
+  })
+
+function seeded(seed: number): () => number {
+  let state = seed >>> 0
+  return () => {
+    state = (Math.imul(state ^ (state >>> 15), 0x2c1b3c6d) + 0x6d2b79f5) >>> 0
+    return state / 2 ** 32
+  }
+}
+
+describe('dispatch', () => {
+  it('runs every task once on honest providers and spreads them', async () => {
+    const ran: string[] = []
+    const pool = slots('a', 'b', 'c')
+    const outcome = await dispatch<string>({
+      taskCount: 30,
+      slots: pool,
+      run: async (slot, task) => {
+        ran.push(slot.provider)
+        await new Promise((resolve) => setTimeout(resolve, 1))
+        return { ok: true, result: right(task), key: right(task), elapsedMs: 1 }
+      },
+      onVerdict: () => undefined,
+    })
+    assert.equal(outcome.accepted.size, 30)
+    assert.equal(outcome.failed.size, 0)
+    assert.equal(ran.length, 30)
+    for (const name of ['a', 'b', 'c']) assert.ok(ran.includes(name), `${name} got work`)
+    assert.deepEqual(outcome.figures, { attempts: 30, retries: 0, checks: 0, rejected: 0, stragglers: 0, failures: 0 })
+  })
+
+  it('adaptive replication: a wrong answer is caught by a check, outvoted and not counted valid', async () => {
+    const verdicts: Verdict<string>[] = []
+    const outcome = await dispatch<string>({
+      taskCount: 20,
+      slots: slots('honest-1', 'honest-2', 'liar'),
+      checkProbability: () => 1,
+      random: seeded(7),
+      run: async (slot, task) => {
+        await new Promise((resolve) => setTimeout(resolve, 1))
+        const result = slot.provider === 'liar' ? `wrong-${task}` : right(task)
+        return { ok: true, result, key: result, elapsedMs: 1 }
+      },
+      onVerdict: (verdict) => {
+        verdicts.push(verdict)
+      },
+    })
+    assert.equal(outcome.failed.size, 0)
+    for (let task = 0; task < 20; task++) assert.equal(outcome.accepted.get(task), right(task))
+    for (const verdict of verdicts) {
+      assert.ok(verdict.checked)
+      assert.ok(verdict.valid.length >= 2 && verdict.valid.every((v) => v.slot.provider !== 'liar'))
+      assert.ok(verdict.invalid.every((v) => v.slot.provider === 'liar'))
+    }
+    const rejected = verdicts.reduce((sum, v) => sum + v.invalid.length, 0)
+    assert.ok(rejected > 0)
+    assert.equal(outcome.figures.rejected, rejected)
+  })
+
+  it('adaptive replication checks trusted providers rarely: extra runs follow the check probability', async () => {
+    const outcome = await dispatch<string>({
+      taskCount: 200,
+      slots: slots('a', 'b'),
+      checkProbability: () => 0.1,
+      random: seeded(11),
+      run: async (_slot, task) => ({ ok: true, result: right(task), key: right(task), elapsedMs: 1 }),
+      onVerdict: () => undefined,
+    })
+    assert.equal(outcome.accepted.size, 200)
+    // 10% of 200 with a fixed seed: between 5 and 40 checks is the plausible range
+    assert.ok(outcome.figures.checks >= 5 && outcome.figures.checks <= 40, `checks ${outcome.figures.checks}`)
+    assert.equal(outcome.figures.attempts, 200 + outcome.figures.checks)
+  })
+
+  it('fixed redundancy: 3 replicas, quorum 2; a task whose answers never agree fails', async () => {
+    const verdicts: Verdict<string>[] = []
+    const outcome = await dispatch<string>({
+      taskCount: 3,
+      slots: slots('a', 'b', 'c'),
+      replicas: 3,
+      run: async (slot, task) => {
+        const result = task === 2 ? `${slot.provider}-${task}` : right(task)
+        return { ok: true, result, key: result, elapsedMs: 1 }
+      },
+      onVerdict: (verdict) => {
+        verdicts.push(verdict)
+      },
+    })
+    assert.equal(outcome.accepted.get(0), right(0))
+    assert.equal(outcome.accepted.get(1), right(1))
+    assert.match(outcome.failed.get(2) ?? '', /disagreed/)
+    assert.ok(verdicts.every((v) => v.valid.length >= 2))
+  })
+
+  it('retries a failed task on another provider and retires a provider at fault', async () => {
+    const failures: { task: number; provider: string; willRetry: boolean }[] = []
+    const pool = slots('flaky', 'good')
+    const outcome = await dispatch<string>({
+      taskCount: 6,
+      slots: pool,
+      run: async (slot, task): Promise<Attempt<string>> => {
+        await new Promise((resolve) => setTimeout(resolve, 2))
+        if (slot.provider === 'flaky') return { ok: false, message: 'connection reset', taskAtFault: false, providerAtFault: true }
+        return { ok: true, result: right(task), key: right(task), elapsedMs: 2 }
+      },
+      onVerdict: () => undefined,
+      onAttemptFailed: (task, slot, _failure, willRetry) => failures.push({ task, provider: slot.provider, willRetry }),
+    })
+    assert.equal(outcome.accepted.size, 6)
+    assert.ok(pool[0]!.retired)
+    assert.equal(failures.length, 1)
+    assert.deepEqual(failures[0], { task: failures[0]!.task, provider: 'flaky', willRetry: true })
+    assert.equal(outcome.figures.retries, 1)
+  })
+
+  it('gives up on a task that breaks its own limits twice, with the reason', async () => {
+    const outcome = await dispatch<string>({
+      taskCount: 2,
+      slots: slots('a', 'b'),
+      run: async (_slot, task): Promise<Attempt<string>> =>
+        task === 1 ? { ok: false, message: 'ran past its deadline', taskAtFault: true, providerAtFault: false } : { ok: true, result: right(task), key: right(task), elapsedMs: 1 },
+      onVerdict: () => undefined,
+    })
+    assert.equal(outcome.accepted.get(0), right(0))
+    assert.equal(outcome.failed.get(1), 'ran past its deadline')
+    assert.equal(outcome.figures.failures, 2)
+  })
+
+  it('runs a straggler again on an idle provider; the first answer wins and the slow run is aborted', async () => {
+    let abortedSlow = false
+    const outcome = await dispatch<string>({
+      taskCount: 8,
+      slots: slots('fast', 'stuck'),
+      stragglerFactor: 3,
+      stragglerMinMs: 20,
+      run: async (slot, task, signal) => {
+        if (slot.provider === 'stuck' && task === 1) {
+          await sleep(30_000, signal).catch(() => {
+            abortedSlow = true
+          })
+          return { ok: false, message: 'aborted', taskAtFault: false, providerAtFault: false }
+        }
+        await sleep(5, signal)
+        return { ok: true, result: right(task), key: right(task), elapsedMs: 5 }
+      },
+      onVerdict: () => undefined,
+    })
+    assert.equal(outcome.accepted.size, 8)
+    assert.equal(outcome.figures.stragglers, 1)
+    assert.ok(abortedSlow)
+  })
+
+  it('never runs tasks already done (a resumed job)', async () => {
+    const ran: number[] = []
+    const outcome = await dispatch<string>({
+      taskCount: 5,
+      slots: slots('a'),
+      done: [0, 2, 4],
+      run: async (_slot, task) => {
+        ran.push(task)
+        return { ok: true, result: right(task), key: right(task), elapsedMs: 1 }
+      },
+      onVerdict: () => undefined,
+    })
+    assert.deepEqual(ran.sort(), [1, 3])
+    assert.deepEqual([...outcome.accepted.keys()].sort(), [1, 3])
+  })
+
+  it('fails every task at once when there is no provider', async () => {
+    const outcome = await dispatch<string>({ taskCount: 2, slots: [], run: async () => assert.fail('nothing to run on'), onVerdict: () => undefined })
+    assert.equal(outcome.failed.size, 2)
+  })
+})

@@ -1,0 +1,318 @@
+/**
+ * The scheduler of a batch of tasks over a pool of providers, apart from the network so that its rules can be read
+ * and tested alone: which task goes to which provider next, when a task is run again elsewhere (a failure, a result
+ * that needs a check, a straggler), and when a task's result is final.
+ *
+ * Verification is by agreement between providers that do not know each other's answers. A task is done when `quorum`
+ * results from distinct providers are equivalent (byte-equal outputs by default). Each task starts wanting
+ * `replicas` results; in adaptive mode it starts wanting one, and a result is checked (one more provider runs the same
+ * task) with the probability the reputation book gives its provider, so providers with a record of valid results cost
+ * little extra compute (BOINC's adaptive replication). A disagreement asks for one more result at a time until one
+ * answer reaches the quorum; the providers of the other answers are told off as invalid. Results are never compared
+ * with anything the provider could have seen, so a colluding pair is the only way to pass a wrong result, and the
+ * random choice of who checks whom makes that a gamble.
+ */
+
+export interface DispatchSlot {
+  /** The provider's address; results of one provider never count twice towards a quorum. */
+  provider: string
+  /** Tasks it may run at once. */
+  capacity: number
+  /** Set when the provider is no longer given work (too many failures, excluded). */
+  retired: boolean
+}
+
+export interface AttemptOk<R> {
+  ok: true
+  result: R
+  /** Equivalence class of the result: attempts with the same key agree. */
+  key: string
+  /** Wall time of the attempt as the requestor saw it. */
+  elapsedMs: number
+}
+
+export interface AttemptFailed {
+  ok: false
+  message: string
+  /** The task itself broke a limit (deadline, memory, output): another provider would fail it too. */
+  taskAtFault: boolean
+  /** The provider should get no more work (it vanished, refused, or sent a result that fails its own checks). */
+  providerAtFault: boolean
+}
+
+export type Attempt<R> = AttemptOk<R> | AttemptFailed
+
+export interface Verdict<R> {
+  taskIndex: number
+  /** Attempts whose result is final: paid and credited. */
+  valid: { slot: DispatchSlot; result: R }[]
+  /** Attempts whose result disagreed with the quorum: not paid, and held against their provider. */
+  invalid: { slot: DispatchSlot; result: R }[]
+  /** Whether another provider's result (or a local recompute) confirmed this one. */
+  checked: boolean
+}
+
+export interface DispatchInit<R> {
+  taskCount: number
+  slots: DispatchSlot[]
+  /** Tasks already done (a resumed job): never run again. */
+  done?: Iterable<number>
+  /** Results wanted per task before it is judged (1 = none replicated). Default 1. */
+  replicas?: number
+  /** Equivalent results from distinct providers needed to accept; default: a majority of `replicas`. */
+  quorum?: number
+  /** Adaptive replication: the chance that a provider's result is checked by another provider. */
+  checkProbability?: (provider: string) => number
+  random?: () => number
+  /** Attempts per task that ended in failure before it is given up (replicas come on top). Default 3. */
+  maxFailures?: number
+  /** Runs a task on a slot. Must not throw: failures are returned. */
+  run(slot: DispatchSlot, taskIndex: number, signal: AbortSignal): Promise<Attempt<R>>
+  /** A task's final verdict; the batch waits for it before it counts the task done. */
+  onVerdict(verdict: Verdict<R>): Promise<void> | void
+  onAttemptFailed?(taskIndex: number, slot: DispatchSlot, failure: AttemptFailed, willRetry: boolean): void
+  onStarted?(taskIndex: number, slot: DispatchSlot, reason: 'first' | 'retry' | 'check' | 'straggler'): void
+  /**
+   * Straggler rule: a task running longer than this many times the median of accepted attempts (and at least
+   * `stragglerMinMs`) is started once more on an idle provider; the first acceptable result wins. Default 3.
+   */
+  stragglerFactor?: number
+  stragglerMinMs?: number
+  signal?: AbortSignal
+}
+
+export interface DispatchOutcome<R> {
+  accepted: Map<number, R>
+  /** Tasks that could not be completed, with the last reason. */
+  failed: Map<number, string>
+  figures: { attempts: number; retries: number; checks: number; rejected: number; stragglers: number; failures: number }
+}
+
+interface TaskState<R> {
+  index: number
+  /** Results wanted before judging. */
+  wanted: number
+  quorum: number
+  running: Map<DispatchSlot, { startedAt: number; abort: AbortController }>
+  tried: Set<string>
+  answers: { slot: DispatchSlot; result: R; key: string }[]
+  failures: number
+  lastError: string
+  done: boolean
+  speculated: boolean
+  checked: boolean
+}
+
+export async function dispatch<R>(init: DispatchInit<R>): Promise<DispatchOutcome<R>> {
+  const replicas = Math.max(1, init.replicas ?? 1)
+  const baseQuorum = Math.max(1, Math.min(replicas, init.quorum ?? Math.floor(replicas / 2) + 1))
+  const random = init.random ?? Math.random
+  const maxFailures = init.maxFailures ?? 3
+  const stragglerFactor = init.stragglerFactor ?? 3
+  const stragglerMinMs = init.stragglerMinMs ?? 1_000
+  const doneBefore = new Set(init.done ?? [])
+  const accepted = new Map<number, R>()
+  const failed = new Map<number, string>()
+  const figures = { attempts: 0, retries: 0, checks: 0, rejected: 0, stragglers: 0, failures: 0 }
+  const durations: number[] = []
+  const tasks: TaskState<R>[] = []
+  for (let index = 0; index < init.taskCount; index++) {
+    tasks.push({
+      index,
+      wanted: replicas,
+      quorum: baseQuorum,
+      running: new Map(),
+      tried: new Set(),
+      answers: [],
+      failures: 0,
+      lastError: '',
+      done: doneBefore.has(index),
+      speculated: false,
+      checked: replicas > 1,
+    })
+  }
+  let open = tasks.filter((task) => !task.done).length
+  /** Tasks in dispatch order; a task stays until done, so retries keep their place near the front. */
+  let cursor = 0
+  let wake: (() => void) | undefined
+  const notify = (): void => {
+    const w = wake
+    wake = undefined
+    w?.()
+  }
+  const live = (): DispatchSlot[] => init.slots.filter((slot) => !slot.retired)
+
+  const needsMore = (task: TaskState<R>): boolean => !task.done && task.answers.length + task.running.size < task.wanted
+  const mayRun = (task: TaskState<R>, slot: DispatchSlot): boolean => {
+    if (task.tried.has(slot.provider)) {
+      // A provider runs a task twice only after a failure and when nobody else is left to try it; never to
+      // add to a quorum, where its two answers would count once.
+      if (task.answers.some((answer) => answer.slot.provider === slot.provider)) return false
+      if (task.running.has(slot)) return false
+      return live().every((other) => task.tried.has(other.provider))
+    }
+    return true
+  }
+
+  const median = (): number => {
+    if (durations.length === 0) return Infinity
+    const sorted = [...durations].sort((a, b) => a - b)
+    return sorted[Math.floor(sorted.length / 2)]!
+  }
+
+  const pick = (slot: DispatchSlot): { task: TaskState<R>; reason: 'first' | 'retry' | 'check' | 'straggler' } | undefined => {
+    // Oldest first: tasks needing a result (first runs, retries, checks) before new ones.
+    for (let i = 0; i < cursor; i++) {
+      const task = tasks[i]!
+      if (needsMore(task) && mayRun(task, slot)) return { task, reason: task.answers.length > 0 ? 'check' : 'retry' }
+    }
+    while (cursor < tasks.length) {
+      const task = tasks[cursor]!
+      if (task.done) {
+        cursor++
+        continue
+      }
+      if (needsMore(task) && mayRun(task, slot)) {
+        if (task.tried.size === 0) cursor++
+        return { task, reason: task.tried.size === 0 ? 'first' : 'retry' }
+      }
+      break
+    }
+    // Nothing new: a straggler may be run again by an idle provider.
+    const limit = Math.max(stragglerMinMs, stragglerFactor * median())
+    const now = performance.now()
+    for (const task of tasks) {
+      if (task.done || task.speculated || task.running.size === 0 || task.tried.has(slot.provider)) continue
+      const oldest = Math.min(...[...task.running.values()].map((run) => run.startedAt))
+      if (now - oldest > limit) return { task, reason: 'straggler' }
+    }
+    return undefined
+  }
+
+  const judge = async (task: TaskState<R>): Promise<void> => {
+    const groups = new Map<string, { slot: DispatchSlot; result: R }[]>()
+    for (const answer of task.answers) groups.set(answer.key, [...(groups.get(answer.key) ?? []), answer])
+    const best = [...groups.entries()].sort((a, b) => b[1].length - a[1].length)[0]
+    if (best === undefined) return
+    const [winningKey, winners] = best
+    if (winners.length >= task.quorum && task.answers.length >= Math.min(task.wanted, task.quorum)) {
+      task.done = true
+      open--
+      for (const run of task.running.values()) run.abort.abort(new Error('another provider finished this task first'))
+      const losers = task.answers.filter((answer) => answer.key !== winningKey)
+      figures.rejected += losers.length
+      accepted.set(task.index, winners[0]!.result)
+      await init.onVerdict({ taskIndex: task.index, valid: winners, invalid: losers, checked: task.checked })
+      return
+    }
+    if (groups.size > 1) {
+      // Disagreement: the answers so far cannot all be right. Ask for more until one answer has a quorum of at
+      // least two, never fewer than the largest group so far plus one.
+      task.quorum = Math.max(task.quorum, 2)
+      task.checked = true
+      const needed = task.quorum - winners.length
+      task.wanted = Math.max(task.wanted, task.answers.length + Math.max(1, needed))
+    }
+  }
+
+  const runOne = async (slot: DispatchSlot, task: TaskState<R>, reason: 'first' | 'retry' | 'check' | 'straggler'): Promise<void> => {
+    const abort = new AbortController()
+    const onOuterAbort = (): void => abort.abort(init.signal?.reason)
+    init.signal?.addEventListener('abort', onOuterAbort, { once: true })
+    task.running.set(slot, { startedAt: performance.now(), abort })
+    task.tried.add(slot.provider)
+    if (reason === 'straggler') {
+      task.speculated = true
+      figures.stragglers++
+    }
+    if (reason === 'retry') figures.retries++
+    if (reason === 'check') figures.checks++
+    figures.attempts++
+    init.onStarted?.(task.index, slot, reason)
+    let attempt: Attempt<R>
+    try {
+      attempt = await init.run(slot, task.index, abort.signal)
+    } finally {
+      task.running.delete(slot)
+      init.signal?.removeEventListener('abort', onOuterAbort)
+    }
+    if (task.done) return // another provider's answer settled it while this one ran
+    if (attempt.ok) {
+      durations.push(attempt.elapsedMs)
+      task.answers.push({ slot, result: attempt.result, key: attempt.key })
+      // Adaptive replication: decide once, on the first answer, whether it is checked by another provider.
+      if (task.answers.length === 1 && task.wanted === 1 && init.checkProbability !== undefined) {
+        const others = live().some((other) => other.provider !== slot.provider)
+        if (others && random() < init.checkProbability(slot.provider)) {
+          task.wanted = 2
+          task.quorum = 2
+          task.checked = true
+        }
+      }
+      await judge(task)
+      return
+    }
+    figures.failures++
+    task.failures++
+    task.lastError = attempt.message
+    if (attempt.providerAtFault) slot.retired = true
+    const allowed = attempt.taskAtFault ? Math.min(2, maxFailures) : maxFailures
+    const willRetry = task.failures < allowed && live().length > 0
+    init.onAttemptFailed?.(task.index, slot, attempt, willRetry)
+    if (!willRetry && task.running.size === 0 && !task.done) {
+      task.done = true
+      open--
+      failed.set(task.index, attempt.message)
+    }
+  }
+
+  const worker = async (slot: DispatchSlot): Promise<void> => {
+    for (;;) {
+      if (open === 0 || init.signal?.aborted === true) return notify()
+      if (slot.retired) {
+        // Work this provider can no longer take may be stuck waiting for it: let the others look again.
+        notify()
+        return
+      }
+      const next = pick(slot)
+      if (next === undefined) {
+        // No work for this provider now: wait for a change (a result, a failure), or for a straggler to appear.
+        await new Promise<void>((resolve) => {
+          const previous = wake
+          const timer = setTimeout(resolve, Math.max(50, Math.min(1_000, median())))
+          wake = () => {
+            clearTimeout(timer)
+            previous?.()
+            resolve()
+          }
+        })
+        // Tasks nobody left can run: answers that all agree are taken unchecked, anything else has failed.
+        for (const task of tasks) {
+          if (task.done || task.running.size > 0 || !needsMore(task) || live().some((s) => mayRun(task, s))) continue
+          const keys = new Set(task.answers.map((answer) => answer.key))
+          if (keys.size === 1) {
+            task.quorum = 1
+            task.checked = false
+            await judge(task)
+          } else {
+            task.done = true
+            open--
+            failed.set(task.index, keys.size > 1 ? 'providers disagreed and no provider was left to settle it' : task.lastError || 'no provider was left to run it')
+          }
+        }
+        continue
+      }
+      await runOne(slot, next.task, next.reason)
+      notify()
+    }
+  }
+
+  if (open > 0 && live().length === 0) {
+    for (const task of tasks) if (!task.done) failed.set(task.index, 'no provider to run it')
+  } else {
+    await Promise.all(init.slots.flatMap((slot) => Array.from({ length: Math.max(1, slot.capacity) }, () => worker(slot))))
+  }
+  // Anything still open when every worker stopped (an abort) has failed.
+  for (const task of tasks) if (!task.done && !accepted.has(task.index) && !failed.has(task.index)) failed.set(task.index, task.lastError || 'not run')
+  return { accepted, failed, figures }
+}

@@ -1,0 +1,145 @@
+/**
+ * A TaskRunner that runs tasks on this machine: wasi tasks in this process (for `hearth run --local`, for tests that
+ * check a plan against a one-process reference, and for the engine's spot checks, which recompute a sample of results
+ * on the requestor), or a native program under the native runtime's sandbox.
+ * Each task gets its own task directory, prepared as a provider prepares one: inputs written under the root, the
+ * folders of the outputs created, stdio beside the root; the directory is removed when the task ends.
+ */
+import { lstat, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
+import { availableParallelism, tmpdir } from 'node:os'
+import { dirname, join, resolve, sep } from 'node:path'
+import type { Address, Hex } from 'viem'
+import { HearthError, isHearthError } from '../errors.ts'
+import type { Runtime } from '../exec/runtime.ts'
+import type { WasiRuntime } from '../exec/wasi-runtime.ts'
+import type { TaskOutcome, TaskRunner, TaskRunOptions, TaskSpec } from './task-runner.ts'
+
+/** A native program to run instead of a wasi module: the runtime and the program's host path (on its allow-list). */
+export interface LocalNativeProgram {
+  native: Runtime<string>
+  program: string
+}
+
+export interface LocalRunnerInit {
+  runtime: WasiRuntime | LocalNativeProgram
+  /** wasi: the job's module; a batch's `package` option overrides it. */
+  package?: Uint8Array
+  maxMemoryBytes?: number
+  timeoutMs?: number
+  maxOutputBytes?: number
+  /** Tasks prepared and running at once (the runtime's own worker limit still applies). Default: the CPU count. */
+  concurrency?: number
+  /** Where task directories go; default the system's temporary folder. */
+  workDir?: string
+}
+
+/** Outcomes from this process carry no provider and no agreement: all zeros, so they never pass for a provider's. */
+export const localProvider: Address = '0x0000000000000000000000000000000000000000'
+export const localAgreementId: Hex = `0x${'0'.repeat(64)}`
+
+/** The host path of a guest path under `rootDir`; refuses a path that would leave it. */
+function insideRoot(rootDir: string, guestPath: string): string {
+  const hostPath = resolve(rootDir, '.' + guestPath)
+  if (!guestPath.startsWith('/') || !hostPath.startsWith(rootDir + sep)) {
+    throw new HearthError('HEARTH_ERR_CONFIG_INVALID', `${JSON.stringify(guestPath)} is not a guest path inside the task directory`, {
+      hint: 'guest paths are absolute, such as /in/data.txt, without ".."',
+    })
+  }
+  return hostPath
+}
+
+export function createLocalRunner(init: LocalRunnerInit): TaskRunner {
+  const concurrency = init.concurrency ?? availableParallelism()
+  if (!Number.isInteger(concurrency) || concurrency < 1) {
+    throw new HearthError('HEARTH_ERR_CONFIG_INVALID', `concurrency must be a positive integer, got ${concurrency}`)
+  }
+  const limits = {
+    maxMemoryBytes: init.maxMemoryBytes ?? 256 * 1024 * 1024,
+    timeoutMs: init.timeoutMs ?? 60_000,
+    maxOutputBytes: init.maxOutputBytes ?? 64 * 1024 * 1024,
+  }
+
+  async function runOne(task: TaskSpec, taskIndex: number, module: Uint8Array | undefined): Promise<TaskOutcome> {
+    const started = performance.now()
+    const taskDir = await mkdtemp(join(init.workDir ?? tmpdir(), 'hearth-local-task-'))
+    const rootDir = join(taskDir, 'root')
+    try {
+      await mkdir(rootDir)
+      for (const input of task.inputs) {
+        const hostPath = insideRoot(rootDir, input.path)
+        await mkdir(dirname(hostPath), { recursive: true })
+        await writeFile(hostPath, input.data)
+      }
+      // Programs expect the folders of their outputs to exist, as on a provider.
+      for (const output of task.outputs) await mkdir(dirname(insideRoot(rootDir, output)), { recursive: true })
+      const stdoutPath = join(taskDir, 'stdout')
+      const stderrPath = join(taskDir, 'stderr')
+      const common = { env: task.env, rootDir, stdoutPath, stderrPath, ...limits }
+      const runtime = init.runtime
+      // As on a provider: a wasi guest's argv[0] is "program", a native program sees its own path there.
+      const run = 'native' in runtime
+        ? await runtime.native.run({ program: runtime.program, args: [runtime.program, ...task.args], ...common })
+        : await runtime.run({ module: module!, args: ['program', ...task.args], ...common })
+      const outputs: TaskOutcome['outputs'] = []
+      const missingOutputs: string[] = []
+      for (const path of task.outputs) {
+        const hostPath = insideRoot(rootDir, path)
+        const info = await lstat(hostPath).catch(() => undefined)
+        // Only regular files count, as on a provider.
+        if (info === undefined || !info.isFile()) missingOutputs.push(path)
+        else outputs.push({ path, data: new Uint8Array(await readFile(hostPath)) })
+      }
+      return {
+        taskIndex,
+        provider: localProvider,
+        agreementId: localAgreementId,
+        exitCode: run.exitCode,
+        outputs,
+        missingOutputs,
+        stdout: new Uint8Array(await readFile(stdoutPath)),
+        stderr: new Uint8Array(await readFile(stderrPath)),
+        usage: { durationMs: run.durationMs, cpuMs: run.cpuMs },
+        roundTripMs: performance.now() - started,
+        attempts: 1,
+      }
+    } finally {
+      await rm(taskDir, { recursive: true, force: true })
+    }
+  }
+
+  return {
+    async run(tasks: TaskSpec[], options?: TaskRunOptions): Promise<TaskOutcome[]> {
+      const module = options?.package ?? init.package
+      if (module === undefined && !('native' in init.runtime)) {
+        throw new HearthError('HEARTH_ERR_CONFIG_INVALID', 'the local runner has no module to run', {
+          hint: 'give createLocalRunner a package, or pass one with the batch',
+        })
+      }
+      const outcomes: TaskOutcome[] = new Array(tasks.length)
+      let next = 0
+      let failed = false
+      // A fixed number of lanes, each taking the next task: bounded task directories on disk, results in order.
+      async function lane(): Promise<void> {
+        while (!failed && next < tasks.length) {
+          const index = next++
+          try {
+            outcomes[index] = await runOne(tasks[index]!, index, module)
+          } catch (error) {
+            failed = true
+            const reason = isHearthError(error) ? error.shortMessage : error instanceof Error ? error.message : String(error)
+            throw new HearthError('HEARTH_ERR_JOB_TASK_FAILED', `task ${index}${options === undefined ? '' : ` of ${options.phase}`} failed in this process: ${reason}`, {
+              hint: 'the cause says which limit or check stopped it',
+              details: { taskIndex: index, phase: options?.phase },
+              cause: error,
+            })
+          }
+        }
+      }
+      const lanes = Array.from({ length: Math.min(concurrency, tasks.length) }, lane)
+      const settled = await Promise.allSettled(lanes)
+      const rejection = settled.find((result) => result.status === 'rejected')
+      if (rejection !== undefined) throw rejection.reason
+      return outcomes
+    },
+  }
+}
