@@ -173,6 +173,11 @@ test('a provider process is found, paid, killed mid-job, restarted with its earn
   assert.ok((shown.offer.cpuScore ?? 0) > 0)
   assert.equal(shown.lending.active, true)
 
+  // One provider per data directory.
+  const twice = await hearth(['provider', 'start', ...args])
+  assert.equal(twice.code, 2)
+  assert.match(twice.stderr, /already running/)
+
   // The local API refuses a caller without the key.
   const info = (await readApiInfo(dataDir))!
   const refused = await new Promise<string>((done) => {
@@ -260,7 +265,7 @@ test('a task asking more memory than the owner lends in all is refused, retryabl
 
 test('the owner comes back: new work is refused, the running task is handed back, and lending resumes once idle', async () => {
   // Tasks that take as long as they are told: `sleep`, offered as a native program.
-  const devnet = await startDevnet({ providers: 1, nativePrograms: { sleep: '/usr/bin/sleep' } })
+  const devnet = await startDevnet({ providers: 1, nativePrograms: { sleep: '/usr/bin/sleep', sh: '/usr/bin/sh' } })
   after(() => devnet.stop())
   const agent = devnet.providers[0]!.agent
   const owner = { load: 0 }
@@ -312,4 +317,10 @@ test('the owner comes back: new work is refused, the running task is handed back
   const resumed = await devnet.requestor.agent.runJob(sleepJob('0'))
   assert.equal(resumed.results.filter((r) => r !== undefined).length, 1)
   assert.equal(agent.stats().tasksRun, 1)
+
+  // A task that crashes (killed by a segmentation fault) is the task's problem, not the agent's: it keeps serving.
+  const crash = await devnet.requestor.agent.runJob({ ...sleepJob('0'), program: 'sh', tasks: [{ args: ['-c', 'kill -SEGV $$'], env: {}, inputs: [], outputs: [] }] })
+  assert.notEqual(crash.results[0]?.exitCode ?? crash.failures.length, 0)
+  const survivor = await devnet.requestor.agent.runJob(sleepJob('0'))
+  assert.equal(survivor.results.filter((r) => r !== undefined && r.exitCode === 0).length, 1)
 })

@@ -134,6 +134,8 @@ export async function runProviderInit(flags: Flags & { force?: boolean; preset?:
   const model = (flags['pricingModel'] ?? env['HEARTH_PROVIDER_PRICING_MODEL']) === 'linear' ? 'linear' : 'per-task'
   proposed['pricing'] = model === 'linear' ? presets.linear : presets.perTask
   let config = resolveProviderConfig({ file: proposed, env, flags })
+  // The file may be read from another folder later: paths in it are absolute.
+  if (config.chain !== undefined) config = { ...config, chain: { ...config.chain, deployment: resolve(config.chain.deployment) } }
   checkShare(config.resources, machine)
   const share = { machineThreads: machine.threads, lentThreads: config.resources.threads }
   if (flags.suggestPrice === true) {

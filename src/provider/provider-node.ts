@@ -24,7 +24,7 @@ import { openStore, type Store } from '../store/store.ts'
 import { checkShare, machineFacts, pricingFromConfig, type MachineFacts, type ProviderConfig } from './config.ts'
 import { readEarnings, type EarningsReport } from './earnings.ts'
 import { createIdleMonitor, systemIdleSources, type IdleMonitor, type IdleSources } from './idle-policy.ts'
-import { serveLocalApi, type LocalApiServer } from './local-api.ts'
+import { readApiInfo, serveLocalApi, type LocalApiServer } from './local-api.ts'
 import { breakEvenPrices, checkPricing, type OwnerCosts } from './profitability.ts'
 import { createProviderAgent, type ProviderAgent, type ProviderStats, type RunningTasks } from './provider-agent.ts'
 
@@ -108,6 +108,13 @@ export async function startProviderNode(init: ProviderNodeInit): Promise<Provide
   const { config, dataDir } = init
   const log = init.log ?? (() => undefined)
   await mkdir(dataDir, { recursive: true, mode: 0o700 })
+  // Two providers over one database and key would sign and claim against each other.
+  const previous = await readApiInfo(dataDir)
+  if (previous !== undefined && previous.pid !== process.pid && processAlive(previous.pid)) {
+    throw new HearthError('HEARTH_ERR_CONFIG_INVALID', `a provider (pid ${previous.pid}) is already running from ${dataDir}`, {
+      hint: `stop it first: hearth provider stop --data-dir ${dataDir}`,
+    })
+  }
   const machine = init.machine ?? machineFacts(dataDir)
   checkShare(config.resources, machine)
   if (config.chain === undefined) {
@@ -334,5 +341,15 @@ export async function startProviderNode(init: ProviderNodeInit): Promise<Provide
   } catch (error) {
     await closeAll()
     throw error
+  }
+}
+
+function processAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0)
+    return true
+  } catch (error) {
+    // EPERM: alive, but another user's.
+    return (error as NodeJS.ErrnoException).code === 'EPERM'
   }
 }

@@ -642,10 +642,14 @@ export function createRequestor(init: RequestorInit): Requestor {
           const taskAtFault = typeof remoteCode === 'string' && taskFaultCodes.has(remoteCode)
           const message = taskAtFault ? String(hearthError.details?.remoteMessage ?? hearthError.shortMessage) : hearthError.shortMessage
           const timedOut = hearthError.code === 'HEARTH_ERR_NET_TIMEOUT'
-          if (!taskAtFault && !signal.aborted) reputation?.record(slot.provider, timedOut ? 'timeout' : 'failed')
+          // A provider whose owner came back (paused) or that has no room right now declined the task: no mark
+          // against it, but a paused one gets no more work from this job, and either way the task goes elsewhere.
+          const declined = remoteCode === 'HEARTH_ERR_PROVIDER_PAUSED' || remoteCode === 'HEARTH_ERR_PROVIDER_BUSY'
+          if (!taskAtFault && !declined && !signal.aborted) reputation?.record(slot.provider, timedOut ? 'timeout' : 'failed')
           // A provider that fails twice in a row gets no more tasks from this job; a task that broke its own sandbox
           // limits is the task's doing, not the provider's. A result that fails its own checks is the provider's.
-          const providerAtFault = !taskAtFault && (hearthError.code === 'HEARTH_ERR_SIGNATURE_INVALID' || ++slot.failures >= 2)
+          const providerAtFault =
+            remoteCode === 'HEARTH_ERR_PROVIDER_PAUSED' || (!taskAtFault && (hearthError.code === 'HEARTH_ERR_SIGNATURE_INVALID' || ++slot.failures >= 2))
           return { ok: false, message, taskAtFault, providerAtFault }
         }
       }
