@@ -116,6 +116,13 @@ async function readKeyFile(path: string): Promise<NodeIdentity | undefined> {
   }
 }
 
+/**
+ * Addresses of the peers met lately, by PeerId string. Every request and response asks for its peer's address, and
+ * deriving one (decompress the point, keccak, checksum) costs about 0.2 ms; a node talks to few peers many times.
+ */
+const peerAddresses = new Map<string, Address>()
+const maxCachedPeerAddresses = 4096
+
 /** The Ethereum address of a secp256k1 PeerId, i.e. of the node on the far side of a libp2p connection. */
 export function addressFromPeerId(peerId: PeerId): Address {
   if (peerId.type !== 'secp256k1' || peerId.publicKey === undefined) {
@@ -123,7 +130,14 @@ export function addressFromPeerId(peerId: PeerId): Address {
       details: { peerId: peerId.toString(), keyType: peerId.type },
     })
   }
+  // A secp256k1 PeerId is its public key (identity multihash), so the string names the key exactly.
+  const key = peerId.toString()
+  const known = peerAddresses.get(key)
+  if (known !== undefined) return known
   // PeerIds carry the compressed point; an address hashes the uncompressed one. Node's OpenSSL decompresses it.
   const uncompressed = ECDH.convertKey(peerId.publicKey.raw, 'secp256k1', undefined, 'hex', 'uncompressed') as string
-  return getAddress(publicKeyToAddress(`0x${uncompressed}`))
+  const address = getAddress(publicKeyToAddress(`0x${uncompressed}`))
+  if (peerAddresses.size >= maxCachedPeerAddresses) peerAddresses.clear()
+  peerAddresses.set(key, address)
+  return address
 }

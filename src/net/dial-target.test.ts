@@ -3,7 +3,7 @@ import { describe, it } from 'node:test'
 import { isMultiaddr } from '@multiformats/multiaddr'
 import { isHearthError } from '../errors.ts'
 import { generateIdentity } from '../identity/node-identity.ts'
-import { toDialTarget } from './dial-target.ts'
+import { peerOfTarget, toDialTarget } from './dial-target.ts'
 
 describe('toDialTarget', () => {
   const peerId = generateIdentity().peerId
@@ -19,5 +19,16 @@ describe('toDialTarget', () => {
     for (const bad of ['', 'hello', '/ip4/999.0.0.1/tcp/1']) {
       assert.throws(() => toDialTarget(bad), (error: unknown) => isHearthError(error, 'HEARTH_ERR_NET_DIAL') && error.hint !== undefined)
     }
+  })
+
+  it('names the peer of a PeerId or of a multiaddr ending in /p2p/, the same object each time for a string', () => {
+    const text = `/ip4/127.0.0.1/tcp/4001/p2p/${peerId.toString()}`
+    assert.ok(peerOfTarget(text)?.equals(peerId))
+    assert.equal(peerOfTarget(text), peerOfTarget(text))
+    assert.equal(toDialTarget(text), toDialTarget(text))
+    assert.ok(peerOfTarget(toDialTarget(text))?.equals(peerId))
+    assert.ok(peerOfTarget(peerId.toString())?.equals(peerId))
+    assert.equal(peerOfTarget(peerId), peerId)
+    assert.equal(peerOfTarget('/ip4/127.0.0.1/tcp/4001'), undefined)
   })
 })

@@ -109,6 +109,16 @@ describe('request/response protocols over real libp2p', () => {
     assert.deepEqual(await openStreams(submit.id), [0, 0])
   })
 
+  it('sends every request to a connected peer over its one connection, and dials again once it is closed', async () => {
+    const address = responder.multiaddrs()[0]!
+    for (let i = 0; i < 5; i++) assert.deepEqual(await requester.request(address, submit, { name: `r${i}`, cpus: 1 }), { accepted: true, echo: `r${i}` })
+    assert.equal(requester.libp2p.getConnections(responder.peerId).length, 1)
+    await requester.libp2p.hangUp(responder.peerId)
+    assert.equal(requester.libp2p.getConnections(responder.peerId).length, 0)
+    assert.deepEqual(await requester.request(address, submit, { name: 'again', cpus: 1 }), { accepted: true, echo: 'again' })
+    assert.equal(requester.libp2p.getConnections(responder.peerId).length, 1)
+  })
+
   it('refuses a request that fails the schema, naming the field, without calling the handler', async () => {
     const before = handled.length
     const rejectedBefore = responder.metrics().protocols[submit.id]?.rejected.schema ?? 0

@@ -18,7 +18,7 @@ import type { NodeIdentity } from '../identity/node-identity.ts'
 import { signedEnvelopeSchema, signPayload, verifySigned } from '../identity/signed.ts'
 import type { Signed } from '../identity/signed.ts'
 import { describeIssues } from './describe-issues.ts'
-import { toDialTarget } from './dial-target.ts'
+import { connectTo, toDialTarget } from './dial-target.ts'
 import type { PeerTarget } from './dial-target.ts'
 import { encodeJsonFrame, FrameError, jsonFrames } from './json-frames.ts'
 import type { NetMetricsRecorder, RequestRejectReason } from './net-metrics.ts'
@@ -342,7 +342,8 @@ export async function sendRequest<Req extends z.ZodType, Res extends z.ZodType>(
       details: { protocol: id, issues: summary.issues },
     })
   }
-  const dialTarget = toDialTarget(target)
+  // A target that is neither a multiaddr nor a PeerId is refused before anything is signed or sent.
+  toDialTarget(target)
   const timeoutMs = options.timeoutMs ?? protocol.timeoutMs
   const timeout = AbortSignal.timeout(timeoutMs)
   const signal = options.signal === undefined ? timeout : AbortSignal.any([options.signal, timeout])
@@ -381,7 +382,7 @@ export async function sendRequest<Req extends z.ZodType, Res extends z.ZodType>(
   let connection: Connection
   let stream: Stream
   try {
-    connection = await deps.libp2p.dial(dialTarget, { signal })
+    connection = await connectTo(deps.libp2p, target, { signal })
     // Optimistic protocol selection sends the protocol name with the request: one round trip less per request.
     stream = await connection.newStream(id, { signal, maxOutboundStreams: protocol.maxConcurrentStreams, negotiateFully: false })
   } catch (cause) {
