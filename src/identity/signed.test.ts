@@ -3,7 +3,9 @@ import { describe, it } from 'node:test'
 import { z } from 'zod'
 import { isHearthError } from '../errors.ts'
 import { generateIdentity } from './node-identity.ts'
-import { signedSchema, signPayload, verifySigned } from './signed.ts'
+import { recoverPersonalSigner, signedSchema, signPayload, verifySigned } from './signed.ts'
+import { recoverMessageAddress, type Hex } from 'viem'
+import { hashCanonical } from './canonical-json.ts'
 import type { Signed } from './signed.ts'
 
 const alice = generateIdentity()
@@ -20,6 +22,32 @@ describe('signed envelopes', () => {
     assert.deepEqual(await verifySigned(signed, { expectedSigner: alice.address }), { b: [1, 2], a: 'x' })
     const reordered = { ...signed, payload: { a: 'x', b: [1, 2] } }
     assert.deepEqual(await verifySigned(JSON.parse(JSON.stringify(reordered)) as typeof reordered), { a: 'x', b: [1, 2] })
+  })
+
+  it('recovers signers exactly as viem does, for valid, tampered and odd signatures alike', async () => {
+    for (let i = 0; i < 30; i++) {
+      const identity = generateIdentity()
+      const signed = await signPayload(identity, { i, nonce: Math.random() })
+      const hash = hashCanonical(signed.payload)
+      assert.equal(recoverPersonalSigner(hash, signed.signature), identity.address)
+      // a flipped byte in r or s, and the recovery id written as 0/1 instead of 27/28
+      const bytes = Buffer.from(signed.signature.slice(2), 'hex')
+      bytes[5 + (i % 50)]! ^= 1 << (i % 8)
+      const tampered = `0x${bytes.toString('hex')}` as Hex
+      const ours = (() => {
+        try {
+          return recoverPersonalSigner(hash, tampered)
+        } catch {
+          return 'invalid'
+        }
+      })()
+      const viems = await recoverMessageAddress({ message: { raw: hash }, signature: tampered }).catch(() => 'invalid')
+      assert.equal(ours, viems)
+      const v01 = Buffer.from(signed.signature.slice(2), 'hex')
+      v01[64] = v01[64]! - 27
+      assert.equal(recoverPersonalSigner(hash, `0x${v01.toString('hex')}`), identity.address)
+    }
+    assert.throws(() => recoverPersonalSigner(hashCanonical({}), `0x${'00'.repeat(64)}05`))
   })
 
   it('rejects a tampered payload', async () => {

@@ -2,7 +2,9 @@
  * Signed envelopes: a payload, its author's address and an EIP-191 personal signature over the SHA-256 of the
  * payload's canonical JSON. EIP-191 (rather than a raw hash signature) lets any Ethereum wallet produce and check them.
  */
-import { getAddress, isAddress, isAddressEqual, recoverMessageAddress } from 'viem'
+import { secp256k1 } from '@noble/curves/secp256k1.js'
+import { keccak_256 } from '@noble/hashes/sha3.js'
+import { bytesToHex, getAddress, hexToBytes, isAddress, isAddressEqual } from 'viem'
 import type { Address, Hex } from 'viem'
 import { z } from 'zod'
 import { HearthError } from '../errors.ts'
@@ -82,7 +84,7 @@ export async function verifySigned<T>(signed: Signed<T>, options: VerifyOptions 
   }
   let recovered: Address
   try {
-    recovered = await recoverMessageAddress({ message: { raw: hash }, signature: shape.data.signature as Hex })
+    recovered = recoverPersonalSigner(hash, shape.data.signature as Hex)
   } catch (cause) {
     throw new HearthError('HEARTH_ERR_SIGNATURE_INVALID', 'The signature is not a valid secp256k1 signature', {
       cause,
@@ -95,4 +97,23 @@ export async function verifySigned<T>(signed: Signed<T>, options: VerifyOptions 
     })
   }
   return signed.payload
+}
+
+const personalPrefix = new TextEncoder().encode('\x19Ethereum Signed Message:\n32')
+
+/**
+ * The address whose key made an EIP-191 personal signature over 32 raw bytes: what viem's recoverMessageAddress
+ * returns, computed synchronously with noble's secp256k1 (viem loads its recovery code by a dynamic import on every
+ * call, which costs about as much as the recovery itself). Throws on a signature that is not a valid point.
+ */
+export function recoverPersonalSigner(hash: Hex, signature: Hex): Address {
+  const digest = keccak_256(new Uint8Array([...personalPrefix, ...hexToBytes(hash)]))
+  const bytes = hexToBytes(signature)
+  if (bytes.length !== 65) throw new Error('a signature is 65 bytes')
+  const v = bytes[64]!
+  const recovery = v >= 27 ? v - 27 : v
+  if (recovery !== 0 && recovery !== 1) throw new Error(`invalid recovery id ${v}`)
+  const publicKey = secp256k1.recoverPublicKey(new Uint8Array([recovery, ...bytes.subarray(0, 64)]), digest, { prehash: false })
+  const uncompressed = secp256k1.Point.fromBytes(publicKey).toBytes(false)
+  return getAddress(bytesToHex(keccak_256(uncompressed.subarray(1)).subarray(12)))
 }

@@ -167,6 +167,22 @@ describe('dispatch', () => {
     assert.ok(abortedSlow)
   })
 
+  it('a provider that declines (no room) costs the task nothing: it runs elsewhere, however often that happens', async () => {
+    const outcome = await dispatch<string>({
+      taskCount: 10,
+      slots: slots('full', 'free'),
+      maxFailures: 1,
+      run: async (slot, task): Promise<Attempt<string>> => {
+        await new Promise((resolve) => setTimeout(resolve, 2))
+        if (slot.provider === 'full') return { ok: false, message: 'no room', taskAtFault: false, providerAtFault: false, declined: true }
+        return { ok: true, result: right(task), key: right(task), elapsedMs: 2 }
+      },
+      onVerdict: () => undefined,
+    })
+    assert.equal(outcome.accepted.size, 10)
+    assert.equal(outcome.failed.size, 0)
+  })
+
   it('never runs tasks already done (a resumed job)', async () => {
     const ran: number[] = []
     const outcome = await dispatch<string>({

@@ -38,6 +38,8 @@ export interface AttemptFailed {
   taskAtFault: boolean
   /** The provider should get no more work (it vanished, refused, or sent a result that fails its own checks). */
   providerAtFault: boolean
+  /** The provider declined the task for now (no room): not a failure of the task, which goes elsewhere. */
+  declined?: boolean
 }
 
 export type Attempt<R> = AttemptOk<R> | AttemptFailed
@@ -253,7 +255,7 @@ export async function dispatch<R>(init: DispatchInit<R>): Promise<DispatchOutcom
       return
     }
     figures.failures++
-    task.failures++
+    if (attempt.declined !== true) task.failures++
     task.lastError = attempt.message
     if (attempt.providerAtFault) slot.retired = true
     const allowed = attempt.taskAtFault ? Math.min(2, maxFailures) : maxFailures

@@ -536,7 +536,9 @@ export function createRequestor(init: RequestorInit): Requestor {
       const threads = Number(offer.properties['golem.inf.cpu.threads'] ?? 1)
       return {
         provider: offer.provider,
-        capacity: Math.max(1, Math.min(Number.isFinite(threads) ? threads : 1, 8)),
+        // One task more than the provider has threads: the next one waits there while a result travels back, so a
+        // provider does not idle for a round trip between tasks.
+        capacity: Math.max(1, Math.min(Number.isFinite(threads) ? threads : 1, 8)) + 1,
         retired: false,
         agreement,
         offer,
@@ -648,6 +650,11 @@ export function createRequestor(init: RequestorInit): Requestor {
           if (!taskAtFault && !declined && !signal.aborted) reputation?.record(slot.provider, timedOut ? 'timeout' : 'failed')
           // A provider that fails twice in a row gets no more tasks from this job; a task that broke its own sandbox
           // limits is the task's doing, not the provider's. A result that fails its own checks is the provider's.
+          if (remoteCode === 'HEARTH_ERR_PROVIDER_BUSY') {
+            // Full for now: the task goes elsewhere, and this provider is asked again a little later.
+            await new Promise((resolve) => setTimeout(resolve, 250))
+            return { ok: false, message, taskAtFault: false, providerAtFault: false, declined: true }
+          }
           const providerAtFault =
             remoteCode === 'HEARTH_ERR_PROVIDER_PAUSED' || (!taskAtFault && (hearthError.code === 'HEARTH_ERR_SIGNATURE_INVALID' || ++slot.failures >= 2))
           return { ok: false, message, taskAtFault, providerAtFault }
