@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict'
+import { closeSync, fstatSync, openSync } from 'node:fs'
 import { link, lstat, mkdir, mkdtemp, readFile, readdir, readlink, rm, stat, symlink, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -57,6 +58,13 @@ async function descriptorsInto(dir: string): Promise<string[]> {
   if (process.platform !== 'linux') return []
   const targets = await Promise.all((await readdir('/proc/self/fd')).map((fd) => readlink(`/proc/self/fd/${fd}`).catch(() => '')))
   return targets.filter((target) => target === dir || target.startsWith(dir + '/'))
+}
+
+/** How many descriptors of this process name a path matching `pattern` (Linux; elsewhere none can be seen). */
+async function descriptorsNamed(pattern: RegExp): Promise<number> {
+  if (process.platform !== 'linux') return 0
+  const targets = await Promise.all((await readdir('/proc/self/fd')).map((fd) => readlink(`/proc/self/fd/${fd}`).catch(() => '')))
+  return targets.filter((target) => pattern.test(target)).length
 }
 
 /** After every hostile run the runtime must still run a normal program. */
@@ -250,6 +258,60 @@ describe('wasi-runtime', () => {
     await inFlight
     await queued
     await assert.rejects(closing.run(specFor(task, ['ok'])), failsWith('HEARTH_ERR_EXEC_FAILED', /closed/))
+  })
+
+  it('retires workers without closing descriptor numbers that other threads have taken since', async () => {
+    // Descriptor numbers belong to the whole process: once a retired worker's thread has closed its descriptors, the
+    // next open anywhere in the process may get one of those numbers. Every run here retires its worker, while this
+    // thread keeps taking the lowest free numbers (as other runs and workers would) and checks that each stays open and
+    // still names the file it was opened for.
+    const recycling = createWasiRuntime({ maxWorkers: 2, maxRunsPerWorker: 1 })
+    const schedstatBefore = await descriptorsNamed(/\/schedstat$/)
+    const sentinelPath = join(base, 'sentinel')
+    await writeFile(sentinelPath, '')
+    const sentinel = await stat(sentinelPath)
+    const pause = new Int32Array(new SharedArrayBuffer(4))
+    let held: number[] = []
+    let broken: string | undefined
+    let stopped = false
+    const takeNumbers = (): void => {
+      for (const fd of held) {
+        let info
+        try {
+          info = fstatSync(fd)
+        } catch (error) {
+          broken ??= `descriptor ${fd} was closed under its owner (${(error as NodeJS.ErrnoException).code})`
+          continue
+        }
+        // A number that now names another file is someone else's: leave it open.
+        if (info.dev !== sentinel.dev || info.ino !== sentinel.ino) broken ??= `descriptor ${fd} was closed and reused under its owner`
+        else closeSync(fd)
+      }
+      held = []
+      if (stopped || broken !== undefined) return
+      // Let a retiring worker's thread end before this thread hears of it, then take the numbers it freed.
+      Atomics.wait(pause, 0, 0, 3)
+      for (let i = 0; i < 8; i++) held.push(openSync(sentinelPath, 'r'))
+      setImmediate(takeNumbers)
+    }
+    try {
+      setImmediate(takeNumbers)
+      for (let round = 0; round < 20 && broken === undefined; round++) {
+        const results = await Promise.all([0, 1].map(async () => {
+          const task = await newTask()
+          const result = await recycling.run(specFor(task, ['ok']))
+          return { exitCode: result.exitCode, stdout: await task.stdout() }
+        }))
+        assert.deepEqual(results, [0, 1].map(() => ({ exitCode: 0, stdout: 'ok hostile ok\n' })), `round ${round}`)
+      }
+    } finally {
+      stopped = true
+      await new Promise((resolve) => setImmediate(resolve))
+      await recycling.close()
+    }
+    assert.equal(broken, undefined)
+    // Each retired worker's own descriptor (its CPU-time statistics) was closed once, not leaked.
+    assert.deepEqual(await descriptorsNamed(/\/schedstat$/), schedstatBefore)
   })
 
   it('refuses a second run in a task directory that is in use', async () => {

@@ -60,6 +60,8 @@ export interface WasiRuntime {
 export interface WasiRuntimeInit {
   /** Guests running at once; further runs wait. Default: the machine's available parallelism. */
   maxWorkers?: number
+  /** Runs a worker serves before it is retired for a fresh one, so that anything a run leaves behind cannot pile up. Default: 256. */
+  maxRunsPerWorker?: number
 }
 
 /** What wasi-worker.mjs answers for one run. */
@@ -87,16 +89,18 @@ const workerUrl = new URL('./wasi-worker.mjs', import.meta.url)
  * reclaimDescriptors).
  */
 const claims = new RootClaims()
-/** A worker is retired after this many runs, so that anything a run leaves behind cannot pile up. */
-const maxRunsPerWorker = 256
+const defaultMaxRunsPerWorker = 256
 const moduleCacheSize = 16
 
 export function createWasiRuntime(init: WasiRuntimeInit = {}): WasiRuntime {
   const maxWorkers = init.maxWorkers ?? availableParallelism()
-  if (!Number.isInteger(maxWorkers) || maxWorkers < 1) {
-    throw new HearthError('HEARTH_ERR_CONFIG_INVALID', `maxWorkers must be a positive integer, got ${maxWorkers}`)
+  const maxRunsPerWorker = init.maxRunsPerWorker ?? defaultMaxRunsPerWorker
+  for (const [name, value] of [['maxWorkers', maxWorkers], ['maxRunsPerWorker', maxRunsPerWorker]] as const) {
+    if (!Number.isInteger(value) || value < 1) {
+      throw new HearthError('HEARTH_ERR_CONFIG_INVALID', `${name} must be a positive integer, got ${value}`)
+    }
   }
-  const pool = new WorkerPool(maxWorkers)
+  const pool = new WorkerPool(maxWorkers, maxRunsPerWorker)
   /** Capped and compiled modules by the hash of the module as given and its memory cap, most recently used last. */
   const modules = new Map<string, { capped: CappedWasmModule; compiled: Promise<WebAssembly.Module> }>()
   let nextId = 1
@@ -375,7 +379,10 @@ class WorkerPool {
   private starting = 0
   private closed = false
 
-  constructor(private readonly maxWorkers: number) {}
+  constructor(
+    private readonly maxWorkers: number,
+    private readonly maxRunsPerWorker: number,
+  ) {}
 
   async acquire(signal: AbortSignal | undefined): Promise<Lease> {
     if (this.closed) throw new HearthError('HEARTH_ERR_EXEC_FAILED', 'the WASI runtime is closed')
@@ -405,7 +412,7 @@ class WorkerPool {
   /** Returns a worker after a run: kept for the next one when `reusable`, else stopped (awaited). */
   async release(lease: Lease, reusable: boolean): Promise<void> {
     this.busy.delete(lease)
-    if (reusable && !this.closed && lease.runs < maxRunsPerWorker) {
+    if (reusable && !this.closed && lease.runs < this.maxRunsPerWorker) {
       const waiter = this.waiting.shift()
       if (waiter !== undefined) return waiter.resolve(this.lend(lease))
       lease.worker.unref()
@@ -449,16 +456,17 @@ class WorkerPool {
         execArgv: [],
         // Bounds the worker's JS heap only; wasm memory is capped in the module (see wasm-memory-cap.ts).
         resourceLimits: { maxOldGenerationSizeMb: 64, maxYoungGenerationSizeMb: 16 },
+        // Node closes what the worker opened with fs.open (its CPU-time statistics, kept open across runs) when the
+        // thread ends, however it ends; a terminated worker could not close it itself. That must be its only close:
+        // descriptor numbers are the whole process's, so closing it again from this thread once the worker is gone
+        // would close whatever another run or worker has been given the same number since.
+        trackUnmanagedFds: true,
       })
-      let schedstatFd: number | undefined
-      let onReady: (message: { schedstatFd?: number }) => void = () => {}
+      let onReady: () => void = () => {}
       let onError: (error: unknown) => void = () => {}
       let onExit: (code: number) => void = () => {}
       await new Promise<void>((resolvePromise, reject) => {
-        onReady = (message) => {
-          schedstatFd = message.schedstatFd
-          resolvePromise()
-        }
+        onReady = () => resolvePromise()
         onError = reject
         onExit = (code) => reject(new Error(`the worker exited with code ${code} while starting`))
         worker.once('message', onReady)
@@ -474,15 +482,6 @@ class WorkerPool {
       worker.on('error', () => {})
       // An idle worker that dies (it should not) leaves the pool.
       worker.on('exit', () => {
-        // The worker keeps its scheduler statistics open and cannot close them when it is terminated.
-        if (typeof schedstatFd === 'number') {
-          try {
-            closeSync(schedstatFd)
-          } catch {
-            // closed already
-          }
-          schedstatFd = undefined
-        }
         const index = this.idle.indexOf(lease)
         if (index >= 0) this.idle.splice(index, 1)
       })

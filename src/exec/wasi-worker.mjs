@@ -26,8 +26,8 @@ class OutputLimitReached extends Error {}
 
 /**
  * This thread's scheduler statistics (Linux), kept open: a pread of it costs ~2 us where open+read+close costs ~20 us,
- * twice per run. The descriptor is reported to the main thread with `ready`, which closes it once this thread has
- * exited (a terminated worker cannot close it itself).
+ * twice per run. Node closes it when this thread ends (the runtime starts workers with trackUnmanagedFds), also when
+ * it is terminated; nothing else may close it, as its number is the whole process's.
  */
 const schedstatFd = (() => {
   try {
@@ -268,4 +268,4 @@ function bytesAdded(dir, before, prefix = '') {
 
 const port = /** @type {import('node:worker_threads').MessagePort} */ (parentPort)
 port.on('message', (/** @type {Job} */ job) => port.postMessage(run(job)))
-port.postMessage({ ready: true, schedstatFd })
+port.postMessage({ ready: true })
