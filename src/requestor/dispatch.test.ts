@@ -183,6 +183,29 @@ describe('dispatch', () => {
     assert.equal(outcome.failed.size, 0)
   })
 
+  it('batches small tasks into one exchange per worker, and retries a lost batch elsewhere task by task', async () => {
+    const batches: { provider: string; size: number }[] = []
+    const outcome = await dispatch<string>({
+      taskCount: 100,
+      slots: slots('a', 'lossy'),
+      batchSize: (_slot, median) => (median === Infinity ? 1 : 16),
+      run: async (_slot, task) => ({ ok: true, result: right(task), key: right(task), elapsedMs: 1 }),
+      runBatch: async (slot, indices): Promise<Attempt<string>[]> => {
+        batches.push({ provider: slot.provider, size: indices.length })
+        await new Promise((resolve) => setTimeout(resolve, 2))
+        if (slot.provider === 'lossy') throw new Error('stream reset')
+        return indices.map((task) => ({ ok: true, result: right(task), key: right(task), elapsedMs: 1 }))
+      },
+      onVerdict: () => undefined,
+    })
+    assert.equal(outcome.accepted.size, 100)
+    for (let task = 0; task < 100; task++) assert.equal(outcome.accepted.get(task), right(task))
+    assert.ok(batches.some((b) => b.size > 1), JSON.stringify(batches))
+    assert.ok(batches.every((b) => b.size <= 16))
+    // the lossy provider's batch failed whole, and it was retired after that one batch
+    assert.equal(batches.filter((b) => b.provider === 'lossy').length, 1)
+  })
+
   it('never runs tasks already done (a resumed job)', async () => {
     const ran: number[] = []
     const outcome = await dispatch<string>({

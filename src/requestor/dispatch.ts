@@ -70,6 +70,16 @@ export interface DispatchInit<R> {
   maxFailures?: number
   /** Runs a task on a slot. Must not throw: failures are returned. */
   run(slot: DispatchSlot, taskIndex: number, signal: AbortSignal): Promise<Attempt<R>>
+  /**
+   * Runs several tasks on a slot in one exchange, one attempt per task in order; used when `batchSize` says more than
+   * one task fits. Small tasks then share the fixed cost of a request (a stream, two signatures). Must not throw.
+   */
+  runBatch?(slot: DispatchSlot, taskIndices: number[], signal: AbortSignal): Promise<Attempt<R>[]>
+  /**
+   * Tasks one worker sends at once, given the median attempt so far (Infinity before any): default 1. A batch is not
+   * aborted when one of its tasks is settled by another provider; it is small enough to let finish.
+   */
+  batchSize?(slot: DispatchSlot, medianMs: number, openTasks: number): number
   /** A task's final verdict; the batch waits for it before it counts the task done. */
   onVerdict(verdict: Verdict<R>): Promise<void> | void
   onAttemptFailed?(taskIndex: number, slot: DispatchSlot, failure: AttemptFailed, willRetry: boolean): void
@@ -217,10 +227,10 @@ export async function dispatch<R>(init: DispatchInit<R>): Promise<DispatchOutcom
     }
   }
 
-  const runOne = async (slot: DispatchSlot, task: TaskState<R>, reason: 'first' | 'retry' | 'check' | 'straggler'): Promise<void> => {
-    const abort = new AbortController()
-    const onOuterAbort = (): void => abort.abort(init.signal?.reason)
-    init.signal?.addEventListener('abort', onOuterAbort, { once: true })
+  type Reason = 'first' | 'retry' | 'check' | 'straggler'
+
+  /** Marks a task as running on a slot and counts why. */
+  const begin = (slot: DispatchSlot, task: TaskState<R>, reason: Reason, abort: AbortController): void => {
     task.running.set(slot, { startedAt: performance.now(), abort })
     task.tried.add(slot.provider)
     if (reason === 'straggler') {
@@ -231,13 +241,11 @@ export async function dispatch<R>(init: DispatchInit<R>): Promise<DispatchOutcom
     if (reason === 'check') figures.checks++
     figures.attempts++
     init.onStarted?.(task.index, slot, reason)
-    let attempt: Attempt<R>
-    try {
-      attempt = await init.run(slot, task.index, abort.signal)
-    } finally {
-      task.running.delete(slot)
-      init.signal?.removeEventListener('abort', onOuterAbort)
-    }
+  }
+
+  /** What an attempt's answer does to its task: an answer towards a verdict, or a failure to retry or give up. */
+  const finish = async (slot: DispatchSlot, task: TaskState<R>, attempt: Attempt<R>): Promise<void> => {
+    task.running.delete(slot)
     if (task.done) return // another provider's answer settled it while this one ran
     if (attempt.ok) {
       durations.push(attempt.elapsedMs)
@@ -266,6 +274,40 @@ export async function dispatch<R>(init: DispatchInit<R>): Promise<DispatchOutcom
       open--
       failed.set(task.index, attempt.message)
     }
+  }
+
+  const runOne = async (slot: DispatchSlot, task: TaskState<R>, reason: Reason): Promise<void> => {
+    const abort = new AbortController()
+    const onOuterAbort = (): void => abort.abort(init.signal?.reason)
+    init.signal?.addEventListener('abort', onOuterAbort, { once: true })
+    begin(slot, task, reason, abort)
+    let attempt: Attempt<R>
+    try {
+      attempt = await init.run(slot, task.index, abort.signal)
+    } catch (error) {
+      attempt = { ok: false, message: error instanceof Error ? error.message : String(error), taskAtFault: false, providerAtFault: true }
+    } finally {
+      init.signal?.removeEventListener('abort', onOuterAbort)
+    }
+    await finish(slot, task, attempt)
+  }
+
+  const runMany = async (slot: DispatchSlot, picked: { task: TaskState<R>; reason: Reason }[]): Promise<void> => {
+    const abort = new AbortController()
+    const onOuterAbort = (): void => abort.abort(init.signal?.reason)
+    init.signal?.addEventListener('abort', onOuterAbort, { once: true })
+    for (const { task, reason } of picked) begin(slot, task, reason, abort)
+    let attempts: Attempt<R>[]
+    try {
+      attempts = await init.runBatch!(slot, picked.map(({ task }) => task.index), abort.signal)
+      if (attempts.length !== picked.length) throw new Error(`${attempts.length} answers for ${picked.length} tasks`)
+    } catch (error) {
+      const message = error instanceof Error ? error.message : String(error)
+      attempts = picked.map(() => ({ ok: false, message, taskAtFault: false, providerAtFault: true }))
+    } finally {
+      init.signal?.removeEventListener('abort', onOuterAbort)
+    }
+    for (let i = 0; i < picked.length; i++) await finish(slot, picked[i]!.task, attempts[i]!)
   }
 
   const worker = async (slot: DispatchSlot): Promise<void> => {
@@ -303,6 +345,28 @@ export async function dispatch<R>(init: DispatchInit<R>): Promise<DispatchOutcom
           }
         }
         continue
+      }
+      // Never more than a fair share of what is left, so one provider does not take work the others could run now.
+      const capacity = live().reduce((n, s) => n + s.capacity, 0)
+      const fairShare = Math.max(1, Math.ceil(open / Math.max(1, capacity)))
+      const size = init.runBatch === undefined ? 1 : Math.min(fairShare, Math.max(1, Math.floor(init.batchSize?.(slot, median(), open) ?? 1)))
+      if (size > 1 && next.reason !== 'straggler') {
+        // More tasks for the same exchange: only ones this slot may run and that need a result now (no stragglers).
+        const picked = [next]
+        next.task.running.set(slot, { startedAt: performance.now(), abort: new AbortController() })
+        while (picked.length < size) {
+          const more = pick(slot)
+          if (more === undefined || more.reason === 'straggler' || picked.some((p) => p.task === more.task)) break
+          picked.push(more)
+          // pick() hands out a task again until it is marked running: mark it now
+          more.task.running.set(slot, { startedAt: performance.now(), abort: new AbortController() })
+        }
+        for (const more of picked) more.task.running.delete(slot)
+        if (picked.length > 1) {
+          await runMany(slot, picked)
+          notify()
+          continue
+        }
       }
       await runOne(slot, next.task, next.reason)
       notify()
