@@ -5,14 +5,13 @@
  * move one random blob of `--mib` MiB; each way is measured as the median of `--runs` runs, the ways taking turns:
  * - tcp:        baseline, a plain node:net socket on 127.0.0.1 (the sender writes the blob, the receiver counts bytes);
  * - raw-stream: one libp2p stream carrying the bare bytes (what noise + yamux cost on their own);
- * - fetch-blob: the provider's chunk requests over `/hearth/exec/fetch-blob/*`, served as the requestor serves them,
- *               one chunk at a time, decoded into memory (what the protocol adds: JSON, base64, schemas, a stream per
- *               chunk, and a round trip per chunk);
- * - fetchResumable: the provider's real transfer (transfer.ts, chunks asked ahead) into a `.part` file, hash-checked
- *               and renamed; also with one chunk at a time (chunksInFlight 1) to show what asking ahead gains;
- * - binary chunks: fetchResumable again, over a bench-only protocol that answers the same request with a small JSON
- *               frame followed by the chunk's bytes as a frame of their own (no base64, no JSON around the data): what
- *               a binary fetch-blob would reach.
+ * - fetch-blob/3, /2: chunk requests over `/hearth/exec/fetch-blob/3` (a JSON header, then the chunk's raw bytes
+ *               as a frame of their own) and over the older `/2` (the chunk as base64 inside JSON), served as the
+ *               requestor serves them, one chunk at a time, into memory (what each protocol adds to the raw stream: a
+ *               stream and a round trip per chunk; for /2 also JSON and base64 of the whole chunk);
+ * - fetchResumable: the provider's real transfer (transfer.ts `blobChunks`, as provider-agent.ts calls it: /3, chunks
+ *               asked ahead) into a `.part` file, hash-checked and renamed; also with one chunk at a time
+ *               (chunksInFlight 1) to show what asking ahead gains, and over /2 (a requestor without /3).
  * `--latency-ms N` delays every chunk request of the fetchResumable ways by N ms, standing in for a real network's
  * round trip (what asking ahead hides). Throughput is MB/s (10^6 bytes per second) and each is given as a ratio of the TCP baseline. The libp2p connection is
  * dialled once before timing, as a provider already holds one to the requestor that sent it the task.
@@ -21,9 +20,9 @@
  *
  * What it showed on a 2-core machine: noise + yamux alone reach only ~0.2-0.3x of a plain loopback socket (a cipher
  * call per 64 KiB noise frame; loopback TCP is a memory copy), so no libp2p transfer comes near half of raw TCP there.
- * fetch-blob reaches ~0.15-0.4x of the raw stream: each 4 MiB chunk travels as 5.6 MB of base64 inside JSON, and
- * JSON.stringify, TextEncoder, TextDecoder and JSON.parse of that string cost more than the transport. The same chunks
- * as binary frames run ~3x faster, close to the raw stream; that, not chunk size or hashing, is the lever.
+ * fetch-blob/2 reaches ~0.15-0.4x of the raw stream: each 4 MiB chunk travels as 5.6 MB of base64 inside JSON, and
+ * JSON.stringify, TextEncoder, TextDecoder and JSON.parse of that string cost more than the transport. fetch-blob/3
+ * sends the same chunks as raw bytes; see docs/design.md (Transfer) for its figures.
  */
 import '../src/net/polyfill.ts'
 import { randomBytes } from 'node:crypto'
@@ -35,13 +34,13 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { parseArgs } from 'node:util'
-import { lpStream } from '@libp2p/utils'
 import { multiaddr } from '@multiformats/multiaddr'
 import type { Stream } from '@libp2p/interface'
-import { fetchBlobProtocol, maxBlobChunkBytes } from '../src/exec/activity-protocols.ts'
+import { fetchBlobBinaryProtocol, fetchBlobProtocol, maxBlobChunkBytes } from '../src/exec/activity-protocols.ts'
 import { sha256Hex } from '../src/exec/content-hash.ts'
-import { fetchResumable } from '../src/exec/transfer.ts'
+import { blobChunks, fetchResumable, type Chunk } from '../src/exec/transfer.ts'
 import { generateIdentity } from '../src/identity/node-identity.ts'
+import { requestBlob, serveBlobProtocol } from '../src/net/blob-protocol.ts'
 import { createHost } from '../src/net/host.ts'
 import { encodeJsonFrame } from '../src/net/json-frames.ts'
 
@@ -59,9 +58,6 @@ const runs = Number(values.runs)
 const blobBytes = Number(values.mib) * 1024 * 1024
 const latencyMs = Number(values['latency-ms'])
 const rawProtocol = '/hearth/bench/raw-blob/1'
-const binaryProtocol = '/hearth/bench/binary-blob/1'
-/** Room for a whole chunk in one length-prefixed frame (lpStream's default buffer would reset a 4 MiB frame). */
-const binaryFrameOptions = { maxDataLength: maxBlobChunkBytes + 1024, maxBufferSize: maxBlobChunkBytes + 2048 }
 
 /** What the sending process tells the bench on its first stdout line. */
 interface SenderInfo {
@@ -131,18 +127,9 @@ async function serve(): Promise<void> {
     const chunk = blob.subarray(Math.min(offset, blob.length), Math.min(offset + maxBytes, blob.length))
     return { contentId: id, totalBytes: blob.length, offset, dataBase64: Buffer.from(chunk).toString('base64') }
   })
-  // What fetch-blob with binary chunks would be: the same request and answer, but the bytes follow the JSON answer as
-  // a frame of their own instead of as base64 inside it.
-  await host.libp2p.handle(binaryProtocol, async (stream) => {
-    try {
-      const lp = lpStream(stream, binaryFrameOptions)
-      const { offset, maxBytes } = JSON.parse(new TextDecoder().decode((await lp.read()).subarray())) as { offset: number; maxBytes: number }
-      const chunk = blob.subarray(Math.min(offset, blob.length), Math.min(offset + maxBytes, blob.length))
-      await lp.writeV([encodeJsonFrame({ totalBytes: blob.length, offset }), chunk])
-      await stream.close()
-    } catch (error) {
-      stream.abort(error as Error)
-    }
+  await serveBlobProtocol({ libp2p: host.libp2p }, fetchBlobBinaryProtocol, ({ contentId: id, offset, maxBytes }) => {
+    const chunk = blob.subarray(Math.min(offset, blob.length), Math.min(offset + maxBytes, blob.length))
+    return { header: { contentId: id, totalBytes: blob.length, offset }, body: chunk }
   })
   await host.libp2p.handle(rawProtocol, async (stream) => {
     try {
@@ -206,13 +193,19 @@ async function rawStreamOnce(): Promise<void> {
   if (received !== blobBytes) throw new Error(`raw stream: ${received} of ${blobBytes} bytes`)
 }
 
-async function fetchChunk(offset: number, maxBytes: number): Promise<{ totalBytes: number; offset: number; data: Uint8Array }> {
-  // As the provider agent asks (provider-agent.ts packageFile).
+/** One chunk over fetch-blob/2, as a provider without /3 asks. */
+async function fetchChunkV2(offset: number, maxBytes: number): Promise<Chunk> {
   const chunk = await receiver.request(sender.multiaddr, fetchBlobProtocol, { contentId, offset, maxBytes })
   return { totalBytes: chunk.totalBytes, offset: chunk.offset, data: Buffer.from(chunk.dataBase64, 'base64') }
 }
 
-async function fetchBlobOnce(): Promise<void> {
+/** One chunk over fetch-blob/3. */
+async function fetchChunkV3(offset: number, maxBytes: number): Promise<Chunk> {
+  const { header, body } = await requestBlob({ libp2p: receiver.libp2p }, sender.multiaddr, fetchBlobBinaryProtocol, { contentId, offset, maxBytes }, { maxBodyBytes: maxBytes })
+  return { totalBytes: header.totalBytes, offset: header.offset, data: body }
+}
+
+async function chunkByChunkOnce(fetchChunk: (offset: number, maxBytes: number) => Promise<Chunk>): Promise<void> {
   let offset = 0
   let total = Infinity
   while (offset < total) {
@@ -223,20 +216,12 @@ async function fetchBlobOnce(): Promise<void> {
   if (offset !== blobBytes) throw new Error(`fetch-blob: ${offset} of ${blobBytes} bytes`)
 }
 
-async function fetchBinaryChunk(offset: number, maxBytes: number): Promise<{ totalBytes: number; offset: number; data: Uint8Array }> {
-  const stream = await receiver.libp2p.dialProtocol(multiaddr(sender.multiaddr), binaryProtocol)
-  const lp = lpStream(stream, binaryFrameOptions)
-  await lp.write(encodeJsonFrame({ offset, maxBytes }))
-  const header = JSON.parse(new TextDecoder().decode((await lp.read()).subarray())) as { totalBytes: number; offset: number }
-  const data = (await lp.read()).subarray()
-  await stream.close()
-  return { ...header, data }
-}
-
 const dir = await mkdtemp(join(tmpdir(), 'hearth-bench-transfer-'))
 let fetchCount = 0
-async function fetchResumableOnce(options: { binary?: boolean; chunksInFlight?: number } = {}): Promise<void> {
+async function fetchResumableOnce(options: { v2?: boolean; chunksInFlight?: number } = {}): Promise<void> {
   const path = join(dir, `blob-${fetchCount++}`)
+  // As the provider agent asks (provider-agent.ts packageFile): /3, falling back to /2.
+  const viaNetwork = options.v2 === true ? fetchChunkV2 : blobChunks(receiver, sender.multiaddr, contentId)
   const result = await fetchResumable({
     contentId,
     path,
@@ -245,7 +230,7 @@ async function fetchResumableOnce(options: { binary?: boolean; chunksInFlight?: 
     fetchChunk: async (offset, maxBytes) => {
       // Loopback answers at once; --latency-ms stands in for a real network's round trip.
       if (latencyMs > 0) await new Promise((resolve) => setTimeout(resolve, latencyMs))
-      return (options.binary === true ? fetchBinaryChunk : fetchChunk)(offset, maxBytes)
+      return viaNetwork(offset, maxBytes)
     },
     ...(options.chunksInFlight === undefined ? {} : { chunksInFlight: options.chunksInFlight }),
   })
@@ -292,13 +277,14 @@ try {
   log(`bench: ${values.mib} MiB from another process over 127.0.0.1, ${runs} runs each (medians), chunks of ${maxBlobChunkBytes >> 20} MiB` +
     (latencyMs > 0 ? `, ${latencyMs} ms added to each chunk request of fetchResumable` : ''))
   const mbps = (ms: number): number => Number((blobBytes / 1e6 / (ms / 1000)).toFixed(1))
-  const { tcpMs, rawMs, fetchMs, serialMs, resumableMs, binaryMs } = await timedInTurns({
+  const { tcpMs, rawMs, v3Ms, v2Ms, serialMs, resumableMs, resumableV2Ms } = await timedInTurns({
     tcpMs: tcpOnce,
     rawMs: rawStreamOnce,
-    fetchMs: fetchBlobOnce,
+    v3Ms: () => chunkByChunkOnce(fetchChunkV3),
+    v2Ms: () => chunkByChunkOnce(fetchChunkV2),
     serialMs: () => fetchResumableOnce({ chunksInFlight: 1 }),
     resumableMs: () => fetchResumableOnce(),
-    binaryMs: () => fetchResumableOnce({ binary: true }),
+    resumableV2Ms: () => fetchResumableOnce({ v2: true }),
   })
   const parts = await breakdown()
   const round = (x: number): number => Number(x.toFixed(2))
@@ -306,14 +292,15 @@ try {
     bytes: blobBytes,
     runs,
     chunkBytes: maxBlobChunkBytes,
-    protocol: fetchBlobProtocol.id,
+    protocol: fetchBlobBinaryProtocol.id,
     latencyMs,
     tcp: { ms: round(tcpMs), mbps: mbps(tcpMs) },
     rawStream: { ms: round(rawMs), mbps: mbps(rawMs), vsTcp: round(tcpMs / rawMs) },
-    fetchBlob: { ms: round(fetchMs), mbps: mbps(fetchMs), vsTcp: round(tcpMs / fetchMs) },
-    fetchResumableOneAtATime: { ms: round(serialMs), mbps: mbps(serialMs), vsTcp: round(tcpMs / serialMs) },
+    fetchBlobV3: { ms: round(v3Ms), mbps: mbps(v3Ms), vsTcp: round(tcpMs / v3Ms), vsRawStream: round(rawMs / v3Ms) },
+    fetchBlobV2: { ms: round(v2Ms), mbps: mbps(v2Ms), vsTcp: round(tcpMs / v2Ms), vsRawStream: round(rawMs / v2Ms) },
+    fetchResumableOneAtATime: { ms: round(serialMs), mbps: mbps(serialMs), vsTcp: round(tcpMs / serialMs), vsRawStream: round(rawMs / serialMs) },
     fetchResumable: { ms: round(resumableMs), mbps: mbps(resumableMs), vsTcp: round(tcpMs / resumableMs), vsRawStream: round(rawMs / resumableMs) },
-    binaryChunks: { ms: round(binaryMs), mbps: mbps(binaryMs), vsTcp: round(tcpMs / binaryMs), vsRawStream: round(rawMs / binaryMs) },
+    fetchResumableV2: { ms: round(resumableV2Ms), mbps: mbps(resumableV2Ms), vsTcp: round(tcpMs / resumableV2Ms), vsRawStream: round(rawMs / resumableV2Ms) },
     breakdown: Object.fromEntries(Object.entries(parts).map(([k, v]) => [k, round(v)])),
   }
   if (values.json) {
@@ -321,14 +308,15 @@ try {
   } else {
     log(`  plain TCP socket (baseline)         ${report.tcp.mbps} MB/s  (${report.tcp.ms} ms)`)
     log(`  raw libp2p stream (noise + yamux)   ${report.rawStream.mbps} MB/s  (${report.rawStream.ms} ms, ${report.rawStream.vsTcp}x TCP)`)
-    log(`  ${report.protocol}, one chunk at a time, into memory`)
-    log(`                                      ${report.fetchBlob.mbps} MB/s  (${report.fetchBlob.ms} ms, ${report.fetchBlob.vsTcp}x TCP)`)
-    log(`  fetchResumable to disk, verified:`)
-    log(`    one chunk at a time               ${report.fetchResumableOneAtATime.mbps} MB/s  (${report.fetchResumableOneAtATime.ms} ms, ${report.fetchResumableOneAtATime.vsTcp}x TCP)`)
-    log(`    2 chunks in flight (the default)  ${report.fetchResumable.mbps} MB/s  (${report.fetchResumable.ms} ms, ${report.fetchResumable.vsTcp}x TCP, ` +
-      `${report.fetchResumable.vsRawStream}x the raw stream)`)
-    log(`    the same with binary chunks       ${report.binaryChunks.mbps} MB/s  (${report.binaryChunks.ms} ms, ${report.binaryChunks.vsTcp}x TCP, ` +
-      `${report.binaryChunks.vsRawStream}x the raw stream; a prototype, not a protocol of the node)`)
+    const line = (label: string, way: { ms: number; mbps: number; vsTcp: number; vsRawStream: number }): void =>
+      log(`  ${label.padEnd(36)}${way.mbps} MB/s  (${way.ms} ms, ${way.vsTcp}x TCP, ${way.vsRawStream}x the raw stream)`)
+    log(`  one chunk at a time, into memory:`)
+    line('  fetch-blob/3 (raw bytes)', report.fetchBlobV3)
+    line('  fetch-blob/2 (base64 in JSON)', report.fetchBlobV2)
+    log(`  fetchResumable to disk, verified (the provider's path):`)
+    line('  /3, 2 chunks in flight (default)', report.fetchResumable)
+    line('  /3, one chunk at a time', report.fetchResumableOneAtATime)
+    line('  /2, 2 chunks in flight', report.fetchResumableV2)
     const b = report.breakdown
     log(`  per ${maxBlobChunkBytes >> 20} MiB chunk (${b.frameBytes} bytes of JSON): base64 encode ${b.base64EncodeMs} ms, decode ${b.base64DecodeMs} ms, ` +
       `JSON encode ${b.jsonEncodeMs} ms, decode ${b.jsonDecodeMs} ms, schema check ${b.schemaCheckMs} ms (done twice)`)

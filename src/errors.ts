@@ -42,6 +42,7 @@ export const errorCodes = {
   HEARTH_ERR_PAYMENT_FAUCET_DISABLED: 'the token has no faucet: it was deployed for a real chain',
   HEARTH_ERR_PROVIDER_PAUSED: 'the provider is not taking work now (its owner is using the machine, or it is stopping); retry elsewhere',
   HEARTH_ERR_PROVIDER_BUSY: 'the provider has no room now for the task within the memory and disk its owner lends; retry elsewhere',
+  HEARTH_ERR_PROVIDER_TOO_SMALL: 'the task alone asks for more memory or disk than the provider lends to all its tasks; it never fits there, run it elsewhere',
   HEARTH_ERR_PROVIDER_NOT_RUNNING: 'no provider is running from this data directory, or its local API refused the key',
   HEARTH_ERR_JOB_INVALID: 'a job file is malformed',
   HEARTH_ERR_JOB_INPUT_MISSING: 'a job names an input file that does not exist',

@@ -13,6 +13,7 @@ export { openStore, type Store } from './store/store.ts'
 export { createHost, type Host, type HostInit } from './net/host.ts'
 export { defineProtocol, type Protocol } from './net/protocol.ts'
 export { defineStreamProtocol, serveStreamProtocol, openStream, type StreamProtocol, type StreamCall, type StreamServer } from './net/stream-protocol.ts'
+export { defineBlobProtocol, serveBlobProtocol, requestBlob, type BlobProtocol } from './net/blob-protocol.ts'
 
 export { createOffer, verifyOffer, offerId, OFFERS_TOPIC, type Offer, type SignedOffer } from './market/offer.ts'
 export { createOfferBook, type OfferBook } from './market/offer-book.ts'

@@ -11,13 +11,12 @@ import { startDevnet } from '../src/devnet/devnet.ts'
 import { sha256Hex } from '../src/exec/content-hash.ts'
 import { createWasiRuntime } from '../src/exec/wasi-runtime.ts'
 import { loadBuiltinWorkload } from '../src/exec/workloads.ts'
-import type { TaskResult } from '../src/exec/activity-protocols.ts'
-import { verifySigned, type Signed } from '../src/identity/signed.ts'
 import { renderJob, tileOutputPath } from '../src/jobs/render-job.ts'
 import { renderLocally, type Tile } from '../src/jobs/render-tiles.ts'
 import { isHearthError } from '../src/errors.ts'
 import { main } from '../src/cli/main.ts'
 import { createReputationBook } from '../src/requestor/reputation.ts'
+import { storedTaskResult, verifyStoredResult } from '../src/requestor/stored-result.ts'
 
 /** A tile's RGB bytes cut out of the whole image. */
 function cut(image: Uint8Array, width: number, tile: Tile): Buffer {
@@ -62,18 +61,18 @@ test('a bad provider\'s results differ from the honest render, yet are signed by
   const stored = devnet.requestor.store.taskResults.listByJob(outcome.jobId)
   assert.equal(stored.length, tiles.length)
   for (const record of stored) {
-    const envelope = record.document as Signed<TaskResult>
-    const result = await verifySigned(envelope, { expectedSigner: record.provider as Address })
-    assert.equal(envelope.signer.toLowerCase(), record.provider.toLowerCase())
+    // alone or in a batch, the stored answer carries the provider's signature over this result
+    const result = await verifyStoredResult(record.document, record.provider as Address)
     const output = result.outputs.find((o) => o.path === tileOutputPath)!
     const bytes = Buffer.from(output.dataBase64, 'base64')
     assert.equal(sha256Hex(bytes), output.contentId)
     assert.ok(bytes.equals(Buffer.from(outcome.results[record.taskIndex]!.outputs[0]!.data)))
   }
   // A forged change after signing is caught by the signature: the corruption happened before it.
-  const first = stored.find((r) => r.provider.toLowerCase() === bad!.identity.address.toLowerCase())!.document as Signed<TaskResult>
-  const tampered = { ...first, payload: { ...first.payload, exitCode: first.payload.exitCode + 1 } }
-  await assert.rejects(verifySigned(tampered, { expectedSigner: bad!.identity.address }), (e) => isHearthError(e, 'HEARTH_ERR_SIGNATURE_INVALID'))
+  const first = stored.find((r) => r.provider.toLowerCase() === bad!.identity.address.toLowerCase())!.document
+  const tampered = JSON.parse(JSON.stringify(first)) as unknown
+  storedTaskResult(tampered).exitCode += 1
+  await assert.rejects(verifyStoredResult(tampered, bad!.identity.address), (e) => isHearthError(e, 'HEARTH_ERR_SIGNATURE_INVALID'))
 })
 
 test('more bad providers than providers is refused before anything starts', async () => {

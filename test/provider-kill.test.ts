@@ -65,10 +65,12 @@ test('a provider process killed mid-job loses no task: its tiles are redone else
   const { spec, tiles } = renderJob({ width, height, tiles: 30, wasm: await loadBuiltinWorkload('render'), providers: 3, maxPricePerTaskWei: parseEther('1') })
   const victim = providers[0]!
   let killedAfter: number | undefined
+  let startedOnVictim = 0
   const outcome = await node.requestor.runJob(
     { ...spec, offerWaitMs: 10_000 },
     {
       onEvent: (event) => {
+        if (event.type === 'task-started' && killedAfter === undefined && event.provider.toLowerCase() === victim.ready.address.toLowerCase()) startedOnVictim++
         // Killed as soon as it has delivered one tile, so it holds work when it dies.
         if (event.type === 'task-done' && killedAfter === undefined && event.agreeing?.some((p) => p.toLowerCase() === victim.ready.address.toLowerCase())) {
           killedAfter = event.done
@@ -81,9 +83,10 @@ test('a provider process killed mid-job loses no task: its tiles are redone else
   assert.equal(victim.child.signalCode, 'SIGKILL')
   assert.deepEqual(outcome.failures, [])
   assert.ok(outcome.results.every((r) => r !== undefined))
-  // The tiles were finished by the providers still alive; the dead one's unfinished work was retried.
-  const late = outcome.results.filter((r) => r!.provider.toLowerCase() === victim.ready.address.toLowerCase()).length
-  assert.ok(late <= killedAfter, `${late} tiles credited to the killed provider`)
+  // The tiles were finished by the providers still alive; the dead one is credited only with tiles it was sent
+  // before it died (several may come back in one answer), and all it still held was retried elsewhere.
+  const credited = outcome.results.filter((r) => r!.provider.toLowerCase() === victim.ready.address.toLowerCase()).length
+  assert.ok(credited <= startedOnVictim && startedOnVictim < tiles.length, `${credited} tiles credited to the killed provider, ${startedOnVictim} sent to it`)
 
   const runtime = createWasiRuntime({ maxWorkers: 1 })
   after(() => runtime.close())

@@ -6,6 +6,7 @@
 import { z } from 'zod'
 import { hexSchema } from '../identity/wire-schemas.ts'
 import { debitNoteSchema } from '../market/billing.ts'
+import { defineBlobProtocol } from '../net/blob-protocol.ts'
 import { defineProtocol } from '../net/protocol.ts'
 
 const contentId = z.string().regex(/^sha256:[0-9a-f]{64}$/, 'expected a content id sha256:<64 hex digits>')
@@ -90,16 +91,57 @@ export const runTaskProtocol = defineProtocol({
   signed: true,
 })
 
+/** Most tasks one run-tasks request carries. */
+export const maxTasksPerBatch = 64
+
+/** One task's answer within a batch: its signed-with-the-batch result, or why it did not run. */
+export const batchAnswerSchema = z.union([
+  z.strictObject({ ok: z.literal(true), result: taskResultSchema }),
+  z.strictObject({ ok: z.literal(false), code: z.string().max(100), message: z.string().max(4000) }),
+])
+export type BatchAnswer = z.output<typeof batchAnswerSchema>
+
+/**
+ * Several small tasks under one agreement in one exchange: one stream and one signature each way instead of one per
+ * task, which for tasks of a few milliseconds is most of their cost. Each task is run, checked and billed as if sent
+ * alone; the answers come back in the order of the tasks, and the provider's signature over the whole answer binds
+ * every result in it.
+ */
+export const runTasksProtocol = defineProtocol({
+  id: '/hearth/exec/run-tasks/1',
+  request: z.strictObject({ tasks: z.array(runTaskRequestSchema).min(1).max(maxTasksPerBatch) }),
+  response: z.strictObject({ answers: z.array(batchAnswerSchema).max(maxTasksPerBatch) }),
+  maxRequestBytes: maxActivityBytes,
+  maxResponseBytes: maxActivityBytes,
+  timeoutMs: 3_700_000,
+  signed: true,
+})
+
 /** Largest chunk one fetch-blob answer carries. */
 export const maxBlobChunkBytes = 4 * 1024 * 1024
 
+const fetchBlobRequestSchema = z.strictObject({ contentId, offset: z.number().int().nonnegative(), maxBytes: z.number().int().positive().max(maxBlobChunkBytes) })
+
 /**
  * The provider fetches a package it does not hold (a wasi module, an image archive) from the requestor that asked it
- * to run one, chunk by chunk, so a broken connection costs only the chunk in flight (see transfer.ts).
+ * to run one, chunk by chunk, so a broken connection costs only the chunk in flight (see transfer.ts). The chunk's
+ * bytes follow a small JSON header as a binary frame of their own. The header's `bodyBytes` (see blob-protocol.ts) is
+ * the chunk's length; the requester bounds it by the `maxBytes` it asked for.
  */
+export const fetchBlobBinaryProtocol = defineBlobProtocol({
+  id: '/hearth/exec/fetch-blob/3',
+  request: fetchBlobRequestSchema,
+  header: z.strictObject({ contentId, totalBytes: z.number().int().nonnegative(), offset: z.number().int().nonnegative() }),
+  maxRequestBytes: 1024,
+  maxHeaderBytes: 1024,
+  maxBodyBytes: maxBlobChunkBytes,
+  timeoutMs: 60_000,
+})
+
+/** The same as fetch-blob/3 with the chunk as base64 inside JSON (5x slower); still served for older providers. */
 export const fetchBlobProtocol = defineProtocol({
   id: '/hearth/exec/fetch-blob/2',
-  request: z.strictObject({ contentId, offset: z.number().int().nonnegative(), maxBytes: z.number().int().positive().max(maxBlobChunkBytes) }),
+  request: fetchBlobRequestSchema,
   response: z.strictObject({ contentId, totalBytes: z.number().int().nonnegative(), offset: z.number().int().nonnegative(), dataBase64: base64 }),
   maxRequestBytes: 1024,
   maxResponseBytes: Math.ceil((maxBlobChunkBytes * 4) / 3) + 1024,

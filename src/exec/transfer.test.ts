@@ -3,10 +3,16 @@ import { randomBytes } from 'node:crypto'
 import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { after, test } from 'node:test'
+import { after, before, describe, test } from 'node:test'
+import type { Stream } from '@libp2p/interface'
 import { isHearthError } from '../errors.ts'
+import { generateIdentity } from '../identity/node-identity.ts'
+import { serveBlobProtocol } from '../net/blob-protocol.ts'
+import { createHost, type Host } from '../net/host.ts'
+import { encodeJsonFrame, jsonFrames } from '../net/json-frames.ts'
+import { fetchBlobBinaryProtocol, fetchBlobProtocol, maxBlobChunkBytes } from './activity-protocols.ts'
 import { sha256Hex } from './content-hash.ts'
-import { fetchResumable, type Chunk } from './transfer.ts'
+import { blobChunks, fetchResumable, type Chunk } from './transfer.ts'
 
 const dir = await mkdtemp(join(tmpdir(), 'hearth-transfer-'))
 after(() => rm(dir, { recursive: true, force: true }))
@@ -105,4 +111,95 @@ test('a short answer from the sender drops the chunks asked ahead and the transf
   assert.equal(result.fetchedBytes, blob.length)
   assert.ok((await readFile(path)).equals(blob))
   assert.ok(s.state.asked.includes(2.5 * (1 << 20)), `asked ${s.state.asked.join(', ')}`)
+})
+
+describe('over the network: fetch-blob/3, and /2 for a peer without it', () => {
+  let provider: Host
+  let requestor: Host
+  let older: Host
+  let hostile: Host
+  const served: Record<string, number> = { 2: 0, 3: 0 }
+  const serveV2 = (host: Host): Promise<void> => host.handle(fetchBlobProtocol, ({ contentId: id, offset, maxBytes }) => {
+    served[2]!++
+    return { contentId: id, totalBytes: blob.length, offset, dataBase64: Buffer.from(blob.subarray(offset, offset + maxBytes)).toString('base64') }
+  })
+  /** What the hostile sender writes on the stream after the request, given the chunk it was asked for. */
+  let misbehave: (stream: Stream, offset: number, maxBytes: number) => Promise<void> = async () => {}
+  const header = (offset: number, bodyBytes: number): Uint8Array => encodeJsonFrame({ ok: true, header: { contentId, totalBytes: blob.length, offset }, bodyBytes })
+
+  before(async () => {
+    const hosts = await Promise.all([0, 1, 2, 3].map(() => createHost({ identity: generateIdentity() })))
+    await Promise.all(hosts.map((host) => host.start()))
+    ;[provider, requestor, older, hostile] = hosts as [Host, Host, Host, Host]
+    // As the requestor serves them (requestor.ts start()), without its per-agreement allow-list.
+    await serveBlobProtocol({ libp2p: requestor.libp2p }, fetchBlobBinaryProtocol, ({ contentId: id, offset, maxBytes }) => {
+      served[3]!++
+      return { header: { contentId: id, totalBytes: blob.length, offset }, body: blob.subarray(offset, offset + maxBytes) }
+    })
+    await serveV2(requestor)
+    await serveV2(older)
+    await hostile.libp2p.handle(fetchBlobBinaryProtocol.id, async (stream) => {
+      try {
+        const { offset, maxBytes } = (await jsonFrames(stream, 1024).read()).value as { offset: number; maxBytes: number }
+        await misbehave(stream, offset, maxBytes)
+        await stream.close()
+      } catch (error) {
+        stream.abort(error as Error)
+      }
+    })
+  })
+  after(() => Promise.all([provider, requestor, older, hostile].map((host) => host?.stop())))
+
+  test('a blob moves as raw bytes over fetch-blob/3 from a peer that serves it', async () => {
+    const path = join(dir, 'net-3')
+    served[2] = 0
+    served[3] = 0
+    const result = await fetchResumable({ contentId, path, maxBytes: 64 << 20, chunkBytes: maxBlobChunkBytes, fetchChunk: blobChunks(provider, requestor.multiaddrs()[0]!, contentId) })
+    assert.equal(result.fetchedBytes, blob.length)
+    assert.ok((await readFile(path)).equals(blob))
+    assert.deepEqual(served, { 2: 0, 3: 2 })
+  })
+
+  test('a peer that does not serve /3 is asked over /2 from then on', async () => {
+    const path = join(dir, 'net-2')
+    served[2] = 0
+    served[3] = 0
+    const result = await fetchResumable({ contentId, path, maxBytes: 64 << 20, chunkBytes: 1 << 20, chunksInFlight: 1, fetchChunk: blobChunks(provider, older.multiaddrs()[0]!, contentId) })
+    assert.equal(result.fetchedBytes, blob.length)
+    assert.ok((await readFile(path)).equals(blob))
+    assert.deepEqual(served, { 2: 6, 3: 0 })
+  })
+
+  test('a sender that sends more than it declared stops the transfer, and only good bytes stay in .part', async () => {
+    // Honest for the first chunk; from then on each body is longer than its header says.
+    misbehave = async (stream, offset, maxBytes) => {
+      await jsonFrames(stream, 1024).writeFrames([header(offset, maxBytes), offset === 0 ? blob.subarray(0, maxBytes) : new Uint8Array(maxBytes + 1)])
+    }
+    const path = join(dir, 'net-long')
+    await assert.rejects(
+      fetchResumable({ contentId, path, maxBytes: 64 << 20, chunkBytes: 1 << 20, chunksInFlight: 1, fetchChunk: blobChunks(provider, hostile.multiaddrs()[0]!, contentId) }),
+      (e) => isHearthError(e, 'HEARTH_ERR_NET_REMOTE') && isHearthError(e.cause, 'HEARTH_ERR_NET_MESSAGE_TOO_LARGE') && /stopped at byte 1048576/.test(e.message),
+    )
+    assert.ok((await readFile(`${path}.part`)).equals(blob.subarray(0, 1 << 20)))
+  })
+
+  test('a truncated stream fails the chunk; the next transfer resumes from the good prefix and completes', async () => {
+    // The body's length prefix promises the whole chunk; the sender ends the stream halfway through it.
+    misbehave = async (stream, offset, maxBytes) => {
+      const frames = jsonFrames(stream, 1024)
+      if (offset === 0) return frames.writeFrames([header(offset, maxBytes), blob.subarray(0, maxBytes)])
+      await frames.write(header(offset, maxBytes))
+      stream.send(Uint8Array.from([0x80, 0x80, 0x40])) // varint 1 MiB
+      stream.send(blob.subarray(offset, offset + (maxBytes >> 1)))
+    }
+    const path = join(dir, 'net-short')
+    await assert.rejects(
+      fetchResumable({ contentId, path, maxBytes: 64 << 20, chunkBytes: 1 << 20, chunksInFlight: 1, fetchChunk: blobChunks(provider, hostile.multiaddrs()[0]!, contentId) }),
+      (e) => isHearthError(e, 'HEARTH_ERR_NET_REMOTE') && isHearthError(e.cause, 'HEARTH_ERR_NET_MESSAGE_INVALID') && /stream ended before a complete frame/.test(e.cause.message),
+    )
+    assert.ok((await readFile(`${path}.part`)).equals(blob.subarray(0, 1 << 20)))
+    const rest = await fetchResumable({ contentId, path, maxBytes: 64 << 20, chunkBytes: 1 << 20, fetchChunk: blobChunks(provider, requestor.multiaddrs()[0]!, contentId) })
+    assert.equal(rest.fetchedBytes, blob.length - (1 << 20))
+    assert.ok((await readFile(path)).equals(blob))
+  })
 })

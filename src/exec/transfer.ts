@@ -2,12 +2,17 @@
  * Content-addressed transfer: a blob named by its sha256 content id is fetched in chunks into a `.part` file, resumed
  * from where it stopped after a broken connection (the `.part` file survives a restart too), bounded in size, and
  * checked against its id before it is renamed into place. Nothing unverified is ever read as a package.
+ * `blobChunks` asks a peer for those chunks over fetch-blob/3 (raw bytes), or fetch-blob/2 where the peer is older.
  */
-import { createHash } from 'node:crypto'
+import { createHash, type Hash } from 'node:crypto'
 import { createReadStream } from 'node:fs'
 import { mkdir, open, rename, rm, stat } from 'node:fs/promises'
 import { dirname } from 'node:path'
-import { HearthError } from '../errors.ts'
+import { HearthError, isHearthError } from '../errors.ts'
+import { requestBlob } from '../net/blob-protocol.ts'
+import type { PeerTarget } from '../net/dial-target.ts'
+import type { Host } from '../net/host.ts'
+import { fetchBlobBinaryProtocol, fetchBlobProtocol } from './activity-protocols.ts'
 
 export interface Chunk {
   /** Size of the whole blob, as the sender states it (checked against the bound and the content id). */
@@ -40,10 +45,12 @@ export interface FetchResumableResult {
   fetchedBytes: number
 }
 
-async function sha256OfFile(path: string): Promise<string> {
+/** A running sha256 over what `path` holds so far (nothing when it does not exist). */
+async function sha256Of(path: string): Promise<Hash> {
   const hash = createHash('sha256')
-  for await (const chunk of createReadStream(path)) hash.update(chunk as Buffer)
-  return `sha256:${hash.digest('hex')}`
+  const exists = (await stat(path).catch(() => undefined)) !== undefined
+  if (exists) for await (const chunk of createReadStream(path)) hash.update(chunk as Buffer)
+  return hash
 }
 
 export async function fetchResumable(init: FetchResumableInit): Promise<FetchResumableResult> {
@@ -53,6 +60,8 @@ export async function fetchResumable(init: FetchResumableInit): Promise<FetchRes
   const partPath = `${init.path}.part`
   await mkdir(dirname(init.path), { recursive: true })
   let offset = (await stat(partPath).catch(() => undefined))?.size ?? 0
+  // The hash runs along with the writes (the resumed prefix first), so the blob is not read back at the end.
+  const hash = await sha256Of(partPath)
   let totalBytes: number | undefined
   let fetchedBytes = 0
   let stopped = false
@@ -110,6 +119,7 @@ export async function fetchResumable(init: FetchResumableInit): Promise<FetchRes
         throw new HearthError('HEARTH_ERR_EXEC_PACKAGE_HASH', `the sender of ${init.contentId} sent more than the stated ${totalBytes} bytes`)
       }
       await file.write(chunk.data)
+      hash.update(chunk.data)
       offset += chunk.data.length
       fetchedBytes += chunk.data.length
     }
@@ -117,11 +127,38 @@ export async function fetchResumable(init: FetchResumableInit): Promise<FetchRes
     stopped = true
     await file.close()
   }
-  if ((await sha256OfFile(partPath)) !== init.contentId) {
+  if (`sha256:${hash.digest('hex')}` !== init.contentId) {
     // A wrong blob is no base to resume from.
     await rm(partPath, { force: true })
     throw new HearthError('HEARTH_ERR_EXEC_PACKAGE_HASH', `the blob received for ${init.contentId} has another hash`)
   }
   await rename(partPath, init.path)
   return { path: init.path, fetchedBytes }
+}
+
+/**
+ * Chunks of `contentId` from the peer `from`, for fetchResumable: over fetch-blob/3, whose bytes travel unencoded;
+ * a peer that does not serve /3 (an older requestor) is asked over fetch-blob/2 from then on.
+ */
+export function blobChunks(host: Pick<Host, 'libp2p' | 'request'>, from: PeerTarget, contentId: string): (offset: number, maxBytes: number) => Promise<Chunk> {
+  let binary = true
+  return async (offset, maxBytes) => {
+    if (binary) {
+      try {
+        const { header, body } = await requestBlob({ libp2p: host.libp2p }, from, fetchBlobBinaryProtocol, { contentId, offset, maxBytes }, { maxBodyBytes: maxBytes })
+        if (header.contentId !== contentId) {
+          throw new HearthError('HEARTH_ERR_EXEC_PACKAGE_HASH', `asked for ${contentId}, the sender answered with a chunk of ${header.contentId}`)
+        }
+        return { totalBytes: header.totalBytes, offset: header.offset, data: body }
+      } catch (error) {
+        if (!(isHearthError(error, 'HEARTH_ERR_NET_DIAL') && error.details?.reason === 'unsupported-protocol')) throw error
+        binary = false
+      }
+    }
+    const chunk = await host.request(from, fetchBlobProtocol, { contentId, offset, maxBytes })
+    if (chunk.contentId !== contentId) {
+      throw new HearthError('HEARTH_ERR_EXEC_PACKAGE_HASH', `asked for ${contentId}, the sender answered with a chunk of ${chunk.contentId}`)
+    }
+    return { totalBytes: chunk.totalBytes, offset: chunk.offset, data: Buffer.from(chunk.dataBase64, 'base64') }
+  }
 }

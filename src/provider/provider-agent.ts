@@ -9,7 +9,7 @@ import { randomUUID } from 'node:crypto'
 import { lstat, mkdir, readFile, rm, writeFile } from 'node:fs/promises'
 import { dirname, join, resolve, sep } from 'node:path'
 import type { Address, Hex } from 'viem'
-import { HearthError, isHearthError } from '../errors.ts'
+import { HearthError, isHearthError, toHearthError } from '../errors.ts'
 import { hashCanonical } from '../identity/canonical-json.ts'
 import type { NodeIdentity } from '../identity/node-identity.ts'
 import { signPayload, verifySigned } from '../identity/signed.ts'
@@ -28,15 +28,15 @@ import type { DebitNote, Invoice } from '../market/billing.ts'
 
 type NegotiateAnswer = z.input<typeof negotiateProtocol.response>
 import {
-  fetchBlobProtocol,
   maxBlobChunkBytes,
   runTaskProtocol,
+  runTasksProtocol,
   type FileBlob,
   type RunTaskRequest,
   type TaskResult,
 } from '../exec/activity-protocols.ts'
 import { sha256Hex } from '../exec/content-hash.ts'
-import { fetchResumable } from '../exec/transfer.ts'
+import { blobChunks, fetchResumable } from '../exec/transfer.ts'
 import { createPackageCache } from '../exec/package-cache.ts'
 import { detectGpus, type GpuInfo } from '../exec/gpu.ts'
 import type { WasiRuntime } from '../exec/wasi-runtime.ts'
@@ -256,6 +256,14 @@ export function createProviderAgent(init: ProviderAgentInit): ProviderAgent {
         : maxTotalDiskBytes !== undefined && diskInUse + diskBytes > maxTotalDiskBytes
           ? `disk: ${diskInUse} bytes in use + ${diskBytes} asked > ${maxTotalDiskBytes} lent`
           : undefined
+    // A task asking more than all the owner lends never fits here: not busy, or its requestor would wait for room forever.
+    const never = (maxTotalMemoryBytes !== undefined && memoryBytes > maxTotalMemoryBytes) || (maxTotalDiskBytes !== undefined && diskBytes > maxTotalDiskBytes)
+    if (over !== undefined && never) {
+      throw new HearthError('HEARTH_ERR_PROVIDER_TOO_SMALL', `this provider has no room for the task now (${over}) and never will: the task alone asks more than it lends to all its tasks together`, {
+        hint: 'run the task on a provider that lends more, or ask for less memory (maxMemoryBytes) or output (maxOutputBytes)',
+        details: { memoryBytes, diskBytes, maxTotalMemoryBytes, maxTotalDiskBytes },
+      })
+    }
     if (over !== undefined) {
       throw new HearthError('HEARTH_ERR_PROVIDER_BUSY', `this provider has no room for the task now (${over})`, {
         hint: 'run the task on another provider, or try this one once its running tasks finish',
@@ -391,10 +399,8 @@ export function createProviderAgent(init: ProviderAgentInit): ProviderAgent {
         path,
         maxBytes: maxPackageBytes,
         chunkBytes: maxBlobChunkBytes,
-        fetchChunk: async (offset, maxBytes) => {
-          const chunk = await host.request(from, fetchBlobProtocol, { contentId, offset, maxBytes })
-          return { totalBytes: chunk.totalBytes, offset: chunk.offset, data: Buffer.from(chunk.dataBase64, 'base64') }
-        },
+        // fetch-blob/3 (raw bytes), or /2 from a requestor that does not speak /3.
+        fetchChunk: blobChunks(host, from, contentId),
       })
       // A new package may push the cache past its bounds: the least recently used others make room.
       void packages.evict().catch(() => undefined)
@@ -675,6 +681,17 @@ export function createProviderAgent(init: ProviderAgentInit): ProviderAgent {
       })
 
       await host.handle(runTaskProtocol, (request, ctx) => runTask(request, ctx.remoteAddress, ctx.peerId, ctx.signal))
+      // A batch: each task runs (and is refused, checked and billed) exactly as if it came alone.
+      await host.handle(runTasksProtocol, async ({ tasks }, ctx) => {
+        const settled = await Promise.allSettled(tasks.map((task) => runTask(task, ctx.remoteAddress, ctx.peerId, ctx.signal)))
+        return {
+          answers: settled.map((outcome) => {
+            if (outcome.status === 'fulfilled') return { ok: true as const, result: outcome.value }
+            const error = toHearthError(outcome.reason)
+            return { ok: false as const, code: error.code, message: error.shortMessage.slice(0, 4000) }
+          }),
+        }
+      })
 
       // ExeScript activities: the same checks as a task before any work, billed as one task each.
       activityService = createActivityService({
@@ -746,7 +763,7 @@ export function createProviderAgent(init: ProviderAgentInit): ProviderAgent {
       if (claimTimer !== undefined) clearInterval(claimTimer)
       await activityService?.stop()
       await Promise.allSettled(settling.values())
-      for (const protocol of [negotiateProtocol, cancelAgreementProtocol, runTaskProtocol, voucherProtocol, settleProtocol]) {
+      for (const protocol of [negotiateProtocol, cancelAgreementProtocol, runTaskProtocol, runTasksProtocol, voucherProtocol, settleProtocol]) {
         await host.unhandle(protocol).catch(() => undefined)
       }
       if (init.market === undefined) await market.stop()

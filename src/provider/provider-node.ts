@@ -12,6 +12,7 @@ import type { Address } from 'viem'
 import { parseEther } from 'viem'
 import { HearthError } from '../errors.ts'
 import { loadOrCreateIdentity } from '../identity/node-identity.ts'
+import type { DebitNote } from '../market/billing.ts'
 import type { Pricing } from '../market/pricing.ts'
 import { createHost, type Host } from '../net/host.ts'
 import { createWasiRuntime } from '../exec/wasi-runtime.ts'
@@ -284,6 +285,12 @@ export async function startProviderNode(init: ProviderNodeInit): Promise<Provide
       }
     }
 
+    /** Whether a debit note this run sent is not yet covered by a voucher. */
+    const awaitingVouchers = (): boolean =>
+      store.paymentDocuments
+        .list({ kind: 'debit-note' })
+        .some((note) => note.createdAtMs >= startedAtMs && BigInt((note.document as DebitNote).amountDueWei) > (store.vouchers.latest(note.agreementId)?.cumulativeWei ?? 0n))
+
     let resolveStopped!: (report: StopReport) => void
     const stopped = new Promise<StopReport>((resolve) => (resolveStopped = resolve))
     let stopping: Promise<StopReport> | undefined
@@ -295,7 +302,18 @@ export async function startProviderNode(init: ProviderNodeInit): Promise<Provide
         const deadline = Date.now() + (init.stopGraceMs ?? 30_000)
         while (agent.running().tasks > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100))
         const handedBack = agent.running().tasks
-        if (handedBack > 0) await agent.pause('the provider is stopping', { handBack: true })
+        if (handedBack > 0) {
+          await agent.pause('the provider is stopping', { handBack: true })
+          // A handed-back task answers its requestor (retry elsewhere) once its run is killed; the host stays up until
+          // then (and a moment more for the answer to be written), else the requestor sees only a closed stream.
+          const answered = Date.now() + 10_000
+          while (agent.running().tasks > 0 && Date.now() < answered) await new Promise((r) => setTimeout(r, 20))
+          await new Promise((r) => setTimeout(r, 100))
+        }
+        // A requestor answers a finished task's debit note with a voucher right after the result: those on their way
+        // are waited for (a little), so that what the tasks earned is claimed now rather than at the next start.
+        const vouchersDue = Date.now() + 5_000
+        while (awaitingVouchers() && Date.now() < vouchersDue) await new Promise((r) => setTimeout(r, 50))
         // What requestors have signed over is claimed before the node goes: a restart would claim it too, but the
         // owner may not restart before the agreements expire.
         const claimed = await agent.claimOutstanding().catch(() => [])

@@ -19,8 +19,9 @@ import { compileConstraints } from '../market/constraints/evaluate.ts'
 import { matchDemandOffer } from '../market/constraints/match.ts'
 import type { Properties } from '../market/constraints/properties.ts'
 import { slaConstraints, type Sla } from '../market/sla.ts'
+import { serveBlobProtocol } from '../net/blob-protocol.ts'
 import type { Host } from '../net/host.ts'
-import { fetchBlobProtocol, runTaskProtocol, type RunTaskRequest, type TaskResult } from '../exec/activity-protocols.ts'
+import { fetchBlobBinaryProtocol, fetchBlobProtocol, maxTasksPerBatch, runTaskProtocol, runTasksProtocol, type BatchAnswer, type RunTaskRequest, type TaskResult } from '../exec/activity-protocols.ts'
 import { sha256Hex } from '../exec/content-hash.ts'
 import { approveEscrow, chainTimeSec, getEscrow, openEscrows, refundEscrow, tokenBalanceOf, type EscrowContext } from '../payment/escrow.ts'
 import { settleProtocol, voucherProtocol } from '../payment/payment-protocols.ts'
@@ -31,6 +32,7 @@ import type { JobEventListener } from './events.ts'
 import { dispatch, type Attempt, type DispatchSlot } from './dispatch.ts'
 import { createLocalRunner } from './local-runner.ts'
 import { comparableContentId } from './image-key.ts'
+import { storedTaskResult } from './stored-result.ts'
 import type { ReputationBook } from './reputation.ts'
 import type { TaskOutcome, TaskRunner, TaskRunOptions, TaskSpec } from './task-runner.ts'
 
@@ -238,8 +240,7 @@ function taskDigest(task: TaskSpec): unknown {
 
 /** A stored, provider-signed result as the outcome it was when accepted (a resumed job's finished tasks). */
 function outcomeFromSaved(document: unknown, taskIndex: number, provider: string): TaskOutcome {
-  const envelope = document as { payload: TaskResult }
-  const result = envelope.payload
+  const result = storedTaskResult(document)
   return {
     taskIndex,
     provider: provider as Address,
@@ -575,13 +576,16 @@ export function createRequestor(init: RequestorInit): Requestor {
       emit({ type: 'phase', message: `running ${total} ${phase}${done > 0 ? ` (${done} done before)` : ''}` })
       emit({ type: 'batch', phase, total, done })
 
-      const attempt = async (slot: Slot, index: number, signal: AbortSignal): Promise<Attempt<Delivered>> => {
+      /** The latest tasks' run times as the providers metered them (a ring of 256). */
+      const computeSamples: number[] = []
+      let computeCount = 0
+
+      const buildRequest = (slot: Slot, index: number): RunTaskRequest => {
         const task = tasks[index]!
-        const globalIndex = base + index
-        const request: RunTaskRequest = {
+        return {
           agreementId: slot.agreement.id,
           jobId,
-          taskIndex: globalIndex,
+          taskIndex: base + index,
           activityId: randomUUID(),
           runtime: spec.runtime,
           ...(batchPackageId === undefined ? {} : { packageId: batchPackageId }),
@@ -600,65 +604,111 @@ export function createRequestor(init: RequestorInit): Requestor {
           maxMemoryBytes: spec.maxMemoryBytes,
           maxOutputBytes: spec.maxOutputBytes,
         }
+      }
+
+      /** A provider's signed result for one task, checked (and perhaps spot-checked) on its way to a verdict. */
+      const accept = async (slot: Slot, index: number, request: RunTaskRequest, result: TaskResult, envelope: unknown, roundTripMs: number): Promise<Attempt<Delivered>> => {
+        checkResult(result, request, roundTripMs)
+        if (result.debitNote !== undefined) slot.pendingNote = result.debitNote
+        const outcome: TaskOutcome = {
+          taskIndex: index,
+          provider: slot.offer.provider as Address,
+          agreementId: slot.agreement.id as Hex,
+          exitCode: result.exitCode,
+          outputs: result.outputs.map((o) => ({ path: o.path, data: Buffer.from(o.dataBase64, 'base64') })),
+          missingOutputs: result.missingOutputs,
+          stdout: Buffer.from(result.stdoutBase64, 'base64'),
+          stderr: Buffer.from(result.stderrBase64, 'base64'),
+          usage: result.usage,
+          roundTripMs,
+          attempts: 0,
+        }
+        const key = resultKey(outcome)
+        if (computeSamples.length < 256) computeSamples.push(result.usage.durationMs)
+        else computeSamples[computeCount % 256] = result.usage.durationMs
+        computeCount++
+        // A spot check: this machine computes the same task and compares. The provider cannot tell it apart from
+        // any other task, so a provider that cheats now and then is caught in proportion.
+        if (spotChecker !== undefined && random() < spotCheckRate * (reputation?.checkProbability(slot.provider) ?? 1)) {
+          figures.spotChecks++
+          const [local] = await spotChecker.run([tasks[index]!], { phase: 'spot check', ...(batchOptions.package === undefined ? { package: spec.package } : { package: batchOptions.package }) })
+          const localKey = resultKey(local!)
+          if (localKey !== key) {
+            figures.spotRejected++
+            figures.rejected++
+            slot.rejected++
+            reputation?.record(slot.provider, 'invalid')
+            emit({ type: 'task-rejected', taskIndex: base + index, provider: slot.provider, reason: 'a local recompute gave other outputs' })
+            return { ok: false, message: `${slot.provider} returned a result that a local recompute contradicts`, taskAtFault: false, providerAtFault: true }
+          }
+          spotChecked.add(index)
+        }
+        return { ok: true, result: { slot, outcome, envelope, usage: result.usage }, key, elapsedMs: roundTripMs }
+      }
+
+      /** Why an attempt failed, and whose doing it was. */
+      const failure = async (slot: Slot, error: unknown, signal: AbortSignal): Promise<Attempt<Delivered>> => {
+        const hearthError = toHearthError(error)
+        const remoteCode = hearthError.details?.remoteCode
+        const taskAtFault = typeof remoteCode === 'string' && taskFaultCodes.has(remoteCode)
+        const message = taskAtFault ? String(hearthError.details?.remoteMessage ?? hearthError.shortMessage) : hearthError.shortMessage
+        const timedOut = hearthError.code === 'HEARTH_ERR_NET_TIMEOUT'
+        // A provider whose owner came back (paused) or that has no room right now declined the task: no mark
+        // against it, but a paused one gets no more work from this job, and either way the task goes elsewhere.
+        const declined = remoteCode === 'HEARTH_ERR_PROVIDER_PAUSED' || remoteCode === 'HEARTH_ERR_PROVIDER_BUSY' || remoteCode === 'HEARTH_ERR_PROVIDER_TOO_SMALL'
+        if (!taskAtFault && !declined && !signal.aborted) reputation?.record(slot.provider, timedOut ? 'timeout' : 'failed')
+        if (remoteCode === 'HEARTH_ERR_PROVIDER_TOO_SMALL') {
+          // It lends too little for this job's tasks: no more of them go there, and the task is not at fault.
+          return { ok: false, message, taskAtFault: false, providerAtFault: true, declined: true }
+        }
+        if (remoteCode === 'HEARTH_ERR_PROVIDER_BUSY') {
+          // Full for now: the task goes elsewhere, and this provider is asked again a little later.
+          await new Promise((resolve) => setTimeout(resolve, 250))
+          return { ok: false, message, taskAtFault: false, providerAtFault: false, declined: true }
+        }
+        // A provider that fails twice in a row gets no more tasks from this job; a task that broke its own sandbox
+        // limits is the task's doing, not the provider's. A result that fails its own checks is the provider's.
+        const providerAtFault =
+          remoteCode === 'HEARTH_ERR_PROVIDER_PAUSED' || (!taskAtFault && (hearthError.code === 'HEARTH_ERR_SIGNATURE_INVALID' || ++slot.failures >= 2))
+        return { ok: false, message, taskAtFault, providerAtFault }
+      }
+
+      const attempt = async (slot: Slot, index: number, signal: AbortSignal): Promise<Attempt<Delivered>> => {
+        const request = buildRequest(slot, index)
         const sentAt = performance.now()
         try {
           const exchange = await host.exchange(slot.peer, runTaskProtocol, request, { timeoutMs: spec.timeoutMs + taskNetworkSlackMs, signal })
-          const result = exchange.response
-          const roundTripMs = performance.now() - sentAt
-          checkResult(result, request, roundTripMs)
-          if (result.debitNote !== undefined) slot.pendingNote = result.debitNote
-          const outcome: TaskOutcome = {
-            taskIndex: index,
-            provider: slot.offer.provider as Address,
-            agreementId: slot.agreement.id as Hex,
-            exitCode: result.exitCode,
-            outputs: result.outputs.map((o) => ({ path: o.path, data: Buffer.from(o.dataBase64, 'base64') })),
-            missingOutputs: result.missingOutputs,
-            stdout: Buffer.from(result.stdoutBase64, 'base64'),
-            stderr: Buffer.from(result.stderrBase64, 'base64'),
-            usage: result.usage,
-            roundTripMs,
-            attempts: 0,
-          }
-          const key = resultKey(outcome)
-          // A spot check: this machine computes the same task and compares. The provider cannot tell it apart from
-          // any other task, so a provider that cheats now and then is caught in proportion.
-          if (spotChecker !== undefined && random() < spotCheckRate * (reputation?.checkProbability(slot.provider) ?? 1)) {
-            figures.spotChecks++
-            const [local] = await spotChecker.run([task], { phase: 'spot check', ...(batchOptions.package === undefined ? { package: spec.package } : { package: batchOptions.package }) })
-            const localKey = resultKey(local!)
-            if (localKey !== key) {
-              figures.spotRejected++
-              figures.rejected++
-              slot.rejected++
-              reputation?.record(slot.provider, 'invalid')
-              emit({ type: 'task-rejected', taskIndex: globalIndex, provider: slot.provider, reason: 'a local recompute gave other outputs' })
-              return { ok: false, message: `${slot.provider} returned a result that a local recompute contradicts`, taskAtFault: false, providerAtFault: true }
-            }
-            spotChecked.add(index)
-          }
-          return { ok: true, result: { slot, outcome, envelope: exchange.envelope, usage: result.usage }, key, elapsedMs: roundTripMs }
+          return await accept(slot, index, request, exchange.response, exchange.envelope, performance.now() - sentAt)
         } catch (error) {
-          const hearthError = toHearthError(error)
-          const remoteCode = hearthError.details?.remoteCode
-          const taskAtFault = typeof remoteCode === 'string' && taskFaultCodes.has(remoteCode)
-          const message = taskAtFault ? String(hearthError.details?.remoteMessage ?? hearthError.shortMessage) : hearthError.shortMessage
-          const timedOut = hearthError.code === 'HEARTH_ERR_NET_TIMEOUT'
-          // A provider whose owner came back (paused) or that has no room right now declined the task: no mark
-          // against it, but a paused one gets no more work from this job, and either way the task goes elsewhere.
-          const declined = remoteCode === 'HEARTH_ERR_PROVIDER_PAUSED' || remoteCode === 'HEARTH_ERR_PROVIDER_BUSY'
-          if (!taskAtFault && !declined && !signal.aborted) reputation?.record(slot.provider, timedOut ? 'timeout' : 'failed')
-          // A provider that fails twice in a row gets no more tasks from this job; a task that broke its own sandbox
-          // limits is the task's doing, not the provider's. A result that fails its own checks is the provider's.
-          if (remoteCode === 'HEARTH_ERR_PROVIDER_BUSY') {
-            // Full for now: the task goes elsewhere, and this provider is asked again a little later.
-            await new Promise((resolve) => setTimeout(resolve, 250))
-            return { ok: false, message, taskAtFault: false, providerAtFault: false, declined: true }
-          }
-          const providerAtFault =
-            remoteCode === 'HEARTH_ERR_PROVIDER_PAUSED' || (!taskAtFault && (hearthError.code === 'HEARTH_ERR_SIGNATURE_INVALID' || ++slot.failures >= 2))
-          return { ok: false, message, taskAtFault, providerAtFault }
+          return failure(slot, error, signal)
         }
+      }
+
+      /** Several tasks in one signed exchange; each answer is then judged as if it came alone. */
+      const attemptMany = async (slot: Slot, indices: number[], signal: AbortSignal): Promise<Attempt<Delivered>[]> => {
+        const requests = indices.map((index) => buildRequest(slot, index))
+        const sentAt = performance.now()
+        let exchange: { response: { answers: BatchAnswer[] }; envelope: unknown }
+        try {
+          exchange = await host.exchange(slot.peer, runTasksProtocol, { tasks: requests }, { timeoutMs: spec.timeoutMs * indices.length + taskNetworkSlackMs, signal })
+          if (exchange.response.answers.length !== requests.length) {
+            throw new HearthError('HEARTH_ERR_SIGNATURE_INVALID', `the provider answered ${exchange.response.answers.length} of ${requests.length} tasks`)
+          }
+        } catch (error) {
+          const failed = await failure(slot, error, signal)
+          return indices.map(() => failed)
+        }
+        const roundTripMs = performance.now() - sentAt
+        return Promise.all(
+          exchange.response.answers.map(async (answer, i) => {
+            if (!answer.ok) {
+              const remote = new HearthError('HEARTH_ERR_NET_REMOTE', answer.message, { details: { remoteCode: answer.code, remoteMessage: answer.message } })
+              return failure(slot, remote, signal)
+            }
+            // The batch's signed answer is what binds this result: it is kept with it.
+            return accept(slot, indices[i]!, requests[i]!, answer.result, { batch: exchange.envelope, index: i }, roundTripMs).catch((error: unknown) => failure(slot, error, signal))
+          }),
+        )
       }
 
       const outcome = await dispatch<Delivered>({
@@ -671,6 +721,15 @@ export function createRequestor(init: RequestorInit): Requestor {
         maxFailures: spec.maxAttempts ?? 3,
         ...(options.signal === undefined ? {} : { signal: options.signal }),
         run: (slot, index, signal) => attempt(slot as Slot, index, signal),
+        runBatch: (slot, indices, signal) => attemptMany(slot as Slot, indices, signal),
+        // Tasks of a few milliseconds go several to a request, so that its fixed cost (a stream, two signatures) is
+        // shared; anything slower goes alone, where batching would only delay results.
+        batchSize: () => {
+          // Judged by the providers' own metering (a busy network stretches round trips, not the work): a batch holds
+          // about 20 ms of compute.
+          const computeMs = medianOf(computeSamples)
+          return computeMs === undefined ? 1 : Math.min(maxTasksPerBatch, Math.max(1, Math.floor(20 / Math.max(computeMs, 0.1))))
+        },
         onStarted: (index, slot, reason) => emit({ type: 'task-started', taskIndex: base + index, provider: slot.provider, reason }),
         onAttemptFailed: (index, slot, failure, willRetry) => emit({ type: 'task-failed', taskIndex: base + index, provider: slot.provider, message: failure.message, willRetry }),
         onVerdict: async (verdict) => {
@@ -811,7 +870,7 @@ export function createRequestor(init: RequestorInit): Requestor {
       let usage = noUsage
       for (const result of saved) {
         if (result.agreementId !== agreement.id) continue
-        const payload = (result.document as { payload: TaskResult }).payload
+        const payload = storedTaskResult(result.document)
         usage = addUsage(usage, { tasks: 1, cpuMs: payload.usage.cpuMs, durationMs: payload.usage.durationMs })
       }
       const offer = market.offerBook.list((o) => o.provider.toLowerCase() === agreement.terms.provider.toLowerCase())[0]?.payload
@@ -882,18 +941,34 @@ export function createRequestor(init: RequestorInit): Requestor {
     },
     async start() {
       if (init.market === undefined) await market.start()
-      await host.handle(fetchBlobProtocol, ({ contentId, offset, maxBytes }, ctx) => {
+      // Only providers with an agreement from this requestor may fetch its blobs, over either version.
+      const blobChunk = (contentId: string, offset: number, maxBytes: number, remoteAddress: string): { totalBytes: number; chunk: Uint8Array } => {
         const bytes = blobs.get(contentId)
-        if (bytes === undefined || !allowedFetchers.has(ctx.remoteAddress.toLowerCase())) {
+        if (bytes === undefined || !allowedFetchers.has(remoteAddress.toLowerCase())) {
           throw new HearthError('HEARTH_ERR_EXEC_PACKAGE_INVALID', `this requestor does not serve ${contentId} to you`)
         }
-        const chunk = bytes.subarray(Math.min(offset, bytes.length), Math.min(offset + maxBytes, bytes.length))
-        return { contentId, totalBytes: bytes.length, offset, dataBase64: Buffer.from(chunk).toString('base64') }
+        return { totalBytes: bytes.length, chunk: bytes.subarray(Math.min(offset, bytes.length), Math.min(offset + maxBytes, bytes.length)) }
+      }
+      await serveBlobProtocol({ libp2p: host.libp2p }, fetchBlobBinaryProtocol, ({ contentId, offset, maxBytes }, ctx) => {
+        const { totalBytes, chunk } = blobChunk(contentId, offset, maxBytes, ctx.remoteAddress)
+        return { header: { contentId, totalBytes, offset }, body: chunk }
+      })
+      // fetch-blob/2 stays for providers that do not speak /3 yet.
+      await host.handle(fetchBlobProtocol, ({ contentId, offset, maxBytes }, ctx) => {
+        const { totalBytes, chunk } = blobChunk(contentId, offset, maxBytes, ctx.remoteAddress)
+        return { contentId, totalBytes, offset, dataBase64: Buffer.from(chunk).toString('base64') }
       })
     },
     async stop() {
+      await host.libp2p.unhandle(fetchBlobBinaryProtocol.id).catch(() => undefined)
       await host.unhandle(fetchBlobProtocol).catch(() => undefined)
       if (init.market === undefined) await market.stop()
     },
   }
+}
+
+function medianOf(values: readonly number[]): number | undefined {
+  if (values.length === 0) return undefined
+  const sorted = [...values].sort((a, b) => a - b)
+  return sorted[Math.floor(sorted.length / 2)]
 }

@@ -1,0 +1,352 @@
+/**
+ * Binary request/response protocols over libp2p streams: a JSON request, answered by a small JSON header followed by
+ * a body of raw bytes. For moving blobs: the bytes cross the wire as they are, with no JSON or base64 around them.
+ *
+ * Wire format (length-prefixed frames, see json-frames.ts), one stream per request:
+ * - requester → responder: one JSON frame, the request body; then the requester closes its side.
+ * - responder → requester: `{ ok: true, header, bodyBytes }` then one binary frame of exactly `bodyBytes` bytes, then
+ *   the responder closes its side; or `{ ok: false, error: { code, message, hint? } }` alone.
+ *
+ * Every frame is bounded before it is read: the request and header by their limits, the body by the size its header
+ * declares, which is itself bounded by the protocol's hard cap and the requester's own limit. A body longer or shorter
+ * than declared, or anything after it, is refused. The whole exchange has a deadline. Failures become HearthErrors on
+ * the requester and error frames (or a reset stream) on the responder; nothing escapes into libp2p.
+ */
+import './polyfill.ts'
+import type { ComponentLogger, Libp2p, Logger, PeerId, Stream } from '@libp2p/interface'
+import type { Address } from 'viem'
+import { z } from 'zod'
+import { HearthError, isHearthError } from '../errors.ts'
+import { addressFromPeerId } from '../identity/node-identity.ts'
+import { describeIssues } from './describe-issues.ts'
+import { connectTo, toDialTarget } from './dial-target.ts'
+import type { PeerTarget } from './dial-target.ts'
+import { encodeJsonFrame, FrameError, jsonFrames } from './json-frames.ts'
+import type { JsonFrameStream } from './json-frames.ts'
+
+export interface BlobProtocolSpec<Req extends z.ZodType, Head extends z.ZodType> {
+  /** `/hearth/<area>/<name>/<major>`. */
+  id: string
+  /** Schema of the request (JSON-shaped). */
+  request: Req
+  /** Schema of the header that precedes the body (JSON-shaped). */
+  header: Head
+  /** Largest request frame, in bytes of JSON. */
+  maxRequestBytes: number
+  /** Largest header frame, in bytes of JSON (the `{ ok, header, bodyBytes }` wrapper included). */
+  maxHeaderBytes: number
+  /** Hard cap on one body, whatever a header declares. */
+  maxBodyBytes: number
+  /** How long the whole exchange may take (dial, request, handler, header and body). */
+  timeoutMs: number
+  /** Streams of this protocol open at once on one connection, each way (default 32). */
+  maxConcurrentStreams?: number
+}
+
+export type BlobProtocol<Req extends z.ZodType = z.ZodType, Head extends z.ZodType = z.ZodType> =
+  Readonly<Required<BlobProtocolSpec<Req, Head>>>
+
+export interface BlobRequestContext {
+  /** The remote peer, as authenticated by the connection's noise handshake. */
+  peerId: PeerId
+  /** The Ethereum address of the remote peer's key. */
+  remoteAddress: Address
+  /** Aborts when the protocol's timeout passes or the requester goes away. */
+  signal: AbortSignal
+}
+
+export interface BlobAnswer<Head extends z.ZodType> {
+  header: z.input<Head>
+  body: Uint8Array
+}
+
+/** Throw a HearthError to refuse: its code, message and hint reach the requester. */
+export type BlobHandler<Req extends z.ZodType, Head extends z.ZodType> =
+  (request: z.output<Req>, context: BlobRequestContext) => BlobAnswer<Head> | Promise<BlobAnswer<Head>>
+
+export interface BlobDeps {
+  libp2p: Libp2p
+  logger?: ComponentLogger
+}
+
+export interface BlobRequestOptions {
+  signal?: AbortSignal
+  timeoutMs?: number
+  /** Refuse a body larger than this (below the protocol's hard cap), e.g. the size the request asked for. */
+  maxBodyBytes?: number
+}
+
+export interface BlobExchange<Head extends z.ZodType> {
+  header: z.output<Head>
+  body: Uint8Array
+  peerId: PeerId
+}
+
+const idPattern = /^\/hearth\/[a-z0-9][a-z0-9-]*\/[a-z0-9][a-z0-9-]*\/[1-9][0-9]*$/
+const errorFrameLimit = 16 * 1024
+const maxErrorText = 1000
+
+export function defineBlobProtocol<Req extends z.ZodType, Head extends z.ZodType>(spec: BlobProtocolSpec<Req, Head>): BlobProtocol<Req, Head> {
+  if (!idPattern.test(spec.id)) {
+    throw new HearthError('HEARTH_ERR_CONFIG_INVALID', `Protocol id "${spec.id}" is not of the form /hearth/<area>/<name>/<major>`, {
+      hint: 'use lower-case words and a major version, e.g. /hearth/exec/fetch-blob/3',
+      details: { id: spec.id },
+    })
+  }
+  const sizes = { maxRequestBytes: spec.maxRequestBytes, maxHeaderBytes: spec.maxHeaderBytes, maxBodyBytes: spec.maxBodyBytes, timeoutMs: spec.timeoutMs, maxConcurrentStreams: spec.maxConcurrentStreams ?? 32 }
+  for (const [name, value] of Object.entries(sizes)) {
+    if (!Number.isSafeInteger(value) || value <= 0) {
+      throw new HearthError('HEARTH_ERR_CONFIG_INVALID', `Protocol ${spec.id}: ${name} must be a positive integer, got ${String(value)}`, { details: { id: spec.id, [name]: value } })
+    }
+  }
+  return Object.freeze({ ...spec, ...sizes })
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Responder
+
+export async function serveBlobProtocol<Req extends z.ZodType, Head extends z.ZodType>(
+  deps: BlobDeps,
+  protocol: BlobProtocol<Req, Head>,
+  handler: BlobHandler<Req, Head>,
+): Promise<void> {
+  const log = (deps.logger ?? deps.libp2p.logger).forComponent(`hearth:net:blob:${protocol.id}`)
+  if (deps.libp2p.getProtocols().includes(protocol.id)) {
+    throw new HearthError('HEARTH_ERR_CONFIG_INVALID', `${protocol.id} already has a handler on this node`, {
+      hint: 'unhandle it first to replace it',
+      details: { protocol: protocol.id },
+    })
+  }
+  await deps.libp2p.handle(protocol.id, async (stream, connection) => {
+    try {
+      await respond(log, protocol, handler, stream, connection.remotePeer)
+    } catch (error) {
+      // Nothing may escape into libp2p: log, drop the stream, keep serving.
+      log.error('unexpected failure serving a request from %p - %e', connection.remotePeer, error)
+      stream.abort(error instanceof Error ? error : new Error(String(error)))
+    }
+  }, {
+    maxInboundStreams: protocol.maxConcurrentStreams,
+    maxOutboundStreams: protocol.maxConcurrentStreams,
+  })
+}
+
+async function respond<Req extends z.ZodType, Head extends z.ZodType>(
+  log: Logger,
+  protocol: BlobProtocol<Req, Head>,
+  handler: BlobHandler<Req, Head>,
+  stream: Stream,
+  peer: PeerId,
+): Promise<void> {
+  const id = protocol.id
+  const deadline = AbortSignal.timeout(protocol.timeoutMs)
+  const gone = new AbortController()
+  const onClose = (): void => gone.abort(new HearthError('HEARTH_ERR_NET_REMOTE', 'The requester closed the stream'))
+  stream.addEventListener('close', onClose, { once: true })
+  const signal = AbortSignal.any([deadline, gone.signal])
+  const frames = jsonFrames(stream, protocol.maxRequestBytes)
+  const refuse = async (error: HearthError): Promise<void> => {
+    log('refused a request from %p: %s', peer, error.shortMessage)
+    await send(stream, frames, [errorFrame(error)], signal)
+  }
+
+  try {
+    let remoteAddress: Address
+    try {
+      remoteAddress = addressFromPeerId(peer)
+    } catch (cause) {
+      return await refuse(isHearthError(cause) ? cause : new HearthError('HEARTH_ERR_IDENTITY_KEY', String(cause)))
+    }
+    let raw: unknown
+    try {
+      raw = (await frames.read({ signal })).value
+    } catch (cause) {
+      if (cause instanceof FrameError) {
+        const tooLarge = cause.failure === 'too-large'
+        return await refuse(new HearthError(tooLarge ? 'HEARTH_ERR_NET_MESSAGE_TOO_LARGE' : 'HEARTH_ERR_NET_MESSAGE_INVALID', `Request refused by ${id}: ${cause.message}`))
+      }
+      // The requester went away, or sent nothing in time: there is no one to answer.
+      stream.abort(cause instanceof Error ? cause : new Error(String(cause)))
+      return
+    }
+    const parsed = protocol.request.safeParse(raw)
+    if (!parsed.success) {
+      return await refuse(new HearthError('HEARTH_ERR_NET_MESSAGE_INVALID', `Request refused by ${id}: ${describeIssues(parsed.error).text}`))
+    }
+
+    let answer: BlobAnswer<Head>
+    try {
+      answer = await handler(parsed.data, { peerId: peer, remoteAddress, signal })
+    } catch (error) {
+      if (signal.aborted) {
+        stream.abort(new Error('the exchange ended before the handler answered'))
+        return
+      }
+      if (isHearthError(error)) return await refuse(error)
+      log.error('handler of %s failed on a request from %p - %e', id, peer, error)
+      return await refuse(new HearthError('HEARTH_ERR_INTERNAL', `The handler of ${id} failed`))
+    }
+    const header = protocol.header.safeParse(answer.header)
+    const head = header.success ? encodeJsonFrame({ ok: true, header: answer.header, bodyBytes: answer.body.byteLength }) : undefined
+    if (head === undefined || head.byteLength > protocol.maxHeaderBytes || answer.body.byteLength > protocol.maxBodyBytes) {
+      log.error('handler of %s returned an answer outside the protocol (header valid: %s, body %d bytes)', id, header.success, answer.body.byteLength)
+      return await refuse(new HearthError('HEARTH_ERR_INTERNAL', `The handler of ${id} returned an invalid answer`))
+    }
+    await send(stream, frames, [head, answer.body], signal)
+  } finally {
+    stream.removeEventListener('close', onClose)
+  }
+}
+
+function errorFrame(error: HearthError): Uint8Array {
+  return encodeJsonFrame({
+    ok: false,
+    error: {
+      code: error.code,
+      message: error.shortMessage.slice(0, maxErrorText),
+      ...(error.hint === undefined ? {} : { hint: error.hint.slice(0, maxErrorText) }),
+    },
+  })
+}
+
+/** Sends the answer's frames and closes our side; on any failure the stream is reset. */
+async function send(stream: Stream, frames: JsonFrameStream, parts: Uint8Array[], signal: AbortSignal): Promise<void> {
+  if (stream.writeStatus !== 'writable') return
+  try {
+    await frames.writeFrames(parts, { signal })
+    await stream.close({ signal })
+  } catch (error) {
+    stream.abort(error instanceof Error ? error : new Error(String(error)))
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Requester
+
+const headerFrameSchema = z.discriminatedUnion('ok', [
+  z.object({ ok: z.literal(true), header: z.unknown(), bodyBytes: z.number().int().nonnegative() }),
+  z.object({
+    ok: z.literal(false),
+    error: z.object({ code: z.string().max(200), message: z.string().max(10_000), hint: z.string().max(10_000).optional() }),
+  }),
+])
+
+export async function requestBlob<Req extends z.ZodType, Head extends z.ZodType>(
+  deps: BlobDeps,
+  target: PeerTarget,
+  protocol: BlobProtocol<Req, Head>,
+  request: z.input<Req>,
+  options: BlobRequestOptions = {},
+): Promise<BlobExchange<Head>> {
+  const id = protocol.id
+  const checked = protocol.request.safeParse(request)
+  if (!checked.success) {
+    throw new HearthError('HEARTH_ERR_NET_MESSAGE_INVALID', `Request for ${id} does not match its schema: ${describeIssues(checked.error).text}`, { details: { protocol: id } })
+  }
+  const bytes = encodeJsonFrame(request)
+  if (bytes.byteLength > protocol.maxRequestBytes) {
+    throw new HearthError('HEARTH_ERR_NET_MESSAGE_TOO_LARGE', `Request for ${id} is ${bytes.byteLength} bytes, over the limit of ${protocol.maxRequestBytes}`, {
+      details: { protocol: id, bytes: bytes.byteLength, limitBytes: protocol.maxRequestBytes },
+    })
+  }
+  toDialTarget(target)
+  const maxBodyBytes = Math.min(protocol.maxBodyBytes, options.maxBodyBytes ?? Infinity)
+  const timeoutMs = options.timeoutMs ?? protocol.timeoutMs
+  const timeout = AbortSignal.timeout(timeoutMs)
+  const signal = options.signal === undefined ? timeout : AbortSignal.any([options.signal, timeout])
+  const dialFailure = (cause: unknown): HearthError => {
+    const unsupported = (cause as Error).name === 'UnsupportedProtocolError'
+    return new HearthError('HEARTH_ERR_NET_DIAL', unsupported
+      ? `Peer ${String(target)} does not serve ${id}`
+      : `Cannot reach ${String(target)} for ${id}: ${(cause as Error).message}`, {
+      cause,
+      ...(unsupported ? { hint: 'the peer runs another version of Hearth or another role (provider/requestor)' } : {}),
+      details: { protocol: id, target: String(target), ...(unsupported ? { reason: 'unsupported-protocol' } : {}) },
+    })
+  }
+  const failure = (cause: unknown, otherwise: () => HearthError): unknown => {
+    if (options.signal?.aborted === true) return options.signal.reason
+    if (timeout.aborted) {
+      return new HearthError('HEARTH_ERR_NET_TIMEOUT', `No complete answer to ${id} from ${String(target)} within ${timeoutMs} ms`, { cause, details: { protocol: id, timeoutMs } })
+    }
+    return otherwise()
+  }
+
+  let stream: Stream
+  let peer: PeerId
+  try {
+    const connection = await connectTo(deps.libp2p, target, { signal })
+    peer = connection.remotePeer
+    // Optimistic protocol selection sends the protocol name with the request: one round trip less per request.
+    stream = await connection.newStream(id, { signal, maxOutboundStreams: protocol.maxConcurrentStreams, negotiateFully: false })
+  } catch (cause) {
+    throw failure(cause, () => dialFailure(cause))
+  }
+
+  const frames = jsonFrames(stream, Math.max(protocol.maxHeaderBytes, errorFrameLimit), { maxBinaryBytes: protocol.maxBodyBytes })
+  const invalid = (message: string, cause?: unknown): HearthError => new HearthError(
+    cause instanceof FrameError && cause.failure === 'too-large' ? 'HEARTH_ERR_NET_MESSAGE_TOO_LARGE' : 'HEARTH_ERR_NET_MESSAGE_INVALID',
+    `Answer to ${id} from ${peer.toString()} refused: ${message}`,
+    { cause, details: { protocol: id, peerId: peer.toString() } },
+  )
+  let done = false
+  try {
+    // Read while writing: a responder that refuses early may answer before it has read the request.
+    const reading = frames.read({ signal })
+    reading.catch(() => {})
+    let writeError: unknown
+    try {
+      await frames.write(bytes, { signal })
+      await stream.close({ signal })
+    } catch (error) {
+      writeError = error
+    }
+    let frame: unknown
+    let frameBytes: number
+    try {
+      ;({ value: frame, bytes: frameBytes } = await reading)
+    } catch (cause) {
+      throw failure(cause, () => {
+        if (cause instanceof FrameError && cause.declaredBytes !== undefined) return invalid(`its header: ${cause.message}`, cause)
+        // With optimistic selection, "protocol not supported" surfaces here rather than from newStream.
+        for (const error of [writeError, cause, (cause as Error).cause]) {
+          if ((error as Error | undefined)?.name === 'UnsupportedProtocolError') return dialFailure(error)
+        }
+        return new HearthError('HEARTH_ERR_NET_REMOTE', `Peer ${peer.toString()} closed the ${id} stream without answering`, { cause: writeError ?? cause, details: { protocol: id } })
+      })
+    }
+    const shape = headerFrameSchema.safeParse(frame)
+    if (!shape.success) throw invalid(`not a header frame: ${describeIssues(shape.error).text}`)
+    if (!shape.data.ok) {
+      const remote = shape.data.error
+      const code = remote.code === 'HEARTH_ERR_NET_TIMEOUT' ? 'HEARTH_ERR_NET_TIMEOUT' : 'HEARTH_ERR_NET_REMOTE'
+      throw new HearthError(code, `Peer ${peer.toString()} answered ${id} with ${remote.code}: ${remote.message}`, {
+        ...(remote.hint === undefined ? {} : { hint: remote.hint }),
+        details: { protocol: id, peerId: peer.toString(), remoteCode: remote.code, remoteMessage: remote.message, remoteHint: remote.hint },
+      })
+    }
+    // Error frames may be larger (their text is bounded on its own), a header may not.
+    if (frameBytes > protocol.maxHeaderBytes) throw invalid(`its header is ${frameBytes} bytes, over the limit of ${protocol.maxHeaderBytes}`)
+    const header = protocol.header.safeParse(shape.data.header)
+    if (!header.success) throw invalid(`its header does not match the schema: ${describeIssues(header.error).text}`)
+    const declared = shape.data.bodyBytes
+    if (declared > maxBodyBytes) throw invalid(`its header declares a body of ${declared} bytes, over the limit of ${maxBodyBytes}`)
+    let body: Uint8Array
+    try {
+      // The length prefix may not exceed what the header declared: a longer body is refused before it is read.
+      body = await frames.readBytes({ maxBytes: declared, signal })
+    } catch (cause) {
+      throw failure(cause, () => invalid(`its body (declared ${declared} bytes): ${cause instanceof Error ? cause.message : String(cause)}`, cause))
+    }
+    if (body.byteLength !== declared) throw invalid(`its header declared ${declared} bytes, but the body holds ${body.byteLength}`)
+    try {
+      await frames.readEnd({ signal })
+    } catch (cause) {
+      throw failure(cause, () => invalid(cause instanceof Error ? cause.message : String(cause), cause))
+    }
+    done = true
+    return { header: header.data, body, peerId: peer }
+  } finally {
+    if (!done && (stream.status === 'open' || stream.status === 'closing')) stream.abort(new Error('request failed'))
+  }
+}
