@@ -47,3 +47,21 @@ test('offers state Golem\'s linear coefficients and usage vector, and the schema
   assert.equal(pricingSchema.safeParse({ model: 'linear', startWei: '-1', perCpuSecWei: '1', perDurationSecWei: '1' }).success, false)
   assert.equal(pricingSchema.safeParse({ model: 'per-hour', perTaskWei: '1' }).success, false)
 })
+
+test('summed usage is the same in any order, so both sides bill the same wei', () => {
+  const linear = { model: 'linear' as const, startWei: '100', perCpuSecWei: '1000000007', perDurationSecWei: '999999937' }
+  // metering as runtimes report it: fractional milliseconds
+  const samples = Array.from({ length: 200 }, (_, i) => ({ tasks: 1, cpuMs: ((i * 7919) % 1000) / 97 + 0.1 / 3, durationMs: ((i * 104729) % 1000) / 89 + 0.2 / 7 }))
+  const forward = samples.reduce(addUsage, noUsage)
+  const shuffled = [...samples].sort((a, b) => (a.cpuMs * 31) % 7 - (b.cpuMs * 31) % 7)
+  const backward = shuffled.reduceRight(addUsage, noUsage)
+  assert.deepEqual(backward, forward)
+  assert.equal(costWei(linear, backward), costWei(linear, forward))
+  // 0.1 + 0.2 + 0.3 is 0.6000000000000001 one way and 0.6 the other: summed as floats and then rounded up to the
+  // microsecond, the two orders were billed 1 µs apart
+  const tenths = [0.1, 0.2, 0.3].map((ms) => ({ tasks: 1, cpuMs: ms, durationMs: ms }))
+  assert.equal(costWei(linear, tenths.reduce(addUsage, noUsage)), costWei(linear, [...tenths].reverse().reduce(addUsage, noUsage)))
+  assert.equal(tenths.reduce(addUsage, noUsage).cpuMs, 0.6)
+  // a single term is billed rounded up to the microsecond, as before
+  assert.equal(costWei(linear, { tasks: 1, cpuMs: 0.0005, durationMs: 0 }), 100n + 1001n)
+})

@@ -24,14 +24,24 @@ export interface Usage {
 
 export const noUsage: Usage = { tasks: 0, cpuMs: 0, durationMs: 0 }
 
+/**
+ * Sums metered work in whole microseconds (each term rounded up, as billing rounds), so that the sum does not depend
+ * on the order of the terms: the provider meters tasks as they end and the requestor accepts them as verdicts fall,
+ * and floating-point sums in two orders can differ in the last bit, which ceil() below would turn into a wei more on
+ * one side than the other (and a voucher the provider must refuse as above its own metering).
+ */
 export function addUsage(a: Usage, b: Usage): Usage {
-  return { tasks: a.tasks + b.tasks, cpuMs: a.cpuMs + b.cpuMs, durationMs: a.durationMs + b.durationMs }
+  return { tasks: a.tasks + b.tasks, cpuMs: (micros(a.cpuMs) + micros(b.cpuMs)) / 1000, durationMs: (micros(a.durationMs) + micros(b.durationMs)) / 1000 }
+}
+
+/** Milliseconds as whole microseconds, rounded up; a value already whole in microseconds (up to float error) stays. */
+function micros(ms: number): number {
+  return Math.ceil(ms * 1000 - 1e-6)
 }
 
 /** ceil(ms × weiPerSec / 1000), metered to the microsecond, without floating point in the money. */
 function perMs(ms: number, weiPerSec: string): bigint {
-  const micros = BigInt(Math.ceil(ms * 1000))
-  return (micros * BigInt(weiPerSec) + 999_999n) / 1_000_000n
+  return (BigInt(micros(ms)) * BigInt(weiPerSec) + 999_999n) / 1_000_000n
 }
 
 /** What the usage costs under the pricing; the start price is charged once work has begun. */
