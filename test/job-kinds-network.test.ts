@@ -4,7 +4,6 @@
  * as a local run does. Both plans run on one job's agreements (map and reduce phases share them).
  */
 import assert from 'node:assert/strict'
-import { readdirSync, statSync } from 'node:fs'
 import { mkdtemp, readFile, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -18,40 +17,13 @@ import { parseJobDefinition } from '../src/jobs/job-file.ts'
 import { planJob } from '../src/jobs/kinds.ts'
 import { createLocalRunner } from '../src/requestor/local-runner.ts'
 import type { JobSpec } from '../src/requestor/requestor.ts'
+import { markdownFiles, referenceCount } from '../src/jobs/testdata/real-text.ts'
 
 const repoRoot = fileURLToPath(new URL('../', import.meta.url))
 const dir = await mkdtemp(join(tmpdir(), 'hearth-kinds-net-'))
 after(() => rm(dir, { recursive: true, force: true }))
 
-/** Markdown files under node_modules, in a fixed order, until about `bytes` are gathered. */
-function markdownFiles(bytes: number): string[] {
-  const found: string[] = []
-  let total = 0
-  const walk = (folder: string): void => {
-    for (const entry of readdirSync(folder, { withFileTypes: true }).sort((a, b) => (a.name < b.name ? -1 : 1))) {
-      if (total >= bytes) return
-      const path = join(folder, entry.name)
-      if (entry.isDirectory()) walk(path)
-      else if (entry.isFile() && entry.name.endsWith('.md')) {
-        found.push(path)
-        total += statSync(path).size
-      }
-    }
-  }
-  walk(join(repoRoot, 'node_modules'))
-  return found
-}
 
-function referenceCount(texts: readonly Buffer[]): string {
-  const counts = new Map<string, number>()
-  for (const text of texts) {
-    for (const word of text.toString('latin1').match(/[A-Za-z0-9]+/g) ?? []) {
-      const key = word.toLowerCase()
-      counts.set(key, (counts.get(key) ?? 0) + 1)
-    }
-  }
-  return [...counts.keys()].sort().map((word) => `${word}\t${counts.get(word)}\n`).join('')
-}
 
 const base = (name: string, plannedTasks: number): JobSpec => ({
   name,

@@ -4,7 +4,6 @@
  * and merged, equals a plain single-process count.
  */
 import assert from 'node:assert/strict'
-import { readdirSync, statSync } from 'node:fs'
 import { copyFile, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -16,6 +15,7 @@ import { createLocalRunner } from '../requestor/local-runner.ts'
 import { loadJobDefinition, parseJobDefinition, type MapReduceJob } from './job-file.ts'
 import { planJob, type PlanProgress } from './kinds.ts'
 import { mergeSortedOutputs, splitIntoChunks } from './mapreduce.ts'
+import { markdownFiles, referenceCount } from './testdata/real-text.ts'
 
 const repoRoot = fileURLToPath(new URL('../../', import.meta.url))
 const dir = await mkdtemp(join(tmpdir(), 'hearth-mapreduce-'))
@@ -27,35 +27,7 @@ after(async () => {
 const wordcount = await loadBuiltinWorkload('wordcount')
 const runner = createLocalRunner({ runtime, package: wordcount, concurrency: 2 })
 
-/** The count as the job promises it, written plainly: runs of ASCII letters and digits, lowercased, sorted by bytes. */
-function referenceCount(texts: readonly Buffer[]): string {
-  const counts = new Map<string, number>()
-  // latin1 keeps one char per byte, so a multi-byte UTF-8 character can never look like an ASCII letter.
-  for (const text of texts) for (const word of text.toString('latin1').match(/[A-Za-z0-9]+/g) ?? []) {
-    const key = word.toLowerCase()
-    counts.set(key, (counts.get(key) ?? 0) + 1)
-  }
-  return [...counts.keys()].sort().map((word) => `${word}\t${counts.get(word)}\n`).join('')
-}
 
-/** Markdown files under node_modules, in a fixed order, until about `bytes` are gathered. */
-function markdownFiles(bytes: number): string[] {
-  const found: string[] = []
-  let total = 0
-  const walk = (folder: string): void => {
-    for (const entry of readdirSync(folder, { withFileTypes: true }).sort((a, b) => (a.name < b.name ? -1 : 1))) {
-      if (total >= bytes) return
-      const path = join(folder, entry.name)
-      if (entry.isDirectory()) walk(path)
-      else if (entry.isFile() && entry.name.endsWith('.md')) {
-        found.push(path)
-        total += statSync(path).size
-      }
-    }
-  }
-  walk(join(repoRoot, 'node_modules'))
-  return found
-}
 
 test('chunks are cut at whitespace, hold every byte of every file, and stay near the chunk size', () => {
   const text = Buffer.from('alpha beta\ngamma delta epsilon\nzeta eta theta iota kappa\nlambda')

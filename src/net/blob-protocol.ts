@@ -23,6 +23,7 @@ import { connectTo, toDialTarget } from './dial-target.ts'
 import type { PeerTarget } from './dial-target.ts'
 import { encodeJsonFrame, FrameError, jsonFrames } from './json-frames.ts'
 import type { JsonFrameStream } from './json-frames.ts'
+import { errorFrame, errorFrameLimit, handleGuarded, protocolIdPattern } from './serve-support.ts'
 
 export interface BlobProtocolSpec<Req extends z.ZodType, Head extends z.ZodType> {
   /** `/hearth/<area>/<name>/<major>`. */
@@ -82,12 +83,9 @@ export interface BlobExchange<Head extends z.ZodType> {
   peerId: PeerId
 }
 
-const idPattern = /^\/hearth\/[a-z0-9][a-z0-9-]*\/[a-z0-9][a-z0-9-]*\/[1-9][0-9]*$/
-const errorFrameLimit = 16 * 1024
-const maxErrorText = 1000
 
 export function defineBlobProtocol<Req extends z.ZodType, Head extends z.ZodType>(spec: BlobProtocolSpec<Req, Head>): BlobProtocol<Req, Head> {
-  if (!idPattern.test(spec.id)) {
+  if (!protocolIdPattern.test(spec.id)) {
     throw new HearthError('HEARTH_ERR_CONFIG_INVALID', `Protocol id "${spec.id}" is not of the form /hearth/<area>/<name>/<major>`, {
       hint: 'use lower-case words and a major version, e.g. /hearth/exec/fetch-blob/3',
       details: { id: spec.id },
@@ -111,24 +109,7 @@ export async function serveBlobProtocol<Req extends z.ZodType, Head extends z.Zo
   handler: BlobHandler<Req, Head>,
 ): Promise<void> {
   const log = (deps.logger ?? deps.libp2p.logger).forComponent(`hearth:net:blob:${protocol.id}`)
-  if (deps.libp2p.getProtocols().includes(protocol.id)) {
-    throw new HearthError('HEARTH_ERR_CONFIG_INVALID', `${protocol.id} already has a handler on this node`, {
-      hint: 'unhandle it first to replace it',
-      details: { protocol: protocol.id },
-    })
-  }
-  await deps.libp2p.handle(protocol.id, async (stream, connection) => {
-    try {
-      await respond(log, protocol, handler, stream, connection.remotePeer)
-    } catch (error) {
-      // Nothing may escape into libp2p: log, drop the stream, keep serving.
-      log.error('unexpected failure serving a request from %p - %e', connection.remotePeer, error)
-      stream.abort(error instanceof Error ? error : new Error(String(error)))
-    }
-  }, {
-    maxInboundStreams: protocol.maxConcurrentStreams,
-    maxOutboundStreams: protocol.maxConcurrentStreams,
-  })
+  await handleGuarded(deps.libp2p, protocol, log, 'unhandle it first to replace it', (stream, connection) => respond(log, protocol, handler, stream, connection.remotePeer))
 }
 
 async function respond<Req extends z.ZodType, Head extends z.ZodType>(
@@ -198,16 +179,6 @@ async function respond<Req extends z.ZodType, Head extends z.ZodType>(
   }
 }
 
-function errorFrame(error: HearthError): Uint8Array {
-  return encodeJsonFrame({
-    ok: false,
-    error: {
-      code: error.code,
-      message: error.shortMessage.slice(0, maxErrorText),
-      ...(error.hint === undefined ? {} : { hint: error.hint.slice(0, maxErrorText) }),
-    },
-  })
-}
 
 /** Sends the answer's frames and closes our side; on any failure the stream is reset. */
 async function send(stream: Stream, frames: JsonFrameStream, parts: Uint8Array[], signal: AbortSignal): Promise<void> {

@@ -21,6 +21,7 @@ import { describeIssues } from './describe-issues.ts'
 import { connectTo, toDialTarget } from './dial-target.ts'
 import type { PeerTarget } from './dial-target.ts'
 import { encodeJsonFrame, FrameError, jsonFrames } from './json-frames.ts'
+import { errorFrame, errorFrameLimit, handleGuarded, protocolIdPattern } from './serve-support.ts'
 import type { NetMetricsRecorder, RequestRejectReason } from './net-metrics.ts'
 
 export interface ProtocolSpec<Req extends z.ZodType, Res extends z.ZodType> {
@@ -87,14 +88,10 @@ export interface ProtocolDeps {
   logger: ComponentLogger
 }
 
-const idPattern = /^\/hearth\/[a-z0-9][a-z0-9-]*\/[a-z0-9][a-z0-9-]*\/[1-9][0-9]*$/
 const defaultMaxConcurrentStreams = 256
-/** Error frames are small; this lets one through even when maxResponseBytes is tiny. */
-const errorFrameLimit = 16 * 1024
-const maxErrorText = 1000
 
 export function defineProtocol<Req extends z.ZodType, Res extends z.ZodType>(spec: ProtocolSpec<Req, Res>): Protocol<Req, Res> {
-  if (!idPattern.test(spec.id)) {
+  if (!protocolIdPattern.test(spec.id)) {
     throw new HearthError('HEARTH_ERR_CONFIG_INVALID', `Protocol id "${spec.id}" is not of the form /hearth/<area>/<name>/<major>`, {
       hint: 'use lower-case words and a major version, e.g. /hearth/market/negotiate/1',
       details: { id: spec.id },
@@ -118,24 +115,7 @@ export async function serveProtocol<Req extends z.ZodType, Res extends z.ZodType
   handler: RequestHandler<Req, Res>,
 ): Promise<void> {
   const log = deps.logger.forComponent(`hearth:net:protocol:${protocol.id}`)
-  if (deps.libp2p.getProtocols().includes(protocol.id)) {
-    throw new HearthError('HEARTH_ERR_CONFIG_INVALID', `${protocol.id} already has a handler on this node`, {
-      hint: 'call host.unhandle(protocol) first to replace it',
-      details: { protocol: protocol.id },
-    })
-  }
-  await deps.libp2p.handle(protocol.id, async (stream, connection) => {
-    try {
-      await respond(deps, log, protocol, handler, stream, connection)
-    } catch (error) {
-      // Nothing may escape into libp2p: log, drop the stream, keep serving.
-      log.error('unexpected failure serving a request from %p - %e', connection.remotePeer, error)
-      stream.abort(error instanceof Error ? error : new Error(String(error)))
-    }
-  }, {
-    maxInboundStreams: protocol.maxConcurrentStreams,
-    maxOutboundStreams: protocol.maxConcurrentStreams,
-  })
+  await handleGuarded(deps.libp2p, protocol, log, 'call host.unhandle(protocol) first to replace it', (stream, connection) => respond(deps, log, protocol, handler, stream, connection))
 }
 
 async function respond<Req extends z.ZodType, Res extends z.ZodType>(
@@ -274,16 +254,6 @@ async function respond<Req extends z.ZodType, Res extends z.ZodType>(
   }
 }
 
-function errorFrame(error: HearthError): Uint8Array {
-  return encodeJsonFrame({
-    ok: false,
-    error: {
-      code: error.code,
-      message: error.shortMessage.slice(0, maxErrorText),
-      ...(error.hint === undefined ? {} : { hint: error.hint.slice(0, maxErrorText) }),
-    },
-  })
-}
 
 /** Sends the one response frame and closes our side; `reset` also drops whatever the requester is still sending. */
 async function answer(stream: Stream, frames: ReturnType<typeof jsonFrames>, bytes: Uint8Array, timeoutMs: number, reset: boolean): Promise<void> {

@@ -26,6 +26,7 @@ import { describeIssues } from './describe-issues.ts'
 import { toDialTarget } from './dial-target.ts'
 import type { PeerTarget } from './dial-target.ts'
 import { encodeJsonFrame, FrameError, jsonFrames } from './json-frames.ts'
+import { errorFrame, errorFrameLimit, maxErrorText, protocolIdPattern } from './serve-support.ts'
 import type { JsonFrameStream } from './json-frames.ts'
 
 export interface StreamProtocolSpec<Req extends z.ZodType, Ev extends z.ZodType, Res extends z.ZodType> {
@@ -91,16 +92,13 @@ export interface StreamCall<Ev extends z.ZodType, Res extends z.ZodType> {
   cancel(reason?: string): void
 }
 
-const idPattern = /^\/hearth\/[a-z0-9][a-z0-9-]*\/[a-z0-9][a-z0-9-]*\/[1-9][0-9]*$/
 const controlFrameBytes = 1024
-const errorFrameBytes = 16 * 1024
-const maxErrorText = 1000
 const defaultWindow = 64
 
 export function defineStreamProtocol<Req extends z.ZodType, Ev extends z.ZodType, Res extends z.ZodType>(
   spec: StreamProtocolSpec<Req, Ev, Res>,
 ): StreamProtocol<Req, Ev, Res> {
-  if (!idPattern.test(spec.id)) {
+  if (!protocolIdPattern.test(spec.id)) {
     throw new HearthError('HEARTH_ERR_CONFIG_INVALID', `Protocol id "${spec.id}" is not of the form /hearth/<area>/<name>/<major>`, {
       hint: 'use lower-case words and a major version, e.g. /hearth/exec/activity/1',
     })
@@ -128,16 +126,6 @@ const responderFrameSchema = z.union([
   z.strictObject({ ok: z.literal(false), error: remoteErrorSchema }),
 ])
 
-function errorFrame(error: HearthError): Uint8Array {
-  return encodeJsonFrame({
-    ok: false,
-    error: {
-      code: error.code,
-      message: error.shortMessage.slice(0, maxErrorText),
-      ...(error.hint === undefined ? {} : { hint: error.hint.slice(0, maxErrorText) }),
-    },
-  })
-}
 
 function asError(value: unknown): Error {
   return value instanceof Error ? value : new Error(String(value))
@@ -315,7 +303,7 @@ async function respond<Req extends z.ZodType, Ev extends z.ZodType, Res extends 
       if (bytes.byteLength > protocol.maxEventBytes) {
         throw new HearthError('HEARTH_ERR_NET_MESSAGE_TOO_LARGE', `an event of ${id} would be ${bytes.byteLength} bytes, over the limit of ${protocol.maxEventBytes}`)
       }
-      if (sentEvents + 1 > protocol.maxEvents || sentBytes + bytes.byteLength + errorFrameBytes > protocol.maxTotalBytes) {
+      if (sentEvents + 1 > protocol.maxEvents || sentBytes + bytes.byteLength + errorFrameLimit > protocol.maxTotalBytes) {
         throw new HearthError('HEARTH_ERR_NET_MESSAGE_TOO_LARGE', `the ${id} exchange would pass its limit of ${protocol.maxEvents} events or ${protocol.maxTotalBytes} bytes`, {
           hint: 'ask for less output per batch (capture at the end, or transfer files instead of printing them)',
         })
@@ -453,7 +441,7 @@ export function openStream<Req extends z.ZodType, Ev extends z.ZodType, Res exte
         ...(unsupported ? { hint: 'the peer runs another version of Hearth or another role' } : {}),
       })
     }
-    const readLimit = Math.max(protocol.maxEventBytes, protocol.maxResultBytes, errorFrameBytes)
+    const readLimit = Math.max(protocol.maxEventBytes, protocol.maxResultBytes, errorFrameLimit)
     frames = jsonFrames(stream, readLimit)
     await frames.write(bytes, { signal })
     await frames.write(encodeJsonFrame({ credit: protocol.window }), { signal })

@@ -1,0 +1,56 @@
+/**
+ * What every kind of Hearth protocol shares on the serving side (request/response in protocol.ts, streams of events in
+ * stream-protocol.ts, binary bodies in blob-protocol.ts): the id's shape, the error frame a refusal sends, the rule
+ * that one node serves a protocol once, and a libp2p handler that nothing thrown can escape from.
+ */
+import type { Libp2p, Stream, Connection } from '@libp2p/interface'
+import type { Logger } from '@libp2p/interface'
+import { HearthError } from '../errors.ts'
+import { encodeJsonFrame } from './json-frames.ts'
+
+/** `/hearth/<area>/<name>/<major>`. */
+export const protocolIdPattern = /^\/hearth\/[a-z0-9][a-z0-9-]*\/[a-z0-9][a-z0-9-]*\/[1-9][0-9]*$/
+/** Error frames are small; readers let one through even when a protocol's own limit is tinier. */
+export const errorFrameLimit = 16 * 1024
+export const maxErrorText = 1000
+
+/** `{ ok: false, error }`: a refusal with the error's code, message and hint, cut to size. */
+export function errorFrame(error: HearthError): Uint8Array {
+  return encodeJsonFrame({
+    ok: false,
+    error: {
+      code: error.code,
+      message: error.shortMessage.slice(0, maxErrorText),
+      ...(error.hint === undefined ? {} : { hint: error.hint.slice(0, maxErrorText) }),
+    },
+  })
+}
+
+/**
+ * Registers `serve` for `id` on the node. A second handler for the same id is a configuration error (`hint` says how
+ * to replace it). Whatever `serve` throws is logged and the stream dropped: the node keeps serving.
+ */
+export async function handleGuarded(
+  libp2p: Pick<Libp2p, 'getProtocols' | 'handle'>,
+  protocol: { id: string; maxConcurrentStreams: number },
+  log: Logger,
+  hint: string,
+  serve: (stream: Stream, connection: Connection) => Promise<void>,
+): Promise<void> {
+  if (libp2p.getProtocols().includes(protocol.id)) {
+    throw new HearthError('HEARTH_ERR_CONFIG_INVALID', `${protocol.id} already has a handler on this node`, { hint, details: { protocol: protocol.id } })
+  }
+  await libp2p.handle(
+    protocol.id,
+    async (stream, connection) => {
+      try {
+        await serve(stream, connection)
+      } catch (error) {
+        // Nothing may escape into libp2p: log, drop the stream, keep serving.
+        log.error('unexpected failure serving a request from %p - %e', connection.remotePeer, error)
+        stream.abort(error instanceof Error ? error : new Error(String(error)))
+      }
+    },
+    { maxInboundStreams: protocol.maxConcurrentStreams, maxOutboundStreams: protocol.maxConcurrentStreams },
+  )
+}
