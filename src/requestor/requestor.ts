@@ -556,6 +556,9 @@ export function createRequestor(init: RequestorInit): Requestor {
       }
     })
 
+    if (slots.length < 2 && (replicas > 1 || (adaptive && reputation !== undefined))) {
+      emit({ type: 'phase', message: 'only one provider: its results cannot be checked by another, and are taken as they come (add providers, or spot checks for wasi)' })
+    }
     const figures = { accepted: 0, attempts: 0, retries: 0, checks: 0, rejected: 0, stragglers: 0, failures: 0, spotChecks: 0, spotRejected: 0, resumed: resumed.size }
     const spotChecker = spotCheckRate > 0 && init.localRuntime !== undefined ? createLocalRunner({ runtime: init.localRuntime, concurrency: 1, maxMemoryBytes: spec.maxMemoryBytes, timeoutMs: spec.timeoutMs, maxOutputBytes: spec.maxOutputBytes }) : undefined
     const random = init.random ?? Math.random
