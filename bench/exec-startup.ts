@@ -18,6 +18,7 @@ import { createDockerRuntime } from '../src/exec/docker-runtime.ts'
 import { importBusyboxImage, startTestEngine } from '../src/exec/docker-test-image.ts'
 import { createNativeRuntime } from '../src/exec/native-runtime.ts'
 import type { RunResult, RunSpec, Runtime } from '../src/exec/runtime.ts'
+import { lineLogger, median, round } from './lib/stats.ts'
 
 const { values } = parseArgs({
   options: {
@@ -31,15 +32,7 @@ const dockerRuns = Number(values['docker-runs'])
 const program = '/usr/bin/true'
 const MiB = 1 << 20
 
-const median = (xs: number[]): number => {
-  const sorted = [...xs].sort((a, b) => a - b)
-  const mid = sorted.length >> 1
-  return sorted.length % 2 === 1 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2
-}
-const log = (line: string): void => {
-  if (!values.json) console.log(line)
-}
-const round = (x: number): number => Number(x.toFixed(2))
+const log = lineLogger(values.json)
 
 interface Measured {
   ms: number

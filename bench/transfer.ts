@@ -43,6 +43,7 @@ import { generateIdentity } from '../src/identity/node-identity.ts'
 import { requestBlob, serveBlobProtocol } from '../src/net/blob-protocol.ts'
 import { createHost } from '../src/net/host.ts'
 import { encodeJsonFrame } from '../src/net/json-frames.ts'
+import { lineLogger, median, round } from './lib/stats.ts'
 
 const { values } = parseArgs({
   options: {
@@ -66,14 +67,7 @@ interface SenderInfo {
   contentId: string
 }
 
-const median = (xs: number[]): number => {
-  const sorted = [...xs].sort((a, b) => a - b)
-  const mid = sorted.length >> 1
-  return sorted.length % 2 === 1 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2
-}
-const log = (line: string): void => {
-  if (!values.json) console.log(line)
-}
+const log = lineLogger(values.json)
 
 /**
  * Median wall times, in ms, of `runs` rounds in which every way runs once, after one warm-up round: taking turns, the
@@ -287,8 +281,7 @@ try {
     resumableV2Ms: () => fetchResumableOnce({ v2: true }),
   })
   const parts = await breakdown()
-  const round = (x: number): number => Number(x.toFixed(2))
-  const report = {
+    const report = {
     bytes: blobBytes,
     runs,
     chunkBytes: maxBlobChunkBytes,

@@ -23,6 +23,7 @@ import { fileURLToPath } from 'node:url'
 import { parseArgs } from 'node:util'
 import { createNativeRuntime } from '../src/exec/native-runtime.ts'
 import { createWasiRuntime } from '../src/exec/wasi-runtime.ts'
+import { lineLogger, median, round } from './lib/stats.ts'
 
 const { values } = parseArgs({
   options: {
@@ -99,15 +100,7 @@ const workloads: { name: string; args: string[] }[] = [
   { name: 'sieve', args: ['sieve', '20000000', '5'] },
 ]
 
-const median = (xs: number[]): number => {
-  const sorted = [...xs].sort((a, b) => a - b)
-  const mid = sorted.length >> 1
-  return sorted.length % 2 === 1 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2
-}
-const log = (line: string): void => {
-  if (!values.json) console.log(line)
-}
-const round = (x: number): number => Number(x.toFixed(2))
+const log = lineLogger(values.json)
 
 /** The first clang on PATH that answers --version. */
 function findClang(): string | undefined {
