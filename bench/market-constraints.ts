@@ -12,6 +12,7 @@ import { interpretConstraints } from '../src/market/constraints/interpret.ts'
 import { matchDemandOffer } from '../src/market/constraints/match.ts'
 import { parseConstraints } from '../src/market/constraints/parser.ts'
 import type { Properties } from '../src/market/constraints/properties.ts'
+import { seededRandom } from '../src/seeded-random.ts'
 
 const { values } = parseArgs({
   options: {
@@ -26,19 +27,8 @@ const log = (line: string): void => {
   if (!values.json) console.log(line)
 }
 
-/** mulberry32: small, fast, and the same offers on every machine. */
-function random(seed: number): () => number {
-  let a = seed >>> 0
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0
-    let t = a
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-  }
-}
 
-const rand = random(42)
+const rand = seededRandom(42)
 const pick = <T>(items: readonly T[]): T => items[Math.floor(rand() * items.length)]!
 const countries = ['DE', 'PL', 'US', 'FR', 'GB', 'NL', 'CZ', 'JP', 'BR', 'IN']
 const runtimes = ['wasi', 'wasi', 'wasi', 'vm', 'docker']

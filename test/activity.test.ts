@@ -19,6 +19,7 @@ import { approveEscrow, openEscrow } from '../src/payment/escrow.ts'
 import { createActivityService } from '../src/provider/activity-service.ts'
 import { createActivity, type ActivityAgreement } from '../src/requestor/activity-client.ts'
 import { negotiateMany, offerTarget } from '../src/requestor/negotiator.ts'
+import { createPackageCache } from '../src/exec/package-cache.ts'
 
 const text = (events: ExeEvent[], type: 'stdout' | 'stderr'): string =>
   events.filter((e) => e.type === type).map((e) => Buffer.from((e as { dataBase64: string }).dataBase64, 'base64').toString()).join('')
@@ -232,7 +233,8 @@ describe('ExeScript activities on the devnet', () => {
       identity,
       store,
       activitiesDir: join(dir, 'exescript'),
-      packagesDir: join(dir, 'packages'),
+      packages: createPackageCache({ dir: join(dir, 'packages'), maxBytes: 1 << 30, maxEntries: 16 }),
+      fetching: new Map(),
       authorize: () => Promise.reject(new Error('unused')),
       runtimes: { wasi },
     })

@@ -24,6 +24,7 @@ import { createProviderAgent, type ProviderAgent } from '../provider/provider-ag
 import { createRequestor, type Requestor } from '../requestor/requestor.ts'
 import { createReputationBook } from '../requestor/reputation.ts'
 import { openStore, type Store } from '../store/store.ts'
+import { seededRandom } from '../seeded-random.ts'
 
 export interface DevnetInit {
   providers: number
@@ -294,17 +295,5 @@ export async function startDevnet(init: DevnetInit): Promise<Devnet> {
   } catch (error) {
     await stopAll()
     throw error
-  }
-}
-
-/** A small deterministic generator in [0, 1) (mulberry32), for seeded verification choices. */
-export function seededRandom(seed: number): () => number {
-  let state = seed >>> 0
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0
-    let t = state
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    return ((t ^ (t >>> 14)) >>> 0) / 2 ** 32
   }
 }

@@ -31,7 +31,7 @@ import {
 } from '../exec/exescript-protocols.ts'
 import type { DockerRuntime } from '../exec/docker-runtime.ts'
 import { loadImageArchive } from '../exec/docker-images.ts'
-import { createPackageCache } from '../exec/package-cache.ts'
+import type { PackageCache } from '../exec/package-cache.ts'
 import type { Runtime } from '../exec/runtime.ts'
 import { fetchResumable } from '../exec/transfer.ts'
 import type { Store } from '../store/store.ts'
@@ -42,8 +42,12 @@ export interface ActivityServiceInit {
   store: Store
   /** Activity directories live under here. */
   activitiesDir: string
-  /** The provider's package cache folder: packages fetched for activities land there too (same names). */
-  packagesDir: string
+  /**
+   * The provider's package cache and its transfers in flight, shared with tasks: one set of bounds and evictions, a
+   * package in use by either is never removed, and a package is fetched once whoever needs it first.
+   */
+  packages: PackageCache
+  fetching: Map<string, Promise<string>>
   /** The provider's checks before any work under an agreement (the agreement is approved and this peer's, escrow funded, nothing overdue); returns its terms. */
   authorize(agreementId: string, requestor: Address): Promise<AgreementTerms>
   runtimes: { wasi: Runtime<Uint8Array>; native?: { runtime: Runtime<string>; programs: Record<string, string> }; docker?: { runtime: DockerRuntime } }
@@ -93,8 +97,7 @@ export function createActivityService(init: ActivityServiceInit): ActivityServic
   const { host, store } = init
   const limits: ActivityServiceLimits = { ...defaults, ...init.limits }
   const live = new Map<string, Live>()
-  const packages = createPackageCache({ dir: init.packagesDir, maxBytes: Number.MAX_SAFE_INTEGER, maxEntries: Number.MAX_SAFE_INTEGER })
-  const fetching = new Map<string, Promise<string>>()
+  const { packages, fetching } = init
   /** The newest debit note per agreement not yet handed to its requestor (notes are cumulative: newer covers older). */
   const undelivered = new Map<string, DebitNote>()
   let server: StreamServer | undefined

@@ -699,7 +699,8 @@ export function createProviderAgent(init: ProviderAgentInit): ProviderAgent {
         identity,
         store,
         activitiesDir: join(init.workDir, 'exescript'),
-        packagesDir,
+        packages,
+        fetching,
         runtimes: {
           wasi: wasiRuntime,
           ...(offeredRuntimes.includes('native') && init.runtimes?.native !== undefined ? { native: init.runtimes.native } : {}),

@@ -8,6 +8,7 @@
  * skipped — far beyond any tolerance an image comparison allows. An empty output gains a line.
  */
 import { HearthError } from '../errors.ts'
+import { seededRandom } from '../seeded-random.ts'
 
 export interface WrongResultsOptions {
   /** Probability in [0, 1] that a completed task's outputs are changed. */
@@ -23,17 +24,6 @@ export interface WrongResults {
   corrupt(bytes: Uint8Array): Buffer
 }
 
-/** mulberry32: a small, fast, seedable generator; statistical quality is plenty for choosing tasks. */
-function seededRandom(seed: number): () => number {
-  let state = seed >>> 0
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0
-    let t = state
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-  }
-}
 
 const isDigit = (byte: number): boolean => byte >= 0x30 && byte <= 0x39
 

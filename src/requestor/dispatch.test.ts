@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict'
 import { describe, it } from 'node:test'
+import { seededRandom } from '../seeded-random.ts'
 import { dispatch, type Attempt, type DispatchSlot, type Verdict } from './dispatch.ts'
 
 /** Providers simulated by functions: what each returns for a task, after how long. The scheduler is what is tested. */
@@ -17,13 +18,6 @@ const sleep = (ms: number, signal: AbortSignal): Promise<void> =>
     })
   })
 
-function seeded(seed: number): () => number {
-  let state = seed >>> 0
-  return () => {
-    state = (Math.imul(state ^ (state >>> 15), 0x2c1b3c6d) + 0x6d2b79f5) >>> 0
-    return state / 2 ** 32
-  }
-}
 
 describe('dispatch', () => {
   it('runs every task once on honest providers and spreads them', async () => {
@@ -52,7 +46,7 @@ describe('dispatch', () => {
       taskCount: 20,
       slots: slots('honest-1', 'honest-2', 'liar'),
       checkProbability: () => 1,
-      random: seeded(7),
+      random: seededRandom(7),
       run: async (slot, task) => {
         await new Promise((resolve) => setTimeout(resolve, 1))
         const result = slot.provider === 'liar' ? `wrong-${task}` : right(task)
@@ -79,7 +73,7 @@ describe('dispatch', () => {
       taskCount: 200,
       slots: slots('a', 'b'),
       checkProbability: () => 0.1,
-      random: seeded(11),
+      random: seededRandom(11),
       run: async (_slot, task) => ({ ok: true, result: right(task), key: right(task), elapsedMs: 1 }),
       onVerdict: () => undefined,
     })

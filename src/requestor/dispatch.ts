@@ -126,7 +126,9 @@ export async function dispatch<R>(init: DispatchInit<R>): Promise<DispatchOutcom
   const accepted = new Map<number, R>()
   const failed = new Map<number, string>()
   const figures = { attempts: 0, retries: 0, checks: 0, rejected: 0, stragglers: 0, failures: 0 }
+  /** The latest accepted attempts' times (a ring): the median is taken at every pick, so it must stay cheap. */
   const durations: number[] = []
+  let durationCount = 0
   const tasks: TaskState<R>[] = []
   for (let index = 0; index < init.taskCount; index++) {
     tasks.push({
@@ -248,7 +250,7 @@ export async function dispatch<R>(init: DispatchInit<R>): Promise<DispatchOutcom
     task.running.delete(slot)
     if (task.done) return // another provider's answer settled it while this one ran
     if (attempt.ok) {
-      durations.push(attempt.elapsedMs)
+      durations[durationCount++ % 256] = attempt.elapsedMs
       task.answers.push({ slot, result: attempt.result, key: attempt.key })
       // Adaptive replication: decide once, on the first answer, whether it is checked by another provider.
       if (task.answers.length === 1 && task.wanted === 1 && init.checkProbability !== undefined) {

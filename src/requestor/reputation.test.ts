@@ -6,6 +6,7 @@ import { after, test } from 'node:test'
 import { isHearthError } from '../errors.ts'
 import { openStore } from '../store/store.ts'
 import { createReputationBook, type ResultOutcome } from './reputation.ts'
+import { seededRandom } from '../seeded-random.ts'
 
 const alice = '0xAaAa000000000000000000000000000000000001'
 const bob = '0xbbbb000000000000000000000000000000000002'
@@ -14,17 +15,6 @@ function recordMany(book: ReturnType<typeof createReputationBook>, provider: str
   for (let i = 0; i < count; i++) book.record(provider, outcome)
 }
 
-/** A seeded generator (mulberry32), so draws are the same on every run. */
-function seeded(seed: number): () => number {
-  let a = seed >>> 0
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0
-    let t = a
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-  }
-}
 
 test('the record, the run of valid results and an exclusion survive closing and reopening the store', () => {
   const dir = mkdtempSync(join(tmpdir(), 'hearth-reputation-'))
@@ -87,12 +77,12 @@ test('the check probability is 1 until ten valid results, then falls as 1/n to a
 })
 
 test('shouldCheck draws from the injected random source against the check probability', () => {
-  const book = createReputationBook(openStore({ path: ':memory:' }), { random: seeded(7) })
+  const book = createReputationBook(openStore({ path: ':memory:' }), { random: seededRandom(7) })
   // Unknown: every draw says check.
   assert.equal(Array.from({ length: 50 }, () => book.shouldCheck(alice)).every(Boolean), true)
   recordMany(book, alice, 'valid', 200)
   const draws = Array.from({ length: 2000 }, () => book.shouldCheck(alice))
-  const again = createReputationBook(openStore({ path: ':memory:' }), { random: seeded(7) })
+  const again = createReputationBook(openStore({ path: ':memory:' }), { random: seededRandom(7) })
   recordMany(again, alice, 'valid', 200)
   Array.from({ length: 50 }, () => again.shouldCheck(bob))
   assert.deepEqual(Array.from({ length: 2000 }, () => again.shouldCheck(alice)), draws, 'the same seed gives the same decisions')
