@@ -820,9 +820,9 @@ export function createRequestor(init: RequestorInit): Requestor {
     try {
       // The final voucher covers every accepted result; the provider answers with its invoice and claims.
       const finalWei = costWei(slot.pricing, slot.acceptedUsage)
-      const final = finalWei === 0n ? null : finalWei === slot.voucheredWei ? null : await voucherFor(slot, finalWei)
-      const lastVoucher = final ?? (slot.voucheredWei > 0n ? await voucherFor(slot, slot.voucheredWei) : null)
-      const answer = await host.request(slot.peer, settleProtocol, { agreementId: slot.agreement.id, voucher: lastVoucher === null ? null : voucherToJson(lastVoucher) })
+      // A new voucher only when accepted work outgrew the last one; otherwise the last one, as signed, is final.
+      const voucher = finalWei > slot.voucheredWei ? voucherToJson(await voucherFor(slot, finalWei)) : ((store.vouchers.latest(slot.agreement.id)?.document ?? null) as ReturnType<typeof voucherToJson> | null)
+      const answer = await host.request(slot.peer, settleProtocol, { agreementId: slot.agreement.id, voucher })
       store.paymentDocuments.save({ agreementId: slot.agreement.id, kind: 'invoice', seq: 1, document: answer.invoice, createdAtMs: Date.now() })
       if (BigInt(answer.invoice.amountDueWei) > finalWei) {
         emit({ type: 'phase', message: `${slot.offer.provider} invoiced ${answer.invoice.amountDueWei} wei; only ${finalWei} wei is justified by accepted results` })
