@@ -25,32 +25,27 @@ test('a requestor that just joined sees all 12 offers and signs 10 agreements wi
   after(() => host.stop())
   const store = openStore({ path: ':memory:' })
   after(() => store.close())
-  const market = createMarketNode({ host })
+  // No periodic re-sync, and providers republish only every few minutes: the offers can come only from the sync
+  // that the new connection starts. How fast that is, npm run bench measures.
+  const market = createMarketNode({ host, resyncIntervalMs: 0 })
   await market.start()
   after(() => market.stop())
 
-  const joined = performance.now()
   await host.dial(devnet.providers[3]!.host.multiaddrs()[0]!)
-  const offers = await market.offerBook.waitFor(12, undefined, { signal: AbortSignal.timeout(5_000) })
-  const seenMs = performance.now() - joined
+  const offers = await market.offerBook.waitFor(12, undefined, { signal: AbortSignal.timeout(60_000) })
   assert.equal(offers.length, 12)
-  // From one sync, not from gossip rounds or the periodic re-sync (30 s). Speed itself is measured by npm run bench.
-  assert.ok(seenMs < 5000, `offers took ${seenMs.toFixed(0)} ms`)
 
   // The silent providers are asked first: the worst case for a requestor that waits in turn.
   const candidates = [...offers].sort((a, b) => Number(silent.has(b.payload.provider)) - Number(silent.has(a.payload.provider)))
   const termsFor = (offer: Offer) => proposeTerms({ offer, requestor: identity.address, runtime: 'wasi', maxTasks: 4, taskTimeoutMs: 60_000, jobName: 'market test' })
-  const demanded = performance.now()
+  // A step timeout longer than the test's own: a negotiation that waited for a silent provider would never end here.
   const result = await negotiateMany({ host, identity, store }, candidates, {
     need: 10,
     termsFor,
     limits: { maxPerTaskWei: 10n ** 18n, minDurationSec: 600, maxDebitNoteIntervalSec: 3600, minPaymentTimeoutSec: 60 },
-    stepTimeoutMs: 5_000,
+    stepTimeoutMs: 3_600_000,
   })
-  const agreedMs = performance.now() - demanded
   assert.equal(result.agreements.length, 10)
-  // Waiting on a silent provider would cost the whole step timeout (5 s); the negotiation must not.
-  assert.ok(agreedMs < 5000, `agreements took ${agreedMs.toFixed(0)} ms`)
   assert.equal(result.failures.length, 2)
   for (const { agreement } of result.agreements) {
     assert.ok(!silent.has(agreement.terms.provider))

@@ -67,7 +67,7 @@ async function startProvider(account: number, options: { stopGraceMs?: number; m
 /** Stops the provider once the task has reached it and runs there (a task announced is not yet a task running). */
 function stopWhenRunning(provider: ProviderNode): ReturnType<ProviderNode['stop']> {
   return (async () => {
-    const deadline = Date.now() + 10_000
+    const deadline = Date.now() + 120_000
     while (provider.agent.running().tasks === 0) {
       if (Date.now() > deadline) throw new Error('the task never reached the provider')
       await new Promise((resolve) => setTimeout(resolve, 10))

@@ -44,9 +44,9 @@ test('a provider whose requestor vanished claims what it holds before the agreem
   await vanished
   const held = provider.store.vouchers.latest(provider.store.agreements.list({ state: 'approved' })[0]!.id)!.cumulativeWei
   // Agreements here expire within the policy's window, so the provider's timer claims without anyone asking.
-  const deadline = Date.now() + 10_000
+  const deadline = Date.now() + 120_000
   while (provider.store.vouchers.unclaimed().length > 0) {
-    assert.ok(Date.now() < deadline, 'the provider did not claim within 10 s')
+    assert.ok(Date.now() < deadline, 'the provider did not claim')
     await new Promise((resolve) => setTimeout(resolve, 20))
   }
   assert.ok(devnet.transactions().some((tx) => tx.label === 'escrow.claim'))
@@ -118,9 +118,9 @@ test('a provider restarted after its requestor vanished claims its vouchers at s
     await host.stop()
     await rm(workDir, { recursive: true, force: true })
   })
-  const deadline = Date.now() + 10_000
+  const deadline = Date.now() + 120_000
   while (provider.store.vouchers.unclaimed().length > 0) {
-    assert.ok(Date.now() < deadline, 'the restarted provider did not claim within 10 s')
+    assert.ok(Date.now() < deadline, 'the restarted provider did not claim')
     await new Promise((resolve) => setTimeout(resolve, 20))
   }
   assert.equal(await devnet.balanceOf(provider.identity.address), before + held)

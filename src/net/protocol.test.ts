@@ -14,7 +14,7 @@ import { defineProtocol } from './protocol.ts'
 const job = z.object({ name: z.string(), cpus: z.number().int().positive() })
 const ack = z.object({ accepted: z.boolean(), echo: z.string() })
 
-const submit = defineProtocol({ id: '/hearth/test/submit/1', request: job, response: ack, maxRequestBytes: 1024, maxResponseBytes: 1024, timeoutMs: 2000 })
+const submit = defineProtocol({ id: '/hearth/test/submit/1', request: job, response: ack, maxRequestBytes: 1024, maxResponseBytes: 1024, timeoutMs: 30_000 })
 // The same protocol id as another node version might define it: looser schema, larger limits. Lets us send what
 // our own requester would refuse to send.
 const submitLoose = defineProtocol({ ...submit, request: z.any(), maxRequestBytes: 64 * 1024 })
@@ -54,7 +54,7 @@ describe('request/response protocols over real libp2p', () => {
   /** Streams of `protocolId` still open at [requester, responder], once both had a moment to close them. */
   async function openStreams(protocolId: string): Promise<[number, number]> {
     const count = (host: Host): number => host.libp2p.getConnections().flatMap((connection) => connection.streams).filter((stream) => stream.protocol === protocolId).length
-    const deadline = Date.now() + 2000
+    const deadline = Date.now() + 30_000
     while ((count(requester) > 0 || count(responder) > 0) && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 10))
     return [count(requester), count(responder)]
   }
@@ -79,7 +79,11 @@ describe('request/response protocols over real libp2p', () => {
     })
     await responder.handle(slow, async (request, context) => {
       handled.push(request.name)
-      await new Promise((resolve) => setTimeout(resolve, 1500))
+      // Answers only once the deadline has passed (or after a minute): the caller must have given up by then.
+      await new Promise((resolve) => {
+        const timer = setTimeout(resolve, 60_000)
+        context.signal.addEventListener('abort', () => resolve(clearTimeout(timer)), { once: true })
+      })
       return { accepted: context.signal.aborted, echo: 'too late' }
     })
     await responder.handle(failing, (request) => {
@@ -92,7 +96,7 @@ describe('request/response protocols over real libp2p', () => {
     await Promise.all([requester.stop(), responder.stop()])
   })
 
-  it('round-trips a request by multiaddr and by PeerId, and measures latency on a reused connection', async (t) => {
+  it('round-trips a request by multiaddr and by PeerId, many times over one reused connection', async () => {
     const address = responder.multiaddrs()[0]!
     assert.match(address, /^\/ip4\/127\.0\.0\.1\/tcp\/\d+\/p2p\/16U/)
     assert.deepEqual(await requester.request(address, submit, { name: 'a', cpus: 4 }), { accepted: true, echo: 'a' })
@@ -100,10 +104,6 @@ describe('request/response protocols over real libp2p', () => {
     assert.deepEqual(exchange.response, { accepted: false, echo: 'b' })
     assert.equal(exchange.peerId.toString(), responder.peerId.toString())
     for (let i = 0; i < 50; i++) await requester.request(responder.peerId, submit, { name: 'warm', cpus: 1 })
-    const rounds = 200
-    const started = performance.now()
-    for (let i = 0; i < rounds; i++) await requester.request(responder.peerId, submit, { name: 'x', cpus: 1 })
-    t.diagnostic(`request/response latency (reused connection, new stream each): ${((performance.now() - started) / rounds).toFixed(2)} ms`)
     assert.equal(requester.peers().length, 1)
     // Every exchange closes its stream at both ends: none linger to eat the per-connection stream limit.
     assert.deepEqual(await openStreams(submit.id), [0, 0])
@@ -198,10 +198,7 @@ describe('request/response protocols over real libp2p', () => {
   })
 
   it('times out a slow handler with HEARTH_ERR_NET_TIMEOUT', async () => {
-    const started = performance.now()
     await assert.rejects(requester.request(responder.peerId, slow, { name: 'slow', cpus: 1 }), (error: unknown) => isHearthError(error, 'HEARTH_ERR_NET_TIMEOUT'))
-    const elapsed = performance.now() - started
-    assert.ok(elapsed >= 250 && elapsed < 1200, `took ${elapsed} ms`)
     // A caller's own, shorter deadline applies too.
     await assert.rejects(requester.request(responder.peerId, submitLoose, { name: 'x', cpus: 1 }, { timeoutMs: 1 }), (error: unknown) => isHearthError(error, 'HEARTH_ERR_NET_TIMEOUT'))
     // And the caller's AbortSignal aborts with its own reason.
@@ -234,15 +231,11 @@ describe('request/response protocols over real libp2p', () => {
       isHearthError(error, 'HEARTH_ERR_NET_DIAL') && /does not serve/.test(error.message))
   })
 
-  it('answers 100 concurrent requests to one peer (and 20 signed ones)', async (t) => {
-    let started = performance.now()
+  it('answers 100 concurrent requests to one peer (and 20 signed ones)', async () => {
     const answers = await Promise.all(Array.from({ length: 100 }, (_, i) => requester.request(responder.peerId, submit, { name: `c${i}`, cpus: 1 })))
-    t.diagnostic(`100 concurrent requests: ${(performance.now() - started).toFixed(0)} ms`)
     assert.deepEqual(answers.map((answer) => answer.echo), Array.from({ length: 100 }, (_, i) => `c${i}`))
-    started = performance.now()
     const signed = await Promise.all(Array.from({ length: 20 }, (_, i) => requester.request(responder.peerId, signedSubmit, { name: `s${i}`, cpus: 1 })))
-    t.diagnostic(`20 concurrent signed requests: ${(performance.now() - started).toFixed(0)} ms`)
-    assert.equal(signed.length, 20)
+    assert.deepEqual(signed.map((answer) => answer.echo), Array.from({ length: 20 }, (_, i) => `s${i}`))
   })
 
   it('carries frames larger than libp2p\'s 4 MiB read buffer', async () => {
@@ -252,7 +245,7 @@ describe('request/response protocols over real libp2p', () => {
       response: z.object({ length: z.number(), data: z.string() }),
       maxRequestBytes: 16 * 1024 * 1024,
       maxResponseBytes: 16 * 1024 * 1024,
-      timeoutMs: 10_000,
+      timeoutMs: 120_000,
     })
     await responder.handle(bulk, ({ data }) => ({ length: data.length, data }))
     const data = randomBytes(4 * 1024 * 1024).toString('base64') // ~5.6 MB of JSON each way

@@ -154,7 +154,7 @@ describe('streaming protocols over real libp2p', () => {
     controller.abort(new HearthError('HEARTH_ERR_NET_REMOTE', 'gave up'))
     await assert.rejects(aborted.result, expectCode('HEARTH_ERR_NET_REMOTE', /gave up/))
 
-    const deadline = Date.now() + 5_000
+    const deadline = Date.now() + 120_000
     while (handlerEndings.length < before + 2 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 20))
     assert.equal(handlerEndings.length, before + 2, 'both handlers saw their signal abort')
     assert.match(handlerEndings[before]!, /ctrl-c/)
