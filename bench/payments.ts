@@ -24,6 +24,7 @@ import {
   chainTimeSec,
   claimVoucher,
   claimVouchers,
+  escrowClaimGraceSec,
   mintTokens,
   openEscrow,
   openEscrows,
@@ -98,8 +99,9 @@ const gas: Record<string, bigint> = { 'approve (once per requestor)': approveGas
   const c = await open()
   gas.release = (await releaseEscrow(provider, { requestorAddress, agreementId: c.agreementId })).gasUsed
   const d = await open()
-  await chain.increaseTime(3601)
-  gas['refund (after expiry)'] = (await refundEscrow(requestor, d.agreementId)).gasUsed
+  // Refund works from expiry plus the contract's claim grace (a day by default), the provider's window to claim.
+  await chain.increaseTime(3600 + Number(await escrowClaimGraceSec(requestor)))
+  gas['refund (after expiry + claim grace)'] = (await refundEscrow(requestor, d.agreementId)).gasUsed
 
   const batch = Array.from({ length: 10 }, () => ({ agreementId: freshId(), providerAddress, amountWei: parseEther('10'), expiresAtSec: 0n }))
   const expiresAtSec = await expiry()

@@ -11,11 +11,16 @@ import {SafeCast} from "@openzeppelin/contracts/utils/math/SafeCast.sol";
 /// @title HearthEscrow
 /// @notice One escrow per (requestor, agreement). The requestor deposits a budget, then pays the provider off-chain
 /// with signed cumulative vouchers; the provider redeems the latest voucher at any time, and the requestor takes back
-/// the unclaimed rest after expiry. On-chain cost per agreement is O(1) however many vouchers are exchanged.
+/// the unclaimed rest once the escrow has expired and the claim grace after expiry has passed. On-chain cost per
+/// agreement is O(1) however many vouchers are exchanged.
 /// @dev Escrows are keyed by keccak256(abi.encode(requestor, agreementId)), not by the agreement id alone: whoever
 /// learns an id before it is opened can open an escrow under their own key only, which neither blocks nor touches the
 /// requestor's. Events still carry the agreement id as the public record.
-/// The provider may claim until the escrow is closed, even past expiry: expiry only lets the requestor close it.
+/// The provider may claim until the escrow is closed, even past expiry. Only `expiresAt + claimGraceSec` lets the
+/// requestor close it (refund): were refund open from the second of expiry, a requestor holding back its last vouchers
+/// could close the escrow ahead of a provider that claims on a timer, as payment channels learnt (Raiden's settlement
+/// timeout, Filecoin's settling delay). The grace is one immutable value per deployment, so a requestor and a provider
+/// can read the window from the contract before they open or trust an escrow.
 /// The guard uses transient storage (EIP-1153, Cancun and later), which costs ~100 gas where a storage guard costs
 /// thousands; the contracts are compiled for Prague, so a chain without Cancun cannot run them anyway.
 contract HearthEscrow is EIP712, ReentrancyGuardTransient {
@@ -52,6 +57,10 @@ contract HearthEscrow is EIP712, ReentrancyGuardTransient {
 
     IERC20 public immutable token;
 
+    /// @notice Seconds after an escrow's expiry during which the provider can still claim and the requestor cannot yet
+    /// refund. Set at deployment, the same for every escrow of this contract, and never changed.
+    uint64 public immutable claimGraceSec;
+
     mapping(bytes32 key => Escrow) private _escrows;
 
     event EscrowOpened(
@@ -83,10 +92,14 @@ contract HearthEscrow is EIP712, ReentrancyGuardTransient {
     error InvalidVoucherSignature(address recovered);
     error NothingToClaim(uint256 cumulativeAmount, uint256 claimed);
     error ClaimExceedsDeposit(uint256 cumulativeAmount, uint256 deposited);
-    error NotExpired(uint64 expiresAt, uint256 nowSec);
+    /// @notice A refund before `refundableAt` (the escrow's expiry plus {claimGraceSec}); it works from that second on.
+    error RefundTooEarly(uint256 refundableAt, uint256 nowSec);
 
-    constructor(IERC20 token_) EIP712("HearthEscrow", "1") {
+    /// @param claimGraceSec_ The window after expiry that is the provider's alone (zero: refund from the second of
+    /// expiry, which lets a requestor front-run the provider's last claim).
+    constructor(IERC20 token_, uint64 claimGraceSec_) EIP712("HearthEscrow", "1") {
         token = token_;
+        claimGraceSec = claimGraceSec_;
     }
 
     /// @notice Deposits `amount` for a new agreement; msg.sender is its requestor.
@@ -120,7 +133,8 @@ contract HearthEscrow is EIP712, ReentrancyGuardTransient {
         token.safeTransferFrom(msg.sender, address(this), amount);
     }
 
-    /// @notice Redeems the requestor's cumulative voucher: pays what it adds over earlier claims.
+    /// @notice Redeems the requestor's cumulative voucher: pays what it adds over earlier claims. Works until the
+    /// escrow is closed: before expiry, during the claim grace and after it, until the requestor refunds.
     /// @param releaseRest When true the provider also gives up the rest, which goes back to the requestor now and
     /// closes the escrow: a finished job settles without waiting for expiry.
     function claim(
@@ -137,7 +151,8 @@ contract HearthEscrow is EIP712, ReentrancyGuardTransient {
 
     /// @notice Redeems several vouchers (any requestors, all naming msg.sender as provider) with one payment for their
     /// total; the refunds of released escrows go out once per run of consecutive claims from the same requestor.
-    /// All or nothing: one bad voucher reverts the batch, so simulate first and drop what fails.
+    /// All or nothing: one bad voucher reverts the batch, so simulate first and drop what fails. Like {claim}, works
+    /// during the claim grace and after it, until each escrow is closed.
     function claimMany(ClaimRequest[] calldata claims) external nonReentrant {
         if (claims.length == 0) revert EmptyBatch();
         uint256 totalPaid;
@@ -171,10 +186,14 @@ contract HearthEscrow is EIP712, ReentrancyGuardTransient {
         if (refunded > 0) token.safeTransfer(requestor, refunded);
     }
 
-    /// @notice After expiry the requestor takes back what was not claimed, and the escrow closes.
+    /// @notice From expiry plus {claimGraceSec} on, the requestor takes back what was not claimed, and the escrow
+    /// closes. Before that it reverts with {RefundTooEarly}, which names the second from which it works: a provider
+    /// holding vouchers has the whole grace to claim them, and may claim after it too, until the escrow closes.
     function refund(bytes32 agreementId) external nonReentrant {
         Escrow storage e = _live(msg.sender, agreementId);
-        if (block.timestamp < e.expiresAt) revert NotExpired(e.expiresAt, block.timestamp);
+        // In uint256: two uint64s cannot overflow it.
+        uint256 refundableAt = uint256(e.expiresAt) + claimGraceSec;
+        if (block.timestamp < refundableAt) revert RefundTooEarly(refundableAt, block.timestamp);
 
         uint256 refunded = uint256(e.deposited) - e.claimed;
         e.closed = true;

@@ -11,7 +11,7 @@ import { isHearthError } from '../errors.ts'
 import { createChainClient } from '../payment/chain-client.ts'
 import { hearthEscrowAbi, hearthTokenAbi } from '../payment/contracts.ts'
 import { readDeploymentFile } from '../payment/deploy.ts'
-import { tokenBalanceOf } from '../payment/escrow.ts'
+import { escrowClaimGraceSec, tokenBalanceOf } from '../payment/escrow.ts'
 import { devAccountKey, registerChainCommands, runDeployCommand, startChain } from './chain-command.ts'
 import type { RunningChain } from './chain-command.ts'
 
@@ -53,6 +53,7 @@ describe('hearth chain', () => {
     assert.equal(running.accounts.length, 3)
     for (const account of running.accounts) assert.ok(printed.includes(account.privateKey))
     assert.equal(running.accounts[0]!.privateKey, devAccountKey(0))
+    assert.match(printed, /grace\s+86400 s \(refund from expiry \+ 24 h; the provider can claim until then\)/)
   })
 
   it('serves one chain to other processes over JSON-RPC: funded accounts, deployed contracts, a deployment file', async () => {
@@ -62,6 +63,9 @@ describe('hearth chain', () => {
     assert.equal(file.rpcUrl, running.url)
     assert.equal(file.escrowAddress, running.deployment.escrowAddress)
     assert.equal(file.faucet, true)
+    // The default claim grace, recorded in the file and enforced by the contract.
+    assert.equal(file.claimGraceSec, 86_400)
+    assert.equal(await escrowClaimGraceSec({ client: createChainClient({ transport: running.url, privateKey: running.accounts[0]!.privateKey, chainId: 31337 }), ...file }), 86_400n)
     for (const account of running.accounts) {
       assert.equal(await remote.getBalance({ address: account.address }), parseEther('10000'))
       const client = createChainClient({ transport: running.url, privateKey: account.privateKey, chainId: 31337 })
@@ -73,14 +77,17 @@ describe('hearth chain', () => {
   it('hearth deploy --rpc URL --key-file F deploys over HTTP and writes a deployment JSON', async () => {
     const key = await keyFile('deployer.key', running.accounts[1]!.privateKey)
     const out = capture()
-    const record = await runDeployCommand({ rpc: running.url, keyFile: key, out: join(dir, 'deployed.json') }, out.io)
+    const record = await runDeployCommand({ rpc: running.url, keyFile: key, out: join(dir, 'deployed.json'), claimGraceSec: 3600 }, out.io)
     assert.equal(record.chainId, 31337)
+    assert.equal(record.claimGraceSec, 3600)
+    assert.match(out.text(), /grace\s+3600 s \(refund from expiry \+ 1 h/)
     assert.equal(record.deployer, running.accounts[1]!.address)
     assert.equal(record.faucet, true, 'chain id 31337 is a development chain')
     assert.deepEqual(await readDeploymentFile(join(dir, 'deployed.json')), record)
     assert.match(out.text(), /written to\s+.*deployed\.json/)
     const remote = createPublicClient({ transport: http(running.url, { retryCount: 0 }) })
     assert.equal(await remote.readContract({ address: record.escrowAddress, abi: hearthEscrowAbi(), functionName: 'token' }), record.tokenAddress)
+    assert.equal(await remote.readContract({ address: record.escrowAddress, abi: hearthEscrowAbi(), functionName: 'claimGraceSec' }), 3600n)
     assert.notEqual(record.escrowAddress, running.deployment.escrowAddress)
 
     // --no-faucet and an initial supply: a token that can never mint more.
@@ -105,10 +112,18 @@ describe('hearth chain', () => {
     const out = capture()
     const program = new Command('hearth').exitOverride().configureOutput({ writeOut: () => {}, writeErr: () => {} })
     registerChainCommands(program, out.io)
-    await program.parseAsync(['deploy', '--rpc', running.url, '--key-file', key, '--out', join(dir, 'cli.json'), '--json'], { from: 'user' })
-    const printed = JSON.parse(out.text()) as { escrowAddress: string; deploymentFile: string }
-    assert.equal(printed.escrowAddress, (await readDeploymentFile(join(dir, 'cli.json'))).escrowAddress)
+    await program.parseAsync(['deploy', '--rpc', running.url, '--key-file', key, '--out', join(dir, 'cli.json'), '--claim-grace-sec', '0', '--json'], { from: 'user' })
+    const printed = JSON.parse(out.text()) as { escrowAddress: string; deploymentFile: string; claimGraceSec: number }
+    const file = await readDeploymentFile(join(dir, 'cli.json'))
+    assert.equal(printed.escrowAddress, file.escrowAddress)
+    assert.deepEqual([printed.claimGraceSec, file.claimGraceSec], [0, 0])
     await assert.rejects(program.parseAsync(['deploy', '--rpc', 'not-a-url', '--key-file', key], { from: 'user' }), /--rpc must be an http/)
+    for (const grace of ['-1', '1.5', '2592001']) {
+      await assert.rejects(
+        program.parseAsync(['deploy', '--rpc', running.url, '--key-file', key, '--claim-grace-sec', grace], { from: 'user' }),
+        /--claim-grace-sec must be a whole number from 0 to 2592000/,
+      )
+    }
   })
 })
 
@@ -118,10 +133,11 @@ describe('hearth chain as a command', () => {
     const stop = new AbortController()
     const program = new Command('hearth').exitOverride()
     registerChainCommands(program, out.io, { stopSignal: stop.signal })
-    const done = program.parseAsync(['chain', '--port', '0', '--accounts', '1', '--chain-id', '4242', '--json'], { from: 'user' })
+    const done = program.parseAsync(['chain', '--port', '0', '--accounts', '1', '--chain-id', '4242', '--claim-grace-sec', '120', '--json'], { from: 'user' })
     while (!out.text().includes('\n')) await new Promise((resolve) => setTimeout(resolve, 20))
-    const report = JSON.parse(out.text()) as { url: string; chainId: number; accounts: unknown[] }
+    const report = JSON.parse(out.text()) as { url: string; chainId: number; claimGraceSec: number; accounts: unknown[] }
     assert.equal(report.chainId, 4242)
+    assert.equal(report.claimGraceSec, 120)
     assert.equal(report.accounts.length, 1)
     const remote = createPublicClient({ transport: http(report.url, { retryCount: 0 }) })
     assert.equal(await remote.getChainId(), 4242)

@@ -12,7 +12,7 @@ import { HearthError } from '../errors.ts'
 import { identityFromPrivateKey } from '../identity/node-identity.ts'
 import type { NodeIdentity } from '../identity/node-identity.ts'
 import { createChainClient, rpcChainId } from '../payment/chain-client.ts'
-import { deployHearth, writeDeploymentFile } from '../payment/deploy.ts'
+import { defaultClaimGraceSec, deployHearth, maxClaimGraceSec, writeDeploymentFile } from '../payment/deploy.ts'
 import type { DeploymentRecord } from '../payment/deploy.ts'
 import { createEmbeddedChain, serveChainHttp } from '../payment/embedded-chain.ts'
 import { mintTokens } from '../payment/escrow.ts'
@@ -35,6 +35,8 @@ export interface ChainCommandOptions {
   tokenWei?: bigint
   /** Also write the deployment (with the URL) here, for `hearth wallet --deployment` and other nodes. */
   deploymentOut?: string
+  /** The escrow's claim grace after expiry, in seconds; default one day (see defaultClaimGraceSec). */
+  claimGraceSec?: number
   json?: boolean
 }
 
@@ -74,7 +76,10 @@ export async function startChain(options: ChainCommandOptions, io: CommandIo): P
   try {
     const deployer = createChainClient({ transport: chain, privateKey: deployerIdentity.privateKey, chainId: chain.chainId })
     // A development chain: the faucet is on, so any node can mint for itself (`hearth wallet --faucet`).
-    const record = await deployHearth(deployer, { faucet: true })
+    const record = await deployHearth(deployer, {
+      faucet: true,
+      ...(options.claimGraceSec === undefined ? {} : { claimGraceSec: options.claimGraceSec }),
+    })
     const ctx = { client: deployer, tokenAddress: record.tokenAddress, escrowAddress: record.escrowAddress }
     await Promise.all(identities.map((identity) => mintTokens(ctx, { toAddress: identity.address, amountWei: tokenWei })))
     const server = await serveChainHttp(chain, { port: options.port ?? 8545, host: '127.0.0.1' })
@@ -106,6 +111,7 @@ function chainReport(running: RunningChain, deploymentFile: string | undefined) 
     tokenAddress: running.deployment.tokenAddress,
     escrowAddress: running.deployment.escrowAddress,
     faucet: running.deployment.faucet,
+    claimGraceSec: running.deployment.claimGraceSec,
     deploymentFile: deploymentFile ?? null,
     accounts: running.accounts.map((a) => ({ address: a.address, privateKey: a.privateKey, nativeWei: a.nativeWei.toString(), tokenWei: a.tokenWei.toString() })),
   }
@@ -118,6 +124,7 @@ function formatChain(running: RunningChain, deploymentFile: string | undefined):
     `  chain id    ${running.chainId}`,
     `  token       ${running.deployment.tokenAddress}  (HTT, faucet on)`,
     `  escrow      ${running.deployment.escrowAddress}`,
+    `  grace       ${formatGrace(running.deployment.claimGraceSec)}`,
     ...(deploymentFile === undefined ? [] : [`  deployment  ${deploymentFile}`]),
     '',
     'Funded dev accounts. DEVELOPMENT ONLY: these keys are public; never send real funds to them.',
@@ -131,6 +138,13 @@ function formatChain(running: RunningChain, deploymentFile: string | undefined):
   return lines.join('\n')
 }
 
+/** `86400 s (refund from expiry + 24 h; the provider can claim until then)`. */
+function formatGrace(claimGraceSec: number): string {
+  if (claimGraceSec === 0) return '0 s (refund from the second of expiry: a requestor can front-run the provider\'s last claim)'
+  const readable = claimGraceSec % 3600 === 0 ? `${claimGraceSec / 3600} h` : `${claimGraceSec} s`
+  return `${claimGraceSec} s (refund from expiry + ${readable}; the provider can claim until then)`
+}
+
 export interface DeployCommandOptions {
   rpc: string
   keyFile: string
@@ -142,6 +156,8 @@ export interface DeployCommandOptions {
   token?: Address
   /** HTT minted to the deployer at construction, in wei. */
   initialSupplyWei?: bigint
+  /** The escrow's claim grace after expiry, in seconds; default one day (see defaultClaimGraceSec). */
+  claimGraceSec?: number
   maxFeePerGasWei?: bigint
   confirmations?: number
   json?: boolean
@@ -163,6 +179,7 @@ export async function runDeployCommand(options: DeployCommandOptions, io: Comman
       ...(options.faucet === undefined ? {} : { faucet: options.faucet }),
       ...(options.token === undefined ? {} : { tokenAddress: options.token }),
       ...(options.initialSupplyWei === undefined ? {} : { initialSupplyWei: options.initialSupplyWei }),
+      ...(options.claimGraceSec === undefined ? {} : { claimGraceSec: options.claimGraceSec }),
     })),
     rpcUrl: options.rpc,
   }
@@ -177,6 +194,7 @@ export async function runDeployCommand(options: DeployCommandOptions, io: Comman
         `Deployed on chain ${record.chainId} by ${record.deployer}`,
         `  token       ${record.tokenAddress}${record.tokenDeployed ? ` (HTT, faucet ${record.faucet ? 'on' : 'off'})` : ' (existing)'}`,
         `  escrow      ${record.escrowAddress}`,
+        `  grace       ${formatGrace(record.claimGraceSec)}`,
         `  gas         ${gas} in ${record.transactions.length} transactions`,
         `  written to  ${out}`,
         '',
@@ -238,6 +256,9 @@ function addressOption(value: string): Address {
   return value as Address
 }
 
+const claimGraceHelp =
+  'seconds after an escrow\'s expiry in which its provider can still claim and its requestor cannot yet refund (fixed in the contract; 0 lets a requestor front-run the last claim)'
+
 /**
  * Registers `hearth chain` and `hearth deploy`. `chain` runs until SIGINT/SIGTERM, or until `stopSignal` aborts
  * (tests).
@@ -250,13 +271,15 @@ export function registerChainCommands(program: Command, io: CommandIo, options: 
     .option('--chain-id <id>', 'chain id', intOption('--chain-id', 1, 2 ** 32 - 1), 31337)
     .option('--accounts <n>', 'funded dev accounts', intOption('--accounts', 1, 100), 5)
     .option('--deployment-out <file>', 'also write the deployment JSON (with the URL) here')
+    .option('--claim-grace-sec <n>', claimGraceHelp, intOption('--claim-grace-sec', 0, maxClaimGraceSec), defaultClaimGraceSec)
     .option('--json', 'print one JSON object instead of a summary')
-    .action(async (opts: { port: number; chainId: number; accounts: number; deploymentOut?: string; json?: boolean }) => {
+    .action(async (opts: { port: number; chainId: number; accounts: number; deploymentOut?: string; claimGraceSec: number; json?: boolean }) => {
       const running = await startChain(
         {
           port: opts.port,
           chainId: opts.chainId,
           accounts: opts.accounts,
+          claimGraceSec: opts.claimGraceSec,
           ...(opts.deploymentOut === undefined ? {} : { deploymentOut: opts.deploymentOut }),
           json: opts.json === true,
         },
@@ -276,6 +299,7 @@ export function registerChainCommands(program: Command, io: CommandIo, options: 
     .option('--no-faucet', 'deploy the token without a mint, even on a development chain id')
     .option('--token <address>', 'settle in this existing ERC-20: deploy only the escrow', addressOption)
     .option('--initial-supply <htt>', 'HTT minted to the deployer at deploy', amountOption('--initial-supply', (v) => parseEther(v)))
+    .option('--claim-grace-sec <n>', claimGraceHelp, intOption('--claim-grace-sec', 0, maxClaimGraceSec), defaultClaimGraceSec)
     .option('--max-fee-gwei <gwei>', 'refuse to pay more than this per gas', amountOption('--max-fee-gwei', (v) => parseGwei(v)))
     .option('--confirmations <n>', 'blocks each deploy tx must have before it counts', intOption('--confirmations', 1, 64), 1)
     .option('--json', 'print one JSON object instead of a summary')
@@ -287,6 +311,7 @@ export function registerChainCommands(program: Command, io: CommandIo, options: 
         faucet?: boolean
         token?: Address
         initialSupply?: bigint
+        claimGraceSec: number
         maxFeeGwei?: bigint
         confirmations: number
         json?: boolean
@@ -297,6 +322,7 @@ export function registerChainCommands(program: Command, io: CommandIo, options: 
             keyFile: opts.keyFile,
             out: opts.out,
             confirmations: opts.confirmations,
+            claimGraceSec: opts.claimGraceSec,
             json: opts.json === true,
             ...(opts.faucet === undefined ? {} : { faucet: opts.faucet }),
             ...(opts.token === undefined ? {} : { token: opts.token }),

@@ -19,13 +19,13 @@ describe('loadContracts', () => {
 
   it('exposes the escrow functions, events and custom errors the payment layer relies on', () => {
     const escrow = hearthEscrowAbi()
-    for (const fn of ['open', 'openMany', 'topUp', 'claim', 'claimMany', 'release', 'refund', 'escrows', 'escrowKey', 'voucherDigest', 'token']) {
+    for (const fn of ['open', 'openMany', 'topUp', 'claim', 'claimMany', 'release', 'refund', 'escrows', 'escrowKey', 'voucherDigest', 'token', 'claimGraceSec']) {
       assert.ok(names(escrow, 'function').includes(fn), fn)
     }
     for (const event of ['EscrowOpened', 'EscrowToppedUp', 'VoucherClaimed', 'EscrowReleased', 'EscrowRefunded']) {
       assert.ok(names(escrow, 'event').includes(event), event)
     }
-    for (const error of ['EscrowAlreadyExists', 'EscrowNotFound', 'EmptyBatch', 'InvalidVoucherSignature', 'NothingToClaim', 'ClaimExceedsDeposit', 'NotExpired', 'ReentrancyGuardReentrantCall']) {
+    for (const error of ['EscrowAlreadyExists', 'EscrowNotFound', 'EmptyBatch', 'InvalidVoucherSignature', 'NothingToClaim', 'ClaimExceedsDeposit', 'RefundTooEarly', 'ReentrancyGuardReentrantCall']) {
       assert.ok(names(escrow, 'error').includes(error), error)
     }
     assert.ok(names(hearthTokenAbi(), 'function').includes('mint'))

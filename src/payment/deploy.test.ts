@@ -10,8 +10,9 @@ import { buildContracts } from '../../scripts/build-contracts.ts'
 import { isHearthError } from '../errors.ts'
 import { createChainClient } from './chain-client.ts'
 import { hearthEscrowAbi, hearthTokenAbi } from './contracts.ts'
-import { deployHearth, deployHearthContracts, readDeploymentFile, writeDeploymentFile } from './deploy.ts'
+import { defaultClaimGraceSec, deployHearth, deployHearthContracts, maxClaimGraceSec, readDeploymentFile, writeDeploymentFile } from './deploy.ts'
 import { createEmbeddedChain } from './embedded-chain.ts'
+import { escrowClaimGraceSec } from './escrow.ts'
 import { voucherDigest } from './voucher.ts'
 
 const deployerKey = keccak256(toHex('hearth-test-deployer'))
@@ -29,7 +30,7 @@ async function clientOn(chainId: number) {
 describe('deployHearthContracts', () => {
   it('deploys the token and an escrow bound to it, in two txs', async () => {
     const client = await clientOn(777)
-    const { tokenAddress, escrowAddress, faucet } = await deployHearthContracts(client)
+    const { tokenAddress, escrowAddress, faucet, claimGraceSec } = await deployHearthContracts(client)
     const read = (address: `0x${string}`, abi: ReturnType<typeof hearthTokenAbi>, functionName: string, args: unknown[] = []) =>
       client.publicClient.readContract({ address, abi, functionName, args })
 
@@ -40,6 +41,9 @@ describe('deployHearthContracts', () => {
     assert.equal(faucet, false)
     assert.equal(await read(tokenAddress, hearthTokenAbi(), 'faucet'), false)
     assert.equal(await read(escrowAddress, hearthEscrowAbi(), 'token'), tokenAddress)
+    // The default claim grace: a day after expiry in which the provider can still claim.
+    assert.equal(claimGraceSec, 86_400)
+    assert.equal(await read(escrowAddress, hearthEscrowAbi(), 'claimGraceSec'), 86_400n)
     assert.deepEqual(client.ledger.map((entry) => entry.label), ['deploy.HearthToken', 'deploy.HearthEscrow'])
 
     // The contract's EIP-712 domain is the one voucher.ts signs under.
@@ -86,11 +90,35 @@ describe('deployHearthContracts', () => {
   })
 })
 
+describe('the escrow\'s claim grace at deployment', () => {
+  it('is passed to the contract and recorded as the contract reports it', async () => {
+    const client = await clientOn(31337)
+    assert.equal(defaultClaimGraceSec, 86_400)
+    for (const claimGraceSec of [0, 3600, maxClaimGraceSec]) {
+      const record = await deployHearth(client, { claimGraceSec })
+      assert.equal(record.claimGraceSec, claimGraceSec)
+      assert.equal(await escrowClaimGraceSec({ client, escrowAddress: record.escrowAddress }), BigInt(claimGraceSec))
+    }
+  })
+
+  it('refuses a grace that is negative, fractional or longer than 30 days, before sending anything', async () => {
+    const client = await clientOn(31337)
+    for (const claimGraceSec of [-1, 1.5, Number.NaN, maxClaimGraceSec + 1]) {
+      await assert.rejects(
+        deployHearth(client, { claimGraceSec }),
+        (error: unknown) => isHearthError(error, 'HEARTH_ERR_CONFIG_INVALID') && /claim grace/.test(error.message),
+      )
+    }
+    assert.equal(client.ledger.length, 0)
+  })
+})
+
 describe('deployment files', () => {
   it('round-trips a deployment record, and refuses a malformed or missing one', async () => {
     const client = await clientOn(31337)
-    const record = { ...(await deployHearth(client)), rpcUrl: 'http://127.0.0.1:8545' }
+    const record = { ...(await deployHearth(client, { claimGraceSec: 7200 })), rpcUrl: 'http://127.0.0.1:8545' }
     assert.equal(record.deployer, deployer)
+    assert.equal(record.claimGraceSec, 7200)
     assert.match(record.blockNumber, /^[0-9]+$/)
     assert.equal(record.transactions.length, 2)
     const file = join(dir, 'nested', 'deployment.json')
@@ -101,6 +129,16 @@ describe('deployment files', () => {
     await writeFile(bad, JSON.stringify({ ...record, escrowAddress: 'nope' }))
     await assert.rejects(readDeploymentFile(bad), (error: unknown) => isHearthError(error, 'HEARTH_ERR_CONFIG_INVALID') && /escrowAddress/.test(error.message))
     await assert.rejects(readDeploymentFile(join(dir, 'missing.json')), (error: unknown) => isHearthError(error, 'HEARTH_ERR_CONFIG_INVALID'))
+    // A file from before the claim grace: its escrow lets a requestor refund ahead of the provider's last claim.
+    const { claimGraceSec: _dropped, ...withoutGrace } = record
+    const old = join(dir, 'old.json')
+    await writeFile(old, JSON.stringify(withoutGrace))
+    await assert.rejects(
+      readDeploymentFile(old),
+      (error: unknown) => isHearthError(error, 'HEARTH_ERR_CONFIG_INVALID') && /claimGraceSec/.test(error.message) && /deploy again/.test(error.hint ?? ''),
+    )
+    await writeFile(bad, JSON.stringify({ ...record, claimGraceSec: -5 }))
+    await assert.rejects(readDeploymentFile(bad), (error: unknown) => isHearthError(error, 'HEARTH_ERR_CONFIG_INVALID') && /claimGraceSec/.test(error.message))
     const lower = { ...record, tokenAddress: record.tokenAddress.toLowerCase() as Address }
     await writeDeploymentFile(file, lower)
     assert.equal((await readDeploymentFile(file)).tokenAddress, record.tokenAddress)

@@ -10,11 +10,28 @@ import { z } from 'zod'
 import { HearthError } from '../errors.ts'
 import type { ChainClient } from './chain-client.ts'
 import { loadContracts } from './contracts.ts'
+import { escrowClaimGraceSec } from './escrow.ts'
 
 export interface HearthDeployment {
   tokenAddress: Address
   escrowAddress: Address
 }
+
+/**
+ * The escrow's default claim grace: one day after an agreement's expiry in which its provider can still claim and its
+ * requestor cannot yet refund. Long enough for a provider that was down or partitioned at expiry (a restart, a night
+ * offline, a congested chain) to come back and claim the vouchers it holds, which it does at start; short enough that
+ * a requestor whose provider vanished gets its unclaimed rest back a day later. Filecoin's payment channels wait 12
+ * hours (their settling delay) and Raiden's a settlement timeout of hundreds of blocks, for the same reason; a day
+ * also covers a provider that claims on a daily timer.
+ */
+export const defaultClaimGraceSec = 86_400
+
+/**
+ * The longest grace `deployHearth` accepts (30 days): a longer one would lock each requestor's unclaimed deposits that
+ * long after every expiry, and a provider that has not claimed within a month is not coming back.
+ */
+export const maxClaimGraceSec = 30 * 86_400
 
 export interface DeployOptions {
   /**
@@ -26,6 +43,12 @@ export interface DeployOptions {
   tokenAddress?: Address
   /** Minted to the deployer at construction: on a chain without faucet, the only HTT there will ever be. */
   initialSupplyWei?: bigint
+  /**
+   * Seconds after an escrow's expiry in which only its provider may act (claim); the requestor refunds from expiry plus
+   * this. Fixed in the contract for good. Default {@link defaultClaimGraceSec} (one day); 0 gives the requestor refund
+   * from the second of expiry, which lets it front-run the provider's last claim: for tests only.
+   */
+  claimGraceSec?: number
 }
 
 /** What a deployment file holds: enough for another node to find and trust the contracts. */
@@ -35,6 +58,11 @@ export interface DeploymentRecord extends HearthDeployment {
   faucet: boolean
   /** False when the escrow was bound to an existing token. */
   tokenDeployed: boolean
+  /**
+   * The escrow's claim grace as read back from the contract after deployment. For people and tools that read the file;
+   * code that acts on it asks the contract (`escrowClaimGraceSec`), which is the truth.
+   */
+  claimGraceSec: number
   deployer: Address
   /** The block of the escrow's deployment: where to start reading its events. */
   blockNumber: string
@@ -55,9 +83,12 @@ const publicChainIds: ReadonlySet<number> = new Set([
   1, 10, 56, 100, 137, 250, 324, 1101, 5000, 8453, 42161, 42170, 42220, 43114, 59144, 81457, 534352,
 ])
 
-export async function deployHearthContracts(client: ChainClient, options: DeployOptions = {}): Promise<HearthDeployment & { faucet: boolean }> {
+export async function deployHearthContracts(
+  client: ChainClient,
+  options: DeployOptions = {},
+): Promise<HearthDeployment & { faucet: boolean; claimGraceSec: number }> {
   const record = await deployHearth(client, options)
-  return { tokenAddress: record.tokenAddress, escrowAddress: record.escrowAddress, faucet: record.faucet }
+  return { tokenAddress: record.tokenAddress, escrowAddress: record.escrowAddress, faucet: record.faucet, claimGraceSec: record.claimGraceSec }
 }
 
 /** Deploys (one or two txs) and returns the full record to write with {@link writeDeploymentFile}. */
@@ -66,6 +97,12 @@ export async function deployHearth(client: ChainClient, options: DeployOptions =
   if (faucet && publicChainIds.has(client.chainId)) {
     throw new HearthError('HEARTH_ERR_CONFIG_INVALID', `refusing to deploy a faucet token on public chain ${client.chainId}`, {
       hint: 'deploy without --faucet (an initial supply goes to the deployer), or bind the escrow to an existing token with --token',
+    })
+  }
+  const claimGraceSec = options.claimGraceSec ?? defaultClaimGraceSec
+  if (!Number.isSafeInteger(claimGraceSec) || claimGraceSec < 0 || claimGraceSec > maxClaimGraceSec) {
+    throw new HearthError('HEARTH_ERR_CONFIG_INVALID', `the claim grace must be a whole number of seconds from 0 to ${maxClaimGraceSec}, not ${claimGraceSec}`, {
+      hint: `the default, ${defaultClaimGraceSec} s (one day), gives a provider that was down at expiry time to claim`,
     })
   }
   const { HearthToken, HearthEscrow } = loadContracts()
@@ -86,14 +123,17 @@ export async function deployHearth(client: ChainClient, options: DeployOptions =
     label: 'deploy.HearthEscrow',
     abi: HearthEscrow.abi,
     bytecode: HearthEscrow.bytecode,
-    args: [tokenAddress],
+    args: [tokenAddress, BigInt(claimGraceSec)],
   })
+  // Recorded as the contract reports it, not as asked: the file then says what the chain enforces.
+  const graceOnChain = await escrowClaimGraceSec({ client, escrowAddress: escrow.address })
   return {
     chainId: client.chainId,
     tokenAddress,
     escrowAddress: escrow.address,
     faucet,
     tokenDeployed: options.tokenAddress === undefined,
+    claimGraceSec: Number(graceOnChain),
     deployer: client.address,
     blockNumber: escrow.receipt.blockNumber.toString(),
     deployedAtMs: Date.now(),
@@ -122,6 +162,7 @@ const deploymentSchema = z.object({
   escrowAddress: addressSchema,
   faucet: z.boolean(),
   tokenDeployed: z.boolean(),
+  claimGraceSec: z.number().int().min(0),
   deployer: addressSchema,
   blockNumber: z.string().regex(/^[0-9]+$/),
   deployedAtMs: z.number(),
@@ -156,7 +197,11 @@ export async function readDeploymentFile(path: string): Promise<DeploymentRecord
   const parsed = deploymentSchema.safeParse(json)
   if (!parsed.success) {
     const fields = parsed.error.issues.map((issue) => `${issue.path.join('.')}: ${issue.message}`).join('; ')
-    throw new HearthError('HEARTH_ERR_CONFIG_INVALID', `the deployment file ${path} is malformed (${fields})`)
+    // A file without the grace was written for an escrow from before it, whose refund races the provider's claim.
+    const graceMissing = typeof json === 'object' && json !== null && !('claimGraceSec' in json)
+    throw new HearthError('HEARTH_ERR_CONFIG_INVALID', `the deployment file ${path} is malformed (${fields})`, {
+      ...(graceMissing ? { hint: 'it predates the escrow\'s claim grace: deploy again with `hearth deploy` (or restart `hearth chain`) and use the new file' } : {}),
+    })
   }
   const record = parsed.data
   return {

@@ -79,6 +79,14 @@ describe('createEmbeddedChain', () => {
     assert.ok(after_ - before_ < 3700n)
   })
 
+  it('setNextBlockTimestamp fixes the next block\'s timestamp to the second', async () => {
+    const client = createPublicClient({ transport: custom(chain) })
+    const target = (await client.getBlock()).timestamp + 1000n
+    await chain.setNextBlockTimestamp(target)
+    await chain.mine()
+    assert.equal((await client.getBlock()).timestamp, target)
+  })
+
   it('refuses requests once closed', async () => {
     const other = await createEmbeddedChain({ accounts: [] })
     await other.close()

@@ -43,6 +43,11 @@ export interface EmbeddedChain {
   readonly request: EIP1193RequestFn
   /** Moves the chain clock forward and mines a block, so the next block's timestamp is later by `seconds`. */
   increaseTime(seconds: number): Promise<void>
+  /**
+   * Fixes the timestamp of the next block (later than the latest block's); calls estimated before it is mined see it
+   * too. For tests at the exact second of a deadline, which increaseTime cannot hit while the wall clock runs on.
+   */
+  setNextBlockTimestamp(timestampSec: bigint | number): Promise<void>
   mine(): Promise<void>
   /** Refuses further requests; EDR frees the chain when it is garbage collected. */
   close(): Promise<void>
@@ -148,6 +153,9 @@ export async function createEmbeddedChain(options: EmbeddedChainOptions): Promis
     async increaseTime(seconds) {
       await request({ method: 'evm_increaseTime', params: [seconds] })
       await request({ method: 'evm_mine', params: [] })
+    },
+    async setNextBlockTimestamp(timestampSec) {
+      await request({ method: 'evm_setNextBlockTimestamp', params: [Number(timestampSec)] })
     },
     async mine() {
       await request({ method: 'evm_mine', params: [] })

@@ -26,6 +26,9 @@ const bystander = privateKeyToAccount(keccak256(toHex('hearth-reentrancy-bystand
 
 const guardSelector = slice(keccak256(toHex('ReentrancyGuardReentrantCall()')), 0, 4)
 
+/** The escrow's claim grace here: refunds work from expiry plus this. */
+const claimGraceSec = 600
+
 interface Setup {
   chain: EmbeddedChain
   chainId: number
@@ -48,7 +51,7 @@ async function setup(): Promise<Setup> {
   const { HearthEscrow } = loadContracts()
   const token = (await deployerClient.deployContract({ label: 'deploy.ReentrantToken', abi: hostile.abi, bytecode: hostile.bytecode })).address
   const escrow = (
-    await deployerClient.deployContract({ label: 'deploy.HearthEscrow', abi: HearthEscrow.abi, bytecode: HearthEscrow.bytecode, args: [token] })
+    await deployerClient.deployContract({ label: 'deploy.HearthEscrow', abi: HearthEscrow.abi, bytecode: HearthEscrow.bytecode, args: [token, BigInt(claimGraceSec)] })
   ).address
   const escrowAbi = hearthEscrowAbi()
   const tokenAbi = [...hostile.abi, ...escrowAbi.filter((item) => item.type === 'error')]
@@ -187,7 +190,7 @@ describe('escrow with a re-entering token: the guard holds on every entry point'
     const agreementId = keccak256(toHex('refund'))
     const expiresAtSec = (await chainTimeSec({ client: s.deployerClient })) + 60n
     await execute(s, s.escrow, escrowCall(s, 'open', [agreementId, bystander, parseEther('50'), expiresAtSec]))
-    await s.chain.increaseTime(61)
+    await s.chain.increaseTime(61 + claimGraceSec)
     const before_ = await balanceOf(s, s.token)
     await assertGuarded(s, escrowCall(s, 'refund', [agreementId]), () => execute(s, s.escrow, escrowCall(s, 'refund', [agreementId])))
     assert.equal(await balanceOf(s, s.token), before_ + parseEther('50'))

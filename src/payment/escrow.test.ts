@@ -1,14 +1,14 @@
 import assert from 'node:assert/strict'
 import { before, describe, it } from 'node:test'
 import { keccak256, parseEther, parseEventLogs, toHex } from 'viem'
-import type { Hex } from 'viem'
+import type { AbiFunction, Hex } from 'viem'
 import { privateKeyToAccount } from 'viem/accounts'
 import { buildContracts } from '../../scripts/build-contracts.ts'
 import { isHearthError } from '../errors.ts'
 import type { ErrorCode } from '../errors.ts'
 import { createChainClient } from './chain-client.ts'
 import { hearthEscrowAbi, hearthTokenAbi } from './contracts.ts'
-import { deployHearthContracts } from './deploy.ts'
+import { defaultClaimGraceSec, deployHearthContracts } from './deploy.ts'
 import { createEmbeddedChain } from './embedded-chain.ts'
 import type { EmbeddedChain } from './embedded-chain.ts'
 import {
@@ -16,6 +16,7 @@ import {
   chainTimeSec,
   claimVoucher,
   claimVouchers,
+  escrowClaimGraceSec,
   escrowKey,
   getEscrow,
   mintTokens,
@@ -50,6 +51,8 @@ interface World {
   chain: EmbeddedChain
   chainId: number
   escrowAddress: Hex
+  /** The escrow's claim grace after expiry (the deployment's; default one day). */
+  claimGraceSec: number
   deployer: EscrowContext
   requestor: EscrowContext
   provider: EscrowContext
@@ -62,21 +65,25 @@ interface World {
   voucher(agreementId: Hex, cumulativeWei: bigint, overrides?: Partial<Parameters<typeof signVoucher>[0]>): ReturnType<typeof signVoucher>
 }
 
-/** A fresh chain per test: two contracts deployed (faucet on), both requestors and the stranger funded with 1000 HTT and approved. */
-async function world(chainId = 31337): Promise<World> {
+/**
+ * A fresh chain per test: two contracts deployed (faucet on, the default claim grace unless given), both requestors and
+ * the stranger funded with 1000 HTT and approved.
+ */
+async function world(chainId = 31337, options: { claimGraceSec?: number } = {}): Promise<World> {
   const chain = await createEmbeddedChain({
     chainId,
     accounts: Object.values(addresses).map((address) => ({ address, balanceWei: parseEther('100') })),
   })
   const clientOf = (privateKey: Hex) => createChainClient({ transport: chain, privateKey, chainId })
   const deployerClient = clientOf(keys.deployer)
-  const { tokenAddress, escrowAddress } = await deployHearthContracts(deployerClient, { faucet: true })
+  const { tokenAddress, escrowAddress, claimGraceSec } = await deployHearthContracts(deployerClient, { faucet: true, ...options })
   const deployment = { tokenAddress, escrowAddress }
   const ctx = (client: ReturnType<typeof clientOf>): EscrowContext => ({ client, ...deployment })
   const w: World = {
     chain,
     chainId,
     escrowAddress: deployment.escrowAddress,
+    claimGraceSec,
     deployer: ctx(deployerClient),
     requestor: ctx(clientOf(keys.requestor)),
     provider: ctx(clientOf(keys.provider)),
@@ -142,6 +149,7 @@ describe('escrow: the money path', () => {
       depositedWei: depositWei,
       claimedWei: 0n,
       expiresAtSec,
+      refundableAtSec: expiresAtSec + BigInt(defaultClaimGraceSec),
       closed: false,
     })
 
@@ -190,10 +198,10 @@ describe('escrow: the money path', () => {
     )
     await assert.rejects(refundEscrow(w.requestor, agreementId), fails('HEARTH_ERR_PAYMENT_CHAIN', 'EscrowClosed'))
 
-    // Refund after expiry, for the gas table.
+    // Refund after expiry and the claim grace, for the gas table.
     const other = await w.open('job-2')
     await claimVoucher(w.provider, { voucher: await w.voucher(other, parseEther('10')) })
-    await w.chain.increaseTime(3601)
+    await w.chain.increaseTime(3600 + w.claimGraceSec)
     gas.refund = (await refundEscrow(w.requestor, other)).gasUsed
 
     // The usual settlement: one claim with release as the escrow's first and only claim.
@@ -209,13 +217,15 @@ describe('escrow: the money path', () => {
     assert.ok(gas.refund! < 60_000n, `refund ${gas.refund}`)
   })
 
-  it('refund: refused before expiry, works after increaseTime, returns exactly the unclaimed rest', async () => {
+  it('refund: refused before expiry and during the claim grace, works after increaseTime past both, returns exactly the unclaimed rest', async () => {
     const w = await world()
     const agreementId = await w.open('job-refund')
     await claimVoucher(w.provider, { voucher: await w.voucher(agreementId, parseEther('25')) })
-    await assert.rejects(refundEscrow(w.requestor, agreementId), fails('HEARTH_ERR_PAYMENT_CHAIN', 'NotExpired'))
-
+    await assert.rejects(refundEscrow(w.requestor, agreementId), fails('HEARTH_ERR_PAYMENT_REFUND_TOO_EARLY', 'RefundTooEarly'))
     await w.chain.increaseTime(3600)
+    await assert.rejects(refundEscrow(w.requestor, agreementId), fails('HEARTH_ERR_PAYMENT_REFUND_TOO_EARLY', 'RefundTooEarly'))
+
+    await w.chain.increaseTime(w.claimGraceSec)
     const before_ = await tokenBalanceOf(w.requestor, addresses.requestor)
     const { refundedWei } = await refundEscrow(w.requestor, agreementId)
     assert.equal(refundedWei, parseEther('75'))
@@ -239,10 +249,10 @@ describe('escrow: the money path', () => {
     await assert.rejects(claimVoucher(w.provider, { voucher: await w.voucher(agreementId, parseEther('40')) }), fails('HEARTH_ERR_PAYMENT_CHAIN', 'EscrowClosed'))
   })
 
-  it('a provider may still claim after expiry until the requestor refunds', async () => {
+  it('a provider may still claim after expiry and the claim grace, until the requestor refunds', async () => {
     const w = await world()
     const agreementId = await w.open('job-late')
-    await w.chain.increaseTime(7200)
+    await w.chain.increaseTime(3600 + w.claimGraceSec + 3600)
     const { paidWei } = await claimVoucher(w.provider, { voucher: await w.voucher(agreementId, parseEther('5')) })
     assert.equal(paidWei, parseEther('5'))
     assert.equal((await refundEscrow(w.requestor, agreementId)).refundedWei, parseEther('95'))
@@ -261,6 +271,140 @@ describe('escrow: the money path', () => {
   it('getEscrow is undefined for an agreement never opened', async () => {
     const w = await world()
     assert.equal(await getEscrow(w.requestor, w.ref(keccak256(toHex('never')))), undefined)
+  })
+})
+
+/** The timestamp of the block that mined `hash`: the chain time the contract judged the call by. */
+async function minedAtSec(w: World, hash: Hex): Promise<bigint> {
+  const { blockNumber } = await w.requestor.client.publicClient.getTransactionReceipt({ hash })
+  return (await w.requestor.client.publicClient.getBlock({ blockNumber })).timestamp
+}
+
+/** Asserts RefundTooEarly, judged at chain time `nowSec`, naming `refundableAtSec`. */
+function tooEarly(refundableAtSec: bigint, nowSec: bigint) {
+  return (error: unknown) => {
+    assert.ok(isHearthError(error, 'HEARTH_ERR_PAYMENT_REFUND_TOO_EARLY'), `expected REFUND_TOO_EARLY, got ${String(error)}`)
+    assert.match(error.message, /\bRefundTooEarly\b/)
+    assert.deepEqual([error.details?.refundableAtSec, error.details?.nowSec], [refundableAtSec.toString(), nowSec.toString()])
+    return true
+  }
+}
+
+describe('escrow: the claim grace after expiry (no refund race)', () => {
+  it('is fixed at deployment: read back from the chain it equals the constructor argument, and no function can change it', async () => {
+    const w = await world()
+    assert.equal(w.claimGraceSec, defaultClaimGraceSec)
+    assert.equal(await escrowClaimGraceSec(w.requestor), BigInt(defaultClaimGraceSec))
+    for (const claimGraceSec of [0, 1, 3600, 1234567]) {
+      const deployed = await deployHearthContracts(w.deployer.client, { faucet: true, claimGraceSec })
+      assert.equal(deployed.claimGraceSec, claimGraceSec)
+      assert.equal(await escrowClaimGraceSec({ client: w.stranger.client, escrowAddress: deployed.escrowAddress }), BigInt(claimGraceSec))
+    }
+    // Immutable: a view without inputs, and the only state-changing functions are the escrow's own actions.
+    const functions = hearthEscrowAbi().filter((item): item is AbiFunction => item.type === 'function')
+    const grace = functions.find((f) => f.name === 'claimGraceSec')
+    assert.deepEqual([grace?.stateMutability, grace?.inputs.length, grace?.outputs.map((o) => o.type)], ['view', 0, ['uint64']])
+    assert.deepEqual(
+      functions.filter((f) => f.stateMutability !== 'view' && f.stateMutability !== 'pure').map((f) => f.name).sort(),
+      ['claim', 'claimMany', 'open', 'openMany', 'refund', 'release', 'topUp'],
+    )
+    // Still the same after the escrow was used.
+    const agreementId = await w.open('used')
+    await claimVoucher(w.provider, { voucher: await w.voucher(agreementId, 1n), release: true })
+    assert.equal(await escrowClaimGraceSec(w.requestor), BigInt(defaultClaimGraceSec))
+  })
+
+  it('refund fails at the second of expiry; the provider claims during the grace, even its last second; refund works from expiry + grace and returns only the unclaimed rest', async () => {
+    const w = await world()
+    const agreementId = await w.open('grace')
+    const { expiresAtSec, refundableAtSec } = (await getEscrow(w.requestor, w.ref(agreementId)))!
+    assert.equal(refundableAtSec, expiresAtSec + BigInt(w.claimGraceSec))
+    const requestorBefore = await tokenBalanceOf(w.requestor, addresses.requestor)
+
+    await w.chain.setNextBlockTimestamp(expiresAtSec)
+    await assert.rejects(refundEscrow(w.requestor, agreementId), tooEarly(refundableAtSec, expiresAtSec))
+    const first = await claimVoucher(w.provider, { voucher: await w.voucher(agreementId, parseEther('30')) })
+    assert.equal(await minedAtSec(w, first.hash), expiresAtSec)
+    assert.equal(first.paidWei, parseEther('30'))
+
+    await w.chain.setNextBlockTimestamp(refundableAtSec - 1n)
+    await assert.rejects(refundEscrow(w.requestor, agreementId), tooEarly(refundableAtSec, refundableAtSec - 1n))
+    const last = await claimVoucher(w.provider, { voucher: await w.voucher(agreementId, parseEther('60')) })
+    assert.equal(await minedAtSec(w, last.hash), refundableAtSec - 1n)
+    assert.equal(last.paidWei, parseEther('30'))
+
+    await w.chain.setNextBlockTimestamp(refundableAtSec)
+    const refund = await refundEscrow(w.requestor, agreementId)
+    assert.equal(await minedAtSec(w, refund.hash), refundableAtSec)
+    assert.equal(refund.refundedWei, parseEther('40'))
+    assert.equal(await tokenBalanceOf(w.requestor, addresses.provider), parseEther('60'))
+    assert.equal(await tokenBalanceOf(w.requestor, addresses.requestor), requestorBefore + parseEther('40'))
+    assert.equal(await tokenBalanceOf(w.requestor, w.escrowAddress), 0n)
+    await assert.rejects(
+      claimVoucher(w.provider, { voucher: await w.voucher(agreementId, parseEther('70')) }),
+      fails('HEARTH_ERR_PAYMENT_CHAIN', 'EscrowClosed'),
+    )
+  })
+
+  it('front-running: a requestor holding back vouchers cannot refund at the second of expiry; the provider claims what it holds; the requestor gets only the rest', async () => {
+    const w = await world()
+    const agreementId = await w.open('front-run')
+    const { expiresAtSec, refundableAtSec } = (await getEscrow(w.requestor, w.ref(agreementId)))!
+    // The provider claimed 20 on its timer and holds an unclaimed voucher for 80; the requestor sends no more (it holds
+    // back what a settlement would sign) and tries to close the escrow at the very second of expiry.
+    await claimVoucher(w.provider, { voucher: await w.voucher(agreementId, parseEther('20')) })
+    const held = await w.voucher(agreementId, parseEther('80'))
+    await w.chain.setNextBlockTimestamp(expiresAtSec)
+    await assert.rejects(refundEscrow(w.requestor, agreementId), tooEarly(refundableAtSec, expiresAtSec))
+    assert.equal((await getEscrow(w.requestor, w.ref(agreementId)))?.closed, false)
+
+    // The provider's timer fires an hour into the grace: it is still paid in full for what it holds.
+    await w.chain.increaseTime(3600)
+    assert.equal((await claimVoucher(w.provider, { voucher: held })).paidWei, parseEther('60'))
+    await w.chain.increaseTime(w.claimGraceSec)
+    assert.equal((await refundEscrow(w.requestor, agreementId)).refundedWei, parseEther('20'))
+    assert.equal(await tokenBalanceOf(w.requestor, addresses.provider), parseEther('80'))
+  })
+
+  it('with a grace of 0 (tests only) refund works from the second of expiry, as before the grace, and the held voucher is lost', async () => {
+    const w = await world(31337, { claimGraceSec: 0 })
+    assert.equal(await escrowClaimGraceSec(w.requestor), 0n)
+    const agreementId = await w.open('no-grace')
+    const { expiresAtSec, refundableAtSec } = (await getEscrow(w.requestor, w.ref(agreementId)))!
+    assert.equal(refundableAtSec, expiresAtSec)
+    const held = await w.voucher(agreementId, parseEther('50'))
+    await w.chain.setNextBlockTimestamp(expiresAtSec - 1n)
+    await assert.rejects(refundEscrow(w.requestor, agreementId), tooEarly(expiresAtSec, expiresAtSec - 1n))
+    await w.chain.setNextBlockTimestamp(expiresAtSec)
+    const refund = await refundEscrow(w.requestor, agreementId)
+    assert.equal(await minedAtSec(w, refund.hash), expiresAtSec)
+    assert.equal(refund.refundedWei, depositWei)
+    await assert.rejects(claimVoucher(w.provider, { voucher: held }), fails('HEARTH_ERR_PAYMENT_CHAIN', 'EscrowClosed'))
+  })
+
+  it('claimMany during the grace pays every voucher in one tx; the refund of the rest waits for the grace to end', async () => {
+    const w = await world()
+    const expiresAtSec = (await chainTimeSec(w.requestor)) + 3600n
+    const ids = ['many-0', 'many-1', 'many-2'].map((label) => keccak256(toHex(label)))
+    await openEscrows(w.requestor, ids.map((agreementId) => ({ agreementId, providerAddress: addresses.provider, amountWei: parseEther('10'), expiresAtSec })))
+    const refundableAtSec = expiresAtSec + BigInt(w.claimGraceSec)
+
+    await w.chain.setNextBlockTimestamp(expiresAtSec + BigInt(w.claimGraceSec / 2))
+    const batch = await claimVouchers(w.provider, [
+      { voucher: await w.voucher(ids[0]!, parseEther('4')) },
+      { voucher: await w.voucher(ids[1]!, parseEther('6')), release: true },
+    ])
+    const claimedAtSec = await minedAtSec(w, batch.hash)
+    assert.ok(claimedAtSec > expiresAtSec && claimedAtSec < refundableAtSec, `claimed at ${claimedAtSec}, grace ${expiresAtSec}..${refundableAtSec}`)
+    assert.deepEqual([batch.paidWei, batch.refundedWei], [parseEther('10'), parseEther('4')])
+    await assert.rejects(refundEscrow(w.requestor, ids[2]!), fails('HEARTH_ERR_PAYMENT_REFUND_TOO_EARLY', 'RefundTooEarly'))
+    await assert.rejects(refundEscrow(w.requestor, ids[0]!), fails('HEARTH_ERR_PAYMENT_REFUND_TOO_EARLY', 'RefundTooEarly'))
+
+    await w.chain.setNextBlockTimestamp(refundableAtSec)
+    assert.equal((await refundEscrow(w.requestor, ids[0]!)).refundedWei, parseEther('6'))
+    assert.equal((await refundEscrow(w.requestor, ids[2]!)).refundedWei, parseEther('10'))
+    await assert.rejects(refundEscrow(w.requestor, ids[1]!), fails('HEARTH_ERR_PAYMENT_CHAIN', 'EscrowClosed'))
+    assert.equal(await tokenBalanceOf(w.requestor, w.escrowAddress), 0n)
   })
 })
 
@@ -355,22 +499,29 @@ describe('escrow: what the contract refuses', () => {
   it('a refund by anyone but the requestor: the caller has no escrow under that id', async () => {
     const w = await world()
     const agreementId = await w.open('job')
-    await w.chain.increaseTime(3601)
+    await w.chain.increaseTime(3600 + w.claimGraceSec)
     // The key is (msg.sender, agreement id): the provider's refund looks up an escrow that does not exist.
     await assert.rejects(refundEscrow(w.provider, agreementId), fails('HEARTH_ERR_PAYMENT_CHAIN', 'EscrowNotFound'))
     await assert.rejects(topUpEscrow(w.stranger, { agreementId, amountWei: 1n }), fails('HEARTH_ERR_PAYMENT_CHAIN', 'EscrowNotFound'))
     assert.equal((await getEscrow(w.requestor, w.ref(agreementId)))?.closed, false)
   })
 
-  it('an early refund: refused until the expiry, whoever asks', async () => {
+  it('an early refund: refused until expiry plus the claim grace, naming the second from which it works', async () => {
     const w = await world()
     const agreementId = keccak256(toHex('job-early'))
     const expiresAtSec = (await chainTimeSec(w.requestor)) + 100n
     await openEscrow(w.requestor, { agreementId, providerAddress: addresses.provider, amountWei: depositWei, expiresAtSec })
-    await assert.rejects(refundEscrow(w.requestor, agreementId), fails('HEARTH_ERR_PAYMENT_CHAIN', 'NotExpired'))
+    const refundableAtSec = expiresAtSec + BigInt(w.claimGraceSec)
+    await assert.rejects(refundEscrow(w.requestor, agreementId), (error: unknown) => {
+      assert.ok(isHearthError(error, 'HEARTH_ERR_PAYMENT_REFUND_TOO_EARLY'), String(error))
+      assert.match(error.message, new RegExp(`works from chain time ${refundableAtSec}\\b`))
+      assert.equal(error.details?.refundableAtSec, refundableAtSec.toString())
+      assert.match(error.hint ?? '', /provider may still claim/)
+      return true
+    })
     await w.chain.increaseTime(50)
-    await assert.rejects(refundEscrow(w.requestor, agreementId), fails('HEARTH_ERR_PAYMENT_CHAIN', 'NotExpired'))
-    await w.chain.increaseTime(50)
+    await assert.rejects(refundEscrow(w.requestor, agreementId), fails('HEARTH_ERR_PAYMENT_REFUND_TOO_EARLY', 'RefundTooEarly'))
+    await w.chain.increaseTime(50 + w.claimGraceSec)
     assert.equal((await refundEscrow(w.requestor, agreementId)).refundedWei, depositWei)
   })
 
@@ -455,10 +606,10 @@ describe('escrow: keyed by (requestor, agreement id), so an id cannot be squatte
       claimVoucher(w.provider, { voucher: forged, requestorAddress: addresses.requestor }),
       fails('HEARTH_ERR_PAYMENT_VOUCHER_INVALID', 'InvalidVoucherSignature'),
     )
-    // The squatter's refund, after its own expiry, returns its own wei and leaves the requestor's escrow open.
-    await w.chain.increaseTime(700)
+    // The squatter's refund, after its own expiry and grace, returns its own wei and leaves the requestor's escrow open.
+    await w.chain.increaseTime(700 + w.claimGraceSec)
     assert.equal((await refundEscrow(w.stranger, agreementId)).refundedWei, 1n)
-    await assert.rejects(refundEscrow(w.requestor, agreementId), fails('HEARTH_ERR_PAYMENT_CHAIN', 'NotExpired'))
+    await assert.rejects(refundEscrow(w.requestor, agreementId), fails('HEARTH_ERR_PAYMENT_REFUND_TOO_EARLY', 'RefundTooEarly'))
     assert.deepEqual(
       { closed: (await getEscrow(w.provider, w.ref(agreementId)))?.closed, claimed: (await getEscrow(w.provider, w.ref(agreementId)))?.claimedWei },
       { closed: false, claimed: parseEther('10') },

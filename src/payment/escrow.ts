@@ -39,6 +39,11 @@ export interface EscrowState {
   depositedWei: bigint
   claimedWei: bigint
   expiresAtSec: bigint
+  /**
+   * Chain time from which the requestor may refund: expiry plus the contract's claim grace. Until then (and after,
+   * until the escrow is closed) the provider may claim.
+   */
+  refundableAtSec: bigint
   closed: boolean
 }
 
@@ -57,6 +62,13 @@ export async function mintTokens(ctx: EscrowContext, args: { toAddress: Address;
   return outcome(receipt)
 }
 
+/** Moves tokens from this client's account (a provider's earnings to its payout address, `hearth wallet send`). */
+export async function transferTokens(ctx: EscrowContext, args: { toAddress: Address; amountWei: bigint }): Promise<TxOutcome> {
+  if (args.amountWei <= 0n) throw new HearthError('HEARTH_ERR_CONFIG_INVALID', `cannot send ${args.amountWei} wei`, { hint: 'send a positive amount' })
+  const receipt = await write(ctx, 'token.transfer', ctx.tokenAddress, tokenAbi(), 'transfer', [args.toAddress, args.amountWei])
+  return outcome(receipt)
+}
+
 /**
  * Lets the escrow pull the requestor's deposits. One large approval per requestor (default: unlimited, which
  * OpenZeppelin's ERC-20 never decrements), so each agreement costs a single `open` tx.
@@ -70,11 +82,14 @@ export interface OpenEscrowArgs {
   agreementId: Hex
   providerAddress: Address
   amountWei: bigint
-  /** Chain time after which the requestor may refund. */
+  /** Chain time at which the agreement ends; the requestor may refund from this plus the contract's claim grace. */
   expiresAtSec: bigint | number
 }
 
-/** The requestor deposits `amountWei` for an agreement; refundable after `expiresAtSec` (chain time). */
+/**
+ * The requestor deposits `amountWei` for an agreement; refundable from `expiresAtSec` plus the claim grace (chain
+ * time, see {@link escrowClaimGraceSec}).
+ */
 export async function openEscrow(ctx: EscrowContext, args: OpenEscrowArgs): Promise<TxOutcome> {
   const receipt = await write(ctx, 'escrow.open', ctx.escrowAddress, escrowAbi(), 'open', [
     args.agreementId,
@@ -182,7 +197,11 @@ export async function releaseEscrow(ctx: EscrowContext, ref: EscrowRef): Promise
   return closeEscrow(ctx, 'release', [ref.requestorAddress, ref.agreementId], 'EscrowReleased')
 }
 
-/** The requestor (this client's account) takes back the unclaimed deposit after expiry; closes the escrow. */
+/**
+ * The requestor (this client's account) takes back the unclaimed deposit and closes the escrow. Works from expiry plus
+ * the contract's claim grace; earlier it fails with HEARTH_ERR_PAYMENT_REFUND_TOO_EARLY, naming the chain time from
+ * which it works (nothing is sent: the revert shows when the transaction is estimated).
+ */
 export async function refundEscrow(ctx: EscrowContext, agreementId: Hex): Promise<TxOutcome & { refundedWei: bigint }> {
   return closeEscrow(ctx, 'refund', [agreementId], 'EscrowRefunded')
 }
@@ -202,16 +221,33 @@ async function closeEscrow(
   return { ...outcome(receipt), refundedWei }
 }
 
+/**
+ * The escrow contract's claim grace, read from the chain (the contract is the truth, not a deployment file): seconds
+ * after an escrow's expiry during which its provider may still claim and its requestor cannot yet refund.
+ */
+export async function escrowClaimGraceSec(ctx: Pick<EscrowContext, 'client' | 'escrowAddress'>): Promise<bigint> {
+  // Immutable in the contract: read once per client and contract, not at every escrow read.
+  let byContract = claimGraces.get(ctx.client)
+  if (byContract === undefined) {
+    byContract = new Map()
+    claimGraces.set(ctx.client, byContract)
+  }
+  const known = byContract.get(ctx.escrowAddress.toLowerCase())
+  if (known !== undefined) return known
+  const grace = (await read(ctx, 'escrow.claimGraceSec', ctx.escrowAddress, escrowAbi(), 'claimGraceSec', [])) as bigint
+  byContract.set(ctx.escrowAddress.toLowerCase(), grace)
+  return grace
+}
+const claimGraces = new WeakMap<object, Map<string, bigint>>()
+
 /** The escrow `requestorAddress` opened for an agreement, or undefined when it opened none. */
 export async function getEscrow(ctx: EscrowContext, ref: EscrowRef): Promise<EscrowState | undefined> {
-  const [providerAddress, depositedWei, claimedWei, expiresAtSec, closed] = (await read(
-    ctx,
-    'escrow.escrows',
-    ctx.escrowAddress,
-    escrowAbi(),
-    'escrows',
-    [ref.requestorAddress, ref.agreementId],
-  )) as [Address, bigint, bigint, bigint, boolean]
+  const [[providerAddress, depositedWei, claimedWei, expiresAtSec, closed], claimGraceSec] = await Promise.all([
+    read(ctx, 'escrow.escrows', ctx.escrowAddress, escrowAbi(), 'escrows', [ref.requestorAddress, ref.agreementId]) as Promise<
+      [Address, bigint, bigint, bigint, boolean]
+    >,
+    escrowClaimGraceSec(ctx),
+  ])
   // Every escrow ever opened names a provider (the contract refuses zero), so zero means none.
   if (/^0x0{40}$/.test(providerAddress)) return undefined
   return {
@@ -221,6 +257,7 @@ export async function getEscrow(ctx: EscrowContext, ref: EscrowRef): Promise<Esc
     depositedWei,
     claimedWei,
     expiresAtSec,
+    refundableAtSec: expiresAtSec + claimGraceSec,
     closed,
   }
 }
@@ -254,7 +291,7 @@ async function write(
 }
 
 async function read(
-  ctx: EscrowContext,
+  ctx: Pick<EscrowContext, 'client'>,
   label: string,
   address: Address,
   abi: Abi,
@@ -284,11 +321,30 @@ function classify(error: unknown, label: string): HearthError {
     code = 'HEARTH_ERR_PAYMENT_FAUCET_DISABLED'
     hint = 'this token was deployed for a real chain; get tokens from their holder instead'
   }
+  if (name === 'RefundTooEarly') return refundTooEarly(error, chainError)
   if (code === chainError.code && hint === undefined) return chainError
   return new HearthError(code, chainError.shortMessage, {
     cause: error,
     ...(hint === undefined ? {} : { hint }),
     ...(chainError.details === undefined ? {} : { details: chainError.details }),
+  })
+}
+
+/** Says from when a refund works, from the contract's own `RefundTooEarly(refundableAt, nowSec)`. */
+function refundTooEarly(error: unknown, chainError: HearthError): HearthError {
+  const [refundableAtSec, nowSec] = (revertInfo(error)?.args ?? []) as [bigint | undefined, bigint | undefined]
+  const when =
+    refundableAtSec === undefined || nowSec === undefined
+      ? ''
+      : `: it works from chain time ${refundableAtSec} (the expiry plus the escrow's claim grace), ${refundableAtSec - nowSec} s after the block it was tried in (${nowSec})`
+  return new HearthError('HEARTH_ERR_PAYMENT_REFUND_TOO_EARLY', `${chainError.shortMessage}${when}`, {
+    cause: error,
+    hint: 'until then the provider may still claim its vouchers; refund again from that time (getEscrow says refundableAtSec)',
+    details: {
+      ...chainError.details,
+      ...(refundableAtSec === undefined ? {} : { refundableAtSec: refundableAtSec.toString() }),
+      ...(nowSec === undefined ? {} : { nowSec: nowSec.toString() }),
+    },
   })
 }
 
