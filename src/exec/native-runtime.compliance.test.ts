@@ -10,7 +10,8 @@ const sh = (script: string, ...args: string[]): ProgramCall<NativeProgram> => ({
 registerRuntimeCompliance<NativeProgram>({
   name: 'native',
   // /bin/bash only for its /dev/tcp, to try a connection without any network tool installed.
-  create: () => createNativeRuntime({ programs: ['/bin/sh', '/bin/bash'] }),
+  // TASK_VALUE is the env program's variable: a task's env is an allow-list the provider extends (allowedEnv).
+  create: () => createNativeRuntime({ programs: ['/bin/sh', '/bin/bash'], allowedEnv: ['TASK_VALUE'] }),
   programs: () => ({
     ...shellCompliancePrograms(sh),
     env: (name) => sh('exec printenv -- "$1"', name),

@@ -13,6 +13,12 @@
  * total output is polled as the wasi runtime does. The deadline, an abort or close() kill the process group and then
  * everything left in the cgroup. A tiny shell wrapper puts itself into the cgroup before it execs bwrap, so the limits
  * hold from the sandbox's first instruction. CPU time comes from the cgroup, so it counts every process of the run.
+ *
+ * Every task is treated as hostile code, even though only offered programs run: an offered program can run what its
+ * arguments say (Blender's --python-expr), and its environment can load code into it (LD_PRELOAD). So the task's env is
+ * an allow-list (defaultAllowedEnv plus the provider's allowedEnv; anything else is refused before anything starts), and
+ * the sandbox runs under a seccomp filter after Docker's default profile (seccomp.ts), which bwrap installs just before
+ * it execs the program.
  */
 import { spawn } from 'node:child_process'
 import type { ChildProcess } from 'node:child_process'
@@ -27,6 +33,7 @@ import type { CgroupOptions, Cgroups, RunCgroup } from './cgroups.ts'
 import type { Runtime, RunOptions, RunResult, RunSpec, RuntimeAvailability } from './runtime.ts'
 import { closedWhileRunning, memoryExceeded, roundMs, stopError, watchLimits, within } from './run-support.ts'
 import type { Metering, OutputWatch, StopEnding } from './run-support.ts'
+import { seccompFilterBytes } from './seccomp.ts'
 import { bytesAdded, openStdio, RootClaims, sanitizeAfterRun, taskFiles, throwIfAborted, validateRunSpec } from './task-dir.ts'
 
 /** A program for the `native` runtime: an absolute host path on the provider's allow-list. */
@@ -42,12 +49,60 @@ export interface NativeRuntimeInit {
   /** Processes and threads one run may have at once (cgroup pids.max). Default 256. */
   maxProcesses?: number
   cgroups?: CgroupOptions
+  /**
+   * Environment variables a task may set besides defaultAllowedEnv: exact names, or `PREFIX_*` for every name that
+   * starts with PREFIX_. Their values are the provider's to vouch for (the defaults' values are checked to be names and
+   * numbers, not paths). Loader and libc variables (LD_*, GCONV_PATH, …) are refused here: no program can be safe with
+   * them. PATH and HOME, which the runtime sets, may be listed to let tasks change them.
+   */
+  allowedEnv?: string[]
 }
 
 export interface NativeRuntime extends Runtime<NativeProgram> {
   /** Run cgroups (and processes in them) this runtime left behind; [] when every run was cleaned up. */
   leftovers(): Promise<string[]>
 }
+
+/** What a default variable's value may be: a name (no `/`), a time zone (no absolute or `..` path), a count (digits, commas). */
+type EnvValueRule = 'name' | 'zone' | 'count'
+
+const defaultEnvRules: Readonly<Record<string, EnvValueRule>> = {
+  LANG: 'name',
+  LANGUAGE: 'name',
+  'LC_*': 'name',
+  TZ: 'zone',
+  TERM: 'name',
+  NO_COLOR: 'name',
+  COLUMNS: 'count',
+  LINES: 'count',
+  OMP_NUM_THREADS: 'count',
+  OMP_THREAD_LIMIT: 'count',
+  MKL_NUM_THREADS: 'count',
+  OPENBLAS_NUM_THREADS: 'count',
+  BLIS_NUM_THREADS: 'count',
+  NUMEXPR_NUM_THREADS: 'count',
+  VECLIB_MAXIMUM_THREADS: 'count',
+  RAYON_NUM_THREADS: 'count',
+  GOMAXPROCS: 'count',
+}
+/**
+ * What a task may set in its env without the provider's say: locale, time zone, terminal size, and how many threads
+ * the common math and parallel runtimes start. None of them names a file to load; their values are checked to be names
+ * or numbers (a locale or TERM given as a path, TZ as an absolute or `..` path, is refused), so that a task cannot point
+ * an offered program at a file it wrote. Not OMP_* as a whole: OMP_TOOL_LIBRARIES loads a library.
+ */
+export const defaultAllowedEnv: readonly string[] = Object.keys(defaultEnvRules)
+
+/**
+ * Never allowed, not even by a provider: the dynamic loader's LD_* and the variables glibc drops for setuid programs
+ * (unsecvars.h) because they make libc load or read a file they name (GCONV_PATH loads a shared object). TMPDIR, also
+ * on glibc's list, is harmless here.
+ */
+const neverAllowedEnv = ['GCONV_PATH', 'GETCONF_DIR', 'GLIBC_TUNABLES', 'HOSTALIASES', 'LOCALDOMAIN', 'LOCPATH', 'MALLOC_TRACE', 'NIS_PATH', 'NLSPATH', 'RESOLV_HOST_CONF', 'RES_OPTIONS', 'TZDIR']
+const neverAllowedPrefix = 'LD_'
+
+/** The runtime's own PATH and HOME; a task may change them only where the provider lists them in allowedEnv. */
+const runtimeEnv = { PATH: '/usr/local/bin:/usr/bin:/bin', HOME: '/task' }
 
 /** The uid and gid the program runs as inside the sandbox (files it writes belong to the provider's user outside). */
 const sandboxUid = '1000'
@@ -68,6 +123,8 @@ const wrapperScript = [
 interface Setup {
   bwrap: string
   cgroups: Cgroups
+  /** The compiled seccomp filter, fed to bwrap on fd 4 for each sandbox. */
+  seccomp: Buffer
   /** bwrap arguments for the read-only host filesystem every run sees: /usr and its links, the loader's /etc files. */
   hostArgs: string[]
   /** bwrap arguments for the provider's read-only paths; mounted after /tmp, /proc and /dev, which would hide them. */
@@ -100,6 +157,7 @@ export function createNativeRuntime(init: NativeRuntimeInit): NativeRuntime {
     if (!isAbsolute(path)) throw new HearthError('HEARTH_ERR_CONFIG_INVALID', `native runtime: read-only path ${path} is not absolute`)
     return normalize(path)
   })
+  const allowedEnv = envAllowList(init.allowedEnv ?? [])
   const maxProcesses = init.maxProcesses ?? defaultMaxProcesses
   if (!Number.isInteger(maxProcesses) || maxProcesses < 1) {
     throw new HearthError('HEARTH_ERR_CONFIG_INVALID', `native runtime: maxProcesses must be a positive integer, got ${maxProcesses}`)
@@ -129,6 +187,8 @@ export function createNativeRuntime(init: NativeRuntimeInit): NativeRuntime {
         details: { program: spec.program },
       })
     }
+    // Before anything starts: a variable can load the task's own code into the offered program (LD_PRELOAD).
+    checkTaskEnv(spec.env, allowedEnv)
     throwIfAborted(signal)
     const program = normalize(spec.program)
     return claims.inRoot(
@@ -198,8 +258,9 @@ export function createNativeRuntime(init: NativeRuntimeInit): NativeRuntime {
       let child: ChildProcess
       try {
         child = spawn('/bin/sh', args, {
-          // fd 3 carries bwrap's JSON status: whether the sandbox started, and the program's exit code.
-          stdio: [stdin.fd, stdout.fd, stderr.fd, 'pipe'],
+          // fd 3 carries bwrap's JSON status: whether the sandbox started, and the program's exit code; bwrap reads the
+          // seccomp filter from fd 4.
+          stdio: [stdin.fd, stdout.fd, stderr.fd, 'pipe', 'pipe'],
           // Its own process group, so that the wrapper and bwrap can be killed together.
           detached: true,
           env: {},
@@ -208,6 +269,7 @@ export function createNativeRuntime(init: NativeRuntimeInit): NativeRuntime {
       } catch (error) {
         throw new HearthError('HEARTH_ERR_EXEC_FAILED', `could not start the sandbox: ${(error as Error).message}`, { cause: error })
       }
+      feedSeccomp(child, setup.seccomp)
       statusText = collect(child)
       statusPipe = child.stdio[3] ?? undefined
       ending = await watch(child, spec, signal, measureOutput, inFlight, () => {
@@ -286,6 +348,12 @@ async function prepareSetup(
           : `bubblewrap was configured at ${init.bwrapPath}, which is not an executable file`,
     }
   }
+  let seccomp: Buffer
+  try {
+    seccomp = seccompFilterBytes(process.arch)
+  } catch (error) {
+    return { ok: false, reason: isHearthError(error) ? error.shortMessage : String(error) }
+  }
   const detected = await detectCgroups(init.cgroups)
   if (!detected.ok) return { ok: false, reason: detected.reason }
   for (const path of readOnlyPaths) {
@@ -311,7 +379,7 @@ async function prepareSetup(
   }
   for (const entry of etcEntries) hostArgs.push('--ro-bind-try', entry, entry)
   const extraArgs = readOnlyPaths.flatMap((path) => ['--ro-bind', path, path])
-  const setup: Setup = { bwrap, cgroups: detected.cgroups, hostArgs, extraArgs, visibleRoots }
+  const setup: Setup = { bwrap, cgroups: detected.cgroups, seccomp, hostArgs, extraArgs, visibleRoots }
 
   // A trial sandbox: bwrap can be installed yet unusable (user namespaces disabled or restricted by AppArmor, cgroups
   // not writable by this user). Better to say so now than to fail every task.
@@ -354,7 +422,8 @@ async function trialRun(setup: Setup, maxProcesses: number): Promise<string | un
       '3',
       truePath,
     ]
-    const child = spawn('/bin/sh', args, { stdio: ['ignore', 'ignore', 'pipe', 'pipe'], env: {}, cwd: '/' })
+    const child = spawn('/bin/sh', args, { stdio: ['ignore', 'ignore', 'pipe', 'pipe', 'pipe'], env: {}, cwd: '/' })
+    feedSeccomp(child, setup.seccomp)
     const stderr: Buffer[] = []
     child.stderr?.on('data', (chunk: Buffer) => stderr.push(chunk))
     const statusText = collect(child)
@@ -366,7 +435,7 @@ async function trialRun(setup: Setup, maxProcesses: number): Promise<string | un
     if (code === 0 && status.childPid !== undefined) return undefined
     const message = Buffer.concat(stderr).toString('utf8').trim()
     if (code === 125) return `cannot put a process into the cgroups ${cgroup.procsFiles.join(', ')}: ${message}`
-    return `bubblewrap (${setup.bwrap}) cannot create a sandbox here (exit code ${code}): ${message || 'no message'}; user namespaces may be disabled (sysctl kernel.unprivileged_userns_clone, or AppArmor's restrict_unprivileged_userns)`
+    return `bubblewrap (${setup.bwrap}) cannot create a sandbox here (exit code ${code}): ${message || 'no message'}; user namespaces may be disabled (sysctl kernel.unprivileged_userns_clone, or AppArmor's restrict_unprivileged_userns), or the kernel lacks seccomp filters (CONFIG_SECCOMP_FILTER)`
   } finally {
     await cgroup.killAll().catch(() => {})
     await cgroup.remove().catch(() => {})
@@ -390,6 +459,9 @@ function baseSandboxArgs(setup: Setup): string[] {
     sandboxUid,
     '--hostname',
     'hearth-task',
+    // The filter on fd 4 (feedSeccomp), installed just before bwrap execs the program: bwrap's own setup is not filtered.
+    '--seccomp',
+    '4',
     '--clearenv',
     ...setup.hostArgs,
     '--tmpfs',
@@ -406,7 +478,8 @@ function baseSandboxArgs(setup: Setup): string[] {
 const readOnlyRootArgs = ['--remount-ro', '/']
 
 function sandboxArgs(setup: Setup, spec: RunSpec<NativeProgram>, rootDir: string): string[] {
-  const env: Record<string, string> = { PATH: '/usr/local/bin:/usr/bin:/bin', HOME: '/task', ...spec.env }
+  // checkTaskEnv has passed spec.env: only allow-listed variables are in it.
+  const env: Record<string, string> = { ...runtimeEnv, ...spec.env }
   const args = baseSandboxArgs(setup)
   for (const [key, value] of Object.entries(env)) args.push('--setenv', key, value)
   const visible = setup.visibleRoots.some((root) => spec.program === root || spec.program.startsWith(root + '/'))
@@ -439,6 +512,15 @@ export function gpuSandboxArgs(gpus: number[]): string[] {
   for (const device of nvidiaControlDevices) args.push('--dev-bind-try', device, device)
   for (const path of nvidiaHostPaths) args.push('--ro-bind-try', path, path)
   return args
+}
+
+/** Writes the seccomp filter into the child's fd 4 and closes it: bwrap reads it to its end before it sets up the sandbox. */
+function feedSeccomp(child: ChildProcess, filter: Buffer): void {
+  const pipe = child.stdio[4] as NodeJS.WritableStream | null | undefined
+  if (pipe === null || pipe === undefined) return
+  // A sandbox that dies before it reads the filter fails on its own (bwrap refuses a short filter): nothing runs unfiltered.
+  pipe.on('error', () => {})
+  pipe.end(filter)
 }
 
 /** Reads bwrap's status pipe (fd 3) to its end; bounded, as only two short JSON lines are expected. */
@@ -532,6 +614,81 @@ function endingError(ending: Exclude<Ending, { kind: 'exit' }>, spec: RunSpec<Na
       })
     default:
       return stopError(ending, spec, metering)
+  }
+}
+
+/** The variables a task may set: the defaults with their value rules, then the provider's own (any value). */
+interface EnvAllowList {
+  /** The rule for a name, 'any' for a provider's own name, undefined when the name is not allowed. */
+  ruleFor(name: string): EnvValueRule | 'any' | undefined
+  /** The entries, for messages. */
+  entries: string[]
+}
+
+function envAllowList(providerEntries: string[]): EnvAllowList {
+  if (!Array.isArray(providerEntries)) throw new HearthError('HEARTH_ERR_CONFIG_INVALID', 'native runtime: allowedEnv must be a list of variable names')
+  for (const entry of providerEntries) {
+    if (typeof entry !== 'string' || !/^[A-Za-z_][A-Za-z0-9_]*\*?$/.test(entry)) {
+      throw new HearthError('HEARTH_ERR_CONFIG_INVALID', `native runtime: allowedEnv entry ${JSON.stringify(entry)} is neither a variable name nor a PREFIX_* pattern`, {
+        hint: 'list exact names (OMP_SCHEDULE) or prefixes ending in * (MYAPP_*)',
+      })
+    }
+    const covered = loaderVariablesCovered(entry)
+    if (covered !== undefined) {
+      throw new HearthError('HEARTH_ERR_CONFIG_INVALID', `native runtime: allowedEnv entry ${entry} would let a task set ${covered}, which makes the loader or libc load a file the task chose`, {
+        hint: `remove ${entry} (list narrower names); loader and libc variables (${neverAllowedPrefix}*, ${neverAllowedEnv.join(', ')}) are never passed to native programs`,
+      })
+    }
+  }
+  const matches = (pattern: string, name: string): boolean => (pattern.endsWith('*') ? name.startsWith(pattern.slice(0, -1)) : name === pattern)
+  return {
+    ruleFor(name) {
+      if (providerEntries.some((entry) => matches(entry, name))) return 'any'
+      for (const [pattern, rule] of Object.entries(defaultEnvRules)) if (matches(pattern, name)) return rule
+      return undefined
+    },
+    entries: [...defaultAllowedEnv, ...providerEntries],
+  }
+}
+
+/** The first loader or libc variable an allowedEnv entry (a name or a PREFIX* pattern) would let through, if any. */
+function loaderVariablesCovered(entry: string): string | undefined {
+  if (!entry.endsWith('*')) return entry.startsWith(neverAllowedPrefix) || neverAllowedEnv.includes(entry) ? entry : undefined
+  const prefix = entry.slice(0, -1)
+  if (prefix.startsWith(neverAllowedPrefix) || neverAllowedPrefix.startsWith(prefix)) return `${neverAllowedPrefix}PRELOAD`
+  return neverAllowedEnv.find((name) => name.startsWith(prefix))
+}
+
+const envValueChecks: Record<EnvValueRule, { ok: (value: string) => boolean; expected: string }> = {
+  name: { ok: (value) => !value.includes('/'), expected: 'a name, not a path (no "/")' },
+  // Europe/Berlin and POSIX rules (CET-1CEST,M3.5.0,M10.5.0/3) have slashes; /file, :/file and ../file name a file.
+  zone: { ok: (value) => !/^:?\//.test(value) && !value.includes('..'), expected: 'a zone name or POSIX TZ rule, not a file path' },
+  count: { ok: (value) => /^[0-9]{1,9}(,[0-9]{1,9})*$/.test(value), expected: 'a number (or numbers separated by commas)' },
+}
+
+/** Refuses a task env that sets a variable off the allow-list, or a default variable to a path: nothing has started yet. */
+function checkTaskEnv(env: Record<string, string>, allowed: EnvAllowList): void {
+  const refused = Object.keys(env)
+    .filter((name) => allowed.ruleFor(name) === undefined)
+    .sort()
+  if (refused.length > 0) {
+    const loader = refused.filter((name) => loaderVariablesCovered(name) !== undefined)
+    const why =
+      loader.length > 0
+        ? `${loader.join(', ')} would make the dynamic loader or libc load a file the task chose into the offered program (LD_PRELOAD runs the task's own code there)`
+        : 'only allow-listed variables reach native programs, as a variable can change what an offered program loads or runs (BASH_ENV, PYTHONPATH, …)'
+    throw new HearthError('HEARTH_ERR_EXEC_ENV_NOT_ALLOWED', `the task sets the environment variable${refused.length > 1 ? 's' : ''} ${refused.join(', ')}, which the native runtime does not pass to programs: ${why}`, {
+      hint: `remove ${refused.join(', ')} from the task's env and pass the setting as an argument or a file in the task directory; a task may set ${allowed.entries.join(', ')} (the runtime sets PATH and HOME; a provider can allow more names with the native runtime's allowedEnv)`,
+      details: { variables: refused, allowed: allowed.entries },
+    })
+  }
+  for (const [name, value] of Object.entries(env)) {
+    const rule = allowed.ruleFor(name)
+    if (rule === undefined || rule === 'any' || envValueChecks[rule].ok(value)) continue
+    throw new HearthError('HEARTH_ERR_EXEC_ENV_NOT_ALLOWED', `the task sets ${name} to ${JSON.stringify(value.slice(0, 200))}; ${name} must be ${envValueChecks[rule].expected}`, {
+      hint: `give ${name} ${envValueChecks[rule].expected}, or leave it out: a path here would point the offered program at a file the task wrote`,
+      details: { variables: [name] },
+    })
   }
 }
 
