@@ -6,6 +6,7 @@
 import { createReadStream, createWriteStream } from 'node:fs'
 import { request } from 'node:http'
 import type { IncomingMessage } from 'node:http'
+import { pipeline as pipe } from 'node:stream'
 import type { Duplex, Readable } from 'node:stream'
 import { pipeline } from 'node:stream/promises'
 import { HearthError } from '../errors.ts'
@@ -28,6 +29,8 @@ export interface DockerCall {
   json?: unknown
   /** A host file sent as the body (an image archive). */
   file?: string
+  /** A stream sent as the body (an image archive rewritten on the way, see docker-images.ts). */
+  body?: Readable
   contentType?: string
   timeoutMs?: number
   /** false: `path` is used as is, without `/v1.41` (for `/_ping` and `/version`). */
@@ -52,7 +55,7 @@ export class DockerApi {
       if (call.json !== undefined) {
         body = Buffer.from(JSON.stringify(call.json))
         headers['content-type'] = 'application/json'
-      } else if (call.file !== undefined) {
+      } else if (call.file !== undefined || call.body !== undefined) {
         headers['content-type'] = call.contentType ?? 'application/x-tar'
       }
       const req = request({ socketPath: this.socketPath, method: call.method, path: this.url(call), headers, timeout: call.timeoutMs ?? defaultCallTimeoutMs })
@@ -61,10 +64,12 @@ export class DockerApi {
       req.on('response', (res) => {
         readAll(res).then((data) => resolve({ status: res.statusCode ?? 0, body: data }), reject)
       })
-      if (call.file !== undefined) {
-        const source = createReadStream(call.file)
-        source.on('error', (error) => req.destroy(error))
-        source.pipe(req)
+      const source = call.body ?? (call.file === undefined ? undefined : createReadStream(call.file))
+      if (source !== undefined) {
+        // pipeline, not pipe: an engine that hangs up mid-body also closes the source (and its file handles).
+        pipe(source, req, (error) => {
+          if (error) req.destroy(error)
+        })
       } else {
         req.end(body)
       }

@@ -132,14 +132,14 @@ export function createDockerRuntime(init: DockerRuntimeInit = {}): DockerRuntime
     }
     let ping
     try {
-      ping = await api.call({ method: 'GET', path: '/_ping', versioned: false, timeoutMs: 5_000 })
+      ping = await api.call({ method: 'GET', path: '/_ping', versioned: false, timeoutMs: controlTimeoutMs })
     } catch (error) {
       return { ok: false, reason: `the Docker Engine API at ${socketPath} is unreachable: ${(error as Error).message}` }
     }
     if (ping.status !== 200) return { ok: false, reason: `the Docker Engine API at ${socketPath} answered /_ping with HTTP ${ping.status}: ${apiMessage(ping)}` }
     let version: { ApiVersion?: string; Os?: string }
     try {
-      version = await api.json({ method: 'GET', path: '/version', versioned: false, timeoutMs: 5_000 }, 'report its version')
+      version = await api.json({ method: 'GET', path: '/version', versioned: false, timeoutMs: controlTimeoutMs }, 'report its version')
     } catch (error) {
       return { ok: false, reason: `the Docker Engine API at ${socketPath} did not report its version: ${(error as Error).message}` }
     }

@@ -31,13 +31,17 @@ export async function isStaticElf(path: string): Promise<boolean> {
   return true
 }
 
-/** Builds the busybox root filesystem tarball in `dir` and returns its path. Throws naming the package when absent. */
-export async function buildBusyboxRootfs(dir: string): Promise<string> {
+/**
+ * Builds the busybox root filesystem tarball in `dir` and returns its path. Throws naming the package when absent.
+ * A `variant` adds /etc/hearth-variant holding it: another image (another layer, another id), same tools.
+ */
+export async function buildBusyboxRootfs(dir: string, variant?: string): Promise<string> {
   const usable = await isStaticElf(busyboxPath).catch(() => false)
   if (!usable) {
     throw new Error(`${busyboxPath} is missing or not statically linked: install the Debian package ${busyboxPackage} (apt-get install -y --no-install-recommends ${busyboxPackage})`)
   }
-  const root = join(dir, 'rootfs')
+  const suffix = variant === undefined ? '' : `-${variant.replace(/[^\w.-]/g, '_')}`
+  const root = join(dir, `rootfs${suffix}`)
   await mkdir(join(root, 'bin'), { recursive: true })
   await mkdir(join(root, 'etc'), { recursive: true })
   await copyFile(busyboxPath, join(root, 'bin', 'busybox'))
@@ -46,14 +50,15 @@ export async function buildBusyboxRootfs(dir: string): Promise<string> {
   await Promise.all(applets.map((name) => symlink('busybox', join(root, 'bin', name))))
   await writeFile(join(root, 'etc', 'passwd'), 'hearth:x:1000:1000:hearth task:/task:/bin/sh\n', { mode: 0o600 })
   await writeFile(join(root, 'etc', 'group'), 'hearth:x:1000:\n', { mode: 0o600 })
-  const tarPath = join(dir, 'busybox-rootfs.tar')
+  if (variant !== undefined) await writeFile(join(root, 'etc', 'hearth-variant'), `${variant}\n`)
+  const tarPath = join(dir, `busybox-rootfs${suffix}.tar`)
   execFileSync('tar', ['-C', root, '--owner=0', '--group=0', '--numeric-owner', '-cf', tarPath, '.'])
   return tarPath
 }
 
-/** Imports the busybox root filesystem into the engine behind `runtime`; returns the image id. */
-export async function importBusyboxImage(runtime: DockerRuntime, dir: string): Promise<string> {
-  return importRootfsArchive(runtime, await buildBusyboxRootfs(dir), 'hearth-busybox')
+/** Imports the busybox root filesystem (or a variant of it) into the engine behind `runtime`; returns the image id. */
+export async function importBusyboxImage(runtime: DockerRuntime, dir: string, variant?: string): Promise<string> {
+  return importRootfsArchive(runtime, await buildBusyboxRootfs(dir, variant), variant === undefined ? 'hearth-busybox' : `hearth-busybox-${variant.toLowerCase().replace(/[^a-z0-9]/g, '')}`)
 }
 
 export interface TestEngine {

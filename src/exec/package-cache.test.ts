@@ -3,6 +3,7 @@ import { mkdtemp, readdir, rm, utimes, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { after, test } from 'node:test'
+import { isHearthError } from '../errors.ts'
 import { sha256Hex } from './content-hash.ts'
 import { createPackageCache } from './package-cache.ts'
 
@@ -41,4 +42,35 @@ test('files that are not packages (partial downloads) are left alone', async () 
   await writeFile(`${cache.pathOf(id)}.part`, 'partial')
   await cache.evict()
   assert.ok((await readdir(dir)).includes(`${id.replace(':', '-')}.part`))
+})
+
+test('tells onEvict each evicted package once its file is gone; a failing hook stops nothing and is reported', async () => {
+  const hookDir = await mkdtemp(join(tmpdir(), 'hearth-cache-hook-'))
+  after(() => rm(hookDir, { recursive: true, force: true }))
+  const told: { contentId: string; fileLeft: boolean }[] = []
+  const cache = createPackageCache({
+    dir: hookDir,
+    maxBytes: 1 << 20,
+    maxEntries: 1,
+    onEvict: async (contentId) => {
+      told.push({ contentId, fileLeft: (await readdir(hookDir)).includes(contentId.replace(':', '-')) })
+      if (told.length === 1) throw new Error('the engine is not answering')
+    },
+  })
+  const a = await put(cache, 'aaaa', 1000)
+  const b = await put(cache, 'bbbb', 2000)
+  const c = await put(cache, 'cccc', 3000)
+  await assert.rejects(cache.evict(), (error) => {
+    assert.ok(isHearthError(error, 'HEARTH_ERR_EXEC_FAILED'))
+    assert.match(error.message, /the engine is not answering/)
+    assert.deepEqual(error.details?.removed, [a, b])
+    assert.deepEqual(error.details?.failed, [a])
+    return true
+  })
+  assert.deepEqual(told, [{ contentId: a, fileLeft: false }, { contentId: b, fileLeft: false }])
+  assert.deepEqual(await readdir(hookDir), [c.replace(':', '-')])
+  // Evictions run one at a time, so two at once never tell the hook of one package twice.
+  await put(cache, 'dddd', 4000)
+  await Promise.all([cache.evict(), cache.evict()])
+  assert.deepEqual(told.map((entry) => entry.contentId), [a, b, c])
 })
