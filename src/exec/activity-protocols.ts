@@ -79,6 +79,12 @@ export const taskResultSchema = z.strictObject({
 export type TaskResult = z.output<typeof taskResultSchema>
 
 const maxActivityBytes = 96 * 1024 * 1024
+/**
+ * Run-task streams open at once on one connection, each way: a requestor runs at most a few tasks per provider at
+ * once (its slot capacity), so 32 leaves room for several jobs, while a peer opening streams to hold frames gets 32, not
+ * the 256 of other request/response protocols. (What those streams may buffer is bounded by the node's inbound budget, see net/inbound-budget.ts.)
+ */
+const maxActivityStreams = 32
 
 export const runTaskProtocol = defineProtocol({
   id: '/hearth/exec/run-task/1',
@@ -89,6 +95,7 @@ export const runTaskProtocol = defineProtocol({
   // The requestor sets each call's timeout from the task's own deadline; this is the ceiling.
   timeoutMs: 3_700_000,
   signed: true,
+  maxConcurrentStreams: maxActivityStreams,
 })
 
 /** Most tasks one run-tasks request carries. */
@@ -115,6 +122,7 @@ export const runTasksProtocol = defineProtocol({
   maxResponseBytes: maxActivityBytes,
   timeoutMs: 3_700_000,
   signed: true,
+  maxConcurrentStreams: maxActivityStreams,
 })
 
 /** Largest chunk one fetch-blob answer carries. */

@@ -13,7 +13,7 @@
  * the requester and error frames (or a reset stream) on the responder; nothing escapes into libp2p.
  */
 import './polyfill.ts'
-import type { ComponentLogger, Libp2p, Logger, PeerId, Stream } from '@libp2p/interface'
+import type { ComponentLogger, Connection, Libp2p, Logger, PeerId, Stream } from '@libp2p/interface'
 import type { Address } from 'viem'
 import { z } from 'zod'
 import { HearthError, isHearthError } from '../errors.ts'
@@ -21,9 +21,11 @@ import { addressFromPeerId } from '../identity/node-identity.ts'
 import { describeIssues } from './describe-issues.ts'
 import { connectTo, toDialTarget } from './dial-target.ts'
 import type { PeerTarget } from './dial-target.ts'
+import { guardedFrames, guardRefusal, inboundGuardFor } from './inbound-guard.ts'
+import type { InboundGuard, ServeOptions } from './inbound-guard.ts'
 import { encodeJsonFrame, FrameError, jsonFrames } from './json-frames.ts'
 import type { JsonFrameStream } from './json-frames.ts'
-import { errorFrame, errorFrameLimit, handleGuarded, protocolIdPattern } from './serve-support.ts'
+import { errorFrame, errorFrameLimit, handleGuarded, protocolIdPattern, refusalWriteMs, remoteErrorCode } from './serve-support.ts'
 
 export interface BlobProtocolSpec<Req extends z.ZodType, Head extends z.ZodType> {
   /** `/hearth/<area>/<name>/<major>`. */
@@ -68,6 +70,8 @@ export type BlobHandler<Req extends z.ZodType, Head extends z.ZodType> =
 export interface BlobDeps {
   libp2p: Libp2p
   logger?: ComponentLogger
+  /** The node's inbound budget and frame deadlines (default: the one attached to `libp2p`, see inbound-guard.ts). */
+  inbound?: InboundGuard
 }
 
 export interface BlobRequestOptions {
@@ -107,25 +111,33 @@ export async function serveBlobProtocol<Req extends z.ZodType, Head extends z.Zo
   deps: BlobDeps,
   protocol: BlobProtocol<Req, Head>,
   handler: BlobHandler<Req, Head>,
+  options: ServeOptions = {},
 ): Promise<void> {
   const log = (deps.logger ?? deps.libp2p.logger).forComponent(`hearth:net:blob:${protocol.id}`)
-  await handleGuarded(deps.libp2p, protocol, log, 'unhandle it first to replace it', (stream, connection) => respond(log, protocol, handler, stream, connection.remotePeer))
+  const guard = deps.inbound ?? inboundGuardFor(deps.libp2p)
+  await handleGuarded(deps.libp2p, protocol, log, 'unhandle it first to replace it', (stream, connection) => respond(guard, options, log, protocol, handler, stream, connection))
 }
 
 async function respond<Req extends z.ZodType, Head extends z.ZodType>(
+  guard: InboundGuard,
+  options: ServeOptions,
   log: Logger,
   protocol: BlobProtocol<Req, Head>,
   handler: BlobHandler<Req, Head>,
   stream: Stream,
-  peer: PeerId,
+  connection: Connection,
 ): Promise<void> {
   const id = protocol.id
+  const peer = connection.remotePeer
   const deadline = AbortSignal.timeout(protocol.timeoutMs)
   const gone = new AbortController()
   const onClose = (): void => gone.abort(new HearthError('HEARTH_ERR_NET_REMOTE', 'The requester closed the stream'))
   stream.addEventListener('close', onClose, { once: true })
   const signal = AbortSignal.any([deadline, gone.signal])
-  const frames = jsonFrames(stream, protocol.maxRequestBytes)
+  // The request is reserved from the node's inbound budget (and a large one admitted) before its body is read.
+  const frames = guardedFrames(guard, stream, { protocol: id, maxBytes: protocol.maxRequestBytes, connection, admit: options.admit, signal, log })
+  /** Gives back the request's reservation once it has been answered. */
+  let release = (): void => {}
   const refuse = async (error: HearthError): Promise<void> => {
     log('refused a request from %p: %s', peer, error.shortMessage)
     await send(stream, frames, [errorFrame(error)], signal)
@@ -140,8 +152,20 @@ async function respond<Req extends z.ZodType, Head extends z.ZodType>(
     }
     let raw: unknown
     try {
-      raw = (await frames.read({ signal })).value
+      const frame = await frames.read({ signal, due: true })
+      raw = frame.value
+      release = frame.release
     } catch (cause) {
+      const refusal = guardRefusal(guard, id, cause)
+      if (refusal !== undefined) {
+        guard.metrics.rejected(id, refusal.reason)
+        log('refused a request from %p (%s): %s', peer, refusal.reason, refusal.error.shortMessage)
+        // The rest of the request is unwanted: reset once the answer is out, and never wait long on a peer that does
+        // not read it.
+        await send(stream, frames, [errorFrame(refusal.error)], AbortSignal.any([signal, AbortSignal.timeout(refusalWriteMs)]))
+        if (stream.status === 'open' || stream.status === 'closing') stream.abort(new Error('request refused'))
+        return
+      }
       if (cause instanceof FrameError) {
         const tooLarge = cause.failure === 'too-large'
         return await refuse(new HearthError(tooLarge ? 'HEARTH_ERR_NET_MESSAGE_TOO_LARGE' : 'HEARTH_ERR_NET_MESSAGE_INVALID', `Request refused by ${id}: ${cause.message}`))
@@ -175,6 +199,7 @@ async function respond<Req extends z.ZodType, Head extends z.ZodType>(
     }
     await send(stream, frames, [head, answer.body], signal)
   } finally {
+    release()
     stream.removeEventListener('close', onClose)
   }
 }
@@ -290,7 +315,7 @@ export async function requestBlob<Req extends z.ZodType, Head extends z.ZodType>
     if (!shape.success) throw invalid(`not a header frame: ${describeIssues(shape.error).text}`)
     if (!shape.data.ok) {
       const remote = shape.data.error
-      const code = remote.code === 'HEARTH_ERR_NET_TIMEOUT' ? 'HEARTH_ERR_NET_TIMEOUT' : 'HEARTH_ERR_NET_REMOTE'
+      const code = remoteErrorCode(remote.code)
       throw new HearthError(code, `Peer ${peer.toString()} answered ${id} with ${remote.code}: ${remote.message}`, {
         ...(remote.hint === undefined ? {} : { hint: remote.hint }),
         details: { protocol: id, peerId: peer.toString(), remoteCode: remote.code, remoteMessage: remote.message, remoteHint: remote.hint },

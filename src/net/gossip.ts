@@ -28,7 +28,19 @@ export interface SubscribeOptions {
    * re-publishing other nodes' signed messages as its own gossip; turn it off for topics that relay such messages.
    */
   requireOriginSigner?: boolean
+  /**
+   * The subscriber's own verdict, asked once the checks above pass and before gossipsub delivers or forwards the
+   * message (so what a node refuses stops there). `from` is the origin, `via` the peer that handed the message over
+   * (the origin itself, or a peer forwarding it). 'accept' delivers and forwards it; 'ignore' drops it without blame
+   * (not forwarded, the sender's score untouched: over a rate limit, superseded); 'reject' drops it as invalid (not
+   * forwarded, and gossipsub lowers `via`'s score). A judge that throws counts as 'ignore'.
+   */
+  judge?: GossipJudge
 }
+
+export type GossipVerdict = 'accept' | 'ignore' | 'reject'
+
+export type GossipJudge = (payload: unknown, envelope: Signed<unknown>, from: PeerId, via: PeerId) => GossipVerdict | Promise<GossipVerdict>
 
 export interface PublishOptions {
   /** Refuse to publish above this size (default 64 KiB), mirroring subscribers' limit. */
@@ -60,6 +72,7 @@ interface Accepted {
 
 interface Subscription {
   handler: (accepted: Accepted) => void | Promise<void>
+  judge: GossipJudge | undefined
   validate: (message: Message) => Promise<Accepted | { drop: GossipDropReason; why: string }>
 }
 
@@ -80,6 +93,8 @@ export function createGossip(deps: GossipDeps): Gossip {
   async function deliver(message: Message, subscription: Subscription): Promise<void> {
     let result: Accepted | undefined = accepted.get(message)
     if (result === undefined) {
+      // Only reached if the topic validator did not run; a judge needs the forwarding peer, which is not known here.
+      if (subscription.judge !== undefined) return
       const checked = await subscription.validate(message)
       if (!('envelope' in checked)) return
       result = checked
@@ -156,19 +171,26 @@ export function createGossip(deps: GossipDeps): Gossip {
       }
       const maxBytes = Math.min(options.maxBytes ?? defaultGossipMaxBytes, gossipMaxBytesCeiling)
       const validate = makeValidator(topic, payloadSchema, maxBytes, options.requireOriginSigner ?? true)
+      const judge = options.judge
       subscriptions.set(topic, {
         validate,
+        judge,
         handler: ({ payload, envelope, from }) => handler(payload as z.output<typeof payloadSchema>, envelope as Signed<z.input<typeof payloadSchema>>, from),
       })
-      deps.pubsub.topicValidators.set(topic, async (_peer, message) => {
+      deps.pubsub.topicValidators.set(topic, async (via, message) => {
         try {
           const result = await validate(message)
           if ('envelope' in result) {
+            const verdict = judge === undefined ? 'accept' : await judge(result.payload, result.envelope, result.from, via)
+            if (verdict !== 'accept') {
+              log('the subscriber refused (%s) a message on %s from %p via %p', verdict, topic, result.from, via)
+              return verdict === 'reject' ? TopicValidatorResult.Reject : TopicValidatorResult.Ignore
+            }
             accepted.set(message, result)
             return TopicValidatorResult.Accept
           }
           deps.metrics.dropped(topic, result.drop)
-          log('dropped a message on %s from %p (%s): %s', topic, message.type === 'signed' ? message.from : _peer, result.drop, result.why)
+          log('dropped a message on %s from %p (%s): %s', topic, message.type === 'signed' ? message.from : via, result.drop, result.why)
           return TopicValidatorResult.Reject
         } catch (error) {
           // A validator bug must not reach gossipsub; Ignore neither forwards nor penalises the sender.

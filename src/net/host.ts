@@ -27,6 +27,9 @@ import { toDialTarget } from './dial-target.ts'
 import type { PeerTarget } from './dial-target.ts'
 import { createGossip, gossipMaxBytesCeiling } from './gossip.ts'
 import type { GossipHandler, PublishOptions, SubscribeOptions } from './gossip.ts'
+import type { InboundLimits, InboundStats } from './inbound-budget.ts'
+import { attachInboundGuard, createInboundGuard } from './inbound-guard.ts'
+import type { ServeOptions } from './inbound-guard.ts'
 import { createNetMetrics } from './net-metrics.ts'
 import type { NetMetrics } from './net-metrics.ts'
 import { sendRequest, serveProtocol } from './protocol.ts'
@@ -40,6 +43,16 @@ export interface HostInit {
   bootstrap?: string[]
   /** Find and dial peers on the local network by multicast DNS (default false). */
   mdns?: boolean
+  /**
+   * Bounds on the bytes of inbound frames this node holds (node-wide, per remote IP, per remote peer; an admitted
+   * share unadmitted traffic cannot take) and each frame's deadline; see defaultInboundLimits in inbound-budget.ts.
+   */
+  inbound?: Partial<InboundLimits>
+}
+
+export interface HostMetrics extends NetMetrics {
+  /** Bytes held for inbound frames now and at most, by share, and the frames refused or abandoned. */
+  inbound: InboundStats
 }
 
 export type HostServices = { identify: Identify; ping: Ping; pubsub: GossipSub }
@@ -62,7 +75,11 @@ export interface Host {
   peers(): PeerId[]
   /** Calls `listener` with each peer a connection opens to (either direction); returns a function that stops it. */
   onPeerConnected(listener: (peer: PeerId) => void): () => void
-  handle<Req extends z.ZodType, Res extends z.ZodType>(protocol: Protocol<Req, Res>, handler: RequestHandler<Req, Res>): Promise<void>
+  /**
+   * Serves `protocol`. `options.admit` is asked, with the sender's identity, about each frame above the node's
+   * smallFrameBytes before its body is read; it may refuse it unread (see ServeOptions).
+   */
+  handle<Req extends z.ZodType, Res extends z.ZodType>(protocol: Protocol<Req, Res>, handler: RequestHandler<Req, Res>, options?: ServeOptions): Promise<void>
   unhandle(protocol: Protocol): Promise<void>
   /** Sends one request and returns the validated response (for signed protocols, the verified payload). */
   request<Req extends z.ZodType, Res extends z.ZodType>(target: PeerTarget, protocol: Protocol<Req, Res>, request: z.input<Req>, options?: RequestOptions): Promise<z.output<Res>>
@@ -72,7 +89,7 @@ export interface Host {
   subscribe<P extends z.ZodType>(topic: string, payloadSchema: P, handler: GossipHandler<P>, options?: SubscribeOptions): () => void
   /** Peers known to subscribe to `topic`. */
   topicPeers(topic: string): PeerId[]
-  metrics(): NetMetrics
+  metrics(): HostMetrics
 }
 
 /** Every local node shares 127.0.0.1; gossipsub's IP-colocation penalty would graylist them beyond 10 peers. */
@@ -120,7 +137,10 @@ export async function createHost(init: HostInit): Promise<Host> {
   }
 
   const metrics = createNetMetrics()
-  const deps = { libp2p: libp2p as unknown as Libp2p, identity, metrics, logger: libp2p.logger }
+  // One inbound budget for every protocol this node serves, whichever helper serves it.
+  const inbound = createInboundGuard({ ...(init.inbound === undefined ? {} : { limits: init.inbound }), metrics })
+  attachInboundGuard(libp2p, inbound)
+  const deps = { libp2p: libp2p as unknown as Libp2p, identity, metrics, logger: libp2p.logger, inbound }
   const gossip = createGossip({ pubsub: libp2p.services.pubsub, metrics, logger: libp2p.logger })
 
   if (init.mdns === true) {
@@ -175,7 +195,7 @@ export async function createHost(init: HostInit): Promise<Host> {
       libp2p.addEventListener('peer:connect', handler)
       return () => libp2p.removeEventListener('peer:connect', handler)
     },
-    handle: (protocol, handler) => serveProtocol(deps, protocol, handler),
+    handle: (protocol, handler, options) => serveProtocol(deps, protocol, handler, options),
     async unhandle(protocol) {
       await libp2p.unhandle(protocol.id)
     },
@@ -186,6 +206,6 @@ export async function createHost(init: HostInit): Promise<Host> {
     publish: (topic, signed, options) => gossip.publish(topic, signed, options),
     subscribe: (topic, payloadSchema, handler, options) => gossip.subscribe(topic, payloadSchema, handler, options),
     topicPeers: (topic) => gossip.topicPeers(topic),
-    metrics: () => metrics.snapshot(),
+    metrics: () => ({ ...metrics.snapshot(), inbound: inbound.budget.snapshot() }),
   }
 }

@@ -2,6 +2,7 @@ import assert from 'node:assert/strict'
 import { describe, it } from 'node:test'
 import './polyfill.ts'
 import { streamPair } from '@libp2p/utils'
+import { HearthError } from '../errors.ts'
 import { encodeJsonFrame, FrameError, jsonFrames } from './json-frames.ts'
 
 // An in-memory libp2p stream pair: the codec alone, without sockets (host and protocol tests cover real TCP).
@@ -10,7 +11,8 @@ describe('length-prefixed JSON frames', () => {
     const [a, b] = await streamPair()
     const value = { n: 1, s: 'é', list: [true, null] }
     await jsonFrames(a, 1024).write(encodeJsonFrame(value))
-    assert.deepEqual(await jsonFrames(b, 1024).read(), { value, bytes: encodeJsonFrame(value).byteLength })
+    const { value: read, bytes } = await jsonFrames(b, 1024).read()
+    assert.deepEqual({ value: read, bytes }, { value, bytes: encodeJsonFrame(value).byteLength })
   })
 
   it('refuses on the length prefix alone, naming the announced size', async () => {
@@ -70,6 +72,68 @@ describe('length-prefixed JSON frames', () => {
       await c.close()
       await assert.rejects(jsonFrames(d, 100).readEnd(), (error: unknown) => error instanceof FrameError && /followed the end/.test(error.message), `after ${extra.join(',')}`)
     }
+  })
+
+  it('asks the gate with the declared length before reading the body, and reads nothing when it refuses', async () => {
+    const [a, b] = await streamPair()
+    a.send(Uint8Array.from([0x80, 0x08, 1, 2, 3])) // announces 1024 bytes, sends 3 of them
+    const asked: number[] = []
+    const refusal = new HearthError('HEARTH_ERR_NET_BUSY', 'no room')
+    const frames = jsonFrames(b, 4096, { gate: async (bytes) => { asked.push(bytes); throw refusal } })
+    await assert.rejects(frames.read(), (error: unknown) => error === refusal)
+    assert.deepEqual(asked, [1024])
+  })
+
+  it('holds the gate\'s reservation until the frame is released, and gives it back when the frame is abandoned', async () => {
+    const [a, b] = await streamPair()
+    let held = 0
+    const gate = async (bytes: number): Promise<() => void> => {
+      held += bytes
+      return () => { held -= bytes }
+    }
+    const frames = jsonFrames(b, 4096, { gate })
+    const value = { hello: 'x'.repeat(100) }
+    await jsonFrames(a, 4096).write(encodeJsonFrame(value))
+    const frame = await frames.read()
+    assert.deepEqual(frame.value, value)
+    assert.equal(held, frame.bytes)
+    frame.release()
+    frame.release()
+    assert.equal(held, 0)
+    // Not JSON: refused, and nothing stays held.
+    a.send(Uint8Array.from([2, 0xc3, 0x28]))
+    await assert.rejects(frames.read(), (error: unknown) => error instanceof FrameError && error.failure === 'malformed')
+    assert.equal(held, 0)
+  })
+
+  it('abandons a frame whose body does not arrive within its deadline, and one that is due but never starts', async () => {
+    const [a, b] = await streamPair()
+    let held = 0
+    const gate = async (bytes: number): Promise<() => void> => {
+      held += bytes
+      return () => { held -= bytes }
+    }
+    const deadline = { allowanceMs: 50, minBytesPerSecond: 1_000_000 }
+    a.send(Uint8Array.from([0x80, 0x08, ...new Uint8Array(10)])) // 1024 announced, 10 sent, and no more
+    await assert.rejects(jsonFrames(b, 4096, { gate, deadline }).read({ signal: AbortSignal.timeout(60_000) }), (error: unknown) =>
+      error instanceof FrameError && error.failure === 'too-slow' && error.declaredBytes === 1024 && /1024 bytes did not arrive/.test(error.message))
+    assert.equal(held, 0)
+    const [, d] = await streamPair()
+    await assert.rejects(jsonFrames(d, 4096, { gate, deadline }).read({ due: true, signal: AbortSignal.timeout(60_000) }), (error: unknown) =>
+      error instanceof FrameError && error.failure === 'too-slow')
+  })
+
+  it('pauses a stream that sends more than the frame being read needs, and takes the rest in once asked', async () => {
+    const [a, b] = await streamPair()
+    const frames = jsonFrames(b, 1024 * 1024)
+    const big = encodeJsonFrame({ blob: 'y'.repeat(300_000) })
+    await jsonFrames(a, 1024 * 1024).writeFrames([encodeJsonFrame({ first: true }), big])
+    assert.deepEqual((await frames.read()).value, { first: true })
+    // Nobody reads: the reader stops taking bytes in rather than holding the second frame's 300 KB.
+    const deadline = Date.now() + 30_000
+    while (b.readStatus !== 'paused' && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 5))
+    assert.equal(b.readStatus, 'paused')
+    assert.equal((await frames.read()).bytes, big.byteLength)
   })
 
   it('rethrows the abort reason when the signal fires first', async () => {

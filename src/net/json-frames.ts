@@ -1,14 +1,19 @@
 /**
  * Length-prefixed JSON frames on a libp2p stream: an unsigned varint byte count, then that many bytes of UTF-8 JSON.
  * The same stream may also carry binary frames (the same prefix, then raw bytes), each read with its own limit.
- * Every size limit is enforced on the length prefix, so an oversized frame is refused before its body is read.
+ *
+ * Every size limit is enforced on the length prefix, so an oversized frame is refused before its body is read. A
+ * server also passes a gate, asked with the declared length before the body is read (it reserves the bytes, or
+ * refuses the frame unread), and a deadline per frame (an allowance plus the frame's size at a minimum rate), so that
+ * a peer that announces a large frame and trickles it cannot hold memory for longer than an honest sender would.
+ *
+ * The reader holds what arrives in its own buffer and pauses the stream (yamux then stops granting the sender window)
+ * once it holds more than the frame being read needs plus a small slack: bytes nobody asked for are not buffered.
  */
 import './polyfill.ts'
-import { lpStream } from '@libp2p/utils'
-import type { LengthPrefixedStream } from '@libp2p/utils'
 import type { Stream } from '@libp2p/interface'
 
-export type FrameFailure = 'too-large' | 'malformed'
+export type FrameFailure = 'too-large' | 'malformed' | 'too-slow'
 
 /** A frame that could not be read; `declaredBytes` is set when the length prefix was read. */
 export class FrameError extends Error {
@@ -23,14 +28,40 @@ export class FrameError extends Error {
   }
 }
 
+/**
+ * Asked once a frame's length prefix has been read, before any of its body is: resolves to the function that gives
+ * back what it reserved (called once the caller releases the frame, or at once when the frame is abandoned), or
+ * throws to refuse the frame unread; `read` then rejects with what it threw.
+ */
+export type FrameGate = (declaredBytes: number) => Promise<() => void>
+
+export interface FrameDeadline {
+  /** Time for a frame's length prefix (from its first byte, or from the read when the frame is due), and on top of its body's transfer time. */
+  allowanceMs: number
+  /** The slowest transfer accepted: a body of n bytes must arrive within allowanceMs + n / minBytesPerSecond. */
+  minBytesPerSecond: number
+}
+
+export interface JsonFrame {
+  value: unknown
+  bytes: number
+  /** Gives back what the gate reserved for this frame; call it once the frame is handled (later calls do nothing). */
+  release(): void
+}
+
 export interface JsonFrameStream {
-  /** Reads one frame and parses it; throws FrameError, or the signal's reason when `signal` aborts first. */
-  read(options?: { signal?: AbortSignal }): Promise<{ value: unknown; bytes: number }>
+  /**
+   * Reads one frame and parses it; throws FrameError, what the gate threw, or the signal's reason when `signal` aborts
+   * first. `due`: the frame is expected now (a request), so the deadline counts from this call rather than from the
+   * frame's first byte.
+   */
+  read(options?: { signal?: AbortSignal; due?: boolean }): Promise<JsonFrame>
   /** Writes already-encoded JSON bytes (see encodeJsonFrame) as one frame. */
   write(json: Uint8Array, options?: { signal?: AbortSignal }): Promise<void>
   /**
    * Reads one binary frame of at most `maxBytes` (itself at most the stream's `maxBinaryBytes`): its raw bytes, not
-   * parsed. Throws FrameError as `read` does; a prefix announcing more than `maxBytes` is refused unread.
+   * parsed. Throws FrameError as `read` does; a prefix announcing more than `maxBytes` is refused unread. Binary frames
+   * are for requesters reading an answer they asked for: the gate is not asked about them.
    */
   readBytes(options: { maxBytes: number; signal?: AbortSignal }): Promise<Uint8Array>
   /** Writes each of `frames` (JSON or raw bytes) as a frame of its own, in one write. */
@@ -45,109 +76,324 @@ export interface JsonFrameStream {
 export interface JsonFrameOptions {
   /** Largest binary frame `readBytes` may accept on this stream (default: none are accepted). */
   maxBinaryBytes?: number
+  /** Asked before each JSON frame's body is read (default: every frame within the limit is read). */
+  gate?: FrameGate
+  /** Each JSON frame's own deadline (default: none; the caller's signal alone bounds a read). */
+  deadline?: FrameDeadline
 }
 
 /** Longest varint we accept for a length: 5 bytes holds any length up to 2^35, far above every limit. */
 const maxLengthBytes = 5
-
-// Named through lpStream so we need no direct dependency on uint8arraylist.
-type Uint8ArrayList = Awaited<ReturnType<LengthPrefixedStream['read']>>
-const defaultBufferBytes = 4 * 1024 * 1024
+/** Bytes the reader holds beyond what the frame being read needs before it pauses the stream. */
+const slackBytes = 64 * 1024
 const encoder = new TextEncoder()
 
 export function encodeJsonFrame(value: unknown): Uint8Array {
   return encoder.encode(JSON.stringify(value))
 }
 
+function encodeLength(length: number): Uint8Array {
+  const bytes: number[] = []
+  let rest = length
+  while (rest >= 0x80) {
+    bytes.push((rest % 0x80) | 0x80)
+    rest = Math.floor(rest / 0x80)
+  }
+  bytes.push(rest)
+  return Uint8Array.from(bytes)
+}
+
+const noop = (): void => {}
+
 export function jsonFrames(stream: Stream, maxBytes: number, options: JsonFrameOptions = {}): JsonFrameStream {
-  let declaredBytes: number | undefined
   const maxBinaryBytes = options.maxBinaryBytes ?? 0
-  /** The limit of the frame being read: `maxBytes` for JSON, the caller's for a binary frame. */
-  let limit = maxBytes
-  const lp: LengthPrefixedStream<Stream> = lpStream(stream, {
-    maxDataLength: Math.max(maxBytes, maxBinaryBytes),
-    // The whole frame is buffered before it is returned; lpStream's 4 MiB default would reset larger frames. A
-    // binary frame may arrive right behind a JSON one, so there is room for both. Never go below the default either:
-    // a burst that overflows the buffer resets the stream before we can refuse it.
-    maxBufferSize: Math.max(maxBytes + maxBinaryBytes + 2 * maxLengthBytes, defaultBufferBytes),
-    maxLengthLength: maxLengthBytes,
-    // Our own decoder, so that we can report the announced size (the default one only says "too long").
-    lengthDecoder(buffer: Uint8ArrayList): number {
-      let value = 0
-      for (let index = 0; index < buffer.byteLength; index++) {
-        const byte = buffer.get(index)
-        value += (byte & 0x7f) * 2 ** (7 * index)
-        if ((byte & 0x80) === 0) {
-          declaredBytes = value
-          if (value > limit) throw new FrameError('too-large', `the frame announces ${value} bytes, over the limit of ${limit}`, value)
-          return value
-        }
-        if (index + 1 >= maxLengthBytes) throw new FrameError('too-large', 'the frame length prefix is longer than 5 bytes')
-      }
-      // lpStream reads another byte and retries when the decoder throws a RangeError.
-      throw new RangeError('incomplete varint')
-    },
-  })
+  // Made on the first read: a writer-only instance takes nothing in (another reader on the stream may).
+  let opened: Inbox | undefined
+  const inbox = (): Inbox => (opened ??= createInbox(stream))
   const decoder = new TextDecoder('utf-8', { fatal: true })
 
-  /** Reads one frame of at most `frameLimit` bytes, turning every failure into a FrameError (or the abort reason). */
-  const readFrame = async (frameLimit: number, signal: AbortSignal | undefined): Promise<Uint8ArrayList> => {
-    declaredBytes = undefined
-    limit = frameLimit
-    try {
-      return await lp.read(signal === undefined ? {} : { signal })
-    } catch (cause) {
-      if (signal?.aborted === true) throw signal.reason
-      if (cause instanceof FrameError) throw cause
-      const name = (cause as Error).name
-      if (name === 'InvalidDataLengthError' || name === 'InvalidDataLengthLengthError') {
-        throw new FrameError('too-large', `the frame announces ${declaredBytes ?? 'more than'} bytes, over the limit of ${frameLimit}`, declaredBytes, { cause })
+  /** The prefix of the next frame, or undefined when the stream ends cleanly before one begins. */
+  const readPrefix = async (signal: AbortSignal, started: () => void): Promise<number | undefined> => {
+    if (!(await inbox().wait(1, signal))) return undefined
+    started()
+    let value = 0
+    for (let index = 0; ; index++) {
+      if (index >= maxLengthBytes) throw new FrameError('too-large', 'the frame length prefix is longer than 5 bytes')
+      if (!(await inbox().wait(index + 1, signal))) {
+        throw new FrameError('malformed', 'the stream ended before a complete frame arrived', undefined, { cause: endOfStream() })
       }
-      if (name === 'UnexpectedEOFError') {
-        throw new FrameError('malformed', 'the stream ended before a complete frame arrived', declaredBytes, { cause })
+      const byte = inbox().peek(index)
+      value += (byte & 0x7f) * 2 ** (7 * index)
+      if ((byte & 0x80) === 0) {
+        inbox().discard(index + 1)
+        return value
       }
-      throw new FrameError('malformed', `the stream failed while reading a frame: ${(cause as Error).message}`, declaredBytes, { cause })
     }
   }
 
+  /**
+   * Reads one frame of at most `limit` bytes, turning every failure into a FrameError (or the abort reason, or what the
+   * gate threw). With `gated`, the gate decides before the body is read and the deadline applies.
+   */
+  const readFrame = async (limit: number, readOptions: { signal?: AbortSignal; due?: boolean; gated: boolean }): Promise<{ body: Uint8Array; release: () => void }> => {
+    const deadline = readOptions.gated ? options.deadline : undefined
+    const gate = readOptions.gated ? options.gate : undefined
+    const late = new AbortController()
+    let timer: NodeJS.Timeout | undefined
+    let declared: number | undefined
+    const arm = (ms: number, message: () => string): void => {
+      clearTimeout(timer)
+      timer = setTimeout(() => late.abort(new FrameError('too-slow', message(), declared)), ms)
+    }
+    const signal = readOptions.signal === undefined ? late.signal : AbortSignal.any([readOptions.signal, late.signal])
+    let release = noop
+    let gateFailed = false
+    try {
+      if (deadline !== undefined && readOptions.due === true) arm(deadline.allowanceMs, () => `no complete frame prefix arrived within ${deadline.allowanceMs} ms`)
+      const length = await readPrefix(signal, () => {
+        if (deadline !== undefined && readOptions.due !== true) arm(deadline.allowanceMs, () => `a frame prefix was begun but not finished within ${deadline.allowanceMs} ms`)
+      })
+      if (length === undefined) throw new FrameError('malformed', 'the stream ended before a complete frame arrived', undefined, { cause: endOfStream() })
+      declared = length
+      if (length > limit) throw new FrameError('too-large', `the frame announces ${length} bytes, over the limit of ${limit}`, length)
+      clearTimeout(timer)
+      if (gate !== undefined) {
+        try {
+          release = await gate(length)
+        } catch (error) {
+          gateFailed = true
+          throw error
+        }
+        signal.throwIfAborted()
+      }
+      if (deadline !== undefined) {
+        const ms = deadline.allowanceMs + Math.ceil((length * 1000) / deadline.minBytesPerSecond)
+        arm(ms, () => `a frame of ${length} bytes did not arrive within ${ms} ms (${deadline.allowanceMs} ms plus its size at ${deadline.minBytesPerSecond} bytes/s); ${inbox().received(length)} bytes came`)
+      }
+      const body = new Uint8Array(length)
+      let filled = 0
+      for (;;) {
+        filled += inbox().takeInto(body, filled)
+        inbox().allow(length - filled)
+        if (filled === length) break
+        if (!(await inbox().wait(1, signal))) {
+          throw new FrameError('malformed', `the stream ended before a complete frame arrived (${filled} of its ${length} bytes came)`, length, { cause: endOfStream() })
+        }
+      }
+      return { body, release }
+    } catch (cause) {
+      release()
+      if (readOptions.signal?.aborted === true) throw readOptions.signal.reason
+      if (late.signal.aborted) throw late.signal.reason
+      if (gateFailed || cause instanceof FrameError) throw cause
+      throw new FrameError('malformed', `the stream failed while reading a frame: ${(cause as Error).message}`, declared, { cause })
+    } finally {
+      clearTimeout(timer)
+      inbox().allow(0)
+    }
+  }
+
+  const send = async (parts: Uint8Array[], signal: AbortSignal | undefined): Promise<void> => {
+    let drained = true
+    for (const part of parts) drained = stream.send(part) && drained
+    if (!drained) await stream.onDrain(signal === undefined ? {} : { signal })
+  }
+
   return {
-    async read(options = {}) {
-      const frame = await readFrame(maxBytes, options.signal)
+    async read(readOptions = {}) {
+      const { body, release } = await readFrame(maxBytes, { ...readOptions, gated: true })
       let value: unknown
       try {
-        value = JSON.parse(decoder.decode(frame.subarray()))
+        value = JSON.parse(decoder.decode(body))
       } catch (cause) {
-        throw new FrameError('malformed', 'the frame is not UTF-8 JSON', frame.byteLength, { cause })
+        release()
+        throw new FrameError('malformed', 'the frame is not UTF-8 JSON', body.byteLength, { cause })
       }
-      return { value, bytes: frame.byteLength }
-    },
-    async write(json, options = {}) {
-      await lp.write(json, options)
-    },
-    async readBytes(options) {
-      if (options.maxBytes > maxBinaryBytes) {
-        throw new RangeError(`readBytes asks for up to ${options.maxBytes} bytes, above this stream's maxBinaryBytes of ${maxBinaryBytes}`)
+      let released = false
+      return {
+        value,
+        bytes: body.byteLength,
+        release() {
+          if (released) return
+          released = true
+          release()
+        },
       }
-      return (await readFrame(options.maxBytes, options.signal)).subarray()
     },
-    async writeFrames(frames, options = {}) {
-      await lp.writeV(frames, options)
+    async write(json, writeOptions = {}) {
+      await send([encodeLength(json.byteLength), json], writeOptions.signal)
     },
-    async readEnd(options = {}) {
-      let frame: Uint8ArrayList
+    async readBytes(readOptions) {
+      if (readOptions.maxBytes > maxBinaryBytes) {
+        throw new RangeError(`readBytes asks for up to ${readOptions.maxBytes} bytes, above this stream's maxBinaryBytes of ${maxBinaryBytes}`)
+      }
+      return (await readFrame(readOptions.maxBytes, { ...(readOptions.signal === undefined ? {} : { signal: readOptions.signal }), gated: false })).body
+    },
+    async writeFrames(frames, writeOptions = {}) {
+      await send(frames.flatMap((frame) => [encodeLength(frame.byteLength), frame]), writeOptions.signal)
+    },
+    async readEnd(readOptions = {}) {
+      const signal = readOptions.signal ?? new AbortController().signal
+      let length: number | undefined
       try {
-        // Nothing more is allowed: even an empty frame is one too many.
-        frame = await readFrame(0, options.signal)
+        length = await readPrefix(signal, noop)
       } catch (cause) {
-        if (!(cause instanceof FrameError)) throw cause
-        if (cause.failure === 'malformed' && declaredBytes === undefined) {
-          // The stream ended before a complete length prefix: a clean end (a stray partial prefix is let go too).
-          if ((cause.cause as Error | undefined)?.name === 'UnexpectedEOFError') return
-          throw new FrameError('malformed', `the stream failed after the last frame: ${cause.message}`, undefined, { cause })
-        }
-        throw new FrameError(cause.failure, `more data followed the end of the exchange: ${cause.message}`, cause.declaredBytes, { cause })
+        if (readOptions.signal?.aborted === true) throw readOptions.signal.reason
+        // The stream ended inside a length prefix: a clean end (a stray partial prefix is let go too).
+        if (cause instanceof FrameError && cause.failure === 'malformed') return
+        if (cause instanceof FrameError) throw new FrameError(cause.failure, `more data followed the end of the exchange: ${cause.message}`, cause.declaredBytes, { cause })
+        throw new FrameError('malformed', `the stream failed after the last frame: ${(cause as Error).message}`, undefined, { cause })
       }
-      throw new FrameError('too-large', `another frame of ${frame.byteLength} bytes followed the end of the exchange`, frame.byteLength)
+      if (length === undefined) return
+      // Nothing more is allowed: even an empty frame is one too many.
+      throw new FrameError('too-large', `another frame of ${length} bytes followed the end of the exchange`, length)
+    },
+  }
+}
+
+function endOfStream(): Error {
+  const error = new Error('the stream ended')
+  error.name = 'UnexpectedEOFError'
+  return error
+}
+
+/** What has arrived on a stream and not been read yet, with the flow control that keeps it small. */
+interface Inbox {
+  /** Waits until `bytes` are held; false when the stream ended first. Throws when the stream failed, or the signal's reason. */
+  wait(bytes: number, signal: AbortSignal): Promise<boolean>
+  /** The byte at `index` of what is held. */
+  peek(index: number): number
+  discard(bytes: number): void
+  /** Moves what is held (up to the room left) into `target` from `offset`; returns the bytes moved. */
+  takeInto(target: Uint8Array, offset: number): number
+  /** Bytes the current frame still needs: the stream pauses once more than that plus the slack is held. */
+  allow(bytes: number): void
+  /** For messages: how much of a frame of `length` bytes is held or was read (an estimate, for a timeout's message). */
+  received(length: number): number
+}
+
+function createInbox(stream: Stream): Inbox {
+  const chunks: Uint8Array[] = []
+  let held = 0
+  let allowance = 0
+  let consumedOfFrame = 0
+  let ended = stream.remoteWriteStatus !== 'writable'
+  let failure: Error | undefined
+  let wake: (() => void) | undefined
+
+  const notify = (): void => {
+    const resolve = wake
+    wake = undefined
+    resolve?.()
+  }
+  const pause = (): void => {
+    if (stream.readStatus !== 'readable') return
+    try {
+      stream.pause()
+    } catch {
+      // Closing already: nothing more will come.
+    }
+  }
+  const resume = (): void => {
+    if (stream.readStatus !== 'paused') return
+    try {
+      stream.resume()
+    } catch {
+      // Closing already: what was buffered is gone with it.
+    }
+  }
+
+  stream.addEventListener('message', (event) => {
+    const data = event.data
+    if (data instanceof Uint8Array) {
+      if (data.byteLength > 0) chunks.push(data)
+      held += data.byteLength
+    } else {
+      for (const chunk of data) {
+        if (chunk.byteLength > 0) chunks.push(chunk)
+        held += chunk.byteLength
+      }
+    }
+    if (held > allowance + slackBytes) pause()
+    notify()
+  })
+  stream.addEventListener('remoteCloseWrite', () => {
+    ended = true
+    notify()
+  })
+  stream.addEventListener('close', (event) => {
+    ended = true
+    if (event.error !== undefined) failure = event.error
+    notify()
+  })
+
+  return {
+    async wait(bytes, signal) {
+      while (held < bytes) {
+        signal.throwIfAborted()
+        resume()
+        if (held >= bytes) break
+        if (failure !== undefined) throw failure
+        // Paused data still queued in the stream arrives on resume, even after the far side ended.
+        if (ended && (stream.readBufferLength === 0 || stream.readStatus === 'closed' || stream.readStatus === 'closing')) return false
+        await new Promise<void>((resolve, reject) => {
+          const onAbort = (): void => reject(signal.reason)
+          signal.addEventListener('abort', onAbort, { once: true })
+          wake = () => {
+            signal.removeEventListener('abort', onAbort)
+            resolve()
+          }
+        })
+      }
+      return true
+    },
+    peek(index) {
+      let rest = index
+      for (const chunk of chunks) {
+        if (rest < chunk.byteLength) return chunk[rest]!
+        rest -= chunk.byteLength
+      }
+      throw new RangeError(`byte ${index} is not held`)
+    },
+    discard(bytes) {
+      let rest = bytes
+      while (rest > 0) {
+        const chunk = chunks[0]!
+        if (chunk.byteLength <= rest) {
+          chunks.shift()
+          rest -= chunk.byteLength
+        } else {
+          chunks[0] = chunk.subarray(rest)
+          rest = 0
+        }
+      }
+      held -= bytes
+      consumedOfFrame = 0
+    },
+    takeInto(target, offset) {
+      let moved = 0
+      while (offset + moved < target.byteLength && chunks.length > 0) {
+        const chunk = chunks[0]!
+        const room = target.byteLength - offset - moved
+        if (chunk.byteLength <= room) {
+          target.set(chunk, offset + moved)
+          moved += chunk.byteLength
+          chunks.shift()
+        } else {
+          target.set(chunk.subarray(0, room), offset + moved)
+          chunks[0] = chunk.subarray(room)
+          moved += room
+        }
+      }
+      held -= moved
+      consumedOfFrame = offset + moved
+      return moved
+    },
+    allow(bytes) {
+      allowance = bytes
+    },
+    received(length) {
+      return Math.min(length, consumedOfFrame + held)
     },
   }
 }

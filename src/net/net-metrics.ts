@@ -13,6 +13,9 @@ export type RequestRejectReason =
   | 'signer-mismatch' // validly signed, but not by the connection's remote peer
   | 'peer-key' // the remote peer's key is not secp256k1, so it has no Ethereum address
   | 'timeout' // no complete request, or no answer from the handler, within timeoutMs
+  | 'too-slow' // a frame did not arrive within its own deadline (an allowance plus its size at a minimum rate)
+  | 'busy' // the node's inbound budget (node-wide, per IP or per peer) had no room for the frame: refused unread
+  | 'not-admitted' // the protocol's admission check refused the sender of a large frame: refused unread
 
 /** Why an inbound gossip message was dropped. */
 export type GossipDropReason =

@@ -20,8 +20,11 @@ import type { Signed } from '../identity/signed.ts'
 import { describeIssues } from './describe-issues.ts'
 import { connectTo, toDialTarget } from './dial-target.ts'
 import type { PeerTarget } from './dial-target.ts'
+import { guardedFrames, guardRefusal, inboundGuardFor } from './inbound-guard.ts'
+import type { InboundGuard, ServeOptions } from './inbound-guard.ts'
 import { encodeJsonFrame, FrameError, jsonFrames } from './json-frames.ts'
-import { errorFrame, errorFrameLimit, handleGuarded, protocolIdPattern } from './serve-support.ts'
+import type { JsonFrameStream } from './json-frames.ts'
+import { errorFrame, errorFrameLimit, handleGuarded, protocolIdPattern, refusalWriteMs, remoteErrorCode } from './serve-support.ts'
 import type { NetMetricsRecorder, RequestRejectReason } from './net-metrics.ts'
 
 export interface ProtocolSpec<Req extends z.ZodType, Res extends z.ZodType> {
@@ -86,6 +89,8 @@ export interface ProtocolDeps {
   identity: NodeIdentity
   metrics: NetMetricsRecorder
   logger: ComponentLogger
+  /** The node's inbound budget and frame deadlines (default: the one attached to `libp2p`, see inbound-guard.ts). */
+  inbound?: InboundGuard
 }
 
 const defaultMaxConcurrentStreams = 256
@@ -113,13 +118,17 @@ export async function serveProtocol<Req extends z.ZodType, Res extends z.ZodType
   deps: ProtocolDeps,
   protocol: Protocol<Req, Res>,
   handler: RequestHandler<Req, Res>,
+  options: ServeOptions = {},
 ): Promise<void> {
   const log = deps.logger.forComponent(`hearth:net:protocol:${protocol.id}`)
-  await handleGuarded(deps.libp2p, protocol, log, 'call host.unhandle(protocol) first to replace it', (stream, connection) => respond(deps, log, protocol, handler, stream, connection))
+  const guard = deps.inbound ?? inboundGuardFor(deps.libp2p)
+  await handleGuarded(deps.libp2p, protocol, log, 'call host.unhandle(protocol) first to replace it', (stream, connection) => respond(deps, guard, options, log, protocol, handler, stream, connection))
 }
 
 async function respond<Req extends z.ZodType, Res extends z.ZodType>(
   deps: ProtocolDeps,
+  guard: InboundGuard,
+  options: ServeOptions,
   log: Logger,
   protocol: Protocol<Req, Res>,
   handler: RequestHandler<Req, Res>,
@@ -132,14 +141,18 @@ async function respond<Req extends z.ZodType, Res extends z.ZodType>(
   const onClose = (): void => gone.abort(new HearthError('HEARTH_ERR_NET_REMOTE', 'The requester closed the stream'))
   stream.addEventListener('close', onClose, { once: true })
   const signal = AbortSignal.any([deadline, gone.signal])
-  const frames = jsonFrames(stream, protocol.maxRequestBytes)
+  // Each frame is reserved from the node's inbound budget (and a large one admitted) before its body is read.
+  const frames = guardedFrames(guard, stream, { protocol: id, maxBytes: protocol.maxRequestBytes, connection, admit: options.admit, signal, log })
   const peer = connection.remotePeer
+  /** Gives back the request's reservation once it has been handled. */
+  let release = (): void => {}
 
   const refuse = async (reason: RequestRejectReason, error: HearthError): Promise<void> => {
     deps.metrics.rejected(id, reason)
     log('refused a request from %p (%s): %s', peer, reason, error.shortMessage)
-    // After a refusal the rest of the request (if any) is unwanted: reset once our answer is out.
-    await answer(stream, frames, errorFrame(error), protocol.timeoutMs, true)
+    // After a refusal the rest of the request (if any) is unwanted: reset once our answer is out. A peer that does
+    // not read our answer does not hold the stream for the protocol's whole timeout.
+    await answer(stream, frames, errorFrame(error), Math.min(protocol.timeoutMs, refusalWriteMs), true)
   }
 
   try {
@@ -152,8 +165,12 @@ async function respond<Req extends z.ZodType, Res extends z.ZodType>(
 
     let raw: unknown
     try {
-      raw = (await frames.read({ signal })).value
+      const frame = await frames.read({ signal, due: true })
+      raw = frame.value
+      release = frame.release
     } catch (cause) {
+      const refusal = guardRefusal(guard, id, cause)
+      if (refusal !== undefined) return await refuse(refusal.reason, refusal.error)
       if (cause instanceof FrameError) {
         const tooLarge = cause.failure === 'too-large'
         return await refuse(tooLarge ? 'too-large' : 'malformed', new HearthError(
@@ -250,13 +267,14 @@ async function respond<Req extends z.ZodType, Res extends z.ZodType>(
     deps.metrics.served(id)
     await answer(stream, frames, bytes, protocol.timeoutMs, false)
   } finally {
+    release()
     stream.removeEventListener('close', onClose)
   }
 }
 
 
 /** Sends the one response frame and closes our side; `reset` also drops whatever the requester is still sending. */
-async function answer(stream: Stream, frames: ReturnType<typeof jsonFrames>, bytes: Uint8Array, timeoutMs: number, reset: boolean): Promise<void> {
+async function answer(stream: Stream, frames: JsonFrameStream, bytes: Uint8Array, timeoutMs: number, reset: boolean): Promise<void> {
   if (stream.writeStatus !== 'writable') return
   try {
     const signal = AbortSignal.timeout(timeoutMs)
@@ -421,8 +439,8 @@ async function readResponse<Req extends z.ZodType, Res extends z.ZodType>(
   if (!shape.data.ok) {
     const remote = shape.data.error
     const details = { protocol: id, peerId: peer.toString(), remoteCode: remote.code, remoteMessage: remote.message, remoteHint: remote.hint }
-    // A timeout is a timeout wherever it happened: callers branch on one code.
-    const code = remote.code === 'HEARTH_ERR_NET_TIMEOUT' ? 'HEARTH_ERR_NET_TIMEOUT' : 'HEARTH_ERR_NET_REMOTE'
+    // A timeout is a timeout (and a busy node busy) wherever it happened: callers branch on one code.
+    const code = remoteErrorCode(remote.code)
     throw new HearthError(code, `Peer ${peer.toString()} answered ${id} with ${remote.code}: ${remote.message}`, {
       ...(remote.hint === undefined ? {} : { hint: remote.hint }),
       details,

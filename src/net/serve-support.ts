@@ -1,7 +1,8 @@
 /**
  * What every kind of Hearth protocol shares on the serving side (request/response in protocol.ts, streams of events in
  * stream-protocol.ts, binary bodies in blob-protocol.ts): the id's shape, the error frame a refusal sends, the rule
- * that one node serves a protocol once, and a libp2p handler that nothing thrown can escape from.
+ * that one node serves a protocol once, and a libp2p handler that nothing thrown can escape from. How their inbound
+ * frames are budgeted, admitted and timed is inbound-guard.ts.
  */
 import type { Libp2p, Stream, Connection } from '@libp2p/interface'
 import type { Logger } from '@libp2p/interface'
@@ -13,6 +14,18 @@ export const protocolIdPattern = /^\/hearth\/[a-z0-9][a-z0-9-]*\/[a-z0-9][a-z0-9
 /** Error frames are small; readers let one through even when a protocol's own limit is tinier. */
 export const errorFrameLimit = 16 * 1024
 export const maxErrorText = 1000
+/** Longest wait for a refusal (an error frame) to go out; a peer that does not read it must not hold the stream. */
+export const refusalWriteMs = 10_000
+
+/**
+ * The local code for a peer's error answer: a timeout stays a timeout and a busy node stays busy wherever it happened
+ * (callers branch on one code, and retry a busy node later); anything else is HEARTH_ERR_NET_REMOTE with the peer's
+ * code in `details.remoteCode`.
+ */
+export function remoteErrorCode(remoteCode: string): 'HEARTH_ERR_NET_TIMEOUT' | 'HEARTH_ERR_NET_BUSY' | 'HEARTH_ERR_NET_REMOTE' {
+  if (remoteCode === 'HEARTH_ERR_NET_TIMEOUT' || remoteCode === 'HEARTH_ERR_NET_BUSY') return remoteCode
+  return 'HEARTH_ERR_NET_REMOTE'
+}
 
 /** `{ ok: false, error }`: a refusal with the error's code, message and hint, cut to size. */
 export function errorFrame(error: HearthError): Uint8Array {

@@ -14,7 +14,7 @@
  * gap between two frames is bounded, so a hostile peer can waste at most those bounds and never crashes the node.
  */
 import './polyfill.ts'
-import type { ComponentLogger, Libp2p, Logger, PeerId, Stream } from '@libp2p/interface'
+import type { ComponentLogger, Connection, Libp2p, Logger, PeerId, Stream } from '@libp2p/interface'
 import type { Address } from 'viem'
 import { z } from 'zod'
 import { HearthError, isHearthError, toHearthError } from '../errors.ts'
@@ -25,8 +25,10 @@ import type { Signed } from '../identity/signed.ts'
 import { describeIssues } from './describe-issues.ts'
 import { toDialTarget } from './dial-target.ts'
 import type { PeerTarget } from './dial-target.ts'
+import { guardedFrames, guardRefusal, inboundGuardFor } from './inbound-guard.ts'
+import type { InboundGuard, ServeOptions } from './inbound-guard.ts'
 import { encodeJsonFrame, FrameError, jsonFrames } from './json-frames.ts'
-import { errorFrame, errorFrameLimit, maxErrorText, protocolIdPattern } from './serve-support.ts'
+import { errorFrame, errorFrameLimit, maxErrorText, protocolIdPattern, remoteErrorCode } from './serve-support.ts'
 import type { JsonFrameStream } from './json-frames.ts'
 
 export interface StreamProtocolSpec<Req extends z.ZodType, Ev extends z.ZodType, Res extends z.ZodType> {
@@ -78,6 +80,8 @@ export interface StreamDeps {
   libp2p: Libp2p
   identity: NodeIdentity
   logger?: ComponentLogger
+  /** The node's inbound budget and frame deadlines (default: the one attached to `libp2p`, see inbound-guard.ts). */
+  inbound?: InboundGuard
 }
 
 export interface StreamCall<Ev extends z.ZodType, Res extends z.ZodType> {
@@ -145,7 +149,9 @@ export async function serveStreamProtocol<Req extends z.ZodType, Ev extends z.Zo
   deps: StreamDeps,
   protocol: StreamProtocol<Req, Ev, Res>,
   handler: StreamHandler<Req, Ev, Res>,
+  options: ServeOptions = {},
 ): Promise<StreamServer> {
+  const guard = deps.inbound ?? inboundGuardFor(deps.libp2p)
   const logger = deps.logger ?? deps.libp2p.logger
   const log = logger.forComponent(`hearth:net:stream:${protocol.id}`)
   if (deps.libp2p.getProtocols().includes(protocol.id)) {
@@ -156,7 +162,7 @@ export async function serveStreamProtocol<Req extends z.ZodType, Ev extends z.Zo
   const stopping = new AbortController()
   const running = new Set<Promise<void>>()
   await deps.libp2p.handle(protocol.id, async (stream, connection) => {
-    const exchange = respond(deps, log, protocol, handler, stream, connection.remotePeer, stopping.signal).catch((error: unknown) => {
+    const exchange = respond(deps, guard, options, log, protocol, handler, stream, connection, stopping.signal).catch((error: unknown) => {
       // Nothing may escape into libp2p: log, drop the stream, keep serving.
       log.error('unexpected failure serving %p - %e', connection.remotePeer, error)
       stream.abort(asError(error))
@@ -176,21 +182,27 @@ export async function serveStreamProtocol<Req extends z.ZodType, Ev extends z.Zo
 
 async function respond<Req extends z.ZodType, Ev extends z.ZodType, Res extends z.ZodType>(
   deps: StreamDeps,
+  guard: InboundGuard,
+  options: ServeOptions,
   log: Logger,
   protocol: StreamProtocol<Req, Ev, Res>,
   handler: StreamHandler<Req, Ev, Res>,
   stream: Stream,
-  peer: PeerId,
+  connection: Connection,
   stopping: AbortSignal,
 ): Promise<void> {
   const id = protocol.id
+  const peer = connection.remotePeer
   const deadline = AbortSignal.timeout(protocol.timeoutMs)
   const cancelled = new AbortController()
   const onClose = (): void => cancelled.abort(new HearthError('HEARTH_ERR_NET_REMOTE', `the requester of ${id} went away`))
   stream.addEventListener('close', onClose, { once: true })
   const signal = AbortSignal.any([deadline, cancelled.signal, stopping])
-  // One reader for the request and the control frames after it; the limit fits whichever is larger.
-  const frames = jsonFrames(stream, Math.max(protocol.maxRequestBytes, controlFrameBytes))
+  // One reader for the request and the control frames after it; the limit fits whichever is larger. Each frame is
+  // reserved from the node's inbound budget (and a large one admitted) before its body is read.
+  const frames = guardedFrames(guard, stream, { protocol: id, maxBytes: Math.max(protocol.maxRequestBytes, controlFrameBytes), connection, admit: options.admit, signal, log })
+  /** Gives back the request's reservation once the exchange is over. */
+  let release = (): void => {}
   let ended = false
   // Writes go out one at a time, in order.
   let writing: Promise<void> = Promise.resolve()
@@ -227,8 +239,15 @@ async function respond<Req extends z.ZodType, Ev extends z.ZodType, Res extends 
     }
     let raw: unknown
     try {
-      raw = (await frames.read({ signal: AbortSignal.any([signal, AbortSignal.timeout(protocol.idleTimeoutMs)]) })).value
+      const frame = await frames.read({ signal: AbortSignal.any([signal, AbortSignal.timeout(protocol.idleTimeoutMs)]), due: true })
+      raw = frame.value
+      release = frame.release
     } catch (cause) {
+      const refusal = guardRefusal(guard, id, cause)
+      if (refusal !== undefined) {
+        guard.metrics.rejected(id, refusal.reason)
+        return await refuse(refusal.error)
+      }
       if (cause instanceof FrameError) {
         const tooLarge = cause.failure === 'too-large'
         return await refuse(new HearthError(tooLarge ? 'HEARTH_ERR_NET_MESSAGE_TOO_LARGE' : 'HEARTH_ERR_NET_MESSAGE_INVALID', `Request refused by ${id}: ${cause.message}`, {
@@ -262,9 +281,20 @@ async function respond<Req extends z.ZodType, Ev extends z.ZodType, Res extends 
       while (!ended) {
         let frame: unknown
         try {
-          frame = (await frames.read({ signal })).value
+          const read = await frames.read({ signal })
+          // A control frame is acted on at once: nothing of it is held.
+          read.release()
+          frame = read.value
         } catch (cause) {
           if (ended || signal.aborted) return
+          // A control frame refused unread, or one trickled past its deadline: the exchange ends, its stream reset.
+          const refusal = guardRefusal(guard, id, cause)
+          if (refusal !== undefined) {
+            guard.metrics.rejected(id, refusal.reason)
+            log('ended an exchange with %p (%s): %s', peer, refusal.reason, refusal.error.shortMessage)
+            cancelled.abort(refusal.error)
+            return
+          }
           // The requester closed its side before the result: it wants nothing more.
           cancelled.abort(new HearthError('HEARTH_ERR_NET_REMOTE', `the requester of ${id} closed the stream: ${(cause as Error).message}`))
           return
@@ -369,6 +399,7 @@ async function respond<Req extends z.ZodType, Ev extends z.ZodType, Res extends 
     await finish(bytes, false)
   } finally {
     ended = true
+    release()
     stream.removeEventListener('close', onClose)
     // The requester closes its side after the result; one that never does would pin a stream slot.
     if (stream.status === 'open' || stream.status === 'closing') {
@@ -491,7 +522,7 @@ export function openStream<Req extends z.ZodType, Ev extends z.ZodType, Res exte
       }
       if (data.ok === false) {
         const remote = data.error
-        const code = remote.code === 'HEARTH_ERR_NET_TIMEOUT' ? 'HEARTH_ERR_NET_TIMEOUT' : 'HEARTH_ERR_NET_REMOTE'
+        const code = remoteErrorCode(remote.code)
         throw new HearthError(code, `Peer ${peer.toString()} answered ${id} with ${remote.code}: ${remote.message}`, {
           ...(remote.hint === undefined ? {} : { hint: remote.hint }),
           details: { protocol: id, remoteCode: remote.code, remoteMessage: remote.message, remoteHint: remote.hint },
