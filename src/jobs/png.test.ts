@@ -1,8 +1,19 @@
 import assert from 'node:assert/strict'
 import { describe, it } from 'node:test'
 import { inflateSync } from 'node:zlib'
+import { PNG } from 'pngjs'
+import type { PackerOptions } from 'pngjs'
 import { isHearthError } from '../errors.ts'
 import { decodePng, encodePng } from './png.ts'
+
+/** A PNG written by pngjs from raw samples (16-bit ones in this machine's byte order, as pngjs wants them). */
+function pngjsFile(width: number, height: number, data: Buffer, options: PackerOptions): Buffer {
+  const png = new PNG()
+  png.width = width
+  png.height = height
+  png.data = data
+  return PNG.sync.write(png, options)
+}
 
 function testImage(width: number, height: number): Uint8Array {
   const rgb = new Uint8Array(width * height * 3)
@@ -35,13 +46,41 @@ describe('png', () => {
     assert.equal(png.toString('latin1', 37, 41), 'IDAT')
     const rows = inflateSync(png.subarray(41, 41 + idatLength))
     assert.equal(rows.length, 1 + 6)
+    // Undo the first row's filter by hand (there is no row above it): the bytes mean the pixels that went in.
+    const [filter, ...filtered] = rows
+    assert.ok(filter! <= 4)
+    const pixels: number[] = []
+    filtered.forEach((byte, i) => {
+      const left = i >= 3 ? pixels[i - 3]! : 0
+      pixels.push((byte + (filter === 1 || filter === 4 ? left : filter === 3 ? left >> 1 : 0)) & 0xff)
+    })
+    assert.deepEqual(pixels, [255, 0, 0, 0, 0, 255])
+  })
+
+  it('decodes any PNG that 8-bit RGB holds exactly: grey, RGBA that is opaque, 16-bit samples of the form v * 257', () => {
+    const grey = pngjsFile(3, 2, Buffer.from([0, 10, 20, 30, 40, 255]), { colorType: 0, inputColorType: 0, inputHasAlpha: false })
+    assert.deepEqual(decodePng(grey), { width: 3, height: 2, rgb: Uint8Array.from([0, 10, 20, 30, 40, 255].flatMap((g) => [g, g, g])) })
+    const opaque = pngjsFile(1, 2, Buffer.from([1, 2, 3, 255, 4, 5, 6, 255]), { colorType: 6 })
+    assert.deepEqual(decodePng(opaque), { width: 1, height: 2, rgb: Uint8Array.from([1, 2, 3, 4, 5, 6]) })
+    const deep = pngjsFile(2, 1, Buffer.from(Uint16Array.from([1, 2, 3, 4, 5, 255], (v) => v * 257).buffer), { colorType: 2, inputColorType: 2, inputHasAlpha: false, bitDepth: 16 })
+    assert.deepEqual(decodePng(deep), { width: 2, height: 1, rgb: Uint8Array.from([1, 2, 3, 4, 5, 255]) })
+  })
+
+  it('refuses transparency and 16-bit samples that 8-bit RGB cannot hold', () => {
+    const translucent = pngjsFile(1, 1, Buffer.from([1, 2, 3, 128]), { colorType: 6 })
+    assert.throws(() => decodePng(translucent), (error) => isHearthError(error, 'HEARTH_ERR_JOB_INVALID') && /transparent/.test(error.message))
+    const deep = pngjsFile(1, 1, Buffer.from(Uint16Array.from([0x0101, 0x0202, 0x0304]).buffer), { colorType: 2, inputColorType: 2, inputHasAlpha: false, bitDepth: 16 })
+    assert.throws(() => decodePng(deep), (error) => isHearthError(error, 'HEARTH_ERR_JOB_INVALID') && /16-bit/.test(error.message))
   })
 
   it('rejects corrupt data and wrong sizes', () => {
     const png = encodePng({ width: 8, height: 8, rgb: testImage(8, 8) })
-    const corrupt = Buffer.from(png)
-    corrupt[45] = corrupt[45]! ^ 0xff
-    assert.throws(() => decodePng(corrupt), (error) => isHearthError(error, 'HEARTH_ERR_JOB_INVALID') && /CRC/.test(error.message))
+    const badCrc = Buffer.from(png)
+    badCrc[30] = badCrc[30]! ^ 0xff // in IHDR's CRC
+    assert.throws(() => decodePng(badCrc), (error) => isHearthError(error, 'HEARTH_ERR_JOB_INVALID'))
+    const badData = Buffer.from(png)
+    badData[45] = badData[45]! ^ 0xff // in the image data
+    assert.throws(() => decodePng(badData), (error) => isHearthError(error, 'HEARTH_ERR_JOB_INVALID'))
     assert.throws(() => decodePng(new Uint8Array(20)), (error) => isHearthError(error, 'HEARTH_ERR_JOB_INVALID'))
     assert.throws(() => encodePng({ width: 2, height: 2, rgb: new Uint8Array(11) }), (error) => isHearthError(error, 'HEARTH_ERR_JOB_INVALID'))
     assert.throws(() => encodePng({ width: 0, height: 2, rgb: new Uint8Array(0) }), (error) => isHearthError(error, 'HEARTH_ERR_JOB_INVALID'))
