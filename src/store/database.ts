@@ -3,7 +3,7 @@
  * read and write one aggregate each. Nothing above this layer writes SQL.
  */
 import Database from 'better-sqlite3'
-import { mkdirSync } from 'node:fs'
+import { chmodSync, closeSync, mkdirSync, openSync } from 'node:fs'
 import { dirname } from 'node:path'
 import { HearthError } from '../errors.ts'
 import { migrations as defaultMigrations } from './migrations.ts'
@@ -21,7 +21,13 @@ export function openDatabase(init: OpenDatabaseInit): Db {
   const migrations = init.migrations ?? defaultMigrations
   let db: Db
   try {
-    if (init.path !== ':memory:') mkdirSync(dirname(init.path), { recursive: true, mode: 0o700 })
+    if (init.path !== ':memory:') {
+      mkdirSync(dirname(init.path), { recursive: true, mode: 0o700 })
+      // Agreements, vouchers and earnings are the owner's business: the file is the owner's alone whatever the umask,
+      // and SQLite gives its -wal and -shm files the database file's mode.
+      closeSync(openSync(init.path, 'a', 0o600))
+      chmodSync(init.path, 0o600)
+    }
     db = new Database(init.path)
     db.pragma('journal_mode = WAL')
     // With WAL, NORMAL syncs at checkpoints rather than at every commit: a crash of the process loses nothing, a

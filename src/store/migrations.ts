@@ -104,4 +104,34 @@ export const migrations: readonly string[] = [
     updated_at_ms INTEGER NOT NULL
   );
   `,
+  // 6: money that must not be lost or found slowly. Vouchers get a sortable amount (finding the newest was a scan of
+  // every row), and the time the provider acknowledged one (the requestor delivers until it does). Claims are kept
+  // one row per attempt chain, so a failed or dropped claim is retried and shown, not forgotten. Peers are remembered
+  // by address, so the two sides of an agreement can find each other again after a restart.
+  `
+  ALTER TABLE vouchers ADD COLUMN amount_key TEXT NOT NULL DEFAULT '';
+  UPDATE vouchers SET amount_key = substr('${'0'.repeat(78)}' || cumulative_wei, -78, 78);
+  ALTER TABLE vouchers ADD COLUMN delivered_at_ms INTEGER;
+  CREATE INDEX vouchers_amount ON vouchers (agreement_id, amount_key);
+
+  CREATE TABLE claims (
+    agreement_id TEXT PRIMARY KEY REFERENCES agreements (id),
+    cumulative_wei TEXT NOT NULL,       -- the voucher being claimed
+    release INTEGER NOT NULL DEFAULT 0, -- the claim also gives the rest of the deposit back
+    state TEXT NOT NULL CHECK (state IN ('pending', 'sent', 'confirmed', 'failed')),
+    tx_hash TEXT,
+    block_number INTEGER,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    last_error TEXT,
+    next_attempt_at_ms INTEGER NOT NULL DEFAULT 0,
+    updated_at_ms INTEGER NOT NULL
+  );
+
+  CREATE TABLE peers (
+    address TEXT PRIMARY KEY,           -- lower-case Ethereum address of the peer's key
+    peer_id TEXT NOT NULL,
+    multiaddrs TEXT NOT NULL DEFAULT '[]',
+    updated_at_ms INTEGER NOT NULL
+  );
+  `,
 ]

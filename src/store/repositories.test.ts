@@ -28,6 +28,37 @@ test('the latest voucher is chosen by amount, not by text order, and claimed one
   assert.deepEqual(store.vouchers.unclaimed().map((v) => v.cumulativeWei), [100n])
   store.vouchers.markClaimed('0xa', 100n, '0xtx')
   assert.deepEqual(store.vouchers.unclaimed(), [])
+  assert.equal(store.vouchers.claimedWei('0xa'), 100n)
+  // The requestor's side: acknowledged vouchers.
+  assert.equal(store.vouchers.latestDelivered('0xa'), undefined)
+  store.vouchers.markDelivered('0xa', 10n, 7)
+  assert.equal(store.vouchers.latestDelivered('0xa')?.cumulativeWei, 10n)
+  assert.equal(store.vouchers.latestDelivered('0xa')?.deliveredAtMs, 7)
+  store.close()
+})
+
+test('the newest voucher is an index lookup, not a scan of every voucher of the agreement', () => {
+  const store = openStore({ path: ':memory:' })
+  store.agreements.save(agreement('0xa'))
+  const insert = store.db.transaction(() => {
+    for (let i = 1; i <= 2000; i++) store.vouchers.save({ agreementId: '0xa', cumulativeWei: BigInt(i) * 10n ** 15n, document: {}, receivedAtMs: i })
+  })
+  insert()
+  assert.equal(store.vouchers.latest('0xa')?.cumulativeWei, 2000n * 10n ** 15n)
+  const plan = store.db.prepare("EXPLAIN QUERY PLAN SELECT * FROM vouchers WHERE agreement_id = ? ORDER BY amount_key DESC LIMIT 1").all('0xa') as { detail: string }[]
+  assert.ok(plan.some((step) => /USING INDEX vouchers_amount/.test(step.detail)), JSON.stringify(plan))
+  assert.ok(!plan.some((step) => /TEMP B-TREE/.test(step.detail)), `sorted in memory: ${JSON.stringify(plan)}`)
+  store.close()
+})
+
+test('claims keep their state, attempts and last error across reopening', () => {
+  const store = openStore({ path: ':memory:' })
+  store.agreements.save(agreement('0xa'))
+  store.claims.save({ agreementId: '0xa', cumulativeWei: 2n ** 70n, release: true, state: 'failed', txHash: null, blockNumber: null, attempts: 3, lastError: 'nonce too low', nextAttemptAtMs: 99, updatedAtMs: 5 })
+  assert.deepEqual(store.claims.get('0xa'), { agreementId: '0xa', cumulativeWei: 2n ** 70n, release: true, state: 'failed', txHash: null, blockNumber: null, attempts: 3, lastError: 'nonce too low', nextAttemptAtMs: 99, updatedAtMs: 5 })
+  assert.deepEqual(store.claims.list({ state: 'pending' }), [])
+  store.peers.remember({ address: '0xABC', peerId: '16Uiu2', multiaddrs: ['/ip4/127.0.0.1/tcp/1'], updatedAtMs: 1 })
+  assert.deepEqual(store.peers.get('0xabc'), { address: '0xabc', peerId: '16Uiu2', multiaddrs: ['/ip4/127.0.0.1/tcp/1'], updatedAtMs: 1 })
   store.close()
 })
 

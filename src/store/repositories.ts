@@ -32,6 +32,8 @@ export interface VoucherRecord {
   document: unknown
   receivedAtMs: number
   claimedTx: string | null
+  /** Requestor's side: when the provider acknowledged the voucher (null: not known to have arrived). */
+  deliveredAtMs: number | null
 }
 
 export interface TaskResultRecord {
@@ -145,69 +147,164 @@ interface VoucherRow {
   document: string
   received_at_ms: number
   claimed_tx: string | null
+  delivered_at_ms: number | null
+}
+
+/** A cumulative amount as a fixed-width string, so that SQLite orders amounts as numbers ('9' < '10'). */
+function amountKey(wei: bigint): string {
+  return wei.toString().padStart(78, '0')
 }
 
 export function createVoucherRepository(db: Db) {
   const insert = db.prepare(
-    `INSERT OR IGNORE INTO vouchers (agreement_id, cumulative_wei, document, received_at_ms, claimed_tx)
-     VALUES (@agreementId, @cumulativeWei, @document, @receivedAtMs, @claimedTx)`,
+    `INSERT OR IGNORE INTO vouchers (agreement_id, cumulative_wei, amount_key, document, received_at_ms, claimed_tx)
+     VALUES (@agreementId, @cumulativeWei, @amountKey, @document, @receivedAtMs, @claimedTx)`,
   )
-  const forAgreement = db.prepare<[string], VoucherRow>('SELECT * FROM vouchers WHERE agreement_id = ?')
+  const forAgreement = db.prepare<[string], VoucherRow>('SELECT * FROM vouchers WHERE agreement_id = ? ORDER BY amount_key')
+  const newest = db.prepare<[string], VoucherRow>('SELECT * FROM vouchers WHERE agreement_id = ? ORDER BY amount_key DESC LIMIT 1')
+  const newestClaimed = db.prepare<[string], VoucherRow>('SELECT * FROM vouchers WHERE agreement_id = ? AND claimed_tx IS NOT NULL ORDER BY amount_key DESC LIMIT 1')
+  const newestDelivered = db.prepare<[string], VoucherRow>('SELECT * FROM vouchers WHERE agreement_id = ? AND delivered_at_ms IS NOT NULL ORDER BY amount_key DESC LIMIT 1')
   const markClaimed = db.prepare('UPDATE vouchers SET claimed_tx = ? WHERE agreement_id = ? AND cumulative_wei = ?')
-  const agreementsWithVouchers = db.prepare<[], { agreement_id: string }>('SELECT DISTINCT agreement_id FROM vouchers')
+  const markDelivered = db.prepare('UPDATE vouchers SET delivered_at_ms = ? WHERE agreement_id = ? AND cumulative_wei = ? AND delivered_at_ms IS NULL')
+  const newestUnclaimed = db.prepare<[], VoucherRow>(
+    `SELECT v.* FROM vouchers v
+     JOIN (SELECT agreement_id, MAX(amount_key) AS top FROM vouchers GROUP BY agreement_id) m
+       ON v.agreement_id = m.agreement_id AND v.amount_key = m.top
+     WHERE v.claimed_tx IS NULL`,
+  )
   const fromRow = (row: VoucherRow): VoucherRecord => ({
     agreementId: row.agreement_id,
     cumulativeWei: BigInt(row.cumulative_wei),
     document: JSON.parse(row.document),
     receivedAtMs: row.received_at_ms,
     claimedTx: row.claimed_tx,
+    deliveredAtMs: row.delivered_at_ms,
   })
-  /** Cumulative amounts are compared as bigints: as strings '9' > '10'. */
-  const latest = (agreementId: string): VoucherRecord | undefined => {
-    let best: VoucherRecord | undefined
-    for (const row of forAgreement.all(agreementId)) {
-      const record = fromRow(row)
-      if (best === undefined || record.cumulativeWei > best.cumulativeWei) best = record
-    }
-    return best
-  }
+  const one = (row: VoucherRow | undefined): VoucherRecord | undefined => (row === undefined ? undefined : fromRow(row))
   return {
-    save(record: Omit<VoucherRecord, 'claimedTx'> & { claimedTx?: string | null }): void {
+    save(record: Omit<VoucherRecord, 'claimedTx' | 'deliveredAtMs'> & { claimedTx?: string | null }): void {
       insert.run({
         agreementId: record.agreementId,
         cumulativeWei: record.cumulativeWei.toString(),
+        amountKey: amountKey(record.cumulativeWei),
         document: JSON.stringify(record.document),
         receivedAtMs: record.receivedAtMs,
         claimedTx: record.claimedTx ?? null,
       })
     },
-    latest,
+    /** The voucher with the highest cumulative amount (an index lookup, however many there are). */
+    latest: (agreementId: string): VoucherRecord | undefined => one(newest.get(agreementId)),
     /** Every voucher of the agreement, lowest amount first. */
     listFor(agreementId: string): VoucherRecord[] {
-      return forAgreement
-        .all(agreementId)
-        .map(fromRow)
-        .sort((a, b) => (a.cumulativeWei < b.cumulativeWei ? -1 : a.cumulativeWei > b.cumulativeWei ? 1 : 0))
+      return forAgreement.all(agreementId).map(fromRow)
     },
     /** The highest cumulative amount already claimed on chain for the agreement (0 when none). */
     claimedWei(agreementId: string): bigint {
-      let best = 0n
-      for (const row of forAgreement.all(agreementId)) {
-        if (row.claimed_tx === null) continue
-        const amount = BigInt(row.cumulative_wei)
-        if (amount > best) best = amount
-      }
-      return best
+      const row = newestClaimed.get(agreementId)
+      return row === undefined ? 0n : BigInt(row.cumulative_wei)
     },
     markClaimed(agreementId: string, cumulativeWei: bigint, txHash: string): void {
       markClaimed.run(txHash, agreementId, cumulativeWei.toString())
     },
+    /** The requestor's side: the provider acknowledged this voucher. */
+    markDelivered(agreementId: string, cumulativeWei: bigint, atMs = Date.now()): void {
+      markDelivered.run(atMs, agreementId, cumulativeWei.toString())
+    },
+    /** The highest voucher the provider acknowledged (requestor's side). */
+    latestDelivered: (agreementId: string): VoucherRecord | undefined => one(newestDelivered.get(agreementId)),
     /** The newest voucher of each agreement whose newest voucher has not been claimed yet. */
     unclaimed(): VoucherRecord[] {
-      return agreementsWithVouchers
-        .all()
-        .map((row) => latest(row.agreement_id))
-        .filter((record): record is VoucherRecord => record !== undefined && record.claimedTx === null)
+      return newestUnclaimed.all().map(fromRow)
+    },
+  }
+}
+
+export type ClaimState = 'pending' | 'sent' | 'confirmed' | 'failed'
+
+/** A provider's claim of one agreement's voucher on chain: what, how far it got, and when to try again. */
+export interface ClaimRecord {
+  agreementId: string
+  cumulativeWei: bigint
+  release: boolean
+  state: ClaimState
+  txHash: string | null
+  blockNumber: number | null
+  attempts: number
+  lastError: string | null
+  nextAttemptAtMs: number
+  updatedAtMs: number
+}
+
+interface ClaimRow {
+  agreement_id: string
+  cumulative_wei: string
+  release: number
+  state: ClaimState
+  tx_hash: string | null
+  block_number: number | null
+  attempts: number
+  last_error: string | null
+  next_attempt_at_ms: number
+  updated_at_ms: number
+}
+
+export function createClaimRepository(db: Db) {
+  const upsert = db.prepare(
+    `INSERT INTO claims (agreement_id, cumulative_wei, release, state, tx_hash, block_number, attempts, last_error, next_attempt_at_ms, updated_at_ms)
+     VALUES (@agreementId, @cumulativeWei, @release, @state, @txHash, @blockNumber, @attempts, @lastError, @nextAttemptAtMs, @updatedAtMs)
+     ON CONFLICT (agreement_id) DO UPDATE SET cumulative_wei = excluded.cumulative_wei, release = excluded.release,
+       state = excluded.state, tx_hash = excluded.tx_hash, block_number = excluded.block_number, attempts = excluded.attempts,
+       last_error = excluded.last_error, next_attempt_at_ms = excluded.next_attempt_at_ms, updated_at_ms = excluded.updated_at_ms`,
+  )
+  const byId = db.prepare<[string], ClaimRow>('SELECT * FROM claims WHERE agreement_id = ?')
+  const all = db.prepare<[], ClaimRow>('SELECT * FROM claims ORDER BY updated_at_ms')
+  const fromRow = (row: ClaimRow): ClaimRecord => ({
+    agreementId: row.agreement_id,
+    cumulativeWei: BigInt(row.cumulative_wei),
+    release: row.release === 1,
+    state: row.state,
+    txHash: row.tx_hash,
+    blockNumber: row.block_number,
+    attempts: row.attempts,
+    lastError: row.last_error,
+    nextAttemptAtMs: row.next_attempt_at_ms,
+    updatedAtMs: row.updated_at_ms,
+  })
+  return {
+    save(record: ClaimRecord): void {
+      upsert.run({ ...record, cumulativeWei: record.cumulativeWei.toString(), release: record.release ? 1 : 0 })
+    },
+    get(agreementId: string): ClaimRecord | undefined {
+      const row = byId.get(agreementId)
+      return row === undefined ? undefined : fromRow(row)
+    },
+    list(filter: { state?: ClaimState } = {}): ClaimRecord[] {
+      return all.all().map(fromRow).filter((record) => filter.state === undefined || record.state === filter.state)
+    },
+  }
+}
+
+/** Where a peer was last seen, by the address of its key: the other side of an agreement, found again after a restart. */
+export interface PeerRecord {
+  address: string
+  peerId: string
+  multiaddrs: string[]
+  updatedAtMs: number
+}
+
+export function createPeerRepository(db: Db) {
+  const upsert = db.prepare(
+    `INSERT INTO peers (address, peer_id, multiaddrs, updated_at_ms) VALUES (@address, @peerId, @multiaddrs, @updatedAtMs)
+     ON CONFLICT (address) DO UPDATE SET peer_id = excluded.peer_id, multiaddrs = excluded.multiaddrs, updated_at_ms = excluded.updated_at_ms`,
+  )
+  const byAddress = db.prepare<[string], { address: string; peer_id: string; multiaddrs: string; updated_at_ms: number }>('SELECT * FROM peers WHERE address = ?')
+  return {
+    remember(record: PeerRecord): void {
+      upsert.run({ address: record.address.toLowerCase(), peerId: record.peerId, multiaddrs: JSON.stringify(record.multiaddrs), updatedAtMs: record.updatedAtMs })
+    },
+    get(address: string): PeerRecord | undefined {
+      const row = byAddress.get(address.toLowerCase())
+      return row === undefined ? undefined : { address: row.address, peerId: row.peer_id, multiaddrs: JSON.parse(row.multiaddrs) as string[], updatedAtMs: row.updated_at_ms }
     },
   }
 }

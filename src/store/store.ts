@@ -3,9 +3,11 @@ import { createActivityRepository } from './activity-repository.ts'
 import { openDatabase, type Db } from './database.ts'
 import {
   createAgreementRepository,
+  createClaimRepository,
   createEscrowRepository,
   createJobRepository,
   createPaymentDocumentRepository,
+  createPeerRepository,
   createProviderReputationRepository,
   createTaskResultRepository,
   createVoucherRepository,
@@ -21,6 +23,8 @@ export interface Store {
   jobs: ReturnType<typeof createJobRepository>
   providerReputation: ReturnType<typeof createProviderReputationRepository>
   activities: ReturnType<typeof createActivityRepository>
+  claims: ReturnType<typeof createClaimRepository>
+  peers: ReturnType<typeof createPeerRepository>
   close(): void
 }
 
@@ -36,6 +40,8 @@ export function openStore(init: { path: string }): Store {
     jobs: createJobRepository(db),
     providerReputation: createProviderReputationRepository(db),
     activities: createActivityRepository(db),
+    claims: createClaimRepository(db),
+    peers: createPeerRepository(db),
     close: () => db.close(),
   }
 }
