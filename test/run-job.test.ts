@@ -56,7 +56,7 @@ test('hostile programs end with clear errors, only good results are paid, and pr
     name: 'hostile',
     runtime: 'wasi',
     package: './hostile.wasm',
-    timeoutMs: 1500,
+    timeoutMs: 10_000,
     maxMemoryMib: 16,
     maxOutputMib: 1,
     tasks: [

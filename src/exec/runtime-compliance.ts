@@ -127,7 +127,7 @@ export function registerRuntimeCompliance<P>(target: ComplianceTarget<P>): void 
     stdoutPath: task.stdoutPath,
     stderrPath: task.stderrPath,
     maxMemoryBytes: memoryBytes,
-    timeoutMs: 10_000,
+    timeoutMs: 60_000,
     maxOutputBytes: MiB,
     ...overrides,
   })

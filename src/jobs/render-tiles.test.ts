@@ -137,7 +137,7 @@ describe('render workload', () => {
         stdoutPath: join(taskDir, 'stdout'),
         stderrPath: join(taskDir, 'stderr'),
         maxMemoryBytes: 16 << 20,
-        timeoutMs: 10_000,
+        timeoutMs: 60_000,
         maxOutputBytes: 1 << 20,
       })
       assert.equal(result.exitCode, 2, args.join(' '))
@@ -156,7 +156,7 @@ describe('render workload', () => {
       stdoutPath: join(taskDir, 'stdout'),
       stderrPath: join(taskDir, 'stderr'),
       maxMemoryBytes: 16 << 20,
-      timeoutMs: 10_000,
+      timeoutMs: 60_000,
       maxOutputBytes: 1 << 20,
     })
     assert.equal(result.exitCode, 1)

@@ -169,11 +169,14 @@ describe('createChainClient: confirmations', () => {
     const { chain, tokenAddress, abi } = await setup()
     const client = createChainClient({ transport: chain, privateKey: ownerKey, chainId: chain.chainId, confirmations: 3, pollingIntervalMs: 10 })
     let done = false
+    const startBlock = await client.publicClient.getBlockNumber()
     const write = client.writeContract({ label: 'token.mint', address: tokenAddress, abi, functionName: 'mint', args: [other, 1n] }).then((receipt) => {
       done = true
       return receipt
     })
     const settleFor = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
+    // The tx is mined into its own block once it is sent (automine): only then do further blocks confirm it.
+    while ((await client.publicClient.getBlockNumber()) === startBlock) await settleFor(10)
     await settleFor(150)
     assert.equal(done, false, 'one block is not three confirmations')
     await chain.mine()

@@ -55,7 +55,7 @@ test('a non-zero exit is an outcome; a batch may bring its own module', async ()
 test('a task stopped by a limit rejects the batch, naming the task; a path outside the task directory is refused', async () => {
   const source = await readFile(fileURLToPath(new URL('../exec/testdata/hostile.asc', import.meta.url)), 'utf8')
   const hostile = await compileAssemblyScript({ files: { 'hostile.ts': source }, entry: 'hostile.ts' })
-  const runner = createLocalRunner({ runtime, package: hostile, timeoutMs: 500, concurrency: 2, workDir })
+  const runner = createLocalRunner({ runtime, package: hostile, timeoutMs: 10_000, concurrency: 2, workDir })
   await assert.rejects(
     runner.run([{ args: ['ok', '0'], env: {}, inputs: [], outputs: [] }, { args: ['loop'], env: {}, inputs: [], outputs: [] }], { phase: 'sweep' }),
     (error) => isHearthError(error, 'HEARTH_ERR_JOB_TASK_FAILED') && /^task 1 of sweep failed in this process: /.test(error.shortMessage) && isHearthError(error.cause, 'HEARTH_ERR_EXEC_TIMEOUT'),
