@@ -52,7 +52,7 @@ export { createRequestor, type Requestor, type JobSpec, type TaskSpec, type Task
 export { createReputationBook, type ReputationBook, type ProviderReputation, type ReputationOptions } from './requestor/reputation.ts'
 export { dispatch, type DispatchInit, type DispatchOutcome } from './requestor/dispatch.ts'
 export { negotiateMany, type NegotiateManyOptions, type NegotiateManyResult } from './requestor/negotiator.ts'
-export { createActivity, settleAgreement, type ActivityHandle, type ActivityAgreement, type ExecCall, type ExecOutcome } from './requestor/activity-client.ts'
+export { createActivity, type ActivityHandle, type ActivityAgreement, type ExecCall, type ExecOutcome } from './requestor/activity-client.ts'
 export type { JobEvent } from './requestor/events.ts'
 
 export { loadJobFile, parseJob, type LoadedJob } from './jobs/job-file.ts'

@@ -13,13 +13,13 @@ import { activityCreateProtocol, activityDestroyProtocol } from '../src/exec/exe
 import type { ActivityUsage } from '../src/exec/exescript.ts'
 import { exeScriptGuest } from '../src/exec/testdata/exescript-guest.ts'
 import { generateIdentity } from '../src/identity/node-identity.ts'
-import { proposeTerms } from '../src/market/agreement.ts'
+import { proposeTerms, type Agreement } from '../src/market/agreement.ts'
 import { costWei, type Pricing, type Usage } from '../src/market/pricing.ts'
 import { createHost, type Host } from '../src/net/host.ts'
-import { approveEscrow, getEscrow, openEscrow } from '../src/payment/escrow.ts'
+import { approveEscrow, getEscrow } from '../src/payment/escrow.ts'
 import { voucherProtocol } from '../src/payment/payment-protocols.ts'
-import { billedUsage, plausibleUsage, voucherAmountFor } from '../src/requestor/activity-billing.ts'
-import { createActivity, settleAgreement, type ActivityAgreement } from '../src/requestor/activity-client.ts'
+import { billedUsage, plausibleUsage, voucherAmountFor } from '../src/requestor/requestor-account.ts'
+import { createActivity, type ActivityAgreement } from '../src/requestor/activity-client.ts'
 import { negotiateMany, offerTarget } from '../src/requestor/negotiator.ts'
 
 const linear: Pricing = { model: 'linear', startWei: parseEther('0.0001').toString(), perCpuSecWei: parseEther('0.01').toString(), perDurationSecWei: parseEther('0.005').toString() }
@@ -55,7 +55,7 @@ describe('paying for ExeScript activities on the devnet', () => {
     await devnet?.stop()
   })
 
-  const deps = () => ({ host: devnet.requestor.host, identity: devnet.requestor.identity, store: devnet.requestor.store, payment: devnet.requestor.payment })
+  const deps = () => ({ host: devnet.requestor.host, identity: devnet.requestor.identity, store: devnet.requestor.store, accounts: devnet.requestor.agent.accounts })
   const chainEscrow = (agreementId: string) => getEscrow(devnet.requestor.payment, { requestorAddress: devnet.requestor.payment.client.address, agreementId: agreementId as Hex })
 
   /** A wasi agreement with the devnet's provider (a debit note at every metering), its escrow open on chain. */
@@ -67,8 +67,8 @@ describe('paying for ExeScript activities on the devnet', () => {
       limits: { maxPerTaskWei: parseEther('1'), minDurationSec: 600, maxDebitNoteIntervalSec: 3600, minPaymentTimeoutSec: 60 },
     })
     const [{ agreement, offer }] = negotiated.agreements as [(typeof negotiated.agreements)[0]]
-    await openEscrow(requestor.payment, { agreementId: agreement.id as Hex, providerAddress: offer.provider as Address, amountWei: BigInt(agreement.terms.depositWei), expiresAtSec: agreement.terms.expiresAtSec })
-    return { id: agreement.id, provider: offer.provider as Address, target: offerTarget(offer), terms: agreement.terms }
+    await requestor.agent.accounts.open([{ agreement, offer }])
+    return { id: agreement.id, provider: offer.provider as Address, target: offerTarget(offer) }
   }
 
   it('two activities under one agreement: each debit note is paid as it comes, and settling pays exactly the metered cost', async () => {
@@ -105,16 +105,17 @@ describe('paying for ExeScript activities on the devnet', () => {
     const owed = costWei(linear, delivered())
     assert.equal(delivered().tasks, 2)
     assert.ok(owed > firstCost)
-    const settled = await settleAgreement(deps(), agreement)
-    assert.deepEqual(settled.usage, delivered())
+    const account = devnet.requestor.agent.accounts.account(agreement.id)
+    const settled = await account.settle()
+    assert.deepEqual(account.accepted(), delivered())
     assert.equal(settled.finalWei, owed)
-    assert.equal(settled.invoice.amountDueWei, owed.toString())
+    assert.equal(settled.invoice?.amountDueWei, owed.toString())
     // The chain says the provider got exactly the metered cost and the rest came back.
     const closed = await chainEscrow(agreement.id)
     assert.equal(closed?.claimedWei, owed)
     assert.equal(closed?.closed, true)
     assert.equal(settled.paidWei, owed)
-    assert.equal(settled.refundedWei, BigInt(agreement.terms!.depositWei) - owed)
+    assert.equal(settled.refundedWei, account.depositWei - owed)
     // No voucher the requestor signed promised more.
     const signed = devnet.requestor.store.vouchers.listFor(agreement.id)
     assert.ok(signed.length >= 2, `${signed.length} vouchers`)
@@ -154,8 +155,12 @@ describe('paying for ExeScript activities on the devnet', () => {
     const liarAgreement = (provider: Address): ActivityAgreement => {
       const id = `0x${randomBytes(32).toString('hex')}`
       const nowMs = Date.now()
-      devnet.requestor.store.agreements.save({ id, role: 'requestor', requestor: devnet.requestor.identity.address, provider, state: 'approved', document: {}, createdAtMs: nowMs, updatedAtMs: nowMs })
-      return { id, provider, target: liar.multiaddrs()[0]!, terms: { pricing: linear, depositWei: parseEther('10').toString() } }
+      const offer = devnet.providers[0]!.agent.currentOffer()!.payload
+      const terms = { ...proposeTerms({ offer, requestor: devnet.requestor.identity.address, runtime: 'wasi', maxTasks: 4, taskTimeoutMs: 30_000, jobName: 'liar' }), provider, pricing: linear, depositWei: parseEther('10').toString() }
+      const document: Agreement = { id, terms, requestorSignature: '0x00', providerSignature: '0x00' }
+      devnet.requestor.store.agreements.save({ id, role: 'requestor', requestor: devnet.requestor.identity.address, provider, state: 'approved', document, createdAtMs: nowMs, updatedAtMs: nowMs })
+      devnet.requestor.store.peers.remember({ address: provider, peerId: liar.peerId.toString(), multiaddrs: liar.multiaddrs().map((a) => a.split('/p2p/')[0]!), updatedAtMs: nowMs })
+      return { id, provider, target: liar.multiaddrs()[0]! }
     }
     const kept = (activityId: string) => devnet.requestor.store.activities.get('requestor', activityId)!.usage!
 

@@ -4,14 +4,13 @@ import { mkdtemp, readFile, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { after, test } from 'node:test'
-import { parseEther, type Address, type Hex } from 'viem'
+import { parseEther, type Address } from 'viem'
 import { startDevnet } from '../src/devnet/devnet.ts'
 import { saveImageArchive } from '../src/exec/docker-images.ts'
 import { createDockerRuntime } from '../src/exec/docker-runtime.ts'
 import { importBusyboxImage, startTestEngine } from '../src/exec/docker-test-image.ts'
 import type { ExeEvent } from '../src/exec/exescript.ts'
 import { proposeTerms } from '../src/market/agreement.ts'
-import { approveEscrow, openEscrow } from '../src/payment/escrow.ts'
 import { createActivity } from '../src/requestor/activity-client.ts'
 import { negotiateMany, offerTarget } from '../src/requestor/negotiator.ts'
 
@@ -39,8 +38,7 @@ test('a container activity: the archive is fetched by content id, loaded, and it
     limits: { maxPerTaskWei: parseEther('1'), minDurationSec: 600, maxDebitNoteIntervalSec: 3600, minPaymentTimeoutSec: 60 },
   })
   const { agreement, offer } = negotiated.agreements[0]!
-  await approveEscrow(requestor.payment)
-  await openEscrow(requestor.payment, { agreementId: agreement.id as Hex, providerAddress: offer.provider as Address, amountWei: BigInt(agreement.terms.depositWei), expiresAtSec: agreement.terms.expiresAtSec })
+  await requestor.agent.accounts.open([{ agreement, offer }])
 
   await using activity = await createActivity({ host: requestor.host, identity: requestor.identity, store: requestor.store }, { id: agreement.id, provider: offer.provider as Address, target: offerTarget(offer) })
   const packageId = activity.provide(await readFile(archivePath))

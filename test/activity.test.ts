@@ -4,7 +4,7 @@ import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { after, before, describe, it } from 'node:test'
-import { parseEther, type Address, type Hex } from 'viem'
+import { parseEther, type Address } from 'viem'
 import { startDevnet, type Devnet } from '../src/devnet/devnet.ts'
 import { isHearthError } from '../src/errors.ts'
 import { sha256Hex } from '../src/exec/content-hash.ts'
@@ -15,7 +15,6 @@ import { exeScriptGuest } from '../src/exec/testdata/exescript-guest.ts'
 import { generateIdentity } from '../src/identity/node-identity.ts'
 import { proposeTerms } from '../src/market/agreement.ts'
 import { createHost } from '../src/net/host.ts'
-import { approveEscrow, openEscrow } from '../src/payment/escrow.ts'
 import { createActivityService } from '../src/provider/activity-service.ts'
 import { createActivity, type ActivityAgreement } from '../src/requestor/activity-client.ts'
 import { negotiateMany, offerTarget } from '../src/requestor/negotiator.ts'
@@ -27,7 +26,6 @@ const text = (events: ExeEvent[], type: 'stdout' | 'stderr'): string =>
 describe('ExeScript activities on the devnet', () => {
   let devnet: Devnet
   let guest: Uint8Array
-  let approved = false
 
   /** An agreement for `runtime` with the devnet's provider, its escrow open on chain. */
   async function agreementFor(runtime: 'wasi' | 'native'): Promise<ActivityAgreement> {
@@ -39,11 +37,7 @@ describe('ExeScript activities on the devnet', () => {
       limits: { maxPerTaskWei: parseEther('1'), minDurationSec: 600, maxDebitNoteIntervalSec: 3600, minPaymentTimeoutSec: 60 },
     })
     const [{ agreement, offer }] = negotiated.agreements as [(typeof negotiated.agreements)[0]]
-    if (!approved) {
-      await approveEscrow(requestor.payment)
-      approved = true
-    }
-    await openEscrow(requestor.payment, { agreementId: agreement.id as Hex, providerAddress: offer.provider as Address, amountWei: BigInt(agreement.terms.depositWei), expiresAtSec: agreement.terms.expiresAtSec })
+    await requestor.agent.accounts.open([{ agreement, offer }])
     return { id: agreement.id, provider: offer.provider as Address, target: offerTarget(offer) }
   }
 
@@ -235,7 +229,9 @@ describe('ExeScript activities on the devnet', () => {
       activitiesDir: join(dir, 'exescript'),
       packages: createPackageCache({ dir: join(dir, 'packages'), maxBytes: 1 << 30, maxEntries: 16 }),
       fetching: new Map(),
-      authorize: () => Promise.reject(new Error('unused')),
+      account: () => {
+        throw new Error('unused')
+      },
       runtimes: { wasi },
     })
     try {

@@ -88,10 +88,12 @@ const requestorIdentity = identityFromPrivateKey(devAccountKey(0))
 let requestor: ReturnType<typeof createRequestor>
 let payment: Parameters<typeof tokenBalanceOf>[0]
 let requestorHost: Awaited<ReturnType<typeof createHost>>
+let requestorStore: ReturnType<typeof openStore>
 before(async () => {
   await buildContracts()
   chain = await startChain({ port: 0, accounts: 2, deploymentOut: deploymentFile }, capture().io)
   const store = openStore({ path: join(dir, 'requestor.db') })
+  requestorStore = store
   const host = await createHost({ identity: requestorIdentity })
   requestorHost = host
   await host.start()
@@ -222,22 +224,28 @@ test('a provider process is found, paid, killed mid-job, restarted with its earn
   assert.notEqual(owed.totals.estimatedCostWei, null)
   assert.equal((await hearth(['provider', 'status', '--data-dir', dataDir])).code, 1)
 
-  // Restarted from its data directory: same identity, the agreement kept, and the voucher claimed on chain.
+  // The requestor went on signing while the provider was down: a final voucher for every result it accepted, which
+  // never arrived.
+  const signedWei = requestorStore.vouchers.latest(owed.agreements[0]!.agreementId)!.cumulativeWei
+  assert.ok(signedWei >= heldWei, `${signedWei} >= ${heldWei}`)
+
+  // Restarted from its data directory: same identity, the agreement kept; it asks the requestor what it is owed,
+  // and claims everything on chain.
   const balanceBefore = await tokenBalanceOf(payment, first.ready.address as `0x${string}`)
   const second = await startProviderProcess(args)
   assert.equal(second.ready.address, first.ready.address)
   const deadline = Date.now() + 120_000
   let earnings = owed
-  while (earnings.totals.claimedWei !== heldWei.toString()) {
+  while (earnings.totals.claimedWei !== signedWei.toString()) {
     assert.ok(Date.now() < deadline, `not claimed after restart: ${JSON.stringify(earnings.totals)}`)
     await new Promise((r) => setTimeout(r, 200))
     earnings = JSON.parse((await hearth(['provider', 'earnings', '--data-dir', dataDir, '--json'])).stdout) as EarningsReport
   }
   assert.equal(earnings.totals.unclaimedWei, '0')
-  assert.equal(earnings.totals.revenueWei, heldWei.toString())
-  assert.equal(await tokenBalanceOf(payment, first.ready.address as `0x${string}`), balanceBefore + heldWei)
+  assert.equal(earnings.totals.revenueWei, signedWei.toString())
+  assert.equal(await tokenBalanceOf(payment, first.ready.address as `0x${string}`), balanceBefore + signedWei)
   const afterRestart = JSON.parse((await hearth(['provider', 'status', '--data-dir', dataDir, '--json'])).stdout) as ProviderStatus
-  assert.equal(afterRestart.earnings.claimedWei, heldWei.toString())
+  assert.equal(afterRestart.earnings.claimedWei, signedWei.toString())
   assert.equal(afterRestart.activeAgreements, 1)
 
   // Graceful stop: the process ends by itself with exit code 0 and reports what it claimed.

@@ -21,6 +21,7 @@ import { deployHearthContracts } from '../payment/deploy.ts'
 import { createEmbeddedChain, type EmbeddedChain } from '../payment/embedded-chain.ts'
 import { mintTokens, tokenBalanceOf, type EscrowContext } from '../payment/escrow.ts'
 import { createProviderAgent, type ProviderAgent } from '../provider/provider-agent.ts'
+import type { AccountLimits } from '../provider/provider-account.ts'
 import { createRequestor, type Requestor } from '../requestor/requestor.ts'
 import { createReputationBook } from '../requestor/reputation.ts'
 import { openStore, type Store } from '../store/store.ts'
@@ -69,6 +70,10 @@ export interface DevnetInit {
    * show what verification is for. Default false.
    */
   trustAllResults?: boolean
+  /** The runtime the requestor recomputes spot-checked tasks with (default: a wasi runtime of its own). */
+  requestorLocalRuntime?: WasiRuntime
+  /** How much unpaid work providers risk per agreement, and how they check escrows (see provider-account.ts). */
+  providerAccountLimits?: Partial<AccountLimits>
   /** Seeds the requestor's verification choices (which results are checked), for reproducible runs. */
   verificationSeed?: number
   /** The requestor leaves debit notes unanswered: a requestor that does not pay, for tests. */
@@ -230,6 +235,7 @@ export async function startDevnet(init: DevnetInit): Promise<Devnet> {
         ...(init.providerProperties === undefined ? {} : { properties: init.providerProperties(i) }),
         ...(init.providerConstraints === undefined ? {} : { constraints: init.providerConstraints(i) }),
         ...(init.providerClaimPolicy === undefined ? {} : { claimPolicy: init.providerClaimPolicy }),
+        ...(init.providerAccountLimits === undefined ? {} : { accountLimits: init.providerAccountLimits }),
         runtimes: {
           ...(native === undefined ? {} : { native: { runtime: native, programs } }),
           ...(docker === undefined ? {} : { docker: { runtime: docker } }),
@@ -261,8 +267,8 @@ export async function startDevnet(init: DevnetInit): Promise<Devnet> {
     // The requestor joins through one provider and learns the rest of the market from it.
     const requestorNode = await node(1, [])
     // Spot checks recompute wasi tasks here; workers start only when a check runs.
-    const requestorRuntime = createWasiRuntime({ maxWorkers: 1 })
-    stops.push(() => requestorRuntime.close())
+    const requestorRuntime = init.requestorLocalRuntime ?? createWasiRuntime({ maxWorkers: 1 })
+    if (init.requestorLocalRuntime === undefined) stops.push(() => requestorRuntime.close())
     const requestor = createRequestor({
       localRuntime: requestorRuntime,
       identity: requestorNode.identity,

@@ -11,7 +11,7 @@ const provider = generateIdentity()
 const requestor = generateIdentity()
 const signedOffer = await createOffer({ identity: provider, multiaddrs: [], properties: { 'golem.runtime.name': 'wasi' }, pricing: { model: 'per-task', perTaskWei: '10' }, payment, ttlMs: 60_000 })
 const offer = signedOffer.payload
-const policy = { maxConcurrentAgreements: 2, maxAgreementSec: 7200, minDebitNoteIntervalSec: 30, maxPaymentTimeoutSec: 600 }
+const policy = { maxConcurrentAgreements: 2, maxAgreementSec: 7200, minDebitNoteIntervalSec: 30, maxDebitNoteIntervalSec: 300, maxPaymentTimeoutSec: 600 }
 
 function terms(overrides: Partial<AgreementTerms> = {}): AgreementTerms {
   return {
@@ -59,6 +59,17 @@ test('a provider rejects what no counter-proposal can fix, with the reason', () 
   assert.deepEqual(denied, { decision: 'reject', reason: 'this provider does not work for this requestor' })
   const notAllowed = reviewProposal(terms(), { offer, offerIds: new Set([offerId(offer)]), policy: { ...policy, allowedRequestors: new Set(['0x' + '99'.repeat(20)]) }, activeAgreements: 0, nowMs: Date.now() })
   assert.equal(notAllowed.decision, 'reject')
+})
+
+test('a provider counters debit notes rarer than its maximum interval: a requestor cannot put off paying for a day', () => {
+  const decision = review(terms({ debitNoteIntervalSec: 86_400 }))
+  assert.equal(decision.decision, 'counter')
+  if (decision.decision !== 'counter') return
+  assert.equal(decision.terms.debitNoteIntervalSec, 300)
+  assert.match(decision.reasons.join('; '), /rarer than this provider's 300 s/)
+  // A requestor that will not take notes that often gets no agreement.
+  const limits = { maxPerTaskWei: 10n, minDurationSec: 600, maxDebitNoteIntervalSec: 86_400, minPaymentTimeoutSec: 60, nowMs: Date.now() }
+  assert.equal(reviewCounter(terms({ debitNoteIntervalSec: 86_400 }), decision.terms, limits), undefined)
 })
 
 test('a provider counters a low price, a long agreement, frequent debit notes and a long payment timeout, changing only those terms', () => {

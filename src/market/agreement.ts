@@ -49,6 +49,13 @@ export const agreementSchema = z.strictObject({
 
 export type Agreement = z.output<typeof agreementSchema>
 
+/**
+ * How long an agreement's escrow must outlive the agreement: the requestor opens it to expire this much after the
+ * agreement does, and a provider works only for an escrow that does. Work stops with the agreement; the margin (and
+ * the contract's claim grace after it) is the provider's time to claim what the last tasks earned.
+ */
+export const escrowExpiryMarginSec = 600
+
 /** Persisted on both sides; see docs/design.md for the transitions. */
 export type AgreementState = 'proposal' | 'pending' | 'approved' | 'rejected' | 'cancelled' | 'expired' | 'terminated'
 
@@ -87,6 +94,8 @@ export interface ProviderPolicy {
   maxAgreementSec: number
   /** Shortest interval between debit notes it will send (more often costs it messages and signatures). */
   minDebitNoteIntervalSec: number
+  /** Longest interval it lets pass between debit notes: unpaid work piles up between them. */
+  maxDebitNoteIntervalSec: number
   /** Longest it lets a debit note wait for the requestor's voucher before it stops working (its money at risk). */
   maxPaymentTimeoutSec: number
   /** Requestors it refuses outright (lower-case addresses). */
@@ -152,6 +161,10 @@ export function reviewProposal(terms: AgreementTerms, context: ReviewContext): P
   if (terms.debitNoteIntervalSec < policy.minDebitNoteIntervalSec) {
     counter.debitNoteIntervalSec = policy.minDebitNoteIntervalSec
     reasons.push(`debit notes every ${terms.debitNoteIntervalSec} s are more often than this provider's ${policy.minDebitNoteIntervalSec} s`)
+  }
+  if (terms.debitNoteIntervalSec > policy.maxDebitNoteIntervalSec) {
+    counter.debitNoteIntervalSec = policy.maxDebitNoteIntervalSec
+    reasons.push(`debit notes every ${terms.debitNoteIntervalSec} s are rarer than this provider's ${policy.maxDebitNoteIntervalSec} s: unpaid work would pile up between them`)
   }
   if (terms.paymentTimeoutSec > policy.maxPaymentTimeoutSec) {
     counter.paymentTimeoutSec = policy.maxPaymentTimeoutSec

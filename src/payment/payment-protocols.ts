@@ -4,7 +4,7 @@
  */
 import { z } from 'zod'
 import { hexSchema, decimalWeiSchema } from '../identity/wire-schemas.ts'
-import { invoiceSchema } from '../market/billing.ts'
+import { debitNoteSchema, invoiceSchema } from '../market/billing.ts'
 import { defineProtocol } from '../net/protocol.ts'
 
 
@@ -41,5 +41,34 @@ export const settleProtocol = defineProtocol({
   maxRequestBytes: 4 * 1024,
   maxResponseBytes: 4 * 1024,
   timeoutMs: 60_000,
+  signed: true,
+})
+
+/**
+ * A debit note that no answer carries (an activity still running, a service billed by time, unpaid work at the
+ * provider's cap): the provider sends it, the requestor answers with a voucher for what it can justify, or none.
+ * Signed both ways: the note binds the provider, the answer the requestor.
+ */
+export const debitNoteProtocol = defineProtocol({
+  id: '/hearth/payment/debit-note/1',
+  request: debitNoteSchema,
+  response: z.strictObject({ voucher: voucherJsonSchema.nullable() }),
+  maxRequestBytes: 4 * 1024,
+  maxResponseBytes: 4 * 1024,
+  timeoutMs: 30_000,
+  signed: true,
+})
+
+/**
+ * What a requestor owes under an agreement: its newest signed voucher. A provider that was away (a restart, a crash)
+ * asks for the vouchers signed while it could not be reached.
+ */
+export const owedProtocol = defineProtocol({
+  id: '/hearth/payment/owed/1',
+  request: z.strictObject({ agreementId: hexSchema }),
+  response: z.strictObject({ voucher: voucherJsonSchema.nullable() }),
+  maxRequestBytes: 1024,
+  maxResponseBytes: 4 * 1024,
+  timeoutMs: 10_000,
   signed: true,
 })

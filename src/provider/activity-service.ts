@@ -2,9 +2,11 @@
  * The provider's side of ExeScript activities: it creates activities for requestors holding a live agreement with
  * this provider, runs their batches (exescript.ts) with events streamed back, keeps every state change in the store,
  * meters each activity (golem.usage.duration_sec and cpu_sec) and destroys activities when asked, when idle too long,
- * or when the provider stops. An ended activity's metering is billed under its agreement; the debit note that billing
- * may give rise to is handed to the requestor on the next answer under that agreement (the destroy answer, a batch's
- * result, a create answer), and the requestor pays it with a voucher. Activities that were running when the provider
+ * or when the provider stops. Activities are billed through their agreement's account (provider-account.ts): each
+ * counts as one task against the agreement's maxTasks and the provider's cap on unpaid work from its creation, its
+ * life and CPU are metered while it runs (a debit note that falls due then is sent to the requestor at once), and
+ * the rest when it ends, whose note is handed over on the next answer under that agreement (the destroy answer, a
+ * batch's result, a create answer); the requestor pays each with a voucher. Activities that were running when the provider
  * went down are marked Unresponsive at the next start: the requestor sees that they ended, nothing is lost silently.
  */
 import { randomUUID } from 'node:crypto'
@@ -16,6 +18,7 @@ import type { NodeIdentity } from '../identity/node-identity.ts'
 import type { AgreementTerms } from '../market/agreement.ts'
 import type { DebitNote } from '../market/billing.ts'
 import type { Usage } from '../market/pricing.ts'
+import type { ProviderAccount, Reservation } from './provider-account.ts'
 import type { Host } from '../net/host.ts'
 import type { PeerTarget } from '../net/dial-target.ts'
 import { serveStreamProtocol, type StreamServer } from '../net/stream-protocol.ts'
@@ -30,7 +33,7 @@ import {
   type BatchResult,
 } from '../exec/exescript-protocols.ts'
 import type { DockerRuntime } from '../exec/docker-runtime.ts'
-import { loadImageArchive } from '../exec/docker-images.ts'
+import type { LoadedImages } from '../exec/docker-images.ts'
 import type { PackageCache } from '../exec/package-cache.ts'
 import type { Runtime } from '../exec/runtime.ts'
 import { fetchResumable } from '../exec/transfer.ts'
@@ -48,12 +51,17 @@ export interface ActivityServiceInit {
    */
   packages: PackageCache
   fetching: Map<string, Promise<string>>
-  /** The provider's checks before any work under an agreement (the agreement is approved and this peer's, escrow funded, nothing overdue); returns its terms. */
-  authorize(agreementId: string, requestor: Address): Promise<AgreementTerms>
+  /**
+   * The account of an agreement this requestor holds with the provider (throws when there is none, or when the
+   * provider takes no work now): every activity is admitted, checked before each batch, and billed through it.
+   */
+  account(agreementId: string, requestor: Address): ProviderAccount
   runtimes: { wasi: Runtime<Uint8Array>; native?: { runtime: Runtime<string>; programs: Record<string, string> }; docker?: { runtime: DockerRuntime } }
-  /** Told each ended activity's metered work, to bill it under its agreement; returns the debit note it gives rise to. */
-  meter?(terms: AgreementTerms, agreementId: string, usage: Usage): DebitNote | undefined
   limits?: Partial<ActivityServiceLimits>
+  /** How often running activities' life and CPU are billed (default 10 s). */
+  meterEveryMs?: number
+  /** Images this provider loaded from requestors' archives (untagged, removed with their archives). */
+  loadedImages?: LoadedImages
 }
 
 export interface ActivityServiceLimits {
@@ -90,7 +98,24 @@ interface Live {
   agreementId: string
   requestor: Address
   terms: AgreementTerms
+  account: ProviderAccount
+  /** The activity's place under the agreement's task and exposure bounds; completed (billed) when it ends. */
+  reservation: Reservation
+  /** Usage already billed while it ran. */
+  metered: Usage
+  /** Lets go of the activity's image, kept on the engine while the activity lives. */
+  releaseImage?: () => void
   idleTimer: NodeJS.Timeout | undefined
+}
+
+/** What an activity used beyond what was billed already, in whole milliseconds. */
+function usageSince(activity: Activity, metered: Usage): Usage {
+  const usage = activity.usage()
+  return {
+    tasks: 0,
+    cpuMs: Math.max(0, Math.round(usage.cpuSec * 1000) - metered.cpuMs),
+    durationMs: Math.max(0, Math.round(usage.durationSec * 1000) - metered.durationMs),
+  }
 }
 
 export function createActivityService(init: ActivityServiceInit): ActivityService {
@@ -101,6 +126,18 @@ export function createActivityService(init: ActivityServiceInit): ActivityServic
   /** The newest debit note per agreement not yet handed to its requestor (notes are cumulative: newer covers older). */
   const undelivered = new Map<string, DebitNote>()
   let server: StreamServer | undefined
+  let meterTimer: NodeJS.Timeout | undefined
+
+  /** Bills what each running activity used since the last round; a note that falls due goes to its requestor now. */
+  function meterRunning(): void {
+    for (const entry of live.values()) {
+      const delta = usageSince(entry.activity, entry.metered)
+      if (delta.cpuMs === 0 && delta.durationMs === 0) continue
+      entry.metered = { tasks: 0, cpuMs: entry.metered.cpuMs + delta.cpuMs, durationMs: entry.metered.durationMs + delta.durationMs }
+      const note = entry.account.meter(delta)
+      if (note !== undefined) entry.account.deliver(note)
+    }
+  }
 
   /** The debit note to hand over with an answer under `agreementId`, if any; it is handed over once. */
   function takeNote(agreementId: string): { debitNote?: DebitNote } {
@@ -147,9 +184,10 @@ export function createActivityService(init: ActivityServiceInit): ActivityServic
     live.delete(id)
     if (entry.idleTimer !== undefined) clearTimeout(entry.idleTimer)
     await entry.activity.terminate(reason, state)
-    const usage = entry.activity.usage()
-    store.activities.setUsage('provider', id, usage)
-    const note = init.meter?.(entry.terms, entry.agreementId, { tasks: 1, cpuMs: Math.round(usage.cpuSec * 1000), durationMs: Math.round(usage.durationSec * 1000) })
+    entry.releaseImage?.()
+    store.activities.setUsage('provider', id, entry.activity.usage())
+    // The rest of its work, and the activity itself as one task.
+    const note = entry.reservation.complete({ ...usageSince(entry.activity, entry.metered), tasks: 1 })
     if (note !== undefined) undelivered.set(entry.agreementId, note)
   }
 
@@ -175,7 +213,8 @@ export function createActivityService(init: ActivityServiceInit): ActivityServic
   }
 
   async function create(agreementId: string, activityId: string, requestor: Address, from: PeerTarget): Promise<ActivityState> {
-    const terms = await init.authorize(agreementId, requestor)
+    const account = init.account(agreementId, requestor)
+    const terms = account.terms
     if (live.size >= limits.maxActivities) {
       throw new HearthError('HEARTH_ERR_EXEC_ACTIVITY_STATE', `this provider already runs ${limits.maxActivities} activities`, { hint: 'try again later or with another provider' })
     }
@@ -185,8 +224,13 @@ export function createActivityService(init: ActivityServiceInit): ActivityServic
     if (live.has(activityId) || store.activities.get('provider', activityId) !== undefined) {
       throw new HearthError('HEARTH_ERR_EXEC_ACTIVITY_STATE', `activity ${activityId} exists already`, { hint: 'use a fresh activity id' })
     }
+    // Counted as a task of the agreement from now on, under the same checks and caps as a task.
+    const reservation = await account.reserve()
     const dir = join(init.activitiesDir, `${activityId}-${randomUUID().slice(0, 8)}`)
-    await mkdir(dir, { recursive: true })
+    await mkdir(dir, { recursive: true }).catch((error: unknown) => {
+      reservation.cancel()
+      throw error
+    })
     const activity = createActivity({
       id: activityId,
       dir,
@@ -214,11 +258,20 @@ export function createActivityService(init: ActivityServiceInit): ActivityServic
           }
           if (deploy.imageId === undefined) throw new HearthError('HEARTH_ERR_EXEC_PACKAGE_INVALID', 'a docker deploy names no image', { hint: 'deploy { imageId: "sha256:…", packageId: "sha256:…" (its archive) }' })
           const imageId = deploy.imageId
+          const loaded = init.loadedImages
+          if (loaded === undefined) throw new HearthError('HEARTH_ERR_EXEC_RUNTIME_UNAVAILABLE', 'this provider keeps no record of loaded images', { hint: 'run docker activities on a provider agent' })
+          // Kept on the engine while the activity lives: an eviction must not remove it between load and use.
+          const release = await loaded.hold(imageId)
+          const entry = live.get(activityId)
+          if (entry !== undefined) {
+            entry.releaseImage?.()
+            entry.releaseImage = release
+          }
           if (!(await docker.runtime.hasImage(imageId))) {
             const archiveId = deploy.packageId
             if (archiveId === undefined) throw new HearthError('HEARTH_ERR_EXEC_IMAGE_MISSING', `this provider does not hold image ${imageId} and no archive was named`, { hint: 'name the image archive as packageId' })
-            // Checked twice: by content id on arrival, and by image id when the engine loads it.
-            await packages.using(archiveId, async () => loadImageArchive(docker.runtime, await blobFile(archiveId, from), imageId))
+            // Checked twice: by content id on arrival, and by image id when the engine loads it (untagged).
+            await packages.using(archiveId, async () => loaded.load(archiveId, await blobFile(archiveId, from), imageId))
           }
           // The container's command is the whole argv.
           return { runtime: docker.runtime as Runtime<unknown>, program: { image: imageId }, argv0: undefined }
@@ -236,7 +289,7 @@ export function createActivityService(init: ActivityServiceInit): ActivityServic
       onState: (state, detail) => record(activityId, state, detail.error),
     })
     store.activities.create({ role: 'provider', id: activityId, agreementId, peer: requestor, state: 'New', createdAtMs: Date.now() })
-    live.set(activityId, { activity, agreementId, requestor, terms, idleTimer: undefined })
+    live.set(activityId, { activity, agreementId, requestor, terms, account, reservation, metered: { tasks: 0, cpuMs: 0, durationMs: 0 }, idleTimer: undefined })
     armIdle(activityId)
     return 'New'
   }
@@ -250,6 +303,8 @@ export function createActivityService(init: ActivityServiceInit): ActivityServic
       await mkdir(init.activitiesDir, { recursive: true })
       // What was running when this provider last stopped cannot be resumed: say so instead of leaving it "Ready".
       store.activities.endUnfinished('provider', 'Unresponsive', 'the provider restarted while the activity was running')
+      meterTimer = setInterval(meterRunning, init.meterEveryMs ?? 10_000)
+      meterTimer.unref()
 
       await host.handle(activityCreateProtocol, async ({ agreementId, activityId }, ctx) => {
         const state = await create(agreementId, activityId, ctx.remoteAddress, ctx.peerId)
@@ -265,7 +320,7 @@ export function createActivityService(init: ActivityServiceInit): ActivityServic
       server = await serveStreamProtocol({ libp2p: host.libp2p, identity: init.identity }, activityExecProtocol, async (request, ctx) => {
         const entry = owned(request.activityId, request.agreementId, ctx.remoteAddress)
         // The agreement may have ended or gone unpaid since the activity was created.
-        await init.authorize(request.agreementId, ctx.remoteAddress)
+        await init.account(request.agreementId, ctx.remoteAddress).check()
         store.activities.addBatch('provider', request.activityId, request.batchId)
         if (entry.idleTimer !== undefined) clearTimeout(entry.idleTimer)
         let outcome
@@ -294,6 +349,7 @@ export function createActivityService(init: ActivityServiceInit): ActivityServic
     },
 
     async stop() {
+      if (meterTimer !== undefined) clearInterval(meterTimer)
       await host.unhandle(activityCreateProtocol).catch(() => undefined)
       await host.unhandle(activityDestroyProtocol).catch(() => undefined)
       // Batches in progress are cancelled (their requestors get an error) before their activities are ended.

@@ -56,8 +56,10 @@ export const providerConfigSchema = z.strictObject({
       native: z.record(z.string().regex(/^[a-z0-9][a-z0-9._-]*$/, 'expected a program name'), z.string().startsWith('/', 'expected an absolute path')).default({}),
       /** A Docker Engine API socket, or false to offer no containers. */
       docker: z.union([z.string().startsWith('/', 'expected an absolute socket path'), z.literal(false)]).default(false),
+      /** Environment variables native tasks may set beyond the harmless defaults (names, or PREFIX_* patterns). */
+      nativeEnv: z.array(z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*\*?$/, 'expected a variable name or a PREFIX_* pattern')).default([]),
     })
-    .default({ native: {}, docker: false }),
+    .default({ native: {}, docker: false, nativeEnv: [] }),
   location: z
     .strictObject({
       countryCode: z.string().regex(/^[A-Z]{2}$/, 'expected a two-letter country code like "DE"').optional(),
@@ -105,6 +107,23 @@ export const providerConfigSchema = z.strictObject({
     .default({ currency: 'EUR', idleWatts: 40, busyWatts: 120, electricityPerKwh: 0.3, hardwareCost: 800, hardwareLifetimeYears: 4, tokenFiatRate: 1, expectedTaskCpuSec: 60 }),
   /** How often unclaimed vouchers are checked against agreement expiry, and the amount that triggers a claim. */
   claim: z.strictObject({ thresholdHtt: htt.optional() }).default({}),
+  /** How much unpaid work this provider risks, and how it is paid. */
+  payments: z
+    .strictObject({
+      /** Tasks delivered or running under one agreement that no voucher covers; at the cap no new work starts. */
+      maxUnpaidTasks: z.number().int().min(1, 'expected at least 1 task').default(32),
+      /** The same in HTT of delivered work (none: only the tasks bound). */
+      maxUnpaidHtt: htt.optional(),
+      /** Longest interval between debit notes this provider agrees to. */
+      maxDebitNoteIntervalSec: z.number().int().min(1).max(86_400).default(300),
+      /** The escrow contract must leave providers at least this long after expiry to claim. */
+      minClaimGraceSec: z.number().int().min(0).default(3600),
+      /** Blocks a claim needs before it counts as paid; more on chains that reorganise. */
+      confirmations: z.number().int().min(1).max(1000).default(1),
+      /** Where claimed earnings go; default: they stay with the node's own key. */
+      payoutAddress: addressSchema.optional(),
+    })
+    .default({ maxUnpaidTasks: 32, maxDebitNoteIntervalSec: 300, minClaimGraceSec: 3600, confirmations: 1 }),
 })
 
 export type ProviderConfig = z.output<typeof providerConfigSchema>
@@ -391,7 +410,12 @@ export function renderConfigFile(config: ProviderConfig, notes: { machine: Machi
     '  // electricity price per kWh, machine price and lifetime, and the price of one HTT, all in `currency`.',
     `  "costs": ${j(config.costs)},`,
     '  // Claim payment on chain as soon as this much is unclaimed (else at the end of each agreement and before expiry).',
-    `  "claim": ${j(config.claim)}`,
+    `  "claim": ${j(config.claim)},`,
+    '  // Money at risk: at most maxUnpaidTasks tasks (and maxUnpaidHtt, if set) of work that no voucher covers, per',
+    '  // agreement; debit notes at least every maxDebitNoteIntervalSec; escrow contracts that give at least',
+    '  // minClaimGraceSec after expiry to claim; claims counted after `confirmations` blocks; claimed earnings moved',
+    '  // to payoutAddress (a cold wallet) when set, so they do not sit in the node\'s hot key.',
+    `  "payments": ${j(config.payments)}`,
     '}',
     '',
   ]

@@ -9,11 +9,11 @@ import { randomUUID } from 'node:crypto'
 import { lstat, mkdir, readFile, rm, writeFile } from 'node:fs/promises'
 import { dirname, join, resolve, sep } from 'node:path'
 import type { Address, Hex } from 'viem'
-import { HearthError, isHearthError, toHearthError } from '../errors.ts'
+import { HearthError, toHearthError } from '../errors.ts'
 import { hashCanonical } from '../identity/canonical-json.ts'
 import type { NodeIdentity } from '../identity/node-identity.ts'
 import { signPayload, verifySigned } from '../identity/signed.ts'
-import { agreementId, reviewProposal, type Agreement, type AgreementState, type AgreementTerms, type ProviderPolicy } from '../market/agreement.ts'
+import { agreementId, reviewProposal, type Agreement, type AgreementTerms, type ProviderPolicy } from '../market/agreement.ts'
 import { createMarketNode, type MarketNode } from '../market/market-node.ts'
 import { cancelAgreementProtocol, negotiateProtocol } from '../market/market-protocols.ts'
 import { createOffer, offerId, type Offer, type SignedOffer } from '../market/offer.ts'
@@ -23,8 +23,8 @@ import type { z } from 'zod'
 import { measureCpuScore } from './cpu-score.ts'
 import { createActivityService, type ActivityService } from './activity-service.ts'
 import { createWrongResults, type WrongResultsOptions } from './wrong-results.ts'
-import { addUsage, costWei, noUsage, pricingProperties, type Pricing, type Usage } from '../market/pricing.ts'
-import type { DebitNote, Invoice } from '../market/billing.ts'
+import { pricingProperties, type Pricing } from '../market/pricing.ts'
+import { createProviderAccounts, type AccountLimits, type ClaimPolicy, type ProviderAccounts } from './provider-account.ts'
 
 type NegotiateAnswer = z.input<typeof negotiateProtocol.response>
 import {
@@ -44,10 +44,11 @@ import type { Runtime } from '../exec/runtime.ts'
 import { adaptWasiRuntime } from '../exec/wasi-adapter.ts'
 import type { NativeRuntime } from '../exec/native-runtime.ts'
 import type { DockerRuntime } from '../exec/docker-runtime.ts'
-import { loadImageArchive } from '../exec/docker-images.ts'
-import { claimVoucher, getEscrow, releaseEscrow, type EscrowContext } from '../payment/escrow.ts'
-import { settleProtocol, voucherProtocol } from '../payment/payment-protocols.ts'
-import { verifyVoucher, voucherFromJson, voucherToJson, type Voucher } from '../payment/voucher.ts'
+import { createLoadedImages } from '../exec/docker-images.ts'
+import type { EscrowContext } from '../payment/escrow.ts'
+import { debitNoteProtocol, owedProtocol, settleProtocol, voucherProtocol } from '../payment/payment-protocols.ts'
+import type { PeerTarget } from '../net/dial-target.ts'
+import type { AdmitContext } from '../net/inbound-guard.ts'
 import type { Store } from '../store/store.ts'
 
 export interface ProviderAgentInit {
@@ -86,10 +87,19 @@ export interface ProviderAgentInit {
   misbehave?: { silentNegotiation?: boolean; wrongResults?: WrongResultsOptions }
   /**
    * When to claim vouchers besides the end of each agreement: as soon as the unclaimed amount reaches `thresholdWei`
-   * (none by default), and always `beforeExpirySec` before an agreement expires (default 600 s), checked every
-   * `checkEveryMs` (default 30 s). Outstanding vouchers are also claimed when the agent starts.
+   * (none by default), and always `beforeExpirySec` before an escrow expires (default 600 s, chain time), checked
+   * every `checkEveryMs` (default 30 s), with failed claims retried and claims counted after `confirmations` blocks.
+   * Outstanding vouchers are also claimed when the agent starts. See provider-account.ts.
    */
-  claimPolicy?: { thresholdWei?: bigint; beforeExpirySec?: number; checkEveryMs?: number }
+  claimPolicy?: Partial<ClaimPolicy>
+  /** How much unpaid work the provider risks per agreement, and how it checks escrows; see provider-account.ts. */
+  accountLimits?: Partial<AccountLimits>
+  /** Where failed claims and ended agreements are reported. */
+  log?(message: string): void
+  /** How often a running ExeScript activity's work is billed (default 10 s). */
+  activityMeterEveryMs?: number
+  /** Where claimed earnings are moved (a cold wallet); default: they stay with the node's key. */
+  payoutAddress?: Address
   /**
    * Bounds across all running tasks: the memory their requests may ask for together, and the disk their inputs and
    * outputs may take together. A task that would pass one is refused with a retryable error (none by default).
@@ -132,6 +142,8 @@ export interface ProviderAgent {
   running(): RunningTasks
   /** Claims the newest unclaimed voucher of every agreement (used at start, so a restart loses nothing). */
   claimOutstanding(options?: { release?: boolean }): Promise<{ agreementId: string; txHash: string; paidWei: bigint }[]>
+  /** Every agreement's money: work delivered, exposure, vouchers, claims. */
+  readonly accounts: ProviderAccounts
 }
 
 /** The host path of a guest path; the schema already refuses '..', this keeps that true whatever the caller. */
@@ -162,7 +174,10 @@ export function gpuOfferProperties(gpus: readonly GpuInfo[]): Offer['properties'
 /** Largest package (module or image archive) a provider takes. */
 const maxPackageBytes = 2 * 1024 * 1024 * 1024
 
-const defaultPolicy: ProviderPolicy = { maxConcurrentAgreements: 16, maxAgreementSec: 24 * 3600, minDebitNoteIntervalSec: 0, maxPaymentTimeoutSec: 600 }
+/** An agreement whose escrow is not open this long after it was signed lapses: it holds none of the provider's slots. */
+const unbackedLapseMs = 120_000
+
+const defaultPolicy: ProviderPolicy = { maxConcurrentAgreements: 16, maxAgreementSec: 24 * 3600, minDebitNoteIntervalSec: 0, maxDebitNoteIntervalSec: 300, maxPaymentTimeoutSec: 600 }
 
 export function createProviderAgent(init: ProviderAgentInit): ProviderAgent {
   const { identity, host, store, payment } = init
@@ -174,57 +189,39 @@ export function createProviderAgent(init: ProviderAgentInit): ProviderAgent {
   const offers = new Map<string, SignedOffer>()
   let current: SignedOffer | undefined
   let republishTimer: NodeJS.Timeout | undefined
-  /** Work delivered per agreement, as this provider metered it (kept in the store too: it is what it is owed). */
-  const delivered = new Map<string, Usage>()
-  /** Debit notes sent and not yet covered by a voucher, per agreement. */
-  const unpaidNotes = new Map<string, DebitNote[]>()
-  const lastNoteAtMs = new Map<string, number>()
-  const noteSeq = new Map<string, number>()
-
-  function deliveredUsage(agreementId: string): Usage {
-    const known = delivered.get(agreementId)
-    if (known !== undefined) return known
-    const stored = store.paymentDocuments.list({ agreementId, kind: 'usage' })[0]?.document as Usage | undefined
-    return stored ?? noUsage
-  }
-
-  /** Work stops under an agreement whose oldest unpaid debit note is older than the agreed payment timeout. */
-  function ensureNotOverdue(terms: AgreementTerms, agreementId: string, nowMs: number): void {
-    const oldest = unpaidNotes.get(agreementId)?.[0]
-    if (oldest !== undefined && nowMs - oldest.issuedAtMs > terms.paymentTimeoutSec * 1000) {
-      throw new HearthError('HEARTH_ERR_PAYMENT_OVERDUE', `debit note ${oldest.seq} of agreement ${agreementId} (${oldest.amountDueWei} wei) has gone unpaid for more than ${terms.paymentTimeoutSec} s; this provider has stopped working under it`, {
-        hint: 'answer the debit note with a voucher for its amount, or settle the agreement',
-        details: { agreementId, seq: oldest.seq, amountDueWei: oldest.amountDueWei },
-      })
-    }
-  }
-
-  /** Records a task's metered work; returns a debit note when the agreed interval has passed since the last one. */
-  function meter(terms: AgreementTerms, agreementId: string, usage: Usage, nowMs: number): DebitNote | undefined {
-    const total = addUsage(deliveredUsage(agreementId), usage)
-    delivered.set(agreementId, total)
-    store.paymentDocuments.save({ agreementId, kind: 'usage', seq: 0, document: total, createdAtMs: nowMs })
-    if (nowMs - (lastNoteAtMs.get(agreementId) ?? 0) < terms.debitNoteIntervalSec * 1000) return undefined
-    lastNoteAtMs.set(agreementId, nowMs)
-    // Numbered from the store once per agreement (a restart continues the sequence), then counted here.
-    const seq = (noteSeq.get(agreementId) ?? store.paymentDocuments.list({ agreementId, kind: 'debit-note' }).length) + 1
-    noteSeq.set(agreementId, seq)
-    const note: DebitNote = { agreementId, seq, usage: total, amountDueWei: costWei(terms.pricing, total).toString(), issuedAtMs: nowMs }
-    store.paymentDocuments.save({ agreementId, kind: 'debit-note', seq, document: note, createdAtMs: nowMs })
-    unpaidNotes.set(agreementId, [...(unpaidNotes.get(agreementId) ?? []), note])
-    return note
-  }
-  const escrowChecked = new Set<string>()
   const stats: ProviderStats = { tasksRun: 0, tasksFailed: 0, agreements: 0, wrongResults: 0 }
   const wrongResults = init.misbehave?.wrongResults === undefined ? undefined : createWrongResults(init.misbehave.wrongResults)
   const market = init.market ?? createMarketNode({ host })
-  const claimPolicy = { thresholdWei: init.claimPolicy?.thresholdWei, beforeExpirySec: init.claimPolicy?.beforeExpirySec ?? 600, checkEveryMs: init.claimPolicy?.checkEveryMs ?? 30_000 }
-  const settling = new Map<string, Promise<{ claimTx: Hex | null; paidWei: bigint; refundedWei: bigint }>>()
-  let claimTimer: NodeJS.Timeout | undefined
+  /** Where a requestor can be reached: connected now, or at the addresses it had when it signed. */
+  const requestorTarget = (requestor: Address): PeerTarget => {
+    const known = store.peers.get(requestor)
+    if (known === undefined) throw new HearthError('HEARTH_ERR_NET_DIAL', `this provider does not know where requestor ${requestor} is`)
+    if (host.peers().some((peer) => peer.toString() === known.peerId)) return known.peerId
+    const address = known.multiaddrs[0]
+    return address === undefined ? known.peerId : `${address}/p2p/${known.peerId}`
+  }
+  const accounts: ProviderAccounts = createProviderAccounts({
+    address: identity.address,
+    store,
+    payment,
+    ...(init.accountLimits === undefined ? {} : { limits: init.accountLimits }),
+    ...(init.claimPolicy === undefined ? {} : { claimPolicy: init.claimPolicy }),
+    ...(init.log === undefined ? {} : { log: init.log }),
+    ...(init.payoutAddress === undefined ? {} : { payoutAddress: init.payoutAddress }),
+    pushNote: async (note, requestor) => (await host.request(requestorTarget(requestor), debitNoteProtocol, note)).voucher,
+    askOwed: async (agreementId, requestor) => (await host.request(requestorTarget(requestor), owedProtocol, { agreementId })).voucher,
+  })
   let cpuScore = 0
   let gpuProperties: Offer['properties'] = {}
   const packagesDir = join(init.workDir, 'packages')
-  const packages = createPackageCache({ dir: packagesDir, maxBytes: init.packageCache?.maxBytes ?? 8 * 1024 ** 3, maxEntries: init.packageCache?.maxEntries ?? 256 })
+  // Images loaded from requestors' archives leave with those archives (only ours, only unused, never forced).
+  const loadedImages = init.runtimes?.docker === undefined ? undefined : createLoadedImages({ runtime: init.runtimes.docker.runtime, file: join(packagesDir, 'loaded-images.json') })
+  const packages = createPackageCache({
+    dir: packagesDir,
+    maxBytes: init.packageCache?.maxBytes ?? 8 * 1024 ** 3,
+    maxEntries: init.packageCache?.maxEntries ?? 256,
+    onEvict: async (contentId) => void (await loadedImages?.archiveEvicted(contentId)),
+  })
   const fetching = new Map<string, Promise<string>>()
   const activitiesDir = join(init.workDir, 'activities')
   let paused: string | undefined
@@ -245,9 +242,11 @@ export function createProviderAgent(init: ProviderAgentInit): ProviderAgent {
     const diskBytes = request.inputs.reduce((sum, input) => sum + input.sizeBytes, 0) + request.maxOutputBytes
     let memoryInUse = 0
     let diskInUse = 0
+    let childTasks = 0
     for (const task of runningTasks.values()) {
       memoryInUse += task.memoryBytes
       diskInUse += task.diskBytes
+      if (task.child) childTasks++
     }
     const { maxTotalMemoryBytes, maxTotalDiskBytes } = init.admission ?? {}
     const over =
@@ -268,6 +267,13 @@ export function createProviderAgent(init: ProviderAgentInit): ProviderAgent {
       throw new HearthError('HEARTH_ERR_PROVIDER_BUSY', `this provider has no room for the task now (${over})`, {
         hint: 'run the task on another provider, or try this one once its running tasks finish',
         details: { memoryInUse, diskInUse, memoryBytes, diskBytes },
+      })
+    }
+    // Programs and containers run in processes of their own, one core each at most: no more at once than the threads lent.
+    if (request.runtime !== 'wasi' && childTasks >= init.threads) {
+      throw new HearthError('HEARTH_ERR_PROVIDER_BUSY', `this provider has no room for the task now (${childTasks} of its ${init.threads} threads run tasks)`, {
+        hint: 'run the task on another provider, or try this one once its running tasks finish',
+        details: { childTasks, threads: init.threads },
       })
     }
     return { memoryBytes, diskBytes }
@@ -300,12 +306,21 @@ export function createProviderAgent(init: ProviderAgentInit): ProviderAgent {
   }
 
   /** Approved agreements still running; those past their expiry are marked expired on the way. */
-  function activeAgreements(nowMs: number): number {
+  async function activeAgreements(nowMs: number): Promise<number> {
     let active = 0
     for (const record of store.agreements.list({ state: 'approved' })) {
       if (record.role !== 'provider') continue
-      if ((record.document as Agreement).terms.expiresAtSec * 1000 <= nowMs) store.agreements.setState(record.id, 'expired', nowMs)
-      else active++
+      const terms = (record.document as Agreement).terms
+      if (terms.expiresAtSec * 1000 <= nowMs) {
+        store.agreements.setState(record.id, 'expired', nowMs)
+        continue
+      }
+      // Negotiating costs nothing and a deposit does: an agreement left without its escrow holds no slot for long.
+      if (nowMs - record.createdAtMs > unbackedLapseMs && !(await accounts.account(record.id, terms.requestor as Address).backed())) {
+        store.agreements.setState(record.id, 'expired', nowMs)
+        continue
+      }
+      active++
     }
     return active
   }
@@ -325,62 +340,22 @@ export function createProviderAgent(init: ProviderAgentInit): ProviderAgent {
     const offer = current?.payload
     if (offer === undefined) throw new HearthError('HEARTH_ERR_MARKET_AGREEMENT_REJECTED', 'this provider has no live offer')
     const nowMs = Date.now()
-    const decision = reviewProposal(terms, { offer, offerIds: new Set(offers.keys()), policy, activeAgreements: activeAgreements(nowMs), nowMs })
     const id = agreementId(terms)
-    const record = (state: AgreementState, document: unknown): void =>
-      store.agreements.save({ id, role: 'provider', requestor: terms.requestor, provider: terms.provider, state, document, createdAtMs: nowMs, updatedAtMs: nowMs })
-    if (decision.decision === 'reject') {
-      record('rejected', { terms, reason: decision.reason })
-      throw new HearthError('HEARTH_ERR_MARKET_AGREEMENT_REJECTED', decision.reason)
-    }
-    if (decision.decision === 'counter') {
-      // The counter-proposal waits for the requestor's signature; it comes back as a new proposal with these terms.
-      const counterId = agreementId(decision.terms)
-      store.agreements.save({ id: counterId, role: 'provider', requestor: terms.requestor, provider: terms.provider, state: 'pending', document: { terms: decision.terms }, createdAtMs: nowMs, updatedAtMs: nowMs })
-      return { decision: 'counter', terms: decision.terms, reasons: decision.reasons }
-    }
+    // An agreement is made once: the same terms proposed again (after it ended, say) do not bring it back.
+    if (store.agreements.get(id) !== undefined) throw new HearthError('HEARTH_ERR_MARKET_AGREEMENT_REJECTED', `agreement ${id} exists already`, { hint: 'propose new terms (a new nonce)' })
+    const decision = reviewProposal(terms, { offer, offerIds: new Set(offers.keys()), policy, activeAgreements: await activeAgreements(nowMs), nowMs })
+    // Refusals and counters are answered, not stored: anyone may send proposals, and only agreements are worth a row.
+    if (decision.decision === 'reject') throw new HearthError('HEARTH_ERR_MARKET_AGREEMENT_REJECTED', decision.reason)
+    // The counter-proposal waits for the requestor's signature; it comes back as a new proposal with these terms.
+    if (decision.decision === 'counter') return { decision: 'counter', terms: decision.terms, reasons: decision.reasons }
     const own = await signPayload(identity, terms)
     const agreement: Agreement = { id, terms, requestorSignature, providerSignature: own.signature }
-    record('approved', agreement)
+    store.agreements.save({ id, role: 'provider', requestor: terms.requestor, provider: terms.provider, state: 'approved', document: agreement, createdAtMs: nowMs, updatedAtMs: nowMs })
+    // Where the requestor can be found again: debit notes go there, and a restarted provider asks it what it is owed.
+    const addresses = await host.libp2p.peerStore.get(ctx.peerId).then((peer) => peer.addresses.map((a) => a.multiaddr.toString())).catch(() => [] as string[])
+    store.peers.remember({ address: terms.requestor, peerId: ctx.peerId.toString(), multiaddrs: addresses, updatedAtMs: nowMs })
     stats.agreements++
     return { decision: 'approve', terms, providerSignature: own.signature }
-  }
-
-  function agreementFor(agreementId: string, requestor: Address): AgreementTerms {
-    const record = store.agreements.get(agreementId)
-    if (record === undefined || record.role !== 'provider') {
-      throw new HearthError('HEARTH_ERR_MARKET_AGREEMENT_UNKNOWN', `no agreement ${agreementId} with this provider`, {
-        hint: 'negotiate an agreement before sending tasks or vouchers',
-      })
-    }
-    const agreement = record.document as Agreement
-    if (agreement.terms.requestor.toLowerCase() !== requestor.toLowerCase()) {
-      throw new HearthError('HEARTH_ERR_MARKET_AGREEMENT_UNKNOWN', `agreement ${agreementId} belongs to another requestor`)
-    }
-    if (record.state !== 'approved') {
-      throw new HearthError('HEARTH_ERR_MARKET_AGREEMENT_UNKNOWN', `agreement ${agreementId} is ${record.state}, not approved`)
-    }
-    return agreement.terms
-  }
-
-  /** Work starts only once the requestor's deposit is on chain, naming this provider. */
-  async function ensureEscrow(terms: AgreementTerms, agreementId: string): Promise<void> {
-    if (escrowChecked.has(agreementId)) return
-    const escrow = await getEscrow(payment, { requestorAddress: terms.requestor as Address, agreementId: agreementId as Hex })
-    // Only an escrow from this agreement's requestor (escrows are keyed by requestor and id), naming this provider and
-    // holding the agreed deposit, backs the work.
-    const backed =
-      escrow !== undefined &&
-      !escrow.closed &&
-      escrow.providerAddress.toLowerCase() === identity.address.toLowerCase() &&
-      escrow.requestorAddress.toLowerCase() === terms.requestor.toLowerCase() &&
-      escrow.depositedWei >= BigInt(terms.depositWei)
-    if (!backed) {
-      throw new HearthError('HEARTH_ERR_PAYMENT_INSUFFICIENT_FUNDS', `agreement ${agreementId} has no open escrow from its requestor holding the agreed deposit`, {
-        hint: 'open the escrow (escrow.open) for the agreed deposit before sending tasks',
-      })
-    }
-    escrowChecked.add(agreementId)
   }
 
   /** The blob named by content id: from the package cache, else fetched from the requestor and checked. */
@@ -411,7 +386,7 @@ export function createProviderAgent(init: ProviderAgentInit): ProviderAgent {
   }
 
   /** What the request asks to run, resolved on this provider: a runtime and its program. */
-  async function programFor(request: RunTaskRequest, from: Parameters<Host['request']>[0]): Promise<{ runtime: Runtime<unknown>; program: unknown; argv0: string[] }> {
+  async function programFor(request: RunTaskRequest, from: Parameters<Host['request']>[0]): Promise<{ runtime: Runtime<unknown>; program: unknown; argv0: string[]; release?: () => void }> {
     if (request.runtime === 'wasi') {
       if (request.packageId === undefined) throw new HearthError('HEARTH_ERR_EXEC_PACKAGE_INVALID', 'a wasi task names no package')
       // argv[0] is the program's name; the request carries only what follows it.
@@ -430,26 +405,69 @@ export function createProviderAgent(init: ProviderAgentInit): ProviderAgent {
     const docker = init.runtimes?.docker
     if (docker === undefined) throw new HearthError('HEARTH_ERR_EXEC_RUNTIME_UNAVAILABLE', 'this provider does not offer docker')
     if (request.imageId === undefined) throw new HearthError('HEARTH_ERR_EXEC_PACKAGE_INVALID', 'a docker task names no image')
-    if (!(await docker.runtime.hasImage(request.imageId))) {
-      if (request.packageId === undefined) throw new HearthError('HEARTH_ERR_EXEC_IMAGE_MISSING', `this provider does not hold image ${request.imageId} and no archive was named`)
-      // The archive is checked twice: by content id on arrival, and by image id when the engine loads it.
-      const { packageId, imageId } = request
-      await packages.using(packageId, async () => loadImageArchive(docker.runtime, await packageFile(packageId, from), imageId))
+    // Held while the task runs, so that an eviction cannot remove the image between its load and the container.
+    const release = await loadedImages!.hold(request.imageId)
+    try {
+      if (!(await docker.runtime.hasImage(request.imageId))) {
+        if (request.packageId === undefined) throw new HearthError('HEARTH_ERR_EXEC_IMAGE_MISSING', `this provider does not hold image ${request.imageId} and no archive was named`)
+        // The archive is checked twice: by content id on arrival, and by image id when the engine loads it (untagged).
+        const { packageId, imageId } = request
+        await packages.using(packageId, async () => loadedImages!.load(packageId, await packageFile(packageId, from), imageId))
+      }
+    } catch (error) {
+      release()
+      throw error
     }
     // The container's command is the whole argv: the request's args, command first.
-    return { runtime: docker.runtime, program: { image: request.imageId }, argv0: [] }
+    return { runtime: docker.runtime, program: { image: request.imageId }, argv0: [], release }
+  }
+
+  /**
+   * Admission for large task frames, decided on the length prefix before the body is read: only a requestor holding
+   * an approved agreement with this provider whose escrow is open may make it buffer one. Peer ids cost nothing; a
+   * funded escrow does. Answers are kept for a few seconds, so a flood of frames costs one chain read per agreement.
+   */
+  const admitted = new Map<string, { ok: boolean; atMs: number }>()
+  async function admitTaskFrame({ remoteAddress }: AdmitContext): Promise<void> {
+    if (paused !== undefined) throw pausedError()
+    const nowMs = Date.now()
+    const known = admitted.get(remoteAddress.toLowerCase())
+    if (known !== undefined && nowMs - known.atMs < 5_000) {
+      if (known.ok) return
+    } else {
+      let ok = false
+      for (const record of store.agreements.list({ state: 'approved' })) {
+        if (record.role !== 'provider' || record.requestor.toLowerCase() !== remoteAddress.toLowerCase()) continue
+        if ((record.document as Agreement).terms.expiresAtSec * 1000 <= nowMs) continue
+        if (await accounts.account(record.id, remoteAddress).backed()) {
+          ok = true
+          break
+        }
+      }
+      if (admitted.size > 4096) admitted.clear()
+      admitted.set(remoteAddress.toLowerCase(), { ok, atMs: nowMs })
+      if (ok) return
+    }
+    throw new HearthError('HEARTH_ERR_MARKET_AGREEMENT_UNKNOWN', 'this provider takes large task frames only from a requestor holding an approved agreement with it whose escrow is open', {
+      hint: 'negotiate an agreement and open its escrow before sending tasks',
+    })
   }
 
   async function runTask(request: RunTaskRequest, requestor: Address, from: Parameters<Host['request']>[0], signal: AbortSignal): Promise<TaskResult> {
     if (paused !== undefined) throw pausedError()
-    const terms = agreementFor(request.agreementId, requestor)
-    await ensureEscrow(terms, request.agreementId)
-    ensureNotOverdue(terms, request.agreementId, Date.now())
-    const done = deliveredUsage(request.agreementId)
-    if (done.tasks >= terms.maxTasks) {
-      throw new HearthError('HEARTH_ERR_MARKET_AGREEMENT_REJECTED', `agreement ${request.agreementId} already had its ${terms.maxTasks} tasks`)
+    const account = accounts.account(request.agreementId, requestor)
+    const terms = account.terms
+    // Every money check (escrow, expiry, overdue notes, tasks left, unpaid work) before any work; released if none is done.
+    const reservation = await account.reserve()
+    let held: { memoryBytes: number; diskBytes: number }
+    try {
+      held = admit(request)
+    } catch (error) {
+      reservation.cancel()
+      throw error
     }
-    const held = admit(request)
+    let billed = false
+    let releaseProgram: (() => void) | undefined
     const handBack = new AbortController()
     const taskKey = randomUUID()
     runningTasks.set(taskKey, { ...held, child: request.runtime !== 'wasi', abort: handBack })
@@ -459,7 +477,8 @@ export function createProviderAgent(init: ProviderAgentInit): ProviderAgent {
     const rootDir = join(activityDir, 'root')
     try {
       if (handBack.signal.aborted) throw pausedError()
-      const { runtime, program, argv0 } = await programFor(request, from)
+      const { runtime, program, argv0, release } = await programFor(request, from)
+      releaseProgram = release
       if (handBack.signal.aborted) throw pausedError()
       await mkdir(rootDir, { recursive: true })
       for (const input of request.inputs) {
@@ -487,7 +506,7 @@ export function createProviderAgent(init: ProviderAgentInit): ProviderAgent {
           timeoutMs: request.timeoutMs,
           maxOutputBytes: request.maxOutputBytes,
           // The agreement's GPUs, by index as detected; the sandbox shows no other device.
-          ...gpuGrant(agreementFor(request.agreementId, requestor).gpus),
+          ...gpuGrant(terms.gpus),
         },
         { signal: AbortSignal.any([signal, handBack.signal]) },
       )
@@ -508,7 +527,8 @@ export function createProviderAgent(init: ProviderAgentInit): ProviderAgent {
         const bytes = wrong ? wrongResults.corrupt(await readFile(hostPath)) : await readFile(hostPath)
         outputs.push({ path, contentId: sha256Hex(bytes), sizeBytes: bytes.length, dataBase64: bytes.toString('base64') })
       }
-      const debitNote = meter(terms, request.agreementId, { tasks: 1, cpuMs: run.cpuMs, durationMs: run.durationMs }, Date.now())
+      const debitNote = reservation.complete({ tasks: 1, cpuMs: run.cpuMs, durationMs: run.durationMs })
+      billed = true
       stats.tasksRun++
       if (wrong) stats.wrongResults++
       const stdout = await readFile(stdoutPath).catch(() => Buffer.alloc(0))
@@ -531,86 +551,11 @@ export function createProviderAgent(init: ProviderAgentInit): ProviderAgent {
       if (handBack.signal.aborted) throw pausedError()
       throw error
     } finally {
+      // Work that did not produce a result (handed back, refused input, a sandbox limit) is not billed.
+      if (!billed) reservation.cancel()
+      releaseProgram?.()
       runningTasks.delete(taskKey)
       await rm(activityDir, { recursive: true, force: true })
-    }
-  }
-
-  async function acceptVoucher(voucher: Voucher, requestor: Address): Promise<bigint> {
-    const terms = agreementFor(voucher.agreementId, requestor)
-    await verifyVoucher(voucher, {
-      expectedSigner: terms.requestor as Address,
-      chainId: payment.client.chainId,
-      escrowAddress: payment.escrowAddress,
-      agreementId: voucher.agreementId,
-    })
-    // Never more than the delivered work costs, by this provider's own metering.
-    const owedAtMost = costWei(terms.pricing, deliveredUsage(voucher.agreementId))
-    if (voucher.cumulativeWei > BigInt(terms.depositWei) || voucher.cumulativeWei > owedAtMost) {
-      throw new HearthError('HEARTH_ERR_PAYMENT_VOUCHER_INVALID', `voucher for ${voucher.cumulativeWei} wei exceeds what this agreement allows`)
-    }
-    store.vouchers.save({ agreementId: voucher.agreementId, cumulativeWei: voucher.cumulativeWei, document: voucherToJson(voucher), receivedAtMs: Date.now() })
-    const latestWei = store.vouchers.latest(voucher.agreementId)?.cumulativeWei ?? voucher.cumulativeWei
-    // A voucher pays every debit note it covers.
-    unpaidNotes.set(voucher.agreementId, (unpaidNotes.get(voucher.agreementId) ?? []).filter((note) => BigInt(note.amountDueWei) > latestWei))
-    if (claimPolicy.thresholdWei !== undefined && latestWei - store.vouchers.claimedWei(voucher.agreementId) >= claimPolicy.thresholdWei) {
-      // Off the answer's path: the requestor need not wait for our transaction.
-      void settle(voucher.agreementId, false).catch(() => undefined)
-    }
-    return latestWei
-  }
-
-  /**
-   * Claims the newest voucher; with `release` also gives the unclaimed rest of the deposit back and closes the
-   * escrow (in the same tx when there is something to claim, else by `release` alone).
-   */
-  function settle(agreementId: string, release: boolean): Promise<{ claimTx: Hex | null; paidWei: bigint; refundedWei: bigint }> {
-    // One claim at a time per agreement: two in flight would claim the same voucher and the second would revert.
-    const previous = settling.get(agreementId) ?? Promise.resolve()
-    const next = previous.catch(() => undefined).then(() => settleNow(agreementId, release))
-    settling.set(agreementId, next)
-    void next.finally(() => {
-      if (settling.get(agreementId) === next) settling.delete(agreementId)
-    }).catch(() => undefined)
-    return next
-  }
-
-  async function settleNow(agreementId: string, release: boolean): Promise<{ claimTx: Hex | null; paidWei: bigint; refundedWei: bigint }> {
-    const latest = store.vouchers.latest(agreementId)
-    if (latest !== undefined && latest.claimedTx === null) {
-      const voucher = voucherFromJson(latest.document)
-      const outcome = await claimVoucher(payment, { voucher, release })
-      store.vouchers.markClaimed(agreementId, voucher.cumulativeWei, outcome.hash)
-      return { claimTx: outcome.hash, paidWei: outcome.paidWei, refundedWei: outcome.refundedWei }
-    }
-    if (!release) return { claimTx: null, paidWei: 0n, refundedWei: 0n }
-    const escrow = await getEscrow(payment, { requestorAddress: store.agreements.get(agreementId)!.requestor as Address, agreementId: agreementId as Hex })
-    if (escrow === undefined || escrow.closed) return { claimTx: null, paidWei: 0n, refundedWei: 0n }
-    const outcome = await releaseEscrow(payment, { requestorAddress: escrow.requestorAddress, agreementId: agreementId as Hex })
-    return { claimTx: outcome.hash, paidWei: 0n, refundedWei: outcome.refundedWei }
-  }
-
-  async function claimOutstanding(options: { release?: boolean } = {}): Promise<{ agreementId: string; txHash: string; paidWei: bigint }[]> {
-    const claimed: { agreementId: string; txHash: string; paidWei: bigint }[] = []
-    for (const voucher of store.vouchers.unclaimed()) {
-      try {
-        const outcome = await settle(voucher.agreementId, options.release === true)
-        if (outcome.claimTx !== null) claimed.push({ agreementId: voucher.agreementId, txHash: outcome.claimTx, paidWei: outcome.paidWei })
-      } catch (error) {
-        // One agreement's failed claim (e.g. already claimed by an earlier run) must not stop the others.
-        if (!isHearthError(error)) throw error
-      }
-    }
-    return claimed
-  }
-
-  /** After expiry the requestor may refund: whatever is owed must be claimed before then. */
-  async function claimBeforeExpiry(nowMs = Date.now()): Promise<void> {
-    for (const voucher of store.vouchers.unclaimed()) {
-      const record = store.agreements.get(voucher.agreementId)
-      if (record === undefined) continue
-      const expiresAtSec = (record.document as Agreement).terms.expiresAtSec
-      if (expiresAtSec - nowMs / 1000 <= claimPolicy.beforeExpirySec) await settle(voucher.agreementId, false).catch(() => undefined)
     }
   }
 
@@ -670,17 +615,18 @@ export function createProviderAgent(init: ProviderAgentInit): ProviderAgent {
 
       await host.handle(negotiateProtocol, negotiate)
 
-      await host.handle(cancelAgreementProtocol, ({ agreementId: id }, ctx) => {
-        agreementFor(id, ctx.remoteAddress)
-        // Once money is in escrow the agreement ends by settlement, not by a word from one side.
-        if (escrowChecked.has(id) || deliveredUsage(id).tasks > 0) {
+      await host.handle(cancelAgreementProtocol, async ({ agreementId: id }, ctx) => {
+        const account = accounts.account(id, ctx.remoteAddress)
+        if (store.agreements.get(id)?.state !== 'approved') throw new HearthError('HEARTH_ERR_MARKET_AGREEMENT_UNKNOWN', `agreement ${id} is not approved`)
+        // Once money is in escrow or work was done, the agreement ends by settlement, not by a word from one side.
+        if (account.delivered().tasks > 0 || account.exposure().runningTasks > 0 || (await account.backed())) {
           throw new HearthError('HEARTH_ERR_MARKET_AGREEMENT_REJECTED', `agreement ${id} has started; settle it instead`)
         }
         store.agreements.setState(id, 'cancelled')
         return { agreementId: id, state: 'cancelled' }
       })
 
-      await host.handle(runTaskProtocol, (request, ctx) => runTask(request, ctx.remoteAddress, ctx.peerId, ctx.signal))
+      await host.handle(runTaskProtocol, (request, ctx) => runTask(request, ctx.remoteAddress, ctx.peerId, ctx.signal), { admit: admitTaskFrame })
       // A batch: each task runs (and is refused, checked and billed) exactly as if it came alone.
       await host.handle(runTasksProtocol, async ({ tasks }, ctx) => {
         const settled = await Promise.allSettled(tasks.map((task) => runTask(task, ctx.remoteAddress, ctx.peerId, ctx.signal)))
@@ -691,7 +637,7 @@ export function createProviderAgent(init: ProviderAgentInit): ProviderAgent {
             return { ok: false as const, code: error.code, message: error.shortMessage.slice(0, 4000) }
           }),
         }
-      })
+      }, { admit: admitTaskFrame })
 
       // ExeScript activities: the same checks as a task before any work, billed as one task each.
       activityService = createActivityService({
@@ -706,53 +652,30 @@ export function createProviderAgent(init: ProviderAgentInit): ProviderAgent {
           ...(offeredRuntimes.includes('native') && init.runtimes?.native !== undefined ? { native: init.runtimes.native } : {}),
           ...(offeredRuntimes.includes('docker') && init.runtimes?.docker !== undefined ? { docker: init.runtimes.docker } : {}),
         },
-        authorize: async (id, requestor) => {
+        account: (id, requestor) => {
           if (paused !== undefined) throw pausedError()
-          const terms = agreementFor(id, requestor)
-          await ensureEscrow(terms, id)
-          ensureNotOverdue(terms, id, Date.now())
-          return terms
+          return accounts.account(id, requestor)
         },
-        meter: (terms, id, usage) => meter(terms, id, usage, Date.now()),
+        ...(loadedImages === undefined ? {} : { loadedImages }),
+        ...(init.activityMeterEveryMs === undefined ? {} : { meterEveryMs: init.activityMeterEveryMs }),
       })
       await activityService.start()
 
       await host.handle(voucherProtocol, async (json, ctx) => {
-        const voucher = voucherFromJson(json)
-        const acceptedWei = await acceptVoucher(voucher, ctx.remoteAddress)
-        return { agreementId: voucher.agreementId, acceptedWei: acceptedWei.toString() }
-      })
+        const acceptedWei = await accounts.account(json.agreementId, ctx.remoteAddress).acceptVoucher(json)
+        return { agreementId: json.agreementId, acceptedWei: acceptedWei.toString() }
+      }, { admit: admitTaskFrame })
 
       await host.handle(settleProtocol, async ({ agreementId, voucher }, ctx) => {
-        const terms = agreementFor(agreementId, ctx.remoteAddress)
-        if (voucher !== null) {
-          const final = voucherFromJson(voucher)
-          if (final.agreementId !== agreementId) throw new HearthError('HEARTH_ERR_PAYMENT_VOUCHER_INVALID', 'the final voucher is for another agreement')
-          await acceptVoucher(final, ctx.remoteAddress)
-        }
-        // The invoice: all the work delivered, what it costs, and what the requestor's vouchers actually cover.
-        const usage = deliveredUsage(agreementId)
-        const invoice: Invoice = {
-          agreementId,
-          usage,
-          amountDueWei: costWei(terms.pricing, usage).toString(),
-          paidWei: (store.vouchers.latest(agreementId)?.cumulativeWei ?? 0n).toString(),
-          issuedAtMs: Date.now(),
-        }
-        store.paymentDocuments.save({ agreementId, kind: 'invoice', seq: 1, document: invoice, createdAtMs: invoice.issuedAtMs })
-        const outcome = await settle(agreementId, true)
-        store.agreements.setState(agreementId, 'terminated')
-        escrowChecked.delete(agreementId)
-        unpaidNotes.delete(agreementId)
-        return { agreementId, invoice, claimTx: outcome.claimTx, paidWei: outcome.paidWei.toString(), refundedWei: outcome.refundedWei.toString() }
-      })
+        const outcome = await accounts.settle(agreementId, ctx.remoteAddress, voucher)
+        return { agreementId, invoice: outcome.invoice, claimTx: outcome.claimTx, paidWei: outcome.paidWei.toString(), refundedWei: outcome.refundedWei.toString() }
+      }, { admit: admitTaskFrame })
 
+      // Checks the escrow contract's claim grace, reconciles claims left by an earlier run, claims what is owed, and
+      // asks requestors for vouchers signed while this provider was away.
+      await accounts.start()
       started = true
       if (paused === undefined) await publishOffer()
-      // Vouchers left from before a restart are money owed: claim them first thing, in the background.
-      void claimOutstanding().catch(() => undefined)
-      claimTimer = setInterval(() => void claimBeforeExpiry().catch(() => undefined), claimPolicy.checkEveryMs)
-      claimTimer.unref()
       if (paused === undefined) {
         republishTimer = setInterval(() => void publishOffer().catch(() => undefined), Math.max(1000, Math.floor(offerTtlMs / 2)))
         republishTimer.unref()
@@ -761,15 +684,15 @@ export function createProviderAgent(init: ProviderAgentInit): ProviderAgent {
 
     async stop() {
       if (republishTimer !== undefined) clearInterval(republishTimer)
-      if (claimTimer !== undefined) clearInterval(claimTimer)
       await activityService?.stop()
-      await Promise.allSettled(settling.values())
+      await accounts.stop()
       for (const protocol of [negotiateProtocol, cancelAgreementProtocol, runTaskProtocol, runTasksProtocol, voucherProtocol, settleProtocol]) {
         await host.unhandle(protocol).catch(() => undefined)
       }
       if (init.market === undefined) await market.stop()
     },
 
-    claimOutstanding,
+    claimOutstanding: (options) => accounts.claimOutstanding(options),
+    accounts,
   }
 }

@@ -151,7 +151,7 @@ export async function startProviderNode(init: ProviderNodeInit): Promise<Provide
     const programs = config.runtimes.native
     let native: NativeRuntime | undefined
     if (Object.keys(programs).length > 0) {
-      native = createNativeRuntime({ programs: Object.values(programs) })
+      native = createNativeRuntime({ programs: Object.values(programs), allowedEnv: config.runtimes.nativeEnv })
       stops.push(() => native!.close())
     }
     let docker: DockerRuntime | undefined
@@ -196,6 +196,7 @@ export async function startProviderNode(init: ProviderNodeInit): Promise<Provide
       policy: {
         maxConcurrentAgreements: admission.maxConcurrentAgreements,
         maxAgreementSec: admission.maxJobDurationSec,
+        maxDebitNoteIntervalSec: config.payments.maxDebitNoteIntervalSec,
         ...(admission.allowedRequestors.length === 0 ? {} : { allowedRequestors: new Set(admission.allowedRequestors.map((a) => a.toLowerCase())) }),
         ...(admission.deniedRequestors.length === 0 ? {} : { deniedRequestors: new Set(admission.deniedRequestors.map((a) => a.toLowerCase())) }),
       },
@@ -203,7 +204,17 @@ export async function startProviderNode(init: ProviderNodeInit): Promise<Provide
         maxTotalMemoryBytes: Math.floor((admission.maxTotalMemoryGib ?? resources.memoryGib) * gib),
         maxTotalDiskBytes: Math.floor((admission.maxTotalDiskGib ?? resources.diskGib) * gib),
       },
-      ...(config.claim.thresholdHtt === undefined ? {} : { claimPolicy: { thresholdWei: parseEther(config.claim.thresholdHtt) } }),
+      claimPolicy: {
+        ...(config.claim.thresholdHtt === undefined ? {} : { thresholdWei: parseEther(config.claim.thresholdHtt) }),
+        confirmations: config.payments.confirmations,
+      },
+      accountLimits: {
+        maxUnpaidTasks: config.payments.maxUnpaidTasks,
+        ...(config.payments.maxUnpaidHtt === undefined ? {} : { maxUnpaidWei: parseEther(config.payments.maxUnpaidHtt) }),
+        minClaimGraceSec: config.payments.minClaimGraceSec,
+      },
+      ...(config.payments.payoutAddress === undefined ? {} : { payoutAddress: config.payments.payoutAddress as Address }),
+      log,
     })
 
     const costs = ownerCosts(config)

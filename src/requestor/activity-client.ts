@@ -6,10 +6,11 @@
  * Aborting a batch (its signal, or leaving the event loop early) cancels it on the provider, which terminates the
  * activity: nothing keeps running that nobody waits for. With a store, the requestor keeps each activity's state too.
  *
- * Paying (activity-billing.ts): with `payment` in the deps and the agreement's `terms`, every debit note the provider
- * hands over is answered with a cumulative voucher, up to what its signed answers justify for this requestor's
- * activities under the agreement. Ending an activity does not end its agreement (several activities may share one):
- * call `settleAgreement(deps, agreement)` once done with it, so the provider claims what is owed and releases the rest.
+ * Paying: with the requestor's `accounts` in the deps, every debit note the provider hands over (or sends while an
+ * activity runs) is answered through the agreement's account (requestor-account.ts) with a cumulative voucher, up to
+ * what the provider's signed answers and this requestor's own observation justify. Ending an activity does not end
+ * its agreement (several activities may share one): call `accounts.account(id).settle()` once done with it, so the
+ * provider claims what is owed and releases the rest.
  */
 import { randomUUID } from 'node:crypto'
 import type { Address } from 'viem'
@@ -28,19 +29,16 @@ import {
   activityExecProtocol,
   type BatchResult,
 } from '../exec/exescript-protocols.ts'
-import type { EscrowContext } from '../payment/escrow.ts'
 import type { Store } from '../store/store.ts'
-import { agreementBill, type ActivityBillingTerms } from './activity-billing.ts'
-
-export { settleAgreement, type AgreementSettlement } from './activity-billing.ts'
+import { plausibleUsage, type RequestorAccount, type RequestorAccounts } from './requestor-account.ts'
 
 export interface ActivityClientDeps {
   host: Host
   identity: NodeIdentity
-  /** Where this requestor keeps its activities' states, debit notes and vouchers (optional). */
+  /** Where this requestor keeps its activities' states (optional). */
   store?: Store
-  /** The requestor's chain client and escrow contract: with the agreement's `terms`, debit notes are paid. */
-  payment?: EscrowContext
+  /** The requestor's accounts: with them, debit notes are paid (without, activities run unpaid, for tests of the protocol). */
+  accounts?: RequestorAccounts
 }
 
 export interface ActivityAgreement {
@@ -50,8 +48,6 @@ export interface ActivityAgreement {
   provider: Address
   /** Where to reach the provider: a multiaddr from its offer, or its PeerId. */
   target: PeerTarget
-  /** The agreement's pricing and deposit (its terms will do): with `payment` in the deps, debit notes are paid. */
-  terms?: ActivityBillingTerms
 }
 
 export interface ActivityOptions {
@@ -129,7 +125,10 @@ export async function createActivity(deps: ActivityClientDeps, agreement: Activi
   const maxFileBytes = options.maxFileBytes ?? 64 * 1024 * 1024
   const activityId = randomUUID()
   const peer = agreement.provider.toLowerCase()
-  const bill = agreementBill(deps, agreement)
+  const account: RequestorAccount | undefined = deps.accounts?.account(agreement.id)
+  if (account !== undefined && account.provider.toLowerCase() !== peer) {
+    throw new HearthError('HEARTH_ERR_MARKET_AGREEMENT_UNKNOWN', `agreement ${agreement.id} is with ${account.provider}, not ${agreement.provider}`, { hint: 'name the agreement\'s own provider' })
+  }
   const server = await blobServer(host)
   server.activities++
   server.allowed.set(peer, (server.allowed.get(peer) ?? 0) + 1)
@@ -138,7 +137,7 @@ export async function createActivity(deps: ActivityClientDeps, agreement: Activi
   const release = (): void => {
     if (released) return
     released = true
-    bill.untrack(activityId)
+    account?.untrackActivity(activityId)
     server.activities--
     server.allowed.set(peer, (server.allowed.get(peer) ?? 1) - 1)
     for (const id of provided) {
@@ -155,13 +154,19 @@ export async function createActivity(deps: ActivityClientDeps, agreement: Activi
   /** Usage a signed answer reported, as far as it is believable; kept in the store and on the agreement's bill. */
   let batches = 0
   const sentCreateAt = performance.now()
-  const recordUsage = (signer: Address | undefined, usage: ActivityUsage): ActivityUsage | undefined => {
+  const recordUsage = (signer: Address | undefined, usage: ActivityUsage, ended: boolean): ActivityUsage | undefined => {
     if (signer === undefined) return undefined
-    const kept = bill.report(activityId, signer, usage, { lifeMs: performance.now() - sentCreateAt, batches })
-    if (kept !== undefined) store?.activities.setUsage('requestor', activityId, kept)
+    const observed = { lifeMs: performance.now() - sentCreateAt, batches }
+    // An ended activity is justified by its final signed report alone, no longer by its life so far.
+    if (ended) account?.untrackActivity(activityId)
+    if (account !== undefined) return account.reportActivity(activityId, signer, usage, observed)
+    if (signer.toLowerCase() !== peer) return undefined
+    const kept = plausibleUsage(usage, observed)
+    store?.activities.setUsage('requestor', activityId, kept)
     return kept
   }
-  const answerNote = (note: DebitNote | undefined): Promise<void> => (note === undefined ? Promise.resolve() : bill.answer(note).catch(() => undefined))
+  const answerNote = (note: DebitNote | undefined): Promise<void> =>
+    note === undefined || account === undefined ? Promise.resolve() : account.answer(note).then(() => account.sent()).catch(() => undefined)
 
   let created
   try {
@@ -236,7 +241,7 @@ export async function createActivity(deps: ActivityClientDeps, agreement: Activi
         files.push({ index: command.index, contentId: command.contentId, bytes })
       }
       setState(outcome.state, outcome.results.find((r) => !r.ok)?.error?.message)
-      recordUsage(signer, outcome.usage)
+      recordUsage(signer, outcome.usage, terminalStates.includes(outcome.state))
       // Paid off the result's path, in order with the agreement's other vouchers.
       void answerNote(outcome.debitNote)
       if (terminalStates.includes(outcome.state)) release()
@@ -297,7 +302,7 @@ export async function createActivity(deps: ActivityClientDeps, agreement: Activi
     try {
       const answer = await host.exchange(agreement.target, activityDestroyProtocol, { agreementId: agreement.id, activityId })
       setState(answer.response.state)
-      const kept = recordUsage(answer.envelope?.signer, answer.response.usage)
+      const kept = recordUsage(answer.envelope?.signer, answer.response.usage, true)
       await answerNote(answer.response.debitNote)
       return kept ?? answer.response.usage
     } catch (error) {
@@ -310,7 +315,7 @@ export async function createActivity(deps: ActivityClientDeps, agreement: Activi
     }
   }
 
-  bill.track(activityId, terminate)
+  account?.trackActivity(activityId, () => ({ lifeMs: performance.now() - sentCreateAt, batches }), terminate)
   return {
     id: activityId,
     agreementId: agreement.id,

@@ -14,7 +14,7 @@ import type { Offer } from '../market/offer.ts'
 import { createMarketNode, type MarketNode } from '../market/market-node.ts'
 import { rankOffers, type GeoPoint, type StrategyWeights } from '../market/strategy.ts'
 import { negotiateMany, offerTarget } from './negotiator.ts'
-import { addUsage, costWei, maxCostWei, maxTaskCostWei, noUsage, type Pricing, type Usage } from '../market/pricing.ts'
+import { maxCostWei, maxTaskCostWei, type Pricing, type Usage } from '../market/pricing.ts'
 import { compileConstraints } from '../market/constraints/evaluate.ts'
 import { matchDemandOffer } from '../market/constraints/match.ts'
 import type { Properties } from '../market/constraints/properties.ts'
@@ -23,10 +23,9 @@ import { serveBlobProtocol } from '../net/blob-protocol.ts'
 import type { Host } from '../net/host.ts'
 import { fetchBlobBinaryProtocol, fetchBlobProtocol, maxTasksPerBatch, runTaskProtocol, runTasksProtocol, type BatchAnswer, type RunTaskRequest, type TaskResult } from '../exec/activity-protocols.ts'
 import { sha256Hex } from '../exec/content-hash.ts'
-import { approveEscrow, chainTimeSec, getEscrow, openEscrows, refundEscrow, tokenBalanceOf, type EscrowContext } from '../payment/escrow.ts'
-import { settleProtocol, voucherProtocol } from '../payment/payment-protocols.ts'
-import { signVoucher, voucherToJson, type Voucher } from '../payment/voucher.ts'
+import { tokenBalanceOf, type EscrowContext } from '../payment/escrow.ts'
 import type { DebitNote } from '../market/billing.ts'
+import { createRequestorAccounts, type RequestorAccount, type RequestorAccounts } from './requestor-account.ts'
 import type { Store } from '../store/store.ts'
 import type { JobEventListener } from './events.ts'
 import { dispatch, type Attempt, type DispatchSlot } from './dispatch.ts'
@@ -149,6 +148,8 @@ export interface JobFigures {
   failures: number
   spotChecks: number
   spotRejected: number
+  /** Spot checks this machine could not run (its own failure, not held against the provider). */
+  spotFailed: number
   /** Tasks a resumed job found done. */
   resumed: number
 }
@@ -191,19 +192,23 @@ export interface RequestorInit {
   localRuntime?: WasiRuntime
   /** Randomness for verification choices (spot checks, adaptive checks); seed it for reproducible runs. */
   random?: () => number
+  /** Where undelivered vouchers and refunds are reported. */
+  log?(message: string): void
 }
 
 export interface Requestor {
   readonly offerBook: OfferBook
   readonly market: MarketNode
+  /** Every agreement's money: deposits, accepted work, vouchers signed and delivered, claims and refunds. */
+  readonly accounts: RequestorAccounts
   start(): Promise<void>
   stop(): Promise<void>
   runJob(spec: JobSpec, options?: { onEvent?: JobEventListener; signal?: AbortSignal }): Promise<JobOutcome>
   /** Finds providers, signs agreements and opens escrows for a job whose tasks come in batches; see JobSession. */
   openJob(spec: JobSpec, options?: { onEvent?: JobEventListener; signal?: AbortSignal }): Promise<JobSession>
   /**
-   * Takes back the unclaimed rest of every escrow whose provider never settled, once the agreement has expired (chain
-   * time). Safe to call at any time: escrows that are closed or not yet expired are left alone.
+   * Takes back the unclaimed rest of every escrow whose provider never settled, once it has expired and the contract's
+   * claim grace has passed (chain time). Safe to call at any time: escrows closed or still claimable are left alone.
    */
   refundExpired(): Promise<{ agreementId: string; txHash: string; refundedWei: bigint }[]>
 }
@@ -212,16 +217,13 @@ interface Slot extends DispatchSlot {
   agreement: Agreement
   offer: Offer
   peer: string
-  pricing: Pricing
-  /** Work accepted from this provider, as its signed results metered it: what the vouchers pay for. */
-  acceptedUsage: Usage
-  vouchers: number
-  voucheredWei: bigint
+  /** The agreement's money: accepted work, vouchers, settlement. */
+  account: RequestorAccount
+  /** Results of this provider accepted and rejected in this job. */
   accepted: number
   rejected: number
   failures: number
   openTx: Hex
-  vouchersSent: Promise<void>
   /** The latest debit note, answered once a result of this provider is accepted. */
   pendingNote?: DebitNote
 }
@@ -263,7 +265,13 @@ function offersProgram(offer: Offer, program: string | undefined): boolean {
 }
 
 /** Sandbox verdicts: the program, not the provider, went wrong (it may still be retried once elsewhere). */
-const taskFaultCodes = new Set(['HEARTH_ERR_EXEC_TIMEOUT', 'HEARTH_ERR_EXEC_MEMORY', 'HEARTH_ERR_EXEC_OUTPUT_TOO_LARGE', 'HEARTH_ERR_EXEC_FAILED', 'HEARTH_ERR_EXEC_PACKAGE_INVALID'])
+const taskFaultCodes = new Set(['HEARTH_ERR_EXEC_TIMEOUT', 'HEARTH_ERR_EXEC_MEMORY', 'HEARTH_ERR_EXEC_OUTPUT_TOO_LARGE', 'HEARTH_ERR_EXEC_FAILED', 'HEARTH_ERR_EXEC_PACKAGE_INVALID', 'HEARTH_ERR_EXEC_ENV_NOT_ALLOWED'])
+
+/**
+ * Refusals that say "not now": the provider has no room, its inbound budget is full, or it waits for a voucher to
+ * cover unpaid work. The task goes elsewhere (or here again a little later), and nothing counts against the provider.
+ */
+const notNowCodes = new Set(['HEARTH_ERR_PROVIDER_BUSY', 'HEARTH_ERR_NET_BUSY', 'HEARTH_ERR_PAYMENT_UNPAID'])
 
 /** Slack on a task's network deadline beyond its run deadline: transfer and signing. */
 const taskNetworkSlackMs = 30_000
@@ -271,10 +279,10 @@ const taskNetworkSlackMs = 30_000
 export function createRequestor(init: RequestorInit): Requestor {
   const { identity, host, store, payment, reputation } = init
   const market = init.market ?? createMarketNode({ host })
+  const accounts = createRequestorAccounts({ identity, host, store, payment, ...(init.log === undefined ? {} : { log: init.log }) })
   const blobs = new Map<string, Uint8Array>()
   /** Providers with an agreement from this requestor: only they may fetch its blobs. */
   const allowedFetchers = new Set<string>()
-  let approved = false
 
   function checkResult(result: TaskResult, request: RunTaskRequest, roundTripMs: number): void {
     const problems: string[] = []
@@ -302,34 +310,11 @@ export function createRequestor(init: RequestorInit): Requestor {
     }
   }
 
-  /** Signs (and records) a cumulative voucher for `cumulativeWei` under the slot's agreement. */
-  async function voucherFor(slot: Slot, cumulativeWei: bigint): Promise<Voucher> {
-    const voucher = await signVoucher({ privateKey: identity.privateKey, chainId: payment.client.chainId, escrowAddress: payment.escrowAddress, agreementId: slot.agreement.id as Hex, cumulativeWei })
-    store.vouchers.save({ agreementId: slot.agreement.id, cumulativeWei, document: voucherToJson(voucher), receivedAtMs: Date.now() })
-    slot.vouchers++
-    slot.voucheredWei = cumulativeWei
-    return voucher
-  }
-
-  /**
-   * A debit note is paid with a voucher for what it asks, but never more than the accepted results justify under the
-   * agreement's pricing: work this requestor refused is not paid, and a note it cannot cover in full stays partly
-   * unpaid (the provider may then stop). The voucher travels off the task path, in order.
-   */
+  /** A debit note is paid through the agreement's account: never more than the accepted results justify. */
   async function answerDebitNote(slot: Slot, note: DebitNote, emit: JobEventListener): Promise<void> {
-    if (note.agreementId !== slot.agreement.id) return
-    store.paymentDocuments.save({ agreementId: note.agreementId, kind: 'debit-note', seq: note.seq, document: note, createdAtMs: Date.now() })
-    const justifiedWei = costWei(slot.pricing, slot.acceptedUsage)
-    const payWei = BigInt(note.amountDueWei) < justifiedWei ? BigInt(note.amountDueWei) : justifiedWei
-    if (payWei <= slot.voucheredWei) return
-    const voucher = await voucherFor(slot, payWei)
-    // A lost voucher costs the provider nothing: the next (cumulative) one covers it. Settlement waits for these.
-    slot.vouchersSent = slot.vouchersSent.then(() =>
-      host.request(slot.peer, voucherProtocol, voucherToJson(voucher)).then(
-        (ack) => emit({ type: 'voucher-delivered', provider: slot.offer.provider, agreementId: slot.agreement.id, cumulativeWei: ack.acceptedWei }),
-        () => undefined,
-      ),
-    )
+    await slot.account.answer(note, {
+      onDelivered: (acceptedWei) => emit({ type: 'voucher-delivered', provider: slot.offer.provider, agreementId: slot.agreement.id, cumulativeWei: acceptedWei.toString() }),
+    })
   }
 
   /** What a task's result says, reduced to what must agree between providers: exit code and outputs (images by pixels). */
@@ -513,27 +498,13 @@ export function createRequestor(init: RequestorInit): Requestor {
       })
     }
 
-    // 3. Escrow: one approval per requestor, then the deposits of every agreement in one transaction.
+    // 3. Escrow: the deposits of every agreement in one transaction, through their accounts.
     emit({ type: 'phase', message: 'opening escrows on chain' })
-    if (!approved) {
-      await approveEscrow(payment)
-      approved = true
-    }
-    // All deposits in one transaction: the chain cost of a job does not grow with its number of providers' opens.
-    const opened = await openEscrows(
-      payment,
-      agreements.map(({ agreement, offer }) => ({
-        agreementId: agreement.id as Hex,
-        providerAddress: offer.provider as Address,
-        amountWei: BigInt(agreement.terms.depositWei),
-        expiresAtSec: agreement.terms.expiresAtSec,
-      })),
-    )
+    const opened = await accounts.open(agreements)
     const slots: Slot[] = agreements.map(({ agreement, offer }) => {
       const depositWei = BigInt(agreement.terms.depositWei)
-      store.escrows.save({ agreementId: agreement.id, depositedWei: depositWei, openTx: opened.hash, claimedWei: 0n, refundedWei: 0n, closed: false })
       allowedFetchers.add(offer.provider.toLowerCase())
-      emit({ type: 'escrow-opened', provider: offer.provider, agreementId: agreement.id, depositWei: depositWei.toString(), txHash: opened.hash })
+      emit({ type: 'escrow-opened', provider: offer.provider, agreementId: agreement.id, depositWei: depositWei.toString(), txHash: opened.txHash })
       const threads = Number(offer.properties['golem.inf.cpu.threads'] ?? 1)
       return {
         provider: offer.provider,
@@ -544,22 +515,18 @@ export function createRequestor(init: RequestorInit): Requestor {
         agreement,
         offer,
         peer: offerTarget(offer),
-        pricing: agreement.terms.pricing,
-        acceptedUsage: noUsage,
-        vouchers: 0,
-        voucheredWei: 0n,
+        account: accounts.account(agreement.id),
         accepted: 0,
         rejected: 0,
         failures: 0,
-        openTx: opened.hash,
-        vouchersSent: Promise.resolve(),
+        openTx: opened.txHash,
       }
     })
 
     if (slots.length < 2 && (replicas > 1 || (adaptive && reputation !== undefined))) {
       emit({ type: 'phase', message: 'only one provider: its results cannot be checked by another, and are taken as they come (add providers, or spot checks for wasi)' })
     }
-    const figures = { accepted: 0, attempts: 0, retries: 0, checks: 0, rejected: 0, stragglers: 0, failures: 0, spotChecks: 0, spotRejected: 0, resumed: resumed.size }
+    const figures = { accepted: 0, attempts: 0, retries: 0, checks: 0, rejected: 0, stragglers: 0, failures: 0, spotChecks: 0, spotRejected: 0, spotFailed: 0, resumed: resumed.size }
     const spotChecker = spotCheckRate > 0 && init.localRuntime !== undefined ? createLocalRunner({ runtime: init.localRuntime, concurrency: 1, maxMemoryBytes: spec.maxMemoryBytes, timeoutMs: spec.timeoutMs, maxOutputBytes: spec.maxOutputBytes }) : undefined
     const random = init.random ?? Math.random
     let nextTaskIndex = 0
@@ -634,8 +601,16 @@ export function createRequestor(init: RequestorInit): Requestor {
         // any other task, so a provider that cheats now and then is caught in proportion.
         if (spotChecker !== undefined && random() < spotCheckRate * (reputation?.checkProbability(slot.provider) ?? 1)) {
           figures.spotChecks++
-          const [local] = await spotChecker.run([tasks[index]!], { phase: 'spot check', ...(batchOptions.package === undefined ? { package: spec.package } : { package: batchOptions.package }) })
-          const localKey = resultKey(local!)
+          let local: TaskOutcome | undefined
+          try {
+            local = (await spotChecker.run([tasks[index]!], { phase: 'spot check', ...(batchOptions.package === undefined ? { package: spec.package } : { package: batchOptions.package }) }))[0]
+          } catch (error) {
+            // This machine could not recompute the task (out of memory, a deadline, a runtime closed): that says nothing
+            // about the provider's result, which goes on to the usual verification, and nothing counts against it.
+            figures.spotFailed++
+            emit({ type: 'phase', message: `spot check of task ${base + index} could not run here (${toHearthError(error).shortMessage}); the result is verified as usual` })
+          }
+          const localKey = local === undefined ? key : resultKey(local)
           if (localKey !== key) {
             figures.spotRejected++
             figures.rejected++
@@ -644,7 +619,7 @@ export function createRequestor(init: RequestorInit): Requestor {
             emit({ type: 'task-rejected', taskIndex: base + index, provider: slot.provider, reason: 'a local recompute gave other outputs' })
             return { ok: false, message: `${slot.provider} returned a result that a local recompute contradicts`, taskAtFault: false, providerAtFault: true }
           }
-          spotChecked.add(index)
+          if (local !== undefined) spotChecked.add(index)
         }
         return { ok: true, result: { slot, outcome, envelope, usage: result.usage }, key, elapsedMs: roundTripMs }
       }
@@ -658,14 +633,15 @@ export function createRequestor(init: RequestorInit): Requestor {
         const timedOut = hearthError.code === 'HEARTH_ERR_NET_TIMEOUT'
         // A provider whose owner came back (paused) or that has no room right now declined the task: no mark
         // against it, but a paused one gets no more work from this job, and either way the task goes elsewhere.
-        const declined = remoteCode === 'HEARTH_ERR_PROVIDER_PAUSED' || remoteCode === 'HEARTH_ERR_PROVIDER_BUSY' || remoteCode === 'HEARTH_ERR_PROVIDER_TOO_SMALL'
+        const notNow = notNowCodes.has(typeof remoteCode === 'string' ? remoteCode : hearthError.code)
+        const declined = remoteCode === 'HEARTH_ERR_PROVIDER_PAUSED' || remoteCode === 'HEARTH_ERR_PROVIDER_TOO_SMALL' || notNow
         if (!taskAtFault && !declined && !signal.aborted) reputation?.record(slot.provider, timedOut ? 'timeout' : 'failed')
         if (remoteCode === 'HEARTH_ERR_PROVIDER_TOO_SMALL') {
           // It lends too little for this job's tasks: no more of them go there, and the task is not at fault.
           return { ok: false, message, taskAtFault: false, providerAtFault: true, declined: true }
         }
-        if (remoteCode === 'HEARTH_ERR_PROVIDER_BUSY') {
-          // Full for now: the task goes elsewhere, and this provider is asked again a little later.
+        if (notNow) {
+          // Full for now, or waiting to be paid: the task goes elsewhere, and this provider is asked again a little later.
           await new Promise((resolve) => setTimeout(resolve, 250))
           return { ok: false, message, taskAtFault: false, providerAtFault: false, declined: true }
         }
@@ -749,7 +725,7 @@ export function createRequestor(init: RequestorInit): Requestor {
             // Accepted: pay for it with a voucher for everything accepted so far (when a debit note asks).
             slot.accepted++
             slot.failures = 0
-            slot.acceptedUsage = addUsage(slot.acceptedUsage, { tasks: 1, cpuMs: result.usage.cpuMs, durationMs: result.usage.durationMs })
+            slot.account.acceptTask(result.usage)
             reputation?.record(slot.provider, checked ? 'valid' : 'unchecked')
             const note = slot.pendingNote
             slot.pendingNote = undefined
@@ -768,7 +744,7 @@ export function createRequestor(init: RequestorInit): Requestor {
       return { results, failures }
     }
 
-    const spentWei = (): bigint => slots.reduce((sum, slot) => sum + costWei(slot.pricing, slot.acceptedUsage), 0n)
+    const spentWei = (): bigint => slots.reduce((sum, slot) => sum + slot.account.owedWei(), 0n)
 
     async function close(): Promise<AgreementOutcome[]> {
       if (closed !== undefined) return closed
@@ -813,94 +789,53 @@ export function createRequestor(init: RequestorInit): Requestor {
     }
   }
 
+  /** Settles one agreement through its account; the outcome's figures come from the account and the chain. */
   async function settleSlot(slot: Slot, emit: JobEventListener): Promise<AgreementOutcome> {
-    const depositWei = BigInt(slot.agreement.terms.depositWei)
-    let settleTx: Hex | null = null
-    await slot.vouchersSent
-    try {
-      // The final voucher covers every accepted result; the provider answers with its invoice and claims.
-      const finalWei = costWei(slot.pricing, slot.acceptedUsage)
-      // A new voucher only when accepted work outgrew the last one; otherwise the last one, as signed, is final.
-      const voucher = finalWei > slot.voucheredWei ? voucherToJson(await voucherFor(slot, finalWei)) : ((store.vouchers.latest(slot.agreement.id)?.document ?? null) as ReturnType<typeof voucherToJson> | null)
-      const answer = await host.request(slot.peer, settleProtocol, { agreementId: slot.agreement.id, voucher })
-      store.paymentDocuments.save({ agreementId: slot.agreement.id, kind: 'invoice', seq: 1, document: answer.invoice, createdAtMs: Date.now() })
-      if (BigInt(answer.invoice.amountDueWei) > finalWei) {
-        emit({ type: 'phase', message: `${slot.offer.provider} invoiced ${answer.invoice.amountDueWei} wei; only ${finalWei} wei is justified by accepted results` })
-      }
-      settleTx = answer.claimTx as Hex | null
-    } catch (error) {
-      emit({ type: 'phase', message: `${slot.offer.provider} did not settle (${toHearthError(error).shortMessage}); its deposit comes back after expiry` })
+    const { account } = slot
+    const settlement = await account.settle()
+    if (settlement.failure !== undefined) {
+      emit({ type: 'phase', message: `${account.provider} did not settle (${settlement.failure}); its vouchers are delivered again while the escrow lasts, and the rest comes back after expiry` })
+    } else if (settlement.invoice !== undefined && BigInt(settlement.invoice.amountDueWei) > settlement.finalWei) {
+      emit({ type: 'phase', message: `${account.provider} invoiced ${settlement.invoice.amountDueWei} wei; only ${settlement.finalWei} wei is justified by accepted results` })
     }
-    // The chain, not the provider's answer, says what was paid and what came back.
-    const escrow = await getEscrow(payment, { requestorAddress: payment.client.address, agreementId: slot.agreement.id as Hex })
-    const paidWei = escrow?.claimedWei ?? 0n
-    const refundedWei = escrow?.closed === true ? depositWei - paidWei : 0n
-    store.escrows.save({ agreementId: slot.agreement.id, depositedWei: depositWei, openTx: slot.openTx, claimedWei: paidWei, refundedWei, closed: escrow?.closed ?? false })
-    store.agreements.setState(slot.agreement.id, 'terminated')
-    emit({ type: 'settled', provider: slot.offer.provider, agreementId: slot.agreement.id, paidWei: paidWei.toString(), refundedWei: refundedWei.toString(), txHash: settleTx })
+    emit({ type: 'settled', provider: account.provider, agreementId: account.agreementId, paidWei: settlement.paidWei.toString(), refundedWei: settlement.refundedWei.toString(), txHash: settlement.settleTx })
     return {
-      agreementId: slot.agreement.id as Hex,
-      provider: slot.offer.provider as Address,
-      pricing: slot.pricing,
+      agreementId: account.agreementId as Hex,
+      provider: account.provider,
+      pricing: account.terms.pricing,
       tasks: slot.accepted,
       rejected: slot.rejected,
-      acceptedUsage: slot.acceptedUsage,
-      depositWei,
-      vouchers: slot.vouchers,
-      signedWei: slot.voucheredWei,
-      paidWei,
-      refundedWei,
-      lockedWei: depositWei - paidWei - refundedWei,
+      acceptedUsage: account.accepted(),
+      depositWei: account.depositWei,
+      vouchers: account.vouchers(),
+      signedWei: account.signedWei(),
+      paidWei: settlement.paidWei,
+      refundedWei: settlement.refundedWei,
+      lockedWei: account.depositWei - settlement.paidWei - settlement.refundedWei,
       openTx: slot.openTx,
-      settleTx,
-      settled: escrow?.closed === true,
+      settleTx: settlement.settleTx,
+      settled: settlement.closed,
     }
   }
 
   /**
    * A resumed job first settles the agreements its earlier run left open: each provider gets a final voucher for what
-   * this requestor had accepted from it (from the stored results, at the agreed prices) and claims it. Nothing is paid
-   * twice: vouchers are cumulative per agreement, and the new run makes new agreements. A provider that does not
-   * answer keeps its vouchers; the rest of its deposit comes back after expiry (refundExpired).
+   * this requestor accepted from it (its account kept every accepted result, the checking providers' included) and
+   * claims it. Nothing is paid twice: vouchers are cumulative per agreement, and the new run makes new agreements. A
+   * provider that does not answer keeps getting its voucher while the escrow lasts; the rest comes back after expiry.
    */
   async function settleEarlierAgreements(jobId: string, emit: JobEventListener): Promise<void> {
-    const saved = store.taskResults.listByJob(jobId)
     for (const record of store.agreements.list()) {
       const agreement = record.document as Agreement
-      if (record.role !== 'requestor' || !agreement.terms.jobName.endsWith(`(${jobId})`) || record.state === 'terminated' || record.state === 'expired') continue
+      if (record.role !== 'requestor' || agreement.terms === undefined || !agreement.terms.jobName.endsWith(`(${jobId})`)) continue
+      if (record.state === 'terminated' || record.state === 'expired') continue
       const escrow = store.escrows.get(agreement.id)
       if (escrow === undefined || escrow.closed) continue
-      let usage = noUsage
-      for (const result of saved) {
-        if (result.agreementId !== agreement.id) continue
-        const payload = storedTaskResult(result.document)
-        usage = addUsage(usage, { tasks: 1, cpuMs: payload.usage.cpuMs, durationMs: payload.usage.durationMs })
-      }
-      const offer = market.offerBook.list((o) => o.provider.toLowerCase() === agreement.terms.provider.toLowerCase())[0]?.payload
-      if (offer === undefined) {
-        emit({ type: 'phase', message: `${agreement.terms.provider} of an earlier agreement is not on the network; its deposit comes back after expiry` })
-        continue
-      }
-      const lastVoucher = store.vouchers.latest(agreement.id)
-      const slot: Slot = {
-        provider: agreement.terms.provider,
-        capacity: 1,
-        retired: true,
-        agreement,
-        offer,
-        peer: offerTarget(offer),
-        pricing: agreement.terms.pricing,
-        acceptedUsage: usage,
-        vouchers: 0,
-        voucheredWei: lastVoucher?.cumulativeWei ?? 0n,
-        accepted: usage.tasks,
-        rejected: 0,
-        failures: 0,
-        openTx: escrow.openTx as Hex,
-        vouchersSent: Promise.resolve(),
-      }
-      allowedFetchers.add(slot.provider.toLowerCase())
-      await settleSlot(slot, emit)
+      allowedFetchers.add(agreement.terms.provider.toLowerCase())
+      const account = accounts.account(agreement.id)
+      const settlement = await account.settle()
+      if (settlement.failure !== undefined) emit({ type: 'phase', message: `${agreement.terms.provider} of an earlier agreement did not settle (${settlement.failure}); its vouchers are delivered again while the escrow lasts` })
+      emit({ type: 'settled', provider: account.provider, agreementId: account.agreementId, paidWei: settlement.paidWei.toString(), refundedWei: settlement.refundedWei.toString(), txHash: settlement.settleTx })
     }
   }
 
@@ -920,30 +855,15 @@ export function createRequestor(init: RequestorInit): Requestor {
   return {
     offerBook: market.offerBook,
     market,
+    accounts,
     runJob,
     openJob,
-    async refundExpired() {
-      const nowSec = await chainTimeSec(payment)
-      const refunded: { agreementId: string; txHash: string; refundedWei: bigint }[] = []
-      for (const record of store.escrows.list()) {
-        if (record.closed) continue
-        const agreement = store.agreements.get(record.agreementId)?.document as Agreement | undefined
-        if (agreement === undefined || BigInt(agreement.terms.expiresAtSec) > nowSec) continue
-        const escrow = await getEscrow(payment, { requestorAddress: identity.address, agreementId: record.agreementId as Hex })
-        if (escrow === undefined || escrow.closed) {
-          // Settled on chain after all (e.g. the provider claimed with release later): bring the record up to date.
-          if (escrow !== undefined) store.escrows.save({ ...record, claimedWei: escrow.claimedWei, refundedWei: escrow.depositedWei - escrow.claimedWei, closed: true })
-          continue
-        }
-        const outcome = await refundEscrow(payment, record.agreementId as Hex)
-        store.escrows.save({ ...record, claimedWei: escrow.claimedWei, refundedWei: outcome.refundedWei, closed: true })
-        store.agreements.setState(record.agreementId, 'expired')
-        refunded.push({ agreementId: record.agreementId, txHash: outcome.hash, refundedWei: outcome.refundedWei })
-      }
-      return refunded
-    },
+    refundExpired: () => accounts.refundExpired(),
     async start() {
       if (init.market === undefined) await market.start()
+      // Serves providers asking what they are owed and sending debit notes; refunds expired escrows and delivers
+      // vouchers that did not arrive before this requestor last stopped.
+      await accounts.start()
       // Only providers with an agreement from this requestor may fetch its blobs, over either version.
       const blobChunk = (contentId: string, offset: number, maxBytes: number, remoteAddress: string): { totalBytes: number; chunk: Uint8Array } => {
         const bytes = blobs.get(contentId)
@@ -963,6 +883,7 @@ export function createRequestor(init: RequestorInit): Requestor {
       })
     },
     async stop() {
+      await accounts.stop()
       await host.libp2p.unhandle(fetchBlobBinaryProtocol.id).catch(() => undefined)
       await host.unhandle(fetchBlobProtocol).catch(() => undefined)
       if (init.market === undefined) await market.stop()
