@@ -4,7 +4,7 @@ import { generateIdentity, type NodeIdentity } from '../identity/node-identity.t
 import { signPayload } from '../identity/signed.ts'
 import { createHost, type Host } from '../net/host.ts'
 import { offersSyncProtocol } from './market-protocols.ts'
-import { createMarketNode, type MarketNode } from './market-node.ts'
+import { createMarketNode, createOfferRateLimiter, type MarketNode } from './market-node.ts'
 import { createOffer, type SignedOffer } from './offer.ts'
 
 const payment = { chainId: 31337, escrow: '0x' + '11'.repeat(20), token: '0x' + '22'.repeat(20) }
@@ -60,7 +60,7 @@ test('forged, misbound, replayed and expired offers are refused and counted, and
   const misbound = await signPayload(attacker.identity, { ...(await offerOf(attacker)).payload, peerId: honest.identity.peerId.toString(), multiaddrs: [] })
   assert.equal(await victim.market.intake(misbound), 'invalid')
   assert.equal(await victim.market.intake(await offerOf(attacker, { nowMs: Date.now() - 120_000, ttlMs: 1000 })), 'expired')
-  assert.deepEqual(victim.market.stats().offers, { added: 1, replaced: 0, stale: 1, expired: 1, full: 0, invalid: 2 })
+  assert.deepEqual(victim.market.stats().offers, { added: 1, replaced: 0, stale: 1, expired: 1, full: 0, invalid: 2, 'too-long': 0, 'rate-limited': 0 })
   assert.deepEqual(victim.market.offerBook.list()[0]!.payload.pricing, { model: 'per-task', perTaskWei: '9' })
 
   // The same garbage over the wire, in a sync request: refused, counted, and the node answers the next peer.
@@ -69,4 +69,41 @@ test('forged, misbound, replayed and expired offers are refused and counted, and
   assert.equal(victim.market.stats().offers.invalid, 4)
   const again = await honest.host.request(victim.host.multiaddrs()[0]!, offersSyncProtocol, { offers: [] })
   assert.deepEqual(again.offers[0]!.payload.pricing, { model: 'per-task', perTaskWei: '9' })
+})
+
+test('twenty peer ids on one IP share its allowance, and a peer\'s own offers are counted apart from those it relays', () => {
+  const limiter = createOfferRateLimiter({ directPerPeer: 2, directPerIp: 5, relayedPerPeer: 10, relayedPerIp: 30 })
+  const now = 1_000_000
+  const ip = ['127.0.0.1']
+  let relayed = 0
+  for (let peer = 0; peer < 20; peer++) {
+    for (let i = 0; i < 10; i++) if (limiter.take({ direct: false, newProvider: true, peer: `attacker-${peer}`, ips: ip }, now)) relayed++
+  }
+  assert.equal(relayed, 30)
+  // The honest provider on the same IP still gets its own offer in, and its republications (no new place) after that.
+  assert.equal(limiter.take({ direct: true, newProvider: true, peer: 'honest', ips: ip }, now), true)
+  assert.equal(limiter.take({ direct: true, newProvider: false, peer: 'honest', ips: ip }, now), true)
+  assert.equal(limiter.take({ direct: true, newProvider: false, peer: 'honest', ips: ip }, now), false)
+  // Another IP has its own allowance; the spent one refills with time (30 a minute: one every 2 s).
+  assert.equal(limiter.take({ direct: false, newProvider: true, peer: 'elsewhere', ips: ['10.0.0.7'] }, now), true)
+  assert.equal(limiter.take({ direct: false, newProvider: true, peer: 'attacker-0', ips: ip }, now + 1000), false)
+  assert.equal(limiter.take({ direct: false, newProvider: true, peer: 'late', ips: ip }, now + 2000), true)
+  // New providers straight from their peers are bounded per IP too: peer ids are free, connections are not.
+  let newcomers = 0
+  for (let peer = 0; peer < 20; peer++) if (limiter.take({ direct: true, newProvider: true, peer: `minted-${peer}`, ips: ip }, now)) newcomers++
+  assert.equal(newcomers, 4)
+})
+
+test('a provider this node connected to ranks as reached even when its offer arrives relayed by another peer', async () => {
+  const victim = await node()
+  const provider = await node()
+  const relay = await node()
+  await provider.host.dial(victim.host.multiaddrs()[0]!)
+  while (!victim.host.peers().some((peer) => peer.equals(provider.host.peerId))) await new Promise((resolve) => setTimeout(resolve, 10))
+  const offer = await offerOf(provider)
+  await relay.host.request(victim.host.multiaddrs()[0]!, offersSyncProtocol, { offers: [offer] })
+  const entry = victim.market.offerBook.entry(provider.identity.address)
+  assert.equal(entry?.source.direct, false)
+  assert.equal(entry?.source.peer, relay.host.peerId.toString())
+  assert.equal(entry?.rank, 1)
 })
