@@ -204,3 +204,60 @@ describe('paying for ExeScript activities on the devnet', () => {
     })
   })
 })
+
+describe('activities count as tasks and are billed while they run', () => {
+  let devnet: Devnet
+  let guest: Uint8Array
+
+  before(async () => {
+    guest = await exeScriptGuest()
+    // Running activities are metered every 200 ms (default 10 s), so that a short test sees notes while a batch runs.
+    devnet = await startDevnet({ providers: 1, providerPricing: () => linear, providerActivityMeterEveryMs: 200 })
+  })
+  after(async () => {
+    await devnet?.stop()
+  })
+
+  const deps = () => ({ host: devnet.requestor.host, identity: devnet.requestor.identity, store: devnet.requestor.store, accounts: devnet.requestor.agent.accounts })
+
+  async function agreementFor(terms: { maxTasks: number; debitNoteIntervalSec: number; taskTimeoutMs?: number }): Promise<ActivityAgreement> {
+    const { requestor } = devnet
+    const negotiated = await negotiateMany({ host: requestor.host, identity: requestor.identity, store: requestor.store }, [devnet.providers[0]!.agent.currentOffer()!], {
+      need: 1,
+      termsFor: (offer) => proposeTerms({ offer, requestor: requestor.identity.address, runtime: 'wasi', taskTimeoutMs: terms.taskTimeoutMs ?? 30_000, jobName: 'metered activities', maxTasks: terms.maxTasks, debitNoteIntervalSec: terms.debitNoteIntervalSec }),
+      limits: { maxPerTaskWei: parseEther('1'), minDurationSec: 600, maxDebitNoteIntervalSec: 3600, minPaymentTimeoutSec: 60 },
+    })
+    const [{ agreement, offer }] = negotiated.agreements as [(typeof negotiated.agreements)[0]]
+    await requestor.agent.accounts.open([{ agreement, offer }])
+    return { id: agreement.id, provider: offer.provider as Address, target: offerTarget(offer) }
+  }
+
+  it('an agreement for one task runs one activity, not three', async () => {
+    const agreement = await agreementFor({ maxTasks: 1, debitNoteIntervalSec: 60 })
+    const first = await createActivity(deps(), agreement)
+    await assert.rejects(createActivity(deps(), agreement), /already had its 1 tasks/)
+    // Ended, it still counts: the agreement's one task is spent.
+    await first.terminate()
+    await assert.rejects(createActivity(deps(), agreement), /already had its 1 tasks/)
+  })
+
+  it('a long CPU-bound batch is billed while it runs: debit notes go out and vouchers come back before it ends', async () => {
+    const agreement = await agreementFor({ maxTasks: 4, debitNoteIntervalSec: 1, taskTimeoutMs: 4_000 })
+    const provider = devnet.providers[0]!.store
+    await using activity = await createActivity(deps(), agreement)
+    const packageId = activity.provide(guest)
+    // `stream` prints a line and then computes without end; the run stops at the agreement's 4 s task deadline.
+    const outcome = await activity.exec([{ deploy: { packageId } }, { start: {} }, { run: { args: ['stream', 'busy'] } }]).result
+    const batchEndedAtMs = Date.now()
+    assert.equal(outcome.results[2]?.ok, false)
+    const notes = provider.paymentDocuments.list({ agreementId: agreement.id, kind: 'debit-note' })
+    const duringBatch = notes.filter((record) => (record.document as { issuedAtMs: number }).issuedAtMs < batchEndedAtMs)
+    assert.ok(duringBatch.length >= 2, `${duringBatch.length} debit notes during the batch`)
+    const vouchers = provider.vouchers.listFor(agreement.id).filter((voucher) => voucher.receivedAtMs < batchEndedAtMs)
+    assert.ok(vouchers.length >= 1, 'no voucher arrived while the batch ran')
+    // What the running activity was paid is no more than its observed life justifies.
+    const paid = vouchers.at(-1)!.cumulativeWei
+    assert.ok(paid > BigInt(linear.startWei), `${paid}`)
+    assert.ok(paid <= costWei(linear, { tasks: 1, cpuMs: 60_000, durationMs: 60_000 }))
+  })
+})

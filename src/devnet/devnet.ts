@@ -21,7 +21,7 @@ import { deployHearthContracts } from '../payment/deploy.ts'
 import { createEmbeddedChain, type EmbeddedChain } from '../payment/embedded-chain.ts'
 import { mintTokens, tokenBalanceOf, type EscrowContext } from '../payment/escrow.ts'
 import { createProviderAgent, type ProviderAgent } from '../provider/provider-agent.ts'
-import type { AccountLimits } from '../provider/provider-account.ts'
+import type { AccountLimits, ClaimPolicy } from '../provider/provider-account.ts'
 import { createRequestor, type Requestor } from '../requestor/requestor.ts'
 import { createReputationBook } from '../requestor/reputation.ts'
 import { openStore, type Store } from '../store/store.ts'
@@ -74,12 +74,16 @@ export interface DevnetInit {
   requestorLocalRuntime?: WasiRuntime
   /** How much unpaid work providers risk per agreement, and how they check escrows (see provider-account.ts). */
   providerAccountLimits?: Partial<AccountLimits>
+  /** How often providers bill running ExeScript activities (default 10 s). */
+  providerActivityMeterEveryMs?: number
+  /** Where providers move their claimed earnings (see ProviderAgentInit.payoutAddress). */
+  providerPayoutAddress?: (index: number) => Address | undefined
   /** Seeds the requestor's verification choices (which results are checked), for reproducible runs. */
   verificationSeed?: number
   /** The requestor leaves debit notes unanswered: a requestor that does not pay, for tests. */
   requestorIgnoresDebitNotes?: boolean
   /** When providers claim their vouchers besides at the end (see ProviderAgentInit.claimPolicy). */
-  providerClaimPolicy?: { thresholdWei?: bigint; beforeExpirySec?: number; checkEveryMs?: number }
+  providerClaimPolicy?: Partial<ClaimPolicy>
 }
 
 export interface DevnetNode {
@@ -236,6 +240,8 @@ export async function startDevnet(init: DevnetInit): Promise<Devnet> {
         ...(init.providerConstraints === undefined ? {} : { constraints: init.providerConstraints(i) }),
         ...(init.providerClaimPolicy === undefined ? {} : { claimPolicy: init.providerClaimPolicy }),
         ...(init.providerAccountLimits === undefined ? {} : { accountLimits: init.providerAccountLimits }),
+        ...(init.providerActivityMeterEveryMs === undefined ? {} : { activityMeterEveryMs: init.providerActivityMeterEveryMs }),
+        ...(init.providerPayoutAddress?.(i) === undefined ? {} : { payoutAddress: init.providerPayoutAddress(i)! }),
         runtimes: {
           ...(native === undefined ? {} : { native: { runtime: native, programs } }),
           ...(docker === undefined ? {} : { docker: { runtime: docker } }),

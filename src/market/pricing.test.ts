@@ -65,3 +65,12 @@ test('summed usage is the same in any order, so both sides bill the same wei', (
   // a single term is billed rounded up to the microsecond, as before
   assert.equal(costWei(linear, { tasks: 1, cpuMs: 0.0005, durationMs: 0 }), 100n + 1001n)
 })
+
+test('time billed without a task costs the start price and the time, as services and running activities are billed', () => {
+  const pricing = { model: 'linear' as const, startWei: '100', perCpuSecWei: '0', perDurationSecWei: '1000' }
+  assert.equal(costWei(pricing, { tasks: 0, cpuMs: 0, durationMs: 0 }), 0n)
+  assert.equal(costWei(pricing, { tasks: 0, cpuMs: 0, durationMs: 3_600_000 }), 100n + 3_600_000n)
+  assert.equal(costWei(pricing, { tasks: 1, cpuMs: 0, durationMs: 3_600_000 }), 100n + 3_600_000n)
+  // Per-task prices charge tasks only.
+  assert.equal(costWei({ model: 'per-task', perTaskWei: '7' }, { tasks: 0, cpuMs: 5, durationMs: 5 }), 0n)
+})

@@ -44,10 +44,13 @@ function perMs(ms: number, weiPerSec: string): bigint {
   return (BigInt(micros(ms)) * BigInt(weiPerSec) + 999_999n) / 1_000_000n
 }
 
-/** What the usage costs under the pricing; the start price is charged once work has begun. */
+/**
+ * What the usage costs under the pricing; the start price is charged once work has begun: a task, or time and CPU
+ * billed without one (an activity still running, a service paid by the hour).
+ */
 export function costWei(pricing: Pricing, usage: Usage): bigint {
   if (pricing.model === 'per-task') return BigInt(pricing.perTaskWei) * BigInt(usage.tasks)
-  if (usage.tasks === 0) return 0n
+  if (usage.tasks === 0 && usage.cpuMs === 0 && usage.durationMs === 0) return 0n
   return BigInt(pricing.startWei) + perMs(usage.cpuMs, pricing.perCpuSecWei) + perMs(usage.durationMs, pricing.perDurationSecWei)
 }
 

@@ -123,6 +123,11 @@ export interface ChainClient {
   deployContract(request: DeployContractRequest): Promise<{ address: Address; receipt: TransactionReceipt }>
   /** The fees the next send would use; throws HEARTH_ERR_PAYMENT_FEE_TOO_HIGH above the cap. */
   fees(): Promise<FeeFields>
+  /**
+   * Forgets the locally counted nonce, so the next send asks the node: after a reorganisation dropped one of this
+   * account's transactions its nonce is free again, and the local count would be ahead of the chain.
+   */
+  forgetNonce(): void
 }
 
 export function createChainClient(options: ChainClientOptions): ChainClient {
@@ -194,6 +199,12 @@ export function createChainClient(options: ChainClientOptions): ChainClient {
     walletClient,
     ledger,
     fees,
+    forgetNonce() {
+      // Queued behind any send in progress, so that one's nonce is not reused.
+      queue = queue.then(() => {
+        nextNonce = undefined
+      })
+    },
     async writeContract(request) {
       let hash: Hex
       try {

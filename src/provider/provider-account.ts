@@ -540,12 +540,14 @@ export function createProviderAccounts(init: ProviderAccountsInit): ProviderAcco
     if (policy.confirmations <= 1) return
     const sent = store.claims.list({ state: 'sent' })
     if (sent.length === 0) return
-    const head = Number(await payment.client.publicClient.getBlockNumber())
+    const head = Number(await payment.client.publicClient.getBlockNumber({ cacheTime: 0 }))
     for (const record of sent) {
       const receipt = record.txHash === null ? undefined : await payment.client.publicClient.getTransactionReceipt({ hash: record.txHash as Hex }).catch(() => undefined)
       if (receipt === undefined) {
-        // Dropped by a reorganisation: the voucher is unclaimed again and goes out once more.
-        store.db.prepare('UPDATE vouchers SET claimed_tx = NULL WHERE agreement_id = ? AND claimed_tx = ?').run(record.agreementId, record.txHash)
+        // Dropped by a reorganisation: the voucher is unclaimed again and goes out once more (with the nonce the
+        // dropped transaction had, which is free again).
+        store.vouchers.unmarkClaimed(record.agreementId, record.txHash!)
+        payment.client.forgetNonce()
         saveClaim(record.agreementId, { state: 'failed', lastError: `claim ${record.txHash} is no longer on chain (reorganised away)`, nextAttemptAtMs: 0 })
         log(`agreement ${record.agreementId}: claim ${record.txHash} vanished from the chain; sending it again`)
         continue

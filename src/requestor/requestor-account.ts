@@ -94,6 +94,11 @@ export interface RequestorAccount {
   /** A task result that passed verification: its metered work is owed (and kept, so a resumed job pays it). */
   acceptTask(usage: { cpuMs: number; durationMs: number }): void
   /**
+   * Work accepted without a task: time (and CPU) of an agreement billed by time, such as a service that stayed up
+   * for an hour, as this requestor verified it. Kept like accepted tasks.
+   */
+  acceptUsage(usage: Usage): void
+  /**
    * What a signed answer of the provider reported for one of this requestor's activities, held to what was observed.
    * Reports not signed by the agreement's provider count for nothing. Returns the usage kept.
    */
@@ -247,7 +252,10 @@ export function createRequestorAccounts(init: RequestorAccountsInit): RequestorA
       depositWei,
       target,
       acceptTask(usage) {
-        taskUsage = addUsage(taskUsage, { tasks: 1, cpuMs: usage.cpuMs, durationMs: usage.durationMs })
+        account.acceptUsage({ tasks: 1, cpuMs: usage.cpuMs, durationMs: usage.durationMs })
+      },
+      acceptUsage(usage) {
+        taskUsage = addUsage(taskUsage, usage)
         store.paymentDocuments.save({ agreementId, kind: 'usage', seq: 0, document: taskUsage, createdAtMs: Date.now() })
       },
       reportActivity(activityId, signer, reported, observed) {

@@ -411,7 +411,11 @@ export function createRequestor(init: RequestorInit): Requestor {
     await Promise.all(
       candidates.map(async (signed) => {
         const rtt = await host.ping(offerTarget(signed.payload), { signal: AbortSignal.timeout(spec.stepTimeoutMs ?? 3_000) }).catch(() => undefined)
-        if (rtt !== undefined) latencyMs.set(signed.payload.provider.toLowerCase(), rtt)
+        if (rtt !== undefined) {
+          latencyMs.set(signed.payload.provider.toLowerCase(), rtt)
+          // Reached directly: its offer outranks offers only relayed by others when the book is full.
+          market.offerBook.markReached(signed.payload.provider)
+        }
       }),
     )
     if (spec.sla?.maxLatencyMs !== undefined) {
@@ -492,6 +496,7 @@ export function createRequestor(init: RequestorInit): Requestor {
       signal: options.signal,
     })
     const agreements = negotiated.agreements
+    for (const { offer } of agreements) market.offerBook.markReached(offer.provider, 'answered')
     if (agreements.length === 0) {
       throw new HearthError('HEARTH_ERR_MARKET_AGREEMENT_REJECTED', 'every provider refused or failed to sign an agreement', {
         hint: `reasons: ${negotiated.failures.map((f) => `${f.provider}: ${f.message}`).join('; ')}`,

@@ -165,6 +165,7 @@ export function createVoucherRepository(db: Db) {
   const newestClaimed = db.prepare<[string], VoucherRow>('SELECT * FROM vouchers WHERE agreement_id = ? AND claimed_tx IS NOT NULL ORDER BY amount_key DESC LIMIT 1')
   const newestDelivered = db.prepare<[string], VoucherRow>('SELECT * FROM vouchers WHERE agreement_id = ? AND delivered_at_ms IS NOT NULL ORDER BY amount_key DESC LIMIT 1')
   const markClaimed = db.prepare('UPDATE vouchers SET claimed_tx = ? WHERE agreement_id = ? AND cumulative_wei = ?')
+  const unmarkClaimed = db.prepare('UPDATE vouchers SET claimed_tx = NULL WHERE agreement_id = ? AND claimed_tx = ?')
   const markDelivered = db.prepare('UPDATE vouchers SET delivered_at_ms = ? WHERE agreement_id = ? AND cumulative_wei = ? AND delivered_at_ms IS NULL')
   const newestUnclaimed = db.prepare<[], VoucherRow>(
     `SELECT v.* FROM vouchers v
@@ -205,6 +206,10 @@ export function createVoucherRepository(db: Db) {
     },
     markClaimed(agreementId: string, cumulativeWei: bigint, txHash: string): void {
       markClaimed.run(txHash, agreementId, cumulativeWei.toString())
+    },
+    /** The claim in `txHash` is no longer on chain (a reorganisation): its vouchers are unclaimed again. */
+    unmarkClaimed(agreementId: string, txHash: string): void {
+      unmarkClaimed.run(agreementId, txHash)
     },
     /** The requestor's side: the provider acknowledged this voucher. */
     markDelivered(agreementId: string, cumulativeWei: bigint, atMs = Date.now()): void {
