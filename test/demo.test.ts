@@ -31,14 +31,27 @@ test('the demo renders a pixel-identical image across several providers and ever
   const paidRuns = report.providers.reduce((n, p) => n + p.tasks, 0)
   assert.ok(paidRuns >= 9 + checks && paidRuns <= 9 + checks + stragglers, `${paidRuns} paid runs, ${checks} checks`)
   assert.equal(report.verification.rejected, 0)
+  // The money as the chain tells it (escrow events, escrow state, token balances), not as the requestor recorded it.
+  const { audit } = report
+  assert.deepEqual(audit.problems, [])
+  assert.equal(audit.balanced, true)
   for (const provider of report.providers) {
-    // Each provider's on-chain balance rose by exactly what it was paid, and it was paid its price per task.
+    // Each provider's on-chain balance rose by exactly what the escrow events say it was paid.
     assert.equal(provider.balanceDeltaWei, provider.paidWei, provider.address)
   }
-  const { depositedWei, paidWei, refundedWei } = report.payments
-  assert.equal(BigInt(depositedWei), BigInt(paidWei) + BigInt(refundedWei))
+  const { depositedWei, paidWei, refundedWei, lockedWei } = report.payments
+  assert.deepEqual(audit.totals, { depositedWei, paidWei, refundedWei, lockedWei })
+  for (const a of audit.agreements) assert.equal(BigInt(a.depositedWei), BigInt(a.paidWei) + BigInt(a.refundedWei) + BigInt(a.lockedWei), a.agreementId)
+  assert.equal(BigInt(depositedWei), BigInt(paidWei) + BigInt(refundedWei) + BigInt(lockedWei))
+  assert.equal(lockedWei, '0')
   assert.equal(BigInt(paidWei), report.providers.reduce((n, p) => n + BigInt(p.paidWei), 0n))
   assert.ok(BigInt(paidWei) > 0n)
+  // Tokens left the requestor only into the escrow, and came out only to the providers and back to it.
+  const requestor = audit.balances.find((b) => b.role === 'requestor')!
+  assert.equal(BigInt(requestor.deltaWei!), BigInt(refundedWei) - BigInt(depositedWei))
+  assert.equal(audit.netTokenFlowWei, '0')
+  // The requestor's records of deposits, claims and refunds agree with the chain.
+  assert.equal(audit.recordsMatchChain, true)
 
   // O(1) transactions per agreement: one approval, one open for all agreements, then one claim per agreement.
   const labels = report.chain.transactions.map((tx) => tx.label).sort()

@@ -10,6 +10,7 @@ import { PassThrough } from 'node:stream'
 import { after, test } from 'node:test'
 import { parseEther } from 'viem'
 import { main } from '../src/cli/main.ts'
+import type { DemoReport } from '../src/devnet/demo.ts'
 import { generateIdentity } from '../src/identity/node-identity.ts'
 import { createChainClient } from '../src/payment/chain-client.ts'
 import { deployHearth, writeDeploymentFile } from '../src/payment/deploy.ts'
@@ -39,11 +40,17 @@ test('hearth demo settles on a chain it reaches only by JSON-RPC, with the deplo
     { stdout, stderr: new PassThrough() },
   )
   assert.equal(code, 0)
-  const report = JSON.parse(Buffer.concat(chunks).toString()) as { tasks: { succeeded: number }; image: { identicalToLocalRender: boolean }; payments: { depositedWei: string; paidWei: string; refundedWei: string }; providers: { address: `0x${string}`; paidWei: string }[] }
+  const report = JSON.parse(Buffer.concat(chunks).toString()) as DemoReport
   assert.equal(report.tasks.succeeded, 4)
   assert.equal(report.image.identicalToLocalRender, true)
-  assert.equal(BigInt(report.payments.depositedWei), BigInt(report.payments.paidWei) + BigInt(report.payments.refundedWei))
-  // The chain behind the URL holds the providers' pay.
+  // The figures are the chain audit's, read over JSON-RPC: every escrow balances, tokens stayed between the parties.
+  assert.deepEqual(report.audit.problems, [])
+  assert.equal(report.audit.balanced, true)
+  assert.equal(report.audit.recordsMatchChain, true)
+  const { depositedWei, paidWei, refundedWei, lockedWei } = report.payments
+  assert.equal(BigInt(depositedWei), BigInt(paidWei) + BigInt(refundedWei) + BigInt(lockedWei))
+  assert.ok(BigInt(paidWei) > 0n)
+  // Read once more here, apart from the report: the chain behind the URL holds the providers' pay (fresh accounts).
   const context = { client, tokenAddress: deployment.tokenAddress, escrowAddress: deployment.escrowAddress }
   for (const provider of report.providers) assert.equal(await tokenBalanceOf(context, provider.address), BigInt(provider.paidWei))
 })

@@ -12,6 +12,7 @@ import { after, test } from 'node:test'
 import { fileURLToPath } from 'node:url'
 import { parseEther, type Hex } from 'viem'
 import { startDevnet } from '../src/devnet/devnet.ts'
+import type { RunReport } from '../src/devnet/run-job.ts'
 import { generateIdentity } from '../src/identity/node-identity.ts'
 import { decodePng } from '../src/jobs/png.ts'
 import { renderLocally } from '../src/jobs/render-tiles.ts'
@@ -80,7 +81,7 @@ test('a requestor killed mid-job resumes: done tasks are not rerun or paid twice
   second.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()))
   const code = await new Promise<number | null>((resolve) => second.on('exit', resolve))
   assert.equal(code, 0, stderr)
-  const report = JSON.parse(stdout) as { jobId: string; verification: { resumed: number; accepted: number }; payments: { depositedWei: string; paidWei: string; refundedWei: string; lockedWei: string } }
+  const report = JSON.parse(stdout) as RunReport
   assert.equal(report.jobId, jobId)
   // Every tile exactly once: those done before were reused, only the rest ran now.
   assert.ok(report.verification.resumed >= doneBefore, JSON.stringify(report.verification))
@@ -89,8 +90,18 @@ test('a requestor killed mid-job resumes: done tasks are not rerun or paid twice
   after(() => stored.close())
   assert.equal(stored.taskResults.listByJob(jobId).length, 40)
 
+  // The money, read from the chain by the report's audit: this run's escrows and the first run's (settled now) balance,
+  // and the tokens moved only between the requestor, the providers and the escrow.
+  const { audit } = report
+  assert.deepEqual(audit.problems, [])
+  assert.equal(audit.balanced, true)
+  assert.equal(audit.netTokenFlowWei, '0')
+  const { depositedWei, paidWei, refundedWei, lockedWei } = report.payments
+  assert.equal(BigInt(depositedWei), BigInt(paidWei) + BigInt(refundedWei) + BigInt(lockedWei))
+  for (const a of audit.agreements) assert.equal(BigInt(a.depositedWei), BigInt(a.paidWei) + BigInt(a.refundedWei) + BigInt(a.lockedWei), a.agreementId)
+
   // The first run's agreements were settled from the results accepted then: each provider claimed exactly the last
-  // voucher the requestor signed for it, and nothing more.
+  // voucher the requestor signed for it, and nothing more (the records compared with the chain, read twice over).
   const context = { client: funderClient, tokenAddress: deployment.tokenAddress, escrowAddress: deployment.escrowAddress }
   for (const id of firstAgreements) {
     const agreement = stored.agreements.get(id)!.document as Agreement
@@ -99,6 +110,10 @@ test('a requestor killed mid-job resumes: done tasks are not rerun or paid twice
     assert.ok(escrow !== undefined)
     assert.equal(escrow.claimedWei, voucher?.cumulativeWei ?? 0n, `agreement ${id}`)
     assert.ok(escrow.closed, `agreement ${id} settled`)
+    const audited = audit.agreements.find((a) => a.agreementId.toLowerCase() === id.toLowerCase())
+    assert.ok(audited !== undefined, `agreement ${id} audited`)
+    assert.equal(BigInt(audited.paidWei), voucher?.cumulativeWei ?? 0n, `agreement ${id}`)
+    assert.equal(audited.closed, true)
   }
 
   // The picture is the one a single process renders.

@@ -8,12 +8,25 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { after, test } from 'node:test'
 import { fileURLToPath } from 'node:url'
-import { runJobFile } from '../src/devnet/run-job.ts'
+import { runJobFile, type RunReport } from '../src/devnet/run-job.ts'
 import { compileAssemblyScript } from '../src/exec/assemblyscript-compiler.ts'
 
 const dir = await mkdtemp(join(tmpdir(), 'hearth-run-test-'))
 after(() => rm(dir, { recursive: true, force: true }))
 const example = fileURLToPath(new URL('../examples/wordcount/', import.meta.url))
+
+/** The money of a run as the chain audit read it: balanced, tokens conserved, and the requestor's records agreeing. */
+function assertMoneyBalancesOnChain(report: RunReport): void {
+  const { audit, payments } = report
+  assert.deepEqual(audit.problems, [])
+  assert.equal(audit.balanced, true)
+  assert.equal(audit.recordsMatchChain, true)
+  assert.equal(audit.netTokenFlowWei, '0')
+  for (const a of audit.agreements) assert.equal(BigInt(a.depositedWei), BigInt(a.paidWei) + BigInt(a.refundedWei) + BigInt(a.lockedWei), a.agreementId)
+  assert.equal(BigInt(payments.depositedWei), BigInt(payments.paidWei) + BigInt(payments.refundedWei) + BigInt(payments.lockedWei))
+  assert.deepEqual(audit.totals, { depositedWei: payments.depositedWei, paidWei: payments.paidWei, refundedWei: payments.refundedWei, lockedWei: payments.lockedWei })
+  for (const provider of report.providers) assert.equal(provider.balanceDeltaWei, provider.paidWei, provider.address)
+}
 
 /** The word count, as the job promises it: maximal runs of ASCII letters and digits, lowercased, sorted. */
 function referenceCounts(...texts: string[]): string {
@@ -31,8 +44,7 @@ test('the word count example (a map-reduce over the example\'s text files) count
   assert.equal(await readFile(join(out, 'counts.tsv'), 'utf8'), referenceCounts(...texts))
   // mappers for several chunks, then one reducer per partition, all on the network
   assert.ok(report.tasks.total > 3, JSON.stringify(report.summary))
-  assert.equal(BigInt(report.payments.depositedWei), BigInt(report.payments.paidWei) + BigInt(report.payments.refundedWei))
-  for (const provider of report.providers) assert.equal(provider.balanceDeltaWei, provider.paidWei)
+  assertMoneyBalancesOnChain(report)
 })
 
 test('a task list job brings back every task\'s output, stdout and stderr, and they are right', async () => {
@@ -87,5 +99,5 @@ test('hostile programs end with clear errors, only good results are paid, and pr
   const paid = report.providers.reduce((n, p) => n + p.tasks, 0)
   const { checks, stragglers } = report.verification
   assert.ok(paid >= 3 + checks && paid <= 3 + checks + stragglers, `paid ${paid}, checks ${checks}, stragglers ${stragglers}`)
-  assert.equal(BigInt(report.payments.depositedWei), BigInt(report.payments.paidWei) + BigInt(report.payments.refundedWei))
+  assertMoneyBalancesOnChain(report)
 })

@@ -3,14 +3,11 @@
  * 127.0.0.1, token and escrow deployed, dev accounts funded), and `hearth deploy`: the contracts onto any EVM chain by
  * JSON-RPC URL, recorded in a deployment file that nodes and `hearth wallet` read.
  */
-import { readFile, stat } from 'node:fs/promises'
 import { InvalidArgumentError } from 'commander'
 import type { Command } from 'commander'
 import { formatEther, keccak256, parseEther, parseGwei, toHex } from 'viem'
 import type { Address, Hex } from 'viem'
-import { HearthError } from '../errors.ts'
-import { identityFromPrivateKey } from '../identity/node-identity.ts'
-import type { NodeIdentity } from '../identity/node-identity.ts'
+import { identityFromPrivateKey, readKeyFile } from '../identity/node-identity.ts'
 import { createChainClient, rpcChainId } from '../payment/chain-client.ts'
 import { defaultClaimGraceSec, deployHearth, maxClaimGraceSec, writeDeploymentFile } from '../payment/deploy.ts'
 import type { DeploymentRecord } from '../payment/deploy.ts'
@@ -165,7 +162,7 @@ export interface DeployCommandOptions {
 
 /** Deploys to the chain behind `rpc` with the key in `keyFile` and writes the deployment file. */
 export async function runDeployCommand(options: DeployCommandOptions, io: CommandIo): Promise<DeploymentRecord> {
-  const identity = await readKeyFile(options.keyFile)
+  const identity = await readKeyFile(options.keyFile, 'deployer key file')
   const chainId = await rpcChainId(options.rpc)
   const client = createChainClient({
     transport: options.rpc,
@@ -202,28 +199,6 @@ export async function runDeployCommand(options: DeployCommandOptions, io: Comman
     )
   }
   return record
-}
-
-/**
- * Reads a key file (64 hex digits, as in a node's `node.key`), refusing one that group or others can read, as
- * loadOrCreateIdentity does for node keys.
- */
-async function readKeyFile(path: string): Promise<NodeIdentity> {
-  let mode: number
-  let text: string
-  try {
-    mode = (await stat(path)).mode
-    text = await readFile(path, 'utf8')
-  } catch (cause) {
-    throw new HearthError('HEARTH_ERR_IDENTITY_KEY', `cannot read the key file ${path}`, { cause, details: { path } })
-  }
-  if (process.platform !== 'win32' && (mode & 0o077) !== 0) {
-    throw new HearthError('HEARTH_ERR_IDENTITY_KEY', `the key file ${path} is accessible by group or others (mode ${(mode & 0o777).toString(8).padStart(4, '0')})`, {
-      hint: `run: chmod 600 ${path}  (and treat the key as leaked if others could read it)`,
-      details: { path },
-    })
-  }
-  return identityFromPrivateKey(text)
 }
 
 function intOption(name: string, min: number, max: number) {

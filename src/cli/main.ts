@@ -3,9 +3,9 @@
  * Commands return an exit code instead of calling process.exit, so tests can run them in process.
  */
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander'
-import { readFile } from 'node:fs/promises'
 import { parseEther } from 'viem'
 import { HearthError, toHearthError, type ErrorCode } from '../errors.ts'
+import { readKeyFile } from '../identity/node-identity.ts'
 import { readDeploymentFile } from '../payment/deploy.ts'
 import { runDemo, type DemoReport } from '../devnet/demo.ts'
 import { runJobFile, type RunReport } from '../devnet/run-job.ts'
@@ -13,13 +13,20 @@ import type { RequestorNodeInit } from '../requestor/requestor-node.ts'
 import { startDevnet } from '../devnet/devnet.ts'
 import { registerChainCommands } from './chain-command.ts'
 import { formatOffers, listOffers, matchFiles } from './market-command.ts'
-import { formatPayments, readPayments } from './payments-command.ts'
+import { registerPaymentsCommand } from './payments-command.ts'
 import { registerWalletCommand } from './wallet-command.ts'
 import { registerProviderCommand } from './provider-command.ts'
 import { createProgressPrinter } from './progress.ts'
 
-/** Errors that mean the input was wrong: exit code 2. */
-const badInputCodes = new Set<ErrorCode>(['HEARTH_ERR_JOB_INVALID', 'HEARTH_ERR_JOB_INPUT_MISSING', 'HEARTH_ERR_MARKET_CONSTRAINTS_INVALID', 'HEARTH_ERR_MARKET_PROPERTIES_INVALID', 'HEARTH_ERR_CONFIG_INVALID'])
+/** Errors that mean the input was wrong: exit code 2. A key file others can read, or that holds no key, is one. */
+const badInputCodes = new Set<ErrorCode>([
+  'HEARTH_ERR_JOB_INVALID',
+  'HEARTH_ERR_JOB_INPUT_MISSING',
+  'HEARTH_ERR_MARKET_CONSTRAINTS_INVALID',
+  'HEARTH_ERR_MARKET_PROPERTIES_INVALID',
+  'HEARTH_ERR_CONFIG_INVALID',
+  'HEARTH_ERR_IDENTITY_KEY',
+])
 
 /** Exit codes: 0 done, 1 failed while running, 2 bad input (nothing was started or paid). */
 export const exitCodes = { ok: 0, failed: 1, badInput: 2 } as const
@@ -79,7 +86,8 @@ export async function main(argv: string[], io: { stdout: NodeJS.WritableStream; 
       })
       progress.done()
       io.stdout.write(options.json === true ? `${JSON.stringify(report)}\n` : formatDemoReport(report))
-      if (report.tasks.succeeded !== report.tasks.total || report.image.identicalToLocalRender === false) exitCode = exitCodes.failed
+      // On a network of its own, money that does not balance on chain is a failure like a wrong image.
+      if (report.tasks.succeeded !== report.tasks.total || report.image.identicalToLocalRender === false || !report.audit.balanced) exitCode = exitCodes.failed
     })
 
   program
@@ -111,6 +119,8 @@ export async function main(argv: string[], io: { stdout: NodeJS.WritableStream; 
       progress.done()
       io.stdout.write(options.json === true ? `${JSON.stringify(report)}\n` : formatRunReport(report))
       if (report.tasks.succeeded !== report.tasks.total || report.failures.length > 0) exitCode = exitCodes.failed
+      // On a joined network a provider's other business moves its balance too: there the audit informs, it does not fail the run.
+      if (network === undefined && !report.audit.balanced) exitCode = exitCodes.failed
     })
 
   const market = program.command('market').description('the market: offers on the network, and matching')
@@ -159,16 +169,7 @@ export async function main(argv: string[], io: { stdout: NodeJS.WritableStream; 
       await devnet.stop()
     })
 
-  program
-    .command('payments')
-    .description('a node\'s agreements, escrows, debit notes, vouchers, invoices, claims and refunds, from its database')
-    .requiredOption('--data-dir <dir>', 'the node\'s data folder (holding node.db)')
-    .option('--json', 'print one JSON object')
-    .action((options: { dataDir: string; json?: boolean }) => {
-      const report = readPayments(options.dataDir)
-      io.stdout.write(options.json === true ? `${JSON.stringify(report)}\n` : formatPayments(report))
-    })
-
+  registerPaymentsCommand(program, io)
   registerChainCommands(program, io)
   registerWalletCommand(program, io)
   registerProviderCommand(program, io)
@@ -206,15 +207,15 @@ async function joinedNetwork(options: { bootstrap?: string[]; rpc?: string; depl
   if (options.deployment === undefined) {
     throw new HearthError('HEARTH_ERR_CONFIG_INVALID', 'joining a network needs --deployment: the contracts this requestor pays through', { hint: 'hearth chain --deployment-out FILE writes one' })
   }
+  let fund: RequestorNodeInit['fund']
+  if (options.funderKeyFile !== undefined) {
+    // Read first: a key others can read is refused before anything else is looked at.
+    const funder = await readKeyFile(options.funderKeyFile, 'funder key file')
+    fund = { funderKey: funder.privateKey, gasWei: parseEther('1'), tokensWei: parseEther('100') }
+  }
   const deployment = await readDeploymentFile(options.deployment)
   const rpcUrl = options.rpc ?? deployment.rpcUrl
   if (rpcUrl === undefined) throw new HearthError('HEARTH_ERR_CONFIG_INVALID', `--rpc is needed: ${options.deployment} names no JSON-RPC URL`, { hint: 'pass --rpc URL' })
-  let fund: RequestorNodeInit['fund']
-  if (options.funderKeyFile !== undefined) {
-    const funderKey = (await readFile(options.funderKeyFile, 'utf8')).trim()
-    if (!/^(0x)?[0-9a-fA-F]{64}$/.test(funderKey)) throw new HearthError('HEARTH_ERR_CONFIG_INVALID', `${options.funderKeyFile} does not hold a 32-byte hex key`)
-    fund = { funderKey: (funderKey.startsWith('0x') ? funderKey : `0x${funderKey}`) as `0x${string}`, gasWei: parseEther('1'), tokensWei: parseEther('100') }
-  }
   return { dataDir: options.dataDir, bootstrap: options.bootstrap, rpcUrl, deployment, ...(fund === undefined ? {} : { fund }) }
 }
 
@@ -227,12 +228,10 @@ async function externalChain(options: { rpc?: string; deployment?: string; funde
       hint: 'hearth chain serves a local chain and hearth deploy writes the deployment file',
     })
   }
+  // Read before the deployment: a key others can read is refused before anything else is looked at.
+  const funder = await readKeyFile(options.funderKeyFile!, 'funder key file')
   const deployment = await readDeploymentFile(options.deployment!)
-  const funderKey = (await readFile(options.funderKeyFile!, 'utf8')).trim()
-  if (!/^(0x)?[0-9a-fA-F]{64}$/.test(funderKey)) {
-    throw new HearthError('HEARTH_ERR_CONFIG_INVALID', `${options.funderKeyFile} does not hold a 32-byte hex key`)
-  }
-  return { rpcUrl: options.rpc!, deployment, funderKey: (funderKey.startsWith('0x') ? funderKey : `0x${funderKey}`) as `0x${string}` }
+  return { rpcUrl: options.rpc!, deployment, funderKey: funder.privateKey }
 }
 
 function eth(wei: string): string {
@@ -246,7 +245,8 @@ function formatPaymentLines(report: DemoReport | RunReport): string[] {
   const lines = ['', 'providers:']
   for (const p of report.providers) {
     const rejected = p.rejected > 0 ? `  rejected ${p.rejected} (unpaid)` : ''
-    lines.push(`  ${p.address}  tasks ${String(p.tasks).padStart(4)}  paid ${eth(p.paidWei)}${p.balanceDeltaWei === null ? '' : `  balance +${eth(p.balanceDeltaWei)}`}${rejected}`)
+    const delta = p.balanceDeltaWei === null ? '' : `  balance ${BigInt(p.balanceDeltaWei) < 0n ? `-${eth((-BigInt(p.balanceDeltaWei)).toString())}` : `+${eth(p.balanceDeltaWei)}`}`
+    lines.push(`  ${p.address}  tasks ${String(p.tasks).padStart(4)}  paid ${eth(p.paidWei)}${delta}${rejected}`)
   }
   const v = report.verification
   lines.push(
@@ -263,13 +263,18 @@ function formatPaymentLines(report: DemoReport | RunReport): string[] {
       `      ${a.settleTx === null ? 'not settled: the provider did not answer (it may claim later; the rest is refundable after expiry)' : `claim ${a.settleTx}`}`,
     )
   }
+  // The figures and the verdict are the chain audit's (events, escrow state, balances), not the requestor's records.
   const { depositedWei, paidWei, refundedWei, lockedWei } = report.payments
-  const balanced = BigInt(depositedWei) === BigInt(paidWei) + BigInt(refundedWei) + BigInt(lockedWei)
+  const { audit } = report
   lines.push(
     '',
     `escrow:   deposited ${eth(depositedWei)} = paid ${eth(paidWei)} + refunded ${eth(refundedWei)}` +
       (BigInt(lockedWei) > 0n ? ` + still in escrow ${eth(lockedWei)}` : '') +
-      (balanced ? '  (balanced)' : '  (NOT BALANCED)'),
+      (audit.balanced ? '  (balanced)' : '  (NOT BALANCED)'),
+    `audit:    read from the chain at block ${audit.blockNumber}: ${audit.agreements.length} escrows ${audit.escrowsBalanced ? 'balance' : 'DO NOT balance'}, ` +
+      `tokens ${audit.tokensConserved ? 'moved only between requestor, providers and escrow' : 'DID NOT stay between requestor, providers and escrow'}; ` +
+      `the requestor's records ${audit.recordsMatchChain ? 'agree' : 'DISAGREE'}`,
+    ...audit.problems.map((problem) => `  ${problem}`),
     `chain:    ${report.chain.txs} transactions, ${report.chain.gasUsed} gas`,
   )
   for (const tx of report.chain.transactions) lines.push(`  ${tx.label.padEnd(20)} ${tx.hash}  gas ${tx.gasUsed}`)

@@ -28,7 +28,7 @@ import {
   settings,
   type ProviderConfig,
 } from '../provider/config.ts'
-import { readEarnings, type EarningsReport } from '../provider/earnings.ts'
+import { readEarnings, type AgreementEarnings, type EarningsReport } from '../provider/earnings.ts'
 import { callLocalApi, readApiInfo } from '../provider/local-api.ts'
 import { breakEvenPrices, checkPricing, formatWei, suggestPricing, weiToFiat } from '../provider/profitability.ts'
 import { ownerCosts, startProviderNode, type ProviderStatus } from '../provider/provider-node.ts'
@@ -217,11 +217,61 @@ export function formatStatus(status: ProviderStatus): string {
     `  prices      ${describePricing(status.offer.pricing)}`,
     `  cost        ${formatWei(BigInt(p.costPerCpuHourWei))} HTT per CPU-hour; prices earn ${formatWei(BigInt(p.revenuePerCpuHourWei))} (${(p.coverage * 100).toFixed(0)}% of cost)`,
     `  now         ${status.tasks.tasks} tasks running, ${status.activeAgreements} agreements open; ${status.stats.tasksRun} tasks run, ${status.stats.tasksFailed} failed since start`,
-    `  earnings    ${formatWei(BigInt(e.revenueWei))} HTT (claimed ${formatWei(BigInt(e.claimedWei))}, unclaimed ${formatWei(BigInt(e.unclaimedWei))})`,
+    `  earnings    ${formatWei(BigInt(e.revenueWei))} HTT (claimed ${formatWei(BigInt(e.claimedWei))}${BigInt(e.confirmingWei) > 0n ? `, confirming ${formatWei(BigInt(e.confirmingWei))}` : ''}, unclaimed ${formatWei(BigInt(e.unclaimedWei))})`,
+    `  at risk     ${formatWei(BigInt(e.exposureWei))} HTT of work delivered that no voucher covers`,
+    ...claimsSummary(e),
     `  addresses   ${status.multiaddrs.join('\n              ')}`,
     ...status.warnings.map((w) => `  WARNING     ${w}`),
+    // Open agreements, and any whose money is not settled yet: an unpaid exposure, a claim in flight or failed.
+    ...agreementLines(status.agreements.filter((a) => a.state === 'approved' || needsAttention(a))),
     '',
   ].join('\n')
+}
+
+function claimsSummary(totals: EarningsReport['totals']): string[] {
+  const parts = [
+    ...(totals.failedClaims > 0 ? [`${totals.failedClaims} FAILED (retried; see below)`] : []),
+    ...(totals.confirmingClaims > 0 ? [`${totals.confirmingClaims} waiting for confirmations`] : []),
+  ]
+  return parts.length === 0 ? [] : [`  claims      ${parts.join(', ')}`]
+}
+
+function agreementLines(agreements: AgreementEarnings[]): string[] {
+  return agreements.length === 0 ? [] : ['  agreements  open, or with money not settled yet:', ...agreements.flatMap((a) => formatAgreementMoney(a))]
+}
+
+function needsAttention(a: AgreementEarnings): boolean {
+  return BigInt(a.exposure.unpaidWei) > 0n || a.exposure.runningTasks > 0 || BigInt(a.unclaimedWei) > 0n || (a.claim !== null && a.claim.state !== 'confirmed')
+}
+
+function inTime(atMs: number, nowMs: number): string {
+  const sec = Math.max(0, Math.round((atMs - nowMs) / 1000))
+  return sec === 0 ? 'at the next payment round' : `in ${sec} s`
+}
+
+/** One agreement's money: what it earned and claimed, what is at risk, and its claim's state with its retries. */
+export function formatAgreementMoney(a: AgreementEarnings, nowMs = Date.now()): string[] {
+  const x = a.exposure
+  const lines = [
+    `  ${a.agreementId.slice(0, 18)}…  ${a.state.padEnd(10)} ${String(a.usage.tasks).padStart(5)} tasks  vouched ${formatWei(BigInt(a.vouchedWei))}  claimed ${formatWei(BigInt(a.claimedWei))}` +
+      (BigInt(a.unclaimedWei) > 0n ? `  unclaimed ${formatWei(BigInt(a.unclaimedWei))}` : ''),
+    `      unpaid exposure ${formatWei(BigInt(x.unpaidWei))} HTT (${x.unpaidTasks} tasks${x.runningTasks > 0 ? `, ${x.runningTasks} running` : ''}${a.unpaidNotes > 0 ? `, ${a.unpaidNotes} debit notes unanswered` : ''})`,
+  ]
+  const c = a.claim
+  if (c !== null) {
+    const what = `claim of ${formatWei(BigInt(c.cumulativeWei))} HTT${c.release ? ' (and release)' : ''}`
+    if (c.state === 'failed') {
+      const next = c.final ? 'will not be tried again' : `next try ${inTime(c.nextAttemptAtMs ?? 0, nowMs)}`
+      // Chain errors may span lines; one line per fact here.
+      const error = (c.lastError ?? 'unknown error').replace(/\s*\n\s*/g, ' ')
+      lines.push(`      ${what} FAILED (${c.attempts} attempt${c.attempts === 1 ? '' : 's'}): ${error}; ${next}`)
+    } else if (c.state === 'sent') {
+      lines.push(`      ${what} sent in ${c.txHash ?? '?'}${c.blockNumber === null ? '' : ` (block ${c.blockNumber})`}, waiting for confirmations; not counted as claimed yet`)
+    } else if (c.state === 'pending') {
+      lines.push(`      ${what} being sent (attempt ${c.attempts})`)
+    }
+  }
+  return lines
 }
 
 export function formatEarnings(report: EarningsReport, currency: { name: string; rate: number } | undefined): string {
@@ -230,15 +280,15 @@ export function formatEarnings(report: EarningsReport, currency: { name: string;
   const lines = [
     `${t.agreements} agreements, ${t.tasks} tasks, ${(t.cpuMs / 1000).toFixed(1)} CPU-seconds delivered`,
     `  revenue     ${formatWei(BigInt(t.revenueWei))} HTT${fiat(t.revenueWei)}  (vouchers signed by requestors)`,
-    `  claimed     ${formatWei(BigInt(t.claimedWei))} HTT on chain`,
+    `  claimed     ${formatWei(BigInt(t.claimedWei))} HTT on chain, confirmed`,
+    ...(BigInt(t.confirmingWei) > 0n ? [`  confirming  ${formatWei(BigInt(t.confirmingWei))} HTT claimed, waiting for confirmations`] : []),
     `  unclaimed   ${formatWei(BigInt(t.unclaimedWei))} HTT (claimed at the end of each agreement, before expiry, and at start)`,
     `  owed        ${formatWei(BigInt(t.owedWei))} HTT billed but not yet covered by a voucher`,
+    ...claimsSummary(t),
     ...(t.estimatedCostWei === null ? [] : [`  est. cost   ${formatWei(BigInt(t.estimatedCostWei))} HTT${fiat(t.estimatedCostWei)}  (power and wear)`]),
     ...(t.netWei === null ? [] : [`  net         ${formatWei(BigInt(t.netWei))} HTT${fiat(t.netWei)}`]),
   ]
-  for (const a of report.agreements) {
-    lines.push(`  ${a.agreementId.slice(0, 18)}…  ${a.state.padEnd(10)} ${String(a.usage.tasks).padStart(5)} tasks  vouched ${formatWei(BigInt(a.vouchedWei))}  claimed ${formatWei(BigInt(a.claimedWei))}`)
-  }
+  for (const a of report.agreements) lines.push(...formatAgreementMoney(a))
   return `${lines.join('\n')}\n`
 }
 

@@ -10,11 +10,27 @@ import { buildContracts } from '../../scripts/build-contracts.ts'
 import { isHearthError } from '../errors.ts'
 import { runDeployCommand, startChain } from './chain-command.ts'
 import type { RunningChain } from './chain-command.ts'
+import { main } from './main.ts'
+import { createChainClient } from '../payment/chain-client.ts'
+import { tokenBalanceOf } from '../payment/escrow.ts'
+import { generateIdentity } from '../identity/node-identity.ts'
 import { registerWalletCommand, runWalletCommand } from './wallet-command.ts'
 
 const dir = await mkdtemp(join(tmpdir(), 'hearth-wallet-test-'))
 after(() => rm(dir, { recursive: true, force: true }))
 before(() => buildContracts())
+
+/** Runs `hearth ARGS` through the real CLI in this process. */
+async function hearth(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  const stdout = new PassThrough()
+  const stderr = new PassThrough()
+  const out: Buffer[] = []
+  const err: Buffer[] = []
+  stdout.on('data', (c: Buffer) => out.push(c))
+  stderr.on('data', (c: Buffer) => err.push(c))
+  const code = await main(args, { stdout, stderr })
+  return { code, stdout: Buffer.concat(out).toString(), stderr: Buffer.concat(err).toString() }
+}
 
 function capture() {
   const stdout = new PassThrough()
@@ -89,5 +105,87 @@ describe('hearth wallet', () => {
     await program.parseAsync(['wallet', '--data-dir', join(dir, 'node-c'), '--deployment', deployment, '--json'], { from: 'user' })
     const report = JSON.parse(out.text()) as { address: string; chain: { token: { balanceWei: string } } }
     assert.equal(report.chain.token.balanceWei, '0')
+  })
+
+  describe('send', () => {
+    /** Balances read from the chain, not from what the command printed. */
+    async function balanceOf(address: `0x${string}`): Promise<bigint> {
+      const client = createChainClient({ transport: running.url, privateKey: running.accounts[0]!.privateKey, chainId: running.chainId })
+      return tokenBalanceOf({ client, tokenAddress: running.deployment.tokenAddress, escrowAddress: running.deployment.escrowAddress }, address)
+    }
+
+    it('moves tokens from the node key to an address; both balances change by the amount on chain', async () => {
+      const dataDir = join(dir, 'sender')
+      const funded = await runWalletCommand({ dataDir, deployment, faucet: true, faucetWei: parseEther('20') }, capture().io)
+      const cold = generateIdentity().address
+      const before = await balanceOf(funded.address)
+      const sent = await hearth(['wallet', 'send', '--data-dir', dataDir, '--deployment', deployment, '--to', cold.toLowerCase(), '--amount', '12.5', '--json'])
+      assert.equal(sent.code, 0, sent.stderr)
+      const report = JSON.parse(sent.stdout) as { from: string; to: string; amountWei: string; txHash: string; fromBalanceWei: string; toBalanceWei: string }
+      assert.equal(report.from, funded.address)
+      assert.equal(report.to, cold)
+      assert.equal(report.amountWei, parseEther('12.5').toString())
+      assert.match(report.txHash, /^0x[0-9a-f]{64}$/)
+      assert.equal(await balanceOf(funded.address), before - parseEther('12.5'))
+      assert.equal(await balanceOf(cold), parseEther('12.5'))
+      assert.equal(report.fromBalanceWei, (before - parseEther('12.5')).toString())
+
+      // The wallet's own options may also stand before `send`; text output names the amount and both ends.
+      const text = await hearth(['wallet', '--data-dir', dataDir, '--deployment', deployment, 'send', '--to', cold, '--amount', '0.5'])
+      assert.equal(text.code, 0, text.stderr)
+      assert.match(text.stdout, new RegExp(`sent\\s+0\\.5 HTT from ${funded.address} to ${cold}`))
+      assert.equal(await balanceOf(cold), parseEther('13'))
+    })
+
+    it('sends from --key-file; refuses a key file others can read with exit 2, sending nothing', async () => {
+      const keyPath = join(dir, 'spender.key')
+      await writeFile(keyPath, `${running.accounts[0]!.privateKey}\n`, { mode: 0o600 })
+      await chmod(keyPath, 0o600)
+      const to = generateIdentity().address
+      const ok = await hearth(['wallet', 'send', '--key-file', keyPath, '--deployment', deployment, '--to', to, '--amount', '3', '--json'])
+      assert.equal(ok.code, 0, ok.stderr)
+      assert.equal(await balanceOf(to), parseEther('3'))
+
+      await chmod(keyPath, 0o644)
+      const before = await balanceOf(running.accounts[0]!.address)
+      const refused = await hearth(['wallet', 'send', '--key-file', keyPath, '--deployment', deployment, '--to', to, '--amount', '3'])
+      assert.equal(refused.code, 2)
+      assert.match(refused.stderr, /spender\.key is accessible by group or others \(mode 0644\)/)
+      assert.match(refused.stderr, /chmod 600/)
+      assert.equal(await balanceOf(to), parseEther('3'))
+      assert.equal(await balanceOf(running.accounts[0]!.address), before)
+    })
+
+    it('refuses a malformed address or amount, two keys at once, and more than the balance, naming the problem', async () => {
+      const dataDir = join(dir, 'sender')
+      const to = generateIdentity().address
+      const mixedCaseTypo = `${to.slice(0, -1)}${to.at(-1) === 'a' ? 'b' : 'a'}`.replace(/[a-f]/, (c) => c.toUpperCase())
+      const cases: [string[], RegExp][] = [
+        [['--to', '0x1234', '--amount', '1'], /--to: expected a 0x-prefixed address of 40 hex digits, got "0x1234"/],
+        [['--to', to.slice(2), '--amount', '1'], /--to: expected a 0x-prefixed address/],
+        [['--to', mixedCaseTypo, '--amount', '1'], /fails its checksum/],
+        [['--to', `0x${'0'.repeat(40)}`, '--amount', '1'], /the zero address burns/],
+        [['--to', to, '--amount', '-1'], /--amount: expected a decimal number of HTT/],
+        [['--to', to, '--amount', '1e3'], /--amount: expected a decimal number of HTT/],
+        [['--to', to, '--amount', '0.0000000000000000001'], /at most 18 decimals/],
+        [['--to', to, '--amount', '0'], /--amount: expected more than 0 HTT/],
+        [['--to', to, '--amount', '1', '--key-file', join(dir, 'spender.key')], /--key-file and --data-dir both name a key/],
+      ]
+      for (const [args, message] of cases) {
+        const result = await hearth(['wallet', 'send', '--data-dir', dataDir, '--deployment', deployment, ...args])
+        assert.equal(result.code, 2, `${args.join(' ')}: ${result.stderr}`)
+        assert.match(result.stderr, message)
+      }
+      assert.equal(await balanceOf(to), 0n)
+      // A data directory without a key holds nothing to send: no fresh key is made for it.
+      const empty = await hearth(['wallet', 'send', '--data-dir', join(dir, 'no-key-here'), '--deployment', deployment, '--to', to, '--amount', '1'])
+      assert.equal(empty.code, 2)
+      assert.match(empty.stderr, /Cannot read the node key file/)
+      // More than the balance: refused before any transaction, exit 1.
+      const tooMuch = await hearth(['wallet', 'send', '--data-dir', dataDir, '--deployment', deployment, '--to', to, '--amount', '1000000'])
+      assert.equal(tooMuch.code, 1)
+      assert.match(tooMuch.stderr, /less than the 1000000 HTT to send; nothing was sent/)
+      assert.equal(await balanceOf(to), 0n)
+    })
   })
 })

@@ -1,13 +1,24 @@
-/** The money and chain part of a job report, computed from the chain and the nodes' ledgers, shared by demo and run. */
-import type { Address } from 'viem'
+/**
+ * The money and chain part of a job report, shared by demo and run. Every money figure is read from the chain by the
+ * escrow audit (events, escrow state, token balances); the requestor's own records are only compared with it.
+ */
+import type { Address, Hex } from 'viem'
 import type { JobOutcome } from '../requestor/requestor.ts'
 import type { LedgerEntry } from '../payment/chain-client.ts'
+import type { EscrowContext } from '../payment/escrow.ts'
+import { auditEscrows, snapshotTokenBalances, type EscrowAudit, type TokenSnapshot } from '../payment/escrow-audit.ts'
 
-/** What a report reads besides the job's outcome: the providers known up front, balances, and sent transactions. */
+/** What a report reads besides the job's outcome: the requestor and the providers known up front, and sent transactions. */
 export interface SettlementSource {
+  requestor: { identity: { address: Address }; payment: EscrowContext }
   providers: { identity: { address: Address } }[]
-  balanceOf(address: Address): Promise<bigint>
   transactions(): LedgerEntry[]
+}
+
+/** Escrows of the job besides the outcome's: a resumed job's earlier agreements, which it settles in this run. */
+export interface EarlierEscrow {
+  agreementId: string
+  openTx: string | null
 }
 
 export interface ProviderReport {
@@ -16,8 +27,9 @@ export interface ProviderReport {
   tasks: number
   /** Results verification rejected: not paid. */
   rejected: number
+  /** Claimed from this job's escrows, read from the chain. */
   paidWei: string
-  /** How much the provider's on-chain token balance rose during the job; null when its balance before is unknown. */
+  /** How much the provider's on-chain token balance moved during the job; null when its balance before is unknown. */
   balanceDeltaWei: string | null
 }
 
@@ -35,68 +47,168 @@ export interface AgreementReport {
   settleTx: string | null
 }
 
+/** The chain audit of the job's escrows, as JSON: see payment/escrow-audit.ts. */
+export interface AuditReport {
+  /** deposited = paid + refunded + locked per escrow and in total, events agree with escrow state, and tokens moved
+   * only between the requestor, its providers and the escrows, each by what the events say. */
+  balanced: boolean
+  escrowsBalanced: boolean
+  tokensConserved: boolean
+  /** The requestor's records (deposits, claims, refunds as it saw them at settlement) equal the chain's figures. */
+  recordsMatchChain: boolean
+  /** Events were read from `fromBlock`; escrows and balances at `blockNumber`; balances before at `sinceBlock`. */
+  fromBlock: string
+  blockNumber: string
+  sinceBlock: string
+  /** Every escrow audited: the job's, and a resumed job's earlier ones. */
+  agreements: { agreementId: string; provider: string | null; depositedWei: string; paidWei: string; refundedWei: string; lockedWei: string; closed: boolean; balanced: boolean }[]
+  totals: { depositedWei: string; paidWei: string; refundedWei: string; lockedWei: string }
+  balances: { address: string; role: 'requestor' | 'provider'; beforeWei: string | null; afterWei: string; deltaWei: string | null; expectedDeltaWei: string; matches: boolean }[]
+  /** requestor delta + provider deltas + change in what the escrows lock: "0" when tokens stayed between them. */
+  netTokenFlowWei: string | null
+  /** Each failed check, in words (the records' disagreements too). */
+  problems: string[]
+}
+
 export interface SettlementReport {
   providers: ProviderReport[]
   /** Each agreement's money path: the deposit, the vouchers, the claim and what came back. */
   agreements: AgreementReport[]
-  /** deposited = paid + refunded + locked; `signedWei` is what the requestor's vouchers promise. */
+  /** Read from the chain; deposited = paid + refunded + locked. `signedWei` is what the requestor's vouchers promise. */
   payments: { depositedWei: string; signedWei: string; paidWei: string; refundedWei: string; lockedWei: string }
+  audit: AuditReport
   chain: { txs: number; gasUsed: string; transactions: { label: string; hash: string; gasUsed: string }[] }
   /** How results were checked: runs made, retries, checks by a second provider, rejections, spot checks. */
   verification: JobOutcome['figures']
 }
 
-/** Balances and ledger positions before a job, so the report shows only what the job did. */
-export async function snapshotDevnet(devnet: SettlementSource): Promise<{ balances: Map<string, bigint>; txHashes: Set<string> }> {
-  const balances = new Map<string, bigint>()
-  for (const provider of devnet.providers) balances.set(provider.identity.address, await devnet.balanceOf(provider.identity.address))
-  return { balances, txHashes: new Set(devnet.transactions().map((tx) => tx.hash)) }
+export interface SettlementSnapshot {
+  tokens: TokenSnapshot
+  txHashes: Set<string>
 }
 
-export async function settlementReport(devnet: SettlementSource, before: Awaited<ReturnType<typeof snapshotDevnet>>, outcome: JobOutcome): Promise<SettlementReport> {
+/** Balances (at one block) and ledger positions before a job, so the report shows only what the job did. */
+export async function snapshotDevnet(source: SettlementSource): Promise<SettlementSnapshot> {
+  const addresses = [source.requestor.identity.address, ...source.providers.map((p) => p.identity.address)]
+  return { tokens: await snapshotTokenBalances(source.requestor.payment, { addresses }), txHashes: new Set(source.transactions().map((tx) => tx.hash)) }
+}
+
+export async function settlementReport(source: SettlementSource, before: SettlementSnapshot, outcome: JobOutcome, earlier: readonly EarlierEscrow[] = []): Promise<SettlementReport> {
+  const audit = await auditEscrows(source.requestor.payment, {
+    requestorAddress: source.requestor.identity.address,
+    agreementIds: [...outcome.agreements.map((a) => a.agreementId), ...earlier.map((e) => e.agreementId as Hex)],
+    openTxHashes: [...outcome.agreements.map((a) => a.openTx), ...earlier.flatMap((e) => (e.openTx === null ? [] : [e.openTx as Hex]))],
+    before: before.tokens,
+  })
+  const onChain = new Map(audit.agreements.map((a) => [a.agreementId.toLowerCase(), a]))
+  const chainOf = (agreementId: string) => onChain.get(agreementId.toLowerCase())!
+
   const providers: ProviderReport[] = []
   // Providers known up front, then any other that held an agreement (a network joined from outside).
-  const addresses = [...devnet.providers.map((p) => p.identity.address)]
+  const addresses = [...source.providers.map((p) => p.identity.address)]
   for (const agreement of outcome.agreements) if (!addresses.some((a) => a.toLowerCase() === agreement.provider.toLowerCase())) addresses.push(agreement.provider)
   for (const address of addresses) {
     const agreements = outcome.agreements.filter((a) => a.provider.toLowerCase() === address.toLowerCase())
-    const after = await devnet.balanceOf(address)
+    const balance = audit.tokens?.balances.find((b) => b.address.toLowerCase() === address.toLowerCase())
     providers.push({
       address,
       tasks: agreements.reduce((n, a) => n + a.tasks, 0),
       rejected: agreements.reduce((n, a) => n + a.rejected, 0),
-      paidWei: agreements.reduce((n, a) => n + a.paidWei, 0n).toString(),
-      balanceDeltaWei: before.balances.has(address) ? (after - before.balances.get(address)!).toString() : null,
+      paidWei: agreements.reduce((n, a) => n + chainOf(a.agreementId).paidWei, 0n).toString(),
+      balanceDeltaWei: balance === undefined || balance.deltaWei === null ? null : balance.deltaWei.toString(),
     })
   }
-  const sum = (pick: (a: JobOutcome['agreements'][number]) => bigint): string => outcome.agreements.reduce((n, a) => n + pick(a), 0n).toString()
-  const transactions = devnet.transactions().filter((tx) => !before.txHashes.has(tx.hash))
+  const sum = (pick: (a: EscrowAudit['agreements'][number]) => bigint): string => outcome.agreements.reduce((n, a) => n + pick(chainOf(a.agreementId)), 0n).toString()
+  const transactions = source.transactions().filter((tx) => !before.txHashes.has(tx.hash))
   return {
     providers,
-    agreements: outcome.agreements.map((a) => ({
-      agreementId: a.agreementId,
-      provider: a.provider,
-      depositWei: a.depositWei.toString(),
-      vouchers: a.vouchers,
-      signedWei: a.signedWei.toString(),
-      paidWei: a.paidWei.toString(),
-      refundedWei: a.refundedWei.toString(),
-      lockedWei: a.lockedWei.toString(),
-      openTx: a.openTx,
-      settleTx: a.settleTx,
-    })),
+    agreements: outcome.agreements.map((a) => {
+      const chain = chainOf(a.agreementId)
+      return {
+        agreementId: a.agreementId,
+        provider: chain.provider ?? a.provider,
+        depositWei: chain.depositedWei.toString(),
+        vouchers: a.vouchers,
+        signedWei: a.signedWei.toString(),
+        paidWei: chain.paidWei.toString(),
+        refundedWei: chain.refundedWei.toString(),
+        lockedWei: chain.lockedWei.toString(),
+        // The record stands in only where the chain shows no open, which the audit reports as a problem.
+        openTx: chain.openTx ?? a.openTx,
+        settleTx: a.settleTx,
+      }
+    }),
     verification: outcome.figures,
     payments: {
-      depositedWei: sum((a) => a.depositWei),
-      signedWei: sum((a) => a.signedWei),
+      depositedWei: sum((a) => a.depositedWei),
+      signedWei: outcome.agreements.reduce((n, a) => n + a.signedWei, 0n).toString(),
       paidWei: sum((a) => a.paidWei),
       refundedWei: sum((a) => a.refundedWei),
       lockedWei: sum((a) => a.lockedWei),
     },
+    audit: auditReport(audit, recordProblems(outcome, chainOf)),
     chain: {
       txs: transactions.length,
       gasUsed: transactions.reduce((n, tx) => n + tx.gasUsed, 0n).toString(),
       transactions: transactions.map((tx) => ({ label: tx.label, hash: tx.hash, gasUsed: tx.gasUsed.toString() })),
     },
+  }
+}
+
+/** Where the requestor's records of an agreement's money differ from the chain: a wrong record, or one gone stale. */
+function recordProblems(outcome: JobOutcome, chainOf: (agreementId: string) => EscrowAudit['agreements'][number]): string[] {
+  const problems: string[] = []
+  for (const record of outcome.agreements) {
+    const chain = chainOf(record.agreementId)
+    const pairs: [string, bigint, bigint][] = [
+      ['deposit', record.depositWei, chain.depositedWei],
+      ['paid', record.paidWei, chain.paidWei],
+      ['refunded', record.refundedWei, chain.refundedWei],
+      ['locked', record.lockedWei, chain.lockedWei],
+    ]
+    for (const [what, recorded, read] of pairs) {
+      if (recorded !== read) problems.push(`agreement ${record.agreementId}: the requestor's records say ${what} ${recorded} wei, the chain ${read}`)
+    }
+  }
+  return problems
+}
+
+function auditReport(audit: EscrowAudit, recordProblems: string[]): AuditReport {
+  const tokens = audit.tokens!
+  return {
+    balanced: audit.balanced,
+    escrowsBalanced: audit.escrowsBalanced,
+    tokensConserved: tokens.conserved,
+    recordsMatchChain: recordProblems.length === 0,
+    fromBlock: audit.fromBlock.toString(),
+    blockNumber: audit.blockNumber.toString(),
+    sinceBlock: tokens.sinceBlock.toString(),
+    agreements: audit.agreements.map((a) => ({
+      agreementId: a.agreementId,
+      provider: a.provider,
+      depositedWei: a.depositedWei.toString(),
+      paidWei: a.paidWei.toString(),
+      refundedWei: a.refundedWei.toString(),
+      lockedWei: a.lockedWei.toString(),
+      closed: a.closed,
+      balanced: a.balanced,
+    })),
+    totals: {
+      depositedWei: audit.totals.depositedWei.toString(),
+      paidWei: audit.totals.paidWei.toString(),
+      refundedWei: audit.totals.refundedWei.toString(),
+      lockedWei: audit.totals.lockedWei.toString(),
+    },
+    balances: tokens.balances.map((b) => ({
+      address: b.address,
+      role: b.role,
+      beforeWei: b.beforeWei === null ? null : b.beforeWei.toString(),
+      afterWei: b.afterWei.toString(),
+      deltaWei: b.deltaWei === null ? null : b.deltaWei.toString(),
+      expectedDeltaWei: b.expectedDeltaWei.toString(),
+      matches: b.matches,
+    })),
+    netTokenFlowWei: tokens.netWei === null ? null : tokens.netWei.toString(),
+    problems: [...audit.problems, ...recordProblems],
   }
 }

@@ -14,9 +14,10 @@ import { existsSync } from 'node:fs'
 import type { JobEventListener } from '../requestor/events.ts'
 import type { JobOutcome, JobSpec, Requestor } from '../requestor/requestor.ts'
 import { startDevnet } from './devnet.ts'
-import { settlementReport, snapshotDevnet, type SettlementReport, type SettlementSource } from './report.ts'
+import { settlementReport, snapshotDevnet, type EarlierEscrow, type SettlementReport, type SettlementSource } from './report.ts'
 import { startRequestorNode, type RequestorNodeInit } from '../requestor/requestor-node.ts'
-import { tokenBalanceOf } from '../payment/escrow.ts'
+import type { Agreement } from '../market/agreement.ts'
+import type { Store } from '../store/store.ts'
 
 export interface RunJobInit {
   jobFile: string
@@ -138,7 +139,7 @@ export async function runJobFile(init: RunJobInit): Promise<RunReport> {
     }
     const finished = await session.finish(failures.length === 0 ? 'finished' : 'failed')
     const outcome: JobOutcome = { jobId: session.jobId, results: [], failures, agreements: finished.agreements, wallMs: finished.wallMs, figures: session.figures() }
-    const settlement = await settlementReport(network.source, before, outcome)
+    const settlement = await settlementReport(network.source, before, outcome, earlierEscrows(network.store, session.jobId, outcome))
     return {
       job: job.name,
       jobId: session.jobId,
@@ -156,17 +157,32 @@ export async function runJobFile(init: RunJobInit): Promise<RunReport> {
   }
 }
 
+/**
+ * A resumed job's agreements from its earlier runs, which this run settles: the chain audit covers their escrows too,
+ * or the tokens they move now would be unexplained. The requestor's records say only which escrows and where they
+ * opened; their figures come from the chain.
+ */
+function earlierEscrows(store: Store, jobId: string, outcome: JobOutcome): EarlierEscrow[] {
+  const current = new Set(outcome.agreements.map((a) => a.agreementId.toLowerCase()))
+  return store.agreements.list().flatMap((record) => {
+    const terms = (record.document as Agreement | undefined)?.terms
+    if (record.role !== 'requestor' || terms === undefined || !terms.jobName.endsWith(`(${jobId})`) || current.has(record.id.toLowerCase())) return []
+    const escrow = store.escrows.get(record.id)
+    return escrow === undefined ? [] : [{ agreementId: record.id, openTx: escrow.openTx }]
+  })
+}
+
 /** The requestor that runs the job: of a local network started for it, or of this node joining one that runs. */
-async function joinOrStart(init: RunJobInit, spec: JobSpec, emit: JobEventListener): Promise<{ requestor: Requestor; source: SettlementSource; stop(): Promise<void> }> {
+async function joinOrStart(init: RunJobInit, spec: JobSpec, emit: JobEventListener): Promise<{ requestor: Requestor; store: Store; source: SettlementSource; stop(): Promise<void> }> {
   if (init.network !== undefined) {
     emit({ type: 'phase', message: `joining the network through ${init.network.bootstrap.length} peers` })
     const node = await startRequestorNode(init.network)
     const source: SettlementSource = {
+      requestor: { identity: node.identity, payment: node.payment },
       providers: [],
-      balanceOf: (address) => tokenBalanceOf(node.payment, address),
       transactions: () => node.payment.client.ledger,
     }
-    return { requestor: node.requestor, source, stop: () => node.stop() }
+    return { requestor: node.requestor, store: node.store, source, stop: () => node.stop() }
   }
   emit({ type: 'phase', message: `starting a local network: embedded chain, ${spec.providers} providers, 1 requestor` })
   const socket = init.dockerSocket ?? defaultDockerSocket()
@@ -178,5 +194,5 @@ async function joinOrStart(init: RunJobInit, spec: JobSpec, emit: JobEventListen
     ...(dockerSocket === undefined ? {} : { dockerSocket }),
     ...(init.badProviders === undefined ? {} : { badProviders: init.badProviders }),
   })
-  return { requestor: devnet.requestor.agent, source: devnet, stop: () => devnet.stop() }
+  return { requestor: devnet.requestor.agent, store: devnet.requestor.store, source: devnet, stop: () => devnet.stop() }
 }

@@ -3,7 +3,7 @@
  * libp2p PeerId (transport encryption), so a connection's remote PeerId tells us whom to expect as a signer.
  */
 import { ECDH } from 'node:crypto'
-import { chmod, mkdir, readFile, stat, writeFile } from 'node:fs/promises'
+import { chmod, mkdir, open, writeFile, type FileHandle } from 'node:fs/promises'
 import { join } from 'node:path'
 import { privateKeyFromRaw } from '@libp2p/crypto/keys'
 import { peerIdFromPrivateKey } from '@libp2p/peer-id'
@@ -66,7 +66,7 @@ export async function loadOrCreateIdentity(dataDir: string): Promise<NodeIdentit
   } catch (cause) {
     throw new HearthError('HEARTH_ERR_IDENTITY_KEY', `Cannot create the data directory ${dataDir}`, { cause, details: { path: dataDir } })
   }
-  const existing = await readKeyFile(path)
+  const existing = await readNodeKeyFile(path)
   if (existing !== undefined) return existing
   const identity = generateIdentity()
   try {
@@ -76,7 +76,7 @@ export async function loadOrCreateIdentity(dataDir: string): Promise<NodeIdentit
     await chmod(path, 0o600)
   } catch (cause) {
     if ((cause as NodeJS.ErrnoException).code === 'EEXIST') {
-      const raced = await readKeyFile(path)
+      const raced = await readNodeKeyFile(path)
       if (raced !== undefined) return raced
     }
     throw new HearthError('HEARTH_ERR_IDENTITY_KEY', `Cannot write the node key file ${path}`, { cause, details: { path } })
@@ -84,33 +84,64 @@ export async function loadOrCreateIdentity(dataDir: string): Promise<NodeIdentit
   return identity
 }
 
-async function readKeyFile(path: string): Promise<NodeIdentity | undefined> {
-  let mode: number
+/**
+ * Reads a secret file (a key of any kind: a node key, a funder or deployer key, the local API key), refusing one that
+ * group or others may access rather than silently fixing it: someone may already have copied it. Every key file
+ * Hearth reads goes through here. The mode is read from the open file, so the file checked is the file read.
+ * Resolves undefined when the file does not exist and `missing` is 'undefined'.
+ */
+export async function readSecretFile(path: string, options: { what?: string; missing: 'undefined' }): Promise<string | undefined>
+export async function readSecretFile(path: string, options?: { what?: string; missing?: 'throw' }): Promise<string>
+export async function readSecretFile(path: string, options: { what?: string; missing?: 'throw' | 'undefined' } = {}): Promise<string | undefined> {
+  const what = options.what ?? 'key file'
+  let handle: FileHandle
   try {
-    mode = (await stat(path)).mode
+    handle = await open(path, 'r')
   } catch (cause) {
-    if ((cause as NodeJS.ErrnoException).code === 'ENOENT') return undefined
-    throw new HearthError('HEARTH_ERR_IDENTITY_KEY', `Cannot read the node key file ${path}`, { cause, details: { path } })
+    if ((cause as NodeJS.ErrnoException).code === 'ENOENT' && options.missing === 'undefined') return undefined
+    throw new HearthError('HEARTH_ERR_IDENTITY_KEY', `Cannot read the ${what} ${path}`, { cause, details: { path } })
   }
-  // POSIX permission bits mean nothing on Windows, where ACLs protect the file instead.
-  if (process.platform !== 'win32' && (mode & 0o077) !== 0) {
-    throw new HearthError('HEARTH_ERR_IDENTITY_KEY', `The node key file ${path} is accessible by group or others (mode ${(mode & 0o777).toString(8).padStart(4, '0')})`, {
-      hint: `run: chmod 600 ${path}  (and treat the key as leaked if others could read it)`,
-      details: { path, mode: mode & 0o777 },
-    })
-  }
-  let text: string
   try {
-    text = await readFile(path, 'utf8')
+    const { mode } = await handle.stat()
+    // POSIX permission bits mean nothing on Windows, where ACLs protect the file instead.
+    if (process.platform !== 'win32' && (mode & 0o077) !== 0) {
+      throw new HearthError('HEARTH_ERR_IDENTITY_KEY', `The ${what} ${path} is accessible by group or others (mode ${(mode & 0o777).toString(8).padStart(4, '0')})`, {
+        hint: `run: chmod 600 ${path}  (and treat the key as leaked if others could read it)`,
+        details: { path, mode: mode & 0o777 },
+      })
+    }
+    return await handle.readFile('utf8')
   } catch (cause) {
-    throw new HearthError('HEARTH_ERR_IDENTITY_KEY', `Cannot read the node key file ${path}`, { cause, details: { path } })
+    if (cause instanceof HearthError) throw cause
+    throw new HearthError('HEARTH_ERR_IDENTITY_KEY', `Cannot read the ${what} ${path}`, { cause, details: { path } })
+  } finally {
+    await handle.close()
   }
+}
+
+/**
+ * An identity from a key file (64 hex digits, as in a node's `node.key`): a funder's, a deployer's, the key a wallet
+ * sends from. Checked as {@link readSecretFile} checks; the key itself is never echoed.
+ */
+export async function readKeyFile(path: string, what = 'key file'): Promise<NodeIdentity> {
+  return identityFromKeyText(await readSecretFile(path, { what }), path, what)
+}
+
+async function readNodeKeyFile(path: string): Promise<NodeIdentity | undefined> {
+  const text = await readSecretFile(path, { what: 'node key file', missing: 'undefined' })
+  return text === undefined ? undefined : identityFromKeyText(text, path, 'node key file')
+}
+
+function identityFromKeyText(text: string, path: string, what: string): NodeIdentity {
   try {
     return identityFromPrivateKey(text)
   } catch (cause) {
-    throw new HearthError('HEARTH_ERR_IDENTITY_KEY', `The node key file ${path} is malformed`, {
+    throw new HearthError('HEARTH_ERR_IDENTITY_KEY', `The ${what} ${path} is malformed`, {
       cause,
-      hint: 'it must hold 64 hex digits (optionally 0x-prefixed); restore it from a backup, or move it away to create a new identity (the old address and its funds stay with the old key)',
+      hint:
+        what === 'node key file'
+          ? 'it must hold 64 hex digits (optionally 0x-prefixed); restore it from a backup, or move it away to create a new identity (the old address and its funds stay with the old key)'
+          : 'it must hold 64 hex digits (optionally 0x-prefixed), as a node.key does',
       details: { path },
     })
   }

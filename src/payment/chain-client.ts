@@ -468,5 +468,7 @@ export function toChainError(error: unknown, action: string): HearthError {
     })
   }
   const text = error instanceof BaseError ? error.shortMessage : error instanceof Error ? error.message : String(error)
-  return new HearthError('HEARTH_ERR_PAYMENT_CHAIN', `${action} failed: ${text}`, { cause: error, details: { action } })
+  // viem's short message is sometimes generic ("Missing or invalid parameters"); the node's own words are in details.
+  const reason = error instanceof BaseError && error.details !== undefined && error.details !== '' && !text.includes(error.details) ? ` (${error.details})` : ''
+  return new HearthError('HEARTH_ERR_PAYMENT_CHAIN', `${action} failed: ${text}${reason}`, { cause: error, details: { action } })
 }

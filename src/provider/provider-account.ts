@@ -15,7 +15,7 @@ import type { Address, Hex } from 'viem'
 import { HearthError, isHearthError, toHearthError } from '../errors.ts'
 import { escrowExpiryMarginSec, type Agreement, type AgreementTerms } from '../market/agreement.ts'
 import type { DebitNote, Invoice } from '../market/billing.ts'
-import { addUsage, costWei, noUsage, type Usage } from '../market/pricing.ts'
+import { addUsage, costWei, noUsage, type Pricing, type Usage } from '../market/pricing.ts'
 import { claimVoucher, escrowClaimGraceSec, getEscrow, releaseEscrow, chainTimeSec, tokenBalanceOf, transferTokens, type EscrowContext, type EscrowState } from '../payment/escrow.ts'
 import { verifyVoucher, voucherFromJson, voucherToJson, type Voucher, type VoucherJson } from '../payment/voucher.ts'
 import type { ClaimRecord } from '../store/repositories.ts'
@@ -241,13 +241,7 @@ export function createProviderAccounts(init: ProviderAccountsInit): ProviderAcco
   }
 
   function exposureOf(ledger: Ledger): Exposure {
-    const billedWei = costWei(ledger.terms.pricing, ledger.delivered)
-    const coveredWei = store.vouchers.latest(ledger.agreementId)?.cumulativeWei ?? 0n
-    const unpaidWei = billedWei > coveredWei ? billedWei - coveredWei : 0n
-    // Tasks uncovered, in proportion to the uncovered share of the bill: exact for per-task prices, and never 0 while
-    // any delivered work is unpaid.
-    const unpaidDelivered = billedWei === 0n ? 0 : Number((BigInt(ledger.delivered.tasks) * unpaidWei + billedWei - 1n) / billedWei)
-    return { unpaidWei, unpaidTasks: unpaidDelivered + ledger.running, runningTasks: ledger.running }
+    return uncoveredWork(ledger.terms.pricing, ledger.delivered, store.vouchers.latest(ledger.agreementId)?.cumulativeWei ?? 0n, ledger.running)
   }
 
   async function escrowOf(ledger: Ledger): Promise<{ state: EscrowState | undefined; chainNowSec: number }> {
@@ -504,6 +498,8 @@ export function createProviderAccounts(init: ProviderAccountsInit): ProviderAcco
       const receipt = await payment.client.publicClient.getTransactionReceipt({ hash: outcome.hash }).catch(() => undefined)
       const blockNumber = receipt === undefined ? null : Number(receipt.blockNumber)
       saveClaim(agreementId, { state: policy.confirmations <= 1 ? 'confirmed' : 'sent', txHash: outcome.hash, blockNumber, lastError: null, nextAttemptAtMs: 0 })
+      // A claim that released the rest closed the escrow: the agreement is over, however the claim came about.
+      if (release) store.agreements.setState(agreementId, 'terminated')
       return { claimTx: outcome.hash, paidWei: outcome.paidWei, refundedWei: outcome.refundedWei }
     } catch (error) {
       return await claimFailed(agreementId, requestor, voucher, release, attempts, error)
@@ -711,7 +707,7 @@ export function createProviderAccounts(init: ProviderAccountsInit): ProviderAcco
         if (agreement?.terms === undefined) continue
         const ledger = ledgerOf(record.id, agreement.terms.requestor as Address)
         const claimRecord = store.claims.get(record.id)
-        const claimedWei = claimRecord !== undefined && claimRecord.state === 'sent' ? claimedBefore(record.id, claimRecord) : store.vouchers.claimedWei(record.id)
+        const claimedWei = confirmedClaimWei(store, record.id)
         rows.push({
           agreementId: record.id,
           requestor: record.requestor,
@@ -729,9 +725,31 @@ export function createProviderAccounts(init: ProviderAccountsInit): ProviderAcco
     },
   }
 
-  /** Claimed and confirmed: a claim still short of its confirmations does not count yet. */
-  function claimedBefore(agreementId: string, pending: ClaimRecord): bigint {
-    const claimed = store.vouchers.listFor(agreementId).filter((v) => v.claimedTx !== null && v.claimedTx !== pending.txHash)
-    return claimed.at(-1)?.cumulativeWei ?? 0n
+}
+
+/**
+ * What has been claimed under an agreement with the configured confirmations, by the store: the newest voucher marked
+ * claimed, except those the claim in flight (being sent, or short of its confirmations) redeems.
+ */
+export function confirmedClaimWei(store: Store, agreementId: string): bigint {
+  const claim = store.claims.get(agreementId)
+  const inFlight = claim !== undefined && (claim.state === 'pending' || claim.state === 'sent')
+  let confirmed = 0n
+  for (const voucher of store.vouchers.listFor(agreementId)) {
+    if (voucher.claimedTx === null) continue
+    if (inFlight && (voucher.cumulativeWei >= claim.cumulativeWei || voucher.claimedTx === claim.txHash)) continue
+    if (voucher.cumulativeWei > confirmed) confirmed = voucher.cumulativeWei
   }
+  return confirmed
+}
+
+/**
+ * Delivered work that `coveredWei` of vouchers does not pay for: in wei, and in tasks in proportion to the uncovered
+ * share of the bill (exact for per-task prices, and never 0 while any delivered work is unpaid).
+ */
+export function uncoveredWork(pricing: Pricing, delivered: Usage, coveredWei: bigint, runningTasks = 0): { unpaidWei: bigint; unpaidTasks: number; runningTasks: number } {
+  const billedWei = costWei(pricing, delivered)
+  const unpaidWei = billedWei > coveredWei ? billedWei - coveredWei : 0n
+  const unpaidDelivered = billedWei === 0n ? 0 : Number((BigInt(delivered.tasks) * unpaidWei + billedWei - 1n) / billedWei)
+  return { unpaidWei, unpaidTasks: unpaidDelivered + runningTasks, runningTasks }
 }

@@ -78,6 +78,8 @@ export interface ProviderStatus {
     breakEven: { perTaskWei: string; perCpuSecWei: string }
   }
   earnings: EarningsReport['totals']
+  /** Every agreement's money: exposure (running tasks included), vouchers, claims confirmed, in flight or failed. */
+  agreements: EarningsReport['agreements']
   warnings: string[]
 }
 
@@ -255,7 +257,7 @@ export async function startProviderNode(init: ProviderNodeInit): Promise<Provide
     const status = (): ProviderStatus => {
       const offer = agent.currentOffer()?.payload.properties ?? {}
       const lending = agent.lending()
-      const earnings = readEarnings(store, { owner: costs, share }).totals
+      const earnings = readEarnings(store, { owner: costs, share }, agent.accounts.money())
       const strings = (value: unknown): string[] => (Array.isArray(value) ? value.map(String) : [])
       const warnings = [...(priceCheck.warning === undefined ? [] : [priceCheck.warning])]
       return {
@@ -291,7 +293,8 @@ export async function startProviderNode(init: ProviderNodeInit): Promise<Provide
           coverage: priceCheck.ratio,
           breakEven: { perTaskWei: breakEven.perTask.perTaskWei, perCpuSecWei: breakEven.linear.perCpuSecWei },
         },
-        earnings,
+        earnings: earnings.totals,
+        agreements: earnings.agreements,
         warnings,
       }
     }
