@@ -15,6 +15,8 @@ import { isHearthError } from '../src/errors.ts'
 import type { Agreement } from '../src/market/agreement.ts'
 import type { Offer } from '../src/market/offer.ts'
 import { chainTimeSec, openEscrow } from '../src/payment/escrow.ts'
+import { proposeTerms } from '../src/market/agreement.ts'
+import { negotiateMany } from '../src/requestor/negotiator.ts'
 import { manualRequestor, remoteCode } from './support/manual-requestor.ts'
 
 const perTaskWei = parseEther('0.001')
@@ -126,6 +128,37 @@ describe('a hostile requestor gets no unpaid work beyond the provider\'s cap', (
     // The escrow expires within the claim window now: the provider's timer claims the voucher it holds.
     while ((await devnet.balanceOf(provider().identity.address)) === before) await new Promise((resolve) => setTimeout(resolve, 100))
     assert.equal(await devnet.balanceOf(provider().identity.address), before + perTaskWei)
+  })
+})
+
+describe('what a stranger can make a provider do without paying', () => {
+  it('refused and countered proposals leave nothing in the provider\'s store, and programs run no more at once than the threads lent', async () => {
+    const devnet = await startDevnet({ providers: 1, nativePrograms: { sleep: '/usr/bin/sleep' } })
+    after(() => devnet.stop())
+    const provider = devnet.providers[0]!
+    const { requestor } = devnet
+    const before = provider.store.agreements.list().length
+    // Refused: a runtime it does not offer. Countered: debit notes rarer than it allows, and the counter never signed.
+    for (const terms of [{ runtime: 'docker' }, { runtime: 'native', debitNoteIntervalSec: 86_400 }]) {
+      const refused = await negotiateMany({ host: requestor.host, identity: requestor.identity, store: requestor.store }, [provider.agent.currentOffer()!], {
+        need: 1,
+        maxRounds: 1,
+        termsFor: (o) => ({ ...proposeTerms({ offer: o, requestor: requestor.identity.address, runtime: 'native', maxTasks: 4, taskTimeoutMs: 30_000, jobName: 'stranger' }), ...terms }),
+        limits: { maxPerTaskWei: parseEther('1'), minDurationSec: 600, maxDebitNoteIntervalSec: 86_400, minPaymentTimeoutSec: 1 },
+      })
+      assert.equal(refused.agreements.length, 0)
+    }
+    assert.equal(provider.store.agreements.list().length, before)
+
+    // One thread lent: a second program at once waits for the first, whatever memory and disk allow.
+    const hand = manualRequestor(devnet, () => provider)
+    const agreement = await hand.agree()
+    await hand.open(agreement)
+    const outcomes = await Promise.allSettled([hand.task(agreement, '1'), hand.task(agreement, '1')])
+    const busy = outcomes.filter((o) => o.status === 'rejected' && remoteCode(o.reason) === 'HEARTH_ERR_PROVIDER_BUSY')
+    assert.equal(outcomes.filter((o) => o.status === 'fulfilled').length, 1)
+    assert.equal(busy.length, 1)
+    assert.match(String((busy[0] as PromiseRejectedResult).reason), /1 of its 1 threads run tasks/)
   })
 })
 

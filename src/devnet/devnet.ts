@@ -20,7 +20,7 @@ import { hearthTokenAbi } from '../payment/contracts.ts'
 import { deployHearthContracts } from '../payment/deploy.ts'
 import { createEmbeddedChain, type EmbeddedChain } from '../payment/embedded-chain.ts'
 import { mintTokens, tokenBalanceOf, type EscrowContext } from '../payment/escrow.ts'
-import { createProviderAgent, type ProviderAgent } from '../provider/provider-agent.ts'
+import { createProviderAgent, type ProviderAgent, type ProviderAgentInit } from '../provider/provider-agent.ts'
 import type { AccountLimits, ClaimPolicy } from '../provider/provider-account.ts'
 import { createRequestor, type Requestor } from '../requestor/requestor.ts'
 import { createReputationBook } from '../requestor/reputation.ts'
@@ -76,6 +76,8 @@ export interface DevnetInit {
   providerAccountLimits?: Partial<AccountLimits>
   /** How often providers bill running ExeScript activities (default 10 s). */
   providerActivityMeterEveryMs?: number
+  /** Other ways a provider misbehaves, for tests of hostile providers (see ProviderAgentInit.misbehave). */
+  providerMisbehave?: (index: number) => ProviderAgentInit['misbehave'] | undefined
   /** Where providers move their claimed earnings (see ProviderAgentInit.payoutAddress). */
   providerPayoutAddress?: (index: number) => Address | undefined
   /** Seeds the requestor's verification choices (which results are checked), for reproducible runs. */
@@ -246,12 +248,13 @@ export async function startDevnet(init: DevnetInit): Promise<Devnet> {
           ...(native === undefined ? {} : { native: { runtime: native, programs } }),
           ...(docker === undefined ? {} : { docker: { runtime: docker } }),
         },
-        ...(i >= silentFrom || i < badProviders
+        ...(i >= silentFrom || i < badProviders || init.providerMisbehave?.(i) !== undefined
           ? {
               misbehave: {
                 ...(i >= silentFrom ? { silentNegotiation: true } : {}),
                 // Seeded by position, so a devnet picks the same tasks to get wrong on every run.
                 ...(i < badProviders ? { wrongResults: { rate: init.badProviderRate ?? 0.5, seed: i + 1 } } : {}),
+                ...init.providerMisbehave?.(i),
               },
             }
           : {}),

@@ -7,7 +7,7 @@ import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { HearthError } from '../errors.ts'
 
-export const builtinWorkloadNames = ['render', 'softmax', 'wordcount'] as const
+export const builtinWorkloadNames = ['probe', 'render', 'softmax', 'wordcount'] as const
 export type BuiltinWorkloadName = (typeof builtinWorkloadNames)[number]
 
 const defaultBuildDir = fileURLToPath(new URL('../../build/workloads/', import.meta.url))

@@ -60,6 +60,8 @@ const limitFields = {
       quorum: z.number().int().min(1).max(9).optional(),
       adaptive: z.boolean().optional(),
       spotCheckRate: z.number().min(0).max(1).optional(),
+      /** Check each provider's offered threads and CPU score with a short probe (default: when the SLA relies on them). */
+      probe: z.boolean().optional(),
     })
     .optional(),
   timeoutMs: z.number().int().positive().max(3_600_000).default(60_000),

@@ -84,7 +84,20 @@ export interface ProviderAgentInit {
    * `rate`, a completed task's outputs — its stdout when it has none — are changed before the result is hashed and
    * signed: correctly signed, and wrong).
    */
-  misbehave?: { silentNegotiation?: boolean; wrongResults?: WrongResultsOptions }
+  misbehave?: {
+    silentNegotiation?: boolean
+    wrongResults?: WrongResultsOptions
+    /** Offers more than the machine has: this many threads, a CPU score this many times the measured one. */
+    overclaim?: { threads?: number; cpuScoreFactor?: number }
+    /** Reports this many times the metered CPU and run time (billed under linear prices). */
+    inflateUsage?: number
+    /** Asks this many times what the delivered work costs in its debit notes. */
+    inflateNotes?: number
+    /** Adds this many bytes of stdout to every result, beyond the task's output limit. */
+    oversizeResults?: number
+    /** Holds every result back: the answer never comes. */
+    stallResults?: boolean
+  }
   /**
    * When to claim vouchers besides the end of each agreement: as soon as the unclaimed amount reaches `thresholdWei`
    * (none by default), and always `beforeExpirySec` before an escrow expires (default 600 s, chain time), checked
@@ -287,10 +300,10 @@ export function createProviderAgent(init: ProviderAgentInit): ProviderAgent {
         'golem.runtime.name': offeredRuntimes,
         ...(offeredRuntimes.includes('native') ? { 'hearth.runtime.native.programs': Object.keys(init.runtimes?.native?.programs ?? {}) } : {}),
         ...(unavailableRuntimes.length === 0 ? {} : { 'hearth.runtime.unavailable': unavailableRuntimes }),
-        'golem.inf.cpu.threads': init.threads,
+        'golem.inf.cpu.threads': init.misbehave?.overclaim?.threads ?? init.threads,
         'golem.inf.mem.gib': init.memGib,
         ...pricingProperties(init.pricing),
-        'hearth.inf.cpu.score': cpuScore,
+        'hearth.inf.cpu.score': Math.round(cpuScore * (init.misbehave?.overclaim?.cpuScoreFactor ?? 1)),
         ...gpuProperties,
         ...init.properties,
       },
@@ -527,11 +540,17 @@ export function createProviderAgent(init: ProviderAgentInit): ProviderAgent {
         const bytes = wrong ? wrongResults.corrupt(await readFile(hostPath)) : await readFile(hostPath)
         outputs.push({ path, contentId: sha256Hex(bytes), sizeBytes: bytes.length, dataBase64: bytes.toString('base64') })
       }
-      const debitNote = reservation.complete({ tasks: 1, cpuMs: run.cpuMs, durationMs: run.durationMs })
+      // A dishonest provider may meter more than ran, and ask more than that costs.
+      const inflate = init.misbehave?.inflateUsage ?? 1
+      const usage = { durationMs: run.durationMs * inflate, cpuMs: run.cpuMs * inflate }
+      const metered = reservation.complete({ tasks: 1, ...usage })
+      const debitNote = metered === undefined || init.misbehave?.inflateNotes === undefined ? metered : { ...metered, amountDueWei: (BigInt(metered.amountDueWei) * BigInt(init.misbehave.inflateNotes)).toString() }
       billed = true
       stats.tasksRun++
       if (wrong) stats.wrongResults++
-      const stdout = await readFile(stdoutPath).catch(() => Buffer.alloc(0))
+      const padding = init.misbehave?.oversizeResults ?? 0
+      const stdout = Buffer.concat([await readFile(stdoutPath).catch(() => Buffer.alloc(0)), Buffer.alloc(padding, 0x41)])
+      if (init.misbehave?.stallResults === true) await new Promise((resolve) => signal.addEventListener('abort', resolve, { once: true }))
       return {
         agreementId: request.agreementId,
         jobId: request.jobId,
@@ -543,7 +562,7 @@ export function createProviderAgent(init: ProviderAgentInit): ProviderAgent {
         missingOutputs,
         stdoutBase64: (wrong && outputs.length === 0 ? wrongResults.corrupt(stdout) : stdout).toString('base64'),
         stderrBase64: (await readFile(stderrPath).catch(() => Buffer.alloc(0))).toString('base64'),
-        usage: { durationMs: run.durationMs, cpuMs: run.cpuMs },
+        usage,
         ...(debitNote === undefined ? {} : { debitNote }),
       }
     } catch (error) {

@@ -77,7 +77,8 @@ export interface DispatchInit<R> {
   runBatch?(slot: DispatchSlot, taskIndices: number[], signal: AbortSignal): Promise<Attempt<R>[]>
   /**
    * Tasks one worker sends at once, given the median attempt so far (Infinity before any): default 1. A batch is not
-   * aborted when one of its tasks is settled by another provider; it is small enough to let finish.
+   * aborted when one of its tasks is settled by another provider (it is small enough to let finish), only once all of
+   * them are: a provider that holds a batch back holds up nothing.
    */
   batchSize?(slot: DispatchSlot, medianMs: number, openTasks: number): number
   /** A task's final verdict; the batch waits for it before it counts the task done. */
@@ -212,7 +213,11 @@ export async function dispatch<R>(init: DispatchInit<R>): Promise<DispatchOutcom
     if (winners.length >= task.quorum && task.answers.length >= Math.min(task.wanted, task.quorum)) {
       task.done = true
       open--
-      for (const run of task.running.values()) run.abort.abort(new Error('another provider finished this task first'))
+      for (const run of task.running.values()) {
+        // A batch's exchange carries other tasks too: it is given up only when none of them needs it any more.
+        const batch = batchOf.get(run.abort)
+        if (batch === undefined || batch.every((member) => member.done)) run.abort.abort(new Error('another provider finished this task first'))
+      }
       const losers = task.answers.filter((answer) => answer.key !== winningKey)
       figures.rejected += losers.length
       accepted.set(task.index, winners[0]!.result)
@@ -232,6 +237,9 @@ export async function dispatch<R>(init: DispatchInit<R>): Promise<DispatchOutcom
   type Reason = 'first' | 'retry' | 'check' | 'straggler'
 
   /** Marks a task as running on a slot and counts why. */
+  /** The tasks that share one exchange (a batch), by its abort controller. */
+  const batchOf = new WeakMap<AbortController, TaskState<R>[]>()
+
   const begin = (slot: DispatchSlot, task: TaskState<R>, reason: Reason, abort: AbortController): void => {
     task.running.set(slot, { startedAt: performance.now(), abort })
     task.tried.add(slot.provider)
@@ -296,6 +304,7 @@ export async function dispatch<R>(init: DispatchInit<R>): Promise<DispatchOutcom
 
   const runMany = async (slot: DispatchSlot, picked: { task: TaskState<R>; reason: Reason }[]): Promise<void> => {
     const abort = new AbortController()
+    batchOf.set(abort, picked.map(({ task }) => task))
     const onOuterAbort = (): void => abort.abort(init.signal?.reason)
     init.signal?.addEventListener('abort', onOuterAbort, { once: true })
     for (const { task, reason } of picked) begin(slot, task, reason, abort)

@@ -19,5 +19,7 @@ export type JobEvent =
   /** The provider acknowledged a voucher: it now holds a claim for `cumulativeWei` under the agreement. */
   | { type: 'voucher-delivered'; provider: string; agreementId: string; cumulativeWei: string }
   | { type: 'settled'; provider: string; agreementId: string; paidWei: string; refundedWei: string; txHash: string | null }
+  /** A provider's offered threads and CPU score, checked by a probe: what it delivered, and why it over-claims if it does. */
+  | { type: 'probe'; provider: string; measuredThreads: number; measuredScore: number; overClaimed?: string }
 
 export type JobEventListener = (event: JobEvent) => void

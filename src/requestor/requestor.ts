@@ -32,6 +32,9 @@ import { dispatch, type Attempt, type DispatchSlot } from './dispatch.ts'
 import { createLocalRunner } from './local-runner.ts'
 import { comparableContentId } from './image-key.ts'
 import { storedTaskResult } from './stored-result.ts'
+import { judgeProbe, probeRounds } from './probe.ts'
+import { loadBuiltinWorkload } from '../exec/workloads.ts'
+import { measureCpuScore } from '../provider/cpu-score.ts'
 import type { ReputationBook } from './reputation.ts'
 import type { TaskOutcome, TaskRunner, TaskRunOptions, TaskSpec } from './task-runner.ts'
 
@@ -100,6 +103,11 @@ export interface VerificationSpec {
   adaptive?: boolean
   /** Share of results recomputed on this machine and compared (wasi jobs only). Default 0. */
   spotCheckRate?: number
+  /**
+   * Check each provider's offered threads and CPU score with a short probe when its agreement starts (probe.ts; wasi
+   * jobs, needs a local runtime). Default: when the job's SLA relies on them (minThreads, minCpuScore).
+   */
+  probe?: boolean
 }
 
 export interface AgreementOutcome {
@@ -273,6 +281,9 @@ const taskFaultCodes = new Set(['HEARTH_ERR_EXEC_TIMEOUT', 'HEARTH_ERR_EXEC_MEMO
  */
 const notNowCodes = new Set(['HEARTH_ERR_PROVIDER_BUSY', 'HEARTH_ERR_NET_BUSY', 'HEARTH_ERR_PAYMENT_UNPAID'])
 
+/** Most threads a probe checks at once: enough to tell one from many, few enough to stay short. */
+const maxProbeThreads = 8
+
 /** Slack on a task's network deadline beyond its run deadline: transfer and signing. */
 const taskNetworkSlackMs = 30_000
 
@@ -299,6 +310,11 @@ export function createRequestor(init: RequestorInit): Requestor {
       problems.push('the result names another task')
     }
     if (result.requestHash !== hashCanonical(request)) problems.push('the result was computed for a different request')
+    // What comes back is bounded as in the sandbox: the output limit, plus the inputs (an output may be an input the
+    // program left as it was, which the sandbox does not count).
+    const returnedBytes = result.outputs.reduce((sum, output) => sum + output.sizeBytes, 0) + Buffer.byteLength(result.stdoutBase64, 'base64') + Buffer.byteLength(result.stderrBase64, 'base64')
+    const allowedBytes = request.maxOutputBytes + request.inputs.reduce((sum, input) => sum + input.sizeBytes, 0)
+    if (returnedBytes > allowedBytes) problems.push(`it returns ${returnedBytes} bytes, more than the task's output limit allows (${allowedBytes})`)
     const wanted = new Set(request.outputs)
     for (const output of result.outputs) {
       const bytes = Buffer.from(output.dataBase64, 'base64')
@@ -315,6 +331,73 @@ export function createRequestor(init: RequestorInit): Requestor {
     await slot.account.answer(note, {
       onDelivered: (acceptedWei) => emit({ type: 'voucher-delivered', provider: slot.offer.provider, agreementId: slot.agreement.id, cumulativeWei: acceptedWei.toString() }),
     })
+  }
+
+  let localProbe: Promise<{ localWorkMs: number; localScore: number; checksum: string }> | undefined
+
+  /**
+   * Checks a provider's offered threads and CPU score (probe.ts). One that over-claims gets no work from this job, no
+   * pay for the probe, and a mark in the reputation book; an honest one is paid for the probe like any task.
+   */
+  async function probe(slot: Slot, localRuntime: WasiRuntime, jobId: string, emit: JobEventListener, servePackage: (bytes: Uint8Array) => string): Promise<void> {
+    const wasm = await loadBuiltinWorkload('probe')
+    const packageId = servePackage(wasm)
+    const limits = { maxMemoryBytes: 16 << 20, timeoutMs: 60_000, maxOutputBytes: 1 << 20 }
+    const work = (rounds: number): TaskSpec => ({ args: [String(rounds)], env: {}, inputs: [], outputs: [] })
+    // This machine's own run of the work (after one that compiles the program), its CPU score, and the checksum.
+    localProbe ??= (async () => {
+      const runner = createLocalRunner({ runtime: localRuntime, concurrency: 1, ...limits })
+      await runner.run([work(1)], { phase: 'probe', package: wasm })
+      const [local] = await runner.run([work(probeRounds)], { phase: 'probe', package: wasm })
+      return { localWorkMs: local!.usage.durationMs, localScore: measureCpuScore(), checksum: Buffer.from(local!.stdout).toString('utf8') }
+    })()
+    const local = await localProbe
+    const threads = Math.max(1, Math.min(maxProbeThreads, Math.floor(Number(slot.offer.properties['golem.inf.cpu.threads'] ?? 1)) || 1))
+    const claimedScore = Number(slot.offer.properties['hearth.inf.cpu.score'])
+    const results: TaskResult[] = []
+    let wrongAnswer = false
+    const send = async (index: number, rounds: number): Promise<number> => {
+      const task = work(rounds)
+      const request: RunTaskRequest = {
+        agreementId: slot.agreement.id, jobId: `${jobId}:probe`, taskIndex: index, activityId: randomUUID(), runtime: 'wasi', packageId,
+        args: task.args, env: task.env, inputs: [], outputs: task.outputs, ...limits,
+      }
+      const sentAt = performance.now()
+      const exchange = await host.exchange(slot.peer, runTaskProtocol, request, { timeoutMs: limits.timeoutMs + taskNetworkSlackMs })
+      const roundTripMs = performance.now() - sentAt
+      checkResult(exchange.response, request, roundTripMs)
+      results.push(exchange.response)
+      if (rounds === probeRounds && Buffer.from(exchange.response.stdoutBase64, 'base64').toString('utf8') !== local.checksum) wrongAnswer = true
+      return roundTripMs
+    }
+    let verdict: ReturnType<typeof judgeProbe>
+    try {
+      // The first run fetches and compiles the program: not timed. The second costs a round trip and almost no work.
+      await send(0, 1)
+      const emptyWallMs = await send(1, 1)
+      const soloWallMs = await send(2, probeRounds)
+      const parallelAt = performance.now()
+      await Promise.all(Array.from({ length: threads }, (_, i) => send(3 + i, probeRounds)))
+      const parallelWallMs = performance.now() - parallelAt
+      verdict = judgeProbe({ threads, cpuScore: Number.isFinite(claimedScore) ? claimedScore : undefined }, { emptyWallMs, soloWallMs, parallelWallMs, localWorkMs: local.localWorkMs, localScore: local.localScore })
+      if (wrongAnswer) verdict = { ...verdict, overClaimed: `its probe printed another checksum than the work gives${verdict.overClaimed === undefined ? '' : `; ${verdict.overClaimed}`}` }
+    } catch (error) {
+      // A provider that cannot even run the probe gets no work; that says nothing certain about its claims.
+      slot.retired = true
+      emit({ type: 'phase', message: `${slot.provider} did not complete the probe (${toHearthError(error).shortMessage}); it gets no work from this job` })
+      return
+    }
+    emit({ type: 'probe', provider: slot.provider, measuredThreads: Number(verdict.measuredThreads.toFixed(2)), measuredScore: Math.round(verdict.measuredScore), ...(verdict.overClaimed === undefined ? {} : { overClaimed: verdict.overClaimed }) })
+    if (verdict.overClaimed !== undefined) {
+      slot.retired = true
+      reputation?.record(slot.provider, 'invalid')
+      emit({ type: 'phase', message: `${slot.provider} over-claims: ${verdict.overClaimed}; it is not paid for the probe and gets no work from this job` })
+      return
+    }
+    // Honest: its probe work is paid like any accepted task.
+    for (const result of results) slot.account.acceptTask(result.usage)
+    const note = results.map((result) => result.debitNote).filter((n): n is DebitNote => n !== undefined).at(-1)
+    if (note !== undefined && init.misbehave?.ignoreDebitNotes !== true) await answerDebitNote(slot, note, emit)
   }
 
   /** What a task's result says, reduced to what must agree between providers: exit code and outputs (images by pixels). */
@@ -428,7 +511,9 @@ export function createRequestor(init: RequestorInit): Requestor {
     // Every agreement may have to carry every task of the job (the others may all fail), replicas and later phases
     // included: the deposit covers that, and what is not spent comes back at settlement.
     const plannedTasks = Math.max(1, (spec.plannedTasks ?? spec.tasks.length) - resumed.size)
-    const maxTasks = Math.min(1_000_000, plannedTasks * (replicas + 1))
+    const probing = spec.runtime === 'wasi' && (spec.verification?.probe ?? (spec.sla?.minThreads !== undefined || spec.sla?.minCpuScore !== undefined))
+    // A probe runs up to 3 + maxProbeThreads tasks on each provider before the job's own.
+    const maxTasks = Math.min(1_000_000, plannedTasks * (replicas + 1) + (probing ? 3 + maxProbeThreads : 0))
     const tasksEach = Math.ceil(plannedTasks / spec.providers)
     const ranked = rankOffers(candidates, (signed) => signed.payload, {
       tasks: tasksEach,
@@ -527,6 +612,14 @@ export function createRequestor(init: RequestorInit): Requestor {
         openTx: opened.txHash,
       }
     })
+
+    if (probing) {
+      if (init.localRuntime === undefined) emit({ type: 'phase', message: 'probes compare providers with this machine, which has no wasi runtime here: skipped' })
+      else {
+        emit({ type: 'phase', message: `probing ${slots.length} providers: do they have the threads and speed they offer?` })
+        for (const slot of slots) await probe(slot, init.localRuntime, jobId, emit, servePackage)
+      }
+    }
 
     if (slots.length < 2 && (replicas > 1 || (adaptive && reputation !== undefined))) {
       emit({ type: 'phase', message: 'only one provider: its results cannot be checked by another, and are taken as they come (add providers, or spot checks for wasi)' })
@@ -635,6 +728,8 @@ export function createRequestor(init: RequestorInit): Requestor {
         const remoteCode = hearthError.details?.remoteCode
         const taskAtFault = typeof remoteCode === 'string' && taskFaultCodes.has(remoteCode)
         const message = taskAtFault ? String(hearthError.details?.remoteMessage ?? hearthError.shortMessage) : hearthError.shortMessage
+        // Given up by this requestor (another provider finished the task first, or the job was cancelled): nobody's fault.
+        if (signal.aborted) return { ok: false, message, taskAtFault: false, providerAtFault: false }
         const timedOut = hearthError.code === 'HEARTH_ERR_NET_TIMEOUT'
         // A provider whose owner came back (paused) or that has no room right now declined the task: no mark
         // against it, but a paused one gets no more work from this job, and either way the task goes elsewhere.
@@ -651,9 +746,10 @@ export function createRequestor(init: RequestorInit): Requestor {
           return { ok: false, message, taskAtFault: false, providerAtFault: false, declined: true }
         }
         // A provider that fails twice in a row gets no more tasks from this job; a task that broke its own sandbox
-        // limits is the task's doing, not the provider's. A result that fails its own checks is the provider's.
+        // limits is the task's doing, not the provider's. A result that fails its own checks is the provider's, and so
+        // is no answer at all: its sandbox ends a task at the deadline, and the network deadline adds 30 s to that.
         const providerAtFault =
-          remoteCode === 'HEARTH_ERR_PROVIDER_PAUSED' || (!taskAtFault && (hearthError.code === 'HEARTH_ERR_SIGNATURE_INVALID' || ++slot.failures >= 2))
+          remoteCode === 'HEARTH_ERR_PROVIDER_PAUSED' || (!taskAtFault && (hearthError.code === 'HEARTH_ERR_SIGNATURE_INVALID' || (timedOut && remoteCode === undefined) || ++slot.failures >= 2))
         return { ok: false, message, taskAtFault, providerAtFault }
       }
 

@@ -20,8 +20,8 @@ export interface ManualRequestor {
   agree(overrides?: { debitNoteIntervalSec?: number; paymentTimeoutSec?: number; maxTasks?: number }): Promise<Agreement>
   /** The agreement's escrow, opened as an honest requestor opens it. */
   open(agreement: Agreement): Promise<void>
-  /** One `sleep 0` task under the agreement. */
-  task(agreement: Agreement): Promise<TaskResult>
+  /** One `sleep SECONDS` task under the agreement (default 0). */
+  task(agreement: Agreement, seconds?: string): Promise<TaskResult>
   /** Tasks one after another until one is refused: how many ran, and the refusal. */
   runUntilRefused(agreement: Agreement, most?: number): Promise<{ ran: number; refusal: unknown }>
   /** A voucher for `cumulativeWei` under the agreement, sent to the provider. */
@@ -49,7 +49,7 @@ export function manualRequestor(devnet: Devnet, provider: () => DevnetProvider):
     async open(agreement) {
       await devnet.requestor.agent.accounts.open([{ agreement, offer: offer() }])
     },
-    task(agreement) {
+    task(agreement, seconds = '0') {
       const request: RunTaskRequest = {
         agreementId: agreement.id,
         jobId: randomUUID(),
@@ -57,7 +57,7 @@ export function manualRequestor(devnet: Devnet, provider: () => DevnetProvider):
         activityId: randomUUID(),
         runtime: 'native',
         program: 'sleep',
-        args: ['0'],
+        args: [seconds],
         env: {},
         inputs: [],
         outputs: [],
