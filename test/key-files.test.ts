@@ -8,11 +8,10 @@ import assert from 'node:assert/strict'
 import { chmod, mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { PassThrough } from 'node:stream'
 import { after, describe, it } from 'node:test'
-import { main } from '../src/cli/main.ts'
 import { isHearthError } from '../src/errors.ts'
 import { generateIdentity, readKeyFile } from '../src/identity/node-identity.ts'
+import { hearth } from '../src/cli/testdata/run-cli.ts'
 
 const dir = await mkdtemp(join(tmpdir(), 'hearth-key-files-'))
 after(() => rm(dir, { recursive: true, force: true }))
@@ -26,16 +25,6 @@ async function keyFile(name: string, mode: number, content = `${identity.private
   return path
 }
 
-async function hearth(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  const stdout = new PassThrough()
-  const stderr = new PassThrough()
-  const out: Buffer[] = []
-  const err: Buffer[] = []
-  stdout.on('data', (c: Buffer) => out.push(c))
-  stderr.on('data', (c: Buffer) => err.push(c))
-  const code = await main(args, { stdout, stderr })
-  return { code, stdout: Buffer.concat(out).toString(), stderr: Buffer.concat(err).toString() }
-}
 
 describe('key files', () => {
   it('readKeyFile takes a 0600 key and refuses one group or others can read, with a chmod hint', async () => {

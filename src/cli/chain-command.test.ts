@@ -2,7 +2,6 @@ import assert from 'node:assert/strict'
 import { chmod, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { PassThrough } from 'node:stream'
 import { after, before, describe, it } from 'node:test'
 import { Command } from 'commander'
 import { createPublicClient, http, parseEther } from 'viem'
@@ -14,18 +13,12 @@ import { readDeploymentFile } from '../payment/deploy.ts'
 import { escrowClaimGraceSec, tokenBalanceOf } from '../payment/escrow.ts'
 import { devAccountKey, registerChainCommands, runDeployCommand, startChain } from './chain-command.ts'
 import type { RunningChain } from './chain-command.ts'
+import { capture } from './testdata/run-cli.ts'
 
 const dir = await mkdtemp(join(tmpdir(), 'hearth-chain-command-test-'))
 after(() => rm(dir, { recursive: true, force: true }))
 before(() => buildContracts())
 
-function capture() {
-  const stdout = new PassThrough()
-  const stderr = new PassThrough()
-  const chunks: Buffer[] = []
-  stdout.on('data', (c: Buffer) => chunks.push(c))
-  return { io: { stdout, stderr }, text: () => Buffer.concat(chunks).toString('utf8') }
-}
 
 async function keyFile(name: string, key: string, mode = 0o600): Promise<string> {
   const path = join(dir, name)

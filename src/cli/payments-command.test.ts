@@ -10,7 +10,6 @@ import assert from 'node:assert/strict'
 import { chmod, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { PassThrough } from 'node:stream'
 import { after, before, test } from 'node:test'
 import { numberToHex, parseEther, type Hex } from 'viem'
 import { buildContracts } from '../../scripts/build-contracts.ts'
@@ -23,8 +22,8 @@ import type { EarningsReport } from '../provider/earnings.ts'
 import { startProviderNode, type ProviderNode, type ProviderStatus } from '../provider/provider-node.ts'
 import { startRequestorNode, type RequestorNode } from '../requestor/requestor-node.ts'
 import { devAccountKey, startChain, type RunningChain } from './chain-command.ts'
-import { main } from './main.ts'
 import type { RefundReport } from './payments-command.ts'
+import { capture, hearth } from './testdata/run-cli.ts'
 
 const dir = await mkdtemp(join(tmpdir(), 'hearth-payments-cli-'))
 after(() => rm(dir, { recursive: true, force: true }))
@@ -32,17 +31,6 @@ const deploymentFile = join(dir, 'deployment.json')
 const providerDir = join(dir, 'provider')
 const requestorDir = join(dir, 'requestor')
 
-/** Runs `hearth ARGS` in this process; returns the exit code and what it printed. */
-async function hearth(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  const stdout = new PassThrough()
-  const stderr = new PassThrough()
-  const out: Buffer[] = []
-  const err: Buffer[] = []
-  stdout.on('data', (c: Buffer) => out.push(c))
-  stderr.on('data', (c: Buffer) => err.push(c))
-  const code = await main(args, { stdout, stderr })
-  return { code, stdout: Buffer.concat(out).toString(), stderr: Buffer.concat(err).toString() }
-}
 
 async function json<T>(args: string[]): Promise<T> {
   const result = await hearth([...args, '--json'])
@@ -68,7 +56,7 @@ const setProviderGas = (wei: bigint): Promise<unknown> => rpc('hardhat_setBalanc
 
 before(async () => {
   await buildContracts()
-  chain = await startChain({ port: 0, accounts: 2, deploymentOut: deploymentFile }, { stdout: new PassThrough(), stderr: new PassThrough() })
+  chain = await startChain({ port: 0, accounts: 2, deploymentOut: deploymentFile }, capture().io)
   const client = createChainClient({ transport: chain.url, privateKey: chain.accounts[0]!.privateKey, chainId: chain.chainId })
   reader = { client, tokenAddress: chain.deployment.tokenAddress, escrowAddress: chain.deployment.escrowAddress }
 

@@ -10,7 +10,6 @@ import { createConnection } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
 import { createInterface } from 'node:readline'
-import { PassThrough } from 'node:stream'
 import { after, before, test } from 'node:test'
 import { parseEther } from 'viem'
 import { buildContracts } from '../../scripts/build-contracts.ts'
@@ -29,28 +28,13 @@ import type { JobEvent } from '../requestor/events.ts'
 import { createRequestor } from '../requestor/requestor.ts'
 import { openStore } from '../store/store.ts'
 import { devAccountKey, startChain, type RunningChain } from './chain-command.ts'
-import { main } from './main.ts'
+import { capture, hearth } from './testdata/run-cli.ts'
 
 const repoRoot = resolve(import.meta.dirname, '../..')
 const dir = await mkdtemp(join(tmpdir(), 'hearth-provider-cli-'))
 after(() => rm(dir, { recursive: true, force: true }))
 
-function capture() {
-  const stdout = new PassThrough()
-  const stderr = new PassThrough()
-  const out: Buffer[] = []
-  const err: Buffer[] = []
-  stdout.on('data', (c: Buffer) => out.push(c))
-  stderr.on('data', (c: Buffer) => err.push(c))
-  return { io: { stdout, stderr }, text: () => Buffer.concat(out).toString('utf8'), errors: () => Buffer.concat(err).toString('utf8') }
-}
 
-/** Runs `hearth ARGS` in this process; returns the exit code and what it printed. */
-async function hearth(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  const out = capture()
-  const code = await main(args, out.io)
-  return { code, stdout: out.text(), stderr: out.errors() }
-}
 
 interface Ready {
   event: 'ready'

@@ -2,7 +2,6 @@ import assert from 'node:assert/strict'
 import { chmod, mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { PassThrough } from 'node:stream'
 import { after, before, describe, it } from 'node:test'
 import { Command } from 'commander'
 import { parseEther } from 'viem'
@@ -10,34 +9,17 @@ import { buildContracts } from '../../scripts/build-contracts.ts'
 import { isHearthError } from '../errors.ts'
 import { runDeployCommand, startChain } from './chain-command.ts'
 import type { RunningChain } from './chain-command.ts'
-import { main } from './main.ts'
 import { createChainClient } from '../payment/chain-client.ts'
 import { tokenBalanceOf } from '../payment/escrow.ts'
 import { generateIdentity } from '../identity/node-identity.ts'
 import { registerWalletCommand, runWalletCommand } from './wallet-command.ts'
+import { capture, hearth } from './testdata/run-cli.ts'
 
 const dir = await mkdtemp(join(tmpdir(), 'hearth-wallet-test-'))
 after(() => rm(dir, { recursive: true, force: true }))
 before(() => buildContracts())
 
-/** Runs `hearth ARGS` through the real CLI in this process. */
-async function hearth(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  const stdout = new PassThrough()
-  const stderr = new PassThrough()
-  const out: Buffer[] = []
-  const err: Buffer[] = []
-  stdout.on('data', (c: Buffer) => out.push(c))
-  stderr.on('data', (c: Buffer) => err.push(c))
-  const code = await main(args, { stdout, stderr })
-  return { code, stdout: Buffer.concat(out).toString(), stderr: Buffer.concat(err).toString() }
-}
 
-function capture() {
-  const stdout = new PassThrough()
-  const chunks: Buffer[] = []
-  stdout.on('data', (c: Buffer) => chunks.push(c))
-  return { io: { stdout, stderr: new PassThrough() }, text: () => Buffer.concat(chunks).toString('utf8') }
-}
 
 describe('hearth wallet', () => {
   let running: RunningChain

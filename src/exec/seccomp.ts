@@ -32,7 +32,29 @@ export interface BpfInstruction {
   k: number
 }
 
-/** Syscall numbers, from the kernel's uapi headers (x86_64: asm/unistd_64.h; arm64: asm-generic/unistd.h). */
+/**
+ * Syscall numbers, from the kernel's uapi headers (x86_64: asm/unistd_64.h; arm64: asm-generic/unistd.h). Numbers from
+ * 425 on are the same on every architecture (the kernel's unified table since 5.1).
+ */
+const newerSyscalls: Readonly<Record<string, number>> = {
+  io_uring_setup: 425,
+  io_uring_enter: 426,
+  io_uring_register: 427,
+  open_tree: 428,
+  move_mount: 429,
+  fsopen: 430,
+  fsconfig: 431,
+  fsmount: 432,
+  fspick: 433,
+  clone3: 435,
+  pidfd_getfd: 438,
+  process_madvise: 440,
+  mount_setattr: 442,
+  quotactl_fd: 443,
+  set_mempolicy_home_node: 450,
+  open_tree_attr: 467,
+}
+
 const x64Numbers: Readonly<Record<string, number>> = {
   socket: 41,
   clone: 56,
@@ -93,22 +115,7 @@ const x64Numbers: Readonly<Record<string, number>> = {
   kexec_file_load: 320,
   bpf: 321,
   userfaultfd: 323,
-  io_uring_setup: 425,
-  io_uring_enter: 426,
-  io_uring_register: 427,
-  open_tree: 428,
-  move_mount: 429,
-  fsopen: 430,
-  fsconfig: 431,
-  fsmount: 432,
-  fspick: 433,
-  clone3: 435,
-  pidfd_getfd: 438,
-  process_madvise: 440,
-  mount_setattr: 442,
-  quotactl_fd: 443,
-  set_mempolicy_home_node: 450,
-  open_tree_attr: 467,
+  ...newerSyscalls,
 }
 
 const arm64Numbers: Readonly<Record<string, number>> = {
@@ -156,22 +163,7 @@ const arm64Numbers: Readonly<Record<string, number>> = {
   bpf: 280,
   userfaultfd: 282,
   kexec_file_load: 294,
-  io_uring_setup: 425,
-  io_uring_enter: 426,
-  io_uring_register: 427,
-  open_tree: 428,
-  move_mount: 429,
-  fsopen: 430,
-  fsconfig: 431,
-  fsmount: 432,
-  fspick: 433,
-  clone3: 435,
-  pidfd_getfd: 438,
-  process_madvise: 440,
-  mount_setattr: 442,
-  quotactl_fd: 443,
-  set_mempolicy_home_node: 450,
-  open_tree_attr: 467,
+  ...newerSyscalls,
 }
 
 /**

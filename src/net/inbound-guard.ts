@@ -15,6 +15,7 @@ import { FrameError, jsonFrames } from './json-frames.ts'
 import type { FrameDeadline, FrameGate, JsonFrameStream } from './json-frames.ts'
 import { createNetMetrics } from './net-metrics.ts'
 import type { NetMetricsRecorder, RequestRejectReason } from './net-metrics.ts'
+import { raceSignal } from './serve-support.ts'
 
 export interface AdmitContext {
   /** The remote peer, as authenticated by the connection's noise handshake. */
@@ -177,13 +178,4 @@ export function guardRefusal(guard: InboundGuard, protocol: string, cause: unkno
     }))
   }
   return undefined
-}
-
-function raceSignal<T>(promise: Promise<T>, signal: AbortSignal): Promise<T> {
-  if (signal.aborted) return Promise.reject(signal.reason)
-  return new Promise<T>((resolve, reject) => {
-    const onAbort = (): void => reject(signal.reason)
-    signal.addEventListener('abort', onAbort, { once: true })
-    promise.then(resolve, reject).finally(() => signal.removeEventListener('abort', onAbort))
-  })
 }

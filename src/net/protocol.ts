@@ -24,7 +24,7 @@ import { guardedFrames, guardRefusal, inboundGuardFor } from './inbound-guard.ts
 import type { InboundGuard, ServeOptions } from './inbound-guard.ts'
 import { encodeJsonFrame, FrameError, jsonFrames } from './json-frames.ts'
 import type { JsonFrameStream } from './json-frames.ts'
-import { errorFrame, errorFrameLimit, handleGuarded, protocolIdPattern, refusalWriteMs, remoteErrorCode } from './serve-support.ts'
+import { errorFrame, errorFrameLimit, handleGuarded, protocolIdPattern, raceSignal, refusalWriteMs, remoteErrorCode } from './serve-support.ts'
 import type { NetMetricsRecorder, RequestRejectReason } from './net-metrics.ts'
 
 export interface ProtocolSpec<Req extends z.ZodType, Res extends z.ZodType> {
@@ -473,17 +473,6 @@ async function readResponse<Req extends z.ZodType, Res extends z.ZodType>(
     })
   }
   return { response: parsed.data, envelope, peerId: peer }
-}
-
-// ---------------------------------------------------------------------------------------------------------------
-
-function raceSignal<T>(promise: Promise<T>, signal: AbortSignal): Promise<T> {
-  if (signal.aborted) return Promise.reject(signal.reason)
-  return new Promise<T>((resolve, reject) => {
-    const onAbort = (): void => reject(signal.reason)
-    signal.addEventListener('abort', onAbort, { once: true })
-    promise.then(resolve, reject).finally(() => signal.removeEventListener('abort', onAbort))
-  })
 }
 
 function toHearthErrorWith(cause: unknown, code: HearthError['code']): HearthError {

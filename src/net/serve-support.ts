@@ -67,3 +67,13 @@ export async function handleGuarded(
     { maxInboundStreams: protocol.maxConcurrentStreams, maxOutboundStreams: protocol.maxConcurrentStreams },
   )
 }
+
+/** `promise`, or the signal's reason as soon as it aborts (the promise is left to settle on its own). */
+export function raceSignal<T>(promise: Promise<T>, signal: AbortSignal): Promise<T> {
+  if (signal.aborted) return Promise.reject(signal.reason)
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = (): void => reject(signal.reason)
+    signal.addEventListener('abort', onAbort, { once: true })
+    promise.then(resolve, reject).finally(() => signal.removeEventListener('abort', onAbort))
+  })
+}

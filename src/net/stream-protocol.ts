@@ -28,7 +28,7 @@ import type { PeerTarget } from './dial-target.ts'
 import { guardedFrames, guardRefusal, inboundGuardFor } from './inbound-guard.ts'
 import type { InboundGuard, ServeOptions } from './inbound-guard.ts'
 import { encodeJsonFrame, FrameError, jsonFrames } from './json-frames.ts'
-import { errorFrame, errorFrameLimit, maxErrorText, protocolIdPattern, remoteErrorCode } from './serve-support.ts'
+import { errorFrame, errorFrameLimit, maxErrorText, protocolIdPattern, raceSignal, remoteErrorCode } from './serve-support.ts'
 import type { JsonFrameStream } from './json-frames.ts'
 
 export interface StreamProtocolSpec<Req extends z.ZodType, Ev extends z.ZodType, Res extends z.ZodType> {
@@ -639,13 +639,4 @@ export function openStream<Req extends z.ZodType, Ev extends z.ZodType, Res exte
     },
     cancel,
   }
-}
-
-function raceSignal<T>(promise: Promise<T>, signal: AbortSignal): Promise<T> {
-  if (signal.aborted) return Promise.reject(signal.reason)
-  return new Promise<T>((resolve, reject) => {
-    const onAbort = (): void => reject(signal.reason)
-    signal.addEventListener('abort', onAbort, { once: true })
-    promise.then(resolve, reject).finally(() => signal.removeEventListener('abort', onAbort))
-  })
 }
