@@ -62,14 +62,15 @@ test('a provider rejects what no counter-proposal can fix, with the reason', () 
 })
 
 test('a provider counters debit notes rarer than its maximum interval: a requestor cannot put off paying for a day', () => {
-  const decision = review(terms({ debitNoteIntervalSec: 86_400 }))
+  const proposed = terms({ debitNoteIntervalSec: 86_400 })
+  const decision = review(proposed)
   assert.equal(decision.decision, 'counter')
   if (decision.decision !== 'counter') return
   assert.equal(decision.terms.debitNoteIntervalSec, 300)
   assert.match(decision.reasons.join('; '), /rarer than this provider's 300 s/)
   // A requestor that will not take notes that often gets no agreement.
   const limits = { maxPerTaskWei: 10n, minDurationSec: 600, maxDebitNoteIntervalSec: 86_400, minPaymentTimeoutSec: 60, nowMs: Date.now() }
-  assert.equal(reviewCounter(terms({ debitNoteIntervalSec: 86_400 }), decision.terms, limits), undefined)
+  assert.equal(reviewCounter(proposed, decision.terms, limits), undefined)
 })
 
 test('a provider counters a low price, a long agreement, frequent debit notes and a long payment timeout, changing only those terms', () => {
