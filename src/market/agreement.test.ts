@@ -68,7 +68,7 @@ test('a provider counters debit notes rarer than its maximum interval: a request
   if (decision.decision !== 'counter') return
   assert.equal(decision.terms.debitNoteIntervalSec, 300)
   assert.match(decision.reasons.join('; '), /rarer than this provider's 300 s/)
-  // A requestor that will not take notes that often gets no agreement.
+  // The counter changes only the interval: a requestor within its limits takes it.
   const limits = { maxPerTaskWei: 10n, minDurationSec: 600, maxDebitNoteIntervalSec: 86_400, minPaymentTimeoutSec: 60, nowMs: Date.now() }
   assert.equal(reviewCounter(proposed, decision.terms, limits), undefined)
 })
