@@ -142,8 +142,10 @@ describe('docker-runtime', () => {
   it('caps CPU with NanoCpus and meters CPU time from the cgroup; stopped runs carry metering', async () => {
     // A fixed amount of work (not a fixed time), so that the figures do not depend on how busy the machine is.
     const work = 'i=0; while [ $i -lt 100000 ]; do i=$((i+1)); done'
-    const one = await sh(work, [], { maxCpuCores: 0.5, timeoutMs: 300_000 })
-    const two = await sh(`(${work}) & (${work}) & wait`, [], { maxCpuCores: 0.5, timeoutMs: 300_000 })
+    // The cgroup is read at each output poll while it exists (the engine removes it at exit): the trailing sleep puts
+    // polls after the work, so both figures hold all of it however late a loaded machine runs the last poll before exit.
+    const one = await sh(`${work}; sleep 2`, [], { maxCpuCores: 0.5, timeoutMs: 300_000 })
+    const two = await sh(`(${work}) & (${work}) & wait; sleep 2`, [], { maxCpuCores: 0.5, timeoutMs: 300_000 })
     assert.equal(two.exitCode, 0)
     // Both processes are metered from the container's cgroup: about twice the CPU of one.
     assert.ok(two.cpuMs > one.cpuMs * 1.25, `two processes metered ${two.cpuMs} ms of CPU, one alone ${one.cpuMs} ms`)
