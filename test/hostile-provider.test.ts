@@ -53,9 +53,9 @@ async function assertRightAndUnpaid(devnet: Devnet, outcome: JobOutcome, before:
 }
 
 test('a provider that offers threads and speed it does not have is caught by the probe: no work, no pay, a mark on its record', async () => {
-  // It offers 8 threads at a thousand times its measured score (a score measured while the machine was busy cannot
-  // hide that); it runs one task at a time at its real speed.
-  const devnet = await network({ overclaim: { threads: 8, cpuScoreFactor: 1000 } })
+  // It offers 8 threads and a CPU score of a million (no machine comes near: a desktop core scores a few hundred);
+  // it runs one task at a time at its real speed.
+  const devnet = await network({ overclaim: { threads: 8, cpuScore: 1_000_000 } })
   const before = await devnet.balanceOf(devnet.providers[0]!.identity.address)
   const spec = await renderSpec(6)
   const events: JobEvent[] = []

@@ -87,8 +87,8 @@ export interface ProviderAgentInit {
   misbehave?: {
     silentNegotiation?: boolean
     wrongResults?: WrongResultsOptions
-    /** Offers more than the machine has: this many threads, a CPU score this many times the measured one. */
-    overclaim?: { threads?: number; cpuScoreFactor?: number }
+    /** Offers more than the machine has: this many threads, this CPU score whatever it measured. */
+    overclaim?: { threads?: number; cpuScore?: number }
     /** Reports this many times the metered CPU and run time (billed under linear prices). */
     inflateUsage?: number
     /** Asks this many times what the delivered work costs in its debit notes. */
@@ -303,7 +303,7 @@ export function createProviderAgent(init: ProviderAgentInit): ProviderAgent {
         'golem.inf.cpu.threads': init.misbehave?.overclaim?.threads ?? init.threads,
         'golem.inf.mem.gib': init.memGib,
         ...pricingProperties(init.pricing),
-        'hearth.inf.cpu.score': Math.round(cpuScore * (init.misbehave?.overclaim?.cpuScoreFactor ?? 1)),
+        'hearth.inf.cpu.score': init.misbehave?.overclaim?.cpuScore ?? cpuScore,
         ...gpuProperties,
         ...init.properties,
       },

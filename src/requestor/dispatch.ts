@@ -27,6 +27,8 @@ export interface AttemptOk<R> {
   result: R
   /** Equivalence class of the result: attempts with the same key agree. */
   key: string
+  /** What the result says, in a few words (exit code, outputs), for the message when providers disagree. */
+  summary?: string
   /** Wall time of the attempt as the requestor saw it. */
   elapsedMs: number
 }
@@ -108,7 +110,7 @@ interface TaskState<R> {
   quorum: number
   running: Map<DispatchSlot, { startedAt: number; abort: AbortController }>
   tried: Set<string>
-  answers: { slot: DispatchSlot; result: R; key: string }[]
+  answers: { slot: DispatchSlot; result: R; key: string; summary?: string }[]
   failures: number
   lastError: string
   done: boolean
@@ -259,7 +261,7 @@ export async function dispatch<R>(init: DispatchInit<R>): Promise<DispatchOutcom
     if (task.done) return // another provider's answer settled it while this one ran
     if (attempt.ok) {
       durations[durationCount++ % 256] = attempt.elapsedMs
-      task.answers.push({ slot, result: attempt.result, key: attempt.key })
+      task.answers.push({ slot, result: attempt.result, key: attempt.key, ...(attempt.summary === undefined ? {} : { summary: attempt.summary }) })
       // Adaptive replication: decide once, on the first answer, whether it is checked by another provider.
       if (task.answers.length === 1 && task.wanted === 1 && init.checkProbability !== undefined) {
         const others = live().some((other) => other.provider !== slot.provider)
@@ -352,7 +354,8 @@ export async function dispatch<R>(init: DispatchInit<R>): Promise<DispatchOutcom
           } else {
             task.done = true
             open--
-            failed.set(task.index, keys.size > 1 ? 'providers disagreed and no provider was left to settle it' : task.lastError || 'no provider was left to run it')
+            const said = task.answers.map((answer) => `${answer.slot.provider}: ${answer.summary ?? answer.key}`).join('; ')
+            failed.set(task.index, keys.size > 1 ? `providers disagreed (${said}) and no provider was left to settle it` : task.lastError || 'no provider was left to run it')
           }
         }
         continue

@@ -400,6 +400,13 @@ export function createRequestor(init: RequestorInit): Requestor {
     if (note !== undefined && init.misbehave?.ignoreDebitNotes !== true) await answerDebitNote(slot, note, emit)
   }
 
+  /** A few words on a result: its exit code and each output's comparable id (short), for disagreement messages. */
+  function describeOutcome(outcome: TaskOutcome): string {
+    const outputs = outcome.outputs.map((o) => `${o.path} ${comparableContentId(o.data).slice(0, 24)}…`)
+    const missing = outcome.missingOutputs.map((path) => `${path} missing`)
+    return [`exit ${outcome.exitCode}`, ...outputs, ...missing].join(', ')
+  }
+
   /** What a task's result says, reduced to what must agree between providers: exit code and outputs (images by pixels). */
   function resultKey(outcome: TaskOutcome): string {
     return hashCanonical({
@@ -719,7 +726,7 @@ export function createRequestor(init: RequestorInit): Requestor {
           }
           if (local !== undefined) spotChecked.add(index)
         }
-        return { ok: true, result: { slot, outcome, envelope, usage: result.usage }, key, elapsedMs: roundTripMs }
+        return { ok: true, result: { slot, outcome, envelope, usage: result.usage }, key, summary: describeOutcome(outcome), elapsedMs: roundTripMs }
       }
 
       /** Why an attempt failed, and whose doing it was. */
