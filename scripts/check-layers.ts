@@ -7,7 +7,7 @@ import { dirname, join, relative, resolve, sep } from 'node:path'
 
 /** Lowest first. `errors.ts` at the root of src/ sits below every layer; `index.ts` above all of them. */
 export const layers = [
-  'identity', 'store', 'net', 'market', 'exec', 'payment',
+  'testbed', 'identity', 'store', 'net', 'market', 'exec', 'payment',
   'provider', 'requestor', 'jobs', 'devnet', 'api', 'cli',
 ] as const
 
