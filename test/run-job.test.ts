@@ -10,6 +10,7 @@ import { after, test } from 'node:test'
 import { fileURLToPath } from 'node:url'
 import { runJobFile, type RunReport } from '../src/devnet/run-job.ts'
 import { compileAssemblyScript } from '../src/exec/assemblyscript-compiler.ts'
+import { referenceCounts, wordcountTexts } from './support/wordcount.ts'
 
 const dir = await mkdtemp(join(tmpdir(), 'hearth-run-test-'))
 after(() => rm(dir, { recursive: true, force: true }))
@@ -28,20 +29,12 @@ function assertMoneyBalancesOnChain(report: RunReport): void {
   for (const provider of report.providers) assert.equal(provider.balanceDeltaWei, provider.paidWei, provider.address)
 }
 
-/** The word count, as the job promises it: maximal runs of ASCII letters and digits, lowercased, sorted. */
-function referenceCounts(...texts: string[]): string {
-  const counts = new Map<string, number>()
-  for (const text of texts) for (const word of text.toLowerCase().match(/[a-z0-9]+/g) ?? []) counts.set(word, (counts.get(word) ?? 0) + 1)
-  return [...counts.keys()].sort().map((word) => `${word}\t${counts.get(word)}\n`).join('')
-}
-
 test('the word count example (a map-reduce over the example\'s text files) counts exactly as one process does', async () => {
   const out = join(dir, 'wordcount')
   const report = await runJobFile({ jobFile: join(example, 'job.json'), outDir: out, providers: 3 })
   assert.equal(report.kind, 'mapreduce')
   assert.deepEqual(report.failures, [])
-  const texts = await Promise.all(['hearth.txt', 'market.txt', 'sandbox.txt'].map((f) => readFile(join(example, f), 'utf8')))
-  assert.equal(await readFile(join(out, 'counts.tsv'), 'utf8'), referenceCounts(...texts))
+  assert.equal(await readFile(join(out, 'counts.tsv'), 'utf8'), referenceCounts(...(await wordcountTexts())))
   // mappers for several chunks, then one reducer per partition, all on the network
   assert.ok(report.tasks.total > 3, JSON.stringify(report.summary))
   assertMoneyBalancesOnChain(report)
@@ -52,7 +45,7 @@ test('a task list job brings back every task\'s output, stdout and stderr, and t
   const report = await runJobFile({ jobFile: join(example, 'tasks.json'), outDir: out, providers: 3 })
   assert.deepEqual(report.tasks, { total: 4, succeeded: 4 })
   assert.deepEqual(report.failures, [])
-  const texts = await Promise.all(['hearth.txt', 'market.txt', 'sandbox.txt'].map((f) => readFile(join(example, f), 'utf8')))
+  const texts = await wordcountTexts()
   const expected = [referenceCounts(texts[0]!), referenceCounts(texts[1]!), referenceCounts(texts[2]!), referenceCounts(...texts)]
   for (let i = 0; i < 4; i++) {
     assert.equal(await readFile(join(out, String(i), 'out', 'counts.tsv'), 'utf8'), expected[i], `task ${i}`)

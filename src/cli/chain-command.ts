@@ -3,6 +3,7 @@
  * 127.0.0.1, token and escrow deployed, dev accounts funded), and `hearth deploy`: the contracts onto any EVM chain by
  * JSON-RPC URL, recorded in a deployment file that nodes and `hearth wallet` read.
  */
+import { isIP } from 'node:net'
 import { InvalidArgumentError } from 'commander'
 import type { Command } from 'commander'
 import { formatEther, keccak256, parseEther, parseGwei, toHex } from 'viem'
@@ -22,6 +23,11 @@ export interface CommandIo {
 export interface ChainCommandOptions {
   /** Default 8545, the usual development port; 0 picks a free one. */
   port?: number
+  /**
+   * The address to serve JSON-RPC on (default 127.0.0.1: this machine only). Another host's nodes need one they can
+   * reach; the deployment file then names it, so they find the chain from it.
+   */
+  host?: string
   /** Default 31337. */
   chainId?: number
   /** Funded development accounts; default 5. */
@@ -79,7 +85,7 @@ export async function startChain(options: ChainCommandOptions, io: CommandIo): P
     })
     const ctx = { client: deployer, tokenAddress: record.tokenAddress, escrowAddress: record.escrowAddress }
     await Promise.all(identities.map((identity) => mintTokens(ctx, { toAddress: identity.address, amountWei: tokenWei })))
-    const server = await serveChainHttp(chain, { port: options.port ?? 8545, host: '127.0.0.1' })
+    const server = await serveChainHttp(chain, { port: options.port ?? 8545, host: options.host ?? '127.0.0.1' })
     const deployment: DeploymentRecord = { ...record, rpcUrl: server.url }
     if (options.deploymentOut !== undefined) await writeDeploymentFile(options.deploymentOut, deployment)
     const accounts = identities.map((identity) => ({ address: identity.address, privateKey: identity.privateKey, nativeWei, tokenWei }))
@@ -226,6 +232,13 @@ function urlOption(value: string): string {
   return value
 }
 
+function hostOption(value: string): string {
+  // A wildcard would put http://0.0.0.0 in the deployment file, which no other host can use.
+  if (value === '0.0.0.0' || value === '::') throw new InvalidArgumentError('--host must be the address other hosts reach this one by, not a wildcard')
+  if (!isIP(value)) throw new InvalidArgumentError('--host must be an IP address of this machine')
+  return value
+}
+
 function addressOption(value: string): Address {
   if (!/^0x[0-9a-fA-F]{40}$/.test(value)) throw new InvalidArgumentError('--token must be a 0x-prefixed address')
   return value as Address
@@ -243,15 +256,17 @@ export function registerChainCommands(program: Command, io: CommandIo, options: 
     .command('chain')
     .description('run a development chain on 127.0.0.1 (token + escrow deployed, dev accounts funded) that several processes share')
     .option('--port <port>', 'JSON-RPC port (0: any free port)', intOption('--port', 0, 65535), 8545)
+    .option('--host <address>', 'serve JSON-RPC on this address, for nodes on other hosts (default: 127.0.0.1, this machine only)', hostOption)
     .option('--chain-id <id>', 'chain id', intOption('--chain-id', 1, 2 ** 32 - 1), 31337)
     .option('--accounts <n>', 'funded dev accounts', intOption('--accounts', 1, 100), 5)
     .option('--deployment-out <file>', 'also write the deployment JSON (with the URL) here')
     .option('--claim-grace-sec <n>', claimGraceHelp, intOption('--claim-grace-sec', 0, maxClaimGraceSec), defaultClaimGraceSec)
     .option('--json', 'print one JSON object instead of a summary')
-    .action(async (opts: { port: number; chainId: number; accounts: number; deploymentOut?: string; claimGraceSec: number; json?: boolean }) => {
+    .action(async (opts: { port: number; host?: string; chainId: number; accounts: number; deploymentOut?: string; claimGraceSec: number; json?: boolean }) => {
       const running = await startChain(
         {
           port: opts.port,
+          ...(opts.host === undefined ? {} : { host: opts.host }),
           chainId: opts.chainId,
           accounts: opts.accounts,
           claimGraceSec: opts.claimGraceSec,

@@ -6,7 +6,7 @@ import { Command, CommanderError, InvalidArgumentError, Option } from 'commander
 import { parseEther } from 'viem'
 import { HearthError, toHearthError, type ErrorCode } from '../errors.ts'
 import { readKeyFile } from '../identity/node-identity.ts'
-import { readDeploymentFile } from '../payment/deploy.ts'
+import { readDeploymentFile, writeDeploymentFile } from '../payment/deploy.ts'
 import { runDemo, type DemoReport } from '../devnet/demo.ts'
 import { runJobFile, type RunReport } from '../devnet/run-job.ts'
 import type { RequestorNodeInit } from '../requestor/requestor-node.ts'
@@ -16,6 +16,7 @@ import { formatOffers, listOffers, matchFiles } from './market-command.ts'
 import { registerPaymentsCommand } from './payments-command.ts'
 import { registerWalletCommand } from './wallet-command.ts'
 import { registerProviderCommand } from './provider-command.ts'
+import { registerRelayCommand } from './relay-command.ts'
 import { createProgressPrinter } from './progress.ts'
 
 /** Errors that mean the input was wrong: exit code 2. A key file others can read, or that holds no key, is one. */
@@ -100,11 +101,13 @@ export async function main(argv: string[], io: { stdout: NodeJS.WritableStream; 
     .option('--rpc <url>', 'the chain the joined network settles on (JSON-RPC)')
     .option('--deployment <file>', 'the token and escrow deployment (hearth chain --deployment-out, hearth deploy --out)')
     .option('--funder-key-file <file>', 'development chains: a key that pays this node gas and faucet tokens')
+    .option('--listen <multiaddr...>', 'joined network: addresses to listen on (default 127.0.0.1: this node dials out)')
+    .option('--announce <multiaddr...>', 'joined network: addresses others should dial this node at')
     .option('--data-dir <dir>', 'where this requestor keeps its key and database (needed to --resume)', '.hearth/requestor')
     .option('--resume <job-id>', 'continue a job cut short, from the same job file and --data-dir: done tasks are neither rerun nor paid again')
     .option('--bad-providers <k>', 'local network: the first K providers return wrong results half the time', wholeNumber('--bad-providers', 64))
     .option('--json', 'print one JSON report on stdout instead of a summary')
-    .action(async (jobFile: string, options: { out: string; providers: number; bootstrap?: string[]; rpc?: string; deployment?: string; funderKeyFile?: string; dataDir: string; resume?: string; badProviders?: number; json?: boolean }) => {
+    .action(async (jobFile: string, options: { out: string; providers: number; bootstrap?: string[]; listen?: string[]; announce?: string[]; rpc?: string; deployment?: string; funderKeyFile?: string; dataDir: string; resume?: string; badProviders?: number; json?: boolean }) => {
       const progress = createProgressPrinter(io.stderr, { quiet: options.json === true })
       const network = await joinedNetwork(options)
       const report = await runJobFile({
@@ -148,18 +151,29 @@ export async function main(argv: string[], io: { stdout: NodeJS.WritableStream; 
 
   program
     .command('devnet')
-    .description('run a local network (embedded chain, providers) until interrupted, printing where to join it')
+    .description('run a local network (embedded chain served by JSON-RPC, providers) until interrupted, printing and writing what a joining node needs')
     .option('--providers <n>', 'number of providers', positiveInt('--providers', 64), 3)
     .option('--bad-providers <k>', 'the K cheapest providers return wrong results half the time', wholeNumber('--bad-providers', 64), 0)
+    .option('--host <address>', 'the IP address the nodes listen and the chain serves on (default 127.0.0.1: this machine only)', '127.0.0.1')
+    .option('--rpc-port <port>', 'the chain\'s JSON-RPC port (0: any free port)', wholeNumber('--rpc-port', 65535), 0)
+    .option('--deployment-out <file>', 'write the deployment file (contracts and JSON-RPC URL) a joining node reads', '.hearth/devnet/deployment.json')
     .option('--json', 'print the addresses as one JSON object')
-    .action(async (options: { providers: number; badProviders: number; json?: boolean }) => {
-      const devnet = await startDevnet({ providers: options.providers, badProviders: options.badProviders })
+    .action(async (options: { providers: number; badProviders: number; host: string; rpcPort: number; deploymentOut: string; json?: boolean }) => {
+      if (options.host === '0.0.0.0' || options.host === '::') {
+        throw new HearthError('HEARTH_ERR_CONFIG_INVALID', '--host must be the address other hosts reach this one by, not a wildcard', { hint: 'pass this machine\'s address, e.g. --host 192.168.1.20' })
+      }
+      const devnet = await startDevnet({ providers: options.providers, badProviders: options.badProviders, listenHost: options.host, serveChain: { host: options.host, port: options.rpcPort } })
       const bootstrap = devnet.providers.map((p) => p.host.multiaddrs()[0]!)
+      await writeDeploymentFile(options.deploymentOut, devnet.deployment!)
+      const rpcUrl = devnet.deployment!.rpcUrl!
       if (options.json === true) {
-        io.stdout.write(`${JSON.stringify({ chainId: devnet.chainId, tokenAddress: devnet.tokenAddress, escrowAddress: devnet.escrowAddress, bootstrap })}\n`)
+        io.stdout.write(`${JSON.stringify({ chainId: devnet.chainId, tokenAddress: devnet.tokenAddress, escrowAddress: devnet.escrowAddress, rpcUrl, deploymentFile: options.deploymentOut, funderKeyFile: devnet.funderKeyFile, bootstrap })}\n`)
       } else {
-        io.stdout.write(`Local network running: ${options.providers} providers on chain ${devnet.chainId}. Join it with:\n`)
-        for (const address of bootstrap) io.stdout.write(`  --bootstrap ${address}\n`)
+        io.stdout.write(`Local network running: ${options.providers} providers on chain ${devnet.chainId}, JSON-RPC ${rpcUrl}.\n`)
+        io.stdout.write(`Deployment written to ${options.deploymentOut}. Join it with:\n`)
+        io.stdout.write(`  hearth run JOB.json --deployment ${options.deploymentOut} --bootstrap ${bootstrap[0]} --funder-key-file ${devnet.funderKeyFile}\n`)
+        io.stdout.write('Other peers:\n')
+        for (const address of bootstrap.slice(1)) io.stdout.write(`  --bootstrap ${address}\n`)
         io.stdout.write('Press Ctrl-C to stop.\n')
       }
       await new Promise<void>((resolve) => {
@@ -173,6 +187,7 @@ export async function main(argv: string[], io: { stdout: NodeJS.WritableStream; 
   registerChainCommands(program, io)
   registerWalletCommand(program, io)
   registerProviderCommand(program, io)
+  registerRelayCommand(program, io)
 
   try {
     await program.parseAsync(argv, { from: 'user' })
@@ -190,7 +205,7 @@ export async function main(argv: string[], io: { stdout: NodeJS.WritableStream; 
 }
 
 /** `hearth run --bootstrap …`: the network to join and the chain it settles on; undefined for a local network. */
-async function joinedNetwork(options: { bootstrap?: string[]; rpc?: string; deployment?: string; funderKeyFile?: string; dataDir: string; resume?: string }): Promise<RequestorNodeInit | undefined> {
+async function joinedNetwork(options: { bootstrap?: string[]; listen?: string[]; announce?: string[]; rpc?: string; deployment?: string; funderKeyFile?: string; dataDir: string; resume?: string }): Promise<RequestorNodeInit | undefined> {
   if (options.bootstrap === undefined) {
     if (options.rpc !== undefined || options.deployment !== undefined) {
       throw new HearthError('HEARTH_ERR_CONFIG_INVALID', '--rpc and --deployment are for joining a running network, which needs --bootstrap too', {
@@ -216,7 +231,15 @@ async function joinedNetwork(options: { bootstrap?: string[]; rpc?: string; depl
   const deployment = await readDeploymentFile(options.deployment)
   const rpcUrl = options.rpc ?? deployment.rpcUrl
   if (rpcUrl === undefined) throw new HearthError('HEARTH_ERR_CONFIG_INVALID', `--rpc is needed: ${options.deployment} names no JSON-RPC URL`, { hint: 'pass --rpc URL' })
-  return { dataDir: options.dataDir, bootstrap: options.bootstrap, rpcUrl, deployment, ...(fund === undefined ? {} : { fund }) }
+  return {
+    dataDir: options.dataDir,
+    bootstrap: options.bootstrap,
+    rpcUrl,
+    deployment,
+    ...(fund === undefined ? {} : { fund }),
+    ...(options.listen === undefined ? {} : { listen: options.listen }),
+    ...(options.announce === undefined ? {} : { announce: options.announce }),
+  }
 }
 
 /** `--rpc`, `--deployment` and `--funder-key-file` together, or none of them. */

@@ -206,6 +206,18 @@ export async function runProviderStart(flags: Flags, io: CommandIo, options: { e
   io.stdout.write(`${JSON.stringify({ event: 'stopped', ...report })}\n`)
 }
 
+function describeReachability(reachability: ProviderStatus['network']['reachability']): string {
+  const relays = reachability.relays.filter((relay) => relay.reserved).map((relay) => relay.peerId)
+  const how = { public: 'public', private: 'private, through relays', unreachable: 'unreachable', local: 'this machine only', unknown: 'not known yet' }[reachability.kind]
+  return `${how}: ${reachability.reason}${relays.length === 0 ? '' : ` (slots on ${relays.join(', ')})`}`
+}
+
+/** One line per peer: how this node reaches it (direct, or relayed through which relay). */
+function connectionLines(connections: ProviderStatus['network']['connections']): string[] {
+  if (connections.length === 0) return ['  peers       none connected']
+  return connections.map((c, i) => `${i === 0 ? '  peers       ' : '              '}${c.peerId} ${c.kind} (${c.direction}, ${c.remoteAddr})`)
+}
+
 export function formatStatus(status: ProviderStatus): string {
   const e = status.earnings
   const p = status.profitability
@@ -220,7 +232,9 @@ export function formatStatus(status: ProviderStatus): string {
     `  earnings    ${formatWei(BigInt(e.revenueWei))} HTT (claimed ${formatWei(BigInt(e.claimedWei))}${BigInt(e.confirmingWei) > 0n ? `, confirming ${formatWei(BigInt(e.confirmingWei))}` : ''}, unclaimed ${formatWei(BigInt(e.unclaimedWei))})`,
     `  at risk     ${formatWei(BigInt(e.exposureWei))} HTT of work delivered that no voucher covers`,
     ...claimsSummary(e),
+    `  reachable   ${describeReachability(status.network.reachability)}`,
     `  addresses   ${status.multiaddrs.join('\n              ')}`,
+    ...connectionLines(status.network.connections),
     ...status.warnings.map((w) => `  WARNING     ${w}`),
     // Open agreements, and any whose money is not settled yet: an unpaid exposure, a claim in flight or failed.
     ...agreementLines(status.agreements.filter((a) => a.state === 'approved' || needsAttention(a))),

@@ -7,7 +7,7 @@ import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { parseEther, type Address, type Hex } from 'viem'
-import { loadOrCreateIdentity, type NodeIdentity } from '../identity/node-identity.ts'
+import { keyFileName, loadOrCreateIdentity, type NodeIdentity } from '../identity/node-identity.ts'
 import { HearthError } from '../errors.ts'
 import type { MarketNode } from '../market/market-node.ts'
 import type { Pricing } from '../market/pricing.ts'
@@ -17,8 +17,8 @@ import { createNativeRuntime } from '../exec/native-runtime.ts'
 import { createDockerRuntime } from '../exec/docker-runtime.ts'
 import { createChainClient, rpcChainId, type ChainClient, type LedgerEntry } from '../payment/chain-client.ts'
 import { hearthTokenAbi } from '../payment/contracts.ts'
-import { deployHearthContracts } from '../payment/deploy.ts'
-import { createEmbeddedChain, type EmbeddedChain } from '../payment/embedded-chain.ts'
+import { deployHearth, type DeploymentRecord } from '../payment/deploy.ts'
+import { createEmbeddedChain, serveChainHttp, type EmbeddedChain } from '../payment/embedded-chain.ts'
 import { mintTokens, tokenBalanceOf, type EscrowContext } from '../payment/escrow.ts'
 import { createProviderAgent, type ProviderAgent, type ProviderAgentInit } from '../provider/provider-agent.ts'
 import type { AccountLimits, ClaimPolicy } from '../provider/provider-account.ts'
@@ -29,6 +29,13 @@ import { seededRandom } from '../seeded-random.ts'
 
 export interface DevnetInit {
   providers: number
+  /** The IP address every node listens on (default 127.0.0.1; an address others reach for nodes on other hosts). */
+  listenHost?: string
+  /**
+   * Serve the embedded chain by JSON-RPC on this address and port, so that nodes in other processes and on other
+   * hosts can join (see Devnet.deployment). Default: the chain stays inside this process.
+   */
+  serveChain?: { host: string; port: number }
   /** Where the nodes keep their keys, databases and work folders; a fresh temporary folder when absent. */
   dataDir?: string
   /** Price of the first provider; each next one asks 10% more, so the market has a spread. */
@@ -104,6 +111,10 @@ export interface DevnetProvider extends DevnetNode {
 export interface Devnet {
   /** The embedded chain; undefined when the devnet settles on an external chain by JSON-RPC. */
   chain: EmbeddedChain | undefined
+  /** What a joining node needs to settle here (the contracts and the JSON-RPC URL); only with `serveChain`. */
+  deployment: DeploymentRecord | undefined
+  /** With `serveChain`: the deployer's key file (mode 0600), whose gas and faucet a joining node may be funded from. */
+  funderKeyFile: string | undefined
   chainId: number
   tokenAddress: Address
   escrowAddress: Address
@@ -159,6 +170,7 @@ export async function startDevnet(init: DevnetInit): Promise<Devnet> {
     let chainId: number
     let clients: ChainClient[]
     let deployment: { tokenAddress: Address; escrowAddress: Address }
+    let joinable: DeploymentRecord | undefined
     if (init.chain === undefined) {
       chainId = embeddedChainId
       const embedded = await createEmbeddedChain({
@@ -168,7 +180,13 @@ export async function startDevnet(init: DevnetInit): Promise<Devnet> {
       chain = embedded
       stops.push(() => embedded.close())
       clients = identities.map((identity) => createChainClient({ transport: embedded, privateKey: identity.privateKey, chainId }))
-      deployment = await deployHearthContracts(clients[0]!)
+      const record = await deployHearth(clients[0]!)
+      deployment = record
+      if (init.serveChain !== undefined) {
+        const server = await serveChainHttp(embedded, init.serveChain)
+        stops.push(() => server.close())
+        joinable = { ...record, rpcUrl: server.url }
+      }
       await mintTokens({ client: clients[0]!, ...deployment }, { toAddress: identities[1]!.address, amountWei: requestorFundsWei })
     } else {
       // Any EVM chain by JSON-RPC: the contracts are already deployed there, and a funded key pays every node's gas
@@ -209,7 +227,7 @@ export async function startDevnet(init: DevnetInit): Promise<Devnet> {
       const identity = identities[index]!
       const store = openStore({ path: join(dataDir, name, 'node.db') })
       stops.push(() => store.close())
-      const host = await createHost({ identity, bootstrap })
+      const host = await createHost({ identity, bootstrap, listen: [`/ip4/${init.listenHost ?? '127.0.0.1'}/tcp/0`] })
       await host.start()
       stops.push(() => host.stop())
       return { name, identity, host, store, payment: context(clients[index]!) }
@@ -298,6 +316,8 @@ export async function startDevnet(init: DevnetInit): Promise<Devnet> {
 
     return {
       chain,
+      deployment: joinable,
+      funderKeyFile: joinable === undefined ? undefined : join(dataDir, 'deployer', keyFileName),
       chainId,
       tokenAddress: deployment.tokenAddress,
       escrowAddress: deployment.escrowAddress,

@@ -274,7 +274,7 @@ export async function requestBlob<Req extends z.ZodType, Head extends z.ZodType>
     const connection = await connectTo(deps.libp2p, target, { signal })
     peer = connection.remotePeer
     // Optimistic protocol selection sends the protocol name with the request: one round trip less per request.
-    stream = await connection.newStream(id, { signal, maxOutboundStreams: protocol.maxConcurrentStreams, negotiateFully: false })
+    stream = await connection.newStream(id, { signal, maxOutboundStreams: protocol.maxConcurrentStreams, negotiateFully: false, runOnLimitedConnection: true })
   } catch (cause) {
     throw failure(cause, () => dialFailure(cause))
   }

@@ -64,10 +64,13 @@ export function peerOfTarget(target: PeerTarget): PeerId | undefined {
 export async function connectTo(libp2p: Libp2p, target: PeerTarget, options: { signal?: AbortSignal } = {}): Promise<Connection> {
   const peer = peerOfTarget(target)
   if (peer !== undefined) {
-    // As libp2p chooses among existing connections: open, without relay limits, a direct one first.
-    const usable = libp2p.getConnections(peer).filter((connection) => connection.status === 'open' && connection.limits === undefined)
-    const open = usable.find((connection) => connection.direct) ?? usable[0]
-    if (open !== undefined) return open
+    // An open connection: one without relay limits first, a direct one first among those. A relayed connection is
+    // used too rather than a new dial: a peer behind a NAT is reachable only through the relay it came through, and a
+    // Hearth relay's limits let a task's data through.
+    const open = libp2p.getConnections(peer).filter((connection) => connection.status === 'open')
+    const unlimited = open.filter((connection) => connection.limits === undefined)
+    const chosen = unlimited.find((connection) => connection.direct) ?? unlimited[0] ?? open[0]
+    if (chosen !== undefined) return chosen
   }
   return libp2p.dial(toDialTarget(target), options)
 }

@@ -5,6 +5,8 @@
  */
 import './polyfill.ts' // must come first: libp2p 3 needs Promise.withResolvers, which Node 20 lacks
 import { bootstrap } from '@libp2p/bootstrap'
+import { circuitRelayServer, circuitRelayTransport } from '@libp2p/circuit-relay-v2'
+import type { CircuitRelayService } from '@libp2p/circuit-relay-v2'
 import { gossipsub } from '@libp2p/gossipsub'
 import type { GossipSub } from '@libp2p/gossipsub'
 import { identify } from '@libp2p/identify'
@@ -18,6 +20,7 @@ import { yamux } from '@libp2p/yamux'
 import { createLibp2p } from 'libp2p'
 import type { Libp2pOptions } from 'libp2p'
 import type { Libp2p, PeerId } from '@libp2p/interface'
+import type { Multiaddr } from '@multiformats/multiaddr'
 import type { Address } from 'viem'
 import type { z } from 'zod'
 import { HearthError } from '../errors.ts'
@@ -31,6 +34,8 @@ import type { InboundLimits, InboundStats } from './inbound-budget.ts'
 import { attachInboundGuard, createInboundGuard } from './inbound-guard.ts'
 import type { ServeOptions } from './inbound-guard.ts'
 import { createNetMetrics } from './net-metrics.ts'
+import { createReachability, dialbackHandler, dialbackProtocol } from './reachability.ts'
+import type { ReachabilityInit, ReachabilityStatus } from './reachability.ts'
 import type { NetMetrics } from './net-metrics.ts'
 import { sendRequest, serveProtocol } from './protocol.ts'
 import type { Exchange, Protocol, RequestHandler, RequestOptions } from './protocol.ts'
@@ -39,8 +44,24 @@ export interface HostInit {
   identity: NodeIdentity
   /** Multiaddrs to listen on (default: loopback only, `/ip4/127.0.0.1/tcp/0`). */
   listen?: string[]
+  /**
+   * Addresses other nodes should dial (a public IP and port, a port forward), announced besides what the node finds
+   * out itself (see reachability.ts).
+   */
+  announce?: string[]
   /** Multiaddrs (with /p2p/<PeerId>) to connect to at start and keep connected. */
   bootstrap?: string[]
+  /**
+   * How the node finds out whether others can dial it, and the relays it reserves slots on when they cannot (default:
+   * ask the relays, which default to the bootstrap peers; reserve on two when nobody can dial this node).
+   */
+  reachability?: ReachabilityInit
+  /**
+   * Relay other nodes' connections and answer their dial-backs (`hearth relay`, or a public provider whose config says
+   * so). Reservations are limited in number, bytes and time per relayed connection, and `allowReservation` decides who
+   * may hold one.
+   */
+  relay?: Partial<RelayLimits> & { allowReservation?: (peer: PeerId) => boolean }
   /** Find and dial peers on the local network by multicast DNS (default false). */
   mdns?: boolean
   /**
@@ -55,7 +76,29 @@ export interface HostMetrics extends NetMetrics {
   inbound: InboundStats
 }
 
-export type HostServices = { identify: Identify; ping: Ping; pubsub: GossipSub }
+export interface RelayLimits {
+  /** Reservations held at once. */
+  maxReservations: number
+  /** Bytes one relayed connection may carry, both ways together: enough for a 64 MiB package and its results. */
+  dataLimitBytes: number
+  /** How long one relayed connection may stay open. */
+  durationLimitMs: number
+  /** How long a reservation lasts before its holder must renew it. */
+  reservationTtlMs: number
+}
+
+export const defaultRelayLimits: RelayLimits = { maxReservations: 128, dataLimitBytes: 256 * 1024 * 1024, durationLimitMs: 30 * 60_000, reservationTtlMs: 60 * 60_000 }
+
+/** How this node reaches a peer it holds connections to. */
+export interface PeerConnection {
+  peerId: string
+  /** direct: its own TCP connection; relayed: through a relay (the remote address ends in /p2p-circuit). */
+  kind: 'direct' | 'relayed'
+  remoteAddr: string
+  direction: 'inbound' | 'outbound'
+}
+
+export type HostServices = { identify: Identify; ping: Ping; pubsub: GossipSub; relay?: CircuitRelayService }
 
 export interface Host {
   readonly peerId: PeerId
@@ -73,6 +116,10 @@ export interface Host {
   ping(target: PeerTarget, options?: { signal?: AbortSignal }): Promise<number>
   /** Peers we hold an open connection to. */
   peers(): PeerId[]
+  /** Each open connection: to whom, and whether it is direct or relayed. */
+  connections(): PeerConnection[]
+  /** Whether others can dial this node, and how (see reachability.ts). */
+  reachability(): ReachabilityStatus
   /** Calls `listener` with each peer a connection opens to (either direction); returns a function that stops it. */
   onPeerConnected(listener: (peer: PeerId) => void): () => void
   /**
@@ -92,8 +139,6 @@ export interface Host {
   metrics(): HostMetrics
 }
 
-/** Every local node shares 127.0.0.1; gossipsub's IP-colocation penalty would graylist them beyond 10 peers. */
-const loopbackIps = new Set(['127.0.0.1', '::1'])
 
 export async function createHost(init: HostInit): Promise<Host> {
   const { identity } = init
@@ -101,16 +146,36 @@ export async function createHost(init: HostInit): Promise<Host> {
   if (init.bootstrap !== undefined && init.bootstrap.length > 0) peerDiscovery.push(bootstrap({ list: init.bootstrap }))
   if (init.mdns === true) peerDiscovery.push(mdns())
 
+  const relayLimits = init.relay === undefined ? undefined : { ...defaultRelayLimits, ...init.relay }
+  // The relays default to the bootstrap peers: a network's bootstrap nodes are its public relays (hearth relay).
+  const reachabilityInit: ReachabilityInit = {
+    relays: init.bootstrap ?? [],
+    ...init.reachability,
+    ...(init.announce === undefined ? {} : { announce: init.announce }),
+  }
+  // Filled once libp2p exists; libp2p asks for the filter only after start.
+  let announceFilter = (addresses: Multiaddr[]): Multiaddr[] => addresses
+
   let libp2p: Libp2p<HostServices>
   try {
     libp2p = await createLibp2p({
       privateKey: identity.libp2pKey,
       start: false,
-      addresses: { listen: init.listen ?? ['/ip4/127.0.0.1/tcp/0'] },
+      addresses: {
+        listen: init.listen ?? ['/ip4/127.0.0.1/tcp/0'],
+        ...(init.announce === undefined ? {} : { appendAnnounce: init.announce }),
+        announceFilter: (addresses) => announceFilter(addresses),
+      },
       // libp2p refuses more than 5 inbound connections a second from one IP. Every node of a local network shares
       // 127.0.0.1, so loopback is exempt; other addresses keep the limit.
+      // (Only local processes share a loopback address: exempting it weakens no public node.)
       connectionManager: { allow: ['/ip4/127.0.0.0/ipcidr/8', '/ip6/::1/ipcidr/128'] },
-      transports: [tcp()],
+      // Every node can dial /p2p-circuit addresses (a provider behind a NAT is reached through its relay) and listen
+      // on them (reachability.ts reserves slots when nobody can dial it).
+      transports: [tcp(), circuitRelayTransport({ reservationCompletionTimeout: 10_000 })],
+      ...(relayLimits?.allowReservation === undefined
+        ? {}
+        : { connectionGater: { denyInboundRelayReservation: (peer: PeerId) => relayLimits.allowReservation?.(peer) !== true } }),
       connectionEncrypters: [noise()],
       // A dialer may open streams before the listener has finished its side of the upgrade; past 10 such "early"
       // streams yamux aborts the whole connection, which a burst of concurrent requests on a new connection hits.
@@ -124,8 +189,23 @@ export async function createHost(init: HostInit): Promise<Host> {
           allowPublishToZeroTopicPeers: true,
           emitSelf: false,
           maxInboundDataLength: gossipMaxBytesCeiling,
-          scoreParams: { IPColocationFactorWhitelist: loopbackIps },
+          // No penalty for sharing an IP: twenty providers behind one home router, or every node of a local network on
+          // 127.0.0.1, are honest. The market's own intake limits per IP (offer-book.ts) bound what one IP can send.
+          scoreParams: { IPColocationFactorWeight: 0 },
         }),
+        ...(relayLimits === undefined
+          ? {}
+          : {
+              relay: circuitRelayServer({
+                reservations: {
+                  maxReservations: relayLimits.maxReservations,
+                  reservationTtl: relayLimits.reservationTtlMs,
+                  applyDefaultLimit: true,
+                  defaultDataLimit: BigInt(relayLimits.dataLimitBytes),
+                  defaultDurationLimit: relayLimits.durationLimitMs,
+                },
+              }),
+            }),
       },
     })
   } catch (cause) {
@@ -142,6 +222,12 @@ export async function createHost(init: HostInit): Promise<Host> {
   attachInboundGuard(libp2p, inbound)
   const deps = { libp2p: libp2p as unknown as Libp2p, identity, metrics, logger: libp2p.logger, inbound }
   const gossip = createGossip({ pubsub: libp2p.services.pubsub, metrics, logger: libp2p.logger })
+  const reachability = createReachability(
+    libp2p as unknown as Libp2p,
+    async (peer, ports, signal) => sendRequest(deps, peer, dialbackProtocol, { ports }, { signal }).then((exchange) => exchange.response),
+    reachabilityInit,
+  )
+  announceFilter = (addresses) => reachability.filter(addresses)
 
   if (init.mdns === true) {
     // Discovery only fills the peer store; bootstrap dials its own list, mDNS finds need dialling by us.
@@ -169,6 +255,9 @@ export async function createHost(init: HostInit): Promise<Host> {
     async start() {
       try {
         await libp2p.start()
+        if (relayLimits !== undefined) await serveProtocol(deps, dialbackProtocol, dialbackHandler())
+        // In the background: a node is usable at once (on loopback, or dialling out), and dialable once this settles.
+        void reachability.start().catch((error: unknown) => libp2p.logger.forComponent('hearth:reachability').error('reachability check failed - %e', error))
       } catch (cause) {
         throw new HearthError('HEARTH_ERR_NET_DIAL', `Cannot start the libp2p host: ${(cause as Error).message}`, {
           cause,
@@ -178,6 +267,7 @@ export async function createHost(init: HostInit): Promise<Host> {
       }
     },
     async stop() {
+      reachability.stop()
       await libp2p.stop()
     },
     async dial(target, options = {}) {
@@ -190,6 +280,14 @@ export async function createHost(init: HostInit): Promise<Host> {
       return withDialErrors(target, 'ping', () => libp2p.services.ping.ping(dialTarget, options), options.signal)
     },
     peers: () => libp2p.getPeers(),
+    connections: () =>
+      libp2p.getConnections().map((connection) => ({
+        peerId: connection.remotePeer.toString(),
+        kind: connection.remoteAddr.toString().includes('/p2p-circuit') ? 'relayed' : 'direct',
+        remoteAddr: connection.remoteAddr.toString(),
+        direction: connection.direction,
+      })),
+    reachability: () => reachability.status(),
     onPeerConnected(listener) {
       const handler = (event: CustomEvent<PeerId>): void => listener(event.detail)
       libp2p.addEventListener('peer:connect', handler)

@@ -65,6 +65,8 @@ export interface RequestContext<Req extends z.ZodType = z.ZodType> {
   signal: AbortSignal
   /** For signed protocols: the verified envelope, with the payload exactly as signed (keep it as proof). */
   envelope: Signed<z.input<Req>> | undefined
+  /** The connection's remote multiaddr as this node sees it (through a relay: the relay's, ending in /p2p-circuit). */
+  remoteMultiaddr: string
 }
 
 export type RequestHandler<Req extends z.ZodType, Res extends z.ZodType> =
@@ -221,7 +223,7 @@ async function respond<Req extends z.ZodType, Res extends z.ZodType>(
 
     let result: z.input<Res>
     try {
-      const handled = Promise.resolve().then(() => handler(parsed.data, { peerId: peer, remoteAddress, signal, envelope }))
+      const handled = Promise.resolve().then(() => handler(parsed.data, { peerId: peer, remoteAddress, signal, envelope, remoteMultiaddr: connection.remoteAddr.toString() }))
       // A handler that ignores its signal may settle after we gave up on it; its result then goes nowhere.
       handled.catch(() => {})
       result = await raceSignal(handled, signal)
@@ -372,7 +374,7 @@ export async function sendRequest<Req extends z.ZodType, Res extends z.ZodType>(
   try {
     connection = await connectTo(deps.libp2p, target, { signal })
     // Optimistic protocol selection sends the protocol name with the request: one round trip less per request.
-    stream = await connection.newStream(id, { signal, maxOutboundStreams: protocol.maxConcurrentStreams, negotiateFully: false })
+    stream = await connection.newStream(id, { signal, maxOutboundStreams: protocol.maxConcurrentStreams, negotiateFully: false, runOnLimitedConnection: true })
   } catch (cause) {
     throw failure(cause, () => dialFailure(cause))
   }

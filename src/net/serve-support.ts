@@ -64,7 +64,9 @@ export async function handleGuarded(
         stream.abort(error instanceof Error ? error : new Error(String(error)))
       }
     },
-    { maxInboundStreams: protocol.maxConcurrentStreams, maxOutboundStreams: protocol.maxConcurrentStreams },
+    // Relayed connections carry a relay's limits (a Hearth relay's let a whole package through): every Hearth
+    // protocol runs over them, so a provider behind a NAT serves through its relay.
+    { maxInboundStreams: protocol.maxConcurrentStreams, maxOutboundStreams: protocol.maxConcurrentStreams, runOnLimitedConnection: true },
   )
 }
 

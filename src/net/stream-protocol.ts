@@ -169,7 +169,7 @@ export async function serveStreamProtocol<Req extends z.ZodType, Ev extends z.Zo
     })
     running.add(exchange)
     await exchange.finally(() => running.delete(exchange))
-  }, { maxInboundStreams: protocol.maxConcurrentStreams, maxOutboundStreams: protocol.maxConcurrentStreams })
+  }, { maxInboundStreams: protocol.maxConcurrentStreams, maxOutboundStreams: protocol.maxConcurrentStreams, runOnLimitedConnection: true })
   return {
     async close() {
       await deps.libp2p.unhandle(protocol.id).catch(() => undefined)
@@ -463,7 +463,7 @@ export function openStream<Req extends z.ZodType, Ev extends z.ZodType, Res exte
     try {
       const connection = await deps.libp2p.dial(toDialTarget(target), { signal })
       peer = connection.remotePeer
-      stream = await connection.newStream(id, { signal, maxOutboundStreams: protocol.maxConcurrentStreams })
+      stream = await connection.newStream(id, { signal, maxOutboundStreams: protocol.maxConcurrentStreams, runOnLimitedConnection: true })
     } catch (cause) {
       if (signal.aborted) throw fail(cause)
       const unsupported = (cause as Error).name === 'UnsupportedProtocolError'

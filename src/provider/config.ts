@@ -32,6 +32,17 @@ const windowSchema = z.string().refine((w) => {
 export const providerConfigSchema = z.strictObject({
   /** libp2p listen addresses. */
   listen: z.array(z.string().startsWith('/', 'expected a multiaddr like /ip4/0.0.0.0/tcp/7690')).min(1).default(['/ip4/0.0.0.0/tcp/0']),
+  /** Addresses others should dial (a public IP and port, a forwarded port), announced besides what is found out. */
+  announce: z.array(z.string().startsWith('/', 'expected a multiaddr like /ip4/203.0.113.7/tcp/7690')).default([]),
+  /**
+   * How others reach this node: auto (ask relays to dial back; reserve relay slots when they cannot), public (the
+   * listen and announce addresses are dialable as they are), private (always through relays).
+   */
+  reachability: z.enum(['auto', 'public', 'private']).default('auto'),
+  /** Relays to reserve slots on when nobody can dial this node (default: the bootstrap peers). */
+  relays: z.array(z.string().includes('/p2p/', { message: 'expected a multiaddr ending in /p2p/<peer id>' })).optional(),
+  /** Serve as a relay for other nodes (a public machine only): their connections pass through it, within limits. */
+  relay: z.boolean().default(false),
   /** Peers to join the network through (multiaddrs ending in /p2p/<peer id>). */
   bootstrap: z.array(z.string().includes('/p2p/', { message: 'expected a multiaddr ending in /p2p/<peer id>' })).default([]),
   /** Find peers on the local network by multicast DNS. */
@@ -134,6 +145,10 @@ type Kind = 'int' | 'number' | 'string' | 'list' | 'bool'
 /** Settings that environment variables and flags may set: the field path, the variable, the flag, the value kind. */
 export const settings: readonly { path: string; env: string; flag: string; kind: Kind; description: string }[] = [
   { path: 'listen', env: 'HEARTH_PROVIDER_LISTEN', flag: 'listen', kind: 'list', description: 'libp2p listen multiaddrs (comma-separated in the environment)' },
+  { path: 'announce', env: 'HEARTH_PROVIDER_ANNOUNCE', flag: 'announce', kind: 'list', description: 'addresses others should dial (a public IP and port)' },
+  { path: 'reachability', env: 'HEARTH_PROVIDER_REACHABILITY', flag: 'reachability', kind: 'string', description: 'auto, public or private' },
+  { path: 'relays', env: 'HEARTH_PROVIDER_RELAYS', flag: 'relays', kind: 'list', description: 'relays to reserve on when not dialable (default: the bootstrap peers)' },
+  { path: 'relay', env: 'HEARTH_PROVIDER_RELAY', flag: 'relay', kind: 'bool', description: 'relay other nodes\' connections (public machines only)' },
   { path: 'bootstrap', env: 'HEARTH_PROVIDER_BOOTSTRAP', flag: 'bootstrap', kind: 'list', description: 'peers to join through' },
   { path: 'mdns', env: 'HEARTH_PROVIDER_MDNS', flag: 'mdns', kind: 'bool', description: 'find peers on the local network by mDNS' },
   { path: 'chain.deployment', env: 'HEARTH_PROVIDER_DEPLOYMENT', flag: 'deployment', kind: 'string', description: 'deployment file of the token and escrow' },
@@ -375,6 +390,13 @@ export function renderConfigFile(config: ProviderConfig, notes: { machine: Machi
     '{',
     '  // libp2p addresses to listen on. /ip4/0.0.0.0 is reachable on the local network; pick a fixed port to forward it.',
     `  "listen": ${j(config.listen)},`,
+    '  // Addresses others should dial, e.g. ["/ip4/203.0.113.7/tcp/7690"] behind a port forward. Without one the node',
+    '  // asks its relays to dial it back, and behind a NAT that drops their connections it is reached through them.',
+    `  "announce": ${j(config.announce)},`,
+    '  // auto: find out; public: the addresses above are dialable as they are; private: always through relays.',
+    `  "reachability": ${j(config.reachability)},`,
+    '  // Relay other nodes\' connections too (a public machine only; limited per connection in bytes and time).',
+    `  "relay": ${j(config.relay)},`,
     '  // Peers to join the network through: multiaddrs ending in /p2p/<peer id> (hearth devnet prints some).',
     `  "bootstrap": ${j(config.bootstrap)},`,
     '  // Find peers on the local network by multicast DNS.',

@@ -292,11 +292,28 @@ export function createProviderAgent(init: ProviderAgentInit): ProviderAgent {
     return { memoryBytes, diskBytes }
   }
 
+  let addressesTimer: NodeJS.Timeout | undefined
+  function onAddressesChanged(): void {
+    if (addressesTimer !== undefined) clearTimeout(addressesTimer)
+    addressesTimer = setTimeout(() => {
+      addressesTimer = undefined
+      const published = current?.payload.multiaddrs ?? []
+      const now = host.multiaddrs()
+      if (paused !== undefined || (published.length === now.length && published.every((a) => now.includes(a)))) return
+      void publishOffer().catch(() => undefined)
+    }, 500)
+    addressesTimer.unref()
+  }
+
   async function publishOffer(options: { ttlMs?: number } = {}): Promise<void> {
+    const multiaddrs = host.multiaddrs()
     current = await createOffer({
       identity,
-      multiaddrs: host.multiaddrs(),
+      multiaddrs,
       properties: {
+        // Reached only through a relay (a symmetric NAT, no port forward): slower for bulk data, so requestors may
+        // rank or filter on it, e.g. with the constraint (hearth.net.relayed=false).
+        'hearth.net.relayed': multiaddrs.length > 0 && multiaddrs.every((address) => address.includes('/p2p-circuit')),
         'golem.runtime.name': offeredRuntimes,
         ...(offeredRuntimes.includes('native') ? { 'hearth.runtime.native.programs': Object.keys(init.runtimes?.native?.programs ?? {}) } : {}),
         ...(unavailableRuntimes.length === 0 ? {} : { 'hearth.runtime.unavailable': unavailableRuntimes }),
@@ -699,9 +716,14 @@ export function createProviderAgent(init: ProviderAgentInit): ProviderAgent {
         republishTimer = setInterval(() => void publishOffer().catch(() => undefined), Math.max(1000, Math.floor(offerTtlMs / 2)))
         republishTimer.unref()
       }
+      // The offer carries the addresses to dial: published again (once things settle) when they change, as when a
+      // relay slot is reserved or a public address is confirmed.
+      host.libp2p.addEventListener('self:peer:update', onAddressesChanged)
     },
 
     async stop() {
+      host.libp2p.removeEventListener('self:peer:update', onAddressesChanged)
+      if (addressesTimer !== undefined) clearTimeout(addressesTimer)
       if (republishTimer !== undefined) clearInterval(republishTimer)
       await activityService?.stop()
       await accounts.stop()

@@ -14,7 +14,8 @@ import { HearthError } from '../errors.ts'
 import { loadOrCreateIdentity } from '../identity/node-identity.ts'
 import type { DebitNote } from '../market/billing.ts'
 import type { Pricing } from '../market/pricing.ts'
-import { createHost, type Host } from '../net/host.ts'
+import { createHost, type Host, type PeerConnection } from '../net/host.ts'
+import type { ReachabilityStatus } from '../net/reachability.ts'
 import { createWasiRuntime } from '../exec/wasi-runtime.ts'
 import { createNativeRuntime, type NativeRuntime } from '../exec/native-runtime.ts'
 import { createDockerRuntime, defaultDockerSocket, type DockerRuntime } from '../exec/docker-runtime.ts'
@@ -51,6 +52,8 @@ export interface ProviderStatus {
   peerId: string
   address: Address
   multiaddrs: string[]
+  /** Whether others can dial this node (public, private through relays, unreachable and why), and each connection. */
+  network: { reachability: ReachabilityStatus; connections: PeerConnection[] }
   startedAtMs: number
   uptimeSec: number
   lending: { active: boolean; reason: string | undefined }
@@ -144,7 +147,15 @@ export async function startProviderNode(init: ProviderNodeInit): Promise<Provide
   try {
     const store = openStore({ path: join(dataDir, 'node.db') })
     stops.push(() => store.close())
-    const host = await createHost({ identity, listen: config.listen, bootstrap: config.bootstrap, mdns: config.mdns })
+    const host = await createHost({
+      identity,
+      listen: config.listen,
+      announce: config.announce,
+      bootstrap: config.bootstrap,
+      mdns: config.mdns,
+      reachability: { mode: config.reachability, ...(config.relays === undefined ? {} : { relays: config.relays }) },
+      ...(config.relay ? { relay: {} } : {}),
+    })
     await host.start()
     stops.push(() => host.stop())
     const client = createChainClient({ transport: rpcUrl, privateKey: identity.privateKey, chainId: deployment.chainId })
@@ -267,6 +278,7 @@ export async function startProviderNode(init: ProviderNodeInit): Promise<Provide
         peerId: host.peerId.toString(),
         address: identity.address,
         multiaddrs: host.multiaddrs(),
+        network: { reachability: host.reachability(), connections: host.connections() },
         startedAtMs,
         uptimeSec: Math.round((Date.now() - startedAtMs) / 1000),
         lending: { active: !lending.paused, reason: lending.reason },

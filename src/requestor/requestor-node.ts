@@ -29,7 +29,10 @@ export interface RequestorNodeInit {
    * what is given here. Omit on a real chain, where the node's address must be funded beforehand.
    */
   fund?: { funderKey: Hex; gasWei: bigint; tokensWei: bigint }
+  /** Addresses to listen on (default 127.0.0.1, any port: the requestor dials out, providers answer on its connections). */
   listen?: string[]
+  /** Addresses others should dial this node at (see HostInit.announce). */
+  announce?: string[]
 }
 
 export interface RequestorNode {
@@ -64,7 +67,7 @@ export async function startRequestorNode(init: RequestorNodeInit): Promise<Reque
     const client = createChainClient({ transport: init.rpcUrl, privateKey: identity.privateKey, chainId: init.deployment.chainId })
     const payment: EscrowContext = { client, tokenAddress: init.deployment.tokenAddress, escrowAddress: init.deployment.escrowAddress }
     if (init.fund !== undefined) await topUp(init, payment, identity.address)
-    const host = await createHost({ identity, bootstrap: init.bootstrap, ...(init.listen === undefined ? {} : { listen: init.listen }) })
+    const host = await createHost({ identity, bootstrap: init.bootstrap, ...(init.listen === undefined ? {} : { listen: init.listen }), ...(init.announce === undefined ? {} : { announce: init.announce }) })
     await host.start()
     stops.push(() => host.stop())
     const localRuntime = createWasiRuntime({ maxWorkers: 1 })

@@ -1,0 +1,95 @@
+/**
+ * `hearth relay`: a public bootstrap and relay node. It holds the market's offers (so a node joining through it sees
+ * them at once), answers dial-backs (so a node learns whether others can dial it), and relays connections to nodes
+ * that nobody can dial: providers behind home routers and carrier-grade NATs.
+ *
+ * It relays for Hearth providers only: a reservation is granted to a peer whose signed offer it holds. Each relayed
+ * connection is limited in bytes and time (see RelayLimits in net/host.ts), and reservations in number.
+ */
+import { resolve } from 'node:path'
+import type { Command } from 'commander'
+import { InvalidArgumentError } from 'commander'
+import { addressFromPeerId, loadOrCreateIdentity } from '../identity/node-identity.ts'
+import { createMarketNode } from '../market/market-node.ts'
+import { createHost, defaultRelayLimits } from '../net/host.ts'
+
+interface CommandIo {
+  stdout: NodeJS.WritableStream
+  stderr: NodeJS.WritableStream
+}
+
+interface RelayFlags {
+  dataDir: string
+  listen: string[]
+  announce?: string[]
+  bootstrap?: string[]
+  maxReservations: number
+  dataLimitMib: number
+  json?: boolean
+}
+
+function wholeNumber(name: string, min: number, max: number) {
+  return (value: string): number => {
+    const n = Number(value)
+    if (!Number.isInteger(n) || n < min || n > max) throw new InvalidArgumentError(`${name} must be a whole number from ${min} to ${max}`)
+    return n
+  }
+}
+
+export function registerRelayCommand(program: Command, io: CommandIo, options: { stopSignal?: AbortSignal } = {}): void {
+  program
+    .command('relay')
+    .description('run a public bootstrap and relay node: it holds offers, tells nodes whether they are dialable, and relays to providers behind NATs')
+    .option('--data-dir <dir>', 'where the relay keeps its key (the same key keeps the same peer id)', '.hearth/relay')
+    .option('--listen <multiaddr...>', 'addresses to listen on', ['/ip4/0.0.0.0/tcp/7691'])
+    .option('--announce <multiaddr...>', 'addresses others should dial, when not the listening ones (a public IP, a port forward)')
+    .option('--bootstrap <multiaddr...>', 'other relays or nodes of the network to join')
+    .option('--max-reservations <n>', 'providers it relays for at once', wholeNumber('--max-reservations', 1, 100_000), defaultRelayLimits.maxReservations)
+    .option('--data-limit-mib <n>', 'MiB one relayed connection may carry', wholeNumber('--data-limit-mib', 1, 1_048_576), defaultRelayLimits.dataLimitBytes / 1024 / 1024)
+    .option('--json', 'print only JSON lines on stdout')
+    .action(async (flags: RelayFlags) => {
+      await runRelay(flags, io, options.stopSignal)
+    })
+}
+
+async function runRelay(flags: RelayFlags, io: CommandIo, stopSignal?: AbortSignal): Promise<void> {
+  const log = (line: string): void => void io.stderr.write(`[relay] ${line}\n`)
+  const identity = await loadOrCreateIdentity(resolve(flags.dataDir))
+  // The market book decides who may reserve: filled below, consulted only once the node runs.
+  let holdsOffer: (peer: Parameters<typeof addressFromPeerId>[0]) => boolean = () => false
+  const host = await createHost({
+    identity,
+    listen: flags.listen,
+    ...(flags.announce === undefined ? {} : { announce: flags.announce }),
+    ...(flags.bootstrap === undefined ? {} : { bootstrap: flags.bootstrap }),
+    // A relay is public by its owner's word: it asks nobody to dial it back and reserves on nobody.
+    reachability: { mode: 'public', relays: [] },
+    relay: { maxReservations: flags.maxReservations, dataLimitBytes: flags.dataLimitMib * 1024 * 1024, allowReservation: (peer) => holdsOffer(peer) },
+  })
+  const market = createMarketNode({ host })
+  holdsOffer = (peer) => {
+    const entry = market.offerBook.entry(addressFromPeerId(peer).toLowerCase())
+    return entry !== undefined && entry.signed.payload.expiresAtMs > Date.now()
+  }
+  await host.start()
+  await market.start()
+  const multiaddrs = host.multiaddrs()
+  io.stdout.write(`${JSON.stringify({ event: 'ready', peerId: host.peerId.toString(), multiaddrs, pid: process.pid })}\n`)
+  if (flags.json !== true) for (const address of multiaddrs) log(`join with --bootstrap ${address}`)
+
+  await new Promise<void>((done) => {
+    const finish = (): void => {
+      process.off('SIGINT', finish)
+      process.off('SIGTERM', finish)
+      done()
+    }
+    process.once('SIGINT', finish)
+    process.once('SIGTERM', finish)
+    stopSignal?.addEventListener('abort', finish, { once: true })
+  })
+  const reservations = host.libp2p.services.relay?.reservations.size ?? 0
+  const offers = market.offerBook.size()
+  await market.stop()
+  await host.stop()
+  io.stdout.write(`${JSON.stringify({ event: 'stopped', reservations, offers })}\n`)
+}

@@ -1,0 +1,269 @@
+/**
+ * Whether other nodes can dial this one, found out rather than guessed from address ranges (a testbed's or a company's
+ * "public" network may well be 10.x, and a 192.168.x address may be reachable through a port forward).
+ *
+ * A node asks peers that serve `/hearth/net/dialback/1` (relays, and public nodes whose config says so) to open a TCP
+ * connection to its listening ports at the IP address they see it come from. One success confirms a public address,
+ * announced from then on. Where none succeeds within a few seconds (a home router drops unsolicited connections, a
+ * symmetric NAT maps every flow anew), the node reserves a slot on up to `maxRelays` relays and announces its
+ * `/p2p-circuit` addresses only; a keeper reserves again after a relay restarts (libp2p does not: js-libp2p#3601).
+ *
+ * Served dial-backs only ever dial the asker's own observed IP, a few ports at most, rate-limited per peer and per
+ * IP: the service cannot be used to make a relay connect anywhere else.
+ */
+import { connect } from 'node:net'
+import { multiaddr } from '@multiformats/multiaddr'
+import type { Multiaddr } from '@multiformats/multiaddr'
+import type { Libp2p, PeerId } from '@libp2p/interface'
+import { z } from 'zod'
+import { HearthError } from '../errors.ts'
+import { defineProtocol } from './protocol.ts'
+import type { RequestHandler } from './protocol.ts'
+
+export const dialbackProtocol = defineProtocol({
+  id: '/hearth/net/dialback/1',
+  request: z.strictObject({ ports: z.array(z.number().int().min(1).max(65535)).min(1).max(4) }),
+  response: z.strictObject({
+    /** The address the asker's connection came from, as the server sees it (its NAT's public side, if any). */
+    observed: z.string().max(200),
+    /** The ports a fresh TCP connection to the observed IP reached. */
+    reachable: z.array(z.number().int()).max(4),
+  }),
+  maxRequestBytes: 1024,
+  maxResponseBytes: 1024,
+  timeoutMs: 15_000,
+})
+
+export type ReachabilityKind = 'public' | 'private' | 'unreachable' | 'local' | 'unknown'
+
+export interface ReachabilityStatus {
+  /**
+   * public: a peer dialled us back (or the owner stated the address: `mode: 'public'`); private: reachable through
+   * relays only; unreachable: neither, with the reason (every address is still announced: nothing ruled them out for
+   * everyone); local: listening on loopback only (a network on one machine); unknown: still checking, or nobody to ask.
+   */
+  kind: ReachabilityKind
+  /** The addresses this node announces now (without /p2p/<self>). */
+  addresses: string[]
+  /** How the kind was found: which peer dialled back, or why nothing worked. */
+  reason: string
+  relays: Array<{ peerId: string; reserved: boolean }>
+}
+
+export interface ReachabilityInit {
+  /**
+   * auto (default): ask peers to dial back, reserve relay slots when none can; public: trust the listen and announce
+   * addresses as stated; private: never ask, always reserve.
+   */
+  mode?: 'auto' | 'public' | 'private'
+  /** Relays to reserve on (multiaddrs with /p2p/<id>), in order of preference. Bootstrap peers that relay count too. */
+  relays?: string[]
+  /** Addresses the owner states others should dial (--announce): announced whatever the checks find. */
+  announce?: string[]
+  /** How many relay slots to hold at once (at least two where there are two: one relay restarting loses nobody). */
+  maxRelays?: number
+  /** How long to wait for a dial-back before reserving relay slots. */
+  checkTimeoutMs?: number
+  /** How often the keeper checks that each wanted reservation still stands. */
+  keepEveryMs?: number
+}
+
+export const defaultReachability = { mode: 'auto', maxRelays: 2, checkTimeoutMs: 5_000, keepEveryMs: 10_000 } as const
+
+/** The parts of libp2p's internal components this module drives (not in @libp2p/interface's public types). */
+interface Internals {
+  transportManager: { listen(addresses: Multiaddr[]): Promise<void>; getAddrs(): Multiaddr[] }
+  addressManager: { confirmObservedAddr(address: Multiaddr, options?: { ttl?: number }): void }
+}
+
+/** A confirmed address stays announced this long (libp2p would otherwise drop a public address after 10 minutes). */
+const confirmedTtlMs = 24 * 3600_000
+
+const internals = (libp2p: Libp2p): Internals => (libp2p as unknown as { components: Internals }).components
+
+export interface Reachability {
+  status(): ReachabilityStatus
+  /** The filter libp2p applies to the addresses it announces (identify, offers): see `announceFilter` in host.ts. */
+  filter(addresses: Multiaddr[]): Multiaddr[]
+  start(): Promise<void>
+  stop(): void
+}
+
+type Ask = (peer: PeerId | Multiaddr, ports: number[], signal: AbortSignal) => Promise<{ observed: string; reachable: number[] }>
+
+export function createReachability(libp2p: Libp2p, ask: Ask, init: ReachabilityInit = {}): Reachability {
+  const mode = init.mode ?? defaultReachability.mode
+  const maxRelays = init.maxRelays ?? defaultReachability.maxRelays
+  const relays = (init.relays ?? []).map((address) => multiaddr(address))
+  const announced = (init.announce ?? []).map((address) => address.replace(/\/p2p\/[^/]+$/, ''))
+  let kind: ReachabilityKind = 'unknown'
+  let reason = 'checking'
+  let confirmed: Multiaddr[] = []
+  let keeper: NodeJS.Timeout | undefined
+  let stopped = false
+  const stopping = new AbortController()
+
+  /** Every address the transports listen on (libp2p announces the ones outside private ranges only once confirmed). */
+  const listening = (): Multiaddr[] => internals(libp2p).transportManager.getAddrs()
+  const isCircuit = (address: Multiaddr): boolean => address.toString().includes('/p2p-circuit')
+  const isLoopback = (address: Multiaddr): boolean => /^\/ip4\/127\.|^\/ip6\/::1\//.test(address.toString())
+  const listenPorts = (): number[] => {
+    const ports = new Set<number>()
+    for (const address of listening()) {
+      const match = /\/tcp\/(\d+)/.exec(address.toString())
+      if (match !== null && !isCircuit(address)) ports.add(Number(match[1]))
+    }
+    return [...ports].slice(0, 4)
+  }
+  const relayId = (address: Multiaddr): string | undefined => /\/p2p\/([^/]+)$/.exec(address.toString())?.[1]
+  const reservedOn = (id: string): boolean => libp2p.getMultiaddrs().some((address) => address.toString().includes(`/p2p/${id}/p2p-circuit`))
+
+  const status = (): ReachabilityStatus => ({
+    kind,
+    reason,
+    addresses: libp2p.getMultiaddrs().map((address) => address.toString().replace(new RegExp(`/p2p/${libp2p.peerId.toString()}$`), '')),
+    relays: relays.map((address) => {
+      const id = relayId(address) ?? address.toString()
+      return { peerId: id, reserved: reservedOn(id) }
+    }),
+  })
+
+  /** Asks each relay (and connected peer that serves dial-backs) in turn; the first success confirms the address. */
+  async function check(): Promise<boolean> {
+    const ports = listenPorts()
+    if (ports.length === 0) return false
+    const deadline = AbortSignal.any([stopping.signal, AbortSignal.timeout(init.checkTimeoutMs ?? defaultReachability.checkTimeoutMs)])
+    const failures: string[] = []
+    for (const relay of relays) {
+      if (deadline.aborted) break
+      try {
+        const answer = await ask(relay, ports, deadline)
+        const observedIp = /^\/(ip4|ip6)\/([^/]+)/.exec(answer.observed)
+        if (answer.reachable.length > 0 && observedIp !== null) {
+          confirmed = answer.reachable.map((port) => multiaddr(`/${observedIp[1]}/${observedIp[2]}/tcp/${port}`))
+          for (const address of confirmed) internals(libp2p).addressManager.confirmObservedAddr(address, { ttl: confirmedTtlMs })
+          kind = 'public'
+          reason = `dialled back by ${relayId(relay) ?? relay.toString()} at ${confirmed.map(String).join(', ')}`
+          return true
+        }
+        failures.push(`${relayId(relay) ?? relay.toString()} could not dial ${answer.observed.replace(/\/tcp\/\d+$/, '')} on port ${ports.join(', ')}`)
+      } catch (error) {
+        failures.push(`${relayId(relay) ?? relay.toString()}: ${(error as Error).message}`)
+      }
+    }
+    reason = failures.length === 0 ? 'no peer answered a dial-back in time' : failures.join('; ')
+    return false
+  }
+
+  /** Reserves on relays until `maxRelays` hold a slot; the kind follows. Run again by the keeper. */
+  async function reserve(): Promise<void> {
+    const held = relays.filter((address) => reservedOn(relayId(address) ?? '')).length
+    const failures: string[] = []
+    let holding = held
+    for (const relay of relays) {
+      if (stopped || holding >= maxRelays) break
+      const id = relayId(relay)
+      if (id === undefined || reservedOn(id)) continue
+      try {
+        await internals(libp2p).transportManager.listen([relay.encapsulate('/p2p-circuit')])
+        if (reservedOn(id)) holding++
+      } catch (error) {
+        failures.push(`${id}: ${(error as Error).message}`)
+      }
+    }
+    if (kind === 'public') return
+    if (holding > 0) {
+      kind = 'private'
+      reason = `no peer could dial this node directly; reachable through ${holding} relay${holding === 1 ? '' : 's'}`
+    } else {
+      kind = 'unreachable'
+      reason = relays.length === 0 ? 'no relay is configured, and no peer could dial this node directly' : `no relay has room: ${failures.join('; ') || 'no reservation held'}`
+    }
+  }
+
+  return {
+    status,
+    filter(addresses) {
+      const stated = (address: Multiaddr): boolean => announced.some((a) => address.toString().startsWith(a))
+      const own = (address: Multiaddr): boolean => confirmed.some((c) => address.toString().startsWith(c.toString()))
+      // Private: peers reach this node through its relays (and an address its owner states); its LAN and loopback
+      // addresses would only cost every dialler a timeout. Public: the addresses that were confirmed or stated.
+      if (kind === 'private') return addresses.filter((a) => isCircuit(a) || stated(a))
+      if (kind === 'public' && (confirmed.length > 0 || announced.length > 0)) return addresses.filter((a) => isCircuit(a) || stated(a) || own(a))
+      return addresses
+    },
+    async start() {
+      const own = listening().filter((address) => !isCircuit(address))
+      if (own.length > 0 && own.every(isLoopback)) {
+        kind = 'local'
+        reason = 'listening on loopback only: reachable from this machine'
+        return
+      }
+      if (mode === 'public') {
+        // libp2p announces an address outside the private ranges only once something confirms it: the owner has.
+        for (const address of own) internals(libp2p).addressManager.confirmObservedAddr(address, { ttl: confirmedTtlMs })
+        kind = 'public'
+        reason = 'stated by the node\'s owner (reachability: public)'
+        return
+      }
+      if (relays.length === 0) {
+        kind = 'unknown'
+        reason = 'no relay or dial-back peer is configured to check with'
+        return
+      }
+      if (mode === 'auto' && (await check())) return
+      await reserve()
+      keeper = setInterval(() => {
+        if (kind !== 'public') void reserve().catch(() => undefined)
+      }, init.keepEveryMs ?? defaultReachability.keepEveryMs)
+      keeper.unref()
+    },
+    stop() {
+      stopped = true
+      stopping.abort()
+      if (keeper !== undefined) clearInterval(keeper)
+    },
+  }
+
+}
+
+/** Serves dial-backs: a fresh TCP connection to the asker's observed IP on each port it names. */
+export function dialbackHandler(limits: { perPeerEveryMs?: number; perIpPerMinute?: number; connectTimeoutMs?: number } = {}): RequestHandler<typeof dialbackProtocol.request, typeof dialbackProtocol.response> {
+  const lastByPeer = new Map<string, number>()
+  const byIp = new Map<string, number[]>()
+  const perPeerEveryMs = limits.perPeerEveryMs ?? 10_000
+  const perIpPerMinute = limits.perIpPerMinute ?? 30
+  return async ({ ports }, ctx) => {
+    if (ctx.remoteMultiaddr.includes('/p2p-circuit')) {
+      throw new HearthError('HEARTH_ERR_NET_REMOTE', 'a dial-back needs a direct connection: this one is relayed', { hint: 'connect to this node directly, not through a relay' })
+    }
+    const observed = /^\/(ip4|ip6)\/([^/]+)/.exec(ctx.remoteMultiaddr)
+    if (observed === null) throw new HearthError('HEARTH_ERR_NET_REMOTE', `cannot dial back ${ctx.remoteMultiaddr}: not an IP address`)
+    const ip = observed[2]!
+    const now = Date.now()
+    const peer = ctx.peerId.toString()
+    const recent = (byIp.get(ip) ?? []).filter((at) => at > now - 60_000)
+    if ((lastByPeer.get(peer) ?? -Infinity) > now - perPeerEveryMs || recent.length >= perIpPerMinute) {
+      throw new HearthError('HEARTH_ERR_NET_BUSY', 'too many dial-back requests from this peer or address', { hint: 'ask again in a minute' })
+    }
+    lastByPeer.set(peer, now)
+    byIp.set(ip, [...recent, now])
+    if (lastByPeer.size > 10_000) lastByPeer.clear()
+    if (byIp.size > 10_000) byIp.clear()
+    const results = await Promise.all(ports.map((port) => tcpReaches(ip, port, limits.connectTimeoutMs ?? 3_000, ctx.signal)))
+    return { observed: `/${observed[1]}/${ip}/tcp/${/\/tcp\/(\d+)/.exec(ctx.remoteMultiaddr)?.[1] ?? '0'}`, reachable: ports.filter((_, i) => results[i]) }
+  }
+}
+
+function tcpReaches(host: string, port: number, timeoutMs: number, signal: AbortSignal): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = connect({ host, port, timeout: timeoutMs, signal })
+    const done = (reached: boolean): void => {
+      socket.destroy()
+      resolve(reached)
+    }
+    socket.once('connect', () => done(true))
+    socket.once('timeout', () => done(false))
+    socket.once('error', () => done(false))
+  })
+}
