@@ -56,7 +56,8 @@ describe('a hostile requestor gets no unpaid work beyond the provider\'s cap', (
   })
 
   it('a requestor that never pays gets the cap of unpaid tasks, then nothing until a voucher covers some; an overdue note ends the agreement and what is held is claimed', async () => {
-    const agreement = await agree({ debitNoteIntervalSec: 86_400, paymentTimeoutSec: 3 })
+    // A payment timeout long enough that a slow machine runs both rounds of tasks below within it.
+    const agreement = await agree({ debitNoteIntervalSec: 86_400, paymentTimeoutSec: 30 })
     await hand().open(agreement)
     const before = await devnet.balanceOf(provider().identity.address)
 
@@ -75,7 +76,7 @@ describe('a hostile requestor gets no unpaid work beyond the provider\'s cap', (
     assert.equal(second.ran, 2)
     assert.equal(remoteCode(second.refusal), 'HEARTH_ERR_PAYMENT_UNPAID')
 
-    // The notes stay unpaid past the 3 s payment timeout: the provider ends the agreement (its timer notices, or the
+    // The notes stay unpaid past the 30 s payment timeout: the provider ends the agreement (its timer notices, or the
     // next task does) and takes no more work under it.
     while (provider().store.agreements.get(agreement.id)?.state === 'approved') {
       await task(agreement).catch((error: unknown) => assert.ok(['HEARTH_ERR_PAYMENT_UNPAID', 'HEARTH_ERR_PAYMENT_OVERDUE'].includes(remoteCode(error)!), String(error)))
@@ -94,8 +95,8 @@ describe('a hostile requestor gets no unpaid work beyond the provider\'s cap', (
   it('an escrow that expires before the agreement (plus the margin to claim) backs no work', async () => {
     const agreement = await agree()
     const { requestor } = devnet
-    const nowSec = Number(await chainTimeSec(requestor.payment))
-    await openEscrow(requestor.payment, { agreementId: agreement.id as Hex, providerAddress: offer().provider as Address, amountWei: BigInt(agreement.terms.depositWei), expiresAtSec: nowSec + 5 })
+    // It expires at the agreement's end: long enough to be opened on a slow machine, short of the margin to claim.
+    await openEscrow(requestor.payment, { agreementId: agreement.id as Hex, providerAddress: offer().provider as Address, amountWei: BigInt(agreement.terms.depositWei), expiresAtSec: agreement.terms.expiresAtSec })
     await assert.rejects(task(agreement), (error) => remoteCode(error) === 'HEARTH_ERR_PAYMENT_INSUFFICIENT_FUNDS' && /expires at .* before the agreement's end/.test(String((error as Error).message)))
     assert.equal(provider().agent.accounts.account(agreement.id, requestor.identity.address as Address).delivered().tasks, 0)
   })

@@ -49,7 +49,13 @@ function varint(length: number): number[] {
 function hammer(attacker: Host, target: string, signal: AbortSignal, answers: Map<string, number>): Promise<void> {
   const open = new Set<Stream>()
   const trickle = setInterval(() => {
-    for (const stream of open) if (stream.writeStatus === 'writable') stream.send(Uint8Array.of(0x20))
+    for (const stream of open) {
+      try {
+        if (stream.writeStatus === 'writable') stream.send(Uint8Array.of(0x20))
+      } catch {
+        // closed between the check and the write: the reader below sees it
+      }
+    }
   }, 1000)
   const keep = async (declaredBytes: number): Promise<void> => {
     while (!signal.aborted) {
@@ -64,7 +70,11 @@ function hammer(attacker: Host, target: string, signal: AbortSignal, answers: Ma
       open.add(stream)
       const onAbort = (): void => stream.abort(new Error('attack over'))
       signal.addEventListener('abort', onAbort, { once: true })
-      stream.send(Uint8Array.from([...varint(declaredBytes), ...new Uint8Array(16).fill(0x7b)]))
+      try {
+        stream.send(Uint8Array.from([...varint(declaredBytes), ...new Uint8Array(16).fill(0x7b)]))
+      } catch {
+        // the provider closed the stream already (refused unread): read its answer below, or count the reset
+      }
       const answer = await jsonFrames(stream, 16 * KiB).read().then(
         (frame) => (frame.value as { error?: { code: string } }).error?.code ?? 'answered',
         () => 'reset',

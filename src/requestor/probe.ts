@@ -11,7 +11,7 @@
  *   by both CPU scores. The two machines' loads differ, so the margin is wide.
  * - Every run must print the checksum this machine computed: the work cannot be skipped.
  *
- * A provider that delivers less than `minShare` of a claim is over-claiming: the caller pays nothing for the probe,
+ * A provider that delivers less than `minShare` of a claim, in two measurements, is over-claiming: the caller pays nothing for the probe,
  * gives it no work, and records it in the reputation book. The measurement is only as good as the machines are quiet;
  * on the embedded network every provider shares this machine, so there it measures the sharing, not the claims.
  */
