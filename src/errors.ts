@@ -17,6 +17,7 @@ export const errorCodes = {
   HEARTH_ERR_NET_REMOTE: 'a peer answered a request with an error',
   HEARTH_ERR_NET_DIAL: 'a peer could not be reached',
   HEARTH_ERR_NET_BUSY: 'a node is over its budget for inbound messages and refused one unread; nobody is at fault, retry later',
+  HEARTH_ERR_NET_VERSION: 'a peer speaks another major version of a Hearth protocol than this node',
   HEARTH_ERR_MARKET_NO_OFFERS: 'no offer matches the demand',
   HEARTH_ERR_MARKET_OFFER_INVALID: 'an offer is malformed, expired or wrongly signed',
   HEARTH_ERR_MARKET_AGREEMENT_REJECTED: 'a provider rejected a proposed agreement',

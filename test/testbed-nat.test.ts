@@ -5,66 +5,20 @@
  * runs as root), iproute2, iptables and a C compiler; it fails, never skips, where they are missing.
  */
 import assert from 'node:assert/strict'
-import type { ChildProcess } from 'node:child_process'
-import { chmod, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
+import { mkdtemp, readFile, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { createInterface } from 'node:readline'
 import { after, before, test } from 'node:test'
-import { fileURLToPath } from 'node:url'
-import { hearth } from '../src/cli/testdata/run-cli.ts'
 import type { RunReport } from '../src/devnet/run-job.ts'
-import type { ProviderStatus } from '../src/provider/provider-node.ts'
 import { build, type Testbed } from '../src/testbed/testbed.ts'
+import { hearthBin, testbedNodes } from './support/testbed-nodes.ts'
 import { referenceCounts, wordcountExample, wordcountTexts } from './support/wordcount.ts'
 
-const hearthBin = fileURLToPath(new URL('../bin/hearth.js', import.meta.url))
 const prefix = `hn${process.pid}`
 
 let testbed: Testbed
 let dir: string
-const children: ChildProcess[] = []
-
-interface Started<T> {
-  ready: T
-  child: ChildProcess
-  /** Every stdout line so far, parsed (the ready line first). */
-  lines: unknown[]
-}
-
-/** Starts `hearth ARGS` on a testbed host and resolves once it prints its first stdout line (the ready line). */
-async function startNode<T>(host: string, args: string[]): Promise<Started<T>> {
-  const child = testbed.exec(host, process.execPath, [hearthBin, ...args], { stdio: ['ignore', 'pipe', 'pipe'] })
-  children.push(child)
-  let stderr = ''
-  child.stderr!.on('data', (c: Buffer) => (stderr += c.toString()))
-  const lines: unknown[] = []
-  return new Promise<Started<T>>((resolve, reject) => {
-    createInterface({ input: child.stdout! }).on('line', (line) => {
-      lines.push(JSON.parse(line))
-      if (lines.length === 1) resolve({ ready: lines[0] as T, child, lines })
-    })
-    child.once('exit', (code) => reject(new Error(`hearth ${args[0]} on ${host} exited with ${code}:\n${stderr}`)))
-  })
-}
-
-async function providerStatus(dataDir: string): Promise<ProviderStatus> {
-  const status = await hearth(['provider', 'status', '--data-dir', dataDir, '--json'])
-  assert.equal(status.code, 0, status.stderr)
-  return JSON.parse(status.stdout) as ProviderStatus
-}
-
-/** Polls the provider's status until `done` holds (a reachability check and a reservation take a few seconds). */
-async function waitForStatus(dataDir: string, done: (status: ProviderStatus) => boolean, what: string): Promise<ProviderStatus> {
-  const deadline = Date.now() + 120_000
-  let status = await providerStatus(dataDir)
-  while (!done(status)) {
-    if (Date.now() > deadline) assert.fail(`${what}: ${JSON.stringify(status.network)}`)
-    await new Promise((resolve) => setTimeout(resolve, 500))
-    status = await providerStatus(dataDir)
-  }
-  return status
-}
+let nodes: ReturnType<typeof testbedNodes>
 
 before(async () => {
   dir = await mkdtemp(join(tmpdir(), 'hearth-testbed-nat-'))
@@ -80,48 +34,28 @@ before(async () => {
       { name: 'req', region: 'eu', nat: 'cone' },
     ],
   })
+  nodes = testbedNodes(testbed, dir)
 })
 
 after(async () => {
-  for (const child of children) if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL')
+  nodes?.stopAll()
   await testbed?.down()
   await rm(dir, { recursive: true, force: true })
 })
 
 test('a provider behind a symmetric NAT is reached through a Hearth relay: its tasks complete, exact and paid', async () => {
-  const deployment = join(dir, 'deployment.json')
-  const { ready: chain } = await startNode<{ url: string; accounts: { privateKey: string }[] }>('chain', [
-    'chain', '--host', testbed.hosts['chain']!.address, '--port', '8545', '--accounts', '1', '--deployment-out', deployment, '--json',
-  ])
-  assert.equal(chain.url, `http://${testbed.hosts['chain']!.address}:8545`)
-  const funderKey = join(dir, 'funder.key')
-  await writeFile(funderKey, chain.accounts[0]!.privateKey, { mode: 0o600 })
-  await chmod(funderKey, 0o600)
-
-  const relayNode = await startNode<{ peerId: string; multiaddrs: string[] }>('relay', [
-    'relay', '--data-dir', join(dir, 'relay'), '--listen', '/ip4/0.0.0.0/tcp/7691', '--announce', `/ip4/${testbed.hosts['relay']!.address}/tcp/7691`, '--json',
-  ])
+  const { deployment, funderKey } = await nodes.chain('chain')
+  const relayNode = await nodes.relay('relay')
   const relay = relayNode.ready
-  const relayAddress = relay.multiaddrs.find((a) => a.includes(testbed.hosts['relay']!.address))
-  assert.ok(relayAddress !== undefined, `the relay announces its public address: ${relay.multiaddrs.join(', ')}`)
-
-  const providerArgs = (name: string) => [
-    'provider', 'start', '--data-dir', join(dir, name), '--listen', '/ip4/0.0.0.0/tcp/7690', '--no-idle', '--deployment', deployment,
-    '--threads', '1', '--memory-gib', '1', '--disk-gib', '1', '--bootstrap', relayAddress,
-  ]
-  // A provider claims its pay itself: on this development chain the faucet gives it gas.
-  for (const name of ['pub', 'natp']) {
-    const funded = await testbed.run(name, process.execPath, [hearthBin, 'wallet', '--faucet', '--data-dir', join(dir, name), '--deployment', deployment, '--json'], { timeoutMs: 120_000 })
-    assert.equal(funded.code, 0, funded.stderr)
-  }
-  await Promise.all([startNode('pub', providerArgs('pub')), startNode('natp', providerArgs('natp'))])
+  const relayAddress = relayNode.address
+  await Promise.all([nodes.provider('pub', deployment, [relayAddress]), nodes.provider('natp', deployment, [relayAddress])])
 
   // The public provider learns it is dialable from the relay dialling it back; the one behind the NAT learns it is
   // not, reserves a slot on the relay, and announces only its relayed address.
-  const pub = await waitForStatus(join(dir, 'pub'), (s) => s.network.reachability.kind === 'public', 'the public provider is found dialable')
+  const pub = await nodes.waitForStatus('pub', (s) => s.network.reachability.kind === 'public', 'the public provider is found dialable')
   assert.match(pub.network.reachability.reason, /dialled back/)
   assert.ok(pub.multiaddrs.some((a) => a.startsWith(`/ip4/${testbed.hosts['pub']!.address}/tcp/7690/`)), pub.multiaddrs.join(', '))
-  const natp = await waitForStatus(join(dir, 'natp'), (s) => s.network.reachability.kind === 'private', 'the NATed provider holds a relay slot')
+  const natp = await nodes.waitForStatus('natp', (s) => s.network.reachability.kind === 'private', 'the NATed provider holds a relay slot')
   assert.deepEqual(natp.network.reachability.relays, [{ peerId: relay.peerId, reserved: true }])
   assert.ok(natp.multiaddrs.length > 0 && natp.multiaddrs.every((a) => a.includes(`/p2p/${relay.peerId}/p2p-circuit/`)), natp.multiaddrs.join(', '))
 

@@ -19,13 +19,14 @@ import { z } from 'zod'
 import { HearthError, isHearthError } from '../errors.ts'
 import { addressFromPeerId } from '../identity/node-identity.ts'
 import { describeIssues } from './describe-issues.ts'
-import { connectTo, toDialTarget } from './dial-target.ts'
+import { connectTo, peerOfTarget, toDialTarget } from './dial-target.ts'
 import type { PeerTarget } from './dial-target.ts'
 import { guardedFrames, guardRefusal, inboundGuardFor } from './inbound-guard.ts'
 import type { InboundGuard, ServeOptions } from './inbound-guard.ts'
 import { encodeJsonFrame, FrameError, jsonFrames } from './json-frames.ts'
 import type { JsonFrameStream } from './json-frames.ts'
 import { errorFrame, errorFrameLimit, handleGuarded, protocolIdPattern, refusalWriteMs, remoteErrorCode } from './serve-support.ts'
+import { isUnsupportedProtocol, versionMismatch } from './versions.ts'
 
 export interface BlobProtocolSpec<Req extends z.ZodType, Head extends z.ZodType> {
   /** `/hearth/<area>/<name>/<major>`. */
@@ -276,6 +277,8 @@ export async function requestBlob<Req extends z.ZodType, Head extends z.ZodType>
     // Optimistic protocol selection sends the protocol name with the request: one round trip less per request.
     stream = await connection.newStream(id, { signal, maxOutboundStreams: protocol.maxConcurrentStreams, negotiateFully: false, runOnLimitedConnection: true })
   } catch (cause) {
+    const peer = peerOfTarget(target)
+    if (peer !== undefined && isUnsupportedProtocol(cause)) throw (await versionMismatch(deps.libp2p, peer, id)) ?? failure(cause, () => dialFailure(cause))
     throw failure(cause, () => dialFailure(cause))
   }
 
@@ -302,6 +305,8 @@ export async function requestBlob<Req extends z.ZodType, Head extends z.ZodType>
     try {
       ;({ value: frame, bytes: frameBytes } = await reading)
     } catch (cause) {
+      // The peer serves another major of this protocol (a node of another release): say which, not "closed".
+      if (isUnsupportedProtocol(writeError, cause)) throw (await versionMismatch(deps.libp2p, peer, id)) ?? failure(cause, () => dialFailure(cause))
       throw failure(cause, () => {
         if (cause instanceof FrameError && cause.declaredBytes !== undefined) return invalid(`its header: ${cause.message}`, cause)
         // With optimistic selection, "protocol not supported" surfaces here rather than from newStream.

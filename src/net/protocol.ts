@@ -18,7 +18,7 @@ import type { NodeIdentity } from '../identity/node-identity.ts'
 import { signedEnvelopeSchema, signPayload, verifySigned } from '../identity/signed.ts'
 import type { Signed } from '../identity/signed.ts'
 import { describeIssues } from './describe-issues.ts'
-import { connectTo, toDialTarget } from './dial-target.ts'
+import { connectTo, peerOfTarget, toDialTarget } from './dial-target.ts'
 import type { PeerTarget } from './dial-target.ts'
 import { guardedFrames, guardRefusal, inboundGuardFor } from './inbound-guard.ts'
 import type { InboundGuard, ServeOptions } from './inbound-guard.ts'
@@ -26,6 +26,7 @@ import { encodeJsonFrame, FrameError, jsonFrames } from './json-frames.ts'
 import type { JsonFrameStream } from './json-frames.ts'
 import { errorFrame, errorFrameLimit, handleGuarded, protocolIdPattern, raceSignal, refusalWriteMs, remoteErrorCode } from './serve-support.ts'
 import type { NetMetricsRecorder, RequestRejectReason } from './net-metrics.ts'
+import { isUnsupportedProtocol, versionMismatch } from './versions.ts'
 
 export interface ProtocolSpec<Req extends z.ZodType, Res extends z.ZodType> {
   /** `/hearth/<area>/<name>/<major>`, e.g. `/hearth/market/negotiate/1`. */
@@ -376,6 +377,8 @@ export async function sendRequest<Req extends z.ZodType, Res extends z.ZodType>(
     // Optimistic protocol selection sends the protocol name with the request: one round trip less per request.
     stream = await connection.newStream(id, { signal, maxOutboundStreams: protocol.maxConcurrentStreams, negotiateFully: false, runOnLimitedConnection: true })
   } catch (cause) {
+    const peer = peerOfTarget(target)
+    if (peer !== undefined && isUnsupportedProtocol(cause)) throw (await versionMismatch(deps.libp2p, peer, id)) ?? failure(cause, () => dialFailure(cause))
     throw failure(cause, () => dialFailure(cause))
   }
 
@@ -397,6 +400,8 @@ export async function sendRequest<Req extends z.ZodType, Res extends z.ZodType>(
     try {
       frame = await reading
     } catch (cause) {
+      // The peer serves another major of this protocol (a node of another release): say which, not "closed".
+      if (isUnsupportedProtocol(writeError, cause)) throw (await versionMismatch(deps.libp2p, peer, id)) ?? failure(cause, () => dialFailure(cause))
       throw failure(cause, () => {
         if (cause instanceof FrameError && cause.failure === 'too-large') {
           return new HearthError('HEARTH_ERR_NET_MESSAGE_TOO_LARGE', `Response to ${id} from ${peer.toString()} refused: ${cause.message}`, {

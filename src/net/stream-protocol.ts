@@ -23,13 +23,14 @@ import type { NodeIdentity } from '../identity/node-identity.ts'
 import { signedEnvelopeSchema, signPayload, verifySigned } from '../identity/signed.ts'
 import type { Signed } from '../identity/signed.ts'
 import { describeIssues } from './describe-issues.ts'
-import { toDialTarget } from './dial-target.ts'
+import { connectTo } from './dial-target.ts'
 import type { PeerTarget } from './dial-target.ts'
 import { guardedFrames, guardRefusal, inboundGuardFor } from './inbound-guard.ts'
 import type { InboundGuard, ServeOptions } from './inbound-guard.ts'
 import { encodeJsonFrame, FrameError, jsonFrames } from './json-frames.ts'
 import { errorFrame, errorFrameLimit, maxErrorText, protocolIdPattern, raceSignal, remoteErrorCode } from './serve-support.ts'
 import type { JsonFrameStream } from './json-frames.ts'
+import { isUnsupportedProtocol, versionMismatch } from './versions.ts'
 
 export interface StreamProtocolSpec<Req extends z.ZodType, Ev extends z.ZodType, Res extends z.ZodType> {
   /** `/hearth/<area>/<name>/<major>`. */
@@ -460,12 +461,16 @@ export function openStream<Req extends z.ZodType, Ev extends z.ZodType, Res exte
       throw new HearthError('HEARTH_ERR_NET_MESSAGE_TOO_LARGE', `Request for ${id} is ${bytes.byteLength} bytes, over the limit of ${protocol.maxRequestBytes}`)
     }
     let peer: PeerId
+    let reached: PeerId | undefined
     try {
-      const connection = await deps.libp2p.dial(toDialTarget(target), { signal })
-      peer = connection.remotePeer
+      const connection = await connectTo(deps.libp2p, target, { signal })
+      peer = reached = connection.remotePeer
       stream = await connection.newStream(id, { signal, maxOutboundStreams: protocol.maxConcurrentStreams, runOnLimitedConnection: true })
     } catch (cause) {
       if (signal.aborted) throw fail(cause)
+      // The peer serves another major of this protocol (a node of another release): say which.
+      const mismatch = reached !== undefined && isUnsupportedProtocol(cause) ? await versionMismatch(deps.libp2p, reached, id) : undefined
+      if (mismatch !== undefined) throw mismatch
       const unsupported = (cause as Error).name === 'UnsupportedProtocolError'
       throw new HearthError('HEARTH_ERR_NET_DIAL', unsupported ? `Peer ${String(target)} does not serve ${id}` : `Cannot reach ${String(target)} for ${id}: ${(cause as Error).message}`, {
         cause,

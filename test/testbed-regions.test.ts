@@ -1,0 +1,87 @@
+/**
+ * Geography that is measured: twenty providers in three regions of the testbed (40 and 80 ms apart), each its own
+ * process in its own namespace, at equal prices. A new requestor in one region sees every offer, makes its agreements
+ * in its own region (it pings every candidate: latency is a measurement, not a claim), and with `sla.maxLatencyMs`
+ * below the distance to the other regions it proposes nothing to a far provider.
+ */
+import assert from 'node:assert/strict'
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { after, before, test } from 'node:test'
+import type { RunReport } from '../src/devnet/run-job.ts'
+import { build, type Testbed, type TestbedHostSpec } from '../src/testbed/testbed.ts'
+import { hearthBin, testbedNodes } from './support/testbed-nodes.ts'
+import { referenceCounts, wordcountExample, wordcountTexts } from './support/wordcount.ts'
+
+const prefix = `hr${process.pid}`
+const perRegion = { eu: 7, us: 7, asia: 6 }
+
+let testbed: Testbed
+let dir: string
+let nodes: ReturnType<typeof testbedNodes>
+let deployment: string
+let funderKey: string
+let relayAddress: string
+/** Provider addresses (lower case) by region. */
+const regionOf = new Map<string, string>()
+
+before(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'hearth-testbed-regions-'))
+  const providers: TestbedHostSpec[] = Object.entries(perRegion).flatMap(([region, count]) => Array.from({ length: count }, (_, i) => ({ name: `${region}${i}`, region })))
+  testbed = await build({
+    prefix,
+    regions: { eu: {}, us: {}, asia: {} },
+    rttMs: { 'eu-us': 40, 'eu-asia': 80, 'us-asia': 80 },
+    hosts: [{ name: 'chain', region: 'eu' }, { name: 'relay', region: 'eu' }, { name: 'req', region: 'eu' }, ...providers],
+  })
+  nodes = testbedNodes(testbed, dir)
+  const chain = await nodes.chain('chain', providers.length)
+  ;({ deployment, funderKey } = chain)
+  relayAddress = (await nodes.relay('relay')).address
+  const started = await Promise.all(providers.map((host, i) => nodes.provider(host.name, deployment, [relayAddress], chain.keys[i])))
+  started.forEach((provider, i) => regionOf.set(provider.ready.address.toLowerCase(), providers[i]!.region))
+})
+
+after(async () => {
+  nodes?.stopAll()
+  await testbed?.down()
+  await rm(dir, { recursive: true, force: true })
+})
+
+/** Runs the word count from the requestor's host with `sla` in the job file; returns the report. */
+async function runWordcount(name: string, sla: Record<string, number>): Promise<RunReport> {
+  const job = JSON.parse(await readFile(join(wordcountExample, 'job.json'), 'utf8')) as Record<string, unknown>
+  const jobFile = join(dir, `${name}.json`)
+  await writeFile(jobFile, JSON.stringify({ ...job, package: join(wordcountExample, String(job['package'])), inputs: [join(wordcountExample, '*.txt')], sla }))
+  const out = join(dir, name)
+  const run = await testbed.run('req', process.execPath, [
+    hearthBin, 'run', jobFile, '--providers', '3', '--json', '--out', out, '--data-dir', join(dir, `requestor-${name}`),
+    '--bootstrap', relayAddress, '--deployment', deployment, '--funder-key-file', funderKey,
+  ], { timeoutMs: 300_000 })
+  assert.equal(run.code, 0, run.stderr)
+  const report = JSON.parse(run.stdout) as RunReport
+  assert.deepEqual(report.failures, [])
+  assert.equal(await readFile(join(out, 'counts.tsv'), 'utf8'), referenceCounts(...(await wordcountTexts())))
+  return report
+}
+
+const regionsOf = (report: RunReport): string[] => report.agreements.map((a) => regionOf.get(String(a.provider).toLowerCase()) ?? `unknown ${a.provider}`)
+
+test('a new requestor sees the offers of all twenty providers', async () => {
+  const listed = await testbed.run('req', process.execPath, [hearthBin, 'market', 'offers', '--bootstrap', relayAddress, '--json'], { timeoutMs: 120_000 })
+  assert.equal(listed.code, 0, listed.stderr)
+  const { offers } = JSON.parse(listed.stdout) as { offers: { provider: string }[] }
+  assert.deepEqual(new Set(offers.map((o) => o.provider.toLowerCase())), new Set(regionOf.keys()))
+})
+
+test('at equal prices the agreements are in the requestor\'s own region, measured by ping', async () => {
+  const report = await runWordcount('nearest', {})
+  assert.deepEqual(regionsOf(report), ['eu', 'eu', 'eu'])
+})
+
+test('with maxLatencyMs below the distance to other regions, no far provider gets a proposal or a task', async () => {
+  const report = await runWordcount('near-only', { maxLatencyMs: 30 })
+  assert.deepEqual(regionsOf(report), ['eu', 'eu', 'eu'])
+  for (const result of report.results) assert.equal(regionOf.get(result.provider.toLowerCase()), 'eu', result.provider)
+})
