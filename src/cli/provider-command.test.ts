@@ -6,7 +6,6 @@
 import assert from 'node:assert/strict'
 import { spawn, type ChildProcess } from 'node:child_process'
 import { chmod, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
-import { createConnection } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
 import { createInterface } from 'node:readline'
@@ -164,15 +163,13 @@ test('a provider process is found, paid, killed mid-job, restarted with its earn
   assert.equal(twice.code, 2)
   assert.match(twice.stderr, /already running/)
 
-  // The local API refuses a caller without the key.
+  // The local API (HTTP on 127.0.0.1) refuses a caller without the key.
   const info = (await readApiInfo(dataDir))!
-  const refused = await new Promise<string>((done) => {
-    const conn = createConnection(info.socket, () => conn.write(`${JSON.stringify({ key: '00'.repeat(32), command: 'stop' })}\n`))
-    let text = ''
-    conn.on('data', (c: Buffer) => (text += c.toString()))
-    conn.on('end', () => done(text))
-  })
-  assert.match(refused, /refused the key/)
+  assert.match(info.url, /^http:\/\/127\.0\.0\.1:\d+$/)
+  assert.equal(info.pid, first.ready.pid)
+  const refused = await fetch(`${info.url}/v1/stop`, { method: 'POST', headers: { authorization: `Bearer ${'00'.repeat(32)}` } })
+  assert.equal(refused.status, 401)
+  assert.match(((await refused.json()) as { error: { message: string } }).error.message, /refused the key/)
 
   await findProvider(first.ready)
   const events: JobEvent[] = []
@@ -206,7 +203,10 @@ test('a provider process is found, paid, killed mid-job, restarted with its earn
   assert.equal(owed.agreements[0]!.state, 'approved')
   assert.ok(owed.totals.tasks >= 1)
   assert.notEqual(owed.totals.estimatedCostWei, null)
-  assert.equal((await hearth(['provider', 'status', '--data-dir', dataDir])).code, 1)
+  // Killed outright, it left its provider.json: status says the process is gone rather than trying its old port.
+  const afterKill = await hearth(['provider', 'status', '--data-dir', dataDir])
+  assert.equal(afterKill.code, 1)
+  assert.match(afterKill.stderr, new RegExp(`the provider is not running \\(pid ${first.ready.pid} is gone`))
 
   // The requestor went on signing while the provider was down: a final voucher for every result it accepted, which
   // never arrived.

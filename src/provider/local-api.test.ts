@@ -1,14 +1,14 @@
 import assert from 'node:assert/strict'
 import { spawn } from 'node:child_process'
-import { createHash } from 'node:crypto'
 import { once } from 'node:events'
-import { chmod, lstat, mkdir, mkdtemp, readFile, readdir, readlink, rm, stat, symlink, writeFile } from 'node:fs/promises'
-import { createServer } from 'node:net'
-import { tmpdir } from 'node:os'
-import { join, resolve } from 'node:path'
+import { chmod, mkdir, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises'
+import { request } from 'node:http'
+import { connect } from 'node:net'
+import { networkInterfaces, tmpdir } from 'node:os'
+import { join } from 'node:path'
 import { after, describe, it } from 'node:test'
 import { isHearthError } from '../errors.ts'
-import { apiKeyFile, callLocalApi, readApiInfo, serveLocalApi, socketFileName } from './local-api.ts'
+import { apiKeyFile, callLocalApi, readApiInfo, serveLocalApi, statusFile, type LocalApiServer } from './local-api.ts'
 
 const root = await mkdtemp(join(tmpdir(), 'hearth-local-api-'))
 after(() => rm(root, { recursive: true, force: true }))
@@ -16,137 +16,242 @@ after(() => rm(root, { recursive: true, force: true }))
 const info = { peerId: 'peer', address: '0x0000000000000000000000000000000000000001', multiaddrs: [], startedAtMs: 0 }
 const handle = async (command: string): Promise<unknown> => ({ answered: command })
 
-/** A data directory whose `provider.sock` path is too long for a unix socket. */
-async function longDataDir(name: string): Promise<string> {
-  const dataDir = join(root, name, 'x'.repeat(60), 'y'.repeat(60))
-  await mkdir(dataDir, { recursive: true, mode: 0o700 })
-  return dataDir
+async function dataDir(name: string): Promise<string> {
+  const dir = join(root, name)
+  await mkdir(dir, { recursive: true, mode: 0o700 })
+  return dir
 }
 
-/** Runs `fn` with the process umask at 0, so only the code's own care keeps the socket private. */
-async function withOpenUmask<T>(fn: () => Promise<T>): Promise<T> {
-  const previous = process.umask(0)
-  try {
-    return await fn()
-  } finally {
-    process.umask(previous)
-  }
+interface Answer {
+  status: number
+  headers: Record<string, string | string[] | undefined>
+  body: { ok: boolean; result?: unknown; error?: { code: string; message: string; hint?: string } }
 }
 
-describe('the local API socket', () => {
-  it('in the data directory: mode 0600 even under umask 0, answering only callers with the key', async () => {
-    const dataDir = join(root, 'short')
-    await mkdir(dataDir, { recursive: true, mode: 0o700 })
-    const api = await withOpenUmask(() => serveLocalApi({ dataDir, info, handle }))
+/** One raw HTTP request, with whatever Host, Origin and Authorization the test (or attacker) chooses. */
+function send(url: string, init: { method?: string; path?: string; headers?: Record<string, string>; body?: string | Buffer } = {}): Promise<Answer> {
+  const { port } = new URL(url)
+  return new Promise((resolveAnswer, reject) => {
+    const req = request(
+      { host: '127.0.0.1', port, method: init.method ?? 'POST', path: init.path ?? '/v1/status', setHost: false, headers: { host: `127.0.0.1:${port}`, ...init.headers } },
+      (res) => {
+        let text = ''
+        res.setEncoding('utf8')
+        res.on('data', (chunk: string) => (text += chunk))
+        res.on('end', () => resolveAnswer({ status: res.statusCode!, headers: res.headers, body: JSON.parse(text) as Answer['body'] }))
+      },
+    )
+    req.on('error', reject)
+    req.end(init.body)
+  })
+}
+
+async function keyOf(dir: string): Promise<string> {
+  return (await readFile(join(dir, apiKeyFile), 'utf8')).trim()
+}
+
+/** Starts the API on a fresh data directory; closed after the test file. */
+async function started(name: string, limits: Parameters<typeof serveLocalApi>[0]['limits'] = {}): Promise<{ dir: string; api: LocalApiServer; auth: Record<string, string> }> {
+  const dir = await dataDir(name)
+  const api = await serveLocalApi({ dataDir: dir, info, handle, limits })
+  after(() => api.close())
+  return { dir, api, auth: { authorization: `Bearer ${await keyOf(dir)}` } }
+}
+
+describe('the local API over HTTP', () => {
+  it('listens on 127.0.0.1 at a random port, records it in a 0600 provider.json, and answers a caller with the key', async () => {
+    const previous = process.umask(0)
+    let served: Awaited<ReturnType<typeof started>>
     try {
-      const { socket } = (await readApiInfo(dataDir))!
-      assert.equal(socket, join(resolve(dataDir), socketFileName))
-      const mode = await stat(socket)
-      assert.ok(mode.isSocket())
-      // No chmod runs after listen(): the socket was created 0600.
-      assert.equal(mode.mode & 0o777, 0o600)
-      assert.equal((await stat(join(dataDir, apiKeyFile))).mode & 0o777, 0o600)
-      assert.deepEqual(await callLocalApi(dataDir, 'status'), { answered: 'status' })
+      served = await started('plain')
     } finally {
-      await api.close()
+      process.umask(previous)
     }
-    await assert.rejects(lstat(join(dataDir, socketFileName)), /ENOENT/)
+    const { dir, api } = served
+    const recorded = (await readApiInfo(dir))!
+    assert.match(recorded.url, /^http:\/\/127\.0\.0\.1:\d+$/)
+    assert.equal(recorded.url, api.url)
+    assert.equal(recorded.pid, process.pid)
+    assert.equal(recorded.peerId, 'peer')
+    assert.equal((await stat(join(dir, statusFile))).mode & 0o777, 0o600)
+    assert.equal((await stat(join(dir, apiKeyFile))).mode & 0o777, 0o600)
+    assert.deepEqual(await callLocalApi(dir, 'status'), { answered: 'status' })
+    assert.deepEqual(await callLocalApi(dir, 'pause'), { answered: 'pause' })
+
+    await api.close()
+    assert.equal(await readApiInfo(dir), undefined)
+    await assert.rejects(send(recorded.url, { headers: served.auth }), /ECONNREFUSED/)
   })
 
-  it('a long data directory path: a fresh 0700 directory of its own, never the predictable /tmp name, removed at close', async () => {
-    const dataDir = await longDataDir('long')
-    const runtime = join(root, 'runtime')
-    await mkdir(runtime, { mode: 0o755 })
-    // Another local user plants the predictable name the old code used, as a link to a file of the owner's.
-    const victim = join(root, 'victim.txt')
-    await writeFile(victim, 'keep me\n')
-    const predictable = join(runtime, `hearth-provider-${createHash('sha256').update(resolve(dataDir)).digest('hex').slice(0, 16)}.sock`)
-    await symlink(victim, predictable)
-
-    const api = await withOpenUmask(() => serveLocalApi({ dataDir, info, handle, runtimeDir: runtime }))
-    let privateDir: string
-    try {
-      const { socket } = (await readApiInfo(dataDir))!
-      privateDir = resolve(socket, '..')
-      assert.equal(resolve(privateDir, '..'), runtime)
-      assert.notEqual(socket, predictable)
-      assert.match(privateDir, /hearth-provider-[A-Za-z0-9]{6}$/)
-      assert.equal((await lstat(privateDir)).mode & 0o777, 0o700)
-      assert.equal((await lstat(socket)).mode & 0o777, 0o600)
-      assert.deepEqual(await callLocalApi(dataDir, 'status'), { answered: 'status' })
-      // The planted link was neither followed nor replaced.
-      assert.equal(await readlink(predictable), victim)
-      assert.equal(await readFile(victim, 'utf8'), 'keep me\n')
-    } finally {
-      await api.close()
-    }
-    await assert.rejects(lstat(privateDir), /ENOENT/)
-    // A second start gets another fresh directory, not the first one's name.
-    const again = await serveLocalApi({ dataDir, info, handle, runtimeDir: runtime })
-    try {
-      assert.notEqual(resolve((await readApiInfo(dataDir))!.socket, '..'), privateDir)
-    } finally {
-      await again.close()
-    }
-    assert.deepEqual((await readdir(runtime)).sort(), [predictable.slice(runtime.length + 1)])
+  it('is not reachable on any other interface of the machine', async (t) => {
+    const external = Object.values(networkInterfaces()).flat().find((address) => address?.family === 'IPv4' && !address.internal)
+    if (external === undefined) return t.skip('this machine has no non-loopback IPv4 address')
+    const { api } = await started('interfaces')
+    const socket = connect({ host: external!.address, port: Number(new URL(api.url).port) })
+    const [error] = (await once(socket, 'error')) as [NodeJS.ErrnoException]
+    assert.equal(error.code, 'ECONNREFUSED')
   })
 
-  it('refuses a link or a file already at the socket path, and a socket another provider still serves; reuses a dead one', async () => {
-    const dataDir = join(root, 'planted')
-    await mkdir(dataDir, { recursive: true, mode: 0o700 })
-    const socket = join(resolve(dataDir), socketFileName)
-    const target = join(root, 'target.txt')
-    await writeFile(target, 'untouched\n')
-
-    await symlink(target, socket)
-    await assert.rejects(serveLocalApi({ dataDir, info, handle }), (error: unknown) => isHearthError(error, 'HEARTH_ERR_CONFIG_INVALID') && /as a symbolic link, not a socket/.test(error.message))
-    assert.equal(await readlink(socket), target)
-    assert.equal(await readFile(target, 'utf8'), 'untouched\n')
-    await rm(socket)
-
-    await writeFile(socket, 'a file\n')
-    await assert.rejects(serveLocalApi({ dataDir, info, handle }), (error: unknown) => isHearthError(error, 'HEARTH_ERR_CONFIG_INVALID') && /as a file, not a socket/.test(error.message))
-    assert.equal(await readFile(socket, 'utf8'), 'a file\n')
-    await rm(socket)
-
-    // A socket something still listens on is not taken over.
-    const other = createServer()
-    await new Promise<void>((done) => other.listen(socket, () => done()))
-    try {
-      await assert.rejects(serveLocalApi({ dataDir, info, handle }), /already serving its local API/)
-    } finally {
-      await new Promise<void>((done) => other.close(() => done()))
+  it('refuses a request without the key or with a wrong one (401), and keeps serving', async () => {
+    const { dir, api, auth } = await started('keys')
+    const missing = await send(api.url)
+    assert.equal(missing.status, 401)
+    assert.equal(missing.body.error?.code, 'HEARTH_ERR_PROVIDER_NOT_RUNNING')
+    assert.match(missing.headers['www-authenticate'] as string, /^Bearer/)
+    assert.match(missing.body.error?.hint ?? '', /api\.key/)
+    const key = await keyOf(dir)
+    // Same length, one digit off; shorter; the key in another scheme.
+    const wrong = `${key.slice(0, -1)}${key.endsWith('0') ? '1' : '0'}`
+    for (const authorization of [`Bearer ${wrong}`, `Bearer ${key.slice(0, 10)}`, `Basic ${key}`, key]) {
+      const refused = await send(api.url, { path: '/v1/stop', headers: { authorization } })
+      assert.equal(refused.status, 401, authorization)
+      assert.equal(refused.body.ok, false)
     }
+    assert.deepEqual((await send(api.url, { headers: auth })).body, { ok: true, result: { answered: 'status' } })
+  })
 
-    // A dead socket this user left (a killed provider's) is replaced: a process listens there and is killed.
-    const child = spawn(process.execPath, ['-e', "require('node:net').createServer().listen(process.argv[1], () => console.log('up'))", socket], { stdio: ['ignore', 'pipe', 'inherit'] })
-    await once(child.stdout!, 'data')
-    child.kill('SIGKILL')
+  it('refuses a foreign Host header (DNS rebinding) and a foreign Origin (403), even with the key', async () => {
+    const { api, auth } = await started('browser')
+    const port = new URL(api.url).port
+    for (const host of [`evil.example:${port}`, `127.0.0.1:${Number(port) + 1}`, '127.0.0.1', `localhost.evil.example:${port}`]) {
+      const refused = await send(api.url, { headers: { ...auth, host } })
+      assert.equal(refused.status, 403, host)
+      assert.match(refused.body.error?.message ?? '', /addressed to 127\.0\.0\.1/)
+    }
+    for (const origin of ['https://evil.example', 'null', `http://127.0.0.1:${Number(port) + 1}`, `https://127.0.0.1:${port}`]) {
+      const refused = await send(api.url, { headers: { ...auth, origin } })
+      assert.equal(refused.status, 403, origin)
+      assert.match(refused.body.error?.message ?? '', /does not answer requests from the web page/)
+    }
+    // The API's own origin and `localhost` are its own.
+    assert.equal((await send(api.url, { headers: { ...auth, origin: api.url } })).status, 200)
+    assert.equal((await send(api.url, { headers: { ...auth, host: `localhost:${port}`, origin: `http://localhost:${port}` } })).status, 200)
+  })
+
+  it('answers 404 for an unknown command, 405 for another method, 400 and 415 for a malformed body', async () => {
+    const { api, auth } = await started('routes')
+    const unknown = await send(api.url, { path: '/v1/shutdown-everything', headers: auth })
+    assert.equal(unknown.status, 404)
+    assert.match(unknown.body.error?.hint ?? '', /POST \/v1\/status/)
+    assert.equal((await send(api.url, { path: '/status', headers: auth })).status, 404)
+    const get = await send(api.url, { method: 'GET', headers: auth })
+    assert.equal(get.status, 405)
+    assert.equal(get.headers.allow, 'POST')
+    const json = { ...auth, 'content-type': 'application/json' }
+    assert.equal((await send(api.url, { headers: json, body: '{"unfinished":' })).status, 400)
+    assert.equal((await send(api.url, { headers: json, body: '[1,2]' })).status, 400)
+    assert.equal((await send(api.url, { headers: { ...auth, 'content-type': 'text/plain' }, body: '{}' })).status, 415)
+    assert.deepEqual((await send(api.url, { headers: json, body: '{}' })).body, { ok: true, result: { answered: 'status' } })
+  })
+
+  it('refuses an oversized body (413), declared or streamed, without reading it all, and keeps serving', async () => {
+    const { api, auth } = await started('big', { maxBodyBytes: 1024 })
+    const headers = { ...auth, 'content-type': 'application/json' }
+    const declared = await send(api.url, { headers, body: `{"pad":"${'x'.repeat(4096)}"}` })
+    assert.equal(declared.status, 413)
+    assert.equal(declared.body.error?.code, 'HEARTH_ERR_NET_MESSAGE_TOO_LARGE')
+    // No Content-Length (chunked): counted as it arrives.
+    const streamed = await new Promise<number>((done, reject) => {
+      const { port } = new URL(api.url)
+      const req = request({ host: '127.0.0.1', port, method: 'POST', path: '/v1/status', headers: { ...headers, 'transfer-encoding': 'chunked' } }, (res) => {
+        res.resume()
+        done(res.statusCode!)
+      })
+      req.on('error', reject)
+      for (let i = 0; i < 8; i++) req.write('x'.repeat(512))
+      req.end()
+    })
+    assert.equal(streamed, 413)
+    assert.equal((await send(api.url, { headers: auth })).status, 200)
+  })
+
+  it('drops a slow client (slowloris: headers or body trickled) with 408, serving others meanwhile', async () => {
+    const { api, auth } = await started('slow', { headersTimeoutMs: 400, requestTimeoutMs: 800 })
+    const port = Number(new URL(api.url).port)
+    const slowClient = async (partial: string): Promise<{ text: string; heldMs: number }> => {
+      const socket = connect({ host: '127.0.0.1', port })
+      await once(socket, 'connect')
+      const openedAt = performance.now()
+      socket.write(partial)
+      let text = ''
+      socket.on('data', (chunk: Buffer) => (text += chunk.toString()))
+      // While this client holds its connection, an honest caller is answered.
+      assert.equal((await send(api.url, { headers: auth })).status, 200)
+      await once(socket, 'close')
+      return { text, heldMs: performance.now() - openedAt }
+    }
+    const headers = await slowClient(`POST /v1/status HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\nX-Slow: `)
+    assert.match(headers.text, /^HTTP\/1\.1 408/)
+    assert.ok(headers.heldMs < 5_000, `held ${headers.heldMs} ms`)
+    const body = await slowClient(`POST /v1/status HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\nAuthorization: ${auth['authorization']}\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{`)
+    assert.match(body.text, /^HTTP\/1\.1 408/)
+    assert.ok(body.heldMs < 5_000, `held ${body.heldMs} ms`)
+    assert.equal((await send(api.url, { headers: auth })).status, 200)
+  })
+
+  it('closes connections beyond its bound at once, and silent ones after the headers timeout', async () => {
+    const { api, auth } = await started('crowd', { maxConnections: 2, headersTimeoutMs: 2_000, requestTimeoutMs: 4_000 })
+    const port = Number(new URL(api.url).port)
+    const openedAt = performance.now()
+    const closedAfterMs = [0, 1, 2].map(async () => {
+      // Read whatever comes (a 408, perhaps), else the end of the stream is never seen.
+      const socket = connect({ host: '127.0.0.1', port }).resume()
+      await once(socket, 'close')
+      return performance.now() - openedAt
+    })
+    const first = await Promise.race(closedAfterMs)
+    assert.ok(first < 1_000, `the connection beyond the bound was closed after ${first} ms`)
+    // The two the server took say nothing: they are dropped, and the API answers again.
+    const all = await Promise.all(closedAfterMs)
+    assert.ok(all.filter((ms) => ms >= 1_900).length === 2, JSON.stringify(all))
+    assert.equal((await send(api.url, { headers: auth })).status, 200)
+  })
+
+  it('a stale provider.json of a killed provider: a clear "not running (pid N is gone)", and nothing is sent', async () => {
+    const dir = await dataDir('stale')
+    const child = spawn(process.execPath, ['-e', ''], { stdio: 'ignore' })
     await once(child, 'exit')
-    assert.ok((await lstat(socket)).isSocket(), 'the killed process left its socket behind')
-    const api = await serveLocalApi({ dataDir, info, handle })
-    try {
-      assert.deepEqual(await callLocalApi(dataDir, 'status'), { answered: 'status' })
-    } finally {
-      await api.close()
+    await writeFile(join(dir, statusFile), JSON.stringify({ ...info, pid: child.pid, url: 'http://127.0.0.1:9' }), { mode: 0o600 })
+    await assert.rejects(callLocalApi(dir, 'status'), (error: unknown) =>
+      isHearthError(error, 'HEARTH_ERR_PROVIDER_NOT_RUNNING') && error.shortMessage.startsWith(`the provider is not running (pid ${child.pid} is gone`) && /hearth provider start/.test(error.hint ?? ''))
+    await rm(join(dir, statusFile))
+    await assert.rejects(callLocalApi(dir, 'status'), (error: unknown) => isHearthError(error, 'HEARTH_ERR_PROVIDER_NOT_RUNNING') && /no provider\.json/.test(error.message))
+  })
+
+  it('refuses a provider.json that is no record of an HTTP API (damaged, an old socket record, a non-loopback URL)', async () => {
+    const dir = await dataDir('odd-records')
+    for (const record of ['{"pid": 1', JSON.stringify({ ...info, pid: process.pid, socket: '/tmp/provider.sock' }), JSON.stringify({ ...info, pid: process.pid, url: 'http://192.0.2.1:8080' })]) {
+      await writeFile(join(dir, statusFile), record, { mode: 0o600 })
+      await assert.rejects(callLocalApi(dir, 'status'), (error: unknown) => isHearthError(error, 'HEARTH_ERR_CONFIG_INVALID') && /does not record a provider's local API/.test(error.message), record)
     }
   })
 
   it('replaces an API key file others could read instead of trusting it, and callers refuse such a file', async () => {
-    const dataDir = join(root, 'loose-key')
-    await mkdir(dataDir, { recursive: true, mode: 0o700 })
-    const keyPath = join(dataDir, apiKeyFile)
+    const dir = await dataDir('loose-key')
+    const keyPath = join(dir, apiKeyFile)
     const leaked = 'ab'.repeat(32)
     await writeFile(keyPath, `${leaked}\n`, { mode: 0o644 })
-    const api = await serveLocalApi({ dataDir, info, handle })
+    await chmod(keyPath, 0o644)
+    const api = await serveLocalApi({ dataDir: dir, info, handle })
     try {
-      const fresh = (await readFile(keyPath, 'utf8')).trim()
+      const fresh = await keyOf(dir)
       assert.notEqual(fresh, leaked)
       assert.equal((await stat(keyPath)).mode & 0o777, 0o600)
-      assert.deepEqual(await callLocalApi(dataDir, 'status'), { answered: 'status' })
+      assert.equal((await send(api.url, { headers: { authorization: `Bearer ${leaked}` } })).status, 401)
+      assert.deepEqual(await callLocalApi(dir, 'status'), { answered: 'status' })
       // Loosened while the provider runs: a caller does not send a key others may have read.
       await chmod(keyPath, 0o640)
-      await assert.rejects(callLocalApi(dataDir, 'status'), (error: unknown) => isHearthError(error, 'HEARTH_ERR_PROVIDER_NOT_RUNNING') && /accessible by group or others/.test(error.message))
+      await assert.rejects(callLocalApi(dir, 'status'), (error: unknown) => isHearthError(error, 'HEARTH_ERR_PROVIDER_NOT_RUNNING') && /accessible by group or others/.test(error.message))
+    } finally {
+      await api.close()
+    }
+  })
+
+  it('a command that fails answers 500 with its error, and the caller gets that error', async () => {
+    const dir = await dataDir('failing')
+    const api = await serveLocalApi({ dataDir: dir, info, handle: async () => Promise.reject(new Error('the agent broke')) })
+    try {
+      await assert.rejects(callLocalApi(dir, 'resume'), (error: unknown) => isHearthError(error, 'HEARTH_ERR_INTERNAL') && error.shortMessage === 'the agent broke' && error.details?.['httpStatus'] === 500)
     } finally {
       await api.close()
     }

@@ -25,7 +25,7 @@ import { readDeploymentFile } from '../payment/deploy.ts'
 import { openStore, type Store } from '../store/store.ts'
 import { checkShare, machineFacts, pricingFromConfig, type MachineFacts, type ProviderConfig } from './config.ts'
 import { readEarnings, type EarningsReport } from './earnings.ts'
-import { createIdleMonitor, systemIdleSources, type IdleMonitor, type IdleSources } from './idle-policy.ts'
+import { createIdleMonitor, powerKnown, systemIdleSources, type IdleMonitor, type IdleSources } from './idle-policy.ts'
 import { readApiInfo, serveLocalApi, type LocalApiServer } from './local-api.ts'
 import { breakEvenPrices, checkPricing, type OwnerCosts } from './profitability.ts'
 import { createProviderAgent, type ProviderAgent, type ProviderStats, type RunningTasks } from './provider-agent.ts'
@@ -35,7 +35,7 @@ const gib = 1024 ** 3
 export interface ProviderNodeInit {
   dataDir: string
   config: ProviderConfig
-  /** The owner's load, power and clock; default: /proc, /sys and the system clock. Tests play the owner here. */
+  /** The owner's load, power and clock; default: the machine's (see idle-policy.ts). Tests play the owner here. */
   idleSources?: IdleSources
   /** The machine, for the "never all of it" check; default: this one. */
   machine?: MachineFacts
@@ -239,6 +239,9 @@ export async function startProviderNode(init: ProviderNodeInit): Promise<Provide
     let monitor: IdleMonitor | undefined
     if (config.idle.enabled) {
       const sources = init.idleSources ?? systemIdleSources(() => agent.running().childTasks)
+      if (init.idleSources === undefined && config.idle.requireMains && !powerKnown()) {
+        log('warning: idle.requireMains cannot be honoured here: only on Linux does Hearth see whether the machine runs on battery')
+      }
       monitor = createIdleMonitor({
         rules: config.idle,
         sources,
