@@ -11,6 +11,7 @@
 import { mkdir, readdir, readFile, rmdir, stat, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { HearthError } from '../errors.ts'
+import { hasLinuxKernelFiles, platform } from './platform.ts'
 
 export interface CgroupLimits {
   memoryBytes: number
@@ -72,7 +73,7 @@ interface Mount {
 
 /** Finds usable cgroups (v2 first, then v1) or says exactly what is missing. Sweeps run groups left by dead processes. */
 export async function detectCgroups(options: CgroupOptions = {}): Promise<CgroupDetection> {
-  if (process.platform !== 'linux') return { ok: false, reason: `cgroups exist only on Linux (this is ${process.platform})` }
+  if (!hasLinuxKernelFiles()) return { ok: false, reason: `cgroups exist only on Linux (this system is ${platform().name})` }
   let mounts: Mount[]
   let membership: Map<string, string>
   try {

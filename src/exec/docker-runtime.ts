@@ -1,7 +1,8 @@
 /**
  * The `docker` runtime: runs a command inside a container image the provider holds, named by its content hash (the
  * image id `sha256:…`), through the Docker Engine API on a unix socket — Docker itself, or podman's compatible
- * service (`podman system service`), which is what runs it on machines without a Docker engine.
+ * service (`podman system service`), which is what runs it on machines without a Docker engine; on macOS, Docker
+ * Desktop's socket (Windows' named pipe is not supported: there, run the provider in WSL 2).
  *
  * Each run is one container: no network (NetworkMode none), a read-only root filesystem, every capability dropped,
  * no-new-privileges, a non-root user, memory (+swap) and CPU capped, a process limit (PidsLimit: fork bombs), the
@@ -19,9 +20,11 @@ import { existsSync } from 'node:fs'
 import { lchown, lstat, open, readdir, readFile } from 'node:fs/promises'
 import type { FileHandle } from 'node:fs/promises'
 import { randomBytes } from 'node:crypto'
+import { homedir } from 'node:os'
 import { join } from 'node:path'
 import { HearthError, toHearthError } from '../errors.ts'
 import { counter, parseMountinfo, parseSelfCgroup } from './cgroups.ts'
+import { hasLinuxKernelFiles, platform } from './platform.ts'
 import { apiError, apiMessage, DockerApi, dockerApiVersion, StreamDemuxer } from './docker-api.ts'
 import type { Runtime, RunOptions, RunResult, RunSpec, RuntimeAvailability } from './runtime.ts'
 import { closedWhileRunning, memoryExceeded, roundMs, stopError, watchLimits, within } from './run-support.ts'
@@ -71,17 +74,45 @@ const controlTimeoutMs = 30_000
 /** How long after the end the attach stream may take to deliver what the program wrote last. */
 const drainTimeoutMs = 2_000
 
-/** The socket the engine is expected on: $DOCKER_HOST when it names a unix socket, else the usual places. */
+/**
+ * The socket the engine is expected on: $DOCKER_HOST when it names a unix socket, else the usual places (Docker on
+ * Linux, podman's service, Docker Desktop's per-user socket on macOS).
+ */
 export function defaultDockerSocket(env: NodeJS.ProcessEnv = process.env): string {
   const host = env.DOCKER_HOST
   if (host !== undefined && host !== '') {
     if (host.startsWith('unix://')) return host.slice('unix://'.length)
-    throw new HearthError('HEARTH_ERR_CONFIG_INVALID', `DOCKER_HOST=${host} is not a unix socket; the docker runtime talks only to a local engine`, {
-      hint: 'set DOCKER_HOST=unix:///path/to/docker.sock, or pass socketPath',
+    throw new HearthError('HEARTH_ERR_CONFIG_INVALID', `DOCKER_HOST=${host} is not a unix socket; the docker runtime talks only to a local engine through its unix socket`, {
+      hint: host.startsWith('npipe://')
+        ? 'Windows named pipes are not supported yet: run the provider inside WSL 2, where Docker Desktop serves unix:///var/run/docker.sock'
+        : 'set DOCKER_HOST=unix:///path/to/docker.sock, or pass socketPath',
     })
   }
-  for (const candidate of ['/var/run/docker.sock', '/run/podman/podman.sock']) if (existsSync(candidate)) return candidate
-  return '/var/run/docker.sock'
+  const candidates = ['/var/run/docker.sock', '/run/podman/podman.sock', join(homedir(), '.docker', 'run', 'docker.sock')]
+  return candidates.find((candidate) => existsSync(candidate)) ?? '/var/run/docker.sock'
+}
+
+/** Why this system cannot use the docker runtime at all: Windows, whose Docker Desktop serves a named pipe. */
+function unsupportedSystemReason(): string | undefined {
+  if (process.platform !== 'win32') return undefined
+  return (
+    'the docker runtime needs a Docker Engine API unix socket; Docker Desktop on Windows serves its API on the named pipe ' +
+    '//./pipe/docker_engine, which Hearth does not support yet: run the provider inside WSL 2, where Docker Desktop exposes /var/run/docker.sock'
+  )
+}
+
+/** What to do when no engine answers at `socketPath`, for this system. */
+function missingSocketReason(socketPath: string): string {
+  if (platform().kind === 'linux') {
+    return (
+      `no Docker Engine socket at ${socketPath}: start Docker, or podman's API service (Debian packages podman and runc: ` +
+      `podman --runtime runc --cgroup-manager cgroupfs system service --time=0 unix://${socketPath}), or set DOCKER_HOST=unix:///path`
+    )
+  }
+  return (
+    `no Docker Engine API socket at ${socketPath}: the docker runtime needs one. Docker Desktop exposes it (on macOS at ` +
+    `~/.docker/run/docker.sock, or /var/run/docker.sock with "Allow the default Docker socket to be used"); start it, or set DOCKER_HOST=unix:///path`
+  )
 }
 
 type Ending =
@@ -121,15 +152,9 @@ export function createDockerRuntime(init: DockerRuntimeInit = {}): DockerRuntime
   let availability: Promise<RuntimeAvailability> | undefined
 
   async function check(): Promise<RuntimeAvailability> {
-    if (process.platform !== 'linux') return { ok: false, reason: `the docker runtime runs Linux containers on a Linux host; this is ${process.platform}` }
-    if (!existsSync(socketPath)) {
-      return {
-        ok: false,
-        reason:
-          `no Docker Engine socket at ${socketPath}: start Docker, or podman's API service (Debian packages podman and runc: ` +
-          `podman --runtime runc --cgroup-manager cgroupfs system service --time=0 unix://${socketPath}), or set DOCKER_HOST=unix:///path`,
-      }
-    }
+    const unsupported = unsupportedSystemReason()
+    if (unsupported !== undefined) return { ok: false, reason: unsupported }
+    if (!existsSync(socketPath)) return { ok: false, reason: missingSocketReason(socketPath) }
     let ping
     try {
       ping = await api.call({ method: 'GET', path: '/_ping', versioned: false, timeoutMs: controlTimeoutMs })
@@ -224,7 +249,7 @@ export function createDockerRuntime(init: DockerRuntimeInit = {}): DockerRuntime
     let state: ContainerState = {}
     let durationMs = 0
     let cpuMs = 0
-    let meter: CgroupMeter | undefined
+    let meter: ContainerMeter | undefined
     const memoryBytes = Math.max(6 << 20, spec.maxMemoryBytes)
     let stdoutBytes = 0
     let stderrBytes = 0
@@ -319,7 +344,8 @@ export function createDockerRuntime(init: DockerRuntimeInit = {}): DockerRuntime
         attached.destroy()
         throw apiError(`start the container (image ${spec.program.image}, command ${JSON.stringify(spec.args[0])})`, started)
       }
-      meter = await cgroupMeter(api, containerId, memoryBytes)
+      // This host's cgroups where it has them (see platform.ts); elsewhere the engine (in Docker Desktop's VM) is asked.
+      meter = hasLinuxKernelFiles() ? await cgroupMeter(api, containerId, memoryBytes) : engineStatsMeter(api, containerId, memoryBytes)
       const exited = api
         .json<{ StatusCode?: number }>({ method: 'POST', path: `/containers/${containerId}/wait`, timeoutMs: 2 ** 31 - 1 }, 'wait for the container')
         .then((answer): Ending => ({ kind: 'exit', code: answer?.StatusCode ?? -1 }), (error: unknown): Ending => ({ kind: 'crash', error }))
@@ -401,7 +427,7 @@ async function removeContainer(api: DockerApi, id: string): Promise<void> {
   }
 }
 
-interface CgroupMeter {
+interface ContainerMeter {
   /** Reads the cgroup again (while it exists: the engine removes it when the container exits). */
   sample(): Promise<void>
   cpuMs: number
@@ -416,8 +442,8 @@ interface CgroupMeter {
  * Sampled at every output poll and when a run is stopped, so a run shorter than one poll (20 ms) may report less CPU
  * than it used; nothing where the engine runs on another host or the cgroup cannot be read.
  */
-async function cgroupMeter(api: DockerApi, id: string, memoryLimitBytes: number): Promise<CgroupMeter> {
-  const meter: CgroupMeter = { sample: async () => {}, cpuMs: 0, memoryHit: false }
+async function cgroupMeter(api: DockerApi, id: string, memoryLimitBytes: number): Promise<ContainerMeter> {
+  const meter: ContainerMeter = { sample: async () => {}, cpuMs: 0, memoryHit: false }
   const read = (file: string): Promise<string> => readFile(file, 'utf8').catch(() => '')
   try {
     const inspected = await api.json<{ State?: ContainerState }>({ method: 'GET', path: `/containers/${id}/json`, timeoutMs: controlTimeoutMs }, 'inspect the container')
@@ -459,6 +485,41 @@ async function cgroupMeter(api: DockerApi, id: string, memoryLimitBytes: number)
     // a program that exits at once is gone before its cgroup is found: it used next to no CPU or memory
   }
   return meter
+}
+
+/** How often the engine's stats are asked for, where the cgroups cannot be read: each answer costs the engine a look. */
+const statsEveryMs = 500
+
+/**
+ * CPU time and memory pressure from the engine's stats, where this host's cgroups cannot be read (macOS, Windows:
+ * Docker Desktop runs the engine in a VM). Asked at most every `statsEveryMs`, and the stats are gone once the
+ * container exits: a run shorter than that reports the CPU its last look saw (next to none for a run that short).
+ */
+function engineStatsMeter(api: DockerApi, id: string, memoryLimitBytes: number): ContainerMeter {
+  let lastAtMs = -Infinity
+  const meter: ContainerMeter = {
+    cpuMs: 0,
+    memoryHit: false,
+    async sample() {
+      if (performance.now() - lastAtMs < statsEveryMs) return
+      lastAtMs = performance.now()
+      const stats = await api
+        .json<EngineStats>({ method: 'GET', path: `/containers/${id}/stats`, query: { stream: false, 'one-shot': true }, timeoutMs: controlTimeoutMs }, "read the container's stats")
+        .catch(() => undefined)
+      const cpuNs = stats?.cpu_stats?.cpu_usage?.total_usage ?? 0
+      if (cpuNs > 0) meter.cpuMs = Math.max(meter.cpuMs, cpuNs / 1e6)
+      // As with the cgroup: only near-limit usage together with a kill the runtime did not send counts as out of memory.
+      const memory = stats?.memory_stats
+      if ((memory?.failcnt ?? 0) > 0 && (memory?.max_usage ?? memory?.usage ?? 0) >= memoryLimitBytes * 0.9) meter.memoryHit = true
+    },
+  }
+  return meter
+}
+
+/** The parts of the engine's container stats (GET /containers/{id}/stats) the meter reads. */
+interface EngineStats {
+  cpu_stats?: { cpu_usage?: { total_usage?: number } }
+  memory_stats?: { usage?: number; max_usage?: number; failcnt?: number }
 }
 
 /** lchown over a tree (no link is followed: the scan before the run refused them, and the program's are not ours to follow). */

@@ -3,12 +3,14 @@
  *
  * nvidia-smi is asked first (it alone knows the memory size); where it is missing or fails (no userland tools in a
  * container, a driver/library version mismatch) the kernel driver's /proc/driver/nvidia files still name each GPU and
- * the driver version. No GPU, no driver: an empty list, never an error, since most providers have none.
+ * the driver version (on Linux; elsewhere nvidia-smi alone). No GPU, no driver: an empty list, never an error, since
+ * most providers have none.
  */
 import { execFile } from 'node:child_process'
 import { constants } from 'node:fs'
 import { access, readdir, readFile } from 'node:fs/promises'
 import { delimiter, isAbsolute, join } from 'node:path'
+import { hasLinuxKernelFiles } from './platform.ts'
 
 export interface GpuInfo {
   /** 0-based, in the order the driver lists the GPUs. */
@@ -44,6 +46,8 @@ export async function detectGpus(options: GpuDetectOptions = {}): Promise<GpuInf
       if (gpus.length > 0) return gpus
     }
   }
+  // The driver's files are Linux's; elsewhere nvidia-smi is all there is to ask.
+  if (options.procDriverDir === undefined && !hasLinuxKernelFiles()) return []
   return readProcDriver(options.procDriverDir ?? '/proc/driver/nvidia')
 }
 

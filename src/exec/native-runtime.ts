@@ -29,6 +29,7 @@ import { constants as osConstants } from 'node:os'
 import { delimiter, isAbsolute, join, normalize } from 'node:path'
 import { HearthError, isHearthError, toHearthError } from '../errors.ts'
 import { detectCgroups } from './cgroups.ts'
+import { nativeUnavailableReason } from './platform.ts'
 import type { CgroupOptions, Cgroups, RunCgroup } from './cgroups.ts'
 import type { Runtime, RunOptions, RunResult, RunSpec, RuntimeAvailability } from './runtime.ts'
 import { closedWhileRunning, memoryExceeded, roundMs, stopError, watchLimits, within } from './run-support.ts'
@@ -337,7 +338,8 @@ async function prepareSetup(
   readOnlyPaths: string[],
   maxProcesses: number,
 ): Promise<{ ok: true; setup: Setup } | { ok: false; reason: string }> {
-  if (process.platform !== 'linux') return { ok: false, reason: `the native runtime needs Linux (bubblewrap and cgroups); this is ${process.platform}` }
+  const notLinux = nativeUnavailableReason()
+  if (notLinux !== undefined) return { ok: false, reason: notLinux }
   const bwrap = await findBwrap(init.bwrapPath)
   if (bwrap === undefined) {
     return {

@@ -9,12 +9,13 @@
  * runtime's stated reason, never left out silently: `notApplicable` must name a reason for each missing builder.
  */
 import assert from 'node:assert/strict'
-import { link, lstat, mkdir, mkdtemp, readdir, readFile, readlink, rm, stat, symlink, writeFile } from 'node:fs/promises'
+import { link, lstat, mkdir, mkdtemp, readdir, readFile, rm, stat, symlink, writeFile } from 'node:fs/promises'
 import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { after, before, describe, it } from 'node:test'
 import { isHearthError } from '../errors.ts'
+import { openDescriptors } from './platform.ts'
 import type { Runtime, RunResult, RunSpec } from './runtime.ts'
 import { failsWith } from './testdata/fails-with.ts'
 
@@ -86,11 +87,9 @@ interface Task {
 
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms))
 
-/** Descriptors of this process that point into `dir` (Linux; elsewhere none can be seen). */
+/** Descriptors of this process that point into `dir` (where the system lists them: see platform.ts; elsewhere none). */
 async function descriptorsInto(dir: string): Promise<string[]> {
-  if (process.platform !== 'linux') return []
-  const targets = await Promise.all((await readdir('/proc/self/fd')).map((fd) => readlink(`/proc/self/fd/${fd}`).catch(() => '')))
-  return targets.filter((target) => target === dir || target.startsWith(dir + '/'))
+  return (openDescriptors() ?? []).map(({ target }) => target).filter((target) => target === dir || target.startsWith(dir + '/'))
 }
 
 async function sizeOf(path: string): Promise<number> {

@@ -5,6 +5,7 @@
 import { lstatSync, readdirSync, realpathSync } from 'node:fs'
 import { chmod, copyFile, lstat, open, readdir, rename, rm } from 'node:fs/promises'
 import type { FileHandle } from 'node:fs/promises'
+import { devNull } from 'node:os'
 import { basename, dirname, isAbsolute, join, relative, resolve, sep } from 'node:path'
 import { HearthError } from '../errors.ts'
 import type { RunSpec } from './runtime.ts'
@@ -123,7 +124,7 @@ export interface TaskStdio {
  * is open, so that the caller closes every one of them, also when a later open fails.
  */
 export async function openStdio(handles: FileHandle[], rootDir: string, files: TaskFiles): Promise<TaskStdio> {
-  const stdin = await open(process.platform === 'win32' ? '\\\\.\\NUL' : '/dev/null', 'r')
+  const stdin = await open(devNull, 'r')
   handles.push(stdin)
   const stdout = await open(files.stdoutPath, 'w')
   handles.push(stdout)

@@ -11,13 +11,14 @@
  * - A warm run of a trivial module costs ~0.4 ms over the guest's own time (bench/wasi-overhead.ts): the per-run checks
  *   of a small task directory and the stdio files are synchronous, which is cheaper than thread-pool round trips.
  */
-import { closeSync, fstatSync, openSync, readdirSync, readlinkSync } from 'node:fs'
-import { availableParallelism } from 'node:os'
+import { closeSync, fstatSync, openSync } from 'node:fs'
+import { availableParallelism, devNull } from 'node:os'
 import { sep } from 'node:path'
 import { setFlagsFromString } from 'node:v8'
 import { Worker } from 'node:worker_threads'
 import { HearthError } from '../errors.ts'
 import { sha256Hex } from './content-hash.ts'
+import { hasLinuxKernelFiles, openDescriptors } from './platform.ts'
 import { outputTooLarge, roundMs, stopError, watchLimits } from './run-support.ts'
 import type { OutputWatch, StopEnding } from './run-support.ts'
 import { bytesAdded, RootClaims, taskFiles, throwIfAborted, validateEnvAndLimits } from './task-dir.ts'
@@ -83,6 +84,11 @@ type Ending =
   | { kind: 'closed' }
 
 const workerUrl = new URL('./wasi-worker.mjs', import.meta.url)
+/** What a worker is told at start (wasi-worker.mjs reads it as workerData). */
+interface WasiWorkerData {
+  threadStatsFromProc: boolean
+}
+
 /**
  * Task directories of the runs in progress in this process (every WASI runtime object): one run at a time per task
  * directory, and no run inside another's, because descriptors under a run's rootDir are taken to be that run's (see
@@ -273,7 +279,7 @@ interface StdioFds {
  * as it is open, so that the caller closes every one of them, also when a later open fails.
  */
 function openStdioSync(fds: number[], rootDir: string, files: TaskFiles): StdioFds {
-  const stdin = openSync(process.platform === 'win32' ? '\\\\.\\NUL' : '/dev/null', 'r')
+  const stdin = openSync(devNull, 'r')
   fds.push(stdin)
   const stdout = openSync(files.stdoutPath, 'w')
   fds.push(stdout)
@@ -342,23 +348,17 @@ function validateSpec(spec: WasiRunSpec): void {
 
 /**
  * uvwasi never closes host descriptors, and a worker stopped mid-run cannot close them itself: the preopened root and
- * any file the guest had open would leak with every timeout. On Linux, close every descriptor of this process that
- * points into the run's rootDir (nothing else in the process may use it while the run lasts, see claims).
+ * any file the guest had open would leak with every timeout. Where the system lists them (Linux, see platform.ts),
+ * close every descriptor of this process that points into the run's rootDir (nothing else in the process may use it
+ * while the run lasts, see claims).
  */
 function reclaimDescriptors(rootDir: string): void {
-  if (process.platform !== 'linux') return
-  let names: string[]
-  try {
-    names = readdirSync('/proc/self/fd')
-  } catch {
-    return
-  }
-  for (const name of names) {
+  for (const { fd, target } of openDescriptors() ?? []) {
+    if (target !== rootDir && !target.startsWith(rootDir + sep)) continue
     try {
-      const target = readlinkSync(`/proc/self/fd/${name}`)
-      if (target === rootDir || target.startsWith(rootDir + sep)) closeSync(Number(name))
+      closeSync(fd)
     } catch {
-      // gone already (e.g. the descriptor of the listing itself)
+      // closed meanwhile
     }
   }
 }
@@ -461,6 +461,8 @@ class WorkerPool {
         // descriptor numbers are the whole process's, so closing it again from this thread once the worker is gone
         // would close whatever another run or worker has been given the same number since.
         trackUnmanagedFds: true,
+        // Whether the worker may read its CPU time from /proc (a plain .mjs file, it cannot ask platform.ts itself).
+        workerData: { threadStatsFromProc: hasLinuxKernelFiles() } satisfies WasiWorkerData,
       })
       let onReady: () => void = () => {}
       let onError: (error: unknown) => void = () => {}

@@ -5,7 +5,7 @@
 // guards what must be stopped before a syscall happens (stdout/stderr volume, symlink creation).
 import { lstatSync, openSync, readdirSync, readSync } from 'node:fs'
 import { join } from 'node:path'
-import { parentPort } from 'node:worker_threads'
+import { parentPort, workerData } from 'node:worker_threads'
 
 // node:wasi prints an ExperimentalWarning once per thread; the runtime is not experimental to Hearth's users.
 const emitWarning = process.emitWarning
@@ -30,6 +30,8 @@ class OutputLimitReached extends Error {}
  * it is terminated; nothing else may close it, as its number is the whole process's.
  */
 const schedstatFd = (() => {
+  // Only where the runtime says /proc is there to read (see platform.ts: not on other systems, nor when emulating them).
+  if (workerData?.threadStatsFromProc !== true) return undefined
   try {
     return openSync('/proc/thread-self/schedstat', 'r')
   } catch {

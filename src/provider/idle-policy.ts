@@ -4,11 +4,13 @@
  * once when one of them says no (the owner is back), and resumes only after they have all said yes for a while, so a
  * brief quiet moment does not bring work back onto a machine in use.
  *
- * The sources (load, power, clock) are injectable: tests play the owner; the defaults read /proc and /sys.
+ * The sources (load, power, clock) are injectable: tests play the owner. The defaults read the machine's CPU times
+ * (/proc on Linux, node:os elsewhere) and, on Linux, /sys for power; see exec/platform.ts.
  */
 import { readFileSync, readdirSync } from 'node:fs'
 import { cpus } from 'node:os'
 import { join } from 'node:path'
+import { hasLinuxKernelFiles, readCpuTimes } from '../exec/platform.ts'
 
 export interface IdleRules {
   /** Lend only while the owner's CPU load (0..1 of the whole machine, the provider's own work excluded) is below. */
@@ -169,20 +171,18 @@ function readText(path: string): string | undefined {
 }
 
 /**
- * The owner's CPU load from /proc/stat: the machine's busy share since the last call, less this process's own share
- * (its worker threads run wasi tasks) and one thread per running child task (native and docker tasks run in their own
- * processes, each held to one core). What is left is the owner's. Returns 0 on the first call.
+ * The owner's CPU load: the machine's busy share since the last call (exec/platform.ts reads it from /proc/stat on
+ * Linux, from os.cpus() elsewhere), less this process's own share (its worker threads run wasi tasks) and one thread
+ * per running child task (native and docker tasks run in their own processes, each held to one core). What is left is
+ * the owner's. Returns 0 on the first call.
  */
-export function createProcLoadSource(runningChildTasks: () => number = () => 0): () => number {
+export function createOwnerLoadSource(runningChildTasks: () => number = () => 0): () => number {
   const threads = Math.max(1, cpus().length)
   let last: { busy: number; total: number; ownUs: number; atMs: number } | undefined
   return () => {
-    const line = readFileSync('/proc/stat', 'utf8').split('\n')[0] ?? ''
-    const fields = line.trim().split(/\s+/).slice(1).map(Number)
-    const idle = (fields[3] ?? 0) + (fields[4] ?? 0)
-    const total = fields.reduce((sum, n) => sum + n, 0)
+    const { busy, total } = readCpuTimes()
     const usage = process.cpuUsage()
-    const sample = { busy: total - idle, total, ownUs: usage.user + usage.system, atMs: performance.now() }
+    const sample = { busy, total, ownUs: usage.user + usage.system, atMs: performance.now() }
     const previous = last
     last = sample
     if (previous === undefined || sample.total <= previous.total) return 0
@@ -194,7 +194,15 @@ export function createProcLoadSource(runningChildTasks: () => number = () => 0):
   }
 }
 
-/** The real sources: /proc/stat for load, /sys for power, the system clock. */
+/**
+ * The real sources: the machine's CPU times for load, the system clock, and /sys for power on Linux. Elsewhere the
+ * power source is not known (node:os does not say), and the machine counts as on mains: see `powerKnown`.
+ */
 export function systemIdleSources(runningChildTasks?: () => number): IdleSources {
-  return { ownerLoad: createProcLoadSource(runningChildTasks), onMains: () => readOnMains(), now: () => new Date() }
+  return { ownerLoad: createOwnerLoadSource(runningChildTasks), onMains: powerKnown() ? () => readOnMains() : () => true, now: () => new Date() }
+}
+
+/** Whether this system tells mains from battery (Linux, through /sys); `idle.requireMains` means nothing elsewhere. */
+export function powerKnown(): boolean {
+  return hasLinuxKernelFiles()
 }
