@@ -18,6 +18,8 @@ import { remoteIpKey } from '../net/inbound-budget.ts'
 import { offersSyncProtocol } from './market-protocols.ts'
 import { createOfferBook, type OfferBook, type OfferBookOutcome, type OfferSource } from './offer-book.ts'
 import { maxOfferLifetimeMs, offerLifetimeRefusal, offerSchema, OFFERS_TOPIC, verifyOffer, type SignedOffer } from './offer.ts'
+import { peerIdFromString } from '@libp2p/peer-id'
+import { multiaddr } from '@multiformats/multiaddr'
 
 /**
  * What became of an offer: the book's outcome, or `invalid` (forged, malformed, misbound), `too-long` (lives past the
@@ -218,7 +220,22 @@ export function createMarketNode(init: MarketNodeInit): MarketNode {
     } catch (error) {
       return isHearthError(error) && error.details?.reason === 'too-long' ? 'too-long' : 'invalid'
     }
-    return offerBook.add(signed, Date.now(), source)
+    const added = offerBook.add(signed, Date.now(), source)
+    // Where to dial the provider: its own signed addresses (nobody else can state them) go to the peer store, so a dial
+    // by its PeerId tries each of them rather than one that may not lead there from this node.
+    if (added === 'added' || added === 'replaced') rememberAddresses(signed.payload.peerId, signed.payload.multiaddrs)
+    return added
+  }
+
+  function rememberAddresses(peerId: string, addresses: string[]): void {
+    try {
+      const peer = peerIdFromString(peerId)
+      if (peer.equals(host.peerId)) return
+      const multiaddrs = addresses.map((address) => multiaddr(address.replace(new RegExp(`/p2p/${peerId}$`), '')))
+      host.libp2p.peerStore.merge(peer, { multiaddrs }).catch(() => undefined)
+    } catch {
+      // a malformed address in a validly signed offer: dialling by its multiaddrs fails with a clear error later
+    }
   }
 
   /**

@@ -213,8 +213,16 @@ export function createReachability(libp2p: Libp2p, ask: Ask, init: ReachabilityI
       }
       if (mode === 'auto' && (await check())) return
       await reserve()
+      let ticks = 0
       keeper = setInterval(() => {
-        if (kind !== 'public') void reserve().catch(() => undefined)
+        if (kind === 'public') return
+        // Dial-backs are asked again now and then (every sixth round): a check can fail for passing reasons (a relay
+        // restarting, a busy moment), and a node that became dialable (a port forward opened) should say so.
+        const recheck = mode === 'auto' && ticks++ % 6 === 5
+        void (async () => {
+          if (recheck && (await check())) return
+          await reserve()
+        })().catch(() => undefined)
       }, init.keepEveryMs ?? defaultReachability.keepEveryMs)
       keeper.unref()
     },

@@ -45,9 +45,12 @@ export interface NegotiateManyResult {
   failures: { provider: string; message: string }[]
 }
 
-/** Where to reach the provider: an address from its offer (it may not be connected yet), else its PeerId. */
+/**
+ * Where to reach the provider: its one address, or its PeerId when its offer names several (the market node put them in
+ * the peer store, and libp2p tries each: a LAN or loopback address may lead nowhere from here).
+ */
 export function offerTarget(offer: Offer): string {
-  return offer.multiaddrs[0] ?? offer.peerId
+  return offer.multiaddrs.length === 1 ? offer.multiaddrs[0]! : offer.peerId
 }
 
 export async function negotiateMany(init: NegotiateManyInit, candidates: readonly SignedOffer[], options: NegotiateManyOptions): Promise<NegotiateManyResult> {

@@ -281,8 +281,9 @@ const taskFaultCodes = new Set(['HEARTH_ERR_EXEC_TIMEOUT', 'HEARTH_ERR_EXEC_MEMO
  */
 const notNowCodes = new Set(['HEARTH_ERR_PROVIDER_BUSY', 'HEARTH_ERR_NET_BUSY', 'HEARTH_ERR_PAYMENT_UNPAID'])
 
-/** Pings per candidate provider before choosing; the least counts. */
-const latencyPings = 3
+/** Pings per candidate provider before choosing, in rounds this far apart; the least counts. */
+const latencyPings = 5
+const latencyPingGapMs = 150
 
 /** Most threads a probe checks at once: enough to tell one from many, few enough to stay short. */
 const maxProbeThreads = 8
@@ -518,23 +519,29 @@ export function createRequestor(init: RequestorInit): Requestor {
     emit({ type: 'offers', count: candidates.length })
 
     // Latency is a measurement, not a claim. Every candidate is dialled first (handshakes cost CPU on both sides, which
-    // a ping taken meanwhile would count as distance), then pinged in a few rounds a little apart; the least of its
-    // pings is the distance, since one ping alone also measures whichever machine was busy at that moment.
+    // a ping taken meanwhile would count as distance), then pinged in a few rounds over about half a second; the least
+    // of its pings is the distance, since one ping alone also measures whichever machine was busy at that moment.
     const latencyMs = new Map<string, number>()
-    const measuring = AbortSignal.timeout(spec.stepTimeoutMs ?? 3_000)
+    const stepMs = spec.stepTimeoutMs ?? 3_000
+    const dialling = AbortSignal.timeout(stepMs)
     const reachable = (
-      await Promise.all(candidates.map(async (signed) => ((await host.dial(offerTarget(signed.payload), { signal: measuring }).catch(() => undefined)) === undefined ? [] : [signed])))
+      await Promise.all(candidates.map(async (signed) => ((await host.dial(offerTarget(signed.payload), { signal: dialling }).catch(() => undefined)) === undefined ? [] : [signed])))
     ).flat()
-    for (let round = 0; round < latencyPings && !measuring.aborted; round++) {
+    for (let round = 0; round < latencyPings; round++) {
+      // Apart in time, so that one busy spell (new connections sync their offers at first) does not mark every ping.
+      if (round > 0) await new Promise((resolve) => setTimeout(resolve, latencyPingGapMs))
+      const pinging = AbortSignal.timeout(stepMs)
       await Promise.all(
         reachable.map(async (signed) => {
-          const rtt = await host.ping(offerTarget(signed.payload), { signal: measuring }).catch(() => undefined)
+          const rtt = await host.ping(offerTarget(signed.payload), { signal: pinging }).catch(() => undefined)
           if (rtt === undefined) return
           const key = signed.payload.provider.toLowerCase()
           latencyMs.set(key, Math.min(latencyMs.get(key) ?? Infinity, rtt))
         }),
       )
     }
+    const nearest = Math.min(...latencyMs.values())
+    emit({ type: 'phase', message: `measured the distance to ${latencyMs.size} of ${candidates.length} providers${latencyMs.size === 0 ? '' : ` (nearest ${nearest.toFixed(1)} ms)`}` })
     // Reached directly: their offers outrank offers only relayed by others when the book is full.
     for (const signed of candidates) if (latencyMs.has(signed.payload.provider.toLowerCase())) market.offerBook.markReached(signed.payload.provider)
     if (spec.sla?.maxLatencyMs !== undefined) {

@@ -1,0 +1,228 @@
+/**
+ * `node --import tsx bench/network.ts [--json] [--runs 3] [--mib 64]`: Hearth across a network, on the testbed
+ * (src/testbed; needs root, iproute2, iptables and a C compiler, as the tests do). Two regions 40 ms apart:
+ *
+ * - transfer: `--mib` MiB from a host in one region to a host in the other, as the median of `--runs` runs each:
+ *   plain TCP (the baseline), one libp2p stream on a direct connection, and the same through a relay (a Hearth relay's
+ *   limits, in the first region). Ratios are of the TCP baseline.
+ * - offer: from `hearth provider start` behind a NAT to its offer, with its relayed address, in the book of a node in
+ *   the other region that joined through the same relay (the provider finds out it is not dialable, reserves a relay
+ *   slot and publishes again). Anchor: yagna re-broadcasts offers over minutes; on loopback 10 providers' offers reach
+ *   a requestor in 71 ms.
+ *
+ * Not measured yet: time to a direct connection between two NATed nodes (no hole punching yet) and offer propagation
+ * to 50 nodes.
+ */
+import '../src/net/polyfill.ts'
+import { randomBytes } from 'node:crypto'
+import { mkdtemp, rm } from 'node:fs/promises'
+import { connect, createServer } from 'node:net'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { createInterface } from 'node:readline'
+import { fileURLToPath } from 'node:url'
+import { parseArgs } from 'node:util'
+import { multiaddr } from '@multiformats/multiaddr'
+import type { Stream } from '@libp2p/interface'
+import { generateIdentity } from '../src/identity/node-identity.ts'
+import { createMarketNode } from '../src/market/market-node.ts'
+import { createHost } from '../src/net/host.ts'
+import { build, missingPrerequisites, type Testbed } from '../src/testbed/testbed.ts'
+import { lineLogger, median, round } from './lib/stats.ts'
+
+const { values } = parseArgs({
+  options: {
+    json: { type: 'boolean' },
+    runs: { type: 'string', default: '3' },
+    mib: { type: 'string', default: '64' },
+    // Internal: this file run inside a testbed namespace as one of the peers below.
+    peer: { type: 'string' },
+    relay: { type: 'string' },
+    target: { type: 'string' },
+  },
+})
+const runs = Number(values.runs)
+const blobBytes = Number(values.mib) * 1024 * 1024
+const rawProtocol = '/hearth/bench/raw/1'
+const self = fileURLToPath(import.meta.url)
+const hearthBin = fileURLToPath(new URL('../bin/hearth.js', import.meta.url))
+
+/** Sends `bytes` on a libp2p stream in 64 KiB messages, waiting whenever the stream asks for it, then closes it. */
+async function sendAll(stream: Stream, bytes: Uint8Array): Promise<void> {
+  for (let offset = 0; offset < bytes.length; offset += 65_536) {
+    if (!stream.send(bytes.subarray(offset, offset + 65_536))) await stream.onDrain()
+  }
+  await stream.close()
+}
+
+/** Resolves when stdin closes: the bench's way of stopping a peer. */
+const untilStdinCloses = (): Promise<void> =>
+  new Promise((resolve) => {
+    process.stdin.resume()
+    process.stdin.on('close', resolve)
+  })
+
+/** A relay with a Hearth relay's limits, granting anyone a reservation (the sender below has no offer). */
+async function relayPeer(): Promise<void> {
+  const host = await createHost({ identity: generateIdentity(), listen: ['/ip4/0.0.0.0/tcp/7691'], reachability: { mode: 'public', relays: [] }, relay: {} })
+  await host.start()
+  process.stdout.write(`${JSON.stringify({ multiaddrs: host.multiaddrs() })}\n`)
+  await untilStdinCloses()
+  await host.stop()
+}
+
+/** The sender: a TCP server and a libp2p stream that write the blob, reachable directly and through the relay. */
+async function senderPeer(relay: string): Promise<void> {
+  const blob = randomBytes(blobBytes)
+  const tcp = createServer((socket) => socket.end(blob))
+  await new Promise<void>((resolve) => tcp.listen(7701, '0.0.0.0', resolve))
+  // Private by its owner's word: it takes a relay slot although it is also dialable directly.
+  const host = await createHost({ identity: generateIdentity(), listen: ['/ip4/0.0.0.0/tcp/7700'], bootstrap: [relay], reachability: { mode: 'private' } })
+  await host.start()
+  await host.libp2p.handle(rawProtocol, async (stream) => sendAll(stream, blob).catch((error: Error) => stream.abort(error)), { runOnLimitedConnection: true })
+  while (!host.multiaddrs().some((a) => a.includes('/p2p-circuit'))) await new Promise((resolve) => setTimeout(resolve, 100))
+  process.stdout.write(`${JSON.stringify({ peerId: host.peerId.toString(), relayed: host.multiaddrs().find((a) => a.includes('/p2p-circuit')) })}\n`)
+  await untilStdinCloses()
+  tcp.close()
+  await host.stop()
+}
+
+/** The receiver: each way `runs` times, taking turns; prints the median milliseconds of each. */
+async function receiverPeer(target: string): Promise<void> {
+  const { address, peerId, relayed } = JSON.parse(target) as { address: string; peerId: string; relayed: string }
+  const host = await createHost({ identity: generateIdentity(), listen: ['/ip4/0.0.0.0/tcp/0'] })
+  await host.start()
+  const tcpOnce = (): Promise<number> =>
+    new Promise((resolve, reject) => {
+      let received = 0
+      const socket = connect(7701, address)
+      socket.on('data', (chunk: Buffer) => (received += chunk.length))
+      socket.on('end', () => (received === blobBytes ? resolve(received) : reject(new Error(`tcp: ${received} bytes`))))
+      socket.on('error', reject)
+    })
+  const streamOnce = async (to: string): Promise<number> => {
+    const stream = await host.libp2p.dialProtocol(multiaddr(to), rawProtocol, { runOnLimitedConnection: true })
+    let received = 0
+    for await (const chunk of stream) received += chunk.byteLength
+    if (received !== blobBytes) throw new Error(`${to}: ${received} bytes`)
+    return received
+  }
+  const direct = `/ip4/${address}/tcp/7700/p2p/${peerId}`
+  // Connections are opened once before timing, as a provider holds one to its requestor.
+  await host.dial(direct)
+  await host.dial(relayed)
+  const times: Record<'tcp' | 'direct' | 'relayed', number[]> = { tcp: [], direct: [], relayed: [] }
+  for (let run = 0; run < runs; run++) {
+    for (const [way, once] of [['tcp', tcpOnce], ['direct', () => streamOnce(direct)], ['relayed', () => streamOnce(relayed)]] as const) {
+      const startedAt = performance.now()
+      await once()
+      times[way].push(performance.now() - startedAt)
+    }
+  }
+  process.stdout.write(`${JSON.stringify({ tcp: median(times.tcp), direct: median(times.direct), relayed: median(times.relayed) })}\n`)
+  await host.stop()
+}
+
+/** Joins through the relay and prints the wall-clock time at which an offer with a relayed address arrives. */
+async function observerPeer(relay: string): Promise<void> {
+  const host = await createHost({ identity: generateIdentity(), listen: ['/ip4/0.0.0.0/tcp/0'], bootstrap: [relay] })
+  const market = createMarketNode({ host, resyncIntervalMs: 1_000 })
+  await host.start()
+  await market.start()
+  process.stdout.write(`${JSON.stringify({ ready: true })}\n`)
+  const [offer] = await market.offerBook.waitFor(1, (o) => o.multiaddrs.some((a) => a.includes('/p2p-circuit')), { signal: AbortSignal.timeout(120_000) })
+  process.stdout.write(`${JSON.stringify({ seenAtMs: Date.now(), provider: offer!.payload.provider })}\n`)
+  await market.stop()
+  await host.stop()
+}
+
+if (values.peer !== undefined) {
+  const peers: Record<string, () => Promise<void>> = {
+    relay: relayPeer,
+    sender: () => senderPeer(values.relay!),
+    receiver: () => receiverPeer(values.target!),
+    observer: () => observerPeer(values.relay!),
+  }
+  await peers[values.peer]!()
+  process.exit(0)
+}
+
+// --- the bench ---------------------------------------------------------------------------------------------------
+
+const log = lineLogger(values.json)
+const missing = missingPrerequisites()
+if (missing.length > 0) {
+  console.log(`network: not run (the testbed needs ${missing.join(', ')})`)
+  process.exit(0)
+}
+
+/** Starts a command on a testbed host; resolves with its process and a reader of its next JSON line. */
+function startOn(testbed: Testbed, host: string, args: string[]) {
+  const child = testbed.exec(host, process.execPath, args, { stdio: ['pipe', 'pipe', 'inherit'] })
+  const lines: unknown[] = []
+  const waiters: Array<(line: unknown) => void> = []
+  createInterface({ input: child.stdout! }).on('line', (line) => {
+    const parsed: unknown = JSON.parse(line)
+    const waiter = waiters.shift()
+    if (waiter !== undefined) waiter(parsed)
+    else lines.push(parsed)
+  })
+  const next = <T>(): Promise<T> => (lines.length > 0 ? Promise.resolve(lines.shift() as T) : new Promise<T>((resolve) => waiters.push(resolve as (line: unknown) => void)))
+  return { child, next }
+}
+
+const dir = await mkdtemp(join(tmpdir(), 'hearth-bench-network-'))
+const testbed = await build({
+  prefix: `bn${process.pid}`,
+  regions: { eu: {}, us: {} },
+  rttMs: { 'eu-us': 40 },
+  hosts: [
+    { name: 'relay', region: 'eu' },
+    { name: 'chain', region: 'eu' },
+    { name: 'sender', region: 'eu' },
+    { name: 'receiver', region: 'us' },
+    { name: 'natp', region: 'eu', nat: 'cone' },
+  ],
+})
+try {
+  const tsx = ['--import', 'tsx', self]
+  const relay = startOn(testbed, 'relay', [...tsx, '--peer', 'relay'])
+  const relayAddress = (await relay.next<{ multiaddrs: string[] }>()).multiaddrs.find((a) => a.includes(testbed.hosts['relay']!.address))!
+
+  // Transfer: the same two namespaces, TCP, libp2p direct, libp2p relayed.
+  const sender = startOn(testbed, 'sender', [...tsx, '--peer', 'sender', '--relay', relayAddress, '--mib', String(values.mib)])
+  const { peerId, relayed } = await sender.next<{ peerId: string; relayed: string }>()
+  const receiver = startOn(testbed, 'receiver', [...tsx, '--peer', 'receiver', '--runs', String(runs), '--mib', String(values.mib), '--target', JSON.stringify({ address: testbed.hosts['sender']!.address, peerId, relayed })])
+  const ms = await receiver.next<{ tcp: number; direct: number; relayed: number }>()
+  sender.child.stdin!.end()
+  const mbps = (elapsed: number): number => round(blobBytes / 1e6 / (elapsed / 1000))
+  log(`transfer of ${values.mib} MiB between regions 40 ms apart (median of ${runs}):`)
+  log(`  tcp      ${round(ms.tcp)} ms  ${mbps(ms.tcp)} MB/s`)
+  log(`  direct   ${round(ms.direct)} ms  ${mbps(ms.direct)} MB/s  (${round(ms.tcp / ms.direct)}x of tcp)`)
+  log(`  relayed  ${round(ms.relayed)} ms  ${mbps(ms.relayed)} MB/s  (${round(ms.tcp / ms.relayed)}x of tcp, ${round(ms.direct / ms.relayed)}x of direct)`)
+
+  // Offer: a provider behind a NAT, started anew each run, seen by a node in the other region.
+  const chain = startOn(testbed, 'chain', [hearthBin, 'chain', '--host', testbed.hosts['chain']!.address, '--port', '8545', '--deployment-out', join(dir, 'deployment.json'), '--json'])
+  await chain.next()
+  const offerMs: number[] = []
+  for (let run = 0; run < runs; run++) {
+    const observer = startOn(testbed, 'receiver', [...tsx, '--peer', 'observer', '--relay', relayAddress])
+    await observer.next()
+    const startedAt = Date.now()
+    const provider = startOn(testbed, 'natp', [
+      hearthBin, 'provider', 'start', '--data-dir', join(dir, `natp-${run}`), '--listen', '/ip4/0.0.0.0/tcp/7690', '--no-idle',
+      '--deployment', join(dir, 'deployment.json'), '--threads', '1', '--memory-gib', '1', '--disk-gib', '1', '--bootstrap', relayAddress,
+    ])
+    const seen = await observer.next<{ seenAtMs: number }>()
+    offerMs.push(seen.seenAtMs - startedAt)
+    provider.child.kill('SIGTERM')
+    await new Promise((resolve) => provider.child.once('exit', resolve))
+  }
+  log(`offer of a NATed provider, from its start to a node in the other region holding it with its relayed address: median ${median(offerMs)} ms (${offerMs.join(', ')})`)
+  if (values.json === true) console.log(JSON.stringify({ bench: 'network', mib: Number(values.mib), runs, transferMs: ms, offerFromStartMs: median(offerMs) }))
+  chain.child.kill('SIGTERM')
+  relay.child.stdin!.end()
+} finally {
+  await testbed.down()
+  await rm(dir, { recursive: true, force: true })
+}
