@@ -75,6 +75,9 @@ test('a provider behind a symmetric NAT is reached through a Hearth relay: its t
   assert.ok(relayed !== undefined && relayed.tasks > 0, JSON.stringify(report.providers))
   assert.ok(BigInt(relayed.paidWei) > 0n)
   assert.equal(relayed.balanceDeltaWei, relayed.paidWei)
+  // The report says how the requestor reached each provider: the NATed one through the relay, the public one directly.
+  assert.equal(relayed.connection, 'relayed')
+  assert.equal(report.providers.find((p) => p.address.toLowerCase() === pub.address.toLowerCase())?.connection, 'direct')
 
   // The relay stops cleanly on SIGTERM, and held the NATed provider's reservation.
   const exited = new Promise<number | null>((resolve) => relayNode.child.once('exit', resolve))

@@ -269,7 +269,8 @@ function formatPaymentLines(report: DemoReport | RunReport): string[] {
   for (const p of report.providers) {
     const rejected = p.rejected > 0 ? `  rejected ${p.rejected} (unpaid)` : ''
     const delta = p.balanceDeltaWei === null ? '' : `  balance ${BigInt(p.balanceDeltaWei) < 0n ? `-${eth((-BigInt(p.balanceDeltaWei)).toString())}` : `+${eth(p.balanceDeltaWei)}`}`
-    lines.push(`  ${p.address}  tasks ${String(p.tasks).padStart(4)}  paid ${eth(p.paidWei)}${delta}${rejected}`)
+    const relayed = p.connection === 'relayed' ? '  (reached through a relay)' : ''
+    lines.push(`  ${p.address}  tasks ${String(p.tasks).padStart(4)}  paid ${eth(p.paidWei)}${delta}${rejected}${relayed}`)
   }
   const v = report.verification
   lines.push(

@@ -11,7 +11,7 @@ import { keyFileName, loadOrCreateIdentity, type NodeIdentity } from '../identit
 import { HearthError } from '../errors.ts'
 import type { MarketNode } from '../market/market-node.ts'
 import type { Pricing } from '../market/pricing.ts'
-import { createHost, type Host } from '../net/host.ts'
+import { createHost, type Host, type PeerConnection } from '../net/host.ts'
 import { createWasiRuntime, type WasiRuntime } from '../exec/wasi-runtime.ts'
 import { createNativeRuntime } from '../exec/native-runtime.ts'
 import { createDockerRuntime } from '../exec/docker-runtime.ts'
@@ -124,6 +124,8 @@ export interface Devnet {
   balanceOf(address: Address): Promise<bigint>
   /** Every transaction the network's nodes sent (deployer included), in order. */
   transactions(): LedgerEntry[]
+  /** The requestor's open connections: to whom, and whether direct or relayed. */
+  connections(): PeerConnection[]
   stop(): Promise<void>
 }
 
@@ -325,6 +327,7 @@ export async function startDevnet(init: DevnetInit): Promise<Devnet> {
       providers,
       balanceOf: (address) => tokenBalanceOf(context(clients[0]!), address),
       transactions: () => clients.flatMap((client) => client.ledger),
+      connections: () => requestorNode.host.connections(),
       stop: stopAll,
     }
   } catch (error) {

@@ -2,7 +2,9 @@
  * The money and chain part of a job report, shared by demo and run. Every money figure is read from the chain by the
  * escrow audit (events, escrow state, token balances); the requestor's own records are only compared with it.
  */
+import { peerIdFromString } from '@libp2p/peer-id'
 import type { Address, Hex } from 'viem'
+import { addressFromPeerId } from '../identity/node-identity.ts'
 import type { JobOutcome } from '../requestor/requestor.ts'
 import type { LedgerEntry } from '../payment/chain-client.ts'
 import type { EscrowContext } from '../payment/escrow.ts'
@@ -13,6 +15,8 @@ export interface SettlementSource {
   requestor: { identity: { address: Address }; payment: EscrowContext }
   providers: { identity: { address: Address } }[]
   transactions(): LedgerEntry[]
+  /** The requestor's open connections: to whom, and whether direct or through a relay. */
+  connections?(): { peerId: string; kind: 'direct' | 'relayed' }[]
 }
 
 /** Escrows of the job besides the outcome's: a resumed job's earlier agreements, which it settles in this run. */
@@ -31,6 +35,8 @@ export interface ProviderReport {
   paidWei: string
   /** How much the provider's on-chain token balance moved during the job; null when its balance before is unknown. */
   balanceDeltaWei: string | null
+  /** How the requestor reached it at the end of the job: its own connection, a relay, or none open any more. */
+  connection: 'direct' | 'relayed' | null
 }
 
 export interface AgreementReport {
@@ -93,6 +99,15 @@ export async function snapshotDevnet(source: SettlementSource): Promise<Settleme
   return { tokens: await snapshotTokenBalances(source.requestor.payment, { addresses }), txHashes: new Set(source.transactions().map((tx) => tx.hash)) }
 }
 
+/** The Ethereum address of a peer's key, lower case; undefined for a peer whose key has none. */
+function addressOfPeer(peerId: string): string | undefined {
+  try {
+    return addressFromPeerId(peerIdFromString(peerId)).toLowerCase()
+  } catch {
+    return undefined
+  }
+}
+
 export async function settlementReport(source: SettlementSource, before: SettlementSnapshot, outcome: JobOutcome, earlier: readonly EarlierEscrow[] = []): Promise<SettlementReport> {
   const audit = await auditEscrows(source.requestor.payment, {
     requestorAddress: source.requestor.identity.address,
@@ -103,6 +118,12 @@ export async function settlementReport(source: SettlementSource, before: Settlem
   const onChain = new Map(audit.agreements.map((a) => [a.agreementId.toLowerCase(), a]))
   const chainOf = (agreementId: string) => onChain.get(agreementId.toLowerCase())!
 
+  // A direct connection wins over a relayed one to the same provider: that is the one libp2p uses.
+  const connectionOf = new Map<string, 'direct' | 'relayed'>()
+  for (const connection of source.connections?.() ?? []) {
+    const address = addressOfPeer(connection.peerId)
+    if (address !== undefined && connectionOf.get(address) !== 'direct') connectionOf.set(address, connection.kind)
+  }
   const providers: ProviderReport[] = []
   // Providers known up front, then any other that held an agreement (a network joined from outside).
   const addresses = [...source.providers.map((p) => p.identity.address)]
@@ -116,6 +137,7 @@ export async function settlementReport(source: SettlementSource, before: Settlem
       rejected: agreements.reduce((n, a) => n + a.rejected, 0),
       paidWei: agreements.reduce((n, a) => n + chainOf(a.agreementId).paidWei, 0n).toString(),
       balanceDeltaWei: balance === undefined || balance.deltaWei === null ? null : balance.deltaWei.toString(),
+      connection: connectionOf.get(address.toLowerCase()) ?? null,
     })
   }
   const sum = (pick: (a: EscrowAudit['agreements'][number]) => bigint): string => outcome.agreements.reduce((n, a) => n + pick(chainOf(a.agreementId)), 0n).toString()

@@ -181,6 +181,7 @@ async function joinOrStart(init: RunJobInit, spec: JobSpec, emit: JobEventListen
       requestor: { identity: node.identity, payment: node.payment },
       providers: [],
       transactions: () => node.payment.client.ledger,
+      connections: () => node.host.connections(),
     }
     return { requestor: node.requestor, store: node.store, source, stop: () => node.stop() }
   }
