@@ -1,8 +1,11 @@
 /**
- * Geography that is measured: twenty providers in three regions of the testbed (40 and 80 ms apart), each its own
+ * Geography that is measured: twenty providers in three regions of the testbed (150 to 250 ms apart), each its own
  * process in its own namespace, at equal prices. A new requestor in one region sees every offer, makes its agreements
- * in its own region (it pings every candidate: latency is a measurement, not a claim), and with `sla.maxLatencyMs`
- * below the distance to the other regions it proposes nothing to a far provider.
+ * in its own region when latency is what it weighs (it pings every candidate: latency is a measurement, not a claim),
+ * and with `sla.maxLatencyMs` below the distance to the other regions it proposes nothing to a far provider.
+ *
+ * The regions are far apart because every packet crosses linkd, a userspace process: on a busy machine (twenty nodes
+ * on two cores, beside other tests) its scheduling adds tens of milliseconds to a round trip even within a region.
  */
 import assert from 'node:assert/strict'
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
@@ -32,7 +35,7 @@ before(async () => {
   testbed = await build({
     prefix,
     regions: { eu: {}, us: {}, asia: {} },
-    rttMs: { 'eu-us': 40, 'eu-asia': 80, 'us-asia': 80 },
+    rttMs: { 'eu-us': 150, 'eu-asia': 250, 'us-asia': 200 },
     hosts: [{ name: 'chain', region: 'eu' }, { name: 'relay', region: 'eu' }, { name: 'req', region: 'eu' }, ...providers],
   })
   nodes = testbedNodes(testbed, dir)
@@ -50,10 +53,10 @@ after(async () => {
 })
 
 /** Runs the word count from the requestor's host with `sla` in the job file; returns the report. */
-async function runWordcount(name: string, sla: Record<string, number>): Promise<RunReport> {
+async function runWordcount(name: string, fields: { sla?: Record<string, number>; weights?: Record<string, number> }): Promise<{ report: RunReport; measured: string }> {
   const job = JSON.parse(await readFile(join(wordcountExample, 'job.json'), 'utf8')) as Record<string, unknown>
   const jobFile = join(dir, `${name}.json`)
-  await writeFile(jobFile, JSON.stringify({ ...job, package: join(wordcountExample, String(job['package'])), inputs: [join(wordcountExample, '*.txt')], sla }))
+  await writeFile(jobFile, JSON.stringify({ ...job, package: join(wordcountExample, String(job['package'])), inputs: [join(wordcountExample, '*.txt')], ...fields }))
   const out = join(dir, name)
   const run = await testbed.run('req', process.execPath, [
     hearthBin, 'run', jobFile, '--providers', '3', '--json', '--out', out, '--data-dir', join(dir, `requestor-${name}`),
@@ -63,10 +66,15 @@ async function runWordcount(name: string, sla: Record<string, number>): Promise<
   const report = JSON.parse(run.stdout) as RunReport
   assert.deepEqual(report.failures, [])
   assert.equal(await readFile(join(out, 'counts.tsv'), 'utf8'), referenceCounts(...(await wordcountTexts())))
-  return report
+  // What the requestor measured, for the assertion messages.
+  const measured = run.stderr.split('\n').filter((line) => /measured the distance|negotiating/.test(line)).join('; ')
+  return { report, measured }
 }
 
 const regionsOf = (report: RunReport): string[] => report.agreements.map((a) => regionOf.get(String(a.provider).toLowerCase()) ?? `unknown ${a.provider}`)
+/** Each agreement's region and measured round trip, for assertion messages. */
+const describe = ({ report, measured }: { report: RunReport; measured: string }): string =>
+  `${report.agreements.map((a) => `${regionOf.get(String(a.provider).toLowerCase())} ${a.latencyMs} ms`).join(', ')} (${measured})`
 
 test('a new requestor sees the offers of all twenty providers', async () => {
   // Each time a new node (its own process) joins through the relay; offers published at start reach the relay within
@@ -81,13 +89,24 @@ test('a new requestor sees the offers of all twenty providers', async () => {
   assert.deepEqual(seen, new Set(regionOf.keys()))
 })
 
-test('at equal prices the agreements are in the requestor\'s own region, measured by ping', async () => {
-  const report = await runWordcount('nearest', {})
-  assert.deepEqual(regionsOf(report), ['eu', 'eu', 'eu'])
+test('at equal prices, weighing latency, the agreements are in the requestor\'s own region, measured by ping', async (t) => {
+  // CPU scores measured by twenty providers on one busy machine differ widely; here only latency tells them apart.
+  const run = await runWordcount('nearest', { weights: { cpuScore: 0 } })
+  t.diagnostic(describe(run))
+  assert.deepEqual(regionsOf(run.report), ['eu', 'eu', 'eu'], describe(run))
+  for (const agreement of run.report.agreements) assert.ok(agreement.latencyMs !== null && agreement.latencyMs < 150, describe(run))
 })
 
-test('with maxLatencyMs below the distance to other regions, no far provider gets a proposal or a task', async () => {
-  const report = await runWordcount('near-only', { maxLatencyMs: 30 })
-  assert.deepEqual(regionsOf(report), ['eu', 'eu', 'eu'])
+test('with maxLatencyMs below the distance to other regions, no far provider gets a proposal or a task', async (t) => {
+  const run = await runWordcount('near-only', { sla: { maxLatencyMs: 75 } })
+  const { report } = run
+  t.diagnostic(describe(run))
+  // Every agreement is near; how many of the seven near providers answered a ping within the limit is the machine's
+  // load, not the rule under test.
+  assert.ok(report.agreements.length > 0)
+  for (const agreement of report.agreements) {
+    assert.equal(regionOf.get(String(agreement.provider).toLowerCase()), 'eu', describe(run))
+    assert.ok(agreement.latencyMs !== null && agreement.latencyMs <= 75, describe(run))
+  }
   for (const result of report.results) assert.equal(regionOf.get(result.provider.toLowerCase()), 'eu', result.provider)
 })

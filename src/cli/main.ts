@@ -72,7 +72,7 @@ export async function main(argv: string[], io: { stdout: NodeJS.WritableStream; 
     .option('--json', 'print one JSON report on stdout instead of a summary')
     .action(async (options: { providers: number; tasks: number; width: number; height: number; out: string; pricing: 'per-task' | 'linear'; dataDir?: string; rpc?: string; deployment?: string; funderKeyFile?: string; badProviders: number; json?: boolean }) => {
       const chain = await externalChain(options)
-      const progress = createProgressPrinter(io.stderr, { quiet: options.json === true })
+      const progress = createProgressPrinter(io.stderr, { stepsOnly: options.json === true })
       const report = await runDemo({
         providers: options.providers,
         tasks: options.tasks,
@@ -108,7 +108,7 @@ export async function main(argv: string[], io: { stdout: NodeJS.WritableStream; 
     .option('--bad-providers <k>', 'local network: the first K providers return wrong results half the time', wholeNumber('--bad-providers', 64))
     .option('--json', 'print one JSON report on stdout instead of a summary')
     .action(async (jobFile: string, options: { out: string; providers: number; bootstrap?: string[]; listen?: string[]; announce?: string[]; rpc?: string; deployment?: string; funderKeyFile?: string; dataDir: string; resume?: string; badProviders?: number; json?: boolean }) => {
-      const progress = createProgressPrinter(io.stderr, { quiet: options.json === true })
+      const progress = createProgressPrinter(io.stderr, { stepsOnly: options.json === true })
       const network = await joinedNetwork(options)
       const report = await runJobFile({
         jobFile,

@@ -1,16 +1,16 @@
 /**
  * Progress on stderr, so stdout stays clean for `--json`. On a terminal one line redraws in place; in a log
- * (CI, a pipe) each notable step gets its own line.
+ * (CI, a pipe) each notable step gets its own line. With `steps` only (as under `--json`) the notable steps are
+ * written, the progress bar is not.
  */
 import type { JobEvent } from '../requestor/events.ts'
 
-export function createProgressPrinter(out: NodeJS.WritableStream, options: { quiet: boolean }) {
+export function createProgressPrinter(out: NodeJS.WritableStream, options: { stepsOnly: boolean }) {
   const tty = (out as NodeJS.WriteStream).isTTY === true
   const started = performance.now()
   let barShown = false
   const seconds = (): string => ((performance.now() - started) / 1000).toFixed(1).padStart(5) + ' s'
   const line = (text: string): void => {
-    if (options.quiet) return
     if (barShown) out.write('\n')
     barShown = false
     out.write(`[${seconds()}] ${text}\n`)
@@ -30,7 +30,7 @@ export function createProgressPrinter(out: NodeJS.WritableStream, options: { qui
     return seconds < 60 ? `${seconds.toFixed(0)}s` : `${Math.floor(seconds / 60)}m${String(Math.round(seconds % 60)).padStart(2, '0')}s`
   }
   const bar = (done: number, total: number): void => {
-    if (options.quiet) return
+    if (options.stepsOnly) return
     const width = 24
     const filled = Math.round((done / Math.max(1, total)) * width)
     const tokens = Number(spentWei) / 1e18
@@ -86,7 +86,7 @@ export function createProgressPrinter(out: NodeJS.WritableStream, options: { qui
       }
     },
     done(): void {
-      if (barShown && !options.quiet) out.write('\n')
+      if (barShown) out.write('\n')
       barShown = false
     },
   }

@@ -48,6 +48,8 @@ export interface AgreementReport {
   paidWei: string
   refundedWei: string
   lockedWei: string
+  /** The round trip the requestor measured to the provider before choosing it, in ms; null where none answered. */
+  latencyMs: number | null
   openTx: string
   /** The provider's claim (with release) or release; null when it did not settle. */
   settleTx: string | null
@@ -155,6 +157,7 @@ export async function settlementReport(source: SettlementSource, before: Settlem
         paidWei: chain.paidWei.toString(),
         refundedWei: chain.refundedWei.toString(),
         lockedWei: chain.lockedWei.toString(),
+        latencyMs: a.latencyMs === null ? null : Math.round(a.latencyMs * 10) / 10,
         // The record stands in only where the chain shows no open, which the audit reports as a problem.
         openTx: chain.openTx ?? a.openTx,
         settleTx: a.settleTx,

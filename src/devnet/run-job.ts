@@ -74,6 +74,7 @@ async function specFor(job: JobDefinition, plan: JobPlan, init: RunJobInit): Pro
     maxOutputBytes: job.maxOutputMib * 1024 * 1024,
     ...(job.constraints === undefined ? {} : { demand: { constraints: job.constraints } }),
     ...(job.sla === undefined ? {} : { sla: job.sla }),
+    ...(job.weights === undefined ? {} : { weights: job.weights }),
     ...(job.verification === undefined ? {} : { verification: job.verification }),
     ...(job.budgetWei === undefined ? {} : { budgetWei: BigInt(job.budgetWei) }),
     // A resumed job must come from the same job file: its bytes identify it.

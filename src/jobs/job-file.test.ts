@@ -83,6 +83,12 @@ test('constraints must parse, and the error points at the position', () => {
   assert.match(problemsOf({ ...good, sla: { countries: ['Poland'] } }).join('\n'), /^sla\.countries\[0\]: expected a two-letter country code/m)
 })
 
+test('weights say how offers are ranked; a negative or unknown weight is named', () => {
+  assert.deepEqual(parseJob({ ...good, weights: { latency: 1, cpuScore: 0 } }, dir).weights, { latency: 1, cpuScore: 0 })
+  assert.match(problemsOf({ ...good, weights: { latency: -1 } }).join('\n'), /^weights\.latency: /m)
+  assert.match(problemsOf({ ...good, weights: { speed: 1 } }).join('\n'), /^weights: .*speed/m)
+})
+
 test('each runtime needs its own field and refuses the others\'', () => {
   assert.match(problemsOf({ name: 'x', runtime: 'native', tasks: [{}] }).join('\n'), /^program: required for runtime "native"/m)
   assert.match(problemsOf({ name: 'x', runtime: 'docker', package: './prog.wasm', tasks: [{}] }).join('\n'), /^image: required for runtime "docker"\n?[\s\S]*^package: not used by runtime "docker"/m)

@@ -82,6 +82,19 @@ const limitFields = {
       maxLatencyMs: z.number().positive().optional(),
     })
     .optional(),
+  /**
+   * How much each feature counts when offers that match are ranked (defaults: cost 1, cpuScore 0.3, latency 0.3,
+   * distance 0, reputation 0.5); each is scaled to [0, 1] across the candidates, so only the ratios matter.
+   */
+  weights: z
+    .strictObject({
+      cost: z.number().min(0).max(100).optional(),
+      cpuScore: z.number().min(0).max(100).optional(),
+      latency: z.number().min(0).max(100).optional(),
+      distance: z.number().min(0).max(100).optional(),
+      reputation: z.number().min(0).max(100).optional(),
+    })
+    .optional(),
 }
 
 const jobFileFields = z.strictObject({

@@ -129,6 +129,8 @@ export interface AgreementOutcome {
   refundedWei: bigint
   /** Still in the escrow: the provider may claim its vouchers, the requestor refund the rest after expiry. */
   lockedWei: bigint
+  /** The least round trip measured to the provider before the agreement, in ms; null where no ping answered. */
+  latencyMs: number | null
   openTx: Hex
   settleTx: Hex | null
   settled: boolean
@@ -231,6 +233,8 @@ interface Slot extends DispatchSlot {
   accepted: number
   rejected: number
   failures: number
+  /** The provider's measured round trip (ms), for the report. */
+  latencyMs: number | null
   openTx: Hex
   /** The latest debit note, answered once a result of this provider is accepted. */
   pendingNote?: DebitNote
@@ -520,23 +524,31 @@ export function createRequestor(init: RequestorInit): Requestor {
 
     // Latency is a measurement, not a claim. Every candidate is dialled first (handshakes cost CPU on both sides, which
     // a ping taken meanwhile would count as distance), then pinged in a few rounds over about half a second; the least
-    // of its pings is the distance, since one ping alone also measures whichever machine was busy at that moment.
+    // of its pings is the distance, since one ping alone also measures whichever machine was busy at that moment. A
+    // candidate that fails twice in a row (dial or ping; a ping dials again) is not asked any more: one failure may be
+    // a busy moment, and a provider that is not measured ranks last on latency.
     const latencyMs = new Map<string, number>()
     const stepMs = spec.stepTimeoutMs ?? 3_000
+    const failures = new Map<string, number>()
+    const failed = (key: string, ok: boolean): void => void failures.set(key, ok ? 0 : (failures.get(key) ?? 0) + 1)
     const dialling = AbortSignal.timeout(stepMs)
-    const reachable = (
-      await Promise.all(candidates.map(async (signed) => ((await host.dial(offerTarget(signed.payload), { signal: dialling }).catch(() => undefined)) === undefined ? [] : [signed])))
-    ).flat()
+    await Promise.all(
+      candidates.map(async (signed) => {
+        const ok = (await host.dial(offerTarget(signed.payload), { signal: dialling }).catch(() => undefined)) !== undefined
+        failed(signed.payload.provider.toLowerCase(), ok)
+      }),
+    )
     for (let round = 0; round < latencyPings; round++) {
       // Apart in time, so that one busy spell (new connections sync their offers at first) does not mark every ping.
       if (round > 0) await new Promise((resolve) => setTimeout(resolve, latencyPingGapMs))
       const pinging = AbortSignal.timeout(stepMs)
       await Promise.all(
-        reachable.map(async (signed) => {
-          const rtt = await host.ping(offerTarget(signed.payload), { signal: pinging }).catch(() => undefined)
-          if (rtt === undefined) return
+        candidates.map(async (signed) => {
           const key = signed.payload.provider.toLowerCase()
-          latencyMs.set(key, Math.min(latencyMs.get(key) ?? Infinity, rtt))
+          if ((failures.get(key) ?? 0) >= 2) return
+          const rtt = await host.ping(offerTarget(signed.payload), { signal: pinging }).catch(() => undefined)
+          failed(key, rtt !== undefined)
+          if (rtt !== undefined) latencyMs.set(key, Math.min(latencyMs.get(key) ?? Infinity, rtt))
         }),
       )
     }
@@ -652,6 +664,7 @@ export function createRequestor(init: RequestorInit): Requestor {
         accepted: 0,
         rejected: 0,
         failures: 0,
+        latencyMs: latencyMs.get(offer.provider.toLowerCase()) ?? null,
         openTx: opened.txHash,
       }
     })
@@ -956,6 +969,7 @@ export function createRequestor(init: RequestorInit): Requestor {
       paidWei: settlement.paidWei,
       refundedWei: settlement.refundedWei,
       lockedWei: account.depositWei - settlement.paidWei - settlement.refundedWei,
+      latencyMs: slot.latencyMs,
       openTx: slot.openTx,
       settleTx: settlement.settleTx,
       settled: settlement.closed,
