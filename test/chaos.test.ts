@@ -125,11 +125,9 @@ test('providers killed and restarted every 2.5 s through a render are each paid 
   // Debit notes with every result (a voucher per accepted tile), or at the default interval (vouchers for the first
   // result, at half the provider's cap of unpaid work, and at the end).
   const debitNoteIntervalSec = random() < 0.5 ? 0 : undefined
-  // A provider killed while the requestor sends it work fails twice in a row and gets no more tasks in this job
-  // (dispatch retires it); were all four killed, no provider would be left to finish the picture. So one, picked by
-  // the seed, is spared until the job is over (it is restarted with the others at the end).
-  const spared = Math.floor(random() * providerCount)
-  const banner = `chaos seed ${seed} (replay: CHAOS_SEED=${seed}); debit notes ${debitNoteIntervalSec === 0 ? 'with every result' : 'at the default interval'}; provider ${spared} spared during the job`
+  // Any provider may die, all four in turn: a provider that is unreachable is asked again after a backoff, so the job
+  // goes on while any of them is up.
+  const banner = `chaos seed ${seed} (replay: CHAOS_SEED=${seed}); debit notes ${debitNoteIntervalSec === 0 ? 'with every result' : 'at the default interval'}`
   t.diagnostic(banner)
   process.stderr.write(`${banner}\n`)
 
@@ -207,7 +205,7 @@ test('providers killed and restarted every 2.5 s through a render are each paid 
     })
     return victim.strikes
   }
-  const victims = providers.filter((provider) => provider.index !== spared)
+  const victims = providers
   let chaosOn = false
   let stopChaos: () => void = () => undefined
   const chaosOver = new Promise<void>((resolve) => (stopChaos = resolve))
@@ -228,8 +226,8 @@ test('providers killed and restarted every 2.5 s through a render are each paid 
   let jobSec = 0
   try {
     outcome = await requestor.runJob(
-      // Tasks are retried for as long as a provider is left: the providers dying is the point, not the tasks failing.
-      { ...spec, offerWaitMs: 10_000, maxAttempts: 1_000, ...(debitNoteIntervalSec === undefined ? {} : { debitNoteIntervalSec }) },
+      // The default bounds on retries: a provider's absence does not count as a failure of the task it held.
+      { ...spec, offerWaitMs: 10_000, ...(debitNoteIntervalSec === undefined ? {} : { debitNoteIntervalSec }) },
       {
         onEvent: (event) => {
           if (event.type === 'task-done') {

@@ -366,7 +366,7 @@ export async function sendRequest<Req extends z.ZodType, Res extends z.ZodType>(
       : `Cannot reach ${String(target)} for ${id}: ${(cause as Error).message}`, {
       cause,
       ...(unsupported ? { hint: 'the peer runs another version of Hearth or another role (provider/requestor)' } : {}),
-      details: { protocol: id, target: String(target) },
+      details: { protocol: id, target: String(target), ...(unsupported ? { reason: 'unsupported-protocol' } : {}) },
     })
   }
 

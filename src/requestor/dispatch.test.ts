@@ -200,6 +200,73 @@ describe('dispatch', () => {
     assert.equal(batches.filter((b) => b.provider === 'lossy').length, 1)
   })
 
+  it('churn: a provider that goes away is asked again after a backoff, and its absences cost the tasks nothing', async () => {
+    // The only provider is down for its first six attempts (a restart), then serves. Three failures would end a task;
+    // absences do not count among them.
+    let attempts = 0
+    const backoffs: number[] = []
+    let lastAttemptAt = 0
+    const outcome = await dispatch<string>({
+      taskCount: 5,
+      slots: slots('home'),
+      maxFailures: 3,
+      comeback: { firstMs: 10, maxMs: 40, giveUpMs: 60_000 },
+      run: async (_slot, task): Promise<Attempt<string>> => {
+        const now = performance.now()
+        if (attempts > 0) backoffs.push(now - lastAttemptAt)
+        lastAttemptAt = now
+        if (++attempts <= 6) return { ok: false, message: 'connection refused', taskAtFault: false, providerAtFault: false, unreachable: true }
+        return { ok: true, result: right(task), key: right(task), elapsedMs: 1 }
+      },
+      onVerdict: () => undefined,
+    })
+    assert.equal(outcome.failed.size, 0, [...outcome.failed.values()].join('; '))
+    for (let task = 0; task < 5; task++) assert.equal(outcome.accepted.get(task), right(task))
+    assert.equal(attempts, 11)
+    // Each absence waited at least its backoff (10, 20, 40, 40, 40 ms) before the provider was asked again.
+    for (const [i, least] of [10, 20, 40, 40, 40].entries()) assert.ok(backoffs[i]! >= least - 1, `wait ${i}: ${backoffs[i]} ms`)
+  })
+
+  it('churn: a provider away longer than the limit is retired; its tasks go to the others, or fail when none is left', async () => {
+    const gone = (): Attempt<string> => ({ ok: false, message: 'connection refused', taskAtFault: false, providerAtFault: false, unreachable: true })
+    const pool = slots('gone', 'here')
+    const shared = await dispatch<string>({
+      taskCount: 10,
+      slots: pool,
+      comeback: { firstMs: 5, maxMs: 10, giveUpMs: 50 },
+      run: async (slot, task): Promise<Attempt<string>> => {
+        await new Promise((resolve) => setTimeout(resolve, 10))
+        return slot.provider === 'gone' ? gone() : { ok: true, result: right(task), key: right(task), elapsedMs: 10 }
+      },
+      onVerdict: () => undefined,
+    })
+    assert.equal(shared.accepted.size, 10)
+    const alone = slots('gone')
+    const lonely = await dispatch<string>({ taskCount: 3, slots: alone, comeback: { firstMs: 5, maxMs: 10, giveUpMs: 50 }, run: async () => gone(), onVerdict: () => undefined })
+    assert.equal(lonely.failed.size, 3)
+    assert.equal(alone[0]!.retired, true)
+    assert.match([...lonely.failed.values()][0]!, /connection refused/)
+  })
+
+  it('churn: a task after which every provider vanishes is given up after a bounded number of absences', async () => {
+    let killer = 0
+    const outcome = await dispatch<string>({
+      taskCount: 4,
+      slots: slots('a', 'b'),
+      comeback: { firstMs: 1, maxMs: 2, giveUpMs: 60_000, perTask: 4 },
+      run: async (_slot, task): Promise<Attempt<string>> => {
+        await new Promise((resolve) => setTimeout(resolve, 1))
+        if (task !== 2) return { ok: true, result: right(task), key: right(task), elapsedMs: 1 }
+        killer++
+        return { ok: false, message: 'closed the stream without answering', taskAtFault: false, providerAtFault: false, unreachable: true }
+      },
+      onVerdict: () => undefined,
+    })
+    assert.deepEqual([...outcome.accepted.keys()].sort(), [0, 1, 3])
+    assert.deepEqual([...outcome.failed.keys()], [2])
+    assert.equal(killer, 4)
+  })
+
   it('never runs tasks already done (a resumed job)', async () => {
     const ran: number[] = []
     const outcome = await dispatch<string>({

@@ -42,6 +42,11 @@ export interface AttemptFailed {
   providerAtFault: boolean
   /** The provider declined the task for now (no room): not a failure of the task, which goes elsewhere. */
   declined?: boolean
+  /**
+   * The provider could not be reached, or went away while it held the task (a closed connection): a home machine
+   * that restarts, sleeps or loses its line. Not the task's fault; the provider is asked again after a backoff.
+   */
+  unreachable?: boolean
 }
 
 export type Attempt<R> = AttemptOk<R> | AttemptFailed
@@ -70,6 +75,13 @@ export interface DispatchInit<R> {
   random?: () => number
   /** Attempts per task that ended in failure before it is given up (replicas come on top). Default 3. */
   maxFailures?: number
+  /**
+   * Churn. A provider that is unreachable gets no work for a backoff (from `firstMs`, doubling up to `maxMs`) and is
+   * then asked again, under the same agreement; one unreachable for `giveUpMs` in a row is retired. Such an attempt
+   * does not count among the task's failures; a task is given up after `perTask` of them (a task that makes every
+   * provider vanish). Defaults: 1 s, 15 s, 120 s, 10.
+   */
+  comeback?: { firstMs?: number; maxMs?: number; giveUpMs?: number; perTask?: number }
   /** Runs a task on a slot. Must not throw: failures are returned. */
   run(slot: DispatchSlot, taskIndex: number, signal: AbortSignal): Promise<Attempt<R>>
   /**
@@ -112,6 +124,8 @@ interface TaskState<R> {
   tried: Set<string>
   answers: { slot: DispatchSlot; result: R; key: string; summary?: string }[]
   failures: number
+  /** Attempts that ended with the provider unreachable. */
+  vanished: number
   lastError: string
   done: boolean
   speculated: boolean
@@ -142,6 +156,7 @@ export async function dispatch<R>(init: DispatchInit<R>): Promise<DispatchOutcom
       tried: new Set(),
       answers: [],
       failures: 0,
+      vanished: 0,
       lastError: '',
       done: doneBefore.has(index),
       speculated: false,
@@ -158,6 +173,9 @@ export async function dispatch<R>(init: DispatchInit<R>): Promise<DispatchOutcom
     w?.()
   }
   const live = (): DispatchSlot[] => init.slots.filter((slot) => !slot.retired)
+  const comeback = { firstMs: 1_000, maxMs: 15_000, giveUpMs: 120_000, perTask: 10, ...init.comeback }
+  /** Providers that are unreachable now: since when, and when they are asked again. */
+  const away = new Map<DispatchSlot, { sinceMs: number; untilMs: number; backoffMs: number }>()
 
   const needsMore = (task: TaskState<R>): boolean => !task.done && task.answers.length + task.running.size < task.wanted
   const mayRun = (task: TaskState<R>, slot: DispatchSlot): boolean => {
@@ -259,6 +277,7 @@ export async function dispatch<R>(init: DispatchInit<R>): Promise<DispatchOutcom
   const finish = async (slot: DispatchSlot, task: TaskState<R>, attempt: Attempt<R>): Promise<void> => {
     task.running.delete(slot)
     if (task.done) return // another provider's answer settled it while this one ran
+    if (attempt.ok || attempt.unreachable !== true) away.delete(slot)
     if (attempt.ok) {
       durations[durationCount++ % 256] = attempt.elapsedMs
       task.answers.push({ slot, result: attempt.result, key: attempt.key, ...(attempt.summary === undefined ? {} : { summary: attempt.summary }) })
@@ -275,11 +294,22 @@ export async function dispatch<R>(init: DispatchInit<R>): Promise<DispatchOutcom
       return
     }
     figures.failures++
-    if (attempt.declined !== true) task.failures++
     task.lastError = attempt.message
+    if (attempt.unreachable === true) {
+      // Gone for now: it may come back (a restart, a new route). The task may run there again once it does.
+      task.vanished++
+      task.tried.delete(slot.provider)
+      const now = performance.now()
+      const was = away.get(slot)
+      if (was === undefined || was.untilMs <= now) {
+        const backoffMs = was === undefined ? comeback.firstMs : Math.min(comeback.maxMs, was.backoffMs * 2)
+        away.set(slot, { sinceMs: was?.sinceMs ?? now, untilMs: now + backoffMs, backoffMs })
+        if (now - (was?.sinceMs ?? now) >= comeback.giveUpMs) slot.retired = true
+      }
+    } else if (attempt.declined !== true) task.failures++
     if (attempt.providerAtFault) slot.retired = true
     const allowed = attempt.taskAtFault ? Math.min(2, maxFailures) : maxFailures
-    const willRetry = task.failures < allowed && live().length > 0
+    const willRetry = task.failures < allowed && task.vanished < comeback.perTask && live().length > 0
     init.onAttemptFailed?.(task.index, slot, attempt, willRetry)
     if (!willRetry && task.running.size === 0 && !task.done) {
       task.done = true
@@ -323,6 +353,18 @@ export async function dispatch<R>(init: DispatchInit<R>): Promise<DispatchOutcom
     for (let i = 0; i < picked.length; i++) await finish(slot, picked[i]!.task, attempts[i]!)
   }
 
+  /** Waits `ms`, or less when something changes (a result, a failure, the end). */
+  const rest = (ms: number): Promise<void> =>
+    new Promise<void>((resolve) => {
+      const previous = wake
+      const timer = setTimeout(resolve, ms)
+      wake = () => {
+        clearTimeout(timer)
+        previous?.()
+        resolve()
+      }
+    })
+
   const worker = async (slot: DispatchSlot): Promise<void> => {
     for (;;) {
       if (open === 0 || init.signal?.aborted === true) return notify()
@@ -331,18 +373,16 @@ export async function dispatch<R>(init: DispatchInit<R>): Promise<DispatchOutcom
         notify()
         return
       }
+      const awayUntil = away.get(slot)?.untilMs ?? 0
+      if (awayUntil > performance.now()) {
+        // Unreachable for now: asked again once its backoff is over (or sooner, when the job ends).
+        await rest(awayUntil - performance.now())
+        continue
+      }
       const next = pick(slot)
       if (next === undefined) {
         // No work for this provider now: wait for a change (a result, a failure), or for a straggler to appear.
-        await new Promise<void>((resolve) => {
-          const previous = wake
-          const timer = setTimeout(resolve, Math.max(50, Math.min(1_000, median())))
-          wake = () => {
-            clearTimeout(timer)
-            previous?.()
-            resolve()
-          }
-        })
+        await rest(Math.max(50, Math.min(1_000, median())))
         // Tasks nobody left can run: answers that all agree are taken unchecked, anything else has failed.
         for (const task of tasks) {
           if (task.done || task.running.size > 0 || !needsMore(task) || live().some((s) => mayRun(task, s))) continue

@@ -801,6 +801,12 @@ export function createRequestor(init: RequestorInit): Requestor {
           await new Promise((resolve) => setTimeout(resolve, 250))
           return { ok: false, message, taskAtFault: false, providerAtFault: false, declined: true }
         }
+        // Not reachable, or gone while it held the task (its connection closed without an answer): a home machine that
+        // restarts or loses its line. The scheduler asks it again after a backoff; nothing counts against the task.
+        const unreachable =
+          (hearthError.code === 'HEARTH_ERR_NET_DIAL' && hearthError.details?.reason !== 'unsupported-protocol') ||
+          (hearthError.code === 'HEARTH_ERR_NET_REMOTE' && remoteCode === undefined)
+        if (unreachable) return { ok: false, message, taskAtFault: false, providerAtFault: false, unreachable: true }
         // A provider that fails twice in a row gets no more tasks from this job; a task that broke its own sandbox
         // limits is the task's doing, not the provider's. A result that fails its own checks is the provider's, and so
         // is no answer at all: its sandbox ends a task at the deadline, and the network deadline adds 30 s to that.
