@@ -10,8 +10,12 @@
  *   slot and publishes again). Anchor: yagna re-broadcasts offers over minutes; on loopback 10 providers' offers reach
  *   a requestor in 71 ms.
  *
- * Not measured yet: time to a direct connection between two NATed nodes (no hole punching yet) and offer propagation
- * to 50 nodes.
+ * - propagation: `--nodes` (50) market nodes, each its own process in its own namespace, spread over three regions
+ *   (40 and 80 ms apart), joined through one relay as a newcomer would; a provider in the first region publishes a new
+ *   offer, and each node prints when its book holds it. Reported: the median and the slowest node, median over
+ *   `--runs` offers. Anchors as above.
+ *
+ * Not measured yet: time to a direct connection between two NATed nodes (no hole punching yet).
  */
 import '../src/net/polyfill.ts'
 import { randomBytes } from 'node:crypto'
@@ -26,6 +30,7 @@ import { multiaddr } from '@multiformats/multiaddr'
 import type { Stream } from '@libp2p/interface'
 import { generateIdentity } from '../src/identity/node-identity.ts'
 import { createMarketNode } from '../src/market/market-node.ts'
+import { createOffer, OFFERS_TOPIC } from '../src/market/offer.ts'
 import { createHost } from '../src/net/host.ts'
 import { build, missingPrerequisites, type Testbed } from '../src/testbed/testbed.ts'
 import { lineLogger, median, round } from './lib/stats.ts'
@@ -35,6 +40,7 @@ const { values } = parseArgs({
     json: { type: 'boolean' },
     runs: { type: 'string', default: '3' },
     mib: { type: 'string', default: '64' },
+    nodes: { type: 'string', default: '50' },
     // Internal: this file run inside a testbed namespace as one of the peers below.
     peer: { type: 'string' },
     relay: { type: 'string' },
@@ -136,9 +142,54 @@ async function observerPeer(relay: string): Promise<void> {
   await host.stop()
 }
 
+/**
+ * A market node that joined through the relay; prints `{ready}` once it hears someone on the offers topic, then, for
+ * every offer of the provider named by `--target` newer than the last, the time it arrived here.
+ */
+async function listenerPeer(relay: string, provider: string): Promise<void> {
+  const host = await createHost({ identity: generateIdentity(), listen: ['/ip4/0.0.0.0/tcp/0'], bootstrap: [relay] })
+  const market = createMarketNode({ host })
+  await host.start()
+  await market.start()
+  while (host.topicPeers(OFFERS_TOPIC).length === 0) await new Promise((resolve) => setTimeout(resolve, 50))
+  process.stdout.write(`${JSON.stringify({ ready: true })}\n`)
+  let lastIssuedMs = 0
+  for (;;) {
+    const [signed] = await market.offerBook.waitFor(1, (offer) => offer.provider.toLowerCase() === provider && offer.issuedAtMs > lastIssuedMs)
+    lastIssuedMs = signed!.payload.issuedAtMs
+    process.stdout.write(`${JSON.stringify({ issuedAtMs: lastIssuedMs, seenAtMs: Date.now() })}\n`)
+  }
+}
+
+/** A provider's market node: prints its address, then publishes a freshly issued offer for every line on stdin. */
+async function publisherPeer(relay: string): Promise<void> {
+  const identity = generateIdentity()
+  const host = await createHost({ identity, listen: ['/ip4/0.0.0.0/tcp/7695'], bootstrap: [relay] })
+  const market = createMarketNode({ host })
+  await host.start()
+  await market.start()
+  process.stdout.write(`${JSON.stringify({ provider: identity.address.toLowerCase() })}\n`)
+  for await (const _line of createInterface({ input: process.stdin })) {
+    const signed = await createOffer({
+      identity,
+      multiaddrs: host.multiaddrs(),
+      properties: { 'golem.runtime.name': 'wasi' },
+      pricing: { model: 'per-task', perTaskWei: '1000' },
+      payment: { chainId: 31337, token: '0x0000000000000000000000000000000000000001', escrow: '0x0000000000000000000000000000000000000002' },
+      ttlMs: 10 * 60_000,
+    })
+    await market.publish(signed)
+    process.stdout.write(`${JSON.stringify({ issuedAtMs: signed.payload.issuedAtMs })}\n`)
+  }
+  await market.stop()
+  await host.stop()
+}
+
 if (values.peer !== undefined) {
   const peers: Record<string, () => Promise<void>> = {
     relay: relayPeer,
+    listener: () => listenerPeer(values.relay!, values.target!),
+    publisher: () => publisherPeer(values.relay!),
     sender: () => senderPeer(values.relay!),
     receiver: () => receiverPeer(values.target!),
     observer: () => observerPeer(values.relay!),
@@ -225,4 +276,58 @@ try {
 } finally {
   await testbed.down()
   await rm(dir, { recursive: true, force: true })
+}
+
+// Propagation: one new offer to `--nodes` market nodes in three regions.
+const nodeCount = Number(values.nodes)
+const regionNames = ['eu', 'us', 'asia'] as const
+const wide = await build({
+  prefix: `bp${process.pid}`,
+  regions: { eu: {}, us: {}, asia: {} },
+  rttMs: { 'eu-us': 40, 'eu-asia': 80, 'us-asia': 80 },
+  hosts: [{ name: 'relay', region: 'eu' }, { name: 'pub', region: 'eu' }, ...Array.from({ length: nodeCount }, (_, i) => ({ name: `n${i}`, region: regionNames[i % 3]! }))],
+})
+const started: ReturnType<typeof startOn>[] = []
+try {
+  const tsx = ['--import', 'tsx', self]
+  const relay = startOn(wide, 'relay', [...tsx, '--peer', 'relay'])
+  started.push(relay)
+  const relayAddress = (await relay.next<{ multiaddrs: string[] }>()).multiaddrs.find((a) => a.includes(wide.hosts['relay']!.address))!
+  const publisher = startOn(wide, 'pub', [...tsx, '--peer', 'publisher', '--relay', relayAddress])
+  started.push(publisher)
+  const { provider } = await publisher.next<{ provider: string }>()
+  // The nodes start a few at a time (each is a Node.js process compiling TypeScript), and all are ready before the first offer.
+  const listeners: ReturnType<typeof startOn>[] = []
+  for (let i = 0; i < nodeCount; i += 5) {
+    const batch = Array.from({ length: Math.min(5, nodeCount - i) }, (_, j) => startOn(wide, `n${i + j}`, [...tsx, '--peer', 'listener', '--relay', relayAddress, '--target', provider]))
+    started.push(...batch)
+    listeners.push(...batch)
+    await Promise.all(batch.map((listener) => listener.next()))
+  }
+  // Gossip's mesh settles over a few heartbeats (1 s each) once the last node has joined.
+  await new Promise((resolve) => setTimeout(resolve, 5_000))
+  const medians: number[] = []
+  const slowest: number[] = []
+  for (let run = 0; run < runs; run++) {
+    const publishedAt = Date.now()
+    publisher.child.stdin!.write('publish\n')
+    const { issuedAtMs } = await publisher.next<{ issuedAtMs: number }>()
+    const seen = await Promise.all(
+      listeners.map(async (listener) => {
+        for (;;) {
+          const line = await listener.next<{ issuedAtMs: number; seenAtMs: number }>()
+          if (line.issuedAtMs === issuedAtMs) return line.seenAtMs - publishedAt
+        }
+      }),
+    )
+    medians.push(median(seen))
+    slowest.push(Math.max(...seen))
+    // Apart, as providers republish: the next offer does not race the last one's gossip.
+    await new Promise((resolve) => setTimeout(resolve, 2_000))
+  }
+  log(`a new offer to ${nodeCount} nodes in three regions (40 and 80 ms apart), joined through one relay: median node ${round(median(medians))} ms, slowest node ${round(median(slowest))} ms (median of ${runs} offers; slowest per offer ${slowest.map(round).join(', ')} ms)`)
+  if (values.json === true) console.log(JSON.stringify({ bench: 'network-propagation', nodes: nodeCount, runs, medianNodeMs: median(medians), slowestNodeMs: median(slowest) }))
+} finally {
+  for (const { child } of started) child.kill('SIGTERM')
+  await wide.down()
 }

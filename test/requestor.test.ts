@@ -63,6 +63,40 @@ test('a provider that vanishes mid-job: its tiles are redone elsewhere, and it c
   assert.deepEqual(await leaver.agent.claimOutstanding(), [])
 })
 
+test('when every provider of a job is gone, the requestor makes a new agreement mid-job and the job completes', async () => {
+  const devnet: Devnet = await startDevnet({ providers: 3 })
+  after(() => devnet.stop())
+  const { spec, tiles } = renderJob({ width: 96, height: 72, tiles: 36, wasm, providers: 2, maxPricePerTaskWei: parseEther('1') })
+  // Two agreements; the third provider is known but not hired. Both hired providers leave at the first result.
+  const hired: string[] = []
+  let left: Promise<void[]> | undefined
+  const phases: string[] = []
+  const balances = new Map(await Promise.all(devnet.providers.map(async (p) => [p.identity.address, await devnet.balanceOf(p.identity.address)] as const)))
+  const outcome = await devnet.requestor.agent.runJob(spec, {
+    onEvent: (event) => {
+      if (event.type === 'escrow-opened' && left === undefined) hired.push(event.provider)
+      if (event.type === 'phase') phases.push(event.message)
+      if (event.type === 'task-done' && left === undefined) left = Promise.all(devnet.providers.filter((p) => hired.includes(p.identity.address)).map((p) => p.host.stop()))
+    },
+  })
+  await left
+  assert.equal(hired.length, 2)
+  assert.equal(outcome.failures.length, 0, phases.join('\n'))
+  const runtime = createWasiRuntime({ maxWorkers: 1 })
+  after(() => runtime.close())
+  assert.deepEqual(assembleRender(96, 72, tiles, outcome), await renderLocally({ runtime, width: 96, height: 72 }))
+
+  // The newcomer did the rest under its own agreement, and was paid on chain for exactly what was accepted from it.
+  const newcomer = devnet.providers.find((p) => !hired.includes(p.identity.address))!
+  const agreement = outcome.agreements.find((a) => a.provider === newcomer.identity.address)
+  assert.ok(agreement !== undefined, phases.join('\n'))
+  assert.ok(agreement.tasks >= 36 - 2 * 3, `${agreement.tasks} tasks`)
+  assert.equal(agreement.settled, true)
+  assert.equal(agreement.paidWei, costWei(agreement.pricing, agreement.acceptedUsage))
+  assert.equal(await devnet.balanceOf(newcomer.identity.address), balances.get(newcomer.identity.address)! + agreement.paidWei)
+  assert.ok(phases.some((message) => /providers are gone: negotiating with 1 others for \d agreements/.test(message)), phases.join('\n'))
+})
+
 test('no offer within the price cap: refused before any money is locked', async () => {
   const devnet = await startDevnet({ providers: 1 })
   after(() => devnet.stop())

@@ -267,6 +267,109 @@ describe('dispatch', () => {
     assert.equal(killer, 4)
   })
 
+  it('churn: when the providers are gone, new ones are recruited mid-job and finish it', async () => {
+    const gone = (): Attempt<string> => ({ ok: false, message: 'connection refused', taskAtFault: false, providerAtFault: false, unreachable: true })
+    const asked: number[] = []
+    const ran = new Map<string, number>()
+    const outcome = await dispatch<string>({
+      taskCount: 20,
+      slots: slots('a', 'b'),
+      comeback: { firstMs: 50, maxMs: 100, giveUpMs: 60_000 },
+      recruitEveryMs: 10,
+      recruit: async (missing) => {
+        asked.push(missing)
+        return asked.length === 1 ? slots('c') : []
+      },
+      run: async (slot, task): Promise<Attempt<string>> => {
+        await new Promise((resolve) => setTimeout(resolve, 2))
+        if (slot.provider !== 'c') return gone()
+        ran.set(slot.provider, (ran.get(slot.provider) ?? 0) + 1)
+        return { ok: true, result: right(task), key: right(task), elapsedMs: 2 }
+      },
+      onVerdict: () => undefined,
+    })
+    assert.equal(outcome.failed.size, 0, [...outcome.failed.values()].join('; '))
+    assert.equal(outcome.accepted.size, 20)
+    assert.equal(ran.get('c'), 20)
+    // Asked for as many as were gone at that moment, at most two (the pool's size).
+    assert.ok(asked[0]! >= 1 && asked.every((n) => n <= 2), JSON.stringify(asked))
+  })
+
+  it('churn: a result waiting for a check does not wait for a provider that is away; one back from away gets one task first', async () => {
+    // Every result is to be checked, and the only other provider ('b') is away after its first attempt for good.
+    const perAttempt: { provider: string; tasks: number }[] = []
+    const outcome = await dispatch<string>({
+      taskCount: 12,
+      slots: [{ provider: 'a', capacity: 1, retired: false }, { provider: 'b', capacity: 3, retired: false }],
+      checkProbability: () => 1,
+      random: seededRandom(1),
+      // 'b' is asked again every few ms while 'a' works (10 ms an exchange).
+      comeback: { firstMs: 1, maxMs: 2, giveUpMs: 60_000, perTask: 1_000 },
+      batchSize: () => 4,
+      run: async (slot, task): Promise<Attempt<string>> => {
+        perAttempt.push({ provider: slot.provider, tasks: 1 })
+        await new Promise((resolve) => setTimeout(resolve, slot.provider === 'a' ? 10 : 2))
+        if (slot.provider === 'b') return { ok: false, message: 'connection refused', taskAtFault: false, providerAtFault: false, unreachable: true }
+        return { ok: true, result: right(task), key: right(task), elapsedMs: 2 }
+      },
+      runBatch: async (slot, indices): Promise<Attempt<string>[]> => {
+        perAttempt.push({ provider: slot.provider, tasks: indices.length })
+        await new Promise((resolve) => setTimeout(resolve, slot.provider === 'a' ? 10 : 2))
+        if (slot.provider === 'b') return indices.map(() => ({ ok: false, message: 'connection refused', taskAtFault: false, providerAtFault: false, unreachable: true }))
+        return indices.map((task) => ({ ok: true, result: right(task), key: right(task), elapsedMs: 2 }))
+      },
+      onVerdict: () => undefined,
+    })
+    assert.equal(outcome.failed.size, 0, [...outcome.failed.values()].join('; '))
+    assert.equal(outcome.accepted.size, 12)
+    // After the first attempts of its three workers, 'b' was asked with one task at a time.
+    const ofB = perAttempt.filter((a) => a.provider === 'b')
+    assert.ok(ofB.length > 3 && ofB.slice(3).every((a) => a.tasks === 1), JSON.stringify(perAttempt))
+  })
+
+  it('churn: nobody is recruited while the pool is whole, and a recruitment still under way when the tasks settle is called off', async () => {
+    let calls = 0
+    const whole = await dispatch<string>({
+      taskCount: 10,
+      slots: slots('a', 'b'),
+      recruit: async () => {
+        calls++
+        return []
+      },
+      run: async (_slot, task) => ({ ok: true, result: right(task), key: right(task), elapsedMs: 1 }),
+      onVerdict: () => undefined,
+    })
+    assert.equal(whole.accepted.size, 10)
+    assert.equal(calls, 0)
+
+    // 'a' is away once; the recruitment it starts waits until called off, which happens when 'b' has done everything.
+    let calledOff = false
+    let first = true
+    const outcome = await dispatch<string>({
+      taskCount: 10,
+      slots: slots('a', 'b'),
+      comeback: { firstMs: 60_000, maxMs: 60_000, giveUpMs: 600_000 },
+      recruit: (_missing, signal) =>
+        new Promise((resolve) =>
+          signal.addEventListener('abort', () => {
+            calledOff = true
+            resolve(slots('late'))
+          }),
+        ),
+      run: async (slot, task): Promise<Attempt<string>> => {
+        await new Promise((resolve) => setTimeout(resolve, 2))
+        if (slot.provider === 'a' && first) {
+          first = false
+          return { ok: false, message: 'connection refused', taskAtFault: false, providerAtFault: false, unreachable: true }
+        }
+        return { ok: true, result: right(task), key: right(task), elapsedMs: 2 }
+      },
+      onVerdict: () => undefined,
+    })
+    assert.equal(outcome.accepted.size, 10)
+    assert.ok(calledOff)
+  })
+
   it('never runs tasks already done (a resumed job)', async () => {
     const ran: number[] = []
     const outcome = await dispatch<string>({

@@ -82,6 +82,15 @@ export interface DispatchInit<R> {
    * provider vanish). Defaults: 1 s, 15 s, 120 s, 10.
    */
   comeback?: { firstMs?: number; maxMs?: number; giveUpMs?: number; perTask?: number }
+  /**
+   * More providers during the job. Called with how many are missing when fewer than `poolSize` (default: the slots
+   * at the start) are present (neither retired nor away) while tasks remain; at most one call at a time and one every
+   * `recruitEveryMs` (default 5 s), and at most `poolSize` slots added in all. The slots it returns join `slots` and
+   * get work like the others. Its signal aborts once every task is settled: nothing should be committed after that.
+   */
+  recruit?(missing: number, signal: AbortSignal): Promise<DispatchSlot[]>
+  poolSize?: number
+  recruitEveryMs?: number
   /** Runs a task on a slot. Must not throw: failures are returned. */
   run(slot: DispatchSlot, taskIndex: number, signal: AbortSignal): Promise<Attempt<R>>
   /**
@@ -175,7 +184,52 @@ export async function dispatch<R>(init: DispatchInit<R>): Promise<DispatchOutcom
   const live = (): DispatchSlot[] => init.slots.filter((slot) => !slot.retired)
   const comeback = { firstMs: 1_000, maxMs: 15_000, giveUpMs: 120_000, perTask: 10, ...init.comeback }
   /** Providers that are unreachable now: since when, and when they are asked again. */
-  const away = new Map<DispatchSlot, { sinceMs: number; untilMs: number; backoffMs: number }>()
+  const away = new Map<DispatchSlot, { sinceMs: number; untilMs: number; backoffMs: number; asking?: boolean }>()
+  /** Providers that can take work now: neither retired nor away. */
+  const present = (): DispatchSlot[] => live().filter((slot) => !away.has(slot))
+  /** Answers that all agree are taken unchecked: nobody is left to check them now. */
+  const settleUnchecked = async (task: TaskState<R>): Promise<boolean> => {
+    if (task.answers.length === 0 || new Set(task.answers.map((answer) => answer.key)).size !== 1) return false
+    task.quorum = 1
+    task.checked = false
+    await judge(task)
+    return task.done
+  }
+
+  const poolSize = init.poolSize ?? init.slots.length
+  const recruitEveryMs = init.recruitEveryMs ?? 5_000
+  const recruitEnd = new AbortController()
+  let recruiting: Promise<void> | undefined
+  let nextRecruitAtMs = 0
+  let recruited = 0
+  const workers: Promise<void>[] = []
+  const startWorkers = (slot: DispatchSlot): void => {
+    for (let i = 0; i < Math.max(1, slot.capacity); i++) workers.push(worker(slot))
+  }
+  /** Asks for new providers when some of the pool are gone (retired, or away for now) and work remains. */
+  const maybeRecruit = (): void => {
+    if (init.recruit === undefined || recruiting !== undefined || open === 0 || init.signal?.aborted === true) return
+    if (performance.now() < nextRecruitAtMs || recruited >= poolSize) return
+    const missing = Math.min(poolSize - present().length, poolSize - recruited)
+    if (missing <= 0) return
+    nextRecruitAtMs = performance.now() + recruitEveryMs
+    recruiting = init
+      .recruit(missing, recruitEnd.signal)
+      .then(
+        (added) => {
+          for (const slot of added.slice(0, poolSize - recruited)) {
+            recruited++
+            init.slots.push(slot)
+            if (open > 0) startWorkers(slot)
+          }
+        },
+        () => undefined,
+      )
+      .finally(() => {
+        recruiting = undefined
+        notify()
+      })
+  }
 
   const needsMore = (task: TaskState<R>): boolean => !task.done && task.answers.length + task.running.size < task.wanted
   const mayRun = (task: TaskState<R>, slot: DispatchSlot): boolean => {
@@ -308,10 +362,11 @@ export async function dispatch<R>(init: DispatchInit<R>): Promise<DispatchOutcom
       }
     } else if (attempt.declined !== true) task.failures++
     if (attempt.providerAtFault) slot.retired = true
+    maybeRecruit()
     const allowed = attempt.taskAtFault ? Math.min(2, maxFailures) : maxFailures
-    const willRetry = task.failures < allowed && task.vanished < comeback.perTask && live().length > 0
+    const willRetry = task.failures < allowed && task.vanished < comeback.perTask && (live().length > 0 || recruiting !== undefined)
     init.onAttemptFailed?.(task.index, slot, attempt, willRetry)
-    if (!willRetry && task.running.size === 0 && !task.done) {
+    if (!willRetry && task.running.size === 0 && !task.done && !(await settleUnchecked(task))) {
       task.done = true
       open--
       failed.set(task.index, attempt.message)
@@ -373,25 +428,25 @@ export async function dispatch<R>(init: DispatchInit<R>): Promise<DispatchOutcom
         notify()
         return
       }
-      const awayUntil = away.get(slot)?.untilMs ?? 0
-      if (awayUntil > performance.now()) {
-        // Unreachable for now: asked again once its backoff is over (or sooner, when the job ends).
-        await rest(awayUntil - performance.now())
+      maybeRecruit()
+      const gone = away.get(slot)
+      if (gone !== undefined && (gone.asking === true || gone.untilMs > performance.now())) {
+        // Unreachable for now: asked again once its backoff is over, with one task by one worker.
+        await rest(gone.asking === true ? 1_000 : gone.untilMs - performance.now())
         continue
       }
       const next = pick(slot)
       if (next === undefined) {
         // No work for this provider now: wait for a change (a result, a failure), or for a straggler to appear.
         await rest(Math.max(50, Math.min(1_000, median())))
-        // Tasks nobody left can run: answers that all agree are taken unchecked, anything else has failed.
+        // Tasks nobody left can run: answers that all agree are taken unchecked, anything else has failed. Results
+        // that agree do not wait for a check by a provider that is away; a task with none, or a disagreement, waits
+        // for it to return.
         for (const task of tasks) {
-          if (task.done || task.running.size > 0 || !needsMore(task) || live().some((s) => mayRun(task, s))) continue
+          if (task.done || task.running.size > 0 || !needsMore(task)) continue
           const keys = new Set(task.answers.map((answer) => answer.key))
-          if (keys.size === 1) {
-            task.quorum = 1
-            task.checked = false
-            await judge(task)
-          } else {
+          if ((keys.size === 1 ? present() : live()).some((s) => mayRun(task, s))) continue
+          if (!(await settleUnchecked(task))) {
             task.done = true
             open--
             const said = task.answers.map((answer) => `${answer.slot.provider}: ${answer.summary ?? answer.key}`).join('; ')
@@ -403,6 +458,13 @@ export async function dispatch<R>(init: DispatchInit<R>): Promise<DispatchOutcom
       // Never more than a fair share of what is left, so one provider does not take work the others could run now.
       const capacity = live().reduce((n, s) => n + s.capacity, 0)
       const fairShare = Math.max(1, Math.ceil(open / Math.max(1, capacity)))
+      if (gone !== undefined) {
+        // Back from away, perhaps: one task tells, before it is given more.
+        gone.asking = true
+        await runOne(slot, next.task, next.reason)
+        notify()
+        continue
+      }
       const size = init.runBatch === undefined ? 1 : Math.min(fairShare, Math.max(1, Math.floor(init.batchSize?.(slot, median(), open) ?? 1)))
       if (size > 1 && next.reason !== 'straggler') {
         // More tasks for the same exchange: only ones this slot may run and that need a result now (no stragglers).
@@ -430,7 +492,14 @@ export async function dispatch<R>(init: DispatchInit<R>): Promise<DispatchOutcom
   if (open > 0 && live().length === 0) {
     for (const task of tasks) if (!task.done) failed.set(task.index, 'no provider to run it')
   } else {
-    await Promise.all(init.slots.flatMap((slot) => Array.from({ length: Math.max(1, slot.capacity) }, () => worker(slot))))
+    for (const slot of [...init.slots]) startWorkers(slot)
+    // Workers of recruited providers join while others run; done when all have stopped and nobody is being recruited.
+    for (let waited = 0; waited < workers.length || recruiting !== undefined; ) {
+      waited = workers.length
+      await Promise.all(workers)
+      if (open === 0 || init.signal?.aborted === true) recruitEnd.abort(new Error('the tasks are settled'))
+      await recruiting
+    }
   }
   // Anything still open when every worker stopped (an abort) has failed.
   for (const task of tasks) if (!task.done && !accepted.has(task.index) && !failed.has(task.index)) failed.set(task.index, task.lastError || 'not run')

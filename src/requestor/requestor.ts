@@ -10,7 +10,7 @@ import { hashCanonical } from '../identity/canonical-json.ts'
 import type { NodeIdentity } from '../identity/node-identity.ts'
 import { offeredRuntimes, proposeTerms, type Agreement, type AgreementTerms } from '../market/agreement.ts'
 import type { OfferBook } from '../market/offer-book.ts'
-import type { Offer } from '../market/offer.ts'
+import type { Offer, SignedOffer } from '../market/offer.ts'
 import { createMarketNode, type MarketNode } from '../market/market-node.ts'
 import { rankOffers, type GeoPoint, type StrategyWeights } from '../market/strategy.ts'
 import { negotiateMany, offerTarget } from './negotiator.ts'
@@ -529,36 +529,41 @@ export function createRequestor(init: RequestorInit): Requestor {
     // a busy moment, and a provider that is not measured ranks last on latency.
     const latencyMs = new Map<string, number>()
     const stepMs = spec.stepTimeoutMs ?? 3_000
-    const failures = new Map<string, number>()
-    const failed = (key: string, ok: boolean): void => void failures.set(key, ok ? 0 : (failures.get(key) ?? 0) + 1)
-    const dialling = AbortSignal.timeout(stepMs)
-    await Promise.all(
-      candidates.map(async (signed) => {
-        const ok = (await host.dial(offerTarget(signed.payload), { signal: dialling }).catch(() => undefined)) !== undefined
-        failed(signed.payload.provider.toLowerCase(), ok)
-      }),
-    )
-    for (let round = 0; round < latencyPings; round++) {
-      // Apart in time, so that one busy spell (new connections sync their offers at first) does not mark every ping.
-      if (round > 0) await new Promise((resolve) => setTimeout(resolve, latencyPingGapMs))
-      const pinging = AbortSignal.timeout(stepMs)
+    /** Measures the distance to each of `offers` (into `latencyMs`). */
+    const measure = async (offers: readonly SignedOffer[]): Promise<void> => {
+      const failures = new Map<string, number>()
+      const failed = (key: string, ok: boolean): void => void failures.set(key, ok ? 0 : (failures.get(key) ?? 0) + 1)
+      const dialling = AbortSignal.timeout(stepMs)
       await Promise.all(
-        candidates.map(async (signed) => {
-          const key = signed.payload.provider.toLowerCase()
-          if ((failures.get(key) ?? 0) >= 2) return
-          const rtt = await host.ping(offerTarget(signed.payload), { signal: pinging }).catch(() => undefined)
-          failed(key, rtt !== undefined)
-          if (rtt !== undefined) latencyMs.set(key, Math.min(latencyMs.get(key) ?? Infinity, rtt))
+        offers.map(async (signed) => {
+          const ok = (await host.dial(offerTarget(signed.payload), { signal: dialling }).catch(() => undefined)) !== undefined
+          failed(signed.payload.provider.toLowerCase(), ok)
         }),
       )
+      for (let round = 0; round < latencyPings; round++) {
+        // Apart in time, so that one busy spell (new connections sync their offers at first) does not mark every ping.
+        if (round > 0) await new Promise((resolve) => setTimeout(resolve, latencyPingGapMs))
+        const pinging = AbortSignal.timeout(stepMs)
+        await Promise.all(
+          offers.map(async (signed) => {
+            const key = signed.payload.provider.toLowerCase()
+            if ((failures.get(key) ?? 0) >= 2) return
+            const rtt = await host.ping(offerTarget(signed.payload), { signal: pinging }).catch(() => undefined)
+            failed(key, rtt !== undefined)
+            if (rtt !== undefined) latencyMs.set(key, Math.min(latencyMs.get(key) ?? Infinity, rtt))
+          }),
+        )
+      }
     }
+    await measure(candidates)
     const nearest = Math.min(...latencyMs.values())
     emit({ type: 'phase', message: `measured the distance to ${latencyMs.size} of ${candidates.length} providers${latencyMs.size === 0 ? '' : ` (nearest ${nearest.toFixed(1)} ms)`}` })
     // Reached directly: their offers outrank offers only relayed by others when the book is full.
     for (const signed of candidates) if (latencyMs.has(signed.payload.provider.toLowerCase())) market.offerBook.markReached(signed.payload.provider)
+    const nearEnough = (signed: SignedOffer): boolean => (latencyMs.get(signed.payload.provider.toLowerCase()) ?? Infinity) <= (spec.sla?.maxLatencyMs ?? Infinity)
     if (spec.sla?.maxLatencyMs !== undefined) {
       const limit = spec.sla.maxLatencyMs
-      candidates = candidates.filter((signed) => (latencyMs.get(signed.payload.provider.toLowerCase()) ?? Infinity) <= limit)
+      candidates = candidates.filter(nearEnough)
       if (candidates.length === 0) {
         throw new HearthError('HEARTH_ERR_MARKET_NO_OFFERS', `no matching provider answers within ${limit} ms`, { hint: 'raise maxLatencyMs' })
       }
@@ -570,14 +575,16 @@ export function createRequestor(init: RequestorInit): Requestor {
     // A probe runs up to 5 + 2 * maxProbeThreads tasks on each provider before the job's own (two measurements).
     const maxTasks = Math.min(1_000_000, plannedTasks * (replicas + 1) + (probing ? 5 + 2 * maxProbeThreads : 0))
     const tasksEach = Math.ceil(plannedTasks / spec.providers)
-    const ranked = rankOffers(candidates, (signed) => signed.payload, {
-      tasks: tasksEach,
-      taskTimeoutMs: spec.timeoutMs,
-      weights: spec.weights,
-      latencyMs,
-      near: spec.near,
-      ...(reputation === undefined ? {} : { reputation: (provider: string) => reputation.score(provider) }),
-    })
+    const rank = (offers: readonly SignedOffer[]) =>
+      rankOffers(offers, (signed) => signed.payload, {
+        tasks: tasksEach,
+        taskTimeoutMs: spec.timeoutMs,
+        weights: spec.weights,
+        latencyMs,
+        near: spec.near,
+        ...(reputation === undefined ? {} : { reputation: (provider: string) => reputation.score(provider) }),
+      })
+    const ranked = rank(candidates)
     // Verification needs several providers: as many agreements as results wanted per task, at least.
     const wanted = Math.max(spec.providers, replicas)
     // A few spares beyond the need, so providers that stay silent or refuse cost no waiting.
@@ -628,10 +635,11 @@ export function createRequestor(init: RequestorInit): Requestor {
         ...(spec.debitNoteIntervalSec === undefined ? {} : { debitNoteIntervalSec: spec.debitNoteIntervalSec }),
         ...(spec.paymentTimeoutSec === undefined ? {} : { paymentTimeoutSec: spec.paymentTimeoutSec }),
       })
+    const limits = { maxPerTaskWei: spec.maxPricePerTaskWei, minDurationSec: 600, maxDebitNoteIntervalSec: 3600, minPaymentTimeoutSec: 60 }
     const negotiated = await negotiateMany({ host, identity, store, onEvent: emit }, chosen, {
       need: agreementsWanted,
       termsFor,
-      limits: { maxPerTaskWei: spec.maxPricePerTaskWei, minDurationSec: 600, maxDebitNoteIntervalSec: 3600, minPaymentTimeoutSec: 60 },
+      limits,
       stepTimeoutMs: spec.stepTimeoutMs,
       signal: options.signal,
     })
@@ -646,10 +654,10 @@ export function createRequestor(init: RequestorInit): Requestor {
     // 3. Escrow: the deposits of every agreement in one transaction, through their accounts.
     emit({ type: 'phase', message: 'opening escrows on chain' })
     const opened = await accounts.open(agreements)
-    const slots: Slot[] = agreements.map(({ agreement, offer }) => {
+    const slotFor = ({ agreement, offer }: { agreement: Agreement; offer: Offer }, openTx: Hex): Slot => {
       const depositWei = BigInt(agreement.terms.depositWei)
       allowedFetchers.add(offer.provider.toLowerCase())
-      emit({ type: 'escrow-opened', provider: offer.provider, agreementId: agreement.id, depositWei: depositWei.toString(), txHash: opened.txHash })
+      emit({ type: 'escrow-opened', provider: offer.provider, agreementId: agreement.id, depositWei: depositWei.toString(), txHash: openTx })
       const threads = Number(offer.properties['golem.inf.cpu.threads'] ?? 1)
       return {
         provider: offer.provider,
@@ -665,9 +673,10 @@ export function createRequestor(init: RequestorInit): Requestor {
         rejected: 0,
         failures: 0,
         latencyMs: latencyMs.get(offer.provider.toLowerCase()) ?? null,
-        openTx: opened.txHash,
+        openTx,
       }
-    })
+    }
+    const slots: Slot[] = agreements.map((signed) => slotFor(signed, opened.txHash))
 
     if (probing) {
       if (init.localRuntime === undefined) emit({ type: 'phase', message: 'probes compare providers with this machine, which has no wasi runtime here: skipped' })
@@ -675,6 +684,50 @@ export function createRequestor(init: RequestorInit): Requestor {
         emit({ type: 'phase', message: `probing ${slots.length} providers: do they have the threads and speed they offer?` })
         for (const slot of slots) await probe(slot, init.localRuntime, jobId, emit, servePackage)
       }
+    }
+
+    /**
+     * Churn: more agreements while the job runs, when some of its providers are gone (for now or for good). From the
+     * offers that match now (providers that appeared since, or were not chosen), ranked as at the start, within the
+     * budget; providers that refused once are not asked again in this job. Nothing is committed once `signal` aborts:
+     * an agreement without an escrow lapses on the provider's side.
+     */
+    const refusedMidJob = new Set<string>()
+    const recruit = async (missing: number, signal: AbortSignal): Promise<Slot[]> => {
+      const inPool = new Set(slots.map((slot) => slot.provider.toLowerCase()))
+      let fresh = market.offerBook.list(fits).filter((signed) => !inPool.has(signed.payload.provider.toLowerCase()) && !refusedMidJob.has(signed.payload.provider.toLowerCase()))
+      if (fresh.length === 0) return []
+      await measure(fresh)
+      fresh = fresh.filter(nearEnough)
+      const picked = rank(fresh).slice(0, missing + 1).map((r) => r.item)
+      if (picked.length === 0 || signal.aborted) return []
+      const dearest = picked.reduce((max, signed) => {
+        const deposit = maxCostWei(signed.payload.pricing, maxTasks, spec.timeoutMs)
+        return deposit > max ? deposit : max
+      }, 0n)
+      const lockedWei = slots.reduce((sum, slot) => sum + BigInt(slot.agreement.terms.depositWei), 0n)
+      let need = Math.min(missing, picked.length)
+      if (spec.budgetWei !== undefined && dearest > 0n) need = Math.min(need, Number((spec.budgetWei - lockedWei) / dearest))
+      if (need > 0 && (await tokenBalanceOf(payment, identity.address)) < dearest * BigInt(need)) need = 0
+      if (need <= 0) {
+        emit({ type: 'phase', message: `${missing} providers are gone, and the budget or the wallet allows no new agreement` })
+        return []
+      }
+      emit({ type: 'phase', message: `${missing} providers are gone: negotiating with ${picked.length} others for ${need} agreements` })
+      const more = await negotiateMany({ host, identity, store, onEvent: emit }, picked, {
+        need,
+        termsFor,
+        limits,
+        stepTimeoutMs: spec.stepTimeoutMs,
+        signal: options.signal === undefined ? signal : AbortSignal.any([signal, options.signal]),
+      })
+      for (const failure of more.failures) refusedMidJob.add(failure.provider.toLowerCase())
+      if (more.agreements.length === 0 || signal.aborted) return []
+      for (const { offer } of more.agreements) market.offerBook.markReached(offer.provider, 'answered')
+      const openedMore = await accounts.open(more.agreements)
+      const added = more.agreements.map((signed) => slotFor(signed, openedMore.txHash))
+      if (probing && init.localRuntime !== undefined) for (const slot of added) await probe(slot, init.localRuntime, jobId, emit, servePackage)
+      return added
     }
 
     if (slots.length < 2 && (replicas > 1 || (adaptive && reputation !== undefined))) {
@@ -856,6 +909,8 @@ export function createRequestor(init: RequestorInit): Requestor {
       const outcome = await dispatch<Delivered>({
         taskCount: total,
         slots,
+        poolSize: agreementsWanted,
+        recruit: (missing, signal) => recruit(missing, signal),
         done: results.flatMap((r, i) => (r === undefined ? [] : [i])),
         replicas,
         ...(spec.verification?.quorum === undefined ? {} : { quorum: spec.verification.quorum }),
