@@ -15,6 +15,9 @@
  *   offer, and each node prints when its book holds it. Reported: the median and the slowest node, median over
  *   `--runs` offers. Anchors as above.
  *
+ * - reversal: a node with a public address in the other region dials a NATed node through the relay; the time until
+ *   it holds a direct connection, which the NATed node opened back to it (connection reversal).
+ *
  * Not measured yet: time to a direct connection between two NATed nodes (no hole punching yet).
  */
 import '../src/net/polyfill.ts'
@@ -185,8 +188,37 @@ async function publisherPeer(relay: string): Promise<void> {
   await host.stop()
 }
 
+/** A node behind a NAT: prints its relayed address once it holds a relay slot, then serves until stdin closes. */
+async function natPeer(relay: string): Promise<void> {
+  const host = await createHost({ identity: generateIdentity(), listen: ['/ip4/0.0.0.0/tcp/7700'], bootstrap: [relay] })
+  await host.start()
+  while (!host.multiaddrs().some((a) => a.includes('/p2p-circuit'))) await new Promise((resolve) => setTimeout(resolve, 100))
+  process.stdout.write(`${JSON.stringify({ peerId: host.peerId.toString(), relayed: host.multiaddrs().find((a) => a.includes('/p2p-circuit')) })}\n`)
+  await untilStdinCloses()
+  await host.stop()
+}
+
+/** `--runs` times a fresh public node dials `target` through the relay; prints the milliseconds to a direct connection. */
+async function reversalPeer(relay: string, target: string): Promise<void> {
+  const { peerId, relayed } = JSON.parse(target) as { peerId: string; relayed: string }
+  const times: number[] = []
+  for (let run = 0; run < runs; run++) {
+    const host = await createHost({ identity: generateIdentity(), listen: ['/ip4/0.0.0.0/tcp/0'], bootstrap: [relay] })
+    await host.start()
+    while (host.reachability().kind !== 'public') await new Promise((resolve) => setTimeout(resolve, 50))
+    const startedAt = performance.now()
+    await host.dial(relayed)
+    while (!host.connections().some((c) => c.peerId === peerId && c.kind === 'direct')) await new Promise((resolve) => setTimeout(resolve, 5))
+    times.push(performance.now() - startedAt)
+    await host.stop()
+  }
+  process.stdout.write(`${JSON.stringify({ times })}\n`)
+}
+
 if (values.peer !== undefined) {
   const peers: Record<string, () => Promise<void>> = {
+    nat: () => natPeer(values.relay!),
+    reversal: () => reversalPeer(values.relay!, values.target!),
     relay: relayPeer,
     listener: () => listenerPeer(values.relay!, values.target!),
     publisher: () => publisherPeer(values.relay!),
@@ -270,7 +302,15 @@ try {
     await new Promise((resolve) => provider.child.once('exit', resolve))
   }
   log(`offer of a NATed provider, from its start to a node in the other region holding it with its relayed address: median ${median(offerMs)} ms (${offerMs.join(', ')})`)
-  if (values.json === true) console.log(JSON.stringify({ bench: 'network', mib: Number(values.mib), runs, transferMs: ms, offerFromStartMs: median(offerMs) }))
+
+  // Reversal: a public node in the other region reaches the NATed host through the relay, and is dialled back.
+  const nat = startOn(testbed, 'natp', [...tsx, '--peer', 'nat', '--relay', relayAddress])
+  const natTarget = await nat.next<{ peerId: string; relayed: string }>()
+  const reversal = startOn(testbed, 'receiver', [...tsx, '--peer', 'reversal', '--runs', String(runs), '--relay', relayAddress, '--target', JSON.stringify(natTarget)])
+  const { times: reversalMs } = await reversal.next<{ times: number[] }>()
+  nat.child.stdin!.end()
+  log(`a direct connection from a NATed node, by reversal, after a node in the other region (RTT 40 ms) dials it through the relay: median ${round(median(reversalMs))} ms (${reversalMs.map(round).join(', ')})`)
+  if (values.json === true) console.log(JSON.stringify({ bench: 'network', mib: Number(values.mib), runs, transferMs: ms, offerFromStartMs: median(offerMs), reversalMs: median(reversalMs) }))
   chain.child.kill('SIGTERM')
   relay.child.stdin!.end()
 } finally {

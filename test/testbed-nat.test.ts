@@ -32,6 +32,7 @@ before(async () => {
       { name: 'pub', region: 'eu' },
       { name: 'natp', region: 'eu', nat: 'symmetric' },
       { name: 'req', region: 'eu', nat: 'cone' },
+      { name: 'reqpub', region: 'eu' },
     ],
   })
   nodes = testbedNodes(testbed, dir)
@@ -78,6 +79,21 @@ test('a provider behind a symmetric NAT is reached through a Hearth relay: its t
   // The report says how the requestor reached each provider: the NATed one through the relay, the public one directly.
   assert.equal(relayed.connection, 'relayed')
   assert.equal(report.providers.find((p) => p.address.toLowerCase() === pub.address.toLowerCase())?.connection, 'direct')
+
+  // A requestor with a public address reaches the NATed provider through the relay first; the provider dials it back
+  // (connection reversal), and the work goes over that direct connection.
+  const outPublic = join(dir, 'out-public')
+  const publicRun = await testbed.run('reqpub', process.execPath, [
+    hearthBin, 'run', join(wordcountExample, 'job.json'), '--providers', '2', '--json', '--out', outPublic, '--data-dir', join(dir, 'requestor-public'),
+    '--listen', '/ip4/0.0.0.0/tcp/7700', '--bootstrap', relayAddress, '--deployment', deployment, '--funder-key-file', funderKey,
+  ], { timeoutMs: 300_000 })
+  assert.equal(publicRun.code, 0, publicRun.stderr)
+  const publicReport = JSON.parse(publicRun.stdout) as RunReport
+  assert.deepEqual(publicReport.failures, [])
+  assert.equal(await readFile(join(outPublic, 'counts.tsv'), 'utf8'), referenceCounts(...(await wordcountTexts())))
+  const reversed = publicReport.providers.find((p) => p.address.toLowerCase() === natp.address.toLowerCase())
+  assert.ok(reversed !== undefined && reversed.tasks > 0, JSON.stringify(publicReport.providers))
+  assert.equal(reversed.connection, 'direct', JSON.stringify(publicReport.providers))
 
   // The relay stops cleanly on SIGTERM, and held the NATed provider's reservation.
   const exited = new Promise<number | null>((resolve) => relayNode.child.once('exit', resolve))

@@ -32,6 +32,7 @@ import { createGossip, gossipMaxBytesCeiling } from './gossip.ts'
 import type { GossipHandler, PublishOptions, SubscribeOptions } from './gossip.ts'
 import type { InboundLimits, InboundStats } from './inbound-budget.ts'
 import { attachInboundGuard, createInboundGuard } from './inbound-guard.ts'
+import { attachConnectionReversal, type ConnectionReversal } from './reversal.ts'
 import type { ServeOptions } from './inbound-guard.ts'
 import { createNetMetrics } from './net-metrics.ts'
 import { createReachability, dialbackHandler, dialbackProtocol } from './reachability.ts'
@@ -228,6 +229,8 @@ export async function createHost(init: HostInit): Promise<Host> {
     reachabilityInit,
   )
   announceFilter = (addresses) => reachability.filter(addresses)
+  // A peer that reached this node through a relay and is itself dialable is dialled back directly.
+  let reversal: ConnectionReversal | undefined
 
   if (init.mdns === true) {
     // Discovery only fills the peer store; bootstrap dials its own list, mDNS finds need dialling by us.
@@ -258,6 +261,7 @@ export async function createHost(init: HostInit): Promise<Host> {
         if (relayLimits !== undefined) await serveProtocol(deps, dialbackProtocol, dialbackHandler())
         // In the background: a node is usable at once (on loopback, or dialling out), and dialable once this settles.
         void reachability.start().catch((error: unknown) => libp2p.logger.forComponent('hearth:reachability').error('reachability check failed - %e', error))
+        reversal = attachConnectionReversal(libp2p as unknown as Libp2p)
       } catch (cause) {
         throw new HearthError('HEARTH_ERR_NET_DIAL', `Cannot start the libp2p host: ${(cause as Error).message}`, {
           cause,
@@ -268,6 +272,7 @@ export async function createHost(init: HostInit): Promise<Host> {
     },
     async stop() {
       reachability.stop()
+      reversal?.stop()
       await libp2p.stop()
     },
     async dial(target, options = {}) {
