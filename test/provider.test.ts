@@ -93,10 +93,11 @@ test('a provider restarted after it went away mid-job collects the vouchers sign
   after(() => devnet.stop())
   const provider = devnet.providers[0]!
   const { spec } = renderJob({ width: 16, height: 8, tiles: 4, wasm: await loadBuiltinWorkload('render'), providers: 1, maxPricePerTaskWei: parseEther('1') })
-  // The provider goes down right after it holds its first voucher: it never settles.
+  // The provider goes down right after it holds its first voucher: it never settles. The job waits a second for it to
+  // come back, not the default two minutes.
   let stopped: Promise<void> | undefined
   const outcome = await devnet.requestor.agent.runJob(
-    { ...spec, debitNoteIntervalSec: 0 },
+    { ...spec, debitNoteIntervalSec: 0, awayLimitMs: 1_000 },
     { onEvent: (e) => { if (e.type === 'voucher-delivered' && stopped === undefined) stopped = Promise.all([provider.agent.stop(), provider.host.stop()]).then(() => undefined) } },
   )
   await stopped

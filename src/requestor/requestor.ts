@@ -63,6 +63,11 @@ export interface JobSpec {
   /** Attempts per task, across providers. */
   maxAttempts?: number
   /**
+   * How long a provider may stay unreachable before it gets no more work from this job (default 120 s). Until then it
+   * is asked again after a backoff, and the job waits for it when nobody else can run a task.
+   */
+  awayLimitMs?: number
+  /**
    * The requestor's side of the match: its properties (which providers' constraints judge) and its constraints over
    * offers' properties, in the constraint language. Only offers that match both ways ('yes') are used.
    */
@@ -856,9 +861,11 @@ export function createRequestor(init: RequestorInit): Requestor {
         }
         // Not reachable, or gone while it held the task (its connection closed without an answer): a home machine that
         // restarts or loses its line. The scheduler asks it again after a backoff; nothing counts against the task.
+        // With this node itself stopped, every provider looks unreachable: that is no provider's churn.
         const unreachable =
-          (hearthError.code === 'HEARTH_ERR_NET_DIAL' && hearthError.details?.reason !== 'unsupported-protocol') ||
-          (hearthError.code === 'HEARTH_ERR_NET_REMOTE' && remoteCode === undefined)
+          host.libp2p.status === 'started' &&
+          ((hearthError.code === 'HEARTH_ERR_NET_DIAL' && hearthError.details?.reason !== 'unsupported-protocol') ||
+            (hearthError.code === 'HEARTH_ERR_NET_REMOTE' && remoteCode === undefined))
         if (unreachable) return { ok: false, message, taskAtFault: false, providerAtFault: false, unreachable: true }
         // A provider that fails twice in a row gets no more tasks from this job; a task that broke its own sandbox
         // limits is the task's doing, not the provider's. A result that fails its own checks is the provider's, and so
@@ -916,6 +923,7 @@ export function createRequestor(init: RequestorInit): Requestor {
         ...(spec.verification?.quorum === undefined ? {} : { quorum: spec.verification.quorum }),
         ...(adaptive && replicas === 1 && reputation !== undefined ? { checkProbability: (provider: string) => reputation.checkProbability(provider), random } : {}),
         maxFailures: spec.maxAttempts ?? 3,
+        ...(spec.awayLimitMs === undefined ? {} : { comeback: { giveUpMs: spec.awayLimitMs } }),
         ...(options.signal === undefined ? {} : { signal: options.signal }),
         run: (slot, index, signal) => attempt(slot as Slot, index, signal),
         runBatch: (slot, indices, signal) => attemptMany(slot as Slot, indices, signal),
