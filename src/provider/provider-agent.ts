@@ -24,7 +24,7 @@ import { measureCpuScore } from './cpu-score.ts'
 import { createActivityService, type ActivityService } from './activity-service.ts'
 import { createWrongResults, type WrongResultsOptions } from './wrong-results.ts'
 import { pricingProperties, type Pricing } from '../market/pricing.ts'
-import { createProviderAccounts, type AccountLimits, type ClaimPolicy, type ProviderAccounts } from './provider-account.ts'
+import { createProviderAccounts, defaultAccountLimits, type AccountLimits, type ClaimPolicy, type ProviderAccounts } from './provider-account.ts'
 
 type NegotiateAnswer = z.input<typeof negotiateProtocol.response>
 import {
@@ -321,6 +321,8 @@ export function createProviderAgent(init: ProviderAgentInit): ProviderAgent {
         'golem.inf.mem.gib': init.memGib,
         ...pricingProperties(init.pricing),
         'hearth.inf.cpu.score': init.misbehave?.overclaim?.cpuScore ?? cpuScore,
+        // Work it delivers before a voucher must cover it: a requestor sizes its batches to keep within it.
+        'hearth.payment.maxUnpaidTasks': init.accountLimits?.maxUnpaidTasks ?? defaultAccountLimits.maxUnpaidTasks,
         ...gpuProperties,
         ...init.properties,
       },

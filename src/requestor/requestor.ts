@@ -290,6 +290,19 @@ const taskFaultCodes = new Set(['HEARTH_ERR_EXEC_TIMEOUT', 'HEARTH_ERR_EXEC_MEMO
  */
 const notNowCodes = new Set(['HEARTH_ERR_PROVIDER_BUSY', 'HEARTH_ERR_NET_BUSY', 'HEARTH_ERR_PAYMENT_UNPAID'])
 
+/**
+ * Tasks per exchange with one provider. Judged by the providers' own metering (a busy network stretches round trips,
+ * not the work): a batch holds about 20 ms of compute, one task until a first one is metered. And within the provider's
+ * cap on unpaid work (`hearth.payment.maxUnpaidTasks` in its offer): its workers' batches together stay under half of
+ * it, so that the voucher for one round reaches it before the next round meets the cap and is refused.
+ */
+export function batchSizeFor(computeMs: number | undefined, workers: number, maxUnpaidTasks: unknown): number {
+  if (computeMs === undefined) return 1
+  const cap = Number(maxUnpaidTasks)
+  const withinCap = Number.isSafeInteger(cap) && cap > 0 ? Math.max(1, Math.floor(cap / (2 * Math.max(1, workers)))) : maxTasksPerBatch
+  return Math.min(maxTasksPerBatch, withinCap, Math.max(1, Math.floor(20 / Math.max(computeMs, 0.1))))
+}
+
 /** Pings per candidate provider before choosing, in rounds this far apart; the least counts. */
 const latencyPings = 5
 const latencyPingGapMs = 150
@@ -929,12 +942,7 @@ export function createRequestor(init: RequestorInit): Requestor {
         runBatch: (slot, indices, signal) => attemptMany(slot as Slot, indices, signal),
         // Tasks of a few milliseconds go several to a request, so that its fixed cost (a stream, two signatures) is
         // shared; anything slower goes alone, where batching would only delay results.
-        batchSize: () => {
-          // Judged by the providers' own metering (a busy network stretches round trips, not the work): a batch holds
-          // about 20 ms of compute.
-          const computeMs = medianOf(computeSamples)
-          return computeMs === undefined ? 1 : Math.min(maxTasksPerBatch, Math.max(1, Math.floor(20 / Math.max(computeMs, 0.1))))
-        },
+        batchSize: (slot) => batchSizeFor(medianOf(computeSamples), slot.capacity, (slot as Slot).offer.properties['hearth.payment.maxUnpaidTasks']),
         onStarted: (index, slot, reason) => emit({ type: 'task-started', taskIndex: base + index, provider: slot.provider, reason }),
         onAttemptFailed: (index, slot, failure, willRetry) => emit({ type: 'task-failed', taskIndex: base + index, provider: slot.provider, message: failure.message, willRetry }),
         onVerdict: async (verdict) => {
