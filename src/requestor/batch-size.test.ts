@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict'
 import { test } from 'node:test'
 import { maxTasksPerBatch } from '../exec/activity-protocols.ts'
-import { batchSizeFor } from './requestor.ts'
+import { batchSizeFor } from './batch-size.ts'
 
 test('a batch holds about 20 ms of compute, one task until a first is metered', () => {
   assert.equal(batchSizeFor(undefined, 2, 32), 1)

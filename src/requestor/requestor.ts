@@ -13,6 +13,7 @@ import type { OfferBook } from '../market/offer-book.ts'
 import type { Offer, SignedOffer } from '../market/offer.ts'
 import { createMarketNode, type MarketNode } from '../market/market-node.ts'
 import { rankOffers, type GeoPoint, type StrategyWeights } from '../market/strategy.ts'
+import { batchSizeFor } from './batch-size.ts'
 import { negotiateMany, offerTarget } from './negotiator.ts'
 import { maxCostWei, maxTaskCostWei, type Pricing, type Usage } from '../market/pricing.ts'
 import { compileConstraints } from '../market/constraints/evaluate.ts'
@@ -21,7 +22,7 @@ import type { Properties } from '../market/constraints/properties.ts'
 import { slaConstraints, type Sla } from '../market/sla.ts'
 import { serveBlobProtocol } from '../net/blob-protocol.ts'
 import type { Host } from '../net/host.ts'
-import { fetchBlobBinaryProtocol, fetchBlobProtocol, maxTasksPerBatch, runTaskProtocol, runTasksProtocol, type BatchAnswer, type RunTaskRequest, type TaskResult } from '../exec/activity-protocols.ts'
+import { fetchBlobBinaryProtocol, fetchBlobProtocol, runTaskProtocol, runTasksProtocol, type BatchAnswer, type RunTaskRequest, type TaskResult } from '../exec/activity-protocols.ts'
 import { sha256Hex } from '../exec/content-hash.ts'
 import { tokenBalanceOf, type EscrowContext } from '../payment/escrow.ts'
 import type { DebitNote } from '../market/billing.ts'
@@ -289,19 +290,6 @@ const taskFaultCodes = new Set(['HEARTH_ERR_EXEC_TIMEOUT', 'HEARTH_ERR_EXEC_MEMO
  * cover unpaid work. The task goes elsewhere (or here again a little later), and nothing counts against the provider.
  */
 const notNowCodes = new Set(['HEARTH_ERR_PROVIDER_BUSY', 'HEARTH_ERR_NET_BUSY', 'HEARTH_ERR_PAYMENT_UNPAID'])
-
-/**
- * Tasks per exchange with one provider. Judged by the providers' own metering (a busy network stretches round trips,
- * not the work): a batch holds about 20 ms of compute, one task until a first one is metered. And within the provider's
- * cap on unpaid work (`hearth.payment.maxUnpaidTasks` in its offer): its workers' batches together stay under half of
- * it, so that the voucher for one round reaches it before the next round meets the cap and is refused.
- */
-export function batchSizeFor(computeMs: number | undefined, workers: number, maxUnpaidTasks: unknown): number {
-  if (computeMs === undefined) return 1
-  const cap = Number(maxUnpaidTasks)
-  const withinCap = Number.isSafeInteger(cap) && cap > 0 ? Math.max(1, Math.floor(cap / (2 * Math.max(1, workers)))) : maxTasksPerBatch
-  return Math.min(maxTasksPerBatch, withinCap, Math.max(1, Math.floor(20 / Math.max(computeMs, 0.1))))
-}
 
 /** Pings per candidate provider before choosing, in rounds this far apart; the least counts. */
 const latencyPings = 5
@@ -609,10 +597,13 @@ export function createRequestor(init: RequestorInit): Requestor {
     const chosen = ranked.slice(0, wanted + Math.max(2, Math.ceil(wanted / 2))).map((r) => r.item)
 
     // Money check before anything is signed or locked: the dearest chosen offer, for every agreement wanted.
-    const dearestWei = chosen.reduce((max, s) => {
-      const deposit = maxCostWei(s.payload.pricing, maxTasks, spec.timeoutMs)
-      return deposit > max ? deposit : max
-    }, 0n)
+    /** The largest deposit any of `offers` needs: what each agreement wanted is budgeted at. */
+    const dearestOf = (offers: readonly SignedOffer[]): bigint =>
+      offers.reduce((max, signed) => {
+        const deposit = maxCostWei(signed.payload.pricing, maxTasks, spec.timeoutMs)
+        return deposit > max ? deposit : max
+      }, 0n)
+    const dearestWei = dearestOf(chosen)
     let agreementsWanted = Math.min(wanted, chosen.length)
     // The pool is sized to the budget: fewer agreements when all would lock more than it allows, never fewer than
     // verification needs; and when not even that fits, the job stops here with what to change.
@@ -719,10 +710,7 @@ export function createRequestor(init: RequestorInit): Requestor {
       fresh = fresh.filter(nearEnough)
       const picked = rank(fresh).slice(0, missing + 1).map((r) => r.item)
       if (picked.length === 0 || signal.aborted) return []
-      const dearest = picked.reduce((max, signed) => {
-        const deposit = maxCostWei(signed.payload.pricing, maxTasks, spec.timeoutMs)
-        return deposit > max ? deposit : max
-      }, 0n)
+      const dearest = dearestOf(picked)
       const lockedWei = slots.reduce((sum, slot) => sum + BigInt(slot.agreement.terms.depositWei), 0n)
       let need = Math.min(missing, picked.length)
       if (spec.budgetWei !== undefined && dearest > 0n) need = Math.min(need, Number((spec.budgetWei - lockedWei) / dearest))
