@@ -18,7 +18,8 @@
  * - reversal: a node with a public address in the other region dials a NATed node through the relay; the time until
  *   it holds a direct connection, which the NATed node opened back to it (connection reversal).
  *
- * Not measured yet: time to a direct connection between two NATed nodes (no hole punching yet).
+ * - punch: a node behind a NAT in the other region dials the NATed node through the relay; the time until both hold
+ *   the connection they punched together (TCP simultaneous open, see src/net/hole-punch.ts).
  */
 import '../src/net/polyfill.ts'
 import { randomBytes } from 'node:crypto'
@@ -198,17 +199,22 @@ async function natPeer(relay: string): Promise<void> {
   await host.stop()
 }
 
-/** `--runs` times a fresh public node dials `target` through the relay; prints the milliseconds to a direct connection. */
-async function reversalPeer(relay: string, target: string): Promise<void> {
+/**
+ * `--runs` times a fresh node dials `target` through the relay; prints the milliseconds until it holds a direct
+ * connection: `reversal`, a public node that the NATed target dials back; `punch`, a node behind its own NAT that
+ * punches one together with the target.
+ */
+async function directPeer(relay: string, target: string, way: 'reversal' | 'punch'): Promise<void> {
   const { peerId, relayed } = JSON.parse(target) as { peerId: string; relayed: string }
   const times: number[] = []
+  const wanted = way === 'reversal' ? 'direct' : 'hole-punched'
   for (let run = 0; run < runs; run++) {
     const host = await createHost({ identity: generateIdentity(), listen: ['/ip4/0.0.0.0/tcp/0'], bootstrap: [relay] })
     await host.start()
-    while (host.reachability().kind !== 'public') await new Promise((resolve) => setTimeout(resolve, 50))
+    if (way === 'reversal') while (host.reachability().kind !== 'public') await new Promise((resolve) => setTimeout(resolve, 50))
     const startedAt = performance.now()
     await host.dial(relayed)
-    while (!host.connections().some((c) => c.peerId === peerId && c.kind === 'direct')) await new Promise((resolve) => setTimeout(resolve, 5))
+    while (!host.connections().some((c) => c.peerId === peerId && c.kind === wanted)) await new Promise((resolve) => setTimeout(resolve, 5))
     times.push(performance.now() - startedAt)
     await host.stop()
   }
@@ -218,7 +224,8 @@ async function reversalPeer(relay: string, target: string): Promise<void> {
 if (values.peer !== undefined) {
   const peers: Record<string, () => Promise<void>> = {
     nat: () => natPeer(values.relay!),
-    reversal: () => reversalPeer(values.relay!, values.target!),
+    reversal: () => directPeer(values.relay!, values.target!, 'reversal'),
+    punch: () => directPeer(values.relay!, values.target!, 'punch'),
     relay: relayPeer,
     listener: () => listenerPeer(values.relay!, values.target!),
     publisher: () => publisherPeer(values.relay!),
@@ -265,6 +272,7 @@ const testbed = await build({
     { name: 'sender', region: 'eu' },
     { name: 'receiver', region: 'us' },
     { name: 'natp', region: 'eu', nat: 'cone' },
+    { name: 'natq', region: 'us', nat: 'cone' },
   ],
 })
 try {
@@ -308,9 +316,13 @@ try {
   const natTarget = await nat.next<{ peerId: string; relayed: string }>()
   const reversal = startOn(testbed, 'receiver', [...tsx, '--peer', 'reversal', '--runs', String(runs), '--relay', relayAddress, '--target', JSON.stringify(natTarget)])
   const { times: reversalMs } = await reversal.next<{ times: number[] }>()
-  nat.child.stdin!.end()
   log(`a direct connection from a NATed node, by reversal, after a node in the other region (RTT 40 ms) dials it through the relay: median ${round(median(reversalMs))} ms (${reversalMs.map(round).join(', ')})`)
-  if (values.json === true) console.log(JSON.stringify({ bench: 'network', mib: Number(values.mib), runs, transferMs: ms, offerFromStartMs: median(offerMs), reversalMs: median(reversalMs) }))
+  // Hole punch: a node behind a NAT in the other region reaches the same NATed host through the relay; both punch.
+  const punch = startOn(testbed, 'natq', [...tsx, '--peer', 'punch', '--runs', String(runs), '--relay', relayAddress, '--target', JSON.stringify(natTarget)])
+  const { times: punchMs } = await punch.next<{ times: number[] }>()
+  nat.child.stdin!.end()
+  log(`a hole-punched connection between two NATed nodes in regions 40 ms apart, from the dial through the relay: median ${round(median(punchMs))} ms (${punchMs.map(round).join(', ')})`)
+  if (values.json === true) console.log(JSON.stringify({ bench: 'network', mib: Number(values.mib), runs, transferMs: ms, offerFromStartMs: median(offerMs), reversalMs: median(reversalMs), punchMs: median(punchMs) }))
   chain.child.kill('SIGTERM')
   relay.child.stdin!.end()
 } finally {

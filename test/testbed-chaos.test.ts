@@ -1,9 +1,9 @@
 /**
- * Churn across NATs, on the testbed (src/testbed): three providers each behind its own home router (two cone NATs and
- * a symmetric one, so every connection to them goes through the Hearth relay), a requestor behind another, and every
- * 2.5 s one provider killed with SIGKILL and started again from its data directory (same key, same database), as home
- * machines restart. The render must come out exactly as one process renders it, and the money read from the chain
- * must add up. The seed (printed; `CHAOS_SEED=N` replays it) picks the victims.
+ * Churn across NATs, on the testbed (src/testbed): three providers each behind its own home router (two cone NATs, to
+ * which the requestor punches direct connections, and a symmetric one, reached through the Hearth relay only), a
+ * requestor behind another, and every 2.5 s one provider killed with SIGKILL and started again from its data directory
+ * (same key, same database), as home machines restart. The render must come out exactly as one process renders it,
+ * and the money read from the chain must add up. The seed (printed; `CHAOS_SEED=N` replays it) picks the victims.
  */
 import assert from 'node:assert/strict'
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'

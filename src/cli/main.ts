@@ -269,7 +269,7 @@ function formatPaymentLines(report: DemoReport | RunReport): string[] {
   for (const p of report.providers) {
     const rejected = p.rejected > 0 ? `  rejected ${p.rejected} (unpaid)` : ''
     const delta = p.balanceDeltaWei === null ? '' : `  balance ${BigInt(p.balanceDeltaWei) < 0n ? `-${eth((-BigInt(p.balanceDeltaWei)).toString())}` : `+${eth(p.balanceDeltaWei)}`}`
-    const relayed = p.connection === 'relayed' ? '  (reached through a relay)' : ''
+    const relayed = p.connection === 'relayed' ? '  (reached through a relay)' : p.connection === 'hole-punched' ? '  (direct, hole-punched through both NATs)' : ''
     lines.push(`  ${p.address}  tasks ${String(p.tasks).padStart(4)}  paid ${eth(p.paidWei)}${delta}${rejected}${relayed}`)
   }
   const v = report.verification

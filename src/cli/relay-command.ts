@@ -4,7 +4,9 @@
  * that nobody can dial: providers behind home routers and carrier-grade NATs.
  *
  * It relays for Hearth providers only: a reservation is granted to a peer whose signed offer it holds. Each relayed
- * connection is limited in bytes and time (see RelayLimits in net/host.ts), and reservations in number.
+ * connection is limited in bytes and time (see RelayLimits in net/host.ts), and reservations in number. Its NAT
+ * observer tells nodes their public address, so that two nodes behind NATs punch a direct connection (hole-punch.ts)
+ * and bulk traffic leaves the relay; it counts the bytes it relayed (`relayedBytes` in the stopped line).
  */
 import { resolve } from 'node:path'
 import type { Command } from 'commander'
@@ -25,6 +27,7 @@ interface RelayFlags {
   bootstrap?: string[]
   maxReservations: number
   dataLimitMib: number
+  observePorts: [number, number]
   json?: boolean
 }
 
@@ -34,6 +37,13 @@ function wholeNumber(name: string, min: number, max: number) {
     if (!Number.isInteger(n) || n < min || n > max) throw new InvalidArgumentError(`${name} must be a whole number from ${min} to ${max}`)
     return n
   }
+}
+
+function observePorts(value: string, previous: number[]): [number, number] {
+  const port = wholeNumber('--observe-ports', 0, 65535)(value)
+  // commander calls this once per value: the default is replaced by the first, the second completes the pair.
+  const ports = previous.length === 1 ? [previous[0]!, port] : [port]
+  return ports as [number, number]
 }
 
 export function registerRelayCommand(program: Command, io: CommandIo, options: { stopSignal?: AbortSignal } = {}): void {
@@ -46,8 +56,10 @@ export function registerRelayCommand(program: Command, io: CommandIo, options: {
     .option('--bootstrap <multiaddr...>', 'other relays or nodes of the network to join')
     .option('--max-reservations <n>', 'providers it relays for at once', wholeNumber('--max-reservations', 1, 100_000), defaultRelayLimits.maxReservations)
     .option('--data-limit-mib <n>', 'MiB one relayed connection may carry', wholeNumber('--data-limit-mib', 1, 1_048_576), defaultRelayLimits.dataLimitBytes / 1024 / 1024)
+    .option('--observe-ports <ports...>', 'two TCP ports on which nodes behind NATs learn their public address, to punch direct connections (0 0: any free ports)', observePorts, [0, 0])
     .option('--json', 'print only JSON lines on stdout')
     .action(async (flags: RelayFlags) => {
+      if (flags.observePorts.length !== 2) throw new InvalidArgumentError('--observe-ports takes two ports, e.g. --observe-ports 3478 3479 (or 0 0 for any free ones)')
       await runRelay(flags, io, options.stopSignal)
     })
 }
@@ -64,7 +76,12 @@ async function runRelay(flags: RelayFlags, io: CommandIo, stopSignal?: AbortSign
     ...(flags.bootstrap === undefined ? {} : { bootstrap: flags.bootstrap }),
     // A relay is public by its owner's word: it asks nobody to dial it back and reserves on nobody.
     reachability: { mode: 'public', relays: [] },
-    relay: { maxReservations: flags.maxReservations, dataLimitBytes: flags.dataLimitMib * 1024 * 1024, allowReservation: (peer) => holdsOffer(peer) },
+    relay: {
+      maxReservations: flags.maxReservations,
+      dataLimitBytes: flags.dataLimitMib * 1024 * 1024,
+      observePorts: flags.observePorts,
+      allowReservation: (peer) => holdsOffer(peer),
+    },
   })
   const market = createMarketNode({ host })
   holdsOffer = (peer) => {
@@ -89,7 +106,8 @@ async function runRelay(flags: RelayFlags, io: CommandIo, stopSignal?: AbortSign
   })
   const reservations = host.libp2p.services.relay?.reservations.size ?? 0
   const offers = market.offerBook.size()
+  const relayedBytes = host.metrics().relayedBytes ?? 0
   await market.stop()
   await host.stop()
-  io.stdout.write(`${JSON.stringify({ event: 'stopped', reservations, offers })}\n`)
+  io.stdout.write(`${JSON.stringify({ event: 'stopped', reservations, offers, relayedBytes })}\n`)
 }

@@ -5,6 +5,7 @@
 import { peerIdFromString } from '@libp2p/peer-id'
 import type { Address, Hex } from 'viem'
 import { addressFromPeerId } from '../identity/node-identity.ts'
+import type { ConnectionKind } from '../net/host.ts'
 import type { JobOutcome } from '../requestor/requestor.ts'
 import type { LedgerEntry } from '../payment/chain-client.ts'
 import type { EscrowContext } from '../payment/escrow.ts'
@@ -16,7 +17,7 @@ export interface SettlementSource {
   providers: { identity: { address: Address } }[]
   transactions(): LedgerEntry[]
   /** The requestor's open connections: to whom, and whether direct or through a relay. */
-  connections?(): { peerId: string; kind: 'direct' | 'relayed' }[]
+  connections?(): { peerId: string; kind: ConnectionKind }[]
 }
 
 /** Escrows of the job besides the outcome's: a resumed job's earlier agreements, which it settles in this run. */
@@ -36,7 +37,7 @@ export interface ProviderReport {
   /** How much the provider's on-chain token balance moved during the job; null when its balance before is unknown. */
   balanceDeltaWei: string | null
   /** How the requestor reached it at the end of the job: its own connection, a relay, or none open any more. */
-  connection: 'direct' | 'relayed' | null
+  connection: ConnectionKind | null
 }
 
 export interface AgreementReport {
@@ -120,11 +121,11 @@ export async function settlementReport(source: SettlementSource, before: Settlem
   const onChain = new Map(audit.agreements.map((a) => [a.agreementId.toLowerCase(), a]))
   const chainOf = (agreementId: string) => onChain.get(agreementId.toLowerCase())!
 
-  // A direct connection wins over a relayed one to the same provider: that is the one libp2p uses.
-  const connectionOf = new Map<string, 'direct' | 'relayed'>()
+  // A direct connection (opened by either side, or hole-punched) wins over a relayed one: that is the one libp2p uses.
+  const connectionOf = new Map<string, ConnectionKind>()
   for (const connection of source.connections?.() ?? []) {
     const address = addressOfPeer(connection.peerId)
-    if (address !== undefined && connectionOf.get(address) !== 'direct') connectionOf.set(address, connection.kind)
+    if (address !== undefined && (connectionOf.get(address) ?? 'relayed') === 'relayed') connectionOf.set(address, connection.kind)
   }
   const providers: ProviderReport[] = []
   // Providers known up front, then any other that held an agreement (a network joined from outside).

@@ -19,7 +19,7 @@ import { tcp } from '@libp2p/tcp'
 import { yamux } from '@libp2p/yamux'
 import { createLibp2p } from 'libp2p'
 import type { Libp2pOptions } from 'libp2p'
-import type { Libp2p, PeerId } from '@libp2p/interface'
+import type { Libp2p, PeerId, Upgrader } from '@libp2p/interface'
 import type { Multiaddr } from '@multiformats/multiaddr'
 import type { Address } from 'viem'
 import type { z } from 'zod'
@@ -33,6 +33,8 @@ import type { GossipHandler, PublishOptions, SubscribeOptions } from './gossip.t
 import type { InboundLimits, InboundStats } from './inbound-budget.ts'
 import { attachInboundGuard, createInboundGuard } from './inbound-guard.ts'
 import { attachConnectionReversal, type ConnectionReversal } from './reversal.ts'
+import { attachHolePunch, serveObserverPorts, startObserver, type HolePunch, type HolePunchLimits, type HolePunchStats, type Observer } from './hole-punch.ts'
+import { createRelayMeter } from './relay-meter.ts'
 import type { ServeOptions } from './inbound-guard.ts'
 import { createNetMetrics } from './net-metrics.ts'
 import { createReachability, dialbackHandler, dialbackProtocol } from './reachability.ts'
@@ -70,11 +72,17 @@ export interface HostInit {
    * share unadmitted traffic cannot take) and each frame's deadline; see defaultInboundLimits in inbound-budget.ts.
    */
   inbound?: Partial<InboundLimits>
+  /** Limits on hole punches asked and answered (see hole-punch.ts). */
+  holePunch?: Partial<HolePunchLimits>
 }
 
 export interface HostMetrics extends NetMetrics {
   /** Bytes held for inbound frames now and at most, by share, and the frames refused or abandoned. */
   inbound: InboundStats
+  /** Hole punches asked, answered and made (see hole-punch.ts). */
+  holePunch: HolePunchStats
+  /** On a relay: bytes it carried between relayed peers (both ways, since start). */
+  relayedBytes?: number
 }
 
 export interface RelayLimits {
@@ -86,20 +94,30 @@ export interface RelayLimits {
   durationLimitMs: number
   /** How long a reservation lasts before its holder must renew it. */
   reservationTtlMs: number
+  /**
+   * The two TCP ports of the relay's NAT observer, which tells nodes their public address so that two nodes behind
+   * NATs can punch a direct connection (0: any free port; nodes learn them over /hearth/net/observe/1).
+   */
+  observePorts: [number, number]
 }
 
-export const defaultRelayLimits: RelayLimits = { maxReservations: 128, dataLimitBytes: 256 * 1024 * 1024, durationLimitMs: 30 * 60_000, reservationTtlMs: 60 * 60_000 }
+export const defaultRelayLimits: RelayLimits = { maxReservations: 128, dataLimitBytes: 256 * 1024 * 1024, durationLimitMs: 30 * 60_000, reservationTtlMs: 60 * 60_000, observePorts: [0, 0] }
+
+export type ConnectionKind = 'direct' | 'hole-punched' | 'relayed'
 
 /** How this node reaches a peer it holds connections to. */
 export interface PeerConnection {
   peerId: string
-  /** direct: its own TCP connection; relayed: through a relay (the remote address ends in /p2p-circuit). */
-  kind: 'direct' | 'relayed'
+  /**
+   * direct: its own TCP connection; hole-punched: a direct TCP connection two NATed nodes opened together (see
+   * hole-punch.ts); relayed: through a relay (the remote address holds /p2p-circuit).
+   */
+  kind: ConnectionKind
   remoteAddr: string
   direction: 'inbound' | 'outbound'
 }
 
-export type HostServices = { identify: Identify; ping: Ping; pubsub: GossipSub; relay?: CircuitRelayService }
+export type HostServices = { identify: Identify; ping: Ping; pubsub: GossipSub; relay?: CircuitRelayService; upgraderAccess: object }
 
 export interface Host {
   readonly peerId: PeerId
@@ -157,6 +175,11 @@ export async function createHost(init: HostInit): Promise<Host> {
   // Filled once libp2p exists; libp2p asks for the filter only after start.
   let announceFilter = (addresses: Multiaddr[]): Multiaddr[] => addresses
 
+  // libp2p's upgrader turns a socket into a connection; hole punching needs it for the sockets it opens itself.
+  let upgrader: Upgrader | undefined
+  // A relay counts the bytes it carries between relayed peers (libp2p reports each protocol stream to its metrics).
+  const relayMeter = relayLimits === undefined ? undefined : createRelayMeter()
+
   let libp2p: Libp2p<HostServices>
   try {
     libp2p = await createLibp2p({
@@ -182,7 +205,12 @@ export async function createHost(init: HostInit): Promise<Host> {
       // streams yamux aborts the whole connection, which a burst of concurrent requests on a new connection hits.
       streamMuxers: [yamux({ maxEarlyStreams: 512 })],
       peerDiscovery,
+      ...(relayMeter === undefined ? {} : { metrics: () => relayMeter.metrics }),
       services: {
+        upgraderAccess: (components: { upgrader: Upgrader }) => {
+          upgrader = components.upgrader
+          return {}
+        },
         identify: identify(),
         ping: ping(),
         pubsub: gossipsub({
@@ -231,6 +259,9 @@ export async function createHost(init: HostInit): Promise<Host> {
   announceFilter = (addresses) => reachability.filter(addresses)
   // A peer that reached this node through a relay and is itself dialable is dialled back directly.
   let reversal: ConnectionReversal | undefined
+  // Two NATed nodes, one of which dialled the other through a relay, punch a direct connection.
+  let holePunch: HolePunch | undefined
+  let observer: Observer | undefined
 
   if (init.mdns === true) {
     // Discovery only fills the peer store; bootstrap dials its own list, mDNS finds need dialling by us.
@@ -258,11 +289,18 @@ export async function createHost(init: HostInit): Promise<Host> {
     async start() {
       try {
         await libp2p.start()
-        if (relayLimits !== undefined) await serveProtocol(deps, dialbackProtocol, dialbackHandler())
+        if (relayLimits !== undefined) {
+          await serveProtocol(deps, dialbackProtocol, dialbackHandler())
+          observer = await startObserver(observerHost(init.listen), relayLimits.observePorts)
+          await serveObserverPorts(deps, observer.ports)
+        }
         // In the background: a node is usable at once (on loopback, or dialling out), and dialable once this settles.
         void reachability.start().catch((error: unknown) => libp2p.logger.forComponent('hearth:reachability').error('reachability check failed - %e', error))
         reversal = attachConnectionReversal(libp2p as unknown as Libp2p)
+        if (upgrader === undefined) throw new Error('libp2p did not hand over its upgrader')
+        holePunch = await attachHolePunch({ deps, upgrader, isPublic: () => reachability.status().kind === 'public', ...(init.holePunch === undefined ? {} : { limits: init.holePunch }) })
       } catch (cause) {
+        if (cause instanceof HearthError) throw cause
         throw new HearthError('HEARTH_ERR_NET_DIAL', `Cannot start the libp2p host: ${(cause as Error).message}`, {
           cause,
           hint: 'is another process listening on the same port?',
@@ -273,6 +311,8 @@ export async function createHost(init: HostInit): Promise<Host> {
     async stop() {
       reachability.stop()
       reversal?.stop()
+      holePunch?.stop()
+      await observer?.close()
       await libp2p.stop()
     },
     async dial(target, options = {}) {
@@ -288,7 +328,7 @@ export async function createHost(init: HostInit): Promise<Host> {
     connections: () =>
       libp2p.getConnections().map((connection) => ({
         peerId: connection.remotePeer.toString(),
-        kind: connection.remoteAddr.toString().includes('/p2p-circuit') ? 'relayed' : 'direct',
+        kind: connection.remoteAddr.toString().includes('/p2p-circuit') ? 'relayed' : holePunch?.punched(connection) === true ? 'hole-punched' : 'direct',
         remoteAddr: connection.remoteAddr.toString(),
         direction: connection.direction,
       })),
@@ -309,6 +349,20 @@ export async function createHost(init: HostInit): Promise<Host> {
     publish: (topic, signed, options) => gossip.publish(topic, signed, options),
     subscribe: (topic, payloadSchema, handler, options) => gossip.subscribe(topic, payloadSchema, handler, options),
     topicPeers: (topic) => gossip.topicPeers(topic),
-    metrics: () => ({ ...metrics.snapshot(), inbound: inbound.budget.snapshot() }),
+    metrics: () => ({
+      ...metrics.snapshot(),
+      inbound: inbound.budget.snapshot(),
+      holePunch: holePunch?.stats() ?? { asked: 0, punched: 0, answered: 0, symmetric: 0, failed: 0 },
+      ...(relayMeter === undefined ? {} : { relayedBytes: relayMeter.relayedBytes() }),
+    }),
   }
+}
+
+/** Where a relay's observer listens: the IP of its first IP listen address (0.0.0.0 listens everywhere). */
+function observerHost(listen: string[] | undefined): string {
+  for (const address of listen ?? ['/ip4/127.0.0.1/tcp/0']) {
+    const ip = /^\/ip[46]\/([^/]+)\//.exec(address)?.[1]
+    if (ip !== undefined) return ip
+  }
+  return '127.0.0.1'
 }
