@@ -74,6 +74,8 @@ test('a provider behind a symmetric NAT is reached through a Hearth relay: its t
   const natp = await nodes.waitForStatus('natp', (s) => s.network.reachability.kind === 'private', 'the NATed provider holds a relay slot')
   assert.deepEqual(natp.network.reachability.relays, [{ peerId: relay.peerId, reserved: true }])
   assert.ok(natp.multiaddrs.length > 0 && natp.multiaddrs.every((a) => a.includes(`/p2p/${relay.peerId}/p2p-circuit/`)), natp.multiaddrs.join(', '))
+  // Its NAT picks a new port per destination, so no hole punch can reach it: its offer says relay only.
+  await nodes.waitForStatus('natp', (s) => s.offer.relayed && s.offer.relayOnly, 'the provider behind a symmetric NAT offers as relay only')
 
   // A requestor behind its own home router runs the word count on both: exact, and paid on chain.
   const out = join(dir, 'out')
@@ -124,7 +126,9 @@ test('two nodes behind NATs punch a direct connection: the job goes around the r
   let relayNode = await nodes.relay('relay2')
   const relayAddress = relayNode.address
   await nodes.provider('natc', deployment, [relayAddress])
-  const natc = await nodes.waitForStatus('natc', (s) => s.network.reachability.kind === 'private', 'the NATed provider holds a relay slot')
+  const natc = await nodes.waitForStatus('natc', (s) => s.network.reachability.kind === 'private' && s.offer.relayed, 'the NATed provider offers through a relay')
+  // Behind a cone NAT it can be hole-punched: relayed, but not relay only.
+  assert.equal(natc.offer.relayOnly, false)
   const natcIs = (p: { address: string }): boolean => p.address.toLowerCase() === natc.address.toLowerCase()
 
   // A render from a requestor behind another NAT; the relay is killed (SIGKILL) once tasks run. The connection the

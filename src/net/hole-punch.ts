@@ -89,6 +89,11 @@ export interface HolePunch {
   punched(connection: Pick<Connection, 'id'>): boolean
   /** This node's NAT mapping as last probed (undefined before the first punch). */
   mapping(): Mapping | undefined
+  /**
+   * What kind of NAT this node is behind, probed through a relay it holds a slot on (kept 10 minutes): 'cone' (it can
+   * be hole-punched), 'symmetric' (relay only), or undefined when it holds no slot or no relay observer answers.
+   */
+  natKind(): Promise<'cone' | 'symmetric' | undefined>
   stats(): HolePunchStats
   stop(): void
 }
@@ -368,9 +373,26 @@ export async function attachHolePunch(init: HolePunchInit): Promise<HolePunch> {
 
   await serveProtocol(deps, punchProtocol, answer)
   libp2p.addEventListener('peer:identify', onIdentify)
+  let natKnown: { kind: 'cone' | 'symmetric'; atMs: number } | undefined
+  const natKind = async (): Promise<'cone' | 'symmetric' | undefined> => {
+    if (natKnown !== undefined && Date.now() - natKnown.atMs < 10 * 60_000) return natKnown.kind
+    const relays = new Set(libp2p.getMultiaddrs().map((address) => relayOf(address.toString())).filter((id) => id !== undefined))
+    for (const relay of relays) {
+      try {
+        const mapping = await probeThrough(relay, AbortSignal.any([stopping.signal, AbortSignal.timeout(10_000)]))
+        natKnown = { kind: mapping.endpointIndependent ? 'cone' : 'symmetric', atMs: Date.now() }
+        return natKnown.kind
+      } catch (error) {
+        log('could not probe the NAT through %s - %e', relay, error)
+      }
+    }
+    return undefined
+  }
+
   return {
     punched: (connection) => punchedIds.has(connection.id),
     mapping: () => lastMapping,
+    natKind,
     stats: () => ({ ...stats }),
     stop() {
       stopping.abort()

@@ -139,6 +139,8 @@ export interface Host {
   connections(): PeerConnection[]
   /** Whether others can dial this node, and how (see reachability.ts). */
   reachability(): ReachabilityStatus
+  /** The NAT this node is behind, found through a relay it holds a slot on: 'cone' can be hole-punched, 'symmetric' not. */
+  natKind(): Promise<'cone' | 'symmetric' | undefined>
   /** Calls `listener` with each peer a connection opens to (either direction); returns a function that stops it. */
   onPeerConnected(listener: (peer: PeerId) => void): () => void
   /**
@@ -333,6 +335,7 @@ export async function createHost(init: HostInit): Promise<Host> {
         direction: connection.direction,
       })),
     reachability: () => reachability.status(),
+    natKind: async () => (holePunch === undefined ? undefined : holePunch.natKind()),
     onPeerConnected(listener) {
       const handler = (event: CustomEvent<PeerId>): void => listener(event.detail)
       libp2p.addEventListener('peer:connect', handler)

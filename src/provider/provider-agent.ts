@@ -307,13 +307,18 @@ export function createProviderAgent(init: ProviderAgentInit): ProviderAgent {
 
   async function publishOffer(options: { ttlMs?: number } = {}): Promise<void> {
     const multiaddrs = host.multiaddrs()
+    const relayed = multiaddrs.length > 0 && multiaddrs.every((address) => address.includes('/p2p-circuit'))
+    // Behind a cone NAT a requestor behind its own NAT punches a direct connection; behind a symmetric one (or where
+    // no relay could tell) all bulk data goes through the relay.
+    const nat = relayed ? await host.natKind().catch(() => undefined) : undefined
     current = await createOffer({
       identity,
       multiaddrs,
       properties: {
-        // Reached only through a relay (a symmetric NAT, no port forward): slower for bulk data, so requestors may
-        // rank or filter on it, e.g. with the constraint (hearth.net.relayed=false).
-        'hearth.net.relayed': multiaddrs.length > 0 && multiaddrs.every((address) => address.includes('/p2p-circuit')),
+        // Announced through a relay only (behind a NAT, no port forward): requestors may rank or filter on it, e.g.
+        // with the constraint (hearth.net.relayOnly=false): relay only is slower for bulk data.
+        'hearth.net.relayed': relayed,
+        'hearth.net.relayOnly': relayed && nat !== 'cone',
         'golem.runtime.name': offeredRuntimes,
         ...(offeredRuntimes.includes('native') ? { 'hearth.runtime.native.programs': Object.keys(init.runtimes?.native?.programs ?? {}) } : {}),
         ...(unavailableRuntimes.length === 0 ? {} : { 'hearth.runtime.unavailable': unavailableRuntimes }),

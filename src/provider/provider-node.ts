@@ -69,6 +69,10 @@ export interface ProviderStatus {
     location: ProviderConfig['location']
     pricing: ProviderConfig['pricing']
     pricingWei: Pricing
+    /** Announced through a relay only (behind a NAT, no port forward). */
+    relayed: boolean
+    /** Reached through a relay only: relayed, and behind a symmetric NAT (no hole punch) or one no relay could classify. */
+    relayOnly: boolean
   }
   tasks: RunningTasks
   stats: ProviderStats
@@ -294,6 +298,8 @@ export async function startProviderNode(init: ProviderNodeInit): Promise<Provide
           diskGib: resources.diskGib,
           cpuScore: typeof offer['hearth.inf.cpu.score'] === 'number' ? offer['hearth.inf.cpu.score'] : undefined,
           gpus: typeof offer['hearth.inf.gpu.count'] === 'number' ? offer['hearth.inf.gpu.count'] : 0,
+          relayed: offer['hearth.net.relayed'] === true,
+          relayOnly: offer['hearth.net.relayOnly'] === true,
           location,
           pricing: config.pricing,
           pricingWei: pricing,
