@@ -267,6 +267,30 @@ describe('dispatch', () => {
     assert.equal(killer, 4)
   })
 
+  it('churn: a provider that declined a task (no room) runs it later, however often another comes back only to vanish again', async () => {
+    // 'home' vanishes on every attempt and keeps coming back (a machine restarting); 'busy' is full at first. Once
+    // 'busy' has room it must take the task: its decline was no try, and 'home' being away (neither present nor
+    // having tried the task) must not keep it from the task until the task's allowance of absences is used up.
+    let busyAsked = 0
+    const outcome = await dispatch<string>({
+      taskCount: 1,
+      slots: slots('home', 'busy'),
+      // 'home' is asked again every 20-40 ms; 'busy' may be offered the task again 5 ms after it declined.
+      comeback: { firstMs: 20, maxMs: 40, giveUpMs: 60_000, perTask: 10 },
+      declineWaitMs: 5,
+      run: async (slot, task): Promise<Attempt<string>> => {
+        await new Promise((resolve) => setTimeout(resolve, 2))
+        if (slot.provider === 'home') return { ok: false, message: 'connection refused', taskAtFault: false, providerAtFault: false, unreachable: true }
+        if (++busyAsked === 1) return { ok: false, message: 'no room', taskAtFault: false, providerAtFault: false, declined: true }
+        return { ok: true, result: right(task), key: right(task), elapsedMs: 2 }
+      },
+      onVerdict: () => undefined,
+    })
+    assert.equal(outcome.failed.size, 0, [...outcome.failed.values()].join('; '))
+    assert.equal(outcome.accepted.get(0), right(0))
+    assert.equal(busyAsked, 2)
+  })
+
   it('churn: when the providers are gone, new ones are recruited mid-job and finish it', async () => {
     const gone = (): Attempt<string> => ({ ok: false, message: 'connection refused', taskAtFault: false, providerAtFault: false, unreachable: true })
     const asked: number[] = []

@@ -82,6 +82,8 @@ export interface DispatchInit<R> {
    * provider vanish). Defaults: 1 s, 15 s, 120 s, 10.
    */
   comeback?: { firstMs?: number; maxMs?: number; giveUpMs?: number; perTask?: number }
+  /** A provider that declined a task (no room for now) is offered that task again after this long (default 250 ms). */
+  declineWaitMs?: number
   /**
    * More providers during the job. Called with how many are missing when fewer than `poolSize` (default: the slots
    * at the start) are present (neither retired nor away) while tasks remain; at most one call at a time and one every
@@ -131,6 +133,8 @@ interface TaskState<R> {
   quorum: number
   running: Map<DispatchSlot, { startedAt: number; abort: AbortController }>
   tried: Set<string>
+  /** Providers that declined the task for now (no room), and when: no try, but not asked again at once. */
+  declined: Map<string, number>
   answers: { slot: DispatchSlot; result: R; key: string; summary?: string }[]
   failures: number
   /** Attempts that ended with the provider unreachable. */
@@ -163,6 +167,7 @@ export async function dispatch<R>(init: DispatchInit<R>): Promise<DispatchOutcom
       quorum: baseQuorum,
       running: new Map(),
       tried: new Set(),
+      declined: new Map(),
       answers: [],
       failures: 0,
       vanished: 0,
@@ -231,14 +236,21 @@ export async function dispatch<R>(init: DispatchInit<R>): Promise<DispatchOutcom
       })
   }
 
+  /** How long a provider that declined a task (no room) waits before it is offered that task again. */
+  const declineWaitMs = init.declineWaitMs ?? 250
   const needsMore = (task: TaskState<R>): boolean => !task.done && task.answers.length + task.running.size < task.wanted
-  const mayRun = (task: TaskState<R>, slot: DispatchSlot): boolean => {
+  /**
+   * Whether `slot` may take `task`: `now` (picking work), or at all (deciding whether anyone is left for it, where a
+   * recent decline does not count: the provider that declined is asked again shortly).
+   */
+  const mayRun = (task: TaskState<R>, slot: DispatchSlot, when: 'now' | 'ever' = 'now'): boolean => {
+    if (when === 'now' && performance.now() - (task.declined.get(slot.provider) ?? -Infinity) < declineWaitMs) return false
     if (task.tried.has(slot.provider)) {
-      // A provider runs a task twice only after a failure and when nobody else is left to try it; never to
-      // add to a quorum, where its two answers would count once.
+      // A provider runs a task twice only after a failure and when nobody else present is left to try it (one that
+      // is away comes back to try it, or not); never to add to a quorum, where its two answers would count once.
       if (task.answers.some((answer) => answer.slot.provider === slot.provider)) return false
       if (task.running.has(slot)) return false
-      return live().every((other) => task.tried.has(other.provider))
+      return present().every((other) => task.tried.has(other.provider))
     }
     return true
   }
@@ -360,7 +372,11 @@ export async function dispatch<R>(init: DispatchInit<R>): Promise<DispatchOutcom
         away.set(slot, { sinceMs: was?.sinceMs ?? now, untilMs: now + backoffMs, backoffMs })
         if (now - (was?.sinceMs ?? now) >= comeback.giveUpMs) slot.retired = true
       }
-    } else if (attempt.declined !== true) task.failures++
+    } else if (attempt.declined === true) {
+      // No room for now is no try: the provider may take the task once it has room (after a short wait).
+      task.tried.delete(slot.provider)
+      task.declined.set(slot.provider, performance.now())
+    } else task.failures++
     if (attempt.providerAtFault) slot.retired = true
     maybeRecruit()
     const allowed = attempt.taskAtFault ? Math.min(2, maxFailures) : maxFailures
@@ -445,7 +461,7 @@ export async function dispatch<R>(init: DispatchInit<R>): Promise<DispatchOutcom
         for (const task of tasks) {
           if (task.done || task.running.size > 0 || !needsMore(task)) continue
           const keys = new Set(task.answers.map((answer) => answer.key))
-          if ((keys.size === 1 ? present() : live()).some((s) => mayRun(task, s))) continue
+          if ((keys.size === 1 ? present() : live()).some((s) => mayRun(task, s, 'ever'))) continue
           if (!(await settleUnchecked(task))) {
             task.done = true
             open--
