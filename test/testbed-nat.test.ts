@@ -44,6 +44,8 @@ before(async () => {
       { name: 'relay2', region: 'eu' },
       { name: 'natc', region: 'eu', nat: 'cone' },
       { name: 'req2', region: 'eu', nat: 'cone' },
+      // A home router that forwards ports on request (NAT-PMP).
+      { name: 'natm', region: 'eu', nat: 'cone', portMapping: true },
     ],
   })
   nodes = testbedNodes(testbed, dir)
@@ -199,4 +201,19 @@ test('two nodes behind NATs punch a direct connection: the job goes around the r
   assert.equal(stopped.event, 'stopped')
   t.diagnostic(`the relay carried ${stopped.relayedBytes} bytes of the word count`)
   assert.ok(stopped.relayedBytes > 0 && stopped.relayedBytes < 1024 * 1024, JSON.stringify(stopped))
+})
+
+test('a provider behind a router that forwards ports on request (NAT-PMP) maps its port and is dialable without a relay', async () => {
+  const { deployment } = await chain()
+  const relayNode = await nodes.relay('relay')
+  await nodes.provider('natm', deployment, [relayNode.address])
+  const natm = await nodes.waitForStatus('natm', (s) => s.network.reachability.kind === 'public', 'the provider is found dialable through its mapped port')
+  const router = testbed.hosts['natm']!.publicAddress
+  assert.match(natm.network.reachability.reason, /dialled back .*NAT-PMP/)
+  assert.deepEqual(natm.network.reachability.portMappings.map((m) => [m.externalIp, m.internalPort]), [[router, 7690]])
+  // It announces the router's public address and the mapped port (its relay slot stays, for when the mapping lapses),
+  // and its offer is not relayed.
+  const mapped = natm.network.reachability.portMappings[0]!.externalPort
+  const offered = await nodes.waitForStatus('natm', (s) => !s.offer.relayed && s.multiaddrs.some((a) => a.startsWith(`/ip4/${router}/tcp/${mapped}/`)), 'the offer carries the mapped address')
+  assert.equal(offered.offer.relayOnly, false)
 })

@@ -17,6 +17,7 @@ import type { Multiaddr } from '@multiformats/multiaddr'
 import type { Libp2p, PeerId } from '@libp2p/interface'
 import { z } from 'zod'
 import { HearthError } from '../errors.ts'
+import { defaultGateway, natPmpMapTcp, type PortMapping } from './port-mapping.ts'
 import { defineProtocol } from './protocol.ts'
 import type { RequestHandler } from './protocol.ts'
 
@@ -48,6 +49,8 @@ export interface ReachabilityStatus {
   /** How the kind was found: which peer dialled back, or why nothing worked. */
   reason: string
   relays: Array<{ peerId: string; reserved: boolean }>
+  /** Ports the home router forwards to this node on its request (NAT-PMP), when it offers that. */
+  portMappings: PortMapping[]
 }
 
 export interface ReachabilityInit {
@@ -66,6 +69,11 @@ export interface ReachabilityInit {
   checkTimeoutMs?: number
   /** How often the keeper checks that each wanted reservation still stands. */
   keepEveryMs?: number
+  /**
+   * Ask the home router to forward the listening ports (NAT-PMP) when no peer can dial this node (default true in
+   * 'auto' mode); the mapped address is announced once a peer dialled it back.
+   */
+  portMapping?: boolean
 }
 
 export const defaultReachability = { mode: 'auto', maxRelays: 2, checkTimeoutMs: 5_000, keepEveryMs: 10_000 } as const
@@ -73,7 +81,10 @@ export const defaultReachability = { mode: 'auto', maxRelays: 2, checkTimeoutMs:
 /** The parts of libp2p's internal components this module drives (not in @libp2p/interface's public types). */
 interface Internals {
   transportManager: { listen(addresses: Multiaddr[]): Promise<void>; getAddrs(): Multiaddr[] }
-  addressManager: { confirmObservedAddr(address: Multiaddr, options?: { ttl?: number }): void }
+  addressManager: {
+    confirmObservedAddr(address: Multiaddr, options?: { ttl?: number }): void
+    addPublicAddressMapping(internalIp: string, internalPort: number, externalIp: string, externalPort: number, protocol: 'tcp'): void
+  }
 }
 
 /** A confirmed address stays announced this long (libp2p would otherwise drop a public address after 10 minutes). */
@@ -101,6 +112,11 @@ export function createReachability(libp2p: Libp2p, ask: Ask, init: ReachabilityI
   let confirmed: Multiaddr[] = []
   let keeper: NodeJS.Timeout | undefined
   let stopped = false
+  let mappings: PortMapping[] = []
+  let mappedAtMs = 0
+  let gateway: string | undefined
+  /** A mapping was just made: the next keeper round asks for a dial-back. */
+  let recheckSoon = false
   const stopping = new AbortController()
 
   /** Every address the transports listen on (libp2p announces the ones outside private ranges only once confirmed). */
@@ -126,11 +142,45 @@ export function createReachability(libp2p: Libp2p, ask: Ask, init: ReachabilityI
       const id = relayId(address) ?? address.toString()
       return { peerId: id, reserved: reservedOn(id) }
     }),
+    portMappings: mappings.map((mapping) => ({ ...mapping })),
   })
 
-  /** Asks each relay (and connected peer that serves dial-backs) in turn; the first success confirms the address. */
+  /**
+   * Asks the default gateway to forward each listening port (NAT-PMP), the same port number outside where it agrees.
+   * Resolves to the public ports mapped; none where the router offers no mapping (most answer nothing, or refuse).
+   */
+  async function mapPorts(): Promise<number[]> {
+    if (init.portMapping === false) return []
+    gateway ??= await defaultGateway()
+    if (gateway === undefined) return []
+    const signal = AbortSignal.any([stopping.signal, AbortSignal.timeout(5_000)])
+    const mapped: PortMapping[] = []
+    for (const port of listenPorts()) {
+      try {
+        const wanted = mappings.find((mapping) => mapping.internalPort === port)?.externalPort ?? port
+        mapped.push(await natPmpMapTcp(gateway, port, wanted, 3_600, signal))
+      } catch {
+        break // no NAT-PMP here, or it refuses: the relays serve
+      }
+    }
+    if (mapped.length > 0) {
+      mappings = mapped
+      mappedAtMs = Date.now()
+      // libp2p announces the public side of a forwarded listening address once a dial-back confirms it (check()).
+      for (const mapping of mapped) internals(libp2p).addressManager.addPublicAddressMapping(mapping.internalIp, mapping.internalPort, mapping.externalIp, mapping.externalPort, 'tcp')
+    }
+    return mapped.map((mapping) => mapping.externalPort)
+  }
+  const mappingsDue = (): boolean => mappings.length > 0 && Date.now() - mappedAtMs > (Math.min(...mappings.map((m) => m.lifetimeSec)) * 1000) / 2
+
+  /**
+   * Asks each relay (and connected peer that serves dial-backs) in turn to dial `ports` (default: the listening ones)
+   * at the address it sees this node come from; the first success confirms the address.
+   */
   async function check(): Promise<boolean> {
-    const ports = listenPorts()
+    // The listening ports, and the public ports the router forwards to them (NAT-PMP) where it does.
+    const mappedPorts = mappings.map((mapping) => mapping.externalPort)
+    const ports = [...new Set([...listenPorts(), ...mappedPorts])].slice(0, 4)
     if (ports.length === 0) return false
     const deadline = AbortSignal.any([stopping.signal, AbortSignal.timeout(init.checkTimeoutMs ?? defaultReachability.checkTimeoutMs)])
     const failures: string[] = []
@@ -143,7 +193,8 @@ export function createReachability(libp2p: Libp2p, ask: Ask, init: ReachabilityI
           confirmed = answer.reachable.map((port) => multiaddr(`/${observedIp[1]}/${observedIp[2]}/tcp/${port}`))
           for (const address of confirmed) internals(libp2p).addressManager.confirmObservedAddr(address, { ttl: confirmedTtlMs })
           kind = 'public'
-          reason = `dialled back by ${relayId(relay) ?? relay.toString()} at ${confirmed.map(String).join(', ')}`
+          const how = answer.reachable.some((port) => mappedPorts.includes(port)) ? ' (a port the router forwards by NAT-PMP)' : ''
+          reason = `dialled back by ${relayId(relay) ?? relay.toString()} at ${confirmed.map(String).join(', ')}${how}`
           return true
         }
         failures.push(`${relayId(relay) ?? relay.toString()} could not dial ${answer.observed.replace(/\/tcp\/\d+$/, '')} on port ${ports.join(', ')}`)
@@ -213,26 +264,40 @@ export function createReachability(libp2p: Libp2p, ask: Ask, init: ReachabilityI
       }
       if (mode === 'auto' && (await check())) return
       await reserve()
-      let ticks = 0
-      keeper = setInterval(() => {
-        if (kind === 'public') return
-        // Dial-backs are asked again now and then (every sixth round): a check can fail for passing reasons (a relay
-        // restarting, a busy moment), and a node that became dialable (a port forward opened) should say so.
-        const recheck = mode === 'auto' && ticks++ % 6 === 5
-        void (async () => {
-          if (recheck && (await check())) return
-          await reserve()
-        })().catch(() => undefined)
-      }, init.keepEveryMs ?? defaultReachability.keepEveryMs)
-      keeper.unref()
+      startKeeper()
+      // Behind a router that forwards ports on request (NAT-PMP), the node is dialable through the mapped port: asked
+      // once the relays serve, so that a router without it (some say nothing, and are waited for) delays nobody. The
+      // dial-back is asked again at the keeper's next round (a relay answers one a peer every ten seconds).
+      if (mode === 'auto' && (await mapPorts()).length > 0) recheckSoon = true
     },
     stop() {
       stopped = true
       stopping.abort()
       if (keeper !== undefined) clearInterval(keeper)
+      // The router's forwards end with the node (they would lapse with their lifetime anyway).
+      const router = gateway
+      if (router !== undefined) for (const mapping of mappings) void natPmpMapTcp(router, mapping.internalPort, 0, 0, AbortSignal.timeout(2_000)).catch(() => undefined)
+      mappings = []
     },
   }
 
+  function startKeeper(): void {
+    let ticks = 0
+    keeper = setInterval(() => {
+      // A router's forward lasts its lifetime: renewed at half of it.
+      if (mappingsDue()) void mapPorts()
+      if (kind === 'public') return
+      // Dial-backs are asked again now and then (every sixth round): a check can fail for passing reasons (a relay
+      // restarting, a busy moment), and a node that became dialable (a port forward opened) should say so.
+      const recheck = mode === 'auto' && (recheckSoon || ticks++ % 6 === 5)
+      recheckSoon = false
+      void (async () => {
+        if (recheck && (await check())) return
+        await reserve()
+      })().catch(() => undefined)
+    }, init.keepEveryMs ?? defaultReachability.keepEveryMs)
+    keeper.unref()
+  }
 }
 
 /** Serves dial-backs: a fresh TCP connection to the asker's observed IP on each port it names. */

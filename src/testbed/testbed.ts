@@ -16,7 +16,7 @@
  * Needs root, iproute2, iptables and a C compiler (linkd is compiled on first use).
  */
 import { spawn, type ChildProcess, type SpawnOptions } from 'node:child_process'
-import { createHash, randomBytes } from 'node:crypto'
+import { createHash, randomBytes, randomUUID } from 'node:crypto'
 import { accessSync, closeSync, constants, existsSync, openSync } from 'node:fs'
 import { mkdir, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises'
 import { basename, delimiter, join, resolve } from 'node:path'
@@ -34,6 +34,8 @@ export interface TestbedHostSpec {
    * the NAT picks a random public port per connection (`--random-fully`), so mappings cannot be predicted.
    */
   nat?: NatKind
+  /** The host's NAT router forwards ports on request (NAT-PMP, by miniupnpd), as many home routers do. */
+  portMapping?: boolean
 }
 
 export interface TestbedSpec {
@@ -104,6 +106,7 @@ interface NatPlan {
   /** Third octet of the LAN, 192.168.<lan>.0/24. */
   lan: number
   symmetric: boolean
+  portMapping: boolean
 }
 
 interface WanPlan {
@@ -194,12 +197,13 @@ export function planTestbed(spec: TestbedSpec): TestbedPlan {
   const delays = delayArgs(spec)
   const nextPublic = addressPool(spec.publicCidr ?? DEFAULT_PUBLIC_CIDR)
   const plan: TestbedPlan = { prefix: spec.prefix, hosts: [], namespaces: [], wans: [], nats: [], linkdArgs: [] }
-  for (const { name, region, nat = 'none' } of spec.hosts) {
+  for (const { name, region, nat = 'none', portMapping = false } of spec.hosts) {
     if (!hostPattern.test(name)) throw new Error(`host name '${name}' must be letters, digits and dashes`)
     if (!Object.hasOwn(spec.regions, region)) throw new Error(`host ${name} is in region '${region}', which spec.regions does not name`)
     const netns = `${spec.prefix}-${name}`
     const publicAddress = nextPublic()
     if (nat === 'none') {
+      if (portMapping) throw new Error(`host ${name}: portMapping needs a NAT router (nat 'cone' or 'symmetric')`)
       plan.namespaces.push(netns)
       plan.wans.push({ netns, region, address: publicAddress })
       plan.hosts.push({ name, region, nat, netns, address: publicAddress, publicAddress })
@@ -211,7 +215,7 @@ export function planTestbed(spec: TestbedSpec): TestbedPlan {
     const router = `${netns}-gw`
     plan.namespaces.push(router, netns)
     plan.wans.push({ netns: router, region, address: publicAddress })
-    plan.nats.push({ router, host: netns, lan, symmetric: nat === 'symmetric' })
+    plan.nats.push({ router, host: netns, lan, symmetric: nat === 'symmetric', portMapping })
     plan.hosts.push({ name, region, nat, netns, address: `192.168.${lan}.2`, publicAddress, routerNetns: router })
   }
   const duplicate = plan.namespaces.find((netns, i) => plan.namespaces.indexOf(netns) !== i)
@@ -494,6 +498,46 @@ async function buildLan(nat: NatPlan, tag: string): Promise<void> {
   await must('ip', ['netns', 'exec', nat.router, 'sh', '-c', 'echo 1 > /proc/sys/net/ipv4/ip_forward && iptables-restore'], routerRules(nat.symmetric))
 }
 
+/**
+ * NAT-PMP on a router: miniupnpd (its iptables backend works on the legacy tables), its chains, and a rule that lets
+ * through what a mapping forwards (the router's own filter drops everything else that arrives on wan0). The daemon
+ * runs in the router's namespace, so that down() ends it with the namespace's other processes.
+ */
+async function startPortMapper(prefix: string, nat: NatPlan): Promise<void> {
+  const legacy = 'iptables-legacy'
+  await must('ip', ['netns', 'exec', nat.router, 'sh', '-c', [
+    `${legacy} -t nat -N MINIUPNPD`,
+    `${legacy} -t nat -I PREROUTING -i wan0 -j MINIUPNPD`,
+    `${legacy} -t nat -N MINIUPNPD-POSTROUTING`,
+    `${legacy} -t nat -I POSTROUTING -o wan0 -j MINIUPNPD-POSTROUTING`,
+    `${legacy} -t mangle -N MINIUPNPD`,
+    `${legacy} -t mangle -I PREROUTING -i wan0 -j MINIUPNPD`,
+    `${legacy} -N MINIUPNPD`,
+    `${legacy} -I FORWARD -i wan0 ! -o wan0 -j MINIUPNPD`,
+    'iptables -I FORWARD 1 -i wan0 -m conntrack --ctstate DNAT -j ACCEPT',
+  ].join(' && ')])
+  const config = join(stateDir(prefix), `${nat.router}.miniupnpd.conf`)
+  await writeFile(config, [
+    'ext_ifname=wan0',
+    'listening_ip=lan0',
+    'enable_natpmp=yes',
+    'enable_upnp=no',
+    'secure_mode=yes',
+    `uuid=${randomUUID()}`,
+    `allow 1024-65535 ${lanOf(nat, 1).replace(/\.1$/, '.0')}/24 1024-65535`,
+    'deny 0-65535 0.0.0.0/0 0-65535',
+    '',
+  ].join('\n'))
+  spawn('ip', ['netns', 'exec', nat.router, 'miniupnpd', '-d', '-f', config, '-P', join(stateDir(prefix), `${nat.router}.miniupnpd.pid`)], { detached: true, stdio: 'ignore' }).unref()
+  const deadline = Date.now() + 10_000
+  for (;;) {
+    const listening = await runProcess('ip', ['netns', 'exec', nat.router, 'ss', '-Huln', 'sport = :5351'], { timeoutMs: 5_000 })
+    if (listening.stdout.trim() !== '') return
+    if (Date.now() > deadline) throw new Error(`miniupnpd did not start in ${nat.router}`)
+    await sleep(100)
+  }
+}
+
 async function createNamespaces(plan: TestbedPlan): Promise<void> {
   await mkdir(stateDir(plan.prefix), { recursive: true })
   await writeFile(join(stateDir(plan.prefix), 'namespaces.json'), JSON.stringify(plan.namespaces))
@@ -537,12 +581,16 @@ function handle(prefix: string, hostList: TestbedHost[]): Testbed {
 export async function build(spec: TestbedSpec): Promise<Testbed> {
   const plan = planTestbed(spec)
   requirePrerequisites()
+  if (plan.nats.some((nat) => nat.portMapping) && !(onPath('miniupnpd') && onPath('iptables-legacy'))) {
+    throw new Error('a router with port mapping needs miniupnpd and iptables-legacy; as root: apt-get install -y --no-install-recommends miniupnpd miniupnpd-iptables')
+  }
   const binary = await compileLinkd()
   await down(plan.prefix)
   try {
     await createNamespaces(plan)
     await startLinkd(plan, binary)
     await configureWans(plan)
+    await Promise.all(plan.nats.filter((nat) => nat.portMapping).map((nat) => startPortMapper(plan.prefix, nat)))
     await writeFile(join(stateDir(plan.prefix), 'testbed.json'), JSON.stringify({ prefix: plan.prefix, hosts: plan.hosts }, null, 2))
   } catch (error) {
     await down(plan.prefix).catch(() => {})
