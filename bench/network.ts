@@ -73,8 +73,9 @@ const untilStdinCloses = (): Promise<void> =>
   })
 
 /** A relay with a Hearth relay's limits, granting anyone a reservation (the sender below has no offer). */
-async function relayPeer(): Promise<void> {
-  const host = await createHost({ identity: generateIdentity(), listen: ['/ip4/0.0.0.0/tcp/7691'], reachability: { mode: 'public', relays: [] }, relay: {} })
+async function relayPeer(address: string): Promise<void> {
+  // Announced as `hearth relay --announce` would: libp2p announces a public address only once something confirms it.
+  const host = await createHost({ identity: generateIdentity(), listen: ['/ip4/0.0.0.0/tcp/7691'], announce: [`/ip4/${address}/tcp/7691`], reachability: { mode: 'public', relays: [] }, relay: {} })
   await host.start()
   process.stdout.write(`${JSON.stringify({ multiaddrs: host.multiaddrs() })}\n`)
   await untilStdinCloses()
@@ -226,7 +227,7 @@ if (values.peer !== undefined) {
     nat: () => natPeer(values.relay!),
     reversal: () => directPeer(values.relay!, values.target!, 'reversal'),
     punch: () => directPeer(values.relay!, values.target!, 'punch'),
-    relay: relayPeer,
+    relay: () => relayPeer(values.target!),
     listener: () => listenerPeer(values.relay!, values.target!),
     publisher: () => publisherPeer(values.relay!),
     sender: () => senderPeer(values.relay!),
@@ -277,7 +278,7 @@ const testbed = await build({
 })
 try {
   const tsx = ['--import', 'tsx', self]
-  const relay = startOn(testbed, 'relay', [...tsx, '--peer', 'relay'])
+  const relay = startOn(testbed, 'relay', [...tsx, '--peer', 'relay', '--target', testbed.hosts['relay']!.address])
   const relayAddress = (await relay.next<{ multiaddrs: string[] }>()).multiaddrs.find((a) => a.includes(testbed.hosts['relay']!.address))!
 
   // Transfer: the same two namespaces, TCP, libp2p direct, libp2p relayed.
@@ -342,7 +343,7 @@ const wide = await build({
 const started: ReturnType<typeof startOn>[] = []
 try {
   const tsx = ['--import', 'tsx', self]
-  const relay = startOn(wide, 'relay', [...tsx, '--peer', 'relay'])
+  const relay = startOn(wide, 'relay', [...tsx, '--peer', 'relay', '--target', wide.hosts['relay']!.address])
   started.push(relay)
   const relayAddress = (await relay.next<{ multiaddrs: string[] }>()).multiaddrs.find((a) => a.includes(wide.hosts['relay']!.address))!
   const publisher = startOn(wide, 'pub', [...tsx, '--peer', 'publisher', '--relay', relayAddress])
