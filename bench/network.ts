@@ -72,13 +72,19 @@ const untilStdinCloses = (): Promise<void> =>
     process.stdin.on('close', resolve)
   })
 
-/** A relay with a Hearth relay's limits, granting anyone a reservation (the sender below has no offer). */
+/**
+ * A relay with a Hearth relay's limits, granting anyone a reservation (the sender below has no offer), and holding the
+ * market's offers as `hearth relay` does: gossip reaches nodes behind NATs only through a node subscribed to offers.
+ */
 async function relayPeer(address: string): Promise<void> {
   // Announced as `hearth relay --announce` would: libp2p announces a public address only once something confirms it.
   const host = await createHost({ identity: generateIdentity(), listen: ['/ip4/0.0.0.0/tcp/7691'], announce: [`/ip4/${address}/tcp/7691`], reachability: { mode: 'public', relays: [] }, relay: {} })
+  const market = createMarketNode({ host })
   await host.start()
+  await market.start()
   process.stdout.write(`${JSON.stringify({ multiaddrs: host.multiaddrs() })}\n`)
   await untilStdinCloses()
+  await market.stop()
   await host.stop()
 }
 
