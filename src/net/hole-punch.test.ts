@@ -1,7 +1,7 @@
 /**
  * Hole punching on one machine: the relay's observer, and the punches a node refuses. Loopback answers a SYN to a port
  * nobody holds with a reset at once, so two sockets there never meet in a simultaneous open; the punch itself is tested
- * through two real NAT routers, which drop such SYNs, in test/testbed-nat.test.ts.
+ * through two real NAT routers, which drop such SYNs, in test/testbed-punch.test.ts.
  */
 import assert from 'node:assert/strict'
 import { after, describe, it } from 'node:test'
