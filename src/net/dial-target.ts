@@ -74,3 +74,6 @@ export async function connectTo(libp2p: Libp2p, target: PeerTarget, options: { s
   }
   return libp2p.dial(toDialTarget(target), options)
 }
+
+/** Whether an address (or a connection's remote address) goes through a relay: it holds /p2p-circuit. */
+export const isRelayed = (address: string | { toString(): string }): boolean => address.toString().includes('/p2p-circuit')

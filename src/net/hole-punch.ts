@@ -25,6 +25,7 @@ import { multiaddr } from '@multiformats/multiaddr'
 import { z } from 'zod'
 import { HearthError } from '../errors.ts'
 import { defineProtocol, sendRequest, serveProtocol, type ProtocolDeps, type RequestHandler } from './protocol.ts'
+import { isRelayed } from './dial-target.ts'
 import { PunchedSocketConnection } from './punched-socket.ts'
 import { createReversalLimiter } from './reversal.ts'
 
@@ -222,7 +223,6 @@ export function simultaneousOpen(localPort: number, ip: string, remotePort: numb
   }), signal)
 }
 
-const relayedAddress = (address: string): boolean => address.includes('/p2p-circuit')
 /** The relay a relayed connection goes through: the peer id just before /p2p-circuit. */
 const relayOf = (address: string): string | undefined => /\/p2p\/([^/]+)\/p2p-circuit/.exec(address)?.[1]
 const ownMachine = (ip: string): boolean => /^(127\.|0\.0\.0\.0$)/.test(ip) || ip === '::1' || ip === '::'
@@ -251,7 +251,7 @@ export async function attachHolePunch(init: HolePunchInit): Promise<HolePunch> {
   /** The relay's observer, reached at the address of this node's own direct connection to the relay. */
   const probeThrough = async (relay: string, signal: AbortSignal): Promise<Mapping> => {
     const relayPeer = peerIdFromString(relay)
-    const direct = libp2p.getConnections(relayPeer).find((connection) => !relayedAddress(connection.remoteAddr.toString()))
+    const direct = libp2p.getConnections(relayPeer).find((connection) => !isRelayed(connection.remoteAddr))
     const ip = direct === undefined ? undefined : /^\/ip[46]\/([^/]+)/.exec(direct.remoteAddr.toString())?.[1]
     if (ip === undefined) throw new HearthError('HEARTH_ERR_NET_DIAL', `no direct connection to the relay ${relay} to find this node's public address through`)
     const portsOf = (fresh: boolean): Promise<[number, number]> => {
@@ -363,9 +363,9 @@ export async function attachHolePunch(init: HolePunchInit): Promise<HolePunch> {
 
   const onIdentify = (event: CustomEvent<IdentifyResult>): void => {
     const { peerId, connection, protocols } = event.detail
-    if (connection === undefined || connection.direction !== 'outbound' || !relayedAddress(connection.remoteAddr.toString())) return
+    if (connection === undefined || connection.direction !== 'outbound' || !isRelayed(connection.remoteAddr)) return
     if (!protocols.includes(punchProtocol.id) || init.isPublic()) return
-    if (libp2p.getConnections(peerId).some((open) => !relayedAddress(open.remoteAddr.toString()))) return
+    if (libp2p.getConnections(peerId).some((open) => !isRelayed(open.remoteAddr))) return
     const relay = relayOf(connection.remoteAddr.toString())
     if (relay === undefined || inFlight >= limits.inFlight || !allowed(peerId.toString(), Date.now())) return
     void punch(peerId, relay)

@@ -26,7 +26,7 @@ import type { z } from 'zod'
 import { HearthError } from '../errors.ts'
 import type { NodeIdentity } from '../identity/node-identity.ts'
 import type { Signed } from '../identity/signed.ts'
-import { toDialTarget } from './dial-target.ts'
+import { isRelayed, toDialTarget } from './dial-target.ts'
 import type { PeerTarget } from './dial-target.ts'
 import { createGossip, gossipMaxBytesCeiling } from './gossip.ts'
 import type { GossipHandler, PublishOptions, SubscribeOptions } from './gossip.ts'
@@ -330,7 +330,7 @@ export async function createHost(init: HostInit): Promise<Host> {
     connections: () =>
       libp2p.getConnections().map((connection) => ({
         peerId: connection.remotePeer.toString(),
-        kind: connection.remoteAddr.toString().includes('/p2p-circuit') ? 'relayed' : holePunch?.punched(connection) === true ? 'hole-punched' : 'direct',
+        kind: isRelayed(connection.remoteAddr) ? 'relayed' : holePunch?.punched(connection) === true ? 'hole-punched' : 'direct',
         remoteAddr: connection.remoteAddr.toString(),
         direction: connection.direction,
       })),

@@ -17,6 +17,7 @@ import type { Multiaddr } from '@multiformats/multiaddr'
 import type { Libp2p, PeerId } from '@libp2p/interface'
 import { z } from 'zod'
 import { HearthError } from '../errors.ts'
+import { isRelayed } from './dial-target.ts'
 import { defaultGateway, natPmpMapTcp, type PortMapping } from './port-mapping.ts'
 import { defineProtocol } from './protocol.ts'
 import type { RequestHandler } from './protocol.ts'
@@ -121,13 +122,12 @@ export function createReachability(libp2p: Libp2p, ask: Ask, init: ReachabilityI
 
   /** Every address the transports listen on (libp2p announces the ones outside private ranges only once confirmed). */
   const listening = (): Multiaddr[] => internals(libp2p).transportManager.getAddrs()
-  const isCircuit = (address: Multiaddr): boolean => address.toString().includes('/p2p-circuit')
   const isLoopback = (address: Multiaddr): boolean => /^\/ip4\/127\.|^\/ip6\/::1\//.test(address.toString())
   const listenPorts = (): number[] => {
     const ports = new Set<number>()
     for (const address of listening()) {
       const match = /\/tcp\/(\d+)/.exec(address.toString())
-      if (match !== null && !isCircuit(address)) ports.add(Number(match[1]))
+      if (match !== null && !isRelayed(address)) ports.add(Number(match[1]))
     }
     return [...ports].slice(0, 4)
   }
@@ -239,12 +239,12 @@ export function createReachability(libp2p: Libp2p, ask: Ask, init: ReachabilityI
       const own = (address: Multiaddr): boolean => confirmed.some((c) => address.toString().startsWith(c.toString()))
       // Private: peers reach this node through its relays (and an address its owner states); its LAN and loopback
       // addresses would only cost every dialler a timeout. Public: the addresses that were confirmed or stated.
-      if (kind === 'private') return addresses.filter((a) => isCircuit(a) || stated(a))
-      if (kind === 'public' && (confirmed.length > 0 || announced.length > 0)) return addresses.filter((a) => isCircuit(a) || stated(a) || own(a))
+      if (kind === 'private') return addresses.filter((a) => isRelayed(a) || stated(a))
+      if (kind === 'public' && (confirmed.length > 0 || announced.length > 0)) return addresses.filter((a) => isRelayed(a) || stated(a) || own(a))
       return addresses
     },
     async start() {
-      const own = listening().filter((address) => !isCircuit(address))
+      const own = listening().filter((address) => !isRelayed(address))
       if (own.length > 0 && own.every(isLoopback)) {
         kind = 'local'
         reason = 'listening on loopback only: reachable from this machine'
@@ -307,7 +307,7 @@ export function dialbackHandler(limits: { perPeerEveryMs?: number; perIpPerMinut
   const perPeerEveryMs = limits.perPeerEveryMs ?? 10_000
   const perIpPerMinute = limits.perIpPerMinute ?? 30
   return async ({ ports }, ctx) => {
-    if (ctx.remoteMultiaddr.includes('/p2p-circuit')) {
+    if (isRelayed(ctx.remoteMultiaddr)) {
       throw new HearthError('HEARTH_ERR_NET_REMOTE', 'a dial-back needs a direct connection: this one is relayed', { hint: 'connect to this node directly, not through a relay' })
     }
     const observed = /^\/(ip4|ip6)\/([^/]+)/.exec(ctx.remoteMultiaddr)

@@ -11,6 +11,7 @@
  */
 import type { IdentifyResult, Libp2p, PeerId } from '@libp2p/interface'
 import { multiaddr, type Multiaddr } from '@multiformats/multiaddr'
+import { isRelayed } from './dial-target.ts'
 
 export interface ReversalLimits {
   /** One reversal per peer in this window. */
@@ -29,7 +30,6 @@ export interface ConnectionReversal {
   stop(): void
 }
 
-const relayed = (address: Multiaddr): boolean => address.toString().includes('/p2p-circuit')
 /** A loopback or unspecified address names this machine, not the peer's: never dialled on the peer's word. */
 const ownMachine = (text: string): boolean => /^\/ip4\/(127\.|0\.0\.0\.0\/)|^\/ip6\/(::1?|0:0:0:0:0:0:0:[01])\//.test(text)
 
@@ -75,8 +75,8 @@ export function attachConnectionReversal(libp2p: Libp2p, limits: ReversalLimits 
   const onIdentify = (event: CustomEvent<IdentifyResult>): void => {
     const { peerId, listenAddrs, connection } = event.detail
     log('identified %p over %a (%s), announcing %s', peerId, connection?.remoteAddr, connection?.direction, listenAddrs.map(String).join(' '))
-    if (connection === undefined || !relayed(connection.remoteAddr) || connection.direction !== 'inbound') return
-    if (libp2p.getConnections(peerId).some((open) => !relayed(open.remoteAddr))) return
+    if (connection === undefined || !isRelayed(connection.remoteAddr) || connection.direction !== 'inbound') return
+    if (libp2p.getConnections(peerId).some((open) => !isRelayed(open.remoteAddr))) return
     const targets = reversalTargets(peerId, listenAddrs)
     if (targets.length === 0 || !allowed(peerId.toString(), Date.now())) return
     stats.tried++
@@ -84,7 +84,7 @@ export function attachConnectionReversal(libp2p: Libp2p, limits: ReversalLimits 
     void libp2p.dial(targets, { signal, force: true }).then(
       (opened) => {
         log('dialled %p back at %a', peerId, opened.remoteAddr)
-        if (!relayed(opened.remoteAddr)) stats.direct++
+        if (!isRelayed(opened.remoteAddr)) stats.direct++
       },
       (error: unknown) => log('could not dial %p back - %e', peerId, error),
     )
