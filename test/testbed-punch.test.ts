@@ -65,8 +65,8 @@ test('two nodes behind NATs punch a direct connection: the job goes around the r
   assert.equal(natc.offer.relayOnly, false)
   const natcIs = (p: { address: string }): boolean => p.address.toLowerCase() === natc.address.toLowerCase()
 
-  // A render from a requestor behind another NAT; the relay is killed (SIGKILL) once tasks run. The connection the
-  // work goes over was punched by then, so the job completes, exact and paid.
+  // A render from a requestor behind another NAT; the relay is killed (SIGKILL) once tasks run. The requestor waited
+  // for the punch before it sent them, so the job completes over the punched connection, exact and paid.
   const width = 320
   const height = 240
   const job = join(dir, 'render.json')
@@ -88,6 +88,8 @@ test('two nodes behind NATs punch a direct connection: the job goes around the r
     }),
   )
   await Promise.race([running, exited])
+  // The requestor waits for the punch it asked before it sends tasks: they go over the punched connection.
+  assert.ok(steps.some((line) => line.toLowerCase().includes(`${natc.address.toLowerCase()} is reached directly, hole-punched`)), steps.join('\n'))
   const relayGone = new Promise((resolve) => relayNode.child.once('exit', resolve))
   relayNode.child.kill('SIGKILL')
   await relayGone

@@ -53,8 +53,10 @@ export const punchProtocol = defineProtocol({
 })
 
 export interface HolePunchLimits {
-  /** One punch per peer in this window, asked or answered. */
+  /** `perPeer` punches per peer in this window, asked or answered. */
   perPeerMs: number
+  /** Punches per peer in `perPeerMs`: a failed punch is asked again once, at once. */
+  perPeer: number
   /** Punches a minute, all peers together. */
   perMinute: number
   /** Punches in flight at once. */
@@ -63,7 +65,7 @@ export interface HolePunchLimits {
   connectTimeoutMs: number
 }
 
-export const defaultHolePunchLimits: Readonly<HolePunchLimits> = Object.freeze({ perPeerMs: 60_000, perMinute: 30, inFlight: 8, connectTimeoutMs: 6_000 })
+export const defaultHolePunchLimits: Readonly<HolePunchLimits> = Object.freeze({ perPeerMs: 60_000, perPeer: 2, perMinute: 30, inFlight: 8, connectTimeoutMs: 6_000 })
 
 /** What a relay's observer saw of this node: its public address for `localPort`, and whether the NAT keeps it. */
 export interface Mapping {
@@ -95,6 +97,11 @@ export interface HolePunch {
    * be hole-punched), 'symmetric' (relay only), or undefined when it holds no slot or no relay observer answers.
    */
   natKind(): Promise<'cone' | 'symmetric' | undefined>
+  /**
+   * Resolves once no punch this node asked of `peer` is in flight any more (at once when none is): work sent after it
+   * goes over the punched connection, if one was made, instead of the relay.
+   */
+  settled(peer: PeerId, signal?: AbortSignal): Promise<void>
   stats(): HolePunchStats
   stop(): void
 }
@@ -247,6 +254,8 @@ export async function attachHolePunch(init: HolePunchInit): Promise<HolePunch> {
   const stats: HolePunchStats = { asked: 0, punched: 0, answered: 0, symmetric: 0, failed: 0 }
   let lastMapping: Mapping | undefined
   let inFlight = 0
+  /** The punches this node asked, by peer, until they end. */
+  const asking = new Map<string, Promise<void>>()
 
   /** The relay's observer, reached at the address of this node's own direct connection to the relay. */
   const probeThrough = async (relay: string, signal: AbortSignal): Promise<Mapping> => {
@@ -338,24 +347,41 @@ export async function attachHolePunch(init: HolePunchInit): Promise<HolePunch> {
     return { ip: mapping.ip, port: mapping.port }
   }
 
+  /** One try: true once punched, false when this NAT cannot be punched; throws when the try failed. */
+  const punchOnce = async (peer: PeerId, relay: string): Promise<boolean> => {
+    const signal = AbortSignal.any([stopping.signal, AbortSignal.timeout(punchProtocol.timeoutMs)])
+    const mapping = await probeThrough(relay, signal)
+    if (!mapping.endpointIndependent) {
+      stats.symmetric++
+      log('not punching to %p: this node is behind a symmetric NAT', peer)
+      return false
+    }
+    const theirs = (await sendRequest(deps, peer, punchProtocol, { ip: mapping.ip, port: mapping.port }, { signal })).response
+    if (!usableTarget(theirs.ip, theirs.port)) throw new Error(`the peer named ${theirs.ip}:${theirs.port}, not a public mapping`)
+    await connectAndUpgrade(mapping, theirs.ip, theirs.port, peer, true)
+    stats.punched++
+    return true
+  }
+
+  /** Punches, and once more when a try fails (a SYN lost, a busy peer), as the limits allow. */
   const punch = async (peer: PeerId, relay: string): Promise<void> => {
     inFlight++
     stats.asked++
     try {
-      const signal = AbortSignal.any([stopping.signal, AbortSignal.timeout(punchProtocol.timeoutMs)])
-      const mapping = await probeThrough(relay, signal)
-      if (!mapping.endpointIndependent) {
-        stats.symmetric++
-        log('not punching to %p: this node is behind a symmetric NAT', peer)
-        return
+      for (let attempt = 1; ; attempt++) {
+        try {
+          await punchOnce(peer, relay)
+          return
+        } catch (error) {
+          stats.failed++
+          log('could not punch to %p (try %d) - %e', peer, attempt, error)
+          const busy = error instanceof HearthError && error.code === 'HEARTH_ERR_NET_BUSY'
+          const open = libp2p.getConnections(peer)
+          // Asked again only while the peer is still reached through a relay alone.
+          if (busy || stopping.signal.aborted || open.length === 0 || open.some((connection) => !isRelayed(connection.remoteAddr))) return
+          if (!allowed(peer.toString(), Date.now())) return
+        }
       }
-      const theirs = (await sendRequest(deps, peer, punchProtocol, { ip: mapping.ip, port: mapping.port }, { signal })).response
-      if (!usableTarget(theirs.ip, theirs.port)) throw new Error(`the peer named ${theirs.ip}:${theirs.port}, not a public mapping`)
-      await connectAndUpgrade(mapping, theirs.ip, theirs.port, peer, true)
-      stats.punched++
-    } catch (error) {
-      stats.failed++
-      log('could not punch to %p - %e', peer, error)
     } finally {
       inFlight--
     }
@@ -368,7 +394,9 @@ export async function attachHolePunch(init: HolePunchInit): Promise<HolePunch> {
     if (libp2p.getConnections(peerId).some((open) => !isRelayed(open.remoteAddr))) return
     const relay = relayOf(connection.remoteAddr.toString())
     if (relay === undefined || inFlight >= limits.inFlight || !allowed(peerId.toString(), Date.now())) return
-    void punch(peerId, relay)
+    const key = peerId.toString()
+    const punching = punch(peerId, relay).finally(() => asking.delete(key))
+    asking.set(key, punching)
   }
 
   await serveProtocol(deps, punchProtocol, answer)
@@ -393,6 +421,20 @@ export async function attachHolePunch(init: HolePunchInit): Promise<HolePunch> {
     punched: (connection) => punchedIds.has(connection.id),
     mapping: () => lastMapping,
     natKind,
+    async settled(peer, signal) {
+      const punching = asking.get(peer.toString())
+      if (punching === undefined) return
+      if (signal === undefined) return punching
+      signal.throwIfAborted()
+      await new Promise<void>((resolve, reject) => {
+        const onAbort = (): void => reject(signal.reason as Error)
+        signal.addEventListener('abort', onAbort, { once: true })
+        void punching.finally(() => {
+          signal.removeEventListener('abort', onAbort)
+          resolve()
+        })
+      })
+    },
     stats: () => ({ ...stats }),
     stop() {
       stopping.abort()

@@ -26,7 +26,7 @@ import type { z } from 'zod'
 import { HearthError } from '../errors.ts'
 import type { NodeIdentity } from '../identity/node-identity.ts'
 import type { Signed } from '../identity/signed.ts'
-import { isRelayed, toDialTarget } from './dial-target.ts'
+import { isRelayed, peerOfTarget, toDialTarget } from './dial-target.ts'
 import type { PeerTarget } from './dial-target.ts'
 import { createGossip, gossipMaxBytesCeiling } from './gossip.ts'
 import type { GossipHandler, PublishOptions, SubscribeOptions } from './gossip.ts'
@@ -137,6 +137,11 @@ export interface Host {
   peers(): PeerId[]
   /** Each open connection: to whom, and whether it is direct or relayed. */
   connections(): PeerConnection[]
+  /**
+   * How this node reaches `target` once a hole punch it asked of it has ended (see hole-punch.ts): the best of its open
+   * connections (direct or hole-punched before relayed), or undefined when it holds none.
+   */
+  reachedBy(target: PeerTarget, options?: { signal?: AbortSignal }): Promise<ConnectionKind | undefined>
   /** Whether others can dial this node, and how (see reachability.ts). */
   reachability(): ReachabilityStatus
   /** The NAT this node is behind, found through a relay it holds a slot on: 'cone' can be hole-punched, 'symmetric' not. */
@@ -283,6 +288,14 @@ export async function createHost(init: HostInit): Promise<Host> {
     }
   }
 
+  const connections = (): PeerConnection[] =>
+    libp2p.getConnections().map((connection) => ({
+      peerId: connection.remotePeer.toString(),
+      kind: isRelayed(connection.remoteAddr) ? 'relayed' : holePunch?.punched(connection) === true ? 'hole-punched' : 'direct',
+      remoteAddr: connection.remoteAddr.toString(),
+      direction: connection.direction,
+    }))
+
   return {
     peerId: libp2p.peerId,
     address: identity.address,
@@ -327,13 +340,14 @@ export async function createHost(init: HostInit): Promise<Host> {
       return withDialErrors(target, 'ping', () => libp2p.services.ping.ping(dialTarget, options), options.signal)
     },
     peers: () => libp2p.getPeers(),
-    connections: () =>
-      libp2p.getConnections().map((connection) => ({
-        peerId: connection.remotePeer.toString(),
-        kind: isRelayed(connection.remoteAddr) ? 'relayed' : holePunch?.punched(connection) === true ? 'hole-punched' : 'direct',
-        remoteAddr: connection.remoteAddr.toString(),
-        direction: connection.direction,
-      })),
+    connections,
+    async reachedBy(target, options = {}) {
+      const peer = peerOfTarget(target)
+      if (peer === undefined) return undefined
+      await holePunch?.settled(peer, options.signal)
+      const kinds = connections().filter((c) => c.peerId === peer.toString()).map((c) => c.kind)
+      return kinds.find((kind) => kind !== 'relayed') ?? kinds[0]
+    },
     reachability: () => reachability.status(),
     natKind: async () => (holePunch === undefined ? undefined : holePunch.natKind()),
     onPeerConnected(listener) {

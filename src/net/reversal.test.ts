@@ -35,3 +35,14 @@ test('reversals are limited per peer and in all, however many peer ids ask', () 
   assert.equal(allow('late', 119_999), false)
   assert.equal(allow('late', 120_000), true)
 })
+
+test('a limiter may allow a few tries per peer (a punch is asked again once), then none until the window is over', () => {
+  const allow = createReversalLimiter({ perPeerMs: 60_000, perMinute: 30, perPeer: 2 })
+  assert.equal(allow('a', 0), true)
+  assert.equal(allow('a', 1_000), true)
+  assert.equal(allow('a', 2_000), false)
+  // The first try leaves the window first.
+  assert.equal(allow('a', 60_000), true)
+  assert.equal(allow('a', 60_500), false)
+  assert.equal(allow('b', 60_500), true)
+})

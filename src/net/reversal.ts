@@ -46,22 +46,28 @@ export function reversalTargets(peer: PeerId, announced: readonly Multiaddr[]): 
   })
 }
 
-/** Whether a reversal may be tried now: one per peer per `perPeerMs`, `perMinute` in all. Bounded memory. */
-export function createReversalLimiter(limits: Pick<ReversalLimits, 'perPeerMs' | 'perMinute'>): (peer: string, nowMs: number) => boolean {
-  const lastTried = new Map<string, number>()
+/**
+ * Whether a reversal (or punch) may be tried now: `perPeer` (default one) per peer per `perPeerMs`, `perMinute` in all.
+ * Bounded memory.
+ */
+export function createReversalLimiter(limits: Pick<ReversalLimits, 'perPeerMs' | 'perMinute'> & { perPeer?: number }): (peer: string, nowMs: number) => boolean {
+  const perPeer = limits.perPeer ?? 1
+  const tried = new Map<string, number[]>()
   let windowStart = -Infinity
   let inWindow = 0
   return (peer, nowMs) => {
-    if (nowMs - (lastTried.get(peer) ?? -Infinity) < limits.perPeerMs) return false
+    const recent = (tried.get(peer) ?? []).filter((at) => nowMs - at < limits.perPeerMs)
+    if (recent.length >= perPeer) return false
     if (nowMs - windowStart >= 60_000) {
       windowStart = nowMs
       inWindow = 0
     }
     if (inWindow >= limits.perMinute) return false
     inWindow++
-    lastTried.set(peer, nowMs)
+    recent.push(nowMs)
+    tried.set(peer, recent)
     // Entries older than the window say nothing any more.
-    if (lastTried.size > 4_096) for (const [key, at] of lastTried) if (nowMs - at >= limits.perPeerMs) lastTried.delete(key)
+    if (tried.size > 4_096) for (const [key, times] of tried) if (times.every((at) => nowMs - at >= limits.perPeerMs)) tried.delete(key)
     return true
   }
 }

@@ -685,7 +685,19 @@ export function createRequestor(init: RequestorInit): Requestor {
         openTx,
       }
     }
+    /**
+     * Providers reached through a relay: a hole punch to them may be under way (hole-punch.ts). Tasks wait for it, so
+     * they go over the punched connection, not through the relay, and outlive it.
+     */
+    const awaitPaths = async (fresh: readonly Slot[]): Promise<void> => {
+      await Promise.all(fresh.map(async (slot) => {
+        const kind = await host.reachedBy(slot.peer, options.signal === undefined ? {} : { signal: options.signal }).catch(() => undefined)
+        if (kind === 'hole-punched') emit({ type: 'phase', message: `${slot.provider} is reached directly, hole-punched through both NATs` })
+        else if (kind === 'relayed') emit({ type: 'phase', message: `${slot.provider} is reached through a relay` })
+      }))
+    }
     const slots: Slot[] = agreements.map((signed) => slotFor(signed, opened.txHash))
+    await awaitPaths(slots)
 
     if (probing) {
       if (init.localRuntime === undefined) emit({ type: 'phase', message: 'probes compare providers with this machine, which has no wasi runtime here: skipped' })
@@ -732,6 +744,7 @@ export function createRequestor(init: RequestorInit): Requestor {
       for (const { offer } of more.agreements) market.offerBook.markReached(offer.provider, 'answered')
       const openedMore = await accounts.open(more.agreements)
       const added = more.agreements.map((signed) => slotFor(signed, openedMore.txHash))
+      await awaitPaths(added)
       if (probing && init.localRuntime !== undefined) for (const slot of added) await probe(slot, init.localRuntime, jobId, emit, servePackage)
       return added
     }
