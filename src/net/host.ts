@@ -201,6 +201,10 @@ export async function createHost(init: HostInit): Promise<Host> {
       // 127.0.0.1, so loopback is exempt; other addresses keep the limit.
       // (Only local processes share a loopback address: exempting it weakens no public node.)
       connectionManager: { allow: ['/ip4/127.0.0.0/ipcidr/8', '/ip6/::1/ipcidr/128'] },
+      // libp2p pings every connection each 10 s and aborts one whose ping takes over 5 s (adaptive, from a 5 s floor).
+      // A home machine busy with work can stall that long, and aborting drops every stream on the connection: results
+      // in flight, held uploads. A connection is aborted only when its ping takes over 30 s.
+      connectionMonitor: { pingTimeout: { minTimeout: 30_000 } },
       // Every node can dial /p2p-circuit addresses (a provider behind a NAT is reached through its relay) and listen
       // on them (reachability.ts reserves slots when nobody can dial it).
       transports: [tcp(), circuitRelayTransport({ reservationCompletionTimeout: 10_000 })],

@@ -194,6 +194,9 @@ describe('inbound frames under attack over real libp2p', () => {
         // Every stream is either refused or holding its reservation.
         await waitFor('every stream to be refused or held', () => uploads.filter((u) => u.answered).length + node.metrics().inbound.frames === uploads.length)
         const held = node.metrics().inbound
+        // No stream ended without an answer (a connection dropped would give back what it held).
+        const unanswered = (await Promise.all(uploads.filter((u) => u.answered).map((u) => u.answer))).filter((a) => a.reset !== undefined)
+        assert.deepEqual(unanswered, [])
         // The crowd filled its IP's part of the open share, and no more.
         assert.equal(held.openBytes, limits.openPerIpMaxBytes)
         assert.equal(held.frames, 6)
