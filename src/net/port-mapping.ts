@@ -1,17 +1,23 @@
 /**
- * Port mapping by NAT-PMP (RFC 6886): a home router that offers it forwards a public TCP port to this machine on
- * request, so a node behind it becomes dialable without a relay. Two requests over UDP to the default gateway's port
- * 5351: the router's public address (opcode 0) and a TCP mapping (opcode 2) that lasts a lifetime and is renewed.
+ * Port mapping: a home router that offers it forwards a public TCP port to this machine on request, so a node behind
+ * it becomes dialable without a relay. NAT-PMP (RFC 6886) is asked first: two requests over UDP to the default
+ * gateway's port 5351, the router's public address (opcode 0) and a TCP mapping (opcode 2) that lasts a lifetime and
+ * is renewed. Where the router offers none, UPnP IGD (upnp-igd.ts), which most home routers offer instead.
  *
  * The gateway is read from the routing table (/proc/net/route) on Linux; elsewhere none is known and nothing is asked.
  * Nothing here trusts the answer: reachability.ts announces a mapped address only after a peer dialled it back.
  */
 import { createSocket } from 'node:dgram'
 import { readFile } from 'node:fs/promises'
+import { findIgd, upnpMapTcp, upnpUnmapTcp, type IgdControl } from './upnp-igd.ts'
 
 export const natPmpPort = 5351
 
+export type PortMappingProtocol = 'nat-pmp' | 'upnp'
+
 export interface PortMapping {
+  /** Which protocol the router mapped the port by; the mapping is renewed and removed by the same. */
+  protocol: PortMappingProtocol
   /** The router's public address. */
   externalIp: string
   externalPort: number
@@ -74,7 +80,7 @@ async function ask(gateway: string, request: Buffer, signal: AbortSignal): Promi
         wait *= 2
       }
       // A connected socket hears of an ICMP "port unreachable" (a router without NAT-PMP) at once, as an error.
-      socket.on('error', fail)
+      socket.on('error', (error: NodeJS.ErrnoException) => fail(error.code === 'ECONNREFUSED' ? new Error(`the gateway ${gateway} does not offer NAT-PMP (UDP port ${natPmpPort} is closed)`) : error))
       socket.on('message', (message, from) => {
         if (from.address !== gateway || message.length < 8 || message[0] !== 0 || message[1] !== request[1]! + 128) return
         clearTimeout(timer)
@@ -109,5 +115,57 @@ export async function natPmpMapTcp(gateway: string, internalPort: number, extern
   request.writeUInt32BE(lifetimeSec, 8)
   const [{ answer, localIp }, externalIp] = await Promise.all([ask(gateway, request, signal), lifetimeSec === 0 ? Promise.resolve('') : natPmpExternalAddress(gateway, signal)])
   if (answer.length < 16) throw new Error('the router answered a short NAT-PMP message')
-  return { externalIp, internalIp: localIp, internalPort: answer.readUInt16BE(8), externalPort: answer.readUInt16BE(10), lifetimeSec: answer.readUInt32BE(12) }
+  return { protocol: 'nat-pmp', externalIp, internalIp: localIp, internalPort: answer.readUInt16BE(8), externalPort: answer.readUInt16BE(10), lifetimeSec: answer.readUInt32BE(12) }
+}
+
+export interface PortMapper {
+  /**
+   * Asks the gateway to forward TCP `externalPort` (a wish: it may give another) to this machine's `internalPort` for
+   * `lifetimeSec`: by NAT-PMP, else by UPnP IGD. The protocol that mapped last is asked first the next time.
+   */
+  map(internalPort: number, externalPort: number, lifetimeSec: number, signal: AbortSignal): Promise<PortMapping>
+  /** Removes a mapping by the protocol that made it. */
+  unmap(mapping: PortMapping, signal: AbortSignal): Promise<void>
+}
+
+/** The protocols' names as the owner reads them. */
+export const protocolNames: Record<PortMappingProtocol, string> = { 'nat-pmp': 'NAT-PMP', upnp: 'UPnP IGD' }
+
+/** A port mapper for one gateway; it remembers the router's UPnP service once found, and looks again after a failure. */
+export function createPortMapper(gateway: string): PortMapper {
+  let igd: IgdControl | undefined
+  let preferred: PortMappingProtocol = 'nat-pmp'
+  const upnp = async <T>(signal: AbortSignal, use: (igd: IgdControl) => Promise<T>): Promise<T> => {
+    try {
+      igd ??= await findIgd(gateway, signal)
+      return await use(igd)
+    } catch (error) {
+      igd = undefined // the router may have restarted on another HTTP port
+      throw error
+    }
+  }
+  const byProtocol: Record<PortMappingProtocol, (internalPort: number, externalPort: number, lifetimeSec: number, signal: AbortSignal) => Promise<PortMapping>> = {
+    'nat-pmp': (internalPort, externalPort, lifetimeSec, signal) => natPmpMapTcp(gateway, internalPort, externalPort, lifetimeSec, signal),
+    upnp: async (internalPort, externalPort, lifetimeSec, signal) => ({ protocol: 'upnp', ...(await upnp(signal, (found) => upnpMapTcp(found, internalPort, externalPort, lifetimeSec, signal))) }),
+  }
+  return {
+    async map(internalPort, externalPort, lifetimeSec, signal) {
+      const problems: string[] = []
+      for (const protocol of preferred === 'nat-pmp' ? (['nat-pmp', 'upnp'] as const) : (['upnp', 'nat-pmp'] as const)) {
+        try {
+          const mapping = await byProtocol[protocol](internalPort, externalPort, lifetimeSec, signal)
+          preferred = protocol
+          return mapping
+        } catch (error) {
+          if (signal.aborted) throw error
+          problems.push(`${protocolNames[protocol]}: ${(error as Error).message}`)
+        }
+      }
+      throw new Error(`the router forwards no port: ${problems.join('; ')}`)
+    },
+    async unmap(mapping, signal) {
+      if (mapping.protocol === 'nat-pmp') await natPmpMapTcp(gateway, mapping.internalPort, 0, 0, signal)
+      else await upnp(signal, (found) => upnpUnmapTcp(found, mapping.externalPort, signal))
+    },
+  }
 }

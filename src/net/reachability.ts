@@ -18,7 +18,7 @@ import type { Libp2p, PeerId } from '@libp2p/interface'
 import { z } from 'zod'
 import { HearthError } from '../errors.ts'
 import { isRelayed } from './dial-target.ts'
-import { defaultGateway, natPmpMapTcp, type PortMapping } from './port-mapping.ts'
+import { createPortMapper, defaultGateway, protocolNames, type PortMapper, type PortMapping } from './port-mapping.ts'
 import { defineProtocol } from './protocol.ts'
 import type { RequestHandler } from './protocol.ts'
 
@@ -50,7 +50,7 @@ export interface ReachabilityStatus {
   /** How the kind was found: which peer dialled back, or why nothing worked. */
   reason: string
   relays: Array<{ peerId: string; reserved: boolean }>
-  /** Ports the home router forwards to this node on its request (NAT-PMP), when it offers that. */
+  /** Ports the home router forwards to this node on request (by NAT-PMP or UPnP IGD: `protocol`), when it offers that. */
   portMappings: PortMapping[]
 }
 
@@ -71,8 +71,8 @@ export interface ReachabilityInit {
   /** How often the keeper checks that each wanted reservation still stands. */
   keepEveryMs?: number
   /**
-   * Ask the home router to forward the listening ports (NAT-PMP) when no peer can dial this node (default true in
-   * 'auto' mode); the mapped address is announced once a peer dialled it back.
+   * Ask the home router to forward the listening ports (NAT-PMP, else UPnP IGD) when no peer can dial this node
+   * (default true in 'auto' mode); the mapped address is announced once a peer dialled it back.
    */
   portMapping?: boolean
 }
@@ -115,7 +115,9 @@ export function createReachability(libp2p: Libp2p, ask: Ask, init: ReachabilityI
   let stopped = false
   let mappings: PortMapping[] = []
   let mappedAtMs = 0
-  let gateway: string | undefined
+  let mapper: PortMapper | undefined
+  /** Why the router forwards no port, when it was asked and does not (shown in the reason while relays serve). */
+  let mappingProblem: string | undefined
   /** A mapping was just made: the next keeper round asks for a dial-back. */
   let recheckSoon = false
   const stopping = new AbortController()
@@ -146,21 +148,28 @@ export function createReachability(libp2p: Libp2p, ask: Ask, init: ReachabilityI
   })
 
   /**
-   * Asks the default gateway to forward each listening port (NAT-PMP), the same port number outside where it agrees.
-   * Resolves to the public ports mapped; none where the router offers no mapping (most answer nothing, or refuse).
+   * Asks the default gateway to forward each listening port (NAT-PMP, else UPnP IGD), the same port number outside
+   * where it agrees. Resolves to the public ports mapped; none where the router offers no mapping (many answer nothing,
+   * or refuse). A router that says nothing is waited for: about 4 s for NAT-PMP, 2.5 s for the UPnP search.
    */
   async function mapPorts(): Promise<number[]> {
     if (init.portMapping === false) return []
-    gateway ??= await defaultGateway()
-    if (gateway === undefined) return []
-    const signal = AbortSignal.any([stopping.signal, AbortSignal.timeout(5_000)])
+    if (mapper === undefined) {
+      const gateway = await defaultGateway()
+      if (gateway === undefined) return []
+      mapper = createPortMapper(gateway)
+    }
+    const signal = AbortSignal.any([stopping.signal, AbortSignal.timeout(20_000)])
     const mapped: PortMapping[] = []
     for (const port of listenPorts()) {
       try {
         const wanted = mappings.find((mapping) => mapping.internalPort === port)?.externalPort ?? port
-        mapped.push(await natPmpMapTcp(gateway, port, wanted, 3_600, signal))
-      } catch {
-        break // no NAT-PMP here, or it refuses: the relays serve
+        mapped.push(await mapper.map(port, wanted, 3_600, signal))
+        mappingProblem = undefined
+      } catch (error) {
+        const late = signal.aborted && !stopping.signal.aborted
+        mappingProblem = late ? 'the router did not finish mapping a port within 20 s' : (error as Error).message
+        break // no port mapping here, or it refuses: the relays serve
       }
     }
     if (mapped.length > 0) {
@@ -178,7 +187,7 @@ export function createReachability(libp2p: Libp2p, ask: Ask, init: ReachabilityI
    * at the address it sees this node come from; the first success confirms the address.
    */
   async function check(): Promise<boolean> {
-    // The listening ports, and the public ports the router forwards to them (NAT-PMP) where it does.
+    // The listening ports, and the public ports the router forwards to them (NAT-PMP or UPnP IGD) where it does.
     const mappedPorts = mappings.map((mapping) => mapping.externalPort)
     const ports = [...new Set([...listenPorts(), ...mappedPorts])].slice(0, 4)
     if (ports.length === 0) return false
@@ -193,7 +202,8 @@ export function createReachability(libp2p: Libp2p, ask: Ask, init: ReachabilityI
           confirmed = answer.reachable.map((port) => multiaddr(`/${observedIp[1]}/${observedIp[2]}/tcp/${port}`))
           for (const address of confirmed) internals(libp2p).addressManager.confirmObservedAddr(address, { ttl: confirmedTtlMs })
           kind = 'public'
-          const how = answer.reachable.some((port) => mappedPorts.includes(port)) ? ' (a port the router forwards by NAT-PMP)' : ''
+          const forwarded = mappings.find((mapping) => answer.reachable.includes(mapping.externalPort))
+          const how = forwarded === undefined ? '' : ` (a port the router forwards by ${protocolNames[forwarded.protocol]})`
           reason = `dialled back by ${relayId(relay) ?? relay.toString()} at ${confirmed.map(String).join(', ')}${how}`
           return true
         }
@@ -225,7 +235,7 @@ export function createReachability(libp2p: Libp2p, ask: Ask, init: ReachabilityI
     if (kind === 'public') return
     if (holding > 0) {
       kind = 'private'
-      reason = `no peer could dial this node directly; reachable through ${holding} relay${holding === 1 ? '' : 's'}`
+      reason = `no peer could dial this node directly; reachable through ${holding} relay${holding === 1 ? '' : 's'}${mappingProblem === undefined ? '' : `; ${mappingProblem}`}`
     } else {
       kind = 'unreachable'
       reason = relays.length === 0 ? 'no relay is configured, and no peer could dial this node directly' : `no relay has room: ${failures.join('; ') || 'no reservation held'}`
@@ -265,18 +275,18 @@ export function createReachability(libp2p: Libp2p, ask: Ask, init: ReachabilityI
       if (mode === 'auto' && (await check())) return
       await reserve()
       startKeeper()
-      // Behind a router that forwards ports on request (NAT-PMP), the node is dialable through the mapped port: asked
-      // once the relays serve, so that a router without it (some say nothing, and are waited for) delays nobody. The
-      // dial-back is asked again at the keeper's next round (a relay answers one a peer every ten seconds).
+      // Behind a router that forwards ports on request (NAT-PMP or UPnP IGD), the node is dialable through the mapped
+      // port: asked once the relays serve, so that a router without it (some say nothing, and are waited for) delays
+      // nobody. The dial-back is asked again at the keeper's next round (a relay answers one a peer every ten seconds).
       if (mode === 'auto' && (await mapPorts()).length > 0) recheckSoon = true
     },
     stop() {
       stopped = true
       stopping.abort()
       if (keeper !== undefined) clearInterval(keeper)
-      // The router's forwards end with the node (they would lapse with their lifetime anyway).
-      const router = gateway
-      if (router !== undefined) for (const mapping of mappings) void natPmpMapTcp(router, mapping.internalPort, 0, 0, AbortSignal.timeout(2_000)).catch(() => undefined)
+      // The router's forwards end with the node, each removed by the protocol that made it (a timed one would lapse
+      // anyway; a permanent one, where a UPnP router gives only those, would not).
+      for (const mapping of mappings) void mapper?.unmap(mapping, AbortSignal.timeout(2_000)).catch(() => undefined)
       mappings = []
     },
   }

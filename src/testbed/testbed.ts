@@ -34,9 +34,14 @@ export interface TestbedHostSpec {
    * the NAT picks a random public port per connection (`--random-fully`), so mappings cannot be predicted.
    */
   nat?: NatKind
-  /** The host's NAT router forwards ports on request (NAT-PMP, by miniupnpd), as many home routers do. */
-  portMapping?: boolean
+  /**
+   * The host's NAT router forwards ports on request, as many home routers do (miniupnpd): 'nat-pmp' (RFC 6886),
+   * 'upnp' (UPnP IGD: SSDP discovery and SOAP), or true for both.
+   */
+  portMapping?: PortMappingKind
 }
+
+export type PortMappingKind = boolean | 'nat-pmp' | 'upnp'
 
 export interface TestbedSpec {
   /** Starts every namespace name; letters, digits and underscores, so that one prefix is never the start of another's names. */
@@ -106,7 +111,8 @@ interface NatPlan {
   /** Third octet of the LAN, 192.168.<lan>.0/24. */
   lan: number
   symmetric: boolean
-  portMapping: boolean
+  /** The port-mapping protocols its router offers (none: no miniupnpd). */
+  portMapping: { natPmp: boolean; upnp: boolean }
 }
 
 interface WanPlan {
@@ -202,8 +208,11 @@ export function planTestbed(spec: TestbedSpec): TestbedPlan {
     if (!Object.hasOwn(spec.regions, region)) throw new Error(`host ${name} is in region '${region}', which spec.regions does not name`)
     const netns = `${spec.prefix}-${name}`
     const publicAddress = nextPublic()
+    if (portMapping !== true && portMapping !== false && portMapping !== 'nat-pmp' && portMapping !== 'upnp') {
+      throw new Error(`host ${name}: portMapping must be true, false, 'nat-pmp' or 'upnp', not ${JSON.stringify(portMapping)}`)
+    }
     if (nat === 'none') {
-      if (portMapping) throw new Error(`host ${name}: portMapping needs a NAT router (nat 'cone' or 'symmetric')`)
+      if (portMapping !== false) throw new Error(`host ${name}: portMapping needs a NAT router (nat 'cone' or 'symmetric')`)
       plan.namespaces.push(netns)
       plan.wans.push({ netns, region, address: publicAddress })
       plan.hosts.push({ name, region, nat, netns, address: publicAddress, publicAddress })
@@ -215,7 +224,9 @@ export function planTestbed(spec: TestbedSpec): TestbedPlan {
     const router = `${netns}-gw`
     plan.namespaces.push(router, netns)
     plan.wans.push({ netns: router, region, address: publicAddress })
-    plan.nats.push({ router, host: netns, lan, symmetric: nat === 'symmetric', portMapping })
+    const natPmp = portMapping === true || portMapping === 'nat-pmp'
+    const upnp = portMapping === true || portMapping === 'upnp'
+    plan.nats.push({ router, host: netns, lan, symmetric: nat === 'symmetric', portMapping: { natPmp, upnp } })
     plan.hosts.push({ name, region, nat, netns, address: `192.168.${lan}.2`, publicAddress, routerNetns: router })
   }
   const duplicate = plan.namespaces.find((netns, i) => plan.namespaces.indexOf(netns) !== i)
@@ -498,12 +509,20 @@ async function buildLan(nat: NatPlan, tag: string): Promise<void> {
   await must('ip', ['netns', 'exec', nat.router, 'sh', '-c', 'echo 1 > /proc/sys/net/ipv4/ip_forward && iptables-restore'], routerRules(nat.symmetric))
 }
 
+/** Where a testbed router's miniupnpd serves UPnP IGD's device description and SOAP control (on its LAN address). */
+export const UPNP_HTTP_PORT = 5000
+
+const mapsPorts = (nat: NatPlan): boolean => nat.portMapping.natPmp || nat.portMapping.upnp
+
 /**
- * NAT-PMP on a router: miniupnpd (its iptables backend works on the legacy tables), its chains, and a rule that lets
- * through what a mapping forwards (the router's own filter drops everything else that arrives on wan0). The daemon
- * runs in the router's namespace, so that down() ends it with the namespace's other processes.
+ * Port mapping on a router: miniupnpd (its iptables backend works on the legacy tables) offering NAT-PMP, UPnP IGD or
+ * both, its chains, and a rule that lets through what a mapping forwards (the router's own filter drops everything
+ * else that arrives on wan0). The daemon runs in the router's namespace, so that down() ends it with the namespace's
+ * other processes. A host's SSDP search (multicast to 239.255.255.250) leaves by its default route's interface, the
+ * LAN, as on a home network: no multicast route is needed.
  */
 async function startPortMapper(prefix: string, nat: NatPlan): Promise<void> {
+  const { natPmp, upnp } = nat.portMapping
   const legacy = 'iptables-legacy'
   await must('ip', ['netns', 'exec', nat.router, 'sh', '-c', [
     `${legacy} -t nat -N MINIUPNPD`,
@@ -520,8 +539,9 @@ async function startPortMapper(prefix: string, nat: NatPlan): Promise<void> {
   await writeFile(config, [
     'ext_ifname=wan0',
     'listening_ip=lan0',
-    'enable_natpmp=yes',
-    'enable_upnp=no',
+    `http_port=${UPNP_HTTP_PORT}`,
+    `enable_natpmp=${natPmp ? 'yes' : 'no'}`,
+    `enable_upnp=${upnp ? 'yes' : 'no'}`,
     'secure_mode=yes',
     `uuid=${randomUUID()}`,
     `allow 1024-65535 ${lanOf(nat, 1).replace(/\.1$/, '.0')}/24 1024-65535`,
@@ -529,10 +549,12 @@ async function startPortMapper(prefix: string, nat: NatPlan): Promise<void> {
     '',
   ].join('\n'))
   spawn('ip', ['netns', 'exec', nat.router, 'miniupnpd', '-d', '-f', config, '-P', join(stateDir(prefix), `${nat.router}.miniupnpd.pid`)], { detached: true, stdio: 'ignore' }).unref()
+  // Ready once it listens: on UDP 5351 for NAT-PMP, on UDP 1900 (SSDP) and its HTTP port for UPnP.
+  const sockets = [...(natPmp ? [['-Huln', 'sport = :5351']] : []), ...(upnp ? [['-Huln', 'sport = :1900'], ['-Htln', `sport = :${UPNP_HTTP_PORT}`]] : [])]
   const deadline = Date.now() + 10_000
   for (;;) {
-    const listening = await runProcess('ip', ['netns', 'exec', nat.router, 'ss', '-Huln', 'sport = :5351'], { timeoutMs: 5_000 })
-    if (listening.stdout.trim() !== '') return
+    const listening = await Promise.all(sockets.map((args) => runProcess('ip', ['netns', 'exec', nat.router, 'ss', ...args], { timeoutMs: 5_000 })))
+    if (listening.every((result) => result.stdout.trim() !== '')) return
     if (Date.now() > deadline) throw new Error(`miniupnpd did not start in ${nat.router}`)
     await sleep(100)
   }
@@ -581,7 +603,7 @@ function handle(prefix: string, hostList: TestbedHost[]): Testbed {
 export async function build(spec: TestbedSpec): Promise<Testbed> {
   const plan = planTestbed(spec)
   requirePrerequisites()
-  if (plan.nats.some((nat) => nat.portMapping) && !(onPath('miniupnpd') && onPath('iptables-legacy'))) {
+  if (plan.nats.some(mapsPorts) && !(onPath('miniupnpd') && onPath('iptables-legacy'))) {
     throw new Error('a router with port mapping needs miniupnpd and iptables-legacy; as root: apt-get install -y --no-install-recommends miniupnpd miniupnpd-iptables')
   }
   const binary = await compileLinkd()
@@ -590,7 +612,7 @@ export async function build(spec: TestbedSpec): Promise<Testbed> {
     await createNamespaces(plan)
     await startLinkd(plan, binary)
     await configureWans(plan)
-    await Promise.all(plan.nats.filter((nat) => nat.portMapping).map((nat) => startPortMapper(plan.prefix, nat)))
+    await Promise.all(plan.nats.filter(mapsPorts).map((nat) => startPortMapper(plan.prefix, nat)))
     await writeFile(join(stateDir(plan.prefix), 'testbed.json'), JSON.stringify({ prefix: plan.prefix, hosts: plan.hosts }, null, 2))
   } catch (error) {
     await down(plan.prefix).catch(() => {})
