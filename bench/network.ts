@@ -1,5 +1,5 @@
 /**
- * `node --import tsx bench/network.ts [--json] [--runs 3] [--mib 64]`: Hearth across a network, on the testbed
+ * `node --import tsx bench/network.ts [--json] [--runs 3] [--mib 64] [--nodes 50] [--part all|links|propagation]`: Hearth across a network, on the testbed
  * (src/testbed; needs root, iproute2, iptables and a C compiler, as the tests do). Two regions 40 ms apart:
  *
  * - transfer: `--mib` MiB from a host in one region to a host in the other, as the median of `--runs` runs each:
@@ -45,6 +45,8 @@ const { values } = parseArgs({
     runs: { type: 'string', default: '3' },
     mib: { type: 'string', default: '64' },
     nodes: { type: 'string', default: '50' },
+    // all, links (transfers, offer from a NAT, reversal, punch) or propagation.
+    part: { type: 'string', default: 'all' },
     // Internal: this file run inside a testbed namespace as one of the peers below.
     peer: { type: 'string' },
     relay: { type: 'string' },
@@ -268,125 +270,133 @@ function startOn(testbed: Testbed, host: string, args: string[]) {
   return { child, next }
 }
 
-const dir = await mkdtemp(join(tmpdir(), 'hearth-bench-network-'))
-const testbed = await build({
-  prefix: `bn${process.pid}`,
-  regions: { eu: {}, us: {} },
-  rttMs: { 'eu-us': 40 },
-  hosts: [
-    { name: 'relay', region: 'eu' },
-    { name: 'chain', region: 'eu' },
-    { name: 'sender', region: 'eu' },
-    { name: 'receiver', region: 'us' },
-    { name: 'natp', region: 'eu', nat: 'cone' },
-    { name: 'natq', region: 'us', nat: 'cone' },
-  ],
-})
-try {
-  const tsx = ['--import', 'tsx', self]
-  const relay = startOn(testbed, 'relay', [...tsx, '--peer', 'relay', '--target', testbed.hosts['relay']!.address])
-  const relayAddress = (await relay.next<{ multiaddrs: string[] }>()).multiaddrs.find((a) => a.includes(testbed.hosts['relay']!.address))!
+/** Links: transfer direct, relayed and over plain TCP, a NATed provider's offer, connection reversal, a hole punch. */
+async function links(): Promise<void> {
+  const dir = await mkdtemp(join(tmpdir(), 'hearth-bench-network-'))
+  const testbed = await build({
+    prefix: `bn${process.pid}`,
+    regions: { eu: {}, us: {} },
+    rttMs: { 'eu-us': 40 },
+    hosts: [
+      { name: 'relay', region: 'eu' },
+      { name: 'chain', region: 'eu' },
+      { name: 'sender', region: 'eu' },
+      { name: 'receiver', region: 'us' },
+      { name: 'natp', region: 'eu', nat: 'cone' },
+      { name: 'natq', region: 'us', nat: 'cone' },
+    ],
+  })
+  try {
+    const tsx = ['--import', 'tsx', self]
+    const relay = startOn(testbed, 'relay', [...tsx, '--peer', 'relay', '--target', testbed.hosts['relay']!.address])
+    const relayAddress = (await relay.next<{ multiaddrs: string[] }>()).multiaddrs.find((a) => a.includes(testbed.hosts['relay']!.address))!
 
-  // Transfer: the same two namespaces, TCP, libp2p direct, libp2p relayed.
-  const sender = startOn(testbed, 'sender', [...tsx, '--peer', 'sender', '--relay', relayAddress, '--mib', String(values.mib)])
-  const { peerId, relayed } = await sender.next<{ peerId: string; relayed: string }>()
-  const receiver = startOn(testbed, 'receiver', [...tsx, '--peer', 'receiver', '--runs', String(runs), '--mib', String(values.mib), '--target', JSON.stringify({ address: testbed.hosts['sender']!.address, peerId, relayed })])
-  const ms = await receiver.next<{ tcp: number; direct: number; relayed: number }>()
-  sender.child.stdin!.end()
-  const mbps = (elapsed: number): number => round(blobBytes / 1e6 / (elapsed / 1000))
-  log(`transfer of ${values.mib} MiB between regions 40 ms apart (median of ${runs}):`)
-  log(`  tcp      ${round(ms.tcp)} ms  ${mbps(ms.tcp)} MB/s`)
-  log(`  direct   ${round(ms.direct)} ms  ${mbps(ms.direct)} MB/s  (${round(ms.tcp / ms.direct)}x of tcp)`)
-  log(`  relayed  ${round(ms.relayed)} ms  ${mbps(ms.relayed)} MB/s  (${round(ms.tcp / ms.relayed)}x of tcp, ${round(ms.direct / ms.relayed)}x of direct)`)
+    // Transfer: the same two namespaces, TCP, libp2p direct, libp2p relayed.
+    const sender = startOn(testbed, 'sender', [...tsx, '--peer', 'sender', '--relay', relayAddress, '--mib', String(values.mib)])
+    const { peerId, relayed } = await sender.next<{ peerId: string; relayed: string }>()
+    const receiver = startOn(testbed, 'receiver', [...tsx, '--peer', 'receiver', '--runs', String(runs), '--mib', String(values.mib), '--target', JSON.stringify({ address: testbed.hosts['sender']!.address, peerId, relayed })])
+    const ms = await receiver.next<{ tcp: number; direct: number; relayed: number }>()
+    sender.child.stdin!.end()
+    const mbps = (elapsed: number): number => round(blobBytes / 1e6 / (elapsed / 1000))
+    log(`transfer of ${values.mib} MiB between regions 40 ms apart (median of ${runs}):`)
+    log(`  tcp      ${round(ms.tcp)} ms  ${mbps(ms.tcp)} MB/s`)
+    log(`  direct   ${round(ms.direct)} ms  ${mbps(ms.direct)} MB/s  (${round(ms.tcp / ms.direct)}x of tcp)`)
+    log(`  relayed  ${round(ms.relayed)} ms  ${mbps(ms.relayed)} MB/s  (${round(ms.tcp / ms.relayed)}x of tcp, ${round(ms.direct / ms.relayed)}x of direct)`)
 
-  // Offer: a provider behind a NAT, started anew each run, seen by a node in the other region.
-  const chain = startOn(testbed, 'chain', [hearthBin, 'chain', '--host', testbed.hosts['chain']!.address, '--port', '8545', '--deployment-out', join(dir, 'deployment.json'), '--json'])
-  await chain.next()
-  const offerMs: number[] = []
-  for (let run = 0; run < runs; run++) {
-    const observer = startOn(testbed, 'receiver', [...tsx, '--peer', 'observer', '--relay', relayAddress])
-    await observer.next()
-    const startedAt = Date.now()
-    const provider = startOn(testbed, 'natp', [
-      hearthBin, 'provider', 'start', '--data-dir', join(dir, `natp-${run}`), '--listen', '/ip4/0.0.0.0/tcp/7690', '--no-idle',
-      '--deployment', join(dir, 'deployment.json'), '--threads', '1', '--memory-gib', '1', '--disk-gib', '1', '--bootstrap', relayAddress,
-    ])
-    const seen = await observer.next<{ seenAtMs: number }>()
-    offerMs.push(seen.seenAtMs - startedAt)
-    provider.child.kill('SIGTERM')
-    await new Promise((resolve) => provider.child.once('exit', resolve))
+    // Offer: a provider behind a NAT, started anew each run, seen by a node in the other region.
+    const chain = startOn(testbed, 'chain', [hearthBin, 'chain', '--host', testbed.hosts['chain']!.address, '--port', '8545', '--deployment-out', join(dir, 'deployment.json'), '--json'])
+    await chain.next()
+    const offerMs: number[] = []
+    for (let run = 0; run < runs; run++) {
+      const observer = startOn(testbed, 'receiver', [...tsx, '--peer', 'observer', '--relay', relayAddress])
+      await observer.next()
+      const startedAt = Date.now()
+      const provider = startOn(testbed, 'natp', [
+        hearthBin, 'provider', 'start', '--data-dir', join(dir, `natp-${run}`), '--listen', '/ip4/0.0.0.0/tcp/7690', '--no-idle',
+        '--deployment', join(dir, 'deployment.json'), '--threads', '1', '--memory-gib', '1', '--disk-gib', '1', '--bootstrap', relayAddress,
+      ])
+      const seen = await observer.next<{ seenAtMs: number }>()
+      offerMs.push(seen.seenAtMs - startedAt)
+      provider.child.kill('SIGTERM')
+      await new Promise((resolve) => provider.child.once('exit', resolve))
+    }
+    log(`offer of a NATed provider, from its start to a node in the other region holding it with its relayed address: median ${median(offerMs)} ms (${offerMs.join(', ')})`)
+
+    // Reversal: a public node in the other region reaches the NATed host through the relay, and is dialled back.
+    const nat = startOn(testbed, 'natp', [...tsx, '--peer', 'nat', '--relay', relayAddress])
+    const natTarget = await nat.next<{ peerId: string; relayed: string }>()
+    const reversal = startOn(testbed, 'receiver', [...tsx, '--peer', 'reversal', '--runs', String(runs), '--relay', relayAddress, '--target', JSON.stringify(natTarget)])
+    const { times: reversalMs } = await reversal.next<{ times: number[] }>()
+    log(`a direct connection from a NATed node, by reversal, after a node in the other region (RTT 40 ms) dials it through the relay: median ${round(median(reversalMs))} ms (${reversalMs.map(round).join(', ')})`)
+    // Hole punch: a node behind a NAT in the other region reaches the same NATed host through the relay; both punch.
+    const punch = startOn(testbed, 'natq', [...tsx, '--peer', 'punch', '--runs', String(runs), '--relay', relayAddress, '--target', JSON.stringify(natTarget)])
+    const { times: punchMs } = await punch.next<{ times: number[] }>()
+    nat.child.stdin!.end()
+    log(`a hole-punched connection between two NATed nodes in regions 40 ms apart, from the dial through the relay: median ${round(median(punchMs))} ms (${punchMs.map(round).join(', ')})`)
+    if (values.json === true) console.log(JSON.stringify({ bench: 'network', mib: Number(values.mib), runs, transferMs: ms, offerFromStartMs: median(offerMs), reversalMs: median(reversalMs), punchMs: median(punchMs) }))
+    chain.child.kill('SIGTERM')
+    relay.child.stdin!.end()
+  } finally {
+    await testbed.down()
+    await rm(dir, { recursive: true, force: true })
   }
-  log(`offer of a NATed provider, from its start to a node in the other region holding it with its relayed address: median ${median(offerMs)} ms (${offerMs.join(', ')})`)
-
-  // Reversal: a public node in the other region reaches the NATed host through the relay, and is dialled back.
-  const nat = startOn(testbed, 'natp', [...tsx, '--peer', 'nat', '--relay', relayAddress])
-  const natTarget = await nat.next<{ peerId: string; relayed: string }>()
-  const reversal = startOn(testbed, 'receiver', [...tsx, '--peer', 'reversal', '--runs', String(runs), '--relay', relayAddress, '--target', JSON.stringify(natTarget)])
-  const { times: reversalMs } = await reversal.next<{ times: number[] }>()
-  log(`a direct connection from a NATed node, by reversal, after a node in the other region (RTT 40 ms) dials it through the relay: median ${round(median(reversalMs))} ms (${reversalMs.map(round).join(', ')})`)
-  // Hole punch: a node behind a NAT in the other region reaches the same NATed host through the relay; both punch.
-  const punch = startOn(testbed, 'natq', [...tsx, '--peer', 'punch', '--runs', String(runs), '--relay', relayAddress, '--target', JSON.stringify(natTarget)])
-  const { times: punchMs } = await punch.next<{ times: number[] }>()
-  nat.child.stdin!.end()
-  log(`a hole-punched connection between two NATed nodes in regions 40 ms apart, from the dial through the relay: median ${round(median(punchMs))} ms (${punchMs.map(round).join(', ')})`)
-  if (values.json === true) console.log(JSON.stringify({ bench: 'network', mib: Number(values.mib), runs, transferMs: ms, offerFromStartMs: median(offerMs), reversalMs: median(reversalMs), punchMs: median(punchMs) }))
-  chain.child.kill('SIGTERM')
-  relay.child.stdin!.end()
-} finally {
-  await testbed.down()
-  await rm(dir, { recursive: true, force: true })
 }
 
-// Propagation: one new offer to `--nodes` market nodes in three regions.
-const nodeCount = Number(values.nodes)
-const regionNames = ['eu', 'us', 'asia'] as const
-const wide = await build({
-  prefix: `bp${process.pid}`,
-  regions: { eu: {}, us: {}, asia: {} },
-  rttMs: { 'eu-us': 40, 'eu-asia': 80, 'us-asia': 80 },
-  hosts: [{ name: 'relay', region: 'eu' }, { name: 'pub', region: 'eu' }, ...Array.from({ length: nodeCount }, (_, i) => ({ name: `n${i}`, region: regionNames[i % 3]! }))],
-})
-const started: ReturnType<typeof startOn>[] = []
-try {
-  const tsx = ['--import', 'tsx', self]
-  const relay = startOn(wide, 'relay', [...tsx, '--peer', 'relay', '--target', wide.hosts['relay']!.address])
-  started.push(relay)
-  const relayAddress = (await relay.next<{ multiaddrs: string[] }>()).multiaddrs.find((a) => a.includes(wide.hosts['relay']!.address))!
-  const publisher = startOn(wide, 'pub', [...tsx, '--peer', 'publisher', '--relay', relayAddress])
-  started.push(publisher)
-  const { provider } = await publisher.next<{ provider: string }>()
-  // The nodes start a few at a time (each is a Node.js process compiling TypeScript), and all are ready before the first offer.
-  const listeners: ReturnType<typeof startOn>[] = []
-  for (let i = 0; i < nodeCount; i += 5) {
-    const batch = Array.from({ length: Math.min(5, nodeCount - i) }, (_, j) => startOn(wide, `n${i + j}`, [...tsx, '--peer', 'listener', '--relay', relayAddress, '--target', provider]))
-    started.push(...batch)
-    listeners.push(...batch)
-    await Promise.all(batch.map((listener) => listener.next()))
+/** Propagation: one new offer to `--nodes` market nodes in three regions. */
+async function propagation(): Promise<void> {
+  const nodeCount = Number(values.nodes)
+  const regionNames = ['eu', 'us', 'asia'] as const
+  const wide = await build({
+    prefix: `bp${process.pid}`,
+    regions: { eu: {}, us: {}, asia: {} },
+    rttMs: { 'eu-us': 40, 'eu-asia': 80, 'us-asia': 80 },
+    hosts: [{ name: 'relay', region: 'eu' }, { name: 'pub', region: 'eu' }, ...Array.from({ length: nodeCount }, (_, i) => ({ name: `n${i}`, region: regionNames[i % 3]! }))],
+  })
+  const started: ReturnType<typeof startOn>[] = []
+  try {
+    const tsx = ['--import', 'tsx', self]
+    const relay = startOn(wide, 'relay', [...tsx, '--peer', 'relay', '--target', wide.hosts['relay']!.address])
+    started.push(relay)
+    const relayAddress = (await relay.next<{ multiaddrs: string[] }>()).multiaddrs.find((a) => a.includes(wide.hosts['relay']!.address))!
+    const publisher = startOn(wide, 'pub', [...tsx, '--peer', 'publisher', '--relay', relayAddress])
+    started.push(publisher)
+    const { provider } = await publisher.next<{ provider: string }>()
+    // The nodes start a few at a time (each is a Node.js process compiling TypeScript), and all are ready before the first offer.
+    const listeners: ReturnType<typeof startOn>[] = []
+    for (let i = 0; i < nodeCount; i += 5) {
+      const batch = Array.from({ length: Math.min(5, nodeCount - i) }, (_, j) => startOn(wide, `n${i + j}`, [...tsx, '--peer', 'listener', '--relay', relayAddress, '--target', provider]))
+      started.push(...batch)
+      listeners.push(...batch)
+      await Promise.all(batch.map((listener) => listener.next()))
+    }
+    // Gossip's mesh settles over a few heartbeats (1 s each) once the last node has joined.
+    await new Promise((resolve) => setTimeout(resolve, 5_000))
+    const medians: number[] = []
+    const slowest: number[] = []
+    for (let run = 0; run < runs; run++) {
+      const publishedAt = Date.now()
+      publisher.child.stdin!.write('publish\n')
+      const { issuedAtMs } = await publisher.next<{ issuedAtMs: number }>()
+      const seen = await Promise.all(
+        listeners.map(async (listener) => {
+          for (;;) {
+            const line = await listener.next<{ issuedAtMs: number; seenAtMs: number }>()
+            if (line.issuedAtMs === issuedAtMs) return line.seenAtMs - publishedAt
+          }
+        }),
+      )
+      medians.push(median(seen))
+      slowest.push(Math.max(...seen))
+      // Apart, as providers republish: the next offer does not race the last one's gossip.
+      await new Promise((resolve) => setTimeout(resolve, 2_000))
+    }
+    log(`a new offer to ${nodeCount} nodes in three regions (40 and 80 ms apart), joined through one relay: median node ${round(median(medians))} ms, slowest node ${round(median(slowest))} ms (median of ${runs} offers; slowest per offer ${slowest.map(round).join(', ')} ms)`)
+    if (values.json === true) console.log(JSON.stringify({ bench: 'network-propagation', nodes: nodeCount, runs, medianNodeMs: median(medians), slowestNodeMs: median(slowest) }))
+  } finally {
+    for (const { child } of started) child.kill('SIGTERM')
+    await wide.down()
   }
-  // Gossip's mesh settles over a few heartbeats (1 s each) once the last node has joined.
-  await new Promise((resolve) => setTimeout(resolve, 5_000))
-  const medians: number[] = []
-  const slowest: number[] = []
-  for (let run = 0; run < runs; run++) {
-    const publishedAt = Date.now()
-    publisher.child.stdin!.write('publish\n')
-    const { issuedAtMs } = await publisher.next<{ issuedAtMs: number }>()
-    const seen = await Promise.all(
-      listeners.map(async (listener) => {
-        for (;;) {
-          const line = await listener.next<{ issuedAtMs: number; seenAtMs: number }>()
-          if (line.issuedAtMs === issuedAtMs) return line.seenAtMs - publishedAt
-        }
-      }),
-    )
-    medians.push(median(seen))
-    slowest.push(Math.max(...seen))
-    // Apart, as providers republish: the next offer does not race the last one's gossip.
-    await new Promise((resolve) => setTimeout(resolve, 2_000))
-  }
-  log(`a new offer to ${nodeCount} nodes in three regions (40 and 80 ms apart), joined through one relay: median node ${round(median(medians))} ms, slowest node ${round(median(slowest))} ms (median of ${runs} offers; slowest per offer ${slowest.map(round).join(', ')} ms)`)
-  if (values.json === true) console.log(JSON.stringify({ bench: 'network-propagation', nodes: nodeCount, runs, medianNodeMs: median(medians), slowestNodeMs: median(slowest) }))
-} finally {
-  for (const { child } of started) child.kill('SIGTERM')
-  await wide.down()
 }
+
+if (values.part !== 'propagation') await links()
+if (values.part !== 'links') await propagation()
