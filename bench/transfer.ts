@@ -116,7 +116,7 @@ async function serve(): Promise<void> {
   await new Promise<void>((resolve) => tcpServer.listen(0, '127.0.0.1', resolve))
   const host = await createHost({ identity: generateIdentity() })
   await host.start()
-  // The requestor's handler (requestor.ts start()), without its per-agreement allow-list.
+  // The requestor's handler (requestor/blob-server.ts start()), without its per-agreement allow-list.
   await host.handle(fetchBlobProtocol, ({ contentId: id, offset, maxBytes }) => {
     const chunk = blob.subarray(Math.min(offset, blob.length), Math.min(offset + maxBytes, blob.length))
     return { contentId: id, totalBytes: blob.length, offset, dataBase64: Buffer.from(chunk).toString('base64') }

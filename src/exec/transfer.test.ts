@@ -131,7 +131,7 @@ describe('over the network: fetch-blob/3, and /2 for a peer without it', () => {
     const hosts = await Promise.all([0, 1, 2, 3].map(() => createHost({ identity: generateIdentity() })))
     await Promise.all(hosts.map((host) => host.start()))
     ;[provider, requestor, older, hostile] = hosts as [Host, Host, Host, Host]
-    // As the requestor serves them (requestor.ts start()), without its per-agreement allow-list.
+    // As the requestor serves them (requestor/blob-server.ts start()), without its per-agreement allow-list.
     await serveBlobProtocol({ libp2p: requestor.libp2p }, fetchBlobBinaryProtocol, ({ contentId: id, offset, maxBytes }) => {
       served[3]!++
       return { header: { contentId: id, totalBytes: blob.length, offset }, body: blob.subarray(offset, offset + maxBytes) }
