@@ -186,20 +186,32 @@ async function measure(sourcing: Sourcing, offers: readonly SignedOffer[]): Prom
   const { latencyMs, stepMs } = sourcing
   const failures = new Map<string, number>()
   const failed = (key: string, ok: boolean): void => void failures.set(key, ok ? 0 : (failures.get(key) ?? 0) + 1)
-  const dialling = AbortSignal.timeout(stepMs)
-  await Promise.all(
-    offers.map(async (signed) => {
-      const ok = (await host.dial(offerTarget(signed.payload), { signal: dialling }).catch(() => undefined)) !== undefined
-      failed(signed.payload.provider.toLowerCase(), ok)
-    }),
-  )
+  // Dials run to their own end (libp2p bounds each to 10 s): on a busy machine twenty handshakes at once can outlast a
+  // step, and a dial cut short is work thrown away that the next round would start over. Each ping round waits up to
+  // one step for a dial still under way.
+  const dials = new Map<string, Promise<void>>()
+  const dialling = new Set<string>()
+  for (const signed of offers) {
+    const key = signed.payload.provider.toLowerCase()
+    dialling.add(key)
+    dials.set(key, host.dial(offerTarget(signed.payload)).then(() => true, () => false).then((ok) => {
+      dialling.delete(key)
+      failed(key, ok)
+    }))
+  }
   for (let round = 0; round < latencyPings; round++) {
     // Apart in time, so that one busy spell (new connections sync their offers at first) does not mark every ping.
     if (round > 0) await new Promise((resolve) => setTimeout(resolve, latencyPingGapMs))
     const pinging = AbortSignal.timeout(stepMs)
+    const stepOver = new Promise<void>((resolve) => pinging.addEventListener('abort', () => resolve(), { once: true }))
     await Promise.all(
       offers.map(async (signed) => {
         const key = signed.payload.provider.toLowerCase()
+        if ((failures.get(key) ?? 0) >= 2) return
+        if (dialling.has(key)) await Promise.race([dials.get(key), stepOver])
+        // Still dialling after a step: a failure for this round (two, and it is not waited for any more, unless the
+        // dial succeeds after all).
+        if (dialling.has(key)) return failed(key, false)
         if ((failures.get(key) ?? 0) >= 2) return
         const rtt = await host.ping(offerTarget(signed.payload), { signal: pinging }).catch(() => undefined)
         failed(key, rtt !== undefined)
