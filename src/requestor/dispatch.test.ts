@@ -19,7 +19,7 @@ const sleep = (ms: number, signal: AbortSignal): Promise<void> =>
   })
 
 
-describe('dispatch', () => {
+describe('dispatch: verification', () => {
   it('runs every task once on honest providers and spreads them', async () => {
     const ran: string[] = []
     const pool = slots('a', 'b', 'c')
@@ -102,7 +102,9 @@ describe('dispatch', () => {
     assert.match(outcome.failed.get(2) ?? '', /disagreed/)
     assert.ok(verdicts.every((v) => v.valid.length >= 2))
   })
+})
 
+describe('dispatch: failures, stragglers and batches', () => {
   it('retries a failed task on another provider and retires a provider at fault', async () => {
     const failures: { task: number; provider: string; willRetry: boolean }[] = []
     const pool = slots('flaky', 'good')
@@ -199,7 +201,9 @@ describe('dispatch', () => {
     // the lossy provider's batch failed whole, and it was retired after that one batch
     assert.equal(batches.filter((b) => b.provider === 'lossy').length, 1)
   })
+})
 
+describe('dispatch: churn, backoff and retirement', () => {
   it('churn: a provider that goes away is asked again after a backoff, and its absences cost the tasks nothing', async () => {
     // The only provider is down for its first six attempts (a restart), then serves. Three failures would end a task;
     // absences do not count among them.
@@ -290,7 +294,9 @@ describe('dispatch', () => {
     assert.equal(outcome.accepted.get(0), right(0))
     assert.equal(busyAsked, 2)
   })
+})
 
+describe('dispatch: churn, checks and recruitment', () => {
   it('churn: when the providers are gone, new ones are recruited mid-job and finish it', async () => {
     const gone = (): Attempt<string> => ({ ok: false, message: 'connection refused', taskAtFault: false, providerAtFault: false, unreachable: true })
     const asked: number[] = []
@@ -393,7 +399,9 @@ describe('dispatch', () => {
     assert.equal(outcome.accepted.size, 10)
     assert.ok(calledOff)
   })
+})
 
+describe('dispatch: resumed jobs and empty pools', () => {
   it('never runs tasks already done (a resumed job)', async () => {
     const ran: number[] = []
     const outcome = await dispatch<string>({

@@ -116,7 +116,21 @@ function checkOption(name: string, value: number, valid: boolean, expected: stri
   return value
 }
 
-export function createReputationBook(store: Store, options: ReputationOptions = {}): ReputationBook {
+/** A book's rules: its options, checked, with their defaults. */
+interface Rules {
+  trustAfter: number
+  /** The check probability's floor. */
+  floor: number
+  maxInvalid: number
+  window: number
+  maxInvalidRate: number
+  minChecked: number
+  forMs: number | undefined
+  random: () => number
+  now: () => number
+}
+
+function rulesOf(options: ReputationOptions): Rules {
   const isCount = (n: number, min: number): boolean => Number.isInteger(n) && n >= min
   const isShare = (n: number): boolean => Number.isFinite(n) && n >= 0 && n <= 1
   const trustAfter = checkOption('trustAfter', options.trustAfter ?? 10, isCount(options.trustAfter ?? 10, 0), 'a whole number ≥ 0')
@@ -127,71 +141,57 @@ export function createReputationBook(store: Store, options: ReputationOptions = 
   const maxInvalidRate = checkOption('exclusion.maxInvalidRate', ex.maxInvalidRate ?? 0.05, isShare(ex.maxInvalidRate ?? 0.05), 'a number from 0 to 1')
   const minChecked = checkOption('exclusion.minChecked', ex.minChecked ?? 20, isCount(ex.minChecked ?? 20, 1), 'a whole number ≥ 1')
   const forMs = ex.forMs === undefined ? undefined : checkOption('exclusion.forMs', ex.forMs, ex.forMs > 0, 'a positive number of milliseconds')
-  const random = options.random ?? Math.random
-  const now = options.now ?? Date.now
+  return { trustAfter, floor, maxInvalid, window, maxInvalidRate, minChecked, forMs, random: options.random ?? Math.random, now: options.now ?? Date.now }
+}
 
-  /** Records read so far; null marks a provider the store does not know, so unknown ones are not read again. */
-  const cache = new Map<string, ProviderReputationRecord | null>()
-  const load = (provider: string): ProviderReputationRecord | undefined => {
-    const key = provider.toLowerCase()
-    let record = cache.get(key)
-    if (record === undefined) {
-      record = store.providerReputation.get(key) ?? null
-      cache.set(key, record)
-    }
-    return record ?? undefined
+function isExcluded(rules: Rules, record: ProviderReputationRecord | undefined): boolean {
+  return record !== undefined && record.excludedAtMs !== null && (rules.forMs === undefined || rules.now() - record.excludedAtMs < rules.forMs)
+}
+
+function probability(rules: Rules, record: ProviderReputation | ProviderReputationRecord | undefined, excluded: boolean): number {
+  if (record === undefined || excluded || record.consecutiveValid < rules.trustAfter) return 1
+  return Math.max(rules.floor, Math.min(1, 1 / record.consecutiveValid))
+}
+
+function scoreOf(record: ProviderReputationRecord | undefined, excluded: boolean): number {
+  if (record === undefined) return 0.5
+  if (excluded) return 0
+  const good = record.valid + record.unchecked
+  const bad = invalidWeight * record.invalid + record.failed + timeoutWeight * record.timeouts
+  return (good + 1) / (good + bad + 2)
+}
+
+/** Why the record now calls for exclusion, or undefined when it does not. */
+function exclusionReason(rules: Rules, record: ProviderReputationRecord): string | undefined {
+  const recentInvalid = [...record.recent].filter((c) => c === 'i').length
+  if (recentInvalid >= rules.maxInvalid) return `${recentInvalid} invalid results among its last ${record.recent.length} checked`
+  const checked = record.valid + record.invalid
+  if (checked >= rules.minChecked && record.invalid / checked > rules.maxInvalidRate) {
+    return `${record.invalid} of its ${checked} checked results were invalid (more than ${rules.maxInvalidRate * 100}%)`
   }
-  const save = (record: ProviderReputationRecord): void => {
-    store.providerReputation.save(record)
-    cache.set(record.provider, record)
+  return undefined
+}
+
+function view(rules: Rules, record: ProviderReputationRecord): ProviderReputation {
+  const excluded = isExcluded(rules, record)
+  return {
+    provider: record.provider,
+    valid: record.valid,
+    invalid: record.invalid,
+    failed: record.failed,
+    timeouts: record.timeouts,
+    unchecked: record.unchecked,
+    consecutiveValid: record.consecutiveValid,
+    excluded,
+    excludedReason: excluded ? record.excludedReason : null,
+    lastSeenMs: record.lastSeenMs,
+    checkProbability: probability(rules, record, excluded),
+    score: scoreOf(record, excluded),
   }
+}
 
-  const isExcluded = (record: ProviderReputationRecord | undefined): boolean =>
-    record !== undefined && record.excludedAtMs !== null && (forMs === undefined || now() - record.excludedAtMs < forMs)
-
-  const probability = (record: ProviderReputation | ProviderReputationRecord | undefined, excluded: boolean): number => {
-    if (record === undefined || excluded || record.consecutiveValid < trustAfter) return 1
-    return Math.max(floor, Math.min(1, 1 / record.consecutiveValid))
-  }
-
-  const scoreOf = (record: ProviderReputationRecord | undefined, excluded: boolean): number => {
-    if (record === undefined) return 0.5
-    if (excluded) return 0
-    const good = record.valid + record.unchecked
-    const bad = invalidWeight * record.invalid + record.failed + timeoutWeight * record.timeouts
-    return (good + 1) / (good + bad + 2)
-  }
-
-  /** Why the record now calls for exclusion, or undefined when it does not. */
-  const exclusionReason = (record: ProviderReputationRecord): string | undefined => {
-    const recentInvalid = [...record.recent].filter((c) => c === 'i').length
-    if (recentInvalid >= maxInvalid) return `${recentInvalid} invalid results among its last ${record.recent.length} checked`
-    const checked = record.valid + record.invalid
-    if (checked >= minChecked && record.invalid / checked > maxInvalidRate) {
-      return `${record.invalid} of its ${checked} checked results were invalid (more than ${maxInvalidRate * 100}%)`
-    }
-    return undefined
-  }
-
-  const view = (record: ProviderReputationRecord): ProviderReputation => {
-    const excluded = isExcluded(record)
-    return {
-      provider: record.provider,
-      valid: record.valid,
-      invalid: record.invalid,
-      failed: record.failed,
-      timeouts: record.timeouts,
-      unchecked: record.unchecked,
-      consecutiveValid: record.consecutiveValid,
-      excluded,
-      excludedReason: excluded ? record.excludedReason : null,
-      lastSeenMs: record.lastSeenMs,
-      checkProbability: probability(record, excluded),
-      score: scoreOf(record, excluded),
-    }
-  }
-
-  const fresh = (provider: string): ProviderReputationRecord => ({
+function fresh(rules: Rules, provider: string): ProviderReputationRecord {
+  return {
     provider: provider.toLowerCase(),
     valid: 0,
     invalid: 0,
@@ -202,62 +202,98 @@ export function createReputationBook(store: Store, options: ReputationOptions = 
     recent: '',
     excludedAtMs: null,
     excludedReason: null,
-    lastSeenMs: now(),
-  })
+    lastSeenMs: rules.now(),
+  }
+}
 
+/** Counts one outcome into the record (a copy of the stored one), and excludes its provider when the rules say so. */
+function addOutcome(rules: Rules, record: ProviderReputationRecord, outcome: ResultOutcome): void {
+  if (outcome === 'valid') {
+    record.valid++
+    record.consecutiveValid++
+    record.recent = (record.recent + 'v').slice(-rules.window)
+  } else if (outcome === 'invalid') {
+    record.invalid++
+    record.consecutiveValid = 0
+    record.recent = (record.recent + 'i').slice(-rules.window)
+    // Judged when a wrong result arrives: a provider back from a lapsed exclusion is banned again by its next
+    // wrong result if the earlier ones are still within the window.
+    const reason = isExcluded(rules, record) ? undefined : exclusionReason(rules, record)
+    if (reason !== undefined) {
+      record.excludedAtMs = rules.now()
+      record.excludedReason = reason
+    }
+  } else if (outcome === 'failed') record.failed++
+  else if (outcome === 'timeout') record.timeouts++
+  else record.unchecked++
+}
+
+/** The store's records as the book reads and writes them, cached. */
+interface RecordCache {
+  load(provider: string): ProviderReputationRecord | undefined
+  save(record: ProviderReputationRecord): void
+}
+
+function recordCache(store: Store): RecordCache {
+  /** Records read so far; null marks a provider the store does not know, so unknown ones are not read again. */
+  const cache = new Map<string, ProviderReputationRecord | null>()
+  return {
+    load(provider) {
+      const key = provider.toLowerCase()
+      let record = cache.get(key)
+      if (record === undefined) {
+        record = store.providerReputation.get(key) ?? null
+        cache.set(key, record)
+      }
+      return record ?? undefined
+    },
+    save(record) {
+      store.providerReputation.save(record)
+      cache.set(record.provider, record)
+    },
+  }
+}
+
+export function createReputationBook(store: Store, options: ReputationOptions = {}): ReputationBook {
+  const rules = rulesOf(options)
+  const { load, save } = recordCache(store)
+  const { now } = rules
   return {
     record(provider, outcome) {
       if (!outcomes.includes(outcome)) {
         throw new HearthError('HEARTH_ERR_INTERNAL', `unknown result outcome ${String(outcome)}`, { hint: `record one of ${outcomes.join(', ')}` })
       }
-      const record = { ...(load(provider) ?? fresh(provider)), lastSeenMs: now() }
-      if (outcome === 'valid') {
-        record.valid++
-        record.consecutiveValid++
-        record.recent = (record.recent + 'v').slice(-window)
-      } else if (outcome === 'invalid') {
-        record.invalid++
-        record.consecutiveValid = 0
-        record.recent = (record.recent + 'i').slice(-window)
-        // Judged when a wrong result arrives: a provider back from a lapsed exclusion is banned again by its next
-        // wrong result if the earlier ones are still within the window.
-        const reason = isExcluded(record) ? undefined : exclusionReason(record)
-        if (reason !== undefined) {
-          record.excludedAtMs = now()
-          record.excludedReason = reason
-        }
-      } else if (outcome === 'failed') record.failed++
-      else if (outcome === 'timeout') record.timeouts++
-      else record.unchecked++
+      const record = { ...(load(provider) ?? fresh(rules, provider)), lastSeenMs: now() }
+      addOutcome(rules, record, outcome)
       save(record)
     },
 
     checkProbability(provider) {
       const record = load(provider)
-      return probability(record, isExcluded(record))
+      return probability(rules, record, isExcluded(rules, record))
     },
 
     shouldCheck(provider) {
       const record = load(provider)
-      return random() < probability(record, isExcluded(record))
+      return rules.random() < probability(rules, record, isExcluded(rules, record))
     },
 
-    excluded: (provider) => isExcluded(load(provider)),
+    excluded: (provider) => isExcluded(rules, load(provider)),
 
     score(provider) {
       const record = load(provider)
-      return scoreOf(record, isExcluded(record))
+      return scoreOf(record, isExcluded(rules, record))
     },
 
     get(provider) {
       const record = load(provider)
-      return record === undefined ? undefined : view(record)
+      return record === undefined ? undefined : view(rules, record)
     },
 
-    list: () => store.providerReputation.list().map((row) => view(load(row.provider) ?? row)),
+    list: () => store.providerReputation.list().map((row) => view(rules, load(row.provider) ?? row)),
 
     exclude(provider, reason) {
-      save({ ...(load(provider) ?? fresh(provider)), excludedAtMs: now(), excludedReason: reason })
+      save({ ...(load(provider) ?? fresh(rules, provider)), excludedAtMs: now(), excludedReason: reason })
     },
 
     pardon(provider) {
