@@ -102,3 +102,43 @@ describe('signed gossip among four nodes in a line (A-B-C-D)', () => {
     assert.throws(() => hosts[0]!.subscribe(topic, offer, () => {}), (error: unknown) => isHearthError(error, 'HEARTH_ERR_CONFIG_INVALID'))
   })
 })
+
+describe('signed gossip through a hub (a relay that every NATed node is connected to, and nobody else)', () => {
+  const leafCount = 30
+  const identities = Array.from({ length: leafCount + 2 }, () => generateIdentity())
+  const hosts: Host[] = []
+  const received = new Map<number, Set<number>>()
+
+  before(async () => {
+    for (const identity of identities) hosts.push(await createHost({ identity }))
+    await Promise.all(hosts.map((host) => host.start()))
+    hosts.forEach((host, index) => {
+      received.set(index, new Set())
+      host.subscribe(topic, offer, (payload) => void received.get(index)!.add(payload.seq), { maxBytes: 4096 })
+    })
+    const [hub, ...leaves] = hosts as [Host, ...Host[]]
+    for (const leaf of leaves) await leaf.dial(hub.multiaddrs()[0]!)
+    await waitFor('every leaf to see the hub subscribed', () => leaves.every((leaf) => leaf.topicPeers(topic).length === 1) && hub.topicPeers(topic).length === leaves.length)
+    // The hub's mesh settles on its heartbeats (1 s each).
+    await new Promise((resolve) => setTimeout(resolve, 3_000))
+  })
+
+  after(async () => {
+    await Promise.all(hosts.map((host) => host.stop()))
+  })
+
+  it('reaches every leaf, in or out of the hub\'s mesh, by gossip alone', async () => {
+    // The publisher is a leaf too; the hub's mesh holds only some of the others (gossipsub's D is 6 to 12): the rest
+    // learn of each message from the hub's gossip (IHAVE) within the three heartbeats it keeps a message for.
+    const publisherIndex = leafCount + 1
+    const seqs = [1, 2, 3]
+    for (const seq of seqs) {
+      await hosts[publisherIndex]!.publish(topic, await signPayload(identities[publisherIndex]!, { seq, cpus: 1 }))
+      await new Promise((resolve) => setTimeout(resolve, 200))
+    }
+    // Far past the hub's gossip window: a leaf that has not got a message by then never will by gossip.
+    await new Promise((resolve) => setTimeout(resolve, 8_000))
+    const missing = [...received].filter(([index]) => index !== publisherIndex).flatMap(([index, seen]) => seqs.filter((seq) => !seen.has(seq)).map((seq) => `node ${index} lacks ${seq}`))
+    assert.deepEqual(missing, [])
+  })
+})

@@ -232,6 +232,13 @@ export async function createHost(init: HostInit): Promise<Host> {
           // No penalty for sharing an IP: twenty providers behind one home router, or every node of a local network on
           // 127.0.0.1, are honest. The market's own intake limits per IP (offer-book.ts) bound what one IP can send.
           scoreParams: { IPColocationFactorWeight: 0 },
+          // A relay is a hub: the NATed nodes reserved on it are connected to it and to nobody else. Its mesh holds 6
+          // to 12 of them; by default it names each message (IHAVE) to a quarter of the rest per heartbeat, for the
+          // three heartbeats it keeps the message, and a node passed over each time never gets it (a new offer reached
+          // the last of 50 nodes by the market's resync, 28 s later). Named to every peer outside the mesh, every
+          // node has it within a heartbeat. The cost is a list of recent message ids per peer a second, small for
+          // offers, which come rarely.
+          gossipFactor: 1,
         }),
         ...(relayLimits === undefined
           ? {}
