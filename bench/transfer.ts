@@ -9,7 +9,7 @@
  *               as a frame of their own) and over the older `/2` (the chunk as base64 inside JSON), served as the
  *               requestor serves them, one chunk at a time, into memory (what each protocol adds to the raw stream: a
  *               stream and a round trip per chunk; for /2 also JSON and base64 of the whole chunk);
- * - fetchResumable: the provider's real transfer (transfer.ts `blobChunks`, as provider-agent.ts calls it: /3, chunks
+ * - fetchResumable: the provider's real transfer (transfer.ts `blobChunks`, as programs.ts calls it: /3, chunks
  *               asked ahead) into a `.part` file, hash-checked and renamed; also with one chunk at a time
  *               (chunksInFlight 1) to show what asking ahead gains, and over /2 (a requestor without /3).
  * `--latency-ms N` delays every chunk request of the fetchResumable ways by N ms, standing in for a real network's
@@ -214,7 +214,7 @@ const dir = await mkdtemp(join(tmpdir(), 'hearth-bench-transfer-'))
 let fetchCount = 0
 async function fetchResumableOnce(options: { v2?: boolean; chunksInFlight?: number } = {}): Promise<void> {
   const path = join(dir, `blob-${fetchCount++}`)
-  // As the provider agent asks (provider-agent.ts packageFile): /3, falling back to /2.
+  // As the provider agent asks (programs.ts packageFile): /3, falling back to /2.
   const viaNetwork = options.v2 === true ? fetchChunkV2 : blobChunks(receiver, sender.multiaddr, contentId)
   const result = await fetchResumable({
     contentId,

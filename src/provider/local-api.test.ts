@@ -144,6 +144,9 @@ describe('the local API over HTTP', () => {
     assert.deepEqual((await send(api.url, { headers: json, body: '{}' })).body, { ok: true, result: { answered: 'status' } })
   })
 
+})
+
+describe('the local API under abuse', () => {
   it('refuses an oversized body (413), declared or streamed, without reading it all, and keeps serving', async () => {
     const { api, auth } = await started('big', { maxBodyBytes: 1024 })
     const headers = { ...auth, 'content-type': 'application/json' }
@@ -207,6 +210,9 @@ describe('the local API over HTTP', () => {
     assert.equal((await send(api.url, { headers: auth })).status, 200)
   })
 
+})
+
+describe('the local API: its records, keys and failures', () => {
   it('a stale provider.json of a killed provider: a clear "not running (pid N is gone)", and nothing is sent', async () => {
     const dir = await dataDir('stale')
     const child = spawn(process.execPath, ['-e', ''], { stdio: 'ignore' })

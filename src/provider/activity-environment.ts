@@ -1,0 +1,113 @@
+/**
+ * What an ExeScript activity's commands reach on this provider: its deploy resolved to a runtime and program (a wasi
+ * module from the package cache or the requestor, a native program the owner allows, a docker image, loaded from its
+ * archive when the engine lacks it and held while the activity lives), and blobs fetched from the requestor over the
+ * activity blob protocol, checked by content id and held to a size bound while they arrive.
+ */
+import { lstat, readFile } from 'node:fs/promises'
+import { HearthError } from '../errors.ts'
+import type { DockerRuntime } from '../exec/docker-runtime.ts'
+import type { LoadedImages } from '../exec/docker-images.ts'
+import { activityBlobProtocol, maxActivityBlobChunkBytes } from '../exec/exescript-protocols.ts'
+import type { ExeScriptEnvironment } from '../exec/exescript.ts'
+import type { PackageCache } from '../exec/package-cache.ts'
+import type { Runtime } from '../exec/runtime.ts'
+import { fetchResumable } from '../exec/transfer.ts'
+import type { AgreementTerms } from '../market/agreement.ts'
+import type { PeerTarget } from '../net/dial-target.ts'
+import type { Host } from '../net/host.ts'
+
+/** The runtimes activities may deploy to: wasi always, native and docker where offered. */
+export interface ActivityRuntimes {
+  wasi: Runtime<Uint8Array>
+  native?: { runtime: Runtime<string>; programs: Record<string, string> }
+  docker?: { runtime: DockerRuntime }
+}
+
+export interface ActivityEnvironmentInit {
+  host: Host
+  /** The package cache and its transfers in flight, shared with tasks. */
+  packages: PackageCache
+  fetching: Map<string, Promise<string>>
+  runtimes: ActivityRuntimes
+  loadedImages: LoadedImages | undefined
+  /** Largest package (module or image archive) taken. */
+  maxPackageBytes: number
+  /** Largest input blob taken. */
+  maxTransferBytes: number
+}
+
+/** The blob with this id: from the package cache, else fetched from the requestor and checked. */
+export function blobFile(init: ActivityEnvironmentInit, contentId: string, from: PeerTarget, maxBytes = init.maxPackageBytes): Promise<string> {
+  const { host, packages, fetching } = init
+  const running = fetching.get(contentId)
+  if (running !== undefined) return running
+  const path = packages.pathOf(contentId)
+  const fetched = (async () => {
+    if ((await lstat(path).catch(() => undefined))?.isFile() === true) {
+      await packages.touch(contentId)
+      return path
+    }
+    await fetchResumable({
+      contentId,
+      path,
+      maxBytes,
+      chunkBytes: maxActivityBlobChunkBytes,
+      fetchChunk: async (offset, maxBytes) => {
+        const chunk = await host.request(from, activityBlobProtocol, { contentId, offset, maxBytes })
+        return { totalBytes: chunk.totalBytes, offset: chunk.offset, data: Buffer.from(chunk.dataBase64, 'base64') }
+      },
+    })
+    return path
+  })().finally(() => fetching.delete(contentId))
+  fetching.set(contentId, fetched)
+  return fetched
+}
+
+/**
+ * The environment of an activity under `terms` whose requestor is `from`. `holdImage` is given what lets go of a
+ * docker image once it is held for the activity.
+ */
+export function activityEnvironment(init: ActivityEnvironmentInit, terms: AgreementTerms, from: PeerTarget, holdImage: (release: () => void) => void): ExeScriptEnvironment {
+  const { packages } = init
+  return {
+    async resolveDeploy(deploy) {
+      if (terms.runtime === 'wasi') {
+        if (deploy.packageId === undefined) throw new HearthError('HEARTH_ERR_EXEC_PACKAGE_INVALID', 'a wasi deploy names no package', { hint: 'deploy { packageId: "sha256:…" }' })
+        const packageId = deploy.packageId
+        const module = await packages.using(packageId, async () => readFile(await blobFile(init, packageId, from)))
+        return { runtime: init.runtimes.wasi as Runtime<unknown>, program: new Uint8Array(module), argv0: 'program' }
+      }
+      if (terms.runtime === 'native') {
+        const native = init.runtimes.native
+        const path = deploy.program === undefined ? undefined : native?.programs[deploy.program]
+        if (native === undefined || path === undefined) {
+          throw new HearthError('HEARTH_ERR_EXEC_PROGRAM_NOT_ALLOWED', `this provider does not offer the native program ${deploy.program ?? '(none named)'}`, {
+            hint: 'name one of the programs in the offer (hearth.runtime.native.programs)',
+          })
+        }
+        return { runtime: native.runtime as Runtime<unknown>, program: path, argv0: path }
+      }
+      const docker = init.runtimes.docker
+      if (terms.runtime !== 'docker' || docker === undefined) {
+        throw new HearthError('HEARTH_ERR_EXEC_RUNTIME_UNAVAILABLE', `this provider runs no ${terms.runtime} activities`, { hint: 'agree on a runtime the offer names (golem.runtime.name)' })
+      }
+      if (deploy.imageId === undefined) throw new HearthError('HEARTH_ERR_EXEC_PACKAGE_INVALID', 'a docker deploy names no image', { hint: 'deploy { imageId: "sha256:…", packageId: "sha256:…" (its archive) }' })
+      const imageId = deploy.imageId
+      const loaded = init.loadedImages
+      if (loaded === undefined) throw new HearthError('HEARTH_ERR_EXEC_RUNTIME_UNAVAILABLE', 'this provider keeps no record of loaded images', { hint: 'run docker activities on a provider agent' })
+      // Kept on the engine while the activity lives: an eviction must not remove it between load and use.
+      holdImage(await loaded.hold(imageId))
+      if (!(await docker.runtime.hasImage(imageId))) {
+        const archiveId = deploy.packageId
+        if (archiveId === undefined) throw new HearthError('HEARTH_ERR_EXEC_IMAGE_MISSING', `this provider does not hold image ${imageId} and no archive was named`, { hint: 'name the image archive as packageId' })
+        // Checked twice: by content id on arrival, and by image id when the engine loads it (untagged).
+        await packages.using(archiveId, async () => loaded.load(archiveId, await blobFile(init, archiveId, from), imageId))
+      }
+      // The container's command is the whole argv.
+      return { runtime: docker.runtime as Runtime<unknown>, program: { image: imageId }, argv0: undefined }
+    },
+    // Inputs are held to the transfer limit while they arrive, not only once they are here.
+    fetchBlob: (contentId) => blobFile(init, contentId, from, init.maxTransferBytes),
+  }
+}

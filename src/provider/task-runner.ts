@@ -1,0 +1,219 @@
+/**
+ * Running tasks for requestors, alone or in a batch: every money check of the agreement's account and the owner's
+ * bounds before any work, the inputs written into a task directory of its own, the program run in its sandbox with
+ * the agreement's GPUs, the outputs read back (regular files only), and the work metered and billed, its debit note
+ * carried by the answer. Work that produced no result (handed back, refused input, a sandbox limit) is not billed.
+ */
+import { randomUUID } from 'node:crypto'
+import { lstat, mkdir, readFile, rm, writeFile } from 'node:fs/promises'
+import { dirname, join, resolve, sep } from 'node:path'
+import type { Address } from 'viem'
+import { HearthError, toHearthError } from '../errors.ts'
+import { runTaskProtocol, runTasksProtocol, type FileBlob, type RunTaskRequest, type TaskResult } from '../exec/activity-protocols.ts'
+import { sha256Hex } from '../exec/content-hash.ts'
+import type { RunResult } from '../exec/runtime.ts'
+import { hashCanonical } from '../identity/canonical-json.ts'
+import type { DebitNote } from '../market/billing.ts'
+import type { PeerTarget } from '../net/dial-target.ts'
+import type { Host } from '../net/host.ts'
+import type { FrameAdmission } from './frame-admission.ts'
+import type { Lending } from './lending.ts'
+import type { Programs } from './programs.ts'
+import type { ProviderAccounts, Reservation } from './provider-account.ts'
+import type { TaskAdmission } from './task-admission.ts'
+import type { WrongResults } from './wrong-results.ts'
+
+/** Ways a dishonest provider bills and answers (misbehave, for the devnet's failure tests). */
+export interface TaskMisbehaviour {
+  inflateUsage?: number
+  inflateNotes?: number
+  oversizeResults?: number
+  stallResults?: boolean
+}
+
+export interface TaskRunnerInit {
+  host: Host
+  accounts: ProviderAccounts
+  lending: Lending
+  admission: TaskAdmission
+  programs: Pick<Programs, 'programFor'>
+  /** Task directories live under here, each removed when its task ends. */
+  activitiesDir: string
+  /** Set when this provider returns wrong results on purpose. */
+  wrongResults: WrongResults | undefined
+  misbehave: TaskMisbehaviour | undefined
+}
+
+export interface TaskRunner {
+  runTask(request: RunTaskRequest, requestor: Address, from: PeerTarget, signal: AbortSignal): Promise<TaskResult>
+  /** Serves tasks and task batches, large frames admitted by `admit`. */
+  handle(admit: FrameAdmission): Promise<void>
+  counts(): { tasksRun: number; tasksFailed: number; wrongResults: number }
+}
+
+/** The host path of a guest path; the schema already refuses '..', this keeps that true whatever the caller. */
+function insideRoot(rootDir: string, guestPath: string): string {
+  const hostPath = resolve(rootDir, '.' + guestPath)
+  if (!hostPath.startsWith(rootDir + sep)) {
+    throw new HearthError('HEARTH_ERR_EXEC_PATH_INVALID', `guest path ${guestPath} leaves the task directory`)
+  }
+  return hostPath
+}
+
+/** The GPUs a task of an agreement granting `count` may use: the first `count` this machine has. */
+function gpuGrant(count: number | undefined): { gpus?: number[] } {
+  return count === undefined ? {} : { gpus: Array.from({ length: count }, (_, index) => index) }
+}
+
+/** Writes the task's inputs (each checked against its content id) and makes the folders of its outputs. */
+async function writeInputs(rootDir: string, request: RunTaskRequest): Promise<void> {
+  await mkdir(rootDir, { recursive: true })
+  for (const input of request.inputs) {
+    const bytes = Buffer.from(input.dataBase64, 'base64')
+    if (bytes.length !== input.sizeBytes || sha256Hex(bytes) !== input.contentId) {
+      throw new HearthError('HEARTH_ERR_EXEC_PACKAGE_HASH', `input ${input.path} does not match its content id`)
+    }
+    const hostPath = insideRoot(rootDir, input.path)
+    await mkdir(dirname(hostPath), { recursive: true })
+    await writeFile(hostPath, bytes)
+  }
+  // Programs expect the folders of their outputs to exist.
+  for (const output of request.outputs) await mkdir(dirname(insideRoot(rootDir, output)), { recursive: true })
+}
+
+/** The outputs the program left, each changed by `corrupt` when given; those missing (or not regular files) by path. */
+async function readOutputs(rootDir: string, paths: readonly string[], corrupt: ((bytes: Buffer) => Buffer) | undefined): Promise<{ outputs: FileBlob[]; missingOutputs: string[] }> {
+  const outputs: FileBlob[] = []
+  const missingOutputs: string[] = []
+  for (const path of paths) {
+    const hostPath = insideRoot(rootDir, path)
+    const info = await lstat(hostPath).catch(() => undefined)
+    // Only regular files come back: a symlink the program made must not leak the provider's files.
+    if (info === undefined || !info.isFile()) {
+      missingOutputs.push(path)
+      continue
+    }
+    const bytes = corrupt !== undefined ? corrupt(await readFile(hostPath)) : await readFile(hostPath)
+    outputs.push({ path, contentId: sha256Hex(bytes), sizeBytes: bytes.length, dataBase64: bytes.toString('base64') })
+  }
+  return { outputs, missingOutputs }
+}
+
+/** Bills the run; a dishonest provider may meter more than ran, and ask more than that costs. */
+function meter(reservation: Reservation, run: RunResult, misbehave: TaskMisbehaviour | undefined): { usage: { durationMs: number; cpuMs: number }; debitNote: DebitNote | undefined } {
+  const inflate = misbehave?.inflateUsage ?? 1
+  const usage = { durationMs: run.durationMs * inflate, cpuMs: run.cpuMs * inflate }
+  const metered = reservation.complete({ tasks: 1, ...usage })
+  const debitNote = metered === undefined || misbehave?.inflateNotes === undefined ? metered : { ...metered, amountDueWei: (BigInt(metered.amountDueWei) * BigInt(misbehave.inflateNotes)).toString() }
+  return { usage, debitNote }
+}
+
+/** Serves tasks and task batches, large frames admitted by `admit`. */
+async function serveTasks(host: Host, runTask: TaskRunner['runTask'], admit: FrameAdmission): Promise<void> {
+  await host.handle(runTaskProtocol, (request, ctx) => runTask(request, ctx.remoteAddress, ctx.peerId, ctx.signal), { admit })
+  // A batch: each task runs (and is refused, checked and billed) exactly as if it came alone.
+  await host.handle(runTasksProtocol, async ({ tasks }, ctx) => {
+    const settled = await Promise.allSettled(tasks.map((task) => runTask(task, ctx.remoteAddress, ctx.peerId, ctx.signal)))
+    return {
+      answers: settled.map((outcome) => {
+        if (outcome.status === 'fulfilled') return { ok: true as const, result: outcome.value }
+        const error = toHearthError(outcome.reason)
+        return { ok: false as const, code: error.code, message: error.shortMessage.slice(0, 4000) }
+      }),
+    }
+  }, { admit })
+}
+
+export function createTaskRunner(init: TaskRunnerInit): TaskRunner {
+  const { accounts, lending, admission, programs, wrongResults, misbehave } = init
+  const counts = { tasksRun: 0, tasksFailed: 0, wrongResults: 0 }
+
+  async function runTask(request: RunTaskRequest, requestor: Address, from: PeerTarget, signal: AbortSignal): Promise<TaskResult> {
+    lending.ensureLending()
+    const account = accounts.account(request.agreementId, requestor)
+    const terms = account.terms
+    // Every money check (escrow, expiry, overdue notes, tasks left, unpaid work) before any work; released if none is done.
+    const reservation = await account.reserve()
+    const handBack = new AbortController()
+    let leave: () => void
+    try {
+      leave = admission.admit(request, handBack)
+    } catch (error) {
+      reservation.cancel()
+      throw error
+    }
+    let billed = false
+    let releaseProgram: (() => void) | undefined
+    // A pause may have come while the escrow was checked, before this task was registered to be handed back.
+    if (lending.pausedReason() !== undefined) handBack.abort()
+    const activityDir = join(init.activitiesDir, request.activityId + '-' + randomUUID().slice(0, 8))
+    const rootDir = join(activityDir, 'root')
+    try {
+      if (handBack.signal.aborted) throw lending.pausedError()
+      const { runtime, program, argv0, release } = await programs.programFor(request, from)
+      releaseProgram = release
+      if (handBack.signal.aborted) throw lending.pausedError()
+      await writeInputs(rootDir, request)
+      const stdoutPath = join(activityDir, 'stdout')
+      const stderrPath = join(activityDir, 'stderr')
+      const run = await runtime.run(
+        {
+          program,
+          args: [...argv0, ...request.args],
+          env: request.env,
+          rootDir,
+          stdoutPath,
+          stderrPath,
+          maxMemoryBytes: request.maxMemoryBytes,
+          timeoutMs: request.timeoutMs,
+          maxOutputBytes: request.maxOutputBytes,
+          // The agreement's GPUs, by index as detected; the sandbox shows no other device.
+          ...gpuGrant(terms.gpus),
+        },
+        { signal: AbortSignal.any([signal, handBack.signal]) },
+      )
+      // A task handed back (the owner came back) is not billed: the requestor runs it elsewhere.
+      if (handBack.signal.aborted) throw lending.pausedError()
+      // A dishonest provider changes the work before it is hashed and signed.
+      const wrong = wrongResults !== undefined && run.exitCode === 0 && wrongResults.strikes()
+      const { outputs, missingOutputs } = await readOutputs(rootDir, request.outputs, wrong ? (bytes) => wrongResults.corrupt(bytes) : undefined)
+      const { usage, debitNote } = meter(reservation, run, misbehave)
+      billed = true
+      counts.tasksRun++
+      if (wrong) counts.wrongResults++
+      const padding = misbehave?.oversizeResults ?? 0
+      const stdout = Buffer.concat([await readFile(stdoutPath).catch(() => Buffer.alloc(0)), Buffer.alloc(padding, 0x41)])
+      if (misbehave?.stallResults === true) await new Promise((resolve) => signal.addEventListener('abort', resolve, { once: true }))
+      return {
+        agreementId: request.agreementId,
+        jobId: request.jobId,
+        taskIndex: request.taskIndex,
+        activityId: request.activityId,
+        requestHash: hashCanonical(request),
+        exitCode: run.exitCode,
+        outputs,
+        missingOutputs,
+        stdoutBase64: (wrong && outputs.length === 0 ? wrongResults.corrupt(stdout) : stdout).toString('base64'),
+        stderrBase64: (await readFile(stderrPath).catch(() => Buffer.alloc(0))).toString('base64'),
+        usage,
+        ...(debitNote === undefined ? {} : { debitNote }),
+      }
+    } catch (error) {
+      counts.tasksFailed++
+      if (handBack.signal.aborted) throw lending.pausedError()
+      throw error
+    } finally {
+      // Work that did not produce a result (handed back, refused input, a sandbox limit) is not billed.
+      if (!billed) reservation.cancel()
+      releaseProgram?.()
+      leave()
+      await rm(activityDir, { recursive: true, force: true })
+    }
+  }
+
+  return {
+    runTask,
+    counts: () => ({ ...counts }),
+    handle: (admit) => serveTasks(init.host, runTask, admit),
+  }
+}
