@@ -1,9 +1,8 @@
 /**
- * Hole punching and port mapping on the testbed (src/testbed): a provider and a requestor each behind its own cone
- * NAT, who punch a direct connection and carry on when their relay dies; and two providers behind routers that forward
- * ports on request, one by NAT-PMP and one by UPnP IGD only (miniupnpd). Every node is its own OS process in its own
- * network namespace. Needs root (CI runs as root), iproute2, iptables, miniupnpd and a C compiler; it fails, never
- * skips, where they are missing.
+ * Hole punching on the testbed (src/testbed): a provider and a requestor each behind its own cone NAT, who punch a
+ * direct connection and carry on when their relay dies (port mapping: testbed-mapping.test.ts). Every node is its own
+ * OS process in its own network namespace. Needs root (CI runs as root), iproute2, iptables and a C compiler; it
+ * fails, never skips, where they are missing.
  */
 import assert from 'node:assert/strict'
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
@@ -39,9 +38,6 @@ before(async () => {
       // Two home networks behind cone NATs, met through the relay: they punch a direct connection.
       { name: 'natc', region: 'eu', nat: 'cone' },
       { name: 'req', region: 'eu', nat: 'cone' },
-      // Home routers that forward ports on request: one by NAT-PMP, one by UPnP IGD only (as most home routers).
-      { name: 'natm', region: 'eu', nat: 'cone', portMapping: 'nat-pmp' },
-      { name: 'natu', region: 'eu', nat: 'cone', portMapping: 'upnp' },
     ],
   })
   nodes = testbedNodes(testbed, dir)
@@ -53,12 +49,8 @@ after(async () => {
   await rm(dir, { recursive: true, force: true })
 })
 
-/** The chain, started by whichever test needs it first. */
-let chainStarted: ReturnType<ReturnType<typeof testbedNodes>['chain']> | undefined
-const chain = (): ReturnType<ReturnType<typeof testbedNodes>['chain']> => (chainStarted ??= nodes.chain('chain'))
-
 test('two nodes behind NATs punch a direct connection: the job goes around the relay and survives its death', async (t) => {
-  const { deployment, funderKey } = await chain()
+  const { deployment, funderKey } = await nodes.chain('chain')
   let relayNode = await nodes.relay('relay')
   const relayAddress = relayNode.address
   await nodes.provider('natc', deployment, [relayAddress])
@@ -137,23 +129,4 @@ test('two nodes behind NATs punch a direct connection: the job goes around the r
   assert.equal(stopped.event, 'stopped')
   t.diagnostic(`the relay carried ${stopped.relayedBytes} bytes of the word count`)
   assert.ok(stopped.relayedBytes > 0 && stopped.relayedBytes < 1024 * 1024, JSON.stringify(stopped))
-})
-
-test('a provider behind a router that forwards ports on request (NAT-PMP, or UPnP IGD only) maps its port and is dialable without a relay', async () => {
-  const { deployment } = await chain()
-  const relayNode = await nodes.relay('relay')
-  // Both at once: the NAT-PMP router's provider, and the UPnP-only router's, which finds no NAT-PMP and asks by UPnP.
-  const cases = [{ host: 'natm', protocol: 'nat-pmp', name: /dialled back .*by NAT-PMP/ }, { host: 'natu', protocol: 'upnp', name: /dialled back .*by UPnP IGD/ }] as const
-  await Promise.all(cases.map(({ host }) => nodes.provider(host, deployment, [relayNode.address])))
-  await Promise.all(cases.map(async ({ host, protocol, name }) => {
-    const status = await nodes.waitForStatus(host, (s) => s.network.reachability.kind === 'public', `the provider on ${host} is found dialable through its mapped port`)
-    const router = testbed.hosts[host]!.publicAddress
-    assert.match(status.network.reachability.reason, name)
-    assert.deepEqual(status.network.reachability.portMappings.map((m) => [m.protocol, m.externalIp, m.internalIp, m.internalPort]), [[protocol, router, testbed.hosts[host]!.address, 7690]])
-    // It announces the router's public address and the mapped port (its relay slot stays, for when the mapping
-    // lapses), and its offer is not relayed.
-    const mapped = status.network.reachability.portMappings[0]!.externalPort
-    const offered = await nodes.waitForStatus(host, (s) => !s.offer.relayed && s.multiaddrs.some((a) => a.startsWith(`/ip4/${router}/tcp/${mapped}/`)), `the offer of ${host} carries the mapped address`)
-    assert.equal(offered.offer.relayOnly, false)
-  }))
 })
