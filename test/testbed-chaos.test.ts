@@ -6,21 +6,18 @@
  * and the money read from the chain must add up. The seed (printed; `CHAOS_SEED=N` replays it) picks the victims.
  */
 import assert from 'node:assert/strict'
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
-import { tmpdir } from 'node:os'
+import { readFile, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { createInterface } from 'node:readline'
-import { after, before, test } from 'node:test'
+import { after, test } from 'node:test'
 import { fileURLToPath } from 'node:url'
 import type { RunReport } from '../src/devnet/run-job.ts'
 import { createWasiRuntime } from '../src/exec/wasi-runtime.ts'
 import { decodePng } from '../src/jobs/png.ts'
 import { renderLocally } from '../src/jobs/render-tiles.ts'
 import { seededRandom } from '../src/seeded-random.ts'
-import { build, type Testbed } from '../src/testbed/testbed.ts'
-import { hearthBin, testbedNodes } from './support/testbed-nodes.ts'
+import { fileTestbed, hearthBin } from './support/testbed-nodes.ts'
 
-const prefix = `hc${process.pid}`
 const renderWasm = fileURLToPath(new URL('../build/workloads/render.wasm', import.meta.url))
 const providers = [
   { name: 'home0', nat: 'cone' as const },
@@ -31,25 +28,10 @@ const killEveryMs = 2_500
 const width = 800
 const height = 600
 
-let testbed: Testbed
-let dir: string
-let nodes: ReturnType<typeof testbedNodes>
-
-before(async () => {
-  dir = await mkdtemp(join(tmpdir(), 'hearth-testbed-chaos-'))
-  testbed = await build({
-    prefix,
-    regions: { eu: {} },
-    rttMs: {},
-    hosts: [{ name: 'chain', region: 'eu' }, { name: 'relay', region: 'eu' }, { name: 'req', region: 'eu', nat: 'cone' }, ...providers.map((p) => ({ ...p, region: 'eu' }))],
-  })
-  nodes = testbedNodes(testbed, dir)
-})
-
-after(async () => {
-  nodes?.stopAll()
-  await testbed?.down()
-  await rm(dir, { recursive: true, force: true })
+const { testbed, dir, nodes } = await fileTestbed('hc', 'chaos', {
+  regions: { eu: {} },
+  rttMs: {},
+  hosts: [{ name: 'chain', region: 'eu' }, { name: 'relay', region: 'eu' }, { name: 'req', region: 'eu', nat: 'cone' }, ...providers.map((p) => ({ ...p, region: 'eu' }))],
 })
 
 test('providers behind NATs killed and restarted every 2.5 s through a render: the image is exact and the money adds up', { timeout: 600_000 }, async (t) => {

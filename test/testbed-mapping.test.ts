@@ -5,40 +5,20 @@
  * never skips, where they are missing.
  */
 import assert from 'node:assert/strict'
-import { mkdtemp, rm } from 'node:fs/promises'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
-import { after, before, test } from 'node:test'
-import { build, type Testbed } from '../src/testbed/testbed.ts'
-import { testbedNodes } from './support/testbed-nodes.ts'
+import { test } from 'node:test'
+import { fileTestbed } from './support/testbed-nodes.ts'
 
-const prefix = `hm${process.pid}`
 
-let testbed: Testbed
-let dir: string
-let nodes: ReturnType<typeof testbedNodes>
-
-before(async () => {
-  dir = await mkdtemp(join(tmpdir(), 'hearth-testbed-mapping-'))
-  testbed = await build({
-    prefix,
-    regions: { eu: {} },
-    rttMs: {},
-    hosts: [
-      { name: 'chain', region: 'eu' },
-      { name: 'relay', region: 'eu' },
-      // Home routers that forward ports on request: one by NAT-PMP, one by UPnP IGD only (as most home routers).
-      { name: 'natm', region: 'eu', nat: 'cone', portMapping: 'nat-pmp' },
-      { name: 'natu', region: 'eu', nat: 'cone', portMapping: 'upnp' },
-    ],
-  })
-  nodes = testbedNodes(testbed, dir)
-})
-
-after(async () => {
-  nodes?.stopAll()
-  await testbed?.down()
-  await rm(dir, { recursive: true, force: true })
+const { testbed, nodes } = await fileTestbed('hm', 'mapping', {
+  regions: { eu: {} },
+  rttMs: {},
+  hosts: [
+    { name: 'chain', region: 'eu' },
+    { name: 'relay', region: 'eu' },
+    // Home routers that forward ports on request: one by NAT-PMP, one by UPnP IGD only (as most home routers).
+    { name: 'natm', region: 'eu', nat: 'cone', portMapping: 'nat-pmp' },
+    { name: 'natu', region: 'eu', nat: 'cone', portMapping: 'upnp' },
+  ],
 })
 
 test('a provider behind a router that forwards ports on request (NAT-PMP, or UPnP IGD only) maps its port and is dialable without a relay', async () => {

@@ -6,43 +6,25 @@
  * never skips, where they are missing.
  */
 import assert from 'node:assert/strict'
-import { mkdtemp, readFile, rm } from 'node:fs/promises'
-import { tmpdir } from 'node:os'
+import { readFile } from 'node:fs/promises'
 import { join } from 'node:path'
-import { after, before, test } from 'node:test'
+import { test } from 'node:test'
 import type { RunReport } from '../src/devnet/run-job.ts'
-import { build, type Testbed } from '../src/testbed/testbed.ts'
-import { hearthBin, testbedNodes } from './support/testbed-nodes.ts'
+import { fileTestbed, hearthBin } from './support/testbed-nodes.ts'
 import { referenceCounts, wordcountExample, wordcountTexts } from './support/wordcount.ts'
 
-const prefix = `hn${process.pid}`
 
-let testbed: Testbed
-let dir: string
-let nodes: ReturnType<typeof testbedNodes>
-
-before(async () => {
-  dir = await mkdtemp(join(tmpdir(), 'hearth-testbed-nat-'))
-  testbed = await build({
-    prefix,
-    regions: { eu: {} },
-    rttMs: {},
-    hosts: [
-      { name: 'chain', region: 'eu' },
-      { name: 'relay', region: 'eu' },
-      { name: 'pub', region: 'eu' },
-      { name: 'natp', region: 'eu', nat: 'symmetric' },
-      { name: 'req', region: 'eu', nat: 'cone' },
-      { name: 'reqpub', region: 'eu' },
-    ],
-  })
-  nodes = testbedNodes(testbed, dir)
-})
-
-after(async () => {
-  nodes?.stopAll()
-  await testbed?.down()
-  await rm(dir, { recursive: true, force: true })
+const { testbed, dir, nodes } = await fileTestbed('hn', 'nat', {
+  regions: { eu: {} },
+  rttMs: {},
+  hosts: [
+    { name: 'chain', region: 'eu' },
+    { name: 'relay', region: 'eu' },
+    { name: 'pub', region: 'eu' },
+    { name: 'natp', region: 'eu', nat: 'symmetric' },
+    { name: 'req', region: 'eu', nat: 'cone' },
+    { name: 'reqpub', region: 'eu' },
+  ],
 })
 
 test('a provider behind a symmetric NAT is reached through a Hearth relay: its tasks complete, exact and paid', async () => {

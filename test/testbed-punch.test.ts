@@ -5,48 +5,30 @@
  * fails, never skips, where they are missing.
  */
 import assert from 'node:assert/strict'
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
-import { tmpdir } from 'node:os'
+import { readFile, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { createInterface } from 'node:readline'
-import { after, before, test } from 'node:test'
+import { test } from 'node:test'
 import { fileURLToPath } from 'node:url'
 import type { RunReport } from '../src/devnet/run-job.ts'
 import { createWasiRuntime } from '../src/exec/wasi-runtime.ts'
 import { decodePng } from '../src/jobs/png.ts'
 import { renderLocally } from '../src/jobs/render-tiles.ts'
-import { build, type Testbed } from '../src/testbed/testbed.ts'
-import { hearthBin, testbedNodes } from './support/testbed-nodes.ts'
+import { fileTestbed, hearthBin } from './support/testbed-nodes.ts'
 import { referenceCounts, wordcountExample, wordcountTexts } from './support/wordcount.ts'
 
-const prefix = `hp${process.pid}`
 const renderWasm = fileURLToPath(new URL('../build/workloads/render.wasm', import.meta.url))
 
-let testbed: Testbed
-let dir: string
-let nodes: ReturnType<typeof testbedNodes>
-
-before(async () => {
-  dir = await mkdtemp(join(tmpdir(), 'hearth-testbed-punch-'))
-  testbed = await build({
-    prefix,
-    regions: { eu: {} },
-    rttMs: {},
-    hosts: [
-      { name: 'chain', region: 'eu' },
-      { name: 'relay', region: 'eu' },
-      // Two home networks behind cone NATs, met through the relay: they punch a direct connection.
-      { name: 'natc', region: 'eu', nat: 'cone' },
-      { name: 'req', region: 'eu', nat: 'cone' },
-    ],
-  })
-  nodes = testbedNodes(testbed, dir)
-})
-
-after(async () => {
-  nodes?.stopAll()
-  await testbed?.down()
-  await rm(dir, { recursive: true, force: true })
+const { testbed, dir, nodes } = await fileTestbed('hp', 'punch', {
+  regions: { eu: {} },
+  rttMs: {},
+  hosts: [
+    { name: 'chain', region: 'eu' },
+    { name: 'relay', region: 'eu' },
+    // Two home networks behind cone NATs, met through the relay: they punch a direct connection.
+    { name: 'natc', region: 'eu', nat: 'cone' },
+    { name: 'req', region: 'eu', nat: 'cone' },
+  ],
 })
 
 test('two nodes behind NATs punch a direct connection: the job goes around the relay and survives its death', async (t) => {

@@ -8,21 +8,22 @@
  * on two cores, beside other tests) its scheduling adds tens of milliseconds to a round trip even within a region.
  */
 import assert from 'node:assert/strict'
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
-import { tmpdir } from 'node:os'
+import { readFile, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
-import { after, before, test } from 'node:test'
+import { before, test } from 'node:test'
 import type { RunReport } from '../src/devnet/run-job.ts'
-import { build, type Testbed, type TestbedHostSpec } from '../src/testbed/testbed.ts'
-import { hearthBin, testbedNodes } from './support/testbed-nodes.ts'
+import type { TestbedHostSpec } from '../src/testbed/testbed.ts'
+import { fileTestbed, hearthBin } from './support/testbed-nodes.ts'
 import { referenceCounts, wordcountExample, wordcountTexts } from './support/wordcount.ts'
 
-const prefix = `hr${process.pid}`
 const perRegion = { eu: 7, us: 7, asia: 6 }
+const providers: TestbedHostSpec[] = Object.entries(perRegion).flatMap(([region, count]) => Array.from({ length: count }, (_, i) => ({ name: `${region}${i}`, region })))
 
-let testbed: Testbed
-let dir: string
-let nodes: ReturnType<typeof testbedNodes>
+const { testbed, dir, nodes } = await fileTestbed('hr', 'regions', {
+  regions: { eu: {}, us: {}, asia: {} },
+  rttMs: { 'eu-us': 150, 'eu-asia': 250, 'us-asia': 200 },
+  hosts: [{ name: 'chain', region: 'eu' }, { name: 'relay', region: 'eu' }, { name: 'req', region: 'eu' }, ...providers],
+})
 let deployment: string
 let funderKey: string
 let relayAddress: string
@@ -30,26 +31,11 @@ let relayAddress: string
 const regionOf = new Map<string, string>()
 
 before(async () => {
-  dir = await mkdtemp(join(tmpdir(), 'hearth-testbed-regions-'))
-  const providers: TestbedHostSpec[] = Object.entries(perRegion).flatMap(([region, count]) => Array.from({ length: count }, (_, i) => ({ name: `${region}${i}`, region })))
-  testbed = await build({
-    prefix,
-    regions: { eu: {}, us: {}, asia: {} },
-    rttMs: { 'eu-us': 150, 'eu-asia': 250, 'us-asia': 200 },
-    hosts: [{ name: 'chain', region: 'eu' }, { name: 'relay', region: 'eu' }, { name: 'req', region: 'eu' }, ...providers],
-  })
-  nodes = testbedNodes(testbed, dir)
   const chain = await nodes.chain('chain', providers.length)
   ;({ deployment, funderKey } = chain)
   relayAddress = (await nodes.relay('relay')).address
   const started = await Promise.all(providers.map((host, i) => nodes.provider(host.name, deployment, [relayAddress], chain.keys[i])))
   started.forEach((provider, i) => regionOf.set(provider.ready.address.toLowerCase(), providers[i]!.region))
-})
-
-after(async () => {
-  nodes?.stopAll()
-  await testbed?.down()
-  await rm(dir, { recursive: true, force: true })
 })
 
 /** Runs the word count from the requestor's host with `sla` in the job file; returns the report. */

@@ -4,13 +4,15 @@
  */
 import assert from 'node:assert/strict'
 import type { ChildProcess } from 'node:child_process'
-import { chmod, mkdir, writeFile } from 'node:fs/promises'
+import { chmod, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { after } from 'node:test'
 import { createInterface } from 'node:readline'
 import { fileURLToPath } from 'node:url'
 import { keyFileName } from '../../src/identity/node-identity.ts'
 import type { ProviderStatus } from '../../src/provider/provider-node.ts'
-import type { Testbed } from '../../src/testbed/testbed.ts'
+import { build, type Testbed, type TestbedSpec } from '../../src/testbed/testbed.ts'
 
 export const hearthBin = fileURLToPath(new URL('../../bin/hearth.js', import.meta.url))
 
@@ -123,4 +125,24 @@ export function testbedNodes(testbed: Testbed, dir: string) {
 async function writeKey(path: string, key: string): Promise<void> {
   await writeFile(path, key, { mode: 0o600 })
   await chmod(path, 0o600)
+}
+
+export type TestbedNodes = ReturnType<typeof testbedNodes>
+
+/**
+ * The testbed of one test file, built when the file loads: its own name prefix (`short` and this process's id, since
+ * files run two at a time), a temporary folder, and the `hearth` nodes on it. After the file's tests, every node is
+ * stopped and the testbed and folder are removed.
+ */
+export async function fileTestbed(short: string, name: string, spec: Omit<TestbedSpec, 'prefix'>): Promise<{ testbed: Testbed; dir: string; nodes: TestbedNodes }> {
+  const dir = await mkdtemp(join(tmpdir(), `hearth-testbed-${name}-`))
+  const opened: { testbed?: Testbed; nodes?: TestbedNodes } = {}
+  after(async () => {
+    opened.nodes?.stopAll()
+    await opened.testbed?.down()
+    await rm(dir, { recursive: true, force: true })
+  })
+  const testbed = (opened.testbed = await build({ prefix: `${short}${process.pid}`, ...spec }))
+  const nodes = (opened.nodes = testbedNodes(testbed, dir))
+  return { testbed, dir, nodes }
 }
