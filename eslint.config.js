@@ -2,7 +2,7 @@ import js from '@eslint/js'
 import tseslint from 'typescript-eslint'
 
 export default tseslint.config(
-  { ignores: ['node_modules/', 'build/', 'workloads/', 'out/', '.hearth/', '.scratch/'] },
+  { ignores: ['node_modules/', 'build/', 'dist/', 'dist.*/', 'workloads/', 'out/', '.hearth/', '.scratch/'] },
   js.configs.recommended,
   ...tseslint.configs.recommended,
   {

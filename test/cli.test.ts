@@ -5,7 +5,8 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { PassThrough } from 'node:stream'
 import { after, test } from 'node:test'
-import { main } from '../src/cli/main.ts'
+import { Command, Help } from 'commander'
+import { invokedCommands, lazyCommands, main } from '../src/cli/main.ts'
 import type { DemoReport } from '../src/devnet/demo.ts'
 
 const dir = await mkdtemp(join(tmpdir(), 'hearth-cli-test-'))
@@ -20,6 +21,31 @@ async function hearth(...argv: string[]): Promise<{ code: number; stdout: string
   const code = await main(argv, { stdout, stderr })
   return { code, stdout: Buffer.concat(chunks.stdout).toString(), stderr: Buffer.concat(chunks.stderr).toString() }
 }
+
+test('hearth --help lists the lazily loaded commands exactly as their modules define them', async () => {
+  const help = new Help()
+  for (const entry of lazyCommands) {
+    const program = new Command('hearth')
+    ;(await entry.load())(program, { stdout: new PassThrough(), stderr: new PassThrough() })
+    const registered = program.commands.map((command) => ({ name: command.name(), term: help.subcommandTerm(command), description: command.description() }))
+    assert.deepEqual(registered, entry.commands)
+  }
+  const { code, stdout } = await hearth('--help')
+  assert.equal(code, 0)
+  for (const entry of lazyCommands) for (const command of entry.commands) assert.match(stdout, new RegExp(`^  ${command.term.replace(/[[\]]/g, '\\$&')} +\\S`, 'm'))
+  assert.equal((await hearth('--version')).stdout, `${(await import('../package.json', { with: { type: 'json' } })).default.version}\n`)
+})
+
+test('the commands commander dispatches to are the ones whose modules are loaded', () => {
+  const names = (...argv: string[]) => [...invokedCommands(argv)]
+  assert.deepEqual(names(), [])
+  assert.deepEqual(names('--help'), [])
+  assert.deepEqual(names('--version', 'wallet'), [])
+  assert.deepEqual(names('wallet', 'send', '--to', 'x'), ['wallet', 'send'])
+  assert.deepEqual(names('help', 'chain'), ['help', 'chain'])
+  assert.deepEqual(names('--', 'relay', '--json'), ['relay', '--json'])
+  assert.deepEqual(names('run', '-', 'x'), ['run', '-'])
+})
 
 test('a job file with wrong fields is refused with exit code 2, naming each field, before anything starts', async () => {
   const job = join(dir, 'bad.json')

@@ -2,21 +2,13 @@
  * cli/ owns the `hearth` command: argument parsing, progress on stderr, human summaries or one JSON object on stdout.
  * Commands return an exit code instead of calling process.exit, so tests can run them in process.
  */
-import { Command, CommanderError, InvalidArgumentError, Option } from 'commander'
-import { parseEther } from 'viem'
+import { readFileSync } from 'node:fs'
+import { Command, CommanderError, Help, InvalidArgumentError, Option } from 'commander'
 import { HearthError, toHearthError, type ErrorCode } from '../errors.ts'
-import { readKeyFile } from '../identity/node-identity.ts'
-import { readDeploymentFile, writeDeploymentFile } from '../payment/deploy.ts'
-import { runDemo, type DemoReport } from '../devnet/demo.ts'
-import { runJobFile, type RunReport } from '../devnet/run-job.ts'
+import type { DemoReport } from '../devnet/demo.ts'
+import type { RunReport } from '../devnet/run-job.ts'
 import type { RequestorNodeInit } from '../requestor/requestor-node.ts'
-import { startDevnet } from '../devnet/devnet.ts'
-import { registerChainCommands } from './chain-command.ts'
-import { formatOffers, listOffers, matchFiles } from './market-command.ts'
-import { registerPaymentsCommand } from './payments-command.ts'
-import { registerWalletCommand } from './wallet-command.ts'
-import { registerProviderCommand } from './provider-command.ts'
-import { registerRelayCommand } from './relay-command.ts'
+import type { CommandIo } from './chain-command.ts'
 import { createProgressPrinter } from './progress.ts'
 
 /** Errors that mean the input was wrong: exit code 2. A key file others can read, or that holds no key, is one. */
@@ -48,10 +40,82 @@ function wholeNumber(name: string, max: number) {
   }
 }
 
-export async function main(argv: string[], io: { stdout: NodeJS.WritableStream; stderr: NodeJS.WritableStream } = process): Promise<number> {
+/** A command defined in a module of its own, as `hearth --help` lists it before that module is loaded. */
+export interface LazyCommand {
+  name: string
+  /** Its term in the list of commands (commander's: the name, `[options]` when it has any, its arguments). */
+  term: string
+  description: string
+}
+
+/**
+ * The commands defined in modules of their own, in the order `hearth --help` lists them, each module with a loader
+ * that returns its register function. A module is loaded only when one of its commands runs (or its help is asked
+ * for); until then its commands are stubs with the same terms and descriptions (test/cli.test.ts compares them with
+ * the registered ones). `hearth --help` and `--version` so load commander and this file, not libp2p, viem or the chain.
+ */
+export const lazyCommands: ReadonlyArray<{ commands: readonly LazyCommand[]; load: () => Promise<(program: Command, io: CommandIo) => void> }> = [
+  {
+    commands: [{ name: 'payments', term: 'payments [options]', description: 'a node\'s agreements, escrows, debit notes, vouchers, invoices, claims and refunds, from its database' }],
+    load: async () => (await import('./payments-command.ts')).registerPaymentsCommand,
+  },
+  {
+    commands: [
+      { name: 'chain', term: 'chain [options]', description: 'run a development chain on 127.0.0.1 (token + escrow deployed, dev accounts funded) that several processes share' },
+      { name: 'deploy', term: 'deploy [options]', description: 'deploy the token and escrow to any EVM chain by JSON-RPC URL, and write a deployment file' },
+    ],
+    load: async () => (await import('./chain-command.ts')).registerChainCommands,
+  },
+  {
+    commands: [{ name: 'wallet', term: 'wallet [options]', description: "show this node's address and balances; on development chains, mint test tokens" }],
+    load: async () => (await import('./wallet-command.ts')).registerWalletCommand,
+  },
+  {
+    commands: [{ name: 'provider', term: 'provider', description: 'lend this machine: configure, start, watch and stop a provider' }],
+    load: async () => (await import('./provider-command.ts')).registerProviderCommand,
+  },
+  {
+    commands: [{ name: 'relay', term: 'relay [options]', description: 'run a public bootstrap and relay node: it holds offers, tells nodes whether they are dialable, and relays to providers behind NATs' }],
+    load: async () => (await import('./relay-command.ts')).registerRelayCommand,
+  },
+]
+
+/**
+ * The names that commander may dispatch `argv` to: the program has no options of its own but --help and --version,
+ * so it dispatches to its first operand (the arguments before the first one that looks like an option, or all after a
+ * leading `--`), or with `help NAME` to its second.
+ */
+export function invokedCommands(argv: readonly string[]): Set<string> {
+  const operands: string[] = []
+  for (let i = 0; i < argv.length && operands.length < 2; i++) {
+    const arg = argv[i]!
+    if (arg === '--') {
+      operands.push(...argv.slice(i + 1, i + 1 + 2 - operands.length))
+      break
+    }
+    if (arg.length > 1 && arg.startsWith('-')) break
+    operands.push(arg)
+  }
+  return new Set(operands)
+}
+
+/** The package's version, for --version (package.json is two folders up from src/cli/ and from dist/cli/ alike). */
+function packageVersion(): string {
+  return (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version
+}
+
+export async function main(argv: string[], io: CommandIo = process): Promise<number> {
+  return runCli(argv, io, invokedCommands(argv))
+}
+
+/** Runs `hearth ARGV`, loading the modules of the lazy commands named in `load` (every one when 'all'). */
+async function runCli(argv: string[], io: CommandIo, load: Set<string> | 'all'): Promise<number> {
+  const wanted = lazyCommands.filter((entry) => load === 'all' || entry.commands.some((command) => load.has(command.name)))
+  const registers = new Map(await Promise.all(wanted.map(async (entry) => [entry, await entry.load()] as const)))
   let exitCode: number = exitCodes.ok
   const program = new Command('hearth')
     .description('Hearth: a peer-to-peer compute marketplace. Lend idle machines, rent them by the task.')
+    .version(packageVersion())
     .exitOverride()
     .configureOutput({ writeOut: (s) => io.stdout.write(s), writeErr: (s) => io.stderr.write(s) })
 
@@ -72,6 +136,7 @@ export async function main(argv: string[], io: { stdout: NodeJS.WritableStream; 
     .option('--json', 'print one JSON report on stdout instead of a summary')
     .action(async (options: { providers: number; tasks: number; width: number; height: number; out: string; pricing: 'per-task' | 'linear'; dataDir?: string; rpc?: string; deployment?: string; funderKeyFile?: string; badProviders: number; json?: boolean }) => {
       const chain = await externalChain(options)
+      const { runDemo } = await import('../devnet/demo.ts')
       const progress = createProgressPrinter(io.stderr, { stepsOnly: options.json === true })
       const report = await runDemo({
         providers: options.providers,
@@ -110,6 +175,7 @@ export async function main(argv: string[], io: { stdout: NodeJS.WritableStream; 
     .action(async (jobFile: string, options: { out: string; providers: number; bootstrap?: string[]; listen?: string[]; announce?: string[]; rpc?: string; deployment?: string; funderKeyFile?: string; dataDir: string; resume?: string; badProviders?: number; json?: boolean }) => {
       const progress = createProgressPrinter(io.stderr, { stepsOnly: options.json === true })
       const network = await joinedNetwork(options)
+      const { runJobFile } = await import('../devnet/run-job.ts')
       const report = await runJobFile({
         jobFile,
         outDir: options.out,
@@ -135,6 +201,7 @@ export async function main(argv: string[], io: { stdout: NodeJS.WritableStream; 
     .option('--providers <n>', 'local providers to start when no --bootstrap is given', positiveInt('--providers', 64), 3)
     .option('--json', 'print one JSON object')
     .action(async (options: { bootstrap: string[]; constraints?: string; providers: number; json?: boolean }) => {
+      const { formatOffers, listOffers } = await import('./market-command.ts')
       const result = await listOffers({ bootstrap: options.bootstrap, providers: options.providers, ...(options.constraints === undefined ? {} : { constraints: options.constraints }) })
       io.stdout.write(options.json === true ? `${JSON.stringify(result)}\n` : formatOffers(result))
     })
@@ -145,6 +212,7 @@ export async function main(argv: string[], io: { stdout: NodeJS.WritableStream; 
     .requiredOption('--offer <file>', 'JSON: { "properties": {...}, "constraints": "(...)" }')
     .option('--json', 'print { "result": ... }')
     .action(async (options: { demand: string; offer: string; json?: boolean }) => {
+      const { matchFiles } = await import('./market-command.ts')
       const result = await matchFiles(options.demand, options.offer)
       io.stdout.write(options.json === true ? `${JSON.stringify({ result })}\n` : `${result}\n`)
     })
@@ -162,6 +230,7 @@ export async function main(argv: string[], io: { stdout: NodeJS.WritableStream; 
       if (options.host === '0.0.0.0' || options.host === '::') {
         throw new HearthError('HEARTH_ERR_CONFIG_INVALID', '--host must be the address other hosts reach this one by, not a wildcard', { hint: 'pass this machine\'s address, e.g. --host 192.168.1.20' })
       }
+      const [{ startDevnet }, { writeDeploymentFile }] = await Promise.all([import('../devnet/devnet.ts'), import('../payment/deploy.ts')])
       const devnet = await startDevnet({ providers: options.providers, badProviders: options.badProviders, listenHost: options.host, serveChain: { host: options.host, port: options.rpcPort } })
       const bootstrap = devnet.providers.map((p) => p.host.multiaddrs()[0]!)
       await writeDeploymentFile(options.deploymentOut, devnet.deployment!)
@@ -183,11 +252,31 @@ export async function main(argv: string[], io: { stdout: NodeJS.WritableStream; 
       await devnet.stop()
     })
 
-  registerPaymentsCommand(program, io)
-  registerChainCommands(program, io)
-  registerWalletCommand(program, io)
-  registerProviderCommand(program, io)
-  registerRelayCommand(program, io)
+  const stubTerms = new Map<Command, string>()
+  for (const entry of lazyCommands) {
+    const register = registers.get(entry)
+    if (register !== undefined) {
+      register(program, io)
+      continue
+    }
+    for (const { name, term, description } of entry.commands) {
+      // Never dispatched while invokedCommands is right (it must be for `help NAME`, which prints a stub's own help);
+      // were it wrong, the command would still run, with every module loaded.
+      const stub = program
+        .command(name)
+        .description(description)
+        .helpOption(false)
+        .allowUnknownOption()
+        .allowExcessArguments()
+        .action(async () => {
+          exitCode = await runCli(argv, io, 'all')
+        })
+      stubTerms.set(stub, term)
+    }
+  }
+  // Set after the commands were added, so that only the program's own list of commands sees the stubs' terms.
+  const plainHelp = new Help()
+  program.configureHelp({ subcommandTerm: (command) => stubTerms.get(command) ?? plainHelp.subcommandTerm(command) })
 
   try {
     await program.parseAsync(argv, { from: 'user' })
@@ -225,9 +314,11 @@ async function joinedNetwork(options: { bootstrap?: string[]; listen?: string[];
   let fund: RequestorNodeInit['fund']
   if (options.funderKeyFile !== undefined) {
     // Read first: a key others can read is refused before anything else is looked at.
+    const [{ readKeyFile }, { parseEther }] = await Promise.all([import('../identity/node-identity.ts'), import('viem')])
     const funder = await readKeyFile(options.funderKeyFile, 'funder key file')
     fund = { funderKey: funder.privateKey, gasWei: parseEther('1'), tokensWei: parseEther('100') }
   }
+  const { readDeploymentFile } = await import('../payment/deploy.ts')
   const deployment = await readDeploymentFile(options.deployment)
   const rpcUrl = options.rpc ?? deployment.rpcUrl
   if (rpcUrl === undefined) throw new HearthError('HEARTH_ERR_CONFIG_INVALID', `--rpc is needed: ${options.deployment} names no JSON-RPC URL`, { hint: 'pass --rpc URL' })
@@ -252,6 +343,7 @@ async function externalChain(options: { rpc?: string; deployment?: string; funde
     })
   }
   // Read before the deployment: a key others can read is refused before anything else is looked at.
+  const [{ readKeyFile }, { readDeploymentFile }] = await Promise.all([import('../identity/node-identity.ts'), import('../payment/deploy.ts')])
   const funder = await readKeyFile(options.funderKeyFile!, 'funder key file')
   const deployment = await readDeploymentFile(options.deployment!)
   return { rpcUrl: options.rpc!, deployment, funderKey: funder.privateKey }
