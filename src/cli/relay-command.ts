@@ -104,7 +104,7 @@ async function runRelay(flags: RelayFlags, io: CommandIo, stopSignal?: AbortSign
     process.once('SIGTERM', finish)
     stopSignal?.addEventListener('abort', finish, { once: true })
   })
-  const reservations = host.libp2p.services.relay?.reservations.size ?? 0
+  const reservations = host.relayReservations()
   const offers = market.offerBook.size()
   const relayedBytes = host.metrics().relayedBytes ?? 0
   await market.stop()

@@ -9,7 +9,6 @@ import { createReadStream } from 'node:fs'
 import { mkdir, open, rename, rm, stat } from 'node:fs/promises'
 import { dirname } from 'node:path'
 import { HearthError, isHearthError } from '../errors.ts'
-import { requestBlob } from '../net/blob-protocol.ts'
 import type { PeerTarget } from '../net/dial-target.ts'
 import type { Host } from '../net/host.ts'
 import { fetchBlobBinaryProtocol, fetchBlobProtocol } from './activity-protocols.ts'
@@ -140,12 +139,12 @@ export async function fetchResumable(init: FetchResumableInit): Promise<FetchRes
  * Chunks of `contentId` from the peer `from`, for fetchResumable: over fetch-blob/3, whose bytes travel unencoded;
  * a peer that does not serve /3 (an older requestor) is asked over fetch-blob/2 from then on.
  */
-export function blobChunks(host: Pick<Host, 'libp2p' | 'request'>, from: PeerTarget, contentId: string): (offset: number, maxBytes: number) => Promise<Chunk> {
+export function blobChunks(host: Pick<Host, 'requestBlob' | 'request'>, from: PeerTarget, contentId: string): (offset: number, maxBytes: number) => Promise<Chunk> {
   let binary = true
   return async (offset, maxBytes) => {
     if (binary) {
       try {
-        const { header, body } = await requestBlob({ libp2p: host.libp2p }, from, fetchBlobBinaryProtocol, { contentId, offset, maxBytes }, { maxBodyBytes: maxBytes })
+        const { header, body } = await host.requestBlob(from, fetchBlobBinaryProtocol, { contentId, offset, maxBytes }, { maxBodyBytes: maxBytes })
         if (header.contentId !== contentId) {
           throw new HearthError('HEARTH_ERR_EXEC_PACKAGE_HASH', `asked for ${contentId}, the sender answered with a chunk of ${header.contentId}`)
         }

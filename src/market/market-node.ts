@@ -14,12 +14,10 @@ import { addressFromPeerId } from '../identity/node-identity.ts'
 import type { Host } from '../net/host.ts'
 import type { PeerTarget } from '../net/dial-target.ts'
 import type { GossipVerdict } from '../net/gossip.ts'
-import { remoteIpKey } from '../net/inbound-budget.ts'
 import { offersSyncProtocol } from './market-protocols.ts'
 import { createOfferBook, type OfferBook, type OfferBookOutcome, type OfferSource } from './offer-book.ts'
 import { maxOfferLifetimeMs, offerLifetimeRefusal, offerSchema, OFFERS_TOPIC, verifyOffer, type SignedOffer } from './offer.ts'
 import { peerIdFromString } from '@libp2p/peer-id'
-import { multiaddr } from '@multiformats/multiaddr'
 
 /**
  * What became of an offer: the book's outcome, or `invalid` (forged, malformed, misbound), `too-long` (lives past the
@@ -193,7 +191,7 @@ export function createMarketNode(init: MarketNodeInit): MarketNode {
     }
   }
   const ipsOf = (peer: PeerId): string[] => {
-    const ips = host.libp2p.getConnections(peer).map((connection) => remoteIpKey(connection.remoteAddr))
+    const ips = host.remoteIps(peer)
     return ips.length > 0 ? ips : ['unknown']
   }
 
@@ -231,10 +229,10 @@ export function createMarketNode(init: MarketNodeInit): MarketNode {
     try {
       const peer = peerIdFromString(peerId)
       if (peer.equals(host.peerId)) return
-      const multiaddrs = addresses.map((address) => multiaddr(address.replace(new RegExp(`/p2p/${peerId}$`), '')))
-      host.libp2p.peerStore.merge(peer, { multiaddrs }).catch(() => undefined)
+      host.addPeerAddresses(peer, addresses.map((address) => address.replace(new RegExp(`/p2p/${peerId}$`), ''))).catch(() => undefined)
     } catch {
-      // a malformed address in a validly signed offer: dialling by its multiaddrs fails with a clear error later
+      // a malformed PeerId in a validly signed offer (a malformed address rejects above, adding none): dialling by its
+      // multiaddrs fails with a clear error later
     }
   }
 

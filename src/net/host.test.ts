@@ -55,4 +55,41 @@ describe('libp2p host', () => {
     await assert.rejects(a.dial(address), (error: unknown) => isHearthError(error, 'HEARTH_ERR_NET_DIAL'))
     await assert.rejects(a.dial('not a peer'), (error: unknown) => isHearthError(error, 'HEARTH_ERR_NET_DIAL') && error.hint !== undefined)
   })
+
+  it('answers what code outside net/ asks of libp2p: started, peer addresses, remote IPs, relay reservations', async () => {
+    const a = await createHost({ identity: generateIdentity() })
+    hosts.push(a)
+    assert.equal(a.isStarted(), false)
+    await a.start()
+    assert.equal(a.isStarted(), true)
+    const b = await started()
+    const stranger = generateIdentity().peerId
+    assert.deepEqual(a.remoteIps(b.peerId), [])
+    await a.dial(b.multiaddrs()[0]!)
+    assert.deepEqual(a.remoteIps(b.peerId), ['127.0.0.1'])
+
+    assert.deepEqual(await a.peerAddresses(stranger), [])
+    await a.addPeerAddresses(stranger, ['/ip4/10.1.2.3/tcp/4001'])
+    assert.deepEqual(await a.peerAddresses(stranger), ['/ip4/10.1.2.3/tcp/4001'])
+    await assert.rejects(a.addPeerAddresses(stranger, ['/ip4/10.1.2.4/tcp/4001', 'not a multiaddr']))
+    assert.deepEqual(await a.peerAddresses(stranger), ['/ip4/10.1.2.3/tcp/4001'])
+
+    assert.equal(a.relayReservations(), 0)
+    const relay = await started({ relay: {} })
+    assert.equal(relay.relayReservations(), 0)
+    await a.stop()
+    assert.equal(a.isStarted(), false)
+  })
+
+  it('tells a listener when its own addresses change, until it stops listening', async () => {
+    const host = await started()
+    let calls = 0
+    const stop = host.onAddressesChanged(() => calls++)
+    await host.addPeerAddresses(host.peerId, ['/ip4/10.9.8.7/tcp/4001'])
+    assert.ok(calls >= 1, `calls ${calls}`)
+    stop()
+    const before = calls
+    await host.addPeerAddresses(host.peerId, ['/ip4/10.9.8.6/tcp/4001'])
+    assert.equal(calls, before)
+  })
 })

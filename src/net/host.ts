@@ -1,7 +1,9 @@
 /**
  * The libp2p host of a Hearth node: TCP + noise + yamux, identify, ping, gossipsub, and bootstrap / mDNS discovery
  * when asked for. Its PeerId comes from the node's secp256k1 key, so every peer's Ethereum address is known from
- * the connection itself. Protocol and gossip helpers sit on top (see protocol.ts and gossip.ts).
+ * the connection itself. Protocol and gossip helpers sit on top (see protocol.ts, blob-protocol.ts, stream-protocol.ts
+ * and gossip.ts). net/ owns libp2p: code outside it reaches the network only through `Host`'s methods, never through
+ * its `libp2p` property (scripts/check-layers.ts enforces this).
  */
 import './polyfill.ts' // must come first: libp2p 3 needs Promise.withResolvers, which Node 20 lacks
 import { bootstrap } from '@libp2p/bootstrap'
@@ -20,7 +22,7 @@ import { yamux } from '@libp2p/yamux'
 import { createLibp2p } from 'libp2p'
 import type { Libp2pOptions } from 'libp2p'
 import type { Libp2p, PeerId, Upgrader } from '@libp2p/interface'
-import type { Multiaddr } from '@multiformats/multiaddr'
+import { multiaddr, type Multiaddr } from '@multiformats/multiaddr'
 import type { Address } from 'viem'
 import type { z } from 'zod'
 import { HearthError } from '../errors.ts'
@@ -30,7 +32,7 @@ import { isRelayed, peerOfTarget, toDialTarget } from './dial-target.ts'
 import type { PeerTarget } from './dial-target.ts'
 import { createGossip, gossipMaxBytesCeiling } from './gossip.ts'
 import type { GossipHandler, PublishOptions, SubscribeOptions } from './gossip.ts'
-import type { InboundLimits, InboundStats } from './inbound-budget.ts'
+import { remoteIpKey, type InboundLimits, type InboundStats } from './inbound-budget.ts'
 import { attachInboundGuard, createInboundGuard } from './inbound-guard.ts'
 import { attachConnectionReversal, type ConnectionReversal } from './reversal.ts'
 import { attachHolePunch, serveObserverPorts, startObserver, type HolePunch, type HolePunchLimits, type HolePunchStats, type Observer } from './hole-punch.ts'
@@ -42,6 +44,10 @@ import type { ReachabilityInit, ReachabilityStatus } from './reachability.ts'
 import type { NetMetrics } from './net-metrics.ts'
 import { sendRequest, serveProtocol } from './protocol.ts'
 import type { Exchange, Protocol, RequestHandler, RequestOptions } from './protocol.ts'
+import { requestBlob, serveBlobProtocol } from './blob-protocol.ts'
+import type { BlobExchange, BlobHandler, BlobProtocol, BlobRequestOptions } from './blob-protocol.ts'
+import { openStream, serveStreamProtocol } from './stream-protocol.ts'
+import type { OpenStreamOptions, StreamCall, StreamHandler, StreamProtocol, StreamServer } from './stream-protocol.ts'
 
 export interface HostInit {
   identity: NodeIdentity
@@ -123,12 +129,19 @@ export interface Host {
   readonly peerId: PeerId
   /** Ethereum address of this node's key. */
   readonly address: Address
-  /** Escape hatch; prefer the methods below, which validate, bound and count what crosses the network. */
+  /**
+   * The libp2p node itself, for net/'s own modules and for tests. Code outside src/net/ must not use it (the layer
+   * check, scripts/check-layers.ts, refuses `.libp2p` there): net/ owns libp2p, and the methods below, which
+   * validate, bound and count what crosses the network, are what the rest of Hearth uses. A need they do not meet
+   * gets a new method here.
+   */
   readonly libp2p: Libp2p<HostServices>
   /** Listening addresses, each ending in /p2p/<PeerId>, ready to hand to another node's dial or bootstrap. */
   multiaddrs(): string[]
   start(): Promise<void>
   stop(): Promise<void>
+  /** Whether the node is started (between `start` and `stop`): it can dial and answer. */
+  isStarted(): boolean
   /** Opens (or reuses) a connection; resolves to the remote PeerId. */
   dial(target: PeerTarget, options?: { signal?: AbortSignal }): Promise<PeerId>
   /** Round-trip time in milliseconds. */
@@ -149,15 +162,49 @@ export interface Host {
   /** Calls `listener` with each peer a connection opens to (either direction); returns a function that stops it. */
   onPeerConnected(listener: (peer: PeerId) => void): () => void
   /**
+   * Calls `listener` whenever this node's own record changes, its addresses above all (a relay reservation made or
+   * lost, a new announce address; libp2p's `self:peer:update`); returns a function that stops it.
+   */
+  onAddressesChanged(listener: () => void): () => void
+  /** The addresses the peer store holds for `peer` (learnt from identify, offers, dials); empty when it knows none. */
+  peerAddresses(peer: PeerId): Promise<string[]>
+  /**
+   * Adds `addresses` (multiaddrs, without /p2p/<peer>) to what the peer store holds for `peer`, so that a dial by its
+   * PeerId tries them too. Rejects, adding none, when one is not a multiaddr.
+   */
+  addPeerAddresses(peer: PeerId, addresses: string[]): Promise<void>
+  /** The remote IP key (see remoteIpKey in inbound-budget.ts) of each open connection to `peer`; empty when none. */
+  remoteIps(peer: PeerId): string[]
+  /** On a relay: the reservations other nodes hold on it now (0 on a node that relays nothing). */
+  relayReservations(): number
+  /**
    * Serves `protocol`. `options.admit` is asked, with the sender's identity, about each frame above the node's
    * smallFrameBytes before its body is read; it may refuse it unread (see ServeOptions).
    */
   handle<Req extends z.ZodType, Res extends z.ZodType>(protocol: Protocol<Req, Res>, handler: RequestHandler<Req, Res>, options?: ServeOptions): Promise<void>
-  unhandle(protocol: Protocol): Promise<void>
+  /**
+   * Stops serving a protocol: one served by `handle` or `serveBlob` (a stream protocol is stopped by its server's
+   * `close`, which also cancels the exchanges in progress).
+   */
+  unhandle(protocol: Pick<Protocol | BlobProtocol, 'id'>): Promise<void>
   /** Sends one request and returns the validated response (for signed protocols, the verified payload). */
   request<Req extends z.ZodType, Res extends z.ZodType>(target: PeerTarget, protocol: Protocol<Req, Res>, request: z.input<Req>, options?: RequestOptions): Promise<z.output<Res>>
   /** As `request`, also returning the responder's signed envelope (to keep as proof) and PeerId. */
   exchange<Req extends z.ZodType, Res extends z.ZodType>(target: PeerTarget, protocol: Protocol<Req, Res>, request: z.input<Req>, options?: RequestOptions): Promise<Exchange<Res>>
+  /** Serves a blob protocol: a JSON request answered by a header and raw bytes (see blob-protocol.ts). */
+  serveBlob<Req extends z.ZodType, Head extends z.ZodType>(protocol: BlobProtocol<Req, Head>, handler: BlobHandler<Req, Head>, options?: ServeOptions): Promise<void>
+  /** Asks `target` for a blob over `protocol`: the validated header and the body (see blob-protocol.ts). */
+  requestBlob<Req extends z.ZodType, Head extends z.ZodType>(target: PeerTarget, protocol: BlobProtocol<Req, Head>, request: z.input<Req>, options?: BlobRequestOptions): Promise<BlobExchange<Head>>
+  /**
+   * Serves an event-stream protocol: a signed request answered by events and a signed result, signed with this node's
+   * key (see stream-protocol.ts). Stop it with the returned server's `close`.
+   */
+  serveStream<Req extends z.ZodType, Ev extends z.ZodType, Res extends z.ZodType>(protocol: StreamProtocol<Req, Ev, Res>, handler: StreamHandler<Req, Ev, Res>, options?: ServeOptions): Promise<StreamServer>
+  /**
+   * Sends `target` a request signed with this node's key over an event-stream protocol and returns its events and
+   * result; nothing is sent until `events` or `result` is used (see stream-protocol.ts).
+   */
+  openStream<Req extends z.ZodType, Ev extends z.ZodType, Res extends z.ZodType>(target: PeerTarget, protocol: StreamProtocol<Req, Ev, Res>, request: z.input<Req>, options?: OpenStreamOptions): StreamCall<Ev, Res>
   publish(topic: string, signed: Signed<unknown>, options?: PublishOptions): Promise<{ recipients: number }>
   subscribe<P extends z.ZodType>(topic: string, payloadSchema: P, handler: GossipHandler<P>, options?: SubscribeOptions): () => void
   /** Peers known to subscribe to `topic`. */
@@ -341,6 +388,7 @@ export async function createHost(init: HostInit): Promise<Host> {
       await observer?.close()
       await libp2p.stop()
     },
+    isStarted: () => libp2p.status === 'started',
     async dial(target, options = {}) {
       const dialTarget = toDialTarget(target)
       const connection = await withDialErrors(target, 'dial', () => libp2p.dial(dialTarget, options), options.signal)
@@ -366,6 +414,24 @@ export async function createHost(init: HostInit): Promise<Host> {
       libp2p.addEventListener('peer:connect', handler)
       return () => libp2p.removeEventListener('peer:connect', handler)
     },
+    onAddressesChanged(listener) {
+      const handler = (): void => listener()
+      libp2p.addEventListener('self:peer:update', handler)
+      return () => libp2p.removeEventListener('self:peer:update', handler)
+    },
+    async peerAddresses(peer) {
+      try {
+        return (await libp2p.peerStore.get(peer)).addresses.map((address) => address.multiaddr.toString())
+      } catch {
+        return [] // not in the peer store
+      }
+    },
+    async addPeerAddresses(peer, addresses) {
+      const multiaddrs = addresses.map((address) => multiaddr(address))
+      await libp2p.peerStore.merge(peer, { multiaddrs })
+    },
+    remoteIps: (peer) => libp2p.getConnections(peer).map((connection) => remoteIpKey(connection.remoteAddr)),
+    relayReservations: () => libp2p.services.relay?.reservations.size ?? 0,
     handle: (protocol, handler, options) => serveProtocol(deps, protocol, handler, options),
     async unhandle(protocol) {
       await libp2p.unhandle(protocol.id)
@@ -374,6 +440,10 @@ export async function createHost(init: HostInit): Promise<Host> {
       return (await sendRequest(deps, target, protocol, request, options)).response
     },
     exchange: (target, protocol, request, options) => sendRequest(deps, target, protocol, request, options),
+    serveBlob: (protocol, handler, options) => serveBlobProtocol(deps, protocol, handler, options),
+    requestBlob: (target, protocol, request, options) => requestBlob(deps, target, protocol, request, options),
+    serveStream: (protocol, handler, options) => serveStreamProtocol(deps, protocol, handler, options),
+    openStream: (target, protocol, request, options) => openStream(deps, target, protocol, request, options),
     publish: (topic, signed, options) => gossip.publish(topic, signed, options),
     subscribe: (topic, payloadSchema, handler, options) => gossip.subscribe(topic, payloadSchema, handler, options),
     topicPeers: (topic) => gossip.topicPeers(topic),

@@ -19,7 +19,7 @@ import type { NodeIdentity } from '../identity/node-identity.ts'
 import type { ProviderAccount } from './provider-account.ts'
 import type { Host } from '../net/host.ts'
 import type { PeerTarget } from '../net/dial-target.ts'
-import { serveStreamProtocol, type StreamContext, type StreamServer } from '../net/stream-protocol.ts'
+import type { StreamContext, StreamServer } from '../net/stream-protocol.ts'
 import { createActivity, type ActivityState } from '../exec/exescript.ts'
 import {
   activityCreateProtocol,
@@ -207,7 +207,7 @@ export function createActivityService(init: ActivityServiceInit): ActivityServic
         return { activityId, state: entry.activity.state(), usage: entry.activity.usage(), ...live.takeNote(agreementId) }
       })
 
-      server = await serveStreamProtocol({ libp2p: host.libp2p, identity: init.identity }, activityExecProtocol, (request, ctx) => runBatch(init, live, request, ctx))
+      server = await host.serveStream(activityExecProtocol, (request, ctx) => runBatch(init, live, request, ctx))
     },
 
     async stop() {

@@ -106,7 +106,7 @@ export function createNegotiation(init: NegotiationInit): Negotiation {
     const agreement: Agreement = { id, terms, requestorSignature, providerSignature: own.signature }
     store.agreements.save({ id, role: 'provider', requestor: terms.requestor, provider: terms.provider, state: 'approved', document: agreement, createdAtMs: nowMs, updatedAtMs: nowMs })
     // Where the requestor can be found again: debit notes go there, and a restarted provider asks it what it is owed.
-    const addresses = await host.libp2p.peerStore.get(ctx.peerId).then((peer) => peer.addresses.map((a) => a.multiaddr.toString())).catch(() => [] as string[])
+    const addresses = await host.peerAddresses(ctx.peerId)
     store.peers.remember({ address: terms.requestor, peerId: ctx.peerId.toString(), multiaddrs: addresses, updatedAtMs: nowMs })
     agreements++
     return { decision: 'approve', terms, providerSignature: own.signature }

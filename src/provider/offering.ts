@@ -9,9 +9,9 @@ import type { MarketNode } from '../market/market-node.ts'
 import { createOffer, offerId, type Offer, type SignedOffer } from '../market/offer.ts'
 import { pricingProperties, type Pricing } from '../market/pricing.ts'
 import type { Host } from '../net/host.ts'
+import { measureCpuScore } from '../exec/cpu-score.ts'
 import { detectGpus, type GpuInfo } from '../exec/gpu.ts'
 import type { EscrowContext } from '../payment/escrow.ts'
-import { measureCpuScore } from './cpu-score.ts'
 import type { Lending } from './lending.ts'
 import type { ProviderRuntimes } from './programs.ts'
 
@@ -73,6 +73,8 @@ export function createOffering(init: OfferingInit): Offering {
   let gpuProperties: Offer['properties'] = {}
   let republishTimer: NodeJS.Timeout | undefined
   let addressesTimer: NodeJS.Timeout | undefined
+  /** Stops the watch on this node's addresses (set while watchAddresses holds one). */
+  let stopWatchingAddresses: (() => void) | undefined
 
   async function publish(options: { ttlMs?: number } = {}): Promise<void> {
     const multiaddrs = host.multiaddrs()
@@ -150,10 +152,11 @@ export function createOffering(init: OfferingInit): Offering {
       republishTimer = undefined
     },
     watchAddresses() {
-      host.libp2p.addEventListener('self:peer:update', onAddressesChanged)
+      stopWatchingAddresses ??= host.onAddressesChanged(onAddressesChanged)
     },
     unwatchAddresses() {
-      host.libp2p.removeEventListener('self:peer:update', onAddressesChanged)
+      stopWatchingAddresses?.()
+      stopWatchingAddresses = undefined
       if (addressesTimer !== undefined) clearTimeout(addressesTimer)
     },
   }

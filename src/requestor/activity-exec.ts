@@ -10,7 +10,7 @@ import { HearthError, isHearthError, toHearthError } from '../errors.ts'
 import { sha256Hex } from '../exec/content-hash.ts'
 import { terminalStates, type ExeCommand, type ExeEvent, type exeEventSchema } from '../exec/exescript.ts'
 import { activityExecProtocol, type BatchResult, type batchResultSchema } from '../exec/exescript-protocols.ts'
-import { openStream, type StreamCall } from '../net/stream-protocol.ts'
+import type { StreamCall } from '../net/stream-protocol.ts'
 import { answerNote, recordUsage, release, setState, type ActivitySession } from './activity-session.ts'
 
 /** A file a `transfer` command brought back, checked against the content id the provider stated. */
@@ -48,7 +48,7 @@ export function execBatch(session: ActivitySession, batch: ExeCommand[] | unknow
   const batchId = randomUUID()
   session.batches++
   session.store?.activities.addBatch('requestor', activityId, batchId)
-  const call = openStream({ libp2p: session.host.libp2p, identity: session.identity }, session.target, activityExecProtocol, { agreementId: session.agreementId, activityId, batchId, commands: batch as Record<string, unknown>[] }, execOptions)
+  const call = session.host.openStream(session.target, activityExecProtocol, { agreementId: session.agreementId, activityId, batchId, commands: batch as Record<string, unknown>[] }, execOptions)
   const chunks: Chunks = new Map()
   const result = batchResult(session, call, batch, chunks)
   result.catch(() => undefined)

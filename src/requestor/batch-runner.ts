@@ -111,7 +111,7 @@ function exchangeInit(init: BatchRunnerInit, progress: Progress): TaskExchangeIn
     base,
     tasks,
     packageId: progress.batch.packageId,
-    judge: { reputation: init.reputation, online: () => host.libp2p.status === 'started' },
+    judge: { reputation: init.reputation, online: () => host.isStarted() },
     ...(spotChecker === undefined
       ? {}
       : {

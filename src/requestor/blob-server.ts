@@ -6,7 +6,6 @@
 import { HearthError } from '../errors.ts'
 import { fetchBlobBinaryProtocol, fetchBlobProtocol } from '../exec/activity-protocols.ts'
 import { sha256Hex } from '../exec/content-hash.ts'
-import { serveBlobProtocol } from '../net/blob-protocol.ts'
 import type { Host } from '../net/host.ts'
 
 /** The blobs of one job: served while it is open, released when it closes. */
@@ -56,7 +55,7 @@ export function createBlobServer(init: { host: Host }): BlobServer {
     },
     async start() {
       // Only providers with an agreement from this requestor may fetch its blobs, over either version.
-      await serveBlobProtocol({ libp2p: host.libp2p }, fetchBlobBinaryProtocol, ({ contentId, offset, maxBytes }, ctx) => {
+      await host.serveBlob(fetchBlobBinaryProtocol, ({ contentId, offset, maxBytes }, ctx) => {
         const { totalBytes, chunk } = blobChunk(contentId, offset, maxBytes, ctx.remoteAddress)
         return { header: { contentId, totalBytes, offset }, body: chunk }
       })
@@ -67,7 +66,7 @@ export function createBlobServer(init: { host: Host }): BlobServer {
       })
     },
     async stop() {
-      await host.libp2p.unhandle(fetchBlobBinaryProtocol.id).catch(() => undefined)
+      await host.unhandle(fetchBlobBinaryProtocol).catch(() => undefined)
       await host.unhandle(fetchBlobProtocol).catch(() => undefined)
     },
   }

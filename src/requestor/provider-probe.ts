@@ -6,12 +6,12 @@
  */
 import { randomUUID } from 'node:crypto'
 import { toHearthError } from '../errors.ts'
+import { measureCpuScore } from '../exec/cpu-score.ts'
 import { runTaskProtocol, type RunTaskRequest, type TaskResult } from '../exec/activity-protocols.ts'
 import type { WasiRuntime } from '../exec/wasi-runtime.ts'
 import { loadBuiltinWorkload } from '../exec/workloads.ts'
 import type { DebitNote } from '../market/billing.ts'
 import type { Host } from '../net/host.ts'
-import { measureCpuScore } from '../provider/cpu-score.ts'
 import type { JobEventListener } from './events.ts'
 import { createLocalRunner } from './local-runner.ts'
 import { judgeProbe, probeRounds, type ProbeVerdict } from './probe.ts'

@@ -1,7 +1,9 @@
 /**
  * A quick CPU benchmark, measured when the provider starts and advertised as `hearth.inf.cpu.score`: millions of
  * simple integer and floating-point steps per second on one thread. Requestors compare providers by it; it is not a
- * standard benchmark, only a consistent one across Hearth providers.
+ * standard benchmark, only a consistent one across Hearth providers. A requestor's probe (provider-probe.ts) measures
+ * its own machine the same way, to compare a provider's probe time with its own; it lives in exec/ so that both sides
+ * can use it (requestor/ and provider/ never import each other).
  */
 export function measureCpuScore(budgetMs = 25, windows = 5): number {
   // The best of several short windows: a window in which the process was descheduled (a busy machine, a start-up
