@@ -9,7 +9,7 @@ import { privateKeyToAccount } from 'viem/accounts'
 import { HearthError } from '../errors.ts'
 
 export interface Voucher {
-  /** bytes32: the keccak hash of the signed agreement. */
+  /** bytes32: the agreement id, the SHA-256 of its terms' canonical JSON (agreementId in market/agreement.ts). */
   agreementId: Hex
   /** Total owed for the agreement so far (not an increment): a later voucher supersedes an earlier one. */
   cumulativeWei: bigint
