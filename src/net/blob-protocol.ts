@@ -18,15 +18,16 @@ import type { Address } from 'viem'
 import { z } from 'zod'
 import { HearthError, isHearthError } from '../errors.ts'
 import { addressFromPeerId } from '../identity/node-identity.ts'
+import { callDeadline, openCallStream, remoteAnswerError, remoteErrorSchema, requestOpenFailure, writeAndReadAnswer } from './call-support.ts'
+import type { OpenCall } from './call-support.ts'
 import { describeIssues } from './describe-issues.ts'
-import { connectTo, peerOfTarget, toDialTarget } from './dial-target.ts'
+import { toDialTarget } from './dial-target.ts'
 import type { PeerTarget } from './dial-target.ts'
 import { guardedFrames, guardRefusal, inboundGuardFor } from './inbound-guard.ts'
 import type { InboundGuard, ServeOptions } from './inbound-guard.ts'
 import { encodeJsonFrame, FrameError, jsonFrames } from './json-frames.ts'
 import type { JsonFrameStream } from './json-frames.ts'
-import { errorFrame, errorFrameLimit, handleGuarded, protocolIdPattern, refusalWriteMs, remoteErrorCode } from './serve-support.ts'
-import { isUnsupportedProtocol, versionMismatch } from './versions.ts'
+import { asError, errorFrame, errorFrameLimit, handleGuarded, protocolIdPattern, refusalWriteMs, serveSignals, writeAnswer } from './serve-support.ts'
 
 export interface BlobProtocolSpec<Req extends z.ZodType, Head extends z.ZodType> {
   /** `/hearth/<area>/<name>/<major>`. */
@@ -130,11 +131,8 @@ async function respond<Req extends z.ZodType, Head extends z.ZodType>(
 ): Promise<void> {
   const id = protocol.id
   const peer = connection.remotePeer
-  const deadline = AbortSignal.timeout(protocol.timeoutMs)
-  const gone = new AbortController()
-  const onClose = (): void => gone.abort(new HearthError('HEARTH_ERR_NET_REMOTE', 'The requester closed the stream'))
-  stream.addEventListener('close', onClose, { once: true })
-  const signal = AbortSignal.any([deadline, gone.signal])
+  const signals = serveSignals(stream, protocol.timeoutMs, () => new HearthError('HEARTH_ERR_NET_REMOTE', 'The requester closed the stream'))
+  const { signal } = signals
   // The request is reserved from the node's inbound budget (and a large one admitted) before its body is read.
   const frames = guardedFrames(guard, stream, { protocol: id, maxBytes: protocol.maxRequestBytes, connection, admit: options.admit, signal, log })
   /** Gives back the request's reservation once it has been answered. */
@@ -172,7 +170,7 @@ async function respond<Req extends z.ZodType, Head extends z.ZodType>(
         return await refuse(new HearthError(tooLarge ? 'HEARTH_ERR_NET_MESSAGE_TOO_LARGE' : 'HEARTH_ERR_NET_MESSAGE_INVALID', `Request refused by ${id}: ${cause.message}`))
       }
       // The requester went away, or sent nothing in time: there is no one to answer.
-      stream.abort(cause instanceof Error ? cause : new Error(String(cause)))
+      stream.abort(asError(cause))
       return
     }
     const parsed = protocol.request.safeParse(raw)
@@ -201,7 +199,7 @@ async function respond<Req extends z.ZodType, Head extends z.ZodType>(
     await send(stream, frames, [head, answer.body], signal)
   } finally {
     release()
-    stream.removeEventListener('close', onClose)
+    signals.detach()
   }
 }
 
@@ -209,12 +207,7 @@ async function respond<Req extends z.ZodType, Head extends z.ZodType>(
 /** Sends the answer's frames and closes our side; on any failure the stream is reset. */
 async function send(stream: Stream, frames: JsonFrameStream, parts: Uint8Array[], signal: AbortSignal): Promise<void> {
   if (stream.writeStatus !== 'writable') return
-  try {
-    await frames.writeFrames(parts, { signal })
-    await stream.close({ signal })
-  } catch (error) {
-    stream.abort(error instanceof Error ? error : new Error(String(error)))
-  }
+  await writeAnswer(stream, frames, parts, signal)
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -222,10 +215,7 @@ async function send(stream: Stream, frames: JsonFrameStream, parts: Uint8Array[]
 
 const headerFrameSchema = z.discriminatedUnion('ok', [
   z.object({ ok: z.literal(true), header: z.unknown(), bodyBytes: z.number().int().nonnegative() }),
-  z.object({
-    ok: z.literal(false),
-    error: z.object({ code: z.string().max(200), message: z.string().max(10_000), hint: z.string().max(10_000).optional() }),
-  }),
+  z.object({ ok: z.literal(false), error: remoteErrorSchema }),
 ])
 
 export async function requestBlob<Req extends z.ZodType, Head extends z.ZodType>(
@@ -248,106 +238,69 @@ export async function requestBlob<Req extends z.ZodType, Head extends z.ZodType>
   }
   toDialTarget(target)
   const maxBodyBytes = Math.min(protocol.maxBodyBytes, options.maxBodyBytes ?? Infinity)
-  const timeoutMs = options.timeoutMs ?? protocol.timeoutMs
-  const timeout = AbortSignal.timeout(timeoutMs)
-  const signal = options.signal === undefined ? timeout : AbortSignal.any([options.signal, timeout])
-  const dialFailure = (cause: unknown): HearthError => {
-    const unsupported = (cause as Error).name === 'UnsupportedProtocolError'
-    return new HearthError('HEARTH_ERR_NET_DIAL', unsupported
-      ? `Peer ${String(target)} does not serve ${id}`
-      : `Cannot reach ${String(target)} for ${id}: ${(cause as Error).message}`, {
-      cause,
-      ...(unsupported ? { hint: 'the peer runs another version of Hearth or another role (provider/requestor)' } : {}),
-      details: { protocol: id, target: String(target), ...(unsupported ? { reason: 'unsupported-protocol' } : {}) },
-    })
-  }
-  const failure = (cause: unknown, otherwise: () => HearthError): unknown => {
-    if (options.signal?.aborted === true) return options.signal.reason
-    if (timeout.aborted) {
-      return new HearthError('HEARTH_ERR_NET_TIMEOUT', `No complete answer to ${id} from ${String(target)} within ${timeoutMs} ms`, { cause, details: { protocol: id, timeoutMs } })
-    }
-    return otherwise()
-  }
-
-  let stream: Stream
-  let peer: PeerId
-  try {
-    const connection = await connectTo(deps.libp2p, target, { signal })
-    peer = connection.remotePeer
-    // Optimistic protocol selection sends the protocol name with the request: one round trip less per request.
-    stream = await connection.newStream(id, { signal, maxOutboundStreams: protocol.maxConcurrentStreams, negotiateFully: false, runOnLimitedConnection: true })
-  } catch (cause) {
-    const peer = peerOfTarget(target)
-    if (peer !== undefined && isUnsupportedProtocol(cause)) throw (await versionMismatch(deps.libp2p, peer, id)) ?? failure(cause, () => dialFailure(cause))
-    throw failure(cause, () => dialFailure(cause))
-  }
+  const deadline = callDeadline(id, target, options.timeoutMs ?? protocol.timeoutMs, options.signal, 'complete answer')
+  const { signal } = deadline
+  const { peer, stream } = await openCallStream(deps.libp2p, target, id, { signal, maxOutboundStreams: protocol.maxConcurrentStreams, optimistic: true },
+    (cause) => requestOpenFailure(deps.libp2p, target, id, cause, deadline))
 
   const frames = jsonFrames(stream, Math.max(protocol.maxHeaderBytes, errorFrameLimit), { maxBinaryBytes: protocol.maxBodyBytes })
-  const invalid = (message: string, cause?: unknown): HearthError => new HearthError(
-    cause instanceof FrameError && cause.failure === 'too-large' ? 'HEARTH_ERR_NET_MESSAGE_TOO_LARGE' : 'HEARTH_ERR_NET_MESSAGE_INVALID',
-    `Answer to ${id} from ${peer.toString()} refused: ${message}`,
-    { cause, details: { protocol: id, peerId: peer.toString() } },
-  )
+  const call: OpenCall = { libp2p: deps.libp2p, target, id, peer, stream, frames, deadline }
   let done = false
   try {
-    // Read while writing: a responder that refuses early may answer before it has read the request.
-    const reading = frames.read({ signal })
-    reading.catch(() => {})
-    let writeError: unknown
-    try {
-      await frames.write(bytes, { signal })
-      await stream.close({ signal })
-    } catch (error) {
-      writeError = error
-    }
-    let frame: unknown
-    let frameBytes: number
-    try {
-      ;({ value: frame, bytes: frameBytes } = await reading)
-    } catch (cause) {
-      // The peer serves another major of this protocol (a node of another release): say which, not "closed".
-      if (isUnsupportedProtocol(writeError, cause)) throw (await versionMismatch(deps.libp2p, peer, id)) ?? failure(cause, () => dialFailure(cause))
-      throw failure(cause, () => {
-        if (cause instanceof FrameError && cause.declaredBytes !== undefined) return invalid(`its header: ${cause.message}`, cause)
-        // With optimistic selection, "protocol not supported" surfaces here rather than from newStream.
-        for (const error of [writeError, cause, (cause as Error).cause]) {
-          if ((error as Error | undefined)?.name === 'UnsupportedProtocolError') return dialFailure(error)
-        }
-        return new HearthError('HEARTH_ERR_NET_REMOTE', `Peer ${peer.toString()} closed the ${id} stream without answering`, { cause: writeError ?? cause, details: { protocol: id } })
-      })
-    }
-    const shape = headerFrameSchema.safeParse(frame)
-    if (!shape.success) throw invalid(`not a header frame: ${describeIssues(shape.error).text}`)
-    if (!shape.data.ok) {
-      const remote = shape.data.error
-      const code = remoteErrorCode(remote.code)
-      throw new HearthError(code, `Peer ${peer.toString()} answered ${id} with ${remote.code}: ${remote.message}`, {
-        ...(remote.hint === undefined ? {} : { hint: remote.hint }),
-        details: { protocol: id, peerId: peer.toString(), remoteCode: remote.code, remoteMessage: remote.message, remoteHint: remote.hint },
-      })
-    }
-    // Error frames may be larger (their text is bounded on its own), a header may not.
-    if (frameBytes > protocol.maxHeaderBytes) throw invalid(`its header is ${frameBytes} bytes, over the limit of ${protocol.maxHeaderBytes}`)
-    const header = protocol.header.safeParse(shape.data.header)
-    if (!header.success) throw invalid(`its header does not match the schema: ${describeIssues(header.error).text}`)
-    const declared = shape.data.bodyBytes
-    if (declared > maxBodyBytes) throw invalid(`its header declares a body of ${declared} bytes, over the limit of ${maxBodyBytes}`)
-    let body: Uint8Array
-    try {
-      // The length prefix may not exceed what the header declared: a longer body is refused before it is read.
-      body = await frames.readBytes({ maxBytes: declared, signal })
-    } catch (cause) {
-      throw failure(cause, () => invalid(`its body (declared ${declared} bytes): ${cause instanceof Error ? cause.message : String(cause)}`, cause))
-    }
-    if (body.byteLength !== declared) throw invalid(`its header declared ${declared} bytes, but the body holds ${body.byteLength}`)
-    try {
-      await frames.readEnd({ signal })
-    } catch (cause) {
-      throw failure(cause, () => invalid(cause instanceof Error ? cause.message : String(cause), cause))
-    }
+    const frame = await writeAndReadAnswer(call, bytes, (cause) => (cause.declaredBytes !== undefined ? invalidAnswer(call, `its header: ${cause.message}`, cause) : undefined))
+    const { header, declared } = checkHeader(call, protocol, frame, maxBodyBytes)
+    const body = await readBody(call, declared)
     done = true
-    return { header: header.data, body, peerId: peer }
+    return { header, body, peerId: peer }
   } finally {
     if (!done && (stream.status === 'open' || stream.status === 'closing')) stream.abort(new Error('request failed'))
   }
+}
+
+/** HEARTH_ERR_NET_MESSAGE_INVALID (TOO_LARGE for a frame over its limit): the peer's answer is refused. */
+function invalidAnswer(call: OpenCall, message: string, cause?: unknown): HearthError {
+  return new HearthError(
+    cause instanceof FrameError && cause.failure === 'too-large' ? 'HEARTH_ERR_NET_MESSAGE_TOO_LARGE' : 'HEARTH_ERR_NET_MESSAGE_INVALID',
+    `Answer to ${call.id} from ${call.peer.toString()} refused: ${message}`,
+    { cause, details: { protocol: call.id, peerId: call.peer.toString() } },
+  )
+}
+
+/** The answer's header, checked, and the body size it declares; throws the peer's error frame as a HearthError. */
+function checkHeader<Head extends z.ZodType>(
+  call: OpenCall,
+  protocol: BlobProtocol<z.ZodType, Head>,
+  frame: { value: unknown; bytes: number },
+  maxBodyBytes: number,
+): { header: z.output<Head>; declared: number } {
+  const shape = headerFrameSchema.safeParse(frame.value)
+  if (!shape.success) throw invalidAnswer(call, `not a header frame: ${describeIssues(shape.error).text}`)
+  if (!shape.data.ok) throw remoteAnswerError(call.peer, call.id, shape.data.error)
+  // Error frames may be larger (their text is bounded on its own), a header may not.
+  if (frame.bytes > protocol.maxHeaderBytes) throw invalidAnswer(call, `its header is ${frame.bytes} bytes, over the limit of ${protocol.maxHeaderBytes}`)
+  const header = protocol.header.safeParse(shape.data.header)
+  if (!header.success) throw invalidAnswer(call, `its header does not match the schema: ${describeIssues(header.error).text}`)
+  const declared = shape.data.bodyBytes
+  if (declared > maxBodyBytes) throw invalidAnswer(call, `its header declares a body of ${declared} bytes, over the limit of ${maxBodyBytes}`)
+  return { header: header.data, declared }
+}
+
+/** The body of exactly `declared` bytes, and then the end of the stream: anything more is refused. */
+async function readBody(call: OpenCall, declared: number): Promise<Uint8Array> {
+  const { frames, deadline } = call
+  const { signal } = deadline
+  let body: Uint8Array
+  try {
+    // The length prefix may not exceed what the header declared: a longer body is refused before it is read.
+    body = await frames.readBytes({ maxBytes: declared, signal })
+  } catch (cause) {
+    throw deadline.failure(cause, () => invalidAnswer(call, `its body (declared ${declared} bytes): ${cause instanceof Error ? cause.message : String(cause)}`, cause))
+  }
+  if (body.byteLength !== declared) throw invalidAnswer(call, `its header declared ${declared} bytes, but the body holds ${body.byteLength}`)
+  try {
+    await frames.readEnd({ signal })
+  } catch (cause) {
+    throw deadline.failure(cause, () => invalidAnswer(call, cause instanceof Error ? cause.message : String(cause), cause))
+  }
+  return body
 }

@@ -6,19 +6,6 @@
  * its `libp2p` property (scripts/check-layers.ts enforces this).
  */
 import './polyfill.ts' // must come first: libp2p 3 needs Promise.withResolvers, which Node 20 lacks
-import { bootstrap } from '@libp2p/bootstrap'
-import { circuitRelayServer, circuitRelayTransport } from '@libp2p/circuit-relay-v2'
-import type { CircuitRelayService } from '@libp2p/circuit-relay-v2'
-import { gossipsub } from '@libp2p/gossipsub'
-import type { GossipSub } from '@libp2p/gossipsub'
-import { identify } from '@libp2p/identify'
-import type { Identify } from '@libp2p/identify'
-import { mdns } from '@libp2p/mdns'
-import { noise } from '@libp2p/noise'
-import { ping } from '@libp2p/ping'
-import type { Ping } from '@libp2p/ping'
-import { tcp } from '@libp2p/tcp'
-import { yamux } from '@libp2p/yamux'
 import { createLibp2p } from 'libp2p'
 import type { Libp2pOptions } from 'libp2p'
 import type { Libp2p, PeerId, Upgrader } from '@libp2p/interface'
@@ -30,8 +17,10 @@ import type { NodeIdentity } from '../identity/node-identity.ts'
 import type { Signed } from '../identity/signed.ts'
 import { isRelayed, peerOfTarget, toDialTarget } from './dial-target.ts'
 import type { PeerTarget } from './dial-target.ts'
-import { createGossip, gossipMaxBytesCeiling } from './gossip.ts'
+import { createGossip } from './gossip.ts'
 import type { GossipHandler, PublishOptions, SubscribeOptions } from './gossip.ts'
+import { defaultRelayLimits, nodeOptions } from './host-options.ts'
+import type { HostServices, RelayLimits } from './host-options.ts'
 import { remoteIpKey, type InboundLimits, type InboundStats } from './inbound-budget.ts'
 import { attachInboundGuard, createInboundGuard } from './inbound-guard.ts'
 import { attachConnectionReversal, type ConnectionReversal } from './reversal.ts'
@@ -40,14 +29,18 @@ import { createRelayMeter } from './relay-meter.ts'
 import type { ServeOptions } from './inbound-guard.ts'
 import { createNetMetrics } from './net-metrics.ts'
 import { createReachability, dialbackHandler, dialbackProtocol } from './reachability.ts'
-import type { ReachabilityInit, ReachabilityStatus } from './reachability.ts'
+import type { Reachability, ReachabilityInit, ReachabilityStatus } from './reachability.ts'
 import type { NetMetrics } from './net-metrics.ts'
 import { sendRequest, serveProtocol } from './protocol.ts'
-import type { Exchange, Protocol, RequestHandler, RequestOptions } from './protocol.ts'
+import type { Exchange, Protocol, ProtocolDeps, RequestHandler, RequestOptions } from './protocol.ts'
 import { requestBlob, serveBlobProtocol } from './blob-protocol.ts'
 import type { BlobExchange, BlobHandler, BlobProtocol, BlobRequestOptions } from './blob-protocol.ts'
 import { openStream, serveStreamProtocol } from './stream-protocol.ts'
 import type { OpenStreamOptions, StreamCall, StreamHandler, StreamProtocol, StreamServer } from './stream-protocol.ts'
+
+// The libp2p options, the relay's limits and the services' types live in host-options.ts.
+export { defaultRelayLimits } from './host-options.ts'
+export type { HostServices, RelayLimits } from './host-options.ts'
 
 export interface HostInit {
   identity: NodeIdentity
@@ -91,24 +84,6 @@ export interface HostMetrics extends NetMetrics {
   relayedBytes?: number
 }
 
-export interface RelayLimits {
-  /** Reservations held at once. */
-  maxReservations: number
-  /** Bytes one relayed connection may carry, both ways together: enough for a 64 MiB package and its results. */
-  dataLimitBytes: number
-  /** How long one relayed connection may stay open. */
-  durationLimitMs: number
-  /** How long a reservation lasts before its holder must renew it. */
-  reservationTtlMs: number
-  /**
-   * The two TCP ports of the relay's NAT observer, which tells nodes their public address so that two nodes behind
-   * NATs can punch a direct connection (0: any free port; nodes learn them over /hearth/net/observe/1).
-   */
-  observePorts: [number, number]
-}
-
-export const defaultRelayLimits: RelayLimits = { maxReservations: 128, dataLimitBytes: 256 * 1024 * 1024, durationLimitMs: 30 * 60_000, reservationTtlMs: 60 * 60_000, observePorts: [0, 0] }
-
 export type ConnectionKind = 'direct' | 'hole-punched' | 'relayed'
 
 /** How this node reaches a peer it holds connections to. */
@@ -122,8 +97,6 @@ export interface PeerConnection {
   remoteAddr: string
   direction: 'inbound' | 'outbound'
 }
-
-export type HostServices = { identify: Identify; ping: Ping; pubsub: GossipSub; relay?: CircuitRelayService; upgraderAccess: object }
 
 export interface Host {
   readonly peerId: PeerId
@@ -215,10 +188,6 @@ export interface Host {
 
 export async function createHost(init: HostInit): Promise<Host> {
   const { identity } = init
-  const peerDiscovery: NonNullable<Libp2pOptions['peerDiscovery']> = []
-  if (init.bootstrap !== undefined && init.bootstrap.length > 0) peerDiscovery.push(bootstrap({ list: init.bootstrap }))
-  if (init.mdns === true) peerDiscovery.push(mdns())
-
   const relayLimits = init.relay === undefined ? undefined : { ...defaultRelayLimits, ...init.relay }
   // The relays default to the bootstrap peers: a network's bootstrap nodes are its public relays (hearth relay).
   const reachabilityInit: ReachabilityInit = {
@@ -234,81 +203,19 @@ export async function createHost(init: HostInit): Promise<Host> {
   // A relay counts the bytes it carries between relayed peers (libp2p reports each protocol stream to its metrics).
   const relayMeter = relayLimits === undefined ? undefined : createRelayMeter()
 
-  let libp2p: Libp2p<HostServices>
-  try {
-    libp2p = await createLibp2p({
-      privateKey: identity.libp2pKey,
-      start: false,
-      addresses: {
-        listen: init.listen ?? ['/ip4/127.0.0.1/tcp/0'],
-        ...(init.announce === undefined ? {} : { appendAnnounce: init.announce }),
-        announceFilter: (addresses) => announceFilter(addresses),
-      },
-      // libp2p refuses more than 5 inbound connections a second from one IP. Every node of a local network shares
-      // 127.0.0.1, so loopback is exempt; other addresses keep the limit.
-      // (Only local processes share a loopback address: exempting it weakens no public node.)
-      connectionManager: { allow: ['/ip4/127.0.0.0/ipcidr/8', '/ip6/::1/ipcidr/128'] },
-      // libp2p pings every connection each 10 s and aborts one whose ping takes over 5 s (adaptive, from a 5 s floor).
-      // A home machine busy with work can stall that long, and aborting drops every stream on the connection: results
-      // in flight, held uploads. A connection is aborted only when its ping takes over 30 s.
-      connectionMonitor: { pingTimeout: { minTimeout: 30_000 } },
-      // Every node can dial /p2p-circuit addresses (a provider behind a NAT is reached through its relay) and listen
-      // on them (reachability.ts reserves slots when nobody can dial it).
-      transports: [tcp(), circuitRelayTransport({ reservationCompletionTimeout: 10_000 })],
-      ...(relayLimits?.allowReservation === undefined
-        ? {}
-        : { connectionGater: { denyInboundRelayReservation: (peer: PeerId) => relayLimits.allowReservation?.(peer) !== true } }),
-      connectionEncrypters: [noise()],
-      // A dialer may open streams before the listener has finished its side of the upgrade; past 10 such "early"
-      // streams yamux aborts the whole connection, which a burst of concurrent requests on a new connection hits.
-      streamMuxers: [yamux({ maxEarlyStreams: 512 })],
-      peerDiscovery,
-      ...(relayMeter === undefined ? {} : { metrics: () => relayMeter.metrics }),
-      services: {
-        upgraderAccess: (components: { upgrader: Upgrader }) => {
-          upgrader = components.upgrader
-          return {}
-        },
-        identify: identify(),
-        ping: ping(),
-        pubsub: gossipsub({
-          // A lone node, or one whose peers have not subscribed yet, may still publish (offers wait in nobody's mesh).
-          allowPublishToZeroTopicPeers: true,
-          emitSelf: false,
-          maxInboundDataLength: gossipMaxBytesCeiling,
-          // No penalty for sharing an IP: twenty providers behind one home router, or every node of a local network on
-          // 127.0.0.1, are honest. The market's own intake limits per IP (offer-book.ts) bound what one IP can send.
-          scoreParams: { IPColocationFactorWeight: 0 },
-          // A relay is a hub: the NATed nodes reserved on it are connected to it and to nobody else. Its mesh holds 6
-          // to 12 of them; by default it names each message (IHAVE) to a quarter of the rest per heartbeat, for the
-          // three heartbeats it keeps the message, and a node passed over each time never gets it (a new offer reached
-          // the last of 50 nodes by the market's resync, 28 s later). Named to every peer outside the mesh, every
-          // node has it within a heartbeat. The cost is a list of recent message ids per peer a second, small for
-          // offers, which come rarely.
-          gossipFactor: 1,
-        }),
-        ...(relayLimits === undefined
-          ? {}
-          : {
-              relay: circuitRelayServer({
-                reservations: {
-                  maxReservations: relayLimits.maxReservations,
-                  reservationTtl: relayLimits.reservationTtlMs,
-                  applyDefaultLimit: true,
-                  defaultDataLimit: BigInt(relayLimits.dataLimitBytes),
-                  defaultDurationLimit: relayLimits.durationLimitMs,
-                },
-              }),
-            }),
-      },
-    })
-  } catch (cause) {
-    throw new HearthError('HEARTH_ERR_CONFIG_INVALID', `Cannot create the libp2p host: ${(cause as Error).message}`, {
-      cause,
-      hint: 'check the listen and bootstrap multiaddrs',
-      details: { listen: init.listen, bootstrap: init.bootstrap },
-    })
-  }
+  const libp2p = await createNode(init, nodeOptions({
+    identity,
+    listen: init.listen,
+    announce: init.announce,
+    bootstrap: init.bootstrap,
+    mdns: init.mdns,
+    relayLimits,
+    relayMeter,
+    announceFilter: (addresses) => announceFilter(addresses),
+    onUpgrader: (given) => {
+      upgrader = given
+    },
+  }))
 
   const metrics = createNetMetrics()
   // One inbound budget for every protocol this node serves, whichever helper serves it.
@@ -322,11 +229,7 @@ export async function createHost(init: HostInit): Promise<Host> {
     reachabilityInit,
   )
   announceFilter = (addresses) => reachability.filter(addresses)
-  // A peer that reached this node through a relay and is itself dialable is dialled back directly.
-  let reversal: ConnectionReversal | undefined
-  // Two NATed nodes, one of which dialled the other through a relay, punch a direct connection.
-  let holePunch: HolePunch | undefined
-  let observer: Observer | undefined
+  const parts: HostParts = { init, libp2p, deps, reachability, relayLimits, upgrader: () => upgrader, reversal: undefined, holePunch: undefined, observer: undefined }
 
   if (init.mdns === true) {
     // Discovery only fills the peer store; bootstrap dials its own list, mDNS finds need dialling by us.
@@ -337,41 +240,74 @@ export async function createHost(init: HostInit): Promise<Host> {
     })
   }
 
-  const withDialErrors = async <T>(target: PeerTarget, what: string, run: () => Promise<T>, signal?: AbortSignal): Promise<T> => {
-    try {
-      return await run()
-    } catch (cause) {
-      if (signal?.aborted === true) throw signal.reason
-      throw new HearthError('HEARTH_ERR_NET_DIAL', `Cannot ${what} ${String(target)}: ${(cause as Error).message}`, { cause, details: { target: String(target) } })
-    }
-  }
-
-  const connections = (): PeerConnection[] =>
-    libp2p.getConnections().map((connection) => ({
-      peerId: connection.remotePeer.toString(),
-      kind: isRelayed(connection.remoteAddr) ? 'relayed' : holePunch?.punched(connection) === true ? 'hole-punched' : 'direct',
-      remoteAddr: connection.remoteAddr.toString(),
-      direction: connection.direction,
-    }))
-
   return {
     peerId: libp2p.peerId,
     address: identity.address,
     libp2p,
     multiaddrs: () => libp2p.getMultiaddrs().map((address) => address.toString()),
+    ...lifecycle(parts),
+    ...connectionMethods(parts),
+    ...peerStoreMethods(libp2p),
+    ...protocolMethods(deps),
+    publish: (topic, signed, options) => gossip.publish(topic, signed, options),
+    subscribe: (topic, payloadSchema, handler, options) => gossip.subscribe(topic, payloadSchema, handler, options),
+    topicPeers: (topic) => gossip.topicPeers(topic),
+    metrics: () => ({
+      ...metrics.snapshot(),
+      inbound: inbound.budget.snapshot(),
+      holePunch: parts.holePunch?.stats() ?? { asked: 0, punched: 0, answered: 0, symmetric: 0, failed: 0 },
+      ...(relayMeter === undefined ? {} : { relayedBytes: relayMeter.relayedBytes() }),
+    }),
+  }
+}
+
+/** The libp2p node, made with `options`; a HearthError naming the addresses when libp2p refuses them. */
+async function createNode(init: HostInit, options: Libp2pOptions<HostServices>): Promise<Libp2p<HostServices>> {
+  try {
+    return await createLibp2p(options)
+  } catch (cause) {
+    throw new HearthError('HEARTH_ERR_CONFIG_INVALID', `Cannot create the libp2p host: ${(cause as Error).message}`, {
+      cause,
+      hint: 'check the listen and bootstrap multiaddrs',
+      details: { listen: init.listen, bootstrap: init.bootstrap },
+    })
+  }
+}
+
+/** What the host's method groups share: the node, its helpers, and what `start` attaches. */
+interface HostParts {
+  init: HostInit
+  libp2p: Libp2p<HostServices>
+  deps: ProtocolDeps
+  reachability: Reachability
+  relayLimits: RelayLimits | undefined
+  /** libp2p's upgrader, handed over when libp2p was made. */
+  upgrader: () => Upgrader | undefined
+  /** A peer that reached this node through a relay and is itself dialable is dialled back directly. */
+  reversal: ConnectionReversal | undefined
+  /** Two NATed nodes, one of which dialled the other through a relay, punch a direct connection. */
+  holePunch: HolePunch | undefined
+  observer: Observer | undefined
+}
+
+/** Starting and stopping: on start, the relay's services, the reachability check, reversal and hole punching. */
+function lifecycle(parts: HostParts): Pick<Host, 'start' | 'stop' | 'isStarted'> {
+  const { init, libp2p, deps, reachability, relayLimits } = parts
+  return {
     async start() {
       try {
         await libp2p.start()
         if (relayLimits !== undefined) {
           await serveProtocol(deps, dialbackProtocol, dialbackHandler())
-          observer = await startObserver(observerHost(init.listen), relayLimits.observePorts)
-          await serveObserverPorts(deps, observer.ports)
+          parts.observer = await startObserver(observerHost(init.listen), relayLimits.observePorts)
+          await serveObserverPorts(deps, parts.observer.ports)
         }
         // In the background: a node is usable at once (on loopback, or dialling out), and dialable once this settles.
         void reachability.start().catch((error: unknown) => libp2p.logger.forComponent('hearth:reachability').error('reachability check failed - %e', error))
-        reversal = attachConnectionReversal(libp2p as unknown as Libp2p)
+        parts.reversal = attachConnectionReversal(libp2p as unknown as Libp2p)
+        const upgrader = parts.upgrader()
         if (upgrader === undefined) throw new Error('libp2p did not hand over its upgrader')
-        holePunch = await attachHolePunch({ deps, upgrader, isPublic: () => reachability.status().kind === 'public', ...(init.holePunch === undefined ? {} : { limits: init.holePunch }) })
+        parts.holePunch = await attachHolePunch({ deps, upgrader, isPublic: () => reachability.status().kind === 'public', ...(init.holePunch === undefined ? {} : { limits: init.holePunch }) })
       } catch (cause) {
         if (cause instanceof HearthError) throw cause
         throw new HearthError('HEARTH_ERR_NET_DIAL', `Cannot start the libp2p host: ${(cause as Error).message}`, {
@@ -383,12 +319,35 @@ export async function createHost(init: HostInit): Promise<Host> {
     },
     async stop() {
       reachability.stop()
-      reversal?.stop()
-      holePunch?.stop()
-      await observer?.close()
+      parts.reversal?.stop()
+      parts.holePunch?.stop()
+      await parts.observer?.close()
       await libp2p.stop()
     },
     isStarted: () => libp2p.status === 'started',
+  }
+}
+
+async function withDialErrors<T>(target: PeerTarget, what: string, run: () => Promise<T>, signal?: AbortSignal): Promise<T> {
+  try {
+    return await run()
+  } catch (cause) {
+    if (signal?.aborted === true) throw signal.reason
+    throw new HearthError('HEARTH_ERR_NET_DIAL', `Cannot ${what} ${String(target)}: ${(cause as Error).message}`, { cause, details: { target: String(target) } })
+  }
+}
+
+/** Dialling, pinging, and the connections held and how they reach their peers. */
+function connectionMethods(parts: HostParts): Pick<Host, 'dial' | 'ping' | 'peers' | 'connections' | 'reachedBy' | 'reachability' | 'natKind' | 'remoteIps' | 'relayReservations'> {
+  const { libp2p, reachability } = parts
+  const connections = (): PeerConnection[] =>
+    libp2p.getConnections().map((connection) => ({
+      peerId: connection.remotePeer.toString(),
+      kind: isRelayed(connection.remoteAddr) ? 'relayed' : parts.holePunch?.punched(connection) === true ? 'hole-punched' : 'direct',
+      remoteAddr: connection.remoteAddr.toString(),
+      direction: connection.direction,
+    }))
+  return {
     async dial(target, options = {}) {
       const dialTarget = toDialTarget(target)
       const connection = await withDialErrors(target, 'dial', () => libp2p.dial(dialTarget, options), options.signal)
@@ -403,12 +362,20 @@ export async function createHost(init: HostInit): Promise<Host> {
     async reachedBy(target, options = {}) {
       const peer = peerOfTarget(target)
       if (peer === undefined) return undefined
-      await holePunch?.settled(peer, options.signal)
+      await parts.holePunch?.settled(peer, options.signal)
       const kinds = connections().filter((c) => c.peerId === peer.toString()).map((c) => c.kind)
       return kinds.find((kind) => kind !== 'relayed') ?? kinds[0]
     },
     reachability: () => reachability.status(),
-    natKind: async () => (holePunch === undefined ? undefined : holePunch.natKind()),
+    natKind: async () => (parts.holePunch === undefined ? undefined : parts.holePunch.natKind()),
+    remoteIps: (peer) => libp2p.getConnections(peer).map((connection) => remoteIpKey(connection.remoteAddr)),
+    relayReservations: () => libp2p.services.relay?.reservations.size ?? 0,
+  }
+}
+
+/** Events about peers and this node's own record, and the addresses the peer store holds. */
+function peerStoreMethods(libp2p: Libp2p<HostServices>): Pick<Host, 'onPeerConnected' | 'onAddressesChanged' | 'peerAddresses' | 'addPeerAddresses'> {
+  return {
     onPeerConnected(listener) {
       const handler = (event: CustomEvent<PeerId>): void => listener(event.detail)
       libp2p.addEventListener('peer:connect', handler)
@@ -430,11 +397,15 @@ export async function createHost(init: HostInit): Promise<Host> {
       const multiaddrs = addresses.map((address) => multiaddr(address))
       await libp2p.peerStore.merge(peer, { multiaddrs })
     },
-    remoteIps: (peer) => libp2p.getConnections(peer).map((connection) => remoteIpKey(connection.remoteAddr)),
-    relayReservations: () => libp2p.services.relay?.reservations.size ?? 0,
+  }
+}
+
+/** Serving and calling Hearth protocols: request/response, blobs and event streams. */
+function protocolMethods(deps: ProtocolDeps): Pick<Host, 'handle' | 'unhandle' | 'request' | 'exchange' | 'serveBlob' | 'requestBlob' | 'serveStream' | 'openStream'> {
+  return {
     handle: (protocol, handler, options) => serveProtocol(deps, protocol, handler, options),
     async unhandle(protocol) {
-      await libp2p.unhandle(protocol.id)
+      await deps.libp2p.unhandle(protocol.id)
     },
     async request(target, protocol, request, options) {
       return (await sendRequest(deps, target, protocol, request, options)).response
@@ -444,15 +415,6 @@ export async function createHost(init: HostInit): Promise<Host> {
     requestBlob: (target, protocol, request, options) => requestBlob(deps, target, protocol, request, options),
     serveStream: (protocol, handler, options) => serveStreamProtocol(deps, protocol, handler, options),
     openStream: (target, protocol, request, options) => openStream(deps, target, protocol, request, options),
-    publish: (topic, signed, options) => gossip.publish(topic, signed, options),
-    subscribe: (topic, payloadSchema, handler, options) => gossip.subscribe(topic, payloadSchema, handler, options),
-    topicPeers: (topic) => gossip.topicPeers(topic),
-    metrics: () => ({
-      ...metrics.snapshot(),
-      inbound: inbound.budget.snapshot(),
-      holePunch: holePunch?.stats() ?? { asked: 0, punched: 0, answered: 0, symmetric: 0, failed: 0 },
-      ...(relayMeter === undefined ? {} : { relayedBytes: relayMeter.relayedBytes() }),
-    }),
   }
 }
 

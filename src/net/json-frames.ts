@@ -7,11 +7,13 @@
  * refuses the frame unread), and a deadline per frame (an allowance plus the frame's size at a minimum rate), so that
  * a peer that announces a large frame and trickles it cannot hold memory for longer than an honest sender would.
  *
- * The reader holds what arrives in its own buffer and pauses the stream (yamux then stops granting the sender window)
+ * The reader holds what arrives in its own buffer (stream-inbox.ts) and pauses the stream (yamux then stops granting the sender window)
  * once it holds more than the frame being read needs plus a small slack: bytes nobody asked for are not buffered.
  */
 import './polyfill.ts'
 import type { Stream } from '@libp2p/interface'
+import { createInbox } from './stream-inbox.ts'
+import type { Inbox } from './stream-inbox.ts'
 
 export type FrameFailure = 'too-large' | 'malformed' | 'too-slow'
 
@@ -84,8 +86,6 @@ export interface JsonFrameOptions {
 
 /** Longest varint we accept for a length: 5 bytes holds any length up to 2^35, far above every limit. */
 const maxLengthBytes = 5
-/** Bytes the reader holds beyond what the frame being read needs before it pauses the stream. */
-const slackBytes = 64 * 1024
 const encoder = new TextEncoder()
 
 export function encodeJsonFrame(value: unknown): Uint8Array {
@@ -111,289 +111,168 @@ export function jsonFrames(stream: Stream, maxBytes: number, options: JsonFrameO
   let opened: Inbox | undefined
   const inbox = (): Inbox => (opened ??= createInbox(stream))
   const decoder = new TextDecoder('utf-8', { fatal: true })
-
-  /** The prefix of the next frame, or undefined when the stream ends cleanly before one begins. */
-  const readPrefix = async (signal: AbortSignal, started: () => void): Promise<number | undefined> => {
-    if (!(await inbox().wait(1, signal))) return undefined
-    started()
-    let value = 0
-    for (let index = 0; ; index++) {
-      if (index >= maxLengthBytes) throw new FrameError('too-large', 'the frame length prefix is longer than 5 bytes')
-      if (!(await inbox().wait(index + 1, signal))) {
-        throw new FrameError('malformed', 'the stream ended before a complete frame arrived', undefined, { cause: endOfStream() })
-      }
-      const byte = inbox().peek(index)
-      value += (byte & 0x7f) * 2 ** (7 * index)
-      if ((byte & 0x80) === 0) {
-        inbox().discard(index + 1)
-        return value
-      }
-    }
-  }
-
-  /**
-   * Reads one frame of at most `limit` bytes, turning every failure into a FrameError (or the abort reason, or what the
-   * gate threw). With `gated`, the gate decides before the body is read and the deadline applies.
-   */
-  const readFrame = async (limit: number, readOptions: { signal?: AbortSignal; due?: boolean; gated: boolean }): Promise<{ body: Uint8Array; release: () => void }> => {
-    const deadline = readOptions.gated ? options.deadline : undefined
-    const gate = readOptions.gated ? options.gate : undefined
-    const late = new AbortController()
-    let timer: NodeJS.Timeout | undefined
-    let declared: number | undefined
-    const arm = (ms: number, message: () => string): void => {
-      clearTimeout(timer)
-      timer = setTimeout(() => late.abort(new FrameError('too-slow', message(), declared)), ms)
-    }
-    const signal = readOptions.signal === undefined ? late.signal : AbortSignal.any([readOptions.signal, late.signal])
-    let release = noop
-    let gateFailed = false
-    try {
-      if (deadline !== undefined && readOptions.due === true) arm(deadline.allowanceMs, () => `no complete frame prefix arrived within ${deadline.allowanceMs} ms`)
-      const length = await readPrefix(signal, () => {
-        if (deadline !== undefined && readOptions.due !== true) arm(deadline.allowanceMs, () => `a frame prefix was begun but not finished within ${deadline.allowanceMs} ms`)
-      })
-      if (length === undefined) throw new FrameError('malformed', 'the stream ended before a complete frame arrived', undefined, { cause: endOfStream() })
-      declared = length
-      if (length > limit) throw new FrameError('too-large', `the frame announces ${length} bytes, over the limit of ${limit}`, length)
-      clearTimeout(timer)
-      if (gate !== undefined) {
-        try {
-          release = await gate(length)
-        } catch (error) {
-          gateFailed = true
-          throw error
-        }
-        signal.throwIfAborted()
-      }
-      if (deadline !== undefined) {
-        const ms = deadline.allowanceMs + Math.ceil((length * 1000) / deadline.minBytesPerSecond)
-        arm(ms, () => `a frame of ${length} bytes did not arrive within ${ms} ms (${deadline.allowanceMs} ms plus its size at ${deadline.minBytesPerSecond} bytes/s); ${inbox().received(length)} bytes came`)
-      }
-      const body = new Uint8Array(length)
-      let filled = 0
-      for (;;) {
-        filled += inbox().takeInto(body, filled)
-        inbox().allow(length - filled)
-        if (filled === length) break
-        if (!(await inbox().wait(1, signal))) {
-          throw new FrameError('malformed', `the stream ended before a complete frame arrived (${filled} of its ${length} bytes came)`, length, { cause: endOfStream() })
-        }
-      }
-      return { body, release }
-    } catch (cause) {
-      release()
-      if (readOptions.signal?.aborted === true) throw readOptions.signal.reason
-      if (late.signal.aborted) throw late.signal.reason
-      if (gateFailed || cause instanceof FrameError) throw cause
-      throw new FrameError('malformed', `the stream failed while reading a frame: ${(cause as Error).message}`, declared, { cause })
-    } finally {
-      clearTimeout(timer)
-      inbox().allow(0)
-    }
-  }
-
-  const send = async (parts: Uint8Array[], signal: AbortSignal | undefined): Promise<void> => {
-    let drained = true
-    for (const part of parts) drained = stream.send(part) && drained
-    if (!drained) await stream.onDrain(signal === undefined ? {} : { signal })
-  }
+  const gated = { ...(options.deadline === undefined ? {} : { deadline: options.deadline }), ...(options.gate === undefined ? {} : { gate: options.gate }) }
 
   return {
     async read(readOptions = {}) {
-      const { body, release } = await readFrame(maxBytes, { ...readOptions, gated: true })
-      let value: unknown
-      try {
-        value = JSON.parse(decoder.decode(body))
-      } catch (cause) {
-        release()
-        throw new FrameError('malformed', 'the frame is not UTF-8 JSON', body.byteLength, { cause })
-      }
-      let released = false
-      return {
-        value,
-        bytes: body.byteLength,
-        release() {
-          if (released) return
-          released = true
-          release()
-        },
-      }
+      const { body, release } = await readFrame(inbox, maxBytes, { ...readOptions, ...gated })
+      return parseFrame(decoder, body, release)
     },
     async write(json, writeOptions = {}) {
-      await send([encodeLength(json.byteLength), json], writeOptions.signal)
+      await send(stream, [encodeLength(json.byteLength), json], writeOptions.signal)
     },
     async readBytes(readOptions) {
       if (readOptions.maxBytes > maxBinaryBytes) {
         throw new RangeError(`readBytes asks for up to ${readOptions.maxBytes} bytes, above this stream's maxBinaryBytes of ${maxBinaryBytes}`)
       }
-      return (await readFrame(readOptions.maxBytes, { ...(readOptions.signal === undefined ? {} : { signal: readOptions.signal }), gated: false })).body
+      return (await readFrame(inbox, readOptions.maxBytes, readOptions.signal === undefined ? {} : { signal: readOptions.signal })).body
     },
     async writeFrames(frames, writeOptions = {}) {
-      await send(frames.flatMap((frame) => [encodeLength(frame.byteLength), frame]), writeOptions.signal)
+      await send(stream, frames.flatMap((frame) => [encodeLength(frame.byteLength), frame]), writeOptions.signal)
     },
-    async readEnd(readOptions = {}) {
-      const signal = readOptions.signal ?? new AbortController().signal
-      let length: number | undefined
-      try {
-        length = await readPrefix(signal, noop)
-      } catch (cause) {
-        if (readOptions.signal?.aborted === true) throw readOptions.signal.reason
-        // The stream ended inside a length prefix: a clean end (a stray partial prefix is let go too).
-        if (cause instanceof FrameError && cause.failure === 'malformed') return
-        if (cause instanceof FrameError) throw new FrameError(cause.failure, `more data followed the end of the exchange: ${cause.message}`, cause.declaredBytes, { cause })
-        throw new FrameError('malformed', `the stream failed after the last frame: ${(cause as Error).message}`, undefined, { cause })
-      }
-      if (length === undefined) return
-      // Nothing more is allowed: even an empty frame is one too many.
-      throw new FrameError('too-large', `another frame of ${length} bytes followed the end of the exchange`, length)
+    readEnd: (readOptions = {}) => readEnd(inbox, readOptions),
+  }
+}
+
+/** A JSON frame's body parsed, with the release of what the gate reserved for it (once only). */
+function parseFrame(decoder: TextDecoder, body: Uint8Array, release: () => void): JsonFrame {
+  let value: unknown
+  try {
+    value = JSON.parse(decoder.decode(body))
+  } catch (cause) {
+    release()
+    throw new FrameError('malformed', 'the frame is not UTF-8 JSON', body.byteLength, { cause })
+  }
+  let released = false
+  return {
+    value,
+    bytes: body.byteLength,
+    release() {
+      if (released) return
+      released = true
+      release()
     },
   }
+}
+
+async function send(stream: Stream, parts: Uint8Array[], signal: AbortSignal | undefined): Promise<void> {
+  let drained = true
+  for (const part of parts) drained = stream.send(part) && drained
+  if (!drained) await stream.onDrain(signal === undefined ? {} : { signal })
+}
+
+/** The prefix of the next frame, or undefined when the stream ends cleanly before one begins. */
+async function readPrefix(inbox: () => Inbox, signal: AbortSignal, started: () => void): Promise<number | undefined> {
+  if (!(await inbox().wait(1, signal))) return undefined
+  started()
+  let value = 0
+  for (let index = 0; ; index++) {
+    if (index >= maxLengthBytes) throw new FrameError('too-large', 'the frame length prefix is longer than 5 bytes')
+    if (!(await inbox().wait(index + 1, signal))) {
+      throw new FrameError('malformed', 'the stream ended before a complete frame arrived', undefined, { cause: endOfStream() })
+    }
+    const byte = inbox().peek(index)
+    value += (byte & 0x7f) * 2 ** (7 * index)
+    if ((byte & 0x80) === 0) {
+      inbox().discard(index + 1)
+      return value
+    }
+  }
+}
+
+/** How one frame is read: the caller's signal, and for a gated (JSON) frame the stream's gate and deadline. */
+interface FrameRead {
+  signal?: AbortSignal
+  due?: boolean
+  gate?: FrameGate
+  deadline?: FrameDeadline
+}
+
+/**
+ * Reads one frame of at most `limit` bytes, turning every failure into a FrameError (or the abort reason, or what the
+ * gate threw). The gate, when there is one, decides before the body is read; the deadline, when there is one, applies.
+ */
+async function readFrame(inbox: () => Inbox, limit: number, readOptions: FrameRead): Promise<{ body: Uint8Array; release: () => void }> {
+  const { deadline, gate } = readOptions
+  const late = new AbortController()
+  let timer: NodeJS.Timeout | undefined
+  let declared: number | undefined
+  const arm = (ms: number, message: () => string): void => {
+    clearTimeout(timer)
+    timer = setTimeout(() => late.abort(new FrameError('too-slow', message(), declared)), ms)
+  }
+  const signal = readOptions.signal === undefined ? late.signal : AbortSignal.any([readOptions.signal, late.signal])
+  let release = noop
+  let gateFailed = false
+  try {
+    if (deadline !== undefined && readOptions.due === true) arm(deadline.allowanceMs, () => `no complete frame prefix arrived within ${deadline.allowanceMs} ms`)
+    const length = await readPrefix(inbox, signal, () => {
+      if (deadline !== undefined && readOptions.due !== true) arm(deadline.allowanceMs, () => `a frame prefix was begun but not finished within ${deadline.allowanceMs} ms`)
+    })
+    if (length === undefined) throw new FrameError('malformed', 'the stream ended before a complete frame arrived', undefined, { cause: endOfStream() })
+    declared = length
+    if (length > limit) throw new FrameError('too-large', `the frame announces ${length} bytes, over the limit of ${limit}`, length)
+    clearTimeout(timer)
+    if (gate !== undefined) {
+      try {
+        release = await gate(length)
+      } catch (error) {
+        gateFailed = true
+        throw error
+      }
+      signal.throwIfAborted()
+    }
+    if (deadline !== undefined) {
+      const ms = deadline.allowanceMs + Math.ceil((length * 1000) / deadline.minBytesPerSecond)
+      arm(ms, () => `a frame of ${length} bytes did not arrive within ${ms} ms (${deadline.allowanceMs} ms plus its size at ${deadline.minBytesPerSecond} bytes/s); ${inbox().received(length)} bytes came`)
+    }
+    return { body: await readBody(inbox, length, signal), release }
+  } catch (cause) {
+    release()
+    if (readOptions.signal?.aborted === true) throw readOptions.signal.reason
+    if (late.signal.aborted) throw late.signal.reason
+    if (gateFailed || cause instanceof FrameError) throw cause
+    throw new FrameError('malformed', `the stream failed while reading a frame: ${(cause as Error).message}`, declared, { cause })
+  } finally {
+    clearTimeout(timer)
+    inbox().allow(0)
+  }
+}
+
+/** A frame's body of `length` bytes, taken from the inbox as it arrives. */
+async function readBody(inbox: () => Inbox, length: number, signal: AbortSignal): Promise<Uint8Array> {
+  const body = new Uint8Array(length)
+  let filled = 0
+  for (;;) {
+    filled += inbox().takeInto(body, filled)
+    inbox().allow(length - filled)
+    if (filled === length) return body
+    if (!(await inbox().wait(1, signal))) {
+      throw new FrameError('malformed', `the stream ended before a complete frame arrived (${filled} of its ${length} bytes came)`, length, { cause: endOfStream() })
+    }
+  }
+}
+
+/** Waits for the far side to end the stream; a frame (or the prefix of one) that comes first is refused. */
+async function readEnd(inbox: () => Inbox, readOptions: { signal?: AbortSignal }): Promise<void> {
+  const signal = readOptions.signal ?? new AbortController().signal
+  let length: number | undefined
+  try {
+    length = await readPrefix(inbox, signal, noop)
+  } catch (cause) {
+    if (readOptions.signal?.aborted === true) throw readOptions.signal.reason
+    // The stream ended inside a length prefix: a clean end (a stray partial prefix is let go too).
+    if (cause instanceof FrameError && cause.failure === 'malformed') return
+    if (cause instanceof FrameError) throw new FrameError(cause.failure, `more data followed the end of the exchange: ${cause.message}`, cause.declaredBytes, { cause })
+    throw new FrameError('malformed', `the stream failed after the last frame: ${(cause as Error).message}`, undefined, { cause })
+  }
+  if (length === undefined) return
+  // Nothing more is allowed: even an empty frame is one too many.
+  throw new FrameError('too-large', `another frame of ${length} bytes followed the end of the exchange`, length)
 }
 
 function endOfStream(): Error {
   const error = new Error('the stream ended')
   error.name = 'UnexpectedEOFError'
   return error
-}
-
-/** What has arrived on a stream and not been read yet, with the flow control that keeps it small. */
-interface Inbox {
-  /** Waits until `bytes` are held; false when the stream ended first. Throws when the stream failed, or the signal's reason. */
-  wait(bytes: number, signal: AbortSignal): Promise<boolean>
-  /** The byte at `index` of what is held. */
-  peek(index: number): number
-  discard(bytes: number): void
-  /** Moves what is held (up to the room left) into `target` from `offset`; returns the bytes moved. */
-  takeInto(target: Uint8Array, offset: number): number
-  /** Bytes the current frame still needs: the stream pauses once more than that plus the slack is held. */
-  allow(bytes: number): void
-  /** For messages: how much of a frame of `length` bytes is held or was read (an estimate, for a timeout's message). */
-  received(length: number): number
-}
-
-function createInbox(stream: Stream): Inbox {
-  const chunks: Uint8Array[] = []
-  let held = 0
-  let allowance = 0
-  let consumedOfFrame = 0
-  let ended = stream.remoteWriteStatus !== 'writable'
-  let failure: Error | undefined
-  let wake: (() => void) | undefined
-
-  const notify = (): void => {
-    const resolve = wake
-    wake = undefined
-    resolve?.()
-  }
-  const pause = (): void => {
-    if (stream.readStatus !== 'readable') return
-    try {
-      stream.pause()
-    } catch {
-      // Closing already: nothing more will come.
-    }
-  }
-  const resume = (): void => {
-    if (stream.readStatus !== 'paused') return
-    try {
-      stream.resume()
-    } catch {
-      // Closing already: what was buffered is gone with it.
-    }
-  }
-
-  stream.addEventListener('message', (event) => {
-    const data = event.data
-    if (data instanceof Uint8Array) {
-      if (data.byteLength > 0) chunks.push(data)
-      held += data.byteLength
-    } else {
-      for (const chunk of data) {
-        if (chunk.byteLength > 0) chunks.push(chunk)
-        held += chunk.byteLength
-      }
-    }
-    if (held > allowance + slackBytes) pause()
-    notify()
-  })
-  stream.addEventListener('remoteCloseWrite', () => {
-    ended = true
-    notify()
-  })
-  stream.addEventListener('close', (event) => {
-    ended = true
-    if (event.error !== undefined) failure = event.error
-    notify()
-  })
-
-  return {
-    async wait(bytes, signal) {
-      while (held < bytes) {
-        signal.throwIfAborted()
-        resume()
-        if (held >= bytes) break
-        if (failure !== undefined) throw failure
-        // Paused data still queued in the stream arrives on resume, even after the far side ended.
-        if (ended && (stream.readBufferLength === 0 || stream.readStatus === 'closed' || stream.readStatus === 'closing')) return false
-        await new Promise<void>((resolve, reject) => {
-          const onAbort = (): void => reject(signal.reason)
-          signal.addEventListener('abort', onAbort, { once: true })
-          wake = () => {
-            signal.removeEventListener('abort', onAbort)
-            resolve()
-          }
-        })
-      }
-      return true
-    },
-    peek(index) {
-      let rest = index
-      for (const chunk of chunks) {
-        if (rest < chunk.byteLength) return chunk[rest]!
-        rest -= chunk.byteLength
-      }
-      throw new RangeError(`byte ${index} is not held`)
-    },
-    discard(bytes) {
-      let rest = bytes
-      while (rest > 0) {
-        const chunk = chunks[0]!
-        if (chunk.byteLength <= rest) {
-          chunks.shift()
-          rest -= chunk.byteLength
-        } else {
-          chunks[0] = chunk.subarray(rest)
-          rest = 0
-        }
-      }
-      held -= bytes
-      consumedOfFrame = 0
-    },
-    takeInto(target, offset) {
-      let moved = 0
-      while (offset + moved < target.byteLength && chunks.length > 0) {
-        const chunk = chunks[0]!
-        const room = target.byteLength - offset - moved
-        if (chunk.byteLength <= room) {
-          target.set(chunk, offset + moved)
-          moved += chunk.byteLength
-          chunks.shift()
-        } else {
-          target.set(chunk.subarray(0, room), offset + moved)
-          chunks[0] = chunk.subarray(room)
-          moved += room
-        }
-      }
-      held -= moved
-      consumedOfFrame = offset + moved
-      return moved
-    },
-    allow(bytes) {
-      allowance = bytes
-    },
-    received(length) {
-      return Math.min(length, consumedOfFrame + held)
-    },
-  }
 }

@@ -17,16 +17,17 @@ import { addressFromPeerId } from '../identity/node-identity.ts'
 import type { NodeIdentity } from '../identity/node-identity.ts'
 import { signedEnvelopeSchema, signPayload, verifySigned } from '../identity/signed.ts'
 import type { Signed } from '../identity/signed.ts'
+import { callDeadline, openCallStream, remoteAnswerError, remoteErrorSchema, requestOpenFailure, writeAndReadAnswer } from './call-support.ts'
 import { describeIssues } from './describe-issues.ts'
-import { connectTo, peerOfTarget, toDialTarget } from './dial-target.ts'
+import { toDialTarget } from './dial-target.ts'
 import type { PeerTarget } from './dial-target.ts'
 import { guardedFrames, guardRefusal, inboundGuardFor } from './inbound-guard.ts'
 import type { InboundGuard, ServeOptions } from './inbound-guard.ts'
 import { encodeJsonFrame, FrameError, jsonFrames } from './json-frames.ts'
-import type { JsonFrameStream } from './json-frames.ts'
-import { errorFrame, errorFrameLimit, handleGuarded, protocolIdPattern, raceSignal, refusalWriteMs, remoteErrorCode } from './serve-support.ts'
+import type { JsonFrame, JsonFrameStream } from './json-frames.ts'
+import { asError, errorFrame, errorFrameLimit, handleGuarded, protocolIdPattern, raceSignal, refusalWriteMs, releaseStream, serveSignals, writeAnswer } from './serve-support.ts'
+import type { ServeSignals } from './serve-support.ts'
 import type { NetMetricsRecorder, RequestRejectReason } from './net-metrics.ts'
-import { isUnsupportedProtocol, versionMismatch } from './versions.ts'
 
 export interface ProtocolSpec<Req extends z.ZodType, Res extends z.ZodType> {
   /** `/hearth/<area>/<name>/<major>`, e.g. `/hearth/market/negotiate/1`. */
@@ -128,6 +129,17 @@ export async function serveProtocol<Req extends z.ZodType, Res extends z.ZodType
   await handleGuarded(deps.libp2p, protocol, log, 'call host.unhandle(protocol) first to replace it', (stream, connection) => respond(deps, guard, options, log, protocol, handler, stream, connection))
 }
 
+/** One request being served, as the steps of `respond` share it. */
+interface Serving<Req extends z.ZodType, Res extends z.ZodType> {
+  deps: ProtocolDeps
+  log: Logger
+  protocol: Protocol<Req, Res>
+  stream: Stream
+  frames: JsonFrameStream
+  peer: PeerId
+  signals: ServeSignals
+}
+
 async function respond<Req extends z.ZodType, Res extends z.ZodType>(
   deps: ProtocolDeps,
   guard: InboundGuard,
@@ -138,155 +150,192 @@ async function respond<Req extends z.ZodType, Res extends z.ZodType>(
   stream: Stream,
   connection: Connection,
 ): Promise<void> {
-  const id = protocol.id
-  const deadline = AbortSignal.timeout(protocol.timeoutMs)
-  const gone = new AbortController()
-  const onClose = (): void => gone.abort(new HearthError('HEARTH_ERR_NET_REMOTE', 'The requester closed the stream'))
-  stream.addEventListener('close', onClose, { once: true })
-  const signal = AbortSignal.any([deadline, gone.signal])
+  const signals = serveSignals(stream, protocol.timeoutMs, () => new HearthError('HEARTH_ERR_NET_REMOTE', 'The requester closed the stream'))
+  const { signal } = signals
   // Each frame is reserved from the node's inbound budget (and a large one admitted) before its body is read.
-  const frames = guardedFrames(guard, stream, { protocol: id, maxBytes: protocol.maxRequestBytes, connection, admit: options.admit, signal, log })
+  const frames = guardedFrames(guard, stream, { protocol: protocol.id, maxBytes: protocol.maxRequestBytes, connection, admit: options.admit, signal, log })
   const peer = connection.remotePeer
+  const serving: Serving<Req, Res> = { deps, log, protocol, stream, frames, peer, signals }
   /** Gives back the request's reservation once it has been handled. */
   let release = (): void => {}
-
-  const refuse = async (reason: RequestRejectReason, error: HearthError): Promise<void> => {
-    deps.metrics.rejected(id, reason)
-    log('refused a request from %p (%s): %s', peer, reason, error.shortMessage)
-    // After a refusal the rest of the request (if any) is unwanted: reset once our answer is out. A peer that does
-    // not read our answer does not hold the stream for the protocol's whole timeout.
-    await answer(stream, frames, errorFrame(error), Math.min(protocol.timeoutMs, refusalWriteMs), true)
-  }
 
   try {
     let remoteAddress: Address
     try {
       remoteAddress = addressFromPeerId(peer)
     } catch (cause) {
-      return await refuse('peer-key', toHearthErrorWith(cause, 'HEARTH_ERR_IDENTITY_KEY'))
+      return await refuse(serving, 'peer-key', toHearthErrorWith(cause, 'HEARTH_ERR_IDENTITY_KEY'))
     }
-
-    let raw: unknown
-    try {
-      const frame = await frames.read({ signal, due: true })
-      raw = frame.value
-      release = frame.release
-    } catch (cause) {
-      const refusal = guardRefusal(guard, id, cause)
-      if (refusal !== undefined) return await refuse(refusal.reason, refusal.error)
-      if (cause instanceof FrameError) {
-        const tooLarge = cause.failure === 'too-large'
-        return await refuse(tooLarge ? 'too-large' : 'malformed', new HearthError(
-          tooLarge ? 'HEARTH_ERR_NET_MESSAGE_TOO_LARGE' : 'HEARTH_ERR_NET_MESSAGE_INVALID',
-          `Request refused by ${id}: ${cause.message}`,
-          { details: { protocol: id, limitBytes: protocol.maxRequestBytes, declaredBytes: cause.declaredBytes } },
-        ))
-      }
-      if (deadline.aborted) {
-        return await refuse('timeout', new HearthError('HEARTH_ERR_NET_TIMEOUT', `No complete request arrived within ${protocol.timeoutMs} ms`, { details: { protocol: id } }))
-      }
-      // The requester went away before sending a request: there is no one to answer.
-      stream.abort(cause instanceof Error ? cause : new Error(String(cause)))
-      return
-    }
-
-    let payload: unknown = raw
-    let envelope: Signed<z.input<Req>> | undefined
-    if (protocol.signed) {
-      const shape = signedEnvelopeSchema.safeParse(raw)
-      if (!shape.success) {
-        return await refuse('unsigned', new HearthError('HEARTH_ERR_SIGNATURE_INVALID',
-          `Request refused by ${id}: this protocol needs a signed envelope { payload, signer, signature } (${describeIssues(shape.error).text})`,
-          { details: { protocol: id, reason: 'unsigned' } }))
-      }
-      envelope = raw as Signed<z.input<Req>>
-      try {
-        await verifySigned(envelope, { expectedSigner: remoteAddress })
-      } catch (cause) {
-        const mismatch = isHearthError(cause) && cause.details?.reason === 'signer-mismatch'
-        const message = mismatch
-          ? `Request refused by ${id}: signed by ${shape.data.signer}, but sent by peer ${peer.toString()} whose address is ${remoteAddress}; a peer may only send requests it signed itself`
-          : `Request refused by ${id}: ${isHearthError(cause) ? cause.shortMessage : 'the signature is invalid'}`
-        return await refuse(mismatch ? 'signer-mismatch' : 'bad-signature', new HearthError('HEARTH_ERR_SIGNATURE_INVALID', message, {
-          details: { protocol: id, reason: mismatch ? 'signer-mismatch' : 'bad-signature' },
-        }))
-      }
-      payload = envelope.payload
-    }
-
-    const parsed = protocol.request.safeParse(payload)
-    if (!parsed.success) {
-      const summary = describeIssues(parsed.error, protocol.signed ? ['payload'] : [])
-      return await refuse('schema', new HearthError('HEARTH_ERR_NET_MESSAGE_INVALID', `Request refused by ${id}: ${summary.text}`, {
-        details: { protocol: id, issues: summary.issues },
-      }))
-    }
-
-    let result: z.input<Res>
-    try {
-      const handled = Promise.resolve().then(() => handler(parsed.data, { peerId: peer, remoteAddress, signal, envelope, remoteMultiaddr: connection.remoteAddr.toString() }))
-      // A handler that ignores its signal may settle after we gave up on it; its result then goes nowhere.
-      handled.catch(() => {})
-      result = await raceSignal(handled, signal)
-    } catch (error) {
-      if (deadline.aborted && !gone.signal.aborted) {
-        return await refuse('timeout', new HearthError('HEARTH_ERR_NET_TIMEOUT', `The handler of ${id} did not answer within ${protocol.timeoutMs} ms`, { details: { protocol: id } }))
-      }
-      if (gone.signal.aborted) {
-        stream.abort(new Error('requester went away'))
-        return
-      }
-      if (isHearthError(error)) {
-        deps.metrics.served(id)
-        await answer(stream, frames, errorFrame(error), protocol.timeoutMs, false)
-        return
-      }
-      deps.metrics.handlerFailed(id)
-      log.error('handler of %s failed on a request from %p - %e', id, peer, error)
-      await answer(stream, frames, errorFrame(new HearthError('HEARTH_ERR_INTERNAL', `The handler of ${id} failed`)), protocol.timeoutMs, false)
-      return
-    }
-
-    let bytes: Uint8Array
-    try {
-      const checked = protocol.response.safeParse(result)
-      if (!checked.success) throw new Error(`response does not match the schema of ${id}: ${describeIssues(checked.error).text}`)
-      const body = protocol.signed ? await signPayload(deps.identity, result) : result
-      bytes = encodeJsonFrame({ ok: true, body })
-    } catch (error) {
-      deps.metrics.handlerFailed(id)
-      log.error('handler of %s returned an unusable response - %e', id, error)
-      await answer(stream, frames, errorFrame(new HearthError('HEARTH_ERR_INTERNAL', `The handler of ${id} returned an invalid response`)), protocol.timeoutMs, false)
-      return
-    }
-    if (bytes.byteLength > protocol.maxResponseBytes) {
-      deps.metrics.handlerFailed(id)
-      log.error('handler of %s returned %d bytes, over the limit of %d', id, bytes.byteLength, protocol.maxResponseBytes)
-      await answer(stream, frames, errorFrame(new HearthError('HEARTH_ERR_NET_MESSAGE_TOO_LARGE',
-        `The response of ${id} would be ${bytes.byteLength} bytes, over the limit of ${protocol.maxResponseBytes}`,
-        { details: { protocol: id, limitBytes: protocol.maxResponseBytes } })), protocol.timeoutMs, false)
-      return
-    }
-    deps.metrics.served(id)
-    await answer(stream, frames, bytes, protocol.timeoutMs, false)
+    const frame = await readRequest(serving, guard)
+    if (frame === undefined) return
+    release = frame.release
+    const request = await checkRequest(serving, frame.value, remoteAddress)
+    if (request === undefined) return
+    const context: RequestContext<Req> = { peerId: peer, remoteAddress, signal, envelope: request.envelope, remoteMultiaddr: connection.remoteAddr.toString() }
+    const result = await runHandler(serving, handler, request.data, context)
+    if (result !== undefined) await sendResponse(serving, result.value)
   } finally {
     release()
-    stream.removeEventListener('close', onClose)
+    signals.detach()
   }
 }
 
+/** Counts and logs a refused request and answers it with `error`. */
+async function refuse(serving: Serving<z.ZodType, z.ZodType>, reason: RequestRejectReason, error: HearthError): Promise<void> {
+  const { deps, log, protocol, stream, frames, peer } = serving
+  deps.metrics.rejected(protocol.id, reason)
+  log('refused a request from %p (%s): %s', peer, reason, error.shortMessage)
+  // After a refusal the rest of the request (if any) is unwanted: reset once our answer is out. A peer that does
+  // not read our answer does not hold the stream for the protocol's whole timeout.
+  await answer(stream, frames, errorFrame(error), Math.min(protocol.timeoutMs, refusalWriteMs), true)
+}
+
+/** The request frame; undefined when it could not be read (refused, or the requester went away). */
+async function readRequest(serving: Serving<z.ZodType, z.ZodType>, guard: InboundGuard): Promise<JsonFrame | undefined> {
+  const { protocol, stream, frames, signals } = serving
+  const id = protocol.id
+  try {
+    return await frames.read({ signal: signals.signal, due: true })
+  } catch (cause) {
+    const refusal = guardRefusal(guard, id, cause)
+    if (refusal !== undefined) {
+      await refuse(serving, refusal.reason, refusal.error)
+      return undefined
+    }
+    if (cause instanceof FrameError) {
+      const tooLarge = cause.failure === 'too-large'
+      await refuse(serving, tooLarge ? 'too-large' : 'malformed', new HearthError(
+        tooLarge ? 'HEARTH_ERR_NET_MESSAGE_TOO_LARGE' : 'HEARTH_ERR_NET_MESSAGE_INVALID',
+        `Request refused by ${id}: ${cause.message}`,
+        { details: { protocol: id, limitBytes: protocol.maxRequestBytes, declaredBytes: cause.declaredBytes } },
+      ))
+      return undefined
+    }
+    if (signals.deadline.aborted) {
+      await refuse(serving, 'timeout', new HearthError('HEARTH_ERR_NET_TIMEOUT', `No complete request arrived within ${protocol.timeoutMs} ms`, { details: { protocol: id } }))
+      return undefined
+    }
+    // The requester went away before sending a request: there is no one to answer.
+    stream.abort(asError(cause))
+    return undefined
+  }
+}
+
+/**
+ * The request as the handler gets it: for signed protocols, its envelope verified as signed by the connection's own
+ * peer; then the body checked against the schema. Undefined once a failing check has been answered.
+ */
+async function checkRequest<Req extends z.ZodType>(
+  serving: Serving<Req, z.ZodType>,
+  raw: unknown,
+  remoteAddress: Address,
+): Promise<{ data: z.output<Req>; envelope: Signed<z.input<Req>> | undefined } | undefined> {
+  const { protocol, peer } = serving
+  const id = protocol.id
+  let payload: unknown = raw
+  let envelope: Signed<z.input<Req>> | undefined
+  if (protocol.signed) {
+    const shape = signedEnvelopeSchema.safeParse(raw)
+    if (!shape.success) {
+      await refuse(serving, 'unsigned', new HearthError('HEARTH_ERR_SIGNATURE_INVALID',
+        `Request refused by ${id}: this protocol needs a signed envelope { payload, signer, signature } (${describeIssues(shape.error).text})`,
+        { details: { protocol: id, reason: 'unsigned' } }))
+      return undefined
+    }
+    envelope = raw as Signed<z.input<Req>>
+    try {
+      await verifySigned(envelope, { expectedSigner: remoteAddress })
+    } catch (cause) {
+      const mismatch = isHearthError(cause) && cause.details?.reason === 'signer-mismatch'
+      const message = mismatch
+        ? `Request refused by ${id}: signed by ${shape.data.signer}, but sent by peer ${peer.toString()} whose address is ${remoteAddress}; a peer may only send requests it signed itself`
+        : `Request refused by ${id}: ${isHearthError(cause) ? cause.shortMessage : 'the signature is invalid'}`
+      await refuse(serving, mismatch ? 'signer-mismatch' : 'bad-signature', new HearthError('HEARTH_ERR_SIGNATURE_INVALID', message, {
+        details: { protocol: id, reason: mismatch ? 'signer-mismatch' : 'bad-signature' },
+      }))
+      return undefined
+    }
+    payload = envelope.payload
+  }
+
+  const parsed = protocol.request.safeParse(payload)
+  if (!parsed.success) {
+    const summary = describeIssues(parsed.error, protocol.signed ? ['payload'] : [])
+    await refuse(serving, 'schema', new HearthError('HEARTH_ERR_NET_MESSAGE_INVALID', `Request refused by ${id}: ${summary.text}`, {
+      details: { protocol: id, issues: summary.issues },
+    }))
+    return undefined
+  }
+  return { data: parsed.data, envelope }
+}
+
+/** The handler's result; undefined once its failure has been answered (or the requester went away). */
+async function runHandler<Req extends z.ZodType, Res extends z.ZodType>(
+  serving: Serving<Req, Res>,
+  handler: RequestHandler<Req, Res>,
+  request: z.output<Req>,
+  context: RequestContext<Req>,
+): Promise<{ value: z.input<Res> } | undefined> {
+  const { deps, log, protocol, stream, frames, peer, signals } = serving
+  const id = protocol.id
+  try {
+    const handled = Promise.resolve().then(() => handler(request, context))
+    // A handler that ignores its signal may settle after we gave up on it; its result then goes nowhere.
+    handled.catch(() => {})
+    return { value: await raceSignal(handled, signals.signal) }
+  } catch (error) {
+    if (signals.deadline.aborted && !signals.gone.signal.aborted) {
+      await refuse(serving, 'timeout', new HearthError('HEARTH_ERR_NET_TIMEOUT', `The handler of ${id} did not answer within ${protocol.timeoutMs} ms`, { details: { protocol: id } }))
+      return undefined
+    }
+    if (signals.gone.signal.aborted) {
+      stream.abort(new Error('requester went away'))
+      return undefined
+    }
+    if (isHearthError(error)) {
+      deps.metrics.served(id)
+      await answer(stream, frames, errorFrame(error), protocol.timeoutMs, false)
+      return undefined
+    }
+    deps.metrics.handlerFailed(id)
+    log.error('handler of %s failed on a request from %p - %e', id, peer, error)
+    await answer(stream, frames, errorFrame(new HearthError('HEARTH_ERR_INTERNAL', `The handler of ${id} failed`)), protocol.timeoutMs, false)
+    return undefined
+  }
+}
+
+/** Checks the handler's result against the schema and the size limit (signing it for signed protocols) and sends it. */
+async function sendResponse<Res extends z.ZodType>(serving: Serving<z.ZodType, Res>, result: z.input<Res>): Promise<void> {
+  const { deps, log, protocol, stream, frames } = serving
+  const id = protocol.id
+  let bytes: Uint8Array
+  try {
+    const checked = protocol.response.safeParse(result)
+    if (!checked.success) throw new Error(`response does not match the schema of ${id}: ${describeIssues(checked.error).text}`)
+    const body = protocol.signed ? await signPayload(deps.identity, result) : result
+    bytes = encodeJsonFrame({ ok: true, body })
+  } catch (error) {
+    deps.metrics.handlerFailed(id)
+    log.error('handler of %s returned an unusable response - %e', id, error)
+    await answer(stream, frames, errorFrame(new HearthError('HEARTH_ERR_INTERNAL', `The handler of ${id} returned an invalid response`)), protocol.timeoutMs, false)
+    return
+  }
+  if (bytes.byteLength > protocol.maxResponseBytes) {
+    deps.metrics.handlerFailed(id)
+    log.error('handler of %s returned %d bytes, over the limit of %d', id, bytes.byteLength, protocol.maxResponseBytes)
+    await answer(stream, frames, errorFrame(new HearthError('HEARTH_ERR_NET_MESSAGE_TOO_LARGE',
+      `The response of ${id} would be ${bytes.byteLength} bytes, over the limit of ${protocol.maxResponseBytes}`,
+      { details: { protocol: id, limitBytes: protocol.maxResponseBytes } })), protocol.timeoutMs, false)
+    return
+  }
+  deps.metrics.served(id)
+  await answer(stream, frames, bytes, protocol.timeoutMs, false)
+}
 
 /** Sends the one response frame and closes our side; `reset` also drops whatever the requester is still sending. */
 async function answer(stream: Stream, frames: JsonFrameStream, bytes: Uint8Array, timeoutMs: number, reset: boolean): Promise<void> {
   if (stream.writeStatus !== 'writable') return
-  try {
-    const signal = AbortSignal.timeout(timeoutMs)
-    await frames.write(bytes, { signal })
-    await stream.close({ signal })
-  } catch (error) {
-    stream.abort(error instanceof Error ? error : new Error(String(error)))
-    return
-  }
+  if (!(await writeAnswer(stream, frames, [bytes], AbortSignal.timeout(timeoutMs)))) return
   if (stream.status === 'closed') return
   if (reset) {
     // close() resolved, so the answer is already handed to the muxer, ahead of the reset.
@@ -296,26 +345,12 @@ async function answer(stream: Stream, frames: JsonFrameStream, bytes: Uint8Array
   releaseStream(stream, timeoutMs)
 }
 
-/** Gives the far side `graceMs` to close its end of a stream we are done with, then resets it: a peer that never
- * closes would otherwise pin one of the protocol's stream slots on this connection. */
-function releaseStream(stream: Stream, graceMs: number): void {
-  if (stream.status !== 'open' && stream.status !== 'closing') return
-  const timer = setTimeout(() => {
-    if (stream.status === 'open' || stream.status === 'closing') stream.abort(new Error('the peer did not close the stream'))
-  }, graceMs)
-  timer.unref()
-  stream.addEventListener('close', () => clearTimeout(timer), { once: true })
-}
-
 // ---------------------------------------------------------------------------------------------------------------
 // Requester
 
 const responseFrameSchema = z.discriminatedUnion('ok', [
   z.object({ ok: z.literal(true), body: z.unknown() }),
-  z.object({
-    ok: z.literal(false),
-    error: z.object({ code: z.string().max(200), message: z.string().max(10_000), hint: z.string().max(10_000).optional() }),
-  }),
+  z.object({ ok: z.literal(false), error: remoteErrorSchema }),
 ])
 
 export async function sendRequest<Req extends z.ZodType, Res extends z.ZodType>(
@@ -336,19 +371,8 @@ export async function sendRequest<Req extends z.ZodType, Res extends z.ZodType>(
   // A target that is neither a multiaddr nor a PeerId is refused before anything is signed or sent.
   toDialTarget(target)
   const timeoutMs = options.timeoutMs ?? protocol.timeoutMs
-  const timeout = AbortSignal.timeout(timeoutMs)
-  const signal = options.signal === undefined ? timeout : AbortSignal.any([options.signal, timeout])
-  // Classifies a failure: our deadline, the caller's abort (rethrown as is), or something else.
-  const failure = (cause: unknown, otherwise: () => HearthError): unknown => {
-    if (options.signal?.aborted === true) return options.signal.reason
-    if (timeout.aborted) {
-      return new HearthError('HEARTH_ERR_NET_TIMEOUT', `No answer to ${id} from ${String(target)} within ${timeoutMs} ms`, {
-        cause,
-        details: { protocol: id, timeoutMs },
-      })
-    }
-    return otherwise()
-  }
+  const deadline = callDeadline(id, target, timeoutMs, options.signal)
+  const { signal } = deadline
 
   // Sign before dialling: a payload that cannot be signed (a bigint, say) is our bug, not the network's.
   const body = protocol.signed ? await signPayload(deps.identity, request) : request
@@ -359,69 +383,23 @@ export async function sendRequest<Req extends z.ZodType, Res extends z.ZodType>(
     })
   }
 
-  const dialFailure = (cause: unknown): HearthError => {
-    const unsupported = (cause as Error).name === 'UnsupportedProtocolError'
-    return new HearthError('HEARTH_ERR_NET_DIAL', unsupported
-      ? `Peer ${String(target)} does not serve ${id}`
-      : `Cannot reach ${String(target)} for ${id}: ${(cause as Error).message}`, {
-      cause,
-      ...(unsupported ? { hint: 'the peer runs another version of Hearth or another role (provider/requestor)' } : {}),
-      details: { protocol: id, target: String(target), ...(unsupported ? { reason: 'unsupported-protocol' } : {}) },
-    })
-  }
-
-  let connection: Connection
-  let stream: Stream
-  try {
-    connection = await connectTo(deps.libp2p, target, { signal })
-    // Optimistic protocol selection sends the protocol name with the request: one round trip less per request.
-    stream = await connection.newStream(id, { signal, maxOutboundStreams: protocol.maxConcurrentStreams, negotiateFully: false, runOnLimitedConnection: true })
-  } catch (cause) {
-    const peer = peerOfTarget(target)
-    if (peer !== undefined && isUnsupportedProtocol(cause)) throw (await versionMismatch(deps.libp2p, peer, id)) ?? failure(cause, () => dialFailure(cause))
-    throw failure(cause, () => dialFailure(cause))
-  }
-
-  const peer = connection.remotePeer
+  const { peer, stream } = await openCallStream(deps.libp2p, target, id, { signal, maxOutboundStreams: protocol.maxConcurrentStreams, optimistic: true },
+    (cause) => requestOpenFailure(deps.libp2p, target, id, cause, deadline))
   const frames = jsonFrames(stream, Math.max(protocol.maxResponseBytes, errorFrameLimit))
   let answered = false
   try {
-    // Read while writing: a responder that refuses a request early answers before it has read it all.
-    const reading = frames.read({ signal })
-    reading.catch(() => {})
-    let writeError: unknown
-    try {
-      await frames.write(bytes, { signal })
-      await stream.close({ signal })
-    } catch (error) {
-      writeError = error
-    }
-    let frame: { value: unknown; bytes: number }
-    try {
-      frame = await reading
-    } catch (cause) {
-      // The peer serves another major of this protocol (a node of another release): say which, not "closed".
-      if (isUnsupportedProtocol(writeError, cause)) throw (await versionMismatch(deps.libp2p, peer, id)) ?? failure(cause, () => dialFailure(cause))
-      throw failure(cause, () => {
-        if (cause instanceof FrameError && cause.failure === 'too-large') {
-          return new HearthError('HEARTH_ERR_NET_MESSAGE_TOO_LARGE', `Response to ${id} from ${peer.toString()} refused: ${cause.message}`, {
-            cause,
-            details: { protocol: id, limitBytes: protocol.maxResponseBytes, declaredBytes: cause.declaredBytes },
-          })
-        }
-        if (cause instanceof FrameError && cause.declaredBytes !== undefined) {
-          return new HearthError('HEARTH_ERR_NET_MESSAGE_INVALID', `Response to ${id} from ${peer.toString()} is malformed: ${cause.message}`, { cause, details: { protocol: id } })
-        }
-        // With optimistic selection, "protocol not supported" surfaces here rather than from newStream.
-        for (const error of [writeError, cause, (cause as Error).cause]) {
-          if ((error as Error | undefined)?.name === 'UnsupportedProtocolError') return dialFailure(error)
-        }
-        return new HearthError('HEARTH_ERR_NET_REMOTE', `Peer ${peer.toString()} closed the ${id} stream without answering`, {
-          cause: writeError ?? cause,
-          details: { protocol: id },
+    const frame = await writeAndReadAnswer({ libp2p: deps.libp2p, target, id, peer, stream, frames, deadline }, bytes, (cause) => {
+      if (cause.failure === 'too-large') {
+        return new HearthError('HEARTH_ERR_NET_MESSAGE_TOO_LARGE', `Response to ${id} from ${peer.toString()} refused: ${cause.message}`, {
+          cause,
+          details: { protocol: id, limitBytes: protocol.maxResponseBytes, declaredBytes: cause.declaredBytes },
         })
-      })
-    }
+      }
+      if (cause.declaredBytes !== undefined) {
+        return new HearthError('HEARTH_ERR_NET_MESSAGE_INVALID', `Response to ${id} from ${peer.toString()} is malformed: ${cause.message}`, { cause, details: { protocol: id } })
+      }
+      return undefined
+    })
     answered = true
     return await readResponse(protocol, peer, frame)
   } finally {
@@ -443,16 +421,7 @@ async function readResponse<Req extends z.ZodType, Res extends z.ZodType>(
       details: { protocol: id },
     })
   }
-  if (!shape.data.ok) {
-    const remote = shape.data.error
-    const details = { protocol: id, peerId: peer.toString(), remoteCode: remote.code, remoteMessage: remote.message, remoteHint: remote.hint }
-    // A timeout is a timeout (and a busy node busy) wherever it happened: callers branch on one code.
-    const code = remoteErrorCode(remote.code)
-    throw new HearthError(code, `Peer ${peer.toString()} answered ${id} with ${remote.code}: ${remote.message}`, {
-      ...(remote.hint === undefined ? {} : { hint: remote.hint }),
-      details,
-    })
-  }
+  if (!shape.data.ok) throw remoteAnswerError(peer, id, shape.data.error)
   if (frame.bytes > protocol.maxResponseBytes) {
     throw new HearthError('HEARTH_ERR_NET_MESSAGE_TOO_LARGE', `Response to ${id} from ${peer.toString()} is ${frame.bytes} bytes, over the limit of ${protocol.maxResponseBytes}`, {
       details: { protocol: id, limitBytes: protocol.maxResponseBytes },

@@ -103,211 +103,257 @@ export interface Reachability {
 
 type Ask = (peer: PeerId | Multiaddr, ports: number[], signal: AbortSignal) => Promise<{ observed: string; reachable: number[] }>
 
-export function createReachability(libp2p: Libp2p, ask: Ask, init: ReachabilityInit = {}): Reachability {
-  const mode = init.mode ?? defaultReachability.mode
-  const maxRelays = init.maxRelays ?? defaultReachability.maxRelays
-  const relays = (init.relays ?? []).map((address) => multiaddr(address))
-  const announced = (init.announce ?? []).map((address) => address.replace(/\/p2p\/[^/]+$/, ''))
-  let kind: ReachabilityKind = 'unknown'
-  let reason = 'checking'
-  let confirmed: Multiaddr[] = []
-  let keeper: NodeJS.Timeout | undefined
-  let stopped = false
-  let mappings: PortMapping[] = []
-  let mappedAtMs = 0
-  let mapper: PortMapper | undefined
+/** A reachability check's state, as the pieces of `createReachability` share it. */
+interface Checking {
+  libp2p: Libp2p
+  ask: Ask
+  init: ReachabilityInit
+  mode: NonNullable<ReachabilityInit['mode']>
+  maxRelays: number
+  relays: Multiaddr[]
+  /** The addresses the owner states, without /p2p/<self>. */
+  announced: string[]
+  kind: ReachabilityKind
+  reason: string
+  /** The addresses a dial-back confirmed. */
+  confirmed: Multiaddr[]
+  keeper: NodeJS.Timeout | undefined
+  stopped: boolean
+  mappings: PortMapping[]
+  mappedAtMs: number
+  mapper: PortMapper | undefined
   /** Why the router forwards no port, when it was asked and does not (shown in the reason while relays serve). */
-  let mappingProblem: string | undefined
+  mappingProblem: string | undefined
   /** A mapping was just made: the next keeper round asks for a dial-back. */
-  let recheckSoon = false
-  const stopping = new AbortController()
+  recheckSoon: boolean
+  stopping: AbortController
+}
 
-  /** Every address the transports listen on (libp2p announces the ones outside private ranges only once confirmed). */
-  const listening = (): Multiaddr[] => internals(libp2p).transportManager.getAddrs()
-  const isLoopback = (address: Multiaddr): boolean => /^\/ip4\/127\.|^\/ip6\/::1\//.test(address.toString())
-  const listenPorts = (): number[] => {
-    const ports = new Set<number>()
-    for (const address of listening()) {
-      const match = /\/tcp\/(\d+)/.exec(address.toString())
-      if (match !== null && !isRelayed(address)) ports.add(Number(match[1]))
-    }
-    return [...ports].slice(0, 4)
+export function createReachability(libp2p: Libp2p, ask: Ask, init: ReachabilityInit = {}): Reachability {
+  const state: Checking = {
+    libp2p,
+    ask,
+    init,
+    mode: init.mode ?? defaultReachability.mode,
+    maxRelays: init.maxRelays ?? defaultReachability.maxRelays,
+    relays: (init.relays ?? []).map((address) => multiaddr(address)),
+    announced: (init.announce ?? []).map((address) => address.replace(/\/p2p\/[^/]+$/, '')),
+    kind: 'unknown',
+    reason: 'checking',
+    confirmed: [],
+    keeper: undefined,
+    stopped: false,
+    mappings: [],
+    mappedAtMs: 0,
+    mapper: undefined,
+    mappingProblem: undefined,
+    recheckSoon: false,
+    stopping: new AbortController(),
   }
-  const relayId = (address: Multiaddr): string | undefined => /\/p2p\/([^/]+)$/.exec(address.toString())?.[1]
-  const reservedOn = (id: string): boolean => libp2p.getMultiaddrs().some((address) => address.toString().includes(`/p2p/${id}/p2p-circuit`))
-
-  const status = (): ReachabilityStatus => ({
-    kind,
-    reason,
-    addresses: libp2p.getMultiaddrs().map((address) => address.toString().replace(new RegExp(`/p2p/${libp2p.peerId.toString()}$`), '')),
-    relays: relays.map((address) => {
-      const id = relayId(address) ?? address.toString()
-      return { peerId: id, reserved: reservedOn(id) }
-    }),
-    portMappings: mappings.map((mapping) => ({ ...mapping })),
-  })
-
-  /**
-   * Asks the default gateway to forward each listening port (NAT-PMP, else UPnP IGD), the same port number outside
-   * where it agrees. Resolves to the public ports mapped; none where the router offers no mapping (many answer nothing,
-   * or refuse). A router that says nothing is waited for: about 4 s for NAT-PMP, 2.5 s for the UPnP search.
-   */
-  async function mapPorts(): Promise<number[]> {
-    if (init.portMapping === false) return []
-    if (mapper === undefined) {
-      const gateway = await defaultGateway()
-      if (gateway === undefined) return []
-      mapper = createPortMapper(gateway)
-    }
-    const signal = AbortSignal.any([stopping.signal, AbortSignal.timeout(20_000)])
-    const mapped: PortMapping[] = []
-    for (const port of listenPorts()) {
-      try {
-        const wanted = mappings.find((mapping) => mapping.internalPort === port)?.externalPort ?? port
-        mapped.push(await mapper.map(port, wanted, 3_600, signal))
-        mappingProblem = undefined
-      } catch (error) {
-        const late = signal.aborted && !stopping.signal.aborted
-        mappingProblem = late ? 'the router did not finish mapping a port within 20 s' : (error as Error).message
-        break // no port mapping here, or it refuses: the relays serve
-      }
-    }
-    if (mapped.length > 0) {
-      mappings = mapped
-      mappedAtMs = Date.now()
-      // libp2p announces the public side of a forwarded listening address once a dial-back confirms it (check()).
-      for (const mapping of mapped) internals(libp2p).addressManager.addPublicAddressMapping(mapping.internalIp, mapping.internalPort, mapping.externalIp, mapping.externalPort, 'tcp')
-    }
-    return mapped.map((mapping) => mapping.externalPort)
-  }
-  const mappingsDue = (): boolean => mappings.length > 0 && Date.now() - mappedAtMs > (Math.min(...mappings.map((m) => m.lifetimeSec)) * 1000) / 2
-
-  /**
-   * Asks each relay (and connected peer that serves dial-backs) in turn to dial `ports` (default: the listening ones)
-   * at the address it sees this node come from; the first success confirms the address.
-   */
-  async function check(): Promise<boolean> {
-    // The listening ports, and the public ports the router forwards to them (NAT-PMP or UPnP IGD) where it does.
-    const mappedPorts = mappings.map((mapping) => mapping.externalPort)
-    const ports = [...new Set([...listenPorts(), ...mappedPorts])].slice(0, 4)
-    if (ports.length === 0) return false
-    const deadline = AbortSignal.any([stopping.signal, AbortSignal.timeout(init.checkTimeoutMs ?? defaultReachability.checkTimeoutMs)])
-    const failures: string[] = []
-    for (const relay of relays) {
-      if (deadline.aborted) break
-      try {
-        const answer = await ask(relay, ports, deadline)
-        const observedIp = /^\/(ip4|ip6)\/([^/]+)/.exec(answer.observed)
-        if (answer.reachable.length > 0 && observedIp !== null) {
-          confirmed = answer.reachable.map((port) => multiaddr(`/${observedIp[1]}/${observedIp[2]}/tcp/${port}`))
-          for (const address of confirmed) internals(libp2p).addressManager.confirmObservedAddr(address, { ttl: confirmedTtlMs })
-          kind = 'public'
-          const forwarded = mappings.find((mapping) => answer.reachable.includes(mapping.externalPort))
-          const how = forwarded === undefined ? '' : ` (a port the router forwards by ${protocolNames[forwarded.protocol]})`
-          reason = `dialled back by ${relayId(relay) ?? relay.toString()} at ${confirmed.map(String).join(', ')}${how}`
-          return true
-        }
-        failures.push(`${relayId(relay) ?? relay.toString()} could not dial ${answer.observed.replace(/\/tcp\/\d+$/, '')} on port ${ports.join(', ')}`)
-      } catch (error) {
-        failures.push(`${relayId(relay) ?? relay.toString()}: ${(error as Error).message}`)
-      }
-    }
-    reason = failures.length === 0 ? 'no peer answered a dial-back in time' : failures.join('; ')
-    return false
-  }
-
-  /** Reserves on relays until `maxRelays` hold a slot; the kind follows. Run again by the keeper. */
-  async function reserve(): Promise<void> {
-    const held = relays.filter((address) => reservedOn(relayId(address) ?? '')).length
-    const failures: string[] = []
-    let holding = held
-    for (const relay of relays) {
-      if (stopped || holding >= maxRelays) break
-      const id = relayId(relay)
-      if (id === undefined || reservedOn(id)) continue
-      try {
-        await internals(libp2p).transportManager.listen([relay.encapsulate('/p2p-circuit')])
-        if (reservedOn(id)) holding++
-      } catch (error) {
-        failures.push(`${id}: ${(error as Error).message}`)
-      }
-    }
-    if (kind === 'public') return
-    if (holding > 0) {
-      kind = 'private'
-      reason = `no peer could dial this node directly; reachable through ${holding} relay${holding === 1 ? '' : 's'}${mappingProblem === undefined ? '' : `; ${mappingProblem}`}`
-    } else {
-      kind = 'unreachable'
-      reason = relays.length === 0 ? 'no relay is configured, and no peer could dial this node directly' : `no relay has room: ${failures.join('; ') || 'no reservation held'}`
-    }
-  }
-
   return {
-    status,
-    filter(addresses) {
-      const stated = (address: Multiaddr): boolean => announced.some((a) => address.toString().startsWith(a))
-      const own = (address: Multiaddr): boolean => confirmed.some((c) => address.toString().startsWith(c.toString()))
-      // Private: peers reach this node through its relays (and an address its owner states); its LAN and loopback
-      // addresses would only cost every dialler a timeout. Public: the addresses that were confirmed or stated.
-      if (kind === 'private') return addresses.filter((a) => isRelayed(a) || stated(a))
-      if (kind === 'public' && (confirmed.length > 0 || announced.length > 0)) return addresses.filter((a) => isRelayed(a) || stated(a) || own(a))
-      return addresses
-    },
-    async start() {
-      const own = listening().filter((address) => !isRelayed(address))
-      if (own.length > 0 && own.every(isLoopback)) {
-        kind = 'local'
-        reason = 'listening on loopback only: reachable from this machine'
-        return
-      }
-      if (mode === 'public') {
-        // libp2p announces an address outside the private ranges only once something confirms it: the owner has.
-        for (const address of own) internals(libp2p).addressManager.confirmObservedAddr(address, { ttl: confirmedTtlMs })
-        kind = 'public'
-        reason = 'stated by the node\'s owner (reachability: public)'
-        return
-      }
-      if (relays.length === 0) {
-        kind = 'unknown'
-        reason = 'no relay or dial-back peer is configured to check with'
-        return
-      }
-      if (mode === 'auto' && (await check())) return
-      await reserve()
-      startKeeper()
-      // Behind a router that forwards ports on request (NAT-PMP or UPnP IGD), the node is dialable through the mapped
-      // port: asked once the relays serve, so that a router without it (some say nothing, and are waited for) delays
-      // nobody. The dial-back is asked again at the keeper's next round (a relay answers one a peer every ten seconds).
-      if (mode === 'auto' && (await mapPorts()).length > 0) recheckSoon = true
-    },
-    stop() {
-      stopped = true
-      stopping.abort()
-      if (keeper !== undefined) clearInterval(keeper)
-      // The router's forwards end with the node, each removed by the protocol that made it (a timed one would lapse
-      // anyway; a permanent one, where a UPnP router gives only those, would not).
-      for (const mapping of mappings) void mapper?.unmap(mapping, AbortSignal.timeout(2_000)).catch(() => undefined)
-      mappings = []
-    },
+    status: () => status(state),
+    filter: (addresses) => filter(state, addresses),
+    start: () => start(state),
+    stop: () => stop(state),
   }
+}
 
-  function startKeeper(): void {
-    let ticks = 0
-    keeper = setInterval(() => {
-      // A router's forward lasts its lifetime: renewed at half of it.
-      if (mappingsDue()) void mapPorts()
-      if (kind === 'public') return
-      // Dial-backs are asked again now and then (every sixth round): a check can fail for passing reasons (a relay
-      // restarting, a busy moment), and a node that became dialable (a port forward opened) should say so.
-      const recheck = mode === 'auto' && (recheckSoon || ticks++ % 6 === 5)
-      recheckSoon = false
-      void (async () => {
-        if (recheck && (await check())) return
-        await reserve()
-      })().catch(() => undefined)
-    }, init.keepEveryMs ?? defaultReachability.keepEveryMs)
-    keeper.unref()
+/** Every address the transports listen on (libp2p announces the ones outside private ranges only once confirmed). */
+const listening = (libp2p: Libp2p): Multiaddr[] => internals(libp2p).transportManager.getAddrs()
+const isLoopback = (address: Multiaddr): boolean => /^\/ip4\/127\.|^\/ip6\/::1\//.test(address.toString())
+const relayId = (address: Multiaddr): string | undefined => /\/p2p\/([^/]+)$/.exec(address.toString())?.[1]
+const reservedOn = (libp2p: Libp2p, id: string): boolean => libp2p.getMultiaddrs().some((address) => address.toString().includes(`/p2p/${id}/p2p-circuit`))
+
+function listenPorts(libp2p: Libp2p): number[] {
+  const ports = new Set<number>()
+  for (const address of listening(libp2p)) {
+    const match = /\/tcp\/(\d+)/.exec(address.toString())
+    if (match !== null && !isRelayed(address)) ports.add(Number(match[1]))
   }
+  return [...ports].slice(0, 4)
+}
+
+function status(state: Checking): ReachabilityStatus {
+  const { libp2p } = state
+  return {
+    kind: state.kind,
+    reason: state.reason,
+    addresses: libp2p.getMultiaddrs().map((address) => address.toString().replace(new RegExp(`/p2p/${libp2p.peerId.toString()}$`), '')),
+    relays: state.relays.map((address) => {
+      const id = relayId(address) ?? address.toString()
+      return { peerId: id, reserved: reservedOn(libp2p, id) }
+    }),
+    portMappings: state.mappings.map((mapping) => ({ ...mapping })),
+  }
+}
+
+function filter(state: Checking, addresses: Multiaddr[]): Multiaddr[] {
+  const { announced, confirmed, kind } = state
+  const stated = (address: Multiaddr): boolean => announced.some((a) => address.toString().startsWith(a))
+  const own = (address: Multiaddr): boolean => confirmed.some((c) => address.toString().startsWith(c.toString()))
+  // Private: peers reach this node through its relays (and an address its owner states); its LAN and loopback
+  // addresses would only cost every dialler a timeout. Public: the addresses that were confirmed or stated.
+  if (kind === 'private') return addresses.filter((a) => isRelayed(a) || stated(a))
+  if (kind === 'public' && (confirmed.length > 0 || announced.length > 0)) return addresses.filter((a) => isRelayed(a) || stated(a) || own(a))
+  return addresses
+}
+
+async function start(state: Checking): Promise<void> {
+  const { libp2p, mode } = state
+  const own = listening(libp2p).filter((address) => !isRelayed(address))
+  if (own.length > 0 && own.every(isLoopback)) {
+    state.kind = 'local'
+    state.reason = 'listening on loopback only: reachable from this machine'
+    return
+  }
+  if (mode === 'public') {
+    // libp2p announces an address outside the private ranges only once something confirms it: the owner has.
+    for (const address of own) internals(libp2p).addressManager.confirmObservedAddr(address, { ttl: confirmedTtlMs })
+    state.kind = 'public'
+    state.reason = 'stated by the node\'s owner (reachability: public)'
+    return
+  }
+  if (state.relays.length === 0) {
+    state.kind = 'unknown'
+    state.reason = 'no relay or dial-back peer is configured to check with'
+    return
+  }
+  if (mode === 'auto' && (await check(state))) return
+  await reserve(state)
+  startKeeper(state)
+  // Behind a router that forwards ports on request (NAT-PMP or UPnP IGD), the node is dialable through the mapped
+  // port: asked once the relays serve, so that a router without it (some say nothing, and are waited for) delays
+  // nobody. The dial-back is asked again at the keeper's next round (a relay answers one a peer every ten seconds).
+  if (mode === 'auto' && (await mapPorts(state)).length > 0) state.recheckSoon = true
+}
+
+function stop(state: Checking): void {
+  state.stopped = true
+  state.stopping.abort()
+  if (state.keeper !== undefined) clearInterval(state.keeper)
+  // The router's forwards end with the node, each removed by the protocol that made it (a timed one would lapse
+  // anyway; a permanent one, where a UPnP router gives only those, would not).
+  for (const mapping of state.mappings) void state.mapper?.unmap(mapping, AbortSignal.timeout(2_000)).catch(() => undefined)
+  state.mappings = []
+}
+
+/**
+ * Asks the default gateway to forward each listening port (NAT-PMP, else UPnP IGD), the same port number outside
+ * where it agrees. Resolves to the public ports mapped; none where the router offers no mapping (many answer nothing,
+ * or refuse). A router that says nothing is waited for: about 4 s for NAT-PMP, 2.5 s for the UPnP search.
+ */
+async function mapPorts(state: Checking): Promise<number[]> {
+  if (state.init.portMapping === false) return []
+  if (state.mapper === undefined) {
+    const gateway = await defaultGateway()
+    if (gateway === undefined) return []
+    state.mapper = createPortMapper(gateway)
+  }
+  const mapper = state.mapper
+  const signal = AbortSignal.any([state.stopping.signal, AbortSignal.timeout(20_000)])
+  const mapped: PortMapping[] = []
+  for (const port of listenPorts(state.libp2p)) {
+    try {
+      const wanted = state.mappings.find((mapping) => mapping.internalPort === port)?.externalPort ?? port
+      mapped.push(await mapper.map(port, wanted, 3_600, signal))
+      state.mappingProblem = undefined
+    } catch (error) {
+      const late = signal.aborted && !state.stopping.signal.aborted
+      state.mappingProblem = late ? 'the router did not finish mapping a port within 20 s' : (error as Error).message
+      break // no port mapping here, or it refuses: the relays serve
+    }
+  }
+  if (mapped.length > 0) {
+    state.mappings = mapped
+    state.mappedAtMs = Date.now()
+    // libp2p announces the public side of a forwarded listening address once a dial-back confirms it (check()).
+    for (const mapping of mapped) internals(state.libp2p).addressManager.addPublicAddressMapping(mapping.internalIp, mapping.internalPort, mapping.externalIp, mapping.externalPort, 'tcp')
+  }
+  return mapped.map((mapping) => mapping.externalPort)
+}
+
+const mappingsDue = (state: Checking): boolean =>
+  state.mappings.length > 0 && Date.now() - state.mappedAtMs > (Math.min(...state.mappings.map((m) => m.lifetimeSec)) * 1000) / 2
+
+/**
+ * Asks each relay (and connected peer that serves dial-backs) in turn to dial `ports` (default: the listening ones)
+ * at the address it sees this node come from; the first success confirms the address.
+ */
+async function check(state: Checking): Promise<boolean> {
+  const { libp2p } = state
+  // The listening ports, and the public ports the router forwards to them (NAT-PMP or UPnP IGD) where it does.
+  const mappedPorts = state.mappings.map((mapping) => mapping.externalPort)
+  const ports = [...new Set([...listenPorts(libp2p), ...mappedPorts])].slice(0, 4)
+  if (ports.length === 0) return false
+  const deadline = AbortSignal.any([state.stopping.signal, AbortSignal.timeout(state.init.checkTimeoutMs ?? defaultReachability.checkTimeoutMs)])
+  const failures: string[] = []
+  for (const relay of state.relays) {
+    if (deadline.aborted) break
+    try {
+      const answer = await state.ask(relay, ports, deadline)
+      const observedIp = /^\/(ip4|ip6)\/([^/]+)/.exec(answer.observed)
+      if (answer.reachable.length > 0 && observedIp !== null) {
+        state.confirmed = answer.reachable.map((port) => multiaddr(`/${observedIp[1]}/${observedIp[2]}/tcp/${port}`))
+        for (const address of state.confirmed) internals(libp2p).addressManager.confirmObservedAddr(address, { ttl: confirmedTtlMs })
+        state.kind = 'public'
+        const forwarded = state.mappings.find((mapping) => answer.reachable.includes(mapping.externalPort))
+        const how = forwarded === undefined ? '' : ` (a port the router forwards by ${protocolNames[forwarded.protocol]})`
+        state.reason = `dialled back by ${relayId(relay) ?? relay.toString()} at ${state.confirmed.map(String).join(', ')}${how}`
+        return true
+      }
+      failures.push(`${relayId(relay) ?? relay.toString()} could not dial ${answer.observed.replace(/\/tcp\/\d+$/, '')} on port ${ports.join(', ')}`)
+    } catch (error) {
+      failures.push(`${relayId(relay) ?? relay.toString()}: ${(error as Error).message}`)
+    }
+  }
+  state.reason = failures.length === 0 ? 'no peer answered a dial-back in time' : failures.join('; ')
+  return false
+}
+
+/** Reserves on relays until `maxRelays` hold a slot; the kind follows. Run again by the keeper. */
+async function reserve(state: Checking): Promise<void> {
+  const { libp2p, relays } = state
+  const held = relays.filter((address) => reservedOn(libp2p, relayId(address) ?? '')).length
+  const failures: string[] = []
+  let holding = held
+  for (const relay of relays) {
+    if (state.stopped || holding >= state.maxRelays) break
+    const id = relayId(relay)
+    if (id === undefined || reservedOn(libp2p, id)) continue
+    try {
+      await internals(libp2p).transportManager.listen([relay.encapsulate('/p2p-circuit')])
+      if (reservedOn(libp2p, id)) holding++
+    } catch (error) {
+      failures.push(`${id}: ${(error as Error).message}`)
+    }
+  }
+  if (state.kind === 'public') return
+  if (holding > 0) {
+    state.kind = 'private'
+    state.reason = `no peer could dial this node directly; reachable through ${holding} relay${holding === 1 ? '' : 's'}${state.mappingProblem === undefined ? '' : `; ${state.mappingProblem}`}`
+  } else {
+    state.kind = 'unreachable'
+    state.reason = relays.length === 0 ? 'no relay is configured, and no peer could dial this node directly' : `no relay has room: ${failures.join('; ') || 'no reservation held'}`
+  }
+}
+
+/** Renews port mappings, checks the reservations and now and then asks for a dial-back again, every `keepEveryMs`. */
+function startKeeper(state: Checking): void {
+  let ticks = 0
+  state.keeper = setInterval(() => {
+    // A router's forward lasts its lifetime: renewed at half of it.
+    if (mappingsDue(state)) void mapPorts(state)
+    if (state.kind === 'public') return
+    // Dial-backs are asked again now and then (every sixth round): a check can fail for passing reasons (a relay
+    // restarting, a busy moment), and a node that became dialable (a port forward opened) should say so.
+    const recheck = state.mode === 'auto' && (state.recheckSoon || ticks++ % 6 === 5)
+    state.recheckSoon = false
+    void (async () => {
+      if (recheck && (await check(state))) return
+      await reserve(state)
+    })().catch(() => undefined)
+  }, state.init.keepEveryMs ?? defaultReachability.keepEveryMs)
+  state.keeper.unref()
 }
 
 /** Serves dial-backs: a fresh TCP connection to the asker's observed IP on each port it names. */

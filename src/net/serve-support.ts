@@ -2,12 +2,15 @@
  * What every kind of Hearth protocol shares on the serving side (request/response in protocol.ts, streams of events in
  * stream-protocol.ts, binary bodies in blob-protocol.ts): the id's shape, the error frame a refusal sends, the rule
  * that one node serves a protocol once, and a libp2p handler that nothing thrown can escape from. How their inbound
- * frames are budgeted, admitted and timed is inbound-guard.ts.
+ * frames are budgeted, admitted and timed is inbound-guard.ts. An exchange's signals (its deadline, the requester
+ * going away), the writer of its answer (or error frame) and the release of a finished stream are shared here too;
+ * the calling side's counterparts are in call-support.ts.
  */
 import type { Libp2p, Stream, Connection } from '@libp2p/interface'
 import type { Logger } from '@libp2p/interface'
 import { HearthError } from '../errors.ts'
 import { encodeJsonFrame } from './json-frames.ts'
+import type { JsonFrameStream } from './json-frames.ts'
 
 /** `/hearth/<area>/<name>/<major>`. */
 export const protocolIdPattern = /^\/hearth\/[a-z0-9][a-z0-9-]*\/[a-z0-9][a-z0-9-]*\/[1-9][0-9]*$/
@@ -78,4 +81,62 @@ export function raceSignal<T>(promise: Promise<T>, signal: AbortSignal): Promise
     signal.addEventListener('abort', onAbort, { once: true })
     promise.then(resolve, reject).finally(() => signal.removeEventListener('abort', onAbort))
   })
+}
+
+/** `value` as an Error, to abort a stream with. */
+export function asError(value: unknown): Error {
+  return value instanceof Error ? value : new Error(String(value))
+}
+
+/** The signals of one served exchange. */
+export interface ServeSignals {
+  /** Aborts when the protocol's timeout passes. */
+  deadline: AbortSignal
+  /** Aborted when the requester closes or resets the stream (and by whoever else ends the exchange early). */
+  gone: AbortController
+  /** Aborts on any of them, or on the signals the exchange was started with: what the handler is given. */
+  signal: AbortSignal
+  /** Stops watching the stream: call it once the exchange is over. */
+  detach(): void
+}
+
+/** Starts the deadline of an exchange on `stream` and watches for the requester going away (`goneError` says how). */
+export function serveSignals(stream: Stream, timeoutMs: number, goneError: () => HearthError, also: AbortSignal[] = []): ServeSignals {
+  const deadline = AbortSignal.timeout(timeoutMs)
+  const gone = new AbortController()
+  const onClose = (): void => gone.abort(goneError())
+  stream.addEventListener('close', onClose, { once: true })
+  return {
+    deadline,
+    gone,
+    signal: AbortSignal.any([deadline, gone.signal, ...also]),
+    detach: () => stream.removeEventListener('close', onClose),
+  }
+}
+
+/**
+ * Writes the frames of an answer (an error frame, a response, a header and its body) and closes our side; true once
+ * both are done. On any failure the stream is reset and false returned. The caller checks first that the stream is
+ * still writable.
+ */
+export async function writeAnswer(stream: Stream, frames: JsonFrameStream, parts: Uint8Array[], signal: AbortSignal): Promise<boolean> {
+  try {
+    await frames.writeFrames(parts, { signal })
+    await stream.close({ signal })
+    return true
+  } catch (error) {
+    stream.abort(asError(error))
+    return false
+  }
+}
+
+/** Gives the far side `graceMs` to close its end of a stream we are done with, then resets it: a peer that never
+ * closes would otherwise pin one of the protocol's stream slots on this connection. */
+export function releaseStream(stream: Stream, graceMs: number, why = 'the peer did not close the stream'): void {
+  if (stream.status !== 'open' && stream.status !== 'closing') return
+  const timer = setTimeout(() => {
+    if (stream.status === 'open' || stream.status === 'closing') stream.abort(new Error(why))
+  }, graceMs)
+  timer.unref()
+  stream.addEventListener('close', () => clearTimeout(timer), { once: true })
 }
