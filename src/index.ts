@@ -63,4 +63,4 @@ export { encodePng, decodePng } from './jobs/png.ts'
 
 export { startDevnet, type Devnet } from './devnet/devnet.ts'
 export { runDemo, type DemoReport } from './devnet/demo.ts'
-export { runJobFile, type RunReport } from './devnet/run-job.ts'
+export { runJobFile, type RunReport } from './cli/run-job.ts'

@@ -11,7 +11,7 @@ import { createInterface } from 'node:readline'
 import { after, test } from 'node:test'
 import { fileURLToPath } from 'node:url'
 import { hearth } from '../src/cli/testdata/run-cli.ts'
-import type { RunReport } from '../src/devnet/run-job.ts'
+import type { RunReport } from '../src/cli/run-job.ts'
 import { readDeploymentFile } from '../src/payment/deploy.ts'
 import { referenceCounts, wordcountExample, wordcountTexts } from './support/wordcount.ts'
 

@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { after, test } from 'node:test'
 import { fileURLToPath } from 'node:url'
-import { runJobFile, type RunReport } from '../src/devnet/run-job.ts'
+import { runJobFile, type RunReport } from '../src/cli/run-job.ts'
 import { compileAssemblyScript } from '../src/exec/assemblyscript-compiler.ts'
 import { referenceCounts, wordcountTexts } from './support/wordcount.ts'
 

@@ -9,7 +9,7 @@ import assert from 'node:assert/strict'
 import { readFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { test } from 'node:test'
-import type { RunReport } from '../src/devnet/run-job.ts'
+import type { RunReport } from '../src/cli/run-job.ts'
 import { fileTestbed, hearthBin } from './support/testbed-nodes.ts'
 import { referenceCounts, wordcountExample, wordcountTexts } from './support/wordcount.ts'
 

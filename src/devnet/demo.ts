@@ -1,16 +1,21 @@
 /**
  * `hearth demo`: a local network renders an image with the built-in WASI ray tracer, one tile per task, and the
- * result is checked against the same image rendered in this one process.
+ * result is checked against the same image rendered in this one process. The image is planned and merged by the
+ * `render` job kind (jobs/render-kind.ts), as `hearth run` does a render job file.
  */
-import { mkdir, writeFile } from 'node:fs/promises'
+import { mkdir } from 'node:fs/promises'
 import { join, resolve } from 'node:path'
 import { parseEther } from 'viem'
+import { HearthError } from '../errors.ts'
 import { createWasiRuntime } from '../exec/wasi-runtime.ts'
-import { loadBuiltinWorkload } from '../exec/workloads.ts'
-import { encodePng } from '../jobs/png.ts'
-import { assembleRender, renderJob } from '../jobs/render-job.ts'
+import { builtinWorkloadPath, loadBuiltinWorkload } from '../exec/workloads.ts'
+import { parseJobDefinition, type RenderJob } from '../jobs/job-file.ts'
+import { planJob, writeJobProduct, type JobProduct, type TaskRunner } from '../jobs/kinds.ts'
+import { decodePng } from '../jobs/png.ts'
+import { renderJob } from '../jobs/render-job.ts'
 import { renderLocally } from '../jobs/render-tiles.ts'
 import type { JobEventListener } from '../requestor/events.ts'
+import type { BatchOutcome, JobOutcome, JobSpec, Requestor, TaskOutcome } from '../requestor/requestor.ts'
 import { startDevnet, type DevnetInit } from './devnet.ts'
 import { settlementReport, snapshotDevnet, type SettlementReport } from './report.ts'
 
@@ -68,40 +73,85 @@ export async function runDemo(init: DemoInit): Promise<DemoReport> {
   })
   try {
     const before = await snapshotDevnet(devnet)
-    const { spec, tiles } = renderJob({ width: init.width, height: init.height, tiles: init.tasks, wasm, providers: init.providers, maxPricePerTaskWei: parseEther('1') })
-    const outcome = await devnet.requestor.agent.runJob(spec, { onEvent: emit })
+    const { spec } = renderJob({ width: init.width, height: init.height, tiles: init.tasks, wasm, providers: init.providers, maxPricePerTaskWei: parseEther('1') })
+    const job = demoJob(init)
+    const { outcome, product } = await runRenderPlan(devnet.requestor.agent, spec, job, emit)
     const settlement = await settlementReport(devnet, before, outcome)
     const succeeded = outcome.results.filter((r) => r !== undefined && r.exitCode === 0).length
     const outDir = resolve(init.outDir)
     await mkdir(outDir, { recursive: true })
-    const output = join(outDir, 'render.png')
+    const output = join(outDir, job.output)
     let identical: boolean | null = null
-    let written = false
-    if (succeeded === spec.tasks.length) {
-      const rgb = assembleRender(init.width, init.height, tiles, outcome)
-      await writeFile(output, encodePng({ width: init.width, height: init.height, rgb }))
-      written = true
+    if (product !== undefined) {
+      await writeJobProduct(product, outDir)
       if (init.skipLocalCheck !== true) {
         emit({ type: 'phase', message: 'rendering the same image in this process to compare' })
-        const runtime = createWasiRuntime({ maxWorkers: 1 })
-        try {
-          const reference = await renderLocally({ runtime, width: init.width, height: init.height })
-          identical = Buffer.compare(Buffer.from(reference), Buffer.from(rgb)) === 0
-        } finally {
-          await runtime.close()
-        }
+        identical = await matchesLocalRender(init, product.outputs.find((file) => file.path === job.output)!.data)
       }
     }
     const finished = outcome.results.filter((r) => r !== undefined)
     return {
       tasks: { total: spec.tasks.length, succeeded },
       ...settlement,
-      output: written ? output : null,
+      output: product !== undefined ? output : null,
       wallMs: Math.round(performance.now() - started),
       image: { width: init.width, height: init.height, identicalToLocalRender: identical },
       timings: { roundTripMs: finished.map((r) => r.roundTripMs), computeMs: finished.map((r) => r.usage.durationMs) },
     }
   } finally {
     await devnet.stop()
+  }
+}
+
+/** The demo's job, as a render job file would state it: the built-in tracer, one tile per task. */
+function demoJob(init: DemoInit): RenderJob {
+  const fields = { kind: 'render', name: `render ${init.width}x${init.height}`, runtime: 'wasi', package: builtinWorkloadPath('render'), width: init.width, height: init.height, tiles: init.tasks }
+  return parseJobDefinition(fields, process.cwd(), 'the demo') as RenderJob
+}
+
+/**
+ * Runs the render job kind's plan (as `hearth run` does a render job file) on a job the requestor opens for `spec`,
+ * whose tasks are the plan's. Unlike `hearth run`, tiles that no provider completed, or that came back without an
+ * image, do not end the demo: the job is settled and reported with the tiles it has, and no image (product undefined).
+ */
+async function runRenderPlan(requestor: Requestor, spec: JobSpec, job: RenderJob, emit: JobEventListener): Promise<{ outcome: JobOutcome; product: JobProduct | undefined }> {
+  const session = await requestor.openJob(spec, { onEvent: emit })
+  const ran: { batch?: BatchOutcome } = {}
+  const runner: TaskRunner = {
+    async run(tasks) {
+      // Without the plan's phase name: the demo's progress reads "running N tasks", as its summary counts tasks.
+      const batch = await session.runBatch(tasks)
+      ran.batch = batch
+      if (batch.failures.length > 0) throw new HearthError('HEARTH_ERR_JOB_TASK_FAILED', `${batch.failures.length} of ${tasks.length} tiles could not be completed`)
+      return batch.results as TaskOutcome[]
+    },
+  }
+  let product: JobProduct | undefined
+  let refusal: unknown
+  try {
+    product = await planJob(job).execute(runner)
+  } catch (error) {
+    if (ran.batch === undefined) {
+      await session[Symbol.asyncDispose]()
+      throw error
+    }
+    refusal = error
+  }
+  const batch = ran.batch!
+  const finished = await session.finish(batch.failures.length === 0 ? 'finished' : 'failed')
+  // Tiles missing or failed leave the demo without an image; a refusal when every tile succeeded is an error.
+  if (refusal !== undefined && batch.results.every((r) => r !== undefined && r.exitCode === 0)) throw refusal
+  const outcome: JobOutcome = { jobId: session.jobId, results: batch.results, failures: batch.failures, agreements: finished.agreements, wallMs: finished.wallMs, figures: session.figures() }
+  return { outcome, product }
+}
+
+/** Whether the PNG the network made holds the pixels this process renders alone. */
+async function matchesLocalRender(init: DemoInit, png: Uint8Array): Promise<boolean> {
+  const runtime = createWasiRuntime({ maxWorkers: 1 })
+  try {
+    const reference = await renderLocally({ runtime, width: init.width, height: init.height })
+    return Buffer.compare(Buffer.from(reference), Buffer.from(decodePng(png).rgb)) === 0
+  } finally {
+    await runtime.close()
   }
 }

@@ -1,12 +1,12 @@
 /**
- * The `render` job kind: an image split into tiles, one task per tile, run by the built-in WASI ray tracer
- * (workloads/render), and stitched back into one picture.
+ * The `render` job kind (render-kind.ts) as one JobSpec, for callers that run it on the engine directly
+ * (`requestor.runJob`, tests and benchmarks): the same tile tasks and the same merge as a render job file's plan.
  */
-import { HearthError } from '../errors.ts'
 import type { JobOutcome, JobSpec } from '../requestor/requestor.ts'
-import { mergeTiles, renderTileArgs, renderTileMemoryBytes, splitIntoTiles, type Tile } from './render-tiles.ts'
+import { mergeTileOutcomes, renderTileTasks } from './render-kind.ts'
+import { renderTileGuestPath, renderTileMemoryBytes, splitIntoTiles, type Tile } from './render-tiles.ts'
 
-export const tileOutputPath = '/out/tile.rgb'
+export const tileOutputPath = renderTileGuestPath
 
 export interface RenderJobInit {
   width: number
@@ -23,13 +23,7 @@ export function renderJob(init: RenderJobInit): { spec: JobSpec; tiles: Tile[] }
     name: `render ${init.width}x${init.height}`,
     runtime: 'wasi',
     package: init.wasm,
-    tasks: tiles.map((tile) => ({
-      // The request carries argv after the program's name.
-      args: renderTileArgs(init.width, init.height, tile, tileOutputPath).slice(1),
-      env: {},
-      inputs: [],
-      outputs: [tileOutputPath],
-    })),
+    tasks: renderTileTasks(init.width, init.height, tiles),
     providers: init.providers,
     maxPricePerTaskWei: init.maxPricePerTaskWei,
     timeoutMs: 60_000,
@@ -41,18 +35,5 @@ export function renderJob(init: RenderJobInit): { spec: JobSpec; tiles: Tile[] }
 
 /** Stitches the tiles of a finished job; every tile must be there. */
 export function assembleRender(width: number, height: number, tiles: Tile[], outcome: JobOutcome): Uint8Array {
-  return mergeTiles(
-    width,
-    height,
-    tiles.map((tile) => {
-      const result = outcome.results[tile.index]
-      const rgb = result?.outputs.find((o) => o.path === tileOutputPath)?.data
-      if (result === undefined || rgb === undefined || result.exitCode !== 0) {
-        throw new HearthError('HEARTH_ERR_JOB_TASK_FAILED', `tile ${tile.index} has no image`, {
-          details: { exitCode: result?.exitCode, stderr: result === undefined ? undefined : Buffer.from(result.stderr).toString('utf8') },
-        })
-      }
-      return { ...tile, rgb }
-    }),
-  )
+  return mergeTileOutcomes(width, height, tiles, outcome.results)
 }

@@ -4,13 +4,15 @@
  *   image is pixel for pixel the image one process renders;
  * - native POV-Ray: the scene is rendered in bands of rows (`+SR`/`+ER`), each brought back as a binary PPM and its
  *   rows stitched in.
+ * This is the one render pipeline: `hearth run` with a render job file, the demo and render-job.ts (the same tasks and
+ * merge as one JobSpec, for callers of the engine's runJob) all plan and merge through it.
  */
 import { readFile } from 'node:fs/promises'
 import { HearthError } from '../errors.ts'
-import type { TaskRunner, TaskSpec } from '../requestor/task-runner.ts'
+import type { TaskOutcome, TaskRunner, TaskSpec } from '../requestor/task-runner.ts'
 import type { RenderJob } from './job-file.ts'
 import { encodePng } from './png.ts'
-import { mergeTiles, renderTileArgs, renderTileGuestPath, splitIntoTiles } from './render-tiles.ts'
+import { mergeTiles, renderTileArgs, renderTileGuestPath, splitIntoTiles, type Tile } from './render-tiles.ts'
 import { outputOf, requireSuccess, runPhase, type JobPlan, type JobProduct, type PlanProgress } from './plan-support.ts'
 
 const scenePath = '/in/scene.pov'
@@ -36,20 +38,31 @@ export function ppmRaster(bytes: Uint8Array): { width: number; height: number; r
   return { width, height, rgb: bytes.subarray(match[0].length, match[0].length + size) }
 }
 
-async function renderWasi(job: RenderJob, runner: TaskRunner, onProgress?: (progress: PlanProgress) => void): Promise<Uint8Array> {
-  const tiles = splitIntoTiles(job.width, job.height, job.tiles)
-  const tasks: TaskSpec[] = tiles.map((tile) => ({
+/** The tasks of a tiled render by the built-in tracer, one per tile, in tile order. */
+export function renderTileTasks(width: number, height: number, tiles: readonly Tile[]): TaskSpec[] {
+  return tiles.map((tile) => ({
     // The runner puts the program's name first.
-    args: renderTileArgs(job.width, job.height, tile, renderTileGuestPath).slice(1),
+    args: renderTileArgs(width, height, tile, renderTileGuestPath).slice(1),
     env: {},
     inputs: [],
     outputs: [renderTileGuestPath],
   }))
-  const outcomes = await runPhase(runner, tasks, { phase: 'render', phases: 1 }, onProgress)
-  return mergeTiles(job.width, job.height, tiles.map((tile, index) => {
-    requireSuccess(outcomes[index]!, `tile ${index}`)
-    return { ...tile, rgb: outputOf(outcomes[index]!, renderTileGuestPath) }
+}
+
+/** Stitches the tiles' outcomes (by tile index) into one RGB8 image; every tile must have succeeded. */
+export function mergeTileOutcomes(width: number, height: number, tiles: readonly Tile[], outcomes: readonly (TaskOutcome | undefined)[]): Uint8Array {
+  return mergeTiles(width, height, tiles.map((tile) => {
+    const outcome = outcomes[tile.index]
+    if (outcome === undefined) throw new HearthError('HEARTH_ERR_JOB_TASK_FAILED', `tile ${tile.index} has no result`)
+    requireSuccess(outcome, `tile ${tile.index}`)
+    return { ...tile, rgb: outputOf(outcome, renderTileGuestPath) }
   }))
+}
+
+async function renderWasi(job: RenderJob, runner: TaskRunner, onProgress?: (progress: PlanProgress) => void): Promise<Uint8Array> {
+  const tiles = splitIntoTiles(job.width, job.height, job.tiles)
+  const outcomes = await runPhase(runner, renderTileTasks(job.width, job.height, tiles), { phase: 'render', phases: 1 }, onProgress)
+  return mergeTileOutcomes(job.width, job.height, tiles, outcomes)
 }
 
 async function renderPovray(job: RenderJob, runner: TaskRunner, onProgress?: (progress: PlanProgress) => void): Promise<Uint8Array> {

@@ -9,112 +9,16 @@
  * reached itself.
  */
 import type { PeerId } from '@libp2p/interface'
-import { isHearthError } from '../errors.ts'
-import { addressFromPeerId } from '../identity/node-identity.ts'
 import type { Host } from '../net/host.ts'
 import type { PeerTarget } from '../net/dial-target.ts'
-import type { GossipVerdict } from '../net/gossip.ts'
 import { offersSyncProtocol } from './market-protocols.ts'
-import { createOfferBook, type OfferBook, type OfferBookOutcome, type OfferSource } from './offer-book.ts'
-import { maxOfferLifetimeMs, offerLifetimeRefusal, offerSchema, OFFERS_TOPIC, verifyOffer, type SignedOffer } from './offer.ts'
-import { peerIdFromString } from '@libp2p/peer-id'
+import { createOfferBook, type OfferBook } from './offer-book.ts'
+import { gossipVerdict, providerOfPeer, takeOffer, type OfferIntake, type OfferIntakeContext } from './offer-intake.ts'
+import { createOfferRateLimiter, defaultOfferRateLimits, type OfferRateLimits } from './offer-rate-limit.ts'
+import { maxOfferLifetimeMs, offerSchema, OFFERS_TOPIC, type SignedOffer } from './offer.ts'
 
-/**
- * What became of an offer: the book's outcome, or `invalid` (forged, malformed, misbound), `too-long` (lives past the
- * lifetime cap, or is issued beyond the allowed clock skew in the future) or `rate-limited` (its source is over its
- * allowance).
- */
-export type OfferIntake = OfferBookOutcome | 'invalid' | 'too-long' | 'rate-limited'
-
-/**
- * Offers a minute that one source may hand this node; each allowance is a token bucket holding one minute's worth,
- * so a source may spend it at once (a node joining takes the whole market in one sync answer) and then at this rate.
- * Only offers that would enter the book are charged: one already held (every sync repeats them) costs nothing.
- *
- * An offer is direct when the peer handing it over is its provider (the PeerId it names, whose key signed it), and
- * relayed otherwise. The two are counted apart because they cost an attacker different things. A peer can hand over
- * directly only its own one offer, and each peer id it mints needs its own connection; relayed offers can be signed by
- * any number of throwaway keys and sent by one peer. The per-IP allowances stop one machine from multiplying its
- * per-peer allowance with peer ids, which cost nothing: twenty peer ids on one IP share that IP's allowance.
- *
- * Loopback is not exempt. A devnet of 50 providers on 127.0.0.1 fits: a node there takes at most 49 new direct
- * offers and 49 relayed ones when it joins (one sync answer from the hub), and about 20 of each a minute afterwards
- * (each provider republishes every 2.5 minutes).
- *
- * What an attacker on the same IP as honest nodes can do: spend that IP's relayed allowance, so that while it floods,
- * offers that honest peers on that IP relay to us are dropped (they still arrive directly from their own providers,
- * from peers elsewhere, and with the next re-sync once tokens refill); and, by minting more than `directPerIp` new
- * peer ids a minute, each with its own connection, delay a new honest provider on that IP. What it cannot do: spend an
- * honest peer's own allowance (its republications always get in), take more than `relayedPerIp` offers a minute into
- * the book however many peer ids it uses, make its relayed offers displace any offer whose provider this node reached
- * (offer-book.ts), or have honest nodes pass on more than `maxRelayedSyncOffers` of them per sync answer.
- */
-export interface OfferRateLimits {
-  /** A peer's own offers (it is their provider): republications, price changes. Default 10. */
-  directPerPeer: number
-  /** New providers appearing from their own peers at one IP; replacing an offer held costs no IP token. Default 200. */
-  directPerIp: number
-  /** Offers a peer hands over that other providers signed. Default 200. */
-  relayedPerPeer: number
-  /** The same, all peers at one IP together. Default 400. */
-  relayedPerIp: number
-}
-
-export const defaultOfferRateLimits: Readonly<OfferRateLimits> = Object.freeze({ directPerPeer: 10, directPerIp: 200, relayedPerPeer: 200, relayedPerIp: 400 })
-
-export interface OfferCharge {
-  /** The offer came from its provider's own peer. */
-  direct: boolean
-  /** It would take a new place in the book (not replace its provider's older offer). */
-  newProvider: boolean
-  /** The sending peer (PeerId as a string). */
-  peer: string
-  /** The sending peer's remote IP keys (see remoteIpKey), one per address it is connected from. */
-  ips: string[]
-}
-
-export interface OfferRateLimiter {
-  /** Takes a token from every bucket the offer is charged to, or from none when any is empty; true when taken. */
-  take(charge: OfferCharge, nowMs?: number): boolean
-}
-
-export function createOfferRateLimiter(limits: OfferRateLimits = defaultOfferRateLimits, init: { maxSources?: number } = {}): OfferRateLimiter {
-  const maxSources = init.maxSources ?? 20_000
-  const windowMs = 60_000
-  const buckets = new Map<string, { tokens: number; atMs: number }>()
-
-  const tokensOf = (key: string, perMinute: number, nowMs: number): { tokens: number; atMs: number } => {
-    const bucket = buckets.get(key)
-    if (bucket === undefined) return { tokens: perMinute, atMs: nowMs }
-    return { tokens: Math.min(perMinute, bucket.tokens + (Math.max(0, nowMs - bucket.atMs) * perMinute) / windowMs), atMs: nowMs }
-  }
-  const keep = (key: string, bucket: { tokens: number; atMs: number }): void => {
-    // Map order is last use: past the bound, the sources idle longest are forgotten first (a forgotten source starts
-    // again with a full bucket, as it would after an idle minute; flushing one takes maxSources busier sources).
-    buckets.delete(key)
-    buckets.set(key, bucket)
-    for (const oldKey of buckets.keys()) {
-      if (buckets.size <= maxSources) break
-      buckets.delete(oldKey)
-    }
-  }
-
-  return {
-    take(charge, nowMs = Date.now()) {
-      const kind = charge.direct ? 'direct' : 'relayed'
-      const wanted: [key: string, perMinute: number][] = [[`${kind}:peer:${charge.peer}`, charge.direct ? limits.directPerPeer : limits.relayedPerPeer]]
-      if (!charge.direct || charge.newProvider) {
-        for (const ip of new Set(charge.ips)) wanted.push([`${kind}:ip:${ip}`, charge.direct ? limits.directPerIp : limits.relayedPerIp])
-      }
-      const refilled = wanted.map(([key, perMinute]) => ({ key, perMinute, bucket: tokensOf(key, perMinute, nowMs) }))
-      if (refilled.some(({ perMinute, bucket }) => perMinute !== Infinity && bucket.tokens < 1)) return false
-      for (const { key, perMinute, bucket } of refilled) {
-        if (perMinute !== Infinity) keep(key, { tokens: bucket.tokens - 1, atMs: nowMs })
-      }
-      return true
-    },
-  }
-}
+export type { OfferIntake } from './offer-intake.ts'
+export { createOfferRateLimiter, defaultOfferRateLimits, type OfferCharge, type OfferRateLimiter, type OfferRateLimits } from './offer-rate-limit.ts'
 
 export interface MarketNodeStats {
   /** Offers taken in or refused, by outcome; `invalid` counts forged, malformed, expired-on-arrival or misbound ones. */
@@ -183,70 +87,12 @@ export function createMarketNode(init: MarketNodeInit): MarketNode {
     for (const [key, signed] of own) if (signed.payload.expiresAtMs <= nowMs) own.delete(key)
     return [...own.values()]
   }
-  const providerOf = (peer: PeerId): string | undefined => {
-    try {
-      return addressFromPeerId(peer).toLowerCase()
-    } catch {
-      return undefined // not a secp256k1 key: no provider can be behind it
-    }
-  }
-  const ipsOf = (peer: PeerId): string[] => {
-    const ips = host.remoteIps(peer)
-    return ips.length > 0 ? ips : ['unknown']
-  }
+  const intakeContext: OfferIntakeContext = { host, offerBook, limiter, maxLifetimeMs }
 
   async function intake(signed: SignedOffer, from?: PeerId): Promise<OfferIntake> {
-    const outcome = await take(signed, from)
+    const outcome = await takeOffer(intakeContext, signed, from)
     stats.offers[outcome]++
     return outcome
-  }
-
-  async function take(signed: SignedOffer, from: PeerId | undefined): Promise<OfferIntake> {
-    const nowMs = Date.now()
-    // Cheap checks first: a flood costs this node no signature recovery beyond what its source's allowance admits.
-    if (offerLifetimeRefusal(signed.payload, nowMs, maxLifetimeMs) !== undefined) return 'too-long'
-    const peer = from?.toString()
-    // Direct only when the sender is the very provider (PeerId and key); a misbound offer is judged as relayed.
-    const direct = from !== undefined && signed.payload.peerId === peer && providerOf(from) === signed.payload.provider.toLowerCase()
-    const source: OfferSource = peer === undefined ? { direct: false } : { peer, direct }
-    const outcome = offerBook.peek(signed, nowMs, source)
-    // Offers already held (every sync repeats them) are not checked again: signature recovery is the costly part.
-    if (outcome !== 'added' && outcome !== 'replaced') return outcome
-    if (from !== undefined && !limiter.take({ direct, newProvider: outcome === 'added', peer: from.toString(), ips: ipsOf(from) }, nowMs)) return 'rate-limited'
-    try {
-      await verifyOffer(signed, Date.now(), { maxLifetimeMs })
-    } catch (error) {
-      return isHearthError(error) && error.details?.reason === 'too-long' ? 'too-long' : 'invalid'
-    }
-    const added = offerBook.add(signed, Date.now(), source)
-    // Where to dial the provider: its own signed addresses (nobody else can state them) go to the peer store, so a dial
-    // by its PeerId tries each of them rather than one that may not lead there from this node.
-    if (added === 'added' || added === 'replaced') rememberAddresses(signed.payload.peerId, signed.payload.multiaddrs)
-    return added
-  }
-
-  function rememberAddresses(peerId: string, addresses: string[]): void {
-    try {
-      const peer = peerIdFromString(peerId)
-      if (peer.equals(host.peerId)) return
-      host.addPeerAddresses(peer, addresses.map((address) => address.replace(new RegExp(`/p2p/${peerId}$`), ''))).catch(() => undefined)
-    } catch {
-      // a malformed PeerId in a validly signed offer (a malformed address rejects above, adding none): dialling by its
-      // multiaddrs fails with a clear error later
-    }
-  }
-
-  /**
-   * Whether gossipsub may deliver and forward an offer, from what intake made of it: what this node would not keep is
-   * not passed on. Forged or too long-lived offers are rejected (they are the sender's fault); offers over a source's
-   * allowance, losing on eviction, expired or superseded are ignored (an honest relay may send those). An offer already
-   * held is forwarded only when its provider reached this node, so re-sent copies of relayed offers stop here.
-   */
-  function gossipVerdict(outcome: OfferIntake, signed: SignedOffer): GossipVerdict {
-    if (outcome === 'added' || outcome === 'replaced') return 'accept'
-    if (outcome === 'invalid' || outcome === 'too-long') return 'reject'
-    if (outcome === 'stale' && offerBook.holds(signed) && (offerBook.entry(signed.payload.provider)?.rank ?? 0) > 0) return 'accept'
-    return 'ignore'
   }
 
   async function syncFrom(peer: PeerTarget, options: { signal?: AbortSignal } = {}): Promise<number> {
@@ -285,7 +131,7 @@ export function createMarketNode(init: MarketNodeInit): MarketNode {
     async start() {
       // Intake runs inside gossipsub's validation, so its outcome decides whether the offer is forwarded.
       unsubscribe = host.subscribe(OFFERS_TOPIC, offerSchema, () => undefined, {
-        judge: async (_offer, envelope, _origin, via) => gossipVerdict(await intake(envelope as SignedOffer, via), envelope as SignedOffer),
+        judge: async (_offer, envelope, _origin, via) => gossipVerdict(offerBook, await intake(envelope as SignedOffer, via), envelope as SignedOffer),
       })
       await host.handle(offersSyncProtocol, async ({ offers }, { peerId }) => {
         for (const signed of offers) if (offerSchema.safeParse(signed.payload).success) await intake(signed as SignedOffer, peerId)
@@ -298,7 +144,7 @@ export function createMarketNode(init: MarketNodeInit): MarketNode {
       }
       stopWatching = host.onPeerConnected((peer: PeerId) => {
         // This node reached the peer itself: its provider's offers, held or to come, rank above relayed ones.
-        const provider = providerOf(peer)
+        const provider = providerOfPeer(peer)
         if (provider !== undefined) offerBook.markReached(provider)
         // A new connection, either way: learn what the peer knows. Failure only means fewer offers, never an error.
         void syncFrom(peer).catch(() => undefined)

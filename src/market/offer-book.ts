@@ -15,6 +15,7 @@
  * connection costs an attacker one handshake per throwaway key, an answer a running provider.
  */
 import type { Offer, SignedOffer } from './offer.ts'
+import { selectPassOn } from './offer-pass-on.ts'
 
 export type OfferBookOutcome = 'added' | 'replaced' | 'stale' | 'expired' | 'full'
 
@@ -80,29 +81,96 @@ export interface OfferBookInit {
 
 const relayedSource: OfferSource = { direct: false }
 
+/** An offer as the book holds it: where it came from and when it arrived. */
+interface HeldOffer {
+  signed: SignedOffer
+  source: OfferSource
+  receivedAtMs: number
+}
+
+/** An offer's value for eviction (see the order above). */
+interface OfferValue {
+  rank: number
+  ageMs: number
+  expiresAtMs: number
+}
+
+function rankOf(reached: ReadonlyMap<string, ProviderReach>, provider: string, source: OfferSource): number {
+  if (source.own === true) return 3
+  const reach = reached.get(provider)
+  if (reach === 'answered') return 2
+  return reach === 'connected' || source.direct ? 1 : 0
+}
+
+/** Orders offers for eviction: negative when `a` goes before `b`. */
+function compareValue(a: OfferValue, b: OfferValue): number {
+  return a.rank - b.rank || a.ageMs - b.ageMs || a.expiresAtMs - b.expiresAtMs
+}
+
+function valueOf(rank: number, signed: SignedOffer, receivedAtMs: number): OfferValue {
+  return { rank, ageMs: Math.min(signed.payload.issuedAtMs, receivedAtMs), expiresAtMs: signed.payload.expiresAtMs }
+}
+
+/** The least valuable offer held, which a newcomer worth more displaces when the book is full. */
+function leastValuable(byProvider: ReadonlyMap<string, HeldOffer>, reached: ReadonlyMap<string, ProviderReach>): { provider: string; value: OfferValue } | undefined {
+  let least: { provider: string; value: OfferValue } | undefined
+  for (const [provider, held] of byProvider) {
+    const value = valueOf(rankOf(reached, provider, held.source), held.signed, held.receivedAtMs)
+    if (least === undefined || compareValue(value, least.value) < 0) least = { provider, value }
+  }
+  return least
+}
+
+/** Keeps `reached` within `maxReached`, forgetting first the providers that have no offer held. */
+function forgetReachedBeyondBound(reached: Map<string, ProviderReach>, byProvider: ReadonlyMap<string, HeldOffer>, maxReached: number): void {
+  if (reached.size <= maxReached) return
+  // Forget first the providers that have no offer here: nothing of theirs is ranked by it now.
+  for (const provider of reached.keys()) {
+    if (reached.size <= maxReached) return
+    if (!byProvider.has(provider)) reached.delete(provider)
+  }
+  for (const provider of reached.keys()) {
+    if (reached.size <= maxReached) return
+    reached.delete(provider)
+  }
+}
+
+/** Resolves once `list(filter)` holds at least `count` offers, checked now and at each wake-up; rejects on abort. */
+function waitForOffers(
+  waiters: Set<() => void>,
+  list: (filter?: (offer: Offer) => boolean) => SignedOffer[],
+  count: number,
+  filter: ((offer: Offer) => boolean) | undefined,
+  options: { signal?: AbortSignal },
+): Promise<SignedOffer[]> {
+  return new Promise((resolve, reject) => {
+    const check = (): void => {
+      const found = list(filter)
+      if (found.length >= count) {
+        waiters.delete(check)
+        options.signal?.removeEventListener('abort', onAbort)
+        resolve(found)
+      }
+    }
+    const onAbort = (): void => {
+      waiters.delete(check)
+      reject(options.signal?.reason)
+    }
+    if (options.signal?.aborted === true) return reject(options.signal.reason)
+    options.signal?.addEventListener('abort', onAbort, { once: true })
+    waiters.add(check)
+    check()
+  })
+}
+
 export function createOfferBook(init: OfferBookInit = {}): OfferBook {
   const maxOffers = init.maxOffers ?? 10_000
   // Providers reached, bounded: a peer can connect under any number of throwaway keys.
   const maxReached = Math.max(1024, 2 * maxOffers)
-  const byProvider = new Map<string, { signed: SignedOffer; source: OfferSource; receivedAtMs: number }>()
+  const byProvider = new Map<string, HeldOffer>()
   const reached = new Map<string, ProviderReach>()
   const waiters = new Set<() => void>()
   let evictions = 0
-
-  const rankOf = (provider: string, source: OfferSource): number => {
-    if (source.own === true) return 3
-    const reach = reached.get(provider)
-    if (reach === 'answered') return 2
-    return reach === 'connected' || source.direct ? 1 : 0
-  }
-  /** Orders offers for eviction: negative when `a` goes before `b`. */
-  const compareValue = (a: { rank: number; ageMs: number; expiresAtMs: number }, b: { rank: number; ageMs: number; expiresAtMs: number }): number =>
-    a.rank - b.rank || a.ageMs - b.ageMs || a.expiresAtMs - b.expiresAtMs
-  const valueOf = (provider: string, signed: SignedOffer, source: OfferSource, receivedAtMs: number): { rank: number; ageMs: number; expiresAtMs: number } => ({
-    rank: rankOf(provider, source),
-    ageMs: Math.min(signed.payload.issuedAtMs, receivedAtMs),
-    expiresAtMs: signed.payload.expiresAtMs,
-  })
 
   const prune = (nowMs: number): void => {
     for (const [provider, held] of byProvider) if (held.signed.payload.expiresAtMs <= nowMs) byProvider.delete(provider)
@@ -110,15 +178,6 @@ export function createOfferBook(init: OfferBookInit = {}): OfferBook {
   const list = (filter: (offer: Offer) => boolean = () => true, nowMs = Date.now()): SignedOffer[] => {
     prune(nowMs)
     return [...byProvider.values()].map((held) => held.signed).filter((signed) => filter(signed.payload))
-  }
-  /** The least valuable offer held, which a newcomer worth more displaces when the book is full. */
-  const leastValuable = (): { provider: string; value: ReturnType<typeof valueOf> } | undefined => {
-    let least: { provider: string; value: ReturnType<typeof valueOf> } | undefined
-    for (const [provider, held] of byProvider) {
-      const value = valueOf(provider, held.signed, held.source, held.receivedAtMs)
-      if (least === undefined || compareValue(value, least.value) < 0) least = { provider, value }
-    }
-    return least
   }
 
   /** What adding would do, and which provider's offer it would displace. */
@@ -131,22 +190,9 @@ export function createOfferBook(init: OfferBookInit = {}): OfferBook {
     if (byProvider.size < maxOffers) return { outcome: 'added' }
     prune(nowMs)
     if (byProvider.size < maxOffers) return { outcome: 'added' }
-    const least = leastValuable()
-    if (least === undefined || compareValue(valueOf(key, signed, source, nowMs), least.value) <= 0) return { outcome: 'full' }
+    const least = leastValuable(byProvider, reached)
+    if (least === undefined || compareValue(valueOf(rankOf(reached, key, source), signed, nowMs), least.value) <= 0) return { outcome: 'full' }
     return { outcome: 'added', displaces: least.provider }
-  }
-
-  const forgetReachedBeyondBound = (): void => {
-    if (reached.size <= maxReached) return
-    // Forget first the providers that have no offer here: nothing of theirs is ranked by it now.
-    for (const provider of reached.keys()) {
-      if (reached.size <= maxReached) return
-      if (!byProvider.has(provider)) reached.delete(provider)
-    }
-    for (const provider of reached.keys()) {
-      if (reached.size <= maxReached) return
-      reached.delete(provider)
-    }
   }
 
   return {
@@ -163,7 +209,7 @@ export function createOfferBook(init: OfferBookInit = {}): OfferBook {
       byProvider.set(key, { signed, source, receivedAtMs: nowMs })
       if (source.direct && !reached.has(key)) {
         reached.set(key, 'connected')
-        forgetReachedBeyondBound()
+        forgetReachedBeyondBound(reached, byProvider, maxReached)
       }
       for (const wake of waiters) wake()
       return outcome
@@ -176,73 +222,21 @@ export function createOfferBook(init: OfferBookInit = {}): OfferBook {
       const key = provider.toLowerCase()
       const held = byProvider.get(key)
       if (held === undefined) return undefined
-      return { signed: held.signed, source: held.source, rank: rankOf(key, held.source), receivedAtMs: held.receivedAtMs }
+      return { signed: held.signed, source: held.source, rank: rankOf(reached, key, held.source), receivedAtMs: held.receivedAtMs }
     },
     passOn(options = {}) {
-      const nowMs = options.nowMs ?? Date.now()
-      const maxTotal = options.maxOffers ?? 1000
-      const maxRelayed = options.maxRelayed ?? 64
-      prune(nowMs)
-      const valued: { signed: SignedOffer; rank: number }[] = []
-      const relayedBySource = new Map<string, SignedOffer[]>()
-      for (const [provider, held] of byProvider) {
-        const rank = rankOf(provider, held.source)
-        if (rank > 0) {
-          valued.push({ signed: held.signed, rank })
-          continue
-        }
-        const from = held.source.peer ?? ''
-        const group = relayedBySource.get(from) ?? []
-        group.push(held.signed)
-        relayedBySource.set(from, group)
-      }
-      valued.sort((a, b) => b.rank - a.rank || b.signed.payload.issuedAtMs - a.signed.payload.issuedAtMs)
-      const chosen = valued.map((v) => v.signed).slice(0, maxTotal)
-      // Relayed offers in turn from each source, newest first within one; the same ones each time is fine (gossip and
-      // each provider's own republication carry the rest), and a flooding source takes one turn like any other.
-      const queues = [...relayedBySource.values()].map((group) => group.sort((a, b) => b.payload.issuedAtMs - a.payload.issuedAtMs))
-      let relayed = 0
-      for (let turn = 0; relayed < maxRelayed && chosen.length < maxTotal; turn++) {
-        let any = false
-        for (const queue of queues) {
-          const next = queue[turn]
-          if (next === undefined) continue
-          any = true
-          chosen.push(next)
-          if (++relayed >= maxRelayed || chosen.length >= maxTotal) break
-        }
-        if (!any) break
-      }
-      return chosen
+      prune(options.nowMs ?? Date.now())
+      return selectPassOn([...byProvider].map(([provider, held]) => ({ signed: held.signed, rank: rankOf(reached, provider, held.source), from: held.source.peer ?? '' })), options)
     },
     markReached(provider, how = 'connected') {
       const key = provider.toLowerCase()
       const before = reached.get(key)
       if (before === 'answered' || before === how) return
       reached.set(key, how)
-      forgetReachedBeyondBound()
+      forgetReachedBeyondBound(reached, byProvider, maxReached)
     },
     size: () => byProvider.size,
     evicted: () => evictions,
-    waitFor(count, filter, options = {}) {
-      return new Promise((resolve, reject) => {
-        const check = (): void => {
-          const found = list(filter)
-          if (found.length >= count) {
-            waiters.delete(check)
-            options.signal?.removeEventListener('abort', onAbort)
-            resolve(found)
-          }
-        }
-        const onAbort = (): void => {
-          waiters.delete(check)
-          reject(options.signal?.reason)
-        }
-        if (options.signal?.aborted === true) return reject(options.signal.reason)
-        options.signal?.addEventListener('abort', onAbort, { once: true })
-        waiters.add(check)
-        check()
-      })
-    },
+    waitFor: (count, filter, options = {}) => waitForOffers(waiters, list, count, filter, options),
   }
 }
