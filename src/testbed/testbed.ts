@@ -14,73 +14,26 @@
  * /run/hearth-testbed/<prefix>/, so `down(prefix)` removes it all, also after the builder crashed.
  *
  * Needs root, iproute2, iptables and a C compiler (linkd is compiled on first use).
+ *
+ * The plan (spec to namespaces and addresses) is in plan.ts, the routers' port mapper (miniupnpd) in port-mapper.ts,
+ * the process helpers in system.ts; this file builds, attaches to and removes testbeds.
  */
 import { spawn, type ChildProcess, type SpawnOptions } from 'node:child_process'
-import { createHash, randomBytes, randomUUID } from 'node:crypto'
-import { accessSync, closeSync, constants, existsSync, openSync } from 'node:fs'
+import { createHash, randomBytes } from 'node:crypto'
+import { closeSync, existsSync, openSync } from 'node:fs'
 import { mkdir, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises'
-import { basename, delimiter, join, resolve } from 'node:path'
+import { basename, join, resolve } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
+import { checkPrefix, lanOf, planTestbed, prefixPattern, TAG, type NatPlan, type TestbedHost, type TestbedPlan, type TestbedSpec } from './plan.ts'
+import { requirePortMapper, startPortMappers } from './port-mapper.ts'
+import { ipBatch, must, onPath, runProcess, stateDir, STATE_ROOT, type RunOptions, type RunResult } from './system.ts'
 
-export type NatKind = 'none' | 'cone' | 'symmetric'
-
-export interface TestbedHostSpec {
-  /** Letters, digits and dashes; the host's namespace is `<prefix>-<name>`. */
-  name: string
-  region: string
-  /**
-   * 'none' (default): the host has a public address. 'cone': behind a port-preserving NAT that drops unsolicited
-   * inbound traffic (endpoint-independent mapping, port-restricted filtering: UDP hole punching works). 'symmetric':
-   * the NAT picks a random public port per connection (`--random-fully`), so mappings cannot be predicted.
-   */
-  nat?: NatKind
-  /**
-   * The host's NAT router forwards ports on request, as many home routers do (miniupnpd): 'nat-pmp' (RFC 6886),
-   * 'upnp' (UPnP IGD: SSDP discovery and SOAP), or true for both.
-   */
-  portMapping?: PortMappingKind
-}
-
-export type PortMappingKind = boolean | 'nat-pmp' | 'upnp'
-
-export interface TestbedSpec {
-  /** Starts every namespace name; letters, digits and underscores, so that one prefix is never the start of another's names. */
-  prefix: string
-  /** Where public addresses come from, e.g. '11.0.0.0/8' (the default). Nothing in Hearth may depend on it. */
-  publicCidr?: string
-  /** Region names (letters, digits, underscores); `intraRttMs` is the round trip between two hosts of the region. */
-  regions: Record<string, { intraRttMs?: number }>
-  /** Round trips between regions in milliseconds, keyed 'a-b', e.g. { 'eu-us': 40 }; every pair needs one. */
-  rttMs: Record<string, number>
-  hosts: TestbedHostSpec[]
-}
-
-export interface TestbedHost {
-  name: string
-  region: string
-  nat: NatKind
-  netns: string
-  /** The host's own address: its public address, or its LAN address behind a NAT. */
-  address: string
-  /** The address the internet sees: its own, or its router's. */
-  publicAddress: string
-  /** The router's namespace, for a host behind a NAT. */
-  routerNetns?: string
-}
-
-export interface RunResult {
-  stdout: string
-  stderr: string
-  /** Exit status, or null when the process was ended by a signal (a timeout included). */
-  code: number | null
-}
-
-export interface RunOptions {
-  /** Written to the process's stdin, which is then closed. */
-  input?: string | Buffer
-  /** Kills the process (SIGKILL) after this long; the result then has `code: null`. */
-  timeoutMs?: number
-}
+export {
+  DEFAULT_INTRA_RTT_MS, DEFAULT_PUBLIC_CIDR, planTestbed,
+  type NatKind, type PortMappingKind, type TestbedHost, type TestbedHostSpec, type TestbedPlan, type TestbedSpec,
+} from './plan.ts'
+export { UPNP_HTTP_PORT } from './port-mapper.ts'
+export { STATE_ROOT, type RunOptions, type RunResult } from './system.ts'
 
 export interface Testbed {
   prefix: string
@@ -92,201 +45,12 @@ export interface Testbed {
   down(): Promise<void>
 }
 
-export const DEFAULT_PUBLIC_CIDR = '11.0.0.0/8'
-export const DEFAULT_INTRA_RTT_MS = 5
-/** State of each testbed: which namespaces it made, linkd's pid and log, the host table. */
-export const STATE_ROOT = '/run/hearth-testbed'
-/** Set as the alias of every testbed namespace's loopback, and passed to linkd, so leftovers can be found. */
-const TAG = 'hearth-testbed:'
 const INSTALL_HINT = 'apt-get install -y --no-install-recommends iproute2 iptables gcc'
 /** The TUN queue is where a burst waits for linkd; the default 500 packets drops TCP bursts on a busy machine. */
 const WAN_QUEUE_PACKETS = 4096
 const LINKD_READY_TIMEOUT_MS = 15_000
 
-// ---- planning: a pure function of the spec, so a bad spec fails before anything is created ------------------------
-
-interface NatPlan {
-  router: string
-  host: string
-  /** Third octet of the LAN, 192.168.<lan>.0/24. */
-  lan: number
-  symmetric: boolean
-  /** The port-mapping protocols its router offers (none: no miniupnpd). */
-  portMapping: { natPmp: boolean; upnp: boolean }
-}
-
-interface WanPlan {
-  netns: string
-  region: string
-  address: string
-}
-
-export interface TestbedPlan {
-  prefix: string
-  hosts: TestbedHost[]
-  namespaces: string[]
-  wans: WanPlan[]
-  nats: NatPlan[]
-  /** linkd's arguments: one-way delays per region pair, then the endpoints. */
-  linkdArgs: string[]
-}
-
-const regionPattern = /^[A-Za-z0-9_]+$/
-const hostPattern = /^[A-Za-z0-9][A-Za-z0-9-]*$/
-const prefixPattern = /^[A-Za-z0-9_]+$/
-
-function checkPrefix(prefix: string): void {
-  if (!prefixPattern.test(prefix)) {
-    throw new Error(`testbed prefix '${prefix}' must be letters, digits and underscores (it starts namespace names)`)
-  }
-}
-
-function parseIpv4(text: string): number {
-  const parts = text.split('.').map((part) => (/^\d{1,3}$/.test(part) ? Number(part) : NaN))
-  if (parts.length !== 4 || parts.some((part) => !(part <= 255))) throw new Error(`'${text}' is not an IPv4 address`)
-  return parts.reduce((value, part) => value * 256 + part, 0)
-}
-
-function formatIpv4(value: number): string {
-  return [24, 16, 8, 0].map((shift) => Math.floor(value / 2 ** shift) % 256).join('.')
-}
-
-/** Hands out addresses from a CIDR in order, skipping the network address. */
-function addressPool(cidr: string): () => string {
-  const match = /^([\d.]+)\/(\d{1,2})$/.exec(cidr)
-  const length = Number(match?.[2])
-  if (match === null || !(length >= 8 && length <= 30)) throw new Error(`publicCidr '${cidr}' must look like 11.0.0.0/8 (/8 to /30)`)
-  const size = 2 ** (32 - length)
-  const base = parseIpv4(match[1] ?? '')
-  const network = base - (base % size)
-  let next = 1
-  return () => {
-    if (next >= size - 1) throw new Error(`publicCidr '${cidr}' has too few addresses for this testbed`)
-    return formatIpv4(network + next++)
-  }
-}
-
-/** One-way delay in microseconds for every pair of regions, from round trips in milliseconds. */
-function delayArgs(spec: TestbedSpec): string[] {
-  const regions = Object.keys(spec.regions)
-  for (const region of regions) if (!regionPattern.test(region)) throw new Error(`region name '${region}' must be letters, digits and underscores`)
-  const rtt = new Map<string, number>()
-  for (const [key, ms] of Object.entries(spec.rttMs)) {
-    const pair = key.split('-')
-    const [a, b] = pair
-    if (pair.length !== 2 || a === undefined || b === undefined || a === b || !regions.includes(a) || !regions.includes(b)) {
-      throw new Error(`rttMs key '${key}' must be 'a-b' for two different regions of ${JSON.stringify(regions)}`)
-    }
-    if (rtt.has(`${b}-${a}`) || rtt.has(key)) throw new Error(`rttMs gives regions ${a} and ${b} twice`)
-    rtt.set(key, ms)
-  }
-  const oneWayUs = (ms: number, what: string): number => {
-    if (!Number.isFinite(ms) || ms < 0) throw new Error(`${what} must be a number of milliseconds >= 0, not ${ms}`)
-    return Math.round(ms * 500)
-  }
-  const args: string[] = []
-  regions.forEach((a, i) => {
-    const intra = spec.regions[a]?.intraRttMs ?? DEFAULT_INTRA_RTT_MS
-    args.push('--delay', `${a}:${a}:${oneWayUs(intra, `regions.${a}.intraRttMs`)}`)
-    for (const b of regions.slice(i + 1)) {
-      const ms = rtt.get(`${a}-${b}`) ?? rtt.get(`${b}-${a}`)
-      if (ms === undefined) throw new Error(`rttMs has no round trip between regions ${a} and ${b} (add '${a}-${b}')`)
-      args.push('--delay', `${a}:${b}:${oneWayUs(ms, `rttMs['${a}-${b}']`)}`)
-    }
-  })
-  return args
-}
-
-/** Checks the spec and lays out namespaces and addresses; touches nothing. */
-export function planTestbed(spec: TestbedSpec): TestbedPlan {
-  checkPrefix(spec.prefix)
-  const delays = delayArgs(spec)
-  const nextPublic = addressPool(spec.publicCidr ?? DEFAULT_PUBLIC_CIDR)
-  const plan: TestbedPlan = { prefix: spec.prefix, hosts: [], namespaces: [], wans: [], nats: [], linkdArgs: [] }
-  for (const { name, region, nat = 'none', portMapping = false } of spec.hosts) {
-    if (!hostPattern.test(name)) throw new Error(`host name '${name}' must be letters, digits and dashes`)
-    if (!Object.hasOwn(spec.regions, region)) throw new Error(`host ${name} is in region '${region}', which spec.regions does not name`)
-    const netns = `${spec.prefix}-${name}`
-    const publicAddress = nextPublic()
-    if (portMapping !== true && portMapping !== false && portMapping !== 'nat-pmp' && portMapping !== 'upnp') {
-      throw new Error(`host ${name}: portMapping must be true, false, 'nat-pmp' or 'upnp', not ${JSON.stringify(portMapping)}`)
-    }
-    if (nat === 'none') {
-      if (portMapping !== false) throw new Error(`host ${name}: portMapping needs a NAT router (nat 'cone' or 'symmetric')`)
-      plan.namespaces.push(netns)
-      plan.wans.push({ netns, region, address: publicAddress })
-      plan.hosts.push({ name, region, nat, netns, address: publicAddress, publicAddress })
-      continue
-    }
-    if (nat !== 'cone' && nat !== 'symmetric') throw new Error(`host ${name}: nat must be 'none', 'cone' or 'symmetric', not '${String(nat)}'`)
-    const lan = plan.nats.length + 1
-    if (lan > 254) throw new Error('at most 254 hosts behind NAT')
-    const router = `${netns}-gw`
-    plan.namespaces.push(router, netns)
-    plan.wans.push({ netns: router, region, address: publicAddress })
-    const natPmp = portMapping === true || portMapping === 'nat-pmp'
-    const upnp = portMapping === true || portMapping === 'upnp'
-    plan.nats.push({ router, host: netns, lan, symmetric: nat === 'symmetric', portMapping: { natPmp, upnp } })
-    plan.hosts.push({ name, region, nat, netns, address: `192.168.${lan}.2`, publicAddress, routerNetns: router })
-  }
-  const duplicate = plan.namespaces.find((netns, i) => plan.namespaces.indexOf(netns) !== i)
-  if (duplicate !== undefined) throw new Error(`two hosts would share namespace ${duplicate}: host names must differ (and not end in -gw of another)`)
-  plan.linkdArgs = [
-    '--tag', TAG + spec.prefix,
-    ...delays,
-    ...plan.wans.map((wan) => `${wan.netns}:wan0:${wan.region}:${wan.address}/32`),
-  ]
-  return plan
-}
-
-// ---- processes ---------------------------------------------------------------------------------------------------
-
-function runProcess(command: string, args: readonly string[], options: RunOptions = {}): Promise<RunResult> {
-  return new Promise((resolvePromise, reject) => {
-    const child = spawn(command, args, { stdio: ['pipe', 'pipe', 'pipe'] })
-    const stdout: Buffer[] = []
-    const stderr: Buffer[] = []
-    child.stdout.on('data', (chunk: Buffer) => stdout.push(chunk))
-    child.stderr.on('data', (chunk: Buffer) => stderr.push(chunk))
-    const timer = options.timeoutMs === undefined ? undefined : setTimeout(() => child.kill('SIGKILL'), options.timeoutMs)
-    child.on('error', (error) => {
-      clearTimeout(timer)
-      reject(error)
-    })
-    child.on('close', (code) => {
-      clearTimeout(timer)
-      resolvePromise({ stdout: Buffer.concat(stdout).toString(), stderr: Buffer.concat(stderr).toString(), code })
-    })
-    // A process that exits without reading its stdin makes the write fail with EPIPE; its exit status says more.
-    child.stdin.on('error', () => {})
-    child.stdin.end(options.input ?? '')
-  })
-}
-
-/** Runs a command that must succeed; its stderr becomes the error message. */
-async function must(command: string, args: readonly string[], input?: string | Buffer): Promise<string> {
-  const result = await runProcess(command, args, input === undefined ? {} : { input })
-  if (result.code !== 0) {
-    throw new Error(`${command} ${args.join(' ')} failed (${result.code ?? 'killed'}): ${result.stderr.trim() || result.stdout.trim()}`)
-  }
-  return result.stdout
-}
-
-/** `ip -n NETNS -batch -`: one process for many commands in one namespace. */
-function ipBatch(netns: string, lines: string[]): Promise<string> {
-  return must('ip', ['-n', netns, '-batch', '-'], lines.join('\n') + '\n')
-}
-
-function onPath(program: string): boolean {
-  return (process.env.PATH ?? '').split(delimiter).some((dir) => {
-    try {
-      accessSync(join(dir, program), constants.X_OK)
-      return true
-    } catch {
-      return false
-    }
-  })
-}
+// ---- prerequisites -----------------------------------------------------------------------------------------------
 
 /** What this machine lacks to run a testbed, one phrase each; empty when it can. */
 export function missingPrerequisites(): string[] {
@@ -396,10 +160,6 @@ async function stopLinkd(prefix: string): Promise<void> {
   if (left.length > 0) throw new Error(`linkd of testbed ${prefix} (pid ${left.join(', ')}) does not exit`)
 }
 
-function stateDir(prefix: string): string {
-  return join(STATE_ROOT, prefix)
-}
-
 /** Starts linkd detached from this process (a testbed may outlive its builder) and waits for its "ready". */
 async function startLinkd(plan: TestbedPlan, binary: string): Promise<void> {
   const logPath = join(stateDir(plan.prefix), 'linkd.log')
@@ -467,11 +227,6 @@ async function emptyNamespace(netns: string): Promise<void> {
   }
   throw new Error(`processes in namespace ${netns} keep coming back`)
 }
-
-function lanOf(nat: NatPlan, last: 1 | 2): string {
-  return `192.168.${nat.lan}.${last}`
-}
-
 /**
  * The router's rules: masquerade out of wan0, and drop whatever arrives on wan0 unasked. Dropping in INPUT matters
  * for hole punching: an unsolicited packet that reached INPUT would leave a conntrack entry that makes the NAT pick
@@ -508,58 +263,6 @@ async function buildLan(nat: NatPlan, tag: string): Promise<void> {
   ])
   await must('ip', ['netns', 'exec', nat.router, 'sh', '-c', 'echo 1 > /proc/sys/net/ipv4/ip_forward && iptables-restore'], routerRules(nat.symmetric))
 }
-
-/** Where a testbed router's miniupnpd serves UPnP IGD's device description and SOAP control (on its LAN address). */
-export const UPNP_HTTP_PORT = 5000
-
-const mapsPorts = (nat: NatPlan): boolean => nat.portMapping.natPmp || nat.portMapping.upnp
-
-/**
- * Port mapping on a router: miniupnpd (its iptables backend works on the legacy tables) offering NAT-PMP, UPnP IGD or
- * both, its chains, and a rule that lets through what a mapping forwards (the router's own filter drops everything
- * else that arrives on wan0). The daemon runs in the router's namespace, so that down() ends it with the namespace's
- * other processes. A host's SSDP search (multicast to 239.255.255.250) leaves by its default route's interface, the
- * LAN, as on a home network: no multicast route is needed.
- */
-async function startPortMapper(prefix: string, nat: NatPlan): Promise<void> {
-  const { natPmp, upnp } = nat.portMapping
-  const legacy = 'iptables-legacy'
-  await must('ip', ['netns', 'exec', nat.router, 'sh', '-c', [
-    `${legacy} -t nat -N MINIUPNPD`,
-    `${legacy} -t nat -I PREROUTING -i wan0 -j MINIUPNPD`,
-    `${legacy} -t nat -N MINIUPNPD-POSTROUTING`,
-    `${legacy} -t nat -I POSTROUTING -o wan0 -j MINIUPNPD-POSTROUTING`,
-    `${legacy} -t mangle -N MINIUPNPD`,
-    `${legacy} -t mangle -I PREROUTING -i wan0 -j MINIUPNPD`,
-    `${legacy} -N MINIUPNPD`,
-    `${legacy} -I FORWARD -i wan0 ! -o wan0 -j MINIUPNPD`,
-    'iptables -I FORWARD 1 -i wan0 -m conntrack --ctstate DNAT -j ACCEPT',
-  ].join(' && ')])
-  const config = join(stateDir(prefix), `${nat.router}.miniupnpd.conf`)
-  await writeFile(config, [
-    'ext_ifname=wan0',
-    'listening_ip=lan0',
-    `http_port=${UPNP_HTTP_PORT}`,
-    `enable_natpmp=${natPmp ? 'yes' : 'no'}`,
-    `enable_upnp=${upnp ? 'yes' : 'no'}`,
-    'secure_mode=yes',
-    `uuid=${randomUUID()}`,
-    `allow 1024-65535 ${lanOf(nat, 1).replace(/\.1$/, '.0')}/24 1024-65535`,
-    'deny 0-65535 0.0.0.0/0 0-65535',
-    '',
-  ].join('\n'))
-  spawn('ip', ['netns', 'exec', nat.router, 'miniupnpd', '-d', '-f', config, '-P', join(stateDir(prefix), `${nat.router}.miniupnpd.pid`)], { detached: true, stdio: 'ignore' }).unref()
-  // Ready once it listens: on UDP 5351 for NAT-PMP, on UDP 1900 (SSDP) and its HTTP port for UPnP.
-  const sockets = [...(natPmp ? [['-Huln', 'sport = :5351']] : []), ...(upnp ? [['-Huln', 'sport = :1900'], ['-Htln', `sport = :${UPNP_HTTP_PORT}`]] : [])]
-  const deadline = Date.now() + 10_000
-  for (;;) {
-    const listening = await Promise.all(sockets.map((args) => runProcess('ip', ['netns', 'exec', nat.router, 'ss', ...args], { timeoutMs: 5_000 })))
-    if (listening.every((result) => result.stdout.trim() !== '')) return
-    if (Date.now() > deadline) throw new Error(`miniupnpd did not start in ${nat.router}`)
-    await sleep(100)
-  }
-}
-
 async function createNamespaces(plan: TestbedPlan): Promise<void> {
   await mkdir(stateDir(plan.prefix), { recursive: true })
   await writeFile(join(stateDir(plan.prefix), 'namespaces.json'), JSON.stringify(plan.namespaces))
@@ -603,16 +306,14 @@ function handle(prefix: string, hostList: TestbedHost[]): Testbed {
 export async function build(spec: TestbedSpec): Promise<Testbed> {
   const plan = planTestbed(spec)
   requirePrerequisites()
-  if (plan.nats.some(mapsPorts) && !(onPath('miniupnpd') && onPath('iptables-legacy'))) {
-    throw new Error('a router with port mapping needs miniupnpd and iptables-legacy; as root: apt-get install -y --no-install-recommends miniupnpd miniupnpd-iptables')
-  }
+  requirePortMapper(plan.nats)
   const binary = await compileLinkd()
   await down(plan.prefix)
   try {
     await createNamespaces(plan)
     await startLinkd(plan, binary)
     await configureWans(plan)
-    await Promise.all(plan.nats.filter(mapsPorts).map((nat) => startPortMapper(plan.prefix, nat)))
+    await startPortMappers(plan.prefix, plan.nats)
     await writeFile(join(stateDir(plan.prefix), 'testbed.json'), JSON.stringify({ prefix: plan.prefix, hosts: plan.hosts }, null, 2))
   } catch (error) {
     await down(plan.prefix).catch(() => {})
