@@ -22,7 +22,6 @@ export const allowances: Readonly<Record<string, number>> = {
   'src/exec/native-runtime.ts:createNativeRuntime': 185,
   'src/exec/runtime-compliance.ts:registerRuntimeCompliance': 299,
   'src/exec/runtime-compliance.ts:(anonymous)': 248,
-  'src/testbed/testbed.ts': 664,
 }
 
 const repoRoot = resolve(import.meta.dirname, '..')
