@@ -5,13 +5,14 @@
  * carried by the answer. Work that produced no result (handed back, refused input, a sandbox limit) is not billed.
  */
 import { randomUUID } from 'node:crypto'
-import { lstat, mkdir, readFile, rm, writeFile } from 'node:fs/promises'
-import { dirname, join, resolve, sep } from 'node:path'
+import { rm } from 'node:fs/promises'
+import { join } from 'node:path'
 import type { Address } from 'viem'
 import { HearthError, toHearthError } from '../errors.ts'
 import { runTaskProtocol, runTasksProtocol, type FileBlob, type RunTaskRequest, type TaskResult } from '../exec/activity-protocols.ts'
 import { sha256Hex } from '../exec/content-hash.ts'
 import type { RunResult } from '../exec/runtime.ts'
+import { runTaskInDir, type TaskInput } from '../exec/task-core.ts'
 import { hashCanonical } from '../identity/canonical-json.ts'
 import type { DebitNote } from '../market/billing.ts'
 import type { PeerTarget } from '../net/dial-target.ts'
@@ -51,52 +52,20 @@ export interface TaskRunner {
   counts(): { tasksRun: number; tasksFailed: number; wrongResults: number }
 }
 
-/** The host path of a guest path; the schema already refuses '..', this keeps that true whatever the caller. */
-function insideRoot(rootDir: string, guestPath: string): string {
-  const hostPath = resolve(rootDir, '.' + guestPath)
-  if (!hostPath.startsWith(rootDir + sep)) {
-    throw new HearthError('HEARTH_ERR_EXEC_PATH_INVALID', `guest path ${guestPath} leaves the task directory`)
-  }
-  return hostPath
-}
-
 /** The GPUs a task of an agreement granting `count` may use: the first `count` this machine has. */
 function gpuGrant(count: number | undefined): { gpus?: number[] } {
   return count === undefined ? {} : { gpus: Array.from({ length: count }, (_, index) => index) }
 }
 
-/** Writes the task's inputs (each checked against its content id) and makes the folders of its outputs. */
-async function writeInputs(rootDir: string, request: RunTaskRequest): Promise<void> {
-  await mkdir(rootDir, { recursive: true })
-  for (const input of request.inputs) {
-    const bytes = Buffer.from(input.dataBase64, 'base64')
-    if (bytes.length !== input.sizeBytes || sha256Hex(bytes) !== input.contentId) {
+/** The task's inputs as bytes, each checked against its content id. */
+function verifiedInputs(request: RunTaskRequest): TaskInput[] {
+  return request.inputs.map((input) => {
+    const data = Buffer.from(input.dataBase64, 'base64')
+    if (data.length !== input.sizeBytes || sha256Hex(data) !== input.contentId) {
       throw new HearthError('HEARTH_ERR_EXEC_PACKAGE_HASH', `input ${input.path} does not match its content id`)
     }
-    const hostPath = insideRoot(rootDir, input.path)
-    await mkdir(dirname(hostPath), { recursive: true })
-    await writeFile(hostPath, bytes)
-  }
-  // Programs expect the folders of their outputs to exist.
-  for (const output of request.outputs) await mkdir(dirname(insideRoot(rootDir, output)), { recursive: true })
-}
-
-/** The outputs the program left, each changed by `corrupt` when given; those missing (or not regular files) by path. */
-async function readOutputs(rootDir: string, paths: readonly string[], corrupt: ((bytes: Buffer) => Buffer) | undefined): Promise<{ outputs: FileBlob[]; missingOutputs: string[] }> {
-  const outputs: FileBlob[] = []
-  const missingOutputs: string[] = []
-  for (const path of paths) {
-    const hostPath = insideRoot(rootDir, path)
-    const info = await lstat(hostPath).catch(() => undefined)
-    // Only regular files come back: a symlink the program made must not leak the provider's files.
-    if (info === undefined || !info.isFile()) {
-      missingOutputs.push(path)
-      continue
-    }
-    const bytes = corrupt !== undefined ? corrupt(await readFile(hostPath)) : await readFile(hostPath)
-    outputs.push({ path, contentId: sha256Hex(bytes), sizeBytes: bytes.length, dataBase64: bytes.toString('base64') })
-  }
-  return { outputs, missingOutputs }
+    return { path: input.path, data }
+  })
 }
 
 /** Bills the run; a dishonest provider may meter more than ran, and ask more than that costs. */
@@ -147,42 +116,46 @@ export function createTaskRunner(init: TaskRunnerInit): TaskRunner {
     // A pause may have come while the escrow was checked, before this task was registered to be handed back.
     if (lending.pausedReason() !== undefined) handBack.abort()
     const activityDir = join(init.activitiesDir, request.activityId + '-' + randomUUID().slice(0, 8))
-    const rootDir = join(activityDir, 'root')
     try {
       if (handBack.signal.aborted) throw lending.pausedError()
       const { runtime, program, argv0, release } = await programs.programFor(request, from)
       releaseProgram = release
       if (handBack.signal.aborted) throw lending.pausedError()
-      await writeInputs(rootDir, request)
-      const stdoutPath = join(activityDir, 'stdout')
-      const stderrPath = join(activityDir, 'stderr')
-      const run = await runtime.run(
+      let wrong = false
+      const done = await runTaskInDir(
+        activityDir,
         {
+          runtime,
           program,
           args: [...argv0, ...request.args],
           env: request.env,
-          rootDir,
-          stdoutPath,
-          stderrPath,
+          inputs: verifiedInputs(request),
+          outputs: request.outputs,
           maxMemoryBytes: request.maxMemoryBytes,
           timeoutMs: request.timeoutMs,
           maxOutputBytes: request.maxOutputBytes,
           // The agreement's GPUs, by index as detected; the sandbox shows no other device.
           ...gpuGrant(terms.gpus),
         },
-        { signal: AbortSignal.any([signal, handBack.signal]) },
+        {
+          signal: AbortSignal.any([signal, handBack.signal]),
+          afterRun: (run) => {
+            // A task handed back (the owner came back) is not billed: the requestor runs it elsewhere.
+            if (handBack.signal.aborted) throw lending.pausedError()
+            // A dishonest provider changes the work before it is hashed and signed.
+            wrong = wrongResults !== undefined && run.exitCode === 0 && wrongResults.strikes()
+            return wrong ? (bytes) => wrongResults!.corrupt(bytes) : undefined
+          },
+        },
       )
-      // A task handed back (the owner came back) is not billed: the requestor runs it elsewhere.
-      if (handBack.signal.aborted) throw lending.pausedError()
-      // A dishonest provider changes the work before it is hashed and signed.
-      const wrong = wrongResults !== undefined && run.exitCode === 0 && wrongResults.strikes()
-      const { outputs, missingOutputs } = await readOutputs(rootDir, request.outputs, wrong ? (bytes) => wrongResults.corrupt(bytes) : undefined)
+      const { run } = done
+      const outputs: FileBlob[] = done.outputs.map((output) => ({ path: output.path, contentId: output.contentId, sizeBytes: output.sizeBytes, dataBase64: output.data.toString('base64') }))
       const { usage, debitNote } = meter(reservation, run, misbehave)
       billed = true
       counts.tasksRun++
       if (wrong) counts.wrongResults++
       const padding = misbehave?.oversizeResults ?? 0
-      const stdout = Buffer.concat([await readFile(stdoutPath).catch(() => Buffer.alloc(0)), Buffer.alloc(padding, 0x41)])
+      const stdout = Buffer.concat([done.stdout, Buffer.alloc(padding, 0x41)])
       if (misbehave?.stallResults === true) await new Promise((resolve) => signal.addEventListener('abort', resolve, { once: true }))
       return {
         agreementId: request.agreementId,
@@ -192,9 +165,9 @@ export function createTaskRunner(init: TaskRunnerInit): TaskRunner {
         requestHash: hashCanonical(request),
         exitCode: run.exitCode,
         outputs,
-        missingOutputs,
-        stdoutBase64: (wrong && outputs.length === 0 ? wrongResults.corrupt(stdout) : stdout).toString('base64'),
-        stderrBase64: (await readFile(stderrPath).catch(() => Buffer.alloc(0))).toString('base64'),
+        missingOutputs: done.missingOutputs,
+        stdoutBase64: (wrong && outputs.length === 0 ? wrongResults!.corrupt(stdout) : stdout).toString('base64'),
+        stderrBase64: done.stderr.toString('base64'),
         usage,
         ...(debitNote === undefined ? {} : { debitNote }),
       }

@@ -62,7 +62,7 @@ test('a task stopped by a limit rejects the batch, naming the task; a path outsi
   )
   await assert.rejects(
     runner.run([{ args: ['ok', '0'], env: {}, inputs: [{ path: '/../escape.txt', data: Buffer.from('x') }], outputs: [] }]),
-    (error) => isHearthError(error, 'HEARTH_ERR_JOB_TASK_FAILED') && /not a guest path inside the task directory/.test(error.message),
+    (error) => isHearthError(error, 'HEARTH_ERR_JOB_TASK_FAILED') && /not a guest path inside the task directory/.test(error.message) && isHearthError(error.cause, 'HEARTH_ERR_EXEC_PATH_INVALID'),
   )
   assert.deepEqual(await readdir(workDir), [])
 })

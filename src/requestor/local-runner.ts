@@ -2,15 +2,18 @@
  * A TaskRunner that runs tasks on this machine: wasi tasks in this process (for `hearth run --local`, for tests that
  * check a plan against a one-process reference, and for the engine's spot checks, which recompute a sample of results
  * on the requestor), or a native program under the native runtime's sandbox.
- * Each task gets its own task directory, prepared as a provider prepares one: inputs written under the root, the
- * folders of the outputs created, stdio beside the root; the directory is removed when the task ends.
+ * Each task gets its own task directory, prepared and read back by the same core as a provider's (exec/task-core.ts):
+ * inputs written under the root, the folders of the outputs created, stdio beside the root; the directory is removed
+ * when the task ends.
  */
-import { lstat, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
+import { mkdtemp, rm } from 'node:fs/promises'
 import { availableParallelism, tmpdir } from 'node:os'
-import { dirname, join, resolve, sep } from 'node:path'
+import { join } from 'node:path'
 import type { Address, Hex } from 'viem'
 import { HearthError, isHearthError } from '../errors.ts'
 import type { Runtime } from '../exec/runtime.ts'
+import { runTaskInDir, type TaskProgram } from '../exec/task-core.ts'
+import { adaptWasiRuntime } from '../exec/wasi-adapter.ts'
 import type { WasiRuntime } from '../exec/wasi-runtime.ts'
 import type { TaskOutcome, TaskRunner, TaskRunOptions, TaskSpec } from './task-runner.ts'
 
@@ -37,17 +40,6 @@ export interface LocalRunnerInit {
 export const localProvider: Address = '0x0000000000000000000000000000000000000000'
 export const localAgreementId: Hex = `0x${'0'.repeat(64)}`
 
-/** The host path of a guest path under `rootDir`; refuses a path that would leave it. */
-function insideRoot(rootDir: string, guestPath: string): string {
-  const hostPath = resolve(rootDir, '.' + guestPath)
-  if (!guestPath.startsWith('/') || !hostPath.startsWith(rootDir + sep)) {
-    throw new HearthError('HEARTH_ERR_CONFIG_INVALID', `${JSON.stringify(guestPath)} is not a guest path inside the task directory`, {
-      hint: 'guest paths are absolute, such as /in/data.txt, without ".."',
-    })
-  }
-  return hostPath
-}
-
 export function createLocalRunner(init: LocalRunnerInit): TaskRunner {
   const concurrency = init.concurrency ?? availableParallelism()
   if (!Number.isInteger(concurrency) || concurrency < 1) {
@@ -58,37 +50,20 @@ export function createLocalRunner(init: LocalRunnerInit): TaskRunner {
     timeoutMs: init.timeoutMs ?? 60_000,
     maxOutputBytes: init.maxOutputBytes ?? 64 * 1024 * 1024,
   }
+  const wasi = 'native' in init.runtime ? undefined : adaptWasiRuntime(init.runtime)
 
   async function runOne(task: TaskSpec, taskIndex: number, module: Uint8Array | undefined): Promise<TaskOutcome> {
     const started = performance.now()
     const taskDir = await mkdtemp(join(init.workDir ?? tmpdir(), 'hearth-local-task-'))
-    const rootDir = join(taskDir, 'root')
     try {
-      await mkdir(rootDir)
-      for (const input of task.inputs) {
-        const hostPath = insideRoot(rootDir, input.path)
-        await mkdir(dirname(hostPath), { recursive: true })
-        await writeFile(hostPath, input.data)
-      }
-      // Programs expect the folders of their outputs to exist, as on a provider.
-      for (const output of task.outputs) await mkdir(dirname(insideRoot(rootDir, output)), { recursive: true })
-      const stdoutPath = join(taskDir, 'stdout')
-      const stderrPath = join(taskDir, 'stderr')
-      const common = { env: task.env, rootDir, stdoutPath, stderrPath, ...limits }
-      const runtime = init.runtime
       // As on a provider: a wasi guest's argv[0] is "program", a native program sees its own path there.
-      const run = 'native' in runtime
-        ? await runtime.native.run({ program: runtime.program, args: [runtime.program, ...task.args], ...common })
-        : await runtime.run({ module: module!, args: ['program', ...task.args], ...common })
-      const outputs: TaskOutcome['outputs'] = []
-      const missingOutputs: string[] = []
-      for (const path of task.outputs) {
-        const hostPath = insideRoot(rootDir, path)
-        const info = await lstat(hostPath).catch(() => undefined)
-        // Only regular files count, as on a provider.
-        if (info === undefined || !info.isFile()) missingOutputs.push(path)
-        else outputs.push({ path, data: new Uint8Array(await readFile(hostPath)) })
-      }
+      const program: Pick<TaskProgram<unknown>, 'runtime' | 'program' | 'args'> = 'native' in init.runtime
+        ? { runtime: init.runtime.native as Runtime<unknown>, program: init.runtime.program, args: [init.runtime.program, ...task.args] }
+        : { runtime: wasi! as Runtime<unknown>, program: module!, args: ['program', ...task.args] }
+      const done = await runTaskInDir(taskDir, { ...program, env: task.env, inputs: task.inputs, outputs: task.outputs, ...limits })
+      const { run } = done
+      const outputs = done.outputs.map((output) => ({ path: output.path, data: new Uint8Array(output.data) }))
+      const missingOutputs = done.missingOutputs
       return {
         taskIndex,
         provider: localProvider,
@@ -96,8 +71,8 @@ export function createLocalRunner(init: LocalRunnerInit): TaskRunner {
         exitCode: run.exitCode,
         outputs,
         missingOutputs,
-        stdout: new Uint8Array(await readFile(stdoutPath)),
-        stderr: new Uint8Array(await readFile(stderrPath)),
+        stdout: new Uint8Array(done.stdout),
+        stderr: new Uint8Array(done.stderr),
         usage: { durationMs: run.durationMs, cpuMs: run.cpuMs },
         roundTripMs: performance.now() - started,
         attempts: 1,
