@@ -4,7 +4,7 @@
  * archive when the engine lacks it and held while the activity lives), and blobs fetched from the requestor over the
  * activity blob protocol, checked by content id and held to a size bound while they arrive.
  */
-import { lstat, readFile } from 'node:fs/promises'
+import { readFile } from 'node:fs/promises'
 import { HearthError } from '../errors.ts'
 import type { DockerRuntime } from '../exec/docker-runtime.ts'
 import type { LoadedImages } from '../exec/docker-images.ts'
@@ -12,10 +12,10 @@ import { activityBlobProtocol, maxActivityBlobChunkBytes } from '../exec/exescri
 import type { ExeScriptEnvironment } from '../exec/exescript.ts'
 import type { PackageCache } from '../exec/package-cache.ts'
 import type { Runtime } from '../exec/runtime.ts'
-import { fetchResumable } from '../exec/transfer.ts'
 import type { AgreementTerms } from '../market/agreement.ts'
 import type { PeerTarget } from '../net/dial-target.ts'
 import type { Host } from '../net/host.ts'
+import { cachedBlob } from './programs.ts'
 
 /** The runtimes activities may deploy to: wasi always, native and docker where offered. */
 export interface ActivityRuntimes {
@@ -39,29 +39,14 @@ export interface ActivityEnvironmentInit {
 
 /** The blob with this id: from the package cache, else fetched from the requestor and checked. */
 export function blobFile(init: ActivityEnvironmentInit, contentId: string, from: PeerTarget, maxBytes = init.maxPackageBytes): Promise<string> {
-  const { host, packages, fetching } = init
-  const running = fetching.get(contentId)
-  if (running !== undefined) return running
-  const path = packages.pathOf(contentId)
-  const fetched = (async () => {
-    if ((await lstat(path).catch(() => undefined))?.isFile() === true) {
-      await packages.touch(contentId)
-      return path
-    }
-    await fetchResumable({
-      contentId,
-      path,
-      maxBytes,
-      chunkBytes: maxActivityBlobChunkBytes,
-      fetchChunk: async (offset, maxBytes) => {
-        const chunk = await host.request(from, activityBlobProtocol, { contentId, offset, maxBytes })
-        return { totalBytes: chunk.totalBytes, offset: chunk.offset, data: Buffer.from(chunk.dataBase64, 'base64') }
-      },
-    })
-    return path
-  })().finally(() => fetching.delete(contentId))
-  fetching.set(contentId, fetched)
-  return fetched
+  return cachedBlob(init, contentId, {
+    maxBytes,
+    chunkBytes: maxActivityBlobChunkBytes,
+    fetchChunk: async (offset, maxBytes) => {
+      const chunk = await init.host.request(from, activityBlobProtocol, { contentId, offset, maxBytes })
+      return { totalBytes: chunk.totalBytes, offset: chunk.offset, data: Buffer.from(chunk.dataBase64, 'base64') }
+    },
+  })
 }
 
 /**

@@ -69,29 +69,8 @@ export function createPrograms(init: ProgramsInit): Programs {
 
   /** The blob named by content id: from the package cache, else fetched from the requestor and checked. */
   function packageFile(contentId: string, from: PeerTarget): Promise<string> {
-    const path = packages.pathOf(contentId)
-    // Tasks that need the same package at once share one transfer.
-    const running = fetching.get(contentId)
-    if (running !== undefined) return running
-    const fetched = (async () => {
-      if ((await lstat(path).catch(() => undefined))?.isFile() === true) {
-        await packages.touch(contentId)
-        return path
-      }
-      await fetchResumable({
-        contentId,
-        path,
-        maxBytes: maxPackageBytes,
-        chunkBytes: maxBlobChunkBytes,
-        // fetch-blob/3 (raw bytes), or /2 from a requestor that does not speak /3.
-        fetchChunk: blobChunks(host, from, contentId),
-      })
-      // A new package may push the cache past its bounds: the least recently used others make room.
-      void packages.evict().catch(() => undefined)
-      return path
-    })().finally(() => fetching.delete(contentId))
-    fetching.set(contentId, fetched)
-    return fetched
+    // fetch-blob/3 (raw bytes), or /2 from a requestor that does not speak /3.
+    return cachedBlob({ packages, fetching }, contentId, { maxBytes: maxPackageBytes, chunkBytes: maxBlobChunkBytes, fetchChunk: blobChunks(host, from, contentId) })
   }
 
   async function programFor(request: RunTaskRequest, from: PeerTarget): Promise<ResolvedProgram> {
@@ -131,4 +110,31 @@ export function createPrograms(init: ProgramsInit): Programs {
   }
 
   return { packages, fetching, loadedImages, programFor }
+}
+
+/**
+ * A blob by content id, as a file of the package cache: the cached file when it is there, else fetched (resumable,
+ * checked against its id) with `fetch`. Callers that need the same blob at once share one transfer. A new blob may push
+ * the cache past its bounds: the least recently used others, none in use, make room.
+ */
+export function cachedBlob(
+  cache: { packages: PackageCache; fetching: Map<string, Promise<string>> },
+  contentId: string,
+  fetch: Pick<Parameters<typeof fetchResumable>[0], 'maxBytes' | 'chunkBytes' | 'fetchChunk'>,
+): Promise<string> {
+  const { packages, fetching } = cache
+  const running = fetching.get(contentId)
+  if (running !== undefined) return running
+  const path = packages.pathOf(contentId)
+  const fetched = (async () => {
+    if ((await lstat(path).catch(() => undefined))?.isFile() === true) {
+      await packages.touch(contentId)
+      return path
+    }
+    await fetchResumable({ contentId, path, ...fetch })
+    void packages.evict().catch(() => undefined)
+    return path
+  })().finally(() => fetching.delete(contentId))
+  fetching.set(contentId, fetched)
+  return fetched
 }
