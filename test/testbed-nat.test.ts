@@ -6,15 +6,11 @@
  * never skips, where they are missing.
  */
 import assert from 'node:assert/strict'
-import { readFile } from 'node:fs/promises'
-import { join } from 'node:path'
 import { test } from 'node:test'
-import type { RunReport } from '../src/cli/run-job.ts'
-import { fileTestbed, hearthBin } from './support/testbed-nodes.ts'
-import { referenceCounts, wordcountExample, wordcountTexts } from './support/wordcount.ts'
+import { fileTestbed } from './support/testbed-nodes.ts'
 
 
-const { testbed, dir, nodes } = await fileTestbed('hn', 'nat', {
+const { testbed, nodes } = await fileTestbed('hn', 'nat', {
   regions: { eu: {} },
   rttMs: {},
   hosts: [
@@ -46,15 +42,7 @@ test('a provider behind a symmetric NAT is reached through a Hearth relay: its t
   await nodes.waitForStatus('natp', (s) => s.offer.relayed && s.offer.relayOnly, 'the provider behind a symmetric NAT offers as relay only')
 
   // A requestor behind its own home router runs the word count on both: exact, and paid on chain.
-  const out = join(dir, 'out')
-  const run = await testbed.run('req', process.execPath, [
-    hearthBin, 'run', join(wordcountExample, 'job.json'), '--providers', '2', '--json', '--out', out, '--data-dir', join(dir, 'requestor'),
-    '--bootstrap', relayAddress, '--deployment', deployment, '--funder-key-file', funderKey,
-  ], { timeoutMs: 300_000 })
-  assert.equal(run.code, 0, run.stderr)
-  const report = JSON.parse(run.stdout) as RunReport
-  assert.deepEqual(report.failures, [])
-  assert.equal(await readFile(join(out, 'counts.tsv'), 'utf8'), referenceCounts(...(await wordcountTexts())))
+  const { report } = await nodes.wordcount('req', { name: 'nat', providers: 2, bootstrap: relayAddress, deployment, funderKey })
   assert.deepEqual(report.audit.problems, [])
   // The provider behind the NAT took part, and was paid what it earned.
   const relayed = report.providers.find((p) => p.address.toLowerCase() === natp.address.toLowerCase())
@@ -67,15 +55,9 @@ test('a provider behind a symmetric NAT is reached through a Hearth relay: its t
 
   // A requestor with a public address reaches the NATed provider through the relay first; the provider dials it back
   // (connection reversal), and the work goes over that direct connection.
-  const outPublic = join(dir, 'out-public')
-  const publicRun = await testbed.run('reqpub', process.execPath, [
-    hearthBin, 'run', join(wordcountExample, 'job.json'), '--providers', '2', '--json', '--out', outPublic, '--data-dir', join(dir, 'requestor-public'),
-    '--listen', '/ip4/0.0.0.0/tcp/7700', '--bootstrap', relayAddress, '--deployment', deployment, '--funder-key-file', funderKey,
-  ], { timeoutMs: 300_000 })
-  assert.equal(publicRun.code, 0, publicRun.stderr)
-  const publicReport = JSON.parse(publicRun.stdout) as RunReport
-  assert.deepEqual(publicReport.failures, [])
-  assert.equal(await readFile(join(outPublic, 'counts.tsv'), 'utf8'), referenceCounts(...(await wordcountTexts())))
+  const { report: publicReport } = await nodes.wordcount('reqpub', {
+    name: 'public', providers: 2, bootstrap: relayAddress, deployment, funderKey, args: ['--listen', '/ip4/0.0.0.0/tcp/7700'],
+  })
   const reversed = publicReport.providers.find((p) => p.address.toLowerCase() === natp.address.toLowerCase())
   assert.ok(reversed !== undefined && reversed.tasks > 0, JSON.stringify(publicReport.providers))
   assert.equal(reversed.connection, 'direct', JSON.stringify(publicReport.providers))

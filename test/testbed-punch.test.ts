@@ -15,7 +15,6 @@ import { createWasiRuntime } from '../src/exec/wasi-runtime.ts'
 import { decodePng } from '../src/jobs/png.ts'
 import { renderLocally } from '../src/jobs/render-tiles.ts'
 import { fileTestbed, hearthBin } from './support/testbed-nodes.ts'
-import { referenceCounts, wordcountExample, wordcountTexts } from './support/wordcount.ts'
 
 const renderWasm = fileURLToPath(new URL('../build/workloads/render.wasm', import.meta.url))
 
@@ -88,19 +87,11 @@ test('two nodes behind NATs punch a direct connection: the job goes around the r
   // requestor's NAT goes over a punched connection: the relay carries the meeting only, under 1 MiB of the job.
   relayNode = await nodes.relay('relay')
   await nodes.waitForStatus('natc', (s) => s.network.reachability.relays.some((r) => r.reserved), 'the provider reserves on the restarted relay')
-  const out = join(dir, 'out-punched')
-  const run = await testbed.run('req', process.execPath, [
-    hearthBin, 'run', join(wordcountExample, 'job.json'), '--providers', '1', '--json', '--out', out, '--data-dir', join(dir, 'requestor-punched'),
-    '--bootstrap', relayAddress, '--deployment', deployment, '--funder-key-file', funderKey,
-  ], { timeoutMs: 300_000 })
-  assert.equal(run.code, 0, run.stderr)
-  const report = JSON.parse(run.stdout) as RunReport
-  assert.deepEqual(report.failures, [])
-  assert.equal(await readFile(join(out, 'counts.tsv'), 'utf8'), referenceCounts(...(await wordcountTexts())))
+  const { report, stderr } = await nodes.wordcount('req', { name: 'punched', providers: 1, bootstrap: relayAddress, deployment, funderKey })
   assert.deepEqual(report.audit.problems, [])
   const punched = report.providers.find(natcIs)
   assert.ok(punched !== undefined && punched.tasks > 0, JSON.stringify(report.providers))
-  assert.equal(punched.connection, 'hole-punched', run.stderr)
+  assert.equal(punched.connection, 'hole-punched', stderr)
   assert.ok(BigInt(punched.paidWei) > 0n)
   assert.equal(punched.balanceDeltaWei, punched.paidWei)
 

@@ -14,7 +14,7 @@ import { before, test } from 'node:test'
 import type { RunReport } from '../src/cli/run-job.ts'
 import type { TestbedHostSpec } from '../src/testbed/testbed.ts'
 import { fileTestbed, hearthBin } from './support/testbed-nodes.ts'
-import { referenceCounts, wordcountExample, wordcountTexts } from './support/wordcount.ts'
+import { wordcountExample } from './support/wordcount.ts'
 
 const perRegion = { eu: 7, us: 7, asia: 6 }
 const providers: TestbedHostSpec[] = Object.entries(perRegion).flatMap(([region, count]) => Array.from({ length: count }, (_, i) => ({ name: `${region}${i}`, region })))
@@ -43,17 +43,9 @@ async function runWordcount(name: string, fields: { sla?: Record<string, number>
   const job = JSON.parse(await readFile(join(wordcountExample, 'job.json'), 'utf8')) as Record<string, unknown>
   const jobFile = join(dir, `${name}.json`)
   await writeFile(jobFile, JSON.stringify({ ...job, package: join(wordcountExample, String(job['package'])), inputs: [join(wordcountExample, '*.txt')], ...fields }))
-  const out = join(dir, name)
-  const run = await testbed.run('req', process.execPath, [
-    hearthBin, 'run', jobFile, '--providers', '3', '--json', '--out', out, '--data-dir', join(dir, `requestor-${name}`),
-    '--bootstrap', relayAddress, '--deployment', deployment, '--funder-key-file', funderKey,
-  ], { timeoutMs: 300_000 })
-  assert.equal(run.code, 0, run.stderr)
-  const report = JSON.parse(run.stdout) as RunReport
-  assert.deepEqual(report.failures, [])
-  assert.equal(await readFile(join(out, 'counts.tsv'), 'utf8'), referenceCounts(...(await wordcountTexts())))
+  const { report, stderr } = await nodes.wordcount('req', { name, providers: 3, bootstrap: relayAddress, deployment, funderKey, jobFile })
   // What the requestor measured, for the assertion messages.
-  const measured = run.stderr.split('\n').filter((line) => /measured the distance|negotiating/.test(line)).join('; ')
+  const measured = stderr.split('\n').filter((line) => /measured the distance|negotiating/.test(line)).join('; ')
   return { report, measured }
 }
 

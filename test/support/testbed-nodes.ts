@@ -4,15 +4,17 @@
  */
 import assert from 'node:assert/strict'
 import type { ChildProcess } from 'node:child_process'
-import { chmod, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises'
+import { chmod, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { after } from 'node:test'
 import { createInterface } from 'node:readline'
 import { fileURLToPath } from 'node:url'
+import type { RunReport } from '../../src/cli/run-job.ts'
 import { keyFileName } from '../../src/identity/node-identity.ts'
 import type { ProviderStatus } from '../../src/provider/provider-node.ts'
 import { build, type Testbed, type TestbedSpec } from '../../src/testbed/testbed.ts'
+import { referenceCounts, wordcountExample, wordcountTexts } from './wordcount.ts'
 
 export const hearthBin = fileURLToPath(new URL('../../bin/hearth.js', import.meta.url))
 
@@ -109,9 +111,28 @@ export function testbedNodes(testbed: Testbed, dir: string) {
     return current
   }
 
+  /**
+   * `hearth run` of the word count (examples/wordcount, or `jobFile`) from `host`, joined through `bootstrap`: it exits 0,
+   * fails no task, and its counts are exact. Returns its report and its stderr (the progress lines).
+   */
+  async function wordcount(host: string, run: { name: string; providers: number; bootstrap: string; deployment: string; funderKey: string; jobFile?: string; args?: string[] }): Promise<{ report: RunReport; stderr: string }> {
+    const out = join(dir, `out-${run.name}`)
+    const done = await testbed.run(host, process.execPath, [
+      hearthBin, 'run', run.jobFile ?? join(wordcountExample, 'job.json'), '--providers', String(run.providers), '--json', '--out', out,
+      '--data-dir', join(dir, `requestor-${run.name}`), ...(run.args ?? []),
+      '--bootstrap', run.bootstrap, '--deployment', run.deployment, '--funder-key-file', run.funderKey,
+    ], { timeoutMs: 300_000 })
+    assert.equal(done.code, 0, done.stderr)
+    const report = JSON.parse(done.stdout) as RunReport
+    assert.deepEqual(report.failures, [])
+    assert.equal(await readFile(join(out, 'counts.tsv'), 'utf8'), referenceCounts(...(await wordcountTexts())))
+    return { report, stderr: done.stderr }
+  }
+
   return {
     start,
     chain,
+    wordcount,
     relay,
     provider,
     status,
