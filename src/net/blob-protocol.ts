@@ -27,7 +27,7 @@ import { guardedFrames, guardRefusal, inboundGuardFor } from './inbound-guard.ts
 import type { InboundGuard, ServeOptions } from './inbound-guard.ts'
 import { encodeJsonFrame, FrameError, jsonFrames } from './json-frames.ts'
 import type { JsonFrameStream } from './json-frames.ts'
-import { asError, errorFrame, errorFrameLimit, handleGuarded, protocolIdPattern, refusalWriteMs, serveSignals, writeAnswer } from './serve-support.ts'
+import { asError, errorFrame, errorFrameLimit, handleGuarded, protocolIdPattern, refusalWriteMs, releaseStream, serveSignals, writeAnswer } from './serve-support.ts'
 
 export interface BlobProtocolSpec<Req extends z.ZodType, Head extends z.ZodType> {
   /** `/hearth/<area>/<name>/<major>`. */
@@ -200,6 +200,9 @@ async function respond<Req extends z.ZodType, Head extends z.ZodType>(
   } finally {
     release()
     signals.detach()
+    // Answered (or refused): a requester that never closes its side, or never reads the body, would otherwise pin
+    // one of the protocol's stream slots on this connection and the unread bytes in the muxer.
+    releaseStream(stream, protocol.timeoutMs, 'the requester did not read the answer and close the stream in time')
   }
 }
 
