@@ -364,69 +364,84 @@ export interface LoadedImages {
   list(): Promise<Map<string, string[]>>
 }
 
-export function createLoadedImages(init: LoadedImagesInit): LoadedImages {
-  const { runtime, file } = init
-  let record: Map<string, Set<string>> | undefined
-  /** The record as last read or written (no file reads as an empty record). */
-  let written: string | undefined
-  let queue: Promise<unknown> = Promise.resolve()
-  const imageLocks = new Map<string, Promise<unknown>>()
-  const holds = new Map<string, number>()
-
-  function serialize(images: Map<string, Set<string>>): string {
-    const sorted = Object.fromEntries([...images].sort(([a], [b]) => a.localeCompare(b)).map(([image, archives]) => [image, [...archives].sort()]))
-    return `${JSON.stringify({ version: 1, images: sorted }, null, 2)}\n`
-  }
-
-  async function readRecord(): Promise<Map<string, Set<string>>> {
-    let text: string
-    try {
-      text = await readFile(file, 'utf8')
-    } catch (error) {
-      if ((error as NodeJS.ErrnoException).code === 'ENOENT') return new Map()
-      throw error
-    }
-    try {
-      const parsed = JSON.parse(text) as { version?: unknown; images?: Record<string, unknown> }
-      if (parsed.version !== 1 || typeof parsed.images !== 'object' || parsed.images === null) throw new Error('not a version 1 record')
-      const images = new Map<string, Set<string>>()
-      for (const [image, archives] of Object.entries(parsed.images)) {
-        if (!imageIdPattern.test(image) || !Array.isArray(archives) || !archives.every((archive) => typeof archive === 'string' && imageIdPattern.test(archive))) {
-          throw new Error(`a malformed entry for ${image}`)
-        }
-        images.set(image, new Set(archives as string[]))
-      }
-      return images
-    } catch {
-      // Kept aside for a person to read; the images it named stay on the engine (nothing is removed unless proven ours).
-      await rename(file, `${file}.invalid`).catch(() => undefined)
-      return new Map()
-    }
-  }
-
+/** The record of loaded images in its file: image id → the archives that load it, read once and written on change. */
+interface ImageRecord {
   /**
    * Read-modify-write of the record, one at a time, written atomically (a crash leaves the old or the new one) and
    * only when it changed (every eviction asks, most about packages that loaded nothing).
    */
-  function update<T>(change: (images: Map<string, Set<string>>) => T): Promise<T> {
-    const next = queue.then(async () => {
-      if (record === undefined) {
-        record = await readRecord()
-        written = serialize(record)
-      }
-      const result = change(record)
-      const text = serialize(record)
-      if (text === written) return result
-      await mkdir(dirname(file), { recursive: true })
-      const temporary = `${file}.${randomBytes(4).toString('hex')}.tmp`
-      await writeFile(temporary, text)
-      await rename(temporary, file)
-      written = text
-      return result
-    })
-    queue = next.catch(() => undefined)
-    return next
+  update<T>(change: (images: Map<string, Set<string>>) => T): Promise<T>
+  /** An image's archives in the record as last read or changed, without waiting for changes under way. */
+  archivesOf(image: string): Set<string> | undefined
+}
+
+function serializeRecord(images: Map<string, Set<string>>): string {
+  const sorted = Object.fromEntries([...images].sort(([a], [b]) => a.localeCompare(b)).map(([image, archives]) => [image, [...archives].sort()]))
+  return `${JSON.stringify({ version: 1, images: sorted }, null, 2)}\n`
+}
+
+async function readRecord(file: string): Promise<Map<string, Set<string>>> {
+  let text: string
+  try {
+    text = await readFile(file, 'utf8')
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return new Map()
+    throw error
   }
+  try {
+    const parsed = JSON.parse(text) as { version?: unknown; images?: Record<string, unknown> }
+    if (parsed.version !== 1 || typeof parsed.images !== 'object' || parsed.images === null) throw new Error('not a version 1 record')
+    const images = new Map<string, Set<string>>()
+    for (const [image, archives] of Object.entries(parsed.images)) {
+      if (!imageIdPattern.test(image) || !Array.isArray(archives) || !archives.every((archive) => typeof archive === 'string' && imageIdPattern.test(archive))) {
+        throw new Error(`a malformed entry for ${image}`)
+      }
+      images.set(image, new Set(archives as string[]))
+    }
+    return images
+  } catch {
+    // Kept aside for a person to read; the images it named stay on the engine (nothing is removed unless proven ours).
+    await rename(file, `${file}.invalid`).catch(() => undefined)
+    return new Map()
+  }
+}
+
+function imageRecord(file: string): ImageRecord {
+  let record: Map<string, Set<string>> | undefined
+  /** The record as last read or written (no file reads as an empty record). */
+  let written: string | undefined
+  let queue: Promise<unknown> = Promise.resolve()
+  return {
+    update<T>(change: (images: Map<string, Set<string>>) => T): Promise<T> {
+      const next = queue.then(async () => {
+        if (record === undefined) {
+          record = await readRecord(file)
+          written = serializeRecord(record)
+        }
+        const result = change(record)
+        const text = serializeRecord(record)
+        if (text === written) return result
+        await mkdir(dirname(file), { recursive: true })
+        const temporary = `${file}.${randomBytes(4).toString('hex')}.tmp`
+        await writeFile(temporary, text)
+        await rename(temporary, file)
+        written = text
+        return result
+      })
+      queue = next.catch(() => undefined)
+      return next
+    },
+    archivesOf(image) {
+      return record?.get(image)
+    },
+  }
+}
+
+export function createLoadedImages(init: LoadedImagesInit): LoadedImages {
+  const { runtime, file } = init
+  const { update, archivesOf } = imageRecord(file)
+  const imageLocks = new Map<string, Promise<unknown>>()
+  const holds = new Map<string, number>()
 
   /** One load or removal of an image at a time, so a removal never races a load that is about to use it. */
   function withImage<T>(image: string, action: () => Promise<T>): Promise<T> {
@@ -479,7 +494,7 @@ export function createLoadedImages(init: LoadedImagesInit): LoadedImages {
         const removal = await withImage(image, async (): Promise<ImageRemoval | undefined> => {
           // Only while still recorded and orphaned: a load may have given it an archive again while this waited, or
           // another eviction removed it (or left it to the owner).
-          const archives = record?.get(image)
+          const archives = archivesOf(image)
           if (archives === undefined || archives.size > 0) return undefined
           if (holds.has(image)) return { image, outcome: 'held' }
           return removeLoadedImage(runtime, image)
