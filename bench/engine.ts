@@ -4,7 +4,8 @@
  *  1. throughput: no-op WASI tasks through the whole engine (offers, agreements, escrow, signed requests and results,
  *     vouchers, settlement) with 8 local providers, verification off and on, against the same tasks through the
  *     one-process local runner (baseline). Anchors: aim 1,000 tasks/s; Ray's single client ~8,000/s; Golem seconds
- *     per task.
+ *     per task; Dask distributed measured here on the same count of single-thread workers, as processes and in process
+ *     (bench/lib/dask_noop.py; skipped, with how to install it, where python3 has no dask.distributed).
  *  2. time to first result on a running network: job submitted -> first task-done event. Aim < 1 s; Golem ~30 s.
  *  3. extra compute spent on verification with honest providers: several jobs from one requestor (its reputation book
  *     learns), attempts / results - 1 per job. Aim < 15% after warm-up; BOINC's adaptive replication 5-10%.
@@ -43,6 +44,7 @@ import type { JobEvent } from '../src/requestor/events.ts'
 import { createLocalRunner } from '../src/requestor/local-runner.ts'
 import { createRequestor, type JobOutcome, type JobSpec, type Requestor, type TaskSpec } from '../src/requestor/requestor.ts'
 import { openStore } from '../src/store/store.ts'
+import { daskNoopAnchor } from './lib/dask.ts'
 
 const { values } = parseArgs({
   options: {
@@ -261,6 +263,8 @@ if (only.has('throughput') || only.has('first') || only.has('verify')) {
       log(`  baseline: local single-process runner: ${local} tasks/s, CPU ${localCpu} ms/task (${taskCount} tasks, ${providerCount} at once)`)
     })
   }
+  // Dask distributed's no-op rate on this machine, before any devnet starts (its processes would share the cores).
+  const dask = only.has('throughput') ? await daskNoopAnchor({ tasks: taskCount, workers: providerCount, runs }, log).catch((error: Error) => void log(`  Dask baseline FAILED: ${error.message}`)) : undefined
   const ratio = (value: number, base: number | undefined): number | null => (base === undefined ? null : round(value / base, 3))
   if (only.has('throughput') || only.has('first')) {
     await part('verificationOff', section1, async () => {
@@ -316,6 +320,7 @@ if (only.has('throughput') || only.has('first') || only.has('verify')) {
       await verified.stop()
     }
   })
+  if (dask) section1.dask = dask.compare((section1.verificationOff as Throughput | undefined)?.tasksPerSec)
   report.noop = { tasks: taskCount, providers: providerCount, ...section1 }
 }
 

@@ -9,9 +9,12 @@
  *               as a frame of their own) and over the older `/2` (the chunk as base64 inside JSON), served as the
  *               requestor serves them, one chunk at a time, into memory (what each protocol adds to the raw stream: a
  *               stream and a round trip per chunk; for /2 also JSON and base64 of the whole chunk);
- * - fetchResumable: the provider's real transfer (transfer.ts `blobChunks`, as programs.ts calls it: /3, chunks
- *               asked ahead) into a `.part` file, hash-checked and renamed; also with one chunk at a time
- *               (chunksInFlight 1) to show what asking ahead gains, and over /2 (a requestor without /3).
+ * - fetchResumable: the provider's real transfer (transfer.ts `blobSource`, as programs.ts calls it: the rest of the
+ *               blob on one stream over `/hearth/exec/fetch-blob/4`, written and hashed as it arrives) into a `.part`
+ *               file, hash-checked and renamed; and as a requestor without /4 is fetched from: chunks over /3 asked
+ *               ahead (2 in flight), one chunk at a time (chunksInFlight 1), and over /2 (a requestor without /3);
+ * - raw stream to disk: the raw stream written to a file and hashed as it comes, with nothing else around it: what the
+ *               disk and the hash cost on top of the raw stream, which no transfer to disk avoids.
  * `--latency-ms N` delays every chunk request of the fetchResumable ways by N ms, standing in for a real network's
  * round trip (what asking ahead hides). Throughput is MB/s (10^6 bytes per second) and each is given as a ratio of the TCP baseline. The libp2p connection is
  * dialled once before timing, as a provider already holds one to the requestor that sent it the task.
@@ -36,9 +39,11 @@ import { fileURLToPath } from 'node:url'
 import { parseArgs } from 'node:util'
 import { multiaddr } from '@multiformats/multiaddr'
 import type { Stream } from '@libp2p/interface'
-import { fetchBlobBinaryProtocol, fetchBlobProtocol, maxBlobChunkBytes } from '../src/exec/activity-protocols.ts'
+import { createHash } from 'node:crypto'
+import { open } from 'node:fs/promises'
+import { fetchBlobBinaryProtocol, fetchBlobProtocol, fetchBlobRangeProtocol, maxBlobChunkBytes } from '../src/exec/task-protocols.ts'
 import { sha256Hex } from '../src/exec/content-hash.ts'
-import { blobChunks, fetchResumable, type Chunk } from '../src/exec/transfer.ts'
+import { blobChunks, blobSource, fetchResumable, type Chunk } from '../src/exec/transfer.ts'
 import { generateIdentity } from '../src/identity/node-identity.ts'
 import { requestBlob, serveBlobProtocol } from '../src/net/blob-protocol.ts'
 import { createHost } from '../src/net/host.ts'
@@ -121,10 +126,12 @@ async function serve(): Promise<void> {
     const chunk = blob.subarray(Math.min(offset, blob.length), Math.min(offset + maxBytes, blob.length))
     return { contentId: id, totalBytes: blob.length, offset, dataBase64: Buffer.from(chunk).toString('base64') }
   })
-  await serveBlobProtocol({ libp2p: host.libp2p }, fetchBlobBinaryProtocol, ({ contentId: id, offset, maxBytes }) => {
+  const servedBlob = ({ contentId: id, offset, maxBytes }: { contentId: string; offset: number; maxBytes: number }) => {
     const chunk = blob.subarray(Math.min(offset, blob.length), Math.min(offset + maxBytes, blob.length))
     return { header: { contentId: id, totalBytes: blob.length, offset }, body: chunk }
-  })
+  }
+  await serveBlobProtocol({ libp2p: host.libp2p }, fetchBlobBinaryProtocol, servedBlob)
+  await serveBlobProtocol({ libp2p: host.libp2p }, fetchBlobRangeProtocol, servedBlob)
   await host.libp2p.handle(rawProtocol, async (stream) => {
     try {
       await sendAll(stream, blob)
@@ -212,23 +219,59 @@ async function chunkByChunkOnce(fetchChunk: (offset: number, maxBytes: number) =
 
 const dir = await mkdtemp(join(tmpdir(), 'hearth-bench-transfer-'))
 let fetchCount = 0
-async function fetchResumableOnce(options: { v2?: boolean; chunksInFlight?: number } = {}): Promise<void> {
+async function fetchResumableOnce(options: { v2?: boolean; chunksInFlight?: number; ranges?: boolean } = {}): Promise<void> {
   const path = join(dir, `blob-${fetchCount++}`)
-  // As the provider agent asks (programs.ts packageFile): /3, falling back to /2.
+  // As the provider agent asks (programs.ts packageFile): /4, or chunks over /3, falling back to /2.
   const viaNetwork = options.v2 === true ? fetchChunkV2 : blobChunks(receiver, sender.multiaddr, contentId)
+  const latency = async (): Promise<void> => {
+    // Loopback answers at once; --latency-ms stands in for a real network's round trip.
+    if (latencyMs > 0) await new Promise((resolve) => setTimeout(resolve, latencyMs))
+  }
+  const ranges = blobSource(receiver, sender.multiaddr, contentId).fetchRange!
   const result = await fetchResumable({
     contentId,
     path,
     maxBytes: blobBytes,
     chunkBytes: maxBlobChunkBytes,
     fetchChunk: async (offset, maxBytes) => {
-      // Loopback answers at once; --latency-ms stands in for a real network's round trip.
-      if (latencyMs > 0) await new Promise((resolve) => setTimeout(resolve, latencyMs))
+      await latency()
       return viaNetwork(offset, maxBytes)
     },
+    ...(options.ranges === true
+      ? {
+          fetchRange: async (offset: number, maxBytes: number) => {
+            await latency()
+            return ranges(offset, maxBytes)
+          },
+        }
+      : {}),
     ...(options.chunksInFlight === undefined ? {} : { chunksInFlight: options.chunksInFlight }),
   })
   if (result.fetchedBytes !== blobBytes) throw new Error(`fetchResumable: ${result.fetchedBytes} of ${blobBytes} bytes`)
+  await rm(path)
+}
+
+/** The raw stream into a file, hashed as it comes: the least any transfer to disk costs. */
+async function rawToDiskOnce(): Promise<void> {
+  const stream = await receiver.libp2p.dialProtocol(multiaddr(sender.multiaddr), rawProtocol)
+  const path = join(dir, `raw-${fetchCount++}`)
+  const file = await open(path, 'w')
+  const hash = createHash('sha256')
+  let received = 0
+  let writing: Promise<unknown> = Promise.resolve()
+  try {
+    for await (const chunk of stream) {
+      const bytes = chunk.subarray()
+      received += bytes.byteLength
+      hash.update(bytes)
+      writing = writing.then(() => file.write(bytes))
+    }
+    await writing
+  } finally {
+    await file.close()
+  }
+  if (`sha256:${hash.digest('hex')}` !== contentId || received !== blobBytes) throw new Error(`raw stream to disk: ${received} of ${blobBytes} bytes`)
+  await stream.close()
   await rm(path)
 }
 
@@ -271,12 +314,14 @@ try {
   log(`bench: ${values.mib} MiB from another process over 127.0.0.1, ${runs} runs each (medians), chunks of ${maxBlobChunkBytes >> 20} MiB` +
     (latencyMs > 0 ? `, ${latencyMs} ms added to each chunk request of fetchResumable` : ''))
   const mbps = (ms: number): number => Number((blobBytes / 1e6 / (ms / 1000)).toFixed(1))
-  const { tcpMs, rawMs, v3Ms, v2Ms, serialMs, resumableMs, resumableV2Ms } = await timedInTurns({
+  const { tcpMs, rawMs, rawDiskMs, v3Ms, v2Ms, serialMs, rangeMs, resumableMs, resumableV2Ms } = await timedInTurns({
     tcpMs: tcpOnce,
     rawMs: rawStreamOnce,
+    rawDiskMs: rawToDiskOnce,
     v3Ms: () => chunkByChunkOnce(fetchChunkV3),
     v2Ms: () => chunkByChunkOnce(fetchChunkV2),
     serialMs: () => fetchResumableOnce({ chunksInFlight: 1 }),
+    rangeMs: () => fetchResumableOnce({ ranges: true }),
     resumableMs: () => fetchResumableOnce(),
     resumableV2Ms: () => fetchResumableOnce({ v2: true }),
   })
@@ -289,10 +334,12 @@ try {
     latencyMs,
     tcp: { ms: round(tcpMs), mbps: mbps(tcpMs) },
     rawStream: { ms: round(rawMs), mbps: mbps(rawMs), vsTcp: round(tcpMs / rawMs) },
+    rawStreamToDisk: { ms: round(rawDiskMs), mbps: mbps(rawDiskMs), vsTcp: round(tcpMs / rawDiskMs), vsRawStream: round(rawMs / rawDiskMs) },
     fetchBlobV3: { ms: round(v3Ms), mbps: mbps(v3Ms), vsTcp: round(tcpMs / v3Ms), vsRawStream: round(rawMs / v3Ms) },
     fetchBlobV2: { ms: round(v2Ms), mbps: mbps(v2Ms), vsTcp: round(tcpMs / v2Ms), vsRawStream: round(rawMs / v2Ms) },
     fetchResumableOneAtATime: { ms: round(serialMs), mbps: mbps(serialMs), vsTcp: round(tcpMs / serialMs), vsRawStream: round(rawMs / serialMs) },
-    fetchResumable: { ms: round(resumableMs), mbps: mbps(resumableMs), vsTcp: round(tcpMs / resumableMs), vsRawStream: round(rawMs / resumableMs) },
+    fetchResumable: { ms: round(rangeMs), mbps: mbps(rangeMs), vsTcp: round(tcpMs / rangeMs), vsRawStream: round(rawMs / rangeMs), vsRawStreamToDisk: round(rawDiskMs / rangeMs) },
+    fetchResumableChunksV3: { ms: round(resumableMs), mbps: mbps(resumableMs), vsTcp: round(tcpMs / resumableMs), vsRawStream: round(rawMs / resumableMs) },
     fetchResumableV2: { ms: round(resumableV2Ms), mbps: mbps(resumableV2Ms), vsTcp: round(tcpMs / resumableV2Ms), vsRawStream: round(rawMs / resumableV2Ms) },
     breakdown: Object.fromEntries(Object.entries(parts).map(([k, v]) => [k, round(v)])),
   }
@@ -306,8 +353,11 @@ try {
     log(`  one chunk at a time, into memory:`)
     line('  fetch-blob/3 (raw bytes)', report.fetchBlobV3)
     line('  fetch-blob/2 (base64 in JSON)', report.fetchBlobV2)
+    line('raw stream to disk, hashed', report.rawStreamToDisk)
     log(`  fetchResumable to disk, verified (the provider's path):`)
-    line('  /3, 2 chunks in flight (default)', report.fetchResumable)
+    line('  /4, the rest of the blob on one stream', report.fetchResumable)
+    log(`    (${report.fetchResumable.vsRawStreamToDisk}x the raw stream to disk)`)
+    line('  /3, 2 chunks in flight', report.fetchResumableChunksV3)
     line('  /3, one chunk at a time', report.fetchResumableOneAtATime)
     line('  /2, 2 chunks in flight', report.fetchResumableV2)
     const b = report.breakdown

@@ -12,9 +12,11 @@ import { fileURLToPath } from 'node:url'
 import { createWasiRuntime } from '../exec/wasi-runtime.ts'
 import { loadBuiltinWorkload } from '../exec/workloads.ts'
 import { createLocalRunner } from '../requestor/local-runner.ts'
+import type { TaskOutcome } from '../requestor/task-runner.ts'
 import { loadJobDefinition, parseJobDefinition, type MapReduceJob } from './job-file.ts'
 import { planJob, type PlanProgress } from './kinds.ts'
 import { mergeSortedOutputs, splitIntoChunks } from './mapreduce.ts'
+import { outputOf } from './plan-support.ts'
 import { markdownFiles, referenceCount } from './testdata/real-text.ts'
 
 const repoRoot = fileURLToPath(new URL('../../', import.meta.url))
@@ -95,6 +97,39 @@ test('the wordcount example counts the words of its text files', async () => {
   const texts = await Promise.all((job as MapReduceJob).inputFiles.map((path) => readFile(path)))
   assert.ok(texts.length >= 3)
   assert.equal(Buffer.from(product.outputs[0]!.data).toString('latin1'), referenceCount(texts))
+})
+
+test('the wordcount workload counts any bytes as the reference does, and its reducer sums tables and refuses malformed ones', async () => {
+  // Every byte value, long and short words, mixed case, digits, no trailing newline.
+  let seed = 7
+  const random = (): number => (seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31
+  const alphabet = Buffer.from('aAbBzZ09 \t\n\r.-\xe9\xff\x00', 'latin1')
+  const noise = Buffer.from(Array.from({ length: 200_000 }, () => alphabet[Math.floor(random() * alphabet.length)]!))
+  const bytes = Buffer.from(Array.from({ length: 4096 }, (_, i) => (i * 7919) % 256))
+  const texts = [noise, bytes, Buffer.from(`${'Q'.repeat(70_000)} q Q`)]
+  const inputs = texts.map((data, i) => ({ path: `/in/${i}.txt`, data }))
+  const [whole] = await runner.run([{ args: ['--out', '/out/c.tsv', ...inputs.map((i) => i.path)], env: {}, inputs, outputs: ['/out/c.tsv'] }])
+  assert.equal(whole!.exitCode, 0)
+  assert.ok(Buffer.from(outputOf(whole!, '/out/c.tsv')).toString('latin1') === referenceCount(texts), 'one wordcount task differs from the reference')
+
+  const parts = ['/out/p0', '/out/p1', '/out/p2']
+  const mapped = await runner.run(texts.map((data) => ({ args: ['--partitions', '3', '--out-prefix', '/out/p', '/in/t'], env: {}, inputs: [{ path: '/in/t', data }], outputs: parts })))
+  const reduced = await runner.run(parts.map((part) => {
+    const tables = mapped.map((outcome, m) => ({ path: `/in/${m}`, data: outputOf(outcome, part) }))
+    return { args: ['--reduce', '--out', '/out/r', ...tables.map((t) => t.path)], env: {}, inputs: tables, outputs: ['/out/r'] }
+  }))
+  const merged = mergeSortedOutputs(reduced.map((outcome) => outputOf(outcome, '/out/r')))
+  assert.ok(Buffer.from(merged).toString('latin1') === referenceCount(texts), 'map, shuffle and reduce differ from the reference')
+
+  const reduce = async (table: string): Promise<TaskOutcome> =>
+    (await runner.run([{ args: ['--reduce', '--out', '/out/r', '/in/t'], env: {}, inputs: [{ path: '/in/t', data: Buffer.from(table, 'latin1') }], outputs: ['/out/r'] }]))[0]!
+  const summed = await reduce('zz\t3\naa\t4\n\nzz\t1\nab\t10')
+  assert.equal(Buffer.from(outputOf(summed, '/out/r')).toString(), 'aa\t4\nab\t10\nzz\t4\n')
+  for (const malformed of ['a\n', '\t1\n', 'a\t\n', 'a\t1\r\n', 'a\t1\tb\n', 'a\t-1\n']) {
+    const outcome = await reduce(malformed)
+    assert.equal(outcome.exitCode, 1, JSON.stringify(malformed))
+    assert.match(Buffer.from(outcome.stderr).toString(), /is not a table of word<TAB>count lines/)
+  }
 })
 
 test('a mapper that fails stops the job with its stderr', async () => {

@@ -16,88 +16,209 @@ function fail(code: u32, message: string): void {
   exit(code)
 }
 
-@inline function isWordByte(c: u8): bool {
-  return (c >= 48 && c <= 57) || (c >= 65 && c <= 90) || (c >= 97 && c <= 122)
+// The counts live in one open-addressing hash table (linear probing) over raw memory, keyed by the word's bytes,
+// which are copied once into an arena; strings are never made, so counting costs a hash and a compare per word.
+// A slot is 24 bytes: FNV-1a hash (u32), key length (u32, 0 = empty), key offset in the arena (u32), unused, count (i64).
+const SLOT: usize = 24
+let slots: usize = 0
+let capacity: u32 = 0
+let used: u32 = 0
+let arena: usize = 0
+let arenaSize: usize = 0
+let arenaCapacity: usize = 0
+
+/** For each byte: its lowercase form when it is a word byte (ASCII letter or digit), else 0. */
+let wordBytes: usize = 0
+
+function setUp(): void {
+  wordBytes = heap.alloc(256)
+  for (let c: u32 = 0; c < 256; c++) {
+    const word = (c >= 48 && c <= 57) || (c >= 65 && c <= 90) || (c >= 97 && c <= 122)
+    store<u8>(wordBytes + c, word ? <u8>(c >= 65 && c <= 90 ? c + 32 : c) : 0)
+  }
+  capacity = 1 << 14
+  slots = heap.alloc(<usize>capacity * SLOT)
+  memory.fill(slots, 0, <usize>capacity * SLOT)
+  arenaCapacity = 1 << 16
+  arena = heap.alloc(arenaCapacity)
 }
 
-/** FNV-1a, 32 bits, over the word's bytes (words are ASCII, so one byte per char). */
-function fnv1a(word: string): u32 {
-  let hash: u32 = 2166136261
-  for (let i = 0; i < word.length; i++) {
-    hash ^= <u32>(word.charCodeAt(i) & 0xff)
-    hash *= 16777619
-  }
-  return hash
+/** Spreads FNV-1a's bits (murmur3's finaliser) so that the low bits that pick a slot depend on every byte. */
+@inline function slotOf(hash: u32): u32 {
+  let h = hash
+  h ^= h >> 16
+  h *= 0x85ebca6b
+  h ^= h >> 13
+  h *= 0xc2b2ae35
+  h ^= h >> 16
+  return h & (capacity - 1)
 }
 
-/** Adds the words of `data` to `counts`; returns how many words it saw. Lowercases `data` in place. */
-function countWords(data: Uint8Array, counts: Map<string, i64>): i64 {
-  // Lowercasing the ASCII letters up front lets a word be decoded straight from the buffer, whatever its length.
-  for (let i = 0; i < data.length; i++) {
-    const c = data[i]
-    if (c >= 65 && c <= 90) data[i] = c + 32
+function grow(): void {
+  const oldSlots = slots
+  const oldCapacity = capacity
+  capacity <<= 1
+  slots = heap.alloc(<usize>capacity * SLOT)
+  memory.fill(slots, 0, <usize>capacity * SLOT)
+  for (let i: u32 = 0; i < oldCapacity; i++) {
+    const from = oldSlots + <usize>i * SLOT
+    if (load<u32>(from, 4) == 0) continue
+    let j = slotOf(load<u32>(from))
+    while (load<u32>(slots + <usize>j * SLOT, 4) != 0) j = (j + 1) & (capacity - 1)
+    memory.copy(slots + <usize>j * SLOT, from, SLOT)
   }
+}
+
+/** Adds `value` to the count of the key of `length` bytes at `key`, whose FNV-1a hash is `hash`. */
+function add(key: usize, length: u32, hash: u32, value: i64): void {
+  let i = slotOf(hash)
+  while (true) {
+    const slot = slots + <usize>i * SLOT
+    const size = load<u32>(slot, 4)
+    if (size == 0) break
+    if (size == length && load<u32>(slot) == hash && memory.compare(arena + <usize>load<u32>(slot, 8), key, length) == 0) {
+      store<i64>(slot, load<i64>(slot, 16) + value, 16)
+      return
+    }
+    i = (i + 1) & (capacity - 1)
+  }
+  if (arenaSize + length > arenaCapacity) {
+    while (arenaSize + length > arenaCapacity) arenaCapacity <<= 1
+    const bigger = heap.alloc(arenaCapacity)
+    memory.copy(bigger, arena, arenaSize)
+    arena = bigger
+  }
+  memory.copy(arena + arenaSize, key, length)
+  const slot = slots + <usize>i * SLOT
+  store<u32>(slot, hash)
+  store<u32>(slot, length, 4)
+  store<u32>(slot, <u32>arenaSize, 8)
+  store<i64>(slot, value, 16)
+  arenaSize += length
+  used++
+  // At most half full, so that probes stay short.
+  if (used * 2 > capacity) grow()
+}
+
+/** Adds the words of `data` to the counts; returns how many words it saw. Lowercases `data` in place. */
+function countWords(data: Uint8Array): i64 {
+  const start = data.dataStart
+  const end = start + <usize>data.length
   let words: i64 = 0
-  let start = -1
-  // One pass over the bytes plus a sentinel, so a word that ends the file is counted too.
-  for (let i = 0; i <= data.length; i++) {
-    const word = i < data.length && isWordByte(data[i])
-    if (word) {
-      if (start < 0) start = i
+  let at = start
+  while (at < end) {
+    let c = load<u8>(wordBytes + <usize>load<u8>(at))
+    if (c == 0) {
+      at++
       continue
     }
-    if (start < 0) continue
-    const key = String.UTF8.decodeUnsafe(data.dataStart + <usize>start, <usize>(i - start))
-    counts.set(key, counts.has(key) ? counts.get(key) + 1 : 1)
+    const first = at
+    let hash: u32 = 2166136261
+    do {
+      store<u8>(at, c)
+      hash = (hash ^ <u32>c) * 16777619
+      at++
+      if (at == end) break
+      c = load<u8>(wordBytes + <usize>load<u8>(at))
+    } while (c != 0)
+    add(first, <u32>(at - first), hash, 1)
     words++
-    start = -1
   }
   return words
 }
 
-/** Adds the counts of a table ("word<TAB>count" lines) to `counts`; returns false when a line is malformed. */
-function addTable(data: Uint8Array, counts: Map<string, i64>): bool {
-  let lineStart = 0
-  while (lineStart < data.length) {
-    let tab = -1
-    let end = lineStart
-    while (end < data.length && data[end] != 10) {
-      if (tab < 0 && data[end] == 9) tab = end
-      end++
+/** Adds the counts of a table ("word<TAB>count" lines) to the counts; returns false when a line is malformed. */
+function addTable(data: Uint8Array): bool {
+  const start = data.dataStart
+  const end = start + <usize>data.length
+  let line = start
+  while (line < end) {
+    let hash: u32 = 2166136261
+    let at = line
+    let c: u8 = 0
+    while (at < end) {
+      c = load<u8>(at)
+      if (c == 9 || c == 10) break
+      hash = (hash ^ <u32>c) * 16777619
+      at++
     }
-    if (end > lineStart) {
-      if (tab < 0 || tab == lineStart || tab + 1 == end) return false
-      let value: i64 = 0
-      for (let i = tab + 1; i < end; i++) {
-        const c = data[i]
-        if (c < 48 || c > 57) return false
-        value = value * 10 + <i64>(c - 48)
-      }
-      const key = String.UTF8.decodeUnsafe(data.dataStart + <usize>lineStart, <usize>(tab - lineStart))
-      counts.set(key, counts.has(key) ? counts.get(key) + value : value)
+    if (at == end || c == 10) {
+      // A line without a tab: only an empty one is allowed.
+      if (at > line) return false
+      line = at + 1
+      continue
     }
-    lineStart = end + 1
+    const tab = at
+    let value: i64 = 0
+    at++
+    while (at < end && load<u8>(at) != 10) {
+      const digit = <u32>load<u8>(at) - 48
+      if (digit > 9) return false
+      value = value * 10 + <i64>digit
+      at++
+    }
+    if (tab == line || at == tab + 1) return false
+    add(line, <u32>(tab - line), hash, value)
+    line = at + 1
   }
   return true
 }
 
-/** The table of `keys` (sorted here) as bytes. */
-function table(keys: string[], counts: Map<string, i64>): Uint8Array {
-  keys.sort()
-  let size = 0
-  const lines = new Array<string>(keys.length)
-  for (let i = 0; i < keys.length; i++) {
-    lines[i] = keys[i] + "\t" + counts.get(keys[i]).toString() + "\n"
-    size += lines[i].length
+/** Byte order of the keys of two slots (indices), shorter first on a common prefix. */
+function compareKeys(a: u32, b: u32): i32 {
+  const slotA = slots + <usize>a * SLOT
+  const slotB = slots + <usize>b * SLOT
+  const lengthA = load<u32>(slotA, 4)
+  const lengthB = load<u32>(slotB, 4)
+  const order = memory.compare(arena + <usize>load<u32>(slotA, 8), arena + <usize>load<u32>(slotB, 8), <usize>min(lengthA, lengthB))
+  return order != 0 ? order : <i32>lengthA - <i32>lengthB
+}
+
+function digitsOf(value: i64): u32 {
+  let digits: u32 = 1
+  while (value >= 10) {
+    value /= 10
+    digits++
   }
-  const buffer = new Uint8Array(size)
-  let at = 0
-  for (let i = 0; i < lines.length; i++) {
-    // Words and digits are ASCII, so each char is one byte.
-    const line = lines[i]
-    for (let j = 0; j < line.length; j++) buffer[at++] = <u8>line.charCodeAt(j)
+  return digits
+}
+
+/** The table of the keys in `picked` (slot indices, sorted here) as bytes: "word<TAB>count" lines. */
+function table(picked: u32[]): Uint8Array {
+  picked.sort(compareKeys)
+  let size: usize = 0
+  for (let i = 0; i < picked.length; i++) {
+    const slot = slots + <usize>unchecked(picked[i]) * SLOT
+    size += <usize>load<u32>(slot, 4) + 2 + <usize>digitsOf(load<i64>(slot, 16))
+  }
+  const buffer = new Uint8Array(<i32>size)
+  let at = buffer.dataStart
+  for (let i = 0; i < picked.length; i++) {
+    const slot = slots + <usize>unchecked(picked[i]) * SLOT
+    const length = <usize>load<u32>(slot, 4)
+    memory.copy(at, arena + <usize>load<u32>(slot, 8), length)
+    at += length
+    store<u8>(at++, 9)
+    let value = load<i64>(slot, 16)
+    const digits = <usize>digitsOf(value)
+    for (let d = digits; d > 0; d--) {
+      store<u8>(at + d - 1, <u8>(48 + value % 10))
+      value /= 10
+    }
+    at += digits
+    store<u8>(at++, 10)
   }
   return buffer
+}
+
+/** Slot indices of every key, or of the keys whose hash falls in `partition` of `partitions`. */
+function keysIn(partition: u32, partitions: u32): u32[] {
+  const picked = new Array<u32>()
+  for (let i: u32 = 0; i < capacity; i++) {
+    const slot = slots + <usize>i * SLOT
+    if (load<u32>(slot, 4) != 0 && load<u32>(slot) % partitions == partition) picked.push(i)
+  }
+  return picked
 }
 
 function write(path: string, data: Uint8Array): bool {
@@ -139,7 +260,7 @@ export function _start(): void {
   if (!map && out.length == 0) return fail(2, "--out is required")
   if (files.length == 0) return fail(2, "name at least one input file")
 
-  const counts = new Map<string, i64>()
+  setUp()
   let words: i64 = 0
   let bytes: i64 = 0
   for (let f = 0; f < files.length; f++) {
@@ -147,25 +268,21 @@ export function _start(): void {
     if (data == null) return fail(1, "cannot read " + files[f] + " (WASI errno " + lastErrno.toString() + ")")
     bytes += data.length
     if (reduce) {
-      if (!addTable(data, counts)) return fail(1, files[f] + " is not a table of word<TAB>count lines")
+      if (!addTable(data)) return fail(1, files[f] + " is not a table of word<TAB>count lines")
     } else {
-      words += countWords(data, counts)
+      words += countWords(data)
     }
   }
 
-  const keys = counts.keys()
   const summary = files.length.toString() + " files, " + bytes.toString() + " bytes, "
   if (!map) {
-    if (!write(out, table(keys, counts))) return
-    if (reduce) printLine(1, "wordcount: reduced " + summary + keys.length.toString() + " distinct")
-    else printLine(1, "wordcount: " + summary + words.toString() + " words, " + keys.length.toString() + " distinct")
+    if (!write(out, table(keysIn(0, 1)))) return
+    if (reduce) printLine(1, "wordcount: reduced " + summary + used.toString() + " distinct")
+    else printLine(1, "wordcount: " + summary + words.toString() + " words, " + used.toString() + " distinct")
     return
   }
-  const parts = new Array<string[]>(partitions)
-  for (let r = 0; r < partitions; r++) parts[r] = new Array<string>()
-  for (let i = 0; i < keys.length; i++) parts[<i32>(fnv1a(keys[i]) % <u32>partitions)].push(keys[i])
   for (let r = 0; r < partitions; r++) {
-    if (!write(outPrefix + r.toString(), table(parts[r], counts))) return
+    if (!write(outPrefix + r.toString(), table(keysIn(<u32>r, <u32>partitions)))) return
   }
-  printLine(1, "wordcount: mapped " + summary + words.toString() + " words, " + keys.length.toString() + " distinct, " + partitions.toString() + " partitions")
+  printLine(1, "wordcount: mapped " + summary + words.toString() + " words, " + used.toString() + " distinct, " + partitions.toString() + " partitions")
 }
