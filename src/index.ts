@@ -2,7 +2,7 @@
  * Hearth's public API: the package's main entry. Everything a program needs to run a network, lend a machine or rent
  * one is exported here; deeper paths are internal and may change.
  */
-export { HearthError, errorCodes, isHearthError, type ErrorCode } from './errors.ts'
+export { HearthError, errorCodes, errorInfo, errorRegistry, isErrorCode, isHearthError, type ErrorCode, type ErrorFault, type ErrorInfo, type ErrorRetry } from './errors.ts'
 
 export { canonicalize, hashCanonical } from './identity/canonical-json.ts'
 export { generateIdentity, identityFromPrivateKey, loadOrCreateIdentity, addressFromPeerId, type NodeIdentity } from './identity/node-identity.ts'

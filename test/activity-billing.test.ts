@@ -55,7 +55,7 @@ describe('paying for ExeScript activities on the devnet', () => {
     await devnet?.stop()
   })
 
-  const deps = () => ({ host: devnet.requestor.host, identity: devnet.requestor.identity, store: devnet.requestor.store, accounts: devnet.requestor.agent.accounts })
+  const deps = () => ({ host: devnet.requestor.host, identity: devnet.requestor.identity, store: devnet.requestor.store, accounts: devnet.requestor.agent.accounts, blobs: devnet.requestor.agent.blobs })
   const chainEscrow = (agreementId: string) => getEscrow(devnet.requestor.payment, { requestorAddress: devnet.requestor.payment.client.address, agreementId: agreementId as Hex })
 
   /** A wasi agreement with the devnet's provider (a debit note at every metering), its escrow open on chain. */
@@ -218,7 +218,7 @@ describe('activities count as tasks and are billed while they run', () => {
     await devnet?.stop()
   })
 
-  const deps = () => ({ host: devnet.requestor.host, identity: devnet.requestor.identity, store: devnet.requestor.store, accounts: devnet.requestor.agent.accounts })
+  const deps = () => ({ host: devnet.requestor.host, identity: devnet.requestor.identity, store: devnet.requestor.store, accounts: devnet.requestor.agent.accounts, blobs: devnet.requestor.agent.blobs })
 
   async function agreementFor(terms: { maxTasks: number; debitNoteIntervalSec: number; taskTimeoutMs?: number }): Promise<ActivityAgreement> {
     const { requestor } = devnet

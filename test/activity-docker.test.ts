@@ -40,7 +40,7 @@ test('a container activity: the archive is fetched by content id, loaded, and it
   const { agreement, offer } = negotiated.agreements[0]!
   await requestor.agent.accounts.open([{ agreement, offer }])
 
-  await using activity = await createActivity({ host: requestor.host, identity: requestor.identity, store: requestor.store }, { id: agreement.id, provider: offer.provider as Address, target: offerTarget(offer) })
+  await using activity = await createActivity({ host: requestor.host, identity: requestor.identity, store: requestor.store, blobs: requestor.agent.blobs }, { id: agreement.id, provider: offer.provider as Address, target: offerTarget(offer) })
   const packageId = activity.provide(await readFile(archivePath))
   const call = activity.exec([
     { deploy: { imageId, packageId } },

@@ -6,6 +6,7 @@ import { join } from 'node:path'
 import { after, before, describe, it } from 'node:test'
 import { parseEther, type Address } from 'viem'
 import { startDevnet, type Devnet } from '../src/devnet/devnet.ts'
+import { createBlobServer } from '../src/requestor/blob-server.ts'
 import { isHearthError } from '../src/errors.ts'
 import { sha256Hex } from '../src/exec/content-hash.ts'
 import type { ExeEvent } from '../src/exec/exescript.ts'
@@ -41,7 +42,7 @@ describe('ExeScript activities on the devnet', () => {
     return { id: agreement.id, provider: offer.provider as Address, target: offerTarget(offer) }
   }
 
-  const deps = () => ({ host: devnet.requestor.host, identity: devnet.requestor.identity, store: devnet.requestor.store })
+  const deps = () => ({ host: devnet.requestor.host, identity: devnet.requestor.identity, store: devnet.requestor.store, blobs: devnet.requestor.agent.blobs })
   const providerRecord = (id: string) => devnet.providers[0]!.store.activities.get('provider', id)
 
   before(async () => {
@@ -202,7 +203,7 @@ describe('ExeScript activities on the devnet', () => {
     const stranger = await createHost({ identity: strangerIdentity })
     await stranger.start()
     try {
-      await assert.rejects(createActivity({ host: stranger, identity: strangerIdentity }, agreement), (error) => {
+      await assert.rejects(createActivity({ host: stranger, identity: strangerIdentity, blobs: createBlobServer({ host: stranger }) }, agreement), (error) => {
         assert.ok(isHearthError(error, 'HEARTH_ERR_NET_REMOTE'))
         assert.equal(error.details?.remoteCode, 'HEARTH_ERR_MARKET_AGREEMENT_UNKNOWN')
         assert.match(error.message, /another requestor/)

@@ -1,20 +1,21 @@
 /**
- * A requestor serves a job's package over fetch-blob/3 (raw bytes) and fetch-blob/2 (base64 in JSON) only to the
- * providers it holds an agreement with: a stranger is refused over both, the provider gets the exact bytes.
+ * A requestor serves a job's package over fetch-blob/4 (the rest of the blob on one stream), /3 (raw bytes) and /2
+ * (base64 in JSON) only to the providers it holds an agreement with: a stranger is refused over each, the provider
+ * gets the exact bytes.
  */
 import assert from 'node:assert/strict'
 import { after, test } from 'node:test'
 import { parseEther } from 'viem'
 import { startDevnet } from '../src/devnet/devnet.ts'
 import { isHearthError } from '../src/errors.ts'
-import { fetchBlobBinaryProtocol, fetchBlobProtocol } from '../src/exec/activity-protocols.ts'
+import { fetchBlobBinaryProtocol, fetchBlobProtocol, fetchBlobRangeProtocol } from '../src/exec/task-protocols.ts'
 import { sha256Hex } from '../src/exec/content-hash.ts'
 import { loadBuiltinWorkload } from '../src/exec/workloads.ts'
 import { generateIdentity } from '../src/identity/node-identity.ts'
-import { requestBlob } from '../src/net/blob-protocol.ts'
+import { requestBlob, requestBlobStream } from '../src/net/blob-protocol.ts'
 import { createHost } from '../src/net/host.ts'
 
-test('only a provider with an agreement may fetch the package, over /3 or /2', async () => {
+test('only a provider with an agreement may fetch the package, over /4, /3 or /2', async () => {
   const devnet = await startDevnet({ providers: 1 })
   after(() => devnet.stop())
   const stranger = await createHost({ identity: generateIdentity() })
@@ -41,6 +42,7 @@ test('only a provider with an agreement may fetch the package, over /3 or /2', a
     isHearthError(error, 'HEARTH_ERR_NET_REMOTE') && error.details?.remoteCode === 'HEARTH_ERR_EXEC_PACKAGE_INVALID' && /does not serve/.test(error.message)
   await assert.rejects(requestBlob({ libp2p: stranger.libp2p }, requestor, fetchBlobBinaryProtocol, request), refused)
   await assert.rejects(stranger.request(requestor, fetchBlobProtocol, request), refused)
+  await assert.rejects(requestBlobStream({ libp2p: stranger.libp2p }, requestor, fetchBlobRangeProtocol, { contentId, offset: 0, maxBytes: module.length }), refused)
 
   const provider = devnet.providers[0]!.host
   const v3 = await requestBlob({ libp2p: provider.libp2p }, requestor, fetchBlobBinaryProtocol, request)
@@ -48,4 +50,9 @@ test('only a provider with an agreement may fetch the package, over /3 or /2', a
   assert.ok(Buffer.from(v3.body).equals(module.subarray(0, 1 << 20)))
   const v2 = await provider.request(requestor, fetchBlobProtocol, request)
   assert.ok(Buffer.from(v2.dataBase64, 'base64').equals(module.subarray(0, 1 << 20)))
+  const v4 = await provider.requestBlobStream(requestor, fetchBlobRangeProtocol, { contentId, offset: 10, maxBytes: module.length })
+  assert.deepEqual(v4.header, { contentId, totalBytes: module.length, offset: 10 })
+  const pieces: Uint8Array[] = []
+  for await (const piece of v4.body) pieces.push(piece)
+  assert.ok(Buffer.concat(pieces).equals(module.subarray(10)))
 })

@@ -193,3 +193,27 @@ test('the budget sizes the pool, and a budget too small for one deposit stops th
   assert.equal(outcome.agreements.length, 2)
   assert.ok(events.some((m) => /budget allows 2 of 3 agreements/.test(m)), events.join('\n'))
 })
+
+test('jobs in a row measure the distance to each provider once: a later job takes the earlier measurement', async () => {
+  const devnet = await startDevnet({ providers: 2 })
+  after(() => devnet.stop())
+  const { spec } = renderJob({ width: 16, height: 8, tiles: 2, wasm, providers: 2, maxPricePerTaskWei: parseEther('1') })
+  const host = devnet.requestor.host
+  const ping = host.ping.bind(host)
+  let pings = 0
+  host.ping = (target, options) => {
+    pings++
+    return ping(target, options)
+  }
+  const first = await devnet.requestor.agent.runJob(spec)
+  assert.ok(pings > 0, 'the first job measures')
+  const measured = new Map(first.agreements.map((a) => [a.provider, a.latencyMs]))
+  pings = 0
+  const second = await devnet.requestor.agent.runJob(spec)
+  assert.deepEqual(second.failures, [])
+  assert.equal(pings, 0, 'the second job pings nobody')
+  for (const agreement of second.agreements) {
+    assert.notEqual(agreement.latencyMs, null)
+    if (measured.has(agreement.provider)) assert.equal(agreement.latencyMs, measured.get(agreement.provider))
+  }
+})

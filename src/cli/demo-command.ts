@@ -54,7 +54,7 @@ async function externalChain(options: { rpc?: string; deployment?: string; funde
   const given = [options.rpc, options.deployment, options.funderKeyFile].filter((o) => o !== undefined).length
   if (given === 0) return undefined
   if (given !== 3) {
-    throw new HearthError('HEARTH_ERR_CONFIG_INVALID', 'settling on an external chain needs --rpc, --deployment and --funder-key-file together', {
+    throw new HearthError('HEARTH_ERR_CLI_ARGUMENT_INVALID', 'settling on an external chain needs --rpc, --deployment and --funder-key-file together', {
       hint: 'hearth chain serves a local chain and hearth deploy writes the deployment file',
     })
   }

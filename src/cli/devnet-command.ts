@@ -19,7 +19,7 @@ export function registerDevnetCommand(program: Command, io: CommandIo): void {
     .option('--json', 'print the addresses as one JSON object')
     .action(async (options: { providers: number; badProviders: number; host: string; rpcPort: number; deploymentOut: string; json?: boolean }) => {
       if (options.host === '0.0.0.0' || options.host === '::') {
-        throw new HearthError('HEARTH_ERR_CONFIG_INVALID', '--host must be the address other hosts reach this one by, not a wildcard', { hint: 'pass this machine\'s address, e.g. --host 192.168.1.20' })
+        throw new HearthError('HEARTH_ERR_CLI_ARGUMENT_INVALID', '--host must be the address other hosts reach this one by, not a wildcard', { hint: 'pass this machine\'s address, e.g. --host 192.168.1.20' })
       }
       const [{ startDevnet }, { writeDeploymentFile }] = await Promise.all([import('../devnet/devnet.ts'), import('../payment/deploy.ts')])
       const devnet = await startDevnet({ providers: options.providers, badProviders: options.badProviders, listenHost: options.host, serveChain: { host: options.host, port: options.rpcPort } })

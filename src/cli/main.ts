@@ -4,7 +4,7 @@
  */
 import { readFileSync } from 'node:fs'
 import { Command, CommanderError, Help } from 'commander'
-import { toHearthError, type ErrorCode } from '../errors.ts'
+import { codesWhere, toHearthError } from '../errors.ts'
 import type { CommandIo } from './chain-command.ts'
 import { registerDemoCommand } from './demo-command.ts'
 import { registerDevnetCommand } from './devnet-command.ts'
@@ -15,15 +15,11 @@ export { exitCodes } from './options.ts'
 export { formatDemoReport } from './demo-command.ts'
 export { formatRunReport } from './run-command.ts'
 
-/** Errors that mean the input was wrong: exit code 2. A key file others can read, or that holds no key, is one. */
-const badInputCodes = new Set<ErrorCode>([
-  'HEARTH_ERR_JOB_INVALID',
-  'HEARTH_ERR_JOB_INPUT_MISSING',
-  'HEARTH_ERR_MARKET_CONSTRAINTS_INVALID',
-  'HEARTH_ERR_MARKET_PROPERTIES_INVALID',
-  'HEARTH_ERR_CONFIG_INVALID',
-  'HEARTH_ERR_IDENTITY_KEY',
-])
+/**
+ * Errors that mean the input was wrong, exit code 2: the codes the registry puts down to the caller (a command line,
+ * configuration, job file or key file, such as one others can read or that holds no key).
+ */
+const badInputCodes = codesWhere((info) => info.fault === 'caller')
 
 /** A command defined in a module of its own, as `hearth --help` lists it before that module is loaded. */
 export interface LazyCommand {

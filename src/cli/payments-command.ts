@@ -40,7 +40,7 @@ export interface PaymentsReport {
 function nodeDatabase(dataDir: string): string {
   const path = join(dataDir, 'node.db')
   if (!existsSync(path)) {
-    throw new HearthError('HEARTH_ERR_CONFIG_INVALID', `no node database at ${path}`, {
+    throw new HearthError('HEARTH_ERR_CLI_ARGUMENT_INVALID', `no node database at ${path}`, {
       hint: 'point --data-dir at a node\'s data folder, e.g. one kept by hearth demo --data-dir DIR (DIR/requestor, DIR/provider-1)',
     })
   }
@@ -124,7 +124,7 @@ export interface RefundReport {
 export async function runPaymentsRefund(options: RefundCommandOptions, io: CommandIo): Promise<RefundReport> {
   const dbPath = nodeDatabase(options.dataDir)
   if (options.deployment === undefined) {
-    throw new HearthError('HEARTH_ERR_CONFIG_INVALID', 'refunding needs --deployment FILE: it names the escrow contract the deposits are in', {
+    throw new HearthError('HEARTH_ERR_CLI_ARGUMENT_INVALID', 'refunding needs --deployment FILE: it names the escrow contract the deposits are in', {
       hint: 'pass the deployment file the requestor ran its jobs with (hearth chain --deployment-out, hearth deploy --out)',
     })
   }
@@ -132,7 +132,7 @@ export async function runPaymentsRefund(options: RefundCommandOptions, io: Comma
   const identity = await readKeyFile(join(options.dataDir, keyFileName), 'node key file')
   const deployment = await readDeploymentFile(options.deployment)
   const rpcUrl = options.rpc ?? deployment.rpcUrl
-  if (rpcUrl === undefined) throw new HearthError('HEARTH_ERR_CONFIG_INVALID', `--rpc is needed: ${options.deployment} names no JSON-RPC URL`, { hint: 'pass --rpc URL' })
+  if (rpcUrl === undefined) throw new HearthError('HEARTH_ERR_CLI_ARGUMENT_INVALID', `--rpc is needed: ${options.deployment} names no JSON-RPC URL`, { hint: 'pass --rpc URL' })
   const chainId = await rpcChainId(rpcUrl)
   if (chainId !== deployment.chainId) {
     throw new HearthError('HEARTH_ERR_CONFIG_INVALID', `the deployment is for chain ${deployment.chainId}, but ${rpcUrl} serves chain ${chainId}`, {

@@ -30,6 +30,7 @@ import {
 } from '../provider/config.ts'
 import { readEarnings, type AgreementEarnings, type EarningsReport } from '../provider/earnings.ts'
 import { callLocalApi, readApiInfo } from '../provider/local-api.ts'
+import { startMemoryTrim } from '../provider/node-memory.ts'
 import { breakEvenPrices, checkPricing, formatWei, suggestPricing, weiToFiat } from '../provider/profitability.ts'
 import { ownerCosts, startProviderNode, type ProviderStatus } from '../provider/provider-node.ts'
 import type { CommandIo } from './chain-command.ts'
@@ -120,12 +121,12 @@ export interface InitReport {
 export async function runProviderInit(flags: Flags & { force?: boolean; preset?: string; suggestPrice?: boolean }, io: CommandIo, env: NodeJS.ProcessEnv = process.env): Promise<InitReport> {
   const path = configPath(flags)
   if (existsSync(path) && flags.force !== true) {
-    throw new HearthError('HEARTH_ERR_CONFIG_INVALID', `${path} exists already`, { hint: 'edit it, or pass --force to write a fresh one' })
+    throw new HearthError('HEARTH_ERR_CLI_ARGUMENT_INVALID', `${path} exists already`, { hint: 'edit it, or pass --force to write a fresh one' })
   }
   await mkdir(flags.dataDir, { recursive: true, mode: 0o700 })
   const machine = machineFacts(flags.dataDir)
   const preset = flags.preset ?? 'wasi'
-  if (!(preset in pricePresets)) throw new HearthError('HEARTH_ERR_CONFIG_INVALID', `provider config --preset: expected wasi, native or docker, got "${preset}"`)
+  if (!(preset in pricePresets)) throw new HearthError('HEARTH_ERR_CLI_ARGUMENT_INVALID', `provider config --preset: expected wasi, native or docker, got "${preset}"`)
   const presets = pricePresets[preset as keyof typeof pricePresets]
   const interactive = (process.stdin as { isTTY?: boolean }).isTTY === true && flags.json !== true && flags['yes'] !== true
   const proposed: Record<string, unknown> = { resources: defaultShare(machine), pricing: presets.perTask }
@@ -199,9 +200,12 @@ export async function runProviderStart(flags: Flags, io: CommandIo, options: { e
   log(`${node.address} lending ${config.resources.threads} threads, ${config.resources.memoryGib} GiB, ${config.resources.diskGib} GiB disk; runtimes ${status.offer.runtimes.join(', ')}${status.offer.unavailable.length === 0 ? '' : ` (not offered: ${status.offer.unavailable.join('; ')})`}`)
   log(`prices ${describePricing(config.pricing)}; CPU score ${status.offer.cpuScore ?? '?'}; ${status.lending.active ? 'taking work' : `paused: ${status.lending.reason}`}`)
   for (const address of node.multiaddrs()) log(`join with --bootstrap ${address}`)
+  // This process is the provider's own: it may give back what start-up and each job grew the heap to, once quiet.
+  const trim = startMemoryTrim()
   const stopRequested = options.stopSignal === undefined ? new Promise<void>(() => undefined) : new Promise<void>((r) => options.stopSignal!.addEventListener('abort', () => r(), { once: true }))
   await untilSignal(Promise.race([node.stopped, stopRequested]))
   log('stopping: no new work; running tasks may finish, then what is owed is claimed')
+  trim.stop()
   const report = await node.stop()
   io.stdout.write(`${JSON.stringify({ event: 'stopped', ...report })}\n`)
 }
@@ -309,7 +313,7 @@ export function formatEarnings(report: EarningsReport, currency: { name: string;
 export async function runProviderEarnings(flags: Flags, io: CommandIo, env: NodeJS.ProcessEnv = process.env): Promise<EarningsReport> {
   const dbPath = join(flags.dataDir, 'node.db')
   if (!existsSync(dbPath)) {
-    throw new HearthError('HEARTH_ERR_CONFIG_INVALID', `${flags.dataDir} holds no provider database (node.db)`, { hint: 'pass the --data-dir the provider was started with' })
+    throw new HearthError('HEARTH_ERR_CLI_ARGUMENT_INVALID', `${flags.dataDir} holds no provider database (node.db)`, { hint: 'pass the --data-dir the provider was started with' })
   }
   // Costs come from the config (or, without one, the default figures every `init` starts from).
   const config: ProviderConfig | undefined = await loadConfig(flags, env)

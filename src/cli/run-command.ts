@@ -53,19 +53,19 @@ export function registerRunCommand(program: Command, io: CommandIo, setExitCode:
 async function joinedNetwork(options: { bootstrap?: string[]; listen?: string[]; announce?: string[]; rpc?: string; deployment?: string; funderKeyFile?: string; dataDir: string; resume?: string }): Promise<RequestorNodeInit | undefined> {
   if (options.bootstrap === undefined) {
     if (options.rpc !== undefined || options.deployment !== undefined) {
-      throw new HearthError('HEARTH_ERR_CONFIG_INVALID', '--rpc and --deployment are for joining a running network, which needs --bootstrap too', {
+      throw new HearthError('HEARTH_ERR_CLI_ARGUMENT_INVALID', '--rpc and --deployment are for joining a running network, which needs --bootstrap too', {
         hint: 'add --bootstrap with a provider\'s multiaddr, or leave all three out to run on a local network',
       })
     }
     if (options.resume !== undefined) {
-      throw new HearthError('HEARTH_ERR_CONFIG_INVALID', '--resume continues a job on a running network; a local network ends with the job that started it', {
+      throw new HearthError('HEARTH_ERR_CLI_ARGUMENT_INVALID', '--resume continues a job on a running network; a local network ends with the job that started it', {
         hint: 'run the job with --bootstrap, --rpc, --deployment and --data-dir, and resume it with the same options',
       })
     }
     return undefined
   }
   if (options.deployment === undefined) {
-    throw new HearthError('HEARTH_ERR_CONFIG_INVALID', 'joining a network needs --deployment: the contracts this requestor pays through', { hint: 'hearth chain --deployment-out FILE writes one' })
+    throw new HearthError('HEARTH_ERR_CLI_ARGUMENT_INVALID', 'joining a network needs --deployment: the contracts this requestor pays through', { hint: 'hearth chain --deployment-out FILE writes one' })
   }
   let fund: RequestorNodeInit['fund']
   if (options.funderKeyFile !== undefined) {
@@ -77,7 +77,7 @@ async function joinedNetwork(options: { bootstrap?: string[]; listen?: string[];
   const { readDeploymentFile } = await import('../payment/deploy.ts')
   const deployment = await readDeploymentFile(options.deployment)
   const rpcUrl = options.rpc ?? deployment.rpcUrl
-  if (rpcUrl === undefined) throw new HearthError('HEARTH_ERR_CONFIG_INVALID', `--rpc is needed: ${options.deployment} names no JSON-RPC URL`, { hint: 'pass --rpc URL' })
+  if (rpcUrl === undefined) throw new HearthError('HEARTH_ERR_CLI_ARGUMENT_INVALID', `--rpc is needed: ${options.deployment} names no JSON-RPC URL`, { hint: 'pass --rpc URL' })
   return {
     dataDir: options.dataDir,
     bootstrap: options.bootstrap,

@@ -37,7 +37,7 @@ describe('hearth wallet', () => {
     assert.equal(first.chain, null)
     assert.match(out.text(), /not connected/)
     assert.equal((await runWalletCommand({ dataDir }, capture().io)).address, first.address)
-    await assert.rejects(runWalletCommand({ dataDir, faucet: true }, capture().io), (error: unknown) => isHearthError(error, 'HEARTH_ERR_CONFIG_INVALID'))
+    await assert.rejects(runWalletCommand({ dataDir, faucet: true }, capture().io), (error: unknown) => isHearthError(error, 'HEARTH_ERR_CLI_ARGUMENT_INVALID'))
   })
 
   it('with a deployment file: native and token balances; --faucet funds gas and mints on the development chain', async () => {

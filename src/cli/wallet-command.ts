@@ -57,7 +57,7 @@ export async function runWalletCommand(options: WalletCommandOptions, io: Comman
   const report: WalletReport = { address: identity.address, peerId: identity.peerId.toString(), dataDir, chain: null, faucet: null }
   if (rpcUrl === undefined) {
     if (options.faucet === true) {
-      throw new HearthError('HEARTH_ERR_CONFIG_INVALID', '--faucet needs a chain: pass --rpc URL and --deployment FILE', {
+      throw new HearthError('HEARTH_ERR_CLI_ARGUMENT_INVALID', '--faucet needs a chain: pass --rpc URL and --deployment FILE', {
         hint: 'hearth chain --deployment-out FILE starts a development chain and writes such a file',
       })
     }
@@ -77,7 +77,7 @@ export async function runWalletCommand(options: WalletCommandOptions, io: Comman
 
   if (options.faucet === true) {
     if (ctx === undefined) {
-      throw new HearthError('HEARTH_ERR_CONFIG_INVALID', '--faucet needs --deployment FILE: it names the token to mint')
+      throw new HearthError('HEARTH_ERR_CLI_ARGUMENT_INVALID', '--faucet needs --deployment FILE: it names the token to mint')
     }
     if (!faucetOpen) {
       throw new HearthError('HEARTH_ERR_PAYMENT_FAUCET_DISABLED', `the token ${deployment!.tokenAddress} on chain ${chainId} has no faucet`, {
@@ -198,24 +198,24 @@ export interface WalletSendReport {
 /** A 0x address, 40 hex digits; a mixed-case one must carry its checksum (EIP-55), so a mistyped digit is caught. */
 export function parseAddress(value: string, flag = '--to'): Address {
   if (!/^0x[0-9a-fA-F]{40}$/.test(value)) {
-    throw new HearthError('HEARTH_ERR_CONFIG_INVALID', `${flag}: expected a 0x-prefixed address of 40 hex digits, got ${JSON.stringify(value)}`)
+    throw new HearthError('HEARTH_ERR_CLI_ARGUMENT_INVALID', `${flag}: expected a 0x-prefixed address of 40 hex digits, got ${JSON.stringify(value)}`)
   }
   if (!isAddress(value, { strict: true })) {
-    throw new HearthError('HEARTH_ERR_CONFIG_INVALID', `${flag}: ${value} fails its checksum (a digit may be mistyped)`, {
+    throw new HearthError('HEARTH_ERR_CLI_ARGUMENT_INVALID', `${flag}: ${value} fails its checksum (a digit may be mistyped)`, {
       hint: 'copy the address again, or write it all in lower case to skip the checksum',
     })
   }
-  if (/^0x0{40}$/.test(value)) throw new HearthError('HEARTH_ERR_CONFIG_INVALID', `${flag}: the zero address burns what it is sent`)
+  if (/^0x0{40}$/.test(value)) throw new HearthError('HEARTH_ERR_CLI_ARGUMENT_INVALID', `${flag}: the zero address burns what it is sent`)
   return getAddress(value)
 }
 
 /** A positive decimal amount of HTT with at most 18 decimals, in wei. */
 export function parseHtt(value: string, flag = '--amount'): bigint {
   if (!/^\d+(\.\d{1,18})?$/.test(value)) {
-    throw new HearthError('HEARTH_ERR_CONFIG_INVALID', `${flag}: expected a decimal number of HTT like 1.5 (at most 18 decimals), got ${JSON.stringify(value)}`)
+    throw new HearthError('HEARTH_ERR_CLI_ARGUMENT_INVALID', `${flag}: expected a decimal number of HTT like 1.5 (at most 18 decimals), got ${JSON.stringify(value)}`)
   }
   const wei = parseEther(value)
-  if (wei <= 0n) throw new HearthError('HEARTH_ERR_CONFIG_INVALID', `${flag}: expected more than 0 HTT, got ${value}`)
+  if (wei <= 0n) throw new HearthError('HEARTH_ERR_CLI_ARGUMENT_INVALID', `${flag}: expected more than 0 HTT, got ${value}`)
   return wei
 }
 
@@ -224,17 +224,17 @@ export async function runWalletSend(options: WalletSendOptions, io: CommandIo): 
   const to = parseAddress(options.to)
   const amountWei = parseHtt(options.amount)
   if (options.keyFile !== undefined && options.dataDir !== undefined) {
-    throw new HearthError('HEARTH_ERR_CONFIG_INVALID', '--key-file and --data-dir both name a key to send from; pass one')
+    throw new HearthError('HEARTH_ERR_CLI_ARGUMENT_INVALID', '--key-file and --data-dir both name a key to send from; pass one')
   }
   // An existing key only: a fresh one would hold nothing to send.
   const identity =
     options.keyFile !== undefined ? await readKeyFile(options.keyFile) : await readKeyFile(join(options.dataDir ?? '.hearth', keyFileName), 'node key file')
   if (options.deployment === undefined) {
-    throw new HearthError('HEARTH_ERR_CONFIG_INVALID', 'sending needs --deployment FILE: it names the token', { hint: 'hearth chain --deployment-out FILE and hearth deploy --out FILE write one' })
+    throw new HearthError('HEARTH_ERR_CLI_ARGUMENT_INVALID', 'sending needs --deployment FILE: it names the token', { hint: 'hearth chain --deployment-out FILE and hearth deploy --out FILE write one' })
   }
   const deployment = await readDeploymentFile(options.deployment)
   const rpcUrl = options.rpc ?? deployment.rpcUrl
-  if (rpcUrl === undefined) throw new HearthError('HEARTH_ERR_CONFIG_INVALID', `--rpc is needed: ${options.deployment} names no JSON-RPC URL`, { hint: 'pass --rpc URL' })
+  if (rpcUrl === undefined) throw new HearthError('HEARTH_ERR_CLI_ARGUMENT_INVALID', `--rpc is needed: ${options.deployment} names no JSON-RPC URL`, { hint: 'pass --rpc URL' })
   const chainId = await rpcChainId(rpcUrl)
   if (deployment.chainId !== chainId) {
     throw new HearthError('HEARTH_ERR_CONFIG_INVALID', `the deployment is for chain ${deployment.chainId}, but ${rpcUrl} serves chain ${chainId}`, {

@@ -1,7 +1,8 @@
 /**
  * The messages of ExeScript activities (see exescript.ts). A requestor creates an activity under an agreement, sends
  * it batches over a streaming protocol (events while the batch runs, then a signed result), and destroys it; the
- * provider fetches packages and input blobs it lacks from the requestor, chunk by chunk, by content id.
+ * provider fetches packages and input blobs it lacks from the requestor by content id, over fetch-blob as a task's
+ * package is fetched (task-protocols.ts, transfer.ts).
  *
  * Billing rides on the answers: when an activity's end gives the provider a debit note for the agreement (activities
  * are metered as they end), the next answer under that agreement (create, a batch's result, destroy) carries it, and
@@ -15,8 +16,6 @@ import { defineProtocol } from '../net/protocol.ts'
 import { defineStreamProtocol } from '../net/stream-protocol.ts'
 import { activityStates, activityUsageSchema, batchSchema, commandResultSchema, exeEventSchema } from './exescript.ts'
 
-const contentId = z.string().regex(/^sha256:[0-9a-f]{64}$/, 'expected a content id sha256:<64 hex digits>')
-const base64 = z.string().regex(/^[A-Za-z0-9+/]*={0,2}$/, 'expected base64')
 export const activityIdSchema = z.string().regex(/^[A-Za-z0-9-]{1,100}$/, 'expected letters, digits and dashes')
 const batchIdSchema = z.string().regex(/^[A-Za-z0-9-]{1,100}$/, 'expected letters, digits and dashes')
 
@@ -69,16 +68,4 @@ export const activityExecProtocol = defineStreamProtocol({
   timeoutMs: 3_700_000,
   idleTimeoutMs: 30_000,
   window: 64,
-})
-
-export const maxActivityBlobChunkBytes = 1024 * 1024
-
-/** The provider fetches a package or an input blob of an activity from the requestor that created it. */
-export const activityBlobProtocol = defineProtocol({
-  id: '/hearth/exec/activity-blob/1',
-  request: z.strictObject({ contentId, offset: z.number().int().nonnegative(), maxBytes: z.number().int().positive().max(maxActivityBlobChunkBytes) }),
-  response: z.strictObject({ contentId, totalBytes: z.number().int().nonnegative(), offset: z.number().int().nonnegative(), dataBase64: base64 }),
-  maxRequestBytes: 1024,
-  maxResponseBytes: Math.ceil((maxActivityBlobChunkBytes * 4) / 3) + 1024,
-  timeoutMs: 60_000,
 })

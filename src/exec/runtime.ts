@@ -37,6 +37,11 @@ export interface RunSpec<P> {
    * no GPU device is visible to the program. `wasi` guests cannot use GPUs and refuse a run that asks for one.
    */
   gpus?: number[]
+  /**
+   * The program's content id (`sha256:<hex>` of `program`), where the caller already checked it: a runtime may key
+   * what it derives from the program by it (wasi: the compiled module) rather than hash the program at every run.
+   */
+  programId?: string
 }
 
 export interface RunResult {
@@ -47,6 +52,14 @@ export interface RunResult {
   cpuMs: number
   stdoutBytes: number
   stderrBytes: number
+}
+
+/** A run whose stdout and stderr are kept in memory rather than written to files (see Runtime.runKeepingStdio). */
+export type KeptStdioRunSpec<P> = Omit<RunSpec<P>, 'stdoutPath' | 'stderrPath'>
+
+export interface KeptStdioRunResult extends RunResult {
+  stdout: Uint8Array
+  stderr: Uint8Array
 }
 
 export interface RunOptions {
@@ -64,6 +77,12 @@ export interface Runtime<P> {
    */
   available(): Promise<RuntimeAvailability>
   run(spec: RunSpec<P>, options?: RunOptions): Promise<RunResult>
+  /**
+   * Where a runtime has it: a run as `run`, under the same limits (stdout and stderr count against maxOutputBytes as
+   * they are written), with stdout and stderr kept in memory and returned with the result instead of written to
+   * files. One-shot tasks use it (task-core.ts): no stdio files to create, read back and remove.
+   */
+  runKeepingStdio?(spec: KeptStdioRunSpec<P>, options?: RunOptions): Promise<KeptStdioRunResult>
   /** Stops every run in flight (they fail with HEARTH_ERR_EXEC_FAILED) and refuses new ones. */
   close(): Promise<void>
 }

@@ -4,6 +4,7 @@
  * guard from guest paths to host paths (HEARTH_ERR_EXEC_PATH_INVALID), inputs staged into the root, the program run
  * through a `Runtime`, and the outputs collected back (regular files only) with their content ids.
  */
+import { mkdirSync, rmdirSync } from 'node:fs'
 import { copyFile, lstat, mkdir, readFile, realpath, rm, writeFile } from 'node:fs/promises'
 import { dirname, join, resolve, sep } from 'node:path'
 import { HearthError } from '../errors.ts'
@@ -86,7 +87,8 @@ export interface TaskInput {
 
 /** Creates the root, writes the inputs and makes the folders of the outputs (programs expect them to exist). */
 export async function stageInputs(rootDir: string, inputs: readonly TaskInput[], outputs: readonly string[]): Promise<void> {
-  await mkdir(rootDir, { recursive: true })
+  // On this thread: a folder or two cost less here than a thread-pool round trip each, for tasks of a millisecond.
+  mkdirSync(rootDir, { recursive: true })
   for (const input of inputs) await placeFile(rootDir, input.path, input.data)
   for (const output of outputs) await mkdir(dirname(await guestPathInRoot(rootDir, output)), { recursive: true })
 }
@@ -102,6 +104,8 @@ export interface TaskProgram<P> {
   maxOutputBytes: number
   /** GPUs by index as detected; the sandbox shows no other device. */
   gpus?: number[]
+  /** The program's content id, where the caller checked it (see RunSpec.programId). */
+  programId?: string
 }
 
 /** Runs `task` in the task directory `layout` through its runtime. */
@@ -145,6 +149,20 @@ export async function collectOutputs(rootDir: string, paths: readonly string[], 
   return { outputs, missingOutputs }
 }
 
+/**
+ * Removes a task directory and everything in it. A task that left nothing behind (most do) leaves an empty folder,
+ * removed with one call on this thread; anything else goes through the recursive removal.
+ */
+export async function removeTaskDir(dir: string): Promise<void> {
+  try {
+    rmdirSync(dir)
+    return
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return
+  }
+  await rm(dir, { recursive: true, force: true })
+}
+
 /** A task's stdout and stderr as the run left them (empty when missing). */
 export async function readStdio(layout: TaskDirLayout): Promise<{ stdout: Buffer; stderr: Buffer }> {
   const [stdout, stderr] = await Promise.all([layout.stdoutPath, layout.stderrPath].map((path) => readFile(path).catch(() => Buffer.alloc(0))))
@@ -166,12 +184,24 @@ export interface TaskInDirOutcome extends Awaited<ReturnType<typeof collectOutpu
  * A one-shot task in the task directory `dir` (which the caller removes): inputs staged, the program run, outputs and
  * stdio read back. `afterRun` sees the run before its outputs are read: it may throw (the result is not wanted), or
  * return a transform for the outputs' bytes.
+ *
+ * Where the runtime keeps stdio in memory (Runtime.runKeepingStdio), `dir` itself is the root the program sees, and
+ * nothing else is created beside it: one folder per task, and no stdio files to create, read back and remove.
  */
 export async function runTaskInDir<P>(dir: string, task: TaskInDir<P>, options: RunOptions & { afterRun?: (run: RunResult) => ((bytes: Buffer) => Buffer) | undefined } = {}): Promise<TaskInDirOutcome> {
-  const layout = taskDirLayout(dir)
   const { inputs, outputs: outputPaths, ...program } = task
+  const runOptions = options.signal === undefined ? {} : { signal: options.signal }
+  if (program.runtime.runKeepingStdio !== undefined) {
+    await stageInputs(dir, inputs, outputPaths)
+    const { runtime, gpus, ...rest } = program
+    const { stdout, stderr, ...run } = await runtime.runKeepingStdio!({ ...rest, rootDir: dir, ...(gpus === undefined ? {} : { gpus }) }, runOptions)
+    const transform = options.afterRun?.(run)
+    const collected = await collectOutputs(dir, outputPaths, transform)
+    return { run, ...collected, stdout: Buffer.from(stdout.buffer, stdout.byteOffset, stdout.byteLength), stderr: Buffer.from(stderr.buffer, stderr.byteOffset, stderr.byteLength) }
+  }
+  const layout = taskDirLayout(dir)
   await stageInputs(layout.rootDir, inputs, outputPaths)
-  const run = await runProgram(layout, program, options.signal === undefined ? {} : { signal: options.signal })
+  const run = await runProgram(layout, program, runOptions)
   const transform = options.afterRun?.(run)
   const collected = await collectOutputs(layout.rootDir, outputPaths, transform)
   return { run, ...collected, ...(await readStdio(layout)) }

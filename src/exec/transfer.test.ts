@@ -10,9 +10,9 @@ import { generateIdentity } from '../identity/node-identity.ts'
 import { serveBlobProtocol } from '../net/blob-protocol.ts'
 import { createHost, type Host } from '../net/host.ts'
 import { encodeJsonFrame, jsonFrames } from '../net/json-frames.ts'
-import { fetchBlobBinaryProtocol, fetchBlobProtocol, maxBlobChunkBytes } from './activity-protocols.ts'
+import { fetchBlobBinaryProtocol, fetchBlobProtocol, fetchBlobRangeProtocol, maxBlobChunkBytes } from './task-protocols.ts'
 import { sha256Hex } from './content-hash.ts'
-import { blobChunks, fetchResumable, type Chunk } from './transfer.ts'
+import { blobChunks, blobSource, fetchResumable, type Chunk, type Range } from './transfer.ts'
 
 const dir = await mkdtemp(join(tmpdir(), 'hearth-transfer-'))
 after(() => rm(dir, { recursive: true, force: true }))
@@ -77,6 +77,56 @@ test('a wrong blob, an oversized one, or chunks that do not fit are refused and 
   await assert.rejects(fetchResumable({ contentId, path: join(dir, 'g'), fetchChunk: lying.fetchChunk, maxBytes: 64 << 20 }), (e) => isHearthError(e, 'HEARTH_ERR_EXEC_PACKAGE_HASH'))
 })
 
+/** A sender of ranges whose answers break off after `cutAfter` bytes, each of the next `cuts` times. */
+function rangeSender(bytes: Uint8Array, cutAfter: number, cuts: number) {
+  const asked: number[] = []
+  let left = cuts
+  const fetchRange = async (offset: number): Promise<Range> => {
+    asked.push(offset)
+    const cut = left-- > 0
+    async function* pieces(): AsyncGenerator<Uint8Array> {
+      const end = cut ? Math.min(bytes.length, offset + cutAfter) : bytes.length
+      for (let at = offset; at < end; at += 300_000) yield bytes.subarray(at, Math.min(at + 300_000, end))
+      if (cut) throw new Error('connection reset')
+    }
+    return { totalBytes: bytes.length, offset, pieces: pieces() }
+  }
+  return { asked, fetchRange }
+}
+
+const noChunks = async (): Promise<Chunk> => Promise.reject(new Error('no chunks: ranges only'))
+
+test('a blob arrives as ranges: one that breaks off is asked again from where it stopped', async () => {
+  const path = join(dir, 'r1')
+  const s = rangeSender(blob, 2_000_000, 2)
+  const result = await fetchResumable({ contentId, path, fetchRange: s.fetchRange, fetchChunk: noChunks, maxBytes: 64 << 20 })
+  assert.equal(result.fetchedBytes, blob.length)
+  assert.ok((await readFile(path)).equals(blob))
+  // Each range brought what came before its break, and the next began where the file ended.
+  assert.deepEqual(s.asked, [0, 2_000_000, 4_000_000])
+})
+
+test('ranges that bring nothing stop the transfer, keeping what arrived; an older sender is asked for chunks', async () => {
+  const path = join(dir, 'r2')
+  // The first range brings 900 kB; then every range breaks before its first piece.
+  const first = rangeSender(blob, 900_000, 1)
+  let calls = 0
+  const stuck = async (offset: number): Promise<Range> => (calls++ === 0 ? first.fetchRange(offset) : rangeSender(blob, 0, 1).fetchRange(offset))
+  await assert.rejects(fetchResumable({ contentId, path, fetchRange: stuck, fetchChunk: noChunks, maxBytes: 64 << 20 }), (e) => isHearthError(e, 'HEARTH_ERR_NET_REMOTE') && /stopped at byte 900000 after 3 attempts/.test(e.message))
+  assert.equal(calls, 4)
+  assert.equal((await stat(`${path}.part`)).size, 900_000)
+  // A sender that does not answer ranges: chunks from where the file ends.
+  const chunks = sender(blob)
+  const result = await fetchResumable({ contentId, path, fetchRange: async () => undefined, fetchChunk: chunks.fetchChunk, maxBytes: 64 << 20 })
+  assert.equal(result.fetchedBytes, blob.length - 900_000)
+  assert.equal(chunks.asked[0], 900_000)
+  assert.ok((await readFile(path)).equals(blob))
+  // A range that does not fit the transfer, or an oversized blob, is refused at once, not retried.
+  const lying = async (offset: number): Promise<Range> => ({ ...(await rangeSender(blob, 0, 0).fetchRange(offset)), offset: offset + 1 })
+  await assert.rejects(fetchResumable({ contentId, path: join(dir, 'r3'), fetchRange: lying, fetchChunk: noChunks, maxBytes: 64 << 20 }), (e) => isHearthError(e, 'HEARTH_ERR_EXEC_PACKAGE_HASH'))
+  await assert.rejects(fetchResumable({ contentId, path: join(dir, 'r4'), fetchRange: rangeSender(blob, 0, 0).fetchRange, fetchChunk: noChunks, maxBytes: 1 << 20 }), (e) => isHearthError(e, 'HEARTH_ERR_EXEC_OUTPUT_TOO_LARGE'))
+})
+
 /** A sender whose later chunks answer first (writing in arrival order would scramble the file); counts requests in flight. */
 function slowSender(shortAt?: number) {
   const state = { asked: [] as number[], inFlight: 0, mostInFlight: 0 }
@@ -113,12 +163,13 @@ test('a short answer from the sender drops the chunks asked ahead and the transf
   assert.ok(s.state.asked.includes(2.5 * (1 << 20)), `asked ${s.state.asked.join(', ')}`)
 })
 
-describe('over the network: fetch-blob/3, and /2 for a peer without it', () => {
+describe('over the network: fetch-blob/4, and /3 or /2 for a peer without it', () => {
   let provider: Host
   let requestor: Host
   let older: Host
   let hostile: Host
-  const served: Record<string, number> = { 2: 0, 3: 0 }
+  const served: Record<string, number> = { 2: 0, 3: 0, 4: 0 }
+  let rangesAnswered = 0
   const serveV2 = (host: Host): Promise<void> => host.handle(fetchBlobProtocol, ({ contentId: id, offset, maxBytes }) => {
     served[2]!++
     return { contentId: id, totalBytes: blob.length, offset, dataBase64: Buffer.from(blob.subarray(offset, offset + maxBytes)).toString('base64') }
@@ -137,7 +188,26 @@ describe('over the network: fetch-blob/3, and /2 for a peer without it', () => {
       return { header: { contentId: id, totalBytes: blob.length, offset }, body: blob.subarray(offset, offset + maxBytes) }
     })
     await serveV2(requestor)
+    await serveBlobProtocol({ libp2p: requestor.libp2p }, fetchBlobRangeProtocol, ({ contentId: id, offset, maxBytes }) => {
+      served[4]!++
+      return { header: { contentId: id, totalBytes: blob.length, offset }, body: blob.subarray(offset, offset + maxBytes) }
+    })
     await serveV2(older)
+    // A range sender that breaks off after the first 1.5 MiB of its first answer, and is honest after.
+    await hostile.libp2p.handle(fetchBlobRangeProtocol.id, async (stream) => {
+      try {
+        const { offset } = (await jsonFrames(stream, 1024).read()).value as { offset: number }
+        const frames = jsonFrames(stream, 1024)
+        const cut = rangesAnswered++ === 0
+        await frames.writeFrames([header(offset, blob.length - offset)])
+        const end = cut ? offset + (3 << 19) : blob.length
+        for (let at = offset; at < end; at += 1 << 20) await frames.writeFrames([blob.subarray(at, Math.min(at + (1 << 20), end))])
+        if (cut) return stream.abort(new Error('cut'))
+        await stream.close()
+      } catch (error) {
+        stream.abort(error as Error)
+      }
+    })
     await hostile.libp2p.handle(fetchBlobBinaryProtocol.id, async (stream) => {
       try {
         const { offset, maxBytes } = (await jsonFrames(stream, 1024).read()).value as { offset: number; maxBytes: number }
@@ -150,6 +220,32 @@ describe('over the network: fetch-blob/3, and /2 for a peer without it', () => {
   })
   after(() => Promise.all([provider, requestor, older, hostile].map((host) => host?.stop())))
 
+  test('a blob moves on one stream over fetch-blob/4 from a peer that serves it', async () => {
+    const path = join(dir, 'net-4')
+    Object.assign(served, { 2: 0, 3: 0, 4: 0 })
+    const result = await fetchResumable({ contentId, path, maxBytes: 64 << 20, chunkBytes: maxBlobChunkBytes, ...blobSource(provider, requestor.multiaddrs()[0]!, contentId) })
+    assert.equal(result.fetchedBytes, blob.length)
+    assert.ok((await readFile(path)).equals(blob))
+    assert.deepEqual(served, { 2: 0, 3: 0, 4: 1 })
+  })
+
+  test('a peer without /4 is asked for chunks, over /2 when it lacks /3 too', async () => {
+    const path = join(dir, 'net-4-older')
+    Object.assign(served, { 2: 0, 3: 0, 4: 0 })
+    const result = await fetchResumable({ contentId, path, maxBytes: 64 << 20, chunkBytes: 1 << 20, chunksInFlight: 1, ...blobSource(provider, older.multiaddrs()[0]!, contentId) })
+    assert.ok((await readFile(path)).equals(blob))
+    assert.equal(result.fetchedBytes, blob.length)
+    assert.deepEqual(served, { 2: 6, 3: 0, 4: 0 })
+  })
+
+  test('a range cut off over the network is asked again from the end of what arrived, and completes', async () => {
+    const path = join(dir, 'net-4-cut')
+    const result = await fetchResumable({ contentId, path, maxBytes: 64 << 20, ...blobSource(provider, hostile.multiaddrs()[0]!, contentId) })
+    assert.equal(result.fetchedBytes, blob.length)
+    assert.ok((await readFile(path)).equals(blob))
+    assert.equal(rangesAnswered, 2)
+  })
+
   test('a blob moves as raw bytes over fetch-blob/3 from a peer that serves it', async () => {
     const path = join(dir, 'net-3')
     served[2] = 0
@@ -157,7 +253,7 @@ describe('over the network: fetch-blob/3, and /2 for a peer without it', () => {
     const result = await fetchResumable({ contentId, path, maxBytes: 64 << 20, chunkBytes: maxBlobChunkBytes, fetchChunk: blobChunks(provider, requestor.multiaddrs()[0]!, contentId) })
     assert.equal(result.fetchedBytes, blob.length)
     assert.ok((await readFile(path)).equals(blob))
-    assert.deepEqual(served, { 2: 0, 3: 2 })
+    assert.deepEqual(served, { 2: 0, 3: 2, 4: 0 })
   })
 
   test('a peer that does not serve /3 is asked over /2 from then on', async () => {
@@ -167,7 +263,7 @@ describe('over the network: fetch-blob/3, and /2 for a peer without it', () => {
     const result = await fetchResumable({ contentId, path, maxBytes: 64 << 20, chunkBytes: 1 << 20, chunksInFlight: 1, fetchChunk: blobChunks(provider, older.multiaddrs()[0]!, contentId) })
     assert.equal(result.fetchedBytes, blob.length)
     assert.ok((await readFile(path)).equals(blob))
-    assert.deepEqual(served, { 2: 6, 3: 0 })
+    assert.deepEqual(served, { 2: 6, 3: 0, 4: 0 })
   })
 
   test('a sender that sends more than it declared stops the transfer, and only good bytes stay in .part', async () => {

@@ -2,10 +2,11 @@ import assert from 'node:assert/strict'
 import { closeSync, fstatSync, openSync } from 'node:fs'
 import { link, lstat, mkdir, mkdtemp, readFile, readdir, readlink, rm, stat, symlink, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
-import { join } from 'node:path'
+import { dirname, join } from 'node:path'
 import { after, before, describe, it } from 'node:test'
 import { isHearthError } from '../errors.ts'
 import { compileAssemblyScript } from './assemblyscript-compiler.ts'
+import { sha256Hex } from './content-hash.ts'
 import { failsWith } from './testdata/fails-with.ts'
 import { body, leb, limits, section, utf8, wasmModule } from './testdata/wasm-bytes.ts'
 import { createWasiRuntime } from './wasi-runtime.ts'
@@ -48,7 +49,7 @@ function specFor(task: Task, args: string[], overrides: Partial<WasiRunSpec> = {
   }
 }
 
-async function runHostile(args: string[], overrides: Partial<WasiRunSpec> = {}, task?: Task): Promise<WasiRunResult & { stdout: string }> {
+async function runHostile(args: string[], overrides: Partial<WasiRunSpec> = {}, task?: Task): Promise<Omit<WasiRunResult, 'stdout'> & { stdout: string }> {
   const t = task ?? (await newTask())
   const result = await runtime.run(specFor(t, args, overrides))
   return { ...result, stdout: await t.stdout() }
@@ -66,6 +67,13 @@ async function descriptorsNamed(pattern: RegExp): Promise<number> {
   if (process.platform !== 'linux') return 0
   const targets = await Promise.all((await readdir('/proc/self/fd')).map((fd) => readlink(`/proc/self/fd/${fd}`).catch(() => '')))
   return targets.filter((target) => pattern.test(target)).length
+}
+
+/** What the descriptors of this process that name a path matching `pattern` point to (Linux; elsewhere none). */
+async function descriptorTargets(pattern: RegExp): Promise<string[]> {
+  if (process.platform !== 'linux') return []
+  const targets = await Promise.all((await readdir('/proc/self/fd')).map((fd) => readlink(`/proc/self/fd/${fd}`).catch(() => '')))
+  return targets.filter((target) => pattern.test(target))
 }
 
 /** After every hostile run the runtime must still run a normal program. */
@@ -313,6 +321,27 @@ describe('wasi-runtime', () => {
     assert.deepEqual(await descriptorsNamed(/\/schedstat$/), schedstatBefore)
   })
 
+  it('stops a worker that waited idle, and starts a fresh one for the next run', async () => {
+    const quick = createWasiRuntime({ maxWorkers: 1, idleWorkerMs: 50 })
+    try {
+      const before = new Set(await descriptorTargets(/\/schedstat$/))
+      const first = await newTask()
+      assert.equal((await quick.run(specFor(first, ['ok']))).exitCode, 0)
+      // A worker keeps its thread's CPU-time statistics open (Linux): that descriptor, named by the thread's id, goes
+      // when the worker does. Elsewhere nothing can be seen, and only the second run is checked.
+      const held = (await descriptorTargets(/\/schedstat$/)).filter((target) => !before.has(target))
+      if (process.platform === 'linux') assert.equal(held.length, 1, 'the idle worker holds its statistics open')
+      const stillHeld = async (): Promise<boolean> => (await descriptorTargets(/\/schedstat$/)).some((target) => held.includes(target))
+      for (let waited = 0; waited < 600 && (await stillHeld()); waited++) await new Promise((resolve) => setTimeout(resolve, 100))
+      assert.equal(await stillHeld(), false, 'the idle worker was stopped')
+      const second = await newTask()
+      assert.equal((await quick.run(specFor(second, ['ok']))).exitCode, 0)
+      assert.equal(await second.stdout(), 'ok hostile ok\n')
+    } finally {
+      await quick.close()
+    }
+  })
+
   it('refuses a second run in a task directory that is in use', async () => {
     const task = await newTask()
     const first = runtime.run(specFor(task, ['loop'], { timeoutMs: 300 }))
@@ -321,6 +350,49 @@ describe('wasi-runtime', () => {
       failsWith('HEARTH_ERR_EXEC_PATH_INVALID', /in use/),
     )
     await assert.rejects(first, failsWith('HEARTH_ERR_EXEC_TIMEOUT'))
+  })
+
+  describe('stdio kept in memory (no stdio files named)', () => {
+    /** A run in a task directory of its own with no stdio files, and what the directory's parent holds after it. */
+    async function runKept(args: string[], overrides: Partial<WasiRunSpec> = {}): Promise<WasiRunResult & { beside: string[] }> {
+      const task = await newTask()
+      const { stdoutPath: _stdout, stderrPath: _stderr, ...spec } = specFor(task, args, overrides)
+      const result = await runtime.run(spec)
+      return { ...result, beside: await readdir(dirname(task.rootDir)) }
+    }
+    const text = (bytes: Uint8Array | undefined): string => Buffer.from(bytes ?? new Uint8Array(0)).toString('utf8')
+
+    it('returns what the guest wrote to stdout and stderr, and writes no file for it', async () => {
+      const ok = await runKept(['ok'])
+      assert.equal(text(ok.stdout), 'ok hostile ok\n')
+      assert.equal(ok.stdoutBytes, 14)
+      assert.equal(text(ok.stderr), '')
+      assert.deepEqual(ok.beside, ['root'], 'nothing beside the root')
+      const bad = await runKept(['no-such-mode'])
+      assert.equal(bad.exitCode, 2)
+      assert.match(text(bad.stderr), /unknown mode/)
+      // A guest closing its stdio still writes to it (the runtime's descriptors are not the guest's to close).
+      assert.equal(text((await runKept(['closeio'])).stdout), 'still here\n')
+    })
+
+    it('holds stdout to the output budget, and refuses what a stream cannot do', async () => {
+      await assert.rejects(runKept(['spam'], { maxOutputBytes: 2 * MiB }), failsWith('HEARTH_ERR_EXEC_OUTPUT_TOO_LARGE'))
+      // A vector past the end of the guest's memory: EFAULT (21), nothing of it kept.
+      assert.equal(text((await runKept(['badwrite'])).stdout), 'errno 21\n')
+      // Writing at an offset of stdout: ESPIPE (70), as on a pipe.
+      assert.equal(text((await runKept(['pwrite'])).stdout), 'errno 70\n')
+      await assertStillWorks()
+    })
+
+    it('keys the compiled module by the content id given, after checking it once against the bytes', async () => {
+      const id = sha256Hex(hostile)
+      assert.equal(text((await runKept(['ok'], { moduleId: id })).stdout), 'ok hostile ok\n')
+      const other = `sha256:${'0'.repeat(64)}`
+      await assert.rejects(runKept(['ok'], { moduleId: other }), failsWith('HEARTH_ERR_EXEC_PACKAGE_HASH'))
+      const task = await newTask()
+      const { stderrPath: _stderr, ...onlyStdout } = specFor(task, ['ok'])
+      await assert.rejects(runtime.run(onlyStdout), failsWith('HEARTH_ERR_CONFIG_INVALID', /both stdoutPath and stderrPath/))
+    })
   })
 
   it('validates the spec', async () => {

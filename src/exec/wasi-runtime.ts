@@ -5,9 +5,12 @@
  *   running, because uvwasi follows a host symlink out of the preopened directory. Guests may not create symlinks.
  * - Memory is capped in the module itself (see wasm-memory-cap.ts): worker resourceLimits do not bound wasm memory.
  * - Deadline, abort and output volume are watched from this thread, which terminates the worker to stop a guest.
- * - stdin is /dev/null; stdout and stderr go to files outside rootDir.
+ * - stdin is /dev/null; stdout and stderr go to files outside rootDir, or, for a run that names no stdio files, are
+ *   kept in memory by the worker (within the same output budget) and come back with the result: a one-shot task then
+ *   creates, reads and removes no stdio files.
  * - Workers are kept for the next run after a guest ended on its own (exit or trap): a fresh worker costs ~30-60 ms,
- *   a warm one ~0.1 ms. A worker that had to be stopped is discarded.
+ *   a warm one ~0.1 ms. A worker that had to be stopped is discarded, and one left idle for `idleWorkerMs` (10 s) is
+ *   stopped too, since each holds a V8 isolate of its own (~10 MB): a node between jobs keeps no threads it does not use.
  * - A warm run of a trivial module costs ~0.4 ms over the guest's own time (bench/wasi-overhead.ts): the per-run checks
  *   of a small task directory and the stdio files are synchronous, which is cheaper than thread-pool round trips.
  */
@@ -21,7 +24,7 @@ import { sha256Hex } from './content-hash.ts'
 import { hasLinuxKernelFiles, openDescriptors } from './platform.ts'
 import { outputTooLarge, roundMs, stopError, watchLimits } from './run-support.ts'
 import type { OutputWatch, StopEnding } from './run-support.ts'
-import { bytesAdded, RootClaims, taskFiles, throwIfAborted, validateEnvAndLimits } from './task-dir.ts'
+import { bytesAdded, RootClaims, scanSmallTree, scanTree, taskFiles, throwIfAborted, validateEnvAndLimits } from './task-dir.ts'
 import type { TaskFiles } from './task-dir.ts'
 import { capWasmMemory, wasmPageBytes } from './wasm-memory-cap.ts'
 import type { CappedWasmModule } from './wasm-memory-cap.ts'
@@ -34,8 +37,18 @@ setFlagsFromString('--no-turbo-fast-api-calls')
 /**
  * A run as every runtime takes it (runtime.ts), with the program as `module`: the wasm binary (WASI preview1,
  * exporting `_start`). The guest sees `rootDir` as '/'; it is single-threaded, so there is no CPU quota to set.
+ * Without `stdoutPath` and `stderrPath` (both absent), stdout and stderr are kept in memory and returned with the result.
  */
-export type WasiRunSpec = Omit<RunSpec<Uint8Array>, 'program' | 'maxCpuCores'> & { module: Uint8Array }
+export type WasiRunSpec = Omit<RunSpec<Uint8Array>, 'program' | 'maxCpuCores' | 'stdoutPath' | 'stderrPath' | 'programId'> & {
+  module: Uint8Array
+  stdoutPath?: string
+  stderrPath?: string
+  /**
+   * The module's content id (`sha256:<hex>`), where the caller checked it: the compiled module is kept under it, and
+   * the bytes are hashed once (to confirm the id, when the module is first compiled) rather than at every run.
+   */
+  moduleId?: string
+}
 
 export interface WasiRunResult {
   /** The guest's exit code (0 when `_start` returns). Non-zero codes are results, not errors. */
@@ -46,6 +59,9 @@ export interface WasiRunResult {
   cpuMs: number
   stdoutBytes: number
   stderrBytes: number
+  /** What the guest wrote, for a run whose stdio was kept in memory (no stdio files named). */
+  stdout?: Uint8Array
+  stderr?: Uint8Array
 }
 
 export interface WasiRunOptions {
@@ -61,8 +77,13 @@ export interface WasiRuntime {
 export interface WasiRuntimeInit {
   /** Guests running at once; further runs wait. Default: the machine's available parallelism. */
   maxWorkers?: number
-  /** Runs a worker serves before it is retired for a fresh one, so that anything a run leaves behind cannot pile up. Default: 256. */
+  /**
+   * Runs a worker serves before it is retired for a fresh one, so that anything a run leaves behind cannot pile up.
+   * Default: 1024 (a fresh worker costs ~40 ms of CPU: at 256 runs that was a fifth of a no-op task's cost).
+   */
   maxRunsPerWorker?: number
+  /** How long a worker may wait idle for the next run before it is stopped (a later run starts a fresh one). Default: 10 s. */
+  idleWorkerMs?: number
 }
 
 /** What wasi-worker.mjs answers for one run. */
@@ -75,6 +96,9 @@ interface WorkerAnswer {
   cpuMs: number
   memoryBytes: number
   stdioBytes: number
+  /** Kept stdio (runs without stdio files). */
+  stdout?: Uint8Array
+  stderr?: Uint8Array
 }
 
 type Ending =
@@ -95,27 +119,32 @@ interface WasiWorkerData {
  * reclaimDescriptors).
  */
 const claims = new RootClaims()
-const defaultMaxRunsPerWorker = 256
+const defaultMaxRunsPerWorker = 1024
+const defaultIdleWorkerMs = 10_000
 const moduleCacheSize = 16
 
 export function createWasiRuntime(init: WasiRuntimeInit = {}): WasiRuntime {
   const maxWorkers = init.maxWorkers ?? availableParallelism()
   const maxRunsPerWorker = init.maxRunsPerWorker ?? defaultMaxRunsPerWorker
-  for (const [name, value] of [['maxWorkers', maxWorkers], ['maxRunsPerWorker', maxRunsPerWorker]] as const) {
+  const idleWorkerMs = init.idleWorkerMs ?? defaultIdleWorkerMs
+  for (const [name, value] of [['maxWorkers', maxWorkers], ['maxRunsPerWorker', maxRunsPerWorker], ['idleWorkerMs', idleWorkerMs]] as const) {
     if (!Number.isInteger(value) || value < 1) {
       throw new HearthError('HEARTH_ERR_CONFIG_INVALID', `${name} must be a positive integer, got ${value}`)
     }
   }
-  const pool = new WorkerPool(maxWorkers, maxRunsPerWorker)
+  const pool = new WorkerPool(maxWorkers, maxRunsPerWorker, idleWorkerMs)
   /** Capped and compiled modules by the hash of the module as given and its memory cap, most recently used last. */
   const modules = new Map<string, { capped: CappedWasmModule; compiled: Promise<WebAssembly.Module> }>()
   let nextId = 1
 
   /** The module capped to `maxMemoryBytes` and compiled, from the cache when this module and cap were seen before. */
   async function prepareModule(spec: WasiRunSpec): Promise<{ capped: CappedWasmModule; module: WebAssembly.Module }> {
-    const key = `${sha256Hex(spec.module)}:${spec.maxMemoryBytes}`
+    const key = `${spec.moduleId ?? sha256Hex(spec.module)}:${spec.maxMemoryBytes}`
     let entry = modules.get(key)
     if (entry === undefined) {
+      if (spec.moduleId !== undefined && spec.moduleId !== sha256Hex(spec.module)) {
+        throw new HearthError('HEARTH_ERR_EXEC_PACKAGE_HASH', `the module's bytes do not match its content id ${spec.moduleId}`)
+      }
       const capped = capWasmMemory(spec.module, spec.maxMemoryBytes)
       const compiled = WebAssembly.compile(capped.bytes)
       entry = { capped, compiled }
@@ -145,7 +174,10 @@ export function createWasiRuntime(init: WasiRuntimeInit = {}): WasiRuntime {
   }
 
   async function runInRoot(spec: WasiRunSpec, rootDir: string, signal: AbortSignal | undefined): Promise<WasiRunResult> {
-    const files = await taskFiles(rootDir, spec, 'guest')
+    const captureStdio = spec.stdoutPath === undefined
+    const files: StdioFiles = captureStdio
+      ? { inputs: scanSmallTree(rootDir, true) ?? (await scanTree(rootDir, true)) }
+      : await taskFiles(rootDir, { stdoutPath: spec.stdoutPath!, stderrPath: spec.stderrPath! }, 'guest')
     const { capped, module } = await prepareModule(spec)
     throwIfAborted(signal)
 
@@ -169,15 +201,8 @@ export function createWasiRuntime(init: WasiRuntimeInit = {}): WasiRuntime {
           // truncate rather than write).
           maxOutputBytes: spec.maxOutputBytes,
           inputSizes: files.inputs,
-          importedMemory:
-            capped.importedMemory === undefined
-              ? undefined
-              : {
-                  module: capped.importedMemory.module,
-                  name: capped.importedMemory.name,
-                  minPages: capped.importedMemory.minPages,
-                  maxPages: capped.importedMemory.maxPages,
-                },
+          captureStdio,
+          importedMemory: importedMemoryOf(capped),
         }),
       )
       const reusable = ending.kind === 'answer' && ending.answer.outcome !== 'output'
@@ -189,7 +214,7 @@ export function createWasiRuntime(init: WasiRuntimeInit = {}): WasiRuntime {
       const { answer } = ending
       if (answer.outcome === 'output') throw outputTooLarge(spec, undefined)
       if (answer.outcome !== 'exit') throw guestFailure(answer, capped.capPages)
-      const sizes = outputSizes()
+      const sizes = captureStdio ? { stdout: answer.stdout?.length ?? 0, stderr: answer.stderr?.length ?? 0 } : outputSizes()
       const total = sizes.stdout + sizes.stderr + (await bytesAdded(rootDir, files.inputs))
       if (total > spec.maxOutputBytes) throw outputTooLarge(spec, total)
       return {
@@ -198,6 +223,7 @@ export function createWasiRuntime(init: WasiRuntimeInit = {}): WasiRuntime {
         cpuMs: roundMs(answer.cpuMs),
         stdoutBytes: sizes.stdout,
         stderrBytes: sizes.stderr,
+        ...(captureStdio ? { stdout: answer.stdout ?? new Uint8Array(0), stderr: answer.stderr ?? new Uint8Array(0) } : {}),
       }
     } finally {
       for (const fd of fds) {
@@ -214,6 +240,12 @@ export function createWasiRuntime(init: WasiRuntimeInit = {}): WasiRuntime {
     run,
     close: () => pool.close(),
   }
+}
+
+/** The memory a capped module imports, as the worker makes it (a plain object: it crosses to the worker thread). */
+function importedMemoryOf(capped: CappedWasmModule): { module: string; name: string; minPages: number; maxPages: number } | undefined {
+  const imported = capped.importedMemory
+  return imported === undefined ? undefined : { module: imported.module, name: imported.name, minPages: imported.minPages, maxPages: imported.maxPages }
 }
 
 /** Waits for the first of: the worker's answer, the deadline, an abort, too much output, a crash, close(). */
@@ -263,6 +295,9 @@ function watch(
   })
 }
 
+/** Where a run's stdio goes (no files: kept in memory) and the sizes of the task directory's files before it. */
+type StdioFiles = Pick<TaskFiles, 'inputs'> & Partial<Pick<TaskFiles, 'stdoutPath' | 'stderrPath'>>
+
 /** A run's stdio as this process's descriptors, and how much the guest has written so far. */
 interface StdioFds {
   stdin: number
@@ -276,11 +311,16 @@ interface StdioFds {
 /**
  * openStdio of task-dir.ts with synchronous calls (three opens cost less on this thread than three thread-pool round
  * trips): stdin is the null device, stdout and stderr are created or truncated. Each descriptor goes onto `fds` as soon
- * as it is open, so that the caller closes every one of them, also when a later open fails.
+ * as it is open, so that the caller closes every one of them, also when a later open fails. Without stdio files the
+ * guest's stdout and stderr are the null device too (the worker keeps what is written to them, and counts it against
+ * the budget itself), and the poll measures the task directory alone.
  */
-function openStdioSync(fds: number[], rootDir: string, files: TaskFiles): StdioFds {
+function openStdioSync(fds: number[], rootDir: string, files: StdioFiles): StdioFds {
   const stdin = openSync(devNull, 'r')
   fds.push(stdin)
+  if (files.stdoutPath === undefined || files.stderrPath === undefined) {
+    return { stdin, stdout: stdin, stderr: stdin, measureOutput: () => bytesAdded(rootDir, files.inputs), outputSizes: () => ({ stdout: 0, stderr: 0 }) }
+  }
   const stdout = openSync(files.stdoutPath, 'w')
   fds.push(stdout)
   const stderr = openSync(files.stderrPath, 'w')
@@ -340,6 +380,7 @@ function guestFailure(answer: WorkerAnswer, capPages: number): HearthError {
 function validateSpec(spec: WasiRunSpec): void {
   const invalid = (message: string): HearthError => new HearthError('HEARTH_ERR_CONFIG_INVALID', `invalid WASI run: ${message}`)
   if (!(spec.module instanceof Uint8Array)) throw invalid('module must be a Uint8Array')
+  if ((spec.stdoutPath === undefined) !== (spec.stderrPath === undefined)) throw invalid('give both stdoutPath and stderrPath, or neither (stdio kept in memory)')
   if (!Array.isArray(spec.args) || spec.args.some((arg) => typeof arg !== 'string' || arg.includes('\0'))) {
     throw invalid('args must be strings without NUL characters')
   }
@@ -366,6 +407,8 @@ function reclaimDescriptors(rootDir: string): void {
 interface Lease {
   worker: Worker
   runs: number
+  /** While the worker waits in the pool: what stops it once it has waited idleWorkerMs. */
+  idleTimer: NodeJS.Timeout | undefined
   /** Set by close(): a run that has not begun watching yet must not start. */
   closed: boolean
   /** Set while a run watches this worker, so that close() can end it. */
@@ -378,10 +421,13 @@ class WorkerPool {
   private readonly waiting: { resolve: (lease: Lease) => void; reject: (error: unknown) => void }[] = []
   private starting = 0
   private closed = false
+  /** Idle workers being stopped: close() waits for them too. */
+  private readonly retiring = new Set<Promise<void>>()
 
   constructor(
     private readonly maxWorkers: number,
     private readonly maxRunsPerWorker: number,
+    private readonly idleWorkerMs: number,
   ) {}
 
   async acquire(signal: AbortSignal | undefined): Promise<Lease> {
@@ -417,6 +463,8 @@ class WorkerPool {
       if (waiter !== undefined) return waiter.resolve(this.lend(lease))
       lease.worker.unref()
       this.idle.push(lease)
+      lease.idleTimer = setTimeout(() => this.retireIdle(lease), this.idleWorkerMs)
+      lease.idleTimer.unref()
       return
     }
     await lease.worker.terminate()
@@ -430,18 +478,32 @@ class WorkerPool {
     }
   }
 
+  /** Stops a worker that waited idle too long (one lent out meanwhile has left the idle list). */
+  private retireIdle(lease: Lease): void {
+    lease.idleTimer = undefined
+    const index = this.idle.indexOf(lease)
+    if (index < 0) return
+    this.idle.splice(index, 1)
+    const stopping = lease.worker.terminate().then(() => undefined, () => undefined)
+    this.retiring.add(stopping)
+    void stopping.finally(() => this.retiring.delete(stopping))
+  }
+
   async close(): Promise<void> {
     this.closed = true
     for (const waiter of this.waiting.splice(0)) waiter.reject(new HearthError('HEARTH_ERR_EXEC_FAILED', 'the WASI runtime was closed'))
     const all = [...this.idle.splice(0), ...this.busy]
     for (const lease of all) {
+      clearTimeout(lease.idleTimer)
       lease.closed = true
       lease.onClose?.()
     }
-    await Promise.allSettled(all.map((lease) => lease.worker.terminate()))
+    await Promise.allSettled([...all.map((lease) => lease.worker.terminate()), ...this.retiring])
   }
 
   private lend(lease: Lease): Lease {
+    clearTimeout(lease.idleTimer)
+    lease.idleTimer = undefined
     lease.runs++
     lease.worker.ref()
     this.busy.add(lease)
@@ -479,7 +541,7 @@ class WorkerPool {
         worker.off('error', onError)
         worker.off('exit', onExit)
       })
-      const lease: Lease = { worker, runs: 0, closed: false, onClose: undefined }
+      const lease: Lease = { worker, runs: 0, idleTimer: undefined, closed: false, onClose: undefined }
       // Errors during a run are handled by watch(); one while idle (it should not happen) must not crash the process.
       worker.on('error', () => {})
       // An idle worker that dies (it should not) leaves the pool.

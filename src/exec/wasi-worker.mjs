@@ -68,13 +68,43 @@ const threadCpuNs =
  * @typedef {{
  *   id: number, module: WebAssembly.Module, args: string[], env: Record<string, string>, rootDir: string,
  *   stdinFd: number, stdoutFd: number, stderrFd: number, maxOutputBytes: number, inputSizes: Map<string, number>,
+ *   captureStdio: boolean,
  *   importedMemory?: { module: string, name: string, minPages: number, maxPages: number }
  * }} Job
  */
 
+/**
+ * What the guest wrote to one stdio stream when the run keeps stdio in memory: a buffer that doubles as it fills.
+ * @typedef {{ bytes: Uint8Array, length: number }} Captured
+ */
+
+/** @returns {Captured} */
+const emptyCapture = () => ({ bytes: new Uint8Array(0), length: 0 })
+
+/**
+ * Appends `source` to `into`.
+ * @param {Captured} into
+ * @param {Uint8Array} source
+ */
+function append(into, source) {
+  if (into.length + source.length > into.bytes.length) {
+    const grown = new Uint8Array(Math.max(into.length + source.length, into.bytes.length * 2, 256))
+    grown.set(into.bytes.subarray(0, into.length))
+    into.bytes = grown
+  }
+  into.bytes.set(source, into.length)
+  into.length += source.length
+}
+
+/**
+ * The captured bytes as a buffer of their own (transferred to the main thread, not copied).
+ * @param {Captured} captured
+ */
+const capturedBytes = (captured) => captured.bytes.slice(0, captured.length)
+
 /** @param {Job} job */
 function run(job) {
-  const state = { stdioBytes: 0, unchecked: 0, overLimit: false, openFds: new Set([3]), started: false }
+  const state = { stdioBytes: 0, unchecked: 0, overLimit: false, openFds: new Set([3]), started: false, stdout: emptyCapture(), stderr: emptyCapture() }
   /** @type {WebAssembly.Memory | undefined} */
   let memory
   const startedAt = performance.now()
@@ -136,6 +166,7 @@ function run(job) {
     cpuMs,
     memoryBytes: memory?.buffer.byteLength ?? 0,
     stdioBytes: state.stdioBytes,
+    ...(job.captureStdio ? { stdout: capturedBytes(state.stdout), stderr: capturedBytes(state.stderr) } : {}),
   }
 }
 
@@ -174,10 +205,13 @@ function classify(error, state) {
   return { outcome: 'invalid', message }
 }
 
+const errnoFault = 21
+const errnoSpipe = 70
+
 /**
  * Wraps the few WASI calls that need a guard; every other import is node's own function.
  * @param {Record<string, Function>} real
- * @param {{ stdioBytes: number, unchecked: number, overLimit: boolean, openFds: Set<number> }} state
+ * @param {{ stdioBytes: number, unchecked: number, overLimit: boolean, openFds: Set<number>, stdout: Captured, stderr: Captured }} state
  * @param {Job} job
  * @param {() => WebAssembly.Memory | undefined} getMemory
  */
@@ -216,11 +250,49 @@ function guardImports(real, state, job, getMemory) {
       return write(fd, iovs, iovsLength, ...rest)
     }
 
+  /**
+   * fd_write to stdout or stderr when the run keeps stdio in memory: the bytes are copied out of the guest's memory
+   * (within the same budget as a file), and nothing reaches the host's descriptor. Other descriptors go to node.
+   * @param {Function} write
+   */
+  const capturingWrite = (write) => {
+    const counted = countingWrite(write)
+    /** @param {number} fd @param {number} iovs @param {number} iovsLength @param {number} written */
+    return (fd, iovs, iovsLength, written) => {
+      if (fd !== 1 && fd !== 2) return counted(fd, iovs, iovsLength, written)
+      const memory = view()
+      if (iovs >>> 0 !== iovs || iovsLength >>> 0 !== iovsLength || written >>> 0 !== written) return errnoFault
+      if (iovs + iovsLength * 8 > memory.byteLength || written + 4 > memory.byteLength) return errnoFault
+      let bytes = 0
+      for (let i = 0; i < iovsLength; i++) {
+        const base = memory.getUint32(iovs + i * 8, true)
+        const length = memory.getUint32(iovs + i * 8 + 4, true)
+        if (base + length > memory.byteLength) return errnoFault
+        bytes += length
+      }
+      if (state.stdioBytes + bytes > job.maxOutputBytes) stop()
+      state.stdioBytes += bytes
+      const into = fd === 1 ? state.stdout : state.stderr
+      for (let i = 0; i < iovsLength; i++) {
+        const length = memory.getUint32(iovs + i * 8 + 4, true)
+        if (length > 0) append(into, new Uint8Array(memory.buffer, memory.getUint32(iovs + i * 8, true), length))
+      }
+      memory.setUint32(written, bytes, true)
+      return 0
+    }
+  }
+
+  /**
+   * Kept stdio is a stream, as a pipe would be: it has no offsets to write at.
+   * @param {Function} pwrite
+   */
+  const streamOnly = (pwrite) => /** @param {number} fd @param {unknown[]} rest */ (fd, ...rest) => (fd === 1 || fd === 2 ? errnoSpipe : pwrite(fd, ...rest))
+
   // The guarded calls shadow node's own on an object that inherits the rest: import lookups follow the prototype, and
   // this spares copying every WASI function per run.
   return Object.assign(Object.create(real), {
-    fd_write: countingWrite(/** @type {Function} */ (real.fd_write)),
-    fd_pwrite: countingWrite(/** @type {Function} */ (real.fd_pwrite)),
+    fd_write: job.captureStdio ? capturingWrite(/** @type {Function} */ (real.fd_write)) : countingWrite(/** @type {Function} */ (real.fd_write)),
+    fd_pwrite: job.captureStdio ? streamOnly(countingWrite(/** @type {Function} */ (real.fd_pwrite))) : countingWrite(/** @type {Function} */ (real.fd_pwrite)),
     // A symlink inside the preopened directory can point anywhere on the host; guests may not make one.
     path_symlink: () => errnoNotCapable,
     // Moving stdout/stderr to another number would take them out of the byte count above.
@@ -269,5 +341,9 @@ function bytesAdded(dir, before, prefix = '') {
 }
 
 const port = /** @type {import('node:worker_threads').MessagePort} */ (parentPort)
-port.on('message', (/** @type {Job} */ job) => port.postMessage(run(job)))
+port.on('message', (/** @type {Job} */ job) => {
+  const answer = run(job)
+  // Kept stdio moves to the main thread rather than being copied.
+  port.postMessage(answer, answer.stdout === undefined || answer.stderr === undefined ? [] : [answer.stdout.buffer, answer.stderr.buffer])
+})
 port.postMessage({ ready: true })

@@ -44,7 +44,7 @@ export interface CappedWasmModule {
 /** How many whole pages fit in a byte budget (wasm memories grow by 64 KiB pages). */
 export function memoryCapPages(maxMemoryBytes: number): number {
   if (!Number.isFinite(maxMemoryBytes) || maxMemoryBytes < 0) {
-    throw new HearthError('HEARTH_ERR_CONFIG_INVALID', `maxMemoryBytes must be a non-negative number, got ${maxMemoryBytes}`)
+    throw new HearthError('HEARTH_ERR_API_MISUSE', `maxMemoryBytes must be a non-negative number, got ${maxMemoryBytes}`)
   }
   return Math.min(Math.floor(maxMemoryBytes / wasmPageBytes), wasm32MaxPages)
 }

@@ -15,7 +15,7 @@ describe('workloads', () => {
       .map((entry) => entry.name)
     assert.deepEqual([...builtinWorkloadNames].sort(), folders.sort())
     assert.ok(builtinWorkloadPath('render').endsWith(['', 'build', 'workloads', 'render.wasm'].join(sep)))
-    assert.throws(() => builtinWorkloadPath('bitcoin-miner'), (error) => isHearthError(error, 'HEARTH_ERR_CONFIG_INVALID'))
+    assert.throws(() => builtinWorkloadPath('bitcoin-miner'), (error) => isHearthError(error, 'HEARTH_ERR_API_MISUSE'))
   })
 
   it('says to run npm run build when a workload is not built', async () => {

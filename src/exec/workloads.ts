@@ -19,7 +19,7 @@ export function isBuiltinWorkloadName(name: string): name is BuiltinWorkloadName
 /** Where the compiled module of a built-in workload lives (it may not be built yet). */
 export function builtinWorkloadPath(name: string, buildDir: string = defaultBuildDir): string {
   if (!isBuiltinWorkloadName(name)) {
-    throw new HearthError('HEARTH_ERR_CONFIG_INVALID', `there is no built-in workload named ${JSON.stringify(name)}`, {
+    throw new HearthError('HEARTH_ERR_API_MISUSE', `there is no built-in workload named ${JSON.stringify(name)}`, {
       hint: `built-in workloads: ${builtinWorkloadNames.join(', ')}`,
     })
   }

@@ -15,7 +15,7 @@ import { HearthError } from '../errors.ts'
  * functions, symbols, `undefined` as a value, Dates, Maps, class instances, lone surrogates) throws.
  */
 export function canonicalize(value: unknown): string {
-  return serialize(value, '$', new Set())
+  return serialize(value, [], new Set())
 }
 
 /**
@@ -27,55 +27,78 @@ export function hashCanonical(value: unknown): Hex {
   return `0x${createHash('sha256').update(canonicalize(value), 'utf8').digest('hex')}`
 }
 
-function serialize(value: unknown, path: string, ancestors: Set<object>): string {
+/**
+ * Where a value sits, as keys and indices from the root: written out (`$.tasks[0].args`) only in an error, since
+ * building it for every value cost more than the serialising.
+ */
+type Path = (string | number)[]
+
+function pathText(path: Path, suffix = ''): string {
+  let text = '$'
+  for (const step of path) text += typeof step === 'number' ? `[${step}]` : `.${step}`
+  return text + suffix
+}
+
+function serialize(value: unknown, path: Path, ancestors: Set<object>): string {
   switch (typeof value) {
     case 'string':
       return serializeString(value, path)
     case 'number':
-      if (!Number.isFinite(value)) throw notJson(path, `the number ${value} has no JSON form`)
+      if (!Number.isFinite(value)) throw notJson(pathText(path), `the number ${value} has no JSON form`)
       // ES Number::toString is exactly RFC 8785's number format; it already prints -0 as "0".
       return String(value)
     case 'boolean':
       return value ? 'true' : 'false'
     case 'bigint':
-      throw notJson(path, 'a bigint has no canonical JSON form', 'encode bigints as decimal strings (e.g. priceWei: 10n.toString())')
+      throw notJson(pathText(path), 'a bigint has no canonical JSON form', 'encode bigints as decimal strings (e.g. priceWei: 10n.toString())')
     case 'undefined':
-      throw notJson(path, 'undefined has no JSON form', 'omit the value or use null')
+      throw notJson(pathText(path), 'undefined has no JSON form', 'omit the value or use null')
     case 'function':
     case 'symbol':
-      throw notJson(path, `a ${typeof value} has no JSON form`)
+      throw notJson(pathText(path), `a ${typeof value} has no JSON form`)
     case 'object':
       break
   }
   if (value === null) return 'null'
-  if (ancestors.has(value)) throw notJson(path, 'the value contains a reference cycle')
+  if (ancestors.has(value)) throw notJson(pathText(path), 'the value contains a reference cycle')
   ancestors.add(value)
   try {
     if (Array.isArray(value)) {
-      return `[${value.map((item, index) => serialize(item, `${path}[${index}]`, ancestors)).join(',')}]`
+      let text = '['
+      for (let index = 0; index < value.length; index++) {
+        path.push(index)
+        text += (index === 0 ? '' : ',') + serialize(value[index], path, ancestors)
+        path.pop()
+      }
+      return text + ']'
     }
     const proto = Object.getPrototypeOf(value) as unknown
     if (proto !== Object.prototype && proto !== null) {
       const kind = (value as { constructor?: { name?: string } }).constructor?.name ?? 'object'
-      throw notJson(path, `a ${kind} is not a plain JSON object`, 'convert it first (dates to ISO strings, bytes to hex)')
+      throw notJson(pathText(path), `a ${kind} is not a plain JSON object`, 'convert it first (dates to ISO strings, bytes to hex)')
     }
     const record = value as Record<string, unknown>
-    const members: string[] = []
+    let text = '{'
+    let first = true
     // Default sort compares UTF-16 code units, which is what RFC 8785 asks for.
     for (const key of Object.keys(record).sort()) {
       const member = record[key]
       if (member === undefined) continue
-      members.push(`${serializeString(key, `${path} key`)}:${serialize(member, `${path}.${key}`, ancestors)}`)
+      const name = serializeString(key, path, ' key')
+      path.push(key)
+      text += `${first ? '' : ','}${name}:${serialize(member, path, ancestors)}`
+      path.pop()
+      first = false
     }
-    return `{${members.join(',')}}`
+    return text + '}'
   } finally {
     ancestors.delete(value)
   }
 }
 
-function serializeString(value: string, path: string): string {
+function serializeString(value: string, path: Path, suffix = ''): string {
   // RFC 8785 requires well-formed Unicode; JSON.stringify would emit an escaped lone surrogate instead.
-  if (!value.isWellFormed()) throw notJson(path, 'the string contains a lone UTF-16 surrogate')
+  if (!value.isWellFormed()) throw notJson(pathText(path, suffix), 'the string contains a lone UTF-16 surrogate')
   return JSON.stringify(value)
 }
 

@@ -13,6 +13,7 @@ import { generatePrivateKey, privateKeyToAccount, publicKeyToAddress } from 'vie
 import type { PrivateKeyAccount } from 'viem/accounts'
 import type { PeerId, PrivateKey } from '@libp2p/interface'
 import { HearthError } from '../errors.ts'
+import { rememberPublicKey } from './known-keys.ts'
 
 export interface NodeIdentity {
   /** 0x-prefixed 32-byte secp256k1 secret. Never log it. */
@@ -163,12 +164,15 @@ export function addressFromPeerId(peerId: PeerId): Address {
   }
   // A secp256k1 PeerId is its public key (identity multihash), so the string names the key exactly.
   const key = peerId.toString()
-  const known = peerAddresses.get(key)
-  if (known !== undefined) return known
-  // PeerIds carry the compressed point; an address hashes the uncompressed one. Node's OpenSSL decompresses it.
-  const uncompressed = ECDH.convertKey(peerId.publicKey.raw, 'secp256k1', undefined, 'hex', 'uncompressed') as string
-  const address = getAddress(publicKeyToAddress(`0x${uncompressed}`))
-  if (peerAddresses.size >= maxCachedPeerAddresses) peerAddresses.clear()
-  peerAddresses.set(key, address)
+  let address = peerAddresses.get(key)
+  if (address === undefined) {
+    // PeerIds carry the compressed point; an address hashes the uncompressed one. Node's OpenSSL decompresses it.
+    const uncompressed = ECDH.convertKey(peerId.publicKey.raw, 'secp256k1', undefined, 'hex', 'uncompressed') as string
+    address = getAddress(publicKeyToAddress(`0x${uncompressed}`))
+    if (peerAddresses.size >= maxCachedPeerAddresses) peerAddresses.clear()
+    peerAddresses.set(key, address)
+  }
+  // The peer's signatures can now be checked against its key rather than by recovering it (known-keys.ts).
+  rememberPublicKey(address, peerId.publicKey.raw)
   return address
 }

@@ -9,6 +9,7 @@ import type { Address, Hex } from 'viem'
 import { z } from 'zod'
 import { HearthError } from '../errors.ts'
 import { hashCanonical } from './canonical-json.ts'
+import { signedByKnownKey } from './known-keys.ts'
 import type { NodeIdentity } from './node-identity.ts'
 
 export interface Signed<T> {
@@ -82,6 +83,9 @@ export async function verifySigned<T>(signed: Signed<T>, options: VerifyOptions 
       details: { reason: 'signer-mismatch', signer, expectedSigner: getAddress(options.expectedSigner) },
     })
   }
+  // The signer's key, when this node knows it (a connection's peer), settles it without recovery; anything else
+  // (an unknown key, a signature that does not check) goes through recovery, which says what is wrong.
+  if (signedByKnownKey(personalDigest(hash), hexToBytes(shape.data.signature as Hex), signer)) return signed.payload
   let recovered: Address
   try {
     recovered = recoverPersonalSigner(hash, shape.data.signature as Hex)
@@ -107,13 +111,23 @@ const personalPrefix = new TextEncoder().encode('\x19Ethereum Signed Message:\n3
  * call, which costs about as much as the recovery itself). Throws on a signature that is not a valid point.
  */
 export function recoverPersonalSigner(hash: Hex, signature: Hex): Address {
-  const digest = keccak_256(new Uint8Array([...personalPrefix, ...hexToBytes(hash)]))
+  const digest = personalDigest(hash)
   const bytes = hexToBytes(signature)
   if (bytes.length !== 65) throw new Error('a signature is 65 bytes')
   const v = bytes[64]!
   const recovery = v >= 27 ? v - 27 : v
   if (recovery !== 0 && recovery !== 1) throw new Error(`invalid recovery id ${v}`)
-  const publicKey = secp256k1.recoverPublicKey(new Uint8Array([recovery, ...bytes.subarray(0, 64)]), digest, { prehash: false })
-  const uncompressed = secp256k1.Point.fromBytes(publicKey).toBytes(false)
+  // The recovered point itself, not its compressed bytes: decompressing them again would cost a square root.
+  const publicKey = secp256k1.Signature.fromBytes(bytes.subarray(0, 64), 'compact').addRecoveryBit(recovery).recoverPublicKey(digest)
+  const uncompressed = publicKey.toBytes(false)
   return getAddress(bytesToHex(keccak_256(uncompressed.subarray(1)).subarray(12)))
+}
+
+/** What an EIP-191 personal signature over the 32 bytes of `hash` signs: keccak256 of the prefix and the bytes. */
+function personalDigest(hash: Hex): Uint8Array {
+  const bytes = hexToBytes(hash)
+  const message = new Uint8Array(personalPrefix.length + bytes.length)
+  message.set(personalPrefix)
+  message.set(bytes, personalPrefix.length)
+  return keccak_256(message)
 }

@@ -6,7 +6,7 @@ import type { Stream } from '@libp2p/interface'
 import { z } from 'zod'
 import { HearthError, isHearthError } from '../errors.ts'
 import { generateIdentity } from '../identity/node-identity.ts'
-import { defineBlobProtocol, requestBlob, serveBlobProtocol } from './blob-protocol.ts'
+import { defineBlobProtocol, requestBlob, requestBlobStream, serveBlobProtocol } from './blob-protocol.ts'
 import { createHost } from './host.ts'
 import type { Host } from './host.ts'
 import { encodeJsonFrame, jsonFrames } from './json-frames.ts'
@@ -22,6 +22,9 @@ const spec = {
 const chunks = defineBlobProtocol({ ...spec, id: '/hearth/test/chunks/1' })
 const hostile = defineBlobProtocol({ ...spec, id: '/hearth/test/hostile/1' })
 const silent = defineBlobProtocol({ ...spec, id: '/hearth/test/silent/1', timeoutMs: 300 })
+/** Bodies in frames: 64 KiB from the honest responder, 1000 bytes from the hostile one. */
+const framed = defineBlobProtocol({ ...spec, id: '/hearth/test/framed/1', maxBodyBytes: 4 << 20, bodyFrameBytes: 64 << 10 })
+const hostileFramed = defineBlobProtocol({ ...spec, id: '/hearth/test/hostile-framed/1', bodyFrameBytes: 1000 })
 const blob = randomBytes(3 << 20)
 
 describe('binary blob protocol over real libp2p', () => {
@@ -38,6 +41,15 @@ describe('binary blob protocol over real libp2p', () => {
     await serveBlobProtocol({ libp2p: responder.libp2p }, chunks, ({ offset, maxBytes }, ctx) => {
       if (offset >= blob.length) throw new HearthError('HEARTH_ERR_EXEC_PACKAGE_INVALID', `nothing at ${offset} for ${ctx.remoteAddress}`)
       return { header: { offset }, body: blob.subarray(offset, offset + maxBytes) }
+    })
+    await serveBlobProtocol({ libp2p: responder.libp2p }, framed, ({ offset, maxBytes }) => ({ header: { offset }, body: blob.subarray(offset, offset + maxBytes) }))
+    await responder.libp2p.handle(hostileFramed.id, async (stream) => {
+      try {
+        await jsonFrames(stream, 256).read()
+        await misbehave(stream)
+      } catch (error) {
+        stream.abort(error as Error)
+      }
     })
     await responder.libp2p.handle(hostile.id, async (stream) => {
       try {
@@ -63,6 +75,61 @@ describe('binary blob protocol over real libp2p', () => {
     assert.ok(Buffer.from(one.body).equals(blob.subarray(5, 5 + (1 << 20))))
     const all = await Promise.all([0, 1, 2].map((i) => requestBlob({ libp2p: requester.libp2p }, target(), chunks, { offset: i << 20, maxBytes: 1 << 20 })))
     assert.ok(Buffer.concat(all.map((answer) => answer.body)).equals(blob))
+  })
+
+  it('sends a large body in frames, read as they come or whole; a small or empty one in one frame', async () => {
+    const deps = { libp2p: requester.libp2p }
+    const streamed = await requestBlobStream(deps, target(), framed, { offset: 5, maxBytes: 4 << 20 })
+    assert.deepEqual(streamed.header, { offset: 5 })
+    assert.equal(streamed.bodyBytes, blob.length - 5)
+    const pieces: Uint8Array[] = []
+    for await (const piece of streamed.body) pieces.push(piece)
+    assert.ok(pieces.length >= Math.ceil((blob.length - 5) / (64 << 10)), `${pieces.length} frames`)
+    assert.ok(pieces.every((piece) => piece.byteLength > 0 && piece.byteLength <= 64 << 10))
+    assert.ok(Buffer.concat(pieces).equals(blob.subarray(5)))
+    const whole = await requestBlob(deps, target(), framed, { offset: 5, maxBytes: 4 << 20 })
+    assert.ok(Buffer.from(whole.body).equals(blob.subarray(5)))
+    for (const [offset, maxBytes] of [[100, 1000], [blob.length, 10]] as const) {
+      const small = await requestBlobStream(deps, target(), framed, { offset, maxBytes })
+      const got: Uint8Array[] = []
+      for await (const piece of small.body) got.push(piece)
+      assert.ok(Buffer.concat(got).equals(blob.subarray(offset, offset + maxBytes)), `${offset}+${maxBytes}`)
+    }
+  })
+
+  it('refuses a body frame over the frame size or what remains, a body cut short, and bytes after it', async () => {
+    const head = (bodyBytes: number): Uint8Array => encodeJsonFrame({ ok: true, header: { offset: 0 }, bodyBytes })
+    const read = async (): Promise<number> => {
+      const answer = await requestBlobStream({ libp2p: requester.libp2p }, target(), hostileFramed, { offset: 0, maxBytes: 3000 })
+      let bytes = 0
+      for await (const piece of answer.body) bytes += piece.byteLength
+      return bytes
+    }
+    misbehave = async (stream) => {
+      await jsonFrames(stream, 256).writeFrames([head(3000), new Uint8Array(1000), new Uint8Array(1500)])
+      await stream.close()
+    }
+    await assert.rejects(read(), (error: unknown) => isHearthError(error, 'HEARTH_ERR_NET_MESSAGE_TOO_LARGE') && /announces 1500 bytes, over the limit of 1000/.test(error.message))
+    misbehave = async (stream) => {
+      await jsonFrames(stream, 256).writeFrames([head(1500), new Uint8Array(1000), new Uint8Array(1000)])
+      await stream.close()
+    }
+    await assert.rejects(read(), (error: unknown) => isHearthError(error, 'HEARTH_ERR_NET_MESSAGE_TOO_LARGE') && /announces 1000 bytes, over the limit of 500/.test(error.message))
+    misbehave = async (stream) => {
+      await jsonFrames(stream, 256).writeFrames([head(3000), new Uint8Array(1000)])
+      await stream.close()
+    }
+    await assert.rejects(read(), (error: unknown) => isHearthError(error, 'HEARTH_ERR_NET_MESSAGE_INVALID') && /1000 came\).*stream ended before a complete frame/.test(error.message))
+    misbehave = async (stream) => {
+      await jsonFrames(stream, 256).writeFrames([head(2000), new Uint8Array(1000), new Uint8Array(1000), new Uint8Array(10)])
+      await stream.close()
+    }
+    await assert.rejects(read(), (error: unknown) => isHearthError(error) && /followed the end of the exchange/.test(error.message))
+    misbehave = async (stream) => {
+      await jsonFrames(stream, 256).writeFrames([head(2000), new Uint8Array(1000), new Uint8Array(1000)])
+      await stream.close()
+    }
+    assert.equal(await read(), 2000)
   })
 
   it('passes on a refusal by the handler with its code', async () => {

@@ -5,7 +5,11 @@
  * Wire format (length-prefixed frames, see json-frames.ts), one stream per request:
  * - requester → responder: one JSON frame, the request body; then the requester closes its side.
  * - responder → requester: `{ ok: true, header, bodyBytes }` then one binary frame of exactly `bodyBytes` bytes, then
- *   the responder closes its side; or `{ ok: false, error: { code, message, hint? } }` alone.
+ *   the responder closes its side; or `{ ok: false, error: { code, message, hint? } }` alone. A protocol with a
+ *   `bodyFrameBytes` below its `maxBodyBytes` sends a larger body as consecutive binary frames of at most that many
+ *   bytes, `bodyBytes` in all, each written once the requester has taken in the ones before (back-pressure), and its
+ *   requesters read them as they come (`requestBlobStream`): one stream carries a whole blob, with no round trip per
+ *   piece and never more than a frame or two of it in memory on either side.
  *
  * Every frame is bounded before it is read: the request and header by their limits, the body by the size its header
  * declares, which is itself bounded by the protocol's hard cap and the requester's own limit. A body longer or shorter
@@ -46,6 +50,12 @@ export interface BlobProtocolSpec<Req extends z.ZodType, Head extends z.ZodType>
   timeoutMs: number
   /** Streams of this protocol open at once on one connection, each way (default 32). */
   maxConcurrentStreams?: number
+  /**
+   * Largest frame of a body (default: `maxBodyBytes`, one frame). Below it, a body travels as several frames, each
+   * under a deadline of its own (10 s plus its size at 64 KiB/s, a slow home uplink) on both sides, so that a long
+   * body needs no long deadline for the whole exchange to bound a peer that stalls.
+   */
+  bodyFrameBytes?: number
 }
 
 export type BlobProtocol<Req extends z.ZodType = z.ZodType, Head extends z.ZodType = z.ZodType> =
@@ -89,18 +99,43 @@ export interface BlobExchange<Head extends z.ZodType> {
   peerId: PeerId
 }
 
+/** An answer whose body is read as it arrives (requestBlobStream). */
+export interface BlobStreamExchange<Head extends z.ZodType> {
+  header: z.output<Head>
+  /** The body's length, as the header declared it (within the limits); `body` yields exactly that many bytes. */
+  bodyBytes: number
+  /**
+   * The body's frames, in order, each checked against what remains of `bodyBytes`; then the end of the stream. Iterate
+   * it once; a loop left early (or a failure) resets the stream.
+   */
+  body: AsyncIterable<Uint8Array>
+  peerId: PeerId
+}
+
+/** How long one frame of a body may take to cross: 10 s plus its size at 64 KiB/s. */
+export function bodyFrameDeadlineMs(bytes: number): number {
+  return 10_000 + Math.ceil((bytes * 1000) / (64 * 1024))
+}
+
 
 export function defineBlobProtocol<Req extends z.ZodType, Head extends z.ZodType>(spec: BlobProtocolSpec<Req, Head>): BlobProtocol<Req, Head> {
   if (!protocolIdPattern.test(spec.id)) {
-    throw new HearthError('HEARTH_ERR_CONFIG_INVALID', `Protocol id "${spec.id}" is not of the form /hearth/<area>/<name>/<major>`, {
+    throw new HearthError('HEARTH_ERR_API_MISUSE', `Protocol id "${spec.id}" is not of the form /hearth/<area>/<name>/<major>`, {
       hint: 'use lower-case words and a major version, e.g. /hearth/exec/fetch-blob/3',
       details: { id: spec.id },
     })
   }
-  const sizes = { maxRequestBytes: spec.maxRequestBytes, maxHeaderBytes: spec.maxHeaderBytes, maxBodyBytes: spec.maxBodyBytes, timeoutMs: spec.timeoutMs, maxConcurrentStreams: spec.maxConcurrentStreams ?? 32 }
+  const sizes = {
+    maxRequestBytes: spec.maxRequestBytes,
+    maxHeaderBytes: spec.maxHeaderBytes,
+    maxBodyBytes: spec.maxBodyBytes,
+    timeoutMs: spec.timeoutMs,
+    maxConcurrentStreams: spec.maxConcurrentStreams ?? 32,
+    bodyFrameBytes: Math.min(spec.bodyFrameBytes ?? spec.maxBodyBytes, spec.maxBodyBytes),
+  }
   for (const [name, value] of Object.entries(sizes)) {
     if (!Number.isSafeInteger(value) || value <= 0) {
-      throw new HearthError('HEARTH_ERR_CONFIG_INVALID', `Protocol ${spec.id}: ${name} must be a positive integer, got ${String(value)}`, { details: { id: spec.id, [name]: value } })
+      throw new HearthError('HEARTH_ERR_API_MISUSE', `Protocol ${spec.id}: ${name} must be a positive integer, got ${String(value)}`, { details: { id: spec.id, [name]: value } })
     }
   }
   return Object.freeze({ ...spec, ...sizes })
@@ -196,7 +231,8 @@ async function respond<Req extends z.ZodType, Head extends z.ZodType>(
       log.error('handler of %s returned an answer outside the protocol (header valid: %s, body %d bytes)', id, header.success, answer.body.byteLength)
       return await refuse(new HearthError('HEARTH_ERR_INTERNAL', `The handler of ${id} returned an invalid answer`))
     }
-    await send(stream, frames, [head, answer.body], signal)
+    if (answer.body.byteLength <= protocol.bodyFrameBytes) await send(stream, frames, [head, answer.body], signal)
+    else await sendInFrames(stream, frames, head, answer.body, protocol.bodyFrameBytes, signal)
   } finally {
     release()
     signals.detach()
@@ -211,6 +247,24 @@ async function respond<Req extends z.ZodType, Head extends z.ZodType>(
 async function send(stream: Stream, frames: JsonFrameStream, parts: Uint8Array[], signal: AbortSignal): Promise<void> {
   if (stream.writeStatus !== 'writable') return
   await writeAnswer(stream, frames, parts, signal)
+}
+
+/**
+ * Sends the header, then the body in frames of at most `frameBytes`, each once the requester has taken in what came
+ * before (the stream drained) and within its own deadline, then closes our side; on any failure the stream is reset.
+ */
+async function sendInFrames(stream: Stream, frames: JsonFrameStream, head: Uint8Array, body: Uint8Array, frameBytes: number, signal: AbortSignal): Promise<void> {
+  if (stream.writeStatus !== 'writable') return
+  try {
+    await frames.writeFrames([head], { signal })
+    for (let at = 0; at < body.byteLength; at += frameBytes) {
+      const piece = body.subarray(at, Math.min(at + frameBytes, body.byteLength))
+      await frames.writeFrames([piece], { signal: AbortSignal.any([signal, AbortSignal.timeout(bodyFrameDeadlineMs(piece.byteLength))]) })
+    }
+    await stream.close({ signal })
+  } catch (error) {
+    stream.abort(asError(error))
+  }
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -228,6 +282,52 @@ export async function requestBlob<Req extends z.ZodType, Head extends z.ZodType>
   request: z.input<Req>,
   options: BlobRequestOptions = {},
 ): Promise<BlobExchange<Head>> {
+  const { call, header, declared } = await openBlobCall(deps, target, protocol, request, options)
+  let done = false
+  try {
+    let body: Uint8Array
+    if (declared <= protocol.bodyFrameBytes) {
+      body = await readBody(call, declared)
+    } else {
+      // A body sent in frames, gathered whole for a caller that wants it in one piece.
+      body = new Uint8Array(declared)
+      let filled = 0
+      for await (const piece of bodyFrames(call, declared, protocol.bodyFrameBytes)) {
+        body.set(piece, filled)
+        filled += piece.byteLength
+      }
+    }
+    done = true
+    return { header, body, peerId: call.peer }
+  } finally {
+    if (!done) abortCall(call)
+  }
+}
+
+/**
+ * Like requestBlob, but resolves once the header has arrived, with the body to be read as it comes: for bodies too
+ * large to hold whole (a protocol with `bodyFrameBytes`). The deadline of the whole exchange (the protocol's, or
+ * `timeoutMs`) still applies, and each frame of the body has its own.
+ */
+export async function requestBlobStream<Req extends z.ZodType, Head extends z.ZodType>(
+  deps: BlobDeps,
+  target: PeerTarget,
+  protocol: BlobProtocol<Req, Head>,
+  request: z.input<Req>,
+  options: BlobRequestOptions = {},
+): Promise<BlobStreamExchange<Head>> {
+  const { call, header, declared } = await openBlobCall(deps, target, protocol, request, options)
+  return { header, bodyBytes: declared, body: bodyFrames(call, declared, protocol.bodyFrameBytes), peerId: call.peer }
+}
+
+/** Checks and sends the request, and reads the answer's header; the stream is reset when that fails. */
+async function openBlobCall<Req extends z.ZodType, Head extends z.ZodType>(
+  deps: BlobDeps,
+  target: PeerTarget,
+  protocol: BlobProtocol<Req, Head>,
+  request: z.input<Req>,
+  options: BlobRequestOptions,
+): Promise<{ call: OpenCall; header: z.output<Head>; declared: number }> {
   const id = protocol.id
   const checked = protocol.request.safeParse(request)
   if (!checked.success) {
@@ -246,17 +346,60 @@ export async function requestBlob<Req extends z.ZodType, Head extends z.ZodType>
   const { peer, stream } = await openCallStream(deps.libp2p, target, id, { signal, maxOutboundStreams: protocol.maxConcurrentStreams, optimistic: true },
     (cause) => requestOpenFailure(deps.libp2p, target, id, cause, deadline))
 
-  const frames = jsonFrames(stream, Math.max(protocol.maxHeaderBytes, errorFrameLimit), { maxBinaryBytes: protocol.maxBodyBytes })
+  const frames = jsonFrames(stream, Math.max(protocol.maxHeaderBytes, errorFrameLimit), { maxBinaryBytes: Math.min(protocol.bodyFrameBytes, maxBodyBytes) })
   const call: OpenCall = { libp2p: deps.libp2p, target, id, peer, stream, frames, deadline }
-  let done = false
   try {
     const frame = await writeAndReadAnswer(call, bytes, (cause) => (cause.declaredBytes !== undefined ? invalidAnswer(call, `its header: ${cause.message}`, cause) : undefined))
-    const { header, declared } = checkHeader(call, protocol, frame, maxBodyBytes)
-    const body = await readBody(call, declared)
+    return { call, ...checkHeader(call, protocol, frame, maxBodyBytes) }
+  } catch (error) {
+    abortCall(call)
+    throw error
+  }
+}
+
+function abortCall(call: OpenCall): void {
+  if (call.stream.status === 'open' || call.stream.status === 'closing') call.stream.abort(new Error('request failed'))
+}
+
+/**
+ * The frames of a body of `declared` bytes sent in frames of at most `frameBytes` (at least one: an empty body is one
+ * empty frame), each read within its own deadline and refused unread when its prefix announces more than what
+ * remains; then the end of the stream.
+ */
+async function* bodyFrames(call: OpenCall, declared: number, frameBytes: number): AsyncGenerator<Uint8Array> {
+  const { frames, deadline } = call
+  let received = 0
+  let done = false
+  try {
+    do {
+      const maxBytes = Math.min(frameBytes, declared - received)
+      const frameMs = bodyFrameDeadlineMs(maxBytes)
+      const late = AbortSignal.timeout(frameMs)
+      let piece: Uint8Array
+      try {
+        piece = await frames.readBytes({ maxBytes, signal: AbortSignal.any([deadline.signal, late]) })
+      } catch (cause) {
+        throw deadline.failure(cause, () =>
+          late.aborted
+            ? new HearthError('HEARTH_ERR_NET_TIMEOUT', `No body frame of ${call.id} from ${call.peer.toString()} within ${frameMs} ms (${received} of ${declared} bytes came)`, {
+                cause,
+                details: { protocol: call.id, timeoutMs: frameMs },
+              })
+            : invalidAnswer(call, `its body (declared ${declared} bytes, ${received} came): ${cause instanceof Error ? cause.message : String(cause)}`, cause),
+        )
+      }
+      if (piece.byteLength === 0 && declared > 0) throw invalidAnswer(call, `an empty frame in its body after ${received} of ${declared} bytes`)
+      received += piece.byteLength
+      if (piece.byteLength > 0) yield piece
+    } while (received < declared)
+    try {
+      await frames.readEnd({ signal: deadline.signal })
+    } catch (cause) {
+      throw deadline.failure(cause, () => invalidAnswer(call, cause instanceof Error ? cause.message : String(cause), cause))
+    }
     done = true
-    return { header, body, peerId: peer }
   } finally {
-    if (!done && (stream.status === 'open' || stream.status === 'closing')) stream.abort(new Error('request failed'))
+    if (!done) abortCall(call)
   }
 }
 

@@ -118,12 +118,12 @@ export interface OpenCall {
 }
 
 /**
- * Writes the request and closes our side while reading the first answer frame: a responder that refuses a request
- * early answers before it has read it all. A failed read becomes, first that applies: HEARTH_ERR_NET_VERSION when the
+ * Writes the request and closes our side (unless `keepOpen`: a session stream) while reading the first answer frame: a
+ * responder that refuses a request early answers before it has read it all. A failed read becomes, first that applies: HEARTH_ERR_NET_VERSION when the
  * peer serves another major of `id`, the caller's abort or the deadline, what `badFrame` makes of a frame that came
  * wrong, a dial failure when the peer turns out not to serve `id`, else HEARTH_ERR_NET_REMOTE.
  */
-export async function writeAndReadAnswer(call: OpenCall, bytes: Uint8Array, badFrame: (cause: FrameError) => HearthError | undefined): Promise<JsonFrame> {
+export async function writeAndReadAnswer(call: OpenCall, bytes: Uint8Array, badFrame: (cause: FrameError) => HearthError | undefined, options: { keepOpen?: boolean } = {}): Promise<JsonFrame> {
   const { libp2p, target, id, peer, stream, frames, deadline } = call
   const { signal } = deadline
   const reading = frames.read({ signal })
@@ -131,7 +131,8 @@ export async function writeAndReadAnswer(call: OpenCall, bytes: Uint8Array, badF
   let writeError: unknown
   try {
     await frames.write(bytes, { signal })
-    await stream.close({ signal })
+    // A session stream stays open for the next request (protocol-session.ts).
+    if (options.keepOpen !== true) await stream.close({ signal })
   } catch (error) {
     writeError = error
   }

@@ -99,7 +99,7 @@ describe('signed gossip among four nodes in a line (A-B-C-D)', () => {
     await assert.rejects(hosts[0]!.publish(topic, { ...genuine, payload: { seq: 21, cpus: 1 } }), (error: unknown) => isHearthError(error, 'HEARTH_ERR_SIGNATURE_INVALID'))
     const big = await signPayload(identities[0]!, { seq: 22, cpus: 1, pad: 'x'.repeat(5000) })
     await assert.rejects(hosts[0]!.publish(topic, big, { maxBytes: 4096 }), (error: unknown) => isHearthError(error, 'HEARTH_ERR_NET_MESSAGE_TOO_LARGE'))
-    assert.throws(() => hosts[0]!.subscribe(topic, offer, () => {}), (error: unknown) => isHearthError(error, 'HEARTH_ERR_CONFIG_INVALID'))
+    assert.throws(() => hosts[0]!.subscribe(topic, offer, () => {}), (error: unknown) => isHearthError(error, 'HEARTH_ERR_API_MISUSE'))
   })
 })
 

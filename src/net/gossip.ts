@@ -95,7 +95,7 @@ export function createGossip(deps: GossipDeps): Gossip {
 
     subscribe(topic, payloadSchema, handler, options = {}) {
       if (subscriptions.has(topic)) {
-        throw new HearthError('HEARTH_ERR_CONFIG_INVALID', `Already subscribed to ${topic}`, {
+        throw new HearthError('HEARTH_ERR_API_MISUSE', `Already subscribed to ${topic}`, {
           hint: 'subscribe once per topic and fan out to several consumers in your handler',
           details: { topic },
         })

@@ -33,8 +33,8 @@ import type { Reachability, ReachabilityInit, ReachabilityStatus } from './reach
 import type { NetMetrics } from './net-metrics.ts'
 import { sendRequest, serveProtocol } from './protocol.ts'
 import type { Exchange, Protocol, ProtocolDeps, RequestHandler, RequestOptions } from './protocol.ts'
-import { requestBlob, serveBlobProtocol } from './blob-protocol.ts'
-import type { BlobExchange, BlobHandler, BlobProtocol, BlobRequestOptions } from './blob-protocol.ts'
+import { requestBlob, requestBlobStream, serveBlobProtocol } from './blob-protocol.ts'
+import type { BlobExchange, BlobHandler, BlobProtocol, BlobRequestOptions, BlobStreamExchange } from './blob-protocol.ts'
 import { openStream, serveStreamProtocol } from './stream-protocol.ts'
 import type { OpenStreamOptions, StreamCall, StreamHandler, StreamProtocol, StreamServer } from './stream-protocol.ts'
 
@@ -168,6 +168,8 @@ export interface Host {
   serveBlob<Req extends z.ZodType, Head extends z.ZodType>(protocol: BlobProtocol<Req, Head>, handler: BlobHandler<Req, Head>, options?: ServeOptions): Promise<void>
   /** Asks `target` for a blob over `protocol`: the validated header and the body (see blob-protocol.ts). */
   requestBlob<Req extends z.ZodType, Head extends z.ZodType>(target: PeerTarget, protocol: BlobProtocol<Req, Head>, request: z.input<Req>, options?: BlobRequestOptions): Promise<BlobExchange<Head>>
+  /** As `requestBlob`, resolving with the header once it has come and the body to be read as it arrives. */
+  requestBlobStream<Req extends z.ZodType, Head extends z.ZodType>(target: PeerTarget, protocol: BlobProtocol<Req, Head>, request: z.input<Req>, options?: BlobRequestOptions): Promise<BlobStreamExchange<Head>>
   /**
    * Serves an event-stream protocol: a signed request answered by events and a signed result, signed with this node's
    * key (see stream-protocol.ts). Stop it with the returned server's `close`.
@@ -357,7 +359,13 @@ function connectionMethods(parts: HostParts): Pick<Host, 'dial' | 'ping' | 'peer
       const dialTarget = toDialTarget(target)
       return withDialErrors(target, 'ping', () => libp2p.services.ping.ping(dialTarget, options), options.signal)
     },
-    peers: () => libp2p.getPeers(),
+    // From the open connections' own PeerIds: libp2p.getPeers() parses each PeerId again from its string, which for a
+    // secp256k1 key means decompressing the point, and callers ask on every voucher and negotiation.
+    peers: () => {
+      const seen = new Map<string, PeerId>()
+      for (const connection of libp2p.getConnections()) seen.set(connection.remotePeer.toString(), connection.remotePeer)
+      return [...seen.values()]
+    },
     connections,
     async reachedBy(target, options = {}) {
       const peer = peerOfTarget(target)
@@ -401,7 +409,7 @@ function peerStoreMethods(libp2p: Libp2p<HostServices>): Pick<Host, 'onPeerConne
 }
 
 /** Serving and calling Hearth protocols: request/response, blobs and event streams. */
-function protocolMethods(deps: ProtocolDeps): Pick<Host, 'handle' | 'unhandle' | 'request' | 'exchange' | 'serveBlob' | 'requestBlob' | 'serveStream' | 'openStream'> {
+function protocolMethods(deps: ProtocolDeps): Pick<Host, 'handle' | 'unhandle' | 'request' | 'exchange' | 'serveBlob' | 'requestBlob' | 'requestBlobStream' | 'serveStream' | 'openStream'> {
   return {
     handle: (protocol, handler, options) => serveProtocol(deps, protocol, handler, options),
     async unhandle(protocol) {
@@ -413,6 +421,7 @@ function protocolMethods(deps: ProtocolDeps): Pick<Host, 'handle' | 'unhandle' |
     exchange: (target, protocol, request, options) => sendRequest(deps, target, protocol, request, options),
     serveBlob: (protocol, handler, options) => serveBlobProtocol(deps, protocol, handler, options),
     requestBlob: (target, protocol, request, options) => requestBlob(deps, target, protocol, request, options),
+    requestBlobStream: (target, protocol, request, options) => requestBlobStream(deps, target, protocol, request, options),
     serveStream: (protocol, handler, options) => serveStreamProtocol(deps, protocol, handler, options),
     openStream: (target, protocol, request, options) => openStream(deps, target, protocol, request, options),
   }

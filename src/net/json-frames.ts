@@ -73,6 +73,8 @@ export interface JsonFrameStream {
    * first, i.e. the peer sent more than the exchange allows.
    */
   readEnd(options?: { signal?: AbortSignal }): Promise<void>
+  /** Bytes that have arrived and not been read yet (none before the first read). */
+  pending(): number
 }
 
 export interface JsonFrameOptions {
@@ -131,6 +133,7 @@ export function jsonFrames(stream: Stream, maxBytes: number, options: JsonFrameO
       await send(stream, frames.flatMap((frame) => [encodeLength(frame.byteLength), frame]), writeOptions.signal)
     },
     readEnd: (readOptions = {}) => readEnd(inbox, readOptions),
+    pending: () => opened?.held() ?? 0,
   }
 }
 

@@ -255,12 +255,12 @@ describe('request/response protocols over real libp2p', () => {
   })
 
   it('refuses a second handler for the same protocol', async () => {
-    await assert.rejects(responder.handle(submit, () => ({ accepted: true, echo: '' })), (error: unknown) => isHearthError(error, 'HEARTH_ERR_CONFIG_INVALID'))
+    await assert.rejects(responder.handle(submit, () => ({ accepted: true, echo: '' })), (error: unknown) => isHearthError(error, 'HEARTH_ERR_API_MISUSE'))
   })
 
   it('rejects malformed protocol definitions', () => {
-    assert.throws(() => defineProtocol({ ...submit, id: '/other/x/1' }), (error: unknown) => isHearthError(error, 'HEARTH_ERR_CONFIG_INVALID'))
-    assert.throws(() => defineProtocol({ ...submit, timeoutMs: 0 }), (error: unknown) => isHearthError(error, 'HEARTH_ERR_CONFIG_INVALID'))
+    assert.throws(() => defineProtocol({ ...submit, id: '/other/x/1' }), (error: unknown) => isHearthError(error, 'HEARTH_ERR_API_MISUSE'))
+    assert.throws(() => defineProtocol({ ...submit, timeoutMs: 0 }), (error: unknown) => isHearthError(error, 'HEARTH_ERR_API_MISUSE'))
   })
 })
 

@@ -1,12 +1,15 @@
 /**
- * Request/response protocols over libp2p streams: one stream per request, one length-prefixed JSON frame each way.
+ * Request/response protocols over libp2p streams: one stream per request, one length-prefixed JSON frame each way; or,
+ * for a protocol with sessions (protocol-session.ts), requests one after another on one stream, each still one frame
+ * each way, read, checked and answered alone.
  *
  * The responder validates everything before its handler sees it (size on the length prefix, JSON, schema, and for
  * signed protocols a signature by the connection's own remote peer) and answers every refusal with an error frame,
  * so a misbehaving peer learns what was wrong and the node keeps serving everyone else.
  *
  * Wire format: request frame = the request body (or, when signed, a Signed<body> envelope); response frame =
- * `{ ok: true, body }` or `{ ok: false, error: { code, message, hint? } }`.
+ * `{ ok: true, body }` (`{ ok: true, body, session: true }` where the responder reads on) or
+ * `{ ok: false, error: { code, message, hint? } }`.
  */
 import './polyfill.ts'
 import type { ComponentLogger, Connection, Libp2p, Logger, PeerId, Stream } from '@libp2p/interface'
@@ -18,6 +21,7 @@ import type { NodeIdentity } from '../identity/node-identity.ts'
 import { signedEnvelopeSchema, signPayload, verifySigned } from '../identity/signed.ts'
 import type { Signed } from '../identity/signed.ts'
 import { callDeadline, openCallStream, remoteAnswerError, remoteErrorSchema, requestOpenFailure, writeAndReadAnswer } from './call-support.ts'
+import { closeKept, continuesSession, keepStream, sessionIdleMs, takeKeptStream } from './protocol-session.ts'
 import { describeIssues } from './describe-issues.ts'
 import { toDialTarget } from './dial-target.ts'
 import type { PeerTarget } from './dial-target.ts'
@@ -45,6 +49,12 @@ export interface ProtocolSpec<Req extends z.ZodType, Res extends z.ZodType> {
   signed?: boolean
   /** Streams of this protocol open at once on one connection, each way (libp2p's default of 32 is low for fan-in). */
   maxConcurrentStreams?: number
+  /**
+   * Requests to one peer may follow one another on one stream (see protocol-session.ts): for protocols a node sends
+   * the same peer often, where opening a stream would cost more than the request. Each request is still read, checked,
+   * signed, timed and answered as it would be alone.
+   */
+  session?: boolean
 }
 
 export interface Protocol<Req extends z.ZodType = z.ZodType, Res extends z.ZodType = z.ZodType> {
@@ -56,6 +66,7 @@ export interface Protocol<Req extends z.ZodType = z.ZodType, Res extends z.ZodTy
   readonly timeoutMs: number
   readonly signed: boolean
   readonly maxConcurrentStreams: number
+  readonly session: boolean
 }
 
 export interface RequestContext<Req extends z.ZodType = z.ZodType> {
@@ -101,7 +112,7 @@ const defaultMaxConcurrentStreams = 256
 
 export function defineProtocol<Req extends z.ZodType, Res extends z.ZodType>(spec: ProtocolSpec<Req, Res>): Protocol<Req, Res> {
   if (!protocolIdPattern.test(spec.id)) {
-    throw new HearthError('HEARTH_ERR_CONFIG_INVALID', `Protocol id "${spec.id}" is not of the form /hearth/<area>/<name>/<major>`, {
+    throw new HearthError('HEARTH_ERR_API_MISUSE', `Protocol id "${spec.id}" is not of the form /hearth/<area>/<name>/<major>`, {
       hint: 'use lower-case words and a major version, e.g. /hearth/market/negotiate/1',
       details: { id: spec.id },
     })
@@ -109,10 +120,10 @@ export function defineProtocol<Req extends z.ZodType, Res extends z.ZodType>(spe
   const positive = { maxRequestBytes: spec.maxRequestBytes, maxResponseBytes: spec.maxResponseBytes, timeoutMs: spec.timeoutMs, maxConcurrentStreams: spec.maxConcurrentStreams ?? defaultMaxConcurrentStreams }
   for (const [name, value] of Object.entries(positive)) {
     if (!Number.isSafeInteger(value) || value <= 0) {
-      throw new HearthError('HEARTH_ERR_CONFIG_INVALID', `Protocol ${spec.id}: ${name} must be a positive integer, got ${String(value)}`, { details: { id: spec.id, [name]: value } })
+      throw new HearthError('HEARTH_ERR_API_MISUSE', `Protocol ${spec.id}: ${name} must be a positive integer, got ${String(value)}`, { details: { id: spec.id, [name]: value } })
     }
   }
-  return Object.freeze({ ...spec, ...positive, signed: spec.signed ?? false })
+  return Object.freeze({ ...spec, ...positive, signed: spec.signed ?? false, session: spec.session ?? false })
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -150,7 +161,8 @@ async function respond<Req extends z.ZodType, Res extends z.ZodType>(
   stream: Stream,
   connection: Connection,
 ): Promise<void> {
-  const signals = serveSignals(stream, protocol.timeoutMs, () => new HearthError('HEARTH_ERR_NET_REMOTE', 'The requester closed the stream'))
+  if (protocol.session) return respondSession(deps, guard, options, log, protocol, handler, stream, connection)
+  const signals = serveSignals(stream, protocol.timeoutMs, requesterGone)
   const { signal } = signals
   // Each frame is reserved from the node's inbound budget (and a large one admitted) before its body is read.
   const frames = guardedFrames(guard, stream, { protocol: protocol.id, maxBytes: protocol.maxRequestBytes, connection, admit: options.admit, signal, log })
@@ -190,35 +202,115 @@ async function refuse(serving: Serving<z.ZodType, z.ZodType>, reason: RequestRej
   await answer(stream, frames, errorFrame(error), Math.min(protocol.timeoutMs, refusalWriteMs), true)
 }
 
+const requesterGone = (): HearthError => new HearthError('HEARTH_ERR_NET_REMOTE', 'The requester closed the stream')
+
+/**
+ * The requests of a session stream (see protocol-session.ts), one after another, each served as `respond` serves one:
+ * its own deadline from when it arrives, its checks, its handler and its answer, which says the stream stays open. The
+ * stream ends with any refusal or error answer, when the requester closes its side, and after sessionIdleMs without a
+ * request.
+ */
+async function respondSession<Req extends z.ZodType, Res extends z.ZodType>(
+  deps: ProtocolDeps,
+  guard: InboundGuard,
+  options: ServeOptions,
+  log: Logger,
+  protocol: Protocol<Req, Res>,
+  handler: RequestHandler<Req, Res>,
+  stream: Stream,
+  connection: Connection,
+): Promise<void> {
+  const peer = connection.remotePeer
+  const gone = new AbortController()
+  const onClose = (): void => gone.abort(requesterGone())
+  stream.addEventListener('close', onClose, { once: true })
+  const frames = guardedFrames(guard, stream, { protocol: protocol.id, maxBytes: protocol.maxRequestBytes, connection, admit: options.admit, signal: gone.signal, log })
+  const remoteAddress = (() => {
+    try {
+      return addressFromPeerId(peer)
+    } catch (cause) {
+      return toHearthErrorWith(cause, 'HEARTH_ERR_IDENTITY_KEY')
+    }
+  })()
+  try {
+    for (let first = true; ; first = false) {
+      // The first request is due at once (the stream was opened for it); a later one may come within sessionIdleMs.
+      const next = first ? undefined : await nextRequest(frames, gone.signal)
+      if (next === 'end') {
+        // Our side closed; a requester that never closes its own does not hold the stream past the grace.
+        closeKept(stream)
+        return releaseStream(stream, refusalWriteMs)
+      }
+      const signals = serveSignals(stream, protocol.timeoutMs, requesterGone, [gone.signal])
+      const serving: Serving<Req, Res> = { deps, log, protocol, stream, frames, peer, signals }
+      let release = (): void => {}
+      try {
+        if (remoteAddress instanceof HearthError) return await refuse(serving, 'peer-key', remoteAddress)
+        const frame = next === undefined ? await readRequest(serving, guard) : 'failed' in next ? await readFailure(serving, guard, next.failed) : next
+        if (frame === undefined) return
+        release = frame.release
+        const request = await checkRequest(serving, frame.value, remoteAddress)
+        if (request === undefined) return
+        const context: RequestContext<Req> = { peerId: peer, remoteAddress, signal: signals.signal, envelope: request.envelope, remoteMultiaddr: connection.remoteAddr.toString() }
+        const result = await runHandler(serving, handler, request.data, context)
+        if (result === undefined || !(await sendResponse(serving, result.value, true))) return
+      } finally {
+        release()
+        signals.detach()
+      }
+    }
+  } finally {
+    stream.removeEventListener('close', onClose)
+  }
+}
+
+/** The next request of a session: its frame, why it could not be read, or 'end' (the requester closed, or idled out). */
+async function nextRequest(frames: JsonFrameStream, gone: AbortSignal): Promise<JsonFrame | { failed: unknown } | 'end'> {
+  const idle = AbortSignal.any([gone, AbortSignal.timeout(sessionIdleMs)])
+  try {
+    return await frames.read({ signal: idle })
+  } catch (cause) {
+    if (idle.aborted) return 'end'
+    // The stream ended cleanly before another request began.
+    if (cause instanceof FrameError && cause.declaredBytes === undefined && (cause.cause as Error | undefined)?.name === 'UnexpectedEOFError') return 'end'
+    return { failed: cause }
+  }
+}
+
 /** The request frame; undefined when it could not be read (refused, or the requester went away). */
 async function readRequest(serving: Serving<z.ZodType, z.ZodType>, guard: InboundGuard): Promise<JsonFrame | undefined> {
-  const { protocol, stream, frames, signals } = serving
-  const id = protocol.id
   try {
-    return await frames.read({ signal: signals.signal, due: true })
+    return await serving.frames.read({ signal: serving.signals.signal, due: true })
   } catch (cause) {
-    const refusal = guardRefusal(guard, id, cause)
-    if (refusal !== undefined) {
-      await refuse(serving, refusal.reason, refusal.error)
-      return undefined
-    }
-    if (cause instanceof FrameError) {
-      const tooLarge = cause.failure === 'too-large'
-      await refuse(serving, tooLarge ? 'too-large' : 'malformed', new HearthError(
-        tooLarge ? 'HEARTH_ERR_NET_MESSAGE_TOO_LARGE' : 'HEARTH_ERR_NET_MESSAGE_INVALID',
-        `Request refused by ${id}: ${cause.message}`,
-        { details: { protocol: id, limitBytes: protocol.maxRequestBytes, declaredBytes: cause.declaredBytes } },
-      ))
-      return undefined
-    }
-    if (signals.deadline.aborted) {
-      await refuse(serving, 'timeout', new HearthError('HEARTH_ERR_NET_TIMEOUT', `No complete request arrived within ${protocol.timeoutMs} ms`, { details: { protocol: id } }))
-      return undefined
-    }
-    // The requester went away before sending a request: there is no one to answer.
-    stream.abort(asError(cause))
+    return readFailure(serving, guard, cause)
+  }
+}
+
+/** Answers a request that could not be read (a refusal, a bad frame, the deadline), or drops a requester gone. */
+async function readFailure(serving: Serving<z.ZodType, z.ZodType>, guard: InboundGuard, cause: unknown): Promise<undefined> {
+  const { protocol, stream, signals } = serving
+  const id = protocol.id
+  const refusal = guardRefusal(guard, id, cause)
+  if (refusal !== undefined) {
+    await refuse(serving, refusal.reason, refusal.error)
     return undefined
   }
+  if (cause instanceof FrameError) {
+    const tooLarge = cause.failure === 'too-large'
+    await refuse(serving, tooLarge ? 'too-large' : 'malformed', new HearthError(
+      tooLarge ? 'HEARTH_ERR_NET_MESSAGE_TOO_LARGE' : 'HEARTH_ERR_NET_MESSAGE_INVALID',
+      `Request refused by ${id}: ${cause.message}`,
+      { details: { protocol: id, limitBytes: protocol.maxRequestBytes, declaredBytes: cause.declaredBytes } },
+    ))
+    return undefined
+  }
+  if (signals.deadline.aborted) {
+    await refuse(serving, 'timeout', new HearthError('HEARTH_ERR_NET_TIMEOUT', `No complete request arrived within ${protocol.timeoutMs} ms`, { details: { protocol: id } }))
+    return undefined
+  }
+  // The requester went away before sending a request: there is no one to answer.
+  stream.abort(asError(cause))
+  return undefined
 }
 
 /**
@@ -304,8 +396,11 @@ async function runHandler<Req extends z.ZodType, Res extends z.ZodType>(
   }
 }
 
-/** Checks the handler's result against the schema and the size limit (signing it for signed protocols) and sends it. */
-async function sendResponse<Res extends z.ZodType>(serving: Serving<z.ZodType, Res>, result: z.input<Res>): Promise<void> {
+/**
+ * Checks the handler's result against the schema and the size limit (signing it for signed protocols) and sends it.
+ * On a session stream (`session`), the answer says so and the stream stays open: true when it went out.
+ */
+async function sendResponse<Res extends z.ZodType>(serving: Serving<z.ZodType, Res>, result: z.input<Res>, session = false): Promise<boolean> {
   const { deps, log, protocol, stream, frames } = serving
   const id = protocol.id
   let bytes: Uint8Array
@@ -313,12 +408,12 @@ async function sendResponse<Res extends z.ZodType>(serving: Serving<z.ZodType, R
     const checked = protocol.response.safeParse(result)
     if (!checked.success) throw new Error(`response does not match the schema of ${id}: ${describeIssues(checked.error).text}`)
     const body = protocol.signed ? await signPayload(deps.identity, result) : result
-    bytes = encodeJsonFrame({ ok: true, body })
+    bytes = encodeJsonFrame(session ? { ok: true, body, session: true } : { ok: true, body })
   } catch (error) {
     deps.metrics.handlerFailed(id)
     log.error('handler of %s returned an unusable response - %e', id, error)
     await answer(stream, frames, errorFrame(new HearthError('HEARTH_ERR_INTERNAL', `The handler of ${id} returned an invalid response`)), protocol.timeoutMs, false)
-    return
+    return false
   }
   if (bytes.byteLength > protocol.maxResponseBytes) {
     deps.metrics.handlerFailed(id)
@@ -326,10 +421,21 @@ async function sendResponse<Res extends z.ZodType>(serving: Serving<z.ZodType, R
     await answer(stream, frames, errorFrame(new HearthError('HEARTH_ERR_NET_MESSAGE_TOO_LARGE',
       `The response of ${id} would be ${bytes.byteLength} bytes, over the limit of ${protocol.maxResponseBytes}`,
       { details: { protocol: id, limitBytes: protocol.maxResponseBytes } })), protocol.timeoutMs, false)
-    return
+    return false
   }
   deps.metrics.served(id)
-  await answer(stream, frames, bytes, protocol.timeoutMs, false)
+  if (!session) {
+    await answer(stream, frames, bytes, protocol.timeoutMs, false)
+    return false
+  }
+  if (stream.writeStatus !== 'writable') return false
+  try {
+    await frames.writeFrames([bytes], { signal: serving.signals.signal })
+    return true
+  } catch (error) {
+    stream.abort(asError(error))
+    return false
+  }
 }
 
 /** Sends the one response frame and closes our side; `reset` also drops whatever the requester is still sending. */
@@ -383,10 +489,13 @@ export async function sendRequest<Req extends z.ZodType, Res extends z.ZodType>(
     })
   }
 
-  const { peer, stream } = await openCallStream(deps.libp2p, target, id, { signal, maxOutboundStreams: protocol.maxConcurrentStreams, optimistic: true },
+  // A session protocol's request goes on a stream kept from an earlier one to the same peer when there is one.
+  const kept = protocol.session ? takeKeptStream(deps.libp2p, target, id) : undefined
+  const { peer, stream } = kept ?? await openCallStream(deps.libp2p, target, id, { signal, maxOutboundStreams: protocol.maxConcurrentStreams, optimistic: true },
     (cause) => requestOpenFailure(deps.libp2p, target, id, cause, deadline))
-  const frames = jsonFrames(stream, Math.max(protocol.maxResponseBytes, errorFrameLimit))
+  const frames = kept?.frames ?? jsonFrames(stream, Math.max(protocol.maxResponseBytes, errorFrameLimit))
   let answered = false
+  let keep = false
   try {
     const frame = await writeAndReadAnswer({ libp2p: deps.libp2p, target, id, peer, stream, frames, deadline }, bytes, (cause) => {
       if (cause.failure === 'too-large') {
@@ -399,13 +508,20 @@ export async function sendRequest<Req extends z.ZodType, Res extends z.ZodType>(
         return new HearthError('HEARTH_ERR_NET_MESSAGE_INVALID', `Response to ${id} from ${peer.toString()} is malformed: ${cause.message}`, { cause, details: { protocol: id } })
       }
       return undefined
-    })
+    }, { keepOpen: protocol.session })
     answered = true
-    return await readResponse(protocol, peer, frame)
+    const exchange = await readResponse(protocol, peer, frame)
+    keep = protocol.session && continuesSession(frame.value)
+    return exchange
   } finally {
-    // After an answer the responder is closing its side already; otherwise nothing more is wanted from it.
-    if (answered) releaseStream(stream, Math.min(timeoutMs, 5000))
-    else if (stream.status === 'open' || stream.status === 'closing') stream.abort(new Error('request failed'))
+    if (keep) {
+      keepStream(deps.libp2p, id, { peer, stream, frames })
+    } else if (answered) {
+      // After an answer the responder is closing its side already (a session one once we close ours); otherwise
+      // nothing more is wanted from it.
+      if (protocol.session) closeKept(stream)
+      releaseStream(stream, Math.min(timeoutMs, 5000))
+    } else if (stream.status === 'open' || stream.status === 'closing') stream.abort(new Error('request failed'))
   }
 }
 

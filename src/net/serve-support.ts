@@ -54,7 +54,7 @@ export async function handleGuarded(
   serve: (stream: Stream, connection: Connection) => Promise<void>,
 ): Promise<void> {
   if (libp2p.getProtocols().includes(protocol.id)) {
-    throw new HearthError('HEARTH_ERR_CONFIG_INVALID', `${protocol.id} already has a handler on this node`, { hint, details: { protocol: protocol.id } })
+    throw new HearthError('HEARTH_ERR_API_MISUSE', `${protocol.id} already has a handler on this node`, { hint, details: { protocol: protocol.id } })
   }
   await libp2p.handle(
     protocol.id,

@@ -21,6 +21,8 @@ export interface Inbox {
   allow(bytes: number): void
   /** For messages: how much of a frame of `length` bytes is held or was read (an estimate, for a timeout's message). */
   received(length: number): number
+  /** Bytes held and not read yet. */
+  held(): number
 }
 
 /** The bytes held, in the chunks they arrived in. */
@@ -62,6 +64,7 @@ export function createInbox(stream: Stream): Inbox {
     received(length) {
       return Math.min(length, consumedOfFrame + held.bytes)
     },
+    held: () => held.bytes,
   }
 }
 

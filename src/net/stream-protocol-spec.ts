@@ -97,7 +97,7 @@ export function defineStreamProtocol<Req extends z.ZodType, Ev extends z.ZodType
   spec: StreamProtocolSpec<Req, Ev, Res>,
 ): StreamProtocol<Req, Ev, Res> {
   if (!protocolIdPattern.test(spec.id)) {
-    throw new HearthError('HEARTH_ERR_CONFIG_INVALID', `Protocol id "${spec.id}" is not of the form /hearth/<area>/<name>/<major>`, {
+    throw new HearthError('HEARTH_ERR_API_MISUSE', `Protocol id "${spec.id}" is not of the form /hearth/<area>/<name>/<major>`, {
       hint: 'use lower-case words and a major version, e.g. /hearth/exec/activity/1',
     })
   }
@@ -105,7 +105,7 @@ export function defineStreamProtocol<Req extends z.ZodType, Ev extends z.ZodType
   for (const name of ['maxRequestBytes', 'maxEventBytes', 'maxResultBytes', 'maxTotalBytes', 'maxEvents', 'timeoutMs', 'idleTimeoutMs', 'window', 'maxConcurrentStreams'] as const) {
     const value = full[name]
     if (!Number.isSafeInteger(value) || value <= 0) {
-      throw new HearthError('HEARTH_ERR_CONFIG_INVALID', `Protocol ${spec.id}: ${name} must be a positive integer, got ${String(value)}`)
+      throw new HearthError('HEARTH_ERR_API_MISUSE', `Protocol ${spec.id}: ${name} must be a positive integer, got ${String(value)}`)
     }
   }
   return Object.freeze(full)

@@ -31,7 +31,7 @@ export async function serveStreamProtocol<Req extends z.ZodType, Ev extends z.Zo
   const logger = deps.logger ?? deps.libp2p.logger
   const log = logger.forComponent(`hearth:net:stream:${protocol.id}`)
   if (deps.libp2p.getProtocols().includes(protocol.id)) {
-    throw new HearthError('HEARTH_ERR_CONFIG_INVALID', `${protocol.id} already has a handler on this node`, {
+    throw new HearthError('HEARTH_ERR_API_MISUSE', `${protocol.id} already has a handler on this node`, {
       hint: 'close the other server of this protocol first',
     })
   }

@@ -65,7 +65,7 @@ describe('deployHearthContracts', () => {
 
     // Chain id 1 (Ethereum mainnet), simulated: the deploy refuses before sending anything.
     const mainnet = await clientOn(1)
-    await assert.rejects(deployHearthContracts(mainnet, { faucet: true }), (error: unknown) => isHearthError(error, 'HEARTH_ERR_CONFIG_INVALID'))
+    await assert.rejects(deployHearthContracts(mainnet, { faucet: true }), (error: unknown) => isHearthError(error, 'HEARTH_ERR_CLI_ARGUMENT_INVALID'))
     assert.equal(mainnet.ledger.length, 0)
     const real = await deployHearth(mainnet, { initialSupplyWei: parseEther('1000000') })
     assert.equal(real.faucet, false)
@@ -85,7 +85,7 @@ describe('deployHearthContracts', () => {
     assert.equal(await client.publicClient.readContract({ address: record.escrowAddress, abi: hearthEscrowAbi(), functionName: 'token' }), first.tokenAddress)
     await assert.rejects(
       deployHearth(client, { tokenAddress: '0x000000000000000000000000000000000000dEaD' }),
-      (error: unknown) => isHearthError(error, 'HEARTH_ERR_CONFIG_INVALID') && /no contract/.test(error.message),
+      (error: unknown) => isHearthError(error, 'HEARTH_ERR_CLI_ARGUMENT_INVALID') && /no contract/.test(error.message),
     )
   })
 })
@@ -106,7 +106,7 @@ describe('the escrow\'s claim grace at deployment', () => {
     for (const claimGraceSec of [-1, 1.5, Number.NaN, maxClaimGraceSec + 1]) {
       await assert.rejects(
         deployHearth(client, { claimGraceSec }),
-        (error: unknown) => isHearthError(error, 'HEARTH_ERR_CONFIG_INVALID') && /claim grace/.test(error.message),
+        (error: unknown) => isHearthError(error, 'HEARTH_ERR_CLI_ARGUMENT_INVALID') && /claim grace/.test(error.message),
       )
     }
     assert.equal(client.ledger.length, 0)

@@ -95,13 +95,13 @@ export async function deployHearthContracts(
 export async function deployHearth(client: ChainClient, options: DeployOptions = {}): Promise<DeploymentRecord> {
   const faucet = options.tokenAddress === undefined && (options.faucet ?? developmentChainIds.has(client.chainId))
   if (faucet && publicChainIds.has(client.chainId)) {
-    throw new HearthError('HEARTH_ERR_CONFIG_INVALID', `refusing to deploy a faucet token on public chain ${client.chainId}`, {
+    throw new HearthError('HEARTH_ERR_CLI_ARGUMENT_INVALID', `refusing to deploy a faucet token on public chain ${client.chainId}`, {
       hint: 'deploy without --faucet (an initial supply goes to the deployer), or bind the escrow to an existing token with --token',
     })
   }
   const claimGraceSec = options.claimGraceSec ?? defaultClaimGraceSec
   if (!Number.isSafeInteger(claimGraceSec) || claimGraceSec < 0 || claimGraceSec > maxClaimGraceSec) {
-    throw new HearthError('HEARTH_ERR_CONFIG_INVALID', `the claim grace must be a whole number of seconds from 0 to ${maxClaimGraceSec}, not ${claimGraceSec}`, {
+    throw new HearthError('HEARTH_ERR_CLI_ARGUMENT_INVALID', `the claim grace must be a whole number of seconds from 0 to ${maxClaimGraceSec}, not ${claimGraceSec}`, {
       hint: `the default, ${defaultClaimGraceSec} s (one day), gives a provider that was down at expiry time to claim`,
     })
   }
@@ -144,11 +144,11 @@ export async function deployHearth(client: ChainClient, options: DeployOptions =
 /** An escrow bound to an address with no code would take deposits into nothing: check there is a contract. */
 async function existingToken(client: ChainClient, address: Address): Promise<Address> {
   if (!isAddress(address, { strict: false })) {
-    throw new HearthError('HEARTH_ERR_CONFIG_INVALID', `--token ${String(address)} is not an address`)
+    throw new HearthError('HEARTH_ERR_CLI_ARGUMENT_INVALID', `--token ${String(address)} is not an address`)
   }
   const code = await client.publicClient.getCode({ address }).catch(() => undefined)
   if (code === undefined || code === '0x') {
-    throw new HearthError('HEARTH_ERR_CONFIG_INVALID', `no contract at ${address} on chain ${client.chainId}`, {
+    throw new HearthError('HEARTH_ERR_CLI_ARGUMENT_INVALID', `no contract at ${address} on chain ${client.chainId}`, {
       hint: 'pass the address of the ERC-20 token on this chain',
     })
   }

@@ -64,7 +64,7 @@ export async function mintTokens(ctx: EscrowContext, args: { toAddress: Address;
 
 /** Moves tokens from this client's account (a provider's earnings to its payout address, `hearth wallet send`). */
 export async function transferTokens(ctx: EscrowContext, args: { toAddress: Address; amountWei: bigint }): Promise<TxOutcome> {
-  if (args.amountWei <= 0n) throw new HearthError('HEARTH_ERR_CONFIG_INVALID', `cannot send ${args.amountWei} wei`, { hint: 'send a positive amount' })
+  if (args.amountWei <= 0n) throw new HearthError('HEARTH_ERR_API_MISUSE', `cannot send ${args.amountWei} wei`, { hint: 'send a positive amount' })
   const receipt = await write(ctx, 'token.transfer', ctx.tokenAddress, tokenAbi(), 'transfer', [args.toAddress, args.amountWei])
   return outcome(receipt)
 }

@@ -28,6 +28,8 @@ export const voucherProtocol = defineProtocol({
   maxRequestBytes: 4 * 1024,
   maxResponseBytes: 4 * 1024,
   timeoutMs: 10_000,
+  // One voucher follows another to the same provider every few tasks: each goes on the stream of the one before.
+  session: true,
 })
 
 /**

@@ -77,8 +77,11 @@ export interface ProviderAccountsInit {
 
 /** Work admitted under an agreement: completed (billed) or cancelled (not billed). */
 export interface Reservation {
-  /** Bills the work and returns the debit note it gives rise to, for the answer to carry. */
-  complete(usage: Usage): DebitNote | undefined
+  /**
+   * Bills the work and returns the debit note it gives rise to, for the answer to carry. With `deferSave` the running
+   * usage is written by the account's persist() instead (a batch's tasks: once, before their answer goes out).
+   */
+  complete(usage: Usage, options?: { deferSave?: boolean }): DebitNote | undefined
   /** The work did not happen (handed back, refused, failed in the sandbox's set-up): nothing is billed. */
   cancel(): void
 }
@@ -103,6 +106,8 @@ export interface ProviderAccount {
   readonly terms: AgreementTerms
   /** Admits one task or activity, after every check above; throws a HearthError saying which failed. */
   reserve(): Promise<Reservation>
+  /** Writes the running usage that work completed with `deferSave` left unwritten. */
+  persist(): void
   /** The checks for more work under what is already admitted (an activity's next batch): all but the task bounds. */
   check(): Promise<void>
   /** Whether the agreement's escrow is open and names this provider (read from the chain when not known). */

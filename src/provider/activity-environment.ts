@@ -1,17 +1,18 @@
 /**
  * What an ExeScript activity's commands reach on this provider: its deploy resolved to a runtime and program (a wasi
  * module from the package cache or the requestor, a native program the owner allows, a docker image, loaded from its
- * archive when the engine lacks it and held while the activity lives), and blobs fetched from the requestor over the
- * activity blob protocol, checked by content id and held to a size bound while they arrive.
+ * archive when the engine lacks it and held while the activity lives), and blobs fetched from the requestor over
+ * fetch-blob as a task's package is, checked by content id and held to a size bound while they arrive.
  */
 import { readFile } from 'node:fs/promises'
 import { HearthError } from '../errors.ts'
+import { maxBlobChunkBytes } from '../exec/task-protocols.ts'
 import type { DockerRuntime } from '../exec/docker-runtime.ts'
 import type { LoadedImages } from '../exec/docker-images.ts'
-import { activityBlobProtocol, maxActivityBlobChunkBytes } from '../exec/exescript-protocols.ts'
 import type { ExeScriptEnvironment } from '../exec/exescript.ts'
 import type { PackageCache } from '../exec/package-cache.ts'
 import type { Runtime } from '../exec/runtime.ts'
+import { blobSource } from '../exec/transfer.ts'
 import type { AgreementTerms } from '../market/agreement.ts'
 import type { PeerTarget } from '../net/dial-target.ts'
 import type { Host } from '../net/host.ts'
@@ -41,11 +42,9 @@ export interface ActivityEnvironmentInit {
 export function blobFile(init: ActivityEnvironmentInit, contentId: string, from: PeerTarget, maxBytes = init.maxPackageBytes): Promise<string> {
   return cachedBlob(init, contentId, {
     maxBytes,
-    chunkBytes: maxActivityBlobChunkBytes,
-    fetchChunk: async (offset, maxBytes) => {
-      const chunk = await init.host.request(from, activityBlobProtocol, { contentId, offset, maxBytes })
-      return { totalBytes: chunk.totalBytes, offset: chunk.offset, data: Buffer.from(chunk.dataBase64, 'base64') }
-    },
+    chunkBytes: maxBlobChunkBytes,
+    // The same protocols and transfer as a task's package: fetch-blob/4, or /3 and /2 from an older requestor.
+    ...blobSource(init.host, from, contentId),
   })
 }
 

@@ -24,7 +24,7 @@ export interface AgreementAccountInit {
 
 /** The agreement is approved, backed by its escrow, not ending, and not overdue. */
 async function ensureWorking(init: AgreementAccountInit, ledger: Ledger): Promise<void> {
-  const state = init.store.agreements.get(ledger.agreementId)?.state
+  const state = init.store.agreements.state(ledger.agreementId)
   if (state !== 'approved') {
     throw new HearthError('HEARTH_ERR_MARKET_AGREEMENT_UNKNOWN', `agreement ${ledger.agreementId} is ${state ?? 'unknown'}, not approved`, { hint: 'negotiate a new agreement' })
   }
@@ -37,11 +37,11 @@ function reservationOf(init: AgreementAccountInit, ledger: Ledger): Reservation 
   ledger.running++
   let open = true
   return {
-    complete(usage) {
+    complete(usage, options) {
       if (!open) return undefined
       open = false
       ledger.running--
-      return init.notes.bill(ledger, usage)
+      return init.notes.bill(ledger, usage, options)
     },
     cancel() {
       if (!open) return
@@ -66,6 +66,8 @@ export function agreementAccount(init: AgreementAccountInit, ledger: Ledger): Pr
     },
 
     backed: () => init.escrow.backed(ledger),
+
+    persist: () => notes.persist(ledger),
 
     deliver: (note) => notes.push(ledger, note),
 

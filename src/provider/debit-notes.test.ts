@@ -81,3 +81,24 @@ test('a note unpaid past the payment timeout ends the agreement, and what the vo
   assert.equal(claims.length, 1)
   store.close()
 })
+
+test('work billed for a batch is written once with persist(), or at once with a note, and a restart then holds all of it', () => {
+  const store = agreementStore()
+  let nowMs = 1_000_000
+  const notes = createDebitNotes({ store, limits: { maxUnpaidTasks: 100 }, now: () => nowMs, log: () => undefined, pushNote: undefined, claim: async () => undefined })
+  const ledger = ledgerIn(store)
+  const stored = (): unknown => store.paymentDocuments.list({ agreementId, kind: 'usage' })[0]?.document
+  // The first task's note falls due (nothing was noted yet): the usage it states is written with it.
+  assert.ok(notes.bill(ledger, { tasks: 1, cpuMs: 1, durationMs: 1 }, { deferSave: true }) !== undefined)
+  assert.deepEqual(stored(), { tasks: 1, cpuMs: 1, durationMs: 1 })
+  nowMs += 1_000
+  for (let i = 0; i < 3; i++) assert.equal(notes.bill(ledger, { tasks: 1, cpuMs: 1, durationMs: 1 }, { deferSave: true }), undefined)
+  assert.deepEqual(stored(), { tasks: 1, cpuMs: 1, durationMs: 1 }, 'not yet written')
+  notes.persist(ledger)
+  assert.deepEqual(stored(), { tasks: 4, cpuMs: 4, durationMs: 4 })
+  assert.deepEqual(ledgerIn(store).delivered, { tasks: 4, cpuMs: 4, durationMs: 4 })
+  // Billing without deferSave writes at once, as before.
+  notes.bill(ledger, { tasks: 1, cpuMs: 0, durationMs: 0 })
+  assert.deepEqual(stored(), { tasks: 5, cpuMs: 4, durationMs: 4 })
+  store.close()
+})

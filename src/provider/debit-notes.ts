@@ -25,8 +25,10 @@ export interface DebitNotesInit {
 }
 
 export interface DebitNotes {
-  /** Records delivered work; returns a note when one falls due. */
-  bill(ledger: Ledger, usage: Usage): DebitNote | undefined
+  /** Records delivered work; returns a note when one falls due. `deferSave`: the running usage is written by persist(). */
+  bill(ledger: Ledger, usage: Usage, options?: { deferSave?: boolean }): DebitNote | undefined
+  /** Writes the running usage when billing left it unwritten. */
+  persist(ledger: Ledger): void
   /** Sends a note no answer carries; the voucher that answers it is taken like any other. */
   push(ledger: Ledger, note: DebitNote): void
   /** Refuses more work at the exposure cap, sending the newest note again (at most every few seconds). */
@@ -38,18 +40,31 @@ export interface DebitNotes {
 export function createDebitNotes(init: DebitNotesInit): DebitNotes {
   const { store, limits, now, log } = init
 
+  function persist(ledger: Ledger): void {
+    if (!ledger.usageUnsaved) return
+    store.paymentDocuments.save({ agreementId: ledger.agreementId, kind: 'usage', seq: 0, document: ledger.delivered, createdAtMs: now() })
+    ledger.usageUnsaved = false
+  }
+
   /** Records delivered work; a debit note when the interval has passed or the unpaid work reaches half the cap. */
-  function bill(ledger: Ledger, usage: Usage): DebitNote | undefined {
+  function bill(ledger: Ledger, usage: Usage, options: { deferSave?: boolean } = {}): DebitNote | undefined {
     ledger.delivered = addUsage(ledger.delivered, usage)
     const nowMs = now()
-    store.paymentDocuments.save({ agreementId: ledger.agreementId, kind: 'usage', seq: 0, document: ledger.delivered, createdAtMs: nowMs })
+    // Written before any answer carries the work: now, or (deferSave) by persist() before a batch's answer.
+    ledger.usageUnsaved = true
+    if (options.deferSave !== true) persist(ledger)
     const dueWei = costWei(ledger.terms.pricing, ledger.delivered)
     if (dueWei <= ledger.lastNoteWei) return undefined
     const exposure = exposureOf(store, ledger)
     const halfCap = exposure.unpaidTasks * 2 >= limits.maxUnpaidTasks || (limits.maxUnpaidWei !== undefined && exposure.unpaidWei * 2n >= limits.maxUnpaidWei)
     if (!halfCap && nowMs - ledger.lastNoteAtMs < ledger.terms.debitNoteIntervalSec * 1000) return undefined
     const note: DebitNote = { agreementId: ledger.agreementId, seq: ++ledger.seq, usage: ledger.delivered, amountDueWei: dueWei.toString(), issuedAtMs: nowMs }
-    store.paymentDocuments.save({ agreementId: ledger.agreementId, kind: 'debit-note', seq: note.seq, document: note, createdAtMs: nowMs })
+    // The usage a note states is written with it, in one transaction.
+    store.db.transaction(() => {
+      store.paymentDocuments.save({ agreementId: ledger.agreementId, kind: 'usage', seq: 0, document: ledger.delivered, createdAtMs: nowMs })
+      store.paymentDocuments.save({ agreementId: ledger.agreementId, kind: 'debit-note', seq: note.seq, document: note, createdAtMs: nowMs })
+    })()
+    ledger.usageUnsaved = false
     ledger.lastNoteAtMs = nowMs
     ledger.lastNoteWei = dueWei
     ledger.unpaidNotes.push(note)
@@ -100,5 +115,5 @@ export function createDebitNotes(init: DebitNotesInit): DebitNotes {
     })
   }
 
-  return { bill, push, refuseUnpaid, ensureNotOverdue }
+  return { bill, persist, push, refuseUnpaid, ensureNotOverdue }
 }

@@ -28,15 +28,27 @@ export interface EscrowCheck {
 export function createEscrowCheck(init: EscrowCheckInit): EscrowCheck {
   const { payment, limits, now } = init
 
+  /** Reads of the chain in flight, by agreement: the tasks of a batch that find the escrow stale together share one. */
+  const reading = new Map<string, Promise<void>>()
+
+  async function readEscrow(ledger: Ledger): Promise<void> {
+    const [state, chainSec] = await Promise.all([
+      getEscrow(payment, { requestorAddress: ledger.requestor, agreementId: ledger.agreementId as Hex }),
+      chainTimeSec(payment),
+    ])
+    ledger.escrow = { state, chainSec: Number(chainSec), readAtMs: now() }
+  }
+
   /** The agreement's escrow (undefined when none was opened) and the chain's time now, read again when stale. */
   async function escrowOf(ledger: Ledger): Promise<{ state: EscrowState | undefined; chainNowSec: number }> {
     const cached = ledger.escrow
     if (cached === undefined || now() - cached.readAtMs > limits.escrowMaxAgeMs || cached.state === undefined || cached.state.closed) {
-      const [state, chainSec] = await Promise.all([
-        getEscrow(payment, { requestorAddress: ledger.requestor, agreementId: ledger.agreementId as Hex }),
-        chainTimeSec(payment),
-      ])
-      ledger.escrow = { state, chainSec: Number(chainSec), readAtMs: now() }
+      let read = reading.get(ledger.agreementId)
+      if (read === undefined) {
+        read = readEscrow(ledger).finally(() => reading.delete(ledger.agreementId))
+        reading.set(ledger.agreementId, read)
+      }
+      await read
     }
     const fresh = ledger.escrow!
     return { state: fresh.state, chainNowSec: fresh.chainSec + (now() - fresh.readAtMs) / 1000 }

@@ -17,6 +17,8 @@ export interface Ledger {
   terms: AgreementTerms
   requestor: Address
   delivered: Usage
+  /** `delivered` has grown since it was last written to the store (see DebitNotes.persist). */
+  usageUnsaved: boolean
   running: number
   /** Notes sent and not covered by a voucher, oldest first. */
   unpaidNotes: DebitNote[]
@@ -40,6 +42,7 @@ export function restoreLedger(store: Store, agreementId: string, terms: Agreemen
     terms,
     requestor: terms.requestor as Address,
     delivered,
+    usageUnsaved: false,
     running: 0,
     unpaidNotes: notes.filter((note) => BigInt(note.amountDueWei) > coveredWei),
     lastNoteAtMs: last?.issuedAtMs ?? 0,
@@ -54,7 +57,7 @@ export function restoreLedger(store: Store, agreementId: string, terms: Agreemen
 
 /** The ledger's delivered work that the newest voucher does not cover, with the work running now. */
 export function exposureOf(store: Store, ledger: Ledger): Exposure {
-  return uncoveredWork(ledger.terms.pricing, ledger.delivered, store.vouchers.latest(ledger.agreementId)?.cumulativeWei ?? 0n, ledger.running)
+  return uncoveredWork(ledger.terms.pricing, ledger.delivered, store.vouchers.latestWei(ledger.agreementId), ledger.running)
 }
 
 /**

@@ -228,7 +228,7 @@ describe('the local API: its records, keys and failures', () => {
     const dir = await dataDir('odd-records')
     for (const record of ['{"pid": 1', JSON.stringify({ ...info, pid: process.pid, socket: '/tmp/provider.sock' }), JSON.stringify({ ...info, pid: process.pid, url: 'http://192.0.2.1:8080' })]) {
       await writeFile(join(dir, statusFile), record, { mode: 0o600 })
-      await assert.rejects(callLocalApi(dir, 'status'), (error: unknown) => isHearthError(error, 'HEARTH_ERR_CONFIG_INVALID') && /does not record a provider's local API/.test(error.message), record)
+      await assert.rejects(callLocalApi(dir, 'status'), (error: unknown) => isHearthError(error, 'HEARTH_ERR_PROVIDER_LOCAL_API') && /does not record a provider's local API/.test(error.message), record)
     }
   })
 

@@ -20,7 +20,7 @@ import { chmod, readFile, rename, rm, writeFile } from 'node:fs/promises'
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
 import type { AddressInfo, Socket } from 'node:net'
 import { join } from 'node:path'
-import { errorCodes, HearthError, toHearthError, type ErrorCode } from '../errors.ts'
+import { HearthError, isErrorCode, toHearthError, type ErrorCode } from '../errors.ts'
 import { readSecretFile } from '../identity/node-identity.ts'
 
 export const apiKeyFile = 'api.key'
@@ -167,7 +167,7 @@ export async function serveLocalApi(init: ServeLocalApiInit): Promise<LocalApiSe
       resolveListen()
     })
   }).catch((cause: unknown) => {
-    throw new HearthError('HEARTH_ERR_CONFIG_INVALID', 'cannot serve the local API on 127.0.0.1', { cause, hint: 'check that the loopback interface is up' })
+    throw new HearthError('HEARTH_ERR_PROVIDER_LOCAL_API', 'cannot serve the local API on 127.0.0.1', { cause, hint: 'check that the loopback interface is up' })
   })
   port = (server.address() as AddressInfo).port
   const url = `http://127.0.0.1:${port}`
@@ -176,7 +176,7 @@ export async function serveLocalApi(init: ServeLocalApiInit): Promise<LocalApiSe
     await writePrivateFile(statusPath, `${JSON.stringify({ ...init.info, url, pid: process.pid } satisfies LocalApiInfo, null, 2)}\n`)
   } catch (cause) {
     server.close()
-    throw new HearthError('HEARTH_ERR_CONFIG_INVALID', `cannot write ${statusPath}`, { cause, hint: 'the data directory must be writable by the provider' })
+    throw new HearthError('HEARTH_ERR_PROVIDER_LOCAL_API', `cannot write ${statusPath}`, { cause, hint: 'the data directory must be writable by the provider' })
   }
   return {
     url,
@@ -296,7 +296,7 @@ export async function readApiInfo(dataDir: string): Promise<LocalApiInfo | undef
   const path = join(dataDir, statusFile)
   const text = await readFile(path, 'utf8').catch((cause: NodeJS.ErrnoException) => {
     if (cause.code === 'ENOENT') return undefined
-    throw new HearthError('HEARTH_ERR_CONFIG_INVALID', `cannot read ${path}`, { cause })
+    throw new HearthError('HEARTH_ERR_PROVIDER_LOCAL_API', `cannot read ${path}`, { cause })
   })
   if (text === undefined) return undefined
   let info: Partial<LocalApiInfo> | undefined
@@ -307,7 +307,7 @@ export async function readApiInfo(dataDir: string): Promise<LocalApiInfo | undef
   }
   // Only a loopback URL: the key is sent there.
   if (typeof info?.pid !== 'number' || typeof info.url !== 'string' || !/^http:\/\/127\.0\.0\.1:\d{1,5}$/.test(info.url)) {
-    throw new HearthError('HEARTH_ERR_CONFIG_INVALID', `${path} does not record a provider's local API (a pid and an http://127.0.0.1 URL)`, {
+    throw new HearthError('HEARTH_ERR_PROVIDER_LOCAL_API', `${path} does not record a provider's local API (a pid and an http://127.0.0.1 URL)`, {
       hint: `if no provider runs from ${dataDir}, remove the file; a provider from an older Hearth (local API on a unix socket) must be stopped by that version`,
     })
   }
@@ -342,7 +342,7 @@ export async function callLocalApi(dataDir: string, command: ApiCommand, options
   }
   const body = (await response.json().catch(() => undefined)) as { ok?: unknown; result?: unknown; error?: { code?: unknown; message?: unknown; hint?: unknown } } | undefined
   if (body?.ok === true) return body.result
-  const code = typeof body?.error?.code === 'string' && body.error.code in errorCodes ? (body.error.code as ErrorCode) : 'HEARTH_ERR_INTERNAL'
+  const code: ErrorCode = isErrorCode(body?.error?.code) ? body.error.code : 'HEARTH_ERR_INTERNAL'
   const message = typeof body?.error?.message === 'string' ? body.error.message : `the local API at ${info.url} answered HTTP ${response.status} without an explanation`
   throw new HearthError(code, message, {
     ...(typeof body?.error?.hint === 'string' ? { hint: body.error.hint } : {}),

@@ -14,7 +14,7 @@ export async function ensureSoleProvider(dataDir: string): Promise<void> {
   // Two providers over one database and key would sign and claim against each other.
   const previous = await readApiInfo(dataDir)
   if (previous !== undefined && previous.pid !== process.pid && processAlive(previous.pid)) {
-    throw new HearthError('HEARTH_ERR_CONFIG_INVALID', `a provider (pid ${previous.pid}) is already running from ${dataDir}`, {
+    throw new HearthError('HEARTH_ERR_PROVIDER_ALREADY_RUNNING', `a provider (pid ${previous.pid}) is already running from ${dataDir}`, {
       hint: `stop it first: hearth provider stop --data-dir ${dataDir}`,
     })
   }

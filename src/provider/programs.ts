@@ -7,13 +7,13 @@
 import { lstat, readFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { HearthError } from '../errors.ts'
-import { maxBlobChunkBytes, type RunTaskRequest } from '../exec/activity-protocols.ts'
+import { maxBlobChunkBytes, type RunTaskRequest } from '../exec/task-protocols.ts'
 import { createLoadedImages, type LoadedImages } from '../exec/docker-images.ts'
 import type { DockerRuntime } from '../exec/docker-runtime.ts'
 import type { NativeRuntime } from '../exec/native-runtime.ts'
 import { createPackageCache, type PackageCache } from '../exec/package-cache.ts'
 import type { Runtime } from '../exec/runtime.ts'
-import { blobChunks, fetchResumable } from '../exec/transfer.ts'
+import { blobSource, fetchResumable } from '../exec/transfer.ts'
 import type { Host } from '../net/host.ts'
 import type { PeerTarget } from '../net/dial-target.ts'
 
@@ -34,9 +34,16 @@ export interface ProgramsInit {
 }
 
 /** A task's program: the runtime that runs it, what it runs, and the argv before the request's args. */
+/** wasi modules kept in memory between tasks: at most this many, this large each and all together. */
+const maxKeptModules = 16
+const maxKeptModuleBytes = 32 * 1024 * 1024
+const maxKeptModulesBytes = 128 * 1024 * 1024
+
 export interface ResolvedProgram {
   runtime: Runtime<unknown>
   program: unknown
+  /** The program's content id, where it is a package the cache checked (see RunSpec.programId). */
+  programId?: string
   argv0: string[]
   /** Lets go of what the task holds (its image) once it has run. */
   release?: () => void
@@ -66,11 +73,35 @@ export function createPrograms(init: ProgramsInit): Programs {
     onEvict: async (contentId) => void (await loadedImages?.archiveEvicted(contentId)),
   })
   const fetching = new Map<string, Promise<string>>()
+  /** wasi modules read from the cache, by content id, most recently used last: one read for a job's many tasks. */
+  const modules = new Map<string, Uint8Array>()
+
+  /** The wasi module of `packageId`: kept in memory after its first read (a few, small enough), else read again. */
+  async function moduleOf(packageId: string, from: PeerTarget): Promise<Uint8Array> {
+    const known = modules.get(packageId)
+    if (known !== undefined) {
+      modules.delete(packageId)
+      modules.set(packageId, known)
+      return known
+    }
+    const module = await packages.using(packageId, async () => readFile(await packageFile(packageId, from)))
+    if (module.byteLength <= maxKeptModuleBytes) {
+      modules.set(packageId, module)
+      let kept = 0
+      for (const bytes of modules.values()) kept += bytes.byteLength
+      for (const [id, bytes] of modules) {
+        if (modules.size <= maxKeptModules && kept <= maxKeptModulesBytes) break
+        modules.delete(id)
+        kept -= bytes.byteLength
+      }
+    }
+    return module
+  }
 
   /** The blob named by content id: from the package cache, else fetched from the requestor and checked. */
   function packageFile(contentId: string, from: PeerTarget): Promise<string> {
-    // fetch-blob/3 (raw bytes), or /2 from a requestor that does not speak /3.
-    return cachedBlob({ packages, fetching }, contentId, { maxBytes: maxPackageBytes, chunkBytes: maxBlobChunkBytes, fetchChunk: blobChunks(host, from, contentId) })
+    // fetch-blob/4 (the rest of the blob on one stream), or chunks over /3 or /2 from a requestor that does not speak /4.
+    return cachedBlob({ packages, fetching }, contentId, { maxBytes: maxPackageBytes, chunkBytes: maxBlobChunkBytes, ...blobSource(host, from, contentId) })
   }
 
   async function programFor(request: RunTaskRequest, from: PeerTarget): Promise<ResolvedProgram> {
@@ -78,8 +109,7 @@ export function createPrograms(init: ProgramsInit): Programs {
       if (request.packageId === undefined) throw new HearthError('HEARTH_ERR_EXEC_PACKAGE_INVALID', 'a wasi task names no package')
       // argv[0] is the program's name; the request carries only what follows it.
       const packageId = request.packageId
-      const module = await packages.using(packageId, async () => readFile(await packageFile(packageId, from)))
-      return { runtime: init.wasi, program: module, argv0: ['program'] }
+      return { runtime: init.wasi, program: await moduleOf(packageId, from), programId: packageId, argv0: ['program'] }
     }
     if (request.runtime === 'native') {
       const native = init.runtimes?.native
@@ -120,7 +150,7 @@ export function createPrograms(init: ProgramsInit): Programs {
 export function cachedBlob(
   cache: { packages: PackageCache; fetching: Map<string, Promise<string>> },
   contentId: string,
-  fetch: Pick<Parameters<typeof fetchResumable>[0], 'maxBytes' | 'chunkBytes' | 'fetchChunk'>,
+  fetch: Pick<Parameters<typeof fetchResumable>[0], 'maxBytes' | 'chunkBytes' | 'fetchChunk' | 'fetchRange'>,
 ): Promise<string> {
   const { packages, fetching } = cache
   const running = fetching.get(contentId)

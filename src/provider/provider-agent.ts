@@ -20,7 +20,7 @@ import { cancelAgreementProtocol, negotiateProtocol } from '../market/market-pro
 import type { Offer, SignedOffer } from '../market/offer.ts'
 import type { Pricing } from '../market/pricing.ts'
 import type { Host } from '../net/host.ts'
-import { runTaskProtocol, runTasksProtocol } from '../exec/activity-protocols.ts'
+import { runTaskProtocol, runTasksProtocol } from '../exec/task-protocols.ts'
 import type { Runtime } from '../exec/runtime.ts'
 import type { WasiRuntime } from '../exec/wasi-runtime.ts'
 import { adaptWasiRuntime } from '../exec/wasi-adapter.ts'
@@ -287,6 +287,7 @@ export function createProviderAgent(init: ProviderAgentInit): ProviderAgent {
       for (const protocol of [negotiateProtocol, cancelAgreementProtocol, runTaskProtocol, runTasksProtocol, voucherProtocol, settleProtocol]) {
         await host.unhandle(protocol).catch(() => undefined)
       }
+      await tasks.close()
       if (init.market === undefined) await market.stop()
     },
 

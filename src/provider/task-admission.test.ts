@@ -6,7 +6,7 @@
 import assert from 'node:assert/strict'
 import { test } from 'node:test'
 import { isHearthError } from '../errors.ts'
-import type { RunTaskRequest } from '../exec/activity-protocols.ts'
+import type { RunTaskRequest } from '../exec/task-protocols.ts'
 import { createTaskAdmission } from './task-admission.ts'
 
 const mib = 1024 * 1024

@@ -5,7 +5,7 @@
  * back (aborted) when the owner wants the machine.
  */
 import { HearthError } from '../errors.ts'
-import type { RunTaskRequest } from '../exec/activity-protocols.ts'
+import type { RunTaskRequest } from '../exec/task-protocols.ts'
 
 /** Tasks running now and what they hold; `childTasks` run in processes of their own (native, docker). */
 export interface RunningTasks {

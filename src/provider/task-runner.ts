@@ -4,15 +4,13 @@
  * the agreement's GPUs, the outputs read back (regular files only), and the work metered and billed, its debit note
  * carried by the answer. Work that produced no result (handed back, refused input, a sandbox limit) is not billed.
  */
-import { randomUUID } from 'node:crypto'
-import { rm } from 'node:fs/promises'
-import { join } from 'node:path'
 import type { Address } from 'viem'
 import { HearthError, toHearthError } from '../errors.ts'
-import { runTaskProtocol, runTasksProtocol, type FileBlob, type RunTaskRequest, type TaskResult } from '../exec/activity-protocols.ts'
+import { runTaskProtocol, runTasksProtocol, type FileBlob, type RunTaskRequest, type TaskResult } from '../exec/task-protocols.ts'
 import { sha256Hex } from '../exec/content-hash.ts'
 import type { RunResult } from '../exec/runtime.ts'
 import { runTaskInDir, type TaskInput } from '../exec/task-core.ts'
+import { createTaskDirs } from '../exec/task-dirs.ts'
 import { hashCanonical } from '../identity/canonical-json.ts'
 import type { DebitNote } from '../market/billing.ts'
 import type { PeerTarget } from '../net/dial-target.ts'
@@ -38,7 +36,7 @@ export interface TaskRunnerInit {
   lending: Lending
   admission: TaskAdmission
   programs: Pick<Programs, 'programFor'>
-  /** Task directories live under here, each removed when its task ends. */
+  /** Task directories live under here (see exec/task-dirs.ts: kept for the agreement's next task when left untouched). */
   activitiesDir: string
   /** Set when this provider returns wrong results on purpose. */
   wrongResults: WrongResults | undefined
@@ -46,10 +44,13 @@ export interface TaskRunnerInit {
 }
 
 export interface TaskRunner {
-  runTask(request: RunTaskRequest, requestor: Address, from: PeerTarget, signal: AbortSignal): Promise<TaskResult>
+  /** `batched`: the task is one of a batch, whose running usage is written once before the batch's answer. */
+  runTask(request: RunTaskRequest, requestor: Address, from: PeerTarget, signal: AbortSignal, options?: { batched?: boolean }): Promise<TaskResult>
   /** Serves tasks and task batches, large frames admitted by `admit`. */
   handle(admit: FrameAdmission): Promise<void>
   counts(): { tasksRun: number; tasksFailed: number; wrongResults: number }
+  /** Removes the task directories kept for further tasks. */
+  close(): Promise<void>
 }
 
 /** The GPUs a task of an agreement granting `count` may use: the first `count` this machine has. */
@@ -69,20 +70,28 @@ function verifiedInputs(request: RunTaskRequest): TaskInput[] {
 }
 
 /** Bills the run; a dishonest provider may meter more than ran, and ask more than that costs. */
-function meter(reservation: Reservation, run: RunResult, misbehave: TaskMisbehaviour | undefined): { usage: { durationMs: number; cpuMs: number }; debitNote: DebitNote | undefined } {
+function meter(reservation: Reservation, run: RunResult, misbehave: TaskMisbehaviour | undefined, batched: boolean): { usage: { durationMs: number; cpuMs: number }; debitNote: DebitNote | undefined } {
   const inflate = misbehave?.inflateUsage ?? 1
   const usage = { durationMs: run.durationMs * inflate, cpuMs: run.cpuMs * inflate }
-  const metered = reservation.complete({ tasks: 1, ...usage })
+  const metered = reservation.complete({ tasks: 1, ...usage }, { deferSave: batched })
   const debitNote = metered === undefined || misbehave?.inflateNotes === undefined ? metered : { ...metered, amountDueWei: (BigInt(metered.amountDueWei) * BigInt(misbehave.inflateNotes)).toString() }
   return { usage, debitNote }
 }
 
 /** Serves tasks and task batches, large frames admitted by `admit`. */
-async function serveTasks(host: Host, runTask: TaskRunner['runTask'], admit: FrameAdmission): Promise<void> {
+async function serveTasks(host: Host, accounts: ProviderAccounts, runTask: TaskRunner['runTask'], admit: FrameAdmission): Promise<void> {
   await host.handle(runTaskProtocol, (request, ctx) => runTask(request, ctx.remoteAddress, ctx.peerId, ctx.signal), { admit })
-  // A batch: each task runs (and is refused, checked and billed) exactly as if it came alone.
+  // A batch: each task runs (and is refused, checked and billed) exactly as if it came alone; the running usage of
+  // its agreements is written once, before the answer that carries the work goes out.
   await host.handle(runTasksProtocol, async ({ tasks }, ctx) => {
-    const settled = await Promise.allSettled(tasks.map((task) => runTask(task, ctx.remoteAddress, ctx.peerId, ctx.signal)))
+    const settled = await Promise.allSettled(tasks.map((task) => runTask(task, ctx.remoteAddress, ctx.peerId, ctx.signal, { batched: true })))
+    for (const agreementId of new Set(tasks.map((task) => task.agreementId))) {
+      try {
+        accounts.account(agreementId, ctx.remoteAddress).persist()
+      } catch {
+        // not an agreement of this requestor: none of its tasks ran, nothing was billed
+      }
+    }
     return {
       answers: settled.map((outcome) => {
         if (outcome.status === 'fulfilled') return { ok: true as const, result: outcome.value }
@@ -96,8 +105,9 @@ async function serveTasks(host: Host, runTask: TaskRunner['runTask'], admit: Fra
 export function createTaskRunner(init: TaskRunnerInit): TaskRunner {
   const { accounts, lending, admission, programs, wrongResults, misbehave } = init
   const counts = { tasksRun: 0, tasksFailed: 0, wrongResults: 0 }
+  const dirs = createTaskDirs({ base: init.activitiesDir })
 
-  async function runTask(request: RunTaskRequest, requestor: Address, from: PeerTarget, signal: AbortSignal): Promise<TaskResult> {
+  async function runTask(request: RunTaskRequest, requestor: Address, from: PeerTarget, signal: AbortSignal, options: { batched?: boolean } = {}): Promise<TaskResult> {
     lending.ensureLending()
     const account = accounts.account(request.agreementId, requestor)
     const terms = account.terms
@@ -115,10 +125,12 @@ export function createTaskRunner(init: TaskRunnerInit): TaskRunner {
     let releaseProgram: (() => void) | undefined
     // A pause may have come while the escrow was checked, before this task was registered to be handed back.
     if (lending.pausedReason() !== undefined) handBack.abort()
-    const activityDir = join(init.activitiesDir, request.activityId + '-' + randomUUID().slice(0, 8))
+    let activityDir: string | undefined
     try {
       if (handBack.signal.aborted) throw lending.pausedError()
-      const { runtime, program, argv0, release } = await programs.programFor(request, from)
+      // A directory of its own, empty: made now, or one a task of this agreement left untouched.
+      activityDir = dirs.take(request.agreementId)
+      const { runtime, program, programId, argv0, release } = await programs.programFor(request, from)
       releaseProgram = release
       if (handBack.signal.aborted) throw lending.pausedError()
       let wrong = false
@@ -127,6 +139,7 @@ export function createTaskRunner(init: TaskRunnerInit): TaskRunner {
         {
           runtime,
           program,
+          ...(programId === undefined ? {} : { programId }),
           args: [...argv0, ...request.args],
           env: request.env,
           inputs: verifiedInputs(request),
@@ -150,7 +163,7 @@ export function createTaskRunner(init: TaskRunnerInit): TaskRunner {
       )
       const { run } = done
       const outputs: FileBlob[] = done.outputs.map((output) => ({ path: output.path, contentId: output.contentId, sizeBytes: output.sizeBytes, dataBase64: output.data.toString('base64') }))
-      const { usage, debitNote } = meter(reservation, run, misbehave)
+      const { usage, debitNote } = meter(reservation, run, misbehave, options.batched === true)
       billed = true
       counts.tasksRun++
       if (wrong) counts.wrongResults++
@@ -180,13 +193,14 @@ export function createTaskRunner(init: TaskRunnerInit): TaskRunner {
       if (!billed) reservation.cancel()
       releaseProgram?.()
       leave()
-      await rm(activityDir, { recursive: true, force: true })
+      if (activityDir !== undefined) await dirs.give(request.agreementId, activityDir)
     }
   }
 
   return {
     runTask,
     counts: () => ({ ...counts }),
-    handle: (admit) => serveTasks(init.host, runTask, admit),
+    handle: (admit) => serveTasks(init.host, accounts, runTask, admit),
+    close: () => dirs.close(),
   }
 }

@@ -13,7 +13,8 @@
  * provider claims what is owed and releases the rest.
  *
  * The pieces: an activity's own record as it lives (activity-session.ts), its batches (activity-exec.ts), and the
- * blobs served to its provider (activity-blobs.ts).
+ * blobs served to its provider (a scope of the requestor's blob server, blob-server.ts: the same server and protocol
+ * as jobs' packages).
  */
 import { randomUUID } from 'node:crypto'
 import type { Address } from 'viem'
@@ -24,7 +25,7 @@ import type { PeerTarget } from '../net/dial-target.ts'
 import { terminalStates, type ActivityState, type ActivityUsage, type ExeCommand } from '../exec/exescript.ts'
 import { activityCreateProtocol, activityDestroyProtocol } from '../exec/exescript-protocols.ts'
 import type { Store } from '../store/store.ts'
-import { admit, blobServer, provideBlob } from './activity-blobs.ts'
+import type { BlobServer } from './blob-server.ts'
 import { execBatch, type ExecCall } from './activity-exec.ts'
 import { answerNote, observed, recordUsage, release, setState, type ActivitySession } from './activity-session.ts'
 import type { RequestorAccount, RequestorAccounts } from './requestor-account.ts'
@@ -38,6 +39,8 @@ export interface ActivityClientDeps {
   store?: Store
   /** The requestor's accounts: with them, debit notes are paid (without, activities run unpaid, for tests of the protocol). */
   accounts?: RequestorAccounts
+  /** The requestor's blob server (started), which serves the activity's provider what it provides. */
+  blobs: BlobServer
 }
 
 export interface ActivityAgreement {
@@ -79,14 +82,14 @@ export async function createActivity(deps: ActivityClientDeps, agreement: Activi
   if (account !== undefined && account.provider.toLowerCase() !== peer) {
     throw new HearthError('HEARTH_ERR_MARKET_AGREEMENT_UNKNOWN', `agreement ${agreement.id} is with ${account.provider}, not ${agreement.provider}`, { hint: 'name the agreement\'s own provider' })
   }
-  const server = await blobServer(host)
-  admit(server, peer)
+  const blobs = deps.blobs.openScope()
+  blobs.allow(peer)
   const session: ActivitySession = {
     host,
     identity,
     store,
     account,
-    server,
+    blobs,
     activityId,
     agreementId: agreement.id,
     target: agreement.target,
@@ -95,7 +98,6 @@ export async function createActivity(deps: ActivityClientDeps, agreement: Activi
     state: 'New',
     batches: 0,
     sentCreateAt: performance.now(),
-    provided: new Set(),
     released: false,
     running: undefined,
   }
@@ -117,7 +119,7 @@ export async function createActivity(deps: ActivityClientDeps, agreement: Activi
     id: activityId,
     agreementId: agreement.id,
     state: () => session.state,
-    provide: (bytes) => provideBlob(server, session.provided, bytes),
+    provide: (bytes) => blobs.serve(bytes),
     exec: (batch, execOptions) => execBatch(session, batch, execOptions),
     terminate,
     async [Symbol.asyncDispose]() {

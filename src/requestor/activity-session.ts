@@ -10,7 +10,7 @@ import type { PeerTarget } from '../net/dial-target.ts'
 import type { Host } from '../net/host.ts'
 import type { ActivityState, ActivityUsage } from '../exec/exescript.ts'
 import type { Store } from '../store/store.ts'
-import { dismiss, type BlobServer } from './activity-blobs.ts'
+import type { BlobScope } from './blob-server.ts'
 import type { RequestorAccount } from './agreement-account.ts'
 import { plausibleUsage } from './justified-usage.ts'
 
@@ -20,7 +20,8 @@ export interface ActivitySession {
   store: Store | undefined
   /** The agreement's account, when debit notes are paid. */
   account: RequestorAccount | undefined
-  server: BlobServer
+  /** What the activity serves its provider, who may fetch while the activity lives. */
+  blobs: BlobScope
   activityId: string
   agreementId: string
   /** Where to reach the provider. */
@@ -35,8 +36,6 @@ export interface ActivitySession {
   batches: number
   /** When the create request was sent (performance.now()). */
   sentCreateAt: number
-  /** Blobs this activity provided. */
-  provided: Set<string>
   released: boolean
   /** The batch running now, if any. */
   running: { cancel(reason?: string): void } | undefined
@@ -78,5 +77,5 @@ export function release(session: ActivitySession): void {
   if (session.released) return
   session.released = true
   session.account?.untrackActivity(session.activityId)
-  dismiss(session.server, session.peer, session.provided)
+  session.blobs.release()
 }

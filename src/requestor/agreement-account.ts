@@ -119,7 +119,8 @@ export function createAccount(deps: AgreementAccountDeps, agreementId: string, t
     },
     acceptUsage(usage) {
       ledger.taskUsage = addUsage(ledger.taskUsage, usage)
-      store.paymentDocuments.save({ agreementId, kind: 'usage', seq: 0, document: ledger.taskUsage, createdAtMs: Date.now() })
+      // With the task's result, in the same transaction (see write-behind.ts); the latest total only.
+      store.paymentDocuments.saveSoon({ agreementId, kind: 'usage', seq: 0, document: ledger.taskUsage, createdAtMs: Date.now() })
     },
     reportActivity(activityId, signer, reported, observed) {
       if (signer.toLowerCase() !== ledger.provider.toLowerCase()) return undefined
@@ -225,7 +226,7 @@ async function answerNote(ledger: Ledger, note: DebitNote, options: { send?: boo
   // Kept as evidence when it asks for more than the last one did (notes are cumulative; a repeat adds nothing).
   if (BigInt(note.amountDueWei) > ledger.lastNoteWei) {
     ledger.lastNoteWei = BigInt(note.amountDueWei)
-    ledger.deps.store.paymentDocuments.save({ agreementId, kind: 'debit-note', seq: note.seq, document: note, createdAtMs: Date.now() })
+    ledger.deps.store.paymentDocuments.saveSoon({ agreementId, kind: 'debit-note', seq: note.seq, document: note, createdAtMs: Date.now() })
   }
   let signed: VoucherJson | null = null
   const next = ledger.queue.then(async () => {

@@ -73,8 +73,32 @@ test('no answer at all and a result that fails its own checks are the provider\'
   const timedOut = await judgeFailure(silent.judge, silent.slot, new HearthError('HEARTH_ERR_NET_TIMEOUT', 'no answer'), live())
   assert.deepEqual(timedOut, { ok: false, message: 'no answer', taskAtFault: false, providerAtFault: true })
   assert.equal(silent.reputation.get(provider)?.timeouts, 1)
-  const forged = setup()
-  const refused = await judgeFailure(forged.judge, forged.slot, new HearthError('HEARTH_ERR_SIGNATURE_INVALID', 'result refused'), live())
-  assert.equal(refused.providerAtFault, true)
-  assert.equal(forged.reputation.get(provider)?.failed, 1)
+  for (const code of ['HEARTH_ERR_SIGNATURE_INVALID', 'HEARTH_ERR_EXEC_RESULT_INVALID', 'HEARTH_ERR_PAYMENT_METERING_REFUSED'] as const) {
+    const forged = setup()
+    const refused = await judgeFailure(forged.judge, forged.slot, new HearthError(code, 'result refused'), live())
+    assert.equal(refused.providerAtFault, true, code)
+    assert.equal(forged.reputation.get(provider)?.failed, 1, code)
+  }
+})
+
+test('a refusal for now from the provider declines without blame, whichever the code; other refusals count once', async () => {
+  for (const code of ['HEARTH_ERR_NET_BUSY', 'HEARTH_ERR_PAYMENT_UNPAID']) {
+    const full = setup()
+    assert.deepEqual(await judgeFailure(full.judge, full.slot, remote(code), live()), { ok: false, message: 'remote says no', taskAtFault: false, providerAtFault: false, declined: true }, code)
+    assert.equal(full.reputation.get(provider), undefined, code)
+  }
+  for (const code of ['HEARTH_ERR_PAYMENT_OVERDUE', 'HEARTH_ERR_MARKET_AGREEMENT_REJECTED', 'HEARTH_ERR_CONFIG_INVALID']) {
+    const refusing = setup()
+    assert.deepEqual(await judgeFailure(refusing.judge, refusing.slot, remote(code), live()), { ok: false, message: 'remote says no', taskAtFault: false, providerAtFault: false }, code)
+    assert.equal(refusing.reputation.get(provider)?.failed, 1, code)
+  }
+})
+
+test('every sandbox verdict from the provider is the task\'s fault', async () => {
+  for (const code of ['HEARTH_ERR_EXEC_MEMORY', 'HEARTH_ERR_EXEC_OUTPUT_TOO_LARGE', 'HEARTH_ERR_EXEC_FAILED', 'HEARTH_ERR_EXEC_PACKAGE_INVALID', 'HEARTH_ERR_EXEC_ENV_NOT_ALLOWED']) {
+    const { slot, judge } = setup()
+    const verdict = await judgeFailure(judge, slot, remote(code), live())
+    assert.equal(verdict.taskAtFault, true, code)
+    assert.equal(verdict.providerAtFault, false, code)
+  }
 })

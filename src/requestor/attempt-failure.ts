@@ -4,18 +4,29 @@
  * no room for now, is unreachable for a while, or this requestor gave the attempt up). Dispatch acts on the verdict;
  * the reputation book hears of the provider's part.
  */
-import { toHearthError } from '../errors.ts'
+import { codesWhere, toHearthError, type ErrorCode } from '../errors.ts'
 import type { AttemptFailed } from './dispatch.ts'
 import type { ReputationBook } from './reputation.ts'
 
-/** Sandbox verdicts: the program, not the provider, went wrong (it may still be retried once elsewhere). */
-const taskFaultCodes = new Set(['HEARTH_ERR_EXEC_TIMEOUT', 'HEARTH_ERR_EXEC_MEMORY', 'HEARTH_ERR_EXEC_OUTPUT_TOO_LARGE', 'HEARTH_ERR_EXEC_FAILED', 'HEARTH_ERR_EXEC_PACKAGE_INVALID', 'HEARTH_ERR_EXEC_ENV_NOT_ALLOWED'])
+/**
+ * Sandbox verdicts, the codes the registry puts down to the task's own program: it, not the provider, went wrong (it
+ * may still be retried once elsewhere).
+ */
+const taskFaultCodes: ReadonlySet<string> = codesWhere((info) => info.fault === 'task')
 
 /**
- * Refusals that say "not now": the provider has no room, its inbound budget is full, or it waits for a voucher to
- * cover unpaid work. The task goes elsewhere (or here again a little later), and nothing counts against the provider.
+ * Refusals that say "not now", the codes that are nobody's fault and for which a retry later helps: the provider has
+ * no room, its inbound budget is full, or it waits for a voucher to cover unpaid work. The task goes elsewhere (or
+ * here again a little later), and nothing counts against the provider.
  */
-const notNowCodes = new Set(['HEARTH_ERR_PROVIDER_BUSY', 'HEARTH_ERR_NET_BUSY', 'HEARTH_ERR_PAYMENT_UNPAID'])
+const notNowCodes: ReadonlySet<string> = codesWhere((info) => info.fault === 'nobody' && info.retry === 'later')
+
+/**
+ * What this requestor found wrong in a provider's answer: a code the registry puts down to the provider (a result
+ * that does not answer the request, metering that does not fit), or a signature that does not bind the answer, whose
+ * only signer in an attempt is the provider.
+ */
+const badAnswerCodes: ReadonlySet<ErrorCode> = new Set([...codesWhere((info) => info.fault === 'provider'), 'HEARTH_ERR_SIGNATURE_INVALID'])
 
 export interface FailureJudgeInit {
   reputation?: ReputationBook
@@ -65,6 +76,6 @@ export async function judgeFailure(init: FailureJudgeInit, slot: FailedSlot, err
   // limits is the task's doing, not the provider's. A result that fails its own checks is the provider's, and so
   // is no answer at all: its sandbox ends a task at the deadline, and the network deadline adds 30 s to that.
   const providerAtFault =
-    remoteCode === 'HEARTH_ERR_PROVIDER_PAUSED' || (!taskAtFault && (hearthError.code === 'HEARTH_ERR_SIGNATURE_INVALID' || (timedOut && remoteCode === undefined) || ++slot.failures >= 2))
+    remoteCode === 'HEARTH_ERR_PROVIDER_PAUSED' || (!taskAtFault && (badAnswerCodes.has(hearthError.code) || (timedOut && remoteCode === undefined) || ++slot.failures >= 2))
   return { ok: false, message, taskAtFault, providerAtFault }
 }

@@ -124,6 +124,23 @@ function exchangeInit(init: BatchRunnerInit, progress: Progress): TaskExchangeIn
   }
 }
 
+/** Batch envelopes as JSON, serialised once for all the results they carry. */
+const batchJson = new WeakMap<object, string>()
+
+/** A stored result's document as JSON: `{ batch, index }` reuses the batch envelope's JSON (see stored-result.ts). */
+function documentJson(document: unknown): string {
+  const stored = document as { batch?: unknown; index?: unknown }
+  if (typeof stored !== 'object' || stored === null || typeof stored.batch !== 'object' || stored.batch === null || typeof stored.index !== 'number' || Object.keys(stored).length !== 2) {
+    return JSON.stringify(document)
+  }
+  let json = batchJson.get(stored.batch)
+  if (json === undefined) {
+    json = JSON.stringify(stored.batch)
+    batchJson.set(stored.batch, json)
+  }
+  return `{"batch":${json},"index":${JSON.stringify(stored.index)}}`
+}
+
 /** A task's final verdict: the invalid results held against their providers, the valid ones paid, the winner kept. */
 async function creditVerdict(init: BatchRunnerInit, progress: Progress, verdict: Verdict<Delivered>): Promise<void> {
   const { reputation, emit } = init
@@ -148,7 +165,8 @@ async function creditVerdict(init: BatchRunnerInit, progress: Progress, verdict:
     if (note !== undefined && !init.ignoreDebitNotes) await answerDebitNote(slot, note, emit)
   }
   const winner = verdict.valid[0]!.result
-  init.store.taskResults.save({ jobId: init.jobId, taskIndex: base + verdict.taskIndex, agreementId: winner.slot.agreement.id, provider: winner.slot.provider, document: winner.envelope, acceptedAtMs: Date.now() })
+  // Kept with the other results of this turn in one transaction; a batch's results share its envelope's JSON.
+  init.store.taskResults.saveSoon({ jobId: init.jobId, taskIndex: base + verdict.taskIndex, agreementId: winner.slot.agreement.id, provider: winner.slot.provider, document: winner.envelope, acceptedAtMs: Date.now() }, documentJson(winner.envelope))
   progress.results[verdict.taskIndex] = { ...winner.outcome, taskIndex: verdict.taskIndex, attempts: verdict.valid.length + verdict.invalid.length, checked, agreeingProviders: verdict.valid.length }
   progress.done++
   init.figures.accepted++

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict'
 import { test } from 'node:test'
-import { maxTasksPerBatch } from '../exec/activity-protocols.ts'
+import { maxTasksPerBatch } from '../exec/task-protocols.ts'
 import { batchSizeFor } from './batch-size.ts'
 
 test('a batch holds about 20 ms of compute, one task until a first is metered', () => {

@@ -1,4 +1,4 @@
-import { maxTasksPerBatch } from '../exec/activity-protocols.ts'
+import { maxTasksPerBatch } from '../exec/task-protocols.ts'
 
 /**
  * Tasks per exchange with one provider. Judged by the providers' own metering (a busy network stretches round trips,

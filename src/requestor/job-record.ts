@@ -47,12 +47,12 @@ export function openJobRecord(store: Store, spec: JobSpec, emit: JobEventListene
   }
   const record = store.jobs.get(spec.resumeJobId)
   if (record === undefined) {
-    throw new HearthError('HEARTH_ERR_CONFIG_INVALID', `there is no job ${spec.resumeJobId} in this requestor's data directory`, {
+    throw new HearthError('HEARTH_ERR_JOB_STATE', `there is no job ${spec.resumeJobId} in this requestor's data directory`, {
       hint: 'pass the job id `hearth run` printed, and the same --data-dir',
     })
   }
   if (record.specDigest !== digest) {
-    throw new HearthError('HEARTH_ERR_CONFIG_INVALID', `job ${spec.resumeJobId} was started from a different job file`, {
+    throw new HearthError('HEARTH_ERR_JOB_STATE', `job ${spec.resumeJobId} was started from a different job file`, {
       hint: 'resume with the job file the job was started with, unchanged',
     })
   }

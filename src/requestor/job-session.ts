@@ -20,7 +20,7 @@ import type { ReputationBook } from './reputation.ts'
 import type { RequestorAccounts } from './requestor-account.ts'
 import { settleEarlierAgreements, settleSlot } from './settlement.ts'
 import type { Slot } from './slot.ts'
-import { sourceSlots, type SourcingInit } from './sourcing.ts'
+import { sourceSlots, type MeasuredLatencies, type SourcingInit } from './sourcing.ts'
 import type { TaskOutcome, TaskSpec } from './task-runner.ts'
 import { createSpotChecker, verificationPlan, type VerificationPlan } from './verification.ts'
 
@@ -39,6 +39,8 @@ export interface JobEngine {
   accounts: RequestorAccounts
   blobs: BlobServer
   reputation?: ReputationBook
+  /** Distances to providers measured by this node's jobs (see sourcing.ts). */
+  latencies?: MeasuredLatencies
   /** Recomputes spot-checked wasi tasks on this machine. */
   localRuntime?: WasiRuntime
   /** Probes providers' claims; absent without a local runtime. */
@@ -94,9 +96,10 @@ export async function openJob(engine: JobEngine, spec: JobSpec, options: JobOpti
 function sourcingInit(engine: JobEngine, spec: JobSpec, options: JobOptions, job: { jobId: string; resumedTasks: number; replicas: number; emit: JobEventListener; blobs: BlobScope }): SourcingInit {
   const { store, accounts, prober } = engine
   const { jobId, emit } = job
-  const allowFetcher = (provider: string): void => engine.blobs.allow(provider)
+  const allowFetcher = (provider: string): void => job.blobs.allow(provider)
   return {
     host: engine.host, identity: engine.identity, store, payment: engine.payment, market: engine.market, accounts, reputation: engine.reputation,
+    ...(engine.latencies === undefined ? {} : { latencies: engine.latencies }),
     spec, jobId, resumedTasks: job.resumedTasks, replicas: job.replicas, emit, signal: options.signal, allowFetcher,
     ...(spec.resumeJobId === undefined ? {} : { afterSync: () => settleEarlierAgreements({ store, accounts, allowFetcher }, jobId, emit) }),
     ...(prober === undefined ? {} : { probe: (slot: Slot) => prober.probe(slot, jobId, emit, (bytes) => job.blobs.serve(bytes)) }),
@@ -146,7 +149,7 @@ function sessionOf(job: OpenJob): JobSession {
 
 /** One batch of tasks over the pool; task indices continue from batch to batch, so a job's results stay apart. */
 async function runJobBatch(job: OpenJob, tasks: TaskSpec[], batchOptions: { phase?: string; package?: Uint8Array }): Promise<BatchOutcome> {
-  if (job.closed !== undefined) throw new HearthError('HEARTH_ERR_CONFIG_INVALID', 'this job is closed', { hint: 'open a new job' })
+  if (job.closed !== undefined) throw new HearthError('HEARTH_ERR_JOB_STATE', 'this job is closed', { hint: 'open a new job' })
   const base = job.nextTaskIndex
   job.nextTaskIndex += tasks.length
   const packageId = batchOptions.package === undefined ? job.packageId : job.blobs.serve(batchOptions.package)

@@ -46,7 +46,7 @@ test('tasks get their inputs, bring back their outputs in order, and report miss
 
 test('a non-zero exit is an outcome; a batch may bring its own module', async () => {
   const runner = createLocalRunner({ runtime, concurrency: 1, workDir })
-  await assert.rejects(runner.run([{ args: [], env: {}, inputs: [], outputs: [] }]), (error) => isHearthError(error, 'HEARTH_ERR_CONFIG_INVALID'))
+  await assert.rejects(runner.run([{ args: [], env: {}, inputs: [], outputs: [] }]), (error) => isHearthError(error, 'HEARTH_ERR_API_MISUSE'))
   const [outcome] = await runner.run([{ args: ['--bogus'], env: {}, inputs: [], outputs: [] }], { phase: 'map', package: wordcount })
   assert.equal(outcome!.exitCode, 2)
   assert.match(Buffer.from(outcome!.stderr).toString(), /--out is required|name at least one input/)

@@ -3,16 +3,15 @@
  * check a plan against a one-process reference, and for the engine's spot checks, which recompute a sample of results
  * on the requestor), or a native program under the native runtime's sandbox.
  * Each task gets its own task directory, prepared and read back by the same core as a provider's (exec/task-core.ts):
- * inputs written under the root, the folders of the outputs created, stdio beside the root; the directory is removed
- * when the task ends.
+ * inputs written under the root, the folders of the outputs created; a directory the task left untouched serves the
+ * run's next task (exec/task-dirs.ts), and every one is removed by the end of the run.
  */
-import { mkdtemp, rm } from 'node:fs/promises'
 import { availableParallelism, tmpdir } from 'node:os'
-import { join } from 'node:path'
 import type { Address, Hex } from 'viem'
 import { HearthError, isHearthError } from '../errors.ts'
 import type { Runtime } from '../exec/runtime.ts'
 import { runTaskInDir, type TaskProgram } from '../exec/task-core.ts'
+import { createTaskDirs, type TaskDirs } from '../exec/task-dirs.ts'
 import { adaptWasiRuntime } from '../exec/wasi-adapter.ts'
 import type { WasiRuntime } from '../exec/wasi-runtime.ts'
 import type { TaskOutcome, TaskRunner, TaskRunOptions, TaskSpec } from './task-runner.ts'
@@ -52,9 +51,9 @@ export function createLocalRunner(init: LocalRunnerInit): TaskRunner {
   }
   const wasi = 'native' in init.runtime ? undefined : adaptWasiRuntime(init.runtime)
 
-  async function runOne(task: TaskSpec, taskIndex: number, module: Uint8Array | undefined): Promise<TaskOutcome> {
+  async function runOne(dirs: TaskDirs, task: TaskSpec, taskIndex: number, module: Uint8Array | undefined): Promise<TaskOutcome> {
     const started = performance.now()
-    const taskDir = await mkdtemp(join(init.workDir ?? tmpdir(), 'hearth-local-task-'))
+    const taskDir = dirs.take('local')
     try {
       // As on a provider: a wasi guest's argv[0] is "program", a native program sees its own path there.
       const program: Pick<TaskProgram<unknown>, 'runtime' | 'program' | 'args'> = 'native' in init.runtime
@@ -78,7 +77,7 @@ export function createLocalRunner(init: LocalRunnerInit): TaskRunner {
         attempts: 1,
       }
     } finally {
-      await rm(taskDir, { recursive: true, force: true })
+      await dirs.give('local', taskDir)
     }
   }
 
@@ -86,10 +85,11 @@ export function createLocalRunner(init: LocalRunnerInit): TaskRunner {
     async run(tasks: TaskSpec[], options?: TaskRunOptions): Promise<TaskOutcome[]> {
       const module = options?.package ?? init.package
       if (module === undefined && !('native' in init.runtime)) {
-        throw new HearthError('HEARTH_ERR_CONFIG_INVALID', 'the local runner has no module to run', {
+        throw new HearthError('HEARTH_ERR_API_MISUSE', 'the local runner has no module to run', {
           hint: 'give createLocalRunner a package, or pass one with the batch',
         })
       }
+      const dirs = createTaskDirs({ base: init.workDir ?? tmpdir(), prefix: 'hearth-local-task-' })
       const outcomes: TaskOutcome[] = new Array(tasks.length)
       let next = 0
       let failed = false
@@ -98,7 +98,7 @@ export function createLocalRunner(init: LocalRunnerInit): TaskRunner {
         while (!failed && next < tasks.length) {
           const index = next++
           try {
-            outcomes[index] = await runOne(tasks[index]!, index, module)
+            outcomes[index] = await runOne(dirs, tasks[index]!, index, module)
           } catch (error) {
             failed = true
             const reason = isHearthError(error) ? error.shortMessage : error instanceof Error ? error.message : String(error)
@@ -112,6 +112,7 @@ export function createLocalRunner(init: LocalRunnerInit): TaskRunner {
       }
       const lanes = Array.from({ length: Math.min(concurrency, tasks.length) }, lane)
       const settled = await Promise.allSettled(lanes)
+      await dirs.close()
       const rejection = settled.find((result) => result.status === 'rejected')
       if (rejection !== undefined) throw rejection.reason
       return outcomes

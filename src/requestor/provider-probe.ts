@@ -7,7 +7,7 @@
 import { randomUUID } from 'node:crypto'
 import { toHearthError } from '../errors.ts'
 import { measureCpuScore } from '../exec/cpu-score.ts'
-import { runTaskProtocol, type RunTaskRequest, type TaskResult } from '../exec/activity-protocols.ts'
+import { runTaskProtocol, type RunTaskRequest, type TaskResult } from '../exec/task-protocols.ts'
 import type { WasiRuntime } from '../exec/wasi-runtime.ts'
 import { loadBuiltinWorkload } from '../exec/workloads.ts'
 import type { DebitNote } from '../market/billing.ts'

@@ -248,7 +248,8 @@ function recordCache(store: Store): RecordCache {
       return record ?? undefined
     },
     save(record) {
-      store.providerReputation.save(record)
+      // A record changes with every result: written with the other writes of the turn (the cache has it meanwhile).
+      store.providerReputation.saveSoon(record)
       cache.set(record.provider, record)
     },
   }

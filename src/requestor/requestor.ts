@@ -15,7 +15,7 @@ import { createMarketNode, type MarketNode } from '../market/market-node.ts'
 import type { Host } from '../net/host.ts'
 import type { WasiRuntime } from '../exec/wasi-runtime.ts'
 import type { Store } from '../store/store.ts'
-import { createBlobServer } from './blob-server.ts'
+import { createBlobServer, type BlobServer } from './blob-server.ts'
 import type { JobEventListener } from './events.ts'
 import { openJob, type JobEngine } from './job-session.ts'
 import type { BatchOutcome, JobOutcome, JobSession, JobSpec } from './job-types.ts'
@@ -50,6 +50,8 @@ export interface Requestor {
   readonly market: MarketNode
   /** Every agreement's money: deposits, accepted work, vouchers signed and delivered, claims and refunds. */
   readonly accounts: RequestorAccounts
+  /** What this requestor serves its providers by content id: jobs' packages and what its ExeScript activities provide. */
+  readonly blobs: BlobServer
   start(): Promise<void>
   stop(): Promise<void>
   runJob(spec: JobSpec, options?: { onEvent?: JobEventListener; signal?: AbortSignal }): Promise<JobOutcome>
@@ -69,7 +71,7 @@ export function createRequestor(init: RequestorInit): Requestor {
   const blobs = createBlobServer({ host })
   const ignoreDebitNotes = init.misbehave?.ignoreDebitNotes === true
   const engine: JobEngine = {
-    identity, host, store, payment, market, accounts, blobs, reputation, ignoreDebitNotes,
+    identity, host, store, payment, market, accounts, blobs, reputation, ignoreDebitNotes, latencies: new Map(),
     ...(init.random === undefined ? {} : { random: init.random }),
     ...(init.localRuntime === undefined ? {} : { localRuntime: init.localRuntime, prober: createProber({ host, localRuntime: init.localRuntime, reputation, ignoreDebitNotes }) }),
   }
@@ -91,6 +93,7 @@ export function createRequestor(init: RequestorInit): Requestor {
     offerBook: market.offerBook,
     market,
     accounts,
+    blobs,
     runJob,
     openJob: (spec, options = {}) => openJob(engine, spec, options),
     refundExpired: () => accounts.refundExpired(),

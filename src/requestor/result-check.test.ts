@@ -5,8 +5,8 @@
  */
 import assert from 'node:assert/strict'
 import { test } from 'node:test'
-import { isHearthError } from '../errors.ts'
-import type { RunTaskRequest, TaskResult } from '../exec/activity-protocols.ts'
+import { isHearthError, type ErrorCode } from '../errors.ts'
+import type { RunTaskRequest, TaskResult } from '../exec/task-protocols.ts'
 import { sha256Hex } from '../exec/content-hash.ts'
 import { hashCanonical } from '../identity/canonical-json.ts'
 import { checkResult, outcomeOfResult } from './result-check.ts'
@@ -31,11 +31,12 @@ function answer(changes: Partial<TaskResult> = {}): TaskResult {
   }
 }
 
-function refusal(result: TaskResult, roundTripMs = 100): string {
+/** The refusal's message; its code is the result's (or, for metering alone, the metering's). */
+function refusal(result: TaskResult, code: ErrorCode = 'HEARTH_ERR_EXEC_RESULT_INVALID'): string {
   try {
-    checkResult(result, request, roundTripMs)
+    checkResult(result, request, 100)
   } catch (error) {
-    assert.ok(isHearthError(error) && error.code === 'HEARTH_ERR_SIGNATURE_INVALID')
+    assert.ok(isHearthError(error, code), `expected ${code}, got ${String(error)}`)
     return error.shortMessage
   }
   assert.fail('the result was accepted')
@@ -53,8 +54,12 @@ test('a result that answers its request passes, and becomes the outcome of its t
 })
 
 test('metering that does not fit the round trip, or more CPU than one core, is refused', () => {
-  assert.match(refusal(answer({ usage: { durationMs: 150, cpuMs: 10 } })), /does not fit a 100\.0 ms round trip/)
-  assert.match(refusal(answer({ usage: { durationMs: 40, cpuMs: 80 } })), /its metering/)
+  assert.match(refusal(answer({ usage: { durationMs: 150, cpuMs: 10 } }), 'HEARTH_ERR_PAYMENT_METERING_REFUSED'), /does not fit a 100\.0 ms round trip/)
+  assert.match(refusal(answer({ usage: { durationMs: 40, cpuMs: 80 } }), 'HEARTH_ERR_PAYMENT_METERING_REFUSED'), /its metering/)
+  // Metering among other problems: the result itself is wrong, and the refusal names both.
+  const both = refusal(answer({ usage: { durationMs: 150, cpuMs: 10 }, taskIndex: 5 }))
+  assert.match(both, /its metering/)
+  assert.match(both, /names another task/)
 })
 
 test('a result for another task or another request is refused', () => {

@@ -7,13 +7,17 @@
 import type { Address, Hex } from 'viem'
 import { HearthError } from '../errors.ts'
 import { hashCanonical } from '../identity/canonical-json.ts'
-import type { RunTaskRequest, TaskResult } from '../exec/activity-protocols.ts'
+import type { RunTaskRequest, TaskResult } from '../exec/task-protocols.ts'
 import { sha256Hex } from '../exec/content-hash.ts'
 import type { TaskOutcome } from './task-runner.ts'
 
-/** Throws HEARTH_ERR_SIGNATURE_INVALID, naming every problem, when `result` does not answer `request`. */
+/**
+ * Throws, naming every problem, when `result` does not answer `request`: HEARTH_ERR_PAYMENT_METERING_REFUSED when its
+ * metering alone is wrong, HEARTH_ERR_EXEC_RESULT_INVALID when anything else is.
+ */
 export function checkResult(result: TaskResult, request: RunTaskRequest, roundTripMs: number): void {
   const problems: string[] = []
+  let meteringRefused = false
   // Metering is billed under linear pricing: it must fit what this requestor saw. A task cannot have run longer
   // than the round trip that carried it, nor past its deadline, nor used more CPU than its one core in that time:
   // exactly so for a wasi guest (one thread); native and docker runs are held to one core by a cgroup quota, which
@@ -22,6 +26,7 @@ export function checkResult(result: TaskResult, request: RunTaskRequest, roundTr
   const cpuSlackMs = request.runtime === 'wasi' ? 1 : 100
   if (durationMs > roundTripMs + 1 || durationMs > request.timeoutMs + 1000 || cpuMs > durationMs + cpuSlackMs) {
     problems.push(`its metering (${durationMs.toFixed(1)} ms run, ${cpuMs.toFixed(1)} ms CPU) does not fit a ${roundTripMs.toFixed(1)} ms round trip`)
+    meteringRefused = true
   }
   if (result.agreementId !== request.agreementId || result.taskIndex !== request.taskIndex || result.activityId !== request.activityId) {
     problems.push('the result names another task')
@@ -39,7 +44,8 @@ export function checkResult(result: TaskResult, request: RunTaskRequest, roundTr
     if (bytes.length !== output.sizeBytes || sha256Hex(bytes) !== output.contentId) problems.push(`output ${output.path} does not match its hash`)
   }
   if (problems.length > 0) {
-    throw new HearthError('HEARTH_ERR_SIGNATURE_INVALID', `result of task ${request.taskIndex} refused: ${problems.join('; ')}`)
+    const code = meteringRefused && problems.length === 1 ? 'HEARTH_ERR_PAYMENT_METERING_REFUSED' : 'HEARTH_ERR_EXEC_RESULT_INVALID'
+    throw new HearthError(code, `result of task ${request.taskIndex} refused: ${problems.join('; ')}`)
   }
 }
 

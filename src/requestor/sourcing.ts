@@ -30,9 +30,16 @@ import type { Slot } from './slot.ts'
 /** Pings per candidate provider before choosing, in rounds this far apart; the least counts. */
 const latencyPings = 5
 const latencyPingGapMs = 150
+/** A distance this node measured (for an earlier job) stands this long for a provider it is still connected to. */
+export const latencyFreshMs = 60_000
+
+/** Distances measured by this node's jobs, by provider (lower-case address): jobs in a row measure each provider once. */
+export type MeasuredLatencies = Map<string, { ms: number; atMs: number }>
 
 export interface SourcingInit {
   host: Host
+  /** Distances earlier jobs measured; those still fresh are taken as measured, and new ones are added. */
+  latencies?: MeasuredLatencies
   identity: NodeIdentity
   store: Store
   payment: EscrowContext
@@ -179,11 +186,23 @@ async function collectOffers(init: SourcingInit, fits: (offer: Offer) => boolean
  * a ping taken meanwhile would count as distance), then pinged in a few rounds over about half a second; the least
  * of its pings is the distance, since one ping alone also measures whichever machine was busy at that moment. A
  * candidate that fails twice in a row (dial or ping; a ping dials again) is not asked any more: one failure may be
- * a busy moment, and a provider that is not measured ranks last on latency.
+ * a busy moment, and a provider that is not measured ranks last on latency. A provider this node measured for an
+ * earlier job less than latencyFreshMs ago, and is still connected to, keeps that measurement: jobs in a row do not
+ * spend half a second each measuring the same providers again.
  */
-async function measure(sourcing: Sourcing, offers: readonly SignedOffer[]): Promise<void> {
-  const { host } = sourcing.init
+async function measure(sourcing: Sourcing, all: readonly SignedOffer[]): Promise<void> {
+  const { host, latencies } = sourcing.init
   const { latencyMs, stepMs } = sourcing
+  // Measured by an earlier job within latencyFreshMs, and still connected: that measurement stands.
+  const connected = new Set(host.peers().map((peer) => peer.toString()))
+  const nowMs = Date.now()
+  const offers = all.filter((signed) => {
+    const known = latencies?.get(signed.payload.provider.toLowerCase())
+    if (known === undefined || nowMs - known.atMs > latencyFreshMs || !connected.has(signed.payload.peerId)) return true
+    latencyMs.set(signed.payload.provider.toLowerCase(), known.ms)
+    return false
+  })
+  if (offers.length === 0) return
   const failures = new Map<string, number>()
   const failed = (key: string, ok: boolean): void => void failures.set(key, ok ? 0 : (failures.get(key) ?? 0) + 1)
   // Dials run to their own end (libp2p bounds each to 10 s): on a busy machine twenty handshakes at once can outlast a
@@ -216,6 +235,7 @@ async function measure(sourcing: Sourcing, offers: readonly SignedOffer[]): Prom
         const rtt = await host.ping(offerTarget(signed.payload), { signal: pinging }).catch(() => undefined)
         failed(key, rtt !== undefined)
         if (rtt !== undefined) latencyMs.set(key, Math.min(latencyMs.get(key) ?? Infinity, rtt))
+        if (rtt !== undefined) latencies?.set(key, { ms: latencyMs.get(key)!, atMs: Date.now() })
       }),
     )
   }

@@ -5,7 +5,7 @@
  * proves what the provider answered, and these functions read it back.
  */
 import type { Address } from 'viem'
-import type { BatchAnswer, TaskResult } from '../exec/activity-protocols.ts'
+import type { BatchAnswer, TaskResult } from '../exec/task-protocols.ts'
 import { HearthError } from '../errors.ts'
 import { verifySigned, type Signed } from '../identity/signed.ts'
 

@@ -6,7 +6,7 @@
  */
 import { randomUUID } from 'node:crypto'
 import { HearthError } from '../errors.ts'
-import { runTaskProtocol, runTasksProtocol, type BatchAnswer, type RunTaskRequest, type TaskResult } from '../exec/activity-protocols.ts'
+import { runTaskProtocol, runTasksProtocol, type BatchAnswer, type RunTaskRequest, type TaskResult } from '../exec/task-protocols.ts'
 import { sha256Hex } from '../exec/content-hash.ts'
 import type { Host } from '../net/host.ts'
 import { judgeFailure, type FailureJudgeInit } from './attempt-failure.ts'
@@ -122,7 +122,7 @@ async function attemptMany(exchange: Exchange, slot: Slot, indices: number[], si
   try {
     answered = await exchange.host.exchange(slot.peer, runTasksProtocol, { tasks: requests }, { timeoutMs: exchange.spec.timeoutMs * indices.length + taskNetworkSlackMs, signal })
     if (answered.response.answers.length !== requests.length) {
-      throw new HearthError('HEARTH_ERR_SIGNATURE_INVALID', `the provider answered ${answered.response.answers.length} of ${requests.length} tasks`)
+      throw new HearthError('HEARTH_ERR_EXEC_RESULT_INVALID', `the provider answered ${answered.response.answers.length} of ${requests.length} tasks`)
     }
   } catch (error) {
     const failed = await judgeFailure(exchange.judge, slot, error, signal)

@@ -26,7 +26,7 @@ test('the plan defaults to one result per task with adaptive checks, and fixed r
 })
 
 test('spot checks are refused where this machine cannot recompute: no local runtime, or not a wasi job', async () => {
-  const refused = (error: unknown): boolean => isHearthError(error) && error.code === 'HEARTH_ERR_CONFIG_INVALID'
+  const refused = (error: unknown): boolean => isHearthError(error) && error.code === 'HEARTH_ERR_JOB_INVALID'
   assert.throws(() => verificationPlan({ ...spec, verification: { spotCheckRate: 0.5 } }, undefined), refused)
   const runtime = createWasiRuntime({ maxWorkers: 1 })
   try {

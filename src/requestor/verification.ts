@@ -29,7 +29,7 @@ export function verificationPlan(spec: JobSpec, localRuntime: WasiRuntime | unde
   const adaptive = spec.verification?.adaptive ?? replicas === 1
   const spotCheckRate = spec.verification?.spotCheckRate ?? 0
   if (spotCheckRate > 0 && (spec.runtime !== 'wasi' || localRuntime === undefined)) {
-    throw new HearthError('HEARTH_ERR_CONFIG_INVALID', 'spot checks recompute results on this machine, which only the wasi runtime can do here', {
+    throw new HearthError('HEARTH_ERR_JOB_INVALID', 'spot checks recompute results on this machine, which only the wasi runtime can do here', {
       hint: 'use replicas (redundancy) to verify native and docker tasks, or set spotCheckRate to 0',
     })
   }

@@ -3,6 +3,7 @@
  * so a restarted node can still prove what was agreed; amounts are decimal strings because SQLite integers stop at 2^63.
  */
 import type { Db } from './database.ts'
+import type { WriteBehind } from './write-behind.ts'
 
 export type AgreementRole = 'requestor' | 'provider'
 
@@ -63,6 +64,7 @@ export function createAgreementRepository(db: Db) {
      ON CONFLICT (id) DO UPDATE SET state = excluded.state, document = excluded.document, updated_at_ms = excluded.updated_at_ms`,
   )
   const byId = db.prepare<[string], AgreementRow>('SELECT * FROM agreements WHERE id = ?')
+  const stateById = db.prepare<[string], { state: string }>('SELECT state FROM agreements WHERE id = ?')
   const byState = db.prepare<[string], AgreementRow>('SELECT * FROM agreements WHERE state = ? ORDER BY created_at_ms')
   const all = db.prepare<[], AgreementRow>('SELECT * FROM agreements ORDER BY created_at_ms')
   const updateState = db.prepare('UPDATE agreements SET state = ?, updated_at_ms = ? WHERE id = ?')
@@ -79,6 +81,10 @@ export function createAgreementRepository(db: Db) {
   return {
     save(record: AgreementRecord): void {
       insert.run({ ...record, document: JSON.stringify(record.document) })
+    },
+    /** The agreement's state alone (undefined when there is none): what every task's checks read. */
+    state(id: string): string | undefined {
+      return stateById.get(id)?.state
     },
     get(id: string): AgreementRecord | undefined {
       const row = byId.get(id)
@@ -162,6 +168,7 @@ export function createVoucherRepository(db: Db) {
   )
   const forAgreement = db.prepare<[string], VoucherRow>('SELECT * FROM vouchers WHERE agreement_id = ? ORDER BY amount_key')
   const newest = db.prepare<[string], VoucherRow>('SELECT * FROM vouchers WHERE agreement_id = ? ORDER BY amount_key DESC LIMIT 1')
+  const newestAmount = db.prepare<[string], { cumulative_wei: string }>('SELECT cumulative_wei FROM vouchers WHERE agreement_id = ? ORDER BY amount_key DESC LIMIT 1')
   const newestClaimed = db.prepare<[string], VoucherRow>('SELECT * FROM vouchers WHERE agreement_id = ? AND claimed_tx IS NOT NULL ORDER BY amount_key DESC LIMIT 1')
   const newestDelivered = db.prepare<[string], VoucherRow>('SELECT * FROM vouchers WHERE agreement_id = ? AND delivered_at_ms IS NOT NULL ORDER BY amount_key DESC LIMIT 1')
   const markClaimed = db.prepare('UPDATE vouchers SET claimed_tx = ? WHERE agreement_id = ? AND cumulative_wei = ?')
@@ -195,6 +202,11 @@ export function createVoucherRepository(db: Db) {
     },
     /** The voucher with the highest cumulative amount (an index lookup, however many there are). */
     latest: (agreementId: string): VoucherRecord | undefined => one(newest.get(agreementId)),
+    /** latest's amount alone (0 when none): what every task's exposure check reads, without parsing the voucher. */
+    latestWei(agreementId: string): bigint {
+      const row = newestAmount.get(agreementId)
+      return row === undefined ? 0n : BigInt(row.cumulative_wei)
+    },
     /** Every voucher of the agreement, lowest amount first. */
     listFor(agreementId: string): VoucherRecord[] {
       return forAgreement.all(agreementId).map(fromRow)
@@ -323,7 +335,7 @@ interface TaskResultRow {
   accepted_at_ms: number
 }
 
-export function createTaskResultRepository(db: Db) {
+export function createTaskResultRepository(db: Db, writes: WriteBehind) {
   const insert = db.prepare(
     `INSERT INTO task_results (job_id, task_index, agreement_id, provider, document, accepted_at_ms)
      VALUES (@jobId, @taskIndex, @agreementId, @provider, @document, @acceptedAtMs)`,
@@ -331,9 +343,19 @@ export function createTaskResultRepository(db: Db) {
   const byJob = db.prepare<[string], TaskResultRow>('SELECT * FROM task_results WHERE job_id = ? ORDER BY task_index')
   return {
     save(record: TaskResultRecord): void {
+      writes.flush()
       insert.run({ ...record, document: JSON.stringify(record.document) })
     },
+    /**
+     * save, made with the other writes of this turn of the event loop (see write-behind.ts). `documentJson`, when
+     * given, is the document already serialised (results of one batch share most of theirs).
+     */
+    saveSoon(record: TaskResultRecord, documentJson?: string): void {
+      const row = { ...record, document: documentJson ?? JSON.stringify(record.document) }
+      writes.soon(`task-result ${record.jobId} ${record.taskIndex}`, () => insert.run(row))
+    },
     listByJob(jobId: string): TaskResultRecord[] {
+      writes.flush()
       return byJob.all(jobId).map((row) => ({
         jobId: row.job_id,
         taskIndex: row.task_index,
@@ -365,7 +387,7 @@ interface PaymentDocumentRow {
 }
 
 /** Debit notes and invoices as signed, plus each agreement's running usage (kind 'usage', seq 0, overwritten). */
-export function createPaymentDocumentRepository(db: Db) {
+export function createPaymentDocumentRepository(db: Db, writes: WriteBehind) {
   const upsert = db.prepare(
     `INSERT INTO payment_documents (agreement_id, kind, seq, document, created_at_ms)
      VALUES (@agreementId, @kind, @seq, @document, @createdAtMs)
@@ -382,9 +404,17 @@ export function createPaymentDocumentRepository(db: Db) {
   })
   return {
     save(record: PaymentDocumentRecord): void {
+      // After what is pending: a later write must not be overtaken by an earlier one of the same document.
+      writes.flush()
       upsert.run({ ...record, document: JSON.stringify(record.document) })
     },
+    /** save, made with the other writes of this turn of the event loop (the latest of one document only). */
+    saveSoon(record: PaymentDocumentRecord): void {
+      const row = { ...record, document: JSON.stringify(record.document) }
+      writes.soon(`payment-document ${record.agreementId} ${record.kind} ${record.seq}`, () => upsert.run(row))
+    },
     list(filter: { agreementId?: string; kind?: PaymentDocumentKind } = {}): PaymentDocumentRecord[] {
+      writes.flush()
       const rows = filter.agreementId === undefined ? all.all() : byAgreement.all(filter.agreementId)
       return rows.map(fromRow).filter((record) => filter.kind === undefined || record.kind === filter.kind)
     },
@@ -422,7 +452,7 @@ interface ProviderReputationRow {
 }
 
 /** Each provider's verification record, kept by the requestor that checked its results. */
-export function createProviderReputationRepository(db: Db) {
+export function createProviderReputationRepository(db: Db, writes: WriteBehind) {
   const upsert = db.prepare(
     `INSERT INTO provider_reputation (provider, valid, invalid, failed, timeouts, unchecked, consecutive_valid, recent, excluded_at_ms, excluded_reason, last_seen_ms)
      VALUES (@provider, @valid, @invalid, @failed, @timeouts, @unchecked, @consecutiveValid, @recent, @excludedAtMs, @excludedReason, @lastSeenMs)
@@ -448,13 +478,21 @@ export function createProviderReputationRepository(db: Db) {
   })
   return {
     save(record: ProviderReputationRecord): void {
+      writes.flush()
       upsert.run({ ...record, provider: record.provider.toLowerCase() })
     },
+    /** save, made with the other writes of this turn of the event loop (the latest of one provider's only). */
+    saveSoon(record: ProviderReputationRecord): void {
+      const row = { ...record, provider: record.provider.toLowerCase() }
+      writes.soon(`provider-reputation ${row.provider}`, () => upsert.run(row))
+    },
     get(provider: string): ProviderReputationRecord | undefined {
+      writes.flush()
       const row = byProvider.get(provider.toLowerCase())
       return row === undefined ? undefined : fromRow(row)
     },
     list(): ProviderReputationRecord[] {
+      writes.flush()
       return all.all().map(fromRow)
     },
   }

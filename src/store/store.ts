@@ -1,6 +1,7 @@
 /** A node's store: its database plus one repository per aggregate. */
 import { createActivityRepository } from './activity-repository.ts'
 import { openDatabase, type Db } from './database.ts'
+import { createWriteBehind } from './write-behind.ts'
 import {
   createAgreementRepository,
   createClaimRepository,
@@ -25,23 +26,33 @@ export interface Store {
   activities: ReturnType<typeof createActivityRepository>
   claims: ReturnType<typeof createClaimRepository>
   peers: ReturnType<typeof createPeerRepository>
+  /** Runs the writes made `…Soon` now (see write-behind.ts). */
+  flush(): void
   close(): void
 }
 
 export function openStore(init: { path: string }): Store {
   const db = openDatabase(init)
+  const writes = createWriteBehind(db)
   return {
     db,
     agreements: createAgreementRepository(db),
     escrows: createEscrowRepository(db),
     vouchers: createVoucherRepository(db),
-    taskResults: createTaskResultRepository(db),
-    paymentDocuments: createPaymentDocumentRepository(db),
+    taskResults: createTaskResultRepository(db, writes),
+    paymentDocuments: createPaymentDocumentRepository(db, writes),
     jobs: createJobRepository(db),
-    providerReputation: createProviderReputationRepository(db),
+    providerReputation: createProviderReputationRepository(db, writes),
     activities: createActivityRepository(db),
     claims: createClaimRepository(db),
     peers: createPeerRepository(db),
-    close: () => db.close(),
+    flush: () => writes.flush(),
+    close: () => {
+      try {
+        writes.flush()
+      } finally {
+        db.close()
+      }
+    },
   }
 }

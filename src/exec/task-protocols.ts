@@ -1,7 +1,7 @@
 /**
- * The messages of an activity: the requestor asks a provider to run one task under an agreement; the provider fetches
- * the package by content id if it does not hold it yet, runs the task in its sandbox and answers with a signed result
- * naming the hash of every output, so a wrong result is provably the provider's.
+ * The messages of a task: the requestor asks a provider to run one task (or a batch) under an agreement; the
+ * provider fetches the package by content id if it does not hold it yet, runs the task in its sandbox and answers
+ * with a signed result naming the hash of every output, so a wrong result is provably the provider's.
  */
 import { z } from 'zod'
 import { hexSchema } from '../identity/wire-schemas.ts'
@@ -96,6 +96,8 @@ export const runTaskProtocol = defineProtocol({
   timeoutMs: 3_700_000,
   signed: true,
   maxConcurrentStreams: maxActivityStreams,
+  // A requestor sends its provider task after task: each goes on the stream of the one before.
+  session: true,
 })
 
 /** Most tasks one run-tasks request carries. */
@@ -123,6 +125,7 @@ export const runTasksProtocol = defineProtocol({
   timeoutMs: 3_700_000,
   signed: true,
   maxConcurrentStreams: maxActivityStreams,
+  session: true,
 })
 
 /** Largest chunk one fetch-blob answer carries. */
@@ -144,6 +147,30 @@ export const fetchBlobBinaryProtocol = defineBlobProtocol({
   maxHeaderBytes: 1024,
   maxBodyBytes: maxBlobChunkBytes,
   timeoutMs: 60_000,
+})
+
+/** The largest blob one fetch-blob/4 answer may carry: the largest package a provider takes. */
+export const maxBlobRangeBytes = 2 * 1024 * 1024 * 1024
+
+/** Largest frame of a fetch-blob/4 body. */
+export const blobRangeFrameBytes = 1024 * 1024
+
+/**
+ * The provider fetches a package as one range: from an offset (0, or where a broken transfer stopped) to the end, on
+ * one stream, the bytes following a small JSON header as frames of up to 1 MiB that the requestor writes as fast as
+ * the provider takes them in (see blob-protocol.ts): no stream and no round trip per chunk. The header's `bodyBytes`
+ * is the range's length, bounded by the `maxBytes` asked for. Each frame has its own deadline, so the exchange's
+ * (the time to the header, and an upper bound on the whole) can be long.
+ */
+export const fetchBlobRangeProtocol = defineBlobProtocol({
+  id: '/hearth/exec/fetch-blob/4',
+  request: z.strictObject({ contentId, offset: z.number().int().nonnegative(), maxBytes: z.number().int().positive().max(maxBlobRangeBytes) }),
+  header: z.strictObject({ contentId, totalBytes: z.number().int().nonnegative(), offset: z.number().int().nonnegative() }),
+  maxRequestBytes: 1024,
+  maxHeaderBytes: 1024,
+  maxBodyBytes: maxBlobRangeBytes,
+  bodyFrameBytes: blobRangeFrameBytes,
+  timeoutMs: 3_600_000,
 })
 
 /** The same as fetch-blob/3 with the chunk as base64 inside JSON (5x slower); still served for older providers. */
