@@ -361,15 +361,21 @@ async function startProviderProcess(dataDir: string, key: string, deploymentFile
  * Tiles phase of a render job (first batch -> last tile) with `providers` providers; medians of `runs`. `busy` is the
  * providers' own compute (the guests' run times they metered) over providers x tiles phase: how well the engine kept
  * them working, which other load on the machine does not change the way it changes wall times. `cpuShare` is the
- * guests' CPU time over their run time: below 1 when other work on the machine took the providers' cores.
+ * guests' CPU time over their run time: below 1 when other work on the machine took the providers' cores. `hereShare`
+ * is the CPU this process (the requestor, and with provider processes the chain) spent over the whole job, as a share
+ * of one core: what it takes from the providers' cores, PNG work and signatures included.
  */
-async function renderPhases(requestor: Requestor, spec: JobSpec, providers: number): Promise<{ tilesMs: number; wallMs: number; minMs: number; maxMs: number; busy: number; cpuShare: number }> {
+async function renderPhases(requestor: Requestor, spec: JobSpec, providers: number): Promise<{ tilesMs: number; wallMs: number; minMs: number; maxMs: number; busy: number; cpuShare: number; hereShare: number }> {
   const tiles: number[] = []
   const walls: number[] = []
   const busy: number[] = []
   const shares: number[] = []
+  const here: number[] = []
   for (let i = 0; i < runs; i++) {
+    const cpuBefore = process.cpuUsage()
     const job = await timedJob(requestor, { ...spec, providers, offerWaitMs: 10_000 })
+    const cpu = process.cpuUsage(cpuBefore)
+    here.push((cpu.user + cpu.system) / 1000 / job.wallMs)
     const used = new Set(job.outcome.results.map((r) => r?.provider))
     if (used.size !== providers) throw new Error(`the render ran on ${used.size} providers, not ${providers}`)
     tiles.push(job.tasksMs)
@@ -378,7 +384,7 @@ async function renderPhases(requestor: Requestor, spec: JobSpec, providers: numb
     busy.push(ranMs / (providers * job.tasksMs))
     shares.push(job.outcome.results.reduce((sum, r) => sum + (r?.usage.cpuMs ?? 0), 0) / ranMs)
   }
-  return { tilesMs: median(tiles), wallMs: median(walls), minMs: Math.min(...tiles), maxMs: Math.max(...tiles), busy: median(busy), cpuShare: median(shares) }
+  return { tilesMs: median(tiles), wallMs: median(walls), minMs: Math.min(...tiles), maxMs: Math.max(...tiles), busy: median(busy), cpuShare: median(shares), hereShare: median(here) }
 }
 
 /** Runs the render on `providers` processes (or devnet providers) and hands back the requestor to run it with. */
@@ -460,8 +466,8 @@ if (only.has('render')) {
       tiles: tileCount,
       providers: inProcess ? 'in-process' : 'processes',
       localMs: Math.round(local),
-      oneProvider: { tilesMs: Math.round(one.tilesMs), rangeMs: [Math.round(one.minMs), Math.round(one.maxMs)], wallMs: Math.round(one.wallMs), vsLocal: round(one.tilesMs / local, 3), busy: round(one.busy, 3), cpuShare: round(one.cpuShare, 3) },
-      twoProviders: { tilesMs: Math.round(two.tilesMs), rangeMs: [Math.round(two.minMs), Math.round(two.maxMs)], wallMs: Math.round(two.wallMs), speedup: round(one.tilesMs / two.tilesMs, 3), busy: round(two.busy, 3), cpuShare: round(two.cpuShare, 3) },
+      oneProvider: { tilesMs: Math.round(one.tilesMs), rangeMs: [Math.round(one.minMs), Math.round(one.maxMs)], wallMs: Math.round(one.wallMs), vsLocal: round(one.tilesMs / local, 3), busy: round(one.busy, 3), cpuShare: round(one.cpuShare, 3), requestorCoreShare: round(one.hereShare, 3) },
+      twoProviders: { tilesMs: Math.round(two.tilesMs), rangeMs: [Math.round(two.minMs), Math.round(two.maxMs)], wallMs: Math.round(two.wallMs), speedup: round(one.tilesMs / two.tilesMs, 3), busy: round(two.busy, 3), cpuShare: round(two.cpuShare, 3), requestorCoreShare: round(two.hereShare, 3) },
       efficiency: round(efficiency, 3),
       efficiencyVsLocal: round(efficiencyVsLocal, 3),
       aim: 0.85,
@@ -469,6 +475,7 @@ if (only.has('render')) {
     log(`  one process (baseline): ${Math.round(local)} ms`)
     log(`  1 provider: tiles ${Math.round(one.tilesMs)} ms (runs ${Math.round(one.minMs)}-${Math.round(one.maxMs)}; ${round(one.tilesMs / local, 2)}x the one-process render), whole job ${Math.round(one.wallMs)} ms; provider busy ${(one.busy * 100).toFixed(0)}% of the time, its guest got ${(one.cpuShare * 100).toFixed(0)}% of a core`)
     log(`  2 providers: tiles ${Math.round(two.tilesMs)} ms (runs ${Math.round(two.minMs)}-${Math.round(two.maxMs)}; speed-up ${round(one.tilesMs / two.tilesMs, 2)}x), whole job ${Math.round(two.wallMs)} ms; providers busy ${(two.busy * 100).toFixed(0)}% of the time, their guests got ${(two.cpuShare * 100).toFixed(0)}% of a core each`)
+    log(`  the requestor${inProcess ? ', chain and providers' : ' and chain'} (this process) used ${(one.hereShare * 100).toFixed(0)}% of a core with 1 provider, ${(two.hereShare * 100).toFixed(0)}% with 2: taken from the ${availableParallelism()} cores the guests run on`)
     log(`  parallel efficiency: ${(efficiency * 100).toFixed(0)}% of ideal against 1 provider, ${(efficiencyVsLocal * 100).toFixed(0)}% against the one-process render (aim 85%)`)
   })
 }
