@@ -102,7 +102,7 @@ describe('wasi-runtime', () => {
     assert.equal(result.stdout, 'ok hostile ok\n')
     assert.equal(result.stdoutBytes, 14)
     assert.equal(result.stderrBytes, 0)
-    assert.ok(result.durationMs > 0 && result.durationMs < 5_000)
+    assert.ok(result.durationMs > 0)
     assert.ok(result.cpuMs >= 0 && result.cpuMs <= result.durationMs + 20, `cpuMs ${result.cpuMs} durationMs ${result.durationMs}`)
 
     const failing = await runHostile(['ok', '7'])

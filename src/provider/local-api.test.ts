@@ -171,42 +171,40 @@ describe('the local API under abuse', () => {
   it('drops a slow client (slowloris: headers or body trickled) with 408, serving others meanwhile', async () => {
     const { api, auth } = await started('slow', { headersTimeoutMs: 400, requestTimeoutMs: 800 })
     const port = Number(new URL(api.url).port)
-    const slowClient = async (partial: string): Promise<{ text: string; heldMs: number }> => {
+    const slowClient = async (partial: string): Promise<{ text: string }> => {
       const socket = connect({ host: '127.0.0.1', port })
       await once(socket, 'connect')
-      const openedAt = performance.now()
       socket.write(partial)
       let text = ''
       socket.on('data', (chunk: Buffer) => (text += chunk.toString()))
       // While this client holds its connection, an honest caller is answered.
       assert.equal((await send(api.url, { headers: auth })).status, 200)
       await once(socket, 'close')
-      return { text, heldMs: performance.now() - openedAt }
+      return { text }
     }
     const headers = await slowClient(`POST /v1/status HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\nX-Slow: `)
     assert.match(headers.text, /^HTTP\/1\.1 408/)
-    assert.ok(headers.heldMs < 5_000, `held ${headers.heldMs} ms`)
     const body = await slowClient(`POST /v1/status HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\nAuthorization: ${auth['authorization']}\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{`)
     assert.match(body.text, /^HTTP\/1\.1 408/)
-    assert.ok(body.heldMs < 5_000, `held ${body.heldMs} ms`)
     assert.equal((await send(api.url, { headers: auth })).status, 200)
   })
 
   it('closes connections beyond its bound at once, and silent ones after the headers timeout', async () => {
     const { api, auth } = await started('crowd', { maxConnections: 2, headersTimeoutMs: 2_000, requestTimeoutMs: 4_000 })
     const port = Number(new URL(api.url).port)
-    const openedAt = performance.now()
-    const closedAfterMs = [0, 1, 2].map(async () => {
+    let closed = 0
+    const closings = [0, 1, 2].map(async () => {
       // Read whatever comes (a 408, perhaps), else the end of the stream is never seen.
       const socket = connect({ host: '127.0.0.1', port }).resume()
       await once(socket, 'close')
-      return performance.now() - openedAt
+      return ++closed
     })
-    const first = await Promise.race(closedAfterMs)
-    assert.ok(first < 1_000, `the connection beyond the bound was closed after ${first} ms`)
+    // The connection beyond the bound is closed at once: while the two the server took are still open.
+    assert.equal(await Promise.race(closings), 1)
+    await new Promise((resolve) => setImmediate(resolve))
+    assert.equal(closed, 1, 'the connections within the bound stay open until their headers timeout')
     // The two the server took say nothing: they are dropped, and the API answers again.
-    const all = await Promise.all(closedAfterMs)
-    assert.ok(all.filter((ms) => ms >= 1_900).length === 2, JSON.stringify(all))
+    assert.deepEqual((await Promise.all(closings)).sort(), [1, 2, 3])
     assert.equal((await send(api.url, { headers: auth })).status, 200)
   })
 
