@@ -86,10 +86,8 @@ const maxActivityBytes = 96 * 1024 * 1024
  */
 const maxActivityStreams = 32
 
-export const runTaskProtocol = defineProtocol({
-  id: '/hearth/exec/run-task/1',
-  request: runTaskRequestSchema,
-  response: taskResultSchema,
+/** What run-task and run-tasks share: their limits, signatures both ways, and one stream reused task after task. */
+const taskExchange = {
   maxRequestBytes: maxActivityBytes,
   maxResponseBytes: maxActivityBytes,
   // The requestor sets each call's timeout from the task's own deadline; this is the ceiling.
@@ -98,6 +96,13 @@ export const runTaskProtocol = defineProtocol({
   maxConcurrentStreams: maxActivityStreams,
   // A requestor sends its provider task after task: each goes on the stream of the one before.
   session: true,
+} as const
+
+export const runTaskProtocol = defineProtocol({
+  id: '/hearth/exec/run-task/1',
+  request: runTaskRequestSchema,
+  response: taskResultSchema,
+  ...taskExchange,
 })
 
 /** Most tasks one run-tasks request carries. */
@@ -120,12 +125,7 @@ export const runTasksProtocol = defineProtocol({
   id: '/hearth/exec/run-tasks/1',
   request: z.strictObject({ tasks: z.array(runTaskRequestSchema).min(1).max(maxTasksPerBatch) }),
   response: z.strictObject({ answers: z.array(batchAnswerSchema).max(maxTasksPerBatch) }),
-  maxRequestBytes: maxActivityBytes,
-  maxResponseBytes: maxActivityBytes,
-  timeoutMs: 3_700_000,
-  signed: true,
-  maxConcurrentStreams: maxActivityStreams,
-  session: true,
+  ...taskExchange,
 })
 
 /** Largest chunk one fetch-blob answer carries. */
