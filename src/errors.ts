@@ -359,6 +359,36 @@ export const errorRegistry = {
     retry: 'after-fix',
     action: "Read why each task failed in the report (its stderr, or the providers' refusals), fix the task or its limits, and run the job again.",
   },
+  HEARTH_ERR_SERVICE_INVALID: {
+    meaning: 'a service file or a service request is not valid: a field is missing, of the wrong type or out of range',
+    fault: 'caller',
+    retry: 'after-fix',
+    action: 'Fix the field the message names (see the service file format in the README) and deploy again.',
+  },
+  HEARTH_ERR_SERVICE_NOT_ALLOWED: {
+    meaning: 'a peer asked a provider for a replica it may not reach: not the service owner, nor a gateway the owner trusts',
+    fault: 'caller',
+    retry: 'after-fix',
+    action: "Run the gateway with the owner's trust (the owner lists its peer id in the service's gateways), or reach the service through one that has it.",
+  },
+  HEARTH_ERR_SERVICE_NOT_HOSTED: {
+    meaning: 'a provider does not host services, or not this one any more (never started, stopped, or moved)',
+    fault: 'provider',
+    retry: 'elsewhere',
+    action: 'Nothing: the owner replaces the replica on another provider. A provider that should host services sets services.enabled in its config.',
+  },
+  HEARTH_ERR_SERVICE_UNAVAILABLE: {
+    meaning: 'no healthy replica of the service could take the request',
+    fault: 'provider',
+    retry: 'later',
+    action: "Retry after the Retry-After time; the owner's node replaces replicas that fail. If it persists, check `hearth service status`.",
+  },
+  HEARTH_ERR_SERVICE_STATE: {
+    meaning: 'a service cannot do what was asked in its present state: unknown, removed, or already being updated',
+    fault: 'caller',
+    retry: 'after-fix',
+    action: 'Check `hearth service ls`: use a service that exists, and wait for an update to finish before the next.',
+  },
 } as const satisfies Record<`HEARTH_ERR_${string}`, ErrorInfo>
 
 export type ErrorCode = keyof typeof errorRegistry

@@ -33,6 +33,8 @@ import type { Reachability, ReachabilityInit, ReachabilityStatus } from './reach
 import type { NetMetrics } from './net-metrics.ts'
 import { sendRequest, serveProtocol } from './protocol.ts'
 import type { Exchange, Protocol, ProtocolDeps, RequestHandler, RequestOptions } from './protocol.ts'
+import { openTunnel, serveTunnelProtocol } from './tunnel.ts'
+import type { OpenedTunnel, OpenTunnelOptions, TunnelHandler, TunnelProtocol } from './tunnel.ts'
 import { requestBlob, requestBlobStream, serveBlobProtocol } from './blob-protocol.ts'
 import type { BlobExchange, BlobHandler, BlobProtocol, BlobRequestOptions, BlobStreamExchange } from './blob-protocol.ts'
 import { openStream, serveStreamProtocol } from './stream-protocol.ts'
@@ -159,7 +161,7 @@ export interface Host {
    * Stops serving a protocol: one served by `handle` or `serveBlob` (a stream protocol is stopped by its server's
    * `close`, which also cancels the exchanges in progress).
    */
-  unhandle(protocol: Pick<Protocol | BlobProtocol, 'id'>): Promise<void>
+  unhandle(protocol: Pick<Protocol | BlobProtocol | TunnelProtocol, 'id'>): Promise<void>
   /** Sends one request and returns the validated response (for signed protocols, the verified payload). */
   request<Req extends z.ZodType, Res extends z.ZodType>(target: PeerTarget, protocol: Protocol<Req, Res>, request: z.input<Req>, options?: RequestOptions): Promise<z.output<Res>>
   /** As `request`, also returning the responder's signed envelope (to keep as proof) and PeerId. */
@@ -180,6 +182,13 @@ export interface Host {
    * result; nothing is sent until `events` or `result` is used (see stream-protocol.ts).
    */
   openStream<Req extends z.ZodType, Ev extends z.ZodType, Res extends z.ZodType>(target: PeerTarget, protocol: StreamProtocol<Req, Ev, Res>, request: z.input<Req>, options?: OpenStreamOptions): StreamCall<Ev, Res>
+  /**
+   * Serves a tunnel protocol: an opening frame answered by a byte stream both ways (see tunnel.ts). The handler returns
+   * what the tunnel joins (e.g. a socket to a server); stop serving with `unhandle`.
+   */
+  serveTunnel<Open extends z.ZodType>(protocol: TunnelProtocol<Open>, handler: TunnelHandler<Open>, options?: ServeOptions): Promise<void>
+  /** Opens a tunnel to `target`: resolves once the peer accepted the opening, with the tunnel as a Node stream. */
+  openTunnel<Open extends z.ZodType>(target: PeerTarget, protocol: TunnelProtocol<Open>, open: z.input<Open>, options?: OpenTunnelOptions): Promise<OpenedTunnel>
   publish(topic: string, signed: Signed<unknown>, options?: PublishOptions): Promise<{ recipients: number }>
   subscribe<P extends z.ZodType>(topic: string, payloadSchema: P, handler: GossipHandler<P>, options?: SubscribeOptions): () => void
   /** Peers known to subscribe to `topic`. */
@@ -409,7 +418,7 @@ function peerStoreMethods(libp2p: Libp2p<HostServices>): Pick<Host, 'onPeerConne
 }
 
 /** Serving and calling Hearth protocols: request/response, blobs and event streams. */
-function protocolMethods(deps: ProtocolDeps): Pick<Host, 'handle' | 'unhandle' | 'request' | 'exchange' | 'serveBlob' | 'requestBlob' | 'requestBlobStream' | 'serveStream' | 'openStream'> {
+function protocolMethods(deps: ProtocolDeps): Pick<Host, 'handle' | 'unhandle' | 'request' | 'exchange' | 'serveBlob' | 'requestBlob' | 'requestBlobStream' | 'serveStream' | 'openStream' | 'serveTunnel' | 'openTunnel'> {
   return {
     handle: (protocol, handler, options) => serveProtocol(deps, protocol, handler, options),
     async unhandle(protocol) {
@@ -424,6 +433,8 @@ function protocolMethods(deps: ProtocolDeps): Pick<Host, 'handle' | 'unhandle' |
     requestBlobStream: (target, protocol, request, options) => requestBlobStream(deps, target, protocol, request, options),
     serveStream: (protocol, handler, options) => serveStreamProtocol(deps, protocol, handler, options),
     openStream: (target, protocol, request, options) => openStream(deps, target, protocol, request, options),
+    serveTunnel: (protocol, handler, options) => serveTunnelProtocol(deps, protocol, handler, options),
+    openTunnel: (target, protocol, open, options) => openTunnel(deps, target, protocol, open, options),
   }
 }
 

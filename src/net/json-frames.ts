@@ -75,6 +75,11 @@ export interface JsonFrameStream {
   readEnd(options?: { signal?: AbortSignal }): Promise<void>
   /** Bytes that have arrived and not been read yet (none before the first read). */
   pending(): number
+  /**
+   * Raw bytes after the frames (a tunnel's body, see tunnel.ts): what has arrived, up to `maxBytes`, once at least one
+   * byte has; undefined when the stream ends cleanly. Holds no more than `maxBytes` plus the inbox's slack unread.
+   */
+  readRaw(options: { maxBytes: number; signal?: AbortSignal }): Promise<Uint8Array | undefined>
 }
 
 export interface JsonFrameOptions {
@@ -134,8 +139,18 @@ export function jsonFrames(stream: Stream, maxBytes: number, options: JsonFrameO
     },
     readEnd: (readOptions = {}) => readEnd(inbox, readOptions),
     pending: () => opened?.held() ?? 0,
+    async readRaw(readOptions) {
+      const box = inbox()
+      box.allow(readOptions.maxBytes)
+      if (!(await box.wait(1, readOptions.signal ?? neverAborted))) return undefined
+      const chunk = new Uint8Array(Math.min(box.held(), readOptions.maxBytes))
+      box.takeInto(chunk, 0)
+      return chunk
+    },
   }
 }
+
+const neverAborted = new AbortController().signal
 
 /** A JSON frame's body parsed, with the release of what the gate reserved for it (once only). */
 function parseFrame(decoder: TextDecoder, body: Uint8Array, release: () => void): JsonFrame {
