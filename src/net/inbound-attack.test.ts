@@ -63,7 +63,8 @@ interface RawUpload {
  * body, and the stream left open.
  */
 async function rawUpload(from: Host, to: Host, protocolId: string, declaredBytes: number, sentBytes: number): Promise<RawUpload> {
-  const stream = await from.libp2p.dialProtocol(multiaddr(to.multiaddrs()[0]!), protocolId)
+  // A generous bound of its own: a crowd of streams opening at once on a busy machine is slow to negotiate.
+  const stream = await from.libp2p.dialProtocol(multiaddr(to.multiaddrs()[0]!), protocolId, { signal: AbortSignal.timeout(300_000) })
   const upload: RawUpload = { stream, answer: Promise.resolve({}), answered: false }
   upload.answer = jsonFrames(stream, 16 * KiB).read().then(
     (frame) => frame.value as { ok: boolean; error: { code: string; message: string } },
