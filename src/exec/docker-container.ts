@@ -35,7 +35,7 @@ export interface ContainerContext {
 }
 
 /** The uid and gid a container runs as when Hearth is root (as native's sandbox does). */
-const sandboxId = 1000
+export const sandboxId = 1000
 const openFilesLimit = 1024
 /**
  * RLIMIT_NPROC counts every process of the uid on the host, not per container: the default pid_max, so that parallel
@@ -54,15 +54,26 @@ type Ending =
   | { kind: 'crash'; error: unknown }
   | { kind: 'closed' }
 
-interface ContainerState {
+export interface ContainerState {
   ExitCode?: number
   OOMKilled?: boolean
   Pid?: number
   Error?: string
 }
 
+/** What runs in a container (a task or a server): the command, its env and limits. */
+export interface ContainerCommand {
+  program: DockerProgram
+  args: string[]
+  env: Record<string, string>
+  maxCpuCores?: number
+  gpus?: number[]
+  /** RLIMIT_FSIZE in bytes: the largest file the program may write. */
+  fileSizeBytes: number
+}
+
 /** Where and as whom a container runs: its task directory, user, memory, name and process cap. */
-interface ContainerPlace {
+export interface ContainerPlace {
   rootDir: string
   uid: number
   gid: number
@@ -72,8 +83,8 @@ interface ContainerPlace {
   maxProcesses: number
 }
 
-/** The request that creates a run's container, with every limit of the sandbox (see docker-runtime.ts). */
-function createRequest(spec: RunSpec<DockerProgram>, where: ContainerPlace): DockerCall {
+/** The request that creates a container, a run's or a server's, with every limit of the sandbox (see docker-runtime.ts). */
+export function createRequest(spec: ContainerCommand, where: ContainerPlace): DockerCall {
   const env: Record<string, string> = { HOME: '/task', ...spec.env }
   return {
     method: 'POST',
@@ -98,7 +109,6 @@ function createRequest(spec: RunSpec<DockerProgram>, where: ContainerPlace): Doc
       ReadonlyRootfs: true,
       Binds: [`${where.rootDir}:/task:rw`],
       Tmpfs: { '/tmp': 'rw,nosuid,nodev,size=64m' },
-      // The engine's floor is 6 MiB.
       Memory: where.memoryBytes,
       // Equal to Memory: no swap on top.
       MemorySwap: where.memoryBytes,
@@ -109,8 +119,8 @@ function createRequest(spec: RunSpec<DockerProgram>, where: ContainerPlace): Doc
       Ulimits: [
         { Name: 'nofile', Soft: openFilesLimit, Hard: openFilesLimit },
         { Name: 'nproc', Soft: processesLimit, Hard: processesLimit },
-        // Bytes (setrlimit's unit): one byte over the budget, so a file that reaches it is over and reported.
-        { Name: 'fsize', Soft: spec.maxOutputBytes + 1, Hard: spec.maxOutputBytes + 1 },
+        // Bytes (setrlimit's unit).
+        { Name: 'fsize', Soft: spec.fileSizeBytes, Hard: spec.fileSizeBytes },
         { Name: 'core', Soft: 0, Hard: 0 },
       ],
       IpcMode: 'private',
@@ -123,6 +133,11 @@ function createRequest(spec: RunSpec<DockerProgram>, where: ContainerPlace): Doc
   },
     timeoutMs: controlTimeoutMs,
   }
+}
+
+/** The memory a container gets for `maxMemoryBytes`: the engine's floor is 6 MiB. */
+export function containerMemoryBytes(maxMemoryBytes: number): number {
+  return Math.max(6 << 20, maxMemoryBytes)
 }
 
 export async function runContainer(ctx: ContainerContext, spec: RunSpec<DockerProgram>, rootDir: string, signal: AbortSignal | undefined): Promise<RunResult> {
@@ -147,7 +162,7 @@ export async function runContainer(ctx: ContainerContext, spec: RunSpec<DockerPr
   let durationMs = 0
   let cpuMs = 0
   let meter: ContainerMeter | undefined
-  const memoryBytes = Math.max(6 << 20, spec.maxMemoryBytes)
+  const memoryBytes = containerMemoryBytes(spec.maxMemoryBytes)
   let stdoutBytes = 0
   let stderrBytes = 0
   try {
@@ -158,7 +173,9 @@ export async function runContainer(ctx: ContainerContext, spec: RunSpec<DockerPr
     // Root's files in the task directory become the container user's for the run (given back below).
     if (asRoot) await chownTree(rootDir, uid, gid)
 
-    const created = await api.json<{ Id: string }>(createRequest(spec, { rootDir, uid, gid, memoryBytes, name: ctx.nextName(), instance: ctx.instance, maxProcesses: ctx.maxProcesses }),
+    // RLIMIT_FSIZE one byte over the budget, so that a file that reaches it is over and reported.
+    const command = { ...spec, fileSizeBytes: spec.maxOutputBytes + 1 }
+    const created = await api.json<{ Id: string }>(createRequest(command, { rootDir, uid, gid, memoryBytes, name: ctx.nextName(), instance: ctx.instance, maxProcesses: ctx.maxProcesses }),
       'create a container',
     )
     id = created.Id
@@ -252,7 +269,7 @@ const { ending, state, stdoutBytes, stderrBytes } = run
   return { exitCode: ending.code, ...metering, stdoutBytes, stderrBytes }
 }
 
-async function removeContainer(api: DockerApi, id: string): Promise<void> {
+export async function removeContainer(api: DockerApi, id: string): Promise<void> {
   for (let attempt = 0; ; attempt++) {
     const answer = await api.call({ method: 'DELETE', path: `/containers/${id}`, query: { force: true, v: true }, timeoutMs: controlTimeoutMs })
     if (answer.status === 204 || answer.status === 200 || answer.status === 404) return
@@ -262,12 +279,14 @@ async function removeContainer(api: DockerApi, id: string): Promise<void> {
   }
 }
 
-interface ContainerMeter {
+export interface ContainerMeter {
   /** Reads the cgroup again (while it exists: the engine removes it when the container exits). */
   sample(): Promise<void>
   cpuMs: number
   /** The kernel's OOM killer acted, or memory reached the limit (v1 failcnt, v2 oom_kill): seen at any sample. */
   memoryHit: boolean
+  /** The highest memory use seen (cgroup v1's max_usage_in_bytes); 0 where unknown. */
+  peakBytes: number
 }
 
 /**
@@ -277,8 +296,8 @@ interface ContainerMeter {
  * Sampled at every output poll and when a run is stopped, so a run shorter than one poll (20 ms) may report less CPU
  * than it used; nothing where the engine runs on another host or the cgroup cannot be read.
  */
-async function cgroupMeter(api: DockerApi, id: string, memoryLimitBytes: number): Promise<ContainerMeter> {
-  const meter: ContainerMeter = { sample: async () => {}, cpuMs: 0, memoryHit: false }
+export async function cgroupMeter(api: DockerApi, id: string, memoryLimitBytes: number): Promise<ContainerMeter> {
+  const meter: ContainerMeter = { sample: async () => {}, cpuMs: 0, memoryHit: false, peakBytes: 0 }
   const read = (file: string): Promise<string> => readFile(file, 'utf8').catch(() => '')
   try {
     const inspected = await api.json<{ State?: ContainerState }>({ method: 'GET', path: `/containers/${id}/json`, timeoutMs: controlTimeoutMs }, 'inspect the container')
@@ -310,6 +329,7 @@ async function cgroupMeter(api: DockerApi, id: string, memoryLimitBytes: number)
         const [failcnt, peak, oom] = await Promise.all(['memory.failcnt', 'memory.max_usage_in_bytes', 'memory.oom_control'].map((name) => read(join(memoryDir, name))))
         // The page cache also fills a cgroup to its limit (and is reclaimed, counting failcnt): only near-limit usage
         // together with a kill the runtime did not send counts as out of memory (see the exit check).
+        meter.peakBytes = Math.max(meter.peakBytes, Number(peak!.trim()) || 0)
         if (counter(oom!, 'oom_kill') > 0 || (Number(failcnt!.trim()) > 0 && Number(peak!.trim()) >= memoryLimitBytes * 0.9)) meter.memoryHit = true
       } else if (v2Dir !== undefined) {
         if (counter(await read(join(v2Dir, 'memory.events')), 'oom_kill') > 0) meter.memoryHit = true
@@ -335,6 +355,7 @@ function engineStatsMeter(api: DockerApi, id: string, memoryLimitBytes: number):
   const meter: ContainerMeter = {
     cpuMs: 0,
     memoryHit: false,
+    peakBytes: 0,
     async sample() {
       if (performance.now() - lastAtMs < statsEveryMs) return
       lastAtMs = performance.now()
@@ -358,7 +379,7 @@ interface EngineStats {
 }
 
 /** lchown over a tree (no link is followed: the scan before the run refused them, and the program's are not ours to follow). */
-async function chownTree(dir: string, uid: number, gid: number): Promise<void> {
+export async function chownTree(dir: string, uid: number, gid: number): Promise<void> {
   await lchown(dir, uid, gid)
   for (const entry of await readdir(dir, { withFileTypes: true })) {
     const path = join(dir, entry.name)

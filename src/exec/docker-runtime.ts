@@ -24,7 +24,10 @@ import { HearthError, toHearthError } from '../errors.ts'
 import { platform } from './platform.ts'
 import { apiError, apiMessage, DockerApi, dockerApiVersion } from './docker-api.ts'
 import { controlTimeoutMs, instanceLabel, runContainer, type DockerProgram } from './docker-container.ts'
-import type { Runtime, RunOptions, RunResult, RunSpec, RuntimeAvailability } from './runtime.ts'
+import { serveContainer } from './docker-serve.ts'
+import type { Runtime, RunOptions, RunResult, RunSpec, RuntimeAvailability, ServedProgram, ServeSpec } from './runtime.ts'
+import { holdRoot, startServer, stopServers, validateServeSpec } from './service-served.ts'
+import type { ServerSet } from './service-served.ts'
 import { RootClaims, throwIfAborted, validateRunSpec } from './task-dir.ts'
 
 export { gpuDeviceRequests, type DockerProgram } from './docker-container.ts'
@@ -142,6 +145,7 @@ export function createDockerRuntime(init: DockerRuntimeInit = {}): DockerRuntime
   const claims = new RootClaims()
   const inFlight = new Set<() => void>()
   const running = new Set<Promise<unknown>>()
+  const servers: ServerSet = { starting: new Set(), running: new Set(), isClosed: () => closed }
   let runCount = 0
   let closed = false
   let availability: Promise<RuntimeAvailability> | undefined
@@ -159,31 +163,24 @@ export function createDockerRuntime(init: DockerRuntimeInit = {}): DockerRuntime
 
   const context = { api, instance, maxProcesses, nextName: () => `hearth-${instance}-${runCount++}`, hasImage, closed: () => closed, inFlight }
 
+  async function ready(): Promise<void> {
+    const answer = await (availability ??= check())
+    if (!answer.ok) {
+      // Asked again next time: an engine that was starting may be up by then.
+      availability = undefined
+      throw unavailable(answer.reason)
+    }
+  }
+
   async function run(spec: RunSpec<DockerProgram>, options: RunOptions = {}): Promise<RunResult> {
     const { signal } = options
     if (closed) throw new HearthError('HEARTH_ERR_EXEC_FAILED', 'the docker runtime is closed')
     validateRunSpec(spec, 'docker')
-    const image = (spec.program as Partial<DockerProgram> | undefined)?.image
-    if (typeof image !== 'string' || !imageIdPattern.test(image)) {
-      throw new HearthError('HEARTH_ERR_EXEC_PACKAGE_INVALID', `a docker program names its image by id (sha256:<64 hex>), got ${JSON.stringify(image)}`)
-    }
-    if (images !== undefined && !images.has(image)) {
-      throw new HearthError('HEARTH_ERR_EXEC_PROGRAM_NOT_ALLOWED', `this provider does not offer the image ${image}`, {
-        hint: `offered images: ${[...images].join(', ') || 'none'}`,
-        details: { image },
-      })
-    }
+    const image = offeredImage(spec.program, images)
     throwIfAborted(signal)
     const task = claims.inRoot(
       spec.rootDir,
-      async () => {
-        const ready = await (availability ??= check())
-        if (!ready.ok) {
-          // Asked again next time: an engine that was starting may be up by then.
-          availability = undefined
-          throw unavailable(ready.reason)
-        }
-      },
+      ready,
       async (rootDir) => {
         try {
           return await runContainer(context, { ...spec, program: { image } }, rootDir, signal)
@@ -200,6 +197,15 @@ export function createDockerRuntime(init: DockerRuntimeInit = {}): DockerRuntime
     }
   }
 
+  async function serve(spec: ServeSpec<DockerProgram>): Promise<ServedProgram> {
+    if (closed) throw new HearthError('HEARTH_ERR_EXEC_FAILED', 'the docker runtime is closed')
+    validateServeSpec(spec, 'docker')
+    const image = offeredImage(spec.program, images)
+    await ready()
+    const held = await holdRoot(claims, spec)
+    return startServer(servers, 'docker', () => serveContainer(context, { ...spec, program: { image } }, held))
+  }
+
   return {
     name: 'docker',
     socketPath,
@@ -207,11 +213,12 @@ export function createDockerRuntime(init: DockerRuntimeInit = {}): DockerRuntime
     hasImage,
     available: () => (availability ??= check()),
     run,
+    serve,
     async close() {
       closed = true
       for (const stop of [...inFlight]) stop()
       // Every run removes its container on the way out: close() returns when they all did.
-      await Promise.allSettled([...running])
+      await Promise.allSettled([...running, stopServers(servers)])
     },
     async leftovers() {
       const answer = await api.json<{ Id: string; Names?: string[]; State?: string }[]>(
@@ -221,6 +228,21 @@ export function createDockerRuntime(init: DockerRuntimeInit = {}): DockerRuntime
       return (answer ?? []).map((container) => `container ${container.Names?.[0] ?? container.Id} (${container.State ?? 'unknown state'})`)
     },
   }
+}
+
+/** The image a run or server names, checked: an id, and one this provider offers (all the engine holds when `images` is undefined). */
+function offeredImage(program: DockerProgram, images: Set<string> | undefined): string {
+  const image = (program as Partial<DockerProgram> | undefined)?.image
+  if (typeof image !== 'string' || !imageIdPattern.test(image)) {
+    throw new HearthError('HEARTH_ERR_EXEC_PACKAGE_INVALID', `a docker program names its image by id (sha256:<64 hex>), got ${JSON.stringify(image)}`)
+  }
+  if (images !== undefined && !images.has(image)) {
+    throw new HearthError('HEARTH_ERR_EXEC_PROGRAM_NOT_ALLOWED', `this provider does not offer the image ${image}`, {
+      hint: `offered images: ${[...images].join(', ') || 'none'}`,
+      details: { image },
+    })
+  }
+  return image
 }
 
 function unavailable(reason: string): HearthError {

@@ -16,13 +16,17 @@ const wrapperScript = [
   'exec "$@"',
 ].join('\n')
 
-/** /bin/sh's arguments: the wrapper, the file size limit in 512-byte blocks, the cgroups' procs files, then bwrap and its arguments. */
-export function wrapperArgs(fileBlocks: number, procsFiles: string[], bwrap: string, bwrapArgs: string[]): string[] {
-  return ['-c', wrapperScript, 'hearth-sandbox', String(fileBlocks), ...procsFiles, '--', bwrap, ...bwrapArgs]
+/**
+ * /bin/sh's arguments: the wrapper, the file size limit in 512-byte blocks, the cgroups' procs files, then bwrap and its
+ * arguments. `mergeStderr`: the sandbox's stderr goes where its stdout goes (one log, in the order written).
+ */
+export function wrapperArgs(fileBlocks: number, procsFiles: string[], bwrap: string, bwrapArgs: string[], mergeStderr = false): string[] {
+  const script = mergeStderr ? `exec 2>&1\n${wrapperScript}` : wrapperScript
+  return ['-c', script, 'hearth-sandbox', String(fileBlocks), ...procsFiles, '--', bwrap, ...bwrapArgs]
 }
 
-/** Starts a run's wrapper on the task's stdio, in its own process group, and feeds it the seccomp filter. */
-export function startSandbox(args: string[], stdio: [number, number, number], seccomp: Buffer): ChildProcess {
+/** Starts a run's wrapper on the task's stdio (descriptors, or a pipe to read), in its own process group, and feeds it the seccomp filter. */
+export function startSandbox(args: string[], stdio: [number, number | 'pipe', number | 'ignore'], seccomp: Buffer): ChildProcess {
   let child: ChildProcess
   try {
     child = spawn('/bin/sh', args, {

@@ -38,9 +38,12 @@ import { collect, killGroup, parseStatus, startSandbox, wrapperArgs } from './na
 import { sandboxArgs } from './native-sandbox.ts'
 import { prepareSetup } from './native-setup.ts'
 import type { Setup, SetupResult } from './native-setup.ts'
-import type { Runtime, RunOptions, RunResult, RunSpec, RuntimeAvailability } from './runtime.ts'
+import { serveNative } from './native-serve.ts'
+import type { Runtime, RunOptions, RunResult, RunSpec, RuntimeAvailability, ServedProgram, ServeSpec } from './runtime.ts'
 import { closedWhileRunning, memoryExceeded, roundMs, stopError, watchLimits, within } from './run-support.ts'
 import type { Metering, OutputWatch, StopEnding } from './run-support.ts'
+import { holdRoot, startServer, stopServers, validateServeSpec } from './service-served.ts'
+import type { ServerSet } from './service-served.ts'
 import { bytesAdded, openStdio, RootClaims, sanitizeAfterRun, taskFiles, throwIfAborted, validateRunSpec } from './task-dir.ts'
 import type { TaskFiles } from './task-dir.ts'
 
@@ -102,6 +105,7 @@ export function createNativeRuntime(init: NativeRuntimeInit): NativeRuntime {
   const { programs, readOnlyPaths, allowedEnv, maxProcesses } = nativeConfig(init)
   const claims = new RootClaims()
   const inFlight = new Set<() => void>()
+  const servers: ServerSet = { starting: new Set(), running: new Set(), isClosed: () => closed }
   let closed = false
   let setupPromise: Promise<SetupResult> | undefined
   const context: RunContext = { maxProcesses, inFlight, isClosed: () => closed }
@@ -116,16 +120,22 @@ export function createNativeRuntime(init: NativeRuntimeInit): NativeRuntime {
     return prepared.ok ? { ok: true } : { ok: false, reason: prepared.reason }
   }
 
+  /** The offered program a run or server names, normalized; refused when not on the allow-list. */
+  function offeredProgram(program: NativeProgram): string {
+    if (typeof program !== 'string' || !programs.has(normalize(program))) {
+      throw new HearthError('HEARTH_ERR_EXEC_PROGRAM_NOT_ALLOWED', `this provider does not offer the program ${JSON.stringify(program)}`, {
+        hint: `offered programs: ${[...programs].join(', ') || 'none'}`,
+        details: { program },
+      })
+    }
+    return normalize(program)
+  }
+
   async function run(spec: RunSpec<NativeProgram>, options: RunOptions = {}): Promise<RunResult> {
     const { signal } = options
     if (closed) throw new HearthError('HEARTH_ERR_EXEC_FAILED', 'the native runtime is closed')
     validateRunSpec(spec, 'native')
-    if (typeof spec.program !== 'string' || !programs.has(normalize(spec.program))) {
-      throw new HearthError('HEARTH_ERR_EXEC_PROGRAM_NOT_ALLOWED', `this provider does not offer the program ${JSON.stringify(spec.program)}`, {
-        hint: `offered programs: ${[...programs].join(', ') || 'none'}`,
-        details: { program: spec.program },
-      })
-    }
+    offeredProgram(spec.program)
     // Before anything starts: a variable can load the task's own code into the offered program (LD_PRELOAD).
     checkTaskEnv(spec.env, allowedEnv)
     throwIfAborted(signal)
@@ -148,13 +158,26 @@ export function createNativeRuntime(init: NativeRuntimeInit): NativeRuntime {
     )
   }
 
+  async function serve(spec: ServeSpec<NativeProgram>): Promise<ServedProgram> {
+    if (closed) throw new HearthError('HEARTH_ERR_EXEC_FAILED', 'the native runtime is closed')
+    validateServeSpec(spec, 'native')
+    const program = offeredProgram(spec.program)
+    checkTaskEnv(spec.env, allowedEnv)
+    const prepared = await prepare()
+    if (!prepared.ok) throw unavailable(prepared.reason)
+    const held = await holdRoot(claims, spec)
+    return startServer(servers, 'native', () => serveNative(prepared.setup, { ...spec, program }, held, maxProcesses))
+  }
+
   return {
     name: 'native',
     available,
     run,
+    serve,
     async close() {
       closed = true
       for (const stop of [...inFlight]) stop()
+      await stopServers(servers)
     },
     async leftovers() {
       const prepared = await prepare()

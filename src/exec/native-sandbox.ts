@@ -81,8 +81,8 @@ export function baseSandboxArgs(mounts: HostMounts): string[] {
 /** Last of the mounts (bwrap cannot make mount points on a read-only /): / itself is a tmpfs bwrap made writable. */
 export const readOnlyRootArgs = ['--remount-ro', '/']
 
-/** A run's sandbox: the shared one, the task's env, the program, its GPUs and the task directory at /task. */
-export function sandboxArgs(mounts: HostMounts, spec: RunSpec<string>, rootDir: string): string[] {
+/** A run's (or a server's) sandbox: the shared one, the task's env, the program, its GPUs and the task directory at /task. */
+export function sandboxArgs(mounts: HostMounts, spec: Pick<RunSpec<string>, 'program' | 'args' | 'env' | 'gpus'>, rootDir: string): string[] {
   // checkTaskEnv has passed spec.env: only allow-listed variables are in it.
   const env: Record<string, string> = { ...runtimeEnv, ...spec.env }
   const args = baseSandboxArgs(mounts)

@@ -11,6 +11,8 @@
  *   (HEARTH_ERR_EXEC_PATH_INVALID), as are stdio files inside it.
  */
 
+import type { Duplex } from 'node:stream'
+
 export type RuntimeName = 'wasi' | 'native' | 'docker'
 
 export interface RunSpec<P> {
@@ -69,6 +71,51 @@ export interface RunOptions {
 
 export type RuntimeAvailability = { ok: true } | { ok: false; reason: string }
 
+/**
+ * A long-running server (a service's replica) under the same sandbox as a task: no network but the path the provider
+ * itself opens to `port` inside the sandbox's own network namespace (ServedProgram.connect). No deadline; it runs
+ * until it ends by itself, by a limit, or stop().
+ */
+export interface ServeSpec<P> {
+  /** As RunSpec.program: an image (`docker`) or an allow-listed host path (`native`). */
+  program: P
+  /** argv, program name first (the caller has already put the port where the program expects it). */
+  args: string[]
+  env: Record<string, string>
+  /** The TCP port the server listens on inside its own network namespace, on 127.0.0.1 or 0.0.0.0. */
+  port: number
+  /** The replica's own directory: read-write at /task, its cwd (as for tasks). */
+  rootDir: string
+  /** Host file outside rootDir: the server's stdout and stderr, interleaved as they come; created or truncated. */
+  logPath: string
+  /** Bound on logPath: a write that would pass it first drops the older half of the file (the newest is kept). */
+  maxLogBytes: number
+  maxMemoryBytes: number
+  maxCpuCores?: number
+  /** The largest file the server may write under rootDir (RLIMIT_FSIZE, as for tasks). */
+  maxDiskBytes: number
+}
+
+/** How a served program ended. */
+export interface ServeEnding {
+  exitCode: number
+  /** 'memory': killed by the kernel at its memory limit; 'stopped': by stop() or the runtime's close(). */
+  reason: 'exited' | 'memory' | 'stopped'
+}
+
+export interface ServedProgram {
+  /** A new TCP connection to the server's port inside its namespace. Rejects (HEARTH_ERR_EXEC_FAILED) when nothing listens there or the server has ended. */
+  connect(): Promise<Duplex>
+  /** Resolves once a connection to the port succeeds; rejects when the server exits first (the message names the exit code and the log's last lines) or timeoutMs passes. */
+  waitListening(timeoutMs: number): Promise<void>
+  /** CPU time the server's processes used so far (from its cgroup) and the time since it started. */
+  usage(): Promise<{ cpuMs: number; uptimeMs: number }>
+  /** Settles when the server process ends: by itself, by a limit (memory: reason 'memory') or by stop(). Never rejects. */
+  readonly ended: Promise<ServeEnding>
+  /** Kills the server and removes everything it had (container, forwarder, cgroup); idempotent; never throws. */
+  stop(): Promise<void>
+}
+
 export interface Runtime<P> {
   readonly name: RuntimeName
   /**
@@ -83,6 +130,11 @@ export interface Runtime<P> {
    * files. One-shot tasks use it (task-core.ts): no stdio files to create, read back and remove.
    */
   runKeepingStdio?(spec: KeptStdioRunSpec<P>, options?: RunOptions): Promise<KeptStdioRunResult>
-  /** Stops every run in flight (they fail with HEARTH_ERR_EXEC_FAILED) and refuses new ones. */
+  /**
+   * Where a runtime has it (`docker`, `native`): starts a long-running server in the sandbox and resolves once it has
+   * started (not yet listening: see ServedProgram.waitListening). Refused as `run` refuses (program, env, directory).
+   */
+  serve?(spec: ServeSpec<P>): Promise<ServedProgram>
+  /** Stops every run in flight (they fail with HEARTH_ERR_EXEC_FAILED) and every served program, and refuses new ones. */
   close(): Promise<void>
 }
