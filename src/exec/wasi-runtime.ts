@@ -5,7 +5,7 @@
  *   running, because uvwasi follows a host symlink out of the preopened directory. Guests may not create symlinks.
  * - Memory is capped in the module itself (see wasm-memory-cap.ts): worker resourceLimits do not bound wasm memory.
  * - Deadline, abort and output volume are watched from this thread, which terminates the worker to stop a guest.
- * - stdin is /dev/null; stdout and stderr go to files outside rootDir, or, for a run that names no stdio files, are
+ * - stdin is /dev/null or given bytes; stdout and stderr go to files outside rootDir, or, for a run naming no stdio files, are
  *   kept in memory by the worker (within the same output budget) and come back with the result: a one-shot task then
  *   creates, reads and removes no stdio files.
  * - Workers are kept for the next run after a guest ended on its own (exit or trap): a fresh worker costs ~30-60 ms,
@@ -16,7 +16,7 @@
  */
 import { closeSync, fstatSync, openSync } from 'node:fs'
 import { availableParallelism, devNull } from 'node:os'
-import { sep } from 'node:path'
+import { isAbsolute, sep } from 'node:path'
 import { setFlagsFromString } from 'node:v8'
 import { Worker } from 'node:worker_threads'
 import { HearthError } from '../errors.ts'
@@ -24,7 +24,7 @@ import { sha256Hex } from './content-hash.ts'
 import { hasLinuxKernelFiles, openDescriptors } from './platform.ts'
 import { outputTooLarge, roundMs, stopError, watchLimits } from './run-support.ts'
 import type { OutputWatch, StopEnding } from './run-support.ts'
-import { bytesAdded, RootClaims, scanSmallTree, scanTree, taskFiles, throwIfAborted, validateEnvAndLimits } from './task-dir.ts'
+import { bytesAdded, realDirectory, RootClaims, scanSmallTree, scanTree, taskFiles, throwIfAborted, validateEnvAndLimits } from './task-dir.ts'
 import type { TaskFiles } from './task-dir.ts'
 import { capWasmMemory, wasmPageBytes } from './wasm-memory-cap.ts'
 import type { CappedWasmModule } from './wasm-memory-cap.ts'
@@ -48,6 +48,13 @@ export type WasiRunSpec = Omit<RunSpec<Uint8Array>, 'program' | 'maxCpuCores' | 
    * the bytes are hashed once (to confirm the id, when the module is first compiled) rather than at every run.
    */
   moduleId?: string
+  /** What the guest reads on stdin (at most 64 MiB, copied to its worker), as from a pipe; else the null device. */
+  stdin?: Uint8Array
+  /**
+   * Host directories the guest sees read-only, by guest path (absolute, not '/'). Each must hold no link or special
+   * file: checked once per process, the host must not add one later. Unlike rootDir, runs may share one.
+   */
+  readOnlyDirs?: Record<string, string>
 }
 
 export interface WasiRunResult {
@@ -119,6 +126,8 @@ interface WasiWorkerData {
  * reclaimDescriptors).
  */
 const claims = new RootClaims()
+/** Read-only directories found free of links and special files, by real path (see WasiRunSpec.readOnlyDirs). */
+const checkedReadOnly = new Set<string>()
 const defaultMaxRunsPerWorker = 1024
 const defaultIdleWorkerMs = 10_000
 const moduleCacheSize = 16
@@ -179,6 +188,7 @@ export function createWasiRuntime(init: WasiRuntimeInit = {}): WasiRuntime {
       ? { inputs: scanSmallTree(rootDir, true) ?? (await scanTree(rootDir, true)) }
       : await taskFiles(rootDir, { stdoutPath: spec.stdoutPath!, stderrPath: spec.stderrPath! }, 'guest')
     const { capped, module } = await prepareModule(spec)
+    const guestInputs = { stdin: spec.stdin, readOnlyDirs: await realReadOnlyDirs(spec.readOnlyDirs, rootDir) }
     throwIfAborted(signal)
 
     const fds: number[] = []
@@ -202,6 +212,7 @@ export function createWasiRuntime(init: WasiRuntimeInit = {}): WasiRuntime {
           maxOutputBytes: spec.maxOutputBytes,
           inputSizes: files.inputs,
           captureStdio,
+          ...guestInputs,
           importedMemory: importedMemoryOf(capped),
         }),
       )
@@ -385,6 +396,29 @@ function validateSpec(spec: WasiRunSpec): void {
     throw invalid('args must be strings without NUL characters')
   }
   validateEnvAndLimits(spec, invalid)
+  if (spec.stdin !== undefined && (!(spec.stdin instanceof Uint8Array) || spec.stdin.length > 64 << 20)) {
+    throw invalid('stdin must be a Uint8Array of at most 64 MiB')
+  }
+  for (const [guestPath, hostDir] of Object.entries(spec.readOnlyDirs ?? {})) {
+    if (!/^(\/[^/\0]+)+$/.test(guestPath) || /\/\.\.?(\/|$)/.test(guestPath) || typeof hostDir !== 'string' || !isAbsolute(hostDir)) {
+      throw invalid(`read-only directory ${JSON.stringify(guestPath)}: give a normalized absolute guest path other than / and an absolute host path`)
+    }
+  }
+}
+
+/** The real paths of a run's read-only directories, apart from rootDir, each scanned once (refusing links, special files). */
+async function realReadOnlyDirs(dirs: WasiRunSpec['readOnlyDirs'], rootDir: string): Promise<WasiRunSpec['readOnlyDirs']> {
+  if (dirs === undefined) return undefined
+  const real: Record<string, string> = {}
+  for (const [guestPath, hostDir] of Object.entries(dirs)) {
+    const dir = await realDirectory(hostDir)
+    if (dir === rootDir || dir.startsWith(rootDir + sep) || rootDir.startsWith(dir + sep)) {
+      throw new HearthError('HEARTH_ERR_EXEC_PATH_INVALID', `the read-only directory ${dir} overlaps the task directory ${rootDir}`)
+    }
+    if (!checkedReadOnly.has(dir) && (scanSmallTree(dir, true) ?? (await scanTree(dir, true)))) checkedReadOnly.add(dir)
+    real[guestPath] = dir
+  }
+  return real
 }
 
 /**

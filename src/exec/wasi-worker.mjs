@@ -68,7 +68,7 @@ const threadCpuNs =
  * @typedef {{
  *   id: number, module: WebAssembly.Module, args: string[], env: Record<string, string>, rootDir: string,
  *   stdinFd: number, stdoutFd: number, stderrFd: number, maxOutputBytes: number, inputSizes: Map<string, number>,
- *   captureStdio: boolean,
+ *   captureStdio: boolean, stdin?: Uint8Array, readOnlyDirs?: Record<string, string>,
  *   importedMemory?: { module: string, name: string, minPages: number, maxPages: number }
  * }} Job
  */
@@ -104,7 +104,20 @@ const capturedBytes = (captured) => captured.bytes.slice(0, captured.length)
 
 /** @param {Job} job */
 function run(job) {
-  const state = { stdioBytes: 0, unchecked: 0, overLimit: false, openFds: new Set([3]), started: false, stdout: emptyCapture(), stderr: emptyCapture() }
+  const readOnlyDirs = Object.entries(job.readOnlyDirs ?? {})
+  // Preopens take descriptors 3, 4, ... in the order given: '/' first, then the read-only directories.
+  const preopenFds = [3, ...readOnlyDirs.map((_, i) => 4 + i)]
+  const state = {
+    stdioBytes: 0,
+    unchecked: 0,
+    overLimit: false,
+    openFds: new Set(preopenFds),
+    readOnlyFds: new Set(preopenFds.slice(1)),
+    stdinOffset: 0,
+    started: false,
+    stdout: emptyCapture(),
+    stderr: emptyCapture(),
+  }
   /** @type {WebAssembly.Memory | undefined} */
   let memory
   const startedAt = performance.now()
@@ -120,7 +133,7 @@ function run(job) {
       version: 'preview1',
       args: job.args,
       env: job.env,
-      preopens: { '/': job.rootDir },
+      preopens: Object.fromEntries([['/', job.rootDir], ...readOnlyDirs]),
       stdin: job.stdinFd,
       stdout: job.stdoutFd,
       stderr: job.stderrFd,
@@ -206,12 +219,34 @@ function classify(error, state) {
 }
 
 const errnoFault = 21
+const errnoReadOnly = 69
 const errnoSpipe = 70
+
+/**
+ * Rights that change a file or directory (WASI preview1 bit numbers): datasync, sync, fd_write, fd_allocate,
+ * path_create_directory, path_create_file, path_link_source/target, path_rename_source/target,
+ * path_filestat_set_size/times, fd_filestat_set_size/times, path_symlink, path_remove_directory, path_unlink_file.
+ * A file opened under a read-only directory never gets them, so uvwasi itself refuses every change through it.
+ */
+const writeRights = [0, 4, 6, 8, 9, 10, 11, 12, 16, 17, 19, 20, 22, 23, 24, 25, 26].reduce((mask, bit) => mask | (1n << BigInt(bit)), 0n)
+const openCreateOrTruncate = 1 | 4 | 8
+/** Calls that change something through a descriptor, with the positions of their descriptor arguments. */
+const changingCalls = /** @type {const} */ ([
+  ['fd_allocate', [0]],
+  ['fd_filestat_set_size', [0]],
+  ['fd_filestat_set_times', [0]],
+  ['path_create_directory', [0]],
+  ['path_filestat_set_times', [0]],
+  ['path_link', [0, 3]],
+  ['path_remove_directory', [0]],
+  ['path_rename', [0, 3]],
+  ['path_unlink_file', [0]],
+])
 
 /**
  * Wraps the few WASI calls that need a guard; every other import is node's own function.
  * @param {Record<string, Function>} real
- * @param {{ stdioBytes: number, unchecked: number, overLimit: boolean, openFds: Set<number>, stdout: Captured, stderr: Captured }} state
+ * @param {{ stdioBytes: number, unchecked: number, overLimit: boolean, openFds: Set<number>, readOnlyFds: Set<number>, stdinOffset: number, stdout: Captured, stderr: Captured }} state
  * @param {Job} job
  * @param {() => WebAssembly.Memory | undefined} getMemory
  */
@@ -225,12 +260,14 @@ function guardImports(real, state, job, getMemory) {
     state.overLimit = true
     throw new OutputLimitReached()
   }
+  const readOnly = (/** @type {unknown} */ fd) => state.readOnlyFds.has(/** @type {number} */ (fd))
 
   /** @param {Function} write */
   const countingWrite =
     (write) =>
     /** @param {number} fd @param {number} iovs @param {number} iovsLength @param {unknown[]} rest */
     (fd, iovs, iovsLength, ...rest) => {
+      if (readOnly(fd)) return errnoReadOnly
       const memory = view()
       // Out-of-bounds vectors go to node unchecked; it answers EFAULT without writing anything.
       if (iovs >>> 0 === iovs && iovsLength >>> 0 === iovsLength && iovs + iovsLength * 8 <= memory.byteLength) {
@@ -290,7 +327,15 @@ function guardImports(real, state, job, getMemory) {
 
   // The guarded calls shadow node's own on an object that inherits the rest: import lookups follow the prototype, and
   // this spares copying every WASI function per run.
-  return Object.assign(Object.create(real), {
+  /** Calls that would change a read-only directory or a file under it answer EROFS; the rest is node's own. */
+  const guarded = Object.fromEntries(
+    changingCalls.map(([name, fdArgs]) => {
+      const call = /** @type {Function} */ (real[name])
+      return [name, (/** @type {unknown[]} */ ...args) => (fdArgs.some((i) => readOnly(args[i])) ? errnoReadOnly : call(...args))]
+    }),
+  )
+  return Object.assign(Object.create(real), guarded, {
+    ...(job.stdin === undefined ? {} : stdinFromMemory(real, state, job.stdin, view)),
     fd_write: job.captureStdio ? capturingWrite(/** @type {Function} */ (real.fd_write)) : countingWrite(/** @type {Function} */ (real.fd_write)),
     fd_pwrite: job.captureStdio ? streamOnly(countingWrite(/** @type {Function} */ (real.fd_pwrite))) : countingWrite(/** @type {Function} */ (real.fd_pwrite)),
     // A symlink inside the preopened directory can point anywhere on the host; guests may not make one.
@@ -303,13 +348,27 @@ function guardImports(real, state, job, getMemory) {
       if (errno === 0) {
         state.openFds.delete(from)
         state.openFds.add(to)
+        if (state.readOnlyFds.delete(from)) state.readOnlyFds.add(to)
+        else state.readOnlyFds.delete(to)
       }
       return errno
     },
     /** @param {number} fd @param {unknown[]} rest */
     path_open: (fd, ...rest) => {
+      const underReadOnly = readOnly(fd)
+      if (underReadOnly) {
+        // rest: dirflags, path, pathLength, oflags, rightsBase, rightsInheriting, fdflags, opened
+        if ((Number(rest[3]) & openCreateOrTruncate) !== 0) return errnoReadOnly
+        rest[4] = BigInt.asUintN(64, BigInt(/** @type {bigint} */ (rest[4])) & ~writeRights)
+        rest[5] = BigInt.asUintN(64, BigInt(/** @type {bigint} */ (rest[5])) & ~writeRights)
+      }
       const errno = real.path_open?.(fd, ...rest)
-      if (errno === 0) state.openFds.add(view().getUint32(/** @type {number} */ (rest.at(-1)), true))
+      if (errno === 0) {
+        const opened = view().getUint32(/** @type {number} */ (rest.at(-1)), true)
+        state.openFds.add(opened)
+        if (underReadOnly) state.readOnlyFds.add(opened)
+        else state.readOnlyFds.delete(opened)
+      }
       return errno
     },
     /** @param {number} fd */
@@ -318,10 +377,46 @@ function guardImports(real, state, job, getMemory) {
       // could close a number the process has already reused. Pretend it worked, as a closed stream would.
       if (fd < 3) return 0
       const errno = real.fd_close?.(fd)
-      if (errno === 0) state.openFds.delete(fd)
+      if (errno === 0) {
+        state.openFds.delete(fd)
+        state.readOnlyFds.delete(fd)
+      }
       return errno
     },
   })
+}
+
+/**
+ * stdin served from the bytes the run was given, as a pipe would serve them: read in order to their end, no offsets.
+ * @param {Record<string, Function>} real
+ * @param {{ stdinOffset: number }} state
+ * @param {Uint8Array} stdin
+ * @param {() => DataView} view
+ */
+function stdinFromMemory(real, state, stdin, view) {
+  return {
+    /** @param {number} fd @param {number} iovs @param {number} iovsLength @param {number} read */
+    fd_read: (fd, iovs, iovsLength, read) => {
+      if (fd !== 0) return real.fd_read?.(fd, iovs, iovsLength, read)
+      const memory = view()
+      if (iovs >>> 0 !== iovs || iovsLength >>> 0 !== iovsLength || read >>> 0 !== read) return errnoFault
+      if (iovs + iovsLength * 8 > memory.byteLength || read + 4 > memory.byteLength) return errnoFault
+      const bytes = new Uint8Array(memory.buffer)
+      let total = 0
+      for (let i = 0; i < iovsLength && state.stdinOffset < stdin.length; i++) {
+        const base = memory.getUint32(iovs + i * 8, true)
+        const length = Math.min(memory.getUint32(iovs + i * 8 + 4, true), stdin.length - state.stdinOffset)
+        if (base + length > memory.byteLength) return errnoFault
+        bytes.set(stdin.subarray(state.stdinOffset, state.stdinOffset + length), base)
+        state.stdinOffset += length
+        total += length
+      }
+      memory.setUint32(read, total, true)
+      return 0
+    },
+    /** @param {number} fd @param {unknown[]} rest */
+    fd_pread: (fd, ...rest) => (fd === 0 ? errnoSpipe : real.fd_pread?.(fd, ...rest)),
+  }
 }
 
 /**
