@@ -68,6 +68,7 @@ export async function startDevnetProvider(init: DevnetInit, base: DevnetNode, pl
     ...(init.providerClaimPolicy === undefined ? {} : { claimPolicy: init.providerClaimPolicy }),
     ...(init.providerAccountLimits === undefined ? {} : { accountLimits: init.providerAccountLimits }),
     ...(init.providerActivityMeterEveryMs === undefined ? {} : { activityMeterEveryMs: init.providerActivityMeterEveryMs }),
+    ...(init.providerServices === true ? { services: { enabled: true } } : {}),
     ...(init.providerPayoutAddress?.(i) === undefined ? {} : { payoutAddress: init.providerPayoutAddress(i)! }),
     runtimes: {
       ...(native === undefined ? {} : { native: { runtime: native, programs } }),

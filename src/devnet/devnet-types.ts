@@ -73,6 +73,8 @@ export interface DevnetInit {
   providerAccountLimits?: Partial<AccountLimits>
   /** How often providers bill running ExeScript activities (default 10 s). */
   providerActivityMeterEveryMs?: number
+  /** Providers host services (replicas started by the ExeScript `serve` command); off by default, as for an owner. */
+  providerServices?: boolean
   /** Other ways a provider misbehaves, for tests of hostile providers (see ProviderAgentInit.misbehave). */
   providerMisbehave?: (index: number) => ProviderAgentInit['misbehave'] | undefined
   /** Where providers move their claimed earnings (see ProviderAgentInit.payoutAddress). */

@@ -4,7 +4,7 @@
  */
 import { z } from 'zod'
 import { HearthError, toHearthError } from '../errors.ts'
-import type { Runtime } from './runtime.ts'
+import type { Runtime, ServedProgram, ServeSpec } from './runtime.ts'
 
 export const activityStates = ['New', 'Deploying', 'Initialized', 'Ready', 'Terminated', 'Unresponsive'] as const
 export type ActivityState = (typeof activityStates)[number]
@@ -35,8 +35,26 @@ export const runCommandSchema = z.strictObject({
 /** `blob:sha256:…` (a blob the requestor holds) → `container:/path`, or `container:/path` → `requestor:`. */
 export const transferCommandSchema = z.strictObject({ from: z.string().min(1).max(4200), to: z.string().min(1).max(4200) })
 export const terminateCommandSchema = z.strictObject({})
+const peerAddress = z.string().regex(/^0x[0-9a-fA-F]{40}$/, 'expected an address 0x and 40 hex digits')
+/**
+ * Starts the deployed program as a long-running server (a service's replica), reachable only through the provider
+ * (the `/hearth/service/connect/1` tunnel). `${PORT}` in args and env values becomes `port`.
+ */
+export const serveCommandSchema = z.strictObject({
+  /** The TCP port the server listens on inside its sandbox's own network namespace. */
+  port: z.number().int().min(1).max(65_535),
+  entryPoint: z.string().min(1).max(256).optional(),
+  args: z.array(z.string().max(4096)).max(1024).default([]),
+  env: z.record(z.string().max(256), z.string().max(4096)).default({}),
+  /** Peers besides the requestor, by address, that may connect to the server: the service's gateways. */
+  gateways: z.array(peerAddress).max(64).default([]),
+  /** How long the server may take to listen on its port before the command fails (default 60 s). */
+  listenTimeoutMs: z.number().int().positive().max(600_000).default(60_000),
+})
+/** The newest bytes of the server's log (stdout and stderr as they came), in the result's stdoutBase64. */
+export const logsCommandSchema = z.strictObject({ tailBytes: z.number().int().positive().max(256 * 1024).default(64 * 1024) })
 
-export const commandNames = ['deploy', 'start', 'run', 'transfer', 'terminate'] as const
+export const commandNames = ['deploy', 'start', 'run', 'transfer', 'serve', 'logs', 'terminate'] as const
 export type CommandName = (typeof commandNames)[number]
 
 export type ExeCommand =
@@ -44,6 +62,8 @@ export type ExeCommand =
   | { start: z.input<typeof startCommandSchema> }
   | { run: z.input<typeof runCommandSchema> }
   | { transfer: z.input<typeof transferCommandSchema> }
+  | { serve: z.input<typeof serveCommandSchema> }
+  | { logs: z.input<typeof logsCommandSchema> }
   | { terminate: z.input<typeof terminateCommandSchema> }
 
 export type ParsedCommand =
@@ -51,6 +71,8 @@ export type ParsedCommand =
   | { name: 'start'; body: z.output<typeof startCommandSchema> }
   | { name: 'run'; body: z.output<typeof runCommandSchema> }
   | { name: 'transfer'; body: z.output<typeof transferCommandSchema> }
+  | { name: 'serve'; body: z.output<typeof serveCommandSchema> }
+  | { name: 'logs'; body: z.output<typeof logsCommandSchema> }
   | { name: 'terminate'; body: z.output<typeof terminateCommandSchema> }
 
 /** On the wire a batch is a list of one-key objects; each is checked here, so an unknown command gets a clear error. */
@@ -121,6 +143,11 @@ export interface ExeScriptEnvironment {
   resolveDeploy(deploy: z.output<typeof deployCommandSchema>, signal: AbortSignal): Promise<{ runtime: Runtime<unknown>; program: unknown; argv0: string | undefined }>
   /** A verified local copy of the blob with this content id (fetched from the requestor when not cached). */
   fetchBlob(contentId: string, signal: AbortSignal): Promise<string>
+  /**
+   * Starts the deployed program as a server under the provider's limits for services; absent where this provider
+   * hosts no services (a `serve` command then fails with HEARTH_ERR_SERVICE_NOT_HOSTED).
+   */
+  serve?(deployed: { runtime: Runtime<unknown>; program: unknown }, spec: Omit<ServeSpec<unknown>, 'program' | 'maxMemoryBytes' | 'maxLogBytes' | 'maxDiskBytes'>): Promise<ServedProgram>
 }
 
 export interface ExeScriptLimits {
@@ -161,6 +188,8 @@ export interface Activity {
   usage(): ActivityUsage
   /** Runs one batch; rejects (and refuses to start) when another batch runs or the activity has ended. */
   exec(batch: readonly unknown[], options: ExecOptions): Promise<BatchOutcome>
+  /** The activity's server once a `serve` command started it (until the activity ends), with the peers it lets in. */
+  served(): { program: ServedProgram; gateways: readonly string[] } | undefined
   /** Ends the activity (idempotent): stops a run in progress and removes its directory. */
   terminate(reason: string, state?: 'Terminated' | 'Unresponsive'): Promise<void>
 }
@@ -170,6 +199,8 @@ const commandSchemas = {
   start: startCommandSchema,
   run: runCommandSchema,
   transfer: transferCommandSchema,
+  serve: serveCommandSchema,
+  logs: logsCommandSchema,
   terminate: terminateCommandSchema,
 } as const
 

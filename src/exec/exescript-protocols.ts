@@ -14,6 +14,7 @@ import { hexSchema } from '../identity/wire-schemas.ts'
 import { debitNoteSchema } from '../market/billing.ts'
 import { defineProtocol } from '../net/protocol.ts'
 import { defineStreamProtocol } from '../net/stream-protocol.ts'
+import { defineTunnelProtocol } from '../net/tunnel.ts'
 import { activityStates, activityUsageSchema, batchSchema, commandResultSchema, exeEventSchema } from './exescript.ts'
 
 export const activityIdSchema = z.string().regex(/^[A-Za-z0-9-]{1,100}$/, 'expected letters, digits and dashes')
@@ -68,4 +69,19 @@ export const activityExecProtocol = defineStreamProtocol({
   timeoutMs: 3_700_000,
   idleTimeoutMs: 30_000,
   window: 64,
+})
+
+/**
+ * A connection to the server a replica's activity runs (the `serve` command): the opener names the activity; the
+ * provider lets in the activity's requestor and the gateways its serve command named, and joins the tunnel to a new
+ * TCP connection to the server's port inside its sandbox. The bytes are the server's protocol (HTTP), unread.
+ */
+export const serviceConnectProtocol = defineTunnelProtocol({
+  id: '/hearth/service/connect/1',
+  open: z.strictObject({ activityId: activityIdSchema }),
+  maxOpenBytes: 1024,
+  openTimeoutMs: 15_000,
+  // A keep-alive connection a gateway holds open between requests; gateways close theirs well before.
+  idleTimeoutMs: 5 * 60_000,
+  maxConcurrentStreams: 1024,
 })

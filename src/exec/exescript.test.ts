@@ -120,7 +120,7 @@ describe('ExeScript batches over the wasi runtime', () => {
     // Nothing of a malformed batch runs.
     await assert.rejects(exec(activity, [...deployAndStart, { format: { disk: '/' } }]), (error) => {
       assert.ok(isHearthError(error, 'HEARTH_ERR_EXEC_BATCH_INVALID'))
-      assert.match(error.message, /command 2 of the batch is "format"; expected one of deploy, start, run, transfer, terminate/)
+      assert.match(error.message, /command 2 of the batch is "format"; expected one of deploy, start, run, transfer, serve, logs, terminate/)
       return true
     })
     assert.throws(() => parseBatch([{ run: { args: 'not a list' } }]), /command 0 \(run\) is malformed: args/)
@@ -153,6 +153,12 @@ describe('ExeScript batches over the wasi runtime', () => {
     const exit = await exec(activity, [{ run: { args: ['exit', '3'] } }])
     assert.equal(exit.outcome.results[0]!.exitCode, 3)
     assert.equal(exit.outcome.results[0]!.ok, false)
+    // A provider that hosts no services refuses `serve`, and a malformed one is refused whole.
+    const serve = await exec(activity, [{ serve: { port: 8080, args: ['serve'] } }])
+    assert.equal(serve.outcome.results[0]!.error?.code, 'HEARTH_ERR_SERVICE_NOT_HOSTED')
+    assert.equal(activity.served(), undefined)
+    assert.throws(() => parseBatch([{ serve: { port: 70_000 } }]), /command 0 \(serve\) is malformed: port/)
+    assert.throws(() => parseBatch([{ serve: { port: 80, gateways: ['not an address'] } }]), /gateways/)
     // And the activity still works.
     const fine = await exec(activity, [{ run: { args: ['lines', '2', '1'] } }])
     assert.equal(fine.outcome.results[0]!.ok, true)

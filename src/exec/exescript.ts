@@ -17,7 +17,8 @@
  */
 import { mkdir, rm } from 'node:fs/promises'
 import { HearthError, isHearthError } from '../errors.ts'
-import { runCommand, transferCommand, type CommandContext, type DeployedProgram } from './exescript-commands.ts'
+import { runCommand, transferCommand, type DeployedProgram } from './exescript-commands.ts'
+import { createServerHold, logsCommand, serveCommand, type ServeContext } from './exescript-serve.ts'
 import { errorOf, parseBatch, terminalStates, type Activity, type ActivityInit, type ActivityState, type ActivityUsage, type CommandName, type CommandResult, type ExecOptions, type ParsedCommand } from './exescript-model.ts'
 import { taskDirLayout } from './task-core.ts'
 
@@ -28,6 +29,8 @@ const allowedIn: Record<CommandName, readonly ActivityState[]> = {
   start: ['Initialized'],
   run: ['Ready'],
   transfer: ['Initialized', 'Ready'],
+  serve: ['Ready'],
+  logs: ['Ready'],
   terminate: ['New', 'Deploying', 'Initialized', 'Ready'],
 }
 
@@ -55,6 +58,25 @@ async function commandOfBatch(index: number, command: ParsedCommand, emit: ExecO
   return result
 }
 
+function notAllowedIn(state: ActivityState, command: CommandName): HearthError {
+  return new HearthError('HEARTH_ERR_EXEC_ACTIVITY_STATE', `${command} is not allowed while the activity is ${state}`, {
+    hint: 'run deploy, then start, then run or serve; transfers need a deployed activity',
+    details: { state, command },
+  })
+}
+
+/** What every command of an activity sees that does not change while it lives. */
+function contextBase(init: ActivityInit): Pick<ServeContext, 'dir' | 'environment' | 'limits' | 'chunkBytes' | 'maxAtEndBytes' | 'pollMs'> {
+  return {
+    dir: init.dir,
+    environment: init.environment,
+    limits: init.limits,
+    chunkBytes: init.limits.chunkBytes ?? 32 * 1024,
+    maxAtEndBytes: init.limits.maxAtEndBytes ?? 256 * 1024,
+    pollMs: init.pollMs ?? 25,
+  }
+}
+
 export function createActivity(init: ActivityInit): Activity {
   const root = taskDirLayout(init.dir).rootDir
   const createdAtMs = Date.now()
@@ -64,43 +86,37 @@ export function createActivity(init: ActivityInit): Activity {
   let deployed: DeployedProgram | undefined
   let busy = false
   let runCounter = 0
-  /** Aborts whatever runs now when the activity is terminated from outside. */
-  let current: AbortController | undefined
+  let current: AbortController | undefined // aborts what runs now when the activity is terminated from outside
   let prepared: Promise<void> | undefined
+  const server = createServerHold()
 
   const setState = (next: ActivityState, error?: string): void => {
     state = next
     if (terminalStates.includes(next)) endedAtMs ??= Date.now()
     init.onState?.(next, error === undefined ? {} : { error })
   }
-  const usage = (): ActivityUsage => ({ durationSec: ((endedAtMs ?? Date.now()) - createdAtMs) / 1000, cpuSec: cpuMs / 1000 })
+  const usage = (): ActivityUsage => ({ durationSec: ((endedAtMs ?? Date.now()) - createdAtMs) / 1000, cpuSec: (cpuMs + server.cpuMs()) / 1000 })
 
   async function terminate(reason: string, final: 'Terminated' | 'Unresponsive' = 'Terminated'): Promise<void> {
     if (terminalStates.includes(state)) return
     current?.abort(new HearthError('HEARTH_ERR_EXEC_FAILED', `the activity was terminated: ${reason}`, { details: { aborted: true } }))
     setState(final, reason)
+    await server.stop()
     await rm(init.dir, { recursive: true, force: true })
   }
 
-  const context: CommandContext = {
-    dir: init.dir,
-    environment: init.environment,
-    limits: init.limits,
-    chunkBytes: init.limits.chunkBytes ?? 32 * 1024,
-    maxAtEndBytes: init.limits.maxAtEndBytes ?? 256 * 1024,
-    pollMs: init.pollMs ?? 25,
+  const context: ServeContext = {
+    ...contextBase(init),
     deployed: () => deployed!,
     nextRun: () => ++runCounter,
     addCpuMs: (ms) => void (cpuMs += ms),
+    server: () => server.program(),
+    // A server that ends by itself ends its replica: the requestor sees the activity terminated and replaces it.
+    adopt: (program, gateways) => server.adopt(program, gateways, (why) => void terminate(why).catch(() => undefined)),
   }
 
   async function step(index: number, command: ParsedCommand, emit: ExecOptions['emit'], signal: AbortSignal): Promise<CommandResult> {
-    if (!allowedIn[command.name].includes(state)) {
-      throw new HearthError('HEARTH_ERR_EXEC_ACTIVITY_STATE', `${command.name} is not allowed while the activity is ${state}`, {
-        hint: 'run deploy, then start, then run; transfers need a deployed activity',
-        details: { state, command: command.name },
-      })
-    }
+    if (!allowedIn[command.name].includes(state)) throw notAllowedIn(state, command.name)
     switch (command.name) {
       case 'deploy': {
         setState('Deploying')
@@ -127,6 +143,10 @@ export function createActivity(init: ActivityInit): Activity {
         return runCommand(context, index, command.body, emit, signal)
       case 'transfer':
         return transferCommand(context, index, command.body, emit, signal)
+      case 'serve':
+        return serveCommand(context, index, command.body, signal)
+      case 'logs':
+        return logsCommand(context, index, command.body)
       case 'terminate':
         await terminate('the requestor asked')
         await emit({ type: 'state', state: 'Terminated' })
@@ -138,6 +158,10 @@ export function createActivity(init: ActivityInit): Activity {
     id: init.id,
     state: () => state,
     usage,
+    served: () => {
+      const program = server.program()
+      return program === undefined || terminalStates.includes(state) ? undefined : { program, gateways: server.gateways() }
+    },
     terminate,
     async exec(batch, options) {
       if (terminalStates.includes(state)) {

@@ -12,6 +12,8 @@ import type { LoadedImages } from '../exec/docker-images.ts'
 import type { ExeScriptEnvironment } from '../exec/exescript.ts'
 import type { PackageCache } from '../exec/package-cache.ts'
 import type { Runtime } from '../exec/runtime.ts'
+import { serveWasiHandler } from '../exec/wasi-handler.ts'
+import type { WasiRuntime } from '../exec/wasi-runtime.ts'
 import { blobSource } from '../exec/transfer.ts'
 import type { AgreementTerms } from '../market/agreement.ts'
 import type { PeerTarget } from '../net/dial-target.ts'
@@ -21,6 +23,8 @@ import { cachedBlob } from './programs.ts'
 /** The runtimes activities may deploy to: wasi always, native and docker where offered. */
 export interface ActivityRuntimes {
   wasi: Runtime<Uint8Array>
+  /** The wasi runtime itself, for request handlers (services: one instance per request). */
+  wasiHandlers?: WasiRuntime
   native?: { runtime: Runtime<string>; programs: Record<string, string> }
   docker?: { runtime: DockerRuntime }
 }
@@ -36,6 +40,58 @@ export interface ActivityEnvironmentInit {
   maxPackageBytes: number
   /** Largest input blob taken. */
   maxTransferBytes: number
+  /** Limits of each service replica; undefined where this provider hosts no services (the owner's opt-in). */
+  services: ServiceLimits | undefined
+}
+
+/** What one service replica may use on this provider. */
+export interface ServiceLimits {
+  maxMemoryBytes: number
+  maxCpuCores: number
+  maxDiskBytes: number
+  maxLogBytes: number
+  /** wasi request handlers: each request's deadline, body and response bounds, and instances at once. */
+  handlerTimeoutMs: number
+  maxRequestBytes: number
+  maxResponseBytes: number
+  maxConcurrentHandlers: number
+}
+
+export const defaultServiceLimits: ServiceLimits = {
+  maxMemoryBytes: 512 * 1024 * 1024,
+  maxCpuCores: 1,
+  maxDiskBytes: 1024 * 1024 * 1024,
+  maxLogBytes: 8 * 1024 * 1024,
+  handlerTimeoutMs: 30_000,
+  maxRequestBytes: 16 * 1024 * 1024,
+  maxResponseBytes: 64 * 1024 * 1024,
+  maxConcurrentHandlers: 4,
+}
+
+/** Starts a deployed program as a service's server under the provider's limits (see ExeScriptEnvironment.serve). */
+function serverStarter(init: ActivityEnvironmentInit, limits: ServiceLimits): NonNullable<ExeScriptEnvironment['serve']> {
+  return async (deployed, spec) => {
+    if (deployed.runtime.name === 'wasi') {
+      const wasi = init.runtimes.wasiHandlers
+      if (wasi === undefined) throw new HearthError('HEARTH_ERR_SERVICE_NOT_HOSTED', 'this provider serves no wasi request handlers', { hint: 'deploy the service as a container or native program' })
+      return serveWasiHandler(wasi, {
+        program: deployed.program as Uint8Array,
+        args: spec.args,
+        env: spec.env,
+        rootDir: spec.rootDir,
+        logPath: spec.logPath,
+        maxLogBytes: limits.maxLogBytes,
+        maxMemoryBytes: limits.maxMemoryBytes,
+        timeoutMs: limits.handlerTimeoutMs,
+        maxRequestBytes: limits.maxRequestBytes,
+        maxResponseBytes: limits.maxResponseBytes,
+        maxConcurrent: limits.maxConcurrentHandlers,
+      })
+    }
+    const runtime = deployed.runtime
+    if (runtime.serve === undefined) throw new HearthError('HEARTH_ERR_SERVICE_NOT_HOSTED', `the ${runtime.name} runtime here cannot run servers`, { hint: 'deploy the service to a provider that offers it' })
+    return runtime.serve({ ...spec, program: deployed.program, maxMemoryBytes: limits.maxMemoryBytes, maxCpuCores: limits.maxCpuCores, maxDiskBytes: limits.maxDiskBytes, maxLogBytes: limits.maxLogBytes })
+  }
 }
 
 /** The blob with this id: from the package cache, else fetched from the requestor and checked. */
@@ -93,5 +149,6 @@ export function activityEnvironment(init: ActivityEnvironmentInit, terms: Agreem
     },
     // Inputs are held to the transfer limit while they arrive, not only once they are here.
     fetchBlob: (contentId) => blobFile(init, contentId, from, init.maxTransferBytes),
+    ...(init.services === undefined ? {} : { serve: serverStarter(init, init.services) }),
   }
 }

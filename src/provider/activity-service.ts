@@ -20,18 +20,19 @@ import type { ProviderAccount } from './provider-account.ts'
 import type { Host } from '../net/host.ts'
 import type { PeerTarget } from '../net/dial-target.ts'
 import type { StreamContext, StreamServer } from '../net/stream-protocol.ts'
-import { createActivity, type ActivityState } from '../exec/exescript.ts'
+import { createActivity, terminalStates, type ActivityState } from '../exec/exescript.ts'
 import {
   activityCreateProtocol,
   activityDestroyProtocol,
   activityExecProtocol,
   exeChunkBytes,
+  serviceConnectProtocol,
   type BatchResult,
 } from '../exec/exescript-protocols.ts'
 import type { LoadedImages } from '../exec/docker-images.ts'
 import type { PackageCache } from '../exec/package-cache.ts'
 import type { Store } from '../store/store.ts'
-import { activityEnvironment, type ActivityEnvironmentInit, type ActivityRuntimes } from './activity-environment.ts'
+import { activityEnvironment, type ActivityEnvironmentInit, type ActivityRuntimes, type ServiceLimits } from './activity-environment.ts'
 import { createLiveActivities, type LiveActivities } from './live-activities.ts'
 
 export interface ActivityServiceInit {
@@ -57,6 +58,11 @@ export interface ActivityServiceInit {
   meterEveryMs?: number
   /** Images this provider loaded from requestors' archives (untagged, removed with their archives). */
   loadedImages?: LoadedImages
+  /**
+   * Hosting services (the `serve` command) is the owner's opt-in: the limits of each replica, or undefined (default)
+   * to host none.
+   */
+  services?: ServiceLimits
 }
 
 export interface ActivityServiceLimits {
@@ -112,7 +118,8 @@ async function runBatch(
   }
   store.activities.setUsage('provider', request.activityId, outcome.usage)
   if (outcome.state === 'Terminated') await live.end(request.activityId, 'the requestor terminated it')
-  else live.armIdle(request.activityId)
+  // A replica's server is watched by its requestor's health checks, not by the batches it is sent.
+  else if (entry.activity.served() === undefined) live.armIdle(request.activityId)
   const result: BatchResult = {
     agreementId: request.agreementId,
     activityId: request.activityId,
@@ -137,6 +144,7 @@ export function createActivityService(init: ActivityServiceInit): ActivityServic
     loadedImages: init.loadedImages,
     maxPackageBytes: limits.maxPackageBytes,
     maxTransferBytes: limits.maxTransferBytes,
+    services: init.services,
   }
   let server: StreamServer | undefined
   let meterTimer: NodeJS.Timeout | undefined
@@ -177,7 +185,11 @@ export function createActivityService(init: ActivityServiceInit): ActivityServic
         maxTransferBytes: limits.maxTransferBytes,
         chunkBytes: exeChunkBytes,
       },
-      onState: (state, detail) => store.activities.setState('provider', activityId, state, detail.error),
+      onState: (state, detail) => {
+        store.activities.setState('provider', activityId, state, detail.error)
+        // Ended from inside (its server exited): billed and forgotten now, not at the requestor's destroy.
+        if (terminalStates.includes(state) && live.has(activityId)) queueMicrotask(() => void live.end(activityId, detail.error ?? 'the activity ended').catch(() => undefined))
+      },
     })
     store.activities.create({ role: 'provider', id: activityId, agreementId, peer: requestor, state: 'New', createdAtMs: Date.now() })
     live.add(activityId, { activity, agreementId, requestor, terms, account, reservation, metered: { tasks: 0, cpuMs: 0, durationMs: 0 }, idleTimer: undefined })
@@ -208,12 +220,25 @@ export function createActivityService(init: ActivityServiceInit): ActivityServic
       })
 
       server = await host.serveStream(activityExecProtocol, (request, ctx) => runBatch(init, live, request, ctx))
+      await host.serveTunnel(serviceConnectProtocol, async ({ activityId }, ctx) => {
+        const entry = live.get(activityId)
+        const served = entry?.activity.served()
+        if (entry === undefined || served === undefined) {
+          throw new HearthError('HEARTH_ERR_SERVICE_NOT_HOSTED', `this provider runs no server for activity ${activityId}`, { hint: 'the replica ended or moved: ask its owner for the current replicas' })
+        }
+        const peer = ctx.remoteAddress.toLowerCase()
+        if (peer !== entry.requestor.toLowerCase() && !served.gateways.some((gateway) => gateway.toLowerCase() === peer)) {
+          throw new HearthError('HEARTH_ERR_SERVICE_NOT_ALLOWED', `peer ${ctx.remoteAddress} may not connect to activity ${activityId}`, { hint: 'only the service owner and the gateways it names may connect' })
+        }
+        return served.program.connect()
+      })
     },
 
     async stop() {
       if (meterTimer !== undefined) clearInterval(meterTimer)
       await host.unhandle(activityCreateProtocol).catch(() => undefined)
       await host.unhandle(activityDestroyProtocol).catch(() => undefined)
+      await host.unhandle(serviceConnectProtocol).catch(() => undefined)
       // Batches in progress are cancelled (their requestors get an error) before their activities are ended.
       await server?.close()
       server = undefined

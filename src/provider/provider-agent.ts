@@ -27,6 +27,7 @@ import { adaptWasiRuntime } from '../exec/wasi-adapter.ts'
 import type { EscrowContext } from '../payment/escrow.ts'
 import { debitNoteProtocol, owedProtocol, settleProtocol, voucherProtocol } from '../payment/payment-protocols.ts'
 import type { Store } from '../store/store.ts'
+import { defaultServiceLimits, type ServiceLimits } from './activity-environment.ts'
 import { createActivityService, type ActivityService } from './activity-service.ts'
 import { createFrameAdmission } from './frame-admission.ts'
 import { createLending, type Lending } from './lending.ts'
@@ -102,6 +103,12 @@ export interface ProviderAgentInit {
   log?(message: string): void
   /** How often a running ExeScript activity's work is billed (default 10 s). */
   activityMeterEveryMs?: number
+  /**
+   * Hosting long-running services (replicas started by the `serve` command, reached through the provider): off
+   * unless the owner turns it on, with each replica's limits (defaults: defaultServiceLimits). Offered as
+   * `hearth.services.enabled`.
+   */
+  services?: { enabled: boolean; limits?: Partial<ServiceLimits> }
   /** Where claimed earnings are moved (a cold wallet); default: they stay with the node's key. */
   payoutAddress?: Address
   /**
@@ -178,6 +185,7 @@ function activityServiceFor(init: ProviderAgentInit, { wasi, programs, offering,
     fetching: programs.fetching,
     runtimes: {
       wasi,
+      wasiHandlers: init.runtime,
       ...(offered.includes('native') && init.runtimes?.native !== undefined ? { native: init.runtimes.native } : {}),
       ...(offered.includes('docker') && init.runtimes?.docker !== undefined ? { docker: init.runtimes.docker } : {}),
     },
@@ -187,6 +195,7 @@ function activityServiceFor(init: ProviderAgentInit, { wasi, programs, offering,
     },
     ...(programs.loadedImages === undefined ? {} : { loadedImages: programs.loadedImages }),
     ...(init.activityMeterEveryMs === undefined ? {} : { meterEveryMs: init.activityMeterEveryMs }),
+    ...(init.services?.enabled === true ? { services: { ...defaultServiceLimits, ...init.services.limits } } : {}),
   })
 }
 
@@ -209,7 +218,7 @@ export function createProviderAgent(init: ProviderAgentInit): ProviderAgent {
     threads: init.threads,
     memGib: init.memGib,
     maxUnpaidTasks: init.accountLimits?.maxUnpaidTasks ?? defaultAccountLimits.maxUnpaidTasks,
-    properties: init.properties,
+    properties: init.services?.enabled === true ? { ...init.properties, 'hearth.services.enabled': true } : init.properties,
     constraints: init.constraints,
     offerTtlMs: init.offerTtlMs ?? 5 * 60_000,
     overclaim: init.misbehave?.overclaim,

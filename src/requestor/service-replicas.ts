@@ -1,0 +1,153 @@
+/**
+ * One replica of a service: an agreement with a provider that hosts services, an ExeScript activity under it whose
+ * `serve` command runs the server, and the way in (a `/hearth/service/connect/1` tunnel to the provider, which joins it
+ * to the server's port inside the sandbox). Placing one negotiates with the best matching offer of its region; a
+ * replica restarted in place gets a new activity under the same agreement.
+ */
+import { request as httpRequest } from 'node:http'
+import type { Duplex } from 'node:stream'
+import type { Address } from 'viem'
+import { HearthError, toHearthError } from '../errors.ts'
+import { serviceConnectProtocol } from '../exec/exescript-protocols.ts'
+import type { ExeCommand } from '../exec/exescript.ts'
+import type { NodeIdentity } from '../identity/node-identity.ts'
+import { proposeTerms, type Agreement } from '../market/agreement.ts'
+import type { Offer, SignedOffer } from '../market/offer.ts'
+import type { OfferBook } from '../market/offer-book.ts'
+import { costWei } from '../market/pricing.ts'
+import type { Host } from '../net/host.ts'
+import type { Store } from '../store/store.ts'
+import { createActivity, type ActivityHandle } from './activity-client.ts'
+import type { BlobServer } from './blob-server.ts'
+import { negotiateMany, offerTarget } from './negotiator.ts'
+import type { RequestorAccounts } from './requestor-account.ts'
+import type { ServiceSpec } from './service-spec.ts'
+
+export interface ReplicaDeps {
+  host: Host
+  identity: NodeIdentity
+  store: Store
+  accounts: RequestorAccounts
+  blobs: BlobServer
+  offerBook: OfferBook
+}
+
+/** What a replica deploys: the spec and, for docker and wasi, the package the provider fetches from this node. */
+export interface ServicePackage {
+  spec: ServiceSpec
+  /** docker: the image archive; wasi: the module. */
+  bytes?: Uint8Array
+}
+
+export interface Placement {
+  agreement: Agreement
+  offer: Offer
+  region: string | undefined
+}
+
+/** The region an offer claims (`hearth.geo.region`), if any. */
+export function offerRegion(offer: Offer): string | undefined {
+  const region = offer.properties['hearth.geo.region']
+  return typeof region === 'string' ? region : undefined
+}
+
+/** Offers that can host the service in `region`, cheapest first, leaving out the providers in `avoid`. */
+export function hostingOffers(offerBook: OfferBook, spec: ServiceSpec, region: string | undefined, avoid: ReadonlySet<string>): SignedOffer[] {
+  const maxPerHour = spec.maxPricePerHourWei === undefined ? undefined : BigInt(spec.maxPricePerHourWei)
+  const hourly = (offer: Offer): bigint => costWei(offer.pricing, { tasks: 0, cpuMs: 3_600_000, durationMs: 3_600_000 })
+  return offerBook
+    .list((offer) =>
+      offer.properties['hearth.services.enabled'] === true &&
+      [offer.properties['golem.runtime.name']].flat().includes(spec.runtime) &&
+      (region === undefined || offerRegion(offer) === region) &&
+      !avoid.has(offer.provider.toLowerCase()) &&
+      (maxPerHour === undefined || hourly(offer) <= maxPerHour))
+    .sort((a, b) => (hourly(a.payload) < hourly(b.payload) ? -1 : hourly(a.payload) > hourly(b.payload) ? 1 : 0))
+}
+
+/** Negotiates an agreement for one replica in `region` and opens its escrow; throws when no provider there agrees. */
+export async function placeReplica(deps: ReplicaDeps, spec: ServiceSpec, region: string | undefined, avoid: ReadonlySet<string>, signal?: AbortSignal): Promise<Placement> {
+  const candidates = hostingOffers(deps.offerBook, spec, region, avoid)
+  if (candidates.length === 0) {
+    throw new HearthError('HEARTH_ERR_SERVICE_UNAVAILABLE', `no offer hosts ${spec.runtime} services${region === undefined ? '' : ` in region ${region}`}${avoid.size > 0 ? ` beyond the ${avoid.size} providers already tried` : ''}`, {
+      hint: 'wait for providers to offer services there, or change the replicas or constraints',
+    })
+  }
+  const negotiated = await negotiateMany({ host: deps.host, identity: deps.identity, store: deps.store }, candidates.slice(0, 5), {
+    need: 1,
+    // Each restart in place is an activity, counted as a task: room for a few within one agreement.
+    termsFor: (offer) => proposeTerms({ offer, requestor: deps.identity.address, runtime: spec.runtime, maxTasks: 4, taskTimeoutMs: Math.min(spec.agreementSec * 1000, 3_600_000), jobName: `service ${spec.name}`, durationSec: spec.agreementSec, debitNoteIntervalSec: 60 }),
+    limits: { maxPerTaskWei: 10n ** 30n, minDurationSec: 60, maxDebitNoteIntervalSec: 3600, minPaymentTimeoutSec: 60 },
+    ...(signal === undefined ? {} : { signal }),
+  })
+  const first = negotiated.agreements[0]
+  if (first === undefined) {
+    const why = negotiated.failures.map((failure) => `${failure.provider}: ${failure.message}`).join('; ')
+    throw new HearthError('HEARTH_ERR_SERVICE_UNAVAILABLE', `no provider${region === undefined ? '' : ` in region ${region}`} agreed to host ${spec.name}${why === '' ? '' : `: ${why}`}`)
+  }
+  await deps.accounts.open([{ agreement: first.agreement, offer: first.offer }])
+  return { agreement: first.agreement, offer: first.offer, region }
+}
+
+/** The batch that starts the server: deploy the package, start, serve on the spec's port (letting in its gateways). */
+function startBatch(activity: ActivityHandle, pkg: ServicePackage, gateways: readonly string[]): ExeCommand[] {
+  const { spec } = pkg
+  const packageId = pkg.bytes === undefined ? undefined : activity.provide(pkg.bytes)
+  const deploy = spec.runtime === 'docker'
+    ? { imageId: spec.imageId!, ...(packageId === undefined ? {} : { packageId }) }
+    : spec.runtime === 'native' ? { program: spec.program! } : { packageId: packageId! }
+  return [{ deploy }, { start: {} }, { serve: { port: spec.port, args: spec.args, env: spec.env, gateways: [...gateways] } }]
+}
+
+/** Starts the server of a placed replica in a new activity; resolves once it listens. */
+export async function startServer(deps: ReplicaDeps, placement: Placement, pkg: ServicePackage, gateways: readonly string[]): Promise<ActivityHandle> {
+  const activity = await createActivity({ host: deps.host, identity: deps.identity, store: deps.store, accounts: deps.accounts, blobs: deps.blobs }, {
+    id: placement.agreement.id,
+    provider: placement.offer.provider as Address,
+    target: offerTarget(placement.offer),
+  })
+  try {
+    const outcome = await activity.exec(startBatch(activity, pkg, gateways)).result
+    const failed = outcome.results.find((result) => !result.ok)
+    if (failed !== undefined || outcome.results.length < 3) {
+      throw new HearthError('HEARTH_ERR_SERVICE_UNAVAILABLE', `the replica on ${placement.offer.provider} did not start: ${failed?.error?.message ?? 'its batch ended early'}`, {
+        ...(failed?.error?.hint === undefined ? {} : { hint: failed.error.hint }),
+        details: { remoteCode: failed?.error?.code },
+      })
+    }
+    return activity
+  } catch (error) {
+    await activity.terminate().catch(() => undefined)
+    throw error
+  }
+}
+
+/** A tunnel to the replica's server, through its provider. */
+export async function connectReplica(host: Host, placement: Placement, activityId: string, signal?: AbortSignal): Promise<Duplex> {
+  const { socket } = await host.openTunnel(offerTarget(placement.offer), serviceConnectProtocol, { activityId }, signal === undefined ? {} : { signal })
+  return socket
+}
+
+/** One health check: GET `path` over a fresh tunnel, healthy on a 2xx or 3xx answer within `timeoutMs`. */
+export async function checkHealth(connect: (signal: AbortSignal) => Promise<Duplex>, path: string, timeoutMs: number): Promise<{ ok: true } | { ok: false; reason: string }> {
+  const signal = AbortSignal.timeout(timeoutMs)
+  let socket: Duplex | undefined
+  try {
+    socket = await connect(signal)
+    const opened = socket
+    const status = await new Promise<number>((resolve, reject) => {
+      const req = httpRequest({ method: 'GET', path, headers: { host: 'hearth-health', connection: 'close' }, createConnection: () => opened as never, signal }, (res) => {
+        res.resume()
+        res.on('end', () => resolve(res.statusCode ?? 0))
+        res.on('error', reject)
+      })
+      req.on('error', reject)
+      req.end()
+    })
+    return status >= 200 && status < 400 ? { ok: true } : { ok: false, reason: `GET ${path} answered ${status}` }
+  } catch (error) {
+    return { ok: false, reason: signal.aborted ? `GET ${path} took longer than ${timeoutMs} ms` : toHearthError(error).shortMessage }
+  } finally {
+    socket?.destroy()
+  }
+}

@@ -1,0 +1,329 @@
+/**
+ * The services a requestor node owns: for each, N replicas kept running on providers in the regions its spec names.
+ * The node checks every replica's health through its provider (HTTP GET of the spec's path over a tunnel); a replica
+ * that fails `failuresBeforeDown` checks in a row, or whose activity ended, leaves rotation at once and is restarted
+ * in place (a new activity under the same agreement) while its provider answers, else replaced on another provider
+ * through the market. An update starts each new replica and waits until it is healthy before the old one leaves
+ * rotation and stops, so the service never has fewer healthy replicas than before. Removing a service ends its
+ * activities and settles every agreement it used (the providers claim what was metered; the rest is refunded).
+ *
+ * Gateways take their routes from here (`routes`): the replicas in rotation, each reached over a tunnel.
+ */
+import { randomUUID } from 'node:crypto'
+import type { Duplex } from 'node:stream'
+import { HearthError, toHearthError } from '../errors.ts'
+import { terminalStates } from '../exec/exescript.ts'
+import type { ActivityHandle } from './activity-client.ts'
+import type { GatewayReplica, GatewayRoutes } from './gateway.ts'
+import { checkHealth, connectReplica, placeReplica, startServer, type Placement, type ReplicaDeps, type ServicePackage } from './service-replicas.ts'
+import { parseServiceSpec, replicaSlots, type ServiceSpecInput } from './service-spec.ts'
+
+export type ReplicaState = 'starting' | 'serving' | 'down' | 'stopped'
+
+export interface ReplicaStatus {
+  id: string
+  region: string | undefined
+  version: string
+  provider: string
+  agreementId: string
+  activityId: string | undefined
+  state: ReplicaState
+  inRotation: boolean
+  lastError: string | undefined
+  restarts: number
+}
+
+export interface ServiceStatus {
+  name: string
+  version: string
+  replicas: ReplicaStatus[]
+  /** Replicas the spec asks for. */
+  wanted: number
+}
+
+export interface ServiceEvents {
+  /** Replicas leaving or joining rotation, restarts, replacements; for logs and tests. */
+  onEvent?(event: { service: string; replica: string; type: 'serving' | 'down' | 'restarted' | 'replaced' | 'stopped'; detail: string }): void
+}
+
+interface Replica {
+  id: string
+  slot: number
+  placement: Placement
+  pkg: ServicePackage
+  activity: ActivityHandle | undefined
+  state: ReplicaState
+  failures: number
+  lastError: string | undefined
+  restarts: number
+  /** A restart or replacement in progress. */
+  healing: Promise<void> | undefined
+}
+
+export interface Service {
+  readonly name: string
+  status(): ServiceStatus
+  /** What gateways route to: the replicas serving now. */
+  routes(): GatewayRoutes
+  /** The newest bytes of a replica's server log. */
+  logs(replicaId: string, tailBytes?: number): Promise<string>
+  /** Rolls every replica to a new version of the service, one at a time, never below the healthy count before. */
+  update(next: ServiceSpecInput, bytes?: Uint8Array): Promise<void>
+  /** Stops every replica and settles every agreement; resolves with what each was paid. */
+  remove(): Promise<{ agreementId: string; paidWei: bigint }[]>
+}
+
+export interface ServicesInit extends ReplicaDeps, ServiceEvents {}
+
+export interface Services {
+  deploy(spec: ServiceSpecInput, bytes?: Uint8Array): Promise<Service>
+  get(name: string): Service | undefined
+  list(): ServiceStatus[]
+  /** Stops the health checks (replicas keep running until removed). */
+  close(): void
+}
+
+export function createServices(init: ServicesInit): Services {
+  const services = new Map<string, Service>()
+  return {
+    async deploy(input, bytes) {
+      const spec = parseServiceSpec(input)
+      if (services.has(spec.name)) throw new HearthError('HEARTH_ERR_SERVICE_STATE', `service ${spec.name} exists already`, { hint: 'update it, or remove it first' })
+      const service = await startService(init, { spec, ...(bytes === undefined ? {} : { bytes }) }, () => services.delete(spec.name))
+      services.set(spec.name, service)
+      return service
+    },
+    get: (name) => services.get(name),
+    list: () => [...services.values()].map((service) => service.status()),
+    close() {
+      for (const service of services.values()) (service as Service & { stopChecks(): void }).stopChecks()
+    },
+  }
+}
+
+/** A running service: what it runs now, its replicas, and the agreements it has used (settled at removal). */
+interface ServiceRun {
+  init: ServicesInit
+  name: string
+  current: ServicePackage
+  replicas: Map<string, Replica>
+  usedAgreements: Set<string>
+  removed: boolean
+  updating: boolean
+  checking: boolean
+  forget(): void
+}
+
+type ReplicaEvent = 'serving' | 'down' | 'restarted' | 'replaced' | 'stopped'
+
+function emit(run: ServiceRun, replica: Replica, type: ReplicaEvent, detail: string): void {
+  run.init.onEvent?.({ service: run.name, replica: replica.id, type, detail })
+}
+
+/** Providers of the other replicas: a slot is placed elsewhere, so that one provider's loss takes one replica. */
+function avoidFor(run: ServiceRun, slot: number): Set<string> {
+  return new Set([...run.replicas.values()].filter((r) => r.slot !== slot && r.state !== 'stopped').map((r) => r.placement.offer.provider.toLowerCase()))
+}
+
+async function launch(run: ServiceRun, slot: number, pkg: ServicePackage, placement?: Placement, avoid: Set<string> = avoidFor(run, slot)): Promise<Replica> {
+  const placed = placement ?? (await placeReplica(run.init, pkg.spec, replicaSlots(pkg.spec)[slot], avoid))
+  run.usedAgreements.add(placed.agreement.id)
+  const replica: Replica = { id: randomUUID().slice(0, 12), slot, placement: placed, pkg, activity: undefined, state: 'starting', failures: 0, lastError: undefined, restarts: 0, healing: undefined }
+  replica.activity = await startServer(run.init, placed, pkg, pkg.spec.gateways)
+  replica.state = 'serving'
+  return replica
+}
+
+function connectTo(run: ServiceRun, replica: Replica): (signal: AbortSignal) => Promise<Duplex> {
+  return (signal) => {
+    const activityId = replica.activity?.id
+    if (activityId === undefined) return Promise.reject(new HearthError('HEARTH_ERR_SERVICE_NOT_HOSTED', `replica ${replica.id} has no server now`))
+    return connectReplica(run.init.host, replica.placement, activityId, signal)
+  }
+}
+
+async function stopReplica(run: ServiceRun, replica: Replica, why: string): Promise<void> {
+  replica.state = 'stopped'
+  run.replicas.delete(replica.id)
+  await replica.activity?.terminate().catch(() => undefined)
+  emit(run, replica, 'stopped', why)
+}
+
+/** Brings a failed replica back: a new activity under its agreement, else a new provider through the market. */
+async function heal(run: ServiceRun, replica: Replica): Promise<void> {
+  await replica.activity?.terminate().catch(() => undefined)
+  replica.activity = undefined
+  try {
+    replica.activity = await startServer(run.init, replica.placement, replica.pkg, replica.pkg.spec.gateways)
+    replica.restarts++
+    replica.failures = 0
+    replica.state = 'serving'
+    emit(run, replica, 'restarted', `in place on ${replica.placement.offer.provider}`)
+    return
+  } catch (error) {
+    replica.lastError = toHearthError(error).shortMessage
+  }
+  const lost = replica.placement.offer.provider.toLowerCase()
+  const next = await launch(run, replica.slot, replica.pkg, undefined, new Set([...avoidFor(run, replica.slot), lost]))
+  run.replicas.delete(replica.id)
+  replica.state = 'stopped'
+  // The lost provider's agreement is settled for what it metered; its replica is gone.
+  void run.init.accounts.account(replica.placement.agreement.id).settle().catch(() => undefined)
+  if (run.removed) {
+    await next.activity?.terminate().catch(() => undefined)
+    return
+  }
+  run.replicas.set(next.id, next)
+  emit(run, next, 'replaced', `replica ${replica.id} on ${lost} replaced on ${next.placement.offer.provider}`)
+}
+
+/** Out of rotation at once, and healed in the background (once at a time). */
+function markDown(run: ServiceRun, replica: Replica, reason: string): void {
+  if (replica.state !== 'serving' || run.removed) return
+  replica.state = 'down'
+  replica.lastError = reason
+  emit(run, replica, 'down', reason)
+  replica.healing ??= heal(run, replica)
+    .catch((error: unknown) => {
+      replica.lastError = toHearthError(error).shortMessage
+    })
+    .finally(() => {
+      replica.healing = undefined
+    })
+}
+
+async function checkAll(run: ServiceRun): Promise<void> {
+  const { health } = run.current.spec
+  await Promise.all([...run.replicas.values()].filter((replica) => replica.state === 'serving').map(async (replica) => {
+    if (replica.activity !== undefined && terminalStates.includes(replica.activity.state())) {
+      markDown(run, replica, 'its activity ended')
+      return
+    }
+    const result = await checkHealth(connectTo(run, replica), health.path, health.timeoutMs)
+    if (result.ok) {
+      replica.failures = 0
+      return
+    }
+    replica.failures++
+    replica.lastError = result.reason
+    if (replica.failures >= health.failuresBeforeDown) markDown(run, replica, result.reason)
+  }))
+}
+
+function statusOf(run: ServiceRun): ServiceStatus {
+  return {
+    name: run.name,
+    version: run.current.spec.version,
+    wanted: replicaSlots(run.current.spec).length,
+    replicas: [...run.replicas.values()].map((replica) => ({
+      id: replica.id,
+      region: replica.placement.region,
+      version: replica.pkg.spec.version,
+      provider: replica.placement.offer.provider,
+      agreementId: replica.placement.agreement.id,
+      activityId: replica.activity?.id,
+      state: replica.state,
+      inRotation: replica.state === 'serving',
+      lastError: replica.lastError,
+      restarts: replica.restarts,
+    })),
+  }
+}
+
+function routesOf(run: ServiceRun): GatewayRoutes {
+  const asGateway = (replica: Replica): GatewayReplica => ({
+    id: replica.id,
+    region: replica.placement.region ?? 'any',
+    version: replica.pkg.spec.version,
+    connect: connectTo(run, replica),
+  })
+  return {
+    replicas: () => [...run.replicas.values()].filter((replica) => replica.state === 'serving').map(asGateway),
+    reportDown(replicaId, reason) {
+      const replica = run.replicas.get(replicaId)
+      if (replica === undefined || replica.state !== 'serving') return
+      // A gateway's word counts as one failed check: the node's own checks confirm before it acts.
+      replica.failures++
+      if (replica.failures >= run.current.spec.health.failuresBeforeDown) markDown(run, replica, `a gateway saw it fail: ${reason}`)
+    },
+  }
+}
+
+async function logsOf(run: ServiceRun, replicaId: string, tailBytes: number): Promise<string> {
+  const replica = run.replicas.get(replicaId)
+  if (replica?.activity === undefined) throw new HearthError('HEARTH_ERR_SERVICE_STATE', `service ${run.name} has no replica ${replicaId} running`, { hint: 'see hearth service status for its replicas' })
+  const outcome = await replica.activity.exec([{ logs: { tailBytes } }]).result
+  const result = outcome.results[0]
+  if (result?.ok !== true) throw new HearthError('HEARTH_ERR_SERVICE_STATE', `the logs of replica ${replicaId} could not be read: ${result?.error?.message ?? 'no answer'}`)
+  return Buffer.from(result.stdoutBase64 ?? '', 'base64').toString('utf8')
+}
+
+/** Each replica in turn: the new one starts beside the old (same agreement where it can) and serves before the old stops. */
+async function update(run: ServiceRun, input: ServiceSpecInput, bytes: Uint8Array | undefined): Promise<void> {
+  if (run.updating || run.removed) throw new HearthError('HEARTH_ERR_SERVICE_STATE', `service ${run.name} is ${run.removed ? 'removed' : 'being updated already'}`)
+  const spec = parseServiceSpec(input)
+  if (spec.name !== run.name) throw new HearthError('HEARTH_ERR_SERVICE_INVALID', `an update of ${run.name} names service ${spec.name}`)
+  run.updating = true
+  const next: ServicePackage = { spec, ...(bytes === undefined ? {} : { bytes }) }
+  try {
+    for (const old of [...run.replicas.values()]) {
+      const fresh = await launch(run, old.slot, next, old.placement).catch(() => launch(run, old.slot, next))
+      run.replicas.set(fresh.id, fresh)
+      emit(run, fresh, 'serving', `version ${spec.version} on ${fresh.placement.offer.provider}`)
+      await stopReplica(run, old, `replaced by version ${spec.version}`)
+    }
+    run.current = next
+  } finally {
+    run.updating = false
+  }
+}
+
+async function remove(run: ServiceRun): Promise<{ agreementId: string; paidWei: bigint }[]> {
+  run.removed = true
+  await Promise.all([...run.replicas.values()].map((replica) => replica.healing?.catch(() => undefined)))
+  await Promise.all([...run.replicas.values()].map((replica) => stopReplica(run, replica, 'the service was removed')))
+  const paid: { agreementId: string; paidWei: bigint }[] = []
+  for (const agreementId of run.usedAgreements) {
+    const settlement = await run.init.accounts.account(agreementId).settle()
+    paid.push({ agreementId, paidWei: settlement.paidWei })
+  }
+  run.forget()
+  return paid
+}
+
+async function startService(init: ServicesInit, first: ServicePackage, forget: () => void): Promise<Service & { stopChecks(): void }> {
+  const run: ServiceRun = { init, name: first.spec.name, current: first, replicas: new Map(), usedAgreements: new Set(), removed: false, updating: false, checking: false, forget }
+  const timer = setInterval(() => {
+    if (run.checking || run.removed) return
+    run.checking = true
+    void checkAll(run).finally(() => {
+      run.checking = false
+    })
+  }, first.spec.health.intervalMs)
+  timer.unref()
+  // Placed one after another, so that two replicas of one region land on two providers.
+  try {
+    for (const [slot] of replicaSlots(first.spec).entries()) {
+      const replica = await launch(run, slot, first)
+      run.replicas.set(replica.id, replica)
+      emit(run, replica, 'serving', `on ${replica.placement.offer.provider}`)
+    }
+  } catch (error) {
+    clearInterval(timer)
+    await Promise.all([...run.replicas.values()].map((replica) => stopReplica(run, replica, 'the deploy failed')))
+    for (const id of run.usedAgreements) await init.accounts.account(id).settle().catch(() => undefined)
+    throw error
+  }
+  return {
+    name: run.name,
+    stopChecks: () => clearInterval(timer),
+    status: () => statusOf(run),
+    routes: () => routesOf(run),
+    logs: (replicaId, tailBytes = 64 * 1024) => logsOf(run, replicaId, tailBytes),
+    update: (next, bytes) => update(run, next, bytes),
+    async remove() {
+      clearInterval(timer)
+      return remove(run)
+    },
+  }
+}
