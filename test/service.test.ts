@@ -18,10 +18,15 @@ import { createDockerRuntime, type DockerRuntime } from '../src/exec/docker-runt
 import { importBusyboxImage, startTestEngine, type TestEngine } from '../src/exec/docker-test-image.ts'
 import type { Pricing } from '../src/market/pricing.ts'
 import { getEscrow } from '../src/payment/escrow.ts'
+import { generateIdentity } from '../src/identity/node-identity.ts'
+import { createHost, type Host } from '../src/net/host.ts'
+import { isHearthError } from '../src/errors.ts'
+import { serviceConnectProtocol } from '../src/exec/exescript-protocols.ts'
 import { createGateway, type Gateway } from '../src/requestor/gateway.ts'
+import { remoteRoutes, serveServiceRoutes } from '../src/requestor/service-routes.ts'
 import { createServices, type Service, type Services } from '../src/requestor/services.ts'
 
-const regions = ['eu', 'us', 'asia', 'us'] as const
+const regions = ['eu', 'us', 'asia', 'us', 'eu'] as const
 /** Clients of each region come from their own loopback address; the gateways' table knows them. */
 const clientAddress: Record<string, string> = { eu: '127.0.0.2', us: '127.0.0.3', asia: '127.0.0.4' }
 const table = Object.fromEntries(Object.entries(clientAddress).map(([region, address]) => [`${address}/32`, region]))
@@ -57,6 +62,11 @@ describe('a static site as a service, one replica per region', { timeout: 600_00
   const gateways = new Map<string, Gateway>()
   const images: Record<string, { id: string; archive: Uint8Array; page: string }> = {}
   const events: string[] = []
+  /** A gateway on a node of its own, trusted by the service; and a stranger the service does not list. */
+  let gatewayHost: Host
+  let stranger: Host
+  let remoteGateway: Gateway
+  let closeRemote: () => void = () => {}
 
   before(async () => {
     dir = await mkdtemp(join(tmpdir(), 'hearth-service-'))
@@ -86,8 +96,15 @@ describe('a static site as a service, one replica per region', { timeout: 600_00
       offerBook: requestor.agent.offerBook,
       onEvent: (event) => events.push(`${event.type} ${event.replica}: ${event.detail}`),
     })
+    gatewayHost = await createHost({ identity: generateIdentity() })
+    stranger = await createHost({ identity: generateIdentity() })
+    await Promise.all([gatewayHost.start(), stranger.start()])
     await requestor.agent.offerBook.waitFor(regions.length, () => true, { signal: AbortSignal.timeout(60_000) })
     site = await services.deploy(siteSpec('v1'), images.v1!.archive)
+    await serveServiceRoutes(requestor.host, services)
+    const routes = await remoteRoutes(gatewayHost, requestor.host.multiaddrs()[0]!, 'site', { refreshMs: 300 })
+    closeRemote = routes.close
+    remoteGateway = await createGateway({ listen: { host: '127.0.0.1', port: 0 }, routes, region: 'eu', regions: { table } })
     for (const region of Object.keys(clientAddress)) {
       gateways.set(region, await createGateway({ listen: { host: '127.0.0.1', port: 0 }, routes: site.routes(), region, regions: { table }, health: { path: '/hearth-variant', intervalMs: 500, timeoutMs: 3000, failuresBeforeDown: 2 } }))
     }
@@ -96,6 +113,9 @@ describe('a static site as a service, one replica per region', { timeout: 600_00
   after(async () => {
     services?.close()
     for (const gateway of gateways.values()) await gateway.close()
+    closeRemote()
+    await remoteGateway?.close()
+    await Promise.all([gatewayHost?.stop(), stranger?.stop()])
     await devnet?.stop()
     await docker?.close()
     await engine?.stop()
@@ -109,10 +129,17 @@ describe('a static site as a service, one replica per region', { timeout: 600_00
       runtime: 'docker' as const,
       imageId: images[version]!.id,
       port: 8080,
-      // busybox httpd in the foreground, serving the image's /etc (where the variant file is the page).
-      args: ['httpd', '-f', '-p', '${PORT}', '-h', '/etc'],
+      // busybox httpd in the foreground, serving the image's variant file as the page, and a CGI program that reads
+      // the whole request body before it answers (so a POST cut short is in flight at the replica).
+      args: ['sh', '-c', [
+        'mkdir -p /task/www/cgi-bin && cp /etc/hearth-variant /task/www/',
+        'printf \'#!/bin/sh\\ncat >/dev/null\\necho Content-Type: text/plain\\necho\\necho got\\n\' > /task/www/cgi-bin/upload',
+        'chmod 755 /task/www/cgi-bin/upload',
+        'exec httpd -f -vv -p ${PORT} -h /task/www',
+      ].join(' && ')],
       replicas: { perRegion: { eu: 1, us: 1, asia: 1 } },
       health: { path: '/hearth-variant', intervalMs: 500, timeoutMs: 3000, failuresBeforeDown: 2 },
+      gateways: [gatewayHost.address],
     }
   }
 
@@ -130,6 +157,48 @@ describe('a static site as a service, one replica per region', { timeout: 600_00
         assert.equal(regionOfReplica(answer.headers['x-hearth-replica']), region, `a client in ${region} was served by ${String(answer.headers['x-hearth-replica'])}`)
       }
     }
+  })
+
+  it('serves through a gateway on another node that the service trusts, and lets no stranger in', async () => {
+    const answer = await get(remoteGateway, '/hearth-variant', clientAddress.asia!)
+    assert.equal(answer.status, 200)
+    assert.equal(answer.body, images.v1!.page)
+    assert.equal(regionOfReplica(answer.headers['x-hearth-replica']), 'asia')
+    // A node the service does not list learns nothing of its replicas, and no provider lets it reach one.
+    await assert.rejects(remoteRoutes(stranger, devnet.requestor.host.multiaddrs()[0]!, 'site'), (error: unknown) => isHearthError(error) && error.details?.remoteCode === 'HEARTH_ERR_SERVICE_NOT_ALLOWED')
+    const replica = site.status().replicas[0]!
+    const provider = devnet.providers.find((p) => p.agent.address.toLowerCase() === replica.provider.toLowerCase())!
+    await assert.rejects(stranger.openTunnel(provider.host.multiaddrs()[0]!, serviceConnectProtocol, { activityId: replica.activityId! }), (error: unknown) =>
+      isHearthError(error) && error.details?.remoteCode === 'HEARTH_ERR_SERVICE_NOT_ALLOWED')
+  })
+
+  it('answers a POST in flight when its replica dies with an error, never a silent retry', async () => {
+    const eu = site.status().replicas.find((replica) => replica.region === 'eu')!
+    const index = devnet.providers.findIndex((provider) => provider.agent.address.toLowerCase() === eu.provider.toLowerCase())
+    const { host, port } = gateways.get('eu')!.address()
+    const outcome = new Promise<string>((resolve) => {
+      const req = httpRequest({ host, port, path: '/cgi-bin/upload', method: 'POST', localAddress: clientAddress.eu, agent: false, headers: { 'content-length': '100000' } }, (res) => {
+        res.resume()
+        res.on('end', () => resolve(`status ${res.statusCode}`))
+        res.on('error', () => resolve('reset'))
+      })
+      req.on('error', () => resolve('reset'))
+      // Half the body now; the replica's provider goes away before the rest.
+      req.write(Buffer.alloc(50_000, 0x61))
+    })
+    // Stopped once the request is at the replica (its server logged it), not before.
+    const atReplica = async (): Promise<boolean> => (await site.logs(eu.id)).includes('url:/cgi-bin/upload')
+    for (let i = 0; i < 600 && !(await atReplica()); i++) await new Promise((resolve) => setTimeout(resolve, 100))
+    assert.ok(await atReplica(), 'the POST reached the replica')
+    await devnet.providers[index]!.agent.stop()
+    const result = await outcome
+    // Never the answer of another replica (a retry would have made the CGI answer 200 there).
+    assert.ok(result === 'reset' || result === 'status 502', result)
+    // The region's replica is replaced on its other provider.
+    for (let i = 0; i < 600 && site.status().replicas.find((r) => r.region === 'eu' && r.state === 'serving' && r.id !== eu.id) === undefined; i++) {
+      await new Promise((resolve) => setTimeout(resolve, 200))
+    }
+    assert.ok(site.status().replicas.some((r) => r.region === 'eu' && r.state === 'serving' && r.id !== eu.id), events.join('\n'))
   })
 
   it('keeps every GET succeeding while a replica\'s provider goes away, and replaces the replica in its region', async () => {
@@ -187,10 +256,24 @@ describe('a static site as a service, one replica per region', { timeout: 600_00
     }
   })
 
-  it('shows a replica\'s server log', async () => {
-    const replica = site.status().replicas[0]!
-    const log = await site.logs(replica.id)
-    assert.equal(typeof log, 'string')
+  it('scales down and up again by region', async () => {
+    await site.scale({ perRegion: { eu: 1, us: 1 } })
+    assert.deepEqual(site.status().replicas.map((replica) => replica.region).sort(), ['eu', 'us'])
+    const answer = await get(gateways.get('asia')!, '/hearth-variant', clientAddress.asia!)
+    assert.equal(answer.status, 200)
+    assert.notEqual(regionOfReplica(answer.headers['x-hearth-replica']), 'asia')
+    await site.scale({ perRegion: { eu: 1, us: 1, asia: 1 } })
+    assert.deepEqual(site.status().replicas.map((replica) => replica.region).sort(), ['asia', 'eu', 'us'])
+    const back = await get(gateways.get('asia')!, '/hearth-variant', clientAddress.asia!)
+    assert.equal(regionOfReplica(back.headers['x-hearth-replica']), 'asia')
+    assert.equal(back.body, images.v2!.page)
+  })
+
+  it('shows a replica\'s server log, with the requests it served', async () => {
+    const answer = await get(gateways.get('eu')!, '/hearth-variant', clientAddress.eu!)
+    const replica = String(answer.headers['x-hearth-replica'])
+    const log = await site.logs(replica).catch((error: Error) => assert.fail(`${error.message}\n${JSON.stringify(site.status(), null, 1)}\n${events.join('\n')}`))
+    assert.match(log, /url:\/hearth-variant/)
   })
 
   it('is paid by time, and removing it settles every agreement as the chain records', async () => {

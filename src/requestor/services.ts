@@ -16,7 +16,7 @@ import { terminalStates } from '../exec/exescript.ts'
 import type { ActivityHandle } from './activity-client.ts'
 import type { GatewayReplica, GatewayRoutes } from './gateway.ts'
 import { checkHealth, connectReplica, placeReplica, startServer, type Placement, type ReplicaDeps, type ServicePackage } from './service-replicas.ts'
-import { parseServiceSpec, replicaSlots, type ServiceSpecInput } from './service-spec.ts'
+import { parseServiceSpec, replicaSlots, type ServiceSpec, type ServiceSpecInput } from './service-spec.ts'
 
 export type ReplicaState = 'starting' | 'serving' | 'down' | 'stopped'
 
@@ -48,7 +48,8 @@ export interface ServiceEvents {
 
 interface Replica {
   id: string
-  slot: number
+  /** The region its slot asks for (undefined: any). */
+  region: string | undefined
   placement: Placement
   pkg: ServicePackage
   activity: ActivityHandle | undefined
@@ -67,6 +68,12 @@ export interface Service {
   routes(): GatewayRoutes
   /** The newest bytes of a replica's server log. */
   logs(replicaId: string, tailBytes?: number): Promise<string>
+  /** The spec it runs now. */
+  spec(): ServiceSpec
+  /** Where a gateway reaches a replica in rotation: its provider's peer id and addresses, and its activity. */
+  route(replicaId: string): { peerId: string; multiaddrs: string[]; activityId: string } | undefined
+  /** Changes how many replicas run, per region or in total. */
+  scale(replicas: ServiceSpec['replicas']): Promise<void>
   /** Rolls every replica to a new version of the service, one at a time, never below the healthy count before. */
   update(next: ServiceSpecInput, bytes?: Uint8Array): Promise<void>
   /** Stops every replica and settles every agreement; resolves with what each was paid. */
@@ -120,15 +127,15 @@ function emit(run: ServiceRun, replica: Replica, type: ReplicaEvent, detail: str
   run.init.onEvent?.({ service: run.name, replica: replica.id, type, detail })
 }
 
-/** Providers of the other replicas: a slot is placed elsewhere, so that one provider's loss takes one replica. */
-function avoidFor(run: ServiceRun, slot: number): Set<string> {
-  return new Set([...run.replicas.values()].filter((r) => r.slot !== slot && r.state !== 'stopped').map((r) => r.placement.offer.provider.toLowerCase()))
+/** Providers of the other replicas: a replica is placed elsewhere, so that one provider's loss takes one replica. */
+function avoidFor(run: ServiceRun, except?: Replica): Set<string> {
+  return new Set([...run.replicas.values()].filter((r) => r !== except && r.state !== 'stopped').map((r) => r.placement.offer.provider.toLowerCase()))
 }
 
-async function launch(run: ServiceRun, slot: number, pkg: ServicePackage, placement?: Placement, avoid: Set<string> = avoidFor(run, slot)): Promise<Replica> {
-  const placed = placement ?? (await placeReplica(run.init, pkg.spec, replicaSlots(pkg.spec)[slot], avoid))
+async function launch(run: ServiceRun, region: string | undefined, pkg: ServicePackage, placement?: Placement, avoid: Set<string> = avoidFor(run)): Promise<Replica> {
+  const placed = placement ?? (await placeReplica(run.init, pkg.spec, region, avoid))
   run.usedAgreements.add(placed.agreement.id)
-  const replica: Replica = { id: randomUUID().slice(0, 12), slot, placement: placed, pkg, activity: undefined, state: 'starting', failures: 0, lastError: undefined, restarts: 0, healing: undefined }
+  const replica: Replica = { id: randomUUID().slice(0, 12), region, placement: placed, pkg, activity: undefined, state: 'starting', failures: 0, lastError: undefined, restarts: 0, healing: undefined }
   replica.activity = await startServer(run.init, placed, pkg, pkg.spec.gateways)
   replica.state = 'serving'
   return replica
@@ -154,7 +161,12 @@ async function heal(run: ServiceRun, replica: Replica): Promise<void> {
   await replica.activity?.terminate().catch(() => undefined)
   replica.activity = undefined
   try {
-    replica.activity = await startServer(run.init, replica.placement, replica.pkg, replica.pkg.spec.gateways)
+    const activity = await startServer(run.init, replica.placement, replica.pkg, replica.pkg.spec.gateways)
+    if (run.replicas.get(replica.id) !== replica) {
+      await activity.terminate().catch(() => undefined)
+      return
+    }
+    replica.activity = activity
     replica.restarts++
     replica.failures = 0
     replica.state = 'serving'
@@ -164,17 +176,24 @@ async function heal(run: ServiceRun, replica: Replica): Promise<void> {
     replica.lastError = toHearthError(error).shortMessage
   }
   const lost = replica.placement.offer.provider.toLowerCase()
-  const next = await launch(run, replica.slot, replica.pkg, undefined, new Set([...avoidFor(run, replica.slot), lost]))
+  const next = await launch(run, replica.region, replica.pkg, undefined, new Set([...avoidFor(run, replica), lost]))
+  const stillWanted = run.replicas.get(replica.id) === replica
   run.replicas.delete(replica.id)
   replica.state = 'stopped'
   // The lost provider's agreement is settled for what it metered; its replica is gone.
   void run.init.accounts.account(replica.placement.agreement.id).settle().catch(() => undefined)
-  if (run.removed) {
+  // Removed, scaled away or replaced by an update while this one healed: the new replica is not wanted either.
+  if (run.removed || !stillWanted) {
     await next.activity?.terminate().catch(() => undefined)
     return
   }
   run.replicas.set(next.id, next)
   emit(run, next, 'replaced', `replica ${replica.id} on ${lost} replaced on ${next.placement.offer.provider}`)
+}
+
+/** Waits for the restarts and replacements under way, so that a change starts from replicas that stand still. */
+async function settleHealing(run: ServiceRun): Promise<void> {
+  await Promise.all([...run.replicas.values()].map((replica) => replica.healing?.catch(() => undefined)))
 }
 
 /** Out of rotation at once, and healed in the background (once at a time). */
@@ -264,10 +283,11 @@ async function update(run: ServiceRun, input: ServiceSpecInput, bytes: Uint8Arra
   const spec = parseServiceSpec(input)
   if (spec.name !== run.name) throw new HearthError('HEARTH_ERR_SERVICE_INVALID', `an update of ${run.name} names service ${spec.name}`)
   run.updating = true
+  await settleHealing(run)
   const next: ServicePackage = { spec, ...(bytes === undefined ? {} : { bytes }) }
   try {
     for (const old of [...run.replicas.values()]) {
-      const fresh = await launch(run, old.slot, next, old.placement).catch(() => launch(run, old.slot, next))
+      const fresh = await launch(run, old.region, next, old.placement).catch(() => launch(run, old.region, next, undefined, avoidFor(run, old)))
       run.replicas.set(fresh.id, fresh)
       emit(run, fresh, 'serving', `version ${spec.version} on ${fresh.placement.offer.provider}`)
       await stopReplica(run, old, `replaced by version ${spec.version}`)
@@ -278,9 +298,42 @@ async function update(run: ServiceRun, input: ServiceSpecInput, bytes: Uint8Arra
   }
 }
 
+/**
+ * Brings the number of replicas (per region, or in total) to what `replicas` asks: new ones are placed and serve before
+ * the call returns; surplus ones (the newest first) leave rotation and stop.
+ */
+async function scale(run: ServiceRun, replicas: ServiceSpec['replicas']): Promise<void> {
+  if (run.updating || run.removed) throw new HearthError('HEARTH_ERR_SERVICE_STATE', `service ${run.name} is ${run.removed ? 'removed' : 'being updated'}`)
+  const spec = parseServiceSpec({ ...run.current.spec, replicas })
+  run.updating = true
+  await settleHealing(run)
+  try {
+    const wanted = new Map<string | undefined, number>()
+    for (const region of replicaSlots(spec)) wanted.set(region, (wanted.get(region) ?? 0) + 1)
+    const live = [...run.replicas.values()].filter((replica) => replica.state !== 'stopped')
+    // A replica counts for its own region's slot, or for "any region" when the spec asks for a total.
+    const key = (replica: Replica): string | undefined => ('total' in spec.replicas ? undefined : replica.region)
+    for (const replica of live.reverse()) {
+      const left = wanted.get(key(replica)) ?? 0
+      if (left > 0) wanted.set(key(replica), left - 1)
+      else await stopReplica(run, replica, 'the service was scaled down')
+    }
+    run.current = { ...run.current, spec: { ...run.current.spec, replicas: spec.replicas } }
+    for (const [region, count] of wanted) {
+      for (let i = 0; i < count; i++) {
+        const replica = await launch(run, region, run.current)
+        run.replicas.set(replica.id, replica)
+        emit(run, replica, 'serving', `scaled up on ${replica.placement.offer.provider}`)
+      }
+    }
+  } finally {
+    run.updating = false
+  }
+}
+
 async function remove(run: ServiceRun): Promise<{ agreementId: string; paidWei: bigint }[]> {
   run.removed = true
-  await Promise.all([...run.replicas.values()].map((replica) => replica.healing?.catch(() => undefined)))
+  await settleHealing(run)
   await Promise.all([...run.replicas.values()].map((replica) => stopReplica(run, replica, 'the service was removed')))
   const paid: { agreementId: string; paidWei: bigint }[] = []
   for (const agreementId of run.usedAgreements) {
@@ -303,8 +356,8 @@ async function startService(init: ServicesInit, first: ServicePackage, forget: (
   timer.unref()
   // Placed one after another, so that two replicas of one region land on two providers.
   try {
-    for (const [slot] of replicaSlots(first.spec).entries()) {
-      const replica = await launch(run, slot, first)
+    for (const region of replicaSlots(first.spec)) {
+      const replica = await launch(run, region, first)
       run.replicas.set(replica.id, replica)
       emit(run, replica, 'serving', `on ${replica.placement.offer.provider}`)
     }
@@ -321,6 +374,14 @@ async function startService(init: ServicesInit, first: ServicePackage, forget: (
     routes: () => routesOf(run),
     logs: (replicaId, tailBytes = 64 * 1024) => logsOf(run, replicaId, tailBytes),
     update: (next, bytes) => update(run, next, bytes),
+    scale: (replicas) => scale(run, replicas),
+    spec: () => run.current.spec,
+    route(replicaId) {
+      const replica = run.replicas.get(replicaId)
+      const activityId = replica?.activity?.id
+      if (replica === undefined || activityId === undefined || replica.state !== 'serving') return undefined
+      return { peerId: replica.placement.offer.peerId, multiaddrs: replica.placement.offer.multiaddrs, activityId }
+    },
     async remove() {
       clearInterval(timer)
       return remove(run)

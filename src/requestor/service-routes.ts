@@ -1,0 +1,98 @@
+/**
+ * Routes for gateways that run apart from the owner's node (`hearth gateway`, maybe one per region, maybe on another
+ * machine): the gateway asks the owner which replicas of a service are in rotation (`/hearth/service/routes/1`,
+ * signed both ways) and reaches each straight at its provider through a tunnel; the provider lets it in because the
+ * owner's serve command named the gateway's address. The owner answers only gateways its spec lists.
+ */
+import type { Duplex } from 'node:stream'
+import { z } from 'zod'
+import { HearthError, toHearthError } from '../errors.ts'
+import { serviceConnectProtocol } from '../exec/exescript-protocols.ts'
+import { peerOfTarget } from '../net/dial-target.ts'
+import type { Host } from '../net/host.ts'
+import { defineProtocol } from '../net/protocol.ts'
+import type { GatewayReplica, GatewayRoutes } from './gateway.ts'
+import type { Services } from './services.ts'
+
+const replicaSchema = z.strictObject({
+  id: z.string().regex(/^[A-Za-z0-9-]{1,100}$/),
+  region: z.string().max(64),
+  version: z.string().max(100),
+  /** The provider: its peer id and the addresses from its offer. */
+  peerId: z.string().max(200),
+  multiaddrs: z.array(z.string().max(1000)).max(32),
+  activityId: z.string().regex(/^[A-Za-z0-9-]{1,100}$/),
+})
+
+export const serviceRoutesProtocol = defineProtocol({
+  id: '/hearth/service/routes/1',
+  request: z.strictObject({ service: z.string().max(63) }),
+  response: z.strictObject({ service: z.string().max(63), replicas: z.array(replicaSchema).max(256) }),
+  maxRequestBytes: 1024,
+  maxResponseBytes: 512 * 1024,
+  timeoutMs: 10_000,
+  signed: true,
+})
+
+type RouteReplica = z.output<typeof replicaSchema>
+
+/** Answers the gateways each service lists with its replicas in rotation. */
+export async function serveServiceRoutes(host: Host, services: Services): Promise<void> {
+  await host.handle(serviceRoutesProtocol, ({ service: name }, ctx) => {
+    const service = services.get(name)
+    const allowed = service?.spec().gateways.some((gateway) => gateway.toLowerCase() === ctx.remoteAddress.toLowerCase()) ?? false
+    if (service === undefined || !allowed) {
+      // The same answer for a service that does not exist and one the peer may not see: names are not disclosed.
+      throw new HearthError('HEARTH_ERR_SERVICE_NOT_ALLOWED', `this node serves no service ${name} to ${ctx.remoteAddress}`, { hint: 'the owner lists a gateway by its address in the service\'s gateways' })
+    }
+    const replicas = service.status().replicas.flatMap((replica): RouteReplica[] => {
+      const route = service.route(replica.id)
+      return replica.inRotation && route !== undefined ? [{ id: replica.id, region: replica.region ?? 'any', version: replica.version, ...route }] : []
+    })
+    return { service: name, replicas }
+  })
+}
+
+export interface RemoteRoutesOptions {
+  /** How often the owner is asked again (default 2 s). */
+  refreshMs?: number
+  /** Told when asking the owner fails (the last routes stay in use). */
+  onError?(error: HearthError): void
+}
+
+/**
+ * A gateway's routes from the owner's node at `owner`: asked at once (rejects when the owner refuses or cannot be
+ * reached) and every `refreshMs`; a replica the gateway sees fail is left out until the owner's answer changes.
+ */
+export async function remoteRoutes(host: Host, owner: string, service: string, options: RemoteRoutesOptions = {}): Promise<GatewayRoutes & { close(): void }> {
+  let current: RouteReplica[] = []
+  const down = new Map<string, string>()
+  const refresh = async (): Promise<void> => {
+    const answer = await host.request(owner, serviceRoutesProtocol, { service })
+    const seen = new Set(answer.replicas.map((replica) => replica.id))
+    for (const id of down.keys()) if (!seen.has(id)) down.delete(id)
+    current = answer.replicas
+  }
+  await refresh()
+  const timer = setInterval(() => {
+    refresh().catch((error: unknown) => options.onError?.(toHearthError(error)))
+  }, options.refreshMs ?? 2_000)
+  timer.unref()
+  const asGateway = (replica: RouteReplica): GatewayReplica => ({
+    id: replica.id,
+    region: replica.region,
+    version: replica.version,
+    async connect(signal): Promise<Duplex> {
+      const peer = peerOfTarget(replica.multiaddrs[0] ?? replica.peerId)
+      // Several addresses (LAN and public): libp2p tries each from the peer store.
+      if (replica.multiaddrs.length > 1 && peer !== undefined) await host.addPeerAddresses(peer, replica.multiaddrs)
+      const target = replica.multiaddrs.length === 1 ? replica.multiaddrs[0]! : replica.peerId
+      return (await host.openTunnel(target, serviceConnectProtocol, { activityId: replica.activityId }, { signal })).socket
+    },
+  })
+  return {
+    replicas: () => current.filter((replica) => !down.has(replica.id)).map(asGateway),
+    reportDown: (replicaId, reason) => void down.set(replicaId, reason),
+    close: () => clearInterval(timer),
+  }
+}
