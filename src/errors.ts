@@ -335,6 +335,24 @@ export const errorRegistry = {
     retry: 'after-fix',
     action: 'Check that 127.0.0.1 works and that the provider can write its data directory; remove a damaged provider.json when no provider runs from that directory.',
   },
+  HEARTH_ERR_REQUESTOR_NOT_RUNNING: {
+    meaning: 'no requestor node is running from this data directory, or its local API refused the key',
+    fault: 'nobody',
+    retry: 'after-fix',
+    action: 'Start the requestor node (`hearth requestor start`), or pass the --data-dir it runs from.',
+  },
+  HEARTH_ERR_REQUESTOR_ALREADY_RUNNING: {
+    meaning: 'a requestor node is already running from this data directory',
+    fault: 'caller',
+    retry: 'after-fix',
+    action: 'Stop that node first (`hearth requestor stop`), or start this one with another --data-dir.',
+  },
+  HEARTH_ERR_REQUESTOR_LOCAL_API: {
+    meaning: "the requestor node's local API cannot be served (the loopback interface is down, or the data directory is not writable), or its record in requestor.json cannot be read or is not one",
+    fault: 'caller',
+    retry: 'after-fix',
+    action: 'Check that 127.0.0.1 works and that the node can write its data directory; remove a damaged requestor.json when no requestor node runs from that directory.',
+  },
   HEARTH_ERR_JOB_INVALID: {
     meaning: 'a job file is malformed, or asks for what cannot be given here (such as spot checks, which need a wasi job and a local wasi runtime)',
     fault: 'caller',

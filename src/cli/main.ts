@@ -59,6 +59,18 @@ export const lazyCommands: ReadonlyArray<{ commands: readonly LazyCommand[]; loa
     commands: [{ name: 'relay', term: 'relay [options]', description: 'run a public bootstrap and relay node: it holds offers, tells nodes whether they are dialable, and relays to providers behind NATs' }],
     load: async () => (await import('./relay-command.ts')).registerRelayCommand,
   },
+  {
+    commands: [{ name: 'requestor', term: 'requestor', description: 'run a requestor node that keeps running: it owns services, answers their gateways, and may run a gateway' }],
+    load: async () => (await import('./requestor-command.ts')).registerRequestorCommand,
+  },
+  {
+    commands: [{ name: 'service', term: 'service', description: 'deploy and run services (long-running servers on providers) through a running requestor node' }],
+    load: async () => (await import('./service-command.ts')).registerServiceCommand,
+  },
+  {
+    commands: [{ name: 'gateway', term: 'gateway [options]', description: 'serve a service\'s replicas over HTTP(S) as a gateway process of its own, with routes from the owner\'s node' }],
+    load: async () => (await import('./gateway-command.ts')).registerGatewayCommand,
+  },
 ]
 
 /**

@@ -49,8 +49,11 @@ export function registerRunCommand(program: Command, io: CommandIo, setExitCode:
     })
 }
 
-/** `hearth run --bootstrap …`: the network to join and the chain it settles on; undefined for a local network. */
-async function joinedNetwork(options: { bootstrap?: string[]; listen?: string[]; announce?: string[]; rpc?: string; deployment?: string; funderKeyFile?: string; dataDir: string; resume?: string }): Promise<RequestorNodeInit | undefined> {
+/**
+ * `hearth run --bootstrap …` (and `hearth requestor start`): the network to join and the chain it settles on;
+ * undefined for a local network.
+ */
+export async function joinedNetwork(options: { bootstrap?: string[]; listen?: string[]; announce?: string[]; rpc?: string; deployment?: string; funderKeyFile?: string; dataDir: string; resume?: string }): Promise<RequestorNodeInit | undefined> {
   if (options.bootstrap === undefined) {
     if (options.rpc !== undefined || options.deployment !== undefined) {
       throw new HearthError('HEARTH_ERR_CLI_ARGUMENT_INVALID', '--rpc and --deployment are for joining a running network, which needs --bootstrap too', {

@@ -116,6 +116,19 @@ export const providerConfigSchema = z.strictObject({
       expectedTaskCpuSec: z.number().positive().default(60),
     })
     .default({ currency: 'EUR', idleWatts: 40, busyWatts: 120, electricityPerKwh: 0.3, hardwareCost: 800, hardwareLifetimeYears: 4, tokenFiatRate: 1, expectedTaskCpuSec: 60 }),
+  /**
+   * Hosting long-running services (replicas of servers, reached through this provider): off unless the owner turns
+   * it on; each replica's limits, default those of the agent (512 MiB, 1 core, 1 GiB disk, 8 MiB of log).
+   */
+  services: z
+    .strictObject({
+      enabled: z.boolean().default(false),
+      maxMemoryGib: z.number().positive().optional(),
+      maxCpuCores: z.number().positive().optional(),
+      maxDiskGib: z.number().positive().optional(),
+      maxLogMib: z.number().positive().optional(),
+    })
+    .default({ enabled: false }),
   /** How often unclaimed vouchers are checked against agreement expiry, and the amount that triggers a claim. */
   claim: z.strictObject({ thresholdHtt: htt.optional() }).default({}),
   /** How much unpaid work this provider risks, and how it is paid. */
@@ -176,6 +189,7 @@ export const settings: readonly { path: string; env: string; flag: string; kind:
   { path: 'admission.maxJobDurationSec', env: 'HEARTH_PROVIDER_MAX_JOB_SEC', flag: 'maxJobSec', kind: 'int', description: 'longest agreement accepted, seconds' },
   { path: 'admission.maxTotalMemoryGib', env: 'HEARTH_PROVIDER_MAX_TOTAL_MEMORY_GIB', flag: 'maxTotalMemoryGib', kind: 'number', description: 'memory all running tasks may ask for together, GiB' },
   { path: 'admission.maxTotalDiskGib', env: 'HEARTH_PROVIDER_MAX_TOTAL_DISK_GIB', flag: 'maxTotalDiskGib', kind: 'number', description: 'disk all running tasks may take together, GiB' },
+  { path: 'services.enabled', env: 'HEARTH_PROVIDER_SERVICES', flag: 'services', kind: 'bool', description: 'host long-running services (replicas of requestors\' servers)' },
   { path: 'costs.idleWatts', env: 'HEARTH_PROVIDER_IDLE_WATTS', flag: 'idleWatts', kind: 'number', description: 'machine power draw at rest, W' },
   { path: 'costs.busyWatts', env: 'HEARTH_PROVIDER_BUSY_WATTS', flag: 'busyWatts', kind: 'number', description: 'machine power draw with the lent threads busy, W' },
   { path: 'costs.electricityPerKwh', env: 'HEARTH_PROVIDER_ELECTRICITY_PER_KWH', flag: 'electricityPerKwh', kind: 'number', description: 'electricity price per kWh' },
@@ -357,6 +371,18 @@ export const pricePresets = {
   docker: { perTask: { model: 'per-task', perTaskHtt: '0.003' }, linear: { model: 'linear', startHtt: '0.0002', perCpuHourHtt: '0.1', perHourHtt: '0.01' } },
 } as const satisfies Record<string, { perTask: ProviderConfig['pricing']; linear: ProviderConfig['pricing'] }>
 
+/** What the agent is told of services: off, or on with each replica's limits in bytes (the agent's defaults for the rest). */
+export function servicesFromConfig(services: ProviderConfig['services']): { enabled: boolean; limits: Partial<{ maxMemoryBytes: number; maxCpuCores: number; maxDiskBytes: number; maxLogBytes: number }> } {
+  const bytes = (value: number | undefined, unit: number): number | undefined => (value === undefined ? undefined : Math.floor(value * unit))
+  const limits = {
+    maxMemoryBytes: bytes(services.maxMemoryGib, 1024 ** 3),
+    maxCpuCores: services.maxCpuCores,
+    maxDiskBytes: bytes(services.maxDiskGib, 1024 ** 3),
+    maxLogBytes: bytes(services.maxLogMib, 1024 ** 2),
+  }
+  return { enabled: services.enabled, limits: Object.fromEntries(Object.entries(limits).filter(([, value]) => value !== undefined)) }
+}
+
 /** The config's prices in wei, as offers and agreements carry them. */
 export function pricingFromConfig(pricing: ProviderConfig['pricing']): Pricing {
   if (pricing.model === 'per-task') return { model: 'per-task', perTaskWei: parseEther(pricing.perTaskHtt).toString() }
@@ -431,6 +457,9 @@ export function renderConfigFile(config: ProviderConfig, notes: { machine: Machi
     '  // What lending costs you, for the break-even price and the warnings: power draw at rest and busy (W),',
     '  // electricity price per kWh, machine price and lifetime, and the price of one HTT, all in `currency`.',
     `  "costs": ${j(config.costs)},`,
+    '  // Host long-running services too (servers that requestors keep running here, reached through this node), with',
+    '  // limits per replica: maxMemoryGib, maxCpuCores, maxDiskGib, maxLogMib (defaults 0.5 GiB, 1 core, 1 GiB, 8 MiB).',
+    `  "services": ${j(config.services)},`,
     '  // Claim payment on chain as soon as this much is unclaimed (else at the end of each agreement and before expiry).',
     `  "claim": ${j(config.claim)},`,
     '  // Money at risk: at most maxUnpaidTasks tasks (and maxUnpaidHtt, if set) of work that no voucher covers, per',

@@ -6,12 +6,12 @@
  */
 import { join } from 'node:path'
 import { parseEther, type Address } from 'viem'
-import { pricingFromConfig, type ProviderConfig } from './config.ts'
+import { pricingFromConfig, servicesFromConfig, type ProviderConfig } from './config.ts'
 import type { ProviderAgentInit } from './provider-agent.ts'
 
 const gib = 1024 ** 3
 
-export type AgentSettings = Pick<ProviderAgentInit, 'workDir' | 'pricing' | 'threads' | 'memGib' | 'properties' | 'policy' | 'admission' | 'claimPolicy' | 'accountLimits' | 'payoutAddress'>
+export type AgentSettings = Pick<ProviderAgentInit, 'workDir' | 'pricing' | 'threads' | 'memGib' | 'properties' | 'policy' | 'admission' | 'claimPolicy' | 'accountLimits' | 'payoutAddress' | 'services'>
 
 export function agentSettings(config: ProviderConfig, dataDir: string): AgentSettings {
   const { location, admission, resources } = config
@@ -46,6 +46,7 @@ export function agentSettings(config: ProviderConfig, dataDir: string): AgentSet
       ...(config.payments.maxUnpaidHtt === undefined ? {} : { maxUnpaidWei: parseEther(config.payments.maxUnpaidHtt) }),
       minClaimGraceSec: config.payments.minClaimGraceSec,
     },
+    services: servicesFromConfig(config.services),
     ...(config.payments.payoutAddress === undefined ? {} : { payoutAddress: config.payments.payoutAddress as Address }),
   }
 }
