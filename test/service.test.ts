@@ -276,6 +276,24 @@ describe('a static site as a service, one replica per region', { timeout: 600_00
     assert.match(log, /url:\/hearth-variant/)
   })
 
+  it('renews a short agreement before it ends: a new agreement, its replica serving before the old one stops', async () => {
+    const brief = await services.deploy({ ...siteSpec('v2'), name: 'brief', replicas: { total: 1 }, agreementSec: 90 }, images.v2!.archive)
+    try {
+      const [first] = brief.status().replicas
+      // Renewed a tenth of the agreement (at least 30 s) before its end: within the minute the agreement lasts.
+      for (let i = 0; i < 1200 && brief.status().replicas.every((replica) => replica.agreementId === first!.agreementId); i++) {
+        await new Promise((resolve) => setTimeout(resolve, 100))
+      }
+      const [renewed] = brief.status().replicas
+      assert.notEqual(renewed!.agreementId, first!.agreementId, events.join('\n'))
+      assert.equal(renewed!.state, 'serving')
+      assert.equal(brief.status().replicas.length, 1)
+      assert.ok(events.some((event) => event.startsWith(`renewed ${renewed!.id}`)))
+    } finally {
+      await brief.remove()
+    }
+  })
+
   it('is paid by time, and removing it settles every agreement as the chain records', async () => {
     const agreements = new Set(site.status().replicas.map((replica) => replica.agreementId))
     const paid = await site.remove()

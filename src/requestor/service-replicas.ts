@@ -51,8 +51,25 @@ export function offerRegion(offer: Offer): string | undefined {
   return typeof region === 'string' ? region : undefined
 }
 
+/** Where a replica may go: its region, providers to leave out, and (for a renewal) the one provider to ask. */
+export interface PlaceWhere {
+  region: string | undefined
+  avoid: ReadonlySet<string>
+  only?: string
+}
+
+/**
+ * Activities an agreement makes room for: one per hour of the agreement (each a task of at most an hour, so that the
+ * deposit covers the agreement's whole life at the offer's prices) and a few restarts in place.
+ */
+export function replicaTasks(spec: ServiceSpec): { maxTasks: number; taskTimeoutMs: number } {
+  const taskTimeoutMs = Math.min(spec.agreementSec * 1000, 3_600_000)
+  return { maxTasks: Math.ceil((spec.agreementSec * 1000) / taskTimeoutMs) + 3, taskTimeoutMs }
+}
+
 /** Offers that can host the service in `region`, cheapest first, leaving out the providers in `avoid`. */
-export function hostingOffers(offerBook: OfferBook, spec: ServiceSpec, region: string | undefined, avoid: ReadonlySet<string>): SignedOffer[] {
+export function hostingOffers(offerBook: OfferBook, spec: ServiceSpec, where: PlaceWhere): SignedOffer[] {
+  const { region, avoid, only } = where
   const maxPerHour = spec.maxPricePerHourWei === undefined ? undefined : BigInt(spec.maxPricePerHourWei)
   const hourly = (offer: Offer): bigint => costWei(offer.pricing, { tasks: 0, cpuMs: 3_600_000, durationMs: 3_600_000 })
   return offerBook
@@ -61,13 +78,15 @@ export function hostingOffers(offerBook: OfferBook, spec: ServiceSpec, region: s
       [offer.properties['golem.runtime.name']].flat().includes(spec.runtime) &&
       (region === undefined || offerRegion(offer) === region) &&
       !avoid.has(offer.provider.toLowerCase()) &&
+      (only === undefined || offer.provider.toLowerCase() === only.toLowerCase()) &&
       (maxPerHour === undefined || hourly(offer) <= maxPerHour))
     .sort((a, b) => (hourly(a.payload) < hourly(b.payload) ? -1 : hourly(a.payload) > hourly(b.payload) ? 1 : 0))
 }
 
 /** Negotiates an agreement for one replica in `region` and opens its escrow; throws when no provider there agrees. */
-export async function placeReplica(deps: ReplicaDeps, spec: ServiceSpec, region: string | undefined, avoid: ReadonlySet<string>, signal?: AbortSignal): Promise<Placement> {
-  const candidates = hostingOffers(deps.offerBook, spec, region, avoid)
+export async function placeReplica(deps: ReplicaDeps, spec: ServiceSpec, where: PlaceWhere, signal?: AbortSignal): Promise<Placement> {
+  const { region, avoid } = where
+  const candidates = hostingOffers(deps.offerBook, spec, where)
   if (candidates.length === 0) {
     throw new HearthError('HEARTH_ERR_SERVICE_UNAVAILABLE', `no offer hosts ${spec.runtime} services${region === undefined ? '' : ` in region ${region}`}${avoid.size > 0 ? ` beyond the ${avoid.size} providers already tried` : ''}`, {
       hint: 'wait for providers to offer services there, or change the replicas or constraints',
@@ -75,8 +94,7 @@ export async function placeReplica(deps: ReplicaDeps, spec: ServiceSpec, region:
   }
   const negotiated = await negotiateMany({ host: deps.host, identity: deps.identity, store: deps.store }, candidates.slice(0, 5), {
     need: 1,
-    // Each restart in place is an activity, counted as a task: room for a few within one agreement.
-    termsFor: (offer) => proposeTerms({ offer, requestor: deps.identity.address, runtime: spec.runtime, maxTasks: 4, taskTimeoutMs: Math.min(spec.agreementSec * 1000, 3_600_000), jobName: `service ${spec.name}`, durationSec: spec.agreementSec, debitNoteIntervalSec: 60 }),
+    termsFor: (offer) => proposeTerms({ offer, requestor: deps.identity.address, runtime: spec.runtime, ...replicaTasks(spec), jobName: `service ${spec.name}`, durationSec: spec.agreementSec, debitNoteIntervalSec: 60 }),
     limits: { maxPerTaskWei: 10n ** 30n, minDurationSec: 60, maxDebitNoteIntervalSec: 3600, minPaymentTimeoutSec: 60 },
     ...(signal === undefined ? {} : { signal }),
   })

@@ -4,7 +4,10 @@
  * that fails `failuresBeforeDown` checks in a row, or whose activity ended, leaves rotation at once and is restarted
  * in place (a new activity under the same agreement) while its provider answers, else replaced on another provider
  * through the market. An update starts each new replica and waits until it is healthy before the old one leaves
- * rotation and stops, so the service never has fewer healthy replicas than before. Removing a service ends its
+ * rotation and stops, so the service never has fewer healthy replicas than before. Agreements are short (a day by
+ * default) and renewed before they end, the same way: a new agreement with the same provider, its replica serving
+ * before the old one stops and its agreement is settled; each deposit covers only its own agreement's time, so no
+ * more is locked than the next day's uptime at the agreed prices. Removing a service ends its
  * activities and settles every agreement it used (the providers claim what was metered; the rest is refunded).
  *
  * Gateways take their routes from here (`routes`): the replicas in rotation, each reached over a tunnel.
@@ -43,7 +46,7 @@ export interface ServiceStatus {
 
 export interface ServiceEvents {
   /** Replicas leaving or joining rotation, restarts, replacements; for logs and tests. */
-  onEvent?(event: { service: string; replica: string; type: 'serving' | 'down' | 'restarted' | 'replaced' | 'stopped'; detail: string }): void
+  onEvent?(event: { service: string; replica: string; type: 'serving' | 'down' | 'restarted' | 'replaced' | 'renewed' | 'stopped'; detail: string }): void
 }
 
 interface Replica {
@@ -57,7 +60,7 @@ interface Replica {
   failures: number
   lastError: string | undefined
   restarts: number
-  /** A restart or replacement in progress. */
+  /** A restart, replacement or renewal in progress. */
   healing: Promise<void> | undefined
 }
 
@@ -121,7 +124,7 @@ interface ServiceRun {
   forget(): void
 }
 
-type ReplicaEvent = 'serving' | 'down' | 'restarted' | 'replaced' | 'stopped'
+type ReplicaEvent = 'serving' | 'down' | 'restarted' | 'replaced' | 'renewed' | 'stopped'
 
 function emit(run: ServiceRun, replica: Replica, type: ReplicaEvent, detail: string): void {
   run.init.onEvent?.({ service: run.name, replica: replica.id, type, detail })
@@ -133,7 +136,7 @@ function avoidFor(run: ServiceRun, except?: Replica): Set<string> {
 }
 
 async function launch(run: ServiceRun, region: string | undefined, pkg: ServicePackage, placement?: Placement, avoid: Set<string> = avoidFor(run)): Promise<Replica> {
-  const placed = placement ?? (await placeReplica(run.init, pkg.spec, region, avoid))
+  const placed = placement ?? (await placeReplica(run.init, pkg.spec, { region, avoid }))
   run.usedAgreements.add(placed.agreement.id)
   const replica: Replica = { id: randomUUID().slice(0, 12), region, placement: placed, pkg, activity: undefined, state: 'starting', failures: 0, lastError: undefined, restarts: 0, healing: undefined }
   replica.activity = await startServer(run.init, placed, pkg, pkg.spec.gateways)
@@ -211,7 +214,48 @@ function markDown(run: ServiceRun, replica: Replica, reason: string): void {
     })
 }
 
+/** How long before its agreement ends a replica is moved to a new one: a tenth of the agreement, at least 30 s. */
+function renewBeforeMs(agreementSec: number): number {
+  return Math.max(30, Math.floor(agreementSec / 10)) * 1000
+}
+
+/**
+ * Renews a replica's agreement before it ends: a new agreement with the same provider (else another in the region),
+ * whose replica serves before the old one stops; the old agreement is then settled.
+ */
+async function renew(run: ServiceRun, replica: Replica): Promise<void> {
+  const provider = replica.placement.offer.provider
+  const placement = await placeReplica(run.init, replica.pkg.spec, { region: replica.region, avoid: new Set(), only: provider })
+    .catch(() => placeReplica(run.init, replica.pkg.spec, { region: replica.region, avoid: avoidFor(run, replica) }))
+  const fresh = await launch(run, replica.region, replica.pkg, placement)
+  if (run.removed || run.replicas.get(replica.id) !== replica) {
+    await fresh.activity?.terminate().catch(() => undefined)
+    return
+  }
+  run.replicas.set(fresh.id, fresh)
+  emit(run, fresh, 'renewed', `agreement ${replica.placement.agreement.id} renewed as ${placement.agreement.id} on ${placement.offer.provider}`)
+  await stopReplica(run, replica, 'its agreement was renewed')
+  await run.init.accounts.account(replica.placement.agreement.id).settle().catch(() => undefined)
+}
+
+function renewDue(run: ServiceRun): void {
+  if (run.updating || run.removed) return
+  const nowMs = Date.now()
+  for (const replica of run.replicas.values()) {
+    const endsMs = replica.placement.agreement.terms.expiresAtSec * 1000
+    if (replica.state !== 'serving' || replica.healing !== undefined || endsMs - nowMs > renewBeforeMs(replica.pkg.spec.agreementSec)) continue
+    replica.healing = renew(run, replica)
+      .catch((error: unknown) => {
+        replica.lastError = `renewing its agreement failed: ${toHearthError(error).shortMessage}`
+      })
+      .finally(() => {
+        replica.healing = undefined
+      })
+  }
+}
+
 async function checkAll(run: ServiceRun): Promise<void> {
+  renewDue(run)
   const { health } = run.current.spec
   await Promise.all([...run.replicas.values()].filter((replica) => replica.state === 'serving').map(async (replica) => {
     if (replica.activity !== undefined && terminalStates.includes(replica.activity.state())) {
