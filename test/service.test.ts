@@ -269,6 +269,24 @@ describe('a static site as a service, one replica per region', { timeout: 600_00
     assert.equal(back.body, images.v2!.page)
   })
 
+  it('takes a replica off a machine whose owner took it back, and brings it back when lending resumes', async () => {
+    const asia = site.status().replicas.find((replica) => replica.region === 'asia')!
+    const provider = devnet.providers.find((p) => p.agent.address.toLowerCase() === asia.provider.toLowerCase())!
+    await provider.agent.pause('the owner is using the machine', { handBack: true })
+    const serving = (): boolean => site.status().replicas.some((replica) => replica.region === 'asia' && replica.inRotation)
+    for (let i = 0; i < 1200 && serving(); i++) await new Promise((resolve) => setTimeout(resolve, 100))
+    assert.equal(serving(), false, events.join('\n'))
+    // Clients of the region are served from another one meanwhile.
+    const during = await get(gateways.get('asia')!, '/hearth-variant', clientAddress.asia!)
+    assert.equal(during.status, 200)
+    assert.notEqual(regionOfReplica(during.headers['x-hearth-replica']), 'asia')
+    await provider.agent.resume()
+    for (let i = 0; i < 1200 && !serving(); i++) await new Promise((resolve) => setTimeout(resolve, 100))
+    assert.ok(serving(), JSON.stringify(site.status().replicas))
+    const back = await get(gateways.get('asia')!, '/hearth-variant', clientAddress.asia!)
+    assert.equal(regionOfReplica(back.headers['x-hearth-replica']), 'asia')
+  })
+
   it('shows a replica\'s server log, with the requests it served', async () => {
     const answer = await get(gateways.get('eu')!, '/hearth-variant', clientAddress.eu!)
     const replica = String(answer.headers['x-hearth-replica'])

@@ -82,6 +82,12 @@ export interface ActivityService {
   stop(): Promise<void>
   /** Activities not yet ended. */
   active(): number
+  /**
+   * Ends every activity that runs a server (a service's replica), as running tasks are handed back when the owner
+   * takes the machine back: each ends with `reason`, which its requestor reads as the activity's last error, and the
+   * requestor places the replica elsewhere. Other activities go on (they end by the idle timeout if no batch comes).
+   */
+  handBackServers(reason: string): Promise<void>
 }
 
 const defaults: ActivityServiceLimits = {
@@ -198,6 +204,11 @@ export function createActivityService(init: ActivityServiceInit): ActivityServic
 
   return {
     active: () => live.size(),
+
+    async handBackServers(reason) {
+      const serving = live.ids().filter((id) => live.get(id)?.activity.served() !== undefined)
+      await Promise.allSettled(serving.map((id) => live.end(id, `handed back: ${reason}`)))
+    },
 
     async start() {
       // Directories left by a crash belong to activities that are over.

@@ -135,7 +135,8 @@ export interface ProviderAgent {
   stats(): ProviderStats
   /**
    * Stops taking work: the offer is withdrawn (republished to expire within seconds), proposals and new tasks are
-   * refused with HEARTH_ERR_PROVIDER_PAUSED (retryable elsewhere), and with `handBack` running tasks are aborted and
+   * refused with HEARTH_ERR_PROVIDER_PAUSED (retryable elsewhere), and with `handBack` service replicas are ended (their
+   * owners place them elsewhere) and running tasks are aborted and
    * answered with the same error, so their requestors run them on another provider. Agreements stay valid.
    */
   pause(reason: string, options?: { handBack?: boolean }): Promise<void>
@@ -252,7 +253,10 @@ export function createProviderAgent(init: ProviderAgentInit): ProviderAgent {
     async pause(reason, options = {}) {
       lending.pause(reason)
       offering.stopRepublishing()
-      if (options.handBack === true) admission.handBackAll()
+      if (options.handBack === true) {
+        admission.handBackAll()
+        await activityService?.handBackServers(reason)
+      }
       // Offers cannot be recalled from other nodes' books: a short-lived replacement makes ours lapse within seconds.
       if (started) await offering.publish({ ttlMs: 2000 }).catch(() => undefined)
     },

@@ -60,6 +60,8 @@ interface Replica {
   failures: number
   lastError: string | undefined
   restarts: number
+  /** When it last left rotation, or was last tried again. */
+  downSinceMs: number
   /** A restart, replacement or renewal in progress. */
   healing: Promise<void> | undefined
 }
@@ -138,7 +140,7 @@ function avoidFor(run: ServiceRun, except?: Replica): Set<string> {
 async function launch(run: ServiceRun, region: string | undefined, pkg: ServicePackage, placement?: Placement, avoid: Set<string> = avoidFor(run)): Promise<Replica> {
   const placed = placement ?? (await placeReplica(run.init, pkg.spec, { region, avoid }))
   run.usedAgreements.add(placed.agreement.id)
-  const replica: Replica = { id: randomUUID().slice(0, 12), region, placement: placed, pkg, activity: undefined, state: 'starting', failures: 0, lastError: undefined, restarts: 0, healing: undefined }
+  const replica: Replica = { id: randomUUID().slice(0, 12), region, placement: placed, pkg, activity: undefined, downSinceMs: 0, state: 'starting', failures: 0, lastError: undefined, restarts: 0, healing: undefined }
   replica.activity = await startServer(run.init, placed, pkg, pkg.spec.gateways)
   replica.state = 'serving'
   return replica
@@ -203,6 +205,7 @@ async function settleHealing(run: ServiceRun): Promise<void> {
 function markDown(run: ServiceRun, replica: Replica, reason: string): void {
   if (replica.state !== 'serving' || run.removed) return
   replica.state = 'down'
+  replica.downSinceMs = Date.now()
   replica.lastError = reason
   emit(run, replica, 'down', reason)
   replica.healing ??= heal(run, replica)
@@ -254,8 +257,28 @@ function renewDue(run: ServiceRun): void {
   }
 }
 
+/** How long a replica that could not be brought back waits before the next try. */
+const healRetryMs = 5_000
+
+/** Tries again, now and then, to bring back replicas whose last restart and replacement both failed. */
+function retryDown(run: ServiceRun): void {
+  const nowMs = Date.now()
+  for (const replica of run.replicas.values()) {
+    if (replica.state !== 'down' || replica.healing !== undefined || nowMs - replica.downSinceMs < healRetryMs) continue
+    replica.downSinceMs = nowMs
+    replica.healing = heal(run, replica)
+      .catch((error: unknown) => {
+        replica.lastError = toHearthError(error).shortMessage
+      })
+      .finally(() => {
+        replica.healing = undefined
+      })
+  }
+}
+
 async function checkAll(run: ServiceRun): Promise<void> {
   renewDue(run)
+  retryDown(run)
   const { health } = run.current.spec
   await Promise.all([...run.replicas.values()].filter((replica) => replica.state === 'serving').map(async (replica) => {
     if (replica.activity !== undefined && terminalStates.includes(replica.activity.state())) {
