@@ -151,7 +151,7 @@ export function registerGatewayCommand(program: Command, io: CommandIo): void {
     .option('--region-header <name>', 'a request header naming the client\'s region (set by a CDN in front; trusted)')
     .option('--tls-cert <file>', 'PEM certificate: serve HTTPS')
     .option('--tls-key <file>', 'PEM private key of the certificate')
-    .option('--health-path <path>', 'the path the gateway checks each replica\'s health at (the service\'s health.path)', '/')
+    .option('--health-path <path>', 'the path the gateway checks each replica\'s health at (default: the service\'s health.path, from its owner)')
     .option('--p2p-listen <multiaddr...>', 'libp2p addresses to listen on (default 127.0.0.1: the gateway dials out)')
     .option('--data-dir <dir>', 'the gateway\'s key: its address is what the service lists in gateways', '.hearth-gateway')
     .option('--print-address', 'print this gateway\'s address (to list in the service\'s gateways) and exit')

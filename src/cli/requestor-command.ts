@@ -36,6 +36,7 @@ function routesOf(services: Services, name: string): GatewayRoutes {
   return {
     replicas: () => services.get(name)?.routes().replicas() ?? [],
     reportDown: (replicaId, reason) => services.get(name)?.routes().reportDown?.(replicaId, reason),
+    healthPath: () => services.get(name)?.spec().health.path,
   }
 }
 
@@ -143,7 +144,7 @@ export function registerRequestorCommand(program: Command, io: CommandIo, option
     .option('--gateway-region <region>', 'the gateway\'s region: that of clients the regions table does not place', 'any')
     .option('--regions <file>', 'JSON: CIDR prefix → region, for the gateway')
     .option('--region-header <name>', 'a request header naming the client\'s region (set by a CDN in front; trusted)')
-    .option('--health-path <path>', 'the path the gateway checks replicas at: the service\'s health.path (default: /)')
+    .option('--health-path <path>', 'the path the gateway checks replicas at (default: the service\'s health.path)')
     .option('--tls-cert <file>', 'PEM certificate: the gateway serves HTTPS')
     .option('--tls-key <file>', 'PEM private key of the certificate')
     .action(async (flags: StartFlags) => {

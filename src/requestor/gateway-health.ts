@@ -56,14 +56,17 @@ function checkOnce(state: ReplicaState, health: GatewayHealthInit): Promise<numb
 export class HealthChecker {
   readonly #pool: ReplicaPool
   readonly #health: GatewayHealthInit
+  /** The service's own health path as its owner says now, where the routes know it (else the configured one). */
+  readonly #pathNow: (() => string | undefined) | undefined
   readonly #markDown: (state: ReplicaState, reason: string) => void
   readonly #timers = new Map<ReplicaState, NodeJS.Timeout>()
   #sweep: NodeJS.Timeout | undefined
   #closed = false
 
-  constructor(pool: ReplicaPool, health: GatewayHealthInit, markDown: (state: ReplicaState, reason: string) => void) {
+  constructor(pool: ReplicaPool, health: GatewayHealthInit, markDown: (state: ReplicaState, reason: string) => void, pathNow?: () => string | undefined) {
     this.#pool = pool
     this.#health = health
+    this.#pathNow = pathNow
     this.#markDown = markDown
     pool.onAdded = (state) => this.#schedule(state, 0)
     // New replicas are found when a request asks for one; this finds them (and drops the gone) when none comes.
@@ -81,7 +84,7 @@ export class HealthChecker {
     this.#timers.delete(state)
     if (this.#closed || state.removed) return
     try {
-      const elapsed = await checkOnce(state, this.#health)
+      const elapsed = await checkOnce(state, { ...this.#health, path: this.#pathNow?.() ?? this.#health.path })
       state.recordLatency(elapsed)
       state.failedChecks = 0
       if (!state.healthy) {

@@ -23,6 +23,8 @@ export interface GatewayRoutes {
   replicas(): GatewayReplica[]
   /** Told when the gateway sees a replica fail (connect error, health check failure), so the owner can act. */
   reportDown?(replicaId: string, reason: string): void
+  /** The service's health path (its spec's health.path), for the gateway's own checks when it was given none. */
+  healthPath?(): string | undefined
 }
 
 /** A replica's connect failed: nothing of the request reached it, so any request may go elsewhere. */

@@ -169,7 +169,8 @@ export async function createGateway(init: GatewayInit): Promise<Gateway> {
       // The owner's handler failing changes nothing here: the replica is out of rotation either way.
     }
   }
-  const checker = new HealthChecker(pool, health, markDown)
+  // A path given to the gateway wins; else the service's own, where its routes say it.
+  const checker = new HealthChecker(pool, health, markDown, init.health?.path === undefined ? () => init.routes.healthPath?.() : undefined)
   const regionBySocket = new WeakMap<object, string>()
   const counters: ForwardCounters = { requests: 0, retries: 0, responses: {}, cutResponses: 0 }
   const ctx: ForwardContext = {

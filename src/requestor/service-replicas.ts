@@ -60,11 +60,11 @@ export interface PlaceWhere {
 
 /**
  * Activities an agreement makes room for: one per hour of the agreement (each a task of at most an hour, so that the
- * deposit covers the agreement's whole life at the offer's prices) and a few restarts in place.
+ * deposit covers the agreement's whole life at the offer's prices) and two restarts in place.
  */
 export function replicaTasks(spec: ServiceSpec): { maxTasks: number; taskTimeoutMs: number } {
   const taskTimeoutMs = Math.min(spec.agreementSec * 1000, 3_600_000)
-  return { maxTasks: Math.ceil((spec.agreementSec * 1000) / taskTimeoutMs) + 3, taskTimeoutMs }
+  return { maxTasks: Math.ceil((spec.agreementSec * 1000) / taskTimeoutMs) + 2, taskTimeoutMs }
 }
 
 /** Offers that can host the service in `region`, cheapest first, leaving out the providers in `avoid`. */

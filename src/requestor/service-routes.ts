@@ -27,7 +27,12 @@ const replicaSchema = z.strictObject({
 export const serviceRoutesProtocol = defineProtocol({
   id: '/hearth/service/routes/1',
   request: z.strictObject({ service: z.string().max(63) }),
-  response: z.strictObject({ service: z.string().max(63), replicas: z.array(replicaSchema).max(256) }),
+  response: z.strictObject({
+    service: z.string().max(63),
+    /** Where the service answers its health checks (the spec's health.path), for the gateway's own checks. */
+    healthPath: z.string().max(2000),
+    replicas: z.array(replicaSchema).max(256),
+  }),
   maxRequestBytes: 1024,
   maxResponseBytes: 512 * 1024,
   timeoutMs: 10_000,
@@ -49,7 +54,7 @@ export async function serveServiceRoutes(host: Host, services: Services): Promis
       const route = service.route(replica.id)
       return replica.inRotation && route !== undefined ? [{ id: replica.id, region: replica.region ?? 'any', version: replica.version, ...route }] : []
     })
-    return { service: name, replicas }
+    return { service: name, healthPath: service.spec().health.path, replicas }
   })
 }
 
@@ -64,14 +69,16 @@ export interface RemoteRoutesOptions {
  * A gateway's routes from the owner's node at `owner`: asked at once (rejects when the owner refuses or cannot be
  * reached) and every `refreshMs`; a replica the gateway sees fail is left out until the owner's answer changes.
  */
-export async function remoteRoutes(host: Host, owner: string, service: string, options: RemoteRoutesOptions = {}): Promise<GatewayRoutes & { close(): void }> {
+export async function remoteRoutes(host: Host, owner: string, service: string, options: RemoteRoutesOptions = {}): Promise<GatewayRoutes & { healthPath(): string; close(): void }> {
   let current: RouteReplica[] = []
+  let healthPath = '/'
   const down = new Map<string, string>()
   const refresh = async (): Promise<void> => {
     const answer = await host.request(owner, serviceRoutesProtocol, { service })
     const seen = new Set(answer.replicas.map((replica) => replica.id))
     for (const id of down.keys()) if (!seen.has(id)) down.delete(id)
     current = answer.replicas
+    healthPath = answer.healthPath
   }
   await refresh()
   const timer = setInterval(() => {
@@ -93,6 +100,7 @@ export async function remoteRoutes(host: Host, owner: string, service: string, o
   return {
     replicas: () => current.filter((replica) => !down.has(replica.id)).map(asGateway),
     reportDown: (replicaId, reason) => void down.set(replicaId, reason),
+    healthPath: () => healthPath,
     close: () => clearInterval(timer),
   }
 }

@@ -4,7 +4,7 @@
  * that fails `failuresBeforeDown` checks in a row, or whose activity ended, leaves rotation at once and is restarted
  * in place (a new activity under the same agreement) while its provider answers, else replaced on another provider
  * through the market. An update starts each new replica and waits until it is healthy before the old one leaves
- * rotation and stops, so the service never has fewer healthy replicas than before. Agreements are short (a day by
+ * rotation and stops, so the service never has fewer healthy replicas than before. Agreements are short (6 hours by
  * default) and renewed before they end, the same way: a new agreement with the same provider, its replica serving
  * before the old one stops and its agreement is settled; each deposit covers only its own agreement's time, so no
  * more is locked than the next day's uptime at the agreed prices. Removing a service ends its
@@ -325,6 +325,7 @@ function routesOf(run: ServiceRun): GatewayRoutes {
   })
   return {
     replicas: () => [...run.replicas.values()].filter((replica) => replica.state === 'serving').map(asGateway),
+    healthPath: () => run.current.spec.health.path,
     reportDown(replicaId, reason) {
       const replica = run.replicas.get(replicaId)
       if (replica === undefined || replica.state !== 'serving') return
