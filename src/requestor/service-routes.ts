@@ -67,16 +67,13 @@ export interface RemoteRoutesOptions {
 
 /**
  * A gateway's routes from the owner's node at `owner`: asked at once (rejects when the owner refuses or cannot be
- * reached) and every `refreshMs`; a replica the gateway sees fail is left out until the owner's answer changes.
+ * reached) and every `refreshMs`.
  */
 export async function remoteRoutes(host: Host, owner: string, service: string, options: RemoteRoutesOptions = {}): Promise<GatewayRoutes & { healthPath(): string; close(): void }> {
   let current: RouteReplica[] = []
   let healthPath = '/'
-  const down = new Map<string, string>()
   const refresh = async (): Promise<void> => {
     const answer = await host.request(owner, serviceRoutesProtocol, { service })
-    const seen = new Set(answer.replicas.map((replica) => replica.id))
-    for (const id of down.keys()) if (!seen.has(id)) down.delete(id)
     current = answer.replicas
     healthPath = answer.healthPath
   }
@@ -98,8 +95,9 @@ export async function remoteRoutes(host: Host, owner: string, service: string, o
     },
   })
   return {
-    replicas: () => current.filter((replica) => !down.has(replica.id)).map(asGateway),
-    reportDown: (replicaId, reason) => void down.set(replicaId, reason),
+    // The gateway keeps its own view of which replicas are down (its checks bring them back); the owner's list is
+    // what exists, and the owner's own checks decide when one is replaced.
+    replicas: () => current.map(asGateway),
     healthPath: () => healthPath,
     close: () => clearInterval(timer),
   }
