@@ -137,8 +137,9 @@ export async function startPodmanService(dir: string, startTimeoutMs = 20_000): 
         .filter((mountPoint) => mountPoint.startsWith(dir + '/') || mountPoint.startsWith(runRoot + '/'))
         .sort((a, b) => b.length - a.length)
       for (const mountPoint of mounts) spawnSync('umount', ['-l', mountPoint])
-      await rm(dir, { recursive: true, force: true })
-      await rm(runRoot, { recursive: true, force: true })
+      // A container's monitor still exiting may write into the storage a moment longer: rm tries again then.
+      await rm(dir, { recursive: true, force: true, maxRetries: 10, retryDelay: 200 })
+      await rm(runRoot, { recursive: true, force: true, maxRetries: 10, retryDelay: 200 })
     },
   }
 }
