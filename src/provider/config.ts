@@ -76,6 +76,8 @@ export const providerConfigSchema = z.strictObject({
       countryCode: z.string().regex(/^[A-Z]{2}$/, 'expected a two-letter country code like "DE"').optional(),
       lat: z.number().min(-90).max(90).optional(),
       lon: z.number().min(-180).max(180).optional(),
+      /** The region services place replicas by (`hearth.geo.region`), as service files name regions. */
+      region: z.string().regex(/^[a-z0-9-]{1,32}$/, 'expected a region name like "eu" (lower-case letters, digits, dashes)').optional(),
     })
     .default({}),
   pricing: z.discriminatedUnion('model', [
@@ -173,6 +175,7 @@ export const settings: readonly { path: string; env: string; flag: string; kind:
   { path: 'location.countryCode', env: 'HEARTH_PROVIDER_COUNTRY', flag: 'country', kind: 'string', description: 'two-letter country code to advertise' },
   { path: 'location.lat', env: 'HEARTH_PROVIDER_LAT', flag: 'lat', kind: 'number', description: 'latitude to advertise' },
   { path: 'location.lon', env: 'HEARTH_PROVIDER_LON', flag: 'lon', kind: 'number', description: 'longitude to advertise' },
+  { path: 'location.region', env: 'HEARTH_PROVIDER_REGION', flag: 'region', kind: 'string', description: 'region to advertise, where services place replicas (e.g. eu)' },
   { path: 'pricing.model', env: 'HEARTH_PROVIDER_PRICING_MODEL', flag: 'pricingModel', kind: 'string', description: 'per-task or linear' },
   { path: 'pricing.perTaskHtt', env: 'HEARTH_PROVIDER_PER_TASK_HTT', flag: 'perTaskHtt', kind: 'string', description: 'per-task price, HTT' },
   { path: 'pricing.startHtt', env: 'HEARTH_PROVIDER_START_HTT', flag: 'startHtt', kind: 'string', description: 'linear: start price per agreement, HTT' },
@@ -439,7 +442,7 @@ export function renderConfigFile(config: ProviderConfig, notes: { machine: Machi
     '  // WASI is always offered. Native programs the owner allows (name -> absolute path, run in a bubblewrap sandbox),',
     '  // and a Docker Engine API socket (or false). A runtime that cannot run here is left out, and the offer says why.',
     `  "runtimes": ${j(config.runtimes)},`,
-    '  // Optional location to advertise: two-letter country code, latitude and longitude.',
+    '  // Optional location to advertise: two-letter country code, latitude, longitude, and the region services name.',
     `  "location": ${j(config.location)},`,
     '  // Prices in HTT. "per-task": perTaskHtt per accepted result. "linear": startHtt once per agreement, plus',
     '  // perCpuHourHtt per CPU-hour and perHourHtt per hour of run time. Presets (wasi): per-task 0.001;',

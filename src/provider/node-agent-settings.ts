@@ -25,6 +25,7 @@ export function agentSettings(config: ProviderConfig, dataDir: string): AgentSet
       ...(location.countryCode === undefined ? {} : { 'golem.node.geo.country_code': location.countryCode }),
       ...(location.lat === undefined ? {} : { 'hearth.geo.lat': location.lat }),
       ...(location.lon === undefined ? {} : { 'hearth.geo.lon': location.lon }),
+      ...(location.region === undefined ? {} : { 'hearth.geo.region': location.region }),
     },
     policy: {
       maxConcurrentAgreements: admission.maxConcurrentAgreements,

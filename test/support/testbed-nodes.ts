@@ -72,9 +72,10 @@ export function testbedNodes(testbed: Testbed, dir: string) {
 
   /**
    * A provider on `host` lending one thread. It claims its pay itself, so it needs gas: its node key is `key` (a
-   * funded account of the chain) when given, else the development chain's faucet gives it some first.
+   * funded account of the chain) when given, else the development chain's faucet gives it some first. `more` are
+   * further flags of `provider start` (services, region, prices).
    */
-  async function provider(host: string, deployment: string, bootstrap: string[], key?: string): Promise<Started<{ address: string; peerId: string }>> {
+  async function provider(host: string, deployment: string, bootstrap: string[], key?: string, more: string[] = []): Promise<Started<{ address: string; peerId: string }>> {
     const dataDir = join(dir, host)
     if (key !== undefined) {
       await mkdir(dataDir, { recursive: true, mode: 0o700 })
@@ -85,7 +86,7 @@ export function testbedNodes(testbed: Testbed, dir: string) {
     }
     return start(host, [
       'provider', 'start', '--data-dir', dataDir, '--listen', '/ip4/0.0.0.0/tcp/7690', '--no-idle', '--deployment', deployment,
-      '--threads', '1', '--memory-gib', '1', '--disk-gib', '1', ...bootstrap.flatMap((address) => ['--bootstrap', address]),
+      '--threads', '1', '--memory-gib', '1', '--disk-gib', '1', ...bootstrap.flatMap((address) => ['--bootstrap', address]), ...more,
     ])
   }
 
