@@ -112,6 +112,15 @@ describe('tunnels over real libp2p', () => {
     })
   })
 
+  it('fails clearly on a peer that does not serve the protocol (selected optimistically, found out at the answer)', async () => {
+    const unserved = defineTunnelProtocol({ id: '/hearth/test/unserved-tunnel/1', open, maxOpenBytes: 256, openTimeoutMs: 5000, idleTimeoutMs: 60_000 })
+    await assert.rejects(opener.openTunnel(responder.multiaddrs()[0]!, unserved, { target: 'echo' }), (error: unknown) => {
+      assert.ok(isHearthError(error, 'HEARTH_ERR_NET_DIAL'), String(error))
+      assert.match(error.message, /does not serve \/hearth\/test\/unserved-tunnel\/1/)
+      return true
+    })
+  })
+
   it('refuses an opening that breaks the schema, naming the field, and an oversize one unread', async () => {
     const stream = await opener.libp2p.dialProtocol(responder.libp2p.getMultiaddrs()[0]!, tunnel.id)
     const frames = jsonFrames(stream, 16 * 1024)

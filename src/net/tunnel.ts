@@ -351,7 +351,7 @@ export async function openTunnel<Open extends z.ZodType>(
   }
   const dialTarget = toDialTarget(target)
   const deadline = callDeadline(id, dialTarget, Math.min(options.timeoutMs ?? protocol.openTimeoutMs, protocol.openTimeoutMs), options.signal, 'tunnel answer')
-  const { peer, stream } = await openCallStream(deps.libp2p, dialTarget, id, { signal: deadline.signal, maxOutboundStreams: protocol.maxConcurrentStreams, optimistic: false }, (cause) =>
+  const { peer, stream } = await openCallStream(deps.libp2p, dialTarget, id, { signal: deadline.signal, maxOutboundStreams: protocol.maxConcurrentStreams, optimistic: true }, (cause) =>
     requestOpenFailure(deps.libp2p, dialTarget, id, cause, deadline))
   const frames = jsonFrames(stream, errorFrameLimit)
   try {
