@@ -14,6 +14,7 @@ import { InvalidArgumentError, type Command } from 'commander'
 import { HearthError, toHearthError } from '../errors.ts'
 import type { GatewayRegionsInit } from '../requestor/gateway.ts'
 import type { CommandIo } from './chain-command.ts'
+import { untilSignal } from './options.ts'
 
 /** `HOST:PORT` (an IPv6 host in brackets) as the gateway listens on it. */
 export function listenAddress(value: string): { host: string; port: number } {
@@ -60,19 +61,6 @@ export async function gatewaySettings(flags: GatewayFlags): Promise<{ regions: G
   }
 }
 
-/** Resolves on SIGINT or SIGTERM, or when `other` resolves; removes its listeners either way. */
-export function untilSignal(other: Promise<unknown>): Promise<void> {
-  return new Promise((done) => {
-    const finish = (): void => {
-      process.off('SIGINT', finish)
-      process.off('SIGTERM', finish)
-      done()
-    }
-    process.once('SIGINT', finish)
-    process.once('SIGTERM', finish)
-    void other.then(finish, finish)
-  })
-}
 
 interface Flags extends GatewayFlags {
   owner?: string

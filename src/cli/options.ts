@@ -1,5 +1,6 @@
 /**
- * What the `hearth` commands share without loading anything heavy: exit codes, and the checks of numeric options.
+ * What the `hearth` commands share without loading anything heavy: exit codes, the checks of numeric options, and the
+ * wait of a command that runs until Ctrl-C or SIGTERM.
  * main.ts re-exports `exitCodes`.
  */
 import { InvalidArgumentError } from 'commander'
@@ -24,4 +25,18 @@ export function wholeNumber(name: string, max: number) {
     if (!Number.isInteger(n) || n < 0 || n > max) throw new InvalidArgumentError(`${name} must be a whole number from 0 to ${max}`)
     return n
   }
+}
+
+/** Resolves on SIGINT or SIGTERM, or when `other` resolves; removes its listeners either way. */
+export function untilSignal(other: Promise<unknown>): Promise<void> {
+  return new Promise((done) => {
+    const finish = (): void => {
+      process.off('SIGINT', finish)
+      process.off('SIGTERM', finish)
+      done()
+    }
+    process.once('SIGINT', finish)
+    process.once('SIGTERM', finish)
+    void other.then(finish, finish)
+  })
 }

@@ -34,6 +34,7 @@ import { startMemoryTrim } from '../provider/node-memory.ts'
 import { breakEvenPrices, checkPricing, formatWei, suggestPricing, weiToFiat } from '../provider/profitability.ts'
 import { ownerCosts, startProviderNode, type ProviderStatus } from '../provider/provider-node.ts'
 import type { CommandIo } from './chain-command.ts'
+import { untilSignal } from './options.ts'
 
 export const configFileName = 'provider.jsonc'
 const defaultDataDir = '.hearth-provider'
@@ -175,19 +176,6 @@ function describePricing(pricing: ProviderConfig['pricing']): string {
     : `linear: ${pricing.startHtt} HTT start + ${pricing.perCpuHourHtt} HTT/CPU-hour + ${pricing.perHourHtt} HTT/hour`
 }
 
-/** Resolves on SIGINT or SIGTERM, or when `other` resolves; removes its listeners either way. */
-function untilSignal(other: Promise<unknown>): Promise<void> {
-  return new Promise((done) => {
-    const finish = (): void => {
-      process.off('SIGINT', finish)
-      process.off('SIGTERM', finish)
-      done()
-    }
-    process.once('SIGINT', finish)
-    process.once('SIGTERM', finish)
-    void other.then(finish, finish)
-  })
-}
 
 export async function runProviderStart(flags: Flags, io: CommandIo, options: { env?: NodeJS.ProcessEnv; stopSignal?: AbortSignal } = {}): Promise<void> {
   const config = await loadConfig(flags, options.env ?? process.env)

@@ -14,6 +14,7 @@ import { InvalidArgumentError } from 'commander'
 import { addressFromPeerId, loadOrCreateIdentity } from '../identity/node-identity.ts'
 import { createMarketNode } from '../market/market-node.ts'
 import { createHost, defaultRelayLimits } from '../net/host.ts'
+import { untilSignal } from './options.ts'
 
 interface CommandIo {
   stdout: NodeJS.WritableStream
@@ -94,16 +95,7 @@ async function runRelay(flags: RelayFlags, io: CommandIo, stopSignal?: AbortSign
   io.stdout.write(`${JSON.stringify({ event: 'ready', peerId: host.peerId.toString(), multiaddrs, pid: process.pid })}\n`)
   if (flags.json !== true) for (const address of multiaddrs) log(`join with --bootstrap ${address}`)
 
-  await new Promise<void>((done) => {
-    const finish = (): void => {
-      process.off('SIGINT', finish)
-      process.off('SIGTERM', finish)
-      done()
-    }
-    process.once('SIGINT', finish)
-    process.once('SIGTERM', finish)
-    stopSignal?.addEventListener('abort', finish, { once: true })
-  })
+  await untilSignal(new Promise((stopped) => stopSignal?.addEventListener('abort', stopped, { once: true })))
   const reservations = host.relayReservations()
   const offers = market.offerBook.size()
   const relayedBytes = host.metrics().relayedBytes ?? 0

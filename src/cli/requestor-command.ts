@@ -14,7 +14,8 @@ import { HearthError } from '../errors.ts'
 import type { Gateway, GatewayRoutes } from '../requestor/gateway.ts'
 import type { Services } from '../requestor/services.ts'
 import type { CommandIo } from './chain-command.ts'
-import { gatewaySettings, listenAddress, untilSignal, type GatewayFlags } from './gateway-command.ts'
+import { gatewaySettings, listenAddress, type GatewayFlags } from './gateway-command.ts'
+import { untilSignal } from './options.ts'
 
 const defaultDataDir = '.hearth/requestor'
 
