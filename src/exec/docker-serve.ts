@@ -16,9 +16,8 @@ import { cgroupMeter, chownTree, containerMemoryBytes, controlTimeoutMs, createR
 import { hasLinuxKernelFiles } from './platform.ts'
 import type { ServeEnding, ServeSpec, ServedProgram } from './runtime.ts'
 import { BoundedLog } from './service-log.ts'
-import { endedForwarder, startForwarder } from './service-netns.ts'
 import type { NetnsForwarder } from './service-netns.ts'
-import { exitedSoon, servedProgram } from './service-served.ts'
+import { pathInto, servedProgram } from './service-served.ts'
 import type { HeldRoot } from './service-served.ts'
 import { sanitizeTree } from './task-dir.ts'
 
@@ -119,21 +118,10 @@ export async function serveContainer(ctx: ContainerContext, spec: ServeSpec<Dock
       await cleanUp()
       return ending
     })
-    try {
-      const pid = (await inspect(ctx, containerId)).Pid
-      forwarder = pid === undefined || pid <= 0 ? endedForwarder(what) : await startForwarder(pid, spec.port, what, () => pidInContainer(pid, containerId))
-      // The server ended while its forwarder was starting: the clean-up has run without it.
-      if (cleaned !== undefined) await forwarder.stop()
-    } catch (error) {
-      // A server that ended as it started is the caller's to hear of through `ended` and waitListening.
-      if (await exitedSoon(exited)) forwarder = endedForwarder(what)
-      else {
-        // It runs but cannot be reached: it is stopped, and the caller hears why.
-        await kill()
-        await ended
-        throw error
-      }
-    }
+    const pid = (await inspect(ctx, containerId)).Pid
+    forwarder = await pathInto(pid, spec.port, what, () => pidInContainer(pid!, containerId), { exited, stop: async () => void (await kill(), await ended) })
+    // The server ended while its forwarder was starting: the clean-up has run without it.
+    if (cleaned !== undefined) await forwarder.stop()
     return servedProgram({ what, port: spec.port, log, forwarder, startedAt, ended, cpuMs: () => meter.sample().then(() => meter.cpuMs), kill })
   } catch (error) {
     await cleanUp()

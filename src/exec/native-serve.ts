@@ -20,9 +20,8 @@ import type { Setup } from './native-setup.ts'
 import type { ServeEnding, ServeSpec, ServedProgram } from './runtime.ts'
 import { within } from './run-support.ts'
 import { BoundedLog } from './service-log.ts'
-import { endedForwarder, startForwarder } from './service-netns.ts'
 import type { NetnsForwarder } from './service-netns.ts'
-import { exitedSoon, servedProgram } from './service-served.ts'
+import { pathInto, servedProgram } from './service-served.ts'
 import type { HeldRoot } from './service-served.ts'
 import { sanitizeTree } from './task-dir.ts'
 
@@ -85,18 +84,9 @@ export async function serveNative(setup: Setup, spec: ServeSpec<string>, held: H
       return { exitCode, reason: stopRequested ? 'stopped' : oomKills > 0 ? 'memory' : 'exited' }
     })
     const pid = await Promise.race([status.childPid, exited.then(() => undefined)])
-    try {
-      forwarder = pid === undefined ? endedForwarder(what) : await startForwarder(pid, spec.port, what, async () => (await runCgroup.pids()).includes(pid))
-      // The server ended while its forwarder was starting: the clean-up has run without it.
-      if (cleaned !== undefined) await forwarder.stop()
-    } catch (error) {
-      if (await exitedSoon(exited)) forwarder = endedForwarder(what)
-      else {
-        await kill()
-        await ended
-        throw error
-      }
-    }
+    forwarder = await pathInto(pid, spec.port, what, async () => (await runCgroup.pids()).includes(pid!), { exited, stop: async () => void (await kill(), await ended) })
+    // The server ended while its forwarder was starting: the clean-up has run without it.
+    if (cleaned !== undefined) await forwarder.stop()
     const cpuMs = async (): Promise<number> => (await runCgroup.cpuNs()) / 1e6
     return servedProgram({ what, port: spec.port, log, forwarder, startedAt, ended, cpuMs, kill })
   } catch (error) {

@@ -8,6 +8,7 @@ import type { Duplex } from 'node:stream'
 import { HearthError, toHearthError } from '../errors.ts'
 import type { ServeEnding, ServeSpec, ServedProgram } from './runtime.ts'
 import type { BoundedLog } from './service-log.ts'
+import { endedForwarder, startForwarder } from './service-netns.ts'
 import type { NetnsForwarder } from './service-netns.ts'
 import { outsideRoot, realDirectory, scanSmallTree, scanTree } from './task-dir.ts'
 import type { RootClaims } from './task-dir.ts'
@@ -76,6 +77,21 @@ export function exitedSoon(exited: Promise<unknown>, ms = 2_000): Promise<boolea
   let timer: NodeJS.Timeout | undefined
   const late = new Promise<boolean>((resolveLate) => (timer = setTimeout(() => resolveLate(false), ms)))
   return Promise.race([exited.then(() => true), late]).finally(() => clearTimeout(timer))
+}
+
+/**
+ * The path into a server that has just started (its sandbox's process `pid`): its forwarder, or one that refuses
+ * connections when the server ended as it started (the caller hears of that through `ended`). A server that runs but
+ * cannot be reached is stopped (`stop`) and the error thrown.
+ */
+export async function pathInto(pid: number | undefined, port: number, what: string, inSandbox: () => Promise<boolean>, server: { exited: Promise<unknown>; stop(): Promise<void> }): Promise<NetnsForwarder> {
+  try {
+    return pid === undefined || pid <= 0 ? endedForwarder(what) : await startForwarder(pid, port, what, inSandbox)
+  } catch (error) {
+    if (await exitedSoon(server.exited)) return endedForwarder(what)
+    await server.stop()
+    throw error
+  }
 }
 
 /** A runtime's servers: those starting and those running, for close(). */
