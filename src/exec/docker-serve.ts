@@ -112,7 +112,7 @@ export async function serveContainer(ctx: ContainerContext, spec: ServeSpec<Dock
       await api.call({ method: 'POST', path: `/containers/${containerId}/kill`, query: { signal: 'SIGKILL' }, timeoutMs: controlTimeoutMs }).catch(() => undefined)
     }
     const ended = exited.then(async (exitCode): Promise<ServeEnding> => {
-      const ending = await judgeEnding(ctx, containerId, exitCode, meter, stopRequested)
+      const ending = await judgeEnding(ctx, containerId, exitCode, meter, stopRequested, memoryBytes)
       attached.destroy()
       await log.flush()
       await cleanUp()
@@ -135,12 +135,14 @@ async function inspect(ctx: ContainerContext, id: string): Promise<ContainerStat
 }
 
 /** How the server's container ended: killed by Hearth ('stopped'), by the OOM killer ('memory'), or by itself. */
-async function judgeEnding(ctx: ContainerContext, id: string, exitCode: number, meter: ContainerMeter, stopRequested: boolean): Promise<ServeEnding> {
+async function judgeEnding(ctx: ContainerContext, id: string, exitCode: number, meter: ContainerMeter, stopRequested: boolean, memoryBytes: number): Promise<ServeEnding> {
   // The cgroup may still be there: one last look at the memory peak.
   await meter.sample().catch(() => undefined)
   if (stopRequested) return { exitCode, reason: 'stopped' }
   const state = await inspect(ctx, id).catch((): ContainerState => ({}))
-  if (state.OOMKilled === true || (exitCode === 137 && meter.memoryHit)) return { exitCode, reason: 'memory' }
+  // A SIGKILL Hearth did not send, in a sandbox whose program has no capabilities, with memory seen at the limit or
+  // past half of it: podman on cgroup v1 may remove the cgroup before its last counters are read.
+  if (state.OOMKilled === true || (exitCode === 137 && (meter.memoryHit || meter.peakBytes >= memoryBytes / 2))) return { exitCode, reason: 'memory' }
   return { exitCode, reason: 'exited' }
 }
 

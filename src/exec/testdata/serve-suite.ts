@@ -219,7 +219,8 @@ export function serveSuite<P>(target: ServeTarget<P>): void {
     })
 
     it('a server over its memory limit ends with reason memory', async () => {
-      const { served } = await newServer('x=a; while :; do x="$x$x"; done', { maxMemoryBytes: 32 * MiB })
+      // Doubling with a pause: it stays past half its limit long enough to be seen there, however busy the machine.
+      const { served } = await newServer('x=a; while :; do x="$x$x"; sleep 0.3; done', { maxMemoryBytes: 32 * MiB })
       const ending = await served.ended
       assert.equal(ending.reason, 'memory', JSON.stringify(ending))
       assert.deepEqual(await target.leftovers(), [])
