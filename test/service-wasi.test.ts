@@ -10,6 +10,7 @@ import { parseEther } from 'viem'
 import { startDevnet, type Devnet } from '../src/devnet/devnet.ts'
 import { compileAssemblyScript } from '../src/exec/assemblyscript-compiler.ts'
 import { createGateway, type Gateway } from '../src/requestor/gateway.ts'
+import { isHearthError } from '../src/errors.ts'
 import { createServices, type Service, type Services } from '../src/requestor/services.ts'
 
 function get(gateway: Gateway, path: string, method = 'GET', body?: Buffer): Promise<{ status: number; body: Buffer; replica: string | undefined }> {
@@ -31,10 +32,11 @@ describe('a WASI request handler as a service', { timeout: 300_000 }, () => {
   let services: Services
   let service: Service
   let gateway: Gateway
+  let module: Uint8Array
 
   before(async () => {
     const source = await readFile(new URL('../src/exec/testdata/cgi-handler.asc', import.meta.url), 'utf8')
-    const module = await compileAssemblyScript({ files: { 'handler.ts': source }, entry: 'handler.ts', optimize: false })
+    module = await compileAssemblyScript({ files: { 'handler.ts': source }, entry: 'handler.ts', optimize: false })
     devnet = await startDevnet({
       providers: 2,
       providerServices: true,
@@ -68,6 +70,17 @@ describe('a WASI request handler as a service', { timeout: 300_000 }, () => {
     assert.equal(echo.body.toString(), Buffer.from(body).reverse().toString())
     const missing = await get(gateway, '/nowhere')
     assert.equal(missing.status, 404)
+  })
+
+  it('deploys a name once, even when asked twice at the same time', async () => {
+    const spec = { name: 'twin', runtime: 'wasi' as const, replicas: { total: 1 }, health: { path: '/hello?name=health' } }
+    const [first, second] = await Promise.allSettled([services.deploy(spec, module), services.deploy(spec, module)])
+    const deployed = [first, second].filter((outcome) => outcome.status === 'fulfilled')
+    const refused = [first, second].filter((outcome) => outcome.status === 'rejected')
+    assert.equal(deployed.length, 1)
+    assert.ok(refused.length === 1 && isHearthError(refused[0]!.reason, 'HEARTH_ERR_SERVICE_STATE'))
+    assert.equal(services.list().filter((status) => status.name === 'twin').length, 1)
+    await deployed[0]!.value.remove()
   })
 
   it('keeps each instance\'s stderr in the replica\'s log, and settles at removal', async () => {

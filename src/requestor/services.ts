@@ -97,13 +97,20 @@ export interface Services {
 
 export function createServices(init: ServicesInit): Services {
   const services = new Map<string, Service>()
+  /** Names being deployed: a second deploy of one name while the first places its replicas is refused too. */
+  const deploying = new Set<string>()
   return {
     async deploy(input, bytes) {
       const spec = parseServiceSpec(input)
-      if (services.has(spec.name)) throw new HearthError('HEARTH_ERR_SERVICE_STATE', `service ${spec.name} exists already`, { hint: 'update it, or remove it first' })
-      const service = await startService(init, { spec, ...(bytes === undefined ? {} : { bytes }) }, () => services.delete(spec.name))
-      services.set(spec.name, service)
-      return service
+      if (services.has(spec.name) || deploying.has(spec.name)) throw new HearthError('HEARTH_ERR_SERVICE_STATE', `service ${spec.name} exists already`, { hint: 'update it, or remove it first' })
+      deploying.add(spec.name)
+      try {
+        const service = await startService(init, { spec, ...(bytes === undefined ? {} : { bytes }) }, () => services.delete(spec.name))
+        services.set(spec.name, service)
+        return service
+      } finally {
+        deploying.delete(spec.name)
+      }
     },
     get: (name) => services.get(name),
     list: () => [...services.values()].map((service) => service.status()),
