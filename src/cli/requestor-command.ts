@@ -99,6 +99,9 @@ export async function runRequestorStart(flags: StartFlags, io: CommandIo, stopSi
     const stopRequested = new Promise<void>((done) => (requestStop = done))
     stopSignal?.addEventListener('abort', () => requestStop(), { once: true })
     const gateways = gateway === undefined ? [] : [{ service: gateway.service, url: gateway.url }]
+    // The addresses printed are what gateways dial: those announced once the first reachability check has ended (an
+    // address outside the private ranges is announced only once a peer dialled it back).
+    await host.reachabilitySettled({ signal: AbortSignal.timeout(30_000) }).catch(() => log('the reachability check has not ended within 30 s: the addresses below may grow'))
     const info = { peerId: host.peerId.toString(), address: identity.address, multiaddrs: host.multiaddrs(), startedAtMs, gateways }
     const api = await serveRequestorApi({ dataDir, info, services, offers: () => requestor.offerBook.size(), stop: () => requestStop() })
     stops.push(() => api.close())

@@ -81,6 +81,20 @@ describe('libp2p host', () => {
     assert.equal(a.isStarted(), false)
   })
 
+  it('says when its first reachability check has ended, and announces the address the dial-back confirmed from then on', async () => {
+    const relay = await started({ relay: {} })
+    const loopbackOnly = await started()
+    assert.equal((await loopbackOnly.reachabilitySettled()).kind, 'local')
+    // On every interface: not loopback only, so the relay is asked to dial back (to 127.0.0.1, where this node came from).
+    const node = await started({ listen: ['/ip4/0.0.0.0/tcp/0'], bootstrap: [relay.multiaddrs()[0]!] })
+    const status = await node.reachabilitySettled()
+    assert.equal(status.kind, 'public', status.reason)
+    assert.ok(node.multiaddrs().some((a) => a.startsWith('/ip4/127.0.0.1/tcp/')), node.multiaddrs().join(' '))
+    // A host that never starts never settles: the caller's signal ends the wait.
+    const idle = await createHost({ identity: generateIdentity() })
+    await assert.rejects(idle.reachabilitySettled({ signal: AbortSignal.timeout(50) }), /timeout|abort/i)
+  })
+
   it('tells a listener when its own addresses change, until it stops listening', async () => {
     const host = await started()
     let calls = 0

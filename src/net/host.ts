@@ -132,6 +132,11 @@ export interface Host {
   reachedBy(target: PeerTarget, options?: { signal?: AbortSignal }): Promise<ConnectionKind | undefined>
   /** Whether others can dial this node, and how (see reachability.ts). */
   reachability(): ReachabilityStatus
+  /**
+   * Resolves, with the status, once the first reachability check after start has ended: the addresses announced from
+   * then on are where others reach this node (before, an address outside the private ranges awaits its dial-back).
+   */
+  reachabilitySettled(options?: { signal?: AbortSignal }): Promise<ReachabilityStatus>
   /** The NAT this node is behind, found through a relay it holds a slot on: 'cone' can be hole-punched, 'symmetric' not. */
   natKind(): Promise<'cone' | 'symmetric' | undefined>
   /** Calls `listener` with each peer a connection opens to (either direction); returns a function that stops it. */
@@ -349,7 +354,7 @@ async function withDialErrors<T>(target: PeerTarget, what: string, run: () => Pr
 }
 
 /** Dialling, pinging, and the connections held and how they reach their peers. */
-function connectionMethods(parts: HostParts): Pick<Host, 'dial' | 'ping' | 'peers' | 'connections' | 'reachedBy' | 'reachability' | 'natKind' | 'remoteIps' | 'relayReservations'> {
+function connectionMethods(parts: HostParts): Pick<Host, 'dial' | 'ping' | 'peers' | 'connections' | 'reachedBy' | 'reachability' | 'reachabilitySettled' | 'natKind' | 'remoteIps' | 'relayReservations'> {
   const { libp2p, reachability } = parts
   const connections = (): PeerConnection[] =>
     libp2p.getConnections().map((connection) => ({
@@ -384,6 +389,7 @@ function connectionMethods(parts: HostParts): Pick<Host, 'dial' | 'ping' | 'peer
       return kinds.find((kind) => kind !== 'relayed') ?? kinds[0]
     },
     reachability: () => reachability.status(),
+    reachabilitySettled: (options = {}) => reachability.settled(options.signal),
     natKind: async () => (parts.holePunch === undefined ? undefined : parts.holePunch.natKind()),
     remoteIps: (peer) => libp2p.getConnections(peer).map((connection) => remoteIpKey(connection.remoteAddr)),
     relayReservations: () => libp2p.services.relay?.reservations.size ?? 0,

@@ -97,6 +97,11 @@ export interface Reachability {
   status(): ReachabilityStatus
   /** The filter libp2p applies to the addresses it announces (identify, offers): see `announceFilter` in host.ts. */
   filter(addresses: Multiaddr[]): Multiaddr[]
+  /**
+   * Resolves once the first check has ended (a dial-back confirmed an address, relay slots were reserved, or neither
+   * could be): from then on the announced addresses say where others reach this node. Rejects when `signal` aborts first.
+   */
+  settled(signal?: AbortSignal): Promise<ReachabilityStatus>
   start(): Promise<void>
   stop(): void
 }
@@ -127,6 +132,8 @@ interface Checking {
   /** A mapping was just made: the next keeper round asks for a dial-back. */
   recheckSoon: boolean
   stopping: AbortController
+  /** Resolved when start's first check has ended (see Reachability.settled). */
+  firstCheck: { promise: Promise<void>; resolve: () => void }
 }
 
 export function createReachability(libp2p: Libp2p, ask: Ask, init: ReachabilityInit = {}): Reachability {
@@ -149,13 +156,34 @@ export function createReachability(libp2p: Libp2p, ask: Ask, init: ReachabilityI
     mappingProblem: undefined,
     recheckSoon: false,
     stopping: new AbortController(),
+    firstCheck: settling(),
   }
   return {
     status: () => status(state),
     filter: (addresses) => filter(state, addresses),
-    start: () => start(state),
+    settled: async (signal) => {
+      const aborted = signal === undefined ? undefined : new Promise<never>((_, reject) => {
+        if (signal.aborted) reject(signal.reason as Error)
+        signal.addEventListener('abort', () => reject(signal.reason as Error), { once: true })
+      })
+      await (aborted === undefined ? state.firstCheck.promise : Promise.race([state.firstCheck.promise, aborted]))
+      return status(state)
+    },
+    start: async () => {
+      try {
+        await start(state)
+      } finally {
+        state.firstCheck.resolve()
+      }
+    },
     stop: () => stop(state),
   }
+}
+
+function settling(): Checking['firstCheck'] {
+  let resolve!: () => void
+  const promise = new Promise<void>((done) => (resolve = done))
+  return { promise, resolve }
 }
 
 /** Every address the transports listen on (libp2p announces the ones outside private ranges only once confirmed). */
@@ -229,6 +257,7 @@ async function start(state: Checking): Promise<void> {
 
 function stop(state: Checking): void {
   state.stopped = true
+  state.firstCheck.resolve()
   state.stopping.abort()
   if (state.keeper !== undefined) clearInterval(state.keeper)
   // The router's forwards end with the node, each removed by the protocol that made it (a timed one would lapse
