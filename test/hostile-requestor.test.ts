@@ -14,7 +14,7 @@ import { startDevnet, type Devnet } from '../src/devnet/devnet.ts'
 import { isHearthError } from '../src/errors.ts'
 import type { Agreement } from '../src/market/agreement.ts'
 import type { Offer } from '../src/market/offer.ts'
-import { chainTimeSec, openEscrow } from '../src/payment/escrow.ts'
+import { chainTimeSec, getEscrow, openEscrow, topUpEscrow } from '../src/payment/escrow.ts'
 import { proposeTerms } from '../src/market/agreement.ts'
 import { negotiateMany } from '../src/requestor/negotiator.ts'
 import { manualRequestor, remoteCode } from './support/manual-requestor.ts'
@@ -110,6 +110,22 @@ describe('a hostile requestor gets no unpaid work beyond the provider\'s cap', (
     const { requestor } = devnet
     await openEscrow(requestor.payment, { agreementId: agreement.id as Hex, providerAddress: offer().provider as Address, amountWei: BigInt(agreement.terms.depositWei) - 1n, expiresAtSec: agreement.terms.expiresAtSec + 3600 })
     await assert.rejects(task(agreement), (error) => remoteCode(error) === 'HEARTH_ERR_PAYMENT_INSUFFICIENT_FUNDS' && /holds .* of the agreed/.test(String((error as Error).message)))
+  })
+
+  it('an escrow topped up as work goes backs work only while it stays ahead of it: a requestor that stops topping up gets no more', async () => {
+    const agreement = await agree({ escrowAhead: true })
+    // One task at its longest ahead: the escrow opens with two tasks' worth, not the hundred the agreement allows.
+    assert.equal(agreement.terms.escrowAheadWei, perTaskWei.toString())
+    await hand().open(agreement)
+    const escrowOf = () => getEscrow(devnet.requestor.payment, { requestorAddress: devnet.requestor.identity.address as Address, agreementId: agreement.id as Hex })
+    assert.equal((await escrowOf())?.depositedWei, 2n * perTaskWei)
+    await task(agreement)
+    await task(agreement)
+    // Two delivered: a third would leave less than half a task ahead of the work.
+    await assert.rejects(task(agreement), (error) => remoteCode(error) === 'HEARTH_ERR_PAYMENT_INSUFFICIENT_FUNDS' && /was not topped up/.test(String((error as Error).message)))
+    await topUpEscrow(devnet.requestor.payment, { agreementId: agreement.id as Hex, amountWei: perTaskWei })
+    await task(agreement)
+    assert.equal(provider().agent.accounts.account(agreement.id, devnet.requestor.identity.address as Address).delivered().tasks, 3)
   })
 
   it('work stops when the agreement ends by chain time, and what the vouchers cover is claimed before the escrow expires', async () => {

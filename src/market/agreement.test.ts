@@ -127,3 +127,23 @@ test('GPUs are granted only as offered, and never to wasi tasks', async () => {
   // an offer without GPUs grants none
   assert.match(rejection(terms({ gpus: 1 })), /wasi task cannot use GPUs|offers 0/)
 })
+
+test('an escrow topped up as work goes stays at least one task ahead: less is countered with the price, or refused', () => {
+  const ahead = proposeTerms({ offer, requestor: requestor.address, runtime: 'wasi', maxTasks: 4, taskTimeoutMs: 60_000, jobName: 'j', escrowAhead: true })
+  assert.equal(ahead.escrowAheadWei, '10')
+  assert.deepEqual(review(ahead), { decision: 'approve' })
+  assert.match(rejection(terms({ escrowAheadWei: '9' })), /less than one task at its longest ahead/)
+  // A price countered up takes the amount ahead up with it; the requestor checks that it follows from the price.
+  const cheap = terms({ pricing: { model: 'per-task', perTaskWei: '7' }, depositWei: '28', escrowAheadWei: '7' })
+  const decision = review(cheap)
+  assert.equal(decision.decision, 'counter')
+  if (decision.decision !== 'counter') return
+  assert.equal(decision.terms.escrowAheadWei, '10')
+  const limits = { maxPerTaskWei: 10n, minDurationSec: 600, maxDebitNoteIntervalSec: 300, minPaymentTimeoutSec: 60, nowMs: Date.now() }
+  assert.equal(reviewCounter(cheap, decision.terms, limits), undefined)
+  assert.match(reviewCounter(cheap, { ...decision.terms, escrowAheadWei: '40' }, limits)!, /escrowAheadWei does not follow/)
+  // A provider cannot turn a deposit made up front into top-ups, or back, nor add a term the proposal lacked.
+  const { escrowAheadWei: _dropped, ...upFront } = decision.terms
+  assert.match(reviewCounter(cheap, upFront, limits)!, /whether the escrow is topped up/)
+  assert.match(reviewCounter(terms(), { ...terms(), gpus: 1 }, limits)!, /changes gpus/)
+})

@@ -10,6 +10,7 @@ import { hashCanonical } from '../identity/canonical-json.ts'
 import { verifySigned, type Signed } from '../identity/signed.ts'
 import { randomBytes } from 'node:crypto'
 import { offerId, paymentPlatformSchema, type Offer } from './offer.ts'
+import { escrowAheadWeiFor } from './escrow-ahead.ts'
 import { coversPricing, maxCostWei, maxTaskCostWei, pricingSchema, type Pricing } from './pricing.ts'
 
 
@@ -24,6 +25,12 @@ export const agreementTermsSchema = z.strictObject({
   /** The longest one task may run: bounds what a task can cost under `linear` pricing. */
   taskTimeoutMs: z.number().int().positive().max(3_600_000),
   depositWei: decimalWeiSchema,
+  /**
+   * When set, the escrow is topped up as work goes rather than filled up front: it opens with twice this and stays at
+   * least half of it ahead of the work delivered (see escrow-ahead.ts); `depositWei` stays the cap. At least one task
+   * at its longest.
+   */
+  escrowAheadWei: decimalWeiSchema.optional(),
   payment: paymentPlatformSchema,
   expiresAtSec: z.number().int().positive(),
   /** How often the provider sends debit notes (0: with every task's result); the requestor pays on them. */
@@ -175,6 +182,13 @@ export function reviewProposal(terms: AgreementTerms, context: ReviewContext): P
     if (reasons.length === 0) return reject('the deposit does not cover maxTasks at the agreed price')
     counter.depositWei = neededDepositWei.toString()
   }
+  if (terms.escrowAheadWei !== undefined) {
+    const neededAheadWei = escrowAheadWeiFor(counter.pricing, counter.taskTimeoutMs)
+    if (BigInt(terms.escrowAheadWei) < neededAheadWei) {
+      if (reasons.length === 0) return reject('the escrow would stay less than one task at its longest ahead of the work')
+      counter.escrowAheadWei = neededAheadWei.toString()
+    }
+  }
   return reasons.length === 0 ? { decision: 'approve' } : { decision: 'counter', terms: counter, reasons }
 }
 
@@ -194,8 +208,8 @@ export interface CounterLimits {
  * and the deposit that follows from the price may differ, each within the requestor's limits. Returns the reason to refuse, if any.
  */
 export function reviewCounter(proposed: AgreementTerms, counter: AgreementTerms, limits: CounterLimits): string | undefined {
-  const negotiable = new Set(['pricing', 'expiresAtSec', 'debitNoteIntervalSec', 'paymentTimeoutSec', 'depositWei'])
-  for (const key of Object.keys(proposed) as (keyof AgreementTerms)[]) {
+  const negotiable = new Set(['pricing', 'expiresAtSec', 'debitNoteIntervalSec', 'paymentTimeoutSec', 'depositWei', 'escrowAheadWei'])
+  for (const key of new Set([...Object.keys(proposed), ...Object.keys(counter)]) as Set<keyof AgreementTerms>) {
     if (negotiable.has(key)) continue
     if (JSON.stringify(proposed[key]) !== JSON.stringify(counter[key])) return `the counter-proposal changes ${key}, which is not negotiable`
   }
@@ -209,6 +223,10 @@ export function reviewCounter(proposed: AgreementTerms, counter: AgreementTerms,
   if (counter.paymentTimeoutSec < limits.minPaymentTimeoutSec) return 'the counter-proposal leaves too little time to answer debit notes'
   if (BigInt(counter.depositWei) !== maxCostWei(counter.pricing, counter.maxTasks, counter.taskTimeoutMs)) {
     return 'the counter-proposal\'s deposit does not follow from its price'
+  }
+  if ((proposed.escrowAheadWei === undefined) !== (counter.escrowAheadWei === undefined)) return 'the counter-proposal changes whether the escrow is topped up as work goes'
+  if (counter.escrowAheadWei !== undefined && BigInt(counter.escrowAheadWei) !== escrowAheadWeiFor(counter.pricing, counter.taskTimeoutMs)) {
+    return 'the counter-proposal\'s escrowAheadWei does not follow from its price'
   }
   return undefined
 }
@@ -238,6 +256,8 @@ export interface ProposeTermsParameters {
   durationSec?: number
   debitNoteIntervalSec?: number
   paymentTimeoutSec?: number
+  /** Top the escrow up as work goes, one task at its longest ahead of it, instead of depositing everything at once. */
+  escrowAhead?: boolean
   nowMs?: number
 }
 
@@ -257,6 +277,7 @@ export function proposeTerms(parameters: ProposeTermsParameters): AgreementTerms
     maxTasks: parameters.maxTasks,
     taskTimeoutMs: parameters.taskTimeoutMs,
     depositWei: maxCostWei(offer.pricing, parameters.maxTasks, parameters.taskTimeoutMs).toString(),
+    ...(parameters.escrowAhead === true ? { escrowAheadWei: escrowAheadWeiFor(offer.pricing, parameters.taskTimeoutMs).toString() } : {}),
     payment: offer.payment,
     expiresAtSec: Math.floor(nowMs / 1000) + (parameters.durationSec ?? 3600),
     debitNoteIntervalSec: parameters.debitNoteIntervalSec ?? 60,

@@ -1,11 +1,12 @@
 /**
  * Whether an agreement's escrow backs work: open, this requestor's, naming this provider, holding the agreed deposit
- * and outliving the agreement by the agreed margin, with work stopping a while before it expires (by chain time). The
+ * (or, for an escrow topped up as work goes, enough ahead of the work delivered: escrow-ahead.ts) and outliving the agreement by the agreed margin, with work stopping a while before it expires (by chain time). The
  * escrow is read again from the chain when the last read is older than a few seconds, so a closed escrow is noticed.
  */
 import type { Address, Hex } from 'viem'
 import { HearthError } from '../errors.ts'
 import { escrowExpiryMarginSec } from '../market/agreement.ts'
+import { backingNeededWei } from '../market/escrow-ahead.ts'
 import { chainTimeSec, getEscrow, type EscrowContext, type EscrowState } from '../payment/escrow.ts'
 import type { AccountLimits } from './account-types.ts'
 import type { Ledger } from './ledger.ts'
@@ -64,7 +65,11 @@ export function createEscrowCheck(init: EscrowCheckInit): EscrowCheck {
     if (escrow === undefined) refuse('its requestor has opened no escrow for it', 'open the escrow (escrow.open) for the agreed deposit before sending work')
     if (escrow!.closed) refuse('its escrow is closed', 'the agreement has ended; negotiate a new one')
     if (escrow!.providerAddress.toLowerCase() !== init.address.toLowerCase()) refuse('its escrow names another provider', 'open the escrow for this provider')
-    if (escrow!.depositedWei < BigInt(terms.depositWei)) refuse(`its escrow holds ${escrow!.depositedWei} wei of the agreed ${terms.depositWei}`, 'top the escrow up to the agreed deposit')
+    if (terms.escrowAheadWei === undefined && escrow!.depositedWei < BigInt(terms.depositWei)) refuse(`its escrow holds ${escrow!.depositedWei} wei of the agreed ${terms.depositWei}`, 'top the escrow up to the agreed deposit')
+    const neededWei = backingNeededWei(terms, ledger.delivered)
+    if (escrow!.depositedWei < neededWei) {
+      refuse(`its escrow holds ${escrow!.depositedWei} wei and was not topped up: the work delivered and half the agreed ${terms.escrowAheadWei} wei ahead of it need ${neededWei}`, 'top the escrow up (escrow.topUp) as the agreement\'s escrowAheadWei asks')
+    }
     const neededExpirySec = terms.expiresAtSec + escrowExpiryMarginSec
     if (escrow!.expiresAtSec < BigInt(neededExpirySec)) {
       refuse(`its escrow expires at ${escrow!.expiresAtSec}, before the agreement's end plus ${escrowExpiryMarginSec} s (${neededExpirySec})`, 'open escrows that expire at least the margin after the agreement')

@@ -5,7 +5,7 @@
  * to kept for the next answer under their agreement.
  */
 import type { Address } from 'viem'
-import { HearthError } from '../errors.ts'
+import { HearthError, toHearthError, type ErrorCode } from '../errors.ts'
 import type { Activity } from '../exec/exescript.ts'
 import type { AgreementTerms } from '../market/agreement.ts'
 import type { DebitNote } from '../market/billing.ts'
@@ -51,11 +51,18 @@ export interface LiveActivities {
   armIdle(id: string): void
   /** Stops an activity's idle timer while a batch runs. */
   disarmIdle(entry: Live): void
-  /** Bills what each running activity used since the last round; a note that falls due goes to its requestor now. */
+  /**
+   * Bills what each running activity used since the last round (a note that falls due goes to its requestor now), and
+   * ends those whose agreement no longer backs work: its escrow fell behind (not topped up), a debit note is overdue,
+   * or the agreement ended.
+   */
   meterRunning(): void
   /** The debit note to hand over with an answer under `agreementId`, if any; it is handed over once. */
   takeNote(agreementId: string): { debitNote?: DebitNote }
 }
+
+/** The refusals of an agreement's account that end its running activities (not the exposure cap: a voucher lifts it). */
+const endingCodes = new Set<ErrorCode>(['HEARTH_ERR_PAYMENT_INSUFFICIENT_FUNDS', 'HEARTH_ERR_PAYMENT_OVERDUE', 'HEARTH_ERR_MARKET_AGREEMENT_UNKNOWN'])
 
 /** What an activity used beyond what was billed already, in whole milliseconds. */
 function usageSince(activity: Activity, metered: Usage): Usage {
@@ -121,12 +128,17 @@ export function createLiveActivities(init: LiveActivitiesInit): LiveActivities {
       if (entry.idleTimer !== undefined) clearTimeout(entry.idleTimer)
     },
     meterRunning() {
-      for (const entry of live.values()) {
+      for (const [id, entry] of live) {
         const delta = usageSince(entry.activity, entry.metered)
-        if (delta.cpuMs === 0 && delta.durationMs === 0) continue
-        entry.metered = { tasks: 0, cpuMs: entry.metered.cpuMs + delta.cpuMs, durationMs: entry.metered.durationMs + delta.durationMs }
-        const note = entry.account.meter(delta)
-        if (note !== undefined) entry.account.deliver(note)
+        if (delta.cpuMs !== 0 || delta.durationMs !== 0) {
+          entry.metered = { tasks: 0, cpuMs: entry.metered.cpuMs + delta.cpuMs, durationMs: entry.metered.durationMs + delta.durationMs }
+          const note = entry.account.meter(delta)
+          if (note !== undefined) entry.account.deliver(note)
+        }
+        void entry.account.check().catch((error: unknown) => {
+          const refusal = toHearthError(error)
+          if (endingCodes.has(refusal.code) && live.get(id) === entry) void end(id, refusal.shortMessage).catch(() => undefined)
+        })
       }
     },
     takeNote(agreementId) {

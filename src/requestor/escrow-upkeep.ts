@@ -1,15 +1,17 @@
 /**
  * The upkeep of a requestor's escrows between and after jobs (requestor-account.ts runs it every few seconds): the
- * chain's word on an escrow kept in the store, the unclaimed rest of expired escrows taken back, and vouchers the
- * providers have not acknowledged delivered again while their escrows last.
+ * chain's word on an escrow kept in the store, the unclaimed rest of expired escrows taken back, vouchers the
+ * providers have not acknowledged delivered again while their escrows last, and escrows kept ahead of the work
+ * topped up as it goes.
  */
 import type { Hex } from 'viem'
 import { toHearthError } from '../errors.ts'
 import type { NodeIdentity } from '../identity/node-identity.ts'
 import type { Agreement } from '../market/agreement.ts'
+import { topUpDueWei } from '../market/escrow-ahead.ts'
 import type { PeerTarget } from '../net/dial-target.ts'
 import type { Host } from '../net/host.ts'
-import { chainTimeSec, getEscrow, refundEscrow, type EscrowContext } from '../payment/escrow.ts'
+import { chainTimeSec, getEscrow, refundEscrow, topUpEscrow, type EscrowContext } from '../payment/escrow.ts'
 import { settleProtocol, voucherProtocol } from '../payment/payment-protocols.ts'
 import type { VoucherJson } from '../payment/voucher.ts'
 import type { Store } from '../store/store.ts'
@@ -100,4 +102,39 @@ export async function deliverOwed(ctx: AccountsContext, accountOf: (agreementId:
       log(`agreement ${record.agreementId}: voucher for ${latest.cumulativeWei} wei not delivered yet (${toHearthError(error).shortMessage})`)
     }
   }
+}
+
+/**
+ * Tops up the escrows of agreements that keep their escrow ahead of the work (escrowAheadWei, see
+ * market/escrow-ahead.ts) once the work accepted has eaten into it; one transaction each, in turn. Only agreements
+ * still working: an ended one needs no more. Resolves to the top-ups made.
+ */
+export async function topUpDue(ctx: AccountsContext, accountOf: (agreementId: string) => { owedWei(): bigint }): Promise<{ agreementId: string; amountWei: bigint }[]> {
+  const { store, payment, log } = ctx
+  const made: { agreementId: string; amountWei: bigint }[] = []
+  for (const record of store.escrows.list()) {
+    if (record.closed) continue
+    const agreement = store.agreements.get(record.agreementId)
+    const terms = (agreement?.document as Agreement | undefined)?.terms
+    if (agreement?.state !== 'approved' || terms?.escrowAheadWei === undefined) continue
+    let owedWei: bigint
+    try {
+      owedWei = accountOf(record.agreementId).owedWei()
+    } catch {
+      continue
+    }
+    const amountWei = topUpDueWei(terms, record.depositedWei, owedWei)
+    if (amountWei === 0n) continue
+    try {
+      const outcome = await topUpEscrow(payment, { agreementId: record.agreementId as Hex, amountWei })
+      // Read again: the record may have changed while the transaction was on its way (a claim, a refund).
+      const now = store.escrows.get(record.agreementId) ?? record
+      store.escrows.save({ ...now, depositedWei: now.depositedWei + amountWei })
+      made.push({ agreementId: record.agreementId, amountWei })
+      log(`agreement ${record.agreementId}: escrow topped up by ${amountWei} wei to ${now.depositedWei + amountWei} (${outcome.hash})`)
+    } catch (error) {
+      log(`agreement ${record.agreementId}: topping up the escrow by ${amountWei} wei failed (${toHearthError(error).shortMessage}); tried again shortly`)
+    }
+  }
+  return made
 }

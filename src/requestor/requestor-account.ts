@@ -18,6 +18,7 @@ import type { Address, Hex } from 'viem'
 import { HearthError, toHearthError } from '../errors.ts'
 import type { NodeIdentity } from '../identity/node-identity.ts'
 import { escrowExpiryMarginSec, type Agreement } from '../market/agreement.ts'
+import { openingDepositWei } from '../market/escrow-ahead.ts'
 import type { Offer } from '../market/offer.ts'
 import type { Usage } from '../market/pricing.ts'
 import type { Host } from '../net/host.ts'
@@ -26,7 +27,7 @@ import { debitNoteProtocol, owedProtocol } from '../payment/payment-protocols.ts
 import type { VoucherJson } from '../payment/voucher.ts'
 import type { Store } from '../store/store.ts'
 import { createAccount, type AgreementAccountDeps, type RequestorAccount } from './agreement-account.ts'
-import { deliverOwed, refundExpired } from './escrow-upkeep.ts'
+import { deliverOwed, refundExpired, topUpDue } from './escrow-upkeep.ts'
 
 export type { RequestorAccount, Settlement } from './agreement-account.ts'
 export { billedUsage, plausibleUsage, voucherAmountFor } from './justified-usage.ts'
@@ -43,6 +44,8 @@ export interface RequestorAccountsInit {
   /** Tries of a settle request to a provider that is away, and the first pause between them (doubling). */
   settleTries?: number
   settleRetryMs?: number
+  /** How often escrows kept ahead of the work are looked at for a top-up (default 5 s; the store alone says when one is due). */
+  topUpEveryMs?: number
 }
 
 export interface AgreementMoneyRecord {
@@ -74,6 +77,8 @@ export interface RequestorAccounts {
   refundExpired(): Promise<{ agreementId: string; txHash: string; refundedWei: bigint }[]>
   /** One round of delivering vouchers the providers have not acknowledged. */
   deliverOwed(): Promise<void>
+  /** Tops up the escrows kept ahead of the work where the work accepted has eaten into them (see market/escrow-ahead.ts). */
+  topUpDue(): Promise<{ agreementId: string; amountWei: bigint }[]>
   money(): AgreementMoneyRecord[]
 }
 
@@ -83,7 +88,9 @@ export function createRequestorAccounts(init: RequestorAccountsInit): RequestorA
   const { log } = deps
   const accounts = new Map<string, RequestorAccount>()
   let timer: NodeJS.Timeout | undefined
+  let topUpTimer: NodeJS.Timeout | undefined
   let round: Promise<void> | undefined
+  let topping: Promise<unknown> | undefined
   let approved = false
 
   function accountOf(agreementId: string): RequestorAccount {
@@ -117,9 +124,17 @@ export function createRequestorAccounts(init: RequestorAccountsInit): RequestorA
     })
   }
 
+  /** Top-ups one round at a time: a second round while one is on its way would top the same escrow up twice. */
+  function topUps(): Promise<{ agreementId: string; amountWei: bigint }[]> {
+    const next = (topping ?? Promise.resolve()).then(() => topUpDue(deps, accountOf))
+    topping = next.catch(() => undefined)
+    return next
+  }
+
   return {
     account: accountOf,
     refundExpired: () => refundExpired(deps),
+    topUpDue: topUps,
 
     async open(agreements) {
       if (!approved) {
@@ -135,12 +150,17 @@ export function createRequestorAccounts(init: RequestorAccountsInit): RequestorA
       runRound()
       timer = setInterval(runRound, init.deliverEveryMs ?? 30_000)
       timer.unref()
+      topUpTimer = setInterval(() => void topUps().catch(() => undefined), init.topUpEveryMs ?? 5_000)
+      topUpTimer.unref()
     },
 
     async stop() {
       if (timer !== undefined) clearInterval(timer)
+      if (topUpTimer !== undefined) clearInterval(topUpTimer)
       timer = undefined
+      topUpTimer = undefined
       await round
+      await topping
       await host.unhandle(owedProtocol).catch(() => undefined)
       await host.unhandle(debitNoteProtocol).catch(() => undefined)
     },
@@ -162,12 +182,12 @@ async function openAccounts(
     agreements.map(({ agreement, offer }) => ({
       agreementId: agreement.id as Hex,
       providerAddress: offer.provider as Address,
-      amountWei: BigInt(agreement.terms.depositWei),
+      amountWei: openingDepositWei(agreement.terms),
       expiresAtSec: agreement.terms.expiresAtSec + escrowExpiryMarginSec,
     })),
   )
   const opening = agreements.map(({ agreement, offer }) => {
-    store.escrows.save({ agreementId: agreement.id, depositedWei: BigInt(agreement.terms.depositWei), openTx: opened.hash, claimedWei: 0n, refundedWei: 0n, closed: false })
+    store.escrows.save({ agreementId: agreement.id, depositedWei: openingDepositWei(agreement.terms), openTx: opened.hash, claimedWei: 0n, refundedWei: 0n, closed: false })
     rememberProvider(store, offer)
     return accountOf(agreement.id)
   })

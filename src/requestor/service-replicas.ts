@@ -59,12 +59,19 @@ export interface PlaceWhere {
 }
 
 /**
- * Activities an agreement makes room for: one per hour of the agreement (each a task of at most an hour, so that the
- * deposit covers the agreement's whole life at the offer's prices) and two restarts in place.
+ * The terms of a replica's agreement besides price: one task per `escrowAheadSec` of the agreement (so the agreed
+ * deposit, the cap of what it may cost, covers its whole life at the offer's prices) and two restarts in place; the
+ * escrow kept one such task ahead of the work and topped up as it goes (market/escrow-ahead.ts); debit notes often
+ * enough that the owner hears of the work well within that.
  */
-export function replicaTasks(spec: ServiceSpec): { maxTasks: number; taskTimeoutMs: number } {
-  const taskTimeoutMs = Math.min(spec.agreementSec * 1000, 3_600_000)
-  return { maxTasks: Math.ceil((spec.agreementSec * 1000) / taskTimeoutMs) + 2, taskTimeoutMs }
+export function replicaTasks(spec: ServiceSpec): { maxTasks: number; taskTimeoutMs: number; escrowAhead: true; debitNoteIntervalSec: number } {
+  const aheadSec = Math.min(spec.agreementSec, spec.escrowAheadSec)
+  return {
+    maxTasks: Math.ceil(spec.agreementSec / aheadSec) + 2,
+    taskTimeoutMs: aheadSec * 1000,
+    escrowAhead: true,
+    debitNoteIntervalSec: Math.min(60, Math.max(5, Math.floor(aheadSec / 6))),
+  }
 }
 
 /** Offers that can host the service in `region`, cheapest first, leaving out the providers in `avoid`. */
@@ -94,7 +101,7 @@ export async function placeReplica(deps: ReplicaDeps, spec: ServiceSpec, where: 
   }
   const negotiated = await negotiateMany({ host: deps.host, identity: deps.identity, store: deps.store }, candidates.slice(0, 5), {
     need: 1,
-    termsFor: (offer) => proposeTerms({ offer, requestor: deps.identity.address, runtime: spec.runtime, ...replicaTasks(spec), jobName: `service ${spec.name}`, durationSec: spec.agreementSec, debitNoteIntervalSec: 60 }),
+    termsFor: (offer) => proposeTerms({ offer, requestor: deps.identity.address, runtime: spec.runtime, ...replicaTasks(spec), jobName: `service ${spec.name}`, durationSec: spec.agreementSec }),
     limits: { maxPerTaskWei: 10n ** 30n, minDurationSec: 60, maxDebitNoteIntervalSec: 3600, minPaymentTimeoutSec: 60 },
     ...(signal === undefined ? {} : { signal }),
   })

@@ -38,8 +38,13 @@ export const serviceSpecSchema = z.strictObject({
   constraints: z.string().max(64 * 1024).optional(),
   /** The most one replica's agreement may cost an hour of uptime (linear prices: duration plus one core of CPU). */
   maxPricePerHourWei: decimalWei.optional(),
-  /** How long each agreement runs before it is renewed (default 6 hours: its deposit covers that much uptime). */
-  agreementSec: z.number().int().min(90, 'expected at least 90 s: providers take no agreement that ends within a minute').max(30 * 86_400).default(21_600),
+  /** How long each agreement runs before it is renewed (default a day). */
+  agreementSec: z.number().int().min(90, 'expected at least 90 s: providers take no agreement that ends within a minute').max(30 * 86_400).default(86_400),
+  /**
+   * How much uptime each replica's escrow holds ahead of what was metered (default an hour): it opens with twice
+   * that and is topped up as the service runs, so no more than about two and a half times it is locked at once.
+   */
+  escrowAheadSec: z.number().int().min(30, 'expected at least 30 s: a top-up must have time to land').max(86_400).default(3_600),
   /** Gateways besides the owner's node that may connect to the replicas, by their node address. */
   gateways: z.array(address).max(64).default([]),
 })

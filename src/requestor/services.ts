@@ -4,10 +4,11 @@
  * that fails `failuresBeforeDown` checks in a row, or whose activity ended, leaves rotation at once and is restarted
  * in place (a new activity under the same agreement) while its provider answers, else replaced on another provider
  * through the market. An update starts each new replica and waits until it is healthy before the old one leaves
- * rotation and stops, so the service never has fewer healthy replicas than before. Agreements are short (6 hours by
- * default) and renewed before they end, the same way: a new agreement with the same provider, its replica serving
- * before the old one stops and its agreement is settled; each deposit covers only its own agreement's time, so no
- * more is locked than the next day's uptime at the agreed prices. Removing a service ends its
+ * rotation and stops, so the service never has fewer healthy replicas than before. Agreements last a day by default
+ * and are renewed before they end, the same way: a new agreement with the same provider, its replica serving before
+ * the old one stops and its agreement is settled. Their escrows are topped up as the replicas run (the accounts do
+ * it: market/escrow-ahead.ts), so about two and a half hours of uptime are locked at once, not the day. Removing a
+ * service ends its
  * activities and settles every agreement it used (the providers claim what was metered; the rest is refunded).
  *
  * Gateways take their routes from here (`routes`): the replicas in rotation, each reached over a tunnel.

@@ -17,7 +17,7 @@ import { negotiateMany, offerTarget } from '../../src/requestor/negotiator.ts'
 
 export interface ManualRequestor {
   /** An agreement for native `sleep` tasks, as this requestor proposes it (a counter-proposal is taken). */
-  agree(overrides?: { debitNoteIntervalSec?: number; paymentTimeoutSec?: number; maxTasks?: number }): Promise<Agreement>
+  agree(overrides?: { debitNoteIntervalSec?: number; paymentTimeoutSec?: number; maxTasks?: number; escrowAhead?: boolean }): Promise<Agreement>
   /** The agreement's escrow, opened as an honest requestor opens it. */
   open(agreement: Agreement): Promise<void>
   /** One `sleep SECONDS` task under the agreement (default 0). */
