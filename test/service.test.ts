@@ -21,7 +21,7 @@ import { getEscrow } from '../src/payment/escrow.ts'
 import { generateIdentity } from '../src/identity/node-identity.ts'
 import { createHost, type Host } from '../src/net/host.ts'
 import { isHearthError } from '../src/errors.ts'
-import { serviceConnectProtocol } from '../src/exec/exescript-protocols.ts'
+import { serviceConnectProtocol, serviceNoticeProtocol } from '../src/exec/exescript-protocols.ts'
 import { createGateway, type Gateway } from '../src/requestor/gateway.ts'
 import { remoteRoutes, serveServiceRoutes } from '../src/requestor/service-routes.ts'
 import { createRequestorAccounts } from '../src/requestor/requestor-account.ts'
@@ -172,6 +172,41 @@ describe('a static site as a service, one replica per region', { timeout: 600_00
     const provider = devnet.providers.find((p) => p.agent.address.toLowerCase() === replica.provider.toLowerCase())!
     await assert.rejects(stranger.openTunnel(provider.host.multiaddrs()[0]!, serviceConnectProtocol, { activityId: replica.activityId! }), (error: unknown) =>
       isHearthError(error) && error.details?.remoteCode === 'HEARTH_ERR_SERVICE_NOT_ALLOWED')
+  })
+
+  it('moves a replica off a machine whose owner takes it back with notice: its replacement in the region serves before it ends, and no GET fails', async () => {
+    const eu = site.status().replicas.find((replica) => replica.region === 'eu' && replica.inRotation)!
+    const provider = devnet.providers.find((p) => p.agent.address.toLowerCase() === eu.provider.toLowerCase())!
+    // A notice naming the replica moves nothing unless its own provider signed it: not a stranger's, not another provider's.
+    const forged = { agreementId: eu.agreementId, activityId: eu.activityId!, endsInMs: 0, reason: 'forged' }
+    const owner = devnet.requestor.host.multiaddrs()[0]!
+    const otherProvider = devnet.providers.find((p) => p !== provider)!
+    assert.deepEqual(await stranger.request(owner, serviceNoticeProtocol, forged), { moving: false })
+    assert.deepEqual(await otherProvider.host.request(owner, serviceNoticeProtocol, forged), { moving: false })
+    assert.equal(site.status().replicas.find((replica) => replica.id === eu.id)?.state, 'serving')
+    let loading = true
+    const answers: number[] = []
+    const load = (async () => {
+      while (loading) {
+        answers.push(await get(gateways.get('eu')!, '/hearth-variant', clientAddress.eu!).then((answer) => answer.status, () => 0))
+        await new Promise((resolve) => setTimeout(resolve, 50))
+      }
+    })()
+    const handedBack = provider.agent.pause('the owner is using the machine', { handBack: true, noticeMs: 15_000 })
+    const moved = () => site.status().replicas.find((replica) => replica.region === 'eu' && replica.inRotation && replica.provider !== eu.provider)
+    for (let i = 0; i < 1500 && moved() === undefined; i++) await new Promise((resolve) => setTimeout(resolve, 20))
+    assert.ok(moved() !== undefined, `${JSON.stringify(site.status().replicas)}\n${events.join('\n')}`)
+    // The old replica still ran when its replacement took over: the move did not wait for it to end.
+    const old = provider.store.activities.get('provider', eu.activityId!)
+    assert.ok(old !== undefined && !['Terminated', 'Unresponsive'].includes(old.state), `the old replica was ${old?.state}`)
+    assert.ok(events.some((event) => event.startsWith(`moved ${moved()!.id}`)), events.join('\n'))
+    await handedBack
+    assert.equal(provider.store.activities.get('provider', eu.activityId!)?.state, 'Terminated')
+    await provider.agent.resume()
+    loading = false
+    await load
+    assert.ok(answers.length > 10)
+    assert.deepEqual(answers.filter((status) => status !== 200), [])
   })
 
   it('answers a POST in flight when its replica dies with an error, never a silent retry', async () => {

@@ -85,3 +85,24 @@ export const serviceConnectProtocol = defineTunnelProtocol({
   idleTimeoutMs: 5 * 60_000,
   maxConcurrentStreams: 1024,
 })
+
+/**
+ * A provider's notice to a replica's requestor that it will end the replica's activity in `endsInMs` (its owner took
+ * the machine back, or it is stopping): the requestor starts a replacement elsewhere at once, so that it serves before
+ * this one ends. Signed by the provider; the requestor acts only on a notice from the provider of that agreement.
+ */
+export const serviceNoticeProtocol = defineProtocol({
+  id: '/hearth/service/notice/1',
+  request: z.strictObject({
+    agreementId: hexSchema,
+    activityId: activityIdSchema,
+    endsInMs: z.number().int().min(0).max(600_000),
+    reason: z.string().max(500),
+  }),
+  response: z.strictObject({ moving: z.boolean() }),
+  maxRequestBytes: 2048,
+  maxResponseBytes: 256,
+  timeoutMs: 10_000,
+  signed: true,
+})
+export type ServiceNotice = z.output<typeof serviceNoticeProtocol.request>

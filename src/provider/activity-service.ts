@@ -27,6 +27,7 @@ import {
   activityExecProtocol,
   exeChunkBytes,
   serviceConnectProtocol,
+  type ServiceNotice,
   type BatchResult,
 } from '../exec/exescript-protocols.ts'
 import type { LoadedImages } from '../exec/docker-images.ts'
@@ -63,6 +64,8 @@ export interface ActivityServiceInit {
    * to host none.
    */
   services?: ServiceLimits
+  /** Tells a replica's requestor that its activity ends soon (service-notice); rejects when it cannot be reached. */
+  notify?(requestor: Address, notice: ServiceNotice): Promise<unknown>
 }
 
 export interface ActivityServiceLimits {
@@ -84,10 +87,12 @@ export interface ActivityService {
   active(): number
   /**
    * Ends every activity that runs a server (a service's replica), as running tasks are handed back when the owner
-   * takes the machine back: each ends with `reason`, which its requestor reads as the activity's last error, and the
-   * requestor places the replica elsewhere. Other activities go on (they end by the idle timeout if no batch comes).
+   * takes the machine back: each requestor is first told (service-notice) and its replica served for `noticeMs` more
+   * (default 0), so it can start a replacement elsewhere that serves before this one ends; each ends with `reason`,
+   * which its requestor reads as the activity's last error. Resolves once they ended (early when the service stops).
+   * Other activities go on (they end by the idle timeout if no batch comes).
    */
-  handBackServers(reason: string): Promise<void>
+  handBackServers(reason: string, noticeMs?: number): Promise<void>
 }
 
 const defaults: ActivityServiceLimits = {
@@ -138,12 +143,39 @@ async function runBatch(
   return result
 }
 
-export function createActivityService(init: ActivityServiceInit): ActivityService {
-  const { host, store } = init
-  const limits: ActivityServiceLimits = { ...defaults, ...init.limits }
-  const live = createLiveActivities({ store, idleTimeoutMs: limits.idleTimeoutMs })
-  const environment: ActivityEnvironmentInit = {
-    host,
+/** Resolves after `ms`, or at once when `signal` aborts. */
+function abortableDelay(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    if (signal.aborted) return resolve()
+    const timer = setTimeout(done, ms)
+    function done(): void {
+      clearTimeout(timer)
+      signal.removeEventListener('abort', done)
+      resolve()
+    }
+    signal.addEventListener('abort', done, { once: true })
+  })
+}
+
+/** Ends the activities that run servers, each requestor told first and its replica served `noticeMs` more. */
+async function endServers(init: ActivityServiceInit, live: LiveActivities, stopping: AbortSignal, how: { reason: string; noticeMs: number; ending: string }): Promise<void> {
+  const { reason, noticeMs, ending } = how
+  const serving = live.ids().filter((id) => live.get(id)?.activity.served() !== undefined)
+  await Promise.allSettled(serving.map(async (id) => {
+    const entry = live.get(id)
+    if (entry === undefined) return
+    const notice = { agreementId: entry.agreementId, activityId: id, endsInMs: noticeMs, reason }
+    // A requestor that cannot be reached finds its replica gone at its next health check, as without notice.
+    await init.notify?.(entry.requestor, notice).catch(() => undefined)
+    if (noticeMs > 0) await abortableDelay(noticeMs, stopping)
+    await live.end(id, `${ending}: ${reason}`)
+  }))
+}
+
+/** What an activity's environment draws on: the provider's packages, runtimes and limits. */
+function environmentOf(init: ActivityServiceInit, limits: ActivityServiceLimits): ActivityEnvironmentInit {
+  return {
+    host: init.host,
     packages: init.packages,
     fetching: init.fetching,
     runtimes: init.runtimes,
@@ -152,8 +184,19 @@ export function createActivityService(init: ActivityServiceInit): ActivityServic
     maxTransferBytes: limits.maxTransferBytes,
     services: init.services,
   }
+}
+
+export function createActivityService(init: ActivityServiceInit): ActivityService {
+  const { host, store } = init
+  const limits: ActivityServiceLimits = { ...defaults, ...init.limits }
+  const live = createLiveActivities({ store, idleTimeoutMs: limits.idleTimeoutMs })
+  const environment = environmentOf(init, limits)
   let server: StreamServer | undefined
   let meterTimer: NodeJS.Timeout | undefined
+  /** Aborted by stop(): replicas serving out a notice end at once. */
+  const stopping = new AbortController()
+
+  const handBackServers = (reason: string, noticeMs = 0, ending = 'handed back'): Promise<void> => endServers(init, live, stopping.signal, { reason, noticeMs, ending })
 
   async function create(agreementId: string, activityId: string, requestor: Address, from: PeerTarget): Promise<ActivityState> {
     const account = init.account(agreementId, requestor)
@@ -205,10 +248,7 @@ export function createActivityService(init: ActivityServiceInit): ActivityServic
   return {
     active: () => live.size(),
 
-    async handBackServers(reason) {
-      const serving = live.ids().filter((id) => live.get(id)?.activity.served() !== undefined)
-      await Promise.allSettled(serving.map((id) => live.end(id, `handed back: ${reason}`)))
-    },
+    handBackServers,
 
     async start() {
       // Directories left by a crash belong to activities that are over.
@@ -246,6 +286,7 @@ export function createActivityService(init: ActivityServiceInit): ActivityServic
     },
 
     async stop() {
+      stopping.abort()
       if (meterTimer !== undefined) clearInterval(meterTimer)
       await host.unhandle(activityCreateProtocol).catch(() => undefined)
       await host.unhandle(activityDestroyProtocol).catch(() => undefined)
@@ -253,6 +294,8 @@ export function createActivityService(init: ActivityServiceInit): ActivityServic
       // Batches in progress are cancelled (their requestors get an error) before their activities are ended.
       await server?.close()
       server = undefined
+      // Replicas' requestors are told at once, so they place them elsewhere without waiting for a failed check.
+      await handBackServers('the provider stopped', 0, 'ended')
       await Promise.allSettled(live.ids().map((id) => live.end(id, 'the provider stopped')))
       await rm(init.activitiesDir, { recursive: true, force: true }).catch(() => undefined)
     },

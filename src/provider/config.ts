@@ -129,8 +129,13 @@ export const providerConfigSchema = z.strictObject({
       maxCpuCores: z.number().positive().optional(),
       maxDiskGib: z.number().positive().optional(),
       maxLogMib: z.number().positive().optional(),
+      /**
+       * How long a replica keeps serving after its requestor is told that the owner took the machine back: time for
+       * a replacement elsewhere to start, so its users see no gap (0: it ends at once).
+       */
+      noticeSec: z.number().int().min(0).max(600).default(20),
     })
-    .default({ enabled: false }),
+    .default({ enabled: false, noticeSec: 20 }),
   /** How often unclaimed vouchers are checked against agreement expiry, and the amount that triggers a claim. */
   claim: z.strictObject({ thresholdHtt: htt.optional() }).default({}),
   /** How much unpaid work this provider risks, and how it is paid. */
@@ -375,7 +380,7 @@ export const pricePresets = {
 } as const satisfies Record<string, { perTask: ProviderConfig['pricing']; linear: ProviderConfig['pricing'] }>
 
 /** What the agent is told of services: off, or on with each replica's limits in bytes (the agent's defaults for the rest). */
-export function servicesFromConfig(services: ProviderConfig['services']): { enabled: boolean; limits: Partial<{ maxMemoryBytes: number; maxCpuCores: number; maxDiskBytes: number; maxLogBytes: number }> } {
+export function servicesFromConfig(services: ProviderConfig['services']): { enabled: boolean; noticeMs: number; limits: Partial<{ maxMemoryBytes: number; maxCpuCores: number; maxDiskBytes: number; maxLogBytes: number }> } {
   const bytes = (value: number | undefined, unit: number): number | undefined => (value === undefined ? undefined : Math.floor(value * unit))
   const limits = {
     maxMemoryBytes: bytes(services.maxMemoryGib, 1024 ** 3),
@@ -383,7 +388,7 @@ export function servicesFromConfig(services: ProviderConfig['services']): { enab
     maxDiskBytes: bytes(services.maxDiskGib, 1024 ** 3),
     maxLogBytes: bytes(services.maxLogMib, 1024 ** 2),
   }
-  return { enabled: services.enabled, limits: Object.fromEntries(Object.entries(limits).filter(([, value]) => value !== undefined)) }
+  return { enabled: services.enabled, noticeMs: services.noticeSec * 1000, limits: Object.fromEntries(Object.entries(limits).filter(([, value]) => value !== undefined)) }
 }
 
 /** The config's prices in wei, as offers and agreements carry them. */

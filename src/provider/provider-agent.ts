@@ -26,6 +26,7 @@ import type { WasiRuntime } from '../exec/wasi-runtime.ts'
 import { adaptWasiRuntime } from '../exec/wasi-adapter.ts'
 import type { EscrowContext } from '../payment/escrow.ts'
 import { debitNoteProtocol, owedProtocol, settleProtocol, voucherProtocol } from '../payment/payment-protocols.ts'
+import { serviceNoticeProtocol } from '../exec/exescript-protocols.ts'
 import type { Store } from '../store/store.ts'
 import { defaultServiceLimits, type ServiceLimits } from './activity-environment.ts'
 import { createActivityService, type ActivityService } from './activity-service.ts'
@@ -108,7 +109,11 @@ export interface ProviderAgentInit {
    * unless the owner turns it on, with each replica's limits (defaults: defaultServiceLimits). Offered as
    * `hearth.services.enabled`.
    */
-  services?: { enabled: boolean; limits?: Partial<ServiceLimits> }
+  /**
+   * Hosting services: on or off, each replica's limits, and how long a replica keeps serving after its requestor is
+   * told that this machine is taken back (`noticeMs`, default 0: it ends at once, the requestor told all the same).
+   */
+  services?: { enabled: boolean; limits?: Partial<ServiceLimits>; noticeMs?: number }
   /** Where claimed earnings are moved (a cold wallet); default: they stay with the node's key. */
   payoutAddress?: Address
   /**
@@ -136,10 +141,11 @@ export interface ProviderAgent {
   /**
    * Stops taking work: the offer is withdrawn (republished to expire within seconds), proposals and new tasks are
    * refused with HEARTH_ERR_PROVIDER_PAUSED (retryable elsewhere), and with `handBack` service replicas are ended (their
-   * owners place them elsewhere) and running tasks are aborted and
-   * answered with the same error, so their requestors run them on another provider. Agreements stay valid.
+   * owners told first and served for `noticeMs` more, default the services' notice, so they place them elsewhere
+   * before they end) and running tasks are aborted and answered with the same error, so their requestors run them on
+   * another provider. Agreements stay valid.
    */
-  pause(reason: string, options?: { handBack?: boolean }): Promise<void>
+  pause(reason: string, options?: { handBack?: boolean; noticeMs?: number }): Promise<void>
   /** Takes work again: a fresh offer is published. */
   resume(): Promise<void>
   lending(): { paused: boolean; reason: string | undefined }
@@ -197,6 +203,7 @@ function activityServiceFor(init: ProviderAgentInit, { wasi, programs, offering,
     ...(programs.loadedImages === undefined ? {} : { loadedImages: programs.loadedImages }),
     ...(init.activityMeterEveryMs === undefined ? {} : { meterEveryMs: init.activityMeterEveryMs }),
     ...(init.services?.enabled === true ? { services: { ...defaultServiceLimits, ...init.services.limits } } : {}),
+    notify: (requestor, notice) => init.host.request(requestorTarget(init.host, init.store, requestor), serviceNoticeProtocol, notice, { timeoutMs: 5_000 }),
   })
 }
 
@@ -255,7 +262,7 @@ export function createProviderAgent(init: ProviderAgentInit): ProviderAgent {
       offering.stopRepublishing()
       if (options.handBack === true) {
         admission.handBackAll()
-        await activityService?.handBackServers(reason)
+        await activityService?.handBackServers(reason, options.noticeMs ?? init.services?.noticeMs ?? 0)
       }
       // Offers cannot be recalled from other nodes' books: a short-lived replacement makes ours lapse within seconds.
       if (started) await offering.publish({ ttlMs: 2000 }).catch(() => undefined)

@@ -7,7 +7,7 @@
 import type { Duplex } from 'node:stream'
 import { z } from 'zod'
 import { HearthError, toHearthError } from '../errors.ts'
-import { serviceConnectProtocol } from '../exec/exescript-protocols.ts'
+import { serviceConnectProtocol, serviceNoticeProtocol } from '../exec/exescript-protocols.ts'
 import { peerOfTarget } from '../net/dial-target.ts'
 import type { Host } from '../net/host.ts'
 import { defineProtocol } from '../net/protocol.ts'
@@ -41,7 +41,7 @@ export const serviceRoutesProtocol = defineProtocol({
 
 type RouteReplica = z.output<typeof replicaSchema>
 
-/** Answers the gateways each service lists with its replicas in rotation. */
+/** Answers the gateways each service lists with its replicas in rotation, and the providers' notices. */
 export async function serveServiceRoutes(host: Host, services: Services): Promise<void> {
   await host.handle(serviceRoutesProtocol, ({ service: name }, ctx) => {
     const service = services.get(name)
@@ -56,6 +56,8 @@ export async function serveServiceRoutes(host: Host, services: Services): Promis
     })
     return { service: name, healthPath: service.spec().health.path, replicas }
   })
+  // A provider's notice that it ends a replica soon: the owner moves it now (only the provider that runs it can).
+  await host.handle(serviceNoticeProtocol, (notice, ctx) => ({ moving: services.notice(ctx.remoteAddress, notice) }))
 }
 
 export interface RemoteRoutesOptions {

@@ -17,6 +17,7 @@ import { randomUUID } from 'node:crypto'
 import type { Duplex } from 'node:stream'
 import { HearthError, toHearthError } from '../errors.ts'
 import { terminalStates } from '../exec/exescript.ts'
+import type { ServiceNotice } from '../exec/exescript-protocols.ts'
 import type { ActivityHandle } from './activity-client.ts'
 import type { GatewayReplica, GatewayRoutes } from './gateway.ts'
 import { checkHealth, connectReplica, placeReplica, startServer, type Placement, type ReplicaDeps, type ServicePackage } from './service-replicas.ts'
@@ -45,9 +46,11 @@ export interface ServiceStatus {
   wanted: number
 }
 
+export type ReplicaEvent = 'serving' | 'down' | 'restarted' | 'replaced' | 'renewed' | 'moved' | 'stopped'
+
 export interface ServiceEvents {
   /** Replicas leaving or joining rotation, restarts, replacements; for logs and tests. */
-  onEvent?(event: { service: string; replica: string; type: 'serving' | 'down' | 'restarted' | 'replaced' | 'renewed' | 'stopped'; detail: string }): void
+  onEvent?(event: { service: string; replica: string; type: ReplicaEvent; detail: string }): void
 }
 
 interface Replica {
@@ -84,6 +87,11 @@ export interface Service {
   update(next: ServiceSpecInput, bytes?: Uint8Array): Promise<void>
   /** Stops every replica and settles every agreement; resolves with what each was paid. */
   remove(): Promise<{ agreementId: string; paidWei: bigint }[]>
+  /**
+   * A notice from provider `from` that it ends one of its replicas soon: a replacement is placed elsewhere in the
+   * region at once. False when the notice names no replica of this service on that provider (or one already moving).
+   */
+  notice(from: string, notice: ServiceNotice): boolean
 }
 
 export interface ServicesInit extends ReplicaDeps, ServiceEvents {}
@@ -92,6 +100,8 @@ export interface Services {
   deploy(spec: ServiceSpecInput, bytes?: Uint8Array): Promise<Service>
   get(name: string): Service | undefined
   list(): ServiceStatus[]
+  /** Hands a provider's notice (service-notice) to the service whose replica it names; true when a move started. */
+  notice(from: string, notice: ServiceNotice): boolean
   /** Stops the health checks (replicas keep running until removed). */
   close(): void
 }
@@ -115,6 +125,7 @@ export function createServices(init: ServicesInit): Services {
     },
     get: (name) => services.get(name),
     list: () => [...services.values()].map((service) => service.status()),
+    notice: (from, notice) => [...services.values()].some((service) => service.notice(from, notice)),
     close() {
       for (const service of services.values()) (service as Service & { stopChecks(): void }).stopChecks()
     },
@@ -134,7 +145,6 @@ interface ServiceRun {
   forget(): void
 }
 
-type ReplicaEvent = 'serving' | 'down' | 'restarted' | 'replaced' | 'renewed' | 'stopped'
 
 function emit(run: ServiceRun, replica: Replica, type: ReplicaEvent, detail: string): void {
   run.init.onEvent?.({ service: run.name, replica: replica.id, type, detail })
@@ -263,6 +273,40 @@ function renewDue(run: ServiceRun): void {
         replica.healing = undefined
       })
   }
+}
+
+/**
+ * Moves a replica whose provider gave notice: a replacement on another provider of its region serves before the old
+ * one leaves rotation and stops. When none can be placed, the old one serves until its provider ends it, and is then
+ * healed as any lost replica.
+ */
+async function move(run: ServiceRun, replica: Replica, why: string): Promise<void> {
+  const leaving = replica.placement.offer.provider.toLowerCase()
+  const fresh = await launch(run, replica.region, replica.pkg, undefined, new Set([...avoidFor(run, replica), leaving]))
+  if (run.removed || run.replicas.get(replica.id) !== replica) {
+    await fresh.activity?.terminate().catch(() => undefined)
+    return
+  }
+  run.replicas.set(fresh.id, fresh)
+  emit(run, fresh, 'moved', `replica ${replica.id} on ${leaving} moved to ${fresh.placement.offer.provider}: ${why}`)
+  await stopReplica(run, replica, `its provider gave notice: ${why}`)
+  await run.init.accounts.account(replica.placement.agreement.id).settle().catch(() => undefined)
+}
+
+function takeNotice(run: ServiceRun, from: string, notice: ServiceNotice): boolean {
+  const replica = [...run.replicas.values()].find((r) => r.activity?.id === notice.activityId && r.placement.agreement.id === notice.agreementId)
+  // Only the provider that runs the replica can move it: anyone else's notice names nothing.
+  if (replica === undefined || replica.placement.offer.provider.toLowerCase() !== from.toLowerCase()) return false
+  if (replica.state !== 'serving' || replica.healing !== undefined || run.updating || run.removed) return false
+  replica.lastError = `its provider gave notice: ${notice.reason}`
+  replica.healing = move(run, replica, notice.reason)
+    .catch((error: unknown) => {
+      replica.lastError = `moving it after its provider's notice failed: ${toHearthError(error).shortMessage}`
+    })
+    .finally(() => {
+      replica.healing = undefined
+    })
+  return true
 }
 
 /** How long a replica that could not be brought back waits before the next try. */
@@ -462,5 +506,6 @@ async function startService(init: ServicesInit, first: ServicePackage, forget: (
       clearInterval(timer)
       return remove(run)
     },
+    notice: (from, notice) => takeNotice(run, from, notice),
   }
 }
