@@ -68,6 +68,7 @@ describe('hearth requestor, service and gateway, each node its own process', { t
   let requestor: Awaited<ReturnType<typeof startProcess>>
   let gatewayUrl: string
   let nodeGatewayUrl: string
+  let requestorArgs: string[]
   const deploymentFile = () => join(dir, 'deployment.json')
 
   before(async () => {
@@ -97,11 +98,12 @@ describe('hearth requestor, service and gateway, each node its own process', { t
     await writeFile(funderKeyFile, `${devAccountKey(0)}\n`, { mode: 0o600 })
     await chmod(funderKeyFile, 0o600)
     requestorDir = join(dir, 'requestor')
-    requestor = await startProcess([
+    requestorArgs = [
       'requestor', 'start', '--data-dir', requestorDir, '--deployment', deploymentFile(), '--funder-key-file', funderKeyFile,
       '--bootstrap', ...providers.map((ready) => (ready['multiaddrs'] as string[])[0]!),
       '--gateway', '127.0.0.1:0', '--gateway-service', 'site', '--health-path', '/hearth-variant',
-    ])
+    ]
+    requestor = await startProcess(requestorArgs)
     nodeGatewayUrl = (requestor.ready['gateways'] as { url: string }[])[0]!.url
     // Both offers in the node's book before anything is deployed.
     for (let i = 0; (await json<RequestorNodeStatus>('requestor', 'status', '--data-dir', requestorDir)).offers < 2; i++) {
@@ -189,6 +191,28 @@ describe('hearth requestor, service and gateway, each node its own process', { t
     assert.equal(answer.status, 200, answer.body)
     assert.equal(answer.body, page)
     assert.equal(answer.replica, scaled.replicas[0]!.id)
+  })
+
+  it('takes its services up again after a restart: the replica served on meanwhile, and serves through the new node', async () => {
+    const before = await json<ServiceStatus>('service', 'status', 'site', '--data-dir', requestorDir)
+    const stopped = await hearth(['requestor', 'stop', '--data-dir', requestorDir, '--json'])
+    assert.equal(stopped.code, 0, stopped.stderr)
+    assert.equal(await requestor.exited, 0, requestor.stderr())
+    requestor = await startProcess(requestorArgs)
+    // Logged before the ready line; stderr may arrive a moment after stdout.
+    for (let i = 0; i < 50 && !/service site taken up again/.test(requestor.stderr()); i++) await new Promise((done) => setTimeout(done, 100))
+    assert.match(requestor.stderr(), /service site taken up again: 1 of 1 replicas still serving/)
+    nodeGatewayUrl = (requestor.ready['gateways'] as { url: string }[])[0]!.url
+    const after = await json<ServiceStatus>('service', 'status', 'site', '--data-dir', requestorDir)
+    assert.deepEqual(after.replicas.map((r) => [r.id, r.activityId, r.agreementId, r.state]), before.replicas.map((r) => [r.id, r.activityId, r.agreementId, 'serving']))
+    let answer = await getPage(nodeGatewayUrl, '/hearth-variant')
+    for (let i = 0; answer.status !== 200 && i < 100; i++) {
+      await new Promise((done) => setTimeout(done, 200))
+      answer = await getPage(nodeGatewayUrl, '/hearth-variant')
+    }
+    assert.equal(answer.status, 200, answer.body)
+    assert.equal(answer.body, page)
+    assert.equal(answer.replica, before.replicas[0]!.id)
   })
 
   it('removes the service, settling every agreement as the chain records, and stops the node', async () => {

@@ -8,7 +8,7 @@
  *   {"event":"ready","peerId":"…","address":"0x…","multiaddrs":["/ip4/…/p2p/…"],"pid":123,"dataDir":"…","api":"http://127.0.0.1:…","gateways":[…]}
  * and one more when it has stopped: {"event":"stopped"}. Everything else goes to stderr.
  */
-import { resolve } from 'node:path'
+import { join, resolve } from 'node:path'
 import type { Command } from 'commander'
 import { HearthError } from '../errors.ts'
 import type { Gateway, GatewayRoutes } from '../requestor/gateway.ts'
@@ -89,8 +89,14 @@ export async function runRequestorStart(flags: StartFlags, io: CommandIo, stopSi
       blobs: requestor.blobs,
       offerBook: requestor.offerBook,
       onEvent: (event) => log(`service ${event.service} replica ${event.replica} ${event.type}: ${event.detail}`),
+      packageDir: join(dataDir, 'services'),
+      log,
     })
     stops.push(() => services.close())
+    // The services this node owned when it last stopped: their replicas kept running meanwhile.
+    for (const status of await services.restore()) {
+      log(`service ${status.name} taken up again: ${status.replicas.filter((r) => r.state === 'serving').length} of ${status.replicas.length} replicas still serving`)
+    }
     await serveServiceRoutes(host, services)
     const gateway = await startGateway(flags, services, log)
     if (gateway !== undefined) stops.push(() => gateway.gateway.close())

@@ -74,9 +74,34 @@ export interface ActivityHandle extends AsyncDisposable {
 }
 
 export async function createActivity(deps: ActivityClientDeps, agreement: ActivityAgreement, options: ActivityOptions = {}): Promise<ActivityHandle> {
-  const { host, identity, store } = deps
-  const maxFileBytes = options.maxFileBytes ?? 64 * 1024 * 1024
-  const activityId = randomUUID()
+  const session = openSession(deps, agreement, randomUUID(), options)
+  let created
+  try {
+    created = await deps.host.request(agreement.target, activityCreateProtocol, { agreementId: agreement.id, activityId: session.activityId })
+    session.state = created.state
+  } catch (error) {
+    release(session)
+    throw error
+  }
+  deps.store?.activities.create({ role: 'requestor', id: session.activityId, agreementId: agreement.id, peer: agreement.provider, state: session.state, createdAtMs: Date.now() })
+  void answerNote(session, created.debitNote)
+  return handleOf(session)
+}
+
+/**
+ * A handle on an activity this requestor created before, in an earlier run of its node (a service's replica), to go
+ * on with it: batches, its end, and its life justified from its creation on (`known.createdAtMs`), as if the node had
+ * never stopped. An activity its provider has ended since answers its next batch with the error that says so.
+ */
+export function attachActivity(deps: ActivityClientDeps, agreement: ActivityAgreement, known: { id: string; createdAtMs: number; state: ActivityState }, options: ActivityOptions = {}): ActivityHandle {
+  const session = openSession(deps, agreement, known.id, options)
+  session.state = known.state
+  session.sentCreateAt = performance.now() - Math.max(0, Date.now() - known.createdAtMs)
+  return handleOf(session)
+}
+
+/** An activity's session under `agreement`, before its provider has heard of it (or after this node restarted). */
+function openSession(deps: ActivityClientDeps, agreement: ActivityAgreement, activityId: string, options: ActivityOptions): ActivitySession {
   const peer = agreement.provider.toLowerCase()
   const account: RequestorAccount | undefined = deps.accounts?.account(agreement.id)
   if (account !== undefined && account.provider.toLowerCase() !== peer) {
@@ -84,42 +109,34 @@ export async function createActivity(deps: ActivityClientDeps, agreement: Activi
   }
   const blobs = deps.blobs.openScope()
   blobs.allow(peer)
-  const session: ActivitySession = {
-    host,
-    identity,
-    store,
+  return {
+    host: deps.host,
+    identity: deps.identity,
+    store: deps.store,
     account,
     blobs,
     activityId,
     agreementId: agreement.id,
     target: agreement.target,
     peer,
-    maxFileBytes,
+    maxFileBytes: options.maxFileBytes ?? 64 * 1024 * 1024,
     state: 'New',
     batches: 0,
     sentCreateAt: performance.now(),
     released: false,
     running: undefined,
   }
+}
 
-  let created
-  try {
-    created = await host.request(agreement.target, activityCreateProtocol, { agreementId: agreement.id, activityId })
-    session.state = created.state
-  } catch (error) {
-    release(session)
-    throw error
-  }
-  store?.activities.create({ role: 'requestor', id: activityId, agreementId: agreement.id, peer: agreement.provider, state: session.state, createdAtMs: Date.now() })
-  void answerNote(session, created.debitNote)
-
+/** The handle of a live session: its work is tracked on the agreement's account until it ends. */
+function handleOf(session: ActivitySession): ActivityHandle {
   const terminate = (): Promise<ActivityUsage | undefined> => terminateActivity(session)
-  account?.trackActivity(activityId, () => observed(session), terminate)
+  session.account?.trackActivity(session.activityId, () => observed(session), terminate)
   return {
-    id: activityId,
-    agreementId: agreement.id,
+    id: session.activityId,
+    agreementId: session.agreementId,
     state: () => session.state,
-    provide: (bytes) => blobs.serve(bytes),
+    provide: (bytes) => session.blobs.serve(bytes),
     exec: (batch, execOptions) => execBatch(session, batch, execOptions),
     terminate,
     async [Symbol.asyncDispose]() {

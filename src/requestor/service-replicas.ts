@@ -9,7 +9,7 @@ import type { Duplex } from 'node:stream'
 import type { Address } from 'viem'
 import { HearthError, toHearthError } from '../errors.ts'
 import { serviceConnectProtocol } from '../exec/exescript-protocols.ts'
-import type { ExeCommand } from '../exec/exescript.ts'
+import { terminalStates, type ActivityState, type ExeCommand } from '../exec/exescript.ts'
 import type { NodeIdentity } from '../identity/node-identity.ts'
 import { proposeTerms, type Agreement } from '../market/agreement.ts'
 import type { Offer, SignedOffer } from '../market/offer.ts'
@@ -17,7 +17,7 @@ import type { OfferBook } from '../market/offer-book.ts'
 import { costWei } from '../market/pricing.ts'
 import type { Host } from '../net/host.ts'
 import type { Store } from '../store/store.ts'
-import { createActivity, type ActivityHandle } from './activity-client.ts'
+import { attachActivity, createActivity, type ActivityHandle } from './activity-client.ts'
 import type { BlobServer } from './blob-server.ts'
 import { negotiateMany, offerTarget } from './negotiator.ts'
 import type { RequestorAccounts } from './requestor-account.ts'
@@ -145,6 +145,18 @@ export async function startServer(deps: ReplicaDeps, placement: Placement, pkg: 
     await activity.terminate().catch(() => undefined)
     throw error
   }
+}
+
+/**
+ * The server a replica's activity ran when this node last stopped, taken up again: undefined when its agreement or
+ * activity has ended since (the replica is then brought back like any lost one).
+ */
+export function attachServer(deps: ReplicaDeps, placement: Placement, activityId: string | undefined): ActivityHandle | undefined {
+  const record = activityId === undefined ? undefined : deps.store.activities.get('requestor', activityId)
+  if (record === undefined || terminalStates.includes(record.state as ActivityState)) return undefined
+  if (deps.store.agreements.state(placement.agreement.id) !== 'approved' || placement.agreement.terms.expiresAtSec * 1000 <= Date.now()) return undefined
+  const agreement = { id: placement.agreement.id, provider: placement.offer.provider as Address, target: offerTarget(placement.offer) }
+  return attachActivity(deps, agreement, { id: record.id, createdAtMs: record.createdAtMs, state: record.state as ActivityState })
 }
 
 /** A tunnel to the replica's server, through its provider. */

@@ -20,7 +20,8 @@ import { terminalStates } from '../exec/exescript.ts'
 import type { ServiceNotice } from '../exec/exescript-protocols.ts'
 import type { ActivityHandle } from './activity-client.ts'
 import type { GatewayReplica, GatewayRoutes } from './gateway.ts'
-import { checkHealth, connectReplica, placeReplica, startServer, type Placement, type ReplicaDeps, type ServicePackage } from './service-replicas.ts'
+import { attachServer, checkHealth, connectReplica, placeReplica, startServer, type Placement, type ReplicaDeps, type ServicePackage } from './service-replicas.ts'
+import { loadServices, saveService, type SavedService } from './service-store.ts'
 import { parseServiceSpec, replicaSlots, type ServiceSpec, type ServiceSpecInput } from './service-spec.ts'
 
 export type ReplicaState = 'starting' | 'serving' | 'down' | 'stopped'
@@ -94,12 +95,25 @@ export interface Service {
   notice(from: string, notice: ServiceNotice): boolean
 }
 
-export interface ServicesInit extends ReplicaDeps, ServiceEvents {}
+export interface ServicesInit extends ReplicaDeps, ServiceEvents {
+  /**
+   * Where the services' packages are kept (the node's `services/` folder): with it, every service is saved in the
+   * store as its replicas change (service-store.ts) and `restore` takes them up again after a restart.
+   */
+  packageDir?: string
+  /** Where problems with saving or restoring are reported. */
+  log?(line: string): void
+}
 
 export interface Services {
   deploy(spec: ServiceSpecInput, bytes?: Uint8Array): Promise<Service>
   get(name: string): Service | undefined
   list(): ServiceStatus[]
+  /**
+   * Takes up the services saved before this node last stopped (needs `packageDir`): replicas whose activity still runs
+   * are attached as they are, the others brought back like lost ones. Resolves with their status.
+   */
+  restore(): Promise<ServiceStatus[]>
   /** Hands a provider's notice (service-notice) to the service whose replica it names; true when a move started. */
   notice(from: string, notice: ServiceNotice): boolean
   /** Stops the health checks (replicas keep running until removed). */
@@ -123,12 +137,37 @@ export function createServices(init: ServicesInit): Services {
         deploying.delete(spec.name)
       }
     },
+    async restore() {
+      if (init.packageDir === undefined) return []
+      const restored: ServiceStatus[] = []
+      for (const saved of await loadServices(init.store, init.packageDir, init.log ?? (() => undefined))) {
+        const name = saved.current.spec.name
+        if (services.has(name)) continue
+        const service = await startService(init, saved.current, () => services.delete(name), saved)
+        services.set(name, service)
+        restored.push(service.status())
+      }
+      return restored
+    },
     get: (name) => services.get(name),
     list: () => [...services.values()].map((service) => service.status()),
     notice: (from, notice) => [...services.values()].some((service) => service.notice(from, notice)),
     close() {
       for (const service of services.values()) (service as Service & { stopChecks(): void }).stopChecks()
     },
+  }
+}
+
+/**
+ * Replicas saved before the node stopped: serving where their activity is still there (checked at the next round like
+ * any other), down otherwise, to be brought back at once (in place first).
+ */
+function takeUp(run: ServiceRun, saved: SavedService): void {
+  for (const id of saved.usedAgreements) run.usedAgreements.add(id)
+  for (const { activityId, ...kept } of saved.replicas) {
+    const activity = attachServer(run.init, kept.placement, activityId)
+    const replica: Replica = { ...kept, activity, state: activity === undefined ? 'down' : 'serving', failures: 0, downSinceMs: 0, healing: undefined, lastError: activity === undefined ? 'its activity ended while the owner\'s node was away' : undefined }
+    run.replicas.set(replica.id, replica)
   }
 }
 
@@ -142,12 +181,35 @@ interface ServiceRun {
   removed: boolean
   updating: boolean
   checking: boolean
+  /** The last save of the service in progress (saves run one after another). */
+  saving: Promise<void>
   forget(): void
 }
 
 
 function emit(run: ServiceRun, replica: Replica, type: ReplicaEvent, detail: string): void {
   run.init.onEvent?.({ service: run.name, replica: replica.id, type, detail })
+  persist(run)
+}
+
+/** Saves the service as it stands now (after the saves before it), when the node keeps its services. */
+function persist(run: ServiceRun): Promise<void> {
+  const { init } = run
+  if (init.packageDir === undefined) return run.saving
+  const dir = init.packageDir
+  run.saving = run.saving.then(async () => {
+    if (run.removed) return
+    const replicas = [...run.replicas.values()].filter((replica) => replica.state !== 'stopped').map((replica) => ({
+      id: replica.id,
+      region: replica.region,
+      placement: replica.placement,
+      pkg: replica.pkg,
+      activityId: replica.activity?.id,
+      restarts: replica.restarts,
+    }))
+    await saveService(init.store, dir, run.name, { current: run.current, replicas, usedAgreements: [...run.usedAgreements] })
+  }).catch((error: unknown) => init.log?.(`service ${run.name} could not be saved: ${toHearthError(error).shortMessage}`))
+  return run.saving
 }
 
 /** Providers of the other replicas: a replica is placed elsewhere, so that one provider's loss takes one replica. */
@@ -415,6 +477,7 @@ async function update(run: ServiceRun, input: ServiceSpecInput, bytes: Uint8Arra
     run.current = next
   } finally {
     run.updating = false
+    await persist(run)
   }
 }
 
@@ -460,12 +523,14 @@ async function remove(run: ServiceRun): Promise<{ agreementId: string; paidWei: 
     const settlement = await run.init.accounts.account(agreementId).settle()
     paid.push({ agreementId, paidWei: settlement.paidWei })
   }
+  await run.saving
+  run.init.store.services.delete(run.name)
   run.forget()
   return paid
 }
 
-async function startService(init: ServicesInit, first: ServicePackage, forget: () => void): Promise<Service & { stopChecks(): void }> {
-  const run: ServiceRun = { init, name: first.spec.name, current: first, replicas: new Map(), usedAgreements: new Set(), removed: false, updating: false, checking: false, forget }
+async function startService(init: ServicesInit, first: ServicePackage, forget: () => void, saved?: SavedService): Promise<Service & { stopChecks(): void }> {
+  const run: ServiceRun = { init, name: first.spec.name, current: first, replicas: new Map(), usedAgreements: new Set(), removed: false, updating: false, checking: false, saving: Promise.resolve(), forget }
   const timer = setInterval(() => {
     if (run.checking || run.removed) return
     run.checking = true
@@ -474,9 +539,10 @@ async function startService(init: ServicesInit, first: ServicePackage, forget: (
     })
   }, first.spec.health.intervalMs)
   timer.unref()
+  if (saved !== undefined) takeUp(run, saved)
   // Placed one after another, so that two replicas of one region land on two providers.
   try {
-    for (const region of replicaSlots(first.spec)) {
+    for (const region of saved === undefined ? replicaSlots(first.spec) : []) {
       const replica = await launch(run, region, first)
       run.replicas.set(replica.id, replica)
       emit(run, replica, 'serving', `on ${replica.placement.offer.provider}`)
@@ -485,8 +551,13 @@ async function startService(init: ServicesInit, first: ServicePackage, forget: (
     clearInterval(timer)
     await Promise.all([...run.replicas.values()].map((replica) => stopReplica(run, replica, 'the deploy failed')))
     for (const id of run.usedAgreements) await init.accounts.account(id).settle().catch(() => undefined)
+    // Nothing of a failed deploy is taken up after a restart.
+    run.removed = true
+    await run.saving
+    init.store.services.delete(run.name)
     throw error
   }
+  await persist(run)
   return {
     name: run.name,
     stopChecks: () => clearInterval(timer),

@@ -134,4 +134,13 @@ export const migrations: readonly string[] = [
     updated_at_ms INTEGER NOT NULL
   );
   `,
+  // 7: the services a requestor node owns, so that it takes them up again after a restart: each service's spec, its
+  // packages (as files beside the database) and its replicas (placement and activity), as one JSON document.
+  `
+  CREATE TABLE services (
+    name TEXT PRIMARY KEY,
+    document TEXT NOT NULL,
+    updated_at_ms INTEGER NOT NULL
+  );
+  `,
 ]

@@ -1,6 +1,7 @@
 /** A node's store: its database plus one repository per aggregate. */
 import { createActivityRepository } from './activity-repository.ts'
 import { openDatabase, type Db } from './database.ts'
+import { createServiceRepository } from './service-repository.ts'
 import { createWriteBehind } from './write-behind.ts'
 import {
   createAgreementRepository,
@@ -26,6 +27,7 @@ export interface Store {
   activities: ReturnType<typeof createActivityRepository>
   claims: ReturnType<typeof createClaimRepository>
   peers: ReturnType<typeof createPeerRepository>
+  services: ReturnType<typeof createServiceRepository>
   /** Runs the writes made `…Soon` now (see write-behind.ts). */
   flush(): void
   close(): void
@@ -46,6 +48,7 @@ export function openStore(init: { path: string }): Store {
     activities: createActivityRepository(db),
     claims: createClaimRepository(db),
     peers: createPeerRepository(db),
+    services: createServiceRepository(db),
     flush: () => writes.flush(),
     close: () => {
       try {
