@@ -3,11 +3,12 @@
  * net.connect (as a replica is reached over its own byte stream), and a small HTTP client that reports a cut answer as
  * an error.
  */
-import { randomBytes } from 'node:crypto'
+import { createHash, randomBytes } from 'node:crypto'
 import { createServer, request } from 'node:http'
 import type { Agent, IncomingHttpHeaders, IncomingMessage, Server, ServerResponse } from 'node:http'
 import { connect } from 'node:net'
 import type { AddressInfo, Socket } from 'node:net'
+import type { Duplex } from 'node:stream'
 import type { GatewayReplica } from './gateway-pool.ts'
 
 export interface TestReplica {
@@ -87,6 +88,22 @@ function route(state: TestReplica, id: string, echoStarted: () => void, req: Inc
   }
 }
 
+/**
+ * An upgrade at a test replica: a WebSocket handshake (its Sec-WebSocket-Accept as RFC 6455 computes it, and the
+ * client address the replica was told of) and then every byte echoed back as it came; any other protocol gets 426.
+ */
+function upgraded(req: IncomingMessage, socket: Duplex, head: Buffer): void {
+  const key = req.headers['sec-websocket-key']
+  if (req.headers.upgrade?.toLowerCase() !== 'websocket' || key === undefined) {
+    socket.end('HTTP/1.1 426 Upgrade Required\r\nupgrade: websocket\r\ncontent-length: 14\r\nconnection: close\r\n\r\nwebsocket only')
+    return
+  }
+  const accept = createHash('sha1').update(`${key}258EAFA5-E914-47DA-95CA-C5AB0DC85B11`).digest('base64')
+  socket.write(`HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\nconnection: Upgrade\r\nsec-websocket-accept: ${accept}\r\nx-seen-forwarded-for: ${String(req.headers['x-forwarded-for'])}\r\n\r\n`)
+  if (head.length > 0) socket.write(head)
+  socket.pipe(socket)
+}
+
 export async function startReplica(id: string, region: string, version = 'v1'): Promise<TestReplica> {
   let echoStarted: () => void = () => {}
   const firstEchoBytes = new Promise<void>((resolve) => (echoStarted = resolve))
@@ -108,6 +125,7 @@ export async function startReplica(id: string, region: string, version = 'v1'): 
   }
   server.on('connection', () => state.connections++)
   server.on('request', (req: IncomingMessage, res: ServerResponse) => route(state, id, echoStarted, req, res))
+  server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => upgraded(req, socket, head))
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
   state.port = (server.address() as AddressInfo).port
   return state

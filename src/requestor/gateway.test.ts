@@ -2,6 +2,7 @@ import { after, describe, it } from 'node:test'
 import assert from 'node:assert/strict'
 import { createHash, randomBytes } from 'node:crypto'
 import { Agent, request } from 'node:http'
+import { connect } from 'node:net'
 import { createGateway } from './gateway.ts'
 import type { Gateway, GatewayInit, GatewayReplica } from './gateway.ts'
 import { RegionMap } from './gateway-regions.ts'
@@ -247,5 +248,43 @@ describe('gateway: failures', () => {
     const answer = await send(port)
     assert.equal(answer.status, 200)
     assert.equal(answer.headers['x-hearth-replica'], 'a')
+  })
+
+  it('passes an upgraded connection (WebSocket) through to a replica, both ways unread, and any other answer as it came', async () => {
+    const [replica] = await replicas(['a', 'eu'])
+    const { gateway, port } = await gatewayOver([replica!])
+    const key = randomBytes(16).toString('base64')
+    const socket = connect(port, '127.0.0.1')
+    cleanups.push(() => void socket.destroy())
+    const received: Buffer[] = []
+    socket.on('data', (chunk: Buffer) => received.push(chunk))
+    const all = () => Buffer.concat(received)
+    socket.write(`GET /chat HTTP/1.1\r\nhost: example\r\nconnection: Upgrade\r\nupgrade: websocket\r\nsec-websocket-version: 13\r\nsec-websocket-key: ${key}\r\n\r\n`)
+    await until(() => all().includes('\r\n\r\n'), 'the switch is answered')
+    const headEnd = all().indexOf('\r\n\r\n')
+    const head = all().subarray(0, headEnd).toString()
+    assert.match(head, /^HTTP\/1\.1 101 /)
+    assert.match(head, new RegExp(`sec-websocket-accept: ${createHash('sha1').update(`${key}258EAFA5-E914-47DA-95CA-C5AB0DC85B11`).digest('base64').replace(/[+/]/g, '\\$&')}`))
+    assert.match(head, /x-hearth-replica: a/)
+    assert.match(head, /x-seen-forwarded-for: 127\.0\.0\.1/)
+    // After the switch, bytes both ways, a large burst included (back-pressure through the stream).
+    const burst = randomBytes(4 << 20)
+    socket.write(burst)
+    await until(() => all().length - headEnd - 4 >= burst.length, 'the burst comes back')
+    assert.ok(all().subarray(headEnd + 4).equals(burst))
+    assert.equal(gateway.stats().replicas[0]?.outstanding, 1)
+    socket.destroy()
+    await until(() => gateway.stats().replicas[0]?.outstanding === 0, 'the upgraded connection is let go')
+
+    // A replica that does not switch: its answer reaches the client, and the connection ends.
+    const refused = await new Promise<string>((resolve, reject) => {
+      const other = connect(port, '127.0.0.1')
+      const chunks: Buffer[] = []
+      other.on('data', (chunk: Buffer) => chunks.push(chunk)).once('end', () => resolve(Buffer.concat(chunks).toString())).once('error', reject)
+      other.write('GET /x HTTP/1.1\r\nhost: example\r\nconnection: Upgrade\r\nupgrade: something-else\r\n\r\n')
+    })
+    assert.match(refused, /^HTTP\/1\.1 426 /)
+    assert.match(refused, /x-hearth-replica: a/)
+    assert.match(refused, /websocket only$/)
   })
 })

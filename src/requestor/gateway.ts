@@ -4,11 +4,13 @@
  * outstanding requests; connections to a replica are its own byte streams (`GatewayReplica.connect`), kept alive and
  * reused. The gateway checks every replica's health itself, takes a failing one out of rotation at once, sends an
  * idempotent request that failed before any answer to another replica, and defends itself against hostile clients
- * (slow or oversized headers, oversized bodies, too many connections).
+ * (slow or oversized headers, oversized bodies, too many connections). Upgraded connections (WebSocket) pass through
+ * unread once the replica switched (gateway-upgrade.ts).
  */
 import { createServer as createHttpServer } from 'node:http'
 import type { IncomingMessage, Server, ServerResponse } from 'node:http'
 import { createServer as createHttpsServer } from 'node:https'
+import { serveUpgrades } from './gateway-upgrade.ts'
 import type { AddressInfo, Socket } from 'node:net'
 import { HearthError } from '../errors.ts'
 import { defaultHealth, HealthChecker } from './gateway-health.ts'
@@ -217,6 +219,14 @@ export async function createGateway(init: GatewayInit): Promise<Gateway> {
       else plainReply(res, 500, `the gateway failed: ${why}`)
     })
   })
+  const closeUpgrades = serveUpgrades(server, {
+    ctx,
+    overCap,
+    clientAddressOf,
+    maxHeaderBytes: limits.maxHeaderBytes,
+    upstreamTimeoutMs: limits.upstreamTimeoutMs,
+    connectTimeoutMs: limits.connectTimeoutMs,
+  })
   // Client errors (431 for oversized heads, 408 past headersTimeout or requestTimeout, 400 for malformed requests)
   // are node's own answers: the server has no clientError listener, so node writes them and closes the connection.
 
@@ -247,6 +257,7 @@ export async function createGateway(init: GatewayInit): Promise<Gateway> {
     },
     async close() {
       checker.close()
+      closeUpgrades()
       const closed = new Promise<void>((resolve) => server.close(() => resolve()))
       server.closeIdleConnections()
       // Requests under way get a moment to finish; then every connection goes.
