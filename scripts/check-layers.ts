@@ -11,7 +11,7 @@ import { dirname, join, relative, resolve, sep } from 'node:path'
  * reserved: the web API (a later change) goes there, and src/api/ does not exist yet.
  */
 export const layers = [
-  'testbed', 'identity', 'store', 'net', 'market', 'exec', 'payment',
+  'testbed', 'identity', 'store', 'net', 'market', 'exec', 'payment', 'storage',
   'provider', 'requestor', 'jobs', 'devnet', 'api', 'cli',
 ] as const
 

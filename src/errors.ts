@@ -66,7 +66,7 @@ export const errorRegistry = {
     action: 'Fix the calling code: the message names the call and the value it refused.',
   },
   HEARTH_ERR_IDENTITY_KEY: {
-    meaning: 'the node key file is unreadable, malformed or has unsafe permissions',
+    meaning: 'a key file (the node key, a funder\'s or deployer\'s key, the local API key, the storage key) is missing, unreadable, malformed or has unsafe permissions',
     fault: 'caller',
     retry: 'after-fix',
     action: 'Fix the key file as the hint says: one key, readable by its owner only (chmod 600). A key others could read counts as leaked: make a new one.',
@@ -406,6 +406,12 @@ export const errorRegistry = {
     fault: 'caller',
     retry: 'after-fix',
     action: 'Check `hearth service ls`: use a service that exists, and wait for an update to finish before the next.',
+  },
+  HEARTH_ERR_STORAGE_CORRUPT: {
+    meaning: 'stored data does not decrypt under the storage key: a piece or segment was altered, cut short, reordered, or belongs to another key or file',
+    fault: 'provider',
+    retry: 'elsewhere',
+    action: 'Nothing is returned that failed its check: read the piece from other providers (any k of n rebuild it). If every copy fails, check that the storage key is the one the data was stored with.',
   },
 } as const satisfies Record<`HEARTH_ERR_${string}`, ErrorInfo>
 
