@@ -407,6 +407,12 @@ export const errorRegistry = {
     retry: 'after-fix',
     action: 'Check `hearth service ls`: use a service that exists, and wait for an update to finish before the next.',
   },
+  HEARTH_ERR_STORAGE_FULL: {
+    meaning: 'a provider has no room for a piece: it would pass the disk its owner offered for storage',
+    fault: 'nobody',
+    retry: 'elsewhere',
+    action: 'Place the piece with another provider; this one takes more once pieces are removed or its owner offers more disk.',
+  },
   HEARTH_ERR_STORAGE_CORRUPT: {
     meaning: 'stored data does not decrypt under the storage key: a piece or segment was altered, cut short, reordered, or belongs to another key or file',
     fault: 'provider',

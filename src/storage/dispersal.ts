@@ -17,7 +17,7 @@ import type { StorageKey } from './storage-key.ts'
 /** Where a piece's bytes go as they are made. */
 export interface PieceSink {
   write(shard: Uint8Array): Promise<void>
-  end(): Promise<void>
+  end(): Promise<unknown>
 }
 
 /** Where a piece's shards are read back from: shard `stripe` with its Merkle proof, or an error when it cannot be had. */
@@ -52,6 +52,11 @@ export interface StoredPiece {
 /** A shard and its proof, from a piece's stored shards (a provider's answer to a read or an audit). */
 export function answerRead(piece: StoredPiece, stripe: number): { shard: Uint8Array; proof: Uint8Array[] } {
   return { shard: piece.shards[stripe]!, proof: merkleProof(piece.levels, stripe) }
+}
+
+/** The shape of every piece of a file of `plainBytes`: what a provider reserves before the first shard comes. */
+export function pieceShape(params: ErasureParams, plainBytes: number, segmentBytes = defaultSegmentBytes): { shardBytes: number; stripes: number } {
+  return { shardBytes: shardBytes(params, segmentBytes + 16), stripes: Math.max(1, Math.ceil(plainBytes / segmentBytes)) }
 }
 
 /**

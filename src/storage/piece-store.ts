@@ -1,0 +1,136 @@
+/**
+ * The pieces a provider holds for owners, on its disk and within the disk its owner offered: each piece is one file of
+ * equal-size shards (dispersal.ts) and a small record of its shape and Merkle root. Room is reserved when a piece is
+ * opened (its whole size, known up front), so a piece can never grow past what was offered; a piece's shards must come
+ * in full and in number. The shards' leaf hashes are kept beside the piece. Reads and audits are answered with the shard and its Merkle proof (merkle.ts), so the owner
+ * checks every answer against the root it kept; the provider holds only ciphertext.
+ */
+import { open, mkdir, readFile, readdir, rm, writeFile, type FileHandle } from 'node:fs/promises'
+import { join } from 'node:path'
+import { HearthError } from '../errors.ts'
+import { leafHash, merkleLevels, merkleProof } from './merkle.ts'
+
+export interface PieceShape {
+  shardBytes: number
+  stripes: number
+}
+
+export interface PieceWriter {
+  write(shard: Uint8Array): Promise<void>
+  /** Closes the piece once every shard came; resolves with its Merkle root (hex). */
+  end(): Promise<string>
+}
+
+export interface PieceStore {
+  /** Room for a piece of `shape` under `id`: HEARTH_ERR_STORAGE_FULL when it would pass the offered disk. */
+  create(id: string, shape: PieceShape): Promise<PieceWriter>
+  /** Shard `stripe` of piece `id` with its proof. */
+  read(id: string, stripe: number): Promise<{ shard: Uint8Array; proof: Uint8Array[] }>
+  has(id: string): boolean
+  remove(id: string): Promise<void>
+  /** Bytes held and reserved. */
+  usedBytes(): number
+}
+
+interface Held extends PieceShape {
+  root: string | undefined
+  levels: Buffer[][] | undefined
+}
+
+const pieceIdPattern = /^[a-z0-9][a-z0-9-]{0,99}$/
+
+function checkId(id: string): void {
+  if (!pieceIdPattern.test(id)) throw new HearthError('HEARTH_ERR_API_MISUSE', `piece id ${JSON.stringify(id.slice(0, 120))} is not one: expected lower-case letters, digits and dashes`)
+}
+
+const sizeOf = (shape: PieceShape): number => shape.shardBytes * shape.stripes
+
+/** Opens the store in `dir` (made if missing): pieces finished before are held again; unfinished ones are dropped. */
+export async function openPieceStore(init: { dir: string; maxBytes: number }): Promise<PieceStore> {
+  const { dir, maxBytes } = init
+  await mkdir(dir, { recursive: true, mode: 0o700 })
+  const held = new Map<string, Held>()
+  for (const name of await readdir(dir)) {
+    if (!name.endsWith('.json')) continue
+    const id = name.slice(0, -5)
+    const record = JSON.parse(await readFile(join(dir, name), 'utf8')) as PieceShape & { root: string; leaves: string[] }
+    held.set(id, { shardBytes: record.shardBytes, stripes: record.stripes, root: record.root, levels: merkleLevels(record.leaves.map((leaf) => Buffer.from(leaf, 'hex'))) })
+  }
+  for (const name of await readdir(dir)) {
+    if (name.endsWith('.piece') && !held.has(name.slice(0, -6))) await rm(join(dir, name), { force: true })
+  }
+  const used = (): number => [...held.values()].reduce((sum, piece) => sum + sizeOf(piece), 0)
+
+  return {
+    async create(id, shape) {
+      checkId(id)
+      if (!Number.isInteger(shape.shardBytes) || shape.shardBytes < 1 || !Number.isInteger(shape.stripes) || shape.stripes < 1) {
+        throw new HearthError('HEARTH_ERR_API_MISUSE', `a piece needs whole, positive shard bytes and stripes (got ${shape.shardBytes} and ${shape.stripes})`)
+      }
+      if (held.has(id)) throw new HearthError('HEARTH_ERR_API_MISUSE', `piece ${id} exists already`)
+      if (used() + sizeOf(shape) > maxBytes) {
+        throw new HearthError('HEARTH_ERR_STORAGE_FULL', `a piece of ${sizeOf(shape)} bytes does not fit: ${used()} of the ${maxBytes} bytes offered for storage are taken`, { hint: 'place it with another provider' })
+      }
+      const piece: Held = { ...shape, root: undefined, levels: undefined }
+      held.set(id, piece)
+      const leaves: Buffer[] = []
+      let handle: FileHandle | undefined = await open(join(dir, `${id}.piece`), 'w', 0o600)
+      const fail = async (message: string): Promise<never> => {
+        await handle?.close()
+        handle = undefined
+        held.delete(id)
+        await rm(join(dir, `${id}.piece`), { force: true })
+        throw new HearthError('HEARTH_ERR_API_MISUSE', `piece ${id}: ${message}`)
+      }
+      return {
+        async write(shard) {
+          if (handle === undefined) return fail('it is closed')
+          if (shard.length !== shape.shardBytes) return fail(`a shard of ${shard.length} bytes where ${shape.shardBytes} were agreed`)
+          if (leaves.length >= shape.stripes) return fail(`more than the ${shape.stripes} shards agreed`)
+          await handle.write(shard)
+          leaves.push(leafHash(shard))
+        },
+        async end() {
+          if (handle === undefined) return fail('it is closed')
+          if (leaves.length !== shape.stripes) return fail(`${leaves.length} shards of the ${shape.stripes} agreed`)
+          await handle.sync()
+          await handle.close()
+          handle = undefined
+          piece.levels = merkleLevels(leaves)
+          piece.root = piece.levels.at(-1)![0]!.toString('hex')
+          // The leaf hashes are kept with the piece: a shard that rots on disk then fails its own proof only, not its
+          // neighbours' (a tree rebuilt from the file would carry the rot into every path).
+          const record = { shardBytes: shape.shardBytes, stripes: shape.stripes, root: piece.root, leaves: leaves.map((leaf) => leaf.toString('hex')) }
+          await writeFile(join(dir, `${id}.json`), JSON.stringify(record), { mode: 0o600 })
+          return piece.root
+        },
+      }
+    },
+
+    async read(id, stripe) {
+      checkId(id)
+      const piece = held.get(id)
+      if (piece?.root === undefined) throw new HearthError('HEARTH_ERR_API_MISUSE', `this provider holds no piece ${id}`)
+      if (!Number.isInteger(stripe) || stripe < 0 || stripe >= piece.stripes) throw new HearthError('HEARTH_ERR_API_MISUSE', `piece ${id} has no stripe ${stripe} (it has ${piece.stripes})`)
+      const handle = await open(join(dir, `${id}.piece`), 'r')
+      try {
+        const shard = new Uint8Array(piece.shardBytes)
+        await handle.read(shard, 0, piece.shardBytes, stripe * piece.shardBytes)
+        return { shard, proof: merkleProof(piece.levels!, stripe) }
+      } finally {
+        await handle.close()
+      }
+    },
+
+    has: (id) => held.get(id)?.root !== undefined,
+
+    async remove(id) {
+      checkId(id)
+      held.delete(id)
+      await rm(join(dir, `${id}.json`), { force: true })
+      await rm(join(dir, `${id}.piece`), { force: true })
+    },
+
+    usedBytes: used,
+  }
+}
