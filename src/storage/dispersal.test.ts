@@ -2,7 +2,7 @@ import assert from 'node:assert/strict'
 import { randomBytes } from 'node:crypto'
 import { describe, it } from 'node:test'
 import { isHearthError } from '../errors.ts'
-import { answerRead, disperseFile, readFile, type FileLayout, type PieceSink, type PieceSource, type StoredPiece } from './dispersal.ts'
+import { answerRead, disperseFile, readFile, repairPieces, type FileLayout, type PieceSink, type PieceSource, type StoredPiece } from './dispersal.ts'
 import { leafHash, merkleLevels } from './merkle.ts'
 import { newFileId } from './seal.ts'
 import type { StorageKey } from './storage-key.ts'
@@ -70,6 +70,22 @@ describe('a file dispersed into k of n pieces', () => {
     const sources = [replaying, altering, honest(pieces[2]!), honest(pieces[3]!), honest(pieces[4]!), honest(pieces[5]!)]
     assert.ok((await collect(readFile(key, layout, sources, (piece, stripe) => bad.push(`${piece}/${stripe}`)))).equals(file))
     assert.deepEqual(bad, ['0/1', '0/2', '1/2'])
+  })
+
+  it('repairs lost pieces from any k others into pieces identical to the lost ones, and the file reads from them', async () => {
+    const file = randomBytes(4 * segment + 99)
+    const { layout, pieces } = await stored(file)
+    const { sinks, pieces: rebuilt } = memoryPieces(2)
+    const sources = pieces.map((piece, i) => (i === 1 || i === 4 ? undefined : honest(piece)))
+    await repairPieces(layout, sources, [1, 4], sinks)
+    assert.deepEqual(rebuilt[0]!.shards, pieces[1]!.shards)
+    assert.deepEqual(rebuilt[1]!.shards, pieces[4]!.shards)
+    // Two other providers gone now: the repaired pieces carry the file.
+    const after = [undefined, honest(rebuilt[0]!), honest(pieces[2]!), undefined, honest(rebuilt[1]!), honest(pieces[5]!)]
+    assert.ok((await collect(readFile(key, layout, after))).equals(file))
+    // With fewer than k good pieces left, there is nothing to repair from.
+    const tooFew = pieces.map((piece, i) => (i <= 2 ? undefined : honest(piece)))
+    await assert.rejects(repairPieces(layout, tooFew, [0], memoryPieces(1).sinks), (error) => isHearthError(error, 'HEARTH_ERR_STORAGE_CORRUPT'))
   })
 
   it('reads an empty file back empty', async () => {

@@ -9,8 +9,8 @@
  * so a file of any size goes through in memory of a few stripes.
  */
 import { HearthError } from '../errors.ts'
-import { decodeStripe, encodeStripe, shardBytes, type ErasureParams } from './erasure.ts'
-import { leafHash, merkleLevels, merkleProof, verifyProof } from './merkle.ts'
+import { decodeStripe, encodeStripe, rebuildShards, shardBytes, type ErasureParams } from './erasure.ts'
+import { leafHash, merkleLevels, merkleProof, merkleRoot, verifyProof } from './merkle.ts'
 import { defaultSegmentBytes, openFile, sealedBytes, sealFile } from './seal.ts'
 import type { StorageKey } from './storage-key.ts'
 
@@ -113,36 +113,69 @@ async function checkedShard(layout: FileLayout, source: PieceSource | undefined,
 }
 
 /**
+ * The first k shards of `stripe` that pass their check (data pieces first, so an intact file needs no decoding),
+ * skipping the pieces in `skip`; HEARTH_ERR_STORAGE_CORRUPT when fewer than k can be had.
+ */
+async function goodShards(layout: FileLayout, sources: readonly (PieceSource | undefined)[], stripe: number, onBadShard?: (piece: number, stripe: number) => void): Promise<(Uint8Array | undefined)[]> {
+  const n = layout.k + layout.m
+  const shards: (Uint8Array | undefined)[] = new Array(n).fill(undefined)
+  let found = 0
+  for (let piece = 0; piece < n && found < layout.k; piece++) {
+    const shard = await checkedShard(layout, sources[piece], piece, stripe)
+    if (shard === undefined && sources[piece] !== undefined) onBadShard?.(piece, stripe)
+    if (shard !== undefined) {
+      shards[piece] = shard
+      found++
+    }
+  }
+  if (found < layout.k) {
+    throw new HearthError('HEARTH_ERR_STORAGE_CORRUPT', `stripe ${stripe} of the file has ${found} good pieces of the ${layout.k} needed`, {
+      hint: 'more providers than the code allows for have lost or altered their pieces: the file cannot be read back whole',
+    })
+  }
+  return shards
+}
+
+/**
  * Reads a dispersed file back from `sources` (piece i from source i; undefined for a piece that is gone), stripe by
- * stripe: the first k shards that pass their check (data pieces first, so an intact file needs no decoding), the
- * stripe rebuilt, opened and yielded. `onBadShard` hears of every shard that was there but failed its check, so the
- * caller can stop trusting its provider and repair the piece.
+ * stripe: the first k shards that pass their check, the stripe rebuilt, opened and yielded. `onBadShard` hears of
+ * every shard that could not be read or failed its check, so the caller can stop trusting its provider and repair.
  */
 export async function* readFile(key: StorageKey, layout: FileLayout, sources: readonly (PieceSource | undefined)[], onBadShard?: (piece: number, stripe: number) => void): AsyncGenerator<Uint8Array> {
   const params = { k: layout.k, m: layout.m }
-  const n = layout.k + layout.m
   const fileId = new Uint8Array(Buffer.from(layout.fileId, 'hex'))
   const segments = async function* (): AsyncGenerator<Uint8Array> {
     const sealedTotal = sealedBytes(layout.plainBytes, layout.segmentBytes)
     for (let stripe = 0; stripe < layout.stripes; stripe++) {
-      const shards: (Uint8Array | undefined)[] = new Array(n).fill(undefined)
-      let found = 0
-      for (let piece = 0; piece < n && found < layout.k; piece++) {
-        const shard = await checkedShard(layout, sources[piece], piece, stripe)
-        if (shard === undefined && sources[piece] !== undefined) onBadShard?.(piece, stripe)
-        if (shard !== undefined) {
-          shards[piece] = shard
-          found++
-        }
-      }
-      if (found < layout.k) {
-        throw new HearthError('HEARTH_ERR_STORAGE_CORRUPT', `stripe ${stripe} of the file has ${found} good pieces of the ${layout.k} needed`, {
-          hint: 'more providers than the code allows for have lost or altered their pieces: the file cannot be read back whole',
-        })
-      }
+      const shards = await goodShards(layout, sources, stripe, onBadShard)
       const segmentLength = Math.min(layout.segmentBytes + 16, sealedTotal - stripe * (layout.segmentBytes + 16))
       yield decodeStripe(params, shards, segmentLength)
     }
   }
   yield* openFile(key, fileId, segments(), layout.segmentBytes)
+}
+
+/**
+ * Rebuilds the pieces at `lost` from any k of the others, stripe by stripe, into `sinks` (one per lost piece, in
+ * order). The code is deterministic, so a rebuilt piece is byte-identical to the one lost: its root, and the layout,
+ * stay as they were, and that is checked before this resolves (HEARTH_ERR_STORAGE_CORRUPT otherwise). No key is
+ * needed: repair works on ciphertext.
+ */
+export async function repairPieces(layout: FileLayout, sources: readonly (PieceSource | undefined)[], lost: readonly number[], sinks: readonly PieceSink[], onBadShard?: (piece: number, stripe: number) => void): Promise<void> {
+  const params = { k: layout.k, m: layout.m }
+  const leaves: Buffer[][] = lost.map(() => [])
+  const others = sources.map((source, piece) => (lost.includes(piece) ? undefined : source))
+  for (let stripe = 0; stripe < layout.stripes; stripe++) {
+    const rebuilt = await rebuildShards(params, await goodShards(layout, others, stripe, onBadShard), lost)
+    await Promise.all(rebuilt.map(async (shard, i) => {
+      leaves[i]!.push(leafHash(shard))
+      await sinks[i]!.write(shard)
+    }))
+  }
+  await Promise.all(sinks.map((sink) => sink.end()))
+  for (const [i, piece] of lost.entries()) {
+    if (merkleRoot(leaves[i]!).toString('hex') !== layout.pieces[piece]!.root) {
+      throw new HearthError('HEARTH_ERR_STORAGE_CORRUPT', `piece ${piece} rebuilt does not match its root`, { hint: 'a piece that passed its checks was wrong: repair from other providers' })
+    }
+  }
 }
