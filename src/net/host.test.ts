@@ -35,7 +35,7 @@ describe('libp2p host', () => {
     const remote = await a.dial(b.multiaddrs()[0]!)
     assert.equal(remote.toString(), b.peerId.toString())
     const rtt = await a.ping(b.peerId)
-    assert.ok(Number.isFinite(rtt) && rtt >= 0 && rtt < 1000, `rtt ${rtt}`)
+    assert.ok(Number.isFinite(rtt) && rtt >= 0, `rtt ${rtt}`)
     assert.deepEqual(a.peers().map(String), [b.peerId.toString()])
   })
 

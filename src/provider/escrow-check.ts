@@ -65,9 +65,10 @@ export function createEscrowCheck(init: EscrowCheckInit): EscrowCheck {
     if (escrow === undefined) refuse('its requestor has opened no escrow for it', 'open the escrow (escrow.open) for the agreed deposit before sending work')
     if (escrow!.closed) refuse('its escrow is closed', 'the agreement has ended; negotiate a new one')
     if (escrow!.providerAddress.toLowerCase() !== init.address.toLowerCase()) refuse('its escrow names another provider', 'open the escrow for this provider')
-    if (terms.escrowAheadWei === undefined && escrow!.depositedWei < BigInt(terms.depositWei)) refuse(`its escrow holds ${escrow!.depositedWei} wei of the agreed ${terms.depositWei}`, 'top the escrow up to the agreed deposit')
+    // The agreed deposit, or for an escrow topped up as work goes, the work delivered and half a step ahead of it.
     const neededWei = backingNeededWei(terms, ledger.delivered)
     if (escrow!.depositedWei < neededWei) {
+      if (terms.escrowAheadWei === undefined) refuse(`its escrow holds ${escrow!.depositedWei} wei of the agreed ${terms.depositWei}`, 'top the escrow up to the agreed deposit')
       refuse(`its escrow holds ${escrow!.depositedWei} wei and was not topped up: the work delivered and half the agreed ${terms.escrowAheadWei} wei ahead of it need ${neededWei}`, 'top the escrow up (escrow.topUp) as the agreement\'s escrowAheadWei asks')
     }
     const neededExpirySec = terms.expiresAtSec + escrowExpiryMarginSec
