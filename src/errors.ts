@@ -419,6 +419,24 @@ export const errorRegistry = {
     retry: 'elsewhere',
     action: 'Nothing is returned that failed its check: read the piece from other providers (any k of n rebuild it). If every copy fails, check that the storage key is the one the data was stored with.',
   },
+  HEARTH_ERR_STORAGE_NOT_FOUND: {
+    meaning: 'no stored bucket or object has that name (it was never stored, or was removed)',
+    fault: 'caller',
+    retry: 'after-fix',
+    action: 'Check the name with `hearth store ls`; names are case-sensitive. A bucket is made with `hearth store put` or an S3 CreateBucket.',
+  },
+  HEARTH_ERR_STORAGE_STATE: {
+    meaning: 'the storage request conflicts with what is stored: a bucket that exists already, a bucket not empty, an upload that is not open',
+    fault: 'caller',
+    retry: 'after-fix',
+    action: 'Remove the objects before their bucket, pick another bucket name, or start the multipart upload again.',
+  },
+  HEARTH_ERR_STORAGE_UNAVAILABLE: {
+    meaning: 'too few storage providers can be reached or agree to hold pieces: fewer than the n pieces need, or fewer than k to read back',
+    fault: 'nobody',
+    retry: 'later',
+    action: 'Wait for more providers offering storage (hearth market offers), lower n or the regions asked for, or keep the owner\'s node running so repair can restore redundancy.',
+  },
 } as const satisfies Record<`HEARTH_ERR_${string}`, ErrorInfo>
 
 export type ErrorCode = keyof typeof errorRegistry

@@ -69,6 +69,7 @@ export async function startDevnetProvider(init: DevnetInit, base: DevnetNode, pl
     ...(init.providerAccountLimits === undefined ? {} : { accountLimits: init.providerAccountLimits }),
     ...(init.providerActivityMeterEveryMs === undefined ? {} : { activityMeterEveryMs: init.providerActivityMeterEveryMs }),
     ...(init.providerServices === true ? { services: { enabled: true } } : {}),
+    ...(init.providerStorage?.(i) === undefined ? {} : { storage: { ...init.providerStorage(i)!, dir: join(place.dataDir, base.name, 'storage') } }),
     ...(init.providerPayoutAddress?.(i) === undefined ? {} : { payoutAddress: init.providerPayoutAddress(i)! }),
     runtimes: {
       ...(native === undefined ? {} : { native: { runtime: native, programs } }),

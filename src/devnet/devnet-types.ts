@@ -75,6 +75,8 @@ export interface DevnetInit {
   providerActivityMeterEveryMs?: number
   /** Providers host services (replicas started by the ExeScript `serve` command); off by default, as for an owner. */
   providerServices?: boolean
+  /** Disk provider `index` lends for storage (see ProviderAgentInit.storage; the folder is its own), or none. */
+  providerStorage?: (index: number) => { offeredGib: number; perGibHourWei: string; graceSec?: number } | undefined
   /** Other ways a provider misbehaves, for tests of hostile providers (see ProviderAgentInit.misbehave). */
   providerMisbehave?: (index: number) => ProviderAgentInit['misbehave'] | undefined
   /** Where providers move their claimed earnings (see ProviderAgentInit.payoutAddress). */

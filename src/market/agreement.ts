@@ -12,6 +12,7 @@ import { randomBytes } from 'node:crypto'
 import { offerId, paymentPlatformSchema, type Offer } from './offer.ts'
 import { escrowAheadWeiFor } from './escrow-ahead.ts'
 import { coversPricing, maxCostWei, maxTaskCostWei, pricingSchema, type Pricing } from './pricing.ts'
+import { offerStorageBytes, offerStoragePrice, storagePricingFor, storageRuntime } from './storage-terms.ts'
 
 
 export const agreementTermsSchema = z.strictObject({
@@ -40,6 +41,8 @@ export const agreementTermsSchema = z.strictObject({
   jobName: z.string().max(200),
   /** GPUs the provider grants to every task of the agreement (native and docker runtimes); absent: none. */
   gpus: z.number().int().min(1).max(64).optional(),
+  /** Runtime `storage` only: the disk reserved for the requestor's pieces (storage-terms.ts), priced per GiB-hour. */
+  storageBytes: z.number().int().positive().max(2 ** 50).optional(),
   /** Random, so two agreements with otherwise equal terms still get distinct ids (and escrows). */
   nonce: hexSchema,
   createdAtMs: z.number().int().nonnegative(),
@@ -121,7 +124,24 @@ export interface ReviewContext {
   offerIds: ReadonlySet<string>
   policy: ProviderPolicy
   activeAgreements: number
+  /** Storage proposals: the disk the provider's other storage agreements reserve now. */
+  reservedStorageBytes?: number
   nowMs: number
+}
+
+/**
+ * The prices a proposal must meet: the offer's, or for storage those that follow from the reservation (and then the
+ * reservation must fit the disk offered beside what other agreements reserve). A string is the reason to reject.
+ */
+function offeredPricingFor(terms: AgreementTerms, context: ReviewContext): Pricing | string {
+  const { offer } = context
+  if (terms.runtime !== storageRuntime) return terms.storageBytes === undefined ? offer.pricing : 'storageBytes belongs to storage agreements only'
+  const price = offerStoragePrice(offer)
+  if (price === undefined) return 'this provider offers no storage'
+  if (terms.storageBytes === undefined) return 'a storage proposal must state storageBytes, the disk it reserves'
+  const free = offerStorageBytes(offer) - (context.reservedStorageBytes ?? 0)
+  if (terms.storageBytes > free) return `the proposal reserves ${terms.storageBytes} bytes and this provider has ${Math.max(0, free)} bytes of disk left to lend`
+  return storagePricingFor(price, terms.storageBytes)
 }
 
 /**
@@ -142,6 +162,8 @@ export function reviewProposal(terms: AgreementTerms, context: ReviewContext): P
     return reject('this provider works only for requestors on its allow list')
   }
   if (!offeredRuntimes(offer).includes(terms.runtime)) return reject(`runtime ${terms.runtime} is not offered`)
+  const offeredPricing = offeredPricingFor(terms, context)
+  if (typeof offeredPricing === 'string') return reject(offeredPricing)
   if (terms.gpus !== undefined) {
     const offered = Number(offer.properties['hearth.inf.gpu.count'] ?? 0)
     if (terms.runtime === 'wasi') return reject('a wasi task cannot use GPUs; ask for native or docker')
@@ -157,9 +179,9 @@ export function reviewProposal(terms: AgreementTerms, context: ReviewContext): P
 
   const counter: AgreementTerms = { ...terms }
   const reasons: string[] = []
-  if (!coversPricing(terms.pricing, offer.pricing)) {
-    counter.pricing = offer.pricing
-    reasons.push(`the proposed prices (${describePricing(terms.pricing)}) are below the offered ${describePricing(offer.pricing)}`)
+  if (!coversPricing(terms.pricing, offeredPricing)) {
+    counter.pricing = offeredPricing
+    reasons.push(`the proposed prices (${describePricing(terms.pricing)}) are below the offered ${describePricing(offeredPricing)}`)
   }
   if (terms.expiresAtSec > nowSec + policy.maxAgreementSec) {
     counter.expiresAtSec = nowSec + policy.maxAgreementSec
@@ -258,6 +280,8 @@ export interface ProposeTermsParameters {
   paymentTimeoutSec?: number
   /** Top the escrow up as work goes, one task at its longest ahead of it, instead of depositing everything at once. */
   escrowAhead?: boolean
+  /** Runtime `storage`: the disk to reserve; the prices then follow from the offer's price per GiB-hour. */
+  storageBytes?: number
   nowMs?: number
 }
 
@@ -268,22 +292,27 @@ export interface ProposeTermsParameters {
 export function proposeTerms(parameters: ProposeTermsParameters): AgreementTerms {
   const { offer } = parameters
   const nowMs = parameters.nowMs ?? Date.now()
+  const { storageBytes } = parameters
+  const storagePrice = storageBytes === undefined ? undefined : offerStoragePrice(offer)
+  if (storageBytes !== undefined && storagePrice === undefined) throw new HearthError('HEARTH_ERR_API_MISUSE', `offer of ${offer.provider} lends no storage`)
+  const pricing = storagePrice === undefined ? offer.pricing : storagePricingFor(storagePrice, storageBytes!)
   return {
     offerId: offerId(offer),
     requestor: parameters.requestor,
     provider: offer.provider,
     runtime: parameters.runtime,
-    pricing: offer.pricing,
+    pricing,
     maxTasks: parameters.maxTasks,
     taskTimeoutMs: parameters.taskTimeoutMs,
-    depositWei: maxCostWei(offer.pricing, parameters.maxTasks, parameters.taskTimeoutMs).toString(),
-    ...(parameters.escrowAhead === true ? { escrowAheadWei: escrowAheadWeiFor(offer.pricing, parameters.taskTimeoutMs).toString() } : {}),
+    depositWei: maxCostWei(pricing, parameters.maxTasks, parameters.taskTimeoutMs).toString(),
+    ...(parameters.escrowAhead === true ? { escrowAheadWei: escrowAheadWeiFor(pricing, parameters.taskTimeoutMs).toString() } : {}),
     payment: offer.payment,
     expiresAtSec: Math.floor(nowMs / 1000) + (parameters.durationSec ?? 3600),
     debitNoteIntervalSec: parameters.debitNoteIntervalSec ?? 60,
     paymentTimeoutSec: parameters.paymentTimeoutSec ?? 300,
     jobName: parameters.jobName,
     ...(parameters.gpus === undefined || parameters.gpus === 0 ? {} : { gpus: parameters.gpus }),
+    ...(storageBytes === undefined ? {} : { storageBytes }),
     nonce: `0x${randomBytes(16).toString('hex')}`,
     createdAtMs: nowMs,
   }

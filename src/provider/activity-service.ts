@@ -16,7 +16,10 @@ import type { Address } from 'viem'
 import type { z } from 'zod'
 import { HearthError } from '../errors.ts'
 import type { NodeIdentity } from '../identity/node-identity.ts'
-import type { ProviderAccount } from './provider-account.ts'
+import type { ProviderAccount, Reservation } from './provider-account.ts'
+import type { Activity } from '../exec/exescript-model.ts'
+import type { AgreementTerms } from '../market/agreement.ts'
+import { storageRuntime } from '../market/storage-terms.ts'
 import type { Host } from '../net/host.ts'
 import type { PeerTarget } from '../net/dial-target.ts'
 import type { StreamContext, StreamServer } from '../net/stream-protocol.ts'
@@ -66,6 +69,8 @@ export interface ActivityServiceInit {
   services?: ServiceLimits
   /** Tells a replica's requestor that its activity ends soon (service-notice); rejects when it cannot be reached. */
   notify?(requestor: Address, notice: ServiceNotice): Promise<unknown>
+  /** The disk this provider lends: activities of storage agreements are its holdings (storage-service.ts). */
+  storage?: { hold(activityId: string, requestor: Address, terms: AgreementTerms): Activity }
 }
 
 export interface ActivityServiceLimits {
@@ -186,6 +191,20 @@ function environmentOf(init: ActivityServiceInit, limits: ActivityServiceLimits)
   }
 }
 
+/** A storage agreement's activity: a holding of disk, metered by time, never idle while it lives. */
+function hold(init: ActivityServiceInit, live: LiveActivities, ids: { agreementId: string; activityId: string; requestor: Address }, { account, reservation }: { account: ProviderAccount; reservation: Reservation }): ActivityState {
+  const { agreementId, activityId, requestor } = ids
+  if (init.storage === undefined) {
+    reservation.cancel()
+    throw new HearthError('HEARTH_ERR_EXEC_ACTIVITY_STATE', 'this provider lends no storage', { hint: 'place storage with a provider whose offer names the runtime storage' })
+  }
+  const activity = init.storage.hold(activityId, requestor, account.terms)
+  init.store.activities.create({ role: 'provider', id: activityId, agreementId, peer: requestor, state: 'Ready', createdAtMs: Date.now() })
+  live.add(activityId, { activity, agreementId, requestor, terms: account.terms, account, reservation, metered: { tasks: 0, cpuMs: 0, durationMs: 0 }, idleTimer: undefined })
+  live.disarmIdle(live.get(activityId)!)
+  return 'Ready'
+}
+
 export function createActivityService(init: ActivityServiceInit): ActivityService {
   const { host, store } = init
   const limits: ActivityServiceLimits = { ...defaults, ...init.limits }
@@ -212,6 +231,7 @@ export function createActivityService(init: ActivityServiceInit): ActivityServic
     }
     // Counted as a task of the agreement from now on, under the same checks and caps as a task.
     const reservation = await account.reserve()
+    if (terms.runtime === storageRuntime) return hold(init, live, { agreementId, activityId, requestor }, { account, reservation })
     const dir = join(init.activitiesDir, `${activityId}-${randomUUID().slice(0, 8)}`)
     await mkdir(dir, { recursive: true }).catch((error: unknown) => {
       reservation.cancel()

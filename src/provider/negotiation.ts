@@ -59,9 +59,13 @@ export function createNegotiation(init: NegotiationInit): Negotiation {
   const policy: ProviderPolicy = { ...defaultPolicy, ...init.policy }
   let agreements = 0
 
-  /** Approved agreements still running; those past their expiry are marked expired on the way. */
-  async function activeAgreements(nowMs: number): Promise<number> {
+  /**
+   * Approved agreements still running, and the disk those for storage reserve; those past their expiry are marked
+   * expired on the way.
+   */
+  async function activeAgreements(nowMs: number): Promise<{ active: number; reservedStorageBytes: number }> {
     let active = 0
+    let reservedStorageBytes = 0
     for (const record of store.agreements.list({ state: 'approved' })) {
       if (record.role !== 'provider') continue
       const terms = (record.document as Agreement).terms
@@ -75,8 +79,9 @@ export function createNegotiation(init: NegotiationInit): Negotiation {
         continue
       }
       active++
+      reservedStorageBytes += terms.storageBytes ?? 0
     }
-    return active
+    return { active, reservedStorageBytes }
   }
 
   async function negotiate({ terms, requestorSignature }: { terms: AgreementTerms; requestorSignature: string }, ctx: RequestContext): Promise<NegotiateAnswer> {
@@ -97,7 +102,8 @@ export function createNegotiation(init: NegotiationInit): Negotiation {
     const id = agreementId(terms)
     // An agreement is made once: the same terms proposed again (after it ended, say) do not bring it back.
     if (store.agreements.get(id) !== undefined) throw new HearthError('HEARTH_ERR_MARKET_AGREEMENT_REJECTED', `agreement ${id} exists already`, { hint: 'propose new terms (a new nonce)' })
-    const decision = reviewProposal(terms, { offer, offerIds: offering.offerIds(), policy, activeAgreements: await activeAgreements(nowMs), nowMs })
+    const { active, reservedStorageBytes } = await activeAgreements(nowMs)
+    const decision = reviewProposal(terms, { offer, offerIds: offering.offerIds(), policy, activeAgreements: active, reservedStorageBytes, nowMs })
     // Refusals and counters are answered, not stored: anyone may send proposals, and only agreements are worth a row.
     if (decision.decision === 'reject') throw new HearthError('HEARTH_ERR_MARKET_AGREEMENT_REJECTED', decision.reason)
     // The counter-proposal waits for the requestor's signature; it comes back as a new proposal with these terms.

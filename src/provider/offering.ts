@@ -8,6 +8,7 @@ import type { NodeIdentity } from '../identity/node-identity.ts'
 import type { MarketNode } from '../market/market-node.ts'
 import { createOffer, offerId, type Offer, type SignedOffer } from '../market/offer.ts'
 import { pricingProperties, type Pricing } from '../market/pricing.ts'
+import { storageOfferProperties, storageRuntime } from '../market/storage-terms.ts'
 import type { Host } from '../net/host.ts'
 import { measureCpuScore } from '../exec/cpu-score.ts'
 import { detectGpus, type GpuInfo } from '../exec/gpu.ts'
@@ -31,6 +32,8 @@ export interface OfferingInit {
   properties: Offer['properties'] | undefined
   constraints: string | undefined
   offerTtlMs: number
+  /** Disk lent for storage (the runtime `storage`), when the owner lends any. */
+  storage?: { offeredGib: number; perGibHourWei: string } | undefined
   /** A dishonest provider offers more than the machine has. */
   overclaim: { threads?: number; cpuScore?: number } | undefined
 }
@@ -100,6 +103,7 @@ export function createOffering(init: OfferingInit): Offering {
         // Work it delivers before a voucher must cover it: a requestor sizes its batches to keep within it.
         'hearth.payment.maxUnpaidTasks': init.maxUnpaidTasks,
         ...gpuProperties,
+        ...(init.storage === undefined ? {} : storageOfferProperties(init.storage)),
         ...init.properties,
       },
       constraints: init.constraints ?? '',
@@ -137,6 +141,7 @@ export function createOffering(init: OfferingInit): Offering {
         if (availability.ok) offeredRuntimes.push(name)
         else unavailableRuntimes.push(`${name}: ${availability.reason}`)
       }
+      if (init.storage !== undefined) offeredRuntimes.push(storageRuntime)
       gpuProperties = gpuOfferProperties(await detectGpus())
     },
     offeredRuntimes: () => offeredRuntimes,

@@ -34,6 +34,7 @@ import { createFrameAdmission } from './frame-admission.ts'
 import { createLending, type Lending } from './lending.ts'
 import { createNegotiation, requestorTarget } from './negotiation.ts'
 import { createOffering, type Offering } from './offering.ts'
+import { createStorageService, type StorageService } from './storage-service.ts'
 import { handlePayments } from './payment-handlers.ts'
 import { createPrograms, type Programs, type ProviderRuntimes } from './programs.ts'
 import { createProviderAccounts, defaultAccountLimits, type AccountLimits, type ClaimPolicy, type ProviderAccounts } from './provider-account.ts'
@@ -114,6 +115,11 @@ export interface ProviderAgentInit {
    * told that this machine is taken back (`noticeMs`, default 0: it ends at once, the requestor told all the same).
    */
   services?: { enabled: boolean; limits?: Partial<ServiceLimits>; noticeMs?: number }
+  /**
+   * Disk lent for storage: `offeredGib` at `perGibHourWei` (wei per GiB-hour), pieces kept in `dir`, and an owner's
+   * pieces kept `graceSec` after its last storage agreement ended (default a day). See storage-service.ts.
+   */
+  storage?: { offeredGib: number; perGibHourWei: string; dir: string; graceSec?: number }
   /** Where claimed earnings are moved (a cold wallet); default: they stay with the node's key. */
   payoutAddress?: Address
   /**
@@ -178,10 +184,11 @@ interface ActivityParts {
   offering: Offering
   lending: Lending
   accounts: ProviderAccounts
+  storage: StorageService | undefined
 }
 
 /** ExeScript activities: the same checks as a task before any work, billed as one task each. */
-function activityServiceFor(init: ProviderAgentInit, { wasi, programs, offering, lending, accounts }: ActivityParts): ActivityService {
+function activityServiceFor(init: ProviderAgentInit, { wasi, programs, offering, lending, accounts, storage }: ActivityParts): ActivityService {
   const offered = offering.offeredRuntimes()
   return createActivityService({
     host: init.host,
@@ -204,6 +211,7 @@ function activityServiceFor(init: ProviderAgentInit, { wasi, programs, offering,
     ...(init.activityMeterEveryMs === undefined ? {} : { meterEveryMs: init.activityMeterEveryMs }),
     ...(init.services?.enabled === true ? { services: { ...defaultServiceLimits, ...init.services.limits } } : {}),
     notify: (requestor, notice) => init.host.request(requestorTarget(init.host, init.store, requestor), serviceNoticeProtocol, notice, { timeoutMs: 5_000 }),
+    ...(storage === undefined ? {} : { storage }),
   })
 }
 
@@ -230,6 +238,14 @@ export function createProviderAgent(init: ProviderAgentInit): ProviderAgent {
     constraints: init.constraints,
     offerTtlMs: init.offerTtlMs ?? 5 * 60_000,
     overclaim: init.misbehave?.overclaim,
+    storage: init.storage === undefined ? undefined : { offeredGib: init.storage.offeredGib, perGibHourWei: init.storage.perGibHourWei },
+  })
+  const storage = init.storage === undefined ? undefined : createStorageService({
+    host,
+    dir: init.storage.dir,
+    offeredBytes: Math.floor(init.storage.offeredGib * 1024 ** 3),
+    ...(init.storage.graceSec === undefined ? {} : { graceMs: init.storage.graceSec * 1000 }),
+    ...(init.log === undefined ? {} : { log: init.log }),
   })
   const negotiation = createNegotiation({ identity, host, store, accounts, lending, offering, policy: init.policy, silent: init.misbehave?.silentNegotiation === true })
   const admitTaskFrame = createFrameAdmission({ store, accounts, lending })
@@ -285,7 +301,8 @@ export function createProviderAgent(init: ProviderAgentInit): ProviderAgent {
       if (init.market === undefined) await market.start()
       await negotiation.handle()
       await tasks.handle(admitTaskFrame)
-      activityService = activityServiceFor(init, { wasi, programs, offering, lending, accounts })
+      await storage?.start()
+      activityService = activityServiceFor(init, { wasi, programs, offering, lending, accounts, storage })
       await activityService.start()
       await handlePayments(host, accounts, admitTaskFrame)
       // Checks the escrow contract's claim grace, reconciles claims left by an earlier run, claims what is owed, and
@@ -303,6 +320,7 @@ export function createProviderAgent(init: ProviderAgentInit): ProviderAgent {
       offering.unwatchAddresses()
       offering.stopRepublishing()
       await activityService?.stop()
+      await storage?.stop()
       await accounts.stop()
       for (const protocol of [negotiateProtocol, cancelAgreementProtocol, runTaskProtocol, runTasksProtocol, voucherProtocol, settleProtocol]) {
         await host.unhandle(protocol).catch(() => undefined)

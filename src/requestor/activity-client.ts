@@ -55,6 +55,11 @@ export interface ActivityAgreement {
 export interface ActivityOptions {
   /** Largest file a transfer back may deliver (default 64 MiB). */
   maxFileBytes?: number
+  /**
+   * The most of the activity's life, in ms from its creation, that its work is justified for (undefined: all of it):
+   * a storage holding that failed an audit is paid up to the last audit it passed.
+   */
+  justifiedLifeMs?: () => number | undefined
 }
 
 export interface ActivityHandle extends AsyncDisposable {
@@ -125,6 +130,7 @@ function openSession(deps: ActivityClientDeps, agreement: ActivityAgreement, act
     sentCreateAt: performance.now(),
     released: false,
     running: undefined,
+    justifiedLifeMs: options.justifiedLifeMs,
   }
 }
 

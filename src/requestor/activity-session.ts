@@ -39,6 +39,8 @@ export interface ActivitySession {
   released: boolean
   /** The batch running now, if any. */
   running: { cancel(reason?: string): void } | undefined
+  /** The most of its life this requestor pays for, when less than all of it (see ActivityOptions.justifiedLifeMs). */
+  justifiedLifeMs: (() => number | undefined) | undefined
 }
 
 /** The activity's state as this requestor heard it, kept in the store. */
@@ -49,7 +51,9 @@ export function setState(session: ActivitySession, next: ActivityState, error?: 
 
 /** What this requestor observed of the activity so far: its life and the batches sent. */
 export function observed(session: ActivitySession): { lifeMs: number; batches: number } {
-  return { lifeMs: performance.now() - session.sentCreateAt, batches: session.batches }
+  const lifeMs = performance.now() - session.sentCreateAt
+  const cap = session.justifiedLifeMs?.()
+  return { lifeMs: cap === undefined ? lifeMs : Math.max(0, Math.min(lifeMs, cap)), batches: session.batches }
 }
 
 /** Usage a signed answer reported, as far as it is believable; kept in the store and on the agreement's bill. */

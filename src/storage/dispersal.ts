@@ -11,7 +11,7 @@
 import { HearthError } from '../errors.ts'
 import { decodeStripe, encodeStripe, rebuildShards, shardBytes, type ErasureParams } from './erasure.ts'
 import { leafHash, merkleLevels, merkleProof, merkleRoot, verifyProof } from './merkle.ts'
-import { defaultSegmentBytes, openFile, sealedBytes, sealFile } from './seal.ts'
+import { defaultSegmentBytes, openFile, openSegment, sealedBytes, sealFile } from './seal.ts'
 import type { StorageKey } from './storage-key.ts'
 
 /** Where a piece's bytes go as they are made. */
@@ -153,6 +153,26 @@ export async function* readFile(key: StorageKey, layout: FileLayout, sources: re
     }
   }
   yield* openFile(key, fileId, segments(), layout.segmentBytes)
+}
+
+/**
+ * Reads bytes `range.start` to `range.end` (both included) of a dispersed file: only the stripes that hold them are
+ * fetched, each checked and opened on its own (segment = stripe), and the bytes outside the range cut off.
+ */
+export async function* readRange(key: StorageKey, layout: FileLayout, sources: readonly (PieceSource | undefined)[], range: { start: number; end: number }, onBadShard?: (piece: number, stripe: number) => void): AsyncGenerator<Uint8Array> {
+  if (!(range.start >= 0 && range.end >= range.start && range.end < layout.plainBytes)) throw new RangeError(`bytes ${range.start}-${range.end} are not within a file of ${layout.plainBytes}`)
+  const params = { k: layout.k, m: layout.m }
+  const fileId = new Uint8Array(Buffer.from(layout.fileId, 'hex'))
+  const sealedTotal = sealedBytes(layout.plainBytes, layout.segmentBytes)
+  const first = Math.floor(range.start / layout.segmentBytes)
+  const last = Math.floor(range.end / layout.segmentBytes)
+  for (let stripe = first; stripe <= last; stripe++) {
+    const shards = await goodShards(layout, sources, stripe, onBadShard)
+    const segmentLength = Math.min(layout.segmentBytes + 16, sealedTotal - stripe * (layout.segmentBytes + 16))
+    const plain = openSegment(key, fileId, stripe, stripe === layout.stripes - 1, await decodeStripe(params, shards, segmentLength))
+    const base = stripe * layout.segmentBytes
+    yield plain.subarray(Math.max(0, range.start - base), Math.min(plain.length, range.end - base + 1))
+  }
 }
 
 /**

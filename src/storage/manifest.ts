@@ -28,6 +28,10 @@ const entrySchema = z.strictObject({
   createdAtMs: z.number().int().nonnegative(),
   /** The file's SHA-256 before sealing, hex: what `get` checks the bytes it gives back against. */
   sha256: hex.length(64),
+  /** What S3 clients see of it: its ETag, content type and user metadata. */
+  etag: z.string().max(80).optional(),
+  contentType: z.string().max(256).optional(),
+  metadata: z.record(z.string().max(128), z.string().max(2048)).optional(),
   layout: layoutSchema,
   /** Where each piece is: its provider (address), the agreement it is held under, the provider's region. */
   placements: z.array(z.strictObject({
@@ -40,6 +44,9 @@ const entrySchema = z.strictObject({
 
 export const manifestSchema = z.strictObject({
   version: z.literal(1),
+  /** When it was saved: of two copies found in the network, the newer wins. */
+  savedAtMs: z.number().int().nonnegative().optional(),
+  buckets: z.array(z.strictObject({ name: z.string().min(1).max(63), createdAtMs: z.number().int().nonnegative() })).optional(),
   entries: z.array(entrySchema),
 })
 
@@ -85,10 +92,10 @@ export function findEntry(manifest: Manifest, bucket: string, key: string): Mani
 
 /** The manifest with `entry` in place of any under the same bucket and key. */
 export function withEntry(manifest: Manifest, entry: ManifestEntry): Manifest {
-  return { version: 1, entries: [...manifest.entries.filter((e) => e.bucket !== entry.bucket || e.key !== entry.key), entry] }
+  return { ...manifest, entries: [...manifest.entries.filter((e) => e.bucket !== entry.bucket || e.key !== entry.key), entry] }
 }
 
 /** The manifest without the entry at `bucket`/`key`. */
 export function withoutEntry(manifest: Manifest, bucket: string, key: string): Manifest {
-  return { version: 1, entries: manifest.entries.filter((e) => e.bucket !== bucket || e.key !== key) }
+  return { ...manifest, entries: manifest.entries.filter((e) => e.bucket !== bucket || e.key !== key) }
 }

@@ -87,6 +87,23 @@ export async function* sealFile(key: StorageKey, fileId: Uint8Array, source: Asy
 }
 
 /**
+ * Opens one sealed segment on its own (a range read): segment `index`, `last` when it is the file's last. Throws
+ * HEARTH_ERR_STORAGE_CORRUPT when it fails its check.
+ */
+export function openSegment(key: StorageKey, fileId: Uint8Array, index: number, last: boolean, sealed: Uint8Array): Uint8Array {
+  const fileKey = derive(key, fileId, 'hearth/storage/file/1')
+  if (sealed.length < tagBytes) throw corrupt(`segment ${index} is shorter than its tag`)
+  try {
+    const decipher = createDecipheriv('aes-256-gcm', fileKey, nonceOf(index, last))
+    decipher.setAAD(fileId)
+    decipher.setAuthTag(sealed.subarray(sealed.length - tagBytes))
+    return new Uint8Array(Buffer.concat([decipher.update(sealed.subarray(0, sealed.length - tagBytes)), decipher.final()]))
+  } catch {
+    throw corrupt(`segment ${index} fails its check (altered, moved, or sealed under another key)`)
+  }
+}
+
+/**
  * Opens a sealed file, given its sealed bytes in any chunking: yields the plaintext segment by segment, each only
  * once its tag checked out. Throws HEARTH_ERR_STORAGE_CORRUPT at the first segment that fails, and when the bytes end
  * before the last segment (a file cut short).

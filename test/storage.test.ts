@@ -1,0 +1,186 @@
+/**
+ * Dispersed storage on a devnet with the real chain and contracts: six providers lend disk in three regions, the
+ * owner's node stores files sealed and erasure-coded 2 of 3 (one piece per region), reads them back whole and in
+ * ranges, audits the providers, and repairs what a corrupting provider or a dark region took; storage agreements are
+ * paid by time, a provider that failed an audit only up to the last one it passed.
+ */
+import assert from 'node:assert/strict'
+import { randomBytes } from 'node:crypto'
+import { mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { after, before, describe, it } from 'node:test'
+import { parseEther, type Hex } from 'viem'
+import { startDevnet, type Devnet } from '../src/devnet/devnet.ts'
+import { getEscrow } from '../src/payment/escrow.ts'
+import { createDispersedStore, pieceIdOf, type DispersedStore } from '../src/requestor/dispersed-store.ts'
+import { createStorageUpkeep, type StorageUpkeep } from '../src/requestor/storage-upkeep.ts'
+import { loadStorageKey } from '../src/storage/storage-key.ts'
+
+const regions = ['eu', 'us', 'ap']
+const perGibHourWei = parseEther('2')
+
+async function collect(body: AsyncIterable<Uint8Array>): Promise<Buffer> {
+  const parts: Uint8Array[] = []
+  for await (const chunk of body) parts.push(chunk)
+  return Buffer.concat(parts)
+}
+
+async function* once(bytes: Uint8Array): AsyncGenerator<Uint8Array> {
+  yield bytes
+}
+
+/** Every file under `dir`, recursively. */
+async function filesUnder(dir: string): Promise<string[]> {
+  const found: string[] = []
+  for (const entry of await readdir(dir, { withFileTypes: true }).catch(() => [])) {
+    const path = join(entry.parentPath, entry.name)
+    if (entry.isDirectory()) found.push(...(await filesUnder(path)))
+    else found.push(path)
+  }
+  return found
+}
+
+describe('dispersed storage on providers in three regions', { timeout: 600_000 }, () => {
+  let dir: string
+  let devnet: Devnet
+  let store: DispersedStore
+  let upkeep: StorageUpkeep
+  const logs: string[] = []
+
+  before(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'hearth-storage-'))
+    devnet = await startDevnet({
+      providers: 6,
+      dataDir: join(dir, 'devnet'),
+      providerProperties: (i) => ({ 'hearth.geo.region': regions[i % 3]! }),
+      providerStorage: () => ({ offeredGib: 2, perGibHourWei: perGibHourWei.toString() }),
+      providerActivityMeterEveryMs: 1000,
+    })
+    const { requestor } = devnet
+    await requestor.agent.offerBook.waitFor(6, (offer) => offer.properties['hearth.storage.perGibHourWei'] !== undefined, { signal: AbortSignal.timeout(60_000) })
+    const { key } = await loadStorageKey(join(dir, 'owner', 'storage.key'), { create: true })
+    store = createDispersedStore({
+      host: requestor.host, identity: requestor.identity, store: requestor.store, accounts: requestor.agent.accounts, blobs: requestor.agent.blobs, offerBook: requestor.agent.offerBook,
+      key, manifestPath: join(dir, 'owner', 'manifest.sealed'), code: { k: 2, m: 1 },
+      holdingTerms: { escrowAheadSec: 60, minReserveBytes: 64 * 1024 * 1024 },
+      log: (line) => logs.push(line),
+    })
+    await store.open()
+    upkeep = createStorageUpkeep(store.context, { missesBeforeLost: 1, auditTimeoutMs: 5000 })
+  })
+
+  after(async () => {
+    upkeep?.stop()
+    await store?.close({ settle: false })
+    await devnet?.stop()
+    await rm(dir, { recursive: true, force: true })
+  })
+
+  const providerDir = (address: string): string => {
+    const index = devnet.providers.findIndex((p) => p.identity.address.toLowerCase() === address.toLowerCase())
+    return join(dir, 'devnet', `provider-${index + 1}`, 'storage')
+  }
+
+  it('stores a file sealed, one piece per region, and gives it back whole and in ranges; providers hold no plaintext', async () => {
+    await store.createBucket('photos')
+    const marker = 'HEARTH-PLAINTEXT-MARKER-7f3a'
+    const name = 'holiday/secret-name-of-the-file.bin'
+    const bytes = Buffer.concat([Buffer.from(marker.repeat(1000)), randomBytes(3 * 1024 * 1024 + 12345), Buffer.from(marker)])
+    const info = await store.putObject({ bucket: 'photos', key: name, body: once(bytes), size: bytes.length })
+    assert.equal(info.size, bytes.length)
+    const entry = store.context.manifest().entries.find((e) => e.key === name)!
+    assert.equal(entry.placements.length, 3)
+    assert.deepEqual(new Set(entry.placements.map((p) => p.region)), new Set(regions))
+    assert.equal(new Set(entry.placements.map((p) => p.provider.toLowerCase())).size, 3)
+
+    const got = await store.getObject('photos', name)
+    assert.ok(got !== undefined)
+    assert.ok((await collect(got.body)).equals(bytes))
+    const range = await store.getObject('photos', name, { start: 1024 * 1024 - 10, end: 2 * 1024 * 1024 + 10 })
+    assert.ok((await collect(range!.body)).equals(bytes.subarray(1024 * 1024 - 10, 2 * 1024 * 1024 + 11)))
+    assert.deepEqual((await store.listObjects('photos', 'holiday/')).map((o) => o.key), [name])
+
+    // Each provider holds its piece: ciphertext, with neither the marker nor the file's name anywhere in its folder.
+    for (const place of entry.placements) {
+      const files = await filesUnder(providerDir(place.provider))
+      assert.ok(files.some((file) => file.endsWith(`${pieceIdOf(entry.layout, place.piece)}.piece`)), `provider ${place.provider} holds its piece`)
+      for (const file of files) {
+        const content = await readFile(file)
+        assert.equal(content.includes(marker), false, `${file} holds plaintext`)
+        assert.equal(content.includes('secret-name-of-the-file'), false, `${file} holds the file's name`)
+      }
+    }
+  })
+
+  it('finds a corrupted piece by audit, rebuilds it elsewhere, and pays its provider only up to the audit it passed', async () => {
+    const bytes = randomBytes(2 * 1024 * 1024 + 777)
+    await store.putObject({ bucket: 'photos', key: 'audited.bin', body: once(bytes), size: bytes.length })
+    const entry = store.context.manifest().entries.find((e) => e.key === 'audited.bin')!
+    // Every stripe is challenged, so the audit covers the corrupted one whatever the draw.
+    const thorough = createStorageUpkeep(store.context, { missesBeforeLost: 1, auditTimeoutMs: 5000, stripesPerAudit: entry.layout.stripes })
+    const first = await thorough.audit()
+    assert.equal(first.failed, 0)
+    const passedAtMs = Date.now()
+
+    const victim = entry.placements[0]!
+    const holding = store.context.holdings.find((h) => h.offer.provider.toLowerCase() === victim.provider.toLowerCase())!
+    const piecePath = join(providerDir(victim.provider), `${pieceIdOf(entry.layout, victim.piece)}.piece`)
+    const piece = await readFile(piecePath)
+    const at = entry.layout.shardBytes + 5
+    piece.writeUInt8(piece.readUInt8(at) ^ 0xff, at)
+    await writeFile(piecePath, piece)
+    // Time passes on the meter between the passed audit and the failed one: none of it may be paid.
+    await new Promise((resolve) => setTimeout(resolve, 4000))
+
+    const second = await thorough.audit()
+    assert.deepEqual(second.lost, [victim.provider.toLowerCase()])
+    assert.ok(thorough.records().get(pieceIdOf(entry.layout, victim.piece))!.lastError!.includes('fails its proof'))
+    assert.ok(holding.failedAtMs !== undefined && holding.lastPassedMs <= passedAtMs)
+    assert.ok(await thorough.repair() >= 1)
+
+    const repaired = store.context.manifest().entries.find((e) => e.key === 'audited.bin')!
+    assert.equal(repaired.placements.length, 3)
+    assert.ok(repaired.placements.every((p) => p.provider.toLowerCase() !== victim.provider.toLowerCase()))
+    assert.ok((await collect((await store.getObject('photos', 'audited.bin'))!.body)).equals(bytes))
+    assert.equal((await thorough.audit()).failed, 0)
+
+    // The lost provider's agreement was settled on chain for no more than its life up to the passed audit.
+    const terms = holding.agreement.terms
+    const escrow = await getEscrow(devnet.requestor.payment, { requestorAddress: devnet.requestor.payment.client.address, agreementId: holding.agreement.id as Hex })
+    assert.ok(escrow !== undefined && escrow.claimedWei > 0n, 'the provider was paid for the time before the passed audit')
+    const perSec = BigInt((terms.pricing as { perDurationSecWei: string }).perDurationSecWei)
+    const paidUpToMs = holding.lastPassedMs - holding.createdAtMs
+    assert.ok(escrow.claimedWei <= (perSec * BigInt(paidUpToMs + 1000)) / 1000n, `claimed ${escrow.claimedWei} wei for ${paidUpToMs} ms at ${perSec} wei/s`)
+    assert.ok(escrow.claimedWei < (perSec * BigInt(Date.now() - holding.createdAtMs)) / 1000n)
+  })
+
+  it('keeps a file readable when every provider of one region goes dark, and restores full redundancy', async () => {
+    const bytes = randomBytes(1024 * 1024 + 99)
+    await store.putObject({ bucket: 'photos', key: 'dark.bin', body: once(bytes), size: bytes.length })
+    const dark = store.context.manifest().entries.find((e) => e.key === 'dark.bin')!.placements.find((p) => p.region === 'ap')!
+    for (const [i, provider] of devnet.providers.entries()) {
+      if (regions[i % 3] !== 'ap') continue
+      await provider.agent.stop()
+      await provider.host.stop()
+    }
+    assert.ok((await collect((await store.getObject('photos', 'dark.bin'))!.body)).equals(bytes))
+    const round = await upkeep.audit()
+    assert.ok(round.lost.includes(dark.provider.toLowerCase()))
+    await upkeep.repair()
+    const after = store.context.manifest().entries.find((e) => e.key === 'dark.bin')!
+    assert.equal(after.placements.length, 3)
+    assert.ok(after.placements.every((p) => p.region !== 'ap'))
+    assert.ok((await collect((await store.getObject('photos', 'dark.bin'))!.body)).equals(bytes))
+  })
+
+  it('removes an object and its pieces from the providers', async () => {
+    const entry = store.context.manifest().entries.find((e) => e.key === 'dark.bin')!
+    await store.deleteObject('photos', 'dark.bin')
+    assert.equal(await store.headObject('photos', 'dark.bin'), undefined)
+    for (const place of entry.placements) {
+      const path = join(providerDir(place.provider), `${pieceIdOf(entry.layout, place.piece)}.piece`)
+      await assert.rejects(stat(path))
+    }
+  })
+})
