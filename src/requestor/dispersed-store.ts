@@ -24,7 +24,7 @@ import { newFileId } from '../storage/seal.ts'
 import type { StorageKey } from '../storage/storage-key.ts'
 import type { ReputationBook } from './reputation.ts'
 import type { ReplicaDeps } from './service-replicas.ts'
-import { defaultHoldingTerms, endHolding, rentHolding, type Holding, type HoldingTerms } from './storage-holdings.ts'
+import { defaultHoldingTerms, endHolding, loadHoldings, rentHolding, saveHoldings, type Holding, type HoldingTerms } from './storage-holdings.ts'
 import { pieceSink, pieceSource, statPieces } from './storage-pieces.ts'
 import { choosePlacements } from './storage-placement.ts'
 
@@ -56,6 +56,8 @@ export interface StorageContext {
   roomOn(offer: SignedOffer, bytes: number): Promise<Holding>
   /** Bytes this node's pieces take on `provider` (by the manifest). */
   usedOn(provider: string): number
+  /** Saves the holdings (after they changed), so that a restarted node takes them up again. */
+  saveHoldings(): Promise<void>
   sourceFor(entry: ManifestEntry, piece: number): PieceSource | undefined
 }
 
@@ -126,7 +128,17 @@ async function roomOn(context: StorageContext, terms: HoldingTerms, offer: Signe
   if (live.length > 0 && usedOn(context, provider) + need <= reserved) return live[0]!
   const holding = await rentHolding(context.init, offer, need, terms)
   context.holdings.push(holding)
+  await context.saveHoldings()
   return holding
+}
+
+/** Where piece `piece` of `entry` is read from: its provider, by a holding's offer or the market's. */
+function sourceFor(init: DispersedStoreInit, holdings: readonly Holding[], entry: ManifestEntry, piece: number): PieceSource | undefined {
+  const place = entry.placements.find((p) => p.piece === piece)
+  if (place === undefined) return undefined
+  const provider = place.provider.toLowerCase()
+  const offer = holdings.find((h) => h.offer.provider.toLowerCase() === provider)?.offer ?? init.offerBook.list((o) => o.provider.toLowerCase() === provider)[0]?.payload
+  return offer === undefined ? undefined : pieceSource(init.host, offerTarget(offer), pieceIdOf(entry.layout, piece))
 }
 
 export function createDispersedStore(init: DispersedStoreInit): DispersedStore {
@@ -140,6 +152,7 @@ export function createDispersedStore(init: DispersedStoreInit): DispersedStore {
   const incoming = new Map<string, number>()
   const spoolDir = join(dirname(init.manifestPath), 'spool')
   const manifestId = manifestPieceId(init.key)
+  const holdingsPath = join(dirname(init.manifestPath), 'holdings.json')
 
   function commit(next: Manifest): Promise<void> {
     manifest = next
@@ -153,18 +166,12 @@ export function createDispersedStore(init: DispersedStoreInit): DispersedStore {
     return done
   }
 
-  const sourceFor = (entry: ManifestEntry, piece: number): PieceSource | undefined => {
-    const place = entry.placements.find((p) => p.piece === piece)
-    if (place === undefined) return undefined
-    const provider = place.provider.toLowerCase()
-    const offer = holdings.find((h) => h.offer.provider.toLowerCase() === provider)?.offer ?? init.offerBook.list((o) => o.provider.toLowerCase() === provider)[0]?.payload
-    return offer === undefined ? undefined : pieceSource(init.host, offerTarget(offer), pieceIdOf(entry.layout, piece))
-  }
-
   const context: StorageContext = {
-    init, code, manifest: () => manifest, commit, holdings, incoming, sourceFor,
+    init, code, manifest: () => manifest, commit, holdings, incoming,
+    sourceFor: (entry, piece) => sourceFor(init, holdings, entry, piece),
     roomOn: (offer, bytes) => roomOn(context, terms, offer, bytes),
     usedOn: (provider) => usedOn(context, provider),
+    saveHoldings: () => saveHoldings(holdingsPath, holdings).catch((error: unknown) => init.log?.(`storage: the holdings could not be saved: ${toHearthError(error).shortMessage}`)),
   }
 
   function requireBucket(bucket: string): void {
@@ -176,6 +183,7 @@ export function createDispersedStore(init: DispersedStoreInit): DispersedStore {
     async open() {
       const sealed = await readFile(init.manifestPath).catch(() => undefined)
       manifest = sealed === undefined ? emptyManifest() : await openManifest(init.key, new Uint8Array(sealed))
+      holdings.push(...(await loadHoldings(init, holdingsPath)))
       await rm(spoolDir, { recursive: true, force: true })
     },
     async restore() {
@@ -225,7 +233,7 @@ export function createDispersedStore(init: DispersedStoreInit): DispersedStore {
       requireBucket(bucket)
       const entry = findEntry(manifest, bucket, key)
       if (entry === undefined) return undefined
-      const sources = Array.from({ length: entry.layout.k + entry.layout.m }, (_, piece) => sourceFor(entry, piece))
+      const sources = Array.from({ length: entry.layout.k + entry.layout.m }, (_, piece) => context.sourceFor(entry, piece))
       const body = range === undefined ? checkedWhole(readDispersed(init.key, entry.layout, sources), entry.sha256) : readRange(init.key, entry.layout, sources, range)
       return { info: infoOf(entry), body }
     },
@@ -242,7 +250,10 @@ export function createDispersedStore(init: DispersedStoreInit): DispersedStore {
     },
     async close(options = {}) {
       await saving
-      if (options.settle !== false) await Promise.all(holdings.splice(0).map((holding) => endHolding(init, holding)))
+      if (options.settle !== false) {
+        await Promise.all(holdings.splice(0).map((holding) => endHolding(init, holding)))
+        await context.saveHoldings()
+      }
     },
   }
 }

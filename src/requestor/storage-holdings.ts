@@ -5,13 +5,16 @@
  * as for a service's replica. A holding that failed an audit is paid only up to the last audit it passed
  * (`justifiedLifeMs`), and ended.
  */
+import { mkdir, readFile, rename, writeFile } from 'node:fs/promises'
+import { dirname } from 'node:path'
 import type { Address } from 'viem'
 import { HearthError } from '../errors.ts'
 import { proposeTerms, type Agreement } from '../market/agreement.ts'
 import type { Offer, SignedOffer } from '../market/offer.ts'
 import type { OfferBook } from '../market/offer-book.ts'
 import { offerStorageBytes, offerStoragePrice, storageRuntime } from '../market/storage-terms.ts'
-import { createActivity, type ActivityHandle } from './activity-client.ts'
+import { terminalStates, type ActivityState } from '../exec/exescript.ts'
+import { attachActivity, createActivity, type ActivityHandle } from './activity-client.ts'
 import { negotiateMany, offerTarget } from './negotiator.ts'
 import { offerRegion, type ReplicaDeps } from './service-replicas.ts'
 
@@ -109,4 +112,50 @@ export async function endHolding(deps: ReplicaDeps, holding: Holding): Promise<v
   await holding.activity?.terminate().catch(() => undefined)
   holding.activity = undefined
   await deps.accounts.account(holding.agreement.id).settle().catch(() => undefined)
+}
+
+interface SavedHolding {
+  offer: Offer
+  agreementId: string
+  activityId: string | undefined
+  bytes: number
+  createdAtMs: number
+  lastPassedMs: number
+}
+
+/** Writes the live holdings to `path` (mode 0600), so a restarted node takes them up again. */
+export async function saveHoldings(path: string, holdings: readonly Holding[]): Promise<void> {
+  const saved: SavedHolding[] = holdings.filter((h) => h.failedAtMs === undefined).map((h) => ({
+    offer: h.offer, agreementId: h.agreement.id, activityId: h.activity?.id, bytes: h.bytes, createdAtMs: h.createdAtMs, lastPassedMs: h.lastPassedMs,
+  }))
+  await mkdir(dirname(path), { recursive: true, mode: 0o700 })
+  await writeFile(`${path}.next`, JSON.stringify(saved), { mode: 0o600 })
+  await rename(`${path}.next`, path)
+}
+
+/**
+ * The holdings saved at `path` whose agreements still run, with the activity each had when the node stopped (when
+ * this node still knows it as live; else none, and the upkeep makes the holding live again).
+ */
+export async function loadHoldings(deps: ReplicaDeps, path: string): Promise<Holding[]> {
+  const text = await readFile(path, 'utf8').catch(() => undefined)
+  if (text === undefined) return []
+  const holdings: Holding[] = []
+  for (const saved of JSON.parse(text) as SavedHolding[]) {
+    const record = deps.store.agreements.get(saved.agreementId)
+    const agreement = record?.document as Agreement | undefined
+    if (record?.state !== 'approved' || agreement === undefined || agreement.terms.expiresAtSec * 1000 <= Date.now()) continue
+    const holding: Holding = { offer: saved.offer, agreement, region: offerRegion(saved.offer), bytes: saved.bytes, activity: undefined, createdAtMs: saved.createdAtMs, lastPassedMs: saved.lastPassedMs, failedAtMs: undefined }
+    const activity = saved.activityId === undefined ? undefined : deps.store.activities.get('requestor', saved.activityId)
+    if (activity !== undefined && !terminalStates.includes(activity.state as ActivityState)) {
+      holding.activity = attachActivity(
+        { host: deps.host, identity: deps.identity, store: deps.store, accounts: deps.accounts, blobs: deps.blobs },
+        { id: agreement.id, provider: saved.offer.provider as Address, target: offerTarget(saved.offer) },
+        { id: activity.id, createdAtMs: activity.createdAtMs, state: activity.state as ActivityState },
+        { justifiedLifeMs: () => (holding.failedAtMs === undefined ? undefined : holding.lastPassedMs - holding.createdAtMs) },
+      )
+    }
+    holdings.push(holding)
+  }
+  return holdings
 }

@@ -78,6 +78,8 @@ async function lose(context: StorageContext, provider: string, why: string): Pro
   }
   if (next !== manifest) await context.commit(next)
   await Promise.all(lost.map((holding) => endHolding(init, holding)))
+  context.holdings.splice(0, context.holdings.length, ...context.holdings.filter((h) => !lost.includes(h)))
+  await context.saveHoldings()
 }
 
 
@@ -160,6 +162,7 @@ export function createStorageUpkeep(context: StorageContext, options: Partial<Up
     holding.activity = undefined
     if (holding.agreement.terms.expiresAtSec * 1000 - Date.now() > 60_000) {
       holding.activity = await startHolding(init, holding)
+      await context.saveHoldings()
       return
     }
     await renew(holding)
@@ -171,6 +174,7 @@ export function createStorageUpkeep(context: StorageContext, options: Partial<Up
     const fresh = await rentHolding(init, offer, Math.floor(holding.bytes / 1.25))
     context.holdings.push(fresh)
     context.holdings.splice(context.holdings.indexOf(holding), 1)
+    await context.saveHoldings()
     await endHolding(init, holding)
   }
 
