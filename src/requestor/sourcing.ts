@@ -218,26 +218,34 @@ async function measure(sourcing: Sourcing, all: readonly SignedOffer[]): Promise
       failed(key, ok)
     }))
   }
-  for (let round = 0; round < latencyPings; round++) {
-    // Apart in time, so that one busy spell (new connections sync their offers at first) does not mark every ping.
-    if (round > 0) await new Promise((resolve) => setTimeout(resolve, latencyPingGapMs))
+  const pingRound = async (round: readonly SignedOffer[]): Promise<void> => {
     const pinging = AbortSignal.timeout(stepMs)
     const stepOver = new Promise<void>((resolve) => pinging.addEventListener('abort', () => resolve(), { once: true }))
     await Promise.all(
-      offers.map(async (signed) => {
+      round.map(async (signed) => {
         const key = signed.payload.provider.toLowerCase()
         if ((failures.get(key) ?? 0) >= 2) return
         if (dialling.has(key)) await Promise.race([dials.get(key), stepOver])
-        // Still dialling after a step: a failure for this round (two, and it is not waited for any more, unless the
-        // dial succeeds after all).
-        if (dialling.has(key)) return failed(key, false)
-        if ((failures.get(key) ?? 0) >= 2) return
+        // Still dialling after a step (a busy machine, many handshakes at once): not a failure, since the dial has
+        // not failed; pinged in a later round, or once the dials have ended.
+        if (dialling.has(key) || (failures.get(key) ?? 0) >= 2) return
         const rtt = await host.ping(offerTarget(signed.payload), { signal: pinging }).catch(() => undefined)
         failed(key, rtt !== undefined)
         if (rtt !== undefined) latencyMs.set(key, Math.min(latencyMs.get(key) ?? Infinity, rtt))
         if (rtt !== undefined) latencies?.set(key, { ms: latencyMs.get(key)!, atMs: Date.now() })
       }),
     )
+  }
+  for (let round = 0; round < latencyPings; round++) {
+    // Apart in time, so that one busy spell (new connections sync their offers at first) does not mark every ping.
+    if (round > 0) await new Promise((resolve) => setTimeout(resolve, latencyPingGapMs))
+    await pingRound(offers)
+  }
+  // Those whose dial outlasted every round: once the dials have ended (libp2p bounds each), one more round for them.
+  const late = offers.filter((signed) => !latencyMs.has(signed.payload.provider.toLowerCase()) && dialling.has(signed.payload.provider.toLowerCase()))
+  if (late.length > 0) {
+    await Promise.all(late.map((signed) => dials.get(signed.payload.provider.toLowerCase())))
+    await pingRound(late)
   }
 }
 
