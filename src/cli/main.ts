@@ -68,6 +68,10 @@ export const lazyCommands: ReadonlyArray<{ commands: readonly LazyCommand[]; loa
     load: async () => (await import('./service-command.ts')).registerServiceCommand,
   },
   {
+    commands: [{ name: 'store', term: 'store', description: 'store files encrypted and dispersed over providers (and serve them to S3 clients) through a running requestor node' }],
+    load: async () => (await import('./store-command.ts')).registerStoreCommand,
+  },
+  {
     commands: [{ name: 'gateway', term: 'gateway [options]', description: 'serve a service\'s replicas over HTTP(S) as a gateway process of its own, with routes from the owner\'s node' }],
     load: async () => (await import('./gateway-command.ts')).registerGatewayCommand,
   },

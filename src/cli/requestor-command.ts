@@ -9,13 +9,13 @@
  * and one more when it has stopped: {"event":"stopped"}. Everything else goes to stderr.
  */
 import { join, resolve } from 'node:path'
-import type { Command } from 'commander'
+import { InvalidArgumentError, type Command } from 'commander'
 import { HearthError } from '../errors.ts'
 import type { Gateway, GatewayRoutes } from '../requestor/gateway.ts'
 import type { Services } from '../requestor/services.ts'
 import type { CommandIo } from './chain-command.ts'
 import { gatewaySettings, listenAddress, type GatewayFlags } from './gateway-command.ts'
-import { untilSignal } from './options.ts'
+import { positiveInt, untilSignal } from './options.ts'
 
 const defaultDataDir = '.hearth/requestor'
 
@@ -30,6 +30,17 @@ interface StartFlags extends GatewayFlags {
   gateway?: { host: string; port: number }
   gatewayService?: string
   gatewayRegion: string
+  storageCode: { k: number; m: number }
+  auditEvery: number
+}
+
+/** `4+2`: k data pieces and m parity pieces, within what the erasure code supports. */
+function storageCode(value: string): { k: number; m: number } {
+  const match = /^(\d{1,2})\+(\d)$/.exec(value)
+  const k = Number(match?.[1])
+  const m = Number(match?.[2])
+  if (match === null || k < 1 || k > 24 || m < 1 || m > 6) throw new InvalidArgumentError('expected K+M: 1 to 24 data pieces and 1 to 6 parity pieces, e.g. 4+2')
+  return { k, m }
 }
 
 /** The routes of service `name` as this node runs it now: none until it exists, the current replicas after. */
@@ -68,12 +79,13 @@ export async function runRequestorStart(flags: StartFlags, io: CommandIo, stopSi
   if (flags.bootstrap === undefined) {
     throw new HearthError('HEARTH_ERR_CLI_ARGUMENT_INVALID', 'a requestor node joins a running network: --bootstrap is needed', { hint: 'pass --bootstrap with a provider\'s multiaddr, --deployment and, on a dev chain, --funder-key-file' })
   }
-  const [{ joinedNetwork }, { ensureSoleRequestor, serveRequestorApi }, { startRequestorNode }, { createServices }, { serveServiceRoutes }] = await Promise.all([
+  const [{ joinedNetwork }, { ensureSoleRequestor, serveRequestorApi }, { startRequestorNode }, { createServices }, { serveServiceRoutes }, { startNodeStorage }] = await Promise.all([
     import('./run-command.ts'),
     import('../requestor/requestor-api.ts'),
     import('../requestor/requestor-node.ts'),
     import('../requestor/services.ts'),
     import('../requestor/service-routes.ts'),
+    import('../requestor/node-storage.ts'),
   ])
   await ensureSoleRequestor(dataDir)
   const network = (await joinedNetwork({ ...flags, dataDir }))!
@@ -98,6 +110,8 @@ export async function runRequestorStart(flags: StartFlags, io: CommandIo, stopSi
       log(`service ${status.name} taken up again: ${status.replicas.filter((r) => r.state === 'serving').length} of ${status.replicas.length} replicas still serving`)
     }
     await serveServiceRoutes(host, services)
+    const storage = await startNodeStorage({ host, identity, store: node.store, accounts: requestor.accounts, blobs: requestor.blobs, offerBook: requestor.offerBook }, dataDir, log, { code: flags.storageCode, upkeep: { auditEveryMs: flags.auditEvery * 1000 } })
+    stops.push(() => storage.stop())
     const gateway = await startGateway(flags, services, log)
     if (gateway !== undefined) stops.push(() => gateway.gateway.close())
     const startedAtMs = Date.now()
@@ -109,7 +123,7 @@ export async function runRequestorStart(flags: StartFlags, io: CommandIo, stopSi
     // address outside the private ranges is announced only once a peer dialled it back).
     await host.reachabilitySettled({ signal: AbortSignal.timeout(30_000) }).catch(() => log('the reachability check has not ended within 30 s: the addresses below may grow'))
     const info = { peerId: host.peerId.toString(), address: identity.address, multiaddrs: host.multiaddrs(), startedAtMs, gateways }
-    const api = await serveRequestorApi({ dataDir, info, services, offers: () => requestor.offerBook.size(), stop: () => requestStop() })
+    const api = await serveRequestorApi({ dataDir, info, services, storage: storage.api, offers: () => requestor.offerBook.size(), stop: () => requestStop() })
     stops.push(() => api.close())
     io.stdout.write(`${JSON.stringify({ event: 'ready', peerId: info.peerId, address: info.address, multiaddrs: info.multiaddrs, pid: process.pid, dataDir, api: api.url, gateways })}\n`)
     log(`${identity.address} joined through ${network.bootstrap.length} peers; local API ${api.url}`)
@@ -157,6 +171,8 @@ export function registerRequestorCommand(program: Command, io: CommandIo, option
     .option('--health-path <path>', 'the path the gateway checks replicas at (default: the service\'s health.path)')
     .option('--tls-cert <file>', 'PEM certificate: the gateway serves HTTPS')
     .option('--tls-key <file>', 'PEM private key of the certificate')
+    .option('--storage-code <k+m>', 'stored files: k data pieces, m parity pieces (any k give a file back; a region may hold m)', storageCode, { k: 4, m: 2 })
+    .option('--audit-every <sec>', 'how often each stored piece is audited, seconds', positiveInt('--audit-every', 86_400), 600)
     .action(async (flags: StartFlags) => {
       await runRequestorStart({ ...flags, region: flags.gatewayRegion }, io, options.stopSignal)
     })

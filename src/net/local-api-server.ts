@@ -239,7 +239,7 @@ function checkKey(req: IncomingMessage, keyDigest: Buffer, keyPath: string, kind
 
 function route<C extends string>(req: IncomingMessage, commands: readonly C[]): C {
   const path = new URL(req.url ?? '/', 'http://127.0.0.1').pathname
-  const command = /^\/v1\/([a-z][a-z-]*)$/.exec(path)?.[1]
+  const command = /^\/v1\/([a-z][a-z0-9-]*)$/.exec(path)?.[1]
   if (command === undefined || !(commands as readonly string[]).includes(command)) {
     throw new Refusal('notFound', `no such command: ${path}`, { hint: `the commands are ${commands.map((c) => `POST /v1/${c}`).join(', ')}` })
   }

@@ -136,6 +136,19 @@ export const providerConfigSchema = z.strictObject({
       noticeSec: z.number().int().min(0).max(600).default(20),
     })
     .default({ enabled: false, noticeSec: 20 }),
+  /**
+   * Lending disk for storage: ciphertext pieces of owners' files (runtime `storage`), `offeredGib` of it at
+   * `perGibHourHtt` per GiB-hour reserved, kept in `<data dir>/storage`; an owner's pieces stay `graceSec` after its
+   * last storage agreement ended, so an owner's node that was away finds them again.
+   */
+  storage: z
+    .strictObject({
+      enabled: z.boolean().default(false),
+      offeredGib: z.number().positive().default(10),
+      perGibHourHtt: htt.default('0.00001'),
+      graceSec: z.number().int().min(0).default(86_400),
+    })
+    .default({ enabled: false, offeredGib: 10, perGibHourHtt: '0.00001', graceSec: 86_400 }),
   /** How often unclaimed vouchers are checked against agreement expiry, and the amount that triggers a claim. */
   claim: z.strictObject({ thresholdHtt: htt.optional() }).default({}),
   /** How much unpaid work this provider risks, and how it is paid. */
@@ -198,6 +211,9 @@ export const settings: readonly { path: string; env: string; flag: string; kind:
   { path: 'admission.maxTotalMemoryGib', env: 'HEARTH_PROVIDER_MAX_TOTAL_MEMORY_GIB', flag: 'maxTotalMemoryGib', kind: 'number', description: 'memory all running tasks may ask for together, GiB' },
   { path: 'admission.maxTotalDiskGib', env: 'HEARTH_PROVIDER_MAX_TOTAL_DISK_GIB', flag: 'maxTotalDiskGib', kind: 'number', description: 'disk all running tasks may take together, GiB' },
   { path: 'services.enabled', env: 'HEARTH_PROVIDER_SERVICES', flag: 'services', kind: 'bool', description: 'host long-running services (replicas of requestors\' servers)' },
+  { path: 'storage.enabled', env: 'HEARTH_PROVIDER_STORAGE', flag: 'storage', kind: 'bool', description: 'lend disk for storage (encrypted pieces of owners\' files)' },
+  { path: 'storage.offeredGib', env: 'HEARTH_PROVIDER_STORAGE_GIB', flag: 'storageGib', kind: 'number', description: 'disk to lend for storage, GiB' },
+  { path: 'storage.perGibHourHtt', env: 'HEARTH_PROVIDER_STORAGE_PRICE', flag: 'storagePrice', kind: 'string', description: 'price of storage, HTT per GiB-hour' },
   { path: 'costs.idleWatts', env: 'HEARTH_PROVIDER_IDLE_WATTS', flag: 'idleWatts', kind: 'number', description: 'machine power draw at rest, W' },
   { path: 'costs.busyWatts', env: 'HEARTH_PROVIDER_BUSY_WATTS', flag: 'busyWatts', kind: 'number', description: 'machine power draw with the lent threads busy, W' },
   { path: 'costs.electricityPerKwh', env: 'HEARTH_PROVIDER_ELECTRICITY_PER_KWH', flag: 'electricityPerKwh', kind: 'number', description: 'electricity price per kWh' },
@@ -468,6 +484,9 @@ export function renderConfigFile(config: ProviderConfig, notes: { machine: Machi
     '  // Host long-running services too (servers that requestors keep running here, reached through this node), with',
     '  // limits per replica: maxMemoryGib, maxCpuCores, maxDiskGib, maxLogMib (defaults 0.5 GiB, 1 core, 1 GiB, 8 MiB).',
     `  "services": ${j(config.services)},`,
+    '  // Lend disk for storage too: encrypted pieces of owners\' files (you can read none of them), offeredGib of it at',
+    '  // perGibHourHtt per GiB-hour reserved; an owner\'s pieces stay graceSec after its last agreement ended.',
+    `  "storage": ${j(config.storage)},`,
     '  // Claim payment on chain as soon as this much is unclaimed (else at the end of each agreement and before expiry).',
     `  "claim": ${j(config.claim)},`,
     '  // Money at risk: at most maxUnpaidTasks tasks (and maxUnpaidHtt, if set) of work that no voucher covers, per',

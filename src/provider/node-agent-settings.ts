@@ -11,7 +11,7 @@ import type { ProviderAgentInit } from './provider-agent.ts'
 
 const gib = 1024 ** 3
 
-export type AgentSettings = Pick<ProviderAgentInit, 'workDir' | 'pricing' | 'threads' | 'memGib' | 'properties' | 'policy' | 'admission' | 'claimPolicy' | 'accountLimits' | 'payoutAddress' | 'services'>
+export type AgentSettings = Pick<ProviderAgentInit, 'workDir' | 'pricing' | 'threads' | 'memGib' | 'properties' | 'policy' | 'admission' | 'claimPolicy' | 'accountLimits' | 'payoutAddress' | 'services' | 'storage'>
 
 export function agentSettings(config: ProviderConfig, dataDir: string): AgentSettings {
   const { location, admission, resources } = config
@@ -48,6 +48,7 @@ export function agentSettings(config: ProviderConfig, dataDir: string): AgentSet
       minClaimGraceSec: config.payments.minClaimGraceSec,
     },
     services: servicesFromConfig(config.services),
+    ...(config.storage.enabled ? { storage: { offeredGib: config.storage.offeredGib, perGibHourWei: parseEther(config.storage.perGibHourHtt).toString(), dir: join(dataDir, 'storage'), graceSec: config.storage.graceSec } } : {}),
     ...(config.payments.payoutAddress === undefined ? {} : { payoutAddress: config.payments.payoutAddress as Address }),
   }
 }

@@ -103,8 +103,9 @@ export function createOffering(init: OfferingInit): Offering {
         // Work it delivers before a voucher must cover it: a requestor sizes its batches to keep within it.
         'hearth.payment.maxUnpaidTasks': init.maxUnpaidTasks,
         ...gpuProperties,
-        ...(init.storage === undefined ? {} : storageOfferProperties(init.storage)),
         ...init.properties,
+        // Disk lent for storage is what golem.inf.storage.gib says of a storage provider.
+        ...(init.storage === undefined ? {} : storageOfferProperties(init.storage)),
       },
       constraints: init.constraints ?? '',
       pricing: init.pricing,

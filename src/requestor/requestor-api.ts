@@ -22,10 +22,11 @@ import {
 } from '../net/local-api-server.ts'
 import { serviceSpecSchema, type ServiceSpecInput } from './service-spec.ts'
 import type { ServiceStatus, Services } from './services.ts'
+import { storageCommands, type StorageApi, type StorageCommand } from './storage-api.ts'
 
 export const requestorStatusFile = 'requestor.json'
 
-export const requestorCommands = ['status', 'stop', 'service-deploy', 'service-ls', 'service-status', 'service-logs', 'service-scale', 'service-update', 'service-rm'] as const
+export const requestorCommands = ['status', 'stop', 'service-deploy', 'service-ls', 'service-status', 'service-logs', 'service-scale', 'service-update', 'service-rm', ...storageCommands] as const
 export type RequestorCommand = (typeof requestorCommands)[number]
 
 export const requestorApi: LocalApiKind & { commands: readonly RequestorCommand[] } = {
@@ -84,6 +85,8 @@ export interface ServeRequestorApiInit {
   dataDir: string
   info: Omit<RequestorApiInfo, 'url' | 'pid'>
   services: Services
+  /** The node's storage (`hearth store …`). */
+  storage: StorageApi
   /** Live offers in the node's book now. */
   offers(): number
   /** Stops the node; the API answers before it goes. */
@@ -99,6 +102,7 @@ function serviceOf(services: Services, serviceName: string) {
 /** Answers one command of the owner. */
 async function answer(init: ServeRequestorApiInit, command: RequestorCommand, body: Record<string, unknown>): Promise<unknown> {
   const { services } = init
+  if ((storageCommands as readonly string[]).includes(command)) return init.storage.answer(command as StorageCommand, body)
   switch (command) {
     case 'status':
       return { ...init.info, pid: process.pid, offers: init.offers(), services: services.list() } satisfies RequestorNodeStatus

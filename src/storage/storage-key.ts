@@ -5,7 +5,7 @@
  * without it. A key file that group or others may access is refused (identity/node-identity.ts readSecretFile).
  */
 import { randomBytes } from 'node:crypto'
-import { chmod, mkdir, writeFile } from 'node:fs/promises'
+import { chmod, mkdir, readFile, writeFile } from 'node:fs/promises'
 import { dirname } from 'node:path'
 import { HearthError } from '../errors.ts'
 import { readSecretFile } from '../identity/node-identity.ts'
@@ -53,4 +53,26 @@ export async function loadStorageKey(path: string, options: { create?: boolean }
     throw new HearthError('HEARTH_ERR_IDENTITY_KEY', `cannot write the storage key file ${path}`, { cause, details: { path } })
   }
   return { key, created: true }
+}
+
+/**
+ * Writes the key held in `from` (its text form, as `key export` prints it) to the key file at `to` (mode 0600); a key
+ * file already there is never replaced, since the data stored under it would be lost with it.
+ */
+export async function importStorageKey(from: string, to: string): Promise<StorageKey> {
+  const text = await readFile(from, 'utf8').catch((cause: unknown) => {
+    throw new HearthError('HEARTH_ERR_IDENTITY_KEY', `cannot read ${from}`, { cause, hint: 'name the file you exported the key to' })
+  })
+  const key = parseStorageKey(text, from)
+  await mkdir(dirname(to), { recursive: true, mode: 0o700 })
+  try {
+    await writeFile(to, `${formatStorageKey(key)}\n`, { mode: 0o600, flag: 'wx' })
+  } catch (cause) {
+    if ((cause as NodeJS.ErrnoException).code === 'EEXIST') {
+      throw new HearthError('HEARTH_ERR_IDENTITY_KEY', `${to} holds a storage key already`, { hint: 'import into a new data directory: a key in use is never replaced, or the data stored under it would be lost' })
+    }
+    throw new HearthError('HEARTH_ERR_IDENTITY_KEY', `cannot write the storage key file ${to}`, { cause })
+  }
+  await chmod(to, 0o600)
+  return key
 }
