@@ -8,7 +8,7 @@
 import assert from 'node:assert/strict'
 import { spawn, type ChildProcess } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
-import { chmod, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
+import { chmod, mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
 import { createInterface } from 'node:readline'
@@ -20,6 +20,7 @@ import { buildContracts } from '../scripts/build-contracts.ts'
 import { devAccountKey, startChain, type RunningChain } from '../src/cli/chain-command.ts'
 import { capture, hearth } from '../src/cli/testdata/run-cli.ts'
 import type { RequestorNodeStatus } from '../src/requestor/requestor-api.ts'
+import { referenceCounts, wordcountExample, wordcountTexts } from './support/wordcount.ts'
 
 const repoRoot = resolve(import.meta.dirname, '..')
 const regions = ['eu', 'us', 'ap']
@@ -185,11 +186,25 @@ describe('hearth store and its S3 endpoint, each node its own process', { timeou
     assert.ok((await readFile(join(dir, 'restored-file.bin'))).equals(file))
   })
 
+  it('runs a map-reduce over stored objects: the job names store:// inputs, the node reads them back for it', async () => {
+    for (const name of ['hearth.txt', 'market.txt', 'sandbox.txt']) await json('store', 'put', join(wordcountExample, name), `texts/corpus/${name}`, '--data-dir', requestorDir)
+    const job = JSON.parse(await readFile(join(wordcountExample, 'job.json'), 'utf8')) as Record<string, unknown>
+    const jobFile = join(dir, 'stored-wordcount.json')
+    await writeFile(jobFile, JSON.stringify({ ...job, package: join(wordcountExample, String(job['package'])), inputs: ['store://texts/corpus/'] }))
+    const out = join(dir, 'wordcount-out')
+    const run = await hearth(['run', jobFile, '--providers', '2', '--json', '--out', out, '--data-dir', join(dir, 'run'), '--store-node', requestorDir])
+    assert.equal(run.code, 0, run.stderr)
+    assert.match(run.stderr, /read 3 inputs back from storage/)
+    assert.equal(await readFile(join(out, 'counts.tsv'), 'utf8'), referenceCounts(...(await wordcountTexts())))
+    // The decrypted inputs were removed once the job ended.
+    assert.deepEqual((await readdir(dir)).filter((name) => name.startsWith('.hearth-store')), [])
+  })
+
   it('removes an object, then its empty bucket', async () => {
     await json('store', 'rm', 'backups/2026/file.bin', '--data-dir', requestorDir)
     assert.deepEqual(await json('store', 'ls', 'backups', '--data-dir', requestorDir), [])
     await json('store', 'rm', 'backups', '--data-dir', requestorDir)
     const buckets = await json<{ name: string }[]>('store', 'ls', '--data-dir', requestorDir)
-    assert.deepEqual(buckets.map((b) => b.name), ['media'])
+    assert.deepEqual(buckets.map((b) => b.name), ['media', 'texts'])
   })
 })

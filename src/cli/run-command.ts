@@ -27,20 +27,24 @@ export function registerRunCommand(program: Command, io: CommandIo, setExitCode:
     .option('--data-dir <dir>', 'where this requestor keeps its key and database (needed to --resume)', '.hearth/requestor')
     .option('--resume <job-id>', 'continue a job cut short, from the same job file and --data-dir: done tasks are neither rerun nor paid again')
     .option('--bad-providers <k>', 'local network: the first K providers return wrong results half the time', wholeNumber('--bad-providers', 64))
+    .option('--store-node <dir>', 'the running requestor node whose storage store:// inputs are read from', '.hearth/requestor')
     .option('--json', 'print one JSON report on stdout instead of a summary')
-    .action(async (jobFile: string, options: { out: string; providers: number; bootstrap?: string[]; listen?: string[]; announce?: string[]; rpc?: string; deployment?: string; funderKeyFile?: string; dataDir: string; resume?: string; badProviders?: number; json?: boolean }) => {
+    .action(async (jobFile: string, options: { out: string; providers: number; bootstrap?: string[]; listen?: string[]; announce?: string[]; rpc?: string; deployment?: string; funderKeyFile?: string; dataDir: string; resume?: string; badProviders?: number; storeNode: string; json?: boolean }) => {
       const progress = createProgressPrinter(io.stderr, { stepsOnly: options.json === true })
       const network = await joinedNetwork(options)
       const { runJobFile } = await import('./run-job.ts')
+      const { resolveStoreInputs } = await import('./store-inputs.ts')
+      const inputs = await resolveStoreInputs(jobFile, options.storeNode)
+      if (inputs.objects > 0) io.stderr.write(`read ${inputs.objects} inputs back from storage\n`)
       const report = await runJobFile({
-        jobFile,
+        jobFile: inputs.jobFile,
         outDir: options.out,
         providers: options.providers,
         onEvent: progress.onEvent,
         ...(options.resume === undefined ? {} : { resume: options.resume }),
         ...(options.badProviders === undefined ? {} : { badProviders: options.badProviders }),
         ...(network === undefined ? {} : { network }),
-      })
+      }).finally(() => inputs.cleanup())
       progress.done()
       io.stdout.write(options.json === true ? `${JSON.stringify(report)}\n` : formatRunReport(report))
       if (report.tasks.succeeded !== report.tasks.total || report.failures.length > 0) setExitCode(exitCodes.failed)
