@@ -15,6 +15,11 @@ import { startDevnet, type Devnet } from '../src/devnet/devnet.ts'
 import { getEscrow } from '../src/payment/escrow.ts'
 import { createDispersedStore, pieceIdOf, type DispersedStore } from '../src/requestor/dispersed-store.ts'
 import { createStorageUpkeep, type StorageUpkeep } from '../src/requestor/storage-upkeep.ts'
+import { pieceSink, pieceSource, statPieces } from '../src/requestor/storage-pieces.ts'
+import { offerTarget } from '../src/requestor/negotiator.ts'
+import { isHearthError } from '../src/errors.ts'
+import { generateIdentity } from '../src/identity/node-identity.ts'
+import { createHost } from '../src/net/host.ts'
 import { loadStorageKey } from '../src/storage/storage-key.ts'
 
 const regions = ['eu', 'us', 'ap']
@@ -172,6 +177,46 @@ describe('dispersed storage on providers in three regions', { timeout: 600_000 }
     assert.equal(after.placements.length, 3)
     assert.ok(after.placements.every((p) => p.region !== 'ap'))
     assert.ok((await collect((await store.getObject('photos', 'dark.bin'))!.body)).equals(bytes))
+  })
+
+  it('refuses strangers: no put without a holding, none past it, no removing or replacing another owner\'s piece', async () => {
+    const entry = store.context.manifest().entries.find((e) => e.key === 'holiday/secret-name-of-the-file.bin')!
+    const place = entry.placements[0]!
+    const offer = devnet.requestor.agent.offerBook.list((o) => o.provider.toLowerCase() === place.provider.toLowerCase())[0]!.payload
+    const target = offerTarget(offer)
+    const pieceId = pieceIdOf(entry.layout, place.piece)
+    const identity = generateIdentity()
+    const stranger = await createHost({ identity })
+    await stranger.start()
+    try {
+      // No storage agreement with this provider: nothing may be put.
+      const sink = pieceSink(stranger, target, { pieceId: `${'ab'.repeat(16)}-0`, shardBytes: 1024, stripes: 4 })
+      await assert.rejects(sink.write(new Uint8Array(1024)).then(() => sink.end()), (error) => isHearthError(error) && /no live storage agreement/.test(error.message))
+      // Nor may another owner's piece be replaced or removed; reading it is allowed (it is ciphertext, named by a random id).
+      const replace = pieceSink(stranger, target, { pieceId, shardBytes: entry.layout.shardBytes, stripes: entry.layout.stripes, replace: true })
+      await assert.rejects(replace.write(new Uint8Array(entry.layout.shardBytes)).then(() => replace.end()), (error) => isHearthError(error))
+      const removed = await statPieces(stranger, target, [pieceId], true)
+      assert.deepEqual(removed.pieces, [{ pieceId, held: true, bytes: entry.layout.shardBytes * entry.layout.stripes }])
+      const read = await pieceSource(stranger, target, pieceId).read(0)
+      assert.equal(read.shard.length, entry.layout.shardBytes)
+      // Malformed requests: an id that is not one, a read past the piece's end.
+      await assert.rejects(statPieces(stranger, target, ['../../etc/passwd']), (error) => isHearthError(error))
+      await assert.rejects(pieceSource(stranger, target, pieceId).read(entry.layout.stripes + 5), (error) => isHearthError(error) && /past its end/.test(error.message))
+    } finally {
+      await stranger.stop()
+    }
+    // The owner itself cannot put past what its holdings reserve with that provider.
+    const holding = store.context.holdings.find((h) => h.offer.provider.toLowerCase() === place.provider.toLowerCase() && h.failedAtMs === undefined)!
+    const reserved = store.context.holdings.filter((h) => h.offer.provider.toLowerCase() === place.provider.toLowerCase() && h.failedAtMs === undefined).reduce((sum, h) => sum + h.bytes, 0)
+    const shardBytes = 1024 * 1024
+    const tooBig = pieceSink(devnet.requestor.host, offerTarget(holding.offer), { pieceId: `${'cd'.repeat(16)}-1`, shardBytes, stripes: Math.ceil(reserved / shardBytes) + 1 })
+    await assert.rejects(tooBig.write(new Uint8Array(shardBytes)).then(() => tooBig.end()), (error) => isHearthError(error) && /does not fit your holdings/.test(error.message))
+    // A put that sends fewer bytes than it announced keeps nothing.
+    const short = pieceSink(devnet.requestor.host, offerTarget(holding.offer), { pieceId: `${'ef'.repeat(16)}-2`, shardBytes: 1024, stripes: 3 })
+    await short.write(new Uint8Array(1024))
+    await assert.rejects(short.end(), (error) => isHearthError(error) && /1 shards of the 3 agreed/.test(error.message))
+    const after = await statPieces(devnet.requestor.host, offerTarget(holding.offer), [`${'ef'.repeat(16)}-2`])
+    assert.equal(after.pieces[0]!.held, false)
   })
 
   it('removes an object and its pieces from the providers', async () => {

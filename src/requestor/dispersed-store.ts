@@ -52,6 +52,8 @@ export interface StorageContext {
   holdings: Holding[]
   /** Bytes being put per provider, counted against its holdings until the manifest lists them. */
   incoming: Map<string, number>
+  /** Providers lost to failed audits (lower-case): they get no more pieces. */
+  lost: Set<string>
   /** A holding with room for `bytes` on the provider of `offer`, rented when there is none. */
   roomOn(offer: SignedOffer, bytes: number): Promise<Holding>
   /** Bytes this node's pieces take on `provider` (by the manifest). */
@@ -153,6 +155,8 @@ export function createDispersedStore(init: DispersedStoreInit): DispersedStore {
   const spoolDir = join(dirname(init.manifestPath), 'spool')
   const manifestId = manifestPieceId(init.key)
   const holdingsPath = join(dirname(init.manifestPath), 'holdings.json')
+  /** Saves of the holdings, one after another. */
+  let savingHoldings: Promise<void> = Promise.resolve()
 
   function commit(next: Manifest): Promise<void> {
     manifest = next
@@ -167,11 +171,11 @@ export function createDispersedStore(init: DispersedStoreInit): DispersedStore {
   }
 
   const context: StorageContext = {
-    init, code, manifest: () => manifest, commit, holdings, incoming,
+    init, code, manifest: () => manifest, commit, holdings, incoming, lost: new Set(),
     sourceFor: (entry, piece) => sourceFor(init, holdings, entry, piece),
     roomOn: (offer, bytes) => roomOn(context, terms, offer, bytes),
     usedOn: (provider) => usedOn(context, provider),
-    saveHoldings: () => saveHoldings(holdingsPath, holdings).catch((error: unknown) => init.log?.(`storage: the holdings could not be saved: ${toHearthError(error).shortMessage}`)),
+    saveHoldings: () => (savingHoldings = savingHoldings.then(() => saveHoldings(holdingsPath, holdings)).catch((error: unknown) => init.log?.(`storage: the holdings could not be saved: ${toHearthError(error).shortMessage}`))),
   }
 
   function requireBucket(bucket: string): void {
@@ -417,7 +421,7 @@ export async function repairEntry(context: StorageContext, entry: ManifestEntry)
   const n = layout.k + layout.m
   const lost = Array.from({ length: n }, (_, piece) => piece).filter((piece) => !entry.placements.some((p) => p.piece === piece))
   if (lost.length === 0) return 0
-  const avoid = new Set(entry.placements.map((p) => p.provider.toLowerCase()))
+  const avoid = new Set([...context.lost, ...entry.placements.map((p) => p.provider.toLowerCase())])
   for (const holding of context.holdings) if (holding.failedAtMs !== undefined) avoid.add(holding.offer.provider.toLowerCase())
   const placedByRegion = new Map<string, number>()
   for (const place of entry.placements) placedByRegion.set(place.region ?? '', (placedByRegion.get(place.region ?? '') ?? 0) + 1)
@@ -446,7 +450,10 @@ export async function repairEntry(context: StorageContext, entry: ManifestEntry)
   if (current === undefined || current.layout.fileId !== layout.fileId) return 0
   const placed = rebuilding.flatMap((piece, i) => {
     const { offer, holding } = targets[i]!
-    if (sinks[i]!.failure() !== undefined || sinks[i]!.root() !== layout.pieces[piece]!.root) return []
+    if (sinks[i]!.failure() !== undefined || sinks[i]!.root() !== layout.pieces[piece]!.root) {
+      context.init.log?.(`storage: provider ${offer.payload.provider} did not take rebuilt piece ${piece} of ${layout.fileId}: ${sinks[i]!.failure()?.message ?? 'it kept a piece whose root differs'}`)
+      return []
+    }
     return [{ piece, provider: offer.payload.provider, agreementId: holding.agreement.id, ...(holding.region === undefined ? {} : { region: holding.region }) }]
   })
   await context.commit(withEntry(context.manifest(), { ...current, placements: [...current.placements.filter((p) => !rebuilding.includes(p.piece)), ...placed] }))

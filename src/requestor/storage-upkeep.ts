@@ -66,6 +66,7 @@ const isWrong = (reason: string | undefined): boolean => reason !== undefined &&
 async function lose(context: StorageContext, provider: string, why: string): Promise<void> {
   const { init } = context
   const p = provider.toLowerCase()
+  context.lost.add(p)
   init.log?.(`storage: provider ${provider} is lost (${why}); its pieces are rebuilt elsewhere`)
   const nowMs = Date.now()
   const lost = context.holdings.filter((h) => h.offer.provider.toLowerCase() === p)
