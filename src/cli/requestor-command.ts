@@ -110,7 +110,9 @@ export async function runRequestorStart(flags: StartFlags, io: CommandIo, stopSi
       log(`service ${status.name} taken up again: ${status.replicas.filter((r) => r.state === 'serving').length} of ${status.replicas.length} replicas still serving`)
     }
     await serveServiceRoutes(host, services)
-    const storage = await startNodeStorage({ host, identity, store: node.store, accounts: requestor.accounts, blobs: requestor.blobs, offerBook: requestor.offerBook }, dataDir, log, { code: flags.storageCode, upkeep: { auditEveryMs: flags.auditEvery * 1000 } })
+    const { createReputationBook } = await import('../requestor/reputation.ts')
+    // Audits count in the same record of providers as results do (the node's database).
+    const storage = await startNodeStorage({ host, identity, store: node.store, accounts: requestor.accounts, blobs: requestor.blobs, offerBook: requestor.offerBook, reputation: createReputationBook(node.store) }, dataDir, log, { code: flags.storageCode, upkeep: { auditEveryMs: flags.auditEvery * 1000 } })
     stops.push(() => storage.stop())
     const gateway = await startGateway(flags, services, log)
     if (gateway !== undefined) stops.push(() => gateway.gateway.close())

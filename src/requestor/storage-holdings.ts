@@ -68,13 +68,15 @@ export function storageOffers(offerBook: OfferBook, where: StorageWhere = {}): S
 }
 
 /** Agreement terms besides price, as for a replica: one "task" per escrow step, notes often enough to hear of the work. */
-function holdingTasks(terms: HoldingTerms): { maxTasks: number; taskTimeoutMs: number; escrowAhead: true; debitNoteIntervalSec: number } {
+function holdingTasks(terms: HoldingTerms): { maxTasks: number; taskTimeoutMs: number; escrowAhead: true; debitNoteIntervalSec: number; paymentTimeoutSec: number } {
   const aheadSec = Math.min(terms.agreementSec, terms.escrowAheadSec, 3600)
   return {
     maxTasks: Math.ceil(terms.agreementSec / aheadSec) + 4,
     taskTimeoutMs: aheadSec * 1000,
     escrowAhead: true,
     debitNoteIntervalSec: Math.min(60, Math.max(5, Math.floor(aheadSec / 6))),
+    // The longest providers wait by default: the owner's node may be away this long before its holdings end.
+    paymentTimeoutSec: 600,
   }
 }
 
