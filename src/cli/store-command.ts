@@ -118,6 +118,11 @@ export function registerStoreCommand(program: Command, io: CommandIo): void {
       print(flags, answer, `S3 endpoint ${answer.url} (region ${answer.region}, path-style)\naccess key ${answer.accessKeyId}\nsecret key ${answer.secretAccessKey}\n`)
     })
 
+  common(store.command('repair').description('audit every piece now and rebuild what is missing (the node also does so every --audit-every)')).action(async (flags: Common) => {
+    const answer = (await call(flags, 'store-repair', {}, longCallMs)) as { audited: number; failed: number; lost: string[]; rebuilt: number }
+    print(flags, answer, `audited ${answer.audited} pieces: ${answer.failed} failed${answer.lost.length === 0 ? '' : `, providers lost: ${answer.lost.join(', ')}`}; rebuilt ${answer.rebuilt} pieces\n`)
+  })
+
   common(store.command('restore').description('find the manifest in the network by the storage key alone (on a new machine, after key import)')).action(async (flags: Common) => {
     const answer = (await call(flags, 'store-restore', {}, 5 * 60_000)) as { objects: number }
     print(flags, answer, `the manifest lists ${answer.objects} objects\n`)

@@ -164,14 +164,8 @@ export function createStorageService(init: StorageServiceInit): StorageService {
     if (piece === undefined) throw new HearthError('HEARTH_ERR_STORAGE_NOT_FOUND', `this provider holds no piece ${pieceId}`, { hint: 'read it from another provider of the file' })
     if (fromStripe >= piece.stripes) throw new HearthError('HEARTH_ERR_API_MISUSE', `piece ${pieceId} has ${piece.stripes} stripes; stripe ${fromStripe} is past its end`)
     const take = Math.max(1, Math.min(count, piece.stripes - fromStripe, Math.floor(maxReadBytes / piece.shardBytes)))
-    const body = new Uint8Array(take * piece.shardBytes)
-    const proofs: string[][] = []
-    for (let i = 0; i < take; i++) {
-      const { shard, proof } = await store().read(pieceId, fromStripe + i)
-      body.set(shard, i * piece.shardBytes)
-      proofs.push(proof.map((hash) => Buffer.from(hash).toString('hex')))
-    }
-    return { header: { shardBytes: piece.shardBytes, stripes: piece.stripes, proofs }, body }
+    const { shards, proofs } = await store().readRange(pieceId, fromStripe, take)
+    return { header: { shardBytes: piece.shardBytes, stripes: piece.stripes, proofs: proofs.map((proof) => proof.map((hash) => Buffer.from(hash).toString('hex'))) }, body: shards }
   }
 
   /** Removes the pieces of owners whose last holding ended longer than the grace ago. */

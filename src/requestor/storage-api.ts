@@ -18,7 +18,7 @@ import type { DispersedStore } from './dispersed-store.ts'
 import { pieceIdOf } from './dispersed-store.ts'
 import type { StorageUpkeep } from './storage-upkeep.ts'
 
-export const storageCommands = ['store-put', 'store-get', 'store-ls', 'store-rm', 'store-status', 'store-s3', 'store-restore'] as const
+export const storageCommands = ['store-put', 'store-get', 'store-ls', 'store-rm', 'store-status', 'store-s3', 'store-restore', 'store-repair'] as const
 export type StorageCommand = (typeof storageCommands)[number]
 
 const absolutePath = z.string().refine((path) => isAbsolute(path), 'expected an absolute path')
@@ -31,6 +31,7 @@ const bodies = {
   'store-rm': z.strictObject({ bucket, key: key.optional() }),
   'store-status': z.strictObject({ bucket: bucket.optional(), key: key.optional() }),
   'store-restore': z.strictObject({}),
+  'store-repair': z.strictObject({}),
   'store-s3': z.strictObject({ host: z.string().max(255).optional(), port: z.number().int().min(0).max(65535).optional() }),
 }
 
@@ -133,6 +134,13 @@ export function createStorageApi(init: StorageApiInit): StorageApi {
       case 'store-restore':
         parseBody(command, body)
         return { objects: await store.restore() }
+      case 'store-repair': {
+        // One upkeep round now, instead of at its next turn: holdings, an audit of every piece, repair.
+        parseBody(command, body)
+        await init.upkeep.keepHoldings()
+        const audit = await init.upkeep.audit()
+        return { ...audit, rebuilt: await init.upkeep.repair() }
+      }
       case 'store-s3': {
         const request = parseBody(command, body)
         const credentials = await s3Credentials(init.dataDir)

@@ -79,25 +79,50 @@ export function pieceSink(host: Host, target: PeerTarget, open: { pieceId: strin
   }
 }
 
-/** A source that reads piece `pieceId` from the provider at `target`, `batchBytes` of shards per request. */
+interface Batch {
+  from: number
+  shardBytes: number
+  stripes: number
+  body: Uint8Array
+  proofs: string[][]
+}
+
+/**
+ * A source that reads piece `pieceId` from the provider at `target`, `batchBytes` of shards per request, the next
+ * batch asked for while the current one is read (a file is read stripe after stripe).
+ */
 export function pieceSource(host: Host, target: PeerTarget, pieceId: string, options: { batchBytes?: number; timeoutMs?: number } = {}): PieceSource {
   const batchBytes = Math.min(options.batchBytes ?? 2 * 1024 * 1024, maxReadBytes)
-  let cached: { from: number; shardBytes: number; body: Uint8Array; proofs: string[][] } | undefined
+  let cached: Batch | undefined
+  let ahead: { from: number; batch: Promise<Batch> } | undefined
+  const fetchBatch = async (from: number, count: number): Promise<Batch> => {
+    const answer = await host.requestBlob(target, pieceReadProtocol, { pieceId, fromStripe: from, count }, { timeoutMs: options.timeoutMs ?? 60_000 })
+    const { shardBytes, stripes, proofs } = answer.header
+    if (answer.body.length !== shardBytes * proofs.length || proofs.length === 0) {
+      throw new HearthError('HEARTH_ERR_STORAGE_CORRUPT', `the provider's answer for piece ${pieceId} holds ${answer.body.length} bytes for ${proofs.length} shards of ${shardBytes}`)
+    }
+    return { from, shardBytes, stripes, body: answer.body, proofs }
+  }
   return {
     async read(stripe) {
       if (cached === undefined || stripe < cached.from || stripe >= cached.from + cached.proofs.length) {
         const count = cached === undefined ? 1 : Math.max(1, Math.floor(batchBytes / cached.shardBytes))
-        const answer = await host.requestBlob(target, pieceReadProtocol, { pieceId, fromStripe: stripe, count }, { timeoutMs: options.timeoutMs ?? 60_000 })
-        const { shardBytes, proofs } = answer.header
-        if (answer.body.length !== shardBytes * proofs.length || proofs.length === 0) {
-          throw new HearthError('HEARTH_ERR_STORAGE_CORRUPT', `the provider's answer for piece ${pieceId} holds ${answer.body.length} bytes for ${proofs.length} shards of ${shardBytes}`)
-        }
-        cached = { from: stripe, shardBytes, body: answer.body, proofs }
+        const pending = ahead?.from === stripe ? ahead.batch : fetchBatch(stripe, count)
+        ahead = undefined
+        cached = await pending
       }
-      const at = stripe - cached.from
+      const batch = cached
+      const end = batch.from + batch.proofs.length
+      // Halfway through a batch that the next stripe after it exists for: the next batch is asked for now.
+      if (ahead === undefined && batch.proofs.length > 1 && stripe >= batch.from + (batch.proofs.length >> 1) && end < batch.stripes) {
+        const next = fetchBatch(end, Math.max(1, Math.floor(batchBytes / batch.shardBytes)))
+        next.catch(() => undefined)
+        ahead = { from: end, batch: next }
+      }
+      const at = stripe - batch.from
       return {
-        shard: cached.body.subarray(at * cached.shardBytes, (at + 1) * cached.shardBytes),
-        proof: cached.proofs[at]!.map((hash) => new Uint8Array(Buffer.from(hash, 'hex'))),
+        shard: batch.body.subarray(at * batch.shardBytes, (at + 1) * batch.shardBytes),
+        proof: batch.proofs[at]!.map((hash) => new Uint8Array(Buffer.from(hash, 'hex'))),
       }
     },
   }

@@ -120,13 +120,26 @@ async function goodShards(layout: FileLayout, sources: readonly (PieceSource | u
   const n = layout.k + layout.m
   const shards: (Uint8Array | undefined)[] = new Array(n).fill(undefined)
   let found = 0
-  for (let piece = 0; piece < n && found < layout.k; piece++) {
-    const shard = await checkedShard(layout, sources[piece], piece, stripe)
-    if (shard === undefined && sources[piece] !== undefined) onBadShard?.(piece, stripe)
-    if (shard !== undefined) {
-      shards[piece] = shard
-      found++
+  const tryPieces = async (pieces: number[]): Promise<void> => {
+    // Read at once from different providers; each answer checked on its own.
+    const got = await Promise.all(pieces.map((piece) => checkedShard(layout, sources[piece], piece, stripe)))
+    for (const [i, shard] of got.entries()) {
+      const piece = pieces[i]!
+      if (shard === undefined && sources[piece] !== undefined) onBadShard?.(piece, stripe)
+      if (shard !== undefined) {
+        shards[piece] = shard
+        found++
+      }
     }
+  }
+  // The first k pieces that have a source (data pieces first: an intact file needs no decoding), then as many of
+  // the rest as are still missing, until k are good or none are left.
+  const order = Array.from({ length: n }, (_, piece) => piece).filter((piece) => sources[piece] !== undefined)
+  let next = 0
+  while (found < layout.k && next < order.length) {
+    const batch = order.slice(next, next + layout.k - found)
+    next += batch.length
+    await tryPieces(batch)
   }
   if (found < layout.k) {
     throw new HearthError('HEARTH_ERR_STORAGE_CORRUPT', `stripe ${stripe} of the file has ${found} good pieces of the ${layout.k} needed`, {

@@ -42,6 +42,8 @@ export interface PieceStore {
   create(id: string, shape: PieceShape, options?: CreateOptions): Promise<PieceWriter>
   /** Shard `stripe` of piece `id` with its proof. */
   read(id: string, stripe: number): Promise<{ shard: Uint8Array; proof: Uint8Array[] }>
+  /** Shards `from` to `from + count - 1` of piece `id` (within it), read at once, with their proofs. */
+  readRange(id: string, from: number, count: number): Promise<{ shards: Uint8Array; proofs: Uint8Array[][] }>
   has(id: string): boolean
   /** A whole piece's shape and owner. */
   get(id: string): HeldPiece | undefined
@@ -65,6 +67,24 @@ function checkId(id: string): void {
 }
 
 const sizeOf = (shape: PieceShape): number => shape.shardBytes * shape.stripes
+
+/** Shards `from` to `from + count - 1` of piece `id`, read at once, with their proofs. */
+async function readShards(dir: string, held: ReadonlyMap<string, Held>, id: string, from: number, count: number): Promise<{ shards: Uint8Array; proofs: Uint8Array[][] }> {
+  checkId(id)
+  const piece = held.get(id)
+  if (piece?.root === undefined) throw new HearthError('HEARTH_ERR_API_MISUSE', `this provider holds no piece ${id}`)
+  if (!Number.isInteger(from) || !Number.isInteger(count) || from < 0 || count < 1 || from + count > piece.stripes) {
+    throw new HearthError('HEARTH_ERR_API_MISUSE', `piece ${id} has no stripes ${from} to ${from + count - 1} (it has ${piece.stripes})`)
+  }
+  const handle = await open(join(dir, `${id}.piece`), 'r')
+  try {
+    const shards = new Uint8Array(count * piece.shardBytes)
+    await handle.read(shards, 0, shards.length, from * piece.shardBytes)
+    return { shards, proofs: Array.from({ length: count }, (_, i) => merkleProof(piece.levels!, from + i)) }
+  } finally {
+    await handle.close()
+  }
+}
 
 /** Opens the store in `dir` (made if missing): pieces finished before are held again; unfinished ones are dropped. */
 export async function openPieceStore(init: { dir: string; maxBytes: number }): Promise<PieceStore> {
@@ -149,19 +169,13 @@ export async function openPieceStore(init: { dir: string; maxBytes: number }): P
     },
 
     async read(id, stripe) {
-      checkId(id)
       const piece = held.get(id)
-      if (piece?.root === undefined) throw new HearthError('HEARTH_ERR_API_MISUSE', `this provider holds no piece ${id}`)
-      if (!Number.isInteger(stripe) || stripe < 0 || stripe >= piece.stripes) throw new HearthError('HEARTH_ERR_API_MISUSE', `piece ${id} has no stripe ${stripe} (it has ${piece.stripes})`)
-      const handle = await open(join(dir, `${id}.piece`), 'r')
-      try {
-        const shard = new Uint8Array(piece.shardBytes)
-        await handle.read(shard, 0, piece.shardBytes, stripe * piece.shardBytes)
-        return { shard, proof: merkleProof(piece.levels!, stripe) }
-      } finally {
-        await handle.close()
-      }
+      if (piece?.root !== undefined && (!Number.isInteger(stripe) || stripe < 0 || stripe >= piece.stripes)) throw new HearthError('HEARTH_ERR_API_MISUSE', `piece ${id} has no stripe ${stripe} (it has ${piece.stripes})`)
+      const { shards, proofs } = await readShards(dir, held, id, stripe, 1)
+      return { shard: shards, proof: proofs[0]! }
     },
+
+    readRange: (id, from, count) => readShards(dir, held, id, from, count),
 
     has: (id) => held.get(id)?.root !== undefined,
     get(id) {
