@@ -68,7 +68,7 @@ export const lazyCommands: ReadonlyArray<{ commands: readonly LazyCommand[]; loa
     load: async () => (await import('./service-command.ts')).registerServiceCommand,
   },
   {
-    commands: [{ name: 'store', term: 'store', description: 'store files encrypted and dispersed over providers (and serve them to S3 clients) through a running requestor node' }],
+    commands: [{ name: 'store', term: 'store', description: 'store files encrypted and dispersed over providers, through a running requestor node' }],
     load: async () => (await import('./store-command.ts')).registerStoreCommand,
   },
   {

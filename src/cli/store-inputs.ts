@@ -29,9 +29,16 @@ function parseRef(ref: string): { bucket: string; key: string } {
 
 /** Reads the objects a job file names by `store://` through the node at `storeNode`; the job file itself when none. */
 export async function resolveStoreInputs(jobFile: string, storeNode: string): Promise<ResolvedJobFile> {
-  const text = await readFile(jobFile, 'utf8')
-  if (!text.includes(scheme)) return { jobFile, objects: 0, cleanup: () => Promise.resolve() }
-  const job = JSON.parse(text) as Record<string, unknown>
+  const unchanged: ResolvedJobFile = { jobFile, objects: 0, cleanup: () => Promise.resolve() }
+  // A file that cannot be read or is not JSON is left to the job file's own checks, which say what is wrong with it.
+  const text = await readFile(jobFile, 'utf8').catch(() => undefined)
+  if (text === undefined || !text.includes(scheme)) return unchanged
+  let job: Record<string, unknown>
+  try {
+    job = JSON.parse(text) as Record<string, unknown>
+  } catch {
+    return unchanged
+  }
   const { callRequestorApi } = await import('../requestor/requestor-api.ts')
   const folder = await mkdtemp(join(dirname(resolve(jobFile)), '.hearth-store-inputs-'))
   let objects = 0
