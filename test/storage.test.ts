@@ -77,7 +77,7 @@ describe('dispersed storage on providers in three regions', { timeout: 600_000 }
 
   after(async () => {
     upkeep?.stop()
-    await store?.close({ settle: false })
+    await store?.close({ settle: false }).catch(() => undefined)
     await devnet?.stop()
     await rm(dir, { recursive: true, force: true })
   })
@@ -227,5 +227,26 @@ describe('dispersed storage on providers in three regions', { timeout: 600_000 }
       const path = join(providerDir(place.provider), `${pieceIdOf(entry.layout, place.piece)}.piece`)
       await assert.rejects(stat(path))
     }
+  })
+
+  it('settles every storage agreement by time: each provider claimed on chain what the owner\'s last voucher says, and its balance grew by that', async () => {
+    const live = store.context.holdings.filter((h) => h.failedAtMs === undefined)
+    assert.ok(live.length >= 3)
+    const providers = [...new Set(live.map((h) => h.offer.provider.toLowerCase()))]
+    const before = new Map(await Promise.all(providers.map(async (p) => [p, await devnet.balanceOf(p as Hex)] as const)))
+    await store.close({ settle: true })
+    assert.equal(store.context.holdings.length, 0)
+    const claimedBy = new Map<string, bigint>()
+    for (const holding of live) {
+      const escrow = await getEscrow(devnet.requestor.payment, { requestorAddress: devnet.requestor.payment.client.address, agreementId: holding.agreement.id as Hex })
+      const voucher = devnet.requestor.store.vouchers.latest(holding.agreement.id)
+      assert.ok(escrow !== undefined && voucher !== undefined && voucher.cumulativeWei > 0n, `agreement ${holding.agreement.id} was paid by voucher`)
+      // Paid by time: what the provider claimed is the owner's final voucher, within what the escrow held.
+      assert.equal(escrow.claimedWei, voucher.cumulativeWei)
+      assert.ok(escrow.claimedWei <= escrow.depositedWei)
+      const provider = holding.offer.provider.toLowerCase()
+      claimedBy.set(provider, (claimedBy.get(provider) ?? 0n) + escrow.claimedWei)
+    }
+    for (const provider of providers) assert.equal((await devnet.balanceOf(provider as Hex)) - before.get(provider)!, claimedBy.get(provider), `provider ${provider}'s balance grew by its claims`)
   })
 })

@@ -32,6 +32,7 @@ interface StartFlags extends GatewayFlags {
   gatewayRegion: string
   storageCode: { k: number; m: number }
   auditEvery: number
+  repairAt?: number
 }
 
 /** `4+2`: k data pieces and m parity pieces, within what the erasure code supports. */
@@ -87,6 +88,11 @@ export async function runRequestorStart(flags: StartFlags, io: CommandIo, stopSi
     import('../requestor/service-routes.ts'),
     import('../requestor/node-storage.ts'),
   ])
+  if (flags.repairAt !== undefined && (flags.repairAt < flags.storageCode.k || flags.repairAt >= flags.storageCode.k + flags.storageCode.m)) {
+    throw new HearthError('HEARTH_ERR_CLI_ARGUMENT_INVALID', `--repair-at ${flags.repairAt} is outside ${flags.storageCode.k} to ${flags.storageCode.k + flags.storageCode.m - 1}`, {
+      hint: 'repair must start while at least k pieces are left (below k the file is lost) and before all n are',
+    })
+  }
   await ensureSoleRequestor(dataDir)
   const network = (await joinedNetwork({ ...flags, dataDir }))!
   const node = await startRequestorNode(network)
@@ -112,7 +118,7 @@ export async function runRequestorStart(flags: StartFlags, io: CommandIo, stopSi
     await serveServiceRoutes(host, services)
     const { createReputationBook } = await import('../requestor/reputation.ts')
     // Audits count in the same record of providers as results do (the node's database).
-    const storage = await startNodeStorage({ host, identity, store: node.store, accounts: requestor.accounts, blobs: requestor.blobs, offerBook: requestor.offerBook, reputation: createReputationBook(node.store) }, dataDir, log, { code: flags.storageCode, upkeep: { auditEveryMs: flags.auditEvery * 1000 } })
+    const storage = await startNodeStorage({ host, identity, store: node.store, accounts: requestor.accounts, blobs: requestor.blobs, offerBook: requestor.offerBook, reputation: createReputationBook(node.store) }, dataDir, log, { code: flags.storageCode, upkeep: { auditEveryMs: flags.auditEvery * 1000, ...(flags.repairAt === undefined ? {} : { repairAt: flags.repairAt }) } })
     stops.push(() => storage.stop())
     const gateway = await startGateway(flags, services, log)
     if (gateway !== undefined) stops.push(() => gateway.gateway.close())
@@ -175,6 +181,7 @@ export function registerRequestorCommand(program: Command, io: CommandIo, option
     .option('--tls-key <file>', 'PEM private key of the certificate')
     .option('--storage-code <k+m>', 'stored files: k data pieces, m parity pieces (any k give a file back; a region may hold m)', storageCode, { k: 4, m: 2 })
     .option('--audit-every <sec>', 'how often each stored piece is audited, seconds', positiveInt('--audit-every', 86_400), 600)
+    .option('--repair-at <pieces>', 'rebuild a file\'s missing pieces once it has this many or fewer left (default: k + m - 1, at the first loss)', positiveInt('--repair-at', 30))
     .action(async (flags: StartFlags) => {
       await runRequestorStart({ ...flags, region: flags.gatewayRegion }, io, options.stopSignal)
     })
