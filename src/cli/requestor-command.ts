@@ -10,6 +10,7 @@
  */
 import { join, resolve } from 'node:path'
 import { InvalidArgumentError, type Command } from 'commander'
+import { parseEther } from 'viem'
 import { HearthError } from '../errors.ts'
 import type { Gateway, GatewayRoutes } from '../requestor/gateway.ts'
 import type { Services } from '../requestor/services.ts'
@@ -33,6 +34,14 @@ interface StartFlags extends GatewayFlags {
   storageCode: { k: number; m: number }
   auditEvery: number
   repairAt?: number
+  storageRegions?: string[]
+  storageMaxPrice?: string
+}
+
+/** `--storage-max-price`: HTT per GiB-hour, in wei. */
+function storagePrice(value: string): bigint {
+  if (!/^\d+(\.\d{1,18})?$/.test(value)) throw new HearthError('HEARTH_ERR_CLI_ARGUMENT_INVALID', `--storage-max-price ${value} is not an amount of HTT like 0.0001`)
+  return parseEther(value)
 }
 
 /** `4+2`: k data pieces and m parity pieces, within what the erasure code supports. */
@@ -118,7 +127,12 @@ export async function runRequestorStart(flags: StartFlags, io: CommandIo, stopSi
     await serveServiceRoutes(host, services)
     const { createReputationBook } = await import('../requestor/reputation.ts')
     // Audits count in the same record of providers as results do (the node's database).
-    const storage = await startNodeStorage({ host, identity, store: node.store, accounts: requestor.accounts, blobs: requestor.blobs, offerBook: requestor.offerBook, reputation: createReputationBook(node.store) }, dataDir, log, { code: flags.storageCode, upkeep: { auditEveryMs: flags.auditEvery * 1000, ...(flags.repairAt === undefined ? {} : { repairAt: flags.repairAt }) } })
+    const storage = await startNodeStorage({ host, identity, store: node.store, accounts: requestor.accounts, blobs: requestor.blobs, offerBook: requestor.offerBook, reputation: createReputationBook(node.store) }, dataDir, log, {
+      code: flags.storageCode,
+      ...(flags.storageRegions === undefined ? {} : { regions: flags.storageRegions }),
+      ...(flags.storageMaxPrice === undefined ? {} : { maxPerGibHourWei: storagePrice(flags.storageMaxPrice) }),
+      upkeep: { auditEveryMs: flags.auditEvery * 1000, ...(flags.repairAt === undefined ? {} : { repairAt: flags.repairAt }) },
+    })
     stops.push(() => storage.stop())
     const gateway = await startGateway(flags, services, log)
     if (gateway !== undefined) stops.push(() => gateway.gateway.close())
@@ -181,6 +195,8 @@ export function registerRequestorCommand(program: Command, io: CommandIo, option
     .option('--tls-key <file>', 'PEM private key of the certificate')
     .option('--storage-code <k+m>', 'stored files: k data pieces, m parity pieces (any k give a file back; a region may hold m)', storageCode, { k: 4, m: 2 })
     .option('--audit-every <sec>', 'how often each stored piece is audited, seconds', positiveInt('--audit-every', 86_400), 600)
+    .option('--storage-regions <regions...>', 'regions pieces may go to (default: any; a region holds at most m pieces of a file)')
+    .option('--storage-max-price <htt>', 'the most a storage provider may ask, HTT per GiB-hour')
     .option('--repair-at <pieces>', 'rebuild a file\'s missing pieces once it has this many or fewer left (default: k + m - 1, at the first loss)', positiveInt('--repair-at', 30))
     .action(async (flags: StartFlags) => {
       await runRequestorStart({ ...flags, region: flags.gatewayRegion }, io, options.stopSignal)

@@ -36,6 +36,8 @@ export interface DispersedStoreInit extends ReplicaDeps {
   code?: ErasureParams
   /** Regions pieces may go to (all by default). */
   regions?: string[]
+  /** The most a provider may ask per GiB-hour (none by default). */
+  maxPerGibHourWei?: bigint
   holdingTerms?: Partial<HoldingTerms>
   /** Audits count for and against providers here; excluded providers get no pieces. */
   reputation?: ReputationBook
@@ -319,7 +321,7 @@ async function disperse(context: StorageContext, body: AsyncIterable<Uint8Array>
   const bytesEach = shardBytes * stripes
   const excluded = new Set(holdings.filter((h) => h.failedAtMs !== undefined).map((h) => h.offer.provider.toLowerCase()))
   for (const provider of init.reputation?.list().filter((r) => r.excluded).map((r) => r.provider.toLowerCase()) ?? []) excluded.add(provider)
-  const choice = choosePlacements(init.offerBook, { count: n, perRegion: code.m, avoid: excluded, minBytes: bytesEach, ...(init.regions === undefined ? {} : { regions: init.regions }) })
+  const choice = choosePlacements(init.offerBook, { count: n, perRegion: code.m, avoid: excluded, minBytes: bytesEach, ...placementLimits(init) })
   if (!choice.spread) init.log?.(`storage: too few regions to keep one region's loss within the ${code.m} pieces the code survives`)
   const rented = await Promise.allSettled(choice.offers.map((offer) => context.roomOn(offer, bytesEach)))
   const sinks = choice.offers.map((offer, i) => {
@@ -373,6 +375,11 @@ async function dropPieces(init: DispersedStoreInit, entry: ManifestEntry): Promi
   }))
 }
 
+
+/** The owner's limits on where pieces go: regions and a price cap. */
+function placementLimits(init: DispersedStoreInit): { regions?: string[]; maxPerGibHourWei?: bigint } {
+  return { ...(init.regions === undefined ? {} : { regions: init.regions }), ...(init.maxPerGibHourWei === undefined ? {} : { maxPerGibHourWei: init.maxPerGibHourWei }) }
+}
 
 /** The whole file, its SHA-256 checked at the end against the manifest's (the last chunk is held back until then). */
 async function* checkedWhole(chunks: AsyncIterable<Uint8Array>, sha256: string): AsyncGenerator<Uint8Array> {
@@ -429,7 +436,7 @@ export async function repairEntry(context: StorageContext, entry: ManifestEntry)
   // Providers that cannot be reached or refuse are left out, and others asked, a few times over.
   const targets: { offer: SignedOffer; holding: Holding }[] = []
   for (let attempt = 0; attempt < 4 && targets.length < lost.length; attempt++) {
-    const { offers } = choosePlacements(context.init.offerBook, { count: lost.length - targets.length, perRegion: layout.m, placedByRegion, avoid, minBytes: bytes, ...(context.init.regions === undefined ? {} : { regions: context.init.regions }) })
+    const { offers } = choosePlacements(context.init.offerBook, { count: lost.length - targets.length, perRegion: layout.m, placedByRegion, avoid, minBytes: bytes, ...placementLimits(context.init) })
     const rented = await Promise.allSettled(offers.map((offer) => context.roomOn(offer, bytes)))
     for (const [i, outcome] of rented.entries()) {
       const offer = offers[i]!

@@ -17,11 +17,15 @@ export interface NodeStorage {
   stop(): Promise<void>
 }
 
-export async function startNodeStorage(deps: ReplicaDeps & { reputation?: ReputationBook }, dataDir: string, log: (line: string) => void, options: { code?: ErasureParams; upkeep?: Partial<UpkeepOptions> } = {}): Promise<NodeStorage> {
+export async function startNodeStorage(deps: ReplicaDeps & { reputation?: ReputationBook }, dataDir: string, log: (line: string) => void, options: { code?: ErasureParams; regions?: string[]; maxPerGibHourWei?: bigint; upkeep?: Partial<UpkeepOptions> } = {}): Promise<NodeStorage> {
   const keyPath = join(dataDir, 'storage.key')
   const { key, created } = await loadStorageKey(keyPath, { create: true })
   if (created) log(`made the storage key ${keyPath}. ${storageKeyWarning}`)
-  const store = createDispersedStore({ ...deps, key, manifestPath: join(dataDir, 'storage', 'manifest.sealed'), log, ...(options.code === undefined ? {} : { code: options.code }) })
+  const store = createDispersedStore({ ...deps, key, manifestPath: join(dataDir, 'storage', 'manifest.sealed'), log,
+    ...(options.code === undefined ? {} : { code: options.code }),
+    ...(options.regions === undefined ? {} : { regions: options.regions }),
+    ...(options.maxPerGibHourWei === undefined ? {} : { maxPerGibHourWei: options.maxPerGibHourWei }),
+  })
   await store.open()
   const running = createStorageUpkeep(store.context, options.upkeep)
   running.start()
