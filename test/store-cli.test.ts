@@ -181,6 +181,12 @@ describe('hearth store and its S3 endpoint, each node its own process', { timeou
     await waitForOffers(fresh)
     const restored = await json<{ objects: number }>('store', 'restore', '--data-dir', fresh)
     assert.equal(restored.objects, 3)
+    // This node's wallet is not the one that stored them: adopted, every object is stored again under its own agreements.
+    const adopted = await json<{ objects: number }>('store', 'restore', '--adopt', '--data-dir', fresh)
+    assert.equal(adopted.objects, 3)
+    const mine = await json<{ holdings: { live: boolean }[]; objects: { pieces: unknown[] }[] }>('store', 'status', '--data-dir', fresh)
+    assert.ok(mine.holdings.length >= 3 && mine.holdings.every((h) => h.live), JSON.stringify(mine.holdings))
+    assert.ok(mine.objects.every((o) => o.pieces.length === 3))
     await json('store', 'get', 'media/video/clip.bin', join(dir, 'restored.bin'), '--range', '0-99', '--data-dir', fresh)
     await json('store', 'get', 'backups/2026/file.bin', join(dir, 'restored-file.bin'), '--data-dir', fresh)
     assert.ok((await readFile(join(dir, 'restored-file.bin'))).equals(file))

@@ -123,10 +123,12 @@ export function registerStoreCommand(program: Command, io: CommandIo): void {
     print(flags, answer, `audited ${answer.audited} pieces: ${answer.failed} failed${answer.lost.length === 0 ? '' : `, providers lost: ${answer.lost.join(', ')}`}; rebuilt ${answer.rebuilt} pieces\n`)
   })
 
-  common(store.command('restore').description('find the manifest in the network by the storage key alone (on a new machine, after key import)')).action(async (flags: Common) => {
-    const answer = (await call(flags, 'store-restore', {}, 5 * 60_000)) as { objects: number }
-    print(flags, answer, `the manifest lists ${answer.objects} objects\n`)
-  })
+  common(store.command('restore').description('find the manifest in the network by the storage key alone (on a new machine, after key import)'))
+    .option('--adopt', 'then store every object again under this node\'s agreements (needed when this node\'s wallet key is not the one that stored them)')
+    .action(async (flags: Common & { adopt?: boolean }) => {
+      const answer = (await call(flags, 'store-restore', flags.adopt === true ? { adopt: true } : {}, longCallMs)) as { objects: number }
+      print(flags, answer, `the manifest lists ${answer.objects} objects${flags.adopt === true ? ', each stored again under this node\'s agreements' : ''}\n`)
+    })
 
   const key = store.command('key').description('the storage key: export it to keep a copy, import it on a new machine')
   key.command('export').description('print the storage key (keep it safe: it decrypts everything you stored)').option('--data-dir <dir>', 'the requestor node\'s folder', defaultDataDir)

@@ -18,7 +18,7 @@ import { offerTarget } from './negotiator.ts'
 import { offerRegion } from './service-replicas.ts'
 import { disperseFile, pieceShape, readFile as readDispersed, readRange, repairPieces, type FileLayout, type PieceSink, type PieceSource } from '../storage/dispersal.ts'
 import type { ErasureParams } from '../storage/erasure.ts'
-import { emptyManifest, findEntry, openManifest, sealManifest, withEntry, withoutEntry, type Manifest, type ManifestEntry } from '../storage/manifest.ts'
+import { emptyManifest, findEntry, openManifest, sealManifest, withBucket, withEntry, withoutBucket, withoutEntry, type Manifest, type ManifestEntry } from '../storage/manifest.ts'
 import type { BucketInfo, ObjectInfo, ObjectStore, PutObjectInput } from '../storage/object-store.ts'
 import { newFileId } from '../storage/seal.ts'
 import type { StorageKey } from '../storage/storage-key.ts'
@@ -107,8 +107,13 @@ const utf8Order = (a: string, b: string): number => Buffer.compare(Buffer.from(a
 export interface DispersedStore extends ObjectStore {
   /** Loads the manifest kept here (none: empty). */
   open(): Promise<void>
-  /** Finds the newest manifest in the network by the key alone (a new machine); resolves with the objects it lists. */
-  restore(): Promise<number>
+  /**
+   * Finds the newest manifest in the network by the key alone (a new machine); resolves with the objects it lists.
+   * With `adopt`, every object is then read back and stored again under this node's own agreements: pieces are owned
+   * by the node that put them, and a node with another wallet key cannot pay for or repair the old ones, which their
+   * providers drop once their grace has passed.
+   */
+  restore(options?: { adopt?: boolean }): Promise<number>
   context: StorageContext
   /** Ends every holding and settles its agreement (the pieces stay with providers for their grace). */
   close(options?: { settle?: boolean }): Promise<void>
@@ -192,21 +197,21 @@ export function createDispersedStore(init: DispersedStoreInit): DispersedStore {
       holdings.push(...(await loadHoldings(init, holdingsPath)))
       await rm(spoolDir, { recursive: true, force: true })
     },
-    async restore() {
+    async restore(options = {}) {
       manifest = await findManifest(init, manifestId) ?? manifest
+      if (options.adopt === true) {
+        await commit(manifest)
+        await storeAgain(this, manifest.entries)
+      }
       return manifest.entries.length
     },
     async listBuckets(): Promise<BucketInfo[]> {
       return [...(manifest.buckets ?? [])].sort((a, b) => utf8Order(a.name, b.name))
     },
-    async createBucket(name) {
-      if ((manifest.buckets ?? []).some((b) => b.name === name)) throw new HearthError('HEARTH_ERR_STORAGE_STATE', `bucket ${name} exists already`, { hint: 'pick another name, or use it as it is' })
-      await commit({ ...manifest, buckets: [...(manifest.buckets ?? []), { name, createdAtMs: Date.now() }] })
-    },
+    createBucket: async (name) => commit(withBucket(manifest, name)),
     async deleteBucket(name) {
       requireBucket(name)
-      if (manifest.entries.some((entry) => entry.bucket === name)) throw new HearthError('HEARTH_ERR_STORAGE_STATE', `bucket ${name} is not empty`, { hint: 'remove its objects first' })
-      await commit({ ...manifest, buckets: (manifest.buckets ?? []).filter((b) => b.name !== name) })
+      await commit(withoutBucket(manifest, name))
     },
     hasBucket: (name) => Promise.resolve((manifest.buckets ?? []).some((b) => b.name === name)),
     async putObject(input: PutObjectInput) {
@@ -375,6 +380,19 @@ async function dropPieces(init: DispersedStoreInit, entry: ManifestEntry): Promi
   }))
 }
 
+
+/** Reads each entry back and stores it again (under this node's own agreements), one after another. */
+async function storeAgain(store: ObjectStore, entries: readonly ManifestEntry[]): Promise<void> {
+  for (const entry of [...entries]) {
+    const got = await store.getObject(entry.bucket, entry.key)
+    if (got === undefined) continue
+    await store.putObject({
+      bucket: entry.bucket, key: entry.key, body: got.body, size: entry.layout.plainBytes, etag: () => got.info.etag,
+      ...(entry.contentType === undefined ? {} : { contentType: entry.contentType }),
+      ...(entry.metadata === undefined ? {} : { metadata: entry.metadata }),
+    })
+  }
+}
 
 /** The owner's limits on where pieces go: regions and a price cap. */
 function placementLimits(init: DispersedStoreInit): { regions?: string[]; maxPerGibHourWei?: bigint } {

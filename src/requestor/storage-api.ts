@@ -30,7 +30,7 @@ const bodies = {
   'store-ls': z.strictObject({ bucket: bucket.optional(), prefix: z.string().max(1024).optional() }),
   'store-rm': z.strictObject({ bucket, key: key.optional() }),
   'store-status': z.strictObject({ bucket: bucket.optional(), key: key.optional() }),
-  'store-restore': z.strictObject({}),
+  'store-restore': z.strictObject({ adopt: z.boolean().optional() }),
   'store-repair': z.strictObject({}),
   'store-s3': z.strictObject({ host: z.string().max(255).optional(), port: z.number().int().min(0).max(65535).optional() }),
 }
@@ -131,9 +131,10 @@ export function createStorageApi(init: StorageApiInit): StorageApi {
       }
       case 'store-status':
         return status(init, parseBody(command, body))
-      case 'store-restore':
-        parseBody(command, body)
-        return { objects: await store.restore() }
+      case 'store-restore': {
+        const request = parseBody(command, body)
+        return { objects: await store.restore(request.adopt === true ? { adopt: true } : {}) }
+      }
       case 'store-repair': {
         // One upkeep round now, instead of at its next turn: holdings, an audit of every piece, repair.
         parseBody(command, body)

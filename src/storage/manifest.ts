@@ -99,3 +99,15 @@ export function withEntry(manifest: Manifest, entry: ManifestEntry): Manifest {
 export function withoutEntry(manifest: Manifest, bucket: string, key: string): Manifest {
   return { ...manifest, entries: manifest.entries.filter((e) => e.bucket !== bucket || e.key !== key) }
 }
+
+/** The manifest with a new, empty bucket; HEARTH_ERR_STORAGE_STATE when one of that name exists. */
+export function withBucket(manifest: Manifest, name: string, nowMs = Date.now()): Manifest {
+  if ((manifest.buckets ?? []).some((b) => b.name === name)) throw new HearthError('HEARTH_ERR_STORAGE_STATE', `bucket ${name} exists already`, { hint: 'pick another name, or use it as it is' })
+  return { ...manifest, buckets: [...(manifest.buckets ?? []), { name, createdAtMs: nowMs }] }
+}
+
+/** The manifest without bucket `name`; HEARTH_ERR_STORAGE_STATE while it holds objects. */
+export function withoutBucket(manifest: Manifest, name: string): Manifest {
+  if (manifest.entries.some((entry) => entry.bucket === name)) throw new HearthError('HEARTH_ERR_STORAGE_STATE', `bucket ${name} is not empty`, { hint: 'remove its objects first' })
+  return { ...manifest, buckets: (manifest.buckets ?? []).filter((b) => b.name !== name) }
+}
