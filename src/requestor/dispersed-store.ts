@@ -199,6 +199,7 @@ export function createDispersedStore(init: DispersedStoreInit): DispersedStore {
     },
     async restore(options = {}) {
       manifest = await findManifest(init, manifestId) ?? manifest
+      await coverPlacements(context)
       if (options.adopt === true) {
         await commit(manifest)
         await storeAgain(this, manifest.entries)
@@ -380,6 +381,20 @@ async function dropPieces(init: DispersedStoreInit, entry: ManifestEntry): Promi
   }))
 }
 
+
+/**
+ * Holdings with every provider the manifest places pieces with, as large as those pieces: a node taking up a manifest
+ * (restored on a new machine) pays for the pieces it finds, so their providers keep them.
+ */
+async function coverPlacements(context: StorageContext): Promise<void> {
+  const providers = new Set(context.manifest().entries.flatMap((entry) => entry.placements.map((place) => place.provider.toLowerCase())))
+  for (const provider of providers) {
+    if (context.holdings.some((h) => h.offer.provider.toLowerCase() === provider && h.activity !== undefined && h.failedAtMs === undefined)) continue
+    const offer = context.init.offerBook.list((o) => o.provider.toLowerCase() === provider)[0]
+    if (offer === undefined) continue
+    await context.roomOn(offer, context.usedOn(provider)).catch((error: unknown) => context.init.log?.(`storage: no holding with ${provider} for the pieces it keeps: ${toHearthError(error).shortMessage}`))
+  }
+}
 
 /** Reads each entry back and stores it again (under this node's own agreements), one after another. */
 async function storeAgain(store: ObjectStore, entries: readonly ManifestEntry[]): Promise<void> {
