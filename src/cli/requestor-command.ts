@@ -36,6 +36,7 @@ interface StartFlags extends GatewayFlags {
   repairAt?: number
   storageRegions?: string[]
   storageMaxPrice?: string
+  storageConstraints?: string
 }
 
 /** `--storage-max-price`: HTT per GiB-hour, in wei. */
@@ -131,6 +132,7 @@ export async function runRequestorStart(flags: StartFlags, io: CommandIo, stopSi
       code: flags.storageCode,
       ...(flags.storageRegions === undefined ? {} : { regions: flags.storageRegions }),
       ...(flags.storageMaxPrice === undefined ? {} : { maxPerGibHourWei: storagePrice(flags.storageMaxPrice) }),
+      ...(flags.storageConstraints === undefined ? {} : { constraints: flags.storageConstraints }),
       upkeep: { auditEveryMs: flags.auditEvery * 1000, ...(flags.repairAt === undefined ? {} : { repairAt: flags.repairAt }) },
     })
     stops.push(() => storage.stop())
@@ -197,6 +199,7 @@ export function registerRequestorCommand(program: Command, io: CommandIo, option
     .option('--audit-every <sec>', 'how often each stored piece is audited, seconds', positiveInt('--audit-every', 86_400), 600)
     .option('--storage-regions <regions...>', 'regions pieces may go to (default: any; a region holds at most m pieces of a file)')
     .option('--storage-max-price <htt>', 'the most a storage provider may ask, HTT per GiB-hour')
+    .option('--storage-constraints <filter>', 'a filter over storage offers, e.g. "(golem.node.geo.country_code=DE)"')
     .option('--repair-at <pieces>', 'rebuild a file\'s missing pieces once it has this many or fewer left (default: k + m - 1, at the first loss)', positiveInt('--repair-at', 30))
     .action(async (flags: StartFlags) => {
       await runRequestorStart({ ...flags, region: flags.gatewayRegion }, io, options.stopSignal)

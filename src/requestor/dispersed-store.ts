@@ -13,6 +13,7 @@ import { createReadStream } from 'node:fs'
 import { mkdir, open, readFile, rename, rm, writeFile } from 'node:fs/promises'
 import { dirname, join } from 'node:path'
 import { HearthError, toHearthError } from '../errors.ts'
+import { compileConstraints, type CompiledConstraints } from '../market/constraints/evaluate.ts'
 import type { SignedOffer } from '../market/offer.ts'
 import { offerTarget } from './negotiator.ts'
 import { offerRegion } from './service-replicas.ts'
@@ -38,6 +39,8 @@ export interface DispersedStoreInit extends ReplicaDeps {
   regions?: string[]
   /** The most a provider may ask per GiB-hour (none by default). */
   maxPerGibHourWei?: bigint
+  /** A filter over storage offers in Golem's constraint language, e.g. `(golem.node.geo.country_code=DE)`. */
+  constraints?: string
   holdingTerms?: Partial<HoldingTerms>
   /** Audits count for and against providers here; excluded providers get no pieces. */
   reputation?: ReputationBook
@@ -153,6 +156,7 @@ function sourceFor(init: DispersedStoreInit, holdings: readonly Holding[], entry
 export function createDispersedStore(init: DispersedStoreInit): DispersedStore {
   const code = init.code ?? defaultCode
   const n = code.k + code.m
+  placementLimits(init) // a malformed filter is the owner's error, said at start, not a market without offers later
   const terms: HoldingTerms = { ...defaultHoldingTerms, ...init.holdingTerms }
   let manifest: Manifest = emptyManifest()
   let saving: Promise<void> = Promise.resolve()
@@ -410,8 +414,12 @@ async function storeAgain(store: ObjectStore, entries: readonly ManifestEntry[])
 }
 
 /** The owner's limits on where pieces go: regions and a price cap. */
-function placementLimits(init: DispersedStoreInit): { regions?: string[]; maxPerGibHourWei?: bigint } {
-  return { ...(init.regions === undefined ? {} : { regions: init.regions }), ...(init.maxPerGibHourWei === undefined ? {} : { maxPerGibHourWei: init.maxPerGibHourWei }) }
+function placementLimits(init: DispersedStoreInit): { regions?: string[]; maxPerGibHourWei?: bigint; constraints?: CompiledConstraints } {
+  return {
+    ...(init.regions === undefined ? {} : { regions: init.regions }),
+    ...(init.maxPerGibHourWei === undefined ? {} : { maxPerGibHourWei: init.maxPerGibHourWei }),
+    ...(init.constraints === undefined || init.constraints.trim() === '' ? {} : { constraints: compileConstraints(init.constraints) }),
+  }
 }
 
 /** The whole file, its SHA-256 checked at the end against the manifest's (the last chunk is held back until then). */

@@ -17,7 +17,7 @@ export interface NodeStorage {
   stop(): Promise<void>
 }
 
-export async function startNodeStorage(deps: ReplicaDeps & { reputation?: ReputationBook }, dataDir: string, log: (line: string) => void, options: { code?: ErasureParams; regions?: string[]; maxPerGibHourWei?: bigint; upkeep?: Partial<UpkeepOptions> } = {}): Promise<NodeStorage> {
+export async function startNodeStorage(deps: ReplicaDeps & { reputation?: ReputationBook }, dataDir: string, log: (line: string) => void, options: { code?: ErasureParams; regions?: string[]; maxPerGibHourWei?: bigint; constraints?: string; upkeep?: Partial<UpkeepOptions> } = {}): Promise<NodeStorage> {
   const keyPath = join(dataDir, 'storage.key')
   const { key, created } = await loadStorageKey(keyPath, { create: true })
   if (created) log(`made the storage key ${keyPath}. ${storageKeyWarning}`)
@@ -25,6 +25,7 @@ export async function startNodeStorage(deps: ReplicaDeps & { reputation?: Reputa
     ...(options.code === undefined ? {} : { code: options.code }),
     ...(options.regions === undefined ? {} : { regions: options.regions }),
     ...(options.maxPerGibHourWei === undefined ? {} : { maxPerGibHourWei: options.maxPerGibHourWei }),
+    ...(options.constraints === undefined ? {} : { constraints: options.constraints }),
   })
   await store.open()
   const running = createStorageUpkeep(store.context, options.upkeep)

@@ -12,6 +12,8 @@ import { HearthError } from '../errors.ts'
 import { proposeTerms, type Agreement } from '../market/agreement.ts'
 import type { Offer, SignedOffer } from '../market/offer.ts'
 import type { OfferBook } from '../market/offer-book.ts'
+import type { CompiledConstraints } from '../market/constraints/evaluate.ts'
+import { matchDemandOffer } from '../market/constraints/match.ts'
 import { offerStorageBytes, offerStoragePrice, storageRuntime } from '../market/storage-terms.ts'
 import { terminalStates, type ActivityState } from '../exec/exescript.ts'
 import { attachActivity, createActivity, type ActivityHandle } from './activity-client.ts'
@@ -50,6 +52,8 @@ export interface StorageWhere {
   /** Free disk the offer must lend, in bytes. */
   minBytes?: number
   maxPerGibHourWei?: bigint
+  /** The owner's filter over offers (Golem's constraint language); the offers' own constraints are checked too. */
+  constraints?: CompiledConstraints
 }
 
 /** Offers that lend disk, cheapest first, within `where`. */
@@ -62,7 +66,8 @@ export function storageOffers(offerBook: OfferBook, where: StorageWhere = {}): S
         (where.region === undefined || offerRegion(offer) === where.region) &&
         where.avoid?.has(offer.provider.toLowerCase()) !== true &&
         offerStorageBytes(offer) >= (where.minBytes ?? 0) &&
-        (where.maxPerGibHourWei === undefined || perGibHour <= where.maxPerGibHourWei)
+        (where.maxPerGibHourWei === undefined || perGibHour <= where.maxPerGibHourWei) &&
+        matchDemandOffer({ properties: { 'golem.runtime.name': storageRuntime }, constraints: where.constraints ?? '' }, { properties: offer.properties, constraints: offer.constraints }) === 'yes'
     })
     .sort((a, b) => (price(a.payload) < price(b.payload) ? -1 : price(a.payload) > price(b.payload) ? 1 : 0))
 }

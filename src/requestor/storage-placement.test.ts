@@ -3,6 +3,7 @@ import { test } from 'node:test'
 import { isHearthError } from '../errors.ts'
 import { generateIdentity } from '../identity/node-identity.ts'
 import { createOfferBook } from '../market/offer-book.ts'
+import { compileConstraints } from '../market/constraints/evaluate.ts'
 import { createOffer } from '../market/offer.ts'
 import { storageOfferProperties } from '../market/storage-terms.ts'
 import { choosePlacements } from './storage-placement.ts'
@@ -47,4 +48,15 @@ test('the owner\'s regions and price cap bound the choice; too few offers is a c
   assert.deepEqual(onlyEu.offers.map((o) => regionOf.get(o.payload.provider.toLowerCase())), ['eu', 'eu'])
   // The offer lending 1 MiB is too small for a piece of 2 MiB; with ap capped out, three cannot be found.
   assert.throws(() => choosePlacements(offers, { count: 4, perRegion: 2, avoid: new Set(), minBytes: 2 * 1024 ** 2, maxPerGibHourWei: 10n }), (error) => isHearthError(error, 'HEARTH_ERR_STORAGE_UNAVAILABLE') && /4 storage providers are needed and 3/.test(error.message))
+})
+
+test('the owner\'s constraint filter chooses among storage offers, and an offer\'s own constraints are honoured', async () => {
+  const { offers, regionOf } = await book([{ region: 'eu', price: 1 }, { region: 'us', price: 2 }, { region: 'ap', price: 3 }])
+  const onlyUs = choosePlacements(offers, { count: 1, perRegion: 1, avoid: new Set(), minBytes: 1, constraints: compileConstraints('(hearth.geo.region=us)') })
+  assert.deepEqual(onlyUs.offers.map((o) => regionOf.get(o.payload.provider.toLowerCase())), ['us'])
+  // A provider that takes only demands of another runtime is never chosen for storage.
+  const picky = generateIdentity()
+  offers.add(await createOffer({ identity: picky, multiaddrs: [], properties: { 'golem.runtime.name': ['wasi', 'storage'], 'hearth.geo.region': 'eu', ...storageOfferProperties({ offeredGib: 10, perGibHourWei: '0' }) }, constraints: '(golem.runtime.name=wasi)', pricing: { model: 'per-task', perTaskWei: '1' }, payment, ttlMs: 60_000 }))
+  const all = choosePlacements(offers, { count: 3, perRegion: 1, avoid: new Set(), minBytes: 1 })
+  assert.ok(all.offers.every((o) => o.payload.provider !== picky.address))
 })

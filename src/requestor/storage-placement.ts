@@ -4,6 +4,7 @@
  * few regions for that, pieces are spread as evenly as it allows, and the caller is told.
  */
 import { HearthError } from '../errors.ts'
+import type { CompiledConstraints } from '../market/constraints/evaluate.ts'
 import type { SignedOffer } from '../market/offer.ts'
 import type { OfferBook } from '../market/offer-book.ts'
 import { offerRegion } from './service-replicas.ts'
@@ -23,6 +24,8 @@ export interface PlacementNeed {
   /** Free disk each provider must lend, in bytes. */
   minBytes: number
   maxPerGibHourWei?: bigint
+  /** The owner's filter over offers (see StorageWhere). */
+  constraints?: CompiledConstraints
 }
 
 export interface PlacementChoice {
@@ -33,7 +36,7 @@ export interface PlacementChoice {
 
 /** Chooses `need.count` offers, fewest pieces per region first, cheapest within a region. */
 export function choosePlacements(offerBook: OfferBook, need: PlacementNeed): PlacementChoice {
-  const where: StorageWhere = { avoid: need.avoid, minBytes: need.minBytes, ...(need.maxPerGibHourWei === undefined ? {} : { maxPerGibHourWei: need.maxPerGibHourWei }) }
+  const where: StorageWhere = { avoid: need.avoid, minBytes: need.minBytes, ...(need.maxPerGibHourWei === undefined ? {} : { maxPerGibHourWei: need.maxPerGibHourWei }), ...(need.constraints === undefined ? {} : { constraints: need.constraints }) }
   const byRegion = new Map<string, SignedOffer[]>()
   const seen = new Set<string>()
   for (const offer of storageOffers(offerBook, where)) {
