@@ -186,7 +186,8 @@ async function collectOffers(init: SourcingInit, fits: (offer: Offer) => boolean
  * a ping taken meanwhile would count as distance), then pinged in a few rounds over about half a second; the least
  * of its pings is the distance, since one ping alone also measures whichever machine was busy at that moment. A
  * candidate that fails twice in a row (dial or ping; a ping dials again) is not asked any more: one failure may be
- * a busy moment, and a provider that is not measured ranks last on latency. A provider this node measured for an
+ * a busy moment, and a provider that is not measured ranks last on latency. Those whose pings went unanswered are
+ * asked once more at the end with a longer deadline, since the busy machine may have been this one. A provider this node measured for an
  * earlier job less than latencyFreshMs ago, and is still connected to, keeps that measurement: jobs in a row do not
  * spend half a second each measuring the same providers again.
  */
@@ -218,8 +219,10 @@ async function measure(sourcing: Sourcing, all: readonly SignedOffer[]): Promise
       failed(key, ok)
     }))
   }
-  const pingRound = async (round: readonly SignedOffer[]): Promise<void> => {
-    const pinging = AbortSignal.timeout(stepMs)
+  /** Providers whose ping went unanswered in time (not a failed dial): this node may have been the busy one. */
+  const unanswered = new Set<string>()
+  const pingRound = async (round: readonly SignedOffer[], timeoutMs = stepMs): Promise<void> => {
+    const pinging = AbortSignal.timeout(timeoutMs)
     const stepOver = new Promise<void>((resolve) => pinging.addEventListener('abort', () => resolve(), { once: true }))
     await Promise.all(
       round.map(async (signed) => {
@@ -231,6 +234,7 @@ async function measure(sourcing: Sourcing, all: readonly SignedOffer[]): Promise
         if (dialling.has(key) || (failures.get(key) ?? 0) >= 2) return
         const rtt = await host.ping(offerTarget(signed.payload), { signal: pinging }).catch(() => undefined)
         failed(key, rtt !== undefined)
+        if (rtt === undefined) unanswered.add(key)
         if (rtt !== undefined) latencyMs.set(key, Math.min(latencyMs.get(key) ?? Infinity, rtt))
         if (rtt !== undefined) latencies?.set(key, { ms: latencyMs.get(key)!, atMs: Date.now() })
       }),
@@ -246,6 +250,13 @@ async function measure(sourcing: Sourcing, all: readonly SignedOffer[]): Promise
   if (late.length > 0) {
     await Promise.all(late.map((signed) => dials.get(signed.payload.provider.toLowerCase())))
     await pingRound(late)
+  }
+  // Still unmeasured after pings that went unanswered: once more, with three steps to answer, since on a starved
+  // machine the wait may have been this node's own.
+  const again = offers.filter((signed) => !latencyMs.has(signed.payload.provider.toLowerCase()) && unanswered.has(signed.payload.provider.toLowerCase()))
+  if (again.length > 0) {
+    for (const signed of again) failures.delete(signed.payload.provider.toLowerCase())
+    await pingRound(again, 3 * stepMs)
   }
 }
 
