@@ -240,14 +240,14 @@ export async function runContainer(ctx: ContainerContext, spec: RunSpec<DockerPr
       if (asRoot) await chownTree(rootDir, rootInfo.uid, rootInfo.gid).catch(() => undefined)
     }
   }
-  return judgeRun(spec, rootDir, { ending, state, memoryHit: meter?.memoryHit === true, durationMs, cpuMs, stdoutBytes, stderrBytes, inputs })
+  return judgeRun(spec, rootDir, { ending, state, memoryHit: meter?.memoryHit === true, memoryUnseen: meter?.looked === false, durationMs, cpuMs, stdoutBytes, stderrBytes, inputs })
 }
 
 /** What the run came to once its container is gone: the result, or the error of the limit or failure that ended it. */
 async function judgeRun(
 spec: RunSpec<DockerProgram>,
 rootDir: string,
-run: { ending: Ending; state: ContainerState; memoryHit: boolean; durationMs: number; cpuMs: number; stdoutBytes: number; stderrBytes: number; inputs: Map<string, number> },
+run: { ending: Ending; state: ContainerState; memoryHit: boolean; memoryUnseen: boolean; durationMs: number; cpuMs: number; stdoutBytes: number; stderrBytes: number; inputs: Map<string, number> },
 ): Promise<RunResult> {
 const { ending, state, stdoutBytes, stderrBytes } = run
   // Before the host looks at the outputs: no links, fifos, setuid bits or locked folders left by the program.
@@ -255,7 +255,9 @@ const { ending, state, stdoutBytes, stderrBytes } = run
   const metering = { durationMs: roundMs(run.durationMs), cpuMs: roundMs(run.cpuMs) }
   if (ending.kind !== 'exit') throw endingError(ending, spec, metering)
   // Killed by SIGKILL that Hearth did not send (ending is 'exit'), with the cgroup at its memory limit: the OOM killer.
-  if (state.OOMKilled === true || (ending.code === 137 && run.memoryHit)) {
+  // Killed so soon after its start that its cgroup was never found, the OOM killer is the one likely sender (podman on
+  // cgroup v1 does not report OOMKilled): taken as out of memory, not as a plain exit.
+  if (state.OOMKilled === true || (ending.code === 137 && (run.memoryHit || run.memoryUnseen))) {
     throw memoryExceeded(spec.maxMemoryBytes, { oomKilled: true }, metering)
   }
   const total = stdoutBytes + stderrBytes + (await bytesAdded(rootDir, run.inputs))
@@ -287,6 +289,11 @@ export interface ContainerMeter {
   memoryHit: boolean
   /** The highest memory use seen (cgroup v1's max_usage_in_bytes); 0 where unknown. */
   peakBytes: number
+  /**
+   * False when the container's memory could never be looked at: it was gone before its cgroup was found (a program
+   * killed within moments of its start, as an allocator meeting a small limit is on a busy machine).
+   */
+  looked: boolean
 }
 
 /**
@@ -297,7 +304,7 @@ export interface ContainerMeter {
  * than it used; nothing where the engine runs on another host or the cgroup cannot be read.
  */
 export async function cgroupMeter(api: DockerApi, id: string, memoryLimitBytes: number): Promise<ContainerMeter> {
-  const meter: ContainerMeter = { sample: async () => {}, cpuMs: 0, memoryHit: false, peakBytes: 0 }
+  const meter: ContainerMeter = { sample: async () => {}, cpuMs: 0, memoryHit: false, peakBytes: 0, looked: false }
   const read = (file: string): Promise<string> => readFile(file, 'utf8').catch(() => '')
   try {
     const inspected = await api.json<{ State?: ContainerState }>({ method: 'GET', path: `/containers/${id}/json`, timeoutMs: controlTimeoutMs }, 'inspect the container')
@@ -335,6 +342,7 @@ export async function cgroupMeter(api: DockerApi, id: string, memoryLimitBytes: 
         if (counter(await read(join(v2Dir, 'memory.events')), 'oom_kill') > 0) meter.memoryHit = true
       }
     }
+    meter.looked = cpuDir !== undefined || memoryDir !== undefined || v2Dir !== undefined
     await meter.sample()
   } catch {
     // a program that exits at once is gone before its cgroup is found: it used next to no CPU or memory
@@ -356,6 +364,8 @@ function engineStatsMeter(api: DockerApi, id: string, memoryLimitBytes: number):
     cpuMs: 0,
     memoryHit: false,
     peakBytes: 0,
+    // The engine's stats stand in for the cgroup here; whether they came in time is not known.
+    looked: true,
     async sample() {
       if (performance.now() - lastAtMs < statsEveryMs) return
       lastAtMs = performance.now()
