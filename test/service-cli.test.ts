@@ -6,16 +6,15 @@
  * ls/status/logs/scale/rm --json` answer what the node runs, and `rm` settles every agreement, as the chain records.
  */
 import assert from 'node:assert/strict'
-import { spawn, type ChildProcess } from 'node:child_process'
 import { chmod, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
-import { join, resolve } from 'node:path'
-import { createInterface } from 'node:readline'
+import { join } from 'node:path'
 import { after, before, describe, it } from 'node:test'
 import type { Hex } from 'viem'
 import { buildContracts } from '../scripts/build-contracts.ts'
 import { devAccountKey, startChain, type RunningChain } from '../src/cli/chain-command.ts'
 import { capture, hearth } from '../src/cli/testdata/run-cli.ts'
+import { hearthProcesses } from './support/hearth-process.ts'
 import { saveImageArchive } from '../src/exec/docker-images.ts'
 import { createDockerRuntime, type DockerRuntime } from '../src/exec/docker-runtime.ts'
 import { importBusyboxImage, startTestEngine, type TestEngine } from '../src/exec/docker-test-image.ts'
@@ -24,28 +23,12 @@ import { getEscrow } from '../src/payment/escrow.ts'
 import type { RequestorNodeStatus } from '../src/requestor/requestor-api.ts'
 import type { ServiceStatus } from '../src/requestor/services.ts'
 
-const repoRoot = resolve(import.meta.dirname, '..')
 const page = 'site-v1\n'
 
-/** Every process started; a failed test must not leave any running (killed once the tests are done). */
-const children: ChildProcess[] = []
 
 /** `hearth ARGS` as its own process; resolves with its first JSON line whose event is "ready". */
-async function startProcess(args: string[]): Promise<{ child: ChildProcess; ready: Record<string, unknown>; exited: Promise<number | null>; stderr: () => string }> {
-  const child = spawn(process.execPath, ['bin/hearth.js', ...args], { cwd: repoRoot, stdio: ['ignore', 'pipe', 'pipe'] })
-  children.push(child)
-  let stderr = ''
-  child.stderr!.on('data', (c: Buffer) => (stderr += c.toString()))
-  const exited = new Promise<number | null>((done) => child.once('exit', (code) => done(code)))
-  const ready = await new Promise<Record<string, unknown>>((done, fail) => {
-    createInterface({ input: child.stdout! }).on('line', (line) => {
-      const parsed = JSON.parse(line) as Record<string, unknown>
-      if (parsed['event'] === 'ready') done(parsed)
-    })
-    void exited.then((code) => fail(new Error(`hearth ${args[0]} exited with ${code} before it was ready:\n${stderr}`)))
-  })
-  return { child, ready, exited, stderr: () => stderr }
-}
+const processes = hearthProcesses()
+const startProcess = processes.start
 
 async function getPage(url: string, path: string): Promise<{ status: number; body: string; replica: string | null }> {
   const response = await fetch(`${url}${path}`)
@@ -113,7 +96,7 @@ describe('hearth requestor, service and gateway, each node its own process', { t
   })
 
   after(async () => {
-    for (const child of children) if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL')
+    processes.killAll()
     await docker?.close()
     await engine?.stop()
     await chain?.close()

@@ -6,12 +6,10 @@
  * and the storage key alone, imported into a new node with a wallet of its own, restores the manifest from the network.
  */
 import assert from 'node:assert/strict'
-import { spawn, type ChildProcess } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
 import { chmod, mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
-import { join, resolve } from 'node:path'
-import { createInterface } from 'node:readline'
+import { join } from 'node:path'
 import { after, before, describe, it } from 'node:test'
 import { CreateBucketCommand, DeleteObjectCommand, GetObjectCommand, ListObjectsV2Command, PutObjectCommand, S3Client } from '@aws-sdk/client-s3'
 import { Upload } from '@aws-sdk/lib-storage'
@@ -19,28 +17,14 @@ import { Client as MinioClient } from 'minio'
 import { buildContracts } from '../scripts/build-contracts.ts'
 import { devAccountKey, startChain, type RunningChain } from '../src/cli/chain-command.ts'
 import { capture, hearth } from '../src/cli/testdata/run-cli.ts'
+import { hearthProcesses } from './support/hearth-process.ts'
 import type { RequestorNodeStatus } from '../src/requestor/requestor-api.ts'
 import { referenceCounts, wordcountExample, wordcountTexts } from './support/wordcount.ts'
 
-const repoRoot = resolve(import.meta.dirname, '..')
 const regions = ['eu', 'us', 'ap']
-const children: ChildProcess[] = []
 
-async function startProcess(args: string[]): Promise<{ child: ChildProcess; ready: Record<string, unknown>; exited: Promise<number | null> }> {
-  const child = spawn(process.execPath, ['bin/hearth.js', ...args], { cwd: repoRoot, stdio: ['ignore', 'pipe', 'pipe'] })
-  children.push(child)
-  let stderr = ''
-  child.stderr!.on('data', (c: Buffer) => (stderr += c.toString()))
-  const exited = new Promise<number | null>((done) => child.once('exit', (code) => done(code)))
-  const ready = await new Promise<Record<string, unknown>>((done, fail) => {
-    createInterface({ input: child.stdout! }).on('line', (line) => {
-      const parsed = JSON.parse(line) as Record<string, unknown>
-      if (parsed['event'] === 'ready') done(parsed)
-    })
-    void exited.then((code) => fail(new Error(`hearth ${args[0]} exited with ${code} before it was ready:\n${stderr}`)))
-  })
-  return { child, ready, exited }
-}
+const processes = hearthProcesses()
+const startProcess = processes.start
 
 async function json<T>(...args: string[]): Promise<T> {
   const result = await hearth([...args, '--json'])
@@ -95,7 +79,7 @@ describe('hearth store and its S3 endpoint, each node its own process', { timeou
   })
 
   after(async () => {
-    for (const child of children) if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL')
+    processes.killAll()
     await chain?.close()
     await rm(dir, { recursive: true, force: true })
   })

@@ -22,6 +22,7 @@ import type { ErasureParams } from '../storage/erasure.ts'
 import { emptyManifest, findEntry, openManifest, sealManifest, withBucket, withEntry, withoutBucket, withoutEntry, type Manifest, type ManifestEntry } from '../storage/manifest.ts'
 import type { BucketInfo, ObjectInfo, ObjectStore, PutObjectInput } from '../storage/object-store.ts'
 import { newFileId } from '../storage/seal.ts'
+import { writeBody } from '../storage/write-body.ts'
 import type { StorageKey } from '../storage/storage-key.ts'
 import type { ReputationBook } from './reputation.ts'
 import type { ReplicaDeps } from './service-replicas.ts'
@@ -308,10 +309,7 @@ async function spool(spoolDir: string, body: AsyncIterable<Uint8Array>): Promise
   const handle = await open(path, 'w', 0o600)
   let size = 0
   try {
-    for await (const chunk of body) {
-      await handle.write(chunk)
-      size += chunk.length
-    }
+    size = await writeBody(handle, body)
   } catch (error) {
     await handle.close()
     await rm(path, { force: true })

@@ -14,6 +14,7 @@ import { mkdir, open, readdir, readFile, rename, rm, stat, writeFile, type FileH
 import { join } from 'node:path'
 import { HearthError } from '../errors.ts'
 import type { BucketInfo, ByteRange, ObjectInfo, ObjectStore, PutObjectInput } from './object-store.ts'
+import { writeBody } from './write-body.ts'
 
 interface Sidecar {
   info: ObjectInfo
@@ -40,27 +41,6 @@ const keyFileName = (key: string): string => createHash('sha256').update(key, 'u
 
 const compareUtf8 = (a: string, b: string): number => Buffer.compare(Buffer.from(a, 'utf8'), Buffer.from(b, 'utf8'))
 
-/** Writes `body` to `handle` in writes of about 1 MiB (few round trips to the disk); resolves with its length. */
-async function writeBody(handle: FileHandle, body: AsyncIterable<Uint8Array>, onChunk: (chunk: Uint8Array) => void = () => undefined): Promise<number> {
-  let pending: Uint8Array[] = []
-  let pendingBytes = 0
-  let total = 0
-  const flush = async (): Promise<void> => {
-    const data = pending.length === 1 ? pending[0]! : Buffer.concat(pending, pendingBytes)
-    pending = []
-    pendingBytes = 0
-    for (let offset = 0; offset < data.length; ) offset += (await handle.write(data, offset, data.length - offset)).bytesWritten
-  }
-  for await (const chunk of body) {
-    onChunk(chunk)
-    pending.push(chunk)
-    pendingBytes += chunk.length
-    total += chunk.length
-    if (pendingBytes >= 1024 * 1024) await flush()
-  }
-  if (pendingBytes > 0) await flush()
-  return total
-}
 
 /** Runs `task` once every earlier task under `name` is done: one commit at a time per key. */
 function keyLocks(): <T>(name: string, task: () => Promise<T>) => Promise<T> {

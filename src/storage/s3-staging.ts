@@ -7,9 +7,10 @@
  * removed when the next one opens the folder.
  */
 import { randomBytes } from 'node:crypto'
-import { chmod, mkdir, open, readdir, rm, type FileHandle } from 'node:fs/promises'
+import { chmod, mkdir, open, readdir, rm } from 'node:fs/promises'
 import { join } from 'node:path'
 import { S3Error } from './s3-errors.ts'
+import { writeBody } from './write-body.ts'
 
 export interface StagedPart {
   partNumber: number
@@ -56,27 +57,6 @@ const filePrefix = 's3-part-'
 const noSuchUpload = (): S3Error =>
   new S3Error('NoSuchUpload', 'The specified multipart upload does not exist. The upload ID may be invalid, or the upload may have been aborted or completed.')
 
-/** Writes `body` to `handle` in writes of about 1 MiB (few round trips to the disk); resolves with its length. */
-async function writeBody(handle: FileHandle, body: AsyncIterable<Uint8Array>, onChunk: (chunk: Uint8Array) => void = () => undefined): Promise<number> {
-  let pending: Uint8Array[] = []
-  let pendingBytes = 0
-  let total = 0
-  const flush = async (): Promise<void> => {
-    const data = pending.length === 1 ? pending[0]! : Buffer.concat(pending, pendingBytes)
-    pending = []
-    pendingBytes = 0
-    for (let offset = 0; offset < data.length; ) offset += (await handle.write(data, offset, data.length - offset)).bytesWritten
-  }
-  for await (const chunk of body) {
-    onChunk(chunk)
-    pending.push(chunk)
-    pendingBytes += chunk.length
-    total += chunk.length
-    if (pendingBytes >= 1024 * 1024) await flush()
-  }
-  if (pendingBytes > 0) await flush()
-  return total
-}
 
 /** Opens the staging folder `dir` (made if missing, made private), removing part files an earlier endpoint left. */
 export async function openStaging(dir: string): Promise<Staging> {
