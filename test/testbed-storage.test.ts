@@ -28,12 +28,15 @@ after(() => nodes.stopAll())
 
 const requestorDir = join(dir, 'requestor')
 const providers = new Map<string, Started<{ address: string }>>()
+let requestorNode: Started<unknown> | undefined
 let fileSha = ''
 
 /** `hearth ARGS --data-dir REQUESTOR --json` on the owner's host. */
 async function owner<T>(...args: string[]): Promise<T> {
   const done = await testbed.run('req', process.execPath, [hearthBin, ...args, '--data-dir', requestorDir, '--json'], { timeoutMs: 600_000 })
-  assert.equal(done.code, 0, `hearth ${args.join(' ')}: ${done.stderr}`)
+  // The node's own account of its storage work goes with a failure: which provider did not take a piece, and why.
+  const nodeLog = requestorNode?.stderr().split('\n').filter((line) => line.includes('storage')).slice(-30).join('\n') ?? ''
+  assert.equal(done.code, 0, `hearth ${args.join(' ')}: ${done.stderr}\nthe requestor node's storage log:\n${nodeLog}`)
   return JSON.parse(done.stdout) as T
 }
 
@@ -61,7 +64,7 @@ before(async () => {
     providers.set(name, await nodes.provider(name, chain.deployment, [relay.address], chain.keys[i], ['--region', region, '--storage', '--storage-gib', '1', '--storage-price', '0.001']))
   }))
   const address = testbed.hosts['req']!.address
-  await nodes.start('req', [
+  requestorNode = await nodes.start('req', [
     'requestor', 'start', '--data-dir', requestorDir, '--deployment', chain.deployment, '--funder-key-file', chain.funderKey,
     '--bootstrap', relay.address, '--listen', `/ip4/${address}/tcp/7692`, '--storage-code', '4+2',
   ])

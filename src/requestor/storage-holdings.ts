@@ -101,6 +101,8 @@ export async function rentHolding(deps: ReplicaDeps, offer: SignedOffer, bytes: 
     need: 1,
     termsFor: (o) => proposeTerms({ offer: o, requestor: deps.identity.address, runtime: storageRuntime, storageBytes: reserve, ...holdingTasks(terms), jobName: 'storage', durationSec: terms.agreementSec }),
     limits: { maxPerTaskWei: 10n ** 30n, minDurationSec: 60, maxDebitNoteIntervalSec: 3600, minPaymentTimeoutSec: 60 },
+    // A holding lasts a day: no race to win, so a provider slow to answer (a busy machine, a far region) is waited for.
+    stepTimeoutMs: 15_000,
   })
   const first = negotiated.agreements[0]
   if (first === undefined) {

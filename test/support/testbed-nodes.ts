@@ -23,6 +23,8 @@ export interface Started<T> {
   child: ChildProcess
   /** Every stdout line so far, parsed (the ready line first). */
   lines: unknown[]
+  /** Its stderr so far (its log). */
+  stderr(): string
 }
 
 /** Runs `hearth` commands on a testbed's hosts; `stopAll` kills whatever is still running. */
@@ -39,7 +41,7 @@ export function testbedNodes(testbed: Testbed, dir: string) {
     return new Promise<Started<T>>((resolve, reject) => {
       createInterface({ input: child.stdout! }).on('line', (line) => {
         lines.push(JSON.parse(line))
-        if (lines.length === 1) resolve({ ready: lines[0] as T, child, lines })
+        if (lines.length === 1) resolve({ ready: lines[0] as T, child, lines, stderr: () => stderr })
       })
       child.once('exit', (code) => reject(new Error(`hearth ${args[0]} on ${host} exited with ${code}:\n${stderr}`)))
     })
