@@ -366,10 +366,10 @@ export const errorRegistry = {
     action: 'Create the file, or fix its path in the job file (relative paths are from the job file\'s folder).',
   },
   HEARTH_ERR_JOB_STATE: {
-    meaning: 'a job cannot do what was asked: it is closed, or the job to resume is not in this data directory or was started from another job file',
+    meaning: 'a job cannot do what was asked: it is closed or cancelled, the node holds no job by that id, or the job to resume is not in this data directory or was started from another job file',
     fault: 'caller',
     retry: 'after-fix',
-    action: 'Open a new job, or resume with the id and the job file of a job this data directory holds.',
+    action: 'Open a new job, name a job the node lists, or resume with the id and the job file of a job this data directory holds.',
   },
   HEARTH_ERR_JOB_TASK_FAILED: {
     meaning: 'a task failed on every provider that tried it',

@@ -37,7 +37,7 @@ export interface LazyCommand {
  */
 export const lazyCommands: ReadonlyArray<{ commands: readonly LazyCommand[]; load: () => Promise<(program: Command, io: CommandIo) => void> }> = [
   {
-    commands: [{ name: 'payments', term: 'payments [options]', description: 'a node\'s agreements, escrows, debit notes, vouchers, invoices, claims and refunds, from its database' }],
+    commands: [{ name: 'payments', term: 'payments [options]', description: 'a node\'s agreements, escrows, debit notes, vouchers, invoices, claims and refunds: from the node when it runs, else from its database' }],
     load: async () => (await import('./payments-command.ts')).registerPaymentsCommand,
   },
   {
@@ -70,6 +70,10 @@ export const lazyCommands: ReadonlyArray<{ commands: readonly LazyCommand[]; loa
   {
     commands: [{ name: 'store', term: 'store', description: 'store files encrypted and dispersed over providers, through a running requestor node' }],
     load: async () => (await import('./store-command.ts')).registerStoreCommand,
+  },
+  {
+    commands: [{ name: 'ui', term: 'ui [options]', description: 'open the dashboard of the node running from a data directory (the requestor node, or a provider with --provider)' }],
+    load: async () => (await import('./ui-command.ts')).registerUiCommand,
   },
   {
     commands: [{ name: 'gateway', term: 'gateway [options]', description: 'serve a service\'s replicas over HTTP(S) as a gateway process of its own, with routes from the owner\'s node' }],

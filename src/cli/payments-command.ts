@@ -12,29 +12,16 @@ import type { Command } from 'commander'
 import { formatEther, type Address, type Hex } from 'viem'
 import { HearthError } from '../errors.ts'
 import { keyFileName, readKeyFile } from '../identity/node-identity.ts'
-import type { Agreement } from '../market/agreement.ts'
 import { createHost } from '../net/host.ts'
 import { createChainClient, rpcChainId } from '../payment/chain-client.ts'
 import { readDeploymentFile } from '../payment/deploy.ts'
 import { chainTimeSec, getEscrow, type EscrowContext } from '../payment/escrow.ts'
+import { paymentsOf, type PaymentsReport } from '../payment/payments-view.ts'
 import { createRequestorAccounts } from '../requestor/requestor-account.ts'
 import { openStore } from '../store/store.ts'
 import type { CommandIo } from './chain-command.ts'
 
-export interface PaymentsReport {
-  dataDir: string
-  agreements: {
-    id: string
-    role: string
-    counterparty: string
-    state: string
-    pricing: unknown
-    escrow: { depositedWei: string; claimedWei: string; refundedWei: string; closed: boolean; openTx: string | null } | null
-    debitNotes: unknown[]
-    vouchers: { cumulativeWei: string; claimedTx: string | null }[]
-    invoice: unknown
-  }[]
-}
+export type { PaymentsReport } from '../payment/payments-view.ts'
 
 /** The node database of a data folder; throws naming the folder when there is none. */
 function nodeDatabase(dataDir: string): string {
@@ -50,33 +37,27 @@ function nodeDatabase(dataDir: string): string {
 export function readPayments(dataDir: string): PaymentsReport {
   const store = openStore({ path: nodeDatabase(dataDir) })
   try {
-    const agreements = store.agreements
-      .list()
-      .filter((record) => record.state !== 'proposal' && record.state !== 'pending' && record.state !== 'rejected')
-      .map((record) => {
-        const document = record.document as Partial<Agreement>
-        const escrow = store.escrows.get(record.id)
-        const documents = store.paymentDocuments.list({ agreementId: record.id })
-        const vouchers = store.vouchers.listFor(record.id)
-        return {
-          id: record.id,
-          role: record.role,
-          counterparty: record.role === 'requestor' ? record.provider : record.requestor,
-          state: record.state,
-          pricing: document.terms?.pricing ?? null,
-          escrow:
-            escrow === undefined
-              ? null
-              : { depositedWei: escrow.depositedWei.toString(), claimedWei: escrow.claimedWei.toString(), refundedWei: escrow.refundedWei.toString(), closed: escrow.closed, openTx: escrow.openTx },
-          debitNotes: documents.filter((d) => d.kind === 'debit-note').map((d) => d.document),
-          vouchers: vouchers.map((v) => ({ cumulativeWei: v.cumulativeWei.toString(), claimedTx: v.claimedTx })),
-          invoice: documents.find((d) => d.kind === 'invoice')?.document ?? null,
-        }
-      })
-    return { dataDir, agreements }
+    return { dataDir, agreements: paymentsOf(store) }
   } finally {
     store.close()
   }
+}
+
+/**
+ * The payments report of the node running from `dataDir`, asked over its local API (a requestor node or a provider);
+ * undefined when none runs there, and the database is read instead.
+ */
+async function runningNodePayments(dataDir: string): Promise<PaymentsReport | undefined> {
+  const [{ callApi, processAlive, readApiRecord }, { requestorApi }, { providerApi }] = await Promise.all([
+    import('../net/local-api-server.ts'),
+    import('../requestor/requestor-api.ts'),
+    import('../provider/local-api.ts'),
+  ])
+  for (const kind of [requestorApi, providerApi]) {
+    const record = await readApiRecord(dataDir, kind).catch(() => undefined)
+    if (record !== undefined && processAlive(record.pid)) return (await callApi(dataDir, kind, 'payments', undefined, { timeoutMs: 30_000 })) as PaymentsReport
+  }
+  return undefined
 }
 
 export function formatPayments(report: PaymentsReport): string {
@@ -219,12 +200,12 @@ export function formatRefund(report: RefundReport): string {
 export function registerPaymentsCommand(program: Command, io: CommandIo): void {
   const payments = program
     .command('payments')
-    .description('a node\'s agreements, escrows, debit notes, vouchers, invoices, claims and refunds, from its database')
+    .description('a node\'s agreements, escrows, debit notes, vouchers, invoices, claims and refunds: from the node when it runs, else from its database')
     // Declared here only: commander hands a parent's options to it even when they follow a subcommand's name.
     .requiredOption('--data-dir <dir>', 'the node\'s data folder (holding node.db)')
     .option('--json', 'print one JSON object')
-    .action((options: { dataDir: string; json?: boolean }) => {
-      const report = readPayments(options.dataDir)
+    .action(async (options: { dataDir: string; json?: boolean }) => {
+      const report = (await runningNodePayments(options.dataDir)) ?? readPayments(options.dataDir)
       io.stdout.write(options.json === true ? `${JSON.stringify(report)}\n` : formatPayments(report))
     })
   payments

@@ -180,7 +180,9 @@ function describePricing(pricing: ProviderConfig['pricing']): string {
 export async function runProviderStart(flags: Flags, io: CommandIo, options: { env?: NodeJS.ProcessEnv; stopSignal?: AbortSignal } = {}): Promise<void> {
   const config = await loadConfig(flags, options.env ?? process.env)
   const log = (line: string): void => void io.stderr.write(`[provider] ${line}\n`)
-  const node = await startProviderNode({ dataDir: resolve(flags.dataDir), config, log })
+  const { dashboardDir } = await import('../api/web-assets.ts')
+  const dashboard = dashboardDir()
+  const node = await startProviderNode({ dataDir: resolve(flags.dataDir), config, log, ...(dashboard === undefined ? {} : { dashboardDir: dashboard }) })
   const status = node.status()
   io.stdout.write(
     `${JSON.stringify({ event: 'ready', peerId: node.peerId, address: node.address, multiaddrs: node.multiaddrs(), pid: process.pid, dataDir: resolve(flags.dataDir), lending: status.lending.active })}\n`,
@@ -305,11 +307,19 @@ export async function runProviderEarnings(flags: Flags, io: CommandIo, env: Node
   }
   // Costs come from the config (or, without one, the default figures every `init` starts from).
   const config: ProviderConfig | undefined = await loadConfig(flags, env)
+  const currency = config === undefined ? undefined : { name: config.costs.currency, rate: config.costs.tokenFiatRate }
+  // A running provider answers with its live figures (tasks running now count towards the exposure).
+  const running = await readApiInfo(flags.dataDir).catch(() => undefined)
+  if (running !== undefined && alive(running.pid)) {
+    const report = (await callLocalApi(flags.dataDir, 'earnings', { timeoutMs: 10_000 })) as EarningsReport
+    io.stdout.write(flags.json === true ? `${JSON.stringify(report)}\n` : formatEarnings(report, currency))
+    return report
+  }
   const store = openStore({ path: dbPath })
   try {
     const machine = machineFacts(flags.dataDir)
     const report = readEarnings(store, config === undefined ? undefined : { owner: ownerCosts(config), share: { machineThreads: machine.threads, lentThreads: config.resources.threads } })
-    io.stdout.write(flags.json === true ? `${JSON.stringify(report)}\n` : formatEarnings(report, config === undefined ? undefined : { name: config.costs.currency, rate: config.costs.tokenFiatRate }))
+    io.stdout.write(flags.json === true ? `${JSON.stringify(report)}\n` : formatEarnings(report, currency))
     return report
   } finally {
     store.close()
@@ -366,7 +376,7 @@ export function registerProviderCommand(program: Command, io: CommandIo, options
     io.stdout.write(flags.json === true ? `${JSON.stringify(status)}\n` : formatStatus(status))
   })
 
-  common(provider.command('earnings').description('revenue, claimed and unclaimed payments, estimated cost and net, from the provider\'s database')).action(async (flags: Flags) => {
+  common(provider.command('earnings').description('revenue, claimed and unclaimed payments, estimated cost and net: from the running provider, else from its database')).action(async (flags: Flags) => {
     await runProviderEarnings(flags, io, env)
   })
 

@@ -90,9 +90,10 @@ export async function runRequestorStart(flags: StartFlags, io: CommandIo, stopSi
   if (flags.bootstrap === undefined) {
     throw new HearthError('HEARTH_ERR_CLI_ARGUMENT_INVALID', 'a requestor node joins a running network: --bootstrap is needed', { hint: 'pass --bootstrap with a provider\'s multiaddr, --deployment and, on a dev chain, --funder-key-file' })
   }
-  const [{ joinedNetwork }, { ensureSoleRequestor, serveRequestorApi }, { startRequestorNode }, { createServices }, { serveServiceRoutes }, { startNodeStorage }] = await Promise.all([
+  const [{ joinedNetwork }, { ensureSoleRequestor }, { createRequestorWeb }, { startRequestorNode }, { createServices }, { serveServiceRoutes }, { startNodeStorage }] = await Promise.all([
     import('./run-command.ts'),
     import('../requestor/requestor-api.ts'),
+    import('../api/requestor-web.ts'),
     import('../requestor/requestor-node.ts'),
     import('../requestor/services.ts'),
     import('../requestor/service-routes.ts'),
@@ -109,6 +110,8 @@ export async function runRequestorStart(flags: StartFlags, io: CommandIo, stopSi
   const stops: (() => Promise<unknown> | unknown)[] = [() => node.stop()]
   try {
     const { host, identity, requestor } = node
+    const web = createRequestorWeb(node, dataDir)
+    stops.push(() => web.close())
     const services = createServices({
       host,
       identity,
@@ -116,7 +119,10 @@ export async function runRequestorStart(flags: StartFlags, io: CommandIo, stopSi
       accounts: requestor.accounts,
       blobs: requestor.blobs,
       offerBook: requestor.offerBook,
-      onEvent: (event) => log(`service ${event.service} replica ${event.replica} ${event.type}: ${event.detail}`),
+      onEvent: (event) => {
+        log(`service ${event.service} replica ${event.replica} ${event.type}: ${event.detail}`)
+        web.events.publish({ topic: 'service', data: event })
+      },
       packageDir: join(dataDir, 'services'),
       log,
     })
@@ -147,7 +153,7 @@ export async function runRequestorStart(flags: StartFlags, io: CommandIo, stopSi
     // address outside the private ranges is announced only once a peer dialled it back).
     await host.reachabilitySettled({ signal: AbortSignal.timeout(30_000) }).catch(() => log('the reachability check has not ended within 30 s: the addresses below may grow'))
     const info = { peerId: host.peerId.toString(), address: identity.address, multiaddrs: host.multiaddrs(), startedAtMs, gateways }
-    const api = await serveRequestorApi({ dataDir, info, services, storage: storage.api, offers: () => requestor.offerBook.size(), stop: () => requestStop() })
+    const api = await web.serve({ dataDir, info, services, storage: storage.api, offers: () => requestor.offerBook.size(), stop: () => requestStop() })
     stops.push(() => api.close())
     io.stdout.write(`${JSON.stringify({ event: 'ready', peerId: info.peerId, address: info.address, multiaddrs: info.multiaddrs, pid: process.pid, dataDir, api: api.url, gateways })}\n`)
     log(`${identity.address} joined through ${network.bootstrap.length} peers; local API ${api.url}`)

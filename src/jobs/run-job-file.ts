@@ -81,11 +81,11 @@ export async function prepareJobFile(options: JobSpecOptions): Promise<PreparedJ
 export async function runPreparedJob(
   requestor: Pick<Requestor, 'openJob'>,
   prepared: PreparedJob,
-  options: { outDir: string; emit: JobEventListener },
+  options: { outDir: string; emit: JobEventListener; signal?: AbortSignal },
 ): Promise<{ run: JobFileRun; outcome: JobOutcome }> {
   const { job, plan, spec } = prepared
   const { outDir, emit } = options
-  const session = await requestor.openJob(spec, { onEvent: emit })
+  const session = await requestor.openJob(spec, { onEvent: emit, ...(options.signal === undefined ? {} : { signal: options.signal }) })
   let summary: Record<string, unknown>
   let results: JobFileRun['results'] = []
   let failures: JobFileRun['failures'] = []

@@ -1,7 +1,9 @@
 /**
  * A node's local API: HTTP on 127.0.0.1 (a random free port), the same on every platform, through which its owner's
- * commands reach a running node (`hearth provider status/stop`, `hearth service …` through `hearth requestor start`).
- * Which commands there are, and what the record and refusals are called, is each node's own (`LocalApiKind`).
+ * commands reach a running node (`hearth provider status/stop`, `hearth service …` through `hearth requestor start`)
+ * and its dashboard shows it. What the record and refusals are called is each node's own (`LocalApiKind`); its
+ * commands come as a table (`CommandTable`), each with the schemas of its body and result, from which the OpenAPI
+ * document (`GET /openapi.json`) is made and by which every body is checked before its handler sees it.
  *
  * Who may call: whoever can read `<data dir>/api.key` (0600 in the 0700 data directory). Any local process can reach
  * the port, so the key is the guard: every request carries it as `Authorization: Bearer <key>`, compared in constant
@@ -9,9 +11,12 @@
  * address (DNS rebinding) or that carries a foreign Origin is refused before its key is looked at. Only 127.0.0.1 is
  * listened on; connections, header size, body size and the time to send a request are bounded (slowloris).
  *
- * Protocol: `POST /v1/<command>` with an empty body or a JSON object of at most 64 KiB (by default). The answer is
- * JSON, `{ ok: true, result }` or `{ ok: false, error: { code, message, hint } }`, its HTTP status saying which refusal
- * it is (see `refusals`). Big integers in a result are sent as decimal strings.
+ * Protocol: `POST /v1/<command>` with an empty body or a JSON object of at most 64 KiB (by default; a command may
+ * allow more). The answer is JSON, `{ ok: true, result }` or `{ ok: false, error: { code, message, hint } }`, its HTTP
+ * status saying which refusal it is (see `refusals`). Big integers in a result are sent as decimal strings. Besides:
+ * `GET /metrics` (Prometheus text, with the key), the node's event feed as a WebSocket at `/v1/events` (the key in its
+ * first message, since a browser cannot set headers on one), and the dashboard's static files and `GET /openapi.json`
+ * without a key: they hold no data (local-api-web.ts).
  *
  * The node's status file in the data directory (0600, e.g. `provider.json`) says where the API listens and which
  * process serves it, so callers find it; it is removed when the node stops, and one left by a killed node is
@@ -21,26 +26,19 @@ import { createHash, randomBytes, timingSafeEqual } from 'node:crypto'
 import { chmod, readFile, rename, rm, writeFile } from 'node:fs/promises'
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
 import type { AddressInfo, Socket } from 'node:net'
+import type { Duplex } from 'node:stream'
 import { join } from 'node:path'
-import { HearthError, isErrorCode, toHearthError, type ErrorCode } from '../errors.ts'
+import { errorInfo, HearthError, isErrorCode, toHearthError, type ErrorCode } from '../errors.ts'
 import { readSecretFile } from '../identity/node-identity.ts'
+import { describeIssues } from './describe-issues.ts'
+import { openApiDocument } from './local-api-doc.ts'
+import type { ApiCommandSpec, CommandTable, LocalApiKind, LocalApiWeb } from './local-api-types.ts'
+import { createEventSockets, serveAsset } from './local-api-web.ts'
+
+export { command } from './local-api-types.ts'
+export type { ApiCommandSpec, CommandTable, LocalApiKind, LocalApiWeb } from './local-api-types.ts'
 
 export const apiKeyFile = 'api.key'
-
-/** What makes one node's local API its own: its commands, its record's name, and how its refusals read. */
-export interface LocalApiKind {
-  /** The node as messages name it: "provider", "requestor node". */
-  who: string
-  /** The record in the data directory: `provider.json`, `requestor.json`. */
-  statusFile: string
-  commands: readonly string[]
-  /** The command that starts such a node, for hints (`hearth provider start`). */
-  startCommand: string
-  /** The code of "no node answers here" (also that of a refused key) and of "the API cannot be served or found". */
-  codes: { notRunning: ErrorCode; localApi: ErrorCode }
-  /** The realm in the WWW-Authenticate challenge. */
-  realm: string
-}
 
 /** What every record says: the serving process and the API's base URL, `http://127.0.0.1:<port>`. */
 export interface LocalApiRecord {
@@ -99,7 +97,7 @@ class Refusal extends HearthError {
     message: string,
     options: { hint?: string; code?: ErrorCode; headers?: Record<string, string> } = {},
   ) {
-    super(refusals[kind].code ?? options.code ?? 'HEARTH_ERR_NET_MESSAGE_INVALID', message, options.hint === undefined ? {} : { hint: options.hint })
+    super(options.code ?? refusals[kind].code ?? 'HEARTH_ERR_NET_MESSAGE_INVALID', message, options.hint === undefined ? {} : { hint: options.hint })
     this.status = refusals[kind].status
     this.headers = options.headers ?? {}
   }
@@ -112,20 +110,21 @@ export interface LocalApiServer {
   close(): Promise<void>
 }
 
-export interface ServeApiInit<C extends string> {
+export interface ServeApiInit {
   dataDir: string
-  kind: LocalApiKind & { commands: readonly C[] }
+  kind: LocalApiKind
   /** Recorded in the status file beside the pid and URL. */
   info: Record<string, unknown>
-  /** Answers each authenticated command with its JSON body (`{}` when empty); what it returns is the `result`. */
-  handle: (command: C, body: Record<string, unknown>) => Promise<unknown>
+  commands: CommandTable
+  web?: LocalApiWeb
   limits?: Partial<LocalApiLimits>
 }
 
 /** Serves the API on 127.0.0.1 and records where in the kind's status file. */
-export async function serveApi<C extends string>(init: ServeApiInit<C>): Promise<LocalApiServer> {
-  const { kind } = init
+export async function serveApi(init: ServeApiInit): Promise<LocalApiServer> {
+  const { kind, commands } = init
   const limits = { ...defaultLocalApiLimits, ...init.limits }
+  const names = Object.keys(commands)
   const keyDigest = sha256(await loadOrCreateApiKey(init.dataDir))
   const keyPath = join(init.dataDir, apiKeyFile)
   let port = 0
@@ -152,26 +151,61 @@ export async function serveApi<C extends string>(init: ServeApiInit<C>): Promise
     socket.once('close', () => clearTimeout(silence))
   })
 
+  const keyMatches = (key: string): boolean => timingSafeEqual(sha256(key), keyDigest)
+  const events = init.web?.events === undefined ? undefined : createEventSockets(init.web.events, keyMatches, limits.maxConnections)
+
   async function answer(req: IncomingMessage, res: ServerResponse): Promise<void> {
-    let command: C
+    let spec: ApiCommandSpec<never>
     let body: Record<string, unknown>
     try {
       checkHost(req, port)
       checkOrigin(req, port)
+      if (req.method === 'GET' || req.method === 'HEAD') return await answerGet(req, res)
       checkKey(req, keyDigest, keyPath, kind)
-      command = route(req, kind.commands)
-      body = await readJsonBody(req, limits.maxBodyBytes)
+      spec = commands[route(req, names)]!
+      body = checkBody(spec, await readJsonBody(req, spec.maxBodyBytes ?? limits.maxBodyBytes))
     } catch (error) {
       if (!(error instanceof Refusal)) throw error
       // The body may be unread (refused before it was looked at): close rather than read on for the next request.
       return reply(res, error.status, failure(error), { ...error.headers, connection: 'close' })
     }
     try {
-      reply(res, 200, { ok: true, result: await init.handle(command, body) })
+      reply(res, 200, { ok: true, result: await spec.handle(body as never) })
     } catch (error) {
-      reply(res, 500, failure(toHearthError(error)))
+      // The caller's mistake (a bad filter, a job file that does not check) is a 400; anything else, a 500.
+      const failed = toHearthError(error)
+      reply(res, errorInfo(failed.code).fault === 'caller' ? 400 : 500, failure(failed))
     }
   }
+
+  /** What is read with GET: the OpenAPI document and the dashboard (no key: they hold no data), metrics (key). */
+  async function answerGet(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const path = new URL(req.url ?? '/', 'http://127.0.0.1').pathname
+    if (path === '/openapi.json') return reply(res, 200, openApiDocument({ kind, commands, url: `http://127.0.0.1:${port}`, web: init.web }))
+    if (path === '/metrics' && init.web?.metrics !== undefined) {
+      checkKey(req, keyDigest, keyPath, kind)
+      const text = await init.web.metrics()
+      res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4; charset=utf-8', 'cache-control': 'no-store', 'content-length': String(Buffer.byteLength(text)) })
+      res.end(req.method === 'HEAD' ? undefined : text)
+      return
+    }
+    if (path.startsWith('/v1/')) route(req, names)
+    if (init.web?.assetsDir !== undefined && (await serveAsset(init.web.assetsDir, path, port, req, res))) return
+    throw new Refusal('notFound', `nothing to GET at ${path}`, { hint: `commands are sent with POST /v1/<command>; the API is described at GET /openapi.json` })
+  }
+
+  server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
+    try {
+      checkHost(req, port)
+      checkOrigin(req, port)
+      const path = new URL(req.url ?? '/', 'http://127.0.0.1').pathname
+      if (events === undefined || path !== '/v1/events') throw new Refusal('notFound', `no WebSocket at ${path}`)
+      events.upgrade(req, socket, head)
+    } catch (error) {
+      const status = error instanceof Refusal ? error.status : 500
+      socket.end(`HTTP/1.1 ${status} Refused\r\nconnection: close\r\ncontent-length: 0\r\n\r\n`)
+    }
+  })
 
   await new Promise<void>((resolveListen, reject) => {
     server.once('error', reject)
@@ -195,6 +229,7 @@ export async function serveApi<C extends string>(init: ServeApiInit<C>): Promise
   return {
     url,
     async close() {
+      events?.close()
       const closed = new Promise<void>((done) => server.close(() => done()))
       // A slow or idle client must not hold the node's exit up.
       server.closeAllConnections()
@@ -237,14 +272,25 @@ function checkKey(req: IncomingMessage, keyDigest: Buffer, keyPath: string, kind
   if (!timingSafeEqual(sha256(match[1]!), keyDigest)) throw new Refusal('unauthorized', 'the local API refused the key', options)
 }
 
-function route<C extends string>(req: IncomingMessage, commands: readonly C[]): C {
+function route(req: IncomingMessage, commands: readonly string[]): string {
   const path = new URL(req.url ?? '/', 'http://127.0.0.1').pathname
   const command = /^\/v1\/([a-z][a-z0-9-]*)$/.exec(path)?.[1]
-  if (command === undefined || !(commands as readonly string[]).includes(command)) {
+  if (command === undefined || !commands.includes(command)) {
     throw new Refusal('notFound', `no such command: ${path}`, { hint: `the commands are ${commands.map((c) => `POST /v1/${c}`).join(', ')}` })
   }
   if (req.method !== 'POST') throw new Refusal('methodNotAllowed', `${req.method ?? '?'} ${path}: commands are sent with POST`, { headers: { allow: 'POST' } })
-  return command as C
+  return command
+}
+
+/** The body as the command's schema reads it; a command without one takes only an empty body or `{}`. */
+function checkBody(spec: ApiCommandSpec<never>, body: Record<string, unknown>): Record<string, unknown> {
+  if (spec.body === undefined) {
+    if (Object.keys(body).length > 0) throw new Refusal('malformed', `this command takes no body, but got ${Object.keys(body).slice(0, 5).join(', ')}`, spec.invalidCode === undefined ? {} : { code: spec.invalidCode })
+    return body
+  }
+  const parsed = spec.body.safeParse(body)
+  if (!parsed.success) throw new Refusal('malformed', describeIssues(parsed.error).text, { code: spec.invalidCode ?? 'HEARTH_ERR_NET_MESSAGE_INVALID', hint: 'see the command\'s request body in GET /openapi.json' })
+  return parsed.data as Record<string, unknown>
 }
 
 /** An empty body or a JSON object, read only up to `maxBytes` (the declared length is checked before reading). */

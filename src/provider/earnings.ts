@@ -193,3 +193,33 @@ export function readEarnings(store: Store, costs?: { owner: OwnerCosts; share: M
     },
   }
 }
+
+export interface EarningsHistory {
+  /** Cumulative revenue (what vouchers received cover) and confirmed claims, oldest first, one point per change. */
+  points: { atMs: number; revenueWei: string; claimedWei: string }[]
+}
+
+/** The provider's earnings over time, from the vouchers it received and the claims confirmed, in its store. */
+export function readEarningsHistory(store: Store): EarningsHistory {
+  const changes: { atMs: number; revenue: bigint; claimed: bigint }[] = []
+  for (const record of store.agreements.list()) {
+    if (record.role !== 'provider') continue
+    let previous = 0n
+    for (const voucher of [...store.vouchers.listFor(record.id)].sort((a, b) => a.receivedAtMs - b.receivedAtMs)) {
+      if (voucher.cumulativeWei > previous) changes.push({ atMs: voucher.receivedAtMs, revenue: voucher.cumulativeWei - previous, claimed: 0n })
+      previous = voucher.cumulativeWei > previous ? voucher.cumulativeWei : previous
+    }
+    const claim = store.claims.get(record.id)
+    if (claim?.state === 'confirmed') changes.push({ atMs: claim.updatedAtMs, revenue: 0n, claimed: confirmedClaimWei(store, record.id) })
+  }
+  changes.sort((a, b) => a.atMs - b.atMs)
+  let revenue = 0n
+  let claimed = 0n
+  return {
+    points: changes.map((change) => {
+      revenue += change.revenue
+      claimed += change.claimed
+      return { atMs: change.atMs, revenueWei: revenue.toString(), claimedWei: claimed.toString() }
+    }),
+  }
+}

@@ -6,6 +6,8 @@ import { request } from 'node:http'
 import { connect } from 'node:net'
 import { networkInterfaces, tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { z } from 'zod'
+import { command, type CommandTable } from '../net/local-api-server.ts'
 import { after, describe, it } from 'node:test'
 import { isHearthError } from '../errors.ts'
 import { apiKeyFile, callLocalApi, readApiInfo, serveLocalApi, statusFile, type LocalApiServer } from './local-api.ts'
@@ -14,7 +16,11 @@ const root = await mkdtemp(join(tmpdir(), 'hearth-local-api-'))
 after(() => rm(root, { recursive: true, force: true }))
 
 const info = { peerId: 'peer', address: '0x0000000000000000000000000000000000000001', multiaddrs: [], startedAtMs: 0 }
-const handle = async (command: string): Promise<unknown> => ({ answered: command })
+/** A table of the provider's command names, each answered by `answer` (which says which it was). */
+function tableOf(answer: (name: string) => Promise<unknown>): CommandTable {
+  return Object.fromEntries(['status', 'stop', 'pause', 'resume'].map((name) => [name, command({ summary: name, result: z.unknown(), handle: () => answer(name) })]))
+}
+const handle = tableOf(async (name) => ({ answered: name }))
 
 async function dataDir(name: string): Promise<string> {
   const dir = join(root, name)
@@ -53,7 +59,7 @@ async function keyOf(dir: string): Promise<string> {
 /** Starts the API on a fresh data directory; closed after the test file. */
 async function started(name: string, limits: Parameters<typeof serveLocalApi>[0]['limits'] = {}): Promise<{ dir: string; api: LocalApiServer; auth: Record<string, string> }> {
   const dir = await dataDir(name)
-  const api = await serveLocalApi({ dataDir: dir, info, handle, limits })
+  const api = await serveLocalApi({ dataDir: dir, info, commands: handle, limits })
   after(() => api.close())
   return { dir, api, auth: { authorization: `Bearer ${await keyOf(dir)}` } }
 }
@@ -236,7 +242,7 @@ describe('the local API: its records, keys and failures', () => {
     const leaked = 'ab'.repeat(32)
     await writeFile(keyPath, `${leaked}\n`, { mode: 0o644 })
     await chmod(keyPath, 0o644)
-    const api = await serveLocalApi({ dataDir: dir, info, handle })
+    const api = await serveLocalApi({ dataDir: dir, info, commands: handle })
     try {
       const fresh = await keyOf(dir)
       assert.notEqual(fresh, leaked)
@@ -253,7 +259,7 @@ describe('the local API: its records, keys and failures', () => {
 
   it('a command that fails answers 500 with its error, and the caller gets that error', async () => {
     const dir = await dataDir('failing')
-    const api = await serveLocalApi({ dataDir: dir, info, handle: async () => Promise.reject(new Error('the agent broke')) })
+    const api = await serveLocalApi({ dataDir: dir, info, commands: tableOf(async () => Promise.reject(new Error('the agent broke'))) })
     try {
       await assert.rejects(callLocalApi(dir, 'resume'), (error: unknown) => isHearthError(error, 'HEARTH_ERR_INTERNAL') && error.shortMessage === 'the agent broke' && error.details?.['httpStatus'] === 500)
     } finally {

@@ -20,7 +20,11 @@ import { createChainClient } from '../payment/chain-client.ts'
 import { openStore, type Store } from '../store/store.ts'
 import { checkShare, machineFacts, type MachineFacts, type ProviderConfig } from './config.ts'
 import type { IdleSources } from './idle-policy.ts'
-import { serveLocalApi, type ApiCommand, type LocalApiServer } from './local-api.ts'
+import { createEventHub } from '../net/local-api-web.ts'
+import { paymentsOf } from '../payment/payments-view.ts'
+import { readEarnings, readEarningsHistory } from './earnings.ts'
+import { providerCommands, serveLocalApi, type LocalApiServer } from './local-api.ts'
+import { providerMetrics } from './provider-metrics.ts'
 import { agentSettings } from './node-agent-settings.ts'
 import { chainOf, ensureSoleProvider } from './node-checks.ts'
 import { startIdleWatch } from './node-idle.ts'
@@ -43,6 +47,8 @@ export interface ProviderNodeInit {
   stopGraceMs?: number
   /** One line per event worth telling the owner (lending paused, resumed, warnings). */
   log?: (line: string) => void
+  /** The built dashboard the local API serves (see api/web-assets.ts); none: the API alone. */
+  dashboardDir?: string
 }
 
 export interface StopReport {
@@ -69,25 +75,13 @@ export function ownerCosts(config: ProviderConfig): OwnerCosts {
   return costs
 }
 
-/** The owner's commands over the local API: status, pause (running tasks handed back), resume, stop. */
-async function ownerCommand(command: ApiCommand, agent: ProviderAgent, status: () => ProviderStatus, stop: () => Promise<StopReport>): Promise<unknown> {
-  if (command === 'status') return status()
-  if (command === 'pause') {
-    await agent.pause('paused by the owner', { handBack: true })
-    return status()
-  }
-  if (command === 'resume') {
-    await agent.resume()
-    return status()
-  }
-  // Answer first, then stop: the caller waits for the process to go.
-  setImmediate(() => void stop())
-  return { stopping: true, pid: process.pid }
-}
-
 export async function startProviderNode(init: ProviderNodeInit): Promise<ProviderNode> {
   const { config, dataDir } = init
-  const log = init.log ?? (() => undefined)
+  const events = createEventHub()
+  const log = (line: string): void => {
+    init.log?.(line)
+    events.publish({ topic: 'provider', data: { line } })
+  }
   await mkdir(dataDir, { recursive: true, mode: 0o700 })
   await ensureSoleProvider(dataDir)
   const machine = init.machine ?? machineFacts(dataDir)
@@ -165,7 +159,17 @@ export async function startProviderNode(init: ProviderNodeInit): Promise<Provide
     const api: LocalApiServer = await serveLocalApi({
       dataDir,
       info: { peerId: host.peerId.toString(), address: identity.address, multiaddrs: host.multiaddrs(), startedAtMs },
-      handle: (command) => ownerCommand(command, agent, status, stop),
+      commands: providerCommands({
+        status,
+        earnings: () => readEarnings(store, { owner: costs, share }, agent.accounts.money()),
+        earningsHistory: () => readEarningsHistory(store),
+        config: () => config,
+        payments: () => ({ dataDir, agreements: paymentsOf(store) }),
+        pause: () => agent.pause('paused by the owner', { handBack: true }),
+        resume: () => agent.resume(),
+        stop: () => void stop(),
+      }),
+      web: { ...(init.dashboardDir === undefined ? {} : { assetsDir: init.dashboardDir }), metrics: () => providerMetrics(status()), events },
     })
 
     return {

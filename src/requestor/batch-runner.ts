@@ -70,7 +70,7 @@ export async function runBatch(init: BatchRunnerInit, batch: Batch): Promise<Bat
   const results = tasks.map((_, i) => init.resumed.get(base + i))
   const progress: Progress = { batch, results, done: results.filter((r) => r !== undefined).length, spotChecked: new Set() }
   emit({ type: 'phase', message: `running ${total} ${phase}${progress.done > 0 ? ` (${progress.done} done before)` : ''}` })
-  emit({ type: 'batch', phase, total, done: progress.done })
+  emit({ type: 'batch', phase, total, done: progress.done, firstTask: base })
   const exchange = createTaskExchange(exchangeInit(init, progress))
 
   const outcome = await dispatch<Delivered>({

@@ -7,8 +7,8 @@ export type JobEvent =
   | { type: 'escrow-opened'; provider: string; agreementId: string; depositWei: string; txHash: string }
   /** The job's id (give it to `hearth run --resume`) and how many tasks an earlier run of it had done. */
   | { type: 'job'; jobId: string; resumedTasks: number }
-  /** A batch of tasks starts (a job has one; a map-reduce has a map and a reduce batch). */
-  | { type: 'batch'; phase: string; total: number; done: number }
+  /** A batch of tasks starts (a job has one; a map-reduce has a map and a reduce batch); task indices go on from batch to batch, its first is `firstTask`. */
+  | { type: 'batch'; phase: string; total: number; done: number; firstTask?: number }
   /** `reason`: the task's first run, a retry after a failure, a check of another provider's result, or a straggler. */
   | { type: 'task-started'; taskIndex: number; provider: string; reason?: 'first' | 'retry' | 'check' | 'straggler' }
   /** `checked`: confirmed by another provider or a local recompute; `spentWei`: accepted work so far, at agreed prices. */

@@ -10,33 +10,37 @@ import { readFile } from 'node:fs/promises'
 import { isAbsolute } from 'node:path'
 import { z } from 'zod'
 import { HearthError } from '../errors.ts'
-import { describeIssues } from '../net/describe-issues.ts'
 import {
   callApi,
+  command,
   processAlive,
   readApiRecord,
   serveApi,
+  type CommandTable,
   type LocalApiKind,
   type LocalApiRecord,
   type LocalApiServer,
+  type LocalApiWeb,
 } from '../net/local-api-server.ts'
+import { paymentsOf, paymentsReportSchema } from '../payment/payments-view.ts'
+import { moneySchema, nodeStatusSchema, offersSchema, providersSchema, serviceStatusSchema, wei } from './api-schemas.ts'
+import { moneyView, offersView, providersView, type NodeViewSources } from './node-views.ts'
 import { serviceSpecSchema, type ServiceSpecInput } from './service-spec.ts'
 import type { ServiceStatus, Services } from './services.ts'
-import { storageCommands, type StorageApi, type StorageCommand } from './storage-api.ts'
+import { storageCommandTable, type StorageApi, type StorageCommand } from './storage-api.ts'
 
 export const requestorStatusFile = 'requestor.json'
 
-export const requestorCommands = ['status', 'stop', 'service-deploy', 'service-ls', 'service-status', 'service-logs', 'service-scale', 'service-update', 'service-rm', ...storageCommands] as const
-export type RequestorCommand = (typeof requestorCommands)[number]
-
-export const requestorApi: LocalApiKind & { commands: readonly RequestorCommand[] } = {
+export const requestorApi: LocalApiKind = {
   who: 'requestor node',
   statusFile: requestorStatusFile,
-  commands: requestorCommands,
   startCommand: 'hearth requestor start',
   codes: { notRunning: 'HEARTH_ERR_REQUESTOR_NOT_RUNNING', localApi: 'HEARTH_ERR_REQUESTOR_LOCAL_API' },
   realm: 'hearth-requestor',
 }
+
+/** The node's commands the CLI sends by name. */
+export type RequestorCommand = 'status' | 'stop' | 'payments' | 'offers' | 'providers' | 'money' | `service-${'deploy' | 'ls' | 'status' | 'logs' | 'scale' | 'update' | 'rm'}` | StorageCommand | `job-${string}` | 'jobs'
 
 export interface RequestorApiInfo extends LocalApiRecord {
   peerId: string
@@ -66,12 +70,6 @@ const bodies = {
   'service-scale': z.strictObject({ name, replicas: serviceSpecSchema.shape.replicas.unwrap() }),
 }
 
-function parseBody<K extends keyof typeof bodies>(command: K, body: unknown): z.output<(typeof bodies)[K]> {
-  const parsed = bodies[command].safeParse(body)
-  if (!parsed.success) throw new HearthError('HEARTH_ERR_SERVICE_INVALID', `${command}: ${describeIssues(parsed.error).text}`)
-  return parsed.data as z.output<(typeof bodies)[K]>
-}
-
 /** The package a deploy or update names by path, read whole. */
 async function packageBytes(body: { archivePath?: string | undefined; packagePath?: string | undefined }): Promise<Uint8Array | undefined> {
   const path = body.archivePath ?? body.packagePath
@@ -87,10 +85,15 @@ export interface ServeRequestorApiInit {
   services: Services
   /** The node's storage (`hearth store …`). */
   storage: StorageApi
+  /** The market and money views (offers, providers, money). */
+  views: NodeViewSources
   /** Live offers in the node's book now. */
   offers(): number
   /** Stops the node; the API answers before it goes. */
   stop(): void
+  /** Commands of the layers above (jobs), the dashboard's files, metrics and events. */
+  more?: CommandTable
+  web?: LocalApiWeb
 }
 
 function serviceOf(services: Services, serviceName: string) {
@@ -99,54 +102,98 @@ function serviceOf(services: Services, serviceName: string) {
   return service
 }
 
-/** Answers one command of the owner. */
-async function answer(init: ServeRequestorApiInit, command: RequestorCommand, body: Record<string, unknown>): Promise<unknown> {
-  const { services } = init
-  if ((storageCommands as readonly string[]).includes(command)) return init.storage.answer(command as StorageCommand, body)
-  switch (command) {
-    case 'status':
-      return { ...init.info, pid: process.pid, offers: init.offers(), services: services.list() } satisfies RequestorNodeStatus
-    case 'stop':
-      // Answered first; the node stops once this reply is on its way.
-      setImmediate(() => init.stop())
-      return { stopping: true }
-    case 'service-ls':
-      return services.list()
-    case 'service-status':
-      return serviceOf(services, parseBody(command, body).name).status()
-    case 'service-deploy': {
-      const request = parseBody(command, body)
-      const service = await services.deploy(request.spec as ServiceSpecInput, await packageBytes(request))
-      return service.status()
-    }
-    case 'service-update': {
-      const request = parseBody(command, body)
-      const service = serviceOf(services, request.name)
-      await service.update(request.spec as ServiceSpecInput, await packageBytes(request))
-      return service.status()
-    }
-    case 'service-scale': {
-      const request = parseBody(command, body)
-      const service = serviceOf(services, request.name)
-      await service.scale(request.replicas)
-      return service.status()
-    }
-    case 'service-logs': {
-      const request = parseBody(command, body)
-      const service = serviceOf(services, request.name)
-      const ids = request.replica === undefined ? service.status().replicas.map((replica) => replica.id) : [request.replica]
-      return Promise.all(ids.map(async (replica) => ({ replica, log: await service.logs(replica, request.tailBytes) })))
-    }
-    case 'service-rm': {
-      const paid = await serviceOf(services, parseBody(command, body).name).remove()
-      return paid.map((entry) => ({ agreementId: entry.agreementId, paidWei: entry.paidWei.toString() }))
-    }
+const invalidCode = 'HEARTH_ERR_SERVICE_INVALID'
+
+/** The service commands (`hearth service …`). */
+function serviceCommands(services: Services): CommandTable {
+  return {
+    'service-ls': command({ summary: 'the services this node owns', result: z.array(serviceStatusSchema), handle: async () => services.list() }),
+    'service-status': command({ summary: 'one service: its replicas, where they run and whether they serve', body: bodies['service-status'], invalidCode, result: serviceStatusSchema, handle: async (body) => serviceOf(services, body.name).status() }),
+    'service-deploy': command({
+      summary: 'deploy a service from its spec and package (read by the node from an absolute path)',
+      body: bodies['service-deploy'],
+      invalidCode,
+      result: serviceStatusSchema,
+      handle: async (body) => (await services.deploy(body.spec as ServiceSpecInput, await packageBytes(body))).status(),
+    }),
+    'service-update': command({
+      summary: 'roll a service to a new spec or package, replica by replica',
+      body: bodies['service-update'],
+      invalidCode,
+      result: serviceStatusSchema,
+      handle: async (body) => {
+        const service = serviceOf(services, body.name)
+        await service.update(body.spec as ServiceSpecInput, await packageBytes(body))
+        return service.status()
+      },
+    }),
+    'service-scale': command({
+      summary: 'change how many replicas a service keeps',
+      body: bodies['service-scale'],
+      invalidCode,
+      result: serviceStatusSchema,
+      handle: async (body) => {
+        const service = serviceOf(services, body.name)
+        await service.scale(body.replicas)
+        return service.status()
+      },
+    }),
+    'service-logs': command({
+      summary: 'the tail of each replica\'s log',
+      body: bodies['service-logs'],
+      invalidCode,
+      result: z.array(z.object({ replica: z.string(), log: z.string() })),
+      handle: async (body) => {
+        const service = serviceOf(services, body.name)
+        const ids = body.replica === undefined ? service.status().replicas.map((replica) => replica.id) : [body.replica]
+        return Promise.all(ids.map(async (replica) => ({ replica, log: await service.logs(replica, body.tailBytes) })))
+      },
+    }),
+    'service-rm': command({
+      summary: 'remove a service: its replicas stop, its agreements are settled and the rest refunded',
+      body: bodies['service-rm'],
+      invalidCode,
+      result: z.array(z.object({ agreementId: z.string(), paidWei: wei })),
+      handle: async (body) => (await serviceOf(services, body.name).remove()).map((entry) => ({ agreementId: entry.agreementId, paidWei: entry.paidWei.toString() })),
+    }),
+  }
+}
+
+/** Every command of the node: its own, its services', its storage's, its views', and those of the layers above. */
+export function requestorCommandTable(init: ServeRequestorApiInit): CommandTable {
+  return {
+    status: command({
+      summary: 'the node: who and where it is, its offers and services',
+      result: nodeStatusSchema,
+      handle: async () => ({ ...init.info, pid: process.pid, offers: init.offers(), services: init.services.list() }) satisfies RequestorNodeStatus,
+    }),
+    stop: command({
+      summary: 'stop the node; answered before it goes',
+      result: z.object({ stopping: z.literal(true) }),
+      handle: async () => {
+        setImmediate(() => init.stop())
+        return { stopping: true }
+      },
+    }),
+    offers: command({
+      summary: 'the offers in the node\'s book, filtered with the constraint language (an empty filter is refused)',
+      body: z.strictObject({ filter: z.string().max(64 * 1024).optional() }),
+      invalidCode: 'HEARTH_ERR_MARKET_CONSTRAINTS_INVALID',
+      result: offersSchema,
+      handle: async (body) => offersView(init.views, body.filter),
+    }),
+    providers: command({ summary: 'providers with live offers: region, position and measured round trip', result: providersSchema, handle: () => providersView(init.views) }),
+    payments: command({ summary: 'every agreement\'s escrow, debit notes, vouchers and invoice, from this node\'s records', result: paymentsReportSchema, handle: async () => ({ dataDir: init.dataDir, agreements: paymentsOf(init.views.store) }) }),
+    money: command({ summary: 'every agreement\'s money from this node\'s records beside the chain\'s, and whether they balance', result: moneySchema, handle: () => moneyView(init.views) }),
+    ...serviceCommands(init.services),
+    ...storageCommandTable(init.storage),
+    ...init.more,
   }
 }
 
 /** Serves the node's API on 127.0.0.1 and records where in `requestor.json`. */
 export function serveRequestorApi(init: ServeRequestorApiInit): Promise<LocalApiServer> {
-  return serveApi({ dataDir: init.dataDir, kind: requestorApi, info: { ...init.info }, handle: (command, body) => answer(init, command, body) })
+  return serveApi({ dataDir: init.dataDir, kind: requestorApi, info: { ...init.info }, commands: requestorCommandTable(init), ...(init.web === undefined ? {} : { web: init.web }) })
 }
 
 export function readRequestorApiInfo(dataDir: string): Promise<RequestorApiInfo | undefined> {

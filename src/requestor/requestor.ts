@@ -22,6 +22,7 @@ import type { BatchOutcome, JobOutcome, JobSession, JobSpec } from './job-types.
 import { createProber } from './provider-probe.ts'
 import { createRequestorAccounts, type RequestorAccounts } from './requestor-account.ts'
 import type { ReputationBook } from './reputation.ts'
+import type { MeasuredLatencies } from './sourcing.ts'
 
 export type { TaskOutcome, TaskSpec } from './task-runner.ts'
 export type { AgreementOutcome, BatchOutcome, JobFigures, JobOutcome, JobSession, JobSpec, VerificationSpec } from './job-types.ts'
@@ -50,6 +51,8 @@ export interface Requestor {
   readonly market: MarketNode
   /** Every agreement's money: deposits, accepted work, vouchers signed and delivered, claims and refunds. */
   readonly accounts: RequestorAccounts
+  /** Round trips measured to providers when choosing them, by provider address (lower case). */
+  readonly latencies: MeasuredLatencies
   /** What this requestor serves its providers by content id: jobs' packages and what its ExeScript activities provide. */
   readonly blobs: BlobServer
   start(): Promise<void>
@@ -70,8 +73,9 @@ export function createRequestor(init: RequestorInit): Requestor {
   const accounts = createRequestorAccounts({ identity, host, store, payment, ...(init.log === undefined ? {} : { log: init.log }) })
   const blobs = createBlobServer({ host })
   const ignoreDebitNotes = init.misbehave?.ignoreDebitNotes === true
+  const latencies: MeasuredLatencies = new Map()
   const engine: JobEngine = {
-    identity, host, store, payment, market, accounts, blobs, reputation, ignoreDebitNotes, latencies: new Map(),
+    identity, host, store, payment, market, accounts, blobs, reputation, ignoreDebitNotes, latencies,
     ...(init.random === undefined ? {} : { random: init.random }),
     ...(init.localRuntime === undefined ? {} : { localRuntime: init.localRuntime, prober: createProber({ host, localRuntime: init.localRuntime, reputation, ignoreDebitNotes }) }),
   }
@@ -94,6 +98,7 @@ export function createRequestor(init: RequestorInit): Requestor {
     market,
     accounts,
     blobs,
+    latencies,
     runJob,
     openJob: (spec, options = {}) => openJob(engine, spec, options),
     refundExpired: () => accounts.refundExpired(),

@@ -11,6 +11,8 @@ import { pipeline } from 'node:stream/promises'
 import { Readable } from 'node:stream'
 import { z } from 'zod'
 import { HearthError } from '../errors.ts'
+import { command, type CommandTable } from '../net/local-api-server.ts'
+import { storageResults } from './api-schemas.ts'
 import { describeIssues } from '../net/describe-issues.ts'
 import { startS3Server } from '../storage/s3-server.ts'
 import { checkBucketName } from '../storage/s3-server.ts'
@@ -24,7 +26,7 @@ export type StorageCommand = (typeof storageCommands)[number]
 const absolutePath = z.string().refine((path) => isAbsolute(path), 'expected an absolute path')
 const bucket = z.string().min(3).max(63)
 const key = z.string().min(1).max(1024)
-const bodies = {
+export const storageBodies = {
   'store-put': z.strictObject({ bucket, key, path: absolutePath, contentType: z.string().max(256).optional() }),
   'store-get': z.strictObject({ bucket, key, path: absolutePath, start: z.number().int().nonnegative().optional(), end: z.number().int().nonnegative().optional() }),
   'store-ls': z.strictObject({ bucket: bucket.optional(), prefix: z.string().max(1024).optional() }),
@@ -35,10 +37,10 @@ const bodies = {
   'store-s3': z.strictObject({ host: z.string().max(255).optional(), port: z.number().int().min(0).max(65535).optional() }),
 }
 
-function parseBody<K extends StorageCommand>(command: K, body: unknown): z.output<(typeof bodies)[K]> {
-  const parsed = bodies[command].safeParse(body)
+function parseBody<K extends StorageCommand>(command: K, body: unknown): z.output<(typeof storageBodies)[K]> {
+  const parsed = storageBodies[command].safeParse(body)
   if (!parsed.success) throw new HearthError('HEARTH_ERR_CLI_ARGUMENT_INVALID', `${command}: ${describeIssues(parsed.error).text}`)
-  return parsed.data as z.output<(typeof bodies)[K]>
+  return parsed.data as z.output<(typeof storageBodies)[K]>
 }
 
 export interface StorageApiInit {
@@ -162,4 +164,25 @@ export function createStorageApi(init: StorageApiInit): StorageApi {
       s3 = undefined
     },
   }
+}
+
+const storageSummaries: Record<StorageCommand, string> = {
+  'store-put': 'seal, code and place a file (read by the node from an absolute path) as an object',
+  'store-get': 'read an object (or a byte range of it) back into a file the node writes',
+  'store-ls': 'the buckets, or the objects of one bucket under a prefix',
+  'store-rm': 'remove an object, or an empty bucket',
+  'store-status': 'the holdings, and each object\'s pieces: where, in which region, and how their audits went',
+  'store-s3': 'start (once) the S3 endpoint over the store and give its address and credentials',
+  'store-restore': 'read the manifest back from the providers (after a loss of this node\'s data)',
+  'store-repair': 'one upkeep round now: renew holdings, audit every piece, rebuild what is lost',
+}
+
+/** The storage commands as the local API's table, each with its body and result schemas. */
+export function storageCommandTable(api: StorageApi): CommandTable {
+  return Object.fromEntries(
+    storageCommands.map((name) => [
+      name,
+      command({ summary: storageSummaries[name], body: storageBodies[name] as z.ZodType<Record<string, unknown>>, invalidCode: 'HEARTH_ERR_CLI_ARGUMENT_INVALID', result: storageResults[name], handle: (body) => api.answer(name, body) }),
+    ]),
+  )
 }
