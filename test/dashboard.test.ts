@@ -23,7 +23,7 @@ import { WebSocket } from 'ws'
 import { buildContracts } from '../scripts/build-contracts.ts'
 import { buildWeb } from '../scripts/build-web.ts'
 import { devAccountKey, startChain, type RunningChain } from '../src/cli/chain-command.ts'
-import { capture } from '../src/cli/testdata/run-cli.ts'
+import { capture, hearth } from '../src/cli/testdata/run-cli.ts'
 import { compileAssemblyScript } from '../src/exec/assemblyscript-compiler.ts'
 import { createChainClient } from '../src/payment/chain-client.ts'
 import { readDeploymentFile } from '../src/payment/deploy.ts'
@@ -239,8 +239,12 @@ describe('the local APIs and the dashboard, each node its own process', { timeou
     page.on('pageerror', (error) => problems.push(error.message))
     // The page's own errors; the refusal of the bad filter tried below is expected, and shown on the page instead.
     page.on('console', (message) => message.type() === 'error' && !message.location().url.endsWith('/v1/offers') && problems.push(`${message.text()} (${message.location().url})`))
-    // The key travels in the fragment only: the server never sees it in a request line.
-    await page.goto(`${requestor.url}/#key=${requestor.key}`)
+    // As a user opens it: `hearth ui` gives the page with the key in the fragment, which no request line carries.
+    const ui = await hearth(['ui', '--data-dir', requestor.dataDir, '--no-open', '--json'])
+    assert.equal(ui.code, 0, ui.stderr)
+    const { url } = JSON.parse(ui.stdout) as { url: string }
+    assert.equal(url, `${requestor.url}/#key=${requestor.key}`)
+    await page.goto(url)
     await page.locator('[data-testid=provider-marker]').nth(1).waitFor({ timeout: 60_000 })
     assert.ok(!page.url().includes(requestor.key), 'the key leaves the address bar')
 
@@ -316,7 +320,9 @@ describe('the local APIs and the dashboard, each node its own process', { timeou
     const providerPage = await browser.newPage({ viewport: { width: 1280, height: 800 } })
     providerPage.on('pageerror', (error) => problems.push(error.message))
     providerPage.on('console', (message) => message.type() === 'error' && problems.push(`${message.text()} (${message.location().url})`))
-    await providerPage.goto(`${provider.url}/#key=${provider.key}`)
+    const providerUi = await hearth(['ui', '--provider', '--data-dir', provider.dataDir, '--no-open', '--json'])
+    assert.equal(providerUi.code, 0, providerUi.stderr)
+    await providerPage.goto((JSON.parse(providerUi.stdout) as { url: string }).url)
     await providerPage.locator('[data-testid=lending-state]').waitFor({ timeout: 60_000 })
     await providerPage.evaluate(() => (location.hash = '#/earnings'))
     const revenue = providerPage.locator('[data-testid=earnings-revenue]')
