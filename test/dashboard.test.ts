@@ -364,6 +364,10 @@ describe('the local APIs and the dashboard, each node its own process', { timeou
     // A job file that does not check is refused in the answer, before anything starts.
     assert.equal((await refused(requestor, 'job-submit', { jobFile: { ...jobFile, kind: 'nonsense' }, files })).status, 400)
     assert.equal((await refused(requestor, 'job-submit', { jobFile, files: [{ path: '../escape.txt', base64: '' }] })).status, 400)
+    // A job file that names the node's own key as its package would send it to a provider: refused.
+    const stealsKey = await refused(requestor, 'job-submit', { jobFile: { ...jobFile, package: '../../node.key' }, files })
+    assert.deepEqual([stealsKey.status, stealsKey.code], [400, 'HEARTH_ERR_JOB_INVALID'])
+    assert.match(stealsKey.message, /outside the job's folder/)
     const submitted = await call<{ id: string }>(requestor, 'job-submit', { jobFile, files })
     await call(requestor, 'job-cancel', { id: submitted.id })
     for (let i = 0; ; i++) {

@@ -143,7 +143,8 @@ export function createNodeJobs(init: NodeJobsInit) {
     const jobFile = join(dir, 'job.json')
     await writeFile(jobFile, JSON.stringify(body.jobFile, null, 2))
     // Checked whole before anything starts: a bad job file is refused in this answer, and no money moves.
-    const prepared = await prepareJobFile({ jobFile, providers: init.providers ?? 2 })
+    // Confined to its folder: a job file may not name the node's own files (its key, its database) as inputs.
+    const prepared = await prepareJobFile({ jobFile, providers: init.providers ?? 2, confined: true })
     const job: NodeJob = {
       id, name: prepared.job.name, kind: prepared.job.kind, state: 'queued', submittedAtMs: Date.now(), startedAtMs: null, finishedAtMs: null,
       dir, prepared, view: createJobView(Date.now()), events: [], abort: new AbortController(), engineJobId: null, error: null, run: null, settlement: null,

@@ -1,10 +1,10 @@
 import assert from 'node:assert/strict'
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { after, test } from 'node:test'
 import { isHearthError } from '../errors.ts'
-import { loadJobFile, parseJob } from './job-file.ts'
+import { loadJobFile, parseJob, parseJobDefinition } from './job-file.ts'
 
 const dir = mkdtempSync(join(tmpdir(), 'hearth-job-'))
 after(() => rmSync(dir, { recursive: true, force: true }))
@@ -96,4 +96,31 @@ test('each runtime needs its own field and refuses the others\'', () => {
   const native = parseJob({ name: 'x', runtime: 'native', program: 'povray', tasks: [{}] }, dir)
   assert.equal(native.packagePath, undefined)
   assert.equal(parseJob({ name: 'x', runtime: 'docker', image: './data.txt', tasks: [{}] }, dir).packagePath, join(dir, 'data.txt'))
+})
+
+test('a job confined to its folder may not name a file outside it, by .., an absolute path or a glob', () => {
+  const jobDir = join(dir, 'sent')
+  mkdirSync(jobDir, { recursive: true })
+  writeFileSync(join(jobDir, 'prog.wasm'), new Uint8Array([0, 97, 115, 109, 1, 0, 0, 0]))
+  writeFileSync(join(jobDir, 'a.txt'), 'inside')
+  writeFileSync(join(jobDir, 'data.txt'), 'inside')
+  assert.equal((parseJobDefinition(good, dir, 'job file', { confined: true }) as { packagePath: string }).packagePath, join(dir, 'prog.wasm'))
+  const refusal = (value: unknown): string[] => {
+    try {
+      parseJobDefinition(value, jobDir, 'job file', { confined: true })
+    } catch (error) {
+      assert.ok(isHearthError(error, 'HEARTH_ERR_JOB_INVALID'), String(error))
+      return error.details!.problems as string[]
+    }
+    return []
+  }
+  assert.deepEqual(refusal({ ...good, package: '../prog.wasm' }), ['package: ../prog.wasm is outside the job\'s folder'])
+  assert.deepEqual(refusal({ ...good, package: join(dir, 'prog.wasm') }), [`package: ${join(dir, 'prog.wasm')} is outside the job's folder`])
+  assert.deepEqual(refusal({ ...good, package: './prog.wasm', tasks: [{ inputs: { '/in/key': '../data.txt' } }] }), ['tasks[0].inputs./in/key: ../data.txt is outside the job\'s folder'])
+  const mapreduce = { kind: 'mapreduce', name: 'wc', runtime: 'wasi', package: './prog.wasm', chunkBytes: 512, reducers: 1, map: { args: [] }, reduce: { args: [] }, output: 'counts.tsv' }
+  assert.deepEqual(refusal({ ...mapreduce, inputs: ['../*.txt'] }), ['inputs[0]: ../*.txt is outside the job\'s folder'])
+  assert.deepEqual(refusal({ ...mapreduce, inputs: ['*/../../*.txt'] }), ['inputs[0]: */../../*.txt is outside the job\'s folder'])
+  assert.deepEqual(refusal({ ...mapreduce, inputs: ['./*.txt'] }), [])
+  // Unconfined (hearth run on the owner's own job file), paths outside the folder are the owner's to name.
+  assert.equal(parseJob({ ...good, package: '../prog.wasm' }, jobDir).packagePath, join(dir, 'prog.wasm'))
 })

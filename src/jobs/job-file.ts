@@ -314,7 +314,11 @@ export function expandInputPattern(pattern: string, baseDir: string): string[] {
  * Validates parsed JSON as a job of any kind (`kind`, default "map"); `baseDir` resolves relative paths. Every wrong
  * field is named; then every missing local file is listed. Throws HEARTH_ERR_JOB_INVALID or _INPUT_MISSING.
  */
-export function parseJobDefinition(value: unknown, baseDir: string, source = 'job file'): JobDefinition {
+/**
+ * `confined`: every local file the job names must lie inside `baseDir` (a job file uploaded with its inputs, which
+ * must not make the node read its own key or anything else of its machine and send it to providers).
+ */
+export function parseJobDefinition(value: unknown, baseDir: string, source = 'job file', options: { confined?: boolean } = {}): JobDefinition {
   const rawKind = typeof value === 'object' && value !== null && !Array.isArray(value) ? (value as Record<string, unknown>).kind : undefined
   const kind = kindSchema.safeParse(rawKind ?? 'map')
   if (!kind.success) throw invalid(source, kind.error.issues.map((issue) => `kind: ${issue.message}`))
@@ -334,13 +338,21 @@ export function parseJobDefinition(value: unknown, baseDir: string, source = 'jo
     }
   }
   const missing: string[] = []
+  const outside: string[] = []
+  const root = resolve(baseDir) + sep
+  const confine = (field: string, path: string, absolute: string): void => {
+    const inside = (absolute === resolve(baseDir) || absolute.startsWith(root)) && !path.split(/[/\\]/).includes('..')
+    if (options.confined === true && !inside) outside.push(`${field}: ${path} is outside the job's folder`)
+  }
   const local = (field: string, path: string): string => {
     const absolute = isAbsolute(path) ? path : resolve(baseDir, path)
-    if (!existsSync(absolute) || !statSync(absolute).isFile()) missing.push(`${field}: ${path} (looked for ${absolute})`)
+    confine(field, path, absolute)
+    if (outside.length === 0 && (!existsSync(absolute) || !statSync(absolute).isFile())) missing.push(`${field}: ${path} (looked for ${absolute})`)
     return absolute
   }
   const packagePath = job.package !== undefined ? local('package', job.package) : job.image !== undefined ? local('image', job.image) : undefined
   const checked = <T extends JobDefinition>(loaded: T): T => {
+    if (outside.length > 0) throw invalid(source, outside, 'a job sent to a node names only the files sent with it, by paths relative to the job file')
     if (missing.length > 0) {
       throw new HearthError('HEARTH_ERR_JOB_INPUT_MISSING', `${source} names files that do not exist:\n  ${missing.join('\n  ')}`, {
         hint: 'paths in a job file are relative to the job file\'s folder',
@@ -362,6 +374,8 @@ export function parseJobDefinition(value: unknown, baseDir: string, source = 'jo
     case 'mapreduce': {
       const files = new Set<string>()
       job.inputs.forEach((pattern, index) => {
+        confine(`inputs[${index}]`, pattern, isAbsolute(pattern) ? pattern : resolve(baseDir, pattern.replace(/[*?].*$/, '')))
+        if (outside.length > 0) return
         const found = expandInputPattern(pattern, baseDir)
         if (found.length === 0) {
           const absolute = isAbsolute(pattern) ? pattern : resolve(baseDir, pattern)
@@ -423,8 +437,8 @@ function readJobFile(path: string): unknown {
 }
 
 /** Reads and checks a job file of any kind. */
-export function loadJobDefinition(path: string): JobDefinition {
-  return parseJobDefinition(readJobFile(path), dirname(resolve(path)), path)
+export function loadJobDefinition(path: string, options: { confined?: boolean } = {}): JobDefinition {
+  return parseJobDefinition(readJobFile(path), dirname(resolve(path)), path, options)
 }
 
 export function loadJobFile(path: string): LoadedJob {

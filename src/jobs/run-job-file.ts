@@ -19,6 +19,8 @@ export interface JobSpecOptions {
   providers: number
   /** Continue an earlier run of the same job file (its id), reusing its accepted results. */
   resume?: string
+  /** Every local file the job names must be in the job file's folder (a job sent to a node with its inputs). */
+  confined?: boolean
 }
 
 /** A checked job file, its plan, and the engine's JobSpec for it. */
@@ -69,7 +71,7 @@ export async function jobSpecFor(job: JobDefinition, plan: JobPlan, options: Job
 
 /** Reads, checks and plans a job file and makes its JobSpec. Throws HEARTH_ERR_JOB_INVALID or _INPUT_MISSING. */
 export async function prepareJobFile(options: JobSpecOptions): Promise<PreparedJob> {
-  const job = loadJobDefinition(options.jobFile)
+  const job = loadJobDefinition(options.jobFile, { confined: options.confined === true })
   const plan = planJob(job)
   return { job, plan, spec: await jobSpecFor(job, plan, options) }
 }
