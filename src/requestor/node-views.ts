@@ -74,16 +74,21 @@ export function offersView(sources: NodeViewSources, filter: string | undefined)
 
 const measureEveryMs = 60_000
 
+/** Providers pinged per call at most: a book of thousands is measured over several calls, not in one long answer. */
+const pingsPerCall = 32
+
 /**
  * Each provider with a live offer: its region and position as offered, and the round trip measured to it (pinged
- * again when the last measure is older than a minute, at most eight at a time, each given 3 s).
+ * again when the last measure is older than a minute, the least recently measured first, at most 32 per call, eight
+ * at a time, each given 3 s).
  */
 export async function providersView(sources: NodeViewSources) {
   const offers = sources.offers()
-  const stale = offers.filter((signed) => {
-    const known = sources.latencies.get(signed.payload.provider.toLowerCase())
-    return known === undefined || Date.now() - known.atMs > measureEveryMs
-  })
+  const measuredAt = (signed: SignedOffer): number => sources.latencies.get(signed.payload.provider.toLowerCase())?.atMs ?? 0
+  const stale = offers
+    .filter((signed) => Date.now() - measuredAt(signed) > measureEveryMs)
+    .sort((a, b) => measuredAt(a) - measuredAt(b))
+    .slice(0, pingsPerCall)
   for (let i = 0; i < stale.length; i += 8) {
     await Promise.all(
       stale.slice(i, i + 8).map(async (signed) => {
