@@ -116,6 +116,10 @@ describe('auditEscrows: the money path read from the chain', () => {
       ],
     )
     assert.equal(alice!.openTx, openTx)
+    // Where the money went, by transaction: alice's claim and the release that closed her escrow; bob's is open.
+    assert.equal(alice!.claimTxs.length, 1)
+    assert.match(alice!.closeTx ?? '', /^0x[0-9a-f]{64}$/)
+    assert.equal(bob!.closeTx, null)
     assert.deepEqual(audit.totals, { depositedWei: parseEther('19'), paidWei: parseEther('7'), refundedWei: parseEther('9'), lockedWei: parseEther('3') })
 
     // Balances: the requestor lost deposits less refunds, each provider gained exactly its claims, the rest is locked.

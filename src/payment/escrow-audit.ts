@@ -64,6 +64,10 @@ export interface AgreementAudit {
   closed: boolean
   /** The transaction of its EscrowOpened event. */
   openTx: Hex | null
+  /** The transactions of its VoucherClaimed events: the provider's claims. */
+  claimTxs: Hex[]
+  /** The transaction that closed it (EscrowReleased or EscrowRefunded); null while open. */
+  closeTx: Hex | null
   /** deposited = paid + refunded + locked, and the events agree with the stored deposit, claims, provider and state. */
   balanced: boolean
 }
@@ -216,6 +220,8 @@ function auditOne(agreementId: Hex, view: EscrowView, events: EscrowEvent[], pro
     lockedWei,
     closed: exists && view.closed,
     openTx: opened[0]?.transactionHash ?? null,
+    claimTxs: events.filter((e) => e.eventName === 'VoucherClaimed').map((e) => e.transactionHash),
+    closeTx: events.find((e) => e.eventName === 'EscrowReleased' || e.eventName === 'EscrowRefunded')?.transactionHash ?? null,
     balanced: own.length === 0,
   }
 }

@@ -120,7 +120,10 @@ export const moneySchema = z.object({
       jobName: z.string().nullable(),
       local: z.object({ depositedWei: wei, vouchers: z.array(voucherView), closed: z.boolean(), openTx: z.string().nullable() }).nullable(),
       chain: z
-        .object({ depositedWei: wei, paidWei: wei, refundedWei: wei, lockedWei: wei, closed: z.boolean(), openTx: z.string().nullable(), balanced: z.boolean() })
+        .object({
+          depositedWei: wei, paidWei: wei, refundedWei: wei, lockedWei: wei, closed: z.boolean(), openTx: z.string().nullable(),
+          claimTxs: z.array(z.string()).describe('the provider\'s claims'), closeTx: z.string().nullable().describe('the release or refund that closed it'), balanced: z.boolean(),
+        })
         .nullable()
         .describe('read from the chain: the escrow\'s events and state'),
       agrees: z.boolean().describe('the chain balances, and the newest voucher covers what was paid out'),

@@ -143,7 +143,10 @@ export async function moneyView(sources: NodeViewSources) {
       chain:
         chain === undefined || chain.provider === null
           ? null
-          : { depositedWei: chain.depositedWei.toString(), paidWei: chain.paidWei.toString(), refundedWei: chain.refundedWei.toString(), lockedWei: chain.lockedWei.toString(), closed: chain.closed, openTx: chain.openTx, balanced: chain.balanced },
+          : {
+              depositedWei: chain.depositedWei.toString(), paidWei: chain.paidWei.toString(), refundedWei: chain.refundedWei.toString(), lockedWei: chain.lockedWei.toString(),
+              closed: chain.closed, openTx: chain.openTx, claimTxs: chain.claimTxs, closeTx: chain.closeTx, balanced: chain.balanced,
+            },
       agrees: chain === undefined || chain.provider === null ? a.escrow === null : chain.balanced && chain.paidWei <= signedWei,
     }
   })

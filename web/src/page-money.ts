@@ -42,6 +42,12 @@ function step(label: string, value: HTMLElement): HTMLElement {
   return h('li', { class: 'flow-step' }, h('span', { class: 'flow-label' }, label), value)
 }
 
+/** The provider's claims on chain, one line each (numbered when there are several). */
+function claimFacts(txs: readonly string[]): [string, HTMLElement][] {
+  if (txs.length === 0) return [['Claim tx', hashText(undefined)]]
+  return txs.map((tx, i) => [txs.length > 1 ? `Claim tx ${i + 1}` : 'Claim tx', hashText(tx, 10, 6)])
+}
+
 function agreementCard(agreement: MoneyAgreement): HTMLElement {
   const { local, chain } = agreement
   const deposit = chain?.depositedWei ?? local?.depositedWei ?? null
@@ -55,7 +61,13 @@ function agreementCard(agreement: MoneyAgreement): HTMLElement {
       badge(agreement.state, 'neutral'),
       badge(agreement.agrees ? 'agrees' : 'disagrees', agreement.agrees ? 'good' : 'bad', { 'data-testid': 'agreement-agrees', 'data-agrees': String(agreement.agrees) }),
     ),
-    facts([['Provider', hashText(agreement.provider)], ['Agreement', hashText(agreement.agreementId, 8, 6)], ['Open tx', hashText(chain?.openTx ?? local?.openTx, 10, 6)]]),
+    facts([
+      ['Provider', hashText(agreement.provider)],
+      ['Agreement', hashText(agreement.agreementId, 8, 6)],
+      ['Open tx', hashText(chain?.openTx ?? local?.openTx, 10, 6)],
+      ...claimFacts(chain?.claimTxs ?? []),
+      ['Close tx', hashText(chain?.closeTx, 10, 6)],
+    ]),
     h(
       'ol',
       { class: 'flow-steps', 'aria-label': 'Where the money went' },

@@ -88,7 +88,7 @@ export interface MoneyAgreement {
   state: string
   jobName: string | null
   local: { depositedWei: Wei; vouchers: VoucherView[]; closed: boolean; openTx: string | null } | null
-  chain: { depositedWei: Wei; paidWei: Wei; refundedWei: Wei; lockedWei: Wei; closed: boolean; openTx: string | null; balanced: boolean } | null
+  chain: { depositedWei: Wei; paidWei: Wei; refundedWei: Wei; lockedWei: Wei; closed: boolean; openTx: string | null; claimTxs: string[]; closeTx: string | null; balanced: boolean } | null
   agrees: boolean
 }
 
