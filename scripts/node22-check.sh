@@ -3,7 +3,8 @@
 # npm registry (the `node` package), and the checkout is copied aside with a node_modules of its own, since native
 # modules (better-sqlite3, the Reed-Solomon coder) are built for one Node ABI. What runs: the unit tests of every
 # layer that talks to Node's own APIs (networking, files, crypto, SQLite, workers) and the dashboard's end-to-end test.
-# Usage: bash scripts/node22-check.sh   (from the repository root; leaves nothing behind)
+# Usage: bash scripts/node22-check.sh [--all]   (from the repository root; leaves nothing behind)
+#   --all: the whole suite (`npm run test:unit`), as on Node 20; about as long as the suite itself.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 work=$(mktemp -d /tmp/hearth-node22-XXXXXX)
@@ -18,6 +19,7 @@ mkdir "$work/tree"
 tar --exclude=./node_modules --exclude=./dist --exclude=./build --exclude=./out --exclude=./.git -cf - . | tar -xf - -C "$work/tree"
 cd "$work/tree"
 npm ci --no-audit --no-fund >/dev/null
+if [ "${1:-}" = "--all" ]; then npm run test:unit; exit 0; fi
 node --import tsx --test --test-concurrency=2 --test-timeout=240000 \
   src/identity/*.test.ts src/store/*.test.ts src/net/*.test.ts src/payment/*.test.ts src/storage/*.test.ts \
   src/provider/local-api.test.ts src/requestor/blob-server.test.ts test/dashboard.test.ts

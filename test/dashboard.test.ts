@@ -217,7 +217,6 @@ describe('the local APIs and the dashboard, each node its own process', { timeou
     await call(requestor, 'store-s3', {})
     await call(requestor, 'store-repair', {})
     await call(requestor, 'store-restore', {})
-    await call(requestor, 'store-rm', { bucket: 'notes', key: 'a.txt' })
 
     const packagePath = join(dir, 'handler.wasm')
     await writeFile(packagePath, wasm)
@@ -229,8 +228,8 @@ describe('the local APIs and the dashboard, each node its own process', { timeou
     await call(requestor, 'service-logs', { name: 'greeter' })
     await call(requestor, 'service-scale', { name: 'greeter', replicas: { total: 1 } })
     await call(requestor, 'service-update', { name: 'greeter', spec, packagePath })
-    await call(requestor, 'service-rm', { name: 'greeter' })
     await call(requestor, 'money')
+    // The object and the service stay for the dashboard's pages; the last test removes them.
   })
 
   it('runs a job submitted from the page to its end, shows its money balanced, and the provider\'s earnings', async () => {
@@ -303,8 +302,8 @@ describe('the local APIs and the dashboard, each node its own process', { timeou
     await shootBoth(page, '#/jobs', 'requestor-jobs', '#job-file')
     await shootBoth(page, `#/jobs/${encodeURIComponent(jobId)}`, 'requestor-job', '[data-testid=job-state]')
     await shootBoth(page, '#/money', 'requestor-money', '[data-testid=money-balanced]')
-    await shootBoth(page, '#/services', 'requestor-services', 'main h1')
-    await shootBoth(page, '#/storage', 'requestor-storage', 'main h1')
+    await shootBoth(page, '#/services', 'requestor-services', '[data-testid=replica-row]')
+    await shootBoth(page, '#/storage', 'requestor-storage', '[data-testid=storage-object]')
     // A bad filter typed in the market page is shown with what to do, not thrown away.
     await page.evaluate(() => (location.hash = '#/market'))
     await page.fill('#offer-filter', '(golem.inf.cpu.threads>=')
@@ -340,7 +339,10 @@ describe('the local APIs and the dashboard, each node its own process', { timeou
     assert.deepEqual(problems, [], 'the pages ran without errors')
   })
 
-  it('answers the provider commands as its OpenAPI document says, and a cancelled job stops', async () => {
+  it('answers the provider commands as its OpenAPI document says, removes what it stored and deployed, and a cancelled job stops', async () => {
+    await call(requestor, 'store-rm', { bucket: 'notes', key: 'a.txt' })
+    const paid = await call<{ agreementId: string }[]>(requestor, 'service-rm', { name: 'greeter' })
+    assert.ok(paid.length >= 1, 'removing the service settles its agreement')
     for (const provider of providers) {
       assert.equal(provider.doc.info.title, 'Hearth provider local API')
       await call(provider, 'status')

@@ -220,8 +220,10 @@ export async function runContainer(ctx: ContainerContext, spec: RunSpec<DockerPr
       return streamed + (await bytesAdded(rootDir, inputs))
     }
     ending = await watch(exited, spec, signal, measureOutput, () => overflow, ctx.closed, ctx.inFlight)
+    // One more look as the exit is seen: the engine removes the cgroup soon after, and on a loaded machine the last
+    // output poll may have come well before the program's last CPU (a read of a removed cgroup counts nothing).
+    await meter.sample()
     if (ending.kind !== 'exit') {
-      await meter.sample()
       await api.call({ method: 'POST', path: `/containers/${containerId}/kill`, query: { signal: 'SIGKILL' }, timeoutMs: controlTimeoutMs }).catch(() => undefined)
       await exited
     }

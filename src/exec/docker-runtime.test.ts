@@ -144,8 +144,8 @@ describe('docker-runtime', () => {
     const work = 'i=0; while [ $i -lt 100000 ]; do i=$((i+1)); done'
     // The cgroup is read at each output poll while it exists (the engine removes it at exit): the trailing sleep puts
     // polls after the work, so both figures hold all of it however late a loaded machine runs the last poll before exit.
-    const one = await sh(`${work}; sleep 2`, [], { maxCpuCores: 0.5, timeoutMs: 300_000 })
-    const two = await sh(`(${work}) & (${work}) & wait; sleep 2`, [], { maxCpuCores: 0.5, timeoutMs: 300_000 })
+    const one = await sh(`${work}; sleep 4`, [], { maxCpuCores: 0.5, timeoutMs: 300_000 })
+    const two = await sh(`(${work}) & (${work}) & wait; sleep 4`, [], { maxCpuCores: 0.5, timeoutMs: 300_000 })
     assert.equal(two.exitCode, 0)
     // Both processes are metered from the container's cgroup: about twice the CPU of one.
     assert.ok(two.cpuMs > one.cpuMs * 1.25, `two processes metered ${two.cpuMs} ms of CPU, one alone ${one.cpuMs} ms`)

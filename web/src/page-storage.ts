@@ -22,7 +22,7 @@ function holdingsTable(holdings: readonly Holding[]): HTMLElement {
       cell(formatTime(holding.expiresAtSec * 1000)),
     ),
   )
-  return table('Holdings', ['Provider', 'Region', 'Agreement', 'Stored', 'State', 'Expires'], rows, [3])
+  return table('Holdings', ['Provider', 'Region', 'Agreement', 'Reserved', 'State', 'Expires'], rows, [3])
 }
 
 function auditText(audits: StoredObject['pieces'][number]['audits']): HTMLElement {
