@@ -161,7 +161,7 @@ export async function serveApi(init: ServeApiInit): Promise<LocalApiServer> {
       checkHost(req, port)
       checkOrigin(req, port)
       if (req.method === 'GET' || req.method === 'HEAD') return await answerGet(req, res)
-      checkKey(req, keyDigest, keyPath, kind)
+      checkKey(req, keyMatches, keyPath, kind)
       spec = commands[route(req, names)]!
       body = checkBody(spec, await readJsonBody(req, spec.maxBodyBytes ?? limits.maxBodyBytes))
     } catch (error) {
@@ -183,7 +183,7 @@ export async function serveApi(init: ServeApiInit): Promise<LocalApiServer> {
     const path = new URL(req.url ?? '/', 'http://127.0.0.1').pathname
     if (path === '/openapi.json') return reply(res, 200, openApiDocument({ kind, commands, url: `http://127.0.0.1:${port}`, web: init.web }))
     if (path === '/metrics' && init.web?.metrics !== undefined) {
-      checkKey(req, keyDigest, keyPath, kind)
+      checkKey(req, keyMatches, keyPath, kind)
       const text = await init.web.metrics()
       res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4; charset=utf-8', 'cache-control': 'no-store', 'content-length': String(Buffer.byteLength(text)) })
       res.end(req.method === 'HEAD' ? undefined : text)
@@ -265,11 +265,11 @@ function checkOrigin(req: IncomingMessage, port: number): void {
 }
 
 /** `Authorization: Bearer <key>`; digests are compared, so neither the key's content nor its length leaks by timing. */
-function checkKey(req: IncomingMessage, keyDigest: Buffer, keyPath: string, kind: LocalApiKind): void {
+function checkKey(req: IncomingMessage, keyMatches: (key: string) => boolean, keyPath: string, kind: LocalApiKind): void {
   const match = /^Bearer ([^\s]+)$/i.exec(req.headers.authorization ?? '')
   const options = { hint: `send the key in ${keyPath} as "Authorization: Bearer <key>"`, code: kind.codes.notRunning, headers: { 'www-authenticate': `Bearer realm="${kind.realm}"` } }
   if (match === null) throw new Refusal('unauthorized', `the local API needs the key of the ${kind.who}'s data directory`, options)
-  if (!timingSafeEqual(sha256(match[1]!), keyDigest)) throw new Refusal('unauthorized', 'the local API refused the key', options)
+  if (!keyMatches(match[1]!)) throw new Refusal('unauthorized', 'the local API refused the key', options)
 }
 
 function route(req: IncomingMessage, commands: readonly string[]): string {
