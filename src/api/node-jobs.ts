@@ -119,7 +119,9 @@ export function createNodeJobs(init: NodeJobsInit) {
       const before = await snapshotDevnet(init.source)
       const { run, outcome } = await runPreparedJob(init.requestor, job.prepared, { outDir: join(job.dir, 'out'), emit, signal: job.abort.signal })
       job.run = run
-      job.settlement = await settlementReport(init.source, before, outcome)
+      // The node pays and tops up its storage and services agreements while the job runs: their escrows' events
+      // account for the tokens they move.
+      job.settlement = await settlementReport(init.source, before, outcome, [], 'explained')
       setState(job, job.abort.signal.aborted ? 'cancelled' : run.failures.length === 0 && run.tasks.succeeded === run.tasks.total ? 'finished' : 'failed')
     } catch (error) {
       setState(job, job.abort.signal.aborted ? 'cancelled' : 'failed', toHearthError(error).shortMessage)

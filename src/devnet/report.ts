@@ -111,12 +111,17 @@ function addressOfPeer(peerId: string): string | undefined {
   }
 }
 
-export async function settlementReport(source: SettlementSource, before: SettlementSnapshot, outcome: JobOutcome, earlier: readonly EarlierEscrow[] = []): Promise<SettlementReport> {
+/**
+ * The job's settlement as the chain has it. `otherEscrows`: 'explained' where the requestor's node keeps agreements
+ * besides the job's (storage, services) that move tokens while it runs (see AuditEscrowsParameters).
+ */
+export async function settlementReport(source: SettlementSource, before: SettlementSnapshot, outcome: JobOutcome, earlier: readonly EarlierEscrow[] = [], otherEscrows: 'unaudited' | 'explained' = 'unaudited'): Promise<SettlementReport> {
   const audit = await auditEscrows(source.requestor.payment, {
     requestorAddress: source.requestor.identity.address,
     agreementIds: [...outcome.agreements.map((a) => a.agreementId), ...earlier.map((e) => e.agreementId as Hex)],
     openTxHashes: [...outcome.agreements.map((a) => a.openTx), ...earlier.flatMap((e) => (e.openTx === null ? [] : [e.openTx as Hex]))],
     before: before.tokens,
+    otherEscrows,
   })
   const onChain = new Map(audit.agreements.map((a) => [a.agreementId.toLowerCase(), a]))
   const chainOf = (agreementId: string) => onChain.get(agreementId.toLowerCase())!

@@ -212,4 +212,19 @@ describe('auditEscrows: the money path read from the chain', () => {
     assert.ok(audit.problems.some((p) => p.includes(missing) && p.includes('no escrow')), audit.problems.join('\n'))
     assert.ok(audit.problems.some((p) => p.includes(ids[1]!) && p.includes('not audited')), audit.problems.join('\n'))
   })
+
+  it('lets the events of a node\'s other escrows account for their tokens when told to, still to the wei', async () => {
+    const before = await snapshot()
+    const { ids, openTx } = await job()
+    // The second escrow stands for a storage or service agreement of the same node, paid and topped up meanwhile.
+    await topUpEscrow(w.requestor, { agreementId: ids[1]!, amountWei: parseEther('1') })
+    const audit = await auditEscrows(w.requestor, { requestorAddress: address.requestor, agreementIds: [ids[0]!], openTxHashes: [openTx], before, otherEscrows: 'explained' })
+    assert.equal(audit.balanced, true, audit.problems.join('\n'))
+    assert.equal(audit.tokens!.netWei, 0n)
+    // A wei its events do not explain still fails the audit.
+    const balancesWei = new Map(before.balancesWei)
+    balancesWei.set(address.bob, balancesWei.get(address.bob)! + 1n)
+    const off = await auditEscrows(w.requestor, { requestorAddress: address.requestor, agreementIds: [ids[0]!], openTxHashes: [openTx], before: { ...before, balancesWei }, otherEscrows: 'explained' })
+    assert.equal(off.balanced, false)
+  })
 })

@@ -47,6 +47,13 @@ export interface AuditEscrowsParameters {
   blockNumber?: bigint
   /** The widest block range asked of one eth_getLogs (default 10 000: public RPC nodes refuse wider ones). */
   maxLogBlockRange?: bigint
+  /**
+   * With `before`: what other escrows of this requestor that moved tokens since the snapshot mean. 'unaudited'
+   * (default): a problem, for a run that opened no escrow but the audited ones. 'explained': a node that keeps other
+   * agreements while the job runs (storage, services) pays and tops them up meanwhile; their events then account for
+   * the tokens they moved, and the balances must still match to the wei.
+   */
+  otherEscrows?: 'unaudited' | 'explained'
 }
 
 export interface AgreementAudit {
@@ -88,7 +95,10 @@ export interface TokenAudit {
   /** The snapshot's block: events after it are the job's. */
   sinceBlock: bigint
   balances: BalanceAudit[]
-  /** What the audited escrows hold now (the view) less what they held at the snapshot (their events up to it). */
+  /**
+   * What the audited escrows hold now (the view) less what they held at the snapshot (their events up to it); with
+   * other escrows explained, plus what their events since moved in and out.
+   */
   lockedChangeWei: bigint
   /**
    * requestor delta + Σ provider deltas + lockedChange: zero when tokens moved only between these accounts and the
@@ -168,7 +178,7 @@ export async function auditEscrows(ctx: EscrowContext, params: AuditEscrowsParam
   if (escrowHoldsWei < totals.lockedWei) problems.push(`the escrow contract holds ${escrowHoldsWei} wei, less than the ${totals.lockedWei} wei these escrows lock`)
   const escrowsBalanced = agreements.every((a) => a.balanced) && totalsBalance && escrowHoldsWei >= totals.lockedWei
 
-  const tokens = params.before === undefined ? undefined : await auditTokens(ctx, { requestor, ids, before: params.before, blockNumber, range, events, agreements, problems })
+  const tokens = params.before === undefined ? undefined : await auditTokens(ctx, { requestor, ids, before: params.before, blockNumber, range, events, agreements, problems, others: params.otherEscrows ?? 'unaudited' })
   return {
     requestorAddress: requestor,
     fromBlock,
@@ -229,30 +239,37 @@ function auditOne(agreementId: Hex, view: EscrowView, events: EscrowEvent[], pro
 /** Token movements since the snapshot: each account by what the events say, and nothing gained or lost overall. */
 async function auditTokens(
   ctx: EscrowContext,
-  args: { requestor: Address; ids: Hex[]; before: TokenSnapshot; blockNumber: bigint; range: bigint; events: EscrowEvent[]; agreements: AgreementAudit[]; problems: string[] },
+  args: { requestor: Address; ids: Hex[]; before: TokenSnapshot; blockNumber: bigint; range: bigint; events: EscrowEvent[]; agreements: AgreementAudit[]; problems: string[]; others: 'unaudited' | 'explained' },
 ): Promise<TokenAudit> {
   const { requestor, before, blockNumber, problems } = args
   const since = before.blockNumber
   const expected = new Map<Address, bigint>()
   const add = (address: Address, wei: bigint): void => void expected.set(address, (expected.get(address) ?? 0n) + wei)
-  let lockedBeforeWei = 0n
-  for (const e of args.events) {
+  /** What the event moves into (+) or out of (−) its escrow, the accounts it pays or charges told to `add`. */
+  const account = (e: EscrowEvent): bigint => {
     const wei = e.args.amount ?? e.args.paid ?? e.args.refunded ?? 0n
-    const sign = e.eventName === 'EscrowOpened' || e.eventName === 'EscrowToppedUp' ? 1n : -1n
-    if (e.blockNumber <= since) {
-      lockedBeforeWei += sign * wei
-      continue
-    }
     if (e.eventName === 'EscrowOpened' || e.eventName === 'EscrowToppedUp') add(requestor, -wei)
     if (e.eventName === 'EscrowReleased' || e.eventName === 'EscrowRefunded') add(requestor, wei)
     if (e.eventName === 'VoucherClaimed' && e.args.provider !== undefined) add(getAddress(e.args.provider), wei)
+    return e.eventName === 'EscrowOpened' || e.eventName === 'EscrowToppedUp' ? wei : -wei
   }
-  const lockedChangeWei = args.agreements.reduce((n, a) => n + a.lockedWei, 0n) - lockedBeforeWei
+  let lockedBeforeWei = 0n
+  for (const e of args.events) {
+    if (e.blockNumber <= since) {
+      const wei = e.args.amount ?? e.args.paid ?? e.args.refunded ?? 0n
+      lockedBeforeWei += e.eventName === 'EscrowOpened' || e.eventName === 'EscrowToppedUp' ? wei : -wei
+      continue
+    }
+    account(e)
+  }
+  let lockedChangeWei = args.agreements.reduce((n, a) => n + a.lockedWei, 0n) - lockedBeforeWei
 
-  // Escrows of this requestor that moved tokens since the snapshot but were not asked about: their tokens are unexplained.
+  // Escrows of this requestor that moved tokens since the snapshot but were not asked about: unexplained, unless the
+  // caller says the node keeps other agreements, whose events then account for what they moved.
   const audited = new Set(args.ids)
   const others = (await escrowEventsOf(ctx, { requestor, ids: undefined, fromBlock: since + 1n, toBlock: blockNumber, range: args.range })).filter((e) => !audited.has(e.args.agreementId.toLowerCase() as Hex))
-  for (const id of new Set(others.map((e) => e.args.agreementId))) problems.push(`escrow ${id} of this requestor moved tokens after block ${since} but is not audited`)
+  if (args.others === 'explained') for (const e of others) lockedChangeWei += account(e)
+  else for (const id of new Set(others.map((e) => e.args.agreementId))) problems.push(`escrow ${id} of this requestor moved tokens after block ${since} but is not audited`)
 
   const parties = new Set<Address>([requestor, ...before.balancesWei.keys(), ...expected.keys()])
   for (const a of args.agreements) if (a.provider !== null) parties.add(a.provider)
@@ -274,7 +291,7 @@ async function auditTokens(
   const known = balances.every((b) => b.deltaWei !== null)
   const netWei = known ? balances.reduce((n, b) => n + b.deltaWei!, 0n) + lockedChangeWei : null
   if (netWei !== null && netWei !== 0n) problems.push(`tokens did not stay between the requestor, its providers and the escrows: ${netWei > 0n ? `${netWei} wei appeared` : `${-netWei} wei went elsewhere`}`)
-  return { sinceBlock: since, balances, lockedChangeWei, netWei, conserved: netWei === 0n && balances.every((b) => b.matches) && others.length === 0 }
+  return { sinceBlock: since, balances, lockedChangeWei, netWei, conserved: netWei === 0n && balances.every((b) => b.matches) && (args.others === 'explained' || others.length === 0) }
 }
 
 /** This requestor's escrow events in [fromBlock, toBlock], for the given agreement ids (all of its escrows when undefined). */
