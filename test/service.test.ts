@@ -21,7 +21,7 @@ import { getEscrow } from '../src/payment/escrow.ts'
 import { generateIdentity } from '../src/identity/node-identity.ts'
 import { createHost, type Host } from '../src/net/host.ts'
 import { isHearthError } from '../src/errors.ts'
-import { serviceConnectProtocol, serviceNoticeProtocol } from '../src/exec/exescript-protocols.ts'
+import { serviceConnectProtocol, serviceDirectProtocol, serviceNoticeProtocol } from '../src/exec/exescript-protocols.ts'
 import { createGateway, type Gateway } from '../src/requestor/gateway.ts'
 import { remoteRoutes, serveServiceRoutes } from '../src/requestor/service-routes.ts'
 import { createServices, type Service, type Services } from '../src/requestor/services.ts'
@@ -170,6 +170,24 @@ describe('a static site as a service, one replica per region', { timeout: 600_00
     const provider = devnet.providers.find((p) => p.agent.address.toLowerCase() === replica.provider.toLowerCase())!
     await assert.rejects(stranger.openTunnel(provider.host.multiaddrs()[0]!, serviceConnectProtocol, { activityId: replica.activityId! }), (error: unknown) =>
       isHearthError(error) && error.details?.remoteCode === 'HEARTH_ERR_SERVICE_NOT_ALLOWED')
+    // Nor a ticket for a direct link.
+    await assert.rejects(stranger.request(provider.host.multiaddrs()[0]!, serviceDirectProtocol, { activityId: replica.activityId! }), (error: unknown) =>
+      isHearthError(error) && error.details?.remoteCode === 'HEARTH_ERR_SERVICE_NOT_ALLOWED')
+    assert.equal(remoteGateway.stats().replicas.find((r) => r.requests > 0)?.path, 'tunnel')
+    // A gateway told to use direct links reaches the provider (on loopback here) over TCP and TLS: the same page.
+    const directRoutes = await remoteRoutes(gatewayHost, devnet.requestor.host.multiaddrs()[0]!, 'site', { directLinks: true })
+    const directGateway = await createGateway({ listen: { host: '127.0.0.1', port: 0 }, routes: directRoutes, region: 'eu', regions: { table } })
+    try {
+      for (let i = 0; i < 3; i++) {
+        const through = await get(directGateway, '/hearth-variant', clientAddress.eu!)
+        assert.equal(through.status, 200)
+        assert.equal(through.body, images.v1!.page)
+      }
+      assert.equal(directGateway.stats().replicas.find((r) => r.requests > 0)?.path, 'direct')
+    } finally {
+      directRoutes.close()
+      await directGateway.close()
+    }
   })
 
   it('moves a replica off a machine whose owner takes it back with notice: its replacement in the region serves before it ends, and no GET fails', async () => {

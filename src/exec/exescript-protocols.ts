@@ -12,6 +12,7 @@
 import { z } from 'zod'
 import { hexSchema } from '../identity/wire-schemas.ts'
 import { debitNoteSchema } from '../market/billing.ts'
+import { directGrantSchema } from '../net/direct-link.ts'
 import { defineProtocol } from '../net/protocol.ts'
 import { defineStreamProtocol } from '../net/stream-protocol.ts'
 import { defineTunnelProtocol } from '../net/tunnel.ts'
@@ -84,6 +85,20 @@ export const serviceConnectProtocol = defineTunnelProtocol({
   // A keep-alive connection a gateway holds open between requests; gateways close theirs well before.
   idleTimeoutMs: 5 * 60_000,
   maxConcurrentStreams: 1024,
+})
+
+/**
+ * A direct link to a replica's server (net/direct-link.ts): the provider grants a ticket to the peers the connect
+ * tunnel lets in, the gateway then connects over TCP and TLS with the ticket's key, and libp2p stays out of the data
+ * path. Unsigned: the ticket binds nobody, and the connection it comes over is authenticated and encrypted.
+ */
+export const serviceDirectProtocol = defineProtocol({
+  id: '/hearth/service/direct/1',
+  request: z.strictObject({ activityId: activityIdSchema }),
+  response: directGrantSchema,
+  maxRequestBytes: 1024,
+  maxResponseBytes: 8 * 1024,
+  timeoutMs: 10_000,
 })
 
 /**

@@ -28,7 +28,7 @@ import { attachHolePunch, serveObserverPorts, startObserver, type HolePunch, typ
 import { createRelayMeter } from './relay-meter.ts'
 import type { ServeOptions } from './inbound-guard.ts'
 import { createNetMetrics } from './net-metrics.ts'
-import { createReachability, dialbackHandler, dialbackProtocol } from './reachability.ts'
+import { createReachability, dialbackHandler, dialbackProtocol, listening } from './reachability.ts'
 import type { Reachability, ReachabilityInit, ReachabilityStatus } from './reachability.ts'
 import type { NetMetrics } from './net-metrics.ts'
 import { sendRequest, serveProtocol } from './protocol.ts'
@@ -157,6 +157,8 @@ export interface Host {
   remoteIps(peer: PeerId): string[]
   /** On a relay: the reservations other nodes hold on it now (0 on a node that relays nothing). */
   relayReservations(): number
+  /** The IPv4 addresses libp2p's TCP listeners are bound to, as bound (0.0.0.0: every interface). */
+  tcpListenHosts(): string[]
   /**
    * Serves `protocol`. `options.admit` is asked, with the sender's identity, about each frame above the node's
    * smallFrameBytes before its body is read; it may refuse it unread (see ServeOptions).
@@ -354,7 +356,7 @@ async function withDialErrors<T>(target: PeerTarget, what: string, run: () => Pr
 }
 
 /** Dialling, pinging, and the connections held and how they reach their peers. */
-function connectionMethods(parts: HostParts): Pick<Host, 'dial' | 'ping' | 'peers' | 'connections' | 'reachedBy' | 'reachability' | 'reachabilitySettled' | 'natKind' | 'remoteIps' | 'relayReservations'> {
+function connectionMethods(parts: HostParts): Pick<Host, 'dial' | 'ping' | 'peers' | 'connections' | 'reachedBy' | 'reachability' | 'reachabilitySettled' | 'natKind' | 'remoteIps' | 'relayReservations' | 'tcpListenHosts'> {
   const { libp2p, reachability } = parts
   const connections = (): PeerConnection[] =>
     libp2p.getConnections().map((connection) => ({
@@ -393,6 +395,7 @@ function connectionMethods(parts: HostParts): Pick<Host, 'dial' | 'ping' | 'peer
     natKind: async () => (parts.holePunch === undefined ? undefined : parts.holePunch.natKind()),
     remoteIps: (peer) => libp2p.getConnections(peer).map((connection) => remoteIpKey(connection.remoteAddr)),
     relayReservations: () => libp2p.services.relay?.reservations.size ?? 0,
+    tcpListenHosts: () => [...new Set(listening(libp2p).flatMap((address) => /^\/ip4\/([0-9.]+)\/tcp\/\d+(?:\/p2p\/[^/]+)?$/.exec(address.toString())?.slice(1, 2) ?? []))],
   }
 }
 

@@ -187,7 +187,7 @@ function settling(): Checking['firstCheck'] {
 }
 
 /** Every address the transports listen on (libp2p announces the ones outside private ranges only once confirmed). */
-const listening = (libp2p: Libp2p): Multiaddr[] => internals(libp2p).transportManager.getAddrs()
+export const listening = (libp2p: Libp2p): Multiaddr[] => internals(libp2p).transportManager.getAddrs()
 const isLoopback = (address: Multiaddr): boolean => /^\/ip4\/127\.|^\/ip6\/::1\//.test(address.toString())
 const relayId = (address: Multiaddr): string | undefined => /\/p2p\/([^/]+)$/.exec(address.toString())?.[1]
 const reservedOn = (libp2p: Libp2p, id: string): boolean => libp2p.getMultiaddrs().some((address) => address.toString().includes(`/p2p/${id}/p2p-circuit`))

@@ -15,6 +15,7 @@
  * that does not read pauses its stream, and yamux stops granting the sender window.
  */
 import './polyfill.ts'
+import { Socket } from 'node:net'
 import { Duplex } from 'node:stream'
 import type { ComponentLogger, Connection, Libp2p, Logger, PeerId, Stream } from '@libp2p/interface'
 import type { Address } from 'viem'
@@ -302,22 +303,39 @@ async function openServed<Open extends z.ZodType>(
   }
 }
 
+/** Destroys `side` because the other side failed: a TCP socket with a reset (a FIN would read as a clean end). */
+function cut(side: Duplex, error: Error): void {
+  if (side instanceof Socket && !side.destroyed) {
+    try {
+      side.resetAndDestroy()
+      return
+    } catch {
+      // Not a TCP handle (a TLS socket): destroyed below.
+    }
+  }
+  side.destroy(error)
+}
+
 /**
  * Joins two byte streams both ways: each direction ends its destination when its source ends (a half-close), and a
  * failure or a reset of either destroys both, so neither side mistakes a cut stream for a whole one. Idle both ways
  * for `idleMs`: both are reset.
  */
-export function splice(a: TunnelSocket, b: Duplex, idleMs: number): void {
+export function splice(a: Duplex & { setTimeout(ms: number, listener?: () => void): unknown }, b: Duplex, idleMs: number): void {
   let done = false
-  const fail = (error: Error): void => {
+  // Each side is destroyed with an error of its own: one that failed on its own I/O knows its connection is gone,
+  // the other must still reset its far end (direct-link.ts tells the two apart).
+  const fail = (error: Error, from?: Duplex): void => {
     if (done) return
     done = true
-    a.destroy(error)
-    b.destroy(error)
+    if (from === a) a.destroy(error)
+    else cut(a, new Error(`the far side of the tunnel failed: ${error.message}`, { cause: error }))
+    if (from === b) b.destroy(error)
+    else cut(b, new Error(`the tunnel failed: ${error.message}`, { cause: error }))
   }
   a.setTimeout(idleMs, () => fail(new Error(`the tunnel carried nothing for ${idleMs} ms`)))
-  a.on('error', fail)
-  b.on('error', fail)
+  a.on('error', (error: Error) => fail(error, a))
+  b.on('error', (error: Error) => fail(error, b))
   // A side closed without having ended cleanly (destroyed, reset) takes the other with it.
   a.on('close', () => {
     if (!(a.readableEnded && a.writableFinished)) fail(new Error('the tunnel was reset'))

@@ -10,6 +10,7 @@
  * went down are marked Unresponsive at the next start: the requestor sees that they ended, nothing is lost silently.
  */
 import { randomUUID } from 'node:crypto'
+import type { Duplex } from 'node:stream'
 import { mkdir, rm } from 'node:fs/promises'
 import { join } from 'node:path'
 import type { Address } from 'viem'
@@ -38,6 +39,7 @@ import type { PackageCache } from '../exec/package-cache.ts'
 import type { Store } from '../store/store.ts'
 import { activityEnvironment, type ActivityEnvironmentInit, type ActivityRuntimes, type ServiceLimits } from './activity-environment.ts'
 import { createLiveActivities, type LiveActivities } from './live-activities.ts'
+import { serveServiceDirect, type ServiceDirect } from './service-direct.ts'
 
 export interface ActivityServiceInit {
   host: Host
@@ -69,6 +71,11 @@ export interface ActivityServiceInit {
   services?: ServiceLimits
   /** Tells a replica's requestor that its activity ends soon (service-notice); rejects when it cannot be reached. */
   notify?(requestor: Address, notice: ServiceNotice): Promise<unknown>
+  /**
+   * The TCP port of the direct links to replicas (service-direct.ts; default any free port), or false to offer none:
+   * gateways then reach replicas through libp2p tunnels only.
+   */
+  directPort?: number | false
   /** The disk this provider lends: activities of storage agreements are its holdings (storage-service.ts). */
   storage?: { hold(activityId: string, requestor: Address, terms: AgreementTerms): Activity }
 }
@@ -205,6 +212,20 @@ function hold(init: ActivityServiceInit, live: LiveActivities, ids: { agreementI
   return 'Ready'
 }
 
+/** The way into replica `activityId`'s server, for its requestor and the gateways its serve command named. */
+function reachServer(live: LiveActivities, activityId: string, from: Address): { connect(): Promise<Duplex> } {
+  const entry = live.get(activityId)
+  const served = entry?.activity.served()
+  if (entry === undefined || served === undefined) {
+    throw new HearthError('HEARTH_ERR_SERVICE_NOT_HOSTED', `this provider runs no server for activity ${activityId}`, { hint: 'the replica ended or moved: ask its owner for the current replicas' })
+  }
+  const peer = from.toLowerCase()
+  if (peer !== entry.requestor.toLowerCase() && !served.gateways.some((gateway) => gateway.toLowerCase() === peer)) {
+    throw new HearthError('HEARTH_ERR_SERVICE_NOT_ALLOWED', `peer ${from} may not connect to activity ${activityId}`, { hint: 'only the service owner and the gateways it names may connect' })
+  }
+  return served.program
+}
+
 export function createActivityService(init: ActivityServiceInit): ActivityService {
   const { host, store } = init
   const limits: ActivityServiceLimits = { ...defaults, ...init.limits }
@@ -216,6 +237,9 @@ export function createActivityService(init: ActivityServiceInit): ActivityServic
   const stopping = new AbortController()
 
   const handBackServers = (reason: string, noticeMs = 0, ending = 'handed back'): Promise<void> => endServers(init, live, stopping.signal, { reason, noticeMs, ending })
+  let direct: ServiceDirect | undefined
+
+  const reach = (activityId: string, from: Address): { connect(): Promise<Duplex> } => reachServer(live, activityId, from)
 
   async function create(agreementId: string, activityId: string, requestor: Address, from: PeerTarget): Promise<ActivityState> {
     const account = init.account(agreementId, requestor)
@@ -291,18 +315,10 @@ export function createActivityService(init: ActivityServiceInit): ActivityServic
       })
 
       server = await host.serveStream(activityExecProtocol, (request, ctx) => runBatch(init, live, request, ctx))
-      await host.serveTunnel(serviceConnectProtocol, async ({ activityId }, ctx) => {
-        const entry = live.get(activityId)
-        const served = entry?.activity.served()
-        if (entry === undefined || served === undefined) {
-          throw new HearthError('HEARTH_ERR_SERVICE_NOT_HOSTED', `this provider runs no server for activity ${activityId}`, { hint: 'the replica ended or moved: ask its owner for the current replicas' })
-        }
-        const peer = ctx.remoteAddress.toLowerCase()
-        if (peer !== entry.requestor.toLowerCase() && !served.gateways.some((gateway) => gateway.toLowerCase() === peer)) {
-          throw new HearthError('HEARTH_ERR_SERVICE_NOT_ALLOWED', `peer ${ctx.remoteAddress} may not connect to activity ${activityId}`, { hint: 'only the service owner and the gateways it names may connect' })
-        }
-        return served.program.connect()
-      })
+      await host.serveTunnel(serviceConnectProtocol, async ({ activityId }, ctx) => reach(activityId, ctx.remoteAddress).connect())
+      if (init.services !== undefined && init.directPort !== false) {
+        direct = await serveServiceDirect({ host, reach, ...(init.directPort === undefined ? {} : { port: init.directPort }) })
+      }
     },
 
     async stop() {
@@ -311,6 +327,8 @@ export function createActivityService(init: ActivityServiceInit): ActivityServic
       await host.unhandle(activityCreateProtocol).catch(() => undefined)
       await host.unhandle(activityDestroyProtocol).catch(() => undefined)
       await host.unhandle(serviceConnectProtocol).catch(() => undefined)
+      await direct?.close()
+      direct = undefined
       // Batches in progress are cancelled (their requestors get an error) before their activities are ended.
       await server?.close()
       server = undefined

@@ -134,8 +134,15 @@ export const providerConfigSchema = z.strictObject({
        * a replacement elsewhere to start, so its users see no gap (0: it ends at once).
        */
       noticeSec: z.number().int().min(0).max(600).default(20),
+      /**
+       * Offer gateways TCP connections of their own to replicas (TLS with a key granted over libp2p; gateways that
+       * reach this machine directly use them when told to); off: libp2p tunnels only. `directPort` 0 takes any free
+       * port: set one to open it in a firewall.
+       */
+      direct: z.boolean().default(true),
+      directPort: z.number().int().min(0).max(65_535).default(0),
     })
-    .default({ enabled: false, noticeSec: 20 }),
+    .default({ enabled: false, noticeSec: 20, direct: true, directPort: 0 }),
   /**
    * Lending disk for storage: ciphertext pieces of owners' files (runtime `storage`), `offeredGib` of it at
    * `perGibHourHtt` per GiB-hour reserved, kept in `<data dir>/storage`; an owner's pieces stay `graceSec` after its
@@ -211,6 +218,8 @@ export const settings: readonly { path: string; env: string; flag: string; kind:
   { path: 'admission.maxTotalMemoryGib', env: 'HEARTH_PROVIDER_MAX_TOTAL_MEMORY_GIB', flag: 'maxTotalMemoryGib', kind: 'number', description: 'memory all running tasks may ask for together, GiB' },
   { path: 'admission.maxTotalDiskGib', env: 'HEARTH_PROVIDER_MAX_TOTAL_DISK_GIB', flag: 'maxTotalDiskGib', kind: 'number', description: 'disk all running tasks may take together, GiB' },
   { path: 'services.enabled', env: 'HEARTH_PROVIDER_SERVICES', flag: 'services', kind: 'bool', description: 'host long-running services (replicas of requestors\' servers)' },
+  { path: 'services.direct', env: 'HEARTH_PROVIDER_SERVICES_DIRECT', flag: 'services-direct', kind: 'bool', description: 'let gateways reach replicas over TCP connections of their own (TLS), not only libp2p tunnels' },
+  { path: 'services.directPort', env: 'HEARTH_PROVIDER_SERVICES_DIRECT_PORT', flag: 'services-direct-port', kind: 'int', description: 'TCP port of those connections (0: any free port)' },
   { path: 'storage.enabled', env: 'HEARTH_PROVIDER_STORAGE', flag: 'storage', kind: 'bool', description: 'lend disk for storage (encrypted pieces of owners\' files)' },
   { path: 'storage.offeredGib', env: 'HEARTH_PROVIDER_STORAGE_GIB', flag: 'storageGib', kind: 'number', description: 'disk to lend for storage, GiB' },
   { path: 'storage.perGibHourHtt', env: 'HEARTH_PROVIDER_STORAGE_PRICE', flag: 'storagePrice', kind: 'string', description: 'price of storage, HTT per GiB-hour' },
@@ -396,7 +405,7 @@ export const pricePresets = {
 } as const satisfies Record<string, { perTask: ProviderConfig['pricing']; linear: ProviderConfig['pricing'] }>
 
 /** What the agent is told of services: off, or on with each replica's limits in bytes (the agent's defaults for the rest). */
-export function servicesFromConfig(services: ProviderConfig['services']): { enabled: boolean; noticeMs: number; limits: Partial<{ maxMemoryBytes: number; maxCpuCores: number; maxDiskBytes: number; maxLogBytes: number }> } {
+export function servicesFromConfig(services: ProviderConfig['services']): { enabled: boolean; noticeMs: number; directPort: number | false; limits: Partial<{ maxMemoryBytes: number; maxCpuCores: number; maxDiskBytes: number; maxLogBytes: number }> } {
   const bytes = (value: number | undefined, unit: number): number | undefined => (value === undefined ? undefined : Math.floor(value * unit))
   const limits = {
     maxMemoryBytes: bytes(services.maxMemoryGib, 1024 ** 3),
@@ -404,7 +413,7 @@ export function servicesFromConfig(services: ProviderConfig['services']): { enab
     maxDiskBytes: bytes(services.maxDiskGib, 1024 ** 3),
     maxLogBytes: bytes(services.maxLogMib, 1024 ** 2),
   }
-  return { enabled: services.enabled, noticeMs: services.noticeSec * 1000, limits: Object.fromEntries(Object.entries(limits).filter(([, value]) => value !== undefined)) }
+  return { enabled: services.enabled, noticeMs: services.noticeSec * 1000, directPort: services.direct ? services.directPort : false, limits: Object.fromEntries(Object.entries(limits).filter(([, value]) => value !== undefined)) }
 }
 
 /** The config's prices in wei, as offers and agreements carry them. */

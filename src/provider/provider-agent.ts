@@ -107,14 +107,12 @@ export interface ProviderAgentInit {
   activityMeterEveryMs?: number
   /**
    * Hosting long-running services (replicas started by the `serve` command, reached through the provider): off
-   * unless the owner turns it on, with each replica's limits (defaults: defaultServiceLimits). Offered as
-   * `hearth.services.enabled`.
+   * unless the owner turns it on, with each replica's limits (defaults: defaultServiceLimits), offered as
+   * `hearth.services.enabled`; how long a replica keeps serving after its requestor is told that this machine is
+   * taken back (`noticeMs`, default 0: it ends at once, the requestor told all the same); and the TCP port of direct
+   * links to replicas (`directPort`, default any free port; false: gateways use libp2p tunnels only).
    */
-  /**
-   * Hosting services: on or off, each replica's limits, and how long a replica keeps serving after its requestor is
-   * told that this machine is taken back (`noticeMs`, default 0: it ends at once, the requestor told all the same).
-   */
-  services?: { enabled: boolean; limits?: Partial<ServiceLimits>; noticeMs?: number }
+  services?: { enabled: boolean; limits?: Partial<ServiceLimits>; noticeMs?: number; directPort?: number | false }
   /**
    * Disk lent for storage: `offeredGib` at `perGibHourWei` (wei per GiB-hour), pieces kept in `dir`, and an owner's
    * pieces kept `graceSec` after its last storage agreement ended (default a day). See storage-service.ts.
@@ -210,6 +208,7 @@ function activityServiceFor(init: ProviderAgentInit, { wasi, programs, offering,
     ...(programs.loadedImages === undefined ? {} : { loadedImages: programs.loadedImages }),
     ...(init.activityMeterEveryMs === undefined ? {} : { meterEveryMs: init.activityMeterEveryMs }),
     ...(init.services?.enabled === true ? { services: { ...defaultServiceLimits, ...init.services.limits } } : {}),
+    ...(init.services?.directPort === undefined ? {} : { directPort: init.services.directPort }),
     notify: (requestor, notice) => init.host.request(requestorTarget(init.host, init.store, requestor), serviceNoticeProtocol, notice, { timeoutMs: 5_000 }),
     ...(storage === undefined ? {} : { storage }),
   })

@@ -16,6 +16,8 @@ export interface GatewayReplica {
   version: string
   /** A new byte stream to the replica's HTTP server (speaks HTTP/1.1 as a TCP connection would). */
   connect(signal: AbortSignal): Promise<Duplex>
+  /** How its last connection was made: a direct link or a libp2p tunnel (replica-link.ts), where known. */
+  path?(): 'direct' | 'tunnel' | undefined
 }
 
 export interface GatewayRoutes {
@@ -44,6 +46,8 @@ export interface ReplicaStats {
   failures: number
   /** EWMA of time to response headers and of health checks, in ms; undefined until measured. */
   latencyMs?: number
+  /** How the gateway's last connection to it was made. */
+  path?: 'direct' | 'tunnel'
 }
 
 export interface PoolOptions {
@@ -166,6 +170,7 @@ export class ReplicaState {
       requests: this.requests,
       failures: this.failures,
       ...(this.latencyMs === undefined ? {} : { latencyMs: Math.round(this.latencyMs * 100) / 100 }),
+      ...(this.replica.path?.() === undefined ? {} : { path: this.replica.path() }),
     }
   }
 }

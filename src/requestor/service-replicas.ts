@@ -1,6 +1,6 @@
 /**
  * One replica of a service: an agreement with a provider that hosts services, an ExeScript activity under it whose
- * `serve` command runs the server, and the way in (a `/hearth/service/connect/1` tunnel to the provider, which joins it
+ * `serve` command runs the server, and the way in (replica-link.ts: a direct link or a `/hearth/service/connect/1` tunnel to the provider, which joins it
  * to the server's port inside the sandbox). Placing one negotiates with the best matching offer of its region; a
  * replica restarted in place gets a new activity under the same agreement.
  */
@@ -8,7 +8,6 @@ import { request as httpRequest } from 'node:http'
 import type { Duplex } from 'node:stream'
 import type { Address } from 'viem'
 import { HearthError, toHearthError } from '../errors.ts'
-import { serviceConnectProtocol } from '../exec/exescript-protocols.ts'
 import { terminalStates, type ActivityState, type ExeCommand } from '../exec/exescript.ts'
 import type { NodeIdentity } from '../identity/node-identity.ts'
 import { proposeTerms, type Agreement } from '../market/agreement.ts'
@@ -157,12 +156,6 @@ export function attachServer(deps: ReplicaDeps, placement: Placement, activityId
   if (deps.store.agreements.state(placement.agreement.id) !== 'approved' || placement.agreement.terms.expiresAtSec * 1000 <= Date.now()) return undefined
   const agreement = { id: placement.agreement.id, provider: placement.offer.provider as Address, target: offerTarget(placement.offer) }
   return attachActivity(deps, agreement, { id: record.id, createdAtMs: record.createdAtMs, state: record.state as ActivityState })
-}
-
-/** A tunnel to the replica's server, through its provider. */
-export async function connectReplica(host: Host, placement: Placement, activityId: string, signal?: AbortSignal): Promise<Duplex> {
-  const { socket } = await host.openTunnel(offerTarget(placement.offer), serviceConnectProtocol, { activityId }, signal === undefined ? {} : { signal })
-  return socket
 }
 
 /** One health check: GET `path` over a fresh tunnel, healthy on a 2xx or 3xx answer within `timeoutMs`. */

@@ -1,17 +1,19 @@
 /**
  * Routes for gateways that run apart from the owner's node (`hearth gateway`, maybe one per region, maybe on another
  * machine): the gateway asks the owner which replicas of a service are in rotation (`/hearth/service/routes/1`,
- * signed both ways) and reaches each straight at its provider through a tunnel; the provider lets it in because the
- * owner's serve command named the gateway's address. The owner answers only gateways its spec lists.
+ * signed both ways) and reaches each straight at its provider, over a direct link or a tunnel (replica-link.ts); the
+ * provider lets it in because the owner's serve command named the gateway's address. The owner answers only gateways
+ * its spec lists.
  */
 import type { Duplex } from 'node:stream'
 import { z } from 'zod'
 import { HearthError, toHearthError } from '../errors.ts'
-import { serviceConnectProtocol, serviceNoticeProtocol } from '../exec/exescript-protocols.ts'
+import { serviceNoticeProtocol } from '../exec/exescript-protocols.ts'
 import { peerOfTarget } from '../net/dial-target.ts'
 import type { Host } from '../net/host.ts'
 import { defineProtocol } from '../net/protocol.ts'
 import type { GatewayReplica, GatewayRoutes } from './gateway.ts'
+import { createReplicaLinks } from './replica-link.ts'
 import type { Services } from './services.ts'
 
 const replicaSchema = z.strictObject({
@@ -65,6 +67,10 @@ export interface RemoteRoutesOptions {
   refreshMs?: number
   /** Told when asking the owner fails (the last routes stay in use). */
   onError?(error: HearthError): void
+  /** Reach replicas over direct links where the providers are reached directly (default false; see replica-link.ts). */
+  directLinks?: boolean
+  /** Told when a replica is reached through its tunnel for want of a direct link. */
+  log?(line: string): void
 }
 
 /**
@@ -84,6 +90,7 @@ export async function remoteRoutes(host: Host, owner: string, service: string, o
     refresh().catch((error: unknown) => options.onError?.(toHearthError(error)))
   }, options.refreshMs ?? 2_000)
   timer.unref()
+  const links = createReplicaLinks(host, { direct: options.directLinks ?? false, ...(options.log === undefined ? {} : { log: options.log }) })
   const asGateway = (replica: RouteReplica): GatewayReplica => ({
     id: replica.id,
     region: replica.region,
@@ -93,8 +100,9 @@ export async function remoteRoutes(host: Host, owner: string, service: string, o
       // Several addresses (LAN and public): libp2p tries each from the peer store.
       if (replica.multiaddrs.length > 1 && peer !== undefined) await host.addPeerAddresses(peer, replica.multiaddrs)
       const target = replica.multiaddrs.length === 1 ? replica.multiaddrs[0]! : replica.peerId
-      return (await host.openTunnel(target, serviceConnectProtocol, { activityId: replica.activityId }, { signal })).socket
+      return links.connect({ target, activityId: replica.activityId }, signal)
     },
+    path: () => links.pathOf(replica.activityId),
   })
   return {
     // The gateway keeps its own view of which replicas are down (its checks bring them back); the owner's list is

@@ -20,7 +20,9 @@ import { terminalStates } from '../exec/exescript.ts'
 import type { ServiceNotice } from '../exec/exescript-protocols.ts'
 import type { ActivityHandle } from './activity-client.ts'
 import type { GatewayReplica, GatewayRoutes } from './gateway.ts'
-import { attachServer, checkHealth, connectReplica, placeReplica, startServer, type Placement, type ReplicaDeps, type ServicePackage } from './service-replicas.ts'
+import { offerTarget } from './negotiator.ts'
+import { createReplicaLinks, type ReplicaLinks } from './replica-link.ts'
+import { attachServer, checkHealth, placeReplica, startServer, type Placement, type ReplicaDeps, type ServicePackage } from './service-replicas.ts'
 import { loadServices, saveService, type SavedService } from './service-store.ts'
 import { parseServiceSpec, replicaSlots, type ServiceSpec, type ServiceSpecInput } from './service-spec.ts'
 
@@ -101,8 +103,13 @@ export interface ServicesInit extends ReplicaDeps, ServiceEvents {
    * store as its replicas change (service-store.ts) and `restore` takes them up again after a restart.
    */
   packageDir?: string
-  /** Where problems with saving or restoring are reported. */
+  /** Where problems with saving or restoring, and replicas reached through tunnels for want of a direct link, are reported. */
   log?(line: string): void
+  /**
+   * Reach replicas over direct links (TCP and TLS, replica-link.ts) where this node reaches their providers directly
+   * (default false: through libp2p tunnels only; see replica-link.ts for what a direct link does not tell).
+   */
+  directLinks?: boolean
 }
 
 export interface Services {
@@ -121,6 +128,7 @@ export interface Services {
 }
 
 export function createServices(init: ServicesInit): Services {
+  const links = createReplicaLinks(init.host, { direct: init.directLinks ?? false, ...(init.log === undefined ? {} : { log: init.log }) })
   const services = new Map<string, Service>()
   /** Names being deployed: a second deploy of one name while the first places its replicas is refused too. */
   const deploying = new Set<string>()
@@ -130,7 +138,7 @@ export function createServices(init: ServicesInit): Services {
       if (services.has(spec.name) || deploying.has(spec.name)) throw new HearthError('HEARTH_ERR_SERVICE_STATE', `service ${spec.name} exists already`, { hint: 'update it, or remove it first' })
       deploying.add(spec.name)
       try {
-        const service = await startService(init, { spec, ...(bytes === undefined ? {} : { bytes }) }, () => services.delete(spec.name))
+        const service = await startService(init, links, { spec, ...(bytes === undefined ? {} : { bytes }) }, () => services.delete(spec.name))
         services.set(spec.name, service)
         return service
       } finally {
@@ -143,7 +151,7 @@ export function createServices(init: ServicesInit): Services {
       for (const saved of await loadServices(init.store, init.packageDir, init.log ?? (() => undefined))) {
         const name = saved.current.spec.name
         if (services.has(name)) continue
-        const service = await startService(init, saved.current, () => services.delete(name), saved)
+        const service = await startService(init, links, saved.current, () => services.delete(name), saved)
         services.set(name, service)
         restored.push(service.status())
       }
@@ -174,6 +182,8 @@ function takeUp(run: ServiceRun, saved: SavedService): void {
 /** A running service: what it runs now, its replicas, and the agreements it has used (settled at removal). */
 interface ServiceRun {
   init: ServicesInit
+  /** How this node reaches the replicas' servers (its health checks, and the gateways it runs itself). */
+  links: ReplicaLinks
   name: string
   current: ServicePackage
   replicas: Map<string, Replica>
@@ -230,7 +240,7 @@ function connectTo(run: ServiceRun, replica: Replica): (signal: AbortSignal) => 
   return (signal) => {
     const activityId = replica.activity?.id
     if (activityId === undefined) return Promise.reject(new HearthError('HEARTH_ERR_SERVICE_NOT_HOSTED', `replica ${replica.id} has no server now`))
-    return connectReplica(run.init.host, replica.placement, activityId, signal)
+    return run.links.connect({ target: offerTarget(replica.placement.offer), activityId }, signal)
   }
 }
 
@@ -436,6 +446,7 @@ function routesOf(run: ServiceRun): GatewayRoutes {
     region: replica.placement.region ?? 'any',
     version: replica.pkg.spec.version,
     connect: connectTo(run, replica),
+    path: () => (replica.activity === undefined ? undefined : run.links.pathOf(replica.activity.id)),
   })
   return {
     replicas: () => [...run.replicas.values()].filter((replica) => replica.state === 'serving').map(asGateway),
@@ -529,8 +540,8 @@ async function remove(run: ServiceRun): Promise<{ agreementId: string; paidWei: 
   return paid
 }
 
-async function startService(init: ServicesInit, first: ServicePackage, forget: () => void, saved?: SavedService): Promise<Service & { stopChecks(): void }> {
-  const run: ServiceRun = { init, name: first.spec.name, current: first, replicas: new Map(), usedAgreements: new Set(), removed: false, updating: false, checking: false, saving: Promise.resolve(), forget }
+async function startService(init: ServicesInit, links: ReplicaLinks, first: ServicePackage, forget: () => void, saved?: SavedService): Promise<Service & { stopChecks(): void }> {
+  const run: ServiceRun = { init, links, name: first.spec.name, current: first, replicas: new Map(), usedAgreements: new Set(), removed: false, updating: false, checking: false, saving: Promise.resolve(), forget }
   const timer = setInterval(() => {
     if (run.checking || run.removed) return
     run.checking = true

@@ -1,0 +1,453 @@
+/**
+ * Direct links: a TCP connection of its own between two peers that already share a libp2p connection, for bytes
+ * Hearth carries but does not read (a service's HTTP traffic from a gateway to a provider), where the libp2p stream
+ * path (noise, yamux, a stream per connection) costs more CPU than the traffic itself. libp2p sets a link up; TCP and
+ * TLS carry it:
+ * - the responder grants the opener a ticket over an authenticated libp2p exchange, whose protocol decides who may
+ *   have one: a random id, a random 256-bit key, a lifetime, its port and addresses, and what a connection made with
+ *   the ticket joins (`join`);
+ * - the opener connects to that port and speaks TLS 1.3 with the ticket as external pre-shared key (RFC 8446 §2.2, with
+ *   an ECDHE exchange: both sides prove they hold the key, and each connection has keys of its own). No certificate,
+ *   and nobody without a live ticket gets past the handshake;
+ * - the responder joins the connection to its target and answers one byte: 1, or 0 followed by a JSON error
+ *   (`{ code, message, hint }`) and the end. Then raw bytes both ways; half-closes pass through, and a link that
+ *   fails ends both sides. Unlike a tunnel, the far side is not told a failure from an end: a TCP reset under a TLS
+ *   socket leaks its handle in Node 20, and TLS's own end is not told apart from a bare FIN. HTTP's framing still
+ *   shows a cut body with a length or chunks; a body delimited by the close alone does not, so gateways use direct
+ *   links only when told to (replica-link.ts).
+ *
+ * A ticket serves any number of connections until it expires; connections made with it go on after that. The responder
+ * bounds tickets (per holder and in all), open connections per holder, handshakes in progress (in all and per remote
+ * address) and each handshake in time.
+ */
+import { randomBytes } from 'node:crypto'
+import { connect as tcpConnect, createServer, isIPv4, type Socket } from 'node:net'
+import { networkInterfaces } from 'node:os'
+import type { Duplex } from 'node:stream'
+import { connect as tlsConnect, createSecureContext, TLSSocket } from 'node:tls'
+import type { ConnectionOptions, TLSSocketOptions } from 'node:tls'
+import { z } from 'zod'
+import { HearthError, isHearthError, toHearthError } from '../errors.ts'
+import { remoteErrorSchema } from './call-support.ts'
+import { remoteErrorCode } from './serve-support.ts'
+import { splice } from './tunnel.ts'
+
+/** What the opener needs to make connections: sent only over an encrypted, authenticated channel (the key is secret). */
+export const directGrantSchema = z.strictObject({
+  /** The ticket's id: the TLS PSK identity, sent in the clear. */
+  ticket: z.string().regex(/^[0-9a-f]{32}$/),
+  /** The ticket's key, hex: the TLS pre-shared key. */
+  key: z.string().regex(/^[0-9a-f]{64}$/),
+  /** Connections may be made with the ticket for this long from the grant. */
+  expiresInMs: z.number().int().positive().max(24 * 3_600_000),
+  port: z.number().int().min(1).max(65_535),
+  /** The responder's own addresses: the opener connects only where it already reaches the peer at one of them. */
+  hosts: z.array(z.string().max(64)).max(64),
+})
+export type DirectGrant = z.output<typeof directGrantSchema>
+
+export interface DirectLimits {
+  ticketTtlMs: number
+  maxTickets: number
+  /** A holder's oldest ticket is dropped when it asks for one more. */
+  maxTicketsPerHolder: number
+  maxConnectionsPerHolder: number
+  /** TLS handshakes in progress at once, in all and from one remote address; beyond them a connection is reset. */
+  maxHandshakes: number
+  maxHandshakesPerIp: number
+  /** A connection that has not finished its handshake in this time is reset. */
+  handshakeTimeoutMs: number
+  /** How long the target may take to be reached (`join`) before the connection is refused. */
+  joinTimeoutMs: number
+  /** A link that carries no byte either way for this long is reset. */
+  idleTimeoutMs: number
+}
+
+export const defaultDirectLimits: Readonly<DirectLimits> = Object.freeze({
+  ticketTtlMs: 10 * 60_000,
+  maxTickets: 4096,
+  maxTicketsPerHolder: 8,
+  maxConnectionsPerHolder: 1024,
+  maxHandshakes: 256,
+  maxHandshakesPerIp: 32,
+  handshakeTimeoutMs: 10_000,
+  joinTimeoutMs: 15_000,
+  idleTimeoutMs: 5 * 60_000,
+})
+
+/** Reaches what a connection made with a ticket joins; throw a HearthError to refuse it (the opener reads why). */
+export type DirectJoin = () => Promise<Duplex>
+
+export interface DirectListenerStats {
+  tickets: number
+  connections: number
+  handshakes: number
+  /** Connections reset before their handshake: over a limit, too slow, or with no live ticket. */
+  refusedHandshakes: number
+  /** Connections that passed the handshake and were refused by `join` or a limit. */
+  refusedJoins: number
+}
+
+export interface DirectListener {
+  readonly port: number
+  /** The addresses it listens at (every IPv4 address of this machine when bound to 0.0.0.0). */
+  hosts(): string[]
+  /** A new ticket for `holder` (e.g. the peer's address), whose connections `join` answers. */
+  grant(holder: string, join: DirectJoin): DirectGrant
+  stats(): DirectListenerStats
+  /** Stops listening and ends every link. */
+  close(): Promise<void>
+}
+
+export interface DirectListenInit {
+  /** IPv4 address to listen on. */
+  host: string
+  /** Default 0: any free port. */
+  port?: number
+  limits?: Partial<DirectLimits>
+  /** The clock tickets expire by (tests). */
+  now?: () => number
+}
+
+interface Ticket {
+  key: Buffer
+  holder: string
+  expiresAt: number
+  join: DirectJoin
+}
+
+const tlsOptions = { minVersion: 'TLSv1.3', maxVersion: 'TLSv1.3', ciphersuites: 'TLS_AES_128_GCM_SHA256:TLS_CHACHA20_POLY1305_SHA256' } as const
+const okByte = Buffer.of(1)
+const refusedByte = 0
+/** Largest refusal (its byte and JSON) an opener reads. */
+const maxRefusalBytes = 8 * 1024
+
+function refusal(error: HearthError): Buffer {
+  const text = JSON.stringify({ code: error.code, message: error.shortMessage.slice(0, 2000), ...(error.hint === undefined ? {} : { hint: error.hint.slice(0, 2000) }) })
+  return Buffer.concat([Buffer.of(refusedByte), Buffer.from(text)])
+}
+
+function localIpv4(bound: string): string[] {
+  if (bound !== '0.0.0.0') return [bound]
+  return Object.values(networkInterfaces()).flatMap((entries) => (entries ?? []).filter((entry) => entry.family === 'IPv4').map((entry) => entry.address))
+}
+
+/** The tickets granted and live: bounded in all and per holder, dropped as they expire. */
+class TicketBook {
+  readonly #tickets = new Map<string, Ticket>()
+  /** Each holder's ticket ids, oldest first. */
+  readonly #issued = new Map<string, string[]>()
+  readonly #limits: DirectLimits
+  readonly #now: () => number
+
+  constructor(limits: DirectLimits, now: () => number) {
+    this.#limits = limits
+    this.#now = now
+  }
+
+  size(): number {
+    return this.#tickets.size
+  }
+
+  /** The ticket `id` while it is live. */
+  live(id: string): Ticket | undefined {
+    const ticket = this.#tickets.get(id)
+    if (ticket !== undefined && ticket.expiresAt <= this.#now()) {
+      this.#drop(id)
+      return undefined
+    }
+    return ticket
+  }
+
+  /** A new ticket for `holder`, its oldest dropped when it holds as many as it may. */
+  issue(holder: string, join: DirectJoin): { ticket: string; key: string } {
+    for (const id of [...this.#tickets.keys()]) this.live(id)
+    if (this.#tickets.size >= this.#limits.maxTickets) {
+      throw new HearthError('HEARTH_ERR_NET_BUSY', `this node holds ${this.#tickets.size} direct-link tickets, the most it keeps`, { hint: 'use the libp2p path, or ask again once tickets have expired' })
+    }
+    const held = this.#issued.get(holder) ?? []
+    for (const id of held.slice(0, Math.max(0, held.length - this.#limits.maxTicketsPerHolder + 1))) this.#drop(id)
+    const id = randomBytes(16).toString('hex')
+    const key = randomBytes(32)
+    this.#tickets.set(id, { key, holder, expiresAt: this.#now() + this.#limits.ticketTtlMs, join })
+    this.#issued.set(holder, [...(this.#issued.get(holder) ?? []), id])
+    return { ticket: id, key: key.toString('hex') }
+  }
+
+  clear(): void {
+    this.#tickets.clear()
+    this.#issued.clear()
+  }
+
+  #drop(id: string): void {
+    const ticket = this.#tickets.get(id)
+    if (ticket === undefined) return
+    this.#tickets.delete(id)
+    const ids = this.#issued.get(ticket.holder)?.filter((other) => other !== id) ?? []
+    if (ids.length === 0) this.#issued.delete(ticket.holder)
+    else this.#issued.set(ticket.holder, ids)
+  }
+}
+
+interface LinkBounds {
+  open: Map<string, Set<Duplex>>
+  limits: DirectLimits
+  counts: { refusedJoins: number }
+}
+
+/** Answers a connection that passed its handshake: refused (a JSON error and the end), or joined to its target. */
+async function joinLink(tls: TLSSocket, ticket: Ticket, { open, limits, counts }: LinkBounds): Promise<void> {
+  const refuse = (error: HearthError): void => {
+    counts.refusedJoins++
+    tls.end(refusal(error))
+    setTimeout(() => tls.destroy(), 5_000).unref()
+  }
+  const mine = open.get(ticket.holder) ?? new Set<Duplex>()
+  if (mine.size >= limits.maxConnectionsPerHolder) {
+    return refuse(new HearthError('HEARTH_ERR_NET_BUSY', `${mine.size} direct links are open from this peer, the most it may hold`, { hint: 'close idle connections, or wait for some to end' }))
+  }
+  open.set(ticket.holder, mine)
+  mine.add(tls)
+  tls.once('close', () => {
+    mine.delete(tls)
+    if (mine.size === 0 && open.get(ticket.holder) === mine) open.delete(ticket.holder)
+  })
+  let target: Duplex
+  let timer: NodeJS.Timeout | undefined
+  try {
+    target = await Promise.race([
+      ticket.join(),
+      new Promise<never>((_resolve, reject) => {
+        timer = setTimeout(() => reject(new HearthError('HEARTH_ERR_NET_TIMEOUT', `the link's target was not reached within ${limits.joinTimeoutMs} ms`)), limits.joinTimeoutMs)
+      }),
+    ])
+  } catch (error) {
+    return refuse(isHearthError(error) ? error : new HearthError('HEARTH_ERR_INTERNAL', 'the link could not be joined to its target'))
+  } finally {
+    clearTimeout(timer)
+  }
+  if (tls.destroyed) {
+    target.destroy()
+    return
+  }
+  tls.write(okByte)
+  splice(tls, target, limits.idleTimeoutMs)
+}
+
+/** Starts a responder's listener for direct links. */
+export async function listenDirect(init: DirectListenInit): Promise<DirectListener> {
+  if (!isIPv4(init.host)) throw new HearthError('HEARTH_ERR_API_MISUSE', `direct links listen on an IPv4 address, not "${init.host}"`)
+  const limits: DirectLimits = { ...defaultDirectLimits, ...init.limits }
+  const now = init.now ?? Date.now
+  const context = createSecureContext(tlsOptions)
+  const tickets = new TicketBook(limits, now)
+  const open = new Map<string, Set<Duplex>>()
+  const sockets = new Set<TLSSocket>()
+  const handshakesPerIp = new Map<string, number>()
+  const counts = { handshakes: 0, refusedHandshakes: 0, refusedJoins: 0 }
+  let closing = false
+
+  const accept = (raw: Socket): void => {
+    const ip = raw.remoteAddress ?? 'unknown'
+    const fromIp = handshakesPerIp.get(ip) ?? 0
+    if (closing || counts.handshakes >= limits.maxHandshakes || fromIp >= limits.maxHandshakesPerIp) {
+      counts.refusedHandshakes++
+      raw.resetAndDestroy()
+      return
+    }
+    counts.handshakes++
+    handshakesPerIp.set(ip, fromIp + 1)
+    let handshaking = true
+    const handshakeOver = (): void => {
+      if (!handshaking) return
+      handshaking = false
+      counts.handshakes--
+      const left = (handshakesPerIp.get(ip) ?? 1) - 1
+      if (left <= 0) handshakesPerIp.delete(ip)
+      else handshakesPerIp.set(ip, left)
+    }
+    let ticket: Ticket | undefined
+    // A server-side TLSSocket takes pskCallback as tls.Server passes it (node's typings list it on servers only).
+    const options: TLSSocketOptions & { pskCallback(socket: TLSSocket, identity: string): Buffer | null } = {
+      isServer: true,
+      secureContext: context,
+      pskCallback: (_socket, identity) => {
+        ticket = tickets.live(identity)
+        return ticket?.key ?? null
+      },
+    }
+    const tls = new TLSSocket(raw, options)
+    sockets.add(tls)
+    tls.once('close', () => sockets.delete(tls))
+    const timer = setTimeout(() => {
+      if (handshaking) tls.destroy()
+    }, limits.handshakeTimeoutMs)
+    tls.on('error', () => {})
+    tls.once('close', () => {
+      clearTimeout(timer)
+      if (handshaking) counts.refusedHandshakes++
+      handshakeOver()
+    })
+    tls.once('secure', () => {
+      clearTimeout(timer)
+      handshakeOver()
+      if (ticket === undefined) {
+        tls.destroy()
+        return
+      }
+      void joinLink(tls, ticket, { open, limits, counts })
+    })
+  }
+
+  const server = createServer({ allowHalfOpen: true, noDelay: true }, accept)
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject)
+    server.listen(init.port ?? 0, init.host, () => {
+      server.off('error', reject)
+      resolve()
+    })
+  })
+  const port = (server.address() as { port: number }).port
+  const hosts = localIpv4(init.host)
+  return {
+    port,
+    hosts: () => hosts,
+    grant: (holder, joinTarget) => ({ ...tickets.issue(holder, joinTarget), expiresInMs: limits.ticketTtlMs, port, hosts }),
+    stats: () => ({
+      tickets: tickets.size(),
+      connections: [...open.values()].reduce((sum, set) => sum + set.size, 0),
+      handshakes: counts.handshakes,
+      refusedHandshakes: counts.refusedHandshakes,
+      refusedJoins: counts.refusedJoins,
+    }),
+    async close() {
+      closing = true
+      const closed = new Promise<void>((resolve) => server.close(() => resolve()))
+      for (const socket of sockets) socket.destroy()
+      tickets.clear()
+      await closed
+    },
+  }
+}
+
+export interface DialDirectOptions {
+  signal?: AbortSignal
+}
+
+/** Waits for `event` on `emitter`; rejects on its 'error' or 'close' first, or when `signal` aborts. */
+function until(emitter: Duplex, event: string, signal: AbortSignal | undefined): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const cleanup = (): void => {
+      emitter.off(event, onEvent)
+      emitter.off('error', onError)
+      emitter.off('close', onClose)
+      signal?.removeEventListener('abort', onAbort)
+    }
+    const onEvent = (): void => {
+      cleanup()
+      resolve()
+    }
+    const onError = (error: Error): void => {
+      cleanup()
+      reject(error)
+    }
+    const onClose = (): void => {
+      cleanup()
+      reject(new Error('the connection closed'))
+    }
+    const onAbort = (): void => {
+      cleanup()
+      reject(signal!.reason)
+    }
+    if (signal?.aborted === true) return onAbort()
+    emitter.once(event, onEvent)
+    emitter.once('error', onError)
+    emitter.once('close', onClose)
+    signal?.addEventListener('abort', onAbort, { once: true })
+  })
+}
+
+/** Reads the responder's answer: resolves on 1 (what follows stays unread), rejects with its error on 0. */
+function readAnswer(tls: TLSSocket, where: string, signal: AbortSignal | undefined): Promise<void> {
+  return new Promise((resolve, reject) => {
+    let refused: Buffer[] | undefined
+    let refusedBytes = 0
+    const cleanup = (): void => {
+      tls.off('readable', onReadable)
+      tls.off('end', onEnd)
+      tls.off('error', onError)
+      signal?.removeEventListener('abort', onAbort)
+    }
+    const fail = (error: unknown): void => {
+      cleanup()
+      reject(error)
+    }
+    const onReadable = (): void => {
+      if (refused === undefined) {
+        const first = tls.read(1) as Buffer | null
+        if (first === null) return
+        if (first[0] === 1) {
+          cleanup()
+          return resolve()
+        }
+        if (first[0] !== refusedByte) return fail(new HearthError('HEARTH_ERR_NET_MESSAGE_INVALID', `${where} answered the link with byte ${first[0]}, neither 1 nor 0`))
+        refused = []
+      }
+      for (let chunk = tls.read() as Buffer | null; chunk !== null; chunk = tls.read() as Buffer | null) {
+        refusedBytes += chunk.length
+        if (refusedBytes > maxRefusalBytes) return fail(new HearthError('HEARTH_ERR_NET_MESSAGE_TOO_LARGE', `${where} refused the link with over ${maxRefusalBytes} bytes`))
+        refused.push(chunk)
+      }
+    }
+    const onEnd = (): void => {
+      if (refused === undefined) return fail(new HearthError('HEARTH_ERR_NET_REMOTE', `${where} closed the link without an answer`))
+      let parsed: ReturnType<typeof remoteErrorSchema.safeParse>
+      try {
+        parsed = remoteErrorSchema.safeParse(JSON.parse(Buffer.concat(refused).toString('utf8')))
+      } catch {
+        return fail(new HearthError('HEARTH_ERR_NET_MESSAGE_INVALID', `${where} refused the link with something else than JSON`))
+      }
+      if (!parsed.success) return fail(new HearthError('HEARTH_ERR_NET_MESSAGE_INVALID', `${where} refused the link with something else than { code, message }`))
+      const remote = parsed.data
+      fail(new HearthError(remoteErrorCode(remote.code), `${where} refused the link with ${remote.code}: ${remote.message}`, {
+        ...(remote.hint === undefined ? {} : { hint: remote.hint }),
+        details: { refusedLink: true, remoteCode: remote.code, remoteMessage: remote.message, remoteHint: remote.hint },
+      }))
+    }
+    const onError = (error: Error): void => fail(error)
+    const onAbort = (): void => fail(signal!.reason)
+    if (signal?.aborted === true) return onAbort()
+    tls.on('readable', onReadable)
+    tls.once('end', onEnd)
+    tls.once('error', onError)
+    signal?.addEventListener('abort', onAbort, { once: true })
+  })
+}
+
+/**
+ * A direct link to `host`:`port` with `grant`'s ticket: resolves once the responder joined it to its target, with the
+ * TLS socket (a net.Socket, so node:http takes it as is). Rejects with HEARTH_ERR_NET_DIAL when no connection or
+ * handshake came about (a wrong or expired ticket ends the handshake), or with the responder's refusal
+ * (HEARTH_ERR_NET_REMOTE, or _BUSY or _TIMEOUT as it said; details.refusedLink true, its code in details.remoteCode).
+ */
+export async function dialDirect(host: string, port: number, grant: Pick<DirectGrant, 'ticket' | 'key'>, options: DialDirectOptions = {}): Promise<TLSSocket> {
+  const where = `${host}:${port}`
+  const raw = tcpConnect({ host, port, noDelay: true, allowHalfOpen: true })
+  raw.on('error', () => {})
+  let tls: TLSSocket | undefined
+  try {
+    await until(raw, 'connect', options.signal)
+    const key = Buffer.from(grant.key, 'hex')
+    const connection: ConnectionOptions & { allowHalfOpen: boolean } = { socket: raw, ...tlsOptions, allowHalfOpen: true, checkServerIdentity: () => undefined, pskCallback: () => ({ psk: key, identity: grant.ticket }) }
+    tls = tlsConnect(connection)
+    await until(tls, 'secureConnect', options.signal)
+    await readAnswer(tls, where, options.signal)
+    return tls
+  } catch (error) {
+    tls?.destroy()
+    raw.destroy()
+    if (options.signal?.aborted === true && error === options.signal.reason) throw error
+    if (isHearthError(error)) throw error
+    throw new HearthError('HEARTH_ERR_NET_DIAL', `no direct link to ${where}: ${toHearthError(error).shortMessage}`, { hint: 'the libp2p path still works; a firewall may block the port, or the ticket expired', cause: error })
+  }
+}
