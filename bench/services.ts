@@ -7,8 +7,9 @@
  * container engine (podman) can run.
  *
  * 1. Under load, autocannon (`--connections`, `--seconds` each, run in a child process: lib/cannon.ts) for one small
- *    file, the two ways taking turns: straight to the same busybox httpd run natively on 127.0.0.1, and through a
- *    gateway to one replica. busybox httpd closes every connection, so through the gateway every request opens a new
+ *    file, three ways taking turns: straight to the same busybox httpd run natively on 127.0.0.1, through a gateway
+ *    to one replica over libp2p tunnels (the default), and through a gateway over direct links (TCP and TLS with a
+ *    ticket granted over libp2p: net/direct-link.ts, the connections' paths are printed). busybox httpd closes every connection, so through the gateway every request opens a new
  *    tunnel (and the forwarder a new connection in the container). The same again with a keep-alive server: busybox
  *    nc running a small sh loop that answers each request on the connection it came on (nc -ll, one sh per
  *    connection): the gateway then reuses its tunnels, which is what a keep-alive server gets. That loop is slow
@@ -41,7 +42,8 @@ import { saveImageArchive } from '../src/exec/docker-images.ts'
 import { createDockerRuntime, type DockerRuntime } from '../src/exec/docker-runtime.ts'
 import { busyboxPath, importBusyboxImage, isStaticElf, startTestEngine, type TestEngine } from '../src/exec/docker-test-image.ts'
 import type { Pricing } from '../src/market/pricing.ts'
-import { createGateway, type Gateway } from '../src/requestor/gateway.ts'
+import { createGateway, type Gateway, type GatewayRoutes } from '../src/requestor/gateway.ts'
+import { createReplicaLinks } from '../src/requestor/replica-link.ts'
 import { createServices, type Service, type Services } from '../src/requestor/services.ts'
 import type { ServiceSpecInput } from '../src/requestor/service-spec.ts'
 import { startCannon, type Cannon, type CannonSummary } from './lib/cannon.ts'
@@ -161,49 +163,60 @@ async function loaded(cannon: Cannon, port: number, duration: number): Promise<L
   return { ...result, cpuMicros: (cpu.user + cpu.system) / Math.max(1, result.total) }
 }
 
-interface Comparison {
-  direct: { rps: number; p50Ms: number; p99Ms: number }
-  gateway: { rps: number; p50Ms: number; p99Ms: number; cpuMicrosPerRequest: number }
+interface GatewayFigures {
+  rps: number
+  p50Ms: number
+  p99Ms: number
+  cpuMicrosPerRequest: number
   throughputRatio: number
   addedP50Ms: number
   addedP99Ms: number
   aimsMet: { throughput: boolean; p50: boolean; p99: boolean }
-  lightLoad: { directMicros: { p50: number; p99: number }; gatewayMicros: { p50: number; p99: number }; addedP50Ms: number; addedP99Ms: number }
+  lightLoad: { micros: { p50: number; p99: number }; addedP50Ms: number; addedP99Ms: number }
 }
 
-/** Direct and through the gateway, taking turns, `runs` times after a warm-up; medians. */
-async function compare(cannon: Cannon, label: string, directPort: number, gatewayPort: number, keepAliveServer: boolean): Promise<Comparison> {
-  await loaded(cannon, directPort, 1)
-  await loaded(cannon, gatewayPort, 1)
-  const direct: LoadRun[] = []
-  const through: LoadRun[] = []
-  const probeDirect: Array<{ p50: number; p99: number }> = []
-  const probeThrough: Array<{ p50: number; p99: number }> = []
+interface Comparison {
+  direct: { rps: number; p50Ms: number; p99Ms: number; lightLoadMicros: { p50: number; p99: number } }
+  /** Through a gateway whose connections to the replica are libp2p tunnels (the default). */
+  gateway: GatewayFigures
+  /** Through a gateway whose connections are direct links (TCP and TLS, net/direct-link.ts). */
+  gatewayDirectLinks: GatewayFigures
+}
+
+/** The server straight, and through the two gateways, taking turns, `runs` times after a warm-up; medians. */
+async function compare(cannon: Cannon, label: string, directPort: number, gatewayPorts: { tunnel: number; link: number }, keepAliveServer: boolean): Promise<Comparison> {
+  const ports = { server: directPort, ...gatewayPorts }
+  const loads: Record<keyof typeof ports, LoadRun[]> = { server: [], tunnel: [], link: [] }
+  const probes: Record<keyof typeof ports, Array<{ p50: number; p99: number }>> = { server: [], tunnel: [], link: [] }
+  for (const port of Object.values(ports)) await loaded(cannon, port, 1)
   for (let run = 0; run < runs; run++) {
-    direct.push(await loaded(cannon, directPort, seconds))
-    through.push(await loaded(cannon, gatewayPort, seconds))
-    probeDirect.push(await probe(directPort, Number(values.probe), keepAliveServer))
-    probeThrough.push(await probe(gatewayPort, Number(values.probe), true))
-    log(`  ${label} run ${run + 1}: direct ${Math.round(direct[run]!.rps)} req/s, gateway ${Math.round(through[run]!.rps)} req/s`)
+    for (const [way, port] of Object.entries(ports) as Array<[keyof typeof ports, number]>) {
+      loads[way].push(await loaded(cannon, port, seconds))
+      probes[way].push(await probe(port, Number(values.probe), way !== 'server' || keepAliveServer))
+    }
+    log(`  ${label} run ${run + 1}: direct ${Math.round(loads.server[run]!.rps)} req/s, gateway ${Math.round(loads.tunnel[run]!.rps)} req/s (tunnels), ${Math.round(loads.link[run]!.rps)} req/s (direct links)`)
   }
   const m = (of: LoadRun[], key: 'rps' | 'p50' | 'p99' | 'cpuMicros') => median(of.map((r) => r[key]))
   const pm = (of: Array<{ p50: number; p99: number }>, key: 'p50' | 'p99') => round(median(of.map((r) => r[key])))
-  const throughputRatio = round(m(through, 'rps') / m(direct, 'rps'))
-  const addedP50Ms = m(through, 'p50') - m(direct, 'p50')
-  const addedP99Ms = m(through, 'p99') - m(direct, 'p99')
+  const figures = (way: 'tunnel' | 'link'): GatewayFigures => {
+    const throughputRatio = round(m(loads[way], 'rps') / m(loads.server, 'rps'))
+    const addedP50Ms = m(loads[way], 'p50') - m(loads.server, 'p50')
+    const addedP99Ms = m(loads[way], 'p99') - m(loads.server, 'p99')
+    return {
+      rps: round(m(loads[way], 'rps')), p50Ms: m(loads[way], 'p50'), p99Ms: m(loads[way], 'p99'), cpuMicrosPerRequest: round(m(loads[way], 'cpuMicros')),
+      throughputRatio, addedP50Ms, addedP99Ms,
+      aimsMet: { throughput: throughputRatio >= 0.7, p50: addedP50Ms < 1, p99: addedP99Ms < 5 },
+      lightLoad: {
+        micros: { p50: pm(probes[way], 'p50'), p99: pm(probes[way], 'p99') },
+        addedP50Ms: round((pm(probes[way], 'p50') - pm(probes.server, 'p50')) / 1000),
+        addedP99Ms: round((pm(probes[way], 'p99') - pm(probes.server, 'p99')) / 1000),
+      },
+    }
+  }
   return {
-    direct: { rps: round(m(direct, 'rps')), p50Ms: m(direct, 'p50'), p99Ms: m(direct, 'p99') },
-    gateway: { rps: round(m(through, 'rps')), p50Ms: m(through, 'p50'), p99Ms: m(through, 'p99'), cpuMicrosPerRequest: round(m(through, 'cpuMicros')) },
-    throughputRatio,
-    addedP50Ms,
-    addedP99Ms,
-    aimsMet: { throughput: throughputRatio >= 0.7, p50: addedP50Ms < 1, p99: addedP99Ms < 5 },
-    lightLoad: {
-      directMicros: { p50: pm(probeDirect, 'p50'), p99: pm(probeDirect, 'p99') },
-      gatewayMicros: { p50: pm(probeThrough, 'p50'), p99: pm(probeThrough, 'p99') },
-      addedP50Ms: round((pm(probeThrough, 'p50') - pm(probeDirect, 'p50')) / 1000),
-      addedP99Ms: round((pm(probeThrough, 'p99') - pm(probeDirect, 'p99')) / 1000),
-    },
+    direct: { rps: round(m(loads.server, 'rps')), p50Ms: m(loads.server, 'p50'), p99Ms: m(loads.server, 'p99'), lightLoadMicros: { p50: pm(probes.server, 'p50'), p99: pm(probes.server, 'p99') } },
+    gateway: figures('tunnel'),
+    gatewayDirectLinks: figures('link'),
   }
 }
 
@@ -231,10 +244,31 @@ async function timedDeploy(bench: Bench, input: ServiceSpecInput): Promise<{ ser
   return { service, ms: performance.now() - startedAt }
 }
 
-async function gatewayFor(bench: Bench, service: Service, region: string): Promise<Gateway> {
-  const gateway = await createGateway({ listen: { host: '127.0.0.1', port: 0 }, routes: service.routes(), region, health })
+async function gatewayFor(bench: Bench, service: Service, region: string, routes: GatewayRoutes = service.routes()): Promise<Gateway> {
+  const gateway = await createGateway({ listen: { host: '127.0.0.1', port: 0 }, routes, region, health })
   bench.gateways.push(gateway)
   return gateway
+}
+
+/** The service's routes, each replica reached over a direct link (replica-link.ts) instead of the owner's tunnels. */
+function directLinkRoutes(bench: Bench, service: Service): GatewayRoutes {
+  const links = createReplicaLinks(bench.devnet.requestor.host, { direct: true, log })
+  const routes = service.routes()
+  return {
+    replicas: () => routes.replicas().map((replica) => {
+      const route = service.route(replica.id)
+      if (route === undefined) return replica
+      return { ...replica, connect: (signal: AbortSignal) => links.connect({ target: route.multiaddrs[0] ?? route.peerId, activityId: route.activityId }, signal), path: () => links.pathOf(route.activityId) }
+    }),
+    healthPath: () => routes.healthPath?.(),
+  }
+}
+
+/** Port of a gateway to `service` over tunnels, and of one over direct links. */
+async function gatewayPair(bench: Bench, service: Service): Promise<{ tunnel: number; link: number }> {
+  const tunnel = await gatewayFor(bench, service, 'solo')
+  const link = await gatewayFor(bench, service, 'solo', directLinkRoutes(bench, service))
+  return { tunnel: tunnel.address().port, link: link.address().port }
 }
 
 interface FailoverRun {
@@ -366,8 +400,10 @@ async function measure(bench: Bench): Promise<Record<string, unknown>> {
   let closing: Comparison
   let keepAliveComparison: Comparison
   try {
-    closing = await compare(bench.cannon, 'busybox httpd', httpd.port, (await gatewayFor(bench, site.service, 'solo')).address().port, false)
-    keepAliveComparison = await compare(bench.cannon, 'keep-alive sh', nc.port, (await gatewayFor(bench, keepAlive.service, 'solo')).address().port, true)
+    closing = await compare(bench.cannon, 'busybox httpd', httpd.port, await gatewayPair(bench, site.service), false)
+    keepAliveComparison = await compare(bench.cannon, 'keep-alive sh', nc.port, await gatewayPair(bench, keepAlive.service), true)
+    const paths = bench.gateways.flatMap((gateway) => gateway.stats().replicas.map((replica) => replica.path))
+    log(`  connections made by the gateways: ${paths.join(', ')}`)
   } finally {
     httpd.stop()
     nc.stop()
@@ -417,10 +453,12 @@ function print(report: Record<string, unknown>): void {
   const yes = (met: boolean) => (met ? 'met' : 'not met')
   for (const [name, c] of Object.entries({ 'busybox httpd (closes every connection)': load.closingServer!, 'keep-alive sh server (busybox nc)': load.keepAliveServer! })) {
     log(`${name}, ${connections} connections, ${seconds} s, medians of ${runs}:`)
-    log(`  direct:  ${c.direct.rps} req/s, p50 ${c.direct.p50Ms} ms, p99 ${c.direct.p99Ms} ms`)
-    log(`  gateway: ${c.gateway.rps} req/s, p50 ${c.gateway.p50Ms} ms, p99 ${c.gateway.p99Ms} ms, ${c.gateway.cpuMicrosPerRequest} µs CPU per request in this process`)
-    log(`  gateway / direct throughput ${c.throughputRatio} (aim >= 0.7: ${yes(c.aimsMet.throughput)}); added p50 ${c.addedP50Ms} ms (aim < 1: ${yes(c.aimsMet.p50)}), p99 ${c.addedP99Ms} ms (aim < 5: ${yes(c.aimsMet.p99)})`)
-    log(`  light load: direct p50 ${c.lightLoad.directMicros.p50} µs, p99 ${c.lightLoad.directMicros.p99} µs; gateway p50 ${c.lightLoad.gatewayMicros.p50} µs, p99 ${c.lightLoad.gatewayMicros.p99} µs; added p50 ${c.lightLoad.addedP50Ms} ms, p99 ${c.lightLoad.addedP99Ms} ms`)
+    log(`  direct:  ${c.direct.rps} req/s, p50 ${c.direct.p50Ms} ms, p99 ${c.direct.p99Ms} ms; light load p50 ${c.direct.lightLoadMicros.p50} µs, p99 ${c.direct.lightLoadMicros.p99} µs`)
+    for (const [way, g] of [['gateway, tunnels', c.gateway], ['gateway, direct links', c.gatewayDirectLinks]] as const) {
+      log(`  ${way}: ${g.rps} req/s, p50 ${g.p50Ms} ms, p99 ${g.p99Ms} ms, ${g.cpuMicrosPerRequest} µs CPU per request in this process`)
+      log(`    / direct throughput ${g.throughputRatio} (aim >= 0.7: ${yes(g.aimsMet.throughput)}); added p50 ${g.addedP50Ms} ms (aim < 1: ${yes(g.aimsMet.p50)}), p99 ${g.addedP99Ms} ms (aim < 5: ${yes(g.aimsMet.p99)})`)
+      log(`    light load: p50 ${g.lightLoad.micros.p50} µs, p99 ${g.lightLoad.micros.p99} µs; added p50 ${g.lightLoad.addedP50Ms} ms, p99 ${g.lightLoad.addedP99Ms} ms`)
+    }
   }
   log(`failover at ${String(f.rate)} req/s, two replicas, one provider stopped (medians of ${runs}, ms from the stop):`)
   log(`  failed requests ${JSON.stringify(f.failedRequests)} of ${JSON.stringify(f.answered)} answered (${JSON.stringify(f.achievedRps)} req/s achieved); gateway retries ${JSON.stringify(f.retries)}`)
