@@ -29,7 +29,7 @@ import type { ConnectionOptions, TLSSocketOptions } from 'node:tls'
 import { z } from 'zod'
 import { HearthError, isHearthError, toHearthError } from '../errors.ts'
 import { remoteErrorSchema } from './call-support.ts'
-import { remoteErrorCode } from './serve-support.ts'
+import { raceSignal, remoteErrorCode } from './serve-support.ts'
 import { splice } from './tunnel.ts'
 
 /** What the opener needs to make connections: sent only over an encrypted, authenticated channel (the key is secret). */
@@ -213,18 +213,15 @@ async function joinLink(tls: TLSSocket, ticket: Ticket, { open, limits, counts }
     if (mine.size === 0 && open.get(ticket.holder) === mine) open.delete(ticket.holder)
   })
   let target: Duplex
-  let timer: NodeJS.Timeout | undefined
+  const deadline = AbortSignal.timeout(limits.joinTimeoutMs)
+  const joining = ticket.join()
   try {
-    target = await Promise.race([
-      ticket.join(),
-      new Promise<never>((_resolve, reject) => {
-        timer = setTimeout(() => reject(new HearthError('HEARTH_ERR_NET_TIMEOUT', `the link's target was not reached within ${limits.joinTimeoutMs} ms`)), limits.joinTimeoutMs)
-      }),
-    ])
+    target = await raceSignal(joining, deadline)
   } catch (error) {
-    return refuse(isHearthError(error) ? error : new HearthError('HEARTH_ERR_INTERNAL', 'the link could not be joined to its target'))
-  } finally {
-    clearTimeout(timer)
+    if (!deadline.aborted) return refuse(isHearthError(error) ? error : new HearthError('HEARTH_ERR_INTERNAL', 'the link could not be joined to its target'))
+    // A target reached after the deadline has nobody to talk to.
+    joining.then((late) => late.destroy(), () => undefined)
+    return refuse(new HearthError('HEARTH_ERR_NET_TIMEOUT', `the link's target was not reached within ${limits.joinTimeoutMs} ms`))
   }
   if (tls.destroyed) {
     target.destroy()

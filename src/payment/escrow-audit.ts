@@ -245,22 +245,25 @@ async function auditTokens(
   const since = before.blockNumber
   const expected = new Map<Address, bigint>()
   const add = (address: Address, wei: bigint): void => void expected.set(address, (expected.get(address) ?? 0n) + wei)
-  /** What the event moves into (+) or out of (−) its escrow, the accounts it pays or charges told to `add`. */
-  const account = (e: EscrowEvent): bigint => {
+  /** What the event moves into (+) or out of (−) its escrow. */
+  const locked = (e: EscrowEvent): bigint => {
     const wei = e.args.amount ?? e.args.paid ?? e.args.refunded ?? 0n
-    if (e.eventName === 'EscrowOpened' || e.eventName === 'EscrowToppedUp') add(requestor, -wei)
-    if (e.eventName === 'EscrowReleased' || e.eventName === 'EscrowRefunded') add(requestor, wei)
-    if (e.eventName === 'VoucherClaimed' && e.args.provider !== undefined) add(getAddress(e.args.provider), wei)
     return e.eventName === 'EscrowOpened' || e.eventName === 'EscrowToppedUp' ? wei : -wei
+  }
+  /** As `locked`, the requestor or provider it charges or pays told to `add`. */
+  const account = (e: EscrowEvent): bigint => {
+    const wei = locked(e)
+    if (e.eventName === 'VoucherClaimed') {
+      if (e.args.provider !== undefined) add(getAddress(e.args.provider), -wei)
+    } else {
+      add(requestor, -wei)
+    }
+    return wei
   }
   let lockedBeforeWei = 0n
   for (const e of args.events) {
-    if (e.blockNumber <= since) {
-      const wei = e.args.amount ?? e.args.paid ?? e.args.refunded ?? 0n
-      lockedBeforeWei += e.eventName === 'EscrowOpened' || e.eventName === 'EscrowToppedUp' ? wei : -wei
-      continue
-    }
-    account(e)
+    if (e.blockNumber <= since) lockedBeforeWei += locked(e)
+    else account(e)
   }
   let lockedChangeWei = args.agreements.reduce((n, a) => n + a.lockedWei, 0n) - lockedBeforeWei
 

@@ -8,11 +8,12 @@
  * way, and is passed on as it came.
  */
 import type { Duplex } from 'node:stream'
-import { HearthError, isHearthError } from '../errors.ts'
+import { HearthError, isHearthError, toHearthError } from '../errors.ts'
 import { serviceConnectProtocol, serviceDirectProtocol } from '../exec/exescript-protocols.ts'
 import { peerOfTarget, type PeerTarget } from '../net/dial-target.ts'
 import { dialDirect, type DirectGrant } from '../net/direct-link.ts'
 import type { Host } from '../net/host.ts'
+import { raceSignal } from '../net/serve-support.ts'
 
 export type ReplicaPath = 'direct' | 'tunnel'
 
@@ -57,25 +58,20 @@ const replicaRefusals = new Set(['HEARTH_ERR_SERVICE_NOT_HOSTED', 'HEARTH_ERR_SE
 /** Replicas not connected to for this long are forgotten (their tickets with them). */
 const forgetAfterMs = 30 * 60_000
 
-/** Resolves as `promise` does, or rejects with `signal`'s reason once it aborts. */
-function abortable<T>(promise: Promise<T>, signal: AbortSignal): Promise<T> {
-  if (signal.aborted) return Promise.reject(signal.reason as Error)
-  return new Promise<T>((resolve, reject) => {
-    const onAbort = (): void => reject(signal.reason as Error)
-    signal.addEventListener('abort', onAbort, { once: true })
-    promise.then(resolve, reject).finally(() => signal.removeEventListener('abort', onAbort))
-  })
-}
-
 export function createReplicaLinks(host: Host, options: ReplicaLinksOptions = {}): ReplicaLinks {
   const direct = options.direct ?? false
   const fallbackMs = options.fallbackMs ?? 60_000
   const directTimeoutMs = options.directTimeoutMs ?? 3_000
   const states = new Map<string, LinkState>()
+  let sweptAt = 0
 
   const stateOf = (activityId: string): LinkState => {
     const now = Date.now()
-    for (const [id, state] of states) if (now - state.usedAt > forgetAfterMs) states.delete(id)
+    // Forgetting is not for every connection (a server that closes each one makes a connection per request).
+    if (now - sweptAt > 60_000) {
+      sweptAt = now
+      for (const [id, state] of states) if (now - state.usedAt > forgetAfterMs) states.delete(id)
+    }
     let state = states.get(activityId)
     if (state === undefined) {
       state = { renewAt: 0, tunnelUntil: 0, usedAt: now }
@@ -114,7 +110,7 @@ export function createReplicaLinks(host: Host, options: ReplicaLinksOptions = {}
   const tryDirect = async (state: LinkState, replica: ReplicaAddress, signal: AbortSignal): Promise<Duplex | undefined> => {
     const within = AbortSignal.any([signal, AbortSignal.timeout(directTimeoutMs)])
     try {
-      const grant = await abortable(ticket(state, replica), within)
+      const grant = await raceSignal(ticket(state, replica), within)
       const ip = endpoint(replica.target, grant)
       // Reached through a relay or a NAT (or not yet connected): the tunnel, and the question asked again next time.
       if (ip === undefined) return undefined
@@ -126,8 +122,7 @@ export function createReplicaLinks(host: Host, options: ReplicaLinksOptions = {}
       if (isHearthError(error) && error.code === 'HEARTH_ERR_NET_REMOTE' && (error.details?.refusedLink === true || replicaRefusals.has(String(error.details?.remoteCode)))) throw error
       state.grant = undefined
       state.tunnelUntil = Date.now() + fallbackMs
-      const why = error instanceof Error ? (isHearthError(error) ? error.shortMessage : error.message) : String(error)
-      options.log?.(`replica ${replica.activityId}: no direct link (${why}); through the libp2p tunnel for ${Math.round(fallbackMs / 1000)} s`)
+      options.log?.(`replica ${replica.activityId}: no direct link (${toHearthError(error).shortMessage}); through the libp2p tunnel for ${Math.round(fallbackMs / 1000)} s`)
       return undefined
     }
   }
