@@ -175,6 +175,11 @@ function attemptOn(ctx: ForwardContext, state: ReplicaState, req: IncomingMessag
   }
   let cancelled = false
   let answered = false
+  /**
+   * The connection failed once the answer had begun. Node's client then takes an answer delimited by the close alone
+   * as complete (it ends the parser on the error), so `complete` alone would pass a cut answer as whole.
+   */
+  let failedMidAnswer = false
   const startedAt = performance.now()
   const upstream = request({
     agent: state.agent,
@@ -192,7 +197,7 @@ function attemptOn(ctx: ForwardContext, state: ReplicaState, req: IncomingMessag
       upRes.on('error', () => {})
       upRes.on('close', () => {
         release()
-        if (upRes.complete || cancelled) return
+        if ((upRes.complete && !failedMidAnswer) || cancelled) return
         state.failures++
         ctx.counters.cutResponses++
         ctx.markDown(state, 'its response was cut off mid-body')
@@ -217,12 +222,17 @@ function attemptOn(ctx: ForwardContext, state: ReplicaState, req: IncomingMessag
         if (!res.write(chunk)) upRes.pause()
       })
       res.on('drain', () => upRes.resume())
-      upRes.on('end', () => res.end())
+      upRes.on('end', () => {
+        if (!failedMidAnswer) res.end()
+      })
       resolve({ kind: 'answered' })
     })
     upstream.on('error', (error: Error & { code?: string }) => {
       clearTimeout(timer)
-      if (answered) return
+      if (answered) {
+        failedMidAnswer = true
+        return
+      }
       release()
       body.detach(upstream)
       if (cancelled) return resolve({ kind: 'answered' })

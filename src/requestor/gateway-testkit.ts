@@ -8,7 +8,7 @@ import { createServer, request } from 'node:http'
 import type { Agent, IncomingHttpHeaders, IncomingMessage, Server, ServerResponse } from 'node:http'
 import { connect } from 'node:net'
 import type { AddressInfo, Socket } from 'node:net'
-import type { Duplex } from 'node:stream'
+import { Duplex } from 'node:stream'
 import type { GatewayReplica } from './gateway-pool.ts'
 
 export interface TestReplica {
@@ -168,4 +168,28 @@ export function send(port: number, options: SendOptions = {}): Promise<Answer> {
     })
     req.end(options.body)
   })
+}
+
+/**
+ * A replica's connection that answers its first request with the first half of a 200 delimited by the connection's
+ * close alone, then fails: only the way it ends tells the answer was cut. Health checks (GET /health) pass.
+ */
+export function crashingConnection(): Duplex {
+  let answered = false
+  const server: Duplex = new Duplex({
+    read() {},
+    write(chunk: Buffer, _encoding, callback) {
+      callback()
+      if (answered) return
+      answered = true
+      if (chunk.toString('latin1').startsWith('GET /health ')) {
+        server.push('HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok')
+        server.push(null)
+        return
+      }
+      server.push('HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\nconnection: close\r\n\r\nthe first half of the pa')
+      setImmediate(() => server.destroy(new Error('the server crashed')))
+    },
+  })
+  return server
 }

@@ -6,7 +6,7 @@ import { connect } from 'node:net'
 import { createGateway } from './gateway.ts'
 import type { Gateway, GatewayInit, GatewayReplica } from './gateway.ts'
 import { RegionMap } from './gateway-regions.ts'
-import { send, startReplica } from './gateway-testkit.ts'
+import { crashingConnection, send, startReplica } from './gateway-testkit.ts'
 import type { TestReplica } from './gateway-testkit.ts'
 
 const cleanups: Array<() => Promise<void> | void> = []
@@ -214,6 +214,15 @@ describe('gateway: failures', () => {
       await until(() => down.length === 1, 'the replica that cut its answer is reported')
       assert.equal(gateway.stats().cutResponses, 1)
     }
+  })
+
+  it('resets the client connection when a response delimited by its close alone is cut', async () => {
+    // Node's client takes such an answer as complete when its connection fails: the gateway must not.
+    const replica: GatewayReplica = { id: 'crashing', region: 'eu', version: 'v1', connect: async () => crashingConnection() }
+    const { gateway, down } = await gatewayOver(() => [replica])
+    await assert.rejects(send(gateway.address().port, { path: '/page' }), /cut short|ECONNRESET|aborted/)
+    await until(() => down.length === 1, 'the replica that cut its answer is reported')
+    assert.equal(gateway.stats().cutResponses, 1)
   })
 
   it('does not blame a replica for a client that leaves mid-answer', async () => {
