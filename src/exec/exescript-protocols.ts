@@ -93,7 +93,7 @@ export const serviceConnectProtocol = defineTunnelProtocol({
  * path. Unsigned: the ticket binds nobody, and the connection it comes over is authenticated and encrypted.
  */
 export const serviceDirectProtocol = defineProtocol({
-  id: '/hearth/service/direct/1',
+  id: '/hearth/service/direct/2',
   request: z.strictObject({ activityId: activityIdSchema }),
   response: directGrantSchema,
   maxRequestBytes: 1024,

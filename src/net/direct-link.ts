@@ -10,11 +10,9 @@
  *   an ECDHE exchange: both sides prove they hold the key, and each connection has keys of its own). No certificate,
  *   and nobody without a live ticket gets past the handshake;
  * - the responder joins the connection to its target and answers one byte: 1, or 0 followed by a JSON error
- *   (`{ code, message, hint }`) and the end. Then raw bytes both ways; half-closes pass through, and a link that
- *   fails ends both sides. Unlike a tunnel, the far side is not told a failure from an end: a TCP reset under a TLS
- *   socket leaks its handle in Node 20, and TLS's own end is not told apart from a bare FIN. HTTP's framing still
- *   shows a cut body with a length or chunks; a body delimited by the close alone does not, so gateways use direct
- *   links only when told to (replica-link.ts).
+ *   (`{ code, message, hint }`) and the end. Then the bytes both ways in frames (link-frames.ts) whose last says "end":
+ *   half-closes pass through, and a link that fails or is cut reaches the far side as a failure, never as an end, so
+ *   a body delimited by the connection's close and cut by its server fails at the gateway as it would in a tunnel.
  *
  * A ticket serves any number of connections until it expires; connections made with it go on after that. The responder
  * bounds tickets (per holder and in all), open connections per holder, handshakes in progress (in all and per remote
@@ -30,6 +28,7 @@ import { z } from 'zod'
 import { HearthError, isHearthError, toHearthError } from '../errors.ts'
 import { remoteErrorSchema } from './call-support.ts'
 import { raceSignal, remoteErrorCode } from './serve-support.ts'
+import { FramedLink } from './link-frames.ts'
 import { splice } from './tunnel.ts'
 
 /** What the opener needs to make connections: sent only over an encrypted, authenticated channel (the key is secret). */
@@ -228,7 +227,7 @@ async function joinLink(tls: TLSSocket, ticket: Ticket, { open, limits, counts }
     return
   }
   tls.write(okByte)
-  splice(tls, target, limits.idleTimeoutMs)
+  splice(new FramedLink(tls), target, limits.idleTimeoutMs)
 }
 
 /** Starts a responder's listener for direct links. */
@@ -423,11 +422,11 @@ function readAnswer(tls: TLSSocket, where: string, signal: AbortSignal | undefin
 
 /**
  * A direct link to `host`:`port` with `grant`'s ticket: resolves once the responder joined it to its target, with the
- * TLS socket (a net.Socket, so node:http takes it as is). Rejects with HEARTH_ERR_NET_DIAL when no connection or
+ * link (a Duplex with the socket methods node:http calls; a cut link fails with LinkCutError). Rejects with HEARTH_ERR_NET_DIAL when no connection or
  * handshake came about (a wrong or expired ticket ends the handshake), or with the responder's refusal
  * (HEARTH_ERR_NET_REMOTE, or _BUSY or _TIMEOUT as it said; details.refusedLink true, its code in details.remoteCode).
  */
-export async function dialDirect(host: string, port: number, grant: Pick<DirectGrant, 'ticket' | 'key'>, options: DialDirectOptions = {}): Promise<TLSSocket> {
+export async function dialDirect(host: string, port: number, grant: Pick<DirectGrant, 'ticket' | 'key'>, options: DialDirectOptions = {}): Promise<FramedLink> {
   const where = `${host}:${port}`
   const raw = tcpConnect({ host, port, noDelay: true, allowHalfOpen: true })
   raw.on('error', () => {})
@@ -439,7 +438,7 @@ export async function dialDirect(host: string, port: number, grant: Pick<DirectG
     tls = tlsConnect(connection)
     await until(tls, 'secureConnect', options.signal)
     await readAnswer(tls, where, options.signal)
-    return tls
+    return new FramedLink(tls)
   } catch (error) {
     tls?.destroy()
     raw.destroy()

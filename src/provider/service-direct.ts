@@ -1,6 +1,6 @@
 /**
  * Direct links to the replicas this provider hosts: a listener for TLS connections made with tickets
- * (net/direct-link.ts) on the address libp2p's TCP listener is bound to, and `/hearth/service/direct/1`, which grants
+ * (net/direct-link.ts) on the address libp2p's TCP listener is bound to, and `/hearth/service/direct/2`, which grants
  * a ticket to the peers that may open the connect tunnel to the replica (its requestor and the gateways it named).
  * Each connection is checked again as it is joined to the server: a replica that ended or moved lets nobody in.
  */
