@@ -129,6 +129,12 @@ describe('direct links', () => {
     const grant = listener.grant('gateway', () => Promise.reject(new HearthError('HEARTH_ERR_SERVICE_NOT_HOSTED', 'no server for this activity', { hint: 'ask the owner' })))
     await assert.rejects(dialDirect('127.0.0.1', grant.port, grant), (error: unknown) => isRemote('HEARTH_ERR_SERVICE_NOT_HOSTED')(error) && (error as HearthError).hint === 'ask the owner')
     assert.equal(listener.stats().refusedJoins, 1)
+    // A join that throws rather than rejects (the target ended after the ticket was granted): the same refusal.
+    const throwing = listener.grant('gateway', () => {
+      throw new HearthError('HEARTH_ERR_SERVICE_NOT_HOSTED', 'the replica ended')
+    })
+    await assert.rejects(dialDirect('127.0.0.1', throwing.port, throwing), isRemote('HEARTH_ERR_SERVICE_NOT_HOSTED'))
+    assert.equal(listener.stats().refusedJoins, 2)
   })
 
   it('fails the opener\'s link, never ends it, when the target resets mid-response', async () => {

@@ -213,7 +213,8 @@ async function joinLink(tls: TLSSocket, ticket: Ticket, { open, limits, counts }
   })
   let target: Duplex
   const deadline = AbortSignal.timeout(limits.joinTimeoutMs)
-  const joining = ticket.join()
+  // A join that throws at once (the replica ended since the grant) refuses as one that rejects does.
+  const joining = (async () => ticket.join())()
   try {
     target = await raceSignal(joining, deadline)
   } catch (error) {
