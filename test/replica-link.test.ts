@@ -12,6 +12,8 @@ import { serviceConnectProtocol } from '../src/exec/exescript-protocols.ts'
 import { generateIdentity } from '../src/identity/node-identity.ts'
 import { createHost, type Host } from '../src/net/host.ts'
 import { serveServiceDirect, type ServiceDirect } from '../src/provider/service-direct.ts'
+import { createGateway } from '../src/requestor/gateway.ts'
+import { crashingConnection, send } from '../src/requestor/gateway-testkit.ts'
 import { createReplicaLinks } from '../src/requestor/replica-link.ts'
 
 function echoBack(socket: Duplex, text: string): Promise<string> {
@@ -33,11 +35,17 @@ describe('replica links: direct where offered, the tunnel otherwise, refusals pa
   let tunnelOnly: Host
   let direct: ServiceDirect | undefined
   const activityId = 'replica-1'
+  /** A replica whose server's connection fails after half an answer delimited by its close alone. */
+  const crashingId = 'replica-crashing'
 
-  /** The provider's rule, as activity-service.ts applies it: the gateway may reach `replica-1`, nobody else anything. */
+  /**
+   * The provider's rule, as activity-service.ts applies it: the gateway may reach `replica-1` (the echo) and the
+   * crashing replica, nobody else anything.
+   */
   const reach = (id: string, peer: string): { connect(): Promise<Duplex> } => {
-    if (id !== activityId) throw new HearthError('HEARTH_ERR_SERVICE_NOT_HOSTED', `no server for activity ${id}`)
+    if (id !== activityId && id !== crashingId) throw new HearthError('HEARTH_ERR_SERVICE_NOT_HOSTED', `no server for activity ${id}`)
     if (peer.toLowerCase() !== gateway.address.toLowerCase()) throw new HearthError('HEARTH_ERR_SERVICE_NOT_ALLOWED', `peer ${peer} may not connect`)
+    if (id === crashingId) return { connect: async () => crashingConnection() }
     return {
       connect: () =>
         new Promise<Duplex>((resolve, reject) => {
@@ -88,11 +96,37 @@ describe('replica links: direct where offered, the tunnel otherwise, refusals pa
     assert.ok(lines.some((line) => line.includes('no direct link')), lines.join('\n'))
   })
 
-  it('uses tunnels only unless told otherwise', async () => {
+  it('uses direct links by default, and tunnels only when told', async () => {
+    const target = withDirect.multiaddrs()[0]!
+    const byDefault = createReplicaLinks(gateway)
+    assert.equal(await echoBack(await byDefault.connect({ target, activityId }, AbortSignal.timeout(20_000)), 'default'), 'default')
+    assert.equal(byDefault.pathOf(activityId), 'direct')
+    const tunnelsOnly = createReplicaLinks(gateway, { direct: false })
+    assert.equal(await echoBack(await tunnelsOnly.connect({ target, activityId }, AbortSignal.timeout(20_000)), 'tunnel'), 'tunnel')
+    assert.equal(tunnelsOnly.pathOf(activityId), 'tunnel')
+  })
+
+  it('gets a gateway to reset its client, never to send a short 200, when a replica over a direct link fails mid-answer', async () => {
+    // The answer has neither a length nor chunks: only the link can tell its cut from its end.
     const links = createReplicaLinks(gateway)
-    const socket = await links.connect({ target: withDirect.multiaddrs()[0]!, activityId }, AbortSignal.timeout(20_000))
-    assert.equal(await echoBack(socket, 'default'), 'default')
-    assert.equal(links.pathOf(activityId), 'tunnel')
+    const target = withDirect.multiaddrs()[0]!
+    const down: string[] = []
+    const served = await createGateway({
+      listen: { host: '127.0.0.1', port: 0 },
+      region: 'eu',
+      routes: {
+        replicas: () => [{ id: 'crashing', region: 'eu', version: 'v1', connect: (signal) => links.connect({ target, activityId: crashingId }, signal) }],
+        reportDown: (_id, reason) => down.push(reason),
+      },
+      health: { path: '/health', intervalMs: 60_000, timeoutMs: 5_000, failuresBeforeDown: 1 },
+    })
+    try {
+      await assert.rejects(send(served.address().port, { path: '/page' }), /cut short|ECONNRESET|aborted|socket hang up/)
+      assert.equal(links.pathOf(crashingId), 'direct')
+      assert.equal(served.stats().cutResponses, 1)
+    } finally {
+      await served.close()
+    }
   })
 
   it('passes on the provider\'s refusal instead of trying the tunnel: a stranger, a replica that is gone', async () => {

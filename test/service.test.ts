@@ -173,20 +173,21 @@ describe('a static site as a service, one replica per region', { timeout: 600_00
     // Nor a ticket for a direct link.
     await assert.rejects(stranger.request(provider.host.multiaddrs()[0]!, serviceDirectProtocol, { activityId: replica.activityId! }), (error: unknown) =>
       isHearthError(error) && error.details?.remoteCode === 'HEARTH_ERR_SERVICE_NOT_ALLOWED')
-    assert.equal(remoteGateway.stats().replicas.find((r) => r.requests > 0)?.path, 'tunnel')
-    // A gateway told to use direct links reaches the provider (on loopback here) over TCP and TLS: the same page.
-    const directRoutes = await remoteRoutes(gatewayHost, devnet.requestor.host.multiaddrs()[0]!, 'site', { directLinks: true })
-    const directGateway = await createGateway({ listen: { host: '127.0.0.1', port: 0 }, routes: directRoutes, region: 'eu', regions: { table } })
+    // The gateway reaches the provider (on loopback here) over a direct link: TCP and TLS.
+    assert.equal(remoteGateway.stats().replicas.find((r) => r.requests > 0)?.path, 'direct')
+    // One told to use tunnels only serves the same page through libp2p.
+    const tunnelRoutes = await remoteRoutes(gatewayHost, devnet.requestor.host.multiaddrs()[0]!, 'site', { directLinks: false })
+    const tunnelGateway = await createGateway({ listen: { host: '127.0.0.1', port: 0 }, routes: tunnelRoutes, region: 'eu', regions: { table } })
     try {
       for (let i = 0; i < 3; i++) {
-        const through = await get(directGateway, '/hearth-variant', clientAddress.eu!)
+        const through = await get(tunnelGateway, '/hearth-variant', clientAddress.eu!)
         assert.equal(through.status, 200)
         assert.equal(through.body, images.v1!.page)
       }
-      assert.equal(directGateway.stats().replicas.find((r) => r.requests > 0)?.path, 'direct')
+      assert.equal(tunnelGateway.stats().replicas.find((r) => r.requests > 0)?.path, 'tunnel')
     } finally {
-      directRoutes.close()
-      await directGateway.close()
+      tunnelRoutes.close()
+      await tunnelGateway.close()
     }
   })
 

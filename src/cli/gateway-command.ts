@@ -31,8 +31,8 @@ export interface GatewayFlags {
   tlsCert?: string
   tlsKey?: string
   healthPath?: string
-  /** Reach replicas over direct links where the providers are reached directly (replica-link.ts). */
-  directLinks?: boolean
+  /** Reach replicas over direct links where the providers are reached directly (replica-link.ts); false: tunnels only. */
+  directLinks: boolean
 }
 
 /** The region table (JSON: CIDR → region) and header, and TLS, as createGateway takes them. */
@@ -100,7 +100,7 @@ export async function runGateway(flags: Flags, io: CommandIo, stopSignal?: Abort
     let lastError = ''
     while (routes === undefined) {
       try {
-        routes = await remoteRoutes(host, flags.owner, flags.service, { onError: (error) => log(`asking the owner failed: ${error.shortMessage}`), directLinks: flags.directLinks === true, log })
+        routes = await remoteRoutes(host, flags.owner, flags.service, { onError: (error) => log(`asking the owner failed: ${error.shortMessage}`), directLinks: flags.directLinks, log })
       } catch (error) {
         const why = toHearthError(error).shortMessage
         if (why !== lastError) log(`waiting for the owner to serve ${flags.service} to ${identity.address}: ${why}`)
@@ -142,7 +142,7 @@ export function registerGatewayCommand(program: Command, io: CommandIo): void {
     .option('--tls-cert <file>', 'PEM certificate: serve HTTPS')
     .option('--tls-key <file>', 'PEM private key of the certificate')
     .option('--health-path <path>', 'the path the gateway checks each replica\'s health at (default: the service\'s health.path, from its owner)')
-    .option('--direct-links', 'reach replicas over TCP and TLS where their providers are reached directly, not through libp2p (faster; a cut answer without a length or chunks is not told from a whole one)')
+    .option('--no-direct-links', 'reach replicas only through libp2p tunnels, never over the TCP and TLS links their providers offer')
     .option('--p2p-listen <multiaddr...>', 'libp2p addresses to listen on (default 127.0.0.1: the gateway dials out)')
     .option('--data-dir <dir>', 'the gateway\'s key: its address is what the service lists in gateways', '.hearth-gateway')
     .option('--print-address', 'print this gateway\'s address (to list in the service\'s gateways) and exit')

@@ -125,6 +125,7 @@ export async function runRequestorStart(flags: StartFlags, io: CommandIo, stopSi
       },
       packageDir: join(dataDir, 'services'),
       log,
+      directLinks: flags.directLinks,
     })
     stops.push(() => services.close())
     // The services this node owned when it last stopped: their replicas kept running meanwhile.
@@ -201,6 +202,7 @@ export function registerRequestorCommand(program: Command, io: CommandIo, option
     .option('--health-path <path>', 'the path the gateway checks replicas at (default: the service\'s health.path)')
     .option('--tls-cert <file>', 'PEM certificate: the gateway serves HTTPS')
     .option('--tls-key <file>', 'PEM private key of the certificate')
+    .option('--no-direct-links', 'reach replicas only through libp2p tunnels, never over the TCP and TLS links their providers offer')
     .option('--storage-code <k+m>', 'stored files: k data pieces, m parity pieces (any k give a file back; a region may hold m)', storageCode, { k: 4, m: 2 })
     .option('--audit-every <sec>', 'how often each stored piece is audited, seconds', positiveInt('--audit-every', 86_400), 600)
     .option('--storage-regions <regions...>', 'regions pieces may go to (default: any; a region holds at most m pieces of a file)')

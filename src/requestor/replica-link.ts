@@ -24,10 +24,7 @@ export interface ReplicaAddress {
 }
 
 export interface ReplicaLinksOptions {
-  /**
-   * Use direct links where they work (default false: tunnels only). A direct link does not tell its far side a failure
-   * from an end (direct-link.ts): a response delimited by the close alone and cut by the replica would pass whole.
-   */
+  /** Use direct links where they work (default true); false: tunnels only. */
   direct?: boolean
   /** How long a replica whose direct link failed is reached through the tunnel before a direct link is tried again. */
   fallbackMs?: number
@@ -59,7 +56,7 @@ const replicaRefusals = new Set(['HEARTH_ERR_SERVICE_NOT_HOSTED', 'HEARTH_ERR_SE
 const forgetAfterMs = 30 * 60_000
 
 export function createReplicaLinks(host: Host, options: ReplicaLinksOptions = {}): ReplicaLinks {
-  const direct = options.direct ?? false
+  const direct = options.direct ?? true
   const fallbackMs = options.fallbackMs ?? 60_000
   const directTimeoutMs = options.directTimeoutMs ?? 3_000
   const states = new Map<string, LinkState>()

@@ -67,7 +67,7 @@ export interface RemoteRoutesOptions {
   refreshMs?: number
   /** Told when asking the owner fails (the last routes stay in use). */
   onError?(error: HearthError): void
-  /** Reach replicas over direct links where the providers are reached directly (default false; see replica-link.ts). */
+  /** Reach replicas over direct links where the providers are reached directly (default true; see replica-link.ts). */
   directLinks?: boolean
   /** Told when a replica is reached through its tunnel for want of a direct link. */
   log?(line: string): void
@@ -90,7 +90,7 @@ export async function remoteRoutes(host: Host, owner: string, service: string, o
     refresh().catch((error: unknown) => options.onError?.(toHearthError(error)))
   }, options.refreshMs ?? 2_000)
   timer.unref()
-  const links = createReplicaLinks(host, { direct: options.directLinks ?? false, ...(options.log === undefined ? {} : { log: options.log }) })
+  const links = createReplicaLinks(host, { direct: options.directLinks ?? true, ...(options.log === undefined ? {} : { log: options.log }) })
   const asGateway = (replica: RouteReplica): GatewayReplica => ({
     id: replica.id,
     region: replica.region,

@@ -107,7 +107,7 @@ export interface ServicesInit extends ReplicaDeps, ServiceEvents {
   log?(line: string): void
   /**
    * Reach replicas over direct links (TCP and TLS, replica-link.ts) where this node reaches their providers directly
-   * (default false: through libp2p tunnels only; see replica-link.ts for what a direct link does not tell).
+   * (default true; false: through libp2p tunnels only).
    */
   directLinks?: boolean
 }
@@ -128,7 +128,7 @@ export interface Services {
 }
 
 export function createServices(init: ServicesInit): Services {
-  const links = createReplicaLinks(init.host, { direct: init.directLinks ?? false, ...(init.log === undefined ? {} : { log: init.log }) })
+  const links = createReplicaLinks(init.host, { direct: init.directLinks ?? true, ...(init.log === undefined ? {} : { log: init.log }) })
   const services = new Map<string, Service>()
   /** Names being deployed: a second deploy of one name while the first places its replicas is refused too. */
   const deploying = new Set<string>()
