@@ -7,10 +7,12 @@
  * container engine (podman) can run.
  *
  * 1. Under load, autocannon (`--connections`, `--seconds` each, run in a child process: lib/cannon.ts) for one small
- *    file, three ways taking turns: straight to the same busybox httpd run natively on 127.0.0.1, through a gateway
- *    to one replica over libp2p tunnels (the default), and through a gateway over direct links (TCP and TLS with a
- *    ticket granted over libp2p: net/direct-link.ts, the connections' paths are printed). busybox httpd closes every connection, so through the gateway every request opens a new
- *    tunnel (and the forwarder a new connection in the container). The same again with a keep-alive server: busybox
+ *    file, four ways taking turns: straight to the same busybox httpd run natively on 127.0.0.1 in a cgroup with the
+ *    replica's CPU limit (one core: the baseline the ratios use; where no cgroup can be made, without one, and said),
+ *    straight to it without a limit (for reference), through a gateway to one replica over direct links (TCP and TLS
+ *    with a ticket granted over libp2p: net/direct-link.ts; the default), and through a gateway over libp2p tunnels
+ *    (`directLinks: false`); the connections' paths are printed. busybox httpd closes every connection, so through
+ *    the gateway every request opens a new link (and the forwarder a new connection in the container). The same again with a keep-alive server: busybox
  *    nc running a small sh loop that answers each request on the connection it came on (nc -ll, one sh per
  *    connection): the gateway then reuses its tunnels, which is what a keep-alive server gets. That loop is slow
  *    itself (sh reads a byte at a time), so its direct figure, not the gateway's, bounds the throughput.
@@ -38,6 +40,7 @@ import { join } from 'node:path'
 import { parseArgs } from 'node:util'
 import { parseEther } from 'viem'
 import { startDevnet, type Devnet } from '../src/devnet/devnet.ts'
+import { detectCgroups, type RunCgroup } from '../src/exec/cgroups.ts'
 import { saveImageArchive } from '../src/exec/docker-images.ts'
 import { createDockerRuntime, type DockerRuntime } from '../src/exec/docker-runtime.ts'
 import { busyboxPath, importBusyboxImage, isStaticElf, startTestEngine, type TestEngine } from '../src/exec/docker-test-image.ts'
@@ -114,15 +117,42 @@ async function untilListening(port: number, child: ChildProcess): Promise<void> 
 
 interface Native {
   port: number
-  stop(): void
+  stop(): Promise<void>
 }
 
-/** `busybox <args>` run natively, with PORT in args replaced by a free loopback port. */
-async function startNative(args: string[]): Promise<Native> {
+/** The replica's CPU limit (docker-container.ts: one core unless the service asks for more). */
+const replicaLimits = { cpuCores: 1, memoryBytes: 512 * 1024 * 1024, maxProcesses: 512 }
+
+/**
+ * `busybox <args>` run natively, with PORT in args replaced by a free loopback port; within `cgroup` where given (the
+ * server's children, forked per connection, are born in it).
+ */
+async function startNative(args: string[], cgroup?: RunCgroup): Promise<Native> {
   const port = await freePort()
   const child = spawn(busyboxPath, args.map((arg) => arg.replace('PORT', String(port))), { stdio: 'ignore' })
+  if (cgroup !== undefined) for (const file of cgroup.procsFiles) await writeFile(file, String(child.pid))
   await untilListening(port, child)
-  return { port, stop: () => child.kill('SIGKILL') }
+  return {
+    port,
+    stop: async () => {
+      child.kill('SIGKILL')
+      if (cgroup !== undefined) {
+        await cgroup.killAll()
+        await cgroup.remove()
+      }
+    },
+  }
+}
+
+/** A cgroup with the replica's limits, or why none can be made here. */
+async function replicaCgroup(): Promise<{ cgroup?: RunCgroup; why?: string }> {
+  const found = await detectCgroups()
+  if (!found.ok) return { why: found.reason }
+  try {
+    return { cgroup: await found.cgroups.create(replicaLimits) }
+  } catch (error) {
+    return { why: (error as Error).message }
+  }
 }
 
 /** Latencies in µs of `count` GETs sent one after another (on one keep-alive connection where `keepAlive`). */
@@ -175,30 +205,43 @@ interface GatewayFigures {
   lightLoad: { micros: { p50: number; p99: number }; addedP50Ms: number; addedP99Ms: number }
 }
 
-interface Comparison {
-  direct: { rps: number; p50Ms: number; p99Ms: number; lightLoadMicros: { p50: number; p99: number } }
-  /** Through a gateway whose connections to the replica are libp2p tunnels (the default). */
-  gateway: GatewayFigures
-  /** Through a gateway whose connections are direct links (TCP and TLS, net/direct-link.ts). */
-  gatewayDirectLinks: GatewayFigures
+interface Straight {
+  rps: number
+  p50Ms: number
+  p99Ms: number
+  lightLoadMicros: { p50: number; p99: number }
 }
 
-/** The server straight, and through the two gateways, taking turns, `runs` times after a warm-up; medians. */
-async function compare(cannon: Cannon, label: string, directPort: number, gatewayPorts: { tunnel: number; link: number }, keepAliveServer: boolean): Promise<Comparison> {
-  const ports = { server: directPort, ...gatewayPorts }
-  const loads: Record<keyof typeof ports, LoadRun[]> = { server: [], tunnel: [], link: [] }
-  const probes: Record<keyof typeof ports, Array<{ p50: number; p99: number }>> = { server: [], tunnel: [], link: [] }
+interface Comparison {
+  /** The server straight, under the replica's CPU limit where `limited`: the baseline of the ratios. */
+  direct: Straight & { limited: boolean }
+  /** The server straight with no limit (the machine's two cores, shared with autocannon). */
+  directUnlimited: Straight
+  /** Through a gateway whose connections to the replica are direct links (TCP and TLS, net/direct-link.ts; the default). */
+  gateway: GatewayFigures
+  /** Through a gateway whose connections are libp2p tunnels. */
+  gatewayTunnels: GatewayFigures
+}
+
+type Way = 'server' | 'free' | 'link' | 'tunnel'
+
+/** The server straight (limited and not), and through the two gateways, taking turns, `runs` times after a warm-up; medians. */
+async function compare(cannon: Cannon, label: string, straight: { server: number; free: number; limited: boolean }, gatewayPorts: { link: number; tunnel: number }, keepAliveServer: boolean): Promise<Comparison> {
+  const ports: Record<Way, number> = { server: straight.server, free: straight.free, ...gatewayPorts }
+  const loads: Record<Way, LoadRun[]> = { server: [], free: [], link: [], tunnel: [] }
+  const probes: Record<Way, Array<{ p50: number; p99: number }>> = { server: [], free: [], link: [], tunnel: [] }
   for (const port of Object.values(ports)) await loaded(cannon, port, 1)
   for (let run = 0; run < runs; run++) {
-    for (const [way, port] of Object.entries(ports) as Array<[keyof typeof ports, number]>) {
+    for (const [way, port] of Object.entries(ports) as Array<[Way, number]>) {
       loads[way].push(await loaded(cannon, port, seconds))
-      probes[way].push(await probe(port, Number(values.probe), way !== 'server' || keepAliveServer))
+      probes[way].push(await probe(port, Number(values.probe), way === 'link' || way === 'tunnel' || keepAliveServer))
     }
-    log(`  ${label} run ${run + 1}: direct ${Math.round(loads.server[run]!.rps)} req/s, gateway ${Math.round(loads.tunnel[run]!.rps)} req/s (tunnels), ${Math.round(loads.link[run]!.rps)} req/s (direct links)`)
+    const rps = (way: Way) => Math.round(loads[way][run]!.rps)
+    log(`  ${label} run ${run + 1}: straight ${rps('server')} req/s (${straight.limited ? 'one core' : 'no limit could be set'}), ${rps('free')} (no limit); gateway ${rps('link')} req/s (direct links), ${rps('tunnel')} (tunnels)`)
   }
   const m = (of: LoadRun[], key: 'rps' | 'p50' | 'p99' | 'cpuMicros') => median(of.map((r) => r[key]))
   const pm = (of: Array<{ p50: number; p99: number }>, key: 'p50' | 'p99') => round(median(of.map((r) => r[key])))
-  const figures = (way: 'tunnel' | 'link'): GatewayFigures => {
+  const figures = (way: 'link' | 'tunnel'): GatewayFigures => {
     const throughputRatio = round(m(loads[way], 'rps') / m(loads.server, 'rps'))
     const addedP50Ms = m(loads[way], 'p50') - m(loads.server, 'p50')
     const addedP99Ms = m(loads[way], 'p99') - m(loads.server, 'p99')
@@ -213,10 +256,12 @@ async function compare(cannon: Cannon, label: string, directPort: number, gatewa
       },
     }
   }
+  const straightFigures = (way: 'server' | 'free'): Straight => ({ rps: round(m(loads[way], 'rps')), p50Ms: m(loads[way], 'p50'), p99Ms: m(loads[way], 'p99'), lightLoadMicros: { p50: pm(probes[way], 'p50'), p99: pm(probes[way], 'p99') } })
   return {
-    direct: { rps: round(m(loads.server, 'rps')), p50Ms: m(loads.server, 'p50'), p99Ms: m(loads.server, 'p99'), lightLoadMicros: { p50: pm(probes.server, 'p50'), p99: pm(probes.server, 'p99') } },
-    gateway: figures('tunnel'),
-    gatewayDirectLinks: figures('link'),
+    direct: { ...straightFigures('server'), limited: straight.limited },
+    directUnlimited: straightFigures('free'),
+    gateway: figures('link'),
+    gatewayTunnels: figures('tunnel'),
   }
 }
 
@@ -250,9 +295,9 @@ async function gatewayFor(bench: Bench, service: Service, region: string, routes
   return gateway
 }
 
-/** The service's routes, each replica reached over a direct link (replica-link.ts) instead of the owner's tunnels. */
-function directLinkRoutes(bench: Bench, service: Service): GatewayRoutes {
-  const links = createReplicaLinks(bench.devnet.requestor.host, { direct: true, log })
+/** The service's routes, each replica reached through a libp2p tunnel (replica-link.ts) instead of a direct link. */
+function tunnelRoutes(bench: Bench, service: Service): GatewayRoutes {
+  const links = createReplicaLinks(bench.devnet.requestor.host, { direct: false, log })
   const routes = service.routes()
   return {
     replicas: () => routes.replicas().map((replica) => {
@@ -264,11 +309,11 @@ function directLinkRoutes(bench: Bench, service: Service): GatewayRoutes {
   }
 }
 
-/** Port of a gateway to `service` over tunnels, and of one over direct links. */
-async function gatewayPair(bench: Bench, service: Service): Promise<{ tunnel: number; link: number }> {
-  const tunnel = await gatewayFor(bench, service, 'solo')
-  const link = await gatewayFor(bench, service, 'solo', directLinkRoutes(bench, service))
-  return { tunnel: tunnel.address().port, link: link.address().port }
+/** Port of a gateway to `service` over direct links (the service's own routes), and of one over tunnels. */
+async function gatewayPair(bench: Bench, service: Service): Promise<{ link: number; tunnel: number }> {
+  const link = await gatewayFor(bench, service, 'solo')
+  const tunnel = await gatewayFor(bench, service, 'solo', tunnelRoutes(bench, service))
+  return { link: link.address().port, tunnel: tunnel.address().port }
 }
 
 interface FailoverRun {
@@ -395,18 +440,26 @@ async function measure(bench: Bench): Promise<Record<string, unknown>> {
 
   // 1. Load, straight and through a gateway.
   await writeFile(join(bench.dir, 'www', 'hearth-variant'), page)
-  const httpd = await startNative(['httpd', '-f', '-p', '127.0.0.1:PORT', '-h', join(bench.dir, 'www')])
-  const nc = await startNative(['nc', '-ll', '-p', 'PORT', '127.0.0.1', '-e', 'sh', '-c', keepAliveScript])
+  const httpdArgsNative = ['httpd', '-f', '-p', '127.0.0.1:PORT', '-h', join(bench.dir, 'www')]
+  const ncArgsNative = ['nc', '-ll', '-p', 'PORT', '127.0.0.1', '-e', 'sh', '-c', keepAliveScript]
+  const servers: Native[] = []
   let closing: Comparison
   let keepAliveComparison: Comparison
   try {
-    closing = await compare(bench.cannon, 'busybox httpd', httpd.port, await gatewayPair(bench, site.service), false)
-    keepAliveComparison = await compare(bench.cannon, 'keep-alive sh', nc.port, await gatewayPair(bench, keepAlive.service), true)
+    const straight = async (args: string[]) => {
+      const { cgroup, why } = await replicaCgroup()
+      if (why !== undefined) log(`  no cgroup for the straight server (${why}): its baseline runs without the replica's CPU limit`)
+      const limited = await startNative(args, cgroup)
+      const free = await startNative(args)
+      servers.push(limited, free)
+      return { server: limited.port, free: free.port, limited: cgroup !== undefined }
+    }
+    closing = await compare(bench.cannon, 'busybox httpd', await straight(httpdArgsNative), await gatewayPair(bench, site.service), false)
+    keepAliveComparison = await compare(bench.cannon, 'keep-alive sh', await straight(ncArgsNative), await gatewayPair(bench, keepAlive.service), true)
     const paths = bench.gateways.flatMap((gateway) => gateway.stats().replicas.map((replica) => replica.path))
     log(`  connections made by the gateways: ${paths.join(', ')}`)
   } finally {
-    httpd.stop()
-    nc.stop()
+    for (const server of servers) await server.stop()
   }
   for (const gateway of bench.gateways.splice(0)) await gateway.close()
   phase('load')
@@ -453,10 +506,12 @@ function print(report: Record<string, unknown>): void {
   const yes = (met: boolean) => (met ? 'met' : 'not met')
   for (const [name, c] of Object.entries({ 'busybox httpd (closes every connection)': load.closingServer!, 'keep-alive sh server (busybox nc)': load.keepAliveServer! })) {
     log(`${name}, ${connections} connections, ${seconds} s, medians of ${runs}:`)
-    log(`  direct:  ${c.direct.rps} req/s, p50 ${c.direct.p50Ms} ms, p99 ${c.direct.p99Ms} ms; light load p50 ${c.direct.lightLoadMicros.p50} µs, p99 ${c.direct.lightLoadMicros.p99} µs`)
-    for (const [way, g] of [['gateway, tunnels', c.gateway], ['gateway, direct links', c.gatewayDirectLinks]] as const) {
+    const straightLine = (s: Straight) => `${s.rps} req/s, p50 ${s.p50Ms} ms, p99 ${s.p99Ms} ms; light load p50 ${s.lightLoadMicros.p50} µs, p99 ${s.lightLoadMicros.p99} µs`
+    log(`  straight, ${c.direct.limited ? 'one core as the replica has' : 'no limit (none could be set)'}: ${straightLine(c.direct)}`)
+    log(`  straight, no limit: ${straightLine(c.directUnlimited)}`)
+    for (const [way, g] of [['gateway, direct links', c.gateway], ['gateway, tunnels', c.gatewayTunnels]] as const) {
       log(`  ${way}: ${g.rps} req/s, p50 ${g.p50Ms} ms, p99 ${g.p99Ms} ms, ${g.cpuMicrosPerRequest} µs CPU per request in this process`)
-      log(`    / direct throughput ${g.throughputRatio} (aim >= 0.7: ${yes(g.aimsMet.throughput)}); added p50 ${g.addedP50Ms} ms (aim < 1: ${yes(g.aimsMet.p50)}), p99 ${g.addedP99Ms} ms (aim < 5: ${yes(g.aimsMet.p99)})`)
+      log(`    / straight throughput ${g.throughputRatio} (aim >= 0.7: ${yes(g.aimsMet.throughput)}); added p50 ${g.addedP50Ms} ms (aim < 1: ${yes(g.aimsMet.p50)}), p99 ${g.addedP99Ms} ms (aim < 5: ${yes(g.aimsMet.p99)})`)
       log(`    light load: p50 ${g.lightLoad.micros.p50} µs, p99 ${g.lightLoad.micros.p99} µs; added p50 ${g.lightLoad.addedP50Ms} ms, p99 ${g.lightLoad.addedP99Ms} ms`)
     }
   }
