@@ -115,7 +115,11 @@ export class FramedLink extends Duplex {
   override _destroy(error: Error | null, callback: (error?: Error | null) => void): void {
     if (error === null && this.#cut === undefined && this.#endRead && this.writableFinished) {
       // Ended cleanly both ways: the connection closes once both ends are flushed; destroying it now could drop them.
-      if (!this.#socket.destroyed) setTimeout(() => this.#socket.destroy(), lingerMs).unref()
+      if (!this.#socket.destroyed) {
+        const linger = setTimeout(() => this.#socket.destroy(), lingerMs).unref()
+        // Not held for the whole time: a gateway may end thousands of links a second.
+        this.#socket.once('close', () => clearTimeout(linger))
+      }
     } else {
       // Without the end frame, the far side reads a cut.
       this.#socket.destroy()
