@@ -62,6 +62,9 @@ export interface NodeOptionsInit {
   onUpgrader: (upgrader: Upgrader) => void
 }
 
+/** Where a node listens unless told: loopback only, any free port. */
+export const defaultListen = '/ip4/127.0.0.1/tcp/0'
+
 export function nodeOptions(init: NodeOptionsInit): Libp2pOptions<HostServices> {
   const { relayLimits, relayMeter } = init
   const peerDiscovery: NonNullable<Libp2pOptions['peerDiscovery']> = []
@@ -71,7 +74,7 @@ export function nodeOptions(init: NodeOptionsInit): Libp2pOptions<HostServices> 
     privateKey: init.identity.libp2pKey,
     start: false,
     addresses: {
-      listen: init.listen ?? ['/ip4/127.0.0.1/tcp/0'],
+      listen: init.listen ?? [defaultListen],
       ...(init.announce === undefined ? {} : { appendAnnounce: init.announce }),
       announceFilter: (addresses) => init.announceFilter(addresses),
     },

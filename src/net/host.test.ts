@@ -89,6 +89,9 @@ describe('libp2p host', () => {
     const node = await started({ listen: ['/ip4/0.0.0.0/tcp/0'], bootstrap: [relay.multiaddrs()[0]!] })
     const status = await node.reachabilitySettled()
     assert.equal(status.kind, 'public', status.reason)
+    // Its TCP listener is bound to every interface, as asked (libp2p lists it once per interface, loopback first).
+    assert.deepEqual(node.tcpListenHosts(), ['0.0.0.0'])
+    assert.deepEqual(loopbackOnly.tcpListenHosts(), ['127.0.0.1'])
     assert.ok(node.multiaddrs().some((a) => a.startsWith('/ip4/127.0.0.1/tcp/')), node.multiaddrs().join(' '))
     // A host that never starts never settles: the caller's signal ends the wait.
     const idle = await createHost({ identity: generateIdentity() })

@@ -19,7 +19,7 @@ import { isRelayed, peerOfTarget, toDialTarget } from './dial-target.ts'
 import type { PeerTarget } from './dial-target.ts'
 import { createGossip } from './gossip.ts'
 import type { GossipHandler, PublishOptions, SubscribeOptions } from './gossip.ts'
-import { defaultRelayLimits, nodeOptions } from './host-options.ts'
+import { defaultListen, defaultRelayLimits, nodeOptions } from './host-options.ts'
 import type { HostServices, RelayLimits } from './host-options.ts'
 import { remoteIpKey, type InboundLimits, type InboundStats } from './inbound-budget.ts'
 import { attachInboundGuard, createInboundGuard } from './inbound-guard.ts'
@@ -28,7 +28,7 @@ import { attachHolePunch, serveObserverPorts, startObserver, type HolePunch, typ
 import { createRelayMeter } from './relay-meter.ts'
 import type { ServeOptions } from './inbound-guard.ts'
 import { createNetMetrics } from './net-metrics.ts'
-import { createReachability, dialbackHandler, dialbackProtocol, listening } from './reachability.ts'
+import { createReachability, dialbackHandler, dialbackProtocol } from './reachability.ts'
 import type { Reachability, ReachabilityInit, ReachabilityStatus } from './reachability.ts'
 import type { NetMetrics } from './net-metrics.ts'
 import { sendRequest, serveProtocol } from './protocol.ts'
@@ -395,7 +395,8 @@ function connectionMethods(parts: HostParts): Pick<Host, 'dial' | 'ping' | 'peer
     natKind: async () => (parts.holePunch === undefined ? undefined : parts.holePunch.natKind()),
     remoteIps: (peer) => libp2p.getConnections(peer).map((connection) => remoteIpKey(connection.remoteAddr)),
     relayReservations: () => libp2p.services.relay?.reservations.size ?? 0,
-    tcpListenHosts: () => [...new Set(listening(libp2p).flatMap((address) => /^\/ip4\/([0-9.]+)\/tcp\/\d+(?:\/p2p\/[^/]+)?$/.exec(address.toString())?.slice(1, 2) ?? []))],
+    // From the addresses asked for: libp2p reports a wildcard listener as one address per interface, loopback first.
+    tcpListenHosts: () => [...new Set((parts.init.listen ?? [defaultListen]).flatMap((address) => /^\/ip4\/([0-9.]+)\/tcp\/\d+$/.exec(address)?.slice(1, 2) ?? []))],
   }
 }
 
@@ -449,7 +450,7 @@ function protocolMethods(deps: ProtocolDeps): Pick<Host, 'handle' | 'unhandle' |
 
 /** Where a relay's observer listens: the IP of its first IP listen address (0.0.0.0 listens everywhere). */
 function observerHost(listen: string[] | undefined): string {
-  for (const address of listen ?? ['/ip4/127.0.0.1/tcp/0']) {
+  for (const address of listen ?? [defaultListen]) {
     const ip = /^\/ip[46]\/([^/]+)\//.exec(address)?.[1]
     if (ip !== undefined) return ip
   }

@@ -48,6 +48,8 @@ interface LinkState {
   tunnelUntil: number
   path?: ReplicaPath
   usedAt: number
+  /** Said once in the log: this node reaches the provider at none of the addresses its direct links listen at. */
+  toldNotDirect?: boolean
 }
 
 /** Remote codes of a grant's refusal that the tunnel would give as well: the replica's own failure. */
@@ -110,7 +112,11 @@ export function createReplicaLinks(host: Host, options: ReplicaLinksOptions = {}
       const grant = await raceSignal(ticket(state, replica), within)
       const ip = endpoint(replica.target, grant)
       // Reached through a relay or a NAT (or not yet connected): the tunnel, and the question asked again next time.
-      if (ip === undefined) return undefined
+      if (ip === undefined) {
+        if (state.toldNotDirect !== true) options.log?.(`replica ${replica.activityId}: its provider is not reached at an address its direct links listen at (${grant.hosts.join(', ')}); through the libp2p tunnel`)
+        state.toldNotDirect = true
+        return undefined
+      }
       return await dialDirect(ip, grant.port, grant, { signal: within })
     } catch (error) {
       if (signal.aborted) throw error
