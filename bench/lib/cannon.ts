@@ -10,7 +10,7 @@
  * connection, and starts its queue afresh on each new connection: a request is then timed from its connect to its
  * answer, as a client that opens a connection per request sees it.
  */
-import { spawn } from 'node:child_process'
+import { spawn, type ChildProcess } from 'node:child_process'
 import { createRequire } from 'node:module'
 import { createInterface } from 'node:readline'
 import { fileURLToPath } from 'node:url'
@@ -51,10 +51,14 @@ export interface Cannon {
 
 const self = fileURLToPath(import.meta.url)
 
-export function startCannon(): Cannon {
-  const child = spawn(process.execPath, [...process.execArgv, self, 'child'], { stdio: ['pipe', 'pipe', 'inherit'] })
+/**
+ * Starts the child: with `start` where given (e.g. in a testbed host's namespace: it runs node with these arguments,
+ * stdin and stdout piped), else on this machine.
+ */
+export function startCannon(start: (nodeArgs: string[]) => ChildProcess = (nodeArgs) => spawn(process.execPath, nodeArgs, { stdio: ['pipe', 'pipe', 'inherit'] })): Cannon {
+  const child = start([...process.execArgv, self, 'child'])
   const waiting: Array<{ resolve(summary: CannonSummary): void; reject(error: Error): void }> = []
-  createInterface({ input: child.stdout }).on('line', (line) => {
+  createInterface({ input: child.stdout! }).on('line', (line) => {
     const answer = JSON.parse(line) as { summary?: CannonSummary; error?: string }
     const next = waiting.shift()
     if (answer.summary !== undefined) next?.resolve(answer.summary)
@@ -66,10 +70,10 @@ export function startCannon(): Cannon {
   return {
     run(options) {
       const done = new Promise<CannonSummary>((resolve, reject) => waiting.push({ resolve, reject }))
-      child.stdin.write(`${JSON.stringify({ run: options })}\n`)
-      return { done, stop: () => child.stdin.write(`${JSON.stringify({ stop: true })}\n`) }
+      child.stdin!.write(`${JSON.stringify({ run: options })}\n`)
+      return { done, stop: () => child.stdin!.write(`${JSON.stringify({ stop: true })}\n`) }
     },
-    close: () => child.stdin.end(),
+    close: () => child.stdin!.end(),
   }
 }
 
