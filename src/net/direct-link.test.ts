@@ -5,7 +5,7 @@ import type { Duplex } from 'node:stream'
 import { after, before, describe, it } from 'node:test'
 import { HearthError, isHearthError } from '../errors.ts'
 import { dialDirect, listenDirect, type DirectJoin, type DirectListener, type DirectLimits } from './direct-link.ts'
-import { LinkCutError } from './link-frames.ts'
+import { LinkCutError, type FramedLink } from './link-frames.ts'
 
 /** A TCP server on loopback whose connections `onConnection` handles; `connect()` opens one to it (a join). */
 async function target(onConnection: (socket: Socket) => void): Promise<{ server: Server; join: DirectJoin; accepted: Socket[] }> {
@@ -53,6 +53,12 @@ function closed(socket: Duplex): Promise<{ error?: Error }> {
   })
 }
 
+/** The link's `joined`, the join byte sent, its failure (a refusal) also heard on the link. */
+function joinedOf(link: FramedLink): Promise<void> {
+  link.on('error', () => {})
+  return link.join().joined
+}
+
 const isCode = (code: string) => (error: unknown) => isHearthError(error) && error.code === code
 const isRemote = (remoteCode: string) => (error: unknown) => isHearthError(error) && error.details?.refusedLink === true && error.details.remoteCode === remoteCode
 
@@ -92,7 +98,7 @@ describe('direct links', () => {
       const listener = await listen()
       const grant = listener.grant('gateway', banner.join)
       const socket = await dialDirect('127.0.0.1', grant.port, grant)
-      assert.equal(await readAll(socket), '220 ready\r\n')
+      assert.equal(await readAll(socket.join()), '220 ready\r\n')
     } finally {
       banner.server.close()
     }
@@ -127,14 +133,37 @@ describe('direct links', () => {
   it('passes on the responder\'s refusal, with its code, when the target cannot be reached', async () => {
     const listener = await listen()
     const grant = listener.grant('gateway', () => Promise.reject(new HearthError('HEARTH_ERR_SERVICE_NOT_HOSTED', 'no server for this activity', { hint: 'ask the owner' })))
-    await assert.rejects(dialDirect('127.0.0.1', grant.port, grant), (error: unknown) => isRemote('HEARTH_ERR_SERVICE_NOT_HOSTED')(error) && (error as HearthError).hint === 'ask the owner')
+    const link = await dialDirect('127.0.0.1', grant.port, grant)
+    await assert.rejects(joinedOf(link), (error: unknown) => isRemote('HEARTH_ERR_SERVICE_NOT_HOSTED')(error) && (error as HearthError).hint === 'ask the owner')
+    // The link fails with it too: whoever reads it learns nothing reached the target.
+    assert.ok(isRemote('HEARTH_ERR_SERVICE_NOT_HOSTED')(link.errored ?? (await closed(link)).error))
     assert.equal(listener.stats().refusedJoins, 1)
     // A join that throws rather than rejects (the target ended after the ticket was granted): the same refusal.
     const throwing = listener.grant('gateway', () => {
       throw new HearthError('HEARTH_ERR_SERVICE_NOT_HOSTED', 'the replica ended')
     })
-    await assert.rejects(dialDirect('127.0.0.1', throwing.port, throwing), isRemote('HEARTH_ERR_SERVICE_NOT_HOSTED'))
+    await assert.rejects(joinedOf(await dialDirect('127.0.0.1', throwing.port, throwing)), isRemote('HEARTH_ERR_SERVICE_NOT_HOSTED'))
     assert.equal(listener.stats().refusedJoins, 2)
+  })
+
+  it('keeps a link spare, its target unreached, until asked to join, and refuses one unused for too long', async () => {
+    const listener = await listen({ spareTimeoutMs: 300 })
+    let joins = 0
+    const counted: DirectJoin = () => {
+      joins++
+      return echo.join()
+    }
+    const grant = listener.grant('gateway', counted)
+    const unused = await dialDirect('127.0.0.1', grant.port, grant)
+    unused.on('error', () => {})
+    await assert.rejects(unused.joined, isRemote('HEARTH_ERR_NET_TIMEOUT'))
+    assert.equal(joins, 0, 'a spare never asked to join reached no target')
+    // One asked in time is joined: the request behind its join byte reaches the target whole.
+    const used = await dialDirect('127.0.0.1', grant.port, grant)
+    const answer = readAll(used)
+    used.end('asked in time')
+    assert.equal(await answer, 'asked in time')
+    assert.equal(joins, 1)
   })
 
   it('fails the opener\'s link, never ends it, when the target resets mid-response', async () => {
@@ -162,18 +191,21 @@ describe('direct links', () => {
 
   it('ends the target\'s connection when the opener goes away without a clean close', async () => {
     const seen: Array<Promise<{ error?: Error }>> = []
+    let got = ''
     // A server that ends its side when its reader ends, as HTTP servers do.
     const watched = await target((socket) => {
       socket.once('end', () => socket.end())
       seen.push(closed(socket))
+      socket.on('data', (chunk: Buffer) => (got += chunk.toString()))
     })
     try {
       const listener = await listen()
       const grant = listener.grant('gateway', watched.join)
       const socket = await dialDirect('127.0.0.1', grant.port, grant)
-      await new Promise<void>((resolve) => socket.write('half a request', () => resolve()))
+      socket.write('half a request')
+      // Gone once the server has read what came (a reset behind unread bytes may read as an end on Linux).
+      while (got !== 'half a request') await new Promise((resolve) => setTimeout(resolve, 10))
       socket.destroy()
-      while (seen.length === 0) await new Promise((resolve) => setTimeout(resolve, 10))
       // Reset, not ended: the server knows the request was given up, not finished.
       assert.equal(((await seen[0])!.error as NodeJS.ErrnoException | undefined)?.code, 'ECONNRESET')
       while (listener.stats().connections > 0) await new Promise((resolve) => setTimeout(resolve, 10))
@@ -186,7 +218,7 @@ describe('direct links', () => {
     const listener = await listen({ maxConnectionsPerHolder: 2, maxTicketsPerHolder: 2 })
     const first = listener.grant('greedy', echo.join)
     const open = [await dialDirect('127.0.0.1', first.port, first), await dialDirect('127.0.0.1', first.port, first)]
-    await assert.rejects(dialDirect('127.0.0.1', first.port, first), isRemote('HEARTH_ERR_NET_BUSY'))
+    await assert.rejects(joinedOf(await dialDirect('127.0.0.1', first.port, first)), isRemote('HEARTH_ERR_NET_BUSY'))
     // Another holder is not held back by this one.
     const other = listener.grant('other', echo.join)
     const theirs = await dialDirect('127.0.0.1', other.port, other)

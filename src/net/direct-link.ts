@@ -8,9 +8,12 @@
  *   the ticket joins (`join`);
  * - the opener connects to that port and speaks TLS 1.3 with the ticket as external pre-shared key (RFC 8446 §2.2, with
  *   an ECDHE exchange: both sides prove they hold the key, and each connection has keys of its own). No certificate,
- *   and nobody without a live ticket gets past the handshake;
- * - the responder joins the connection to its target and answers one byte: 1, or 0 followed by a JSON error
- *   (`{ code, message, hint }`) and the end. Then the bytes both ways in frames (link-frames.ts) whose last says "end":
+ *   and nobody without a live ticket gets past the handshake. A link so far is a spare: openers keep a few ready, so
+ *   that a new connection to the target costs no round trip of TCP or TLS (replica-link.ts);
+ * - the opener sends the join byte (1) when it wants the link, its first frame right behind it; the responder then
+ *   joins the connection to its target and answers one byte: 1, or 0 followed by a JSON error (`{ code, message,
+ *   hint }`) and the end (then nothing the opener sent reached the target). A spare not asked to join within
+ *   `spareTimeoutMs` is refused so. Then the bytes both ways in frames (link-frames.ts) whose last says "end":
  *   half-closes pass through, and a link that fails or is cut reaches the far side as a failure, never as an end, so
  *   a body delimited by the connection's close and cut by its server fails at the gateway as it would in a tunnel.
  *
@@ -26,10 +29,9 @@ import { connect as tlsConnect, createSecureContext, TLSSocket } from 'node:tls'
 import type { ConnectionOptions, TLSSocketOptions } from 'node:tls'
 import { z } from 'zod'
 import { HearthError, isHearthError, toHearthError } from '../errors.ts'
-import { remoteErrorSchema } from './call-support.ts'
-import { raceSignal, remoteErrorCode } from './serve-support.ts'
-import { FramedLink } from './link-frames.ts'
-import { splice } from './tunnel.ts'
+import { FramedLink, joinByte } from './link-frames.ts'
+import { raceSignal } from './serve-support.ts'
+import { cut, splice } from './tunnel.ts'
 
 /** What the opener needs to make connections: sent only over an encrypted, authenticated channel (the key is secret). */
 export const directGrantSchema = z.strictObject({
@@ -58,6 +60,8 @@ export interface DirectLimits {
   handshakeTimeoutMs: number
   /** How long the target may take to be reached (`join`) before the connection is refused. */
   joinTimeoutMs: number
+  /** A link whose opener has not asked it to join within this time is refused (openers keep spares for less). */
+  spareTimeoutMs: number
   /** A link that carries no byte either way for this long is reset. */
   idleTimeoutMs: number
 }
@@ -71,6 +75,7 @@ export const defaultDirectLimits: Readonly<DirectLimits> = Object.freeze({
   maxHandshakesPerIp: 32,
   handshakeTimeoutMs: 10_000,
   joinTimeoutMs: 15_000,
+  spareTimeoutMs: 60_000,
   idleTimeoutMs: 5 * 60_000,
 })
 
@@ -118,8 +123,6 @@ interface Ticket {
 const tlsOptions = { minVersion: 'TLSv1.3', maxVersion: 'TLSv1.3', ciphersuites: 'TLS_AES_128_GCM_SHA256:TLS_CHACHA20_POLY1305_SHA256' } as const
 const okByte = Buffer.of(1)
 const refusedByte = 0
-/** Largest refusal (its byte and JSON) an opener reads. */
-const maxRefusalBytes = 8 * 1024
 
 function refusal(error: HearthError): Buffer {
   const text = JSON.stringify({ code: error.code, message: error.shortMessage.slice(0, 2000), ...(error.hint === undefined ? {} : { hint: error.hint.slice(0, 2000) }) })
@@ -194,6 +197,31 @@ interface LinkBounds {
   counts: { refusedJoins: number }
 }
 
+/**
+ * The opener's first byte (the join byte, or anything else it sent), without reading further: its frames stay for the
+ * link. 'unused' after `timeoutMs`, 'gone' when the connection ended first.
+ */
+function joinAsked(tls: TLSSocket, timeoutMs: number): Promise<number | 'unused' | 'gone'> {
+  return new Promise((resolve) => {
+    const done = (outcome: number | 'unused' | 'gone'): void => {
+      clearTimeout(timer)
+      tls.off('readable', onReadable)
+      tls.off('end', onGone)
+      tls.off('close', onGone)
+      resolve(outcome)
+    }
+    const onReadable = (): void => {
+      const first = tls.read(1) as Buffer | null
+      if (first !== null) done(first[0]!)
+    }
+    const onGone = (): void => done('gone')
+    const timer = setTimeout(() => done('unused'), timeoutMs)
+    tls.on('readable', onReadable)
+    tls.once('end', onGone)
+    tls.once('close', onGone)
+  })
+}
+
 /** Answers a connection that passed its handshake: refused (a JSON error and the end), or joined to its target. */
 async function joinLink(tls: TLSSocket, ticket: Ticket, { open, limits, counts }: LinkBounds): Promise<void> {
   const refuse = (error: HearthError): void => {
@@ -211,6 +239,13 @@ async function joinLink(tls: TLSSocket, ticket: Ticket, { open, limits, counts }
     mine.delete(tls)
     if (mine.size === 0 && open.get(ticket.holder) === mine) open.delete(ticket.holder)
   })
+  const asked = await joinAsked(tls, limits.spareTimeoutMs)
+  if (asked === 'gone') return
+  if (asked === 'unused') return refuse(new HearthError('HEARTH_ERR_NET_TIMEOUT', `the link was not asked to join within ${limits.spareTimeoutMs} ms`, { hint: 'open a new link' }))
+  if (asked !== joinByte) {
+    tls.destroy()
+    return
+  }
   let target: Duplex
   const deadline = AbortSignal.timeout(limits.joinTimeoutMs)
   // A join that throws at once (the replica ended since the grant) refuses as one that rejects does.
@@ -224,7 +259,7 @@ async function joinLink(tls: TLSSocket, ticket: Ticket, { open, limits, counts }
     return refuse(new HearthError('HEARTH_ERR_NET_TIMEOUT', `the link's target was not reached within ${limits.joinTimeoutMs} ms`))
   }
   if (tls.destroyed) {
-    target.destroy()
+    cut(target, new Error('the link\'s opener went away while it was joined'))
     return
   }
   tls.write(okByte)
@@ -364,68 +399,12 @@ function until(emitter: Duplex, event: string, signal: AbortSignal | undefined):
   })
 }
 
-/** Reads the responder's answer: resolves on 1 (what follows stays unread), rejects with its error on 0. */
-function readAnswer(tls: TLSSocket, where: string, signal: AbortSignal | undefined): Promise<void> {
-  return new Promise((resolve, reject) => {
-    let refused: Buffer[] | undefined
-    let refusedBytes = 0
-    const cleanup = (): void => {
-      tls.off('readable', onReadable)
-      tls.off('end', onEnd)
-      tls.off('error', onError)
-      signal?.removeEventListener('abort', onAbort)
-    }
-    const fail = (error: unknown): void => {
-      cleanup()
-      reject(error)
-    }
-    const onReadable = (): void => {
-      if (refused === undefined) {
-        const first = tls.read(1) as Buffer | null
-        if (first === null) return
-        if (first[0] === 1) {
-          cleanup()
-          return resolve()
-        }
-        if (first[0] !== refusedByte) return fail(new HearthError('HEARTH_ERR_NET_MESSAGE_INVALID', `${where} answered the link with byte ${first[0]}, neither 1 nor 0`))
-        refused = []
-      }
-      for (let chunk = tls.read() as Buffer | null; chunk !== null; chunk = tls.read() as Buffer | null) {
-        refusedBytes += chunk.length
-        if (refusedBytes > maxRefusalBytes) return fail(new HearthError('HEARTH_ERR_NET_MESSAGE_TOO_LARGE', `${where} refused the link with over ${maxRefusalBytes} bytes`))
-        refused.push(chunk)
-      }
-    }
-    const onEnd = (): void => {
-      if (refused === undefined) return fail(new HearthError('HEARTH_ERR_NET_REMOTE', `${where} closed the link without an answer`))
-      let parsed: ReturnType<typeof remoteErrorSchema.safeParse>
-      try {
-        parsed = remoteErrorSchema.safeParse(JSON.parse(Buffer.concat(refused).toString('utf8')))
-      } catch {
-        return fail(new HearthError('HEARTH_ERR_NET_MESSAGE_INVALID', `${where} refused the link with something else than JSON`))
-      }
-      if (!parsed.success) return fail(new HearthError('HEARTH_ERR_NET_MESSAGE_INVALID', `${where} refused the link with something else than { code, message }`))
-      const remote = parsed.data
-      fail(new HearthError(remoteErrorCode(remote.code), `${where} refused the link with ${remote.code}: ${remote.message}`, {
-        ...(remote.hint === undefined ? {} : { hint: remote.hint }),
-        details: { refusedLink: true, remoteCode: remote.code, remoteMessage: remote.message, remoteHint: remote.hint },
-      }))
-    }
-    const onError = (error: Error): void => fail(error)
-    const onAbort = (): void => fail(signal!.reason)
-    if (signal?.aborted === true) return onAbort()
-    tls.on('readable', onReadable)
-    tls.once('end', onEnd)
-    tls.once('error', onError)
-    signal?.addEventListener('abort', onAbort, { once: true })
-  })
-}
-
 /**
- * A direct link to `host`:`port` with `grant`'s ticket: resolves once the responder joined it to its target, with the
- * link (a Duplex with the socket methods node:http calls; a cut link fails with LinkCutError). Rejects with HEARTH_ERR_NET_DIAL when no connection or
- * handshake came about (a wrong or expired ticket ends the handshake), or with the responder's refusal
- * (HEARTH_ERR_NET_REMOTE, or _BUSY or _TIMEOUT as it said; details.refusedLink true, its code in details.remoteCode).
+ * A direct link to `host`:`port` with `grant`'s ticket, once its TLS handshake is done: a spare, joined to the target
+ * on `join()` or its first write (a Duplex with the socket methods node:http calls; a cut link fails with
+ * LinkCutError). Rejects with HEARTH_ERR_NET_DIAL when no connection or handshake came about (a wrong or expired ticket
+ * ends the handshake). The responder's refusal comes later, on the link and on `joined`: HEARTH_ERR_NET_REMOTE, or
+ * _BUSY or _TIMEOUT as it said, details.refusedLink true and its code in details.remoteCode.
  */
 export async function dialDirect(host: string, port: number, grant: Pick<DirectGrant, 'ticket' | 'key'>, options: DialDirectOptions = {}): Promise<FramedLink> {
   const where = `${host}:${port}`
@@ -438,8 +417,7 @@ export async function dialDirect(host: string, port: number, grant: Pick<DirectG
     const connection: ConnectionOptions & { allowHalfOpen: boolean } = { socket: raw, ...tlsOptions, allowHalfOpen: true, checkServerIdentity: () => undefined, pskCallback: () => ({ psk: key, identity: grant.ticket }) }
     tls = tlsConnect(connection)
     await until(tls, 'secureConnect', options.signal)
-    await readAnswer(tls, where, options.signal)
-    return new FramedLink(tls)
+    return new FramedLink(tls, { opener: { where } })
   } catch (error) {
     tls?.destroy()
     raw.destroy()

@@ -304,7 +304,7 @@ async function openServed<Open extends z.ZodType>(
 }
 
 /** Destroys `side` because the other side failed: a TCP socket with a reset (a FIN would read as a clean end). */
-function cut(side: Duplex, error: Error): void {
+export function cut(side: Duplex, error: Error): void {
   if (side instanceof Socket && !side.destroyed) {
     try {
       side.resetAndDestroy()
