@@ -87,6 +87,28 @@ describe('replica links: direct where offered, the tunnel otherwise, refusals pa
     assert.equal(direct.stats().tickets, 1)
   })
 
+  it('keeps a spare link ready, so that the next connection needs no new one', async () => {
+    // A provider that lets this gateway hold two links: one in use and the spare. A new link for the second
+    // connection would be refused as over the bound; the spare, made before, is not.
+    const provider = await createHost({ identity: generateIdentity() })
+    await provider.start()
+    const bounded = await serveServiceDirect({ host: provider, reach, limits: { maxConnectionsPerHolder: 2 } })
+    const links = createReplicaLinks(gateway, { spareLinks: 1 })
+    try {
+      const target = provider.multiaddrs()[0]!
+      const first = await links.connect({ target, activityId }, AbortSignal.timeout(20_000))
+      while (bounded!.stats().connections < 2) await new Promise((resolve) => setTimeout(resolve, 10))
+      const second = await links.connect({ target, activityId }, AbortSignal.timeout(20_000))
+      assert.equal(await echoBack(second, 'on the spare'), 'on the spare')
+      assert.equal(await echoBack(first, 'still the first'), 'still the first')
+      assert.equal(links.pathOf(activityId), 'direct')
+    } finally {
+      links.close()
+      await bounded?.close()
+      await provider.stop()
+    }
+  })
+
   it('goes through the tunnel where the provider offers no direct link, and says why', async () => {
     const lines: string[] = []
     const links = createReplicaLinks(gateway, { direct: true, log: (line) => lines.push(line) })

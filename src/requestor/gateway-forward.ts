@@ -6,6 +6,7 @@
 import { request } from 'node:http'
 import type { ClientRequest, IncomingMessage, OutgoingHttpHeaders, ServerResponse } from 'node:http'
 import { Socket } from 'node:net'
+import { isHearthError } from '../errors.ts'
 import { clientResponseHeaders, forwardedRequestHeaders, idempotentMethods } from './gateway-headers.ts'
 import { ReplicaConnectError } from './gateway-pool.ts'
 import type { ReplicaPool, ReplicaState } from './gateway-pool.ts'
@@ -236,7 +237,8 @@ function attemptOn(ctx: ForwardContext, state: ReplicaState, req: IncomingMessag
       release()
       body.detach(upstream)
       if (cancelled) return resolve({ kind: 'answered' })
-      const connectFailed = error instanceof ReplicaConnectError
+      // A direct link the provider refused never reached the server (replica-link.ts), as a failed connect.
+      const connectFailed = error instanceof ReplicaConnectError || (isHearthError(error) && error.details?.refusedLink === true)
       const timedOut = error instanceof UpstreamTimeout
       const stale = upstream.reusedSocket && !connectFailed && staleSocketCodes.has(error.code ?? '')
       if (!stale && !timedOut) {

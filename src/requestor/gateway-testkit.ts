@@ -9,6 +9,7 @@ import type { Agent, IncomingHttpHeaders, IncomingMessage, Server, ServerRespons
 import { connect } from 'node:net'
 import type { AddressInfo, Socket } from 'node:net'
 import { Duplex } from 'node:stream'
+import { HearthError } from '../errors.ts'
 import type { GatewayReplica } from './gateway-pool.ts'
 
 export interface TestReplica {
@@ -168,6 +169,31 @@ export function send(port: number, options: SendOptions = {}): Promise<Answer> {
     })
     req.end(options.body)
   })
+}
+
+/**
+ * A replica's connection as a direct link its provider refused (the replica ended after the link was opened): any
+ * request fails with the refusal before an answer (details.refusedLink: nothing reached the server). Health checks
+ * (GET /health) pass.
+ */
+export function refusedConnection(): Duplex {
+  let answered = false
+  const link: Duplex = new Duplex({
+    read() {},
+    write(chunk: Buffer, _encoding, callback) {
+      callback()
+      if (answered) return
+      answered = true
+      if (chunk.toString('latin1').startsWith('GET /health ')) {
+        link.push('HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok')
+        link.push(null)
+        return
+      }
+      const refusal = new HearthError('HEARTH_ERR_NET_REMOTE', 'the provider refused the link with HEARTH_ERR_SERVICE_NOT_HOSTED', { details: { refusedLink: true, remoteCode: 'HEARTH_ERR_SERVICE_NOT_HOSTED' } })
+      setImmediate(() => link.destroy(refusal))
+    },
+  })
+  return link
 }
 
 /**

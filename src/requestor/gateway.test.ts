@@ -6,7 +6,7 @@ import { connect } from 'node:net'
 import { createGateway } from './gateway.ts'
 import type { Gateway, GatewayInit, GatewayReplica } from './gateway.ts'
 import { RegionMap } from './gateway-regions.ts'
-import { crashingConnection, send, startReplica } from './gateway-testkit.ts'
+import { crashingConnection, refusedConnection, send, startReplica } from './gateway-testkit.ts'
 import type { TestReplica } from './gateway-testkit.ts'
 
 const cleanups: Array<() => Promise<void> | void> = []
@@ -203,6 +203,19 @@ describe('gateway: failures', () => {
     const seen = list.reduce((sum, r) => sum + (r.seen.get('POST /die') ?? 0), 0)
     assert.equal(seen, 1)
     assert.equal(down.length, 1)
+  })
+
+  it('sends a POST on when the provider refused its direct link, which proves the server saw nothing', async () => {
+    // The refusing replica is in the client's region, so it is tried first; the other is in another.
+    const [other] = await replicas(['b', 'us'])
+    const refusing: GatewayReplica = { id: 'refused', region: 'eu', version: 'v1', connect: async () => refusedConnection() }
+    const { port, down } = await gatewayOver(() => [refusing, other!.replica])
+    const answer = await send(port, { method: 'POST', path: '/echo', body: Buffer.from('charge the card once') })
+    assert.equal(answer.status, 200)
+    assert.equal(answer.body.toString(), 'charge the card once')
+    assert.equal(answer.headers['x-hearth-replica'], 'b')
+    assert.equal(other!.seen.get('POST /echo'), 1)
+    assert.deepEqual(down.map(([id]) => id), ['refused'])
   })
 
   it('resets the client connection when a response is cut mid-body, with a length or chunked', async () => {

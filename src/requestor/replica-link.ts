@@ -6,12 +6,18 @@
  * libp2p's port through, a provider that offers none) sends the replica's connections through the tunnel for a while;
  * a refusal from the provider itself (the replica ended, its server does not answer) is the replica's failure either
  * way, and is passed on as it came.
+ *
+ * A few spare links per replica are kept ready (their TCP and TLS handshakes done, not yet joined to the server), so
+ * that a new connection costs no round trip beyond the request's own: a server that closes every connection would
+ * otherwise pay two more per request across regions. A provider's refusal of a link then comes on the link, before
+ * any answer, as an error with details.refusedLink: nothing reached the server (gateway-forward.ts may retry).
  */
 import type { Duplex } from 'node:stream'
 import { HearthError, isHearthError, toHearthError } from '../errors.ts'
 import { serviceConnectProtocol, serviceDirectProtocol } from '../exec/exescript-protocols.ts'
 import { peerOfTarget, type PeerTarget } from '../net/dial-target.ts'
 import { dialDirect, type DirectGrant } from '../net/direct-link.ts'
+import type { FramedLink } from '../net/link-frames.ts'
 import type { Host } from '../net/host.ts'
 import { raceSignal } from '../net/serve-support.ts'
 
@@ -30,6 +36,10 @@ export interface ReplicaLinksOptions {
   fallbackMs?: number
   /** The most a direct link may take to come about before the tunnel is used instead. */
   directTimeoutMs?: number
+  /** Spare direct links kept ready per replica in use (default 4; 0: none). */
+  spareLinks?: number
+  /** A spare older than this is not used (providers refuse spares after a minute: direct-link.ts). */
+  spareMaxAgeMs?: number
   log?(line: string): void
 }
 
@@ -38,6 +48,8 @@ export interface ReplicaLinks {
   connect(replica: ReplicaAddress, signal: AbortSignal): Promise<Duplex>
   /** How the replica's last connection was made; undefined before the first. */
   pathOf(activityId: string): ReplicaPath | undefined
+  /** Closes the spare links; connections made go on. */
+  close(): void
 }
 
 interface LinkState {
@@ -50,6 +62,58 @@ interface LinkState {
   usedAt: number
   /** Said once in the log: this node reaches the provider at none of the addresses its direct links listen at. */
   toldNotDirect?: boolean
+  spares: SpareLinks
+}
+
+/** A replica's direct links ready for its next connections: handshaken, not joined, at most `count`, oldest first. */
+class SpareLinks {
+  readonly #ready: Array<{ link: FramedLink; at: number }> = []
+  #making = 0
+  #closed = false
+  readonly #limits: { count: number; maxAgeMs: number; dialTimeoutMs: number }
+
+  constructor(limits: { count: number; maxAgeMs: number; dialTimeoutMs: number }) {
+    this.#limits = limits
+  }
+
+  /** One that is still open and young enough, out of the pool; undefined when there is none. */
+  take(): FramedLink | undefined {
+    for (let spare = this.#ready.shift(); spare !== undefined; spare = this.#ready.shift()) {
+      if (!spare.link.destroyed && Date.now() - spare.at < this.#limits.maxAgeMs) return spare.link.ref()
+      spare.link.destroy()
+    }
+    return undefined
+  }
+
+  /** Makes spares in the background up to the count (one that fails to come about is simply not there). */
+  refill(ip: string, grant: DirectGrant): void {
+    while (!this.#closed && this.#ready.length + this.#making < this.#limits.count) {
+      this.#making++
+      dialDirect(ip, grant.port, grant, { signal: AbortSignal.timeout(this.#limits.dialTimeoutMs) }).then(
+        (link) => {
+          this.#making--
+          // Unused, its failure (e.g. the provider refusing it after a minute) is no one's error.
+          link.on('error', () => {})
+          if (this.#closed) return void link.destroy()
+          const spare = { link: link.unref(), at: Date.now() }
+          this.#ready.push(spare)
+          link.once('close', () => {
+            const index = this.#ready.indexOf(spare)
+            if (index >= 0) this.#ready.splice(index, 1)
+          })
+        },
+        () => {
+          this.#making--
+        },
+      )
+    }
+  }
+
+  /** Closes the spares held; `forever`: and makes no more. */
+  drop(forever = false): void {
+    if (forever) this.#closed = true
+    for (const { link } of this.#ready.splice(0)) link.destroy()
+  }
 }
 
 /** Remote codes of a grant's refusal that the tunnel would give as well: the replica's own failure. */
@@ -61,19 +125,25 @@ export function createReplicaLinks(host: Host, options: ReplicaLinksOptions = {}
   const direct = options.direct ?? true
   const fallbackMs = options.fallbackMs ?? 60_000
   const directTimeoutMs = options.directTimeoutMs ?? 3_000
+  const spareLimits = { count: options.spareLinks ?? 4, maxAgeMs: options.spareMaxAgeMs ?? 20_000, dialTimeoutMs: directTimeoutMs }
   const states = new Map<string, LinkState>()
   let sweptAt = 0
+  let closed = false
 
   const stateOf = (activityId: string): LinkState => {
     const now = Date.now()
     // Forgetting is not for every connection (a server that closes each one makes a connection per request).
     if (now - sweptAt > 60_000) {
       sweptAt = now
-      for (const [id, state] of states) if (now - state.usedAt > forgetAfterMs) states.delete(id)
+      for (const [id, state] of states) {
+        if (now - state.usedAt <= forgetAfterMs) continue
+        state.spares.drop(true)
+        states.delete(id)
+      }
     }
     let state = states.get(activityId)
     if (state === undefined) {
-      state = { renewAt: 0, tunnelUntil: 0, usedAt: now }
+      state = { renewAt: 0, tunnelUntil: 0, usedAt: now, spares: new SpareLinks(closed ? { ...spareLimits, count: 0 } : spareLimits) }
       states.set(activityId, state)
     }
     state.usedAt = now
@@ -117,7 +187,9 @@ export function createReplicaLinks(host: Host, options: ReplicaLinksOptions = {}
         state.toldNotDirect = true
         return undefined
       }
-      return await dialDirect(ip, grant.port, grant, { signal: within })
+      const link = state.spares.take() ?? (await dialDirect(ip, grant.port, grant, { signal: within }))
+      state.spares.refill(ip, grant)
+      return link.join()
     } catch (error) {
       if (signal.aborted) throw error
       // The provider answered for the replica (gone, not this node's, its server not answering): as the tunnel would.
@@ -125,6 +197,7 @@ export function createReplicaLinks(host: Host, options: ReplicaLinksOptions = {}
       if (isHearthError(error) && error.code === 'HEARTH_ERR_NET_REMOTE' && (error.details?.refusedLink === true || replicaRefusals.has(String(error.details?.remoteCode)))) throw error
       state.grant = undefined
       state.tunnelUntil = Date.now() + fallbackMs
+      state.spares.drop()
       options.log?.(`replica ${replica.activityId}: no direct link (${toHearthError(error).shortMessage}); through the libp2p tunnel for ${Math.round(fallbackMs / 1000)} s`)
       return undefined
     }
@@ -146,5 +219,10 @@ export function createReplicaLinks(host: Host, options: ReplicaLinksOptions = {}
       return socket
     },
     pathOf: (activityId) => states.get(activityId)?.path,
+    close() {
+      closed = true
+      for (const state of states.values()) state.spares.drop(true)
+      states.clear()
+    },
   }
 }

@@ -109,6 +109,9 @@ export async function remoteRoutes(host: Host, owner: string, service: string, o
     // what exists, and the owner's own checks decide when one is replaced.
     replicas: () => current.map(asGateway),
     healthPath: () => healthPath,
-    close: () => clearInterval(timer),
+    close: () => {
+      clearInterval(timer)
+      links.close()
+    },
   }
 }

@@ -123,7 +123,7 @@ export interface Services {
   restore(): Promise<ServiceStatus[]>
   /** Hands a provider's notice (service-notice) to the service whose replica it names; true when a move started. */
   notice(from: string, notice: ServiceNotice): boolean
-  /** Stops the health checks (replicas keep running until removed). */
+  /** Stops the health checks and closes spare links (replicas keep running until removed). */
   close(): void
 }
 
@@ -162,6 +162,7 @@ export function createServices(init: ServicesInit): Services {
     notice: (from, notice) => [...services.values()].some((service) => service.notice(from, notice)),
     close() {
       for (const service of services.values()) (service as Service & { stopChecks(): void }).stopChecks()
+      links.close()
     },
   }
 }
