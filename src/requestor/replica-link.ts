@@ -36,7 +36,7 @@ export interface ReplicaLinksOptions {
   fallbackMs?: number
   /** The most a direct link may take to come about before the tunnel is used instead. */
   directTimeoutMs?: number
-  /** Spare direct links kept ready per replica in use (default 4; 0: none). */
+  /** Spare direct links kept ready per replica in use (default 4, up to 8 times that while connections find none; 0: none). */
   spareLinks?: number
   /** A spare older than this is not used (providers refuse spares after a minute: direct-link.ts). */
   spareMaxAgeMs?: number
@@ -65,30 +65,41 @@ interface LinkState {
   spares: SpareLinks
 }
 
-/** A replica's direct links ready for its next connections: handshaken, not joined, at most `count`, oldest first. */
+/**
+ * A replica's direct links ready for its next connections: handshaken, not joined, oldest first. It keeps `count`,
+ * one more each time a connection found none ready (a server that closes every connection, under load, needs a
+ * link per request), up to eight times `count`, and one fewer each time a spare grew too old unused.
+ */
 class SpareLinks {
   readonly #ready: Array<{ link: FramedLink; at: number }> = []
   #making = 0
+  #made = 0
   #closed = false
+  #target: number
   readonly #limits: { count: number; maxAgeMs: number; dialTimeoutMs: number }
 
   constructor(limits: { count: number; maxAgeMs: number; dialTimeoutMs: number }) {
     this.#limits = limits
+    this.#target = limits.count
   }
 
   /** One that is still open and young enough, out of the pool; undefined when there is none. */
   take(): FramedLink | undefined {
     for (let spare = this.#ready.shift(); spare !== undefined; spare = this.#ready.shift()) {
       if (!spare.link.destroyed && Date.now() - spare.at < this.#limits.maxAgeMs) return spare.link.ref()
+      if (!spare.link.destroyed) this.#target = Math.max(this.#limits.count, this.#target - 1)
       spare.link.destroy()
     }
+    // The first connection of a replica finds none by nature; later ones that find none want more kept.
+    if (this.#made > 0) this.#target = Math.min(this.#limits.count * 8, this.#target + 1)
     return undefined
   }
 
   /** Makes spares in the background up to the count (one that fails to come about is simply not there). */
   refill(ip: string, grant: DirectGrant): void {
-    while (!this.#closed && this.#ready.length + this.#making < this.#limits.count) {
+    while (!this.#closed && this.#ready.length + this.#making < this.#target) {
       this.#making++
+      this.#made++
       dialDirect(ip, grant.port, grant, { signal: AbortSignal.timeout(this.#limits.dialTimeoutMs) }).then(
         (link) => {
           this.#making--
