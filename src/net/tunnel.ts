@@ -303,9 +303,13 @@ async function openServed<Open extends z.ZodType>(
   }
 }
 
-/** Destroys `side` because the other side failed: a TCP socket with a reset (a FIN would read as a clean end). */
+/**
+ * Destroys `side` because the other side failed: a TCP socket with a reset (a FIN would read as a clean end). Not one
+ * whose end was asked (it sent, or is sending, its FIN): a reset behind a pending shutdown fails in libuv (EINVAL),
+ * and Node then never closes the handle (its 'close' never comes, and the process spins at exit).
+ */
 export function cut(side: Duplex, error: Error): void {
-  if (side instanceof Socket && !side.destroyed) {
+  if (side instanceof Socket && !side.destroyed && !side.writableEnded) {
     try {
       side.resetAndDestroy()
       return
