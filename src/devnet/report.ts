@@ -7,6 +7,7 @@ import type { Address, Hex } from 'viem'
 import { addressFromPeerId } from '../identity/node-identity.ts'
 import type { ConnectionKind } from '../net/host.ts'
 import type { JobOutcome } from '../requestor/requestor.ts'
+import type { AgreementOutcome } from '../requestor/job-types.ts'
 import type { LedgerEntry } from '../payment/chain-client.ts'
 import type { EscrowContext } from '../payment/escrow.ts'
 import { auditEscrows, snapshotTokenBalances, type EscrowAudit, type TokenSnapshot } from '../payment/escrow-audit.ts'
@@ -186,16 +187,28 @@ export async function settlementReport(source: SettlementSource, before: Settlem
   }
 }
 
-/** Where the requestor's records of an agreement's money differ from the chain: a wrong record, or one gone stale. */
-function recordProblems(outcome: JobOutcome, chainOf: (agreementId: string) => EscrowAudit['agreements'][number]): string[] {
+type RecordedMoney = Pick<AgreementOutcome, 'agreementId' | 'settled' | 'depositWei' | 'signedWei' | 'paidWei' | 'refundedWei' | 'lockedWei'>
+
+/**
+ * Where the requestor's records of an agreement's money differ from the chain: a wrong record, or one gone stale. An
+ * agreement whose provider did not settle may still be claimed after the records were taken (the provider, back,
+ * claims its vouchers): there the chain may show more paid and as much less locked, up to what the requestor signed.
+ */
+export function recordProblems(outcome: { agreements: RecordedMoney[] }, chainOf: (agreementId: string) => Pick<EscrowAudit['agreements'][number], 'depositedWei' | 'paidWei' | 'refundedWei' | 'lockedWei'>): string[] {
   const problems: string[] = []
   for (const record of outcome.agreements) {
     const chain = chainOf(record.agreementId)
+    const claimedSince = record.settled ? 0n : chain.paidWei - record.paidWei
+    const beyondSigned = claimedSince > 0n && chain.paidWei > record.signedWei
+    if (claimedSince < 0n || beyondSigned) {
+      problems.push(`agreement ${record.agreementId}: the chain says ${chain.paidWei} wei paid, the requestor's records ${record.paidWei} and ${record.signedWei} signed`)
+      continue
+    }
     const pairs: [string, bigint, bigint][] = [
       ['deposit', record.depositWei, chain.depositedWei],
-      ['paid', record.paidWei, chain.paidWei],
+      ['paid', record.paidWei + claimedSince, chain.paidWei],
       ['refunded', record.refundedWei, chain.refundedWei],
-      ['locked', record.lockedWei, chain.lockedWei],
+      ['locked', record.lockedWei - claimedSince, chain.lockedWei],
     ]
     for (const [what, recorded, read] of pairs) {
       if (recorded !== read) problems.push(`agreement ${record.agreementId}: the requestor's records say ${what} ${recorded} wei, the chain ${read}`)
