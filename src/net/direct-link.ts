@@ -29,7 +29,7 @@ import { connect as tlsConnect, createSecureContext, TLSSocket } from 'node:tls'
 import type { ConnectionOptions, TLSSocketOptions } from 'node:tls'
 import { z } from 'zod'
 import { HearthError, isHearthError, toHearthError } from '../errors.ts'
-import { FramedLink, joinByte } from './link-frames.ts'
+import { answerJoined, answerRefused, FramedLink, joinByte } from './link-frames.ts'
 import { raceSignal } from './serve-support.ts'
 import { cut, splice } from './tunnel.ts'
 
@@ -121,12 +121,10 @@ interface Ticket {
 }
 
 const tlsOptions = { minVersion: 'TLSv1.3', maxVersion: 'TLSv1.3', ciphersuites: 'TLS_AES_128_GCM_SHA256:TLS_CHACHA20_POLY1305_SHA256' } as const
-const okByte = Buffer.of(1)
-const refusedByte = 0
 
 function refusal(error: HearthError): Buffer {
   const text = JSON.stringify({ code: error.code, message: error.shortMessage.slice(0, 2000), ...(error.hint === undefined ? {} : { hint: error.hint.slice(0, 2000) }) })
-  return Buffer.concat([Buffer.of(refusedByte), Buffer.from(text)])
+  return Buffer.concat([Buffer.of(answerRefused), Buffer.from(text)])
 }
 
 function localIpv4(bound: string): string[] {
@@ -262,7 +260,7 @@ async function joinLink(tls: TLSSocket, ticket: Ticket, { open, limits, counts }
     cut(target, new Error('the link\'s opener went away while it was joined'))
     return
   }
-  tls.write(okByte)
+  tls.write(Buffer.of(answerJoined))
   splice(new FramedLink(tls), target, limits.idleTimeoutMs)
 }
 

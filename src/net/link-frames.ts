@@ -32,8 +32,9 @@ export class LinkCutError extends Error {
 
 /** The byte an opener sends to have its link joined to the target. */
 export const joinByte = 1
-const answerJoined = 1
-const answerRefused = 0
+/** The responder's answers to the join byte: joined, or refused (a JSON error follows). */
+export const answerJoined = 1
+export const answerRefused = 0
 /** Largest refusal (its JSON) an opener reads. */
 const maxRefusalBytes = 8 * 1024
 

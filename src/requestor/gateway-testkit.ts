@@ -172,50 +172,41 @@ export function send(port: number, options: SendOptions = {}): Promise<Answer> {
 }
 
 /**
- * A replica's connection as a direct link its provider refused (the replica ended after the link was opened): any
- * request fails with the refusal before an answer (details.refusedLink: nothing reached the server). Health checks
- * (GET /health) pass.
+ * A replica's connection that passes health checks (GET /health) and answers any other first request with `answer`
+ * (maybe nothing), then fails with `failure`.
  */
-export function refusedConnection(): Duplex {
+function scriptedConnection(answer: string, failure: Error): Duplex {
   let answered = false
-  const link: Duplex = new Duplex({
+  const connection: Duplex = new Duplex({
     read() {},
     write(chunk: Buffer, _encoding, callback) {
       callback()
       if (answered) return
       answered = true
       if (chunk.toString('latin1').startsWith('GET /health ')) {
-        link.push('HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok')
-        link.push(null)
+        connection.push('HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok')
+        connection.push(null)
         return
       }
-      const refusal = new HearthError('HEARTH_ERR_NET_REMOTE', 'the provider refused the link with HEARTH_ERR_SERVICE_NOT_HOSTED', { details: { refusedLink: true, remoteCode: 'HEARTH_ERR_SERVICE_NOT_HOSTED' } })
-      setImmediate(() => link.destroy(refusal))
+      if (answer !== '') connection.push(answer)
+      setImmediate(() => connection.destroy(failure))
     },
   })
-  return link
+  return connection
+}
+
+/**
+ * A replica's connection as a direct link its provider refused (the replica ended after the link was opened): any
+ * request fails with the refusal before an answer (details.refusedLink: nothing reached the server).
+ */
+export function refusedConnection(): Duplex {
+  return scriptedConnection('', new HearthError('HEARTH_ERR_NET_REMOTE', 'the provider refused the link with HEARTH_ERR_SERVICE_NOT_HOSTED', { details: { refusedLink: true, remoteCode: 'HEARTH_ERR_SERVICE_NOT_HOSTED' } }))
 }
 
 /**
  * A replica's connection that answers its first request with the first half of a 200 delimited by the connection's
- * close alone, then fails: only the way it ends tells the answer was cut. Health checks (GET /health) pass.
+ * close alone, then fails: only the way it ends tells the answer was cut.
  */
 export function crashingConnection(): Duplex {
-  let answered = false
-  const server: Duplex = new Duplex({
-    read() {},
-    write(chunk: Buffer, _encoding, callback) {
-      callback()
-      if (answered) return
-      answered = true
-      if (chunk.toString('latin1').startsWith('GET /health ')) {
-        server.push('HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok')
-        server.push(null)
-        return
-      }
-      server.push('HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\nconnection: close\r\n\r\nthe first half of the pa')
-      setImmediate(() => server.destroy(new Error('the server crashed')))
-    },
-  })
-  return server
+  return scriptedConnection('HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\nconnection: close\r\n\r\nthe first half of the pa', new Error('the server crashed'))
 }
